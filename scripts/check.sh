@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make check`: every test, against the sanitizer build (build/asan). Unit tests (cmocka) first,
+# then the black-box suite (pytest) that starts the real binary, sipp peers and receivers.
+# Ends with one line: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export ASAN_OPTIONS="abort_on_error=0:halt_on_error=1:detect_leaks=1:exitcode=86${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+export CALLPLANE_BIN="$PWD/build/asan/callplane"
+
+passed=0; failed=0
+log=$(mktemp)
+
+for t in build/asan/tests/test_*; do
+  [ -x "$t" ] || continue
+  "$t" >"$log" 2>&1; rc=$?
+  cat "$log"
+  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+  if [ "$rc" -ne 0 ] && [ -z "$f" ]; then
+    echo "unit test binary $t exited with $rc"; failed=$((failed + 1))
+  fi
+done
+
+if [ -d tests/blackbox ]; then
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox 2>&1 | tee "$log"
+  line=$(grep -E '^[=]* ?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed)| (passed|failed)( |,)' "$log" | tail -n1)
+  p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
+  f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
+  if [ -z "$p$f$e" ]; then echo "pytest produced no summary"; failed=$((failed + 1)); fi
+fi
+rm -f "$log"
+
+echo "${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|test|bench`.
+# Runs `apt-get update` once, and only when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
+       libsofia-sip-ua-dev libcurl4-openssl-dev)
+test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest)
+bench=("${build[@]}" sip-tester wrk nginx-light python3)
+
+case "${1:-build}" in
+  build) want=("${build[@]}") ;;
+  test)  want=("${test[@]}") ;;
+  bench) want=("${bench[@]}") ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >&2
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make run`: start callplane on the embedded default (SQLite at ./var/callplane.db).
+# On a new database it first creates a demo tenant, agent and API key and prints how to use them
+# (also saved, readable only by you, in ./var/demo.env). Extra serve flags: make run ARGS="...".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=build/callplane
+db=./var/callplane.db
+http=127.0.0.1:8080
+
+if [ ! -e "$db" ]; then
+  mkdir -p var
+  json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+  tenant=$("$bin" tenant create --name demo --db "$db" | json id)
+  agent=$("$bin" agent create --tenant "$tenant" --name demo-agent --number +15550100000 --db "$db" | json id)
+  key=$("$bin" key create --tenant "$tenant" --db "$db" | json key)
+  umask 077
+  printf 'TENANT=%s\nAGENT=%s\nKEY=%s\n' "$tenant" "$agent" "$key" > var/demo.env
+  cat <<MSG
+callplane: new database $db with a demo tenant (saved in var/demo.env):
+  tenant  $tenant
+  agent   $agent   (number +15550100000)
+  API key $key
+
+Try, in another terminal:
+  curl -s http://$http/healthz
+  curl -s -H 'Authorization: Bearer $key' -H 'Content-Type: application/json' \\
+       -d '{"agent_id":"$agent","to":"sip:bob@127.0.0.1:5070"}' http://$http/v1/calls
+  curl -s -H 'Authorization: Bearer $key' 'http://$http/v1/calls?status=active'
+  curl -s -X POST -H 'Authorization: Bearer $key' http://$http/v1/calls/CALL_ID/end
+
+MSG
+fi
+echo "callplane: serving http://$http (database $db); Ctrl-C stops it" >&2
+exec "$bin" serve --db "$db" --http "$http" ${ARGS:-}

@@ -1,0 +1,34 @@
+/*
+ * auth.h - API keys: minting, hashing, and turning a presented secret into a scope.
+ *
+ * A secret is "cp_" followed by 48 hex digits (192 random bits from OpenSSL). Only its SHA-256
+ * is stored; a plain hash suffices because the secret has full entropy (nothing to brute-force
+ * with a dictionary), and it keeps authentication to one indexed lookup. The stored hash is
+ * compared with CRYPTO_memcmp so the comparison takes the same time whatever matches.
+ */
+#ifndef CP_AUTH_H
+#define CP_AUTH_H
+
+#include "core/error.h"
+#include "store/store.h"
+
+#define AUTH_SECRET_PREFIX "cp_"
+#define AUTH_SECRET_LEN (3 + 48)
+
+struct principal {
+	struct api_key key;
+	struct scope scope;
+};
+
+/* Mints a key for a tenant (optionally number-scoped): fills *k and writes the secret. */
+int auth_key_mint(const char *tenant_id, const char *number, struct api_key *k,
+		  char secret[AUTH_SECRET_LEN + 1]);
+
+/* Extracts the presented secret from the header values (either may be NULL):
+ * "Authorization: Bearer X" or "x-api-key: X". Returns NULL if none is usable. */
+const char *auth_secret_from_headers(const char *authorization, const char *x_api_key);
+
+/* Authenticates a secret: CP_OK and *who filled, or CP_ERR_UNAUTHORIZED / CP_ERR_INTERNAL. */
+enum cp_err auth_check(struct store *st, const char *secret, struct principal *who);
+
+#endif

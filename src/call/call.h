@@ -1,0 +1,86 @@
+/*
+ * call.h - the canonical call: the one model every route, dialect, store and engine speaks.
+ *
+ * Invariants (enforced by call_state.c and by conditional updates in the store):
+ *   - status only moves along call_transition_allowed(); terminal states never change;
+ *   - ended_at is set exactly when status is terminal; answered_at only when the call reached
+ *     in_progress; duration_s is derived (ended_at - answered_at), never stored;
+ *   - after redaction from, to and metadata are gone (NULL) and redacted_at is set.
+ */
+#ifndef CP_CALL_H
+#define CP_CALL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "core/util.h"
+
+enum call_status {
+	CALL_QUEUED,
+	CALL_RINGING,
+	CALL_IN_PROGRESS,
+	CALL_COMPLETED,
+	CALL_CANCELED,
+	CALL_FAILED,
+	CALL_BUSY,
+	CALL_NO_ANSWER,
+	CALL_STATUS_COUNT
+};
+
+#define CALL_BIT(s) (1u << (s))
+#define CALL_ACTIVE_MASK (CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING) | CALL_BIT(CALL_IN_PROGRESS))
+
+enum call_direction { CALL_OUTBOUND, CALL_INBOUND };
+
+#define CALL_ADDR_MAX 256         /* from / to: SIP URI or E.164 */
+#define CALL_REASON_MAX 64        /* end_reason */
+#define CALL_PROVIDER_ID_MAX 256  /* SIP Call-ID */
+#define CALL_METADATA_MAX (16 * 1024)
+
+struct call {
+	int64_t seq;                          /* store order; list cursor */
+	char id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
+	char agent_id[CP_UUID_LEN + 1];
+	enum call_direction direction;
+	enum call_status status;
+	bool redacted;                        /* from, to, metadata dropped */
+	char from[CALL_ADDR_MAX + 1];
+	char to[CALL_ADDR_MAX + 1];
+	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];  /* "" = null */
+	char end_reason[CALL_REASON_MAX + 1];             /* "" = null */
+	int sip_status;                       /* 0 = null */
+	int max_duration_s;                   /* 0 = none */
+	int64_t created_at, answered_at, ended_at, redacted_at;  /* ms since epoch, 0 = null */
+	char *metadata;                       /* JSON object text, heap; NULL = null */
+};
+
+void call_clear(struct call *c);            /* frees heap fields, zeroes */
+void call_move(struct call *dst, struct call *src);
+
+const char *call_status_name(enum call_status s);
+bool call_status_parse(const char *name, enum call_status *out);
+bool call_status_is_active(enum call_status s);
+bool call_status_is_terminal(enum call_status s);
+/* The state machine: is from -> to a legal step? */
+bool call_transition_allowed(enum call_status from, enum call_status to);
+/* Mask of the states from which `to` may be entered. */
+uint32_t call_sources_of(enum call_status to);
+/* What ending this call from the API turns it into: completed if answered, else canceled. */
+enum call_status call_end_status(enum call_status current);
+
+const char *call_direction_name(enum call_direction d);
+
+/* Whole seconds answered -> ended, rounded to nearest; -1 when never answered or not ended. */
+long long call_duration_s(const struct call *c);
+
+/* The canonical JSON object of a call. */
+json_t *call_to_json(const struct call *c);
+
+/* Validates an end reason: 1..64 chars of [A-Za-z0-9_.:-]. */
+bool call_reason_valid(const char *reason);
+/* A SIP/SIPS URI or an E.164 number, <= CALL_ADDR_MAX bytes, no control chars or spaces. */
+bool call_address_valid(const char *addr);
+
+#endif

@@ -1,0 +1,679 @@
+/*
+ * call_service.c - the canonical call service. See call_service.h.
+ *
+ * The only way a call changes state is transition(): one conditional store update (status must
+ * be in the step's sources) followed by one log line. Ending a call is the one operation that
+ * needs the engine: the service asks the engine to put a BYE or CANCEL on the wire and only
+ * when the engine confirms does it record the end, so a hang-up that cannot be delivered
+ * changes nothing (502 for the client, who may retry).
+ *
+ * Threads: HTTP threads call in directly. The engine reports through a FIFO drained by one
+ * worker thread, so (1) the SIP thread never blocks on a disk write and (2) everything the
+ * engine says about one call -- answered, then hang-up confirmed -- is applied in the order it
+ * happened on the wire.
+ */
+#include "call_service.h"
+#include "core/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_END_REASON "ended_by_api"
+
+enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND };
+
+struct end_job;
+
+struct job {
+	enum job_type type;
+	struct job *next;
+	/* JOB_EVENT */
+	char call_id[CP_UUID_LEN + 1];
+	struct call_update u;
+	char end_reason[CALL_REASON_MAX + 1];
+	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];
+	/* JOB_HUNG_UP */
+	struct end_job *end;
+	enum cp_err err;
+	enum hangup_kind kind;
+	/* JOB_INBOUND */
+	char number[STORE_NUMBER_MAX + 1];
+	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
+	inbound_created_fn created;
+	void *arg;
+};
+
+struct call_service {
+	struct store *st;
+	struct telephony tel;        /* ops NULL: no engine */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;
+	bool running, stopping;
+	pthread_t worker;
+};
+
+static void run_job(struct call_service *svc, struct job *j);
+
+struct call_service *call_service_create(struct store *st)
+{
+	struct call_service *svc = calloc(1, sizeof *svc);
+	if (!svc)
+		return NULL;
+	svc->st = st;
+	pthread_mutex_init(&svc->mu, NULL);
+	pthread_cond_init(&svc->cv, NULL);
+	return svc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct call_service *svc = arg;
+	pthread_mutex_lock(&svc->mu);
+	for (;;) {
+		while (!svc->head && !svc->stopping)
+			pthread_cond_wait(&svc->cv, &svc->mu);
+		if (!svc->head)
+			break;
+		struct job *j = svc->head;
+		svc->head = j->next;
+		if (!svc->head)
+			svc->tail = NULL;
+		pthread_mutex_unlock(&svc->mu);
+		run_job(svc, j);
+		pthread_mutex_lock(&svc->mu);
+	}
+	pthread_mutex_unlock(&svc->mu);
+	return NULL;
+}
+
+int call_service_start(struct call_service *svc)
+{
+	if (pthread_create(&svc->worker, NULL, worker_main, svc))
+		return -1;
+	svc->running = true;
+	return 0;
+}
+
+void call_service_stop(struct call_service *svc)
+{
+	if (!svc->running)
+		return;
+	pthread_mutex_lock(&svc->mu);
+	svc->stopping = true;
+	pthread_cond_signal(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+	pthread_join(svc->worker, NULL);
+	svc->running = false;
+}
+
+void call_service_destroy(struct call_service *svc)
+{
+	if (!svc)
+		return;
+	call_service_stop(svc);
+	pthread_mutex_destroy(&svc->mu);
+	pthread_cond_destroy(&svc->cv);
+	free(svc);
+}
+
+void call_service_set_telephony(struct call_service *svc, const struct telephony *tel)
+{
+	if (tel)
+		svc->tel = *tel;
+	else
+		memset(&svc->tel, 0, sizeof svc->tel);
+}
+
+/* Queues a job for the worker, or runs it here when there is no worker. */
+static void post(struct call_service *svc, struct job *j)
+{
+	pthread_mutex_lock(&svc->mu);
+	if (!svc->running) {
+		pthread_mutex_unlock(&svc->mu);
+		run_job(svc, j);
+		return;
+	}
+	if (svc->tail)
+		svc->tail->next = j;
+	else
+		svc->head = j;
+	svc->tail = j;
+	pthread_cond_signal(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+}
+
+static int transition(struct call_service *svc, const char *id, const struct call_update *u,
+		      const char *req_id, struct call *out)
+{
+	enum call_status prev = CALL_QUEUED;
+	int rc = STORE(svc->st, call_update, id, u, out, &prev);
+	if (rc == STORE_OK) {
+		json_t *f = json_pack("{s:s, s:s, s:s}", "call_id", id, "from",
+				      call_status_name(prev), "to", call_status_name(u->to));
+		if (req_id && *req_id)
+			json_object_set_new(f, "req_id", json_string(req_id));
+		if (u->end_reason)
+			json_object_set_new(f, "end_reason", json_string(u->end_reason));
+		if (u->sip_status)
+			json_object_set_new(f, "sip_status", json_integer(u->sip_status));
+		log_json(LOG_INFO, prev == u->to ? "call_updated" : "call_transition", f);
+	}
+	return rc;
+}
+
+int call_service_event(struct call_service *svc, const char *call_id,
+		       const struct call_update *u, struct call *out)
+{
+	return transition(svc, call_id, u, NULL, out);
+}
+
+void call_service_post_event(struct call_service *svc, const char *call_id,
+			     const struct call_update *u)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (!j) {
+		log_msg(LOG_ERROR, "call_event_lost", "out of memory for call %s", call_id);
+		return;
+	}
+	j->type = JOB_EVENT;
+	snprintf(j->call_id, sizeof j->call_id, "%s", call_id);
+	j->u = *u;
+	if (u->end_reason) {
+		snprintf(j->end_reason, sizeof j->end_reason, "%s", u->end_reason);
+		j->u.end_reason = j->end_reason;
+	}
+	if (u->provider_call_id) {
+		snprintf(j->provider_call_id, sizeof j->provider_call_id, "%s", u->provider_call_id);
+		j->u.provider_call_id = j->provider_call_id;
+	}
+	post(svc, j);
+}
+
+/* ---- create / read ---------------------------------------------------------------------- */
+
+static bool metadata_valid(const char *text)
+{
+	if (!text)
+		return true;
+	if (strlen(text) > CALL_METADATA_MAX)
+		return false;
+	json_t *m = json_loads(text, 0, NULL);
+	bool ok = m && json_is_object(m);
+	json_decref(m);
+	return ok;
+}
+
+static void log_created(const struct call *c, const char *req_id)
+{
+	json_t *f = json_pack("{s:s, s:s, s:s, s:s}", "call_id", c->id, "agent_id", c->agent_id,
+			      "direction", call_direction_name(c->direction), "status",
+			      call_status_name(c->status));
+	if (c->provider_call_id[0])
+		json_object_set_new(f, "provider_call_id", json_string(c->provider_call_id));
+	if (req_id && *req_id)
+		json_object_set_new(f, "req_id", json_string(req_id));
+	log_json(LOG_INFO, "call_created", f);
+}
+
+enum cp_err call_create(struct call_service *svc, const struct scope *sc,
+			const struct call_request *req, const char *req_id, struct call *out,
+			struct cp_error *err)
+{
+	struct agent agent;
+	if (!req->agent_id || !*req->agent_id)
+		return cp_fail(err, CP_ERR_INVALID, "agent_id is required");
+	if (!req->to || !call_address_valid(req->to))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "to must be a sip: URI or an E.164 number of at most %d bytes",
+			       CALL_ADDR_MAX);
+	if (req->from && !call_address_valid(req->from))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "from must be a sip: URI or an E.164 number of at most %d bytes",
+			       CALL_ADDR_MAX);
+	if (req->max_duration_s < 0 || req->max_duration_s > 86400)
+		return cp_fail(err, CP_ERR_INVALID, "max_duration_s must be an integer in 1..86400");
+	if (!metadata_valid(req->metadata))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "metadata must be a JSON object of at most %d bytes", CALL_METADATA_MAX);
+
+	int rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
+	if (rc == STORE_NOT_FOUND)
+		return cp_fail(err, CP_ERR_NOT_FOUND, "agent %s not found", req->agent_id);
+	if (rc != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	const char *from = req->from ? req->from : agent.number;
+	if (!*from)
+		return cp_fail(err, CP_ERR_INVALID, "from is required: the agent has no number");
+
+	struct call c = {0};
+	if (cp_uuid4(c.id))
+		return cp_fail(err, CP_ERR_INTERNAL, "no randomness");
+	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", agent.tenant_id);
+	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent.id);
+	c.direction = CALL_OUTBOUND;
+	c.status = CALL_QUEUED;
+	snprintf(c.from, sizeof c.from, "%s", from);
+	snprintf(c.to, sizeof c.to, "%s", req->to);
+	c.max_duration_s = req->max_duration_s ? req->max_duration_s : agent.max_duration_s;
+	c.created_at = cp_now_ms();
+	if (svc->tel.ops)
+		svc->tel.ops->new_call_id(svc->tel.engine, c.provider_call_id,
+					  sizeof c.provider_call_id);
+	c.metadata = strdup(req->metadata ? req->metadata : "{}");
+	if (!c.metadata)
+		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
+
+	rc = STORE(svc->st, call_insert, &c);
+	if (rc != STORE_OK) {
+		call_clear(&c);
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	}
+	log_created(&c, req_id);
+
+	if (svc->tel.ops && svc->tel.ops->dial(svc->tel.engine, &c) != 0) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+					.ended_at = cp_now_ms(), .end_reason = "failed"};
+		transition(svc, c.id, &u, req_id, &c);
+	}
+	call_move(out, &c);
+	return CP_OK;
+}
+
+enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,
+		     struct call *out, struct cp_error *err)
+{
+	int rc = STORE(svc->st, call_get, sc, id, out);
+	if (rc == STORE_NOT_FOUND)
+		return cp_fail(err, CP_ERR_NOT_FOUND, "call not found");
+	if (rc != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+enum cp_err call_list(struct call_service *svc, const struct scope *sc,
+		      const struct call_filter *f, struct call **out, size_t *n,
+		      struct cp_error *err)
+{
+	if (STORE(svc->st, call_list, sc, f, out, n) != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
+			const char *req_id, struct call *out, struct cp_error *err)
+{
+	enum cp_err e = call_get(svc, sc, id, out, err);
+	if (e != CP_OK)
+		return e;
+	int rc = STORE(svc->st, call_redact, out->id, cp_now_ms(), out);
+	if (rc == STORE_CONFLICT)
+		return cp_fail(err, CP_ERR_NOT_ACTIVE, "call is still active; end it first");
+	if (rc != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	json_t *f = json_pack("{s:s}", "call_id", out->id);
+	if (req_id)
+		json_object_set_new(f, "req_id", json_string(req_id));
+	log_json(LOG_INFO, "call_redacted", f);
+	return CP_OK;
+}
+
+/* ---- end -------------------------------------------------------------------------------- */
+
+struct end_job {
+	struct call_service *svc;
+	char id[CP_UUID_LEN + 1];
+	char reason[CALL_REASON_MAX + 1];
+	char req_id[40];
+	enum call_status seen;       /* status when the end was requested */
+	call_end_fn done;
+	void *arg;
+};
+
+static void end_reply(struct end_job *job, enum cp_err code, const char *msg,
+		      const struct call *c)
+{
+	struct cp_error e = {.code = code};
+	snprintf(e.message, sizeof e.message, "%s", msg);
+	job->done(job->arg, &e, c);
+}
+
+/* Records the end. kind says what went on the wire; HANGUP_NONE means nothing had to (a call
+ * that was never dialled), in which case the target follows the status we find. */
+static void end_record(struct end_job *job, enum hangup_kind kind)
+{
+	struct call c = {0};
+	enum call_status cur = job->seen;
+	for (int attempt = 0; attempt < 4; attempt++) {
+		enum call_status to;
+		uint32_t from;
+		if (kind == HANGUP_BYE) {
+			to = CALL_COMPLETED;
+			from = CALL_BIT(CALL_IN_PROGRESS);
+		} else if (kind == HANGUP_CANCEL) {
+			to = CALL_CANCELED;
+			from = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING);
+		} else {
+			to = call_end_status(cur);
+			from = CALL_BIT(cur);
+		}
+		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
+					.end_reason = job->reason};
+		int rc = transition(job->svc, job->id, &u, job->req_id, &c);
+		if (rc == STORE_OK) {
+			end_reply(job, CP_OK, "", &c);
+			goto out;
+		}
+		if (rc != STORE_CONFLICT) {
+			end_reply(job, CP_ERR_INTERNAL, "store error", NULL);
+			goto out;
+		}
+		if (call_status_is_terminal(c.status)) {
+			end_reply(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
+			goto out;
+		}
+		/* Still active but not where we expected: it moved meanwhile (answered while we
+		 * were cancelling a call the engine had not dialled). End it from where it is. */
+		cur = c.status;
+		kind = HANGUP_NONE;
+	}
+	end_reply(job, CP_ERR_INTERNAL, "call kept changing state", NULL);
+out:
+	call_clear(&c);
+	free(job);
+}
+
+static void end_hung_up_now(struct end_job *job, enum cp_err err, enum hangup_kind kind)
+{
+	if (err == CP_OK) {
+		end_record(job, kind);
+		return;
+	}
+	if (err == CP_ERR_NOT_ACTIVE) {
+		struct call c = {0};
+		if (STORE(job->svc->st, call_get, NULL, job->id, &c) == STORE_OK)
+			end_reply(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
+		else
+			end_reply(job, CP_ERR_INTERNAL, "store error", NULL);
+		call_clear(&c);
+	} else {
+		end_reply(job, CP_ERR_UNDELIVERABLE,
+			  "the hang-up could not be handed to the network; nothing changed, retry", NULL);
+	}
+	free(job);
+}
+
+/* The engine's answer to hangup(): on the engine thread, so hand it to the worker. */
+static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind)
+{
+	struct end_job *end = arg;
+	struct job *j = calloc(1, sizeof *j);
+	if (!j) {
+		end_hung_up_now(end, err, kind);
+		return;
+	}
+	j->type = JOB_HUNG_UP;
+	j->end = end;
+	j->err = err;
+	j->kind = kind;
+	post(end->svc, j);
+}
+
+static void end_call(struct call_service *svc, const struct scope *sc, const char *id,
+		     const char *reason, const char *agent_id, const char *req_id, int wait_ms,
+		     call_end_fn done, void *arg)
+{
+	struct cp_error e = {0};
+	struct call c = {0};
+	if (!reason)
+		reason = DEFAULT_END_REASON;
+	if (!call_reason_valid(reason)) {
+		cp_fail(&e, CP_ERR_INVALID, "reason must be 1..%d characters of [A-Za-z0-9_.:-]",
+			CALL_REASON_MAX);
+		done(arg, &e, NULL);
+		return;
+	}
+	if (call_get(svc, sc, id, &c, &e) != CP_OK) {
+		done(arg, &e, NULL);
+		return;
+	}
+	if (agent_id && strcmp(agent_id, c.agent_id)) {
+		cp_fail(&e, CP_ERR_NOT_FOUND, "call not found for this agent");
+		done(arg, &e, NULL);
+		call_clear(&c);
+		return;
+	}
+	if (call_status_is_terminal(c.status)) {
+		cp_fail(&e, CP_ERR_NOT_ACTIVE, "call is not active");
+		done(arg, &e, &c);
+		call_clear(&c);
+		return;
+	}
+	struct end_job *job = calloc(1, sizeof *job);
+	if (!job) {
+		cp_fail(&e, CP_ERR_INTERNAL, "out of memory");
+		done(arg, &e, NULL);
+		call_clear(&c);
+		return;
+	}
+	job->svc = svc;
+	snprintf(job->id, sizeof job->id, "%s", c.id);
+	snprintf(job->reason, sizeof job->reason, "%s", reason);
+	snprintf(job->req_id, sizeof job->req_id, "%s", req_id ? req_id : "");
+	job->seen = c.status;
+	job->done = done;
+	job->arg = arg;
+	if (svc->tel.ops)
+		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, end_hung_up, job);
+	else
+		end_record(job, HANGUP_NONE);
+	call_clear(&c);
+}
+
+void call_end(struct call_service *svc, const struct scope *sc, const char *id,
+	      const char *reason, const char *req_id, call_end_fn done, void *arg)
+{
+	end_call(svc, sc, id, reason, NULL, req_id, -1, done, arg);
+}
+
+void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
+		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
+		   void *arg)
+{
+	end_call(svc, sc, id, opt->reason, opt->agent_id, req_id, -1, done, arg);
+}
+
+/* ---- end all ---------------------------------------------------------------------------- */
+
+struct end_all {
+	pthread_mutex_t mu;
+	size_t pending, ended, not_active, failed;
+	bool dispatched;             /* every call_end() issued */
+	call_end_all_fn done;
+	void *arg;
+};
+
+static void end_all_finish_if_done(struct end_all *ea)
+{
+	/* called with ea->mu held; releases it */
+	bool finished = ea->dispatched && ea->pending == 0;
+	pthread_mutex_unlock(&ea->mu);
+	if (!finished)
+		return;
+	struct cp_error ok = {.code = CP_OK};
+	ea->done(ea->arg, &ok, ea->ended, ea->not_active, ea->failed);
+	pthread_mutex_destroy(&ea->mu);
+	free(ea);
+}
+
+static void end_all_one(void *arg, const struct cp_error *err, const struct call *c)
+{
+	struct end_all *ea = arg;
+	(void)c;
+	pthread_mutex_lock(&ea->mu);
+	if (err->code == CP_OK)
+		ea->ended++;
+	else if (err->code == CP_ERR_NOT_ACTIVE)
+		ea->not_active++;
+	else
+		ea->failed++;
+	ea->pending--;
+	end_all_finish_if_done(ea);
+}
+
+void call_end_all(struct call_service *svc, const struct scope *sc, const char *agent_id,
+		  const char *reason, const char *req_id, call_end_all_fn done, void *arg)
+{
+	struct cp_error e = {0};
+	if (reason && !call_reason_valid(reason)) {
+		cp_fail(&e, CP_ERR_INVALID, "reason must be 1..%d characters of [A-Za-z0-9_.:-]",
+			CALL_REASON_MAX);
+		done(arg, &e, 0, 0, 0);
+		return;
+	}
+	struct end_all *ea = calloc(1, sizeof *ea);
+	if (!ea) {
+		cp_fail(&e, CP_ERR_INTERNAL, "out of memory");
+		done(arg, &e, 0, 0, 0);
+		return;
+	}
+	pthread_mutex_init(&ea->mu, NULL);
+	ea->done = done;
+	ea->arg = arg;
+
+	/* Walk the active calls page by page (newest first). Ending a call removes it from the
+	 * active set, so the cursor (before_seq) keeps the walk from revisiting anything. */
+	struct call_filter f = {.status_mask = CALL_ACTIVE_MASK, .agent_id = agent_id, .limit = 200};
+	for (;;) {
+		struct call *calls = NULL;
+		size_t n = 0;
+		if (STORE(svc->st, call_list, sc, &f, &calls, &n) != STORE_OK) {
+			pthread_mutex_lock(&ea->mu);
+			ea->failed++;
+			pthread_mutex_unlock(&ea->mu);
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			pthread_mutex_lock(&ea->mu);
+			ea->pending++;
+			pthread_mutex_unlock(&ea->mu);
+			/* no wait bound: every call of an emergency stop must go, however
+			 * long the pacer needs */
+			end_call(svc, sc, calls[i].id, reason, NULL, req_id, 0, end_all_one, ea);
+		}
+		if (n)
+			f.before_seq = calls[n - 1].seq;
+		call_list_free(calls, n);
+		if (n < (size_t)f.limit)
+			break;
+	}
+	pthread_mutex_lock(&ea->mu);
+	ea->dispatched = true;
+	end_all_finish_if_done(ea);
+}
+
+/* ---- inbound ---------------------------------------------------------------------------- */
+
+void call_service_inbound(struct call_service *svc, const struct inbound_call *in,
+			  inbound_created_fn created, void *arg)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (!j) {
+		created(arg, CP_ERR_INTERNAL, NULL);
+		return;
+	}
+	j->type = JOB_INBOUND;
+	snprintf(j->number, sizeof j->number, "%s", in->number);
+	snprintf(j->from, sizeof j->from, "%s", in->from);
+	snprintf(j->to, sizeof j->to, "%s", in->to);
+	snprintf(j->provider_call_id, sizeof j->provider_call_id, "%s", in->provider_call_id);
+	j->created = created;
+	j->arg = arg;
+	post(svc, j);
+}
+
+static void inbound_create(struct call_service *svc, struct job *j)
+{
+	struct agent agent;
+	struct call c = {0};
+	int rc = STORE(svc->st, agent_by_number, j->number, &agent);
+	if (rc != STORE_OK) {
+		j->created(j->arg, rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL, NULL);
+		return;
+	}
+	if (cp_uuid4(c.id)) {
+		j->created(j->arg, CP_ERR_INTERNAL, NULL);
+		return;
+	}
+	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", agent.tenant_id);
+	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent.id);
+	c.direction = CALL_INBOUND;
+	c.status = CALL_QUEUED;
+	snprintf(c.from, sizeof c.from, "%s", j->from);
+	snprintf(c.to, sizeof c.to, "%s", j->to);
+	snprintf(c.provider_call_id, sizeof c.provider_call_id, "%s", j->provider_call_id);
+	c.max_duration_s = agent.max_duration_s;
+	c.created_at = cp_now_ms();
+	c.metadata = strdup("{}");
+	if (!c.metadata || STORE(svc->st, call_insert, &c) != STORE_OK) {
+		call_clear(&c);
+		j->created(j->arg, CP_ERR_INTERNAL, NULL);
+		return;
+	}
+	log_created(&c, NULL);
+	j->created(j->arg, CP_OK, &c);
+	call_clear(&c);
+}
+
+/* ---- worker ----------------------------------------------------------------------------- */
+
+static void run_job(struct call_service *svc, struct job *j)
+{
+	switch (j->type) {
+	case JOB_EVENT:
+		transition(svc, j->call_id, &j->u, NULL, NULL);
+		break;
+	case JOB_HUNG_UP:
+		end_hung_up_now(j->end, j->err, j->kind);
+		break;
+	case JOB_INBOUND:
+		inbound_create(svc, j);
+		break;
+	}
+	free(j);
+}
+
+/* ---- recovery --------------------------------------------------------------------------- */
+
+int call_service_recover(struct call_service *svc, bool include_queued)
+{
+	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	size_t n = 0;
+	int ended = 0;
+	if (STORE(svc->st, call_active_ids, &ids, &n) != STORE_OK)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct call c = {0};
+		for (int attempt = 0; attempt < 4; attempt++) {
+			if (STORE(svc->st, call_get, NULL, ids[i], &c) != STORE_OK ||
+			    call_status_is_terminal(c.status) ||
+			    (c.status == CALL_QUEUED && !include_queued))
+				break;
+			struct call_update u = {.from_mask = CALL_BIT(c.status),
+						.to = call_end_status(c.status),
+						.ended_at = cp_now_ms(), .end_reason = "node_restart"};
+			if (transition(svc, ids[i], &u, NULL, NULL) == STORE_OK) {
+				ended++;
+				break;
+			}
+		}
+		call_clear(&c);
+	}
+	free(ids);
+	if (ended)
+		log_json(LOG_WARN, "recovered", json_pack("{s:i}", "calls_ended", ended));
+	return ended;
+}

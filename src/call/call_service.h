@@ -1,0 +1,99 @@
+/*
+ * call_service.h - the canonical call service: every way of touching a call goes through here.
+ *
+ * HTTP routes (canonical and every vendor dialect) parse a request into these calls and render
+ * what comes back; the telephony engine reports progress through call_service_event(). The
+ * service enforces the rules (scope, validation, the state machine) and performs each state
+ * change as one conditional store update, so a transition happens exactly once whoever races.
+ */
+#ifndef CP_CALL_SERVICE_H
+#define CP_CALL_SERVICE_H
+
+#include "call/call.h"
+#include "call/telephony.h"
+#include "core/error.h"
+#include "store/store.h"
+
+struct call_service;
+
+struct call_request {
+	const char *agent_id;
+	const char *to;
+	const char *from;            /* NULL: the agent's number */
+	const char *metadata;        /* JSON object text or NULL */
+	int max_duration_s;          /* 0: the agent's default */
+};
+
+struct call_service *call_service_create(struct store *st);
+/* Starts the worker thread that applies engine events in order. Without it (unit tests) they
+ * are applied on the caller's thread. */
+int call_service_start(struct call_service *svc);
+/* Drains the worker's queue and joins it. */
+void call_service_stop(struct call_service *svc);
+void call_service_destroy(struct call_service *svc);
+/* Attaches (or with NULL detaches) the telephony engine. Without one, calls stay queued. */
+void call_service_set_telephony(struct call_service *svc, const struct telephony *tel);
+
+enum cp_err call_create(struct call_service *svc, const struct scope *sc,
+			const struct call_request *req, const char *req_id, struct call *out,
+			struct cp_error *err);
+enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,
+		     struct call *out, struct cp_error *err);
+enum cp_err call_list(struct call_service *svc, const struct scope *sc,
+		      const struct call_filter *f, struct call **out, size_t *n,
+		      struct cp_error *err);
+enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
+			const char *req_id, struct call *out, struct cp_error *err);
+
+/* Ends a call: BYE if answered, CANCEL if ringing, straight to canceled if not dialled yet.
+ * done(arg, err, call) runs exactly once, possibly on another thread, possibly before
+ * call_end() returns. On CP_OK `call` is the ended call; on CP_ERR_NOT_ACTIVE the current one;
+ * otherwise NULL. err->message explains failures. */
+typedef void (*call_end_fn)(void *arg, const struct cp_error *err, const struct call *call);
+void call_end(struct call_service *svc, const struct scope *sc, const char *id,
+	      const char *reason, const char *req_id, call_end_fn done, void *arg);
+
+/* call_end() with the narrower lookups some dialects need. */
+struct call_end_options {
+	const char *reason;          /* NULL: "ended_by_api" */
+	const char *agent_id;        /* non-NULL: the call must belong to this agent, else 404 */
+};
+void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
+		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
+		   void *arg);
+
+/* Ends every active call in the scope (optionally one agent's): an emergency stop. done runs
+ * once all hang-ups are recorded, with how many calls were ended, had already ended meanwhile,
+ * or could not be hung up. */
+typedef void (*call_end_all_fn)(void *arg, const struct cp_error *err, size_t ended,
+				size_t not_active, size_t failed);
+void call_end_all(struct call_service *svc, const struct scope *sc, const char *agent_id,
+		  const char *reason, const char *req_id, call_end_all_fn done, void *arg);
+
+/* Applies u as one conditional transition and logs it; returns the store result
+ * (STORE_CONFLICT if the call had already moved on). Synchronous. */
+int call_service_event(struct call_service *svc, const char *call_id,
+		       const struct call_update *u, struct call *out);
+/* Engine -> service: the same, queued to the worker so the engine never waits on the store.
+ * Events are applied in the order they were posted. */
+void call_service_post_event(struct call_service *svc, const char *call_id,
+			     const struct call_update *u);
+
+/* Engine -> service: an INVITE reached an agent's number. The worker stores the inbound call
+ * (status queued) and calls created(arg, err, call) on its thread. */
+struct inbound_call {
+	const char *number;          /* the agent number dialled */
+	const char *from, *to;
+	const char *provider_call_id;
+};
+typedef void (*inbound_created_fn)(void *arg, enum cp_err err, const struct call *c);
+void call_service_inbound(struct call_service *svc, const struct inbound_call *in,
+			  inbound_created_fn created, void *arg);
+
+/* At start-up, before the engine runs: calls a previous run left ringing or in progress have
+ * no dialog any more; end them with end_reason "node_restart". Queued calls are ended too when
+ * include_queued (a telephony engine runs: they may have been dialled); without an engine they
+ * were never dialled and stay queued. Returns how many were ended, or -1. */
+int call_service_recover(struct call_service *svc, bool include_queued);
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * call_state.c - the call state machine and the rules about call fields.
+ *
+ *   queued ──► ringing ──► in_progress ──► completed
+ *     │  └────────┬──────────►┘
+ *     └───────────┴──► canceled | failed | busy | no_answer
+ *
+ * queued may go straight to in_progress (an inbound call we answer at once). A call that was
+ * never answered cannot be "completed"; an answered call can only be completed. The store applies
+ * each step as one conditional update (status IN call_sources_of(to)) so that among concurrent
+ * attempts exactly one wins; this file only says which steps exist.
+ */
+#include "call.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const status_names[CALL_STATUS_COUNT] = {
+	[CALL_QUEUED] = "queued",       [CALL_RINGING] = "ringing",
+	[CALL_IN_PROGRESS] = "in_progress", [CALL_COMPLETED] = "completed",
+	[CALL_CANCELED] = "canceled",   [CALL_FAILED] = "failed",
+	[CALL_BUSY] = "busy",           [CALL_NO_ANSWER] = "no_answer",
+};
+
+#define UNANSWERED_ENDS (CALL_BIT(CALL_CANCELED) | CALL_BIT(CALL_FAILED) | \
+			 CALL_BIT(CALL_BUSY) | CALL_BIT(CALL_NO_ANSWER))
+
+/* allowed[from] = mask of states reachable in one step */
+static const uint32_t allowed[CALL_STATUS_COUNT] = {
+	[CALL_QUEUED] = CALL_BIT(CALL_RINGING) | CALL_BIT(CALL_IN_PROGRESS) | UNANSWERED_ENDS,
+	[CALL_RINGING] = CALL_BIT(CALL_IN_PROGRESS) | UNANSWERED_ENDS,
+	[CALL_IN_PROGRESS] = CALL_BIT(CALL_COMPLETED),
+};
+
+const char *call_status_name(enum call_status s)
+{
+	return (unsigned)s < CALL_STATUS_COUNT ? status_names[s] : "unknown";
+}
+
+bool call_status_parse(const char *name, enum call_status *out)
+{
+	for (int s = 0; s < CALL_STATUS_COUNT; s++) {
+		if (name && !strcmp(name, status_names[s])) {
+			*out = (enum call_status)s;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool call_status_is_active(enum call_status s)
+{
+	return (unsigned)s < CALL_STATUS_COUNT && (CALL_ACTIVE_MASK & CALL_BIT(s));
+}
+
+bool call_status_is_terminal(enum call_status s)
+{
+	return (unsigned)s < CALL_STATUS_COUNT && !call_status_is_active(s);
+}
+
+bool call_transition_allowed(enum call_status from, enum call_status to)
+{
+	if ((unsigned)from >= CALL_STATUS_COUNT || (unsigned)to >= CALL_STATUS_COUNT)
+		return false;
+	return (allowed[from] & CALL_BIT(to)) != 0;
+}
+
+uint32_t call_sources_of(enum call_status to)
+{
+	uint32_t mask = 0;
+	for (int s = 0; s < CALL_STATUS_COUNT; s++)
+		if (call_transition_allowed((enum call_status)s, to))
+			mask |= CALL_BIT(s);
+	return mask;
+}
+
+enum call_status call_end_status(enum call_status current)
+{
+	return current == CALL_IN_PROGRESS ? CALL_COMPLETED : CALL_CANCELED;
+}
+
+const char *call_direction_name(enum call_direction d)
+{
+	return d == CALL_INBOUND ? "inbound" : "outbound";
+}
+
+void call_clear(struct call *c)
+{
+	free(c->metadata);
+	memset(c, 0, sizeof *c);
+}
+
+void call_move(struct call *dst, struct call *src)
+{
+	call_clear(dst);
+	*dst = *src;
+	src->metadata = NULL;
+	call_clear(src);
+}
+
+long long call_duration_s(const struct call *c)
+{
+	if (!c->answered_at || !c->ended_at || c->ended_at < c->answered_at)
+		return -1;
+	return (c->ended_at - c->answered_at + 500) / 1000;
+}
+
+bool call_reason_valid(const char *reason)
+{
+	size_t n = reason ? strlen(reason) : 0;
+	if (n < 1 || n > CALL_REASON_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)reason[i];
+		if (!isalnum(ch) && !strchr("_.:-", ch))
+			return false;
+	}
+	return true;
+}
+
+bool call_address_valid(const char *addr)
+{
+	size_t n = addr ? strlen(addr) : 0;
+	if (n == 0 || n > CALL_ADDR_MAX)
+		return false;
+	if (cp_is_e164(addr))
+		return true;
+	const char *rest;
+	if (!strncasecmp(addr, "sip:", 4))
+		rest = addr + 4;
+	else if (!strncasecmp(addr, "sips:", 5))
+		rest = addr + 5;
+	else
+		return false;
+	const char *at = strchr(rest, '@');
+	if (!*rest || *rest == '@' || (at && !at[1]))
+		return false;   /* no user before or no host after the '@' */
+	for (const char *p = rest; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch <= ' ' || ch >= 0x7f || strchr("<>\"", ch))
+			return false;
+	}
+	return true;
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+	if (!ms)
+		return json_null();
+	char buf[CP_RFC3339_LEN + 1];
+	cp_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s, bool present)
+{
+	return present && s[0] ? json_string(s) : json_null();
+}
+
+json_t *call_to_json(const struct call *c)
+{
+	json_t *o = json_object();
+	long long dur = call_duration_s(c);
+	json_t *meta = json_null();
+	if (c->metadata && !c->redacted) {
+		json_t *m = json_loads(c->metadata, 0, NULL);
+		if (m)
+			meta = m;
+	}
+	json_object_set_new(o, "id", json_string(c->id));
+	json_object_set_new(o, "agent_id", json_string(c->agent_id));
+	json_object_set_new(o, "direction", json_string(call_direction_name(c->direction)));
+	json_object_set_new(o, "from", str_or_null(c->from, !c->redacted));
+	json_object_set_new(o, "to", str_or_null(c->to, !c->redacted));
+	json_object_set_new(o, "status", json_string(call_status_name(c->status)));
+	json_object_set_new(o, "provider_call_id", str_or_null(c->provider_call_id, true));
+	json_object_set_new(o, "created_at", time_or_null(c->created_at));
+	json_object_set_new(o, "answered_at", time_or_null(c->answered_at));
+	json_object_set_new(o, "ended_at", time_or_null(c->ended_at));
+	json_object_set_new(o, "duration_s", dur >= 0 ? json_integer(dur) : json_null());
+	json_object_set_new(o, "end_reason", str_or_null(c->end_reason, true));
+	json_object_set_new(o, "sip_status", c->sip_status ? json_integer(c->sip_status) : json_null());
+	json_object_set_new(o, "max_duration_s",
+			    c->max_duration_s ? json_integer(c->max_duration_s) : json_null());
+	json_object_set_new(o, "metadata", meta);
+	json_object_set_new(o, "redacted_at", time_or_null(c->redacted_at));
+	return o;
+}

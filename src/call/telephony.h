@@ -1,0 +1,46 @@
+/*
+ * telephony.h - the boundary between the call service and a telephony engine (SIP today).
+ *
+ * The call service owns call *state* (in the store); the engine owns *dialogs* (on the wire).
+ * Service -> engine goes through this struct of callbacks; engine -> service goes through
+ * call_service_event() and call_service_inbound() in call_service.h, which only enqueue: the
+ * engine's thread never waits on the store. Neither side reaches into the other's data.
+ */
+#ifndef CP_TELEPHONY_H
+#define CP_TELEPHONY_H
+
+#include <stddef.h>
+
+#include "call/call.h"
+#include "core/error.h"
+
+/* How a hang-up left the wire: a BYE on an answered dialog, a CANCEL of a ringing one, or
+ * nothing at all because no dialog existed (a call that was never dialled). */
+enum hangup_kind { HANGUP_BYE, HANGUP_CANCEL, HANGUP_NONE };
+
+/* Called exactly once per hangup(), from the engine's thread:
+ *   CP_OK                 the BYE/CANCEL was handed to the transport (kind says which);
+ *   CP_ERR_NOT_ACTIVE     the dialog is already ending or gone;
+ *   CP_ERR_UNDELIVERABLE  the engine could not take the request; nothing changed. */
+typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind);
+
+struct telephony_ops {
+	const char *name;
+	/* Writes the provider call id (SIP Call-ID) a new outbound call will use, so the call is
+	 * stored with it before anything goes on the wire. */
+	void (*new_call_id)(void *engine, char *buf, size_t size);
+	/* Starts dialling a call stored as queued. 0 if the engine took the job. */
+	int (*dial)(void *engine, const struct call *c);
+	/* Hangs up a call; reason goes into an RFC 3326 Reason header. wait_ms bounds how long
+	 * the request may wait for its turn before it is answered CP_ERR_UNDELIVERABLE:
+	 * -1 = the engine's default (API ends), 0 = no bound (an emergency stop of every call). */
+	void (*hangup)(void *engine, const struct call *c, const char *reason, int wait_ms,
+		       hangup_done_fn done, void *arg);
+};
+
+struct telephony {
+	const struct telephony_ops *ops;
+	void *engine;
+};
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * admin.c - tenant, agent and key commands.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <jansson.h>
+
+#include "cli.h"
+#include "args.h"
+#include "auth/auth.h"
+#include "core/util.h"
+#include "store/store.h"
+
+static int mkdir_parents(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", path);
+	char *slash = strrchr(buf, '/');
+	if (!slash || slash == buf)
+		return 0;
+	*slash = '\0';
+	for (char *p = buf + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(buf, 0755) && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	}
+	return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+struct store *cli_open_store(const char *path, bool sync_full)
+{
+	if (mkdir_parents(path)) {
+		fprintf(stderr, "error: cannot create the directory of %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	struct store_options opt = {.sync_full = sync_full};
+	struct store *st = store_open(path, &opt);
+	if (!st)
+		fprintf(stderr, "error: cannot open database %s\n", path);
+	return st;
+}
+
+int cli_print(json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(v);
+	if (!s)
+		return 1;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+static int fail(const char *msg, const char *arg)
+{
+	fprintf(stderr, "error: %s%s\n", msg, arg ? arg : "");
+	return 1;
+}
+
+static int usage(const char *u)
+{
+	fprintf(stderr, "%s", u);
+	return 2;
+}
+
+/* ---- tenant ----------------------------------------------------------------------------- */
+
+static const char tenant_usage[] =
+	"usage: callplane tenant create --name NAME [--db PATH]\n"
+	"       callplane tenant list [--db PATH]\n";
+
+int cli_tenant(int argc, char **argv)
+{
+	const char *name = NULL, *db = CLI_DEFAULT_DB;
+	const char *pos[1];
+	int n_pos;
+	if (argc < 1)
+		return usage(tenant_usage);
+	if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		printf("%s", tenant_usage);
+		return 0;
+	}
+	bool create = !strcmp(argv[0], "create");
+	if (!create && strcmp(argv[0], "list"))
+		return usage(tenant_usage);
+	struct opt opts[] = {{"name", &name, create}, {"db", &db, false}, {0}};
+	enum args_result ar = args_parse(argc - 1, argv + 1, create ? opts : opts + 1, pos, 0,
+					 &n_pos, tenant_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	if (create && (!*name || strlen(name) > STORE_NAME_MAX))
+		return fail("--name must be 1..128 characters", NULL);
+	struct store *st = cli_open_store(db, true);
+	if (!st)
+		return 1;
+	int rc = 1;
+	if (create) {
+		char id[CP_UUID_LEN + 1];
+		if (cp_uuid4(id) == 0 && STORE(st, tenant_create, id, name, cp_now_ms()) == STORE_OK)
+			rc = cli_print(json_pack("{s:s}", "id", id));
+		else
+			fail("could not create the tenant", NULL);
+	} else {
+		json_t *list = NULL;
+		if (STORE(st, tenant_list, &list) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", list));
+		else
+			fail("could not list tenants", NULL);
+	}
+	store_close(st);
+	return rc;
+}
+
+/* ---- agent ------------------------------------------------------------------------------ */
+
+static const char agent_usage[] =
+	"usage: callplane agent create --tenant ID --name NAME [--number E164]\n"
+	"                              [--max-duration SECONDS] [--db PATH]\n"
+	"       callplane agent list [--tenant ID] [--db PATH]\n";
+
+int cli_agent(int argc, char **argv)
+{
+	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL,
+		   *db = CLI_DEFAULT_DB;
+	const char *pos[1];
+	int n_pos;
+	if (argc < 1)
+		return usage(agent_usage);
+	if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		printf("%s", agent_usage);
+		return 0;
+	}
+	bool create = !strcmp(argv[0], "create");
+	if (!create && strcmp(argv[0], "list"))
+		return usage(agent_usage);
+	struct opt create_opts[] = {{"tenant", &tenant, true}, {"name", &name, true},
+				    {"number", &number, false}, {"max-duration", &maxd, false},
+				    {"db", &db, false}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
+					 0, &n_pos, agent_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+
+	struct agent a = {0};
+	long long v = 0;
+	if (create) {
+		if (!*name || strlen(name) > STORE_NAME_MAX)
+			return fail("--name must be 1..128 characters", NULL);
+		if (number && !cp_is_e164(number))
+			return fail("--number must be an E.164 number (+ and 2..15 digits): ", number);
+		if (maxd && !cp_parse_int(maxd, 1, 86400, &v))
+			return fail("--max-duration must be an integer in 1..86400: ", maxd);
+	}
+	struct store *st = cli_open_store(db, true);
+	if (!st)
+		return 1;
+	int rc = 1;
+	if (create) {
+		int r;
+		if (cp_uuid4(a.id))
+			goto out;
+		snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
+		snprintf(a.name, sizeof a.name, "%s", name);
+		snprintf(a.number, sizeof a.number, "%s", number ? number : "");
+		a.max_duration_s = (int)v;
+		a.created_at = cp_now_ms();
+		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
+			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		else if ((r = STORE(st, agent_create, &a)) == STORE_CONFLICT)
+			fail("another agent already has the number ", number);
+		else if (r != STORE_OK)
+			fail("could not create the agent", NULL);
+		else
+			rc = cli_print(json_pack("{s:s}", "id", a.id));
+	} else {
+		json_t *list = NULL;
+		if (STORE(st, agent_list, tenant, &list) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", list));
+		else
+			fail("could not list agents", NULL);
+	}
+out:
+	store_close(st);
+	return rc;
+}
+
+/* ---- key -------------------------------------------------------------------------------- */
+
+static const char key_usage[] =
+	"usage: callplane key create --tenant ID [--number E164] [--rate-limit PER_SECOND] [--db PATH]\n"
+	"       callplane key list [--tenant ID] [--db PATH]\n"
+	"       callplane key revoke ID [--db PATH]\n"
+	"A key created with --number is number-scoped: it sees only calls of the agents with\n"
+	"that number. --rate-limit sets the key's requests per second (burst the same);\n"
+	"without it the server's --rate-limit applies. The secret is printed once and\n"
+	"stored only as a hash.\n";
+
+int cli_key(int argc, char **argv)
+{
+	const char *tenant = NULL, *number = NULL, *rate = NULL, *db = CLI_DEFAULT_DB;
+	const char *pos[1] = {NULL};
+	int n_pos;
+	if (argc < 1)
+		return usage(key_usage);
+	if (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		printf("%s", key_usage);
+		return 0;
+	}
+	const char *sub = argv[0];
+	struct opt create_opts[] = {{"tenant", &tenant, true}, {"number", &number, false},
+				    {"rate-limit", &rate, false}, {"db", &db, false}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	struct opt revoke_opts[] = {{"db", &db, false}, {0}};
+	struct opt *opts;
+	int max_pos = 0;
+	if (!strcmp(sub, "create"))
+		opts = create_opts;
+	else if (!strcmp(sub, "list"))
+		opts = list_opts;
+	else if (!strcmp(sub, "revoke"))
+		opts = revoke_opts, max_pos = 1;
+	else
+		return usage(key_usage);
+	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, key_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	if (max_pos && n_pos != 1) {
+		fprintf(stderr, "error: key revoke needs the key id\n%s", key_usage);
+		return 2;
+	}
+	if (number && !cp_is_e164(number))
+		return fail("--number must be an E.164 number (+ and 2..15 digits): ", number);
+	long long rate_v = 0;
+	if (rate && !cp_parse_int(rate, 1, 1000000, &rate_v))
+		return fail("--rate-limit must be an integer in 1..1000000: ", rate);
+
+	struct store *st = cli_open_store(db, true);
+	if (!st)
+		return 1;
+	int rc = 1, r;
+	if (opts == create_opts) {
+		struct api_key k;
+		char secret[AUTH_SECRET_LEN + 1];
+		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
+			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		else if (auth_key_mint(tenant, number, &k, secret) ||
+			 (k.rate_limit = (unsigned)rate_v, STORE(st, key_create, &k)) != STORE_OK)
+			fail("could not create the key", NULL);
+		else
+			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));
+	} else if (opts == list_opts) {
+		json_t *list = NULL;
+		if (STORE(st, key_list, tenant, &list) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", list));
+		else
+			fail("could not list keys", NULL);
+	} else {
+		r = STORE(st, key_revoke, pos[0], cp_now_ms());
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "revoked", 1));
+		else
+			fail(r == STORE_NOT_FOUND ? "no such key: " : "could not revoke ", pos[0]);
+	}
+	store_close(st);
+	return rc;
+}

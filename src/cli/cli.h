@@ -1,0 +1,25 @@
+/*
+ * cli.h - the command line: `callplane serve` and the admin commands (tenant, agent, key).
+ * Admin commands open the same database as a running server (SQLite WAL allows it), print JSON
+ * on stdout, and report errors on stderr with a non-zero exit (2 = usage, 1 = failure).
+ */
+#ifndef CP_CLI_H
+#define CP_CLI_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#define CLI_DEFAULT_DB "./var/callplane.db"
+
+int cli_serve(int argc, char **argv);
+int cli_tenant(int argc, char **argv);
+int cli_agent(int argc, char **argv);
+int cli_key(int argc, char **argv);
+
+struct store;
+/* Opens the database at path (creating its directory), or prints an error and returns NULL. */
+struct store *cli_open_store(const char *path, bool sync_full);
+/* Prints a JSON value on stdout (and frees it); returns 0. */
+int cli_print(json_t *v);
+
+#endif

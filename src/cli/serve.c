@@ -1,0 +1,304 @@
+/*
+ * serve.c - `callplane serve`: wires store, call service, telephony engine and HTTP server,
+ * then waits for SIGTERM/SIGINT and shuts down in reverse order.
+ *
+ * Signals are blocked in every thread (they inherit the mask before they are created) and taken
+ * synchronously with sigwait() here, so no code runs in signal context.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cli.h"
+#include "args.h"
+#include "call/call_service.h"
+#include "core/log.h"
+#include "dialects/dialects.h"
+#include "http/routes.h"
+#include "sip/sip.h"
+#include "store/store.h"
+
+#include <sys/resource.h>
+
+static const char serve_usage[] =
+	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
+	"                       [--config FILE] [--sync full|normal] [--http-threads N]\n"
+	"                       [--log-level debug|info|warn|error]\n"
+	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
+	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
+	"       [--sip-advertise IP]\n"
+	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
+	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
+	"--config FILE is a JSON object keyed by the long option names; flags win over it.\n";
+
+struct serve_config {
+	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
+	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
+		*sip_advertise, *rate_limit;
+};
+
+/* Fills options not given on the command line from the JSON config file. */
+static int load_config_file(struct serve_config *c, json_t **holder)
+{
+	if (!c->config)
+		return 0;
+	json_error_t je;
+	json_t *j = json_load_file(c->config, 0, &je);
+	if (!j || !json_is_object(j)) {
+		fprintf(stderr, "error: config %s: %s\n", c->config, j ? "not a JSON object" : je.text);
+		json_decref(j);
+		return -1;
+	}
+	struct { const char *key; const char **slot; } map[] = {
+		{"db", &c->db}, {"http", &c->http}, {"sip", &c->sip}, {"sync", &c->sync},
+		{"http-threads", &c->http_threads}, {"log-level", &c->log_level},
+		{"trunk", &c->trunk}, {"trunk-auth", &c->trunk_auth},
+		{"ring-timeout", &c->ring_timeout}, {"hangup-rate", &c->hangup_rate},
+		{"hangup-wait-ms", &c->hangup_wait}, {"rtp-ports", &c->rtp_ports},
+		{"sip-advertise", &c->sip_advertise}, {"rate-limit", &c->rate_limit},
+	};
+	const char *k;
+	json_t *v;
+	json_object_foreach(j, k, v) {
+		size_t i;
+		for (i = 0; i < sizeof map / sizeof map[0]; i++)
+			if (!strcmp(k, map[i].key))
+				break;
+		if (i == sizeof map / sizeof map[0] || !json_is_string(v)) {
+			fprintf(stderr, "error: config %s: unknown key or non-string value \"%s\"\n",
+				c->config, k);
+			json_decref(j);
+			return -1;
+		}
+		if (!*map[i].slot)
+			*map[i].slot = json_string_value(v);
+	}
+	*holder = j;
+	return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" */
+static int split_hostport(const char *s, char *host, size_t hsize, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon)
+		return -1;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	long long p;
+	if (hl == 0 || hl >= hsize || !cp_parse_int(colon + 1, 0, 65535, &p))
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* Fills the SIP engine's configuration; prints the problem and returns -1 on bad values. */
+static int sip_config_from(const struct serve_config *c, struct sip_config *sc)
+{
+	long long v;
+	sip_config_defaults(sc);
+	if (split_hostport(c->sip, sc->host, sizeof sc->host, &sc->port)) {
+		fprintf(stderr, "error: --sip must be HOST:PORT or none, got '%s'\n", c->sip);
+		return -1;
+	}
+	if (c->sip_advertise)
+		snprintf(sc->advertise, sizeof sc->advertise, "%s", c->sip_advertise);
+	if (c->trunk) {
+		if (strncmp(c->trunk, "sip:", 4) || strlen(c->trunk) < 5 ||
+		    strlen(c->trunk) >= sizeof sc->trunk) {
+			fprintf(stderr, "error: --trunk must be sip:HOST[:PORT]\n");
+			return -1;
+		}
+		snprintf(sc->trunk, sizeof sc->trunk, "%s", c->trunk);
+	}
+	if (c->trunk_auth) {
+		const char *colon = strchr(c->trunk_auth, ':');
+		if (!colon || colon == c->trunk_auth ||
+		    (size_t)(colon - c->trunk_auth) >= sizeof sc->trunk_user ||
+		    strlen(colon + 1) >= sizeof sc->trunk_password) {
+			fprintf(stderr, "error: --trunk-auth must be USER:PASSWORD\n");
+			return -1;
+		}
+		memcpy(sc->trunk_user, c->trunk_auth, (size_t)(colon - c->trunk_auth));
+		snprintf(sc->trunk_password, sizeof sc->trunk_password, "%s", colon + 1);
+	}
+	if (c->ring_timeout) {
+		if (!cp_parse_int(c->ring_timeout, 1, 3600, &v)) {
+			fprintf(stderr, "error: --ring-timeout must be 1..3600 seconds\n");
+			return -1;
+		}
+		sc->ring_timeout_s = (int)v;
+	}
+	if (c->hangup_rate) {
+		if (!cp_parse_int(c->hangup_rate, 0, 1000000, &v)) {
+			fprintf(stderr, "error: --hangup-rate must be 0 (unpaced)..1000000\n");
+			return -1;
+		}
+		sc->hangup_rate = (int)v;
+	}
+	if (c->hangup_wait) {
+		if (!cp_parse_int(c->hangup_wait, 1, 60000, &v)) {
+			fprintf(stderr, "error: --hangup-wait-ms must be 1..60000\n");
+			return -1;
+		}
+		sc->hangup_wait_ms = (int)v;
+	}
+	if (c->rtp_ports) {
+		long long lo, hi;
+		char buf[64];
+		snprintf(buf, sizeof buf, "%s", c->rtp_ports);
+		char *dash = strchr(buf, '-');
+		if (dash)
+			*dash = '\0';
+		if (!dash || !cp_parse_int(buf, 1024, 65534, &lo) ||
+		    !cp_parse_int(dash + 1, lo + 1, 65535, &hi)) {
+			fprintf(stderr, "error: --rtp-ports must be LOW-HIGH within 1024-65535\n");
+			return -1;
+		}
+		sc->rtp_port_min = (int)lo;
+		sc->rtp_port_max = (int)hi;
+	}
+	return 0;
+}
+
+/* Every call holds an RTP socket: allow as many descriptors as the hard limit permits. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct serve_config c = {0};
+	struct opt opts[] = {{"db", &c.db, false}, {"http", &c.http, false},
+			     {"sip", &c.sip, false}, {"config", &c.config, false},
+			     {"sync", &c.sync, false}, {"http-threads", &c.http_threads, false},
+			     {"log-level", &c.log_level, false}, {"trunk", &c.trunk, false},
+			     {"trunk-auth", &c.trunk_auth, false},
+			     {"ring-timeout", &c.ring_timeout, false},
+			     {"hangup-rate", &c.hangup_rate, false},
+			     {"hangup-wait-ms", &c.hangup_wait, false},
+			     {"rtp-ports", &c.rtp_ports, false},
+			     {"sip-advertise", &c.sip_advertise, false},
+			     {"rate-limit", &c.rate_limit, false}, {0}};
+	const char *pos[1];
+	int n_pos;
+	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	json_t *file = NULL;
+	if (load_config_file(&c, &file))
+		return 2;
+	if (!c.db) c.db = CLI_DEFAULT_DB;
+	if (!c.http) c.http = "127.0.0.1:8080";
+	if (!c.sip) c.sip = "127.0.0.1:5060";
+	if (!c.sync) c.sync = "full";
+	if (!c.log_level) c.log_level = "info";
+
+	int rc = 2;
+	char http_host[256];
+	int http_port;
+	long long threads = 0, rate_limit = 1000;
+	if (split_hostport(c.http, http_host, sizeof http_host, &http_port)) {
+		fprintf(stderr, "error: --http must be HOST:PORT, got '%s'\n", c.http);
+		goto out_cfg;
+	}
+	if (strcmp(c.sync, "full") && strcmp(c.sync, "normal")) {
+		fprintf(stderr, "error: --sync must be full or normal\n");
+		goto out_cfg;
+	}
+	if (c.http_threads && !cp_parse_int(c.http_threads, 1, 256, &threads)) {
+		fprintf(stderr, "error: --http-threads must be 1..256\n");
+		goto out_cfg;
+	}
+	if (c.rate_limit && !cp_parse_int(c.rate_limit, 0, 1000000, &rate_limit)) {
+		fprintf(stderr, "error: --rate-limit must be 0..1000000\n");
+		goto out_cfg;
+	}
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+	int level = -1;
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(c.log_level, levels[i]))
+			level = i;
+	if (level < 0) {
+		fprintf(stderr, "error: --log-level must be debug, info, warn or error\n");
+		goto out_cfg;
+	}
+	log_set_level((enum log_level)level);
+	bool with_sip = strcmp(c.sip, "none") != 0;
+	struct sip_config sipc;
+	if (with_sip && sip_config_from(&c, &sipc))
+		goto out_cfg;
+	raise_fd_limit();
+
+	/* every thread created from here on inherits this mask */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = 1;
+	struct store *st = cli_open_store(c.db, !strcmp(c.sync, "full"));
+	if (!st)
+		goto out_cfg;
+	struct call_service *svc = call_service_create(st);
+	struct app app = {.calls = svc, .store = st};
+	struct sip_engine *sip = NULL;
+	struct http_server *http = NULL;
+
+	/* dialogs of a previous run are gone with its process: end what it left active */
+	if (call_service_recover(svc, with_sip) < 0 || call_service_start(svc))
+		goto out_svc;
+	if (with_sip) {
+		sip = sip_engine_start(&sipc, svc);
+		if (!sip)
+			goto out_svc;
+		struct telephony tel = sip_engine_telephony(sip);
+		call_service_set_telephony(svc, &tel);
+	}
+
+	static const struct route *const tables[] = {canonical_routes, talkover_routes,
+						     voxworks_routes, pilotstatus_routes,
+						     cartesia_routes};
+	struct http_server_config hc = {.host = http_host, .port = http_port,
+					.threads = (unsigned)threads, .app = &app, .store = st,
+					.fallback = &canonical_dialect,
+					.rate_limit = (unsigned)rate_limit};
+	http = http_server_start(&hc, tables, sizeof tables / sizeof tables[0]);
+	if (!http)
+		goto out_svc;
+	log_json(LOG_INFO, "ready", json_pack("{s:s, s:s, s:s, s:s}", "http", c.http, "sip", c.sip,
+					      "db", c.db, "sync", c.sync));
+
+	int sig = 0;
+	sigwait(&sigs, &sig);
+	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
+	rc = 0;
+out_svc:
+	/* outside in: no new requests, then no dialogs, then no queued store writes */
+	http_server_stop(http);
+	if (sip) {
+		sip_engine_stop(sip);
+		call_service_set_telephony(svc, NULL);
+	}
+	call_service_stop(svc);
+	call_service_destroy(svc);
+	store_close(st);
+out_cfg:
+	json_decref(file);
+	return rc;
+}

@@ -1,0 +1,120 @@
+/*
+ * util.c - clocks, randomness, encodings. See util.h.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+int64_t cp_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cp_mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void cp_rfc3339(int64_t ms, char *buf)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	/* strftime bounds every field, so no truncation is possible (years 0..9999) */
+	size_t n = strftime(buf, CP_RFC3339_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
+	unsigned frac = (unsigned)(ms % 1000);
+	buf[n] = '.';
+	buf[n + 1] = (char)('0' + frac / 100);
+	buf[n + 2] = (char)('0' + frac / 10 % 10);
+	buf[n + 3] = (char)('0' + frac % 10);
+	buf[n + 4] = 'Z';
+	buf[n + 5] = '\0';
+}
+
+int cp_random(void *buf, size_t len)
+{
+	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+void cp_hex(const void *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = in;
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+int cp_uuid4(char out[CP_UUID_LEN + 1])
+{
+	unsigned char b[16];
+	char hex[33];
+	if (cp_random(b, sizeof b))
+		return -1;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	cp_hex(b, sizeof b, hex);
+	snprintf(out, CP_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+		 hex + 16, hex + 20);
+	return 0;
+}
+
+void cp_sha256_hex(const void *in, size_t len, char out[CP_SHA256_HEX_LEN + 1])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256(in, len, md);
+	cp_hex(md, sizeof md, out);
+}
+
+bool cp_is_uuid(const char *s)
+{
+	if (!s || strlen(s) != CP_UUID_LEN)
+		return false;
+	for (int i = 0; i < CP_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+bool cp_is_e164(const char *s)
+{
+	if (!s || s[0] != '+')
+		return false;
+	size_t n = strlen(s + 1);
+	if (n < 2 || n > 15 || s[1] == '0')
+		return false;
+	for (size_t i = 1; i <= n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+bool cp_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	if (!s || !*s || isspace((unsigned char)*s))
+		return false;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}

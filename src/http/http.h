@@ -1,0 +1,99 @@
+/*
+ * http.h - the HTTP boundary: routes, dialects, and the request a route handler sees.
+ *
+ * The server (server.c) owns libmicrohttpd: it reads the body (at most 64 KiB), matches the route,
+ * authenticates, applies Idempotency-Key, then calls the route's handler. A handler parses the
+ * request, calls the call service, and answers with http_reply_json() or http_reply_error()
+ * exactly once -- then or later, from any thread (the connection is suspended meanwhile and
+ * resumed by the reply). The server logs one line per request.
+ *
+ * A dialect (canonical, or a vendor's) is a struct of callbacks that says how its routes
+ * authenticate and what its errors look like, so a vendor route is a thin translation over the
+ * same call service and the same server machinery.
+ */
+#ifndef CP_HTTP_H
+#define CP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "auth/auth.h"
+#include "core/error.h"
+
+#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_MAX_PARAMS 4
+
+struct http_request;
+struct http_server;
+
+struct http_dialect {
+	const char *name;
+	/* Renders an error in this dialect's shape and sets *status. */
+	json_t *(*render_error)(const struct cp_error *e, unsigned *status);
+	/* Authenticates the request; NULL = canonical (Bearer or x-api-key). */
+	enum cp_err (*authenticate)(struct http_request *r, struct principal *who,
+				    struct cp_error *err);
+};
+
+enum route_flags {
+	ROUTE_PUBLIC = 1u << 0,      /* no authentication */
+};
+
+typedef void (*route_fn)(struct http_request *r);
+
+struct route {
+	const char *method;
+	const char *pattern;         /* "/v1/calls/:id/end": ":name" captures one segment */
+	route_fn handler;
+	const struct http_dialect *dialect;
+	unsigned flags;
+};
+
+struct http_server_config {
+	const char *host;
+	int port;
+	unsigned threads;            /* 0 = number of cores */
+	void *app;                   /* handed to handlers through http_app() */
+	struct store *store;         /* authentication and idempotency records */
+	const struct http_dialect *fallback;  /* errors for unknown routes */
+	unsigned rate_limit;         /* requests/s per key without a limit of its own; 0 = none */
+};
+
+struct http_server *http_server_start(const struct http_server_config *cfg,
+				      const struct route *const *tables, size_t n_tables);
+/* Stops accepting, waits (bounded) for requests in flight, then stops. */
+void http_server_stop(struct http_server *srv);
+
+/* Authenticates with the credentials a dialect accepts: "Authorization: Bearer KEY" when
+ * bearer, "x-api-key: KEY" when x_api_key. For dialects' authenticate callbacks. */
+enum cp_err http_auth_key(struct http_request *r, bool bearer, bool x_api_key,
+			  struct principal *who, struct cp_error *err);
+
+/* ---- for handlers ----------------------------------------------------------------------- */
+void *http_app(struct http_request *r);
+const char *http_method(struct http_request *r);
+const char *http_param(struct http_request *r, int i);          /* decoded ":name" captures */
+const char *http_query(struct http_request *r, const char *name); /* decoded, or NULL */
+const char *http_header(struct http_request *r, const char *name);
+const char *http_body(struct http_request *r, size_t *len);
+const struct principal *http_principal(struct http_request *r);
+const char *http_req_id(struct http_request *r);
+
+/* Adds a response header; call before replying. */
+void http_add_header(struct http_request *r, const char *name, const char *value);
+/* Replies (exactly once, any thread). Takes ownership of body; NULL = no body (e.g. 204). */
+void http_reply_json(struct http_request *r, unsigned status, json_t *body);
+/* Replies with an error in the route's dialect. */
+void http_reply_error(struct http_request *r, const struct cp_error *e);
+void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Parses a JSON object body. Empty body -> *out = NULL and true when allow_empty. On failure
+ * fills err (CP_ERR_INVALID) and returns false. */
+bool http_json_body(struct http_request *r, bool allow_empty, json_t **out, struct cp_error *err);
+
+/* Percent-decodes in place ("+" -> " " when plus_is_space); false on a bad escape or a NUL. */
+bool http_percent_decode(char *s, bool plus_is_space);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * routes.h - the route tables the server is assembled from, and what handlers share.
+ *
+ * canonical_routes: docs/API.md. Vendor dialects add one table each (docs/dialects.md).
+ */
+#ifndef CP_ROUTES_H
+#define CP_ROUTES_H
+
+#include "call/call_service.h"
+#include "http/http.h"
+
+/* What every handler reaches through http_app(). */
+struct app {
+	struct call_service *calls;
+	struct store *store;
+};
+
+extern const struct http_dialect canonical_dialect;
+extern const struct route canonical_routes[];
+
+/* JSON body helpers shared by the dialects. */
+bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);
+bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_error *err);
+
+#endif

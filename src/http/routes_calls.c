@@ -1,0 +1,279 @@
+/*
+ * routes_calls.c - the canonical REST API (/v1/calls, /healthz) and the canonical dialect.
+ *
+ * Each handler is parse -> call service -> render; rules live in the call service. The request
+ * shapes are documented in docs/API.md.
+ */
+#include "routes.h"
+#include "core/log.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIST_DEFAULT 50
+#define LIST_MAX 200
+
+static json_t *canonical_error(const struct cp_error *e, unsigned *status)
+{
+	*status = cp_err_status(e->code);
+	return json_pack("{s:{s:s, s:s}}", "error", "code", cp_err_code(e->code), "message",
+			 e->message[0] ? e->message : cp_err_code(e->code));
+}
+
+const struct http_dialect canonical_dialect = {
+	.name = "canonical",
+	.render_error = canonical_error,
+};
+
+static struct call_service *svc_of(struct http_request *r)
+{
+	return ((struct app *)http_app(r))->calls;
+}
+
+/* Rejects members other than the allowed ones. */
+bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(obj, k, v) {
+		bool ok = false;
+		for (int i = 0; allowed[i] && !ok; i++)
+			ok = !strcmp(k, allowed[i]);
+		if (!ok) {
+			cp_fail(err, CP_ERR_INVALID, "unknown field \"%s\"", k);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A member that must be a string if present. */
+bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_error *err)
+{
+	json_t *v = json_object_get(obj, name);
+	*out = NULL;
+	if (!v)
+		return true;
+	if (!json_is_string(v)) {
+		cp_fail(err, CP_ERR_INVALID, "%s must be a string", name);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+static void health(struct http_request *r)
+{
+	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void create(struct http_request *r)
+{
+	static const char *const fields[] = {"agent_id", "to", "from", "metadata",
+					     "max_duration_s", NULL};
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	char *meta_text = NULL;
+	struct call_request req = {0};
+	struct call c = {0};
+
+	if (!http_json_body(r, false, &body, &err) || !json_only_fields(body, fields, &err) ||
+	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
+	    !json_opt_string(body, "to", &req.to, &err) ||
+	    !json_opt_string(body, "from", &req.from, &err))
+		goto fail;
+	if (!req.agent_id) {
+		cp_fail(&err, CP_ERR_INVALID, "agent_id is required");
+		goto fail;
+	}
+	if (!req.to) {
+		cp_fail(&err, CP_ERR_INVALID, "to is required");
+		goto fail;
+	}
+	json_t *md = json_object_get(body, "max_duration_s");
+	if (md) {
+		if (!json_is_integer(md) || json_integer_value(md) < 1 ||
+		    json_integer_value(md) > 86400) {
+			cp_fail(&err, CP_ERR_INVALID, "max_duration_s must be an integer in 1..86400");
+			goto fail;
+		}
+		req.max_duration_s = (int)json_integer_value(md);
+	}
+	json_t *meta = json_object_get(body, "metadata");
+	if (meta) {
+		if (!json_is_object(meta)) {
+			cp_fail(&err, CP_ERR_INVALID, "metadata must be a JSON object");
+			goto fail;
+		}
+		meta_text = json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		req.metadata = meta_text;
+	}
+	if (call_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &err) != CP_OK)
+		goto fail;
+	http_reply_json(r, 201, call_to_json(&c));
+	goto out;
+fail:
+	http_reply_error(r, &err);
+out:
+	call_clear(&c);
+	free(meta_text);
+	json_decref(body);
+}
+
+static void get(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct call c = {0};
+	if (call_get(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &c, &err) == CP_OK)
+		http_reply_json(r, 200, call_to_json(&c));
+	else
+		http_reply_error(r, &err);
+	call_clear(&c);
+}
+
+static void list(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct call_filter f = {.limit = LIST_DEFAULT};
+	const char *status = http_query(r, "status");
+	const char *agent = http_query(r, "agent_id");
+	const char *limit = http_query(r, "limit");
+	const char *cursor = http_query(r, "cursor");
+	long long v;
+
+	if (status) {
+		enum call_status s;
+		if (!strcmp(status, "active"))
+			f.status_mask = CALL_ACTIVE_MASK;
+		else if (call_status_parse(status, &s))
+			f.status_mask = CALL_BIT(s);
+		else {
+			http_reply_fail(r, CP_ERR_INVALID, "unknown status \"%s\"", status);
+			return;
+		}
+	}
+	if (agent) {
+		if (!*agent) {
+			http_reply_fail(r, CP_ERR_INVALID, "agent_id must not be empty");
+			return;
+		}
+		f.agent_id = agent;
+	}
+	if (limit) {
+		if (!cp_parse_int(limit, 1, LIST_MAX, &v)) {
+			http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..%d", LIST_MAX);
+			return;
+		}
+		f.limit = (int)v;
+	}
+	if (cursor) {
+		/* the cursor is opaque to clients: "c" + the store sequence of the last row seen */
+		if (cursor[0] != 'c' || !cp_parse_int(cursor + 1, 1, INT64_MAX, &v)) {
+			http_reply_fail(r, CP_ERR_INVALID, "invalid cursor");
+			return;
+		}
+		f.before_seq = v;
+	}
+
+	struct call *calls = NULL;
+	size_t n = 0;
+	if (call_list(svc_of(r), &http_principal(r)->scope, &f, &calls, &n, &err) != CP_OK) {
+		http_reply_error(r, &err);
+		return;
+	}
+	json_t *data = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(data, call_to_json(&calls[i]));
+	json_t *next = json_null();
+	if (n == (size_t)f.limit) {
+		char buf[32];
+		snprintf(buf, sizeof buf, "c%lld", (long long)calls[n - 1].seq);
+		next = json_string(buf);
+	}
+	call_list_free(calls, n);
+	http_reply_json(r, 200, json_pack("{s:o, s:o}", "data", data, "next_cursor", next));
+}
+
+static void end_done(void *arg, const struct cp_error *err, const struct call *c)
+{
+	struct http_request *r = arg;
+	if (err->code == CP_OK)
+		http_reply_json(r, 200, call_to_json(c));
+	else
+		http_reply_error(r, err);
+}
+
+static void end(struct http_request *r)
+{
+	static const char *const fields[] = {"reason", NULL};
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	const char *reason = NULL;
+	if (!http_json_body(r, true, &body, &err) ||
+	    (body && (!json_only_fields(body, fields, &err) ||
+		      !json_opt_string(body, "reason", &reason, &err)))) {
+		json_decref(body);
+		http_reply_error(r, &err);
+		return;
+	}
+	call_end(svc_of(r), &http_principal(r)->scope, http_param(r, 0), reason, http_req_id(r),
+		 end_done, r);
+	json_decref(body);
+}
+
+static void end_all_done(void *arg, const struct cp_error *err, size_t ended, size_t not_active,
+			 size_t failed)
+{
+	struct http_request *r = arg;
+	if (err->code != CP_OK) {
+		http_reply_error(r, err);
+		return;
+	}
+	http_reply_json(r, 200, json_pack("{s:I, s:I, s:I}", "ended", (json_int_t)ended,
+					  "already_ended", (json_int_t)not_active,
+					  "failed", (json_int_t)failed));
+}
+
+static void end_all(struct http_request *r)
+{
+	static const char *const fields[] = {"agent_id", "reason", NULL};
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	const char *agent = NULL, *reason = NULL;
+	if (!http_json_body(r, true, &body, &err) ||
+	    (body && (!json_only_fields(body, fields, &err) ||
+		      !json_opt_string(body, "agent_id", &agent, &err) ||
+		      !json_opt_string(body, "reason", &reason, &err)))) {
+		json_decref(body);
+		http_reply_error(r, &err);
+		return;
+	}
+	call_end_all(svc_of(r), &http_principal(r)->scope, agent, reason, http_req_id(r),
+		     end_all_done, r);
+	json_decref(body);
+}
+
+static void redact(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct call c = {0};
+	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r),
+			&c, &err) == CP_OK)
+		http_reply_json(r, 200, call_to_json(&c));
+	else
+		http_reply_error(r, &err);
+	call_clear(&c);
+}
+
+const struct route canonical_routes[] = {
+	{"GET", "/healthz", health, &canonical_dialect, ROUTE_PUBLIC},
+	{"POST", "/v1/calls", create, &canonical_dialect, 0},
+	{"POST", "/v1/calls/end", end_all, &canonical_dialect, 0},
+	{"GET", "/v1/calls", list, &canonical_dialect, 0},
+	{"GET", "/v1/calls/:id", get, &canonical_dialect, 0},
+	{"DELETE", "/v1/calls/:id", redact, &canonical_dialect, 0},
+	{"POST", "/v1/calls/:id/end", end, &canonical_dialect, 0},
+	{0},
+};

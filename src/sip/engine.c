@@ -1,0 +1,502 @@
+/*
+ * engine.c - the SIP engine's thread, its nua instance, the leg table, and the messages other
+ * threads send it.
+ *
+ * Threading: everything sofia happens on the engine thread (su_root_run). The telephony ops
+ * below run on HTTP threads and only build a message and su_msg_send() it; if the message
+ * cannot be sent, the hang-up is reported undeliverable at once (nothing changed). Progress
+ * goes back to the call service through its queue, never by calling the store from here.
+ *
+ * Sockets: NUTAG_URL without a transport listens on UDP and TCP. The UDP buffers are enlarged
+ * (TPTAG_UDP_RMEM/WMEM): a burst of thousands of BYEs and their 200s otherwise overflows the
+ * kernel's default buffer (measured in shared/reference: 16k retransmissions at 10k calls).
+ */
+#include "sip_internal.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sip_msg {
+	enum { MSG_DIAL, MSG_HANGUP, MSG_INBOUND_RESULT, MSG_STOP } type;
+	struct call call;            /* MSG_DIAL (metadata not carried) */
+	struct hangup_req *hangup;   /* MSG_HANGUP */
+	struct leg *leg;             /* MSG_INBOUND_RESULT (holds a reference) */
+	enum cp_err err;
+	char call_id[CP_UUID_LEN + 1];
+	int max_duration_s;
+};
+
+void sip_config_defaults(struct sip_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	snprintf(cfg->host, sizeof cfg->host, "127.0.0.1");
+	cfg->port = 5060;
+	cfg->ring_timeout_s = 60;
+	cfg->hangup_rate = 5000;
+	cfg->hangup_wait_ms = 2000;
+	cfg->rtp_port_min = 16384;
+	cfg->rtp_port_max = 32766;
+	cfg->udp_buffer = 4u * 1024 * 1024;
+}
+
+/* ---- legs ------------------------------------------------------------------------------- */
+
+static unsigned hash_id(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % LEG_TABLE_SIZE;
+}
+
+struct leg *leg_new(struct sip_engine *eng, enum call_direction dir)
+{
+	struct leg *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->eng = eng;
+	l->refs = 1;
+	l->dir = dir;
+	l->rtp_fd = -1;
+	l->payload_type = -1;
+	return l;
+}
+
+void leg_ref(struct leg *l)
+{
+	l->refs++;
+}
+
+void leg_unref(struct leg *l)
+{
+	if (--l->refs > 0)
+		return;
+	if (l->ring_timer)
+		su_timer_destroy(l->ring_timer);
+	if (l->max_timer)
+		su_timer_destroy(l->max_timer);
+	media_close(l);
+	free(l);
+}
+
+void leg_insert(struct sip_engine *eng, struct leg *l)
+{
+	unsigned h = hash_id(l->call_id);
+	l->hnext = eng->table[h];
+	eng->table[h] = l;
+	eng->n_legs++;
+	leg_ref(l);
+}
+
+struct leg *leg_find(struct sip_engine *eng, const char *call_id)
+{
+	for (struct leg *l = eng->table[hash_id(call_id)]; l; l = l->hnext)
+		if (!strcmp(l->call_id, call_id))
+			return l;
+	return NULL;
+}
+
+void leg_remove(struct sip_engine *eng, struct leg *l)
+{
+	if (!l->call_id[0])
+		return;
+	for (struct leg **p = &eng->table[hash_id(l->call_id)]; *p; p = &(*p)->hnext) {
+		if (*p == l) {
+			*p = l->hnext;
+			eng->n_legs--;
+			leg_unref(l);
+			return;
+		}
+	}
+}
+
+void leg_gone(struct leg *l)
+{
+	if (l->state == LEG_GONE)
+		return;
+	l->state = LEG_GONE;
+	if (l->ring_timer)
+		su_timer_reset(l->ring_timer);
+	if (l->max_timer)
+		su_timer_reset(l->max_timer);
+	media_close(l);
+	if (l->nh) {
+		nua_handle_bind(l->nh, NULL);
+		nua_handle_destroy(l->nh);
+		l->nh = NULL;
+		leg_unref(l);        /* the handle's reference */
+	}
+	leg_remove(l->eng, l);
+}
+
+void engine_post_event(struct leg *l, const struct call_update *u)
+{
+	if (!l->call_id[0])
+		return;
+	if (call_status_is_terminal(u->to) && u->from_mask != CALL_BIT(u->to)) {
+		l->end_recorded = true;
+		l->end_status = u->to;
+	}
+	call_service_post_event(l->eng->svc, l->call_id, u);
+}
+
+/* ---- nua events ------------------------------------------------------------------------- */
+
+static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
+{
+	int cs = -1;
+	tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
+	if (cs == nua_callstate_ready) {
+		switch (l->state) {
+		case LEG_INVITING:
+		case LEG_EARLY: {
+			l->state = LEG_CONFIRMED;
+			if (l->ring_timer)
+				su_timer_reset(l->ring_timer);
+			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+						.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
+						.sip_status = 200};
+			engine_post_event(l, &u);
+			hangup_arm_max_duration(eng, l);
+			break;
+		}
+		case LEG_ANSWERED:
+			l->state = LEG_CONFIRMED;
+			break;
+		case LEG_CANCELING:
+			/* the far end's 200 crossed our CANCEL: nua has ACKed it; end it with a BYE
+			 * at once so no leg is left up. The call is already recorded as ended. */
+			log_json(LOG_INFO, "sip_cancel_crossed",
+				 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id", l->sip_call_id));
+			l->state = LEG_CONFIRMED;
+			hangup_leg_now(eng, l, l->bye_reason[0] ? l->bye_reason : "ended_by_api");
+			break;
+		case LEG_BYEING:
+			/* a BYE we owed while waiting for the ACK */
+			l->state = LEG_CONFIRMED;
+			hangup_leg_now(eng, l, l->bye_reason);
+			break;
+		default:
+			break;
+		}
+	} else if (cs == nua_callstate_terminated) {
+		if (!l->end_recorded && (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)) {
+			/* ended without a BYE we saw (e.g. ACK timeout): the call is over */
+			struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+						.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
+						.end_reason = "failed"};
+			engine_post_event(l, &u);
+		}
+		leg_gone(l);
+	}
+}
+
+static void on_remote_bye(struct leg *l)
+{
+	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
+		return;     /* BYEs crossing: ours is already recorded */
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	engine_post_event(l, &u);
+	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
+}
+
+static void on_remote_cancel(struct leg *l)
+{
+	if (l->state != LEG_PENDING && l->state != LEG_ANSWERED)
+		return;
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				.to = CALL_CANCELED, .ended_at = cp_now_ms(),
+				.end_reason = "remote_cancel", .sip_status = 487};
+	engine_post_event(l, &u);
+}
+
+static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
+			 struct sip_engine *eng, nua_handle_t *nh, struct leg *l,
+			 sip_t const *sip, tagi_t tags[])
+{
+	(void)nua;
+	(void)phrase;
+	switch (event) {
+	case nua_i_invite:
+		if (!l) {
+			inbound_on_invite(eng, nh, sip);
+			return;
+		}
+		break;
+	case nua_r_invite:
+		if (l)
+			outbound_on_invite_response(eng, l, status, sip);
+		break;
+	case nua_i_state:
+		if (l)
+			on_state(eng, l, tags);
+		break;
+	case nua_i_bye:
+		if (l)
+			on_remote_bye(l);
+		break;
+	case nua_i_cancel:
+		if (l)
+			on_remote_cancel(l);
+		break;
+	case nua_r_bye:
+	case nua_r_cancel:
+		if (status >= 200) {
+			json_t *f = json_pack("{s:s, s:s, s:i}", "call_id", l ? l->call_id : "",
+					      "request", event == nua_r_bye ? "BYE" : "CANCEL",
+					      "status", status);
+			log_json(status < 300 ? LOG_DEBUG : LOG_WARN, "sip_hangup_result", f);
+		}
+		break;
+	case nua_r_shutdown:
+		if (status >= 200)
+			su_root_break(eng->root);
+		break;
+	case nua_i_terminated:
+		if (l)
+			leg_gone(l);
+		break;
+	case nua_i_options:
+		if (!l && nh)
+			nua_handle_destroy(nh);   /* nua answered it; the handle is ours to free */
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- messages from other threads -------------------------------------------------------- */
+
+static void stop_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
+{
+	(void)t;
+	(void)unused;
+	log_msg(LOG_WARN, "sip_engine", "shutdown timed out with %zu dialogs left", eng->n_legs);
+	su_root_break(eng->root);
+}
+
+static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
+{
+	(void)msg;
+	switch (m->type) {
+	case MSG_DIAL:
+		outbound_dial(eng, &m->call);
+		break;
+	case MSG_HANGUP:
+		hangup_request(eng, m->hangup);
+		break;
+	case MSG_INBOUND_RESULT:
+		inbound_on_created(eng, m->leg, m->err, m->call_id, m->max_duration_s);
+		break;
+	case MSG_STOP:
+		eng->stopping = true;
+		hangup_fail_queue(eng);
+		hangup_drain_all(eng, "node_shutdown");
+		nua_shutdown(eng->nua);
+		/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
+		eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
+		su_timer_set(eng->stop_timer, stop_timeout, NULL);
+		break;
+	}
+}
+
+static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
+{
+	su_msg_r m = SU_MSG_R_INIT;
+	if (su_msg_create(m, su_root_task(eng->root), su_task_null, on_msg, sizeof *payload) != 0)
+		return -1;
+	memcpy(su_msg_data(m), payload, sizeof *payload);
+	return su_msg_send(m) == 0 ? 0 : -1;
+}
+
+/* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
+
+static void op_new_call_id(void *engine, char *buf, size_t size)
+{
+	struct sip_engine *eng = engine;
+	unsigned char rnd[16];
+	char hex[33];
+	if (cp_random(rnd, sizeof rnd))
+		memset(rnd, 0, sizeof rnd);
+	cp_hex(rnd, sizeof rnd, hex);
+	snprintf(buf, size, "%s@%s", hex, eng->cfg.advertise);
+}
+
+static int op_dial(void *engine, const struct call *c)
+{
+	struct sip_msg m = {.type = MSG_DIAL};
+	m.call = *c;
+	m.call.metadata = NULL;
+	return send_msg(engine, &m);
+}
+
+static void op_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
+		      hangup_done_fn done, void *arg)
+{
+	struct sip_engine *eng = engine;
+	struct hangup_req *req = calloc(1, sizeof *req);
+	if (!req) {
+		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		return;
+	}
+	snprintf(req->call_id, sizeof req->call_id, "%s", c->id);
+	snprintf(req->reason, sizeof req->reason, "%s", reason);
+	if (wait_ms < 0)
+		wait_ms = eng->cfg.hangup_wait_ms;
+	req->deadline_us = wait_ms > 0 ? cp_mono_us() + (int64_t)wait_ms * 1000 : 0;
+	req->done = done;
+	req->arg = arg;
+	struct sip_msg m = {.type = MSG_HANGUP, .hangup = req};
+	if (send_msg(eng, &m)) {
+		free(req);
+		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+	}
+}
+
+static const struct telephony_ops sip_ops = {
+	.name = "sip",
+	.new_call_id = op_new_call_id,
+	.dial = op_dial,
+	.hangup = op_hangup,
+};
+
+struct telephony sip_engine_telephony(struct sip_engine *eng)
+{
+	struct telephony t = {.ops = &sip_ops, .engine = eng};
+	return t;
+}
+
+/* Worker thread: the store has (or has not) created an inbound call. */
+void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
+void sip_inbound_created(void *arg, enum cp_err err, const struct call *c)
+{
+	struct leg *l = arg;
+	struct sip_msg m = {.type = MSG_INBOUND_RESULT, .leg = l, .err = err};
+	if (c) {
+		snprintf(m.call_id, sizeof m.call_id, "%s", c->id);
+		m.max_duration_s = c->max_duration_s;
+	}
+	if (send_msg(l->eng, &m))
+		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
+			c ? c->id : "?");
+}
+
+/* ---- thread ----------------------------------------------------------------------------- */
+
+static void started(struct sip_engine *eng, int status)
+{
+	pthread_mutex_lock(&eng->start_mu);
+	eng->start_status = status;
+	eng->started = true;
+	pthread_cond_signal(&eng->start_cv);
+	pthread_mutex_unlock(&eng->start_mu);
+}
+
+static void *engine_main(void *arg)
+{
+	struct sip_engine *eng = arg;
+	char url[300];
+	bool v6 = strchr(eng->cfg.host, ':') != NULL;
+	snprintf(url, sizeof url, v6 ? "sip:[%s]:%d" : "sip:%s:%d", eng->cfg.host, eng->cfg.port);
+
+	su_home_init(eng->home);
+	eng->root = su_root_create(eng);
+	if (!eng->root) {
+		started(eng, -1);
+		return NULL;
+	}
+	su_root_threading(eng->root, 1);
+	eng->nua = nua_create(eng->root, on_nua_event, eng,
+			      NUTAG_URL(url),
+			      NUTAG_MEDIA_ENABLE(0),
+			      NUTAG_AUTOACK(1),
+			      NUTAG_AUTOANSWER(0),
+			      NUTAG_AUTOALERT(0),
+			      NUTAG_ENABLEINVITE(1),
+			      NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+			      SIPTAG_USER_AGENT_STR("callplane"),
+			      TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
+			      TPTAG_UDP_WMEM(eng->cfg.udp_buffer),
+			      TAG_END());
+	if (!eng->nua) {
+		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s", url);
+		su_root_destroy(eng->root);
+		eng->root = NULL;
+		started(eng, -1);
+		return NULL;
+	}
+	eng->pace_timer = su_timer_create(su_root_task(eng->root), 5);
+	started(eng, 0);
+	log_json(LOG_INFO, "sip_listening", json_pack("{s:s, s:s}", "url", url, "contact", eng->contact));
+
+	su_root_run(eng->root);
+
+	for (size_t i = 0; i < LEG_TABLE_SIZE; i++)
+		while (eng->table[i])
+			leg_gone(eng->table[i]);
+	if (eng->stop_timer)
+		su_timer_destroy(eng->stop_timer);
+	su_timer_destroy(eng->pace_timer);
+	nua_destroy(eng->nua);
+	su_root_destroy(eng->root);
+	su_home_deinit(eng->home);
+	return NULL;
+}
+
+struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, (void (*)(void))su_init);
+	struct sip_engine *eng = calloc(1, sizeof *eng);
+	if (!eng)
+		return NULL;
+	eng->cfg = *cfg;
+	eng->svc = svc;
+	if (!eng->cfg.advertise[0])
+		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s",
+			 strcmp(cfg->host, "0.0.0.0") ? cfg->host : "127.0.0.1");
+	snprintf(eng->contact, sizeof eng->contact, "sip:callplane@%s:%d", eng->cfg.advertise,
+		 cfg->port);
+	if (cfg->trunk[0]) {
+		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
+		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
+	}
+	eng->rtp_next = cfg->rtp_port_min & ~1;
+	eng->tokens = 100;
+	eng->tokens_at_us = cp_mono_us();
+	pthread_mutex_init(&eng->start_mu, NULL);
+	pthread_cond_init(&eng->start_cv, NULL);
+	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
+		free(eng);
+		return NULL;
+	}
+	pthread_mutex_lock(&eng->start_mu);
+	while (!eng->started)
+		pthread_cond_wait(&eng->start_cv, &eng->start_mu);
+	pthread_mutex_unlock(&eng->start_mu);
+	if (eng->start_status) {
+		pthread_join(eng->thread, NULL);
+		pthread_mutex_destroy(&eng->start_mu);
+		pthread_cond_destroy(&eng->start_cv);
+		free(eng);
+		return NULL;
+	}
+	return eng;
+}
+
+void sip_engine_stop(struct sip_engine *eng)
+{
+	if (!eng)
+		return;
+	struct sip_msg m = {.type = MSG_STOP};
+	if (send_msg(eng, &m) == 0)
+		pthread_join(eng->thread, NULL);
+	else
+		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");
+	pthread_mutex_destroy(&eng->start_mu);
+	pthread_cond_destroy(&eng->start_cv);
+	free(eng);
+}

@@ -1,0 +1,210 @@
+/*
+ * hangup.c - putting BYE and CANCEL on the wire: on request, at max duration, at shutdown.
+ *
+ * Pacing: every hang-up passes a token bucket (cfg.hangup_rate per second, bursts of 100).
+ * A single API end finds a token and goes out at once; an emergency stop of thousands of calls
+ * queues and drains every 5 ms, so neither our socket nor the far end's overflows. A request
+ * that waited past its deadline (cfg.hangup_wait_ms, for API ends) is answered undeliverable
+ * instead: the client gets 502 and nothing changed, rather than a reply it stopped waiting for.
+ *
+ * Each request is answered exactly once through its done() callback, on this thread.
+ */
+#include "sip_internal.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACE_BURST 100.0
+#define PACE_TICK_MS 5
+
+/* RFC 3326: Q.850 cause 16 (normal clearing) with our end reason as text. */
+static void reason_header(const char *reason, char *buf, size_t size)
+{
+	snprintf(buf, size, "Q.850;cause=16;text=\"%s\"", reason);
+}
+
+void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
+{
+	(void)eng;
+	char hdr[128];
+	reason_header(reason, hdr, sizeof hdr);
+	if (l->max_timer)
+		su_timer_reset(l->max_timer);
+	if (l->state == LEG_ANSWERED) {
+		/* RFC 3261 15: no BYE before the ACK of our 200; send it when the ACK arrives */
+		snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason);
+		l->state = LEG_BYEING;
+		return;
+	}
+	l->state = LEG_BYEING;
+	nua_bye(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
+}
+
+/* Executes one request now. */
+static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
+{
+	struct leg *l = leg_find(eng, req->call_id);
+	enum cp_err err = CP_OK;
+	enum hangup_kind kind = HANGUP_NONE;
+	char hdr[128];
+
+	if (req->deadline_us && cp_mono_us() > req->deadline_us) {
+		err = CP_ERR_UNDELIVERABLE;
+	} else if (!l) {
+		/* no dialog: a call we never dialled (or lost in a restart); nothing to send */
+		kind = HANGUP_NONE;
+	} else {
+		switch (l->state) {
+		case LEG_INVITING:
+		case LEG_EARLY:
+			reason_header(req->reason, hdr, sizeof hdr);
+			snprintf(l->bye_reason, sizeof l->bye_reason, "%s", req->reason);
+			if (l->ring_timer)
+				su_timer_reset(l->ring_timer);
+			nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
+			l->state = LEG_CANCELING;
+			l->end_recorded = true;
+			l->end_status = CALL_CANCELED;
+			kind = HANGUP_CANCEL;
+			break;
+		case LEG_CONFIRMED:
+		case LEG_ANSWERED:
+			hangup_leg_now(eng, l, req->reason);
+			l->end_recorded = true;
+			l->end_status = CALL_COMPLETED;
+			kind = HANGUP_BYE;
+			break;
+		case LEG_PENDING:
+			/* the store is still creating it; there is no call id to end yet */
+			err = CP_ERR_NOT_ACTIVE;
+			break;
+		default:
+			err = CP_ERR_NOT_ACTIVE;
+			break;
+		}
+	}
+	req->done(req->arg, err, kind);
+	free(req);
+}
+
+static void refill(struct sip_engine *eng)
+{
+	int64_t now = cp_mono_us();
+	eng->tokens += (double)(now - eng->tokens_at_us) * eng->cfg.hangup_rate / 1e6;
+	if (eng->tokens > PACE_BURST)
+		eng->tokens = PACE_BURST;
+	eng->tokens_at_us = now;
+}
+
+static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused);
+
+static void pace_drain(struct sip_engine *eng)
+{
+	refill(eng);
+	while (eng->hq_head && eng->tokens >= 1.0) {
+		struct hangup_req *req = eng->hq_head;
+		eng->hq_head = req->next;
+		if (!eng->hq_head)
+			eng->hq_tail = NULL;
+		eng->hq_len--;
+		eng->tokens -= 1.0;
+		hangup_execute(eng, req);
+	}
+	if (eng->hq_head && !eng->pace_armed) {
+		eng->pace_armed = true;
+		su_timer_set(eng->pace_timer, pace_tick, NULL);
+	}
+}
+
+static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
+{
+	(void)t;
+	(void)unused;
+	eng->pace_armed = false;
+	pace_drain(eng);
+}
+
+void hangup_request(struct sip_engine *eng, struct hangup_req *req)
+{
+	if (eng->stopping) {
+		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		free(req);
+		return;
+	}
+	if (eng->cfg.hangup_rate <= 0) {
+		hangup_execute(eng, req);
+		return;
+	}
+	if (eng->hq_tail)
+		eng->hq_tail->next = req;
+	else
+		eng->hq_head = req;
+	eng->hq_tail = req;
+	eng->hq_len++;
+	pace_drain(eng);
+}
+
+void hangup_fail_queue(struct sip_engine *eng)
+{
+	while (eng->hq_head) {
+		struct hangup_req *req = eng->hq_head;
+		eng->hq_head = req->next;
+		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		free(req);
+	}
+	eng->hq_tail = NULL;
+	eng->hq_len = 0;
+}
+
+/* ---- max duration ----------------------------------------------------------------------- */
+
+static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
+{
+	(void)t;
+	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
+		return;
+	log_json(LOG_INFO, "sip_max_duration",
+		 json_pack("{s:s, s:i}", "call_id", l->call_id, "max_duration_s", l->max_duration_s));
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				.ended_at = cp_now_ms(), .end_reason = "max_duration"};
+	engine_post_event(l, &u);
+	hangup_leg_now(eng, l, "max_duration");
+}
+
+void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
+{
+	if (l->max_duration_s <= 0)
+		return;
+	if (!l->max_timer)
+		l->max_timer = su_timer_create(su_root_task(eng->root),
+					       (su_duration_t)l->max_duration_s * 1000);
+	su_timer_set(l->max_timer, max_duration_reached, l);
+}
+
+/* ---- shutdown --------------------------------------------------------------------------- */
+
+void hangup_drain_all(struct sip_engine *eng, const char *reason)
+{
+	for (size_t i = 0; i < LEG_TABLE_SIZE; i++) {
+		for (struct leg *l = eng->table[i]; l; l = l->hnext) {
+			if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
+				char hdr[128];
+				reason_header(reason, hdr, sizeof hdr);
+				nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
+				l->state = LEG_CANCELING;
+				struct call_update u = {
+					.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_CANCELED, .ended_at = cp_now_ms(), .end_reason = reason};
+				engine_post_event(l, &u);
+			} else if (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED) {
+				struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+							.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
+							.end_reason = reason};
+				engine_post_event(l, &u);
+				hangup_leg_now(eng, l, reason);
+			}
+		}
+	}
+}

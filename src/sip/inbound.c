@@ -1,0 +1,130 @@
+/*
+ * inbound.c - calls to an agent's number: INVITE sip:NUMBER@callplane.
+ *
+ * The engine does not wait on the store: it hands the INVITE's facts to the call service's
+ * worker, which looks the number up and stores the call; the answer comes back as a message
+ * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
+ * (no call record), or 500. A caller who CANCELs meanwhile is handled by nua; the call, if
+ * stored by then, is recorded canceled.
+ */
+#include "sip_internal.h"
+#include "core/log.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sofia-sip/url.h>
+
+void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
+
+static void url_text(const url_t *u, char *buf, size_t size)
+{
+	su_home_t home[1] = {SU_HOME_INIT(home)};
+	char *s = u ? url_as_string(home, u) : NULL;
+	snprintf(buf, size, "%s", s ? s : "");
+	su_home_deinit(home);
+}
+
+/* The dialled number from the Request-URI user part: "+15550001111" or "15550001111". */
+static bool dialled_number(sip_t const *sip, char *buf, size_t size)
+{
+	const char *user = sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
+	if (!user || !*user)
+		return false;
+	snprintf(buf, size, "%s%s", user[0] == '+' ? "" : "+", user);
+	return cp_is_e164(buf);
+}
+
+void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
+{
+	char number[STORE_NUMBER_MAX + 2];
+	if (eng->stopping) {
+		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		nua_handle_destroy(nh);
+		return;
+	}
+	if (!dialled_number(sip, number, sizeof number)) {
+		nua_respond(nh, SIP_404_NOT_FOUND, TAG_END());
+		nua_handle_destroy(nh);
+		return;
+	}
+	int pt = sip->sip_payload ? media_pick_codec(sip->sip_payload->pl_data,
+						     sip->sip_payload->pl_len) : 0;
+	if (pt < 0) {
+		nua_respond(nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+		nua_handle_destroy(nh);
+		return;
+	}
+	struct leg *l = leg_new(eng, CALL_INBOUND);
+	if (!l) {
+		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		nua_handle_destroy(nh);
+		return;
+	}
+	l->nh = nh;
+	l->state = LEG_PENDING;
+	l->payload_type = pt;
+	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
+	if (sip->sip_call_id)
+		snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", sip->sip_call_id->i_id);
+
+	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
+	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, from, sizeof from);
+	url_text(sip->sip_request ? sip->sip_request->rq_url : NULL, to, sizeof to);
+	struct inbound_call in = {.number = number, .from = from, .to = to,
+				  .provider_call_id = l->sip_call_id};
+	leg_ref(l);   /* held by the message until inbound_on_created */
+	call_service_inbound(eng->svc, &in, sip_inbound_created, l);
+}
+
+void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
+			const char *call_id, int max_duration_s)
+{
+	if (err == CP_OK)
+		snprintf(l->call_id, sizeof l->call_id, "%s", call_id);
+	if (l->state != LEG_PENDING) {
+		/* the caller gave up (CANCEL) meanwhile: nothing to answer */
+		if (err == CP_OK) {
+			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_CANCELED,
+						.ended_at = cp_now_ms(), .end_reason = "remote_cancel",
+						.sip_status = 487};
+			engine_post_event(l, &u);
+		}
+		leg_unref(l);
+		return;
+	}
+	if (err == CP_OK) {
+		l->max_duration_s = max_duration_s;
+		leg_insert(eng, l);
+	}
+	if (err != CP_OK) {
+		if (err == CP_ERR_NOT_FOUND)
+			nua_respond(l->nh, SIP_404_NOT_FOUND, TAG_END());
+		else
+			nua_respond(l->nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		leg_gone(l);
+		leg_unref(l);
+		return;
+	}
+	char sdp[600];
+	if (media_open(eng, l)) {
+		nua_respond(l->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+					.ended_at = cp_now_ms(), .end_reason = "no_media_port",
+					.sip_status = 503};
+		engine_post_event(l, &u);
+		leg_gone(l);
+		leg_unref(l);
+		return;
+	}
+	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
+	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
+	l->state = LEG_ANSWERED;
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,
+				.answered_at = cp_now_ms(), .sip_status = 200};
+	engine_post_event(l, &u);
+	hangup_arm_max_duration(eng, l);
+	leg_unref(l);
+}

@@ -1,0 +1,165 @@
+/*
+ * outbound.c - calls callplane places: INVITE, provisional and final responses, ring timeout.
+ *
+ * Routing: a sip:/sips: destination is dialled directly; an E.164 number goes to the configured
+ * trunk as sip:NUMBER@TRUNK, answering one digest challenge per INVITE with the trunk's
+ * credentials. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
+ * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
+ */
+#include "sip_internal.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sofia-sip/msg_header.h>
+
+static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
+{
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				.to = to, .ended_at = cp_now_ms(), .end_reason = reason,
+				.sip_status = sip_status};
+	engine_post_event(l, &u);
+}
+
+static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
+{
+	(void)eng;
+	(void)t;
+	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
+		return;
+	log_json(LOG_INFO, "sip_ring_timeout", json_pack("{s:s}", "call_id", l->call_id));
+	l->state = LEG_CANCELING;
+	snprintf(l->bye_reason, sizeof l->bye_reason, "no_answer");
+	nua_cancel(l->nh, SIPTAG_REASON_STR("SIP;cause=408;text=\"no_answer\""), TAG_END());
+	post_end(l, CALL_NO_ANSWER, "no_answer", 0);
+}
+
+/* "<sip:...>" for an address that is a SIP URI or a number. */
+static void name_addr(struct sip_engine *eng, const char *addr, bool via_trunk, char *buf,
+		      size_t size)
+{
+	if (!strncasecmp(addr, "sip:", 4) || !strncasecmp(addr, "sips:", 5))
+		snprintf(buf, size, "<%s>", addr);
+	else if (via_trunk)
+		snprintf(buf, size, "<sip:%s@%s>", addr, eng->trunk_host);
+	else
+		snprintf(buf, size, "<sip:%s@%s:%d>", addr, eng->cfg.advertise, eng->cfg.port);
+}
+
+void outbound_dial(struct sip_engine *eng, const struct call *c)
+{
+	bool is_uri = !strncasecmp(c->to, "sip:", 4) || !strncasecmp(c->to, "sips:", 5);
+	struct leg *l = leg_new(eng, CALL_OUTBOUND);
+	if (!l) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+					.ended_at = cp_now_ms(), .end_reason = "failed"};
+		call_service_post_event(eng->svc, c->id, &u);
+		return;
+	}
+	snprintf(l->call_id, sizeof l->call_id, "%s", c->id);
+	snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", c->provider_call_id);
+	l->max_duration_s = c->max_duration_s;
+	leg_insert(eng, l);
+	leg_unref(l);   /* the table holds it now */
+
+	if (eng->stopping) {
+		post_end(l, CALL_FAILED, "node_shutdown", 0);
+		leg_gone(l);
+		return;
+	}
+	if (!is_uri && !eng->trunk_host[0]) {
+		log_json(LOG_WARN, "sip_no_route",
+			 json_pack("{s:s, s:s}", "call_id", c->id, "to", c->to));
+		post_end(l, CALL_FAILED, "no_route", 0);
+		leg_gone(l);
+		return;
+	}
+	if (media_open(eng, l)) {
+		post_end(l, CALL_FAILED, "no_media_port", 0);
+		leg_gone(l);
+		return;
+	}
+
+	char to[300], from[300], sdp[600];
+	name_addr(eng, c->to, !is_uri, to, sizeof to);
+	name_addr(eng, c->from, false, from, sizeof from);
+	media_sdp(eng, l, -1, sdp, sizeof sdp);
+
+	l->nh = nua_handle(eng->nua, l, SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
+			   SIPTAG_CALL_ID_STR(c->provider_call_id), TAG_END());
+	if (!l->nh) {
+		post_end(l, CALL_FAILED, "failed", 0);
+		leg_gone(l);
+		return;
+	}
+	leg_ref(l);   /* the handle's reference, dropped in leg_gone() */
+	l->state = LEG_INVITING;
+	nua_invite(l->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp),
+		   TAG_END());
+	if (eng->cfg.ring_timeout_s > 0) {
+		l->ring_timer = su_timer_create(su_root_task(eng->root),
+						(su_duration_t)eng->cfg.ring_timeout_s * 1000);
+		su_timer_set(l->ring_timer, ring_timeout, l);
+	}
+}
+
+static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
+{
+	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip)
+		return false;
+	const char *realm = NULL;
+	const char *scheme = "Digest";
+	if (sip->sip_www_authenticate) {
+		realm = msg_params_find(sip->sip_www_authenticate->au_params, "realm=");
+		scheme = sip->sip_www_authenticate->au_scheme;
+	} else if (sip->sip_proxy_authenticate) {
+		realm = msg_params_find(sip->sip_proxy_authenticate->au_params, "realm=");
+		scheme = sip->sip_proxy_authenticate->au_scheme;
+	}
+	if (!realm)
+		return false;
+	char cred[512];
+	snprintf(cred, sizeof cred, "%s:%s:%s:%s", scheme, realm, eng->cfg.trunk_user,
+		 eng->cfg.trunk_password);
+	nua_authenticate(l->nh, NUTAG_AUTH(cred), TAG_END());
+	return true;
+}
+
+void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
+				 sip_t const *sip)
+{
+	if (status < 180)
+		return;
+	if (status < 200) {
+		if (l->state == LEG_INVITING)
+			l->state = LEG_EARLY;
+		if (!l->ringing_reported && l->state == LEG_EARLY) {
+			l->ringing_reported = true;
+			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
+			engine_post_event(l, &u);
+		}
+		return;
+	}
+	if (status < 300)
+		return;     /* the answer is handled when nua reports the call ready */
+	if ((status == 401 || status == 407) && l->state != LEG_CANCELING && authenticate(eng, l, sip))
+		return;
+	if (l->ring_timer)
+		su_timer_reset(l->ring_timer);
+	if (l->state == LEG_CANCELING || l->end_recorded) {
+		/* the final answer to an INVITE we cancelled: keep its code on the ended call */
+		enum call_status st = l->end_recorded ? l->end_status : CALL_CANCELED;
+		struct call_update u = {.from_mask = CALL_BIT(st), .to = st, .sip_status = status};
+		call_service_post_event(eng->svc, l->call_id, &u);
+		return;
+	}
+	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
+		return;
+	if (status == 486 || status == 600)
+		post_end(l, CALL_BUSY, "busy", status);
+	else if (status == 408 || status == 480)
+		post_end(l, CALL_NO_ANSWER, "no_answer", status);
+	else
+		post_end(l, CALL_FAILED, "failed", status);
+}

@@ -1,0 +1,39 @@
+/*
+ * sip.h - the SIP engine: callplane's telephony engine, built on sofia-sip's nua.
+ *
+ * The engine runs sofia's event loop in its own thread and owns every dialog. Other threads
+ * reach it only through messages (su_msg_send): sip_telephony_ops implements the call service's
+ * telephony boundary (call/telephony.h) by posting messages; the engine reports progress back
+ * with call_service_post_event()/call_service_inbound(), which never block it.
+ */
+#ifndef CP_SIP_H
+#define CP_SIP_H
+
+#include "call/call_service.h"
+#include "call/telephony.h"
+
+struct sip_config {
+	char host[128];              /* listen address (UDP and TCP) */
+	int port;
+	char advertise[128];         /* address put in Contact/SDP; default: host */
+	char trunk[256];             /* "sip:HOST:PORT" for E.164 destinations; "" = none */
+	char trunk_user[128], trunk_password[128];  /* digest credentials; "" = none */
+	int ring_timeout_s;          /* CANCEL unanswered INVITEs after this; default 60 */
+	int hangup_rate;             /* BYE/CANCEL per second at most (paced); default 5000 */
+	int hangup_wait_ms;          /* how long an API hang-up may wait for the engine; 2000 */
+	int rtp_port_min, rtp_port_max;  /* RTP ports handed out in SDP (each really bound) */
+	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
+};
+
+struct sip_engine;
+
+void sip_config_defaults(struct sip_config *cfg);
+/* Starts the engine thread and binds the SIP sockets; NULL on failure (logged). */
+struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc);
+/* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread. */
+void sip_engine_stop(struct sip_engine *eng);
+
+/* The telephony boundary, to hand to call_service_set_telephony(). */
+struct telephony sip_engine_telephony(struct sip_engine *eng);
+
+#endif

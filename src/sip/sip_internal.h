@@ -1,0 +1,151 @@
+/*
+ * sip_internal.h - what the SIP engine's files share. Everything here is touched only on the
+ * engine thread, except where a comment says otherwise.
+ *
+ * A leg is one dialog (one call) as the engine sees it. Its life: created when we dial or an
+ * INVITE arrives, bound to its nua handle (the handle's magic), entered in the table under the
+ * call id, and released when nua reports the call terminated. Legs are reference counted only
+ * so that a message in flight (e.g. an inbound call waiting for the store) can hold one; all
+ * counting happens on the engine thread.
+ */
+#ifndef CP_SIP_INTERNAL_H
+#define CP_SIP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+
+struct sip_engine;
+struct leg;
+struct sip_msg;
+
+#define SU_ROOT_MAGIC_T struct sip_engine
+#define NUA_MAGIC_T struct sip_engine
+#define NUA_HMAGIC_T struct leg
+#define SU_TIMER_ARG_T struct leg
+#define SU_MSG_ARG_T struct sip_msg
+
+#include <sofia-sip/nua.h>
+#include <sofia-sip/nua_tag.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/sip_tag.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_tag.h>
+#include <sofia-sip/su_wait.h>
+#include <sofia-sip/tport_tag.h>
+
+#include "sip.h"
+
+enum leg_state {
+	LEG_INVITING,     /* outbound: INVITE sent, nothing heard */
+	LEG_EARLY,        /* outbound: 18x received */
+	LEG_PENDING,      /* inbound: INVITE received, the store is creating the call */
+	LEG_ANSWERED,     /* inbound: 200 sent, waiting for the ACK */
+	LEG_CONFIRMED,    /* dialog up */
+	LEG_CANCELING,    /* we sent CANCEL */
+	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
+	LEG_GONE,         /* terminated; the handle is destroyed */
+};
+
+struct leg {
+	struct sip_engine *eng;
+	int refs;
+	struct leg *hnext;                   /* table chain */
+	char call_id[CP_UUID_LEN + 1];       /* callplane call id ("" until an inbound call is stored) */
+	char sip_call_id[CALL_PROVIDER_ID_MAX + 1];
+	enum call_direction dir;
+	enum leg_state state;
+	nua_handle_t *nh;
+	int rtp_fd, rtp_port;
+	su_timer_t *ring_timer, *max_timer;
+	int max_duration_s;
+	int auth_tries;
+	bool ringing_reported;
+	bool end_recorded;                   /* the store shows it ended (by us or the far end) */
+	enum call_status end_status;         /* what it ended as, when end_recorded */
+	char bye_reason[CALL_REASON_MAX + 1];   /* reason of a BYE we owe (crossing, ACK wait) */
+	int payload_type;                    /* negotiated codec (0 PCMU, 8 PCMA) */
+};
+
+/* A hang-up waiting for its turn in the pacer. */
+struct hangup_req {
+	struct hangup_req *next;
+	char call_id[CP_UUID_LEN + 1];
+	char reason[CALL_REASON_MAX + 1];
+	int64_t deadline_us;                 /* 0 = none */
+	hangup_done_fn done;
+	void *arg;
+};
+
+#define LEG_TABLE_SIZE 65536
+
+struct sip_engine {
+	struct sip_config cfg;
+	struct call_service *svc;
+	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
+	char trunk_host[260];                /* host[:port] of the trunk, "" = none */
+
+	pthread_t thread;
+	su_root_t *root;
+	nua_t *nua;
+	su_home_t home[1];
+	int start_status;                    /* set by the thread: 0 ok, -1 failed */
+	pthread_mutex_t start_mu;
+	pthread_cond_t start_cv;
+	bool started;
+
+	struct leg *table[LEG_TABLE_SIZE];
+	size_t n_legs;
+
+	/* pacing of BYE/CANCEL: a token bucket drained by pace_timer */
+	struct hangup_req *hq_head, *hq_tail;
+	size_t hq_len;
+	double tokens;
+	int64_t tokens_at_us;
+	su_timer_t *pace_timer;
+	bool pace_armed;
+
+	int rtp_next;
+	bool stopping;
+	su_timer_t *stop_timer;
+};
+
+/* engine.c */
+struct leg *leg_new(struct sip_engine *eng, enum call_direction dir);
+void leg_ref(struct leg *l);
+void leg_unref(struct leg *l);
+void leg_insert(struct sip_engine *eng, struct leg *l);       /* by l->call_id */
+struct leg *leg_find(struct sip_engine *eng, const char *call_id);
+void leg_remove(struct sip_engine *eng, struct leg *l);
+/* Releases the handle and the table's reference: the leg is gone. */
+void leg_gone(struct leg *l);
+void engine_post_event(struct leg *l, const struct call_update *u);
+
+/* media.c */
+int media_open(struct sip_engine *eng, struct leg *l);          /* binds an RTP port */
+void media_close(struct leg *l);
+/* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */
+void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
+	       size_t size);
+/* Picks PCMU or PCMA from an offer: the payload type, or -1 if none is acceptable. */
+int media_pick_codec(const char *sdp, size_t len);
+
+/* outbound.c */
+void outbound_dial(struct sip_engine *eng, const struct call *c);
+void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
+				 sip_t const *sip);
+
+/* inbound.c */
+void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
+void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
+			const char *call_id, int max_duration_s);
+
+/* hangup.c */
+void hangup_request(struct sip_engine *eng, struct hangup_req *req);
+void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);
+void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
+void hangup_drain_all(struct sip_engine *eng, const char *reason);
+void hangup_fail_queue(struct sip_engine *eng);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * store.h - the persistence boundary. All SQL in callplane lives behind this interface.
+ *
+ * A backend is one struct of callbacks (struct store_backend), the way Janus documents its
+ * transports: SQLite (store_sqlite.c) is the embedded default; a PostgreSQL backend implements
+ * the same struct later. Callers use the store_*() wrappers below and never see SQL.
+ *
+ * Contract every backend keeps:
+ *   - every call is thread-safe; a write that returns STORE_OK is durable (on disk per the
+ *     configured sync mode) before the function returns;
+ *   - call_update() is a single conditional update: it applies only if the call's current
+ *     status is in u->from_mask, so among concurrent updates of one call exactly one wins
+ *     (the others get STORE_CONFLICT and the current row);
+ *   - scoped reads (struct scope) never return rows of another tenant, or of another number
+ *     for a number-scoped key: not found and not visible are indistinguishable.
+ *
+ * Call a backend through STORE(st, fn, args...), e.g. STORE(st, call_get, &sc, id, &call).
+ */
+#ifndef CP_STORE_H
+#define CP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "call/call.h"
+#include "core/util.h"
+
+enum store_result {
+	STORE_OK = 0,
+	STORE_NOT_FOUND = 1,
+	STORE_CONFLICT = 2,     /* condition failed / unique key taken */
+	STORE_ERROR = -1,
+};
+
+#define STORE_NUMBER_MAX 16    /* "+" and up to 15 digits */
+#define STORE_NAME_MAX 128
+
+/* What an API key may see: a tenant, optionally narrowed to one agent number. */
+struct scope {
+	char tenant_id[CP_UUID_LEN + 1];
+	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
+};
+
+struct agent {
+	char id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
+	char name[STORE_NAME_MAX + 1];
+	char number[STORE_NUMBER_MAX + 1];   /* "" = none */
+	int max_duration_s;                  /* 0 = none */
+	int64_t created_at;
+};
+
+struct api_key {
+	char id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
+	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-scoped */
+	char hash[CP_SHA256_HEX_LEN + 1];    /* SHA-256 of the secret; the secret is never stored */
+	char prefix[16];                     /* first characters of the secret, for listings */
+	int64_t created_at, revoked_at;      /* revoked_at 0 = live */
+	unsigned rate_limit;                 /* requests per second; 0 = the server's default */
+};
+
+/* One conditional step of a call. Fields left 0/NULL keep their stored value. */
+struct call_update {
+	uint32_t from_mask;                  /* apply only if status is in this mask */
+	enum call_status to;
+	int64_t answered_at, ended_at;
+	const char *end_reason;
+	int sip_status;
+	const char *provider_call_id;
+};
+
+struct call_filter {
+	uint32_t status_mask;                /* 0 = any */
+	const char *agent_id;                /* NULL = any */
+	int64_t before_seq;                  /* 0 = from the newest */
+	int limit;
+};
+
+/* A stored idempotent request. status 0 = still being processed. */
+struct idem_record {
+	char request_hash[CP_SHA256_HEX_LEN + 1];
+	unsigned status;
+	char *body;                          /* heap, may be NULL */
+	int64_t created_at;
+};
+
+struct store_options {
+	bool sync_full;                      /* synchronous=FULL (default) vs NORMAL */
+};
+
+struct store_backend {
+	const char *name;
+	int (*open)(const char *location, const struct store_options *opt, void **ctx);
+	void (*close)(void *ctx);
+
+	int (*tenant_create)(void *ctx, const char *id, const char *name, int64_t now);
+	int (*tenant_exists)(void *ctx, const char *id);
+	int (*tenant_list)(void *ctx, json_t **out);
+
+	int (*agent_create)(void *ctx, const struct agent *a);
+	int (*agent_get)(void *ctx, const struct scope *sc, const char *id, struct agent *out);
+	int (*agent_by_number)(void *ctx, const char *number, struct agent *out);
+	int (*agent_list)(void *ctx, const char *tenant_id, json_t **out);
+
+	int (*key_create)(void *ctx, const struct api_key *k);
+	int (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);
+	int (*key_list)(void *ctx, const char *tenant_id, json_t **out);
+	int (*key_revoke)(void *ctx, const char *id, int64_t now);
+
+	int (*call_insert)(void *ctx, struct call *c);  /* sets c->seq */
+	/* By call id or provider call id, within the scope (sc NULL = unscoped, for the engine). */
+	int (*call_get)(void *ctx, const struct scope *sc, const char *id, struct call *out);
+	int (*call_list)(void *ctx, const struct scope *sc, const struct call_filter *f,
+			 struct call **out, size_t *n);
+	/* out (may be NULL) receives the row after the update, or the current row on CONFLICT;
+	 * prev (may be NULL) receives the status the update moved the call from. */
+	int (*call_update)(void *ctx, const char *id, const struct call_update *u, struct call *out,
+			   enum call_status *prev);
+	int (*call_redact)(void *ctx, const char *id, int64_t now, struct call *out);
+	/* Ids of every active call (for restart recovery). */
+	int (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+
+	/* Claims (key_id, idem_key) for a request: STORE_OK if claimed now, STORE_CONFLICT with
+	 * *existing filled if a live record exists (records older than expire_before are replaced). */
+	int (*idem_claim)(void *ctx, const char *key_id, const char *idem_key, const char *hash,
+			  int64_t now, int64_t expire_before, struct idem_record *existing);
+	int (*idem_complete)(void *ctx, const char *key_id, const char *idem_key, unsigned status,
+			     const char *body);
+	int (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
+	int (*idem_purge)(void *ctx, int64_t expire_before);
+};
+
+struct store {
+	const struct store_backend *be;
+	void *ctx;
+};
+
+#define STORE(st, fn, ...) ((st)->be->fn((st)->ctx, __VA_ARGS__))
+
+extern const struct store_backend store_sqlite_backend;
+
+/* Opens the backend for a location (a file path: SQLite). NULL on failure (logged). */
+struct store *store_open(const char *location, const struct store_options *opt);
+void store_close(struct store *st);
+
+void call_list_free(struct call *calls, size_t n);
+void idem_record_clear(struct idem_record *r);
+
+#endif

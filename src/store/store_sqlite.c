@@ -1,0 +1,1018 @@
+/*
+ * store_sqlite.c - the embedded store: SQLite in WAL mode.
+ *
+ * Design:
+ *   - A small pool of connections, one borrowed per operation, each with its own cache of
+ *     prepared statements. WAL lets readers run in parallel with the single writer, so reads
+ *     (GET /v1/calls/{id}) never wait on ends.
+ *   - Writes inside this process are serialised by write_mu instead of SQLite's busy handler:
+ *     the busy handler sleeps and retries, which adds milliseconds of latency under contention,
+ *     while a mutex hands over in microseconds. busy_timeout still covers other processes (the
+ *     admin CLI writes to the same file while the server runs).
+ *   - synchronous=FULL by default: in WAL mode each commit is fsync'd before the call returns,
+ *     so a call reported ended stays ended after a crash or power loss. NORMAL survives a process
+ *     crash (kill -9) but may lose the last commits on power loss; it is offered for measurement.
+ *   - Migrations are versioned by PRAGMA user_version and applied under BEGIN IMMEDIATE, so two
+ *     processes opening a new database at once apply each migration exactly once.
+ *   - Status is stored as its name (readable with the sqlite3 shell); a set of statuses is
+ *     passed as ",queued,ringing," and tested with instr(), which keeps every statement static.
+ */
+#include "store.h"
+#include "core/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+static const char *const migrations[] = {
+	/* 1: the spine */
+	"CREATE TABLE tenants ("
+	"  id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);"
+	"CREATE TABLE agents ("
+	"  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+	"  name TEXT NOT NULL, number TEXT UNIQUE, max_duration_s INTEGER,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX agents_tenant ON agents(tenant_id);"
+	"CREATE TABLE api_keys ("
+	"  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), number TEXT,"
+	"  hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_at INTEGER NOT NULL,"
+	"  revoked_at INTEGER);"
+	"CREATE TABLE calls ("
+	"  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+	"  tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+	"  agent_id TEXT NOT NULL REFERENCES agents(id),"
+	"  direction TEXT NOT NULL, status TEXT NOT NULL, from_addr TEXT, to_addr TEXT,"
+	"  provider_call_id TEXT, end_reason TEXT, sip_status INTEGER, max_duration_s INTEGER,"
+	"  created_at INTEGER NOT NULL, answered_at INTEGER, ended_at INTEGER,"
+	"  redacted_at INTEGER, metadata TEXT, prev_status TEXT);"
+	"CREATE INDEX calls_provider ON calls(provider_call_id) WHERE provider_call_id IS NOT NULL;"
+	"CREATE INDEX calls_tenant_seq ON calls(tenant_id, seq);"
+	"CREATE INDEX calls_active ON calls(status) WHERE status IN ('queued','ringing','in_progress');"
+	"CREATE TABLE idempotency ("
+	"  key_id TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0, body TEXT, created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (key_id, idem_key)) WITHOUT ROWID;"
+	"CREATE INDEX idempotency_created ON idempotency(created_at);",
+
+	/* 2: rate limits, webhooks and the event outbox */
+	"ALTER TABLE api_keys ADD COLUMN rate_limit INTEGER;"
+	"CREATE TABLE webhooks ("
+	"  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+	"  agent_id TEXT REFERENCES agents(id), url TEXT NOT NULL, secret TEXT NOT NULL,"
+	"  format TEXT NOT NULL, created_at INTEGER NOT NULL);"
+	"CREATE INDEX webhooks_tenant ON webhooks(tenant_id);"
+	"CREATE TABLE events ("
+	"  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL,"
+	"  agent_id TEXT NOT NULL, agent_number TEXT, call_id TEXT NOT NULL, type TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL, payload TEXT NOT NULL);"
+	"CREATE INDEX events_tenant_seq ON events(tenant_id, seq);"
+	"CREATE TABLE deliveries ("
+	"  id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL REFERENCES events(seq),"
+	"  webhook_id TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_attempt_at INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
+	"  created_at INTEGER NOT NULL, delivered_at INTEGER);"
+	"CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';"
+	"CREATE INDEX deliveries_webhook ON deliveries(webhook_id, status);",
+};
+
+#define CALL_COLS(t)                                                                          \
+	t "seq, " t "id, " t "tenant_id, " t "agent_id, " t "direction, " t "status, "       \
+	t "from_addr, " t "to_addr, " t "provider_call_id, " t "end_reason, " t "sip_status, " \
+	t "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " \
+	t "metadata"
+
+enum stmt_id {
+	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
+	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
+	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
+	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_RAW, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
+	S_CALL_ACTIVE,
+	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_TENANT_CREATE] = "INSERT INTO tenants(id, name, created_at) VALUES (?1, ?2, ?3)",
+	[S_TENANT_EXISTS] = "SELECT 1 FROM tenants WHERE id = ?1",
+	[S_TENANT_LIST] = "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
+	[S_AGENT_CREATE] = "INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at)"
+			   " VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6)",
+	[S_AGENT_GET] = "SELECT id, tenant_id, name, number, max_duration_s, created_at FROM agents"
+			" WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)",
+	[S_AGENT_BY_NUMBER] = "SELECT id, tenant_id, name, number, max_duration_s, created_at"
+			      " FROM agents WHERE number = ?1",
+	[S_AGENT_LIST] = "SELECT id, tenant_id, name, number, max_duration_s, created_at FROM agents"
+			 " WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id",
+	[S_KEY_CREATE] = "INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
+			 " rate_limit) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, NULLIF(?7, 0))",
+	[S_KEY_BY_HASH] = "SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+			  " rate_limit FROM api_keys WHERE hash = ?1",
+	[S_KEY_LIST] = "SELECT id, tenant_id, number, prefix, created_at, revoked_at, rate_limit"
+		       " FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id",
+	[S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+	[S_CALL_INSERT] = "INSERT INTO calls(id, tenant_id, agent_id, direction, status, from_addr,"
+			  " to_addr, provider_call_id, end_reason, sip_status, max_duration_s,"
+			  " created_at, answered_at, ended_at, metadata) VALUES (?1, ?2, ?3, ?4, ?5,"
+			  " ?6, ?7, NULLIF(?8, ''), NULLIF(?9, ''), NULLIF(?10, 0), NULLIF(?11, 0),"
+			  " ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15)",
+	/* id match first: a provider call id can never shadow a call id */
+	[S_CALL_GET] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
+		       " WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
+		       " AND (?2 IS NULL OR calls.tenant_id = ?2) AND (?3 IS NULL OR a.number = ?3)"
+		       " ORDER BY calls.id = ?1 DESC LIMIT 1",
+	[S_CALL_GET_RAW] = "SELECT " CALL_COLS("") " FROM calls WHERE id = ?1",
+	[S_CALL_LIST] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
+			" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
+			" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
+			" AND (?4 IS NULL OR calls.agent_id = ?4) AND (?5 = 0 OR calls.seq < ?5)"
+			" ORDER BY calls.seq DESC LIMIT ?6",
+	/* in an UPDATE, right-hand sides see the old row: prev_status keeps where we came from */
+	[S_CALL_UPDATE] = "UPDATE calls SET prev_status = status, status = ?2, answered_at = COALESCE(?3, answered_at),"
+			  " ended_at = COALESCE(?4, ended_at), end_reason = COALESCE(?5, end_reason),"
+			  " sip_status = COALESCE(?6, sip_status),"
+			  " provider_call_id = COALESCE(?7, provider_call_id)"
+			  " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"
+			  " RETURNING " CALL_COLS("") ", prev_status",
+	[S_CALL_REDACT] = "UPDATE calls SET from_addr = NULL, to_addr = NULL, metadata = NULL,"
+			  " redacted_at = COALESCE(redacted_at, ?2)"
+			  " WHERE id = ?1 AND status NOT IN ('queued', 'ringing', 'in_progress')"
+			  " RETURNING " CALL_COLS(""),
+	[S_CALL_ACTIVE] = "SELECT id FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')",
+	[S_IDEM_EXPIRE] = "DELETE FROM idempotency WHERE key_id = ?1 AND idem_key = ?2 AND created_at < ?3",
+	[S_IDEM_INSERT] = "INSERT INTO idempotency(key_id, idem_key, request_hash, created_at)"
+			  " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+	[S_IDEM_GET] = "SELECT request_hash, status, body, created_at FROM idempotency"
+		       " WHERE key_id = ?1 AND idem_key = ?2",
+	[S_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, body = ?4 WHERE key_id = ?1 AND idem_key = ?2",
+	[S_IDEM_RELEASE] = "DELETE FROM idempotency WHERE key_id = ?1 AND idem_key = ?2 AND status = 0",
+	[S_IDEM_PURGE] = "DELETE FROM idempotency WHERE created_at < ?1",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT];
+	struct conn *next;
+};
+
+struct sqlite_store {
+	char *path;
+	bool sync_full;
+	pthread_mutex_t pool_mu;
+	struct conn *free_list;
+	struct conn *all[64];           /* every connection ever opened, for close */
+	int n_all;
+	pthread_mutex_t write_mu;       /* serialises this process's writers; see top comment */
+};
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_msg(LOG_ERROR, "store_error", "%s: %s", sql, err ? err : sqlite3_errmsg(db));
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static struct conn *conn_open(struct sqlite_store *s)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(s->path, &c->db, flags, NULL) != SQLITE_OK) {
+		log_msg(LOG_ERROR, "store_error", "cannot open %s: %s", s->path,
+			c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		sqlite3_close(c->db);
+		free(c);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(c->db, 1);   /* tell a foreign-key miss from a unique clash */
+	sqlite3_busy_timeout(c->db, 10000);
+	char pragmas[256];
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+		 s->sync_full ? "FULL" : "NORMAL");
+	if (exec_sql(c->db, pragmas)) {
+		sqlite3_close(c->db);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void conn_close(struct conn *c)
+{
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+static struct conn *conn_get(struct sqlite_store *s)
+{
+	pthread_mutex_lock(&s->pool_mu);
+	struct conn *c = s->free_list;
+	if (c) {
+		s->free_list = c->next;
+		pthread_mutex_unlock(&s->pool_mu);
+		return c;
+	}
+	pthread_mutex_unlock(&s->pool_mu);
+	c = conn_open(s);
+	if (!c)
+		return NULL;
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->n_all < (int)(sizeof s->all / sizeof s->all[0])) {
+		s->all[s->n_all++] = c;
+	} else {  /* more concurrent users than we keep: this one is closed on put */
+		c->next = (struct conn *)-1;
+	}
+	pthread_mutex_unlock(&s->pool_mu);
+	return c;
+}
+
+static void conn_put(struct sqlite_store *s, struct conn *c)
+{
+	if (c->next == (struct conn *)-1) {
+		conn_close(c);
+		return;
+	}
+	pthread_mutex_lock(&s->pool_mu);
+	c->next = s->free_list;
+	s->free_list = c;
+	pthread_mutex_unlock(&s->pool_mu);
+}
+
+/* A ready-to-bind statement: prepared once per connection, reset and cleared on each use. */
+static sqlite3_stmt *stmt(struct conn *c, enum stmt_id id)
+{
+	if (!c->stmt[id]) {
+		if (sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+				       &c->stmt[id], NULL) != SQLITE_OK) {
+			log_msg(LOG_ERROR, "store_error", "prepare %d: %s", id, sqlite3_errmsg(c->db));
+			return NULL;
+		}
+	}
+	sqlite3_reset(c->stmt[id]);
+	sqlite3_clear_bindings(c->stmt[id]);
+	return c->stmt[id];
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *v)
+{
+	bind_text(st, i, v && *v ? v : NULL);
+}
+
+static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static int step_error(struct conn *c, int rc)
+{
+	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+		return rc == SQLITE_CONSTRAINT_FOREIGNKEY ? STORE_NOT_FOUND : STORE_CONFLICT;
+	}
+	log_msg(LOG_ERROR, "store_error", "step: %s", sqlite3_errmsg(c->db));
+	return STORE_ERROR;
+}
+
+/* Runs a write statement to completion. */
+static int run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st)
+{
+	pthread_mutex_lock(&s->write_mu);
+	int rc = sqlite3_step(st);
+	int changes = sqlite3_changes(c->db);
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&s->write_mu);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return step_error(c, rc);
+	return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+/* ---- open / migrate --------------------------------------------------------------------- */
+
+static int migrate(struct conn *c)
+{
+	int n = (int)(sizeof migrations / sizeof migrations[0]);
+	for (;;) {
+		if (exec_sql(c->db, "BEGIN IMMEDIATE"))
+			return -1;
+		sqlite3_stmt *st;
+		int version = 0;
+		if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+			if (sqlite3_step(st) == SQLITE_ROW)
+				version = sqlite3_column_int(st, 0);
+			sqlite3_finalize(st);
+		}
+		if (version >= n) {
+			exec_sql(c->db, "COMMIT");
+			return version > n ? -1 : 0;   /* newer schema than this binary: refuse */
+		}
+		char bump[64];
+		snprintf(bump, sizeof bump, "PRAGMA user_version = %d", version + 1);
+		if (exec_sql(c->db, migrations[version]) || exec_sql(c->db, bump)) {
+			exec_sql(c->db, "ROLLBACK");
+			return -1;
+		}
+		if (exec_sql(c->db, "COMMIT"))
+			return -1;
+		log_json(LOG_INFO, "store_migrated", json_pack("{s:i}", "version", version + 1));
+	}
+}
+
+static void sqlite_close(void *ctx)
+{
+	struct sqlite_store *s = ctx;
+	if (!s)
+		return;
+	for (int i = 0; i < s->n_all; i++)
+		conn_close(s->all[i]);
+	pthread_mutex_destroy(&s->pool_mu);
+	pthread_mutex_destroy(&s->write_mu);
+	free(s->path);
+	free(s);
+}
+
+static int sqlite_open(const char *location, const struct store_options *opt, void **ctx)
+{
+	struct sqlite_store *s = calloc(1, sizeof *s);
+	if (!s)
+		return STORE_ERROR;
+	s->path = strdup(location);
+	s->sync_full = !opt || opt->sync_full;
+	pthread_mutex_init(&s->pool_mu, NULL);
+	pthread_mutex_init(&s->write_mu, NULL);
+	struct conn *c = conn_get(s);
+	if (!c || migrate(c)) {
+		if (c)
+			conn_put(s, c);
+		log_msg(LOG_ERROR, "store_error", "cannot open or migrate %s", location);
+		sqlite_close(s);
+		return STORE_ERROR;
+	}
+	conn_put(s, c);
+	*ctx = s;
+	return STORE_OK;
+}
+
+/* Borrow a connection for the body of an operation; `rc` is what the op returns. */
+#define WITH_CONN(s, c)                                   \
+	struct sqlite_store *s = ctx;                     \
+	struct conn *c = conn_get(s);                     \
+	if (!c)                                           \
+		return STORE_ERROR;
+
+/* ---- tenants ---------------------------------------------------------------------------- */
+
+static int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_TENANT_CREATE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		bind_text(st, 2, name);
+		sqlite3_bind_int64(st, 3, now);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_tenant_exists(void *ctx, const char *id)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_TENANT_EXISTS);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		int r = sqlite3_step(st);
+		rc = r == SQLITE_ROW ? STORE_OK : r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+		sqlite3_reset(st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static json_t *time_json(int64_t ms)
+{
+	char buf[CP_RFC3339_LEN + 1];
+	if (!ms)
+		return json_null();
+	cp_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+static json_t *col_json(sqlite3_stmt *st, int col, bool is_time)
+{
+	switch (sqlite3_column_type(st, col)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER:
+		return is_time ? time_json(sqlite3_column_int64(st, col))
+			       : json_integer(sqlite3_column_int64(st, col));
+	default:
+		return json_string((const char *)sqlite3_column_text(st, col));
+	}
+}
+
+/* Runs a listing statement and turns each row into an object with the given column names;
+ * names ending in "_at" are rendered as timestamps. */
+static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names, json_t **out)
+{
+	json_t *arr = json_array();
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		for (int i = 0; names[i]; i++) {
+			size_t n = strlen(names[i]);
+			bool is_time = n > 3 && !strcmp(names[i] + n - 3, "_at");
+			json_object_set_new(o, names[i], col_json(st, i, is_time));
+		}
+		json_array_append_new(arr, o);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		json_decref(arr);
+		return step_error(c, r);
+	}
+	*out = arr;
+	return STORE_OK;
+}
+
+static int sqlite_tenant_list(void *ctx, json_t **out)
+{
+	static const char *const names[] = {"id", "name", "created_at", NULL};
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_TENANT_LIST);
+	int rc = st ? list_rows(c, st, names, out) : STORE_ERROR;
+	conn_put(s, c);
+	return rc;
+}
+
+/* ---- agents ----------------------------------------------------------------------------- */
+
+static int sqlite_agent_create(void *ctx, const struct agent *a)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_AGENT_CREATE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, a->id);
+		bind_text(st, 2, a->tenant_id);
+		bind_text(st, 3, a->name);
+		bind_text(st, 4, a->number);
+		sqlite3_bind_int(st, 5, a->max_duration_s);
+		sqlite3_bind_int64(st, 6, a->created_at);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
+{
+	int r = sqlite3_step(st);
+	int rc;
+	if (r == SQLITE_ROW) {
+		memset(out, 0, sizeof *out);
+		copy_col(st, 0, out->id, sizeof out->id);
+		copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
+		copy_col(st, 2, out->name, sizeof out->name);
+		copy_col(st, 3, out->number, sizeof out->number);
+		out->max_duration_s = sqlite3_column_int(st, 4);
+		out->created_at = sqlite3_column_int64(st, 5);
+		rc = STORE_OK;
+	} else {
+		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct agent *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_AGENT_GET);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		bind_text(st, 2, sc->tenant_id);
+		bind_opt_text(st, 3, sc->number);
+		rc = read_agent(c, st, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_AGENT_BY_NUMBER);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, number);
+		rc = read_agent(c, st, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
+{
+	static const char *const names[] = {"id", "tenant_id", "name", "number",
+					    "max_duration_s", "created_at", NULL};
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_AGENT_LIST);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, tenant_id);
+		rc = list_rows(c, st, names, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+/* ---- keys ------------------------------------------------------------------------------- */
+
+static int sqlite_key_create(void *ctx, const struct api_key *k)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_KEY_CREATE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, k->id);
+		bind_text(st, 2, k->tenant_id);
+		bind_text(st, 3, k->number);
+		bind_text(st, 4, k->hash);
+		bind_text(st, 5, k->prefix);
+		sqlite3_bind_int64(st, 6, k->created_at);
+		sqlite3_bind_int(st, 7, (int)k->rate_limit);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_KEY_BY_HASH);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, hash);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			memset(out, 0, sizeof *out);
+			copy_col(st, 0, out->id, sizeof out->id);
+			copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
+			copy_col(st, 2, out->number, sizeof out->number);
+			copy_col(st, 3, out->hash, sizeof out->hash);
+			copy_col(st, 4, out->prefix, sizeof out->prefix);
+			out->created_at = sqlite3_column_int64(st, 5);
+			out->revoked_at = sqlite3_column_int64(st, 6);
+			out->rate_limit = (unsigned)sqlite3_column_int(st, 7);
+			rc = STORE_OK;
+		} else {
+			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+		}
+		sqlite3_reset(st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
+{
+	static const char *const names[] = {"id", "tenant_id", "number", "prefix",
+					    "created_at", "revoked_at", "rate_limit", NULL};
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_KEY_LIST);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, tenant_id);
+		rc = list_rows(c, st, names, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_KEY_REVOKE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+/* ---- calls ------------------------------------------------------------------------------ */
+
+/* Reads a row selected with CALL_COLS into *out. */
+static void read_call(sqlite3_stmt *st, struct call *out)
+{
+	call_clear(out);
+	out->seq = sqlite3_column_int64(st, 0);
+	copy_col(st, 1, out->id, sizeof out->id);
+	copy_col(st, 2, out->tenant_id, sizeof out->tenant_id);
+	copy_col(st, 3, out->agent_id, sizeof out->agent_id);
+	const char *dir = (const char *)sqlite3_column_text(st, 4);
+	out->direction = dir && !strcmp(dir, "inbound") ? CALL_INBOUND : CALL_OUTBOUND;
+	const char *status = (const char *)sqlite3_column_text(st, 5);
+	if (!call_status_parse(status, &out->status))
+		out->status = CALL_FAILED;
+	copy_col(st, 6, out->from, sizeof out->from);
+	copy_col(st, 7, out->to, sizeof out->to);
+	copy_col(st, 8, out->provider_call_id, sizeof out->provider_call_id);
+	copy_col(st, 9, out->end_reason, sizeof out->end_reason);
+	out->sip_status = sqlite3_column_int(st, 10);
+	out->max_duration_s = sqlite3_column_int(st, 11);
+	out->created_at = sqlite3_column_int64(st, 12);
+	out->answered_at = sqlite3_column_int64(st, 13);
+	out->ended_at = sqlite3_column_int64(st, 14);
+	out->redacted_at = sqlite3_column_int64(st, 15);
+	out->redacted = out->redacted_at != 0;
+	const unsigned char *meta = sqlite3_column_text(st, 16);
+	out->metadata = meta ? strdup((const char *)meta) : NULL;
+}
+
+/* Steps a statement expected to yield at most one call row. */
+static int step_one_call(struct conn *c, sqlite3_stmt *st, struct call *out)
+{
+	int r = sqlite3_step(st);
+	int rc;
+	if (r == SQLITE_ROW) {
+		if (out)
+			read_call(st, out);
+		rc = STORE_OK;
+	} else {
+		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int sqlite_call_insert(void *ctx, struct call *k)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_INSERT);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, k->id);
+		bind_text(st, 2, k->tenant_id);
+		bind_text(st, 3, k->agent_id);
+		bind_text(st, 4, call_direction_name(k->direction));
+		bind_text(st, 5, call_status_name(k->status));
+		bind_text(st, 6, k->from);
+		bind_text(st, 7, k->to);
+		bind_text(st, 8, k->provider_call_id);
+		bind_text(st, 9, k->end_reason);
+		sqlite3_bind_int(st, 10, k->sip_status);
+		sqlite3_bind_int(st, 11, k->max_duration_s);
+		sqlite3_bind_int64(st, 12, k->created_at);
+		sqlite3_bind_int64(st, 13, k->answered_at);
+		sqlite3_bind_int64(st, 14, k->ended_at);
+		bind_text(st, 15, k->metadata);
+		rc = run_write(s, c, st);
+		if (rc == STORE_OK)
+			k->seq = sqlite3_last_insert_rowid(c->db);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_GET);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		bind_text(st, 2, sc ? sc->tenant_id : NULL);
+		bind_opt_text(st, 3, sc ? sc->number : NULL);
+		rc = step_one_call(c, st, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+/* ",queued,ringing," for a status mask: the form instr() tests against. */
+static void status_set(uint32_t mask, char *buf, size_t size)
+{
+	size_t off = (size_t)snprintf(buf, size, ",");
+	for (int i = 0; i < CALL_STATUS_COUNT && off < size; i++)
+		if (mask & CALL_BIT(i))
+			off += (size_t)snprintf(buf + off, size - off, "%s,",
+						call_status_name((enum call_status)i));
+}
+
+static int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
+			    struct call **out, size_t *n)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_LIST);
+	int rc = STORE_ERROR;
+	*out = NULL;
+	*n = 0;
+	if (!st || f->limit < 1)
+		goto out;
+	char set[128];
+	status_set(f->status_mask, set, sizeof set);
+	bind_text(st, 1, sc->tenant_id);
+	bind_opt_text(st, 2, sc->number);
+	bind_text(st, 3, f->status_mask ? set : NULL);
+	bind_text(st, 4, f->agent_id);
+	sqlite3_bind_int64(st, 5, f->before_seq);
+	sqlite3_bind_int(st, 6, f->limit);
+	struct call *calls = calloc((size_t)(f->limit > 0 ? f->limit : 1), sizeof *calls);
+	if (!calls)
+		goto out;
+	size_t count = 0;
+	int r = SQLITE_DONE;
+	while (count < (size_t)f->limit && (r = sqlite3_step(st)) == SQLITE_ROW)
+		read_call(st, &calls[count++]);
+	if (count < (size_t)f->limit && r != SQLITE_DONE) {
+		rc = step_error(c, r);
+		call_list_free(calls, count);
+		sqlite3_reset(st);
+		goto out;
+	}
+	sqlite3_reset(st);
+	*out = calls;
+	*n = count;
+	rc = STORE_OK;
+out:
+	conn_put(s, c);
+	return rc;
+}
+
+/* After a conditional write that matched nothing: conflict (row exists) or not found. */
+static int current_row(struct conn *c, const char *id, struct call *out)
+{
+	sqlite3_stmt *st = stmt(c, S_CALL_GET_RAW);
+	if (!st)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	int rc = step_one_call(c, st, out);
+	return rc == STORE_OK ? STORE_CONFLICT : rc;
+}
+
+static int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
+			      struct call *out, enum call_status *prev)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_UPDATE);
+	int rc = STORE_ERROR;
+	if (st) {
+		char set[128];
+		status_set(u->from_mask, set, sizeof set);
+		bind_text(st, 1, id);
+		bind_text(st, 2, call_status_name(u->to));
+		bind_opt_int(st, 3, u->answered_at);
+		bind_opt_int(st, 4, u->ended_at);
+		bind_opt_text(st, 5, u->end_reason);
+		bind_opt_int(st, 6, u->sip_status);
+		bind_opt_text(st, 7, u->provider_call_id);
+		bind_text(st, 8, set);
+		pthread_mutex_lock(&s->write_mu);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			if (out)
+				read_call(st, out);
+			if (prev && !call_status_parse((const char *)sqlite3_column_text(st, 17), prev))
+				*prev = CALL_QUEUED;
+			rc = STORE_OK;
+		} else {
+			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+		}
+		sqlite3_reset(st);
+		pthread_mutex_unlock(&s->write_mu);
+		if (rc == STORE_NOT_FOUND)
+			rc = current_row(c, id, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_REDACT);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, id);
+		sqlite3_bind_int64(st, 2, now);
+		pthread_mutex_lock(&s->write_mu);
+		rc = step_one_call(c, st, out);
+		pthread_mutex_unlock(&s->write_mu);
+		if (rc == STORE_NOT_FOUND)
+			rc = current_row(c, id, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_CALL_ACTIVE);
+	int rc = STORE_ERROR;
+	*ids = NULL;
+	*n = 0;
+	if (st) {
+		size_t cap = 0;
+		int r = SQLITE_DONE;
+		rc = STORE_OK;
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 64;
+				void *p = realloc(*ids, cap * sizeof **ids);
+				if (!p) {
+					rc = STORE_ERROR;
+					break;
+				}
+				*ids = p;
+			}
+			copy_col(st, 0, (*ids)[(*n)++], CP_UUID_LEN + 1);
+		}
+		if (rc == STORE_OK && r != SQLITE_DONE)
+			rc = step_error(c, r);
+		sqlite3_reset(st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+/* ---- idempotency ------------------------------------------------------------------------ */
+
+static int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
+			     const char *hash, int64_t now, int64_t expire_before,
+			     struct idem_record *existing)
+{
+	WITH_CONN(s, c);
+	int rc = STORE_ERROR;
+	sqlite3_stmt *begin = stmt(c, S_BEGIN), *expire = stmt(c, S_IDEM_EXPIRE),
+		     *ins = stmt(c, S_IDEM_INSERT), *get = stmt(c, S_IDEM_GET),
+		     *commit = stmt(c, S_COMMIT), *rollback = stmt(c, S_ROLLBACK);
+	if (!begin || !expire || !ins || !get || !commit || !rollback) {
+		conn_put(s, c);
+		return STORE_ERROR;
+	}
+	pthread_mutex_lock(&s->write_mu);
+	if (sqlite3_step(begin) != SQLITE_DONE)
+		goto fail;
+	bind_text(expire, 1, key_id);
+	bind_text(expire, 2, idem_key);
+	sqlite3_bind_int64(expire, 3, expire_before);
+	if (sqlite3_step(expire) != SQLITE_DONE)
+		goto fail;
+	bind_text(ins, 1, key_id);
+	bind_text(ins, 2, idem_key);
+	bind_text(ins, 3, hash);
+	sqlite3_bind_int64(ins, 4, now);
+	if (sqlite3_step(ins) != SQLITE_DONE)
+		goto fail;
+	if (sqlite3_changes(c->db) == 1) {
+		rc = STORE_OK;
+	} else {
+		bind_text(get, 1, key_id);
+		bind_text(get, 2, idem_key);
+		if (sqlite3_step(get) != SQLITE_ROW)
+			goto fail;
+		memset(existing, 0, sizeof *existing);
+		copy_col(get, 0, existing->request_hash, sizeof existing->request_hash);
+		existing->status = (unsigned)sqlite3_column_int(get, 1);
+		const unsigned char *body = sqlite3_column_text(get, 2);
+		existing->body = body ? strdup((const char *)body) : NULL;
+		existing->created_at = sqlite3_column_int64(get, 3);
+		rc = STORE_CONFLICT;
+	}
+	sqlite3_reset(get);
+	if (sqlite3_step(commit) != SQLITE_DONE) {
+		idem_record_clear(existing);
+		rc = STORE_ERROR;
+		goto fail;
+	}
+	goto done;
+fail:
+	log_msg(LOG_ERROR, "store_error", "idempotency claim: %s", sqlite3_errmsg(c->db));
+	sqlite3_reset(get);
+	sqlite3_step(rollback);
+	rc = STORE_ERROR;
+done:
+	sqlite3_reset(begin);
+	sqlite3_reset(expire);
+	sqlite3_reset(ins);
+	sqlite3_reset(commit);
+	sqlite3_reset(rollback);
+	pthread_mutex_unlock(&s->write_mu);
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key,
+				unsigned status, const char *body)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_IDEM_COMPLETE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, key_id);
+		bind_text(st, 2, idem_key);
+		sqlite3_bind_int(st, 3, (int)status);
+		bind_text(st, 4, body);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_IDEM_RELEASE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, key_id);
+		bind_text(st, 2, idem_key);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_idem_purge(void *ctx, int64_t expire_before)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_IDEM_PURGE);
+	int rc = STORE_ERROR;
+	if (st) {
+		sqlite3_bind_int64(st, 1, expire_before);
+		rc = run_write(s, c, st);
+		if (rc == STORE_NOT_FOUND)
+			rc = STORE_OK;
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+const struct store_backend store_sqlite_backend = {
+	.name = "sqlite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.tenant_create = sqlite_tenant_create,
+	.tenant_exists = sqlite_tenant_exists,
+	.tenant_list = sqlite_tenant_list,
+	.agent_create = sqlite_agent_create,
+	.agent_get = sqlite_agent_get,
+	.agent_by_number = sqlite_agent_by_number,
+	.agent_list = sqlite_agent_list,
+	.key_create = sqlite_key_create,
+	.key_by_hash = sqlite_key_by_hash,
+	.key_list = sqlite_key_list,
+	.key_revoke = sqlite_key_revoke,
+	.call_insert = sqlite_call_insert,
+	.call_get = sqlite_call_get,
+	.call_list = sqlite_call_list,
+	.call_update = sqlite_call_update,
+	.call_redact = sqlite_call_redact,
+	.call_active_ids = sqlite_call_active_ids,
+	.idem_claim = sqlite_idem_claim,
+	.idem_complete = sqlite_idem_complete,
+	.idem_release = sqlite_idem_release,
+	.idem_purge = sqlite_idem_purge,
+};

@@ -1,0 +1,214 @@
+"""Black-box tests of the admin command line (docs/API.md, "Command line")."""
+
+import json
+
+import pytest
+
+from cp import assert_recent, free_port, is_ts, is_uuid, random_uuid
+
+COMMANDS = [
+    ["serve"],
+    ["tenant", "create"],
+    ["tenant", "list"],
+    ["agent", "create"],
+    ["agent", "list"],
+    ["key", "create"],
+    ["key", "list"],
+    ["key", "revoke"],
+]
+
+
+def find(items, id_):
+    hits = [x for x in items if x["id"] == id_]
+    assert len(hits) == 1, "id %s appears %d times in %r" % (id_, len(hits), items)
+    return hits[0]
+
+
+def test_tenant_create_and_list(cp):
+    out = cp.cli("tenant", "create", "--name", "Acme Corp")
+    assert set(out) == {"id"} and is_uuid(out["id"]), out
+    t2 = cp.tenant_create("second")
+    assert t2 != out["id"]
+    lst = cp.tenant_list()
+    assert set(lst) == {"data"}, lst
+    assert len(lst["data"]) == 2
+    for item in lst["data"]:
+        assert set(item) == {"id", "name", "created_at"}, item
+        assert is_uuid(item["id"])
+        assert is_ts(item["created_at"])
+        assert_recent(item["created_at"])
+    assert find(lst["data"], out["id"])["name"] == "Acme Corp"
+    assert find(lst["data"], t2)["name"] == "second"
+
+
+def test_agent_create_and_list(cp):
+    t1 = cp.tenant_create("t1")
+    t2 = cp.tenant_create("t2")
+    out = cp.cli("agent", "create", "--tenant", t1, "--name", "sales", "--number", "+15550001111",
+                 "--max-duration", "120")
+    assert set(out) == {"id"} and is_uuid(out["id"]), out
+    a_plain = cp.agent_create(t1, "plain")
+    a_t2 = cp.agent_create(t2, "other", number="+4930123456")
+    lst = cp.agent_list()
+    assert set(lst) == {"data"}, lst
+    assert len(lst["data"]) == 3
+    for item in lst["data"]:
+        assert set(item) == {"id", "tenant_id", "name", "number", "max_duration_s", "created_at"}, item
+        assert is_ts(item["created_at"])
+    a = find(lst["data"], out["id"])
+    assert a["tenant_id"] == t1 and a["name"] == "sales" and a["number"] == "+15550001111"
+    assert a["max_duration_s"] == 120
+    p = find(lst["data"], a_plain)
+    assert p["tenant_id"] == t1 and p["name"] == "plain" and p["number"] is None and p["max_duration_s"] is None
+    o = find(lst["data"], a_t2)
+    assert o["tenant_id"] == t2 and o["number"] == "+4930123456"
+    # --tenant filter
+    l1 = cp.agent_list(tenant=t1)
+    assert sorted(x["id"] for x in l1["data"]) == sorted([out["id"], a_plain])
+    l2 = cp.agent_list(tenant=t2)
+    assert [x["id"] for x in l2["data"]] == [a_t2]
+
+
+def test_key_create_list_revoke(cp):
+    t1 = cp.tenant_create("t1")
+    t2 = cp.tenant_create("t2")
+    out = cp.cli("key", "create", "--tenant", t1)
+    assert set(out) == {"id", "key"}, out
+    assert is_uuid(out["id"]) and isinstance(out["key"], str) and len(out["key"]) >= 16, out
+    k_num_id, k_num = cp.key_create(t1, number="+15550001111")
+    k_t2_id, k_t2 = cp.key_create(t2)
+    secrets = [out["key"], k_num, k_t2]
+    assert len(set(secrets)) == 3
+
+    rc, stdout, stderr = cp.cli_raw("key", "list")
+    assert rc == 0, stderr
+    for s in secrets:
+        assert s not in stdout, "key list shows a secret"
+    lst = json.loads(stdout)
+    assert set(lst) == {"data"}, lst
+    assert len(lst["data"]) == 3
+    for item in lst["data"]:
+        assert set(item) == {"id", "tenant_id", "number", "prefix", "created_at", "revoked_at", "rate_limit"}, item
+        assert is_ts(item["created_at"]) and item["revoked_at"] is None and item["rate_limit"] is None, item
+        assert isinstance(item["prefix"], str) and item["prefix"], item
+    k = find(lst["data"], out["id"])
+    assert k["tenant_id"] == t1 and k["number"] is None
+    assert out["key"].startswith(k["prefix"]) and len(k["prefix"]) < len(out["key"]), (k, out)
+    kn = find(lst["data"], k_num_id)
+    assert kn["tenant_id"] == t1 and kn["number"] == "+15550001111"
+    assert k_num.startswith(kn["prefix"])
+    assert find(lst["data"], k_t2_id)["tenant_id"] == t2
+
+    # --tenant filter
+    l2 = cp.key_list(tenant=t2)
+    assert [x["id"] for x in l2["data"]] == [k_t2_id]
+
+    rev = cp.key_revoke(out["id"])
+    assert rev == {"id": out["id"], "revoked": True}, rev
+    rc, stdout, stderr = cp.cli_raw("key", "list")
+    assert rc == 0
+    for s in secrets:
+        assert s not in stdout
+    after = json.loads(stdout)["data"]
+    r = find(after, out["id"])
+    assert is_ts(r["revoked_at"]), r
+    assert_recent(r["revoked_at"])
+    assert find(after, k_num_id)["revoked_at"] is None
+    assert find(after, k_t2_id)["revoked_at"] is None
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_help(cp, words):
+    rc, out, err = cp.cli_raw(*(words + ["--help"]), db=False, timeout=5)
+    assert rc == 0, "exit %s\nstdout: %s\nstderr: %s" % (rc, out, err)
+    assert (out + err).strip(), "--help printed nothing"
+
+
+BAD_USAGE = [
+    [],
+    ["frobnicate"],
+    ["tenant"],
+    ["tenant", "frobnicate"],
+    ["tenant", "create"],
+    ["tenant", "create", "--name"],
+    ["tenant", "create", "--name", "x", "--bogus"],
+    ["tenant", "list", "--bogus"],
+    ["agent", "create", "--name", "x"],
+    ["agent", "create", "--tenant", "TENANT"],
+    ["agent", "list", "--tenant"],
+    ["key", "create"],
+    ["key", "revoke"],
+    ["key", "list", "--bogus", "1"],
+    ["serve", "--bogus"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_USAGE, ids=[" ".join(a) or "(none)" for a in BAD_USAGE])
+def test_bad_usage_exit_2(cp, args):
+    t = cp.tenant_create("t")
+    args = [t if a == "TENANT" else a for a in args]
+    rc, out, err = cp.cli_raw(*args, db=bool(args), timeout=5)
+    assert rc == 2, "expected exit 2 (usage), got %s\nstdout: %r\nstderr: %r" % (rc, out, err)
+    assert out == "", "stdout must be empty on error: %r" % out
+    assert err.strip(), "no message on stderr"
+    # nothing was created
+    assert len(cp.tenant_list()["data"]) == 1
+    assert cp.agent_list()["data"] == [] and cp.key_list()["data"] == []
+
+
+BAD_VALUES = [
+    ["agent", "create", "--tenant", "UNKNOWN", "--name", "x"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--number", "15550001111"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--number", "+1"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--number", "+1555000111122223"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--number", "hello"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--max-duration", "abc"],
+    ["key", "create", "--tenant", "UNKNOWN"],
+    ["key", "create", "--tenant", "TENANT", "--number", "12"],
+    ["key", "revoke", "UNKNOWN"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_VALUES, ids=[" ".join(a) for a in BAD_VALUES])
+def test_bad_values_fail(cp, args):
+    t = cp.tenant_create("t")
+    unknown = random_uuid()
+    args = [t if a == "TENANT" else unknown if a == "UNKNOWN" else a for a in args]
+    rc, out, err = cp.cli_raw(*args, timeout=5)
+    assert rc != 0, "expected failure\nstdout: %r\nstderr: %r" % (out, err)
+    assert rc in (1, 2), rc
+    assert out == "", "stdout must be empty on error: %r" % out
+    assert err.strip(), "no message on stderr"
+    assert cp.agent_list()["data"] == [] and cp.key_list()["data"] == []
+
+
+def test_serve_bad_sync_fails(cp):
+    port = free_port()
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "none", "--sync", "bogus",
+                              timeout=5)
+    assert rc != 0 and err.strip() and out == "", (rc, out, err)
+
+
+def test_admin_while_server_running(cp):
+    # the server creates the database; the CLI then works on it concurrently
+    cp.start()
+    t = cp.tenant_create("live")
+    a = cp.agent_create(t, "live-agent", number="+15550003333", max_duration=60)
+    kid, key = cp.key_create(t)
+    assert [x["id"] for x in cp.tenant_list()["data"]] == [t]
+    assert [x["id"] for x in cp.agent_list()["data"]] == [a]
+    assert [x["id"] for x in cp.key_list()["data"]] == [kid]
+    r = cp.request("POST", "/v1/calls", {"agent_id": a, "to": "+15557654321"}, key=key)
+    assert r.status == 201, r
+    assert r.json["from"] == "+15550003333" and r.json["status"] == "queued"
+    # interleave more admin writes with API traffic
+    for i in range(5):
+        cp.agent_create(t, "extra-%d" % i)
+        assert cp.request("GET", "/v1/calls/" + r.json["id"], key=key).status == 200
+    assert len(cp.agent_list(tenant=t)["data"]) == 6
+    # a second tenant created live is isolated
+    t2 = cp.tenant_create("live-2")
+    _k2, key2 = cp.key_create(t2)
+    r2 = cp.request("GET", "/v1/calls/" + r.json["id"], key=key2)
+    assert r2.status == 404, r2
+    assert cp.request("GET", "/v1/calls", key=key2).json["data"] == []

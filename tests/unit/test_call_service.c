@@ -1,0 +1,1556 @@
+/*
+ * test_call_service.c - the canonical call service over a real SQLite store, first without a
+ * telephony engine, then with a fake engine (a test double of struct telephony_ops) whose
+ * answers to dial() and hangup() each test chooses.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "call/call.h"
+#include "call/call_service.h"
+#include "call/telephony.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "store/store.h"
+
+#define NUM_A1 "+15550001111"
+#define NUM_A3 "+15550002222"
+#define NUM_B1 "+15550009999"
+#define TO "sip:bob@example.com"
+#define NO_SUCH_ID "00000000-0000-4000-8000-000000000000"
+
+/* ---- the fake engine -------------------------------------------------------------------- */
+
+struct fake_engine {
+	struct call_service *svc;
+	int new_id_calls;
+	/* dial */
+	int dial_rc;
+	int dial_calls;
+	char dialed_id[CP_UUID_LEN + 1];
+	char dialed_pcid[CALL_PROVIDER_ID_MAX + 1];
+	enum call_status dialed_status;
+	/* hangup */
+	enum cp_err hangup_err;
+	enum hangup_kind hangup_kind;
+	int hangup_calls;
+	char hangup_id[CP_UUID_LEN + 1];
+	char hangup_reason[CALL_REASON_MAX + 1];
+	enum call_status hangup_status;
+	int hangup_wait_ms;
+	/* before answering, apply this update to the call (something happened on the wire) */
+	bool move_first;
+	struct call_update move;
+	/* answer later instead of inside hangup() */
+	bool defer;
+	hangup_done_fn pending_done;
+	void *pending_arg;
+};
+
+static void fake_new_call_id(void *engine, char *buf, size_t size)
+{
+	struct fake_engine *e = engine;
+	e->new_id_calls++;
+	snprintf(buf, size, "fake-%d@sip.test", e->new_id_calls);
+}
+
+static int fake_dial(void *engine, const struct call *c)
+{
+	struct fake_engine *e = engine;
+	e->dial_calls++;
+	snprintf(e->dialed_id, sizeof e->dialed_id, "%s", c->id);
+	snprintf(e->dialed_pcid, sizeof e->dialed_pcid, "%s", c->provider_call_id);
+	e->dialed_status = c->status;
+	return e->dial_rc;
+}
+
+static void fake_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
+			hangup_done_fn done, void *arg)
+{
+	struct fake_engine *e = engine;
+	e->hangup_calls++;
+	snprintf(e->hangup_id, sizeof e->hangup_id, "%s", c->id);
+	snprintf(e->hangup_reason, sizeof e->hangup_reason, "%s", reason ? reason : "");
+	e->hangup_status = c->status;
+	e->hangup_wait_ms = wait_ms;
+	if (e->move_first)
+		call_service_event(e->svc, c->id, &e->move, NULL);
+	if (e->defer) {
+		e->pending_done = done;
+		e->pending_arg = arg;
+		return;
+	}
+	done(arg, e->hangup_err, e->hangup_kind);
+}
+
+static const struct telephony_ops fake_ops = {
+	.name = "fake",
+	.new_call_id = fake_new_call_id,
+	.dial = fake_dial,
+	.hangup = fake_hangup,
+};
+
+/* ---- what call_end() reported ----------------------------------------------------------- */
+
+struct end_result {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int calls;
+	enum cp_err code;
+	char message[200];
+	bool has_call;
+	struct call call;
+};
+
+static void result_init(struct end_result *r)
+{
+	memset(r, 0, sizeof *r);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->code = CP_ERR_COUNT;
+}
+
+static void result_destroy(struct end_result *r)
+{
+	call_clear(&r->call);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+}
+
+static void on_end(void *arg, const struct cp_error *err, const struct call *c)
+{
+	struct end_result *r = arg;
+	pthread_mutex_lock(&r->mu);
+	r->calls++;
+	r->code = err ? err->code : CP_ERR_COUNT;
+	snprintf(r->message, sizeof r->message, "%s", err ? err->message : "");
+	call_clear(&r->call);
+	r->has_call = c != NULL;
+	if (c) {
+		r->call = *c;
+		r->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
+	}
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits (at most 5 s) for the first report. */
+static int wait_result(struct end_result *r)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&r->mu);
+	while (r->calls == 0) {
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	int n = r->calls;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+/* ---- fixture ---------------------------------------------------------------------------- */
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct store *st;
+	struct call_service *svc;
+	char t1[CP_UUID_LEN + 1], t2[CP_UUID_LEN + 1];
+	char a1[CP_UUID_LEN + 1];    /* t1, NUM_A1, no max duration */
+	char a2[CP_UUID_LEN + 1];    /* t1, no number */
+	char a3[CP_UUID_LEN + 1];    /* t1, NUM_A3, max duration 120 */
+	char b1[CP_UUID_LEN + 1];    /* t2, NUM_B1 */
+	struct scope sc1, sc2;
+	struct fake_engine fake;
+	struct telephony tel;
+};
+
+static int add_agent(struct store *st, const char *tenant, const char *name, const char *number,
+		     int max_dur, char id[CP_UUID_LEN + 1])
+{
+	struct agent a = {0};
+	if (cp_uuid4(a.id))
+		return -1;
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
+	snprintf(a.name, sizeof a.name, "%s", name);
+	snprintf(a.number, sizeof a.number, "%s", number ? number : "");
+	a.max_duration_s = max_dur;
+	a.created_at = cp_now_ms();
+	memcpy(id, a.id, sizeof a.id);
+	return STORE(st, agent_create, &a);
+}
+
+static void remove_db(struct fx *f)
+{
+	char buf[200];
+	unlink(f->path);
+	snprintf(buf, sizeof buf, "%s-wal", f->path);
+	unlink(buf);
+	snprintf(buf, sizeof buf, "%s-shm", f->path);
+	unlink(buf);
+	rmdir(f->dir);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/cp_test_svc_XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/svc.db", f->dir);
+	struct store_options opt = {.sync_full = false};
+	f->st = store_open(f->path, &opt);
+	if (!f->st)
+		goto fail;
+	if (cp_uuid4(f->t1) || cp_uuid4(f->t2) ||
+	    STORE(f->st, tenant_create, f->t1, "one", cp_now_ms()) != STORE_OK ||
+	    STORE(f->st, tenant_create, f->t2, "two", cp_now_ms()) != STORE_OK ||
+	    add_agent(f->st, f->t1, "a1", NUM_A1, 0, f->a1) != STORE_OK ||
+	    add_agent(f->st, f->t1, "a2", NULL, 0, f->a2) != STORE_OK ||
+	    add_agent(f->st, f->t1, "a3", NUM_A3, 120, f->a3) != STORE_OK ||
+	    add_agent(f->st, f->t2, "b1", NUM_B1, 0, f->b1) != STORE_OK)
+		goto fail;
+	f->svc = call_service_create(f->st);
+	if (!f->svc)
+		goto fail;
+	snprintf(f->sc1.tenant_id, sizeof f->sc1.tenant_id, "%s", f->t1);
+	snprintf(f->sc2.tenant_id, sizeof f->sc2.tenant_id, "%s", f->t2);
+	f->fake.svc = f->svc;
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	f->tel.ops = &fake_ops;
+	f->tel.engine = &f->fake;
+	*state = f;
+	return 0;
+fail:
+	store_close(f->st);
+	remove_db(f);
+	free(f);
+	return -1;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	call_service_destroy(f->svc);
+	store_close(f->st);
+	remove_db(f);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void create_ok(struct fx *f, const char *agent, struct call *out)
+{
+	struct call_request req = {.agent_id = agent, .to = TO};
+	struct cp_error err = {0};
+	enum cp_err rc = call_create(f->svc, &f->sc1, &req, "req-create", out, &err);
+	if (rc != CP_OK)
+		print_error("call_create: %s\n", err.message);
+	assert_int_equal(rc, CP_OK);
+}
+
+static void stored(struct fx *f, const char *id, struct call *out)
+{
+	assert_int_equal(STORE(f->st, call_get, NULL, id, out), STORE_OK);
+}
+
+static size_t count_calls(struct fx *f, const struct scope *sc)
+{
+	struct call *calls = NULL;
+	size_t n = 0;
+	struct call_filter fl = {.limit = 200};
+	assert_int_equal(STORE(f->st, call_list, sc, &fl, &calls, &n), STORE_OK);
+	call_list_free(calls, n);
+	return n;
+}
+
+/* Moves a queued call forward as the engine would report it. */
+static void to_ringing(struct fx *f, const char *id)
+{
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				.sip_status = 180};
+	assert_int_equal(call_service_event(f->svc, id, &u, NULL), STORE_OK);
+}
+
+static void to_in_progress(struct fx *f, const char *id)
+{
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms() - 2000,
+				.sip_status = 200};
+	struct call out = {0};
+	assert_int_equal(call_service_event(f->svc, id, &u, &out), STORE_OK);
+	assert_int_equal(out.status, CALL_IN_PROGRESS);
+	call_clear(&out);
+}
+
+static void end_sync(struct fx *f, const struct scope *sc, const char *id, const char *reason,
+		     struct end_result *r)
+{
+	call_end(f->svc, sc, id, reason, "req-end", on_end, r);
+	assert_int_equal(wait_result(r), 1);
+}
+
+/* ---- create ----------------------------------------------------------------------------- */
+
+static void test_create_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	int64_t before = cp_now_ms();
+	create_ok(f, f->a1, &c);
+	assert_true(cp_is_uuid(c.id));
+	assert_string_equal(c.tenant_id, f->t1);
+	assert_string_equal(c.agent_id, f->a1);
+	assert_int_equal(c.direction, CALL_OUTBOUND);
+	assert_int_equal(c.status, CALL_QUEUED);
+	assert_string_equal(c.from, NUM_A1);      /* from defaults to the agent's number */
+	assert_string_equal(c.to, TO);
+	assert_int_equal(c.max_duration_s, 0);
+	assert_true(c.created_at >= before && c.created_at <= cp_now_ms());
+	assert_int_equal(c.answered_at, 0);
+	assert_int_equal(c.ended_at, 0);
+	assert_false(c.redacted);
+	assert_string_equal(c.provider_call_id, "");   /* no engine: nothing on the wire */
+	/* metadata defaults to an empty object */
+	json_t *j = call_to_json(&c);
+	assert_true(json_is_object(json_object_get(j, "metadata")));
+	assert_int_equal(json_object_size(json_object_get(j, "metadata")), 0);
+	assert_true(json_is_null(json_object_get(j, "max_duration_s")));
+	json_decref(j);
+	/* and it is stored as returned; without an engine it stays queued */
+	stored(f, c.id, &s);
+	assert_int_equal(s.seq, c.seq);
+	assert_int_equal(s.status, CALL_QUEUED);
+	assert_string_equal(s.from, NUM_A1);
+	assert_string_equal(s.to, TO);
+	assert_int_equal(s.created_at, c.created_at);
+	/* readable through the service within the scope */
+	struct cp_error err;
+	struct call g = {0};
+	assert_int_equal(call_get(f->svc, &f->sc1, c.id, &g, &err), CP_OK);
+	assert_string_equal(g.id, c.id);
+	assert_int_equal(call_get(f->svc, &f->sc2, c.id, &g, &err), CP_ERR_NOT_FOUND);
+	assert_int_equal(err.code, CP_ERR_NOT_FOUND);
+	call_clear(&g);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_create_explicit_fields(void **state)
+{
+	struct fx *f = *state;
+	struct call_request req = {.agent_id = f->a1, .to = "+442071234567",
+				   .from = "sips:alice@example.com", .metadata = "{\"crm\":42}",
+				   .max_duration_s = 60};
+	struct call c = {0}, s = {0};
+	struct cp_error err = {0};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.from, "sips:alice@example.com");
+	assert_string_equal(c.to, "+442071234567");
+	assert_int_equal(c.max_duration_s, 60);
+	stored(f, c.id, &s);
+	assert_string_equal(s.from, "sips:alice@example.com");
+	assert_int_equal(s.max_duration_s, 60);
+	json_t *m = json_loads(s.metadata, 0, NULL);
+	assert_non_null(m);
+	assert_int_equal(json_integer_value(json_object_get(m, "crm")), 42);
+	json_decref(m);
+	call_clear(&c);
+	call_clear(&s);
+
+	/* max_duration_s 0 takes the agent's default */
+	struct call_request req3 = {.agent_id = f->a3, .to = TO};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req3, NULL, &c, &err), CP_OK);
+	assert_int_equal(c.max_duration_s, 120);
+	assert_string_equal(c.from, NUM_A3);
+	call_clear(&c);
+	/* an explicit one wins over the agent's */
+	req3.max_duration_s = 30;
+	assert_int_equal(call_create(f->svc, &f->sc1, &req3, NULL, &c, &err), CP_OK);
+	assert_int_equal(c.max_duration_s, 30);
+	call_clear(&c);
+}
+
+static void expect_invalid(struct fx *f, const struct call_request *req, const char *what)
+{
+	struct call c = {0};
+	struct cp_error err = {0};
+	enum cp_err rc = call_create(f->svc, &f->sc1, req, NULL, &c, &err);
+	if (rc != CP_ERR_INVALID)
+		print_error("%s: expected CP_ERR_INVALID, got %d\n", what, rc);
+	assert_int_equal(rc, CP_ERR_INVALID);
+	assert_int_equal(err.code, CP_ERR_INVALID);
+	assert_true(err.message[0] != '\0');
+	call_clear(&c);
+}
+
+static void test_create_validation(void **state)
+{
+	struct fx *f = *state;
+	size_t before = count_calls(f, &f->sc1);
+
+	struct call_request r = {.agent_id = NULL, .to = TO};
+	expect_invalid(f, &r, "agent NULL");
+	r.agent_id = "";
+	expect_invalid(f, &r, "agent empty");
+
+	const char *bad_to[] = {"hello", "sip:", "+0123", "+1", "", "sip:bob @example.com",
+				"tel:+15550001111", "sip:bob\x01@example.com"};
+	for (size_t i = 0; i < sizeof bad_to / sizeof bad_to[0]; i++) {
+		r = (struct call_request){.agent_id = f->a1, .to = bad_to[i]};
+		expect_invalid(f, &r, bad_to[i]);
+	}
+	r = (struct call_request){.agent_id = f->a1, .to = NULL};
+	expect_invalid(f, &r, "to NULL");
+	char long_to[CALL_ADDR_MAX + 2];
+	memset(long_to, 'a', sizeof long_to - 1);
+	long_to[sizeof long_to - 1] = '\0';
+	memcpy(long_to, "sip:", 4);
+	r = (struct call_request){.agent_id = f->a1, .to = long_to};
+	expect_invalid(f, &r, "to too long");
+
+	const char *bad_from[] = {"hello", "sip:", "+0123", "", "15550001111"};
+	for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++) {
+		r = (struct call_request){.agent_id = f->a1, .to = TO, .from = bad_from[i]};
+		expect_invalid(f, &r, bad_from[i]);
+	}
+
+	const char *bad_meta[] = {"[]", "[1,2]", "\"text\"", "42", "null", "true", "not json",
+				  "{", "{\"a\":}", ""};
+	for (size_t i = 0; i < sizeof bad_meta / sizeof bad_meta[0]; i++) {
+		r = (struct call_request){.agent_id = f->a1, .to = TO, .metadata = bad_meta[i]};
+		expect_invalid(f, &r, bad_meta[i]);
+	}
+
+	r = (struct call_request){.agent_id = f->a1, .to = TO, .max_duration_s = -1};
+	expect_invalid(f, &r, "max_duration -1");
+	r.max_duration_s = 86401;
+	expect_invalid(f, &r, "max_duration 86401");
+	r.max_duration_s = -86400;
+	expect_invalid(f, &r, "max_duration -86400");
+
+	/* nothing was stored by any of these */
+	assert_int_equal(count_calls(f, &f->sc1), before);
+}
+
+/* {"k":"xxx...x"} of exactly len bytes (heap) */
+static char *object_of_len(size_t len)
+{
+	char *m = malloc(len + 1);
+	assert_non_null(m);
+	memcpy(m, "{\"k\":\"", 6);
+	memset(m + 6, 'x', len - 8);
+	memcpy(m + len - 2, "\"}", 3);
+	assert_int_equal(strlen(m), len);
+	return m;
+}
+
+static void test_create_metadata_size(void **state)
+{
+	struct fx *f = *state;
+	/* exactly CALL_METADATA_MAX (16 KiB) bytes is accepted */
+	char *meta = object_of_len(CALL_METADATA_MAX);
+	struct call_request r = {.agent_id = f->a1, .to = TO, .metadata = meta};
+	struct call c = {0};
+	struct cp_error err = {0};
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_OK);
+	assert_non_null(c.metadata);
+	assert_int_equal(strlen(c.metadata), CALL_METADATA_MAX);
+	call_clear(&c);
+	free(meta);
+	/* one byte more is not */
+	meta = object_of_len(CALL_METADATA_MAX + 1);
+	r.metadata = meta;
+	expect_invalid(f, &r, "metadata 16 KiB + 1");
+	free(meta);
+	/* nor is something far bigger */
+	meta = object_of_len(64 * 1024);
+	r.metadata = meta;
+	expect_invalid(f, &r, "metadata 64 KiB");
+	free(meta);
+	assert_int_equal(count_calls(f, &f->sc1), 1);
+}
+
+static void test_create_max_duration_bounds(void **state)
+{
+	struct fx *f = *state;
+	const int ok[] = {1, 60, 86400};
+	for (size_t i = 0; i < 3; i++) {
+		struct call_request r = {.agent_id = f->a1, .to = TO, .max_duration_s = ok[i]};
+		struct call c = {0};
+		struct cp_error err = {0};
+		assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_OK);
+		assert_int_equal(c.max_duration_s, ok[i]);
+		call_clear(&c);
+	}
+}
+
+static void test_create_agent_out_of_scope(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0};
+	struct cp_error err = {0};
+	/* another tenant's agent */
+	struct call_request r = {.agent_id = f->b1, .to = TO};
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_ERR_NOT_FOUND);
+	assert_int_equal(err.code, CP_ERR_NOT_FOUND);
+	/* an unknown agent */
+	r.agent_id = NO_SUCH_ID;
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_ERR_NOT_FOUND);
+	r.agent_id = "not-a-uuid";
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_ERR_NOT_FOUND);
+	/* a number-scoped key may use only its own number's agent */
+	struct scope num = f->sc1;
+	snprintf(num.number, sizeof num.number, "%s", NUM_A1);
+	r.agent_id = f->a3;
+	assert_int_equal(call_create(f->svc, &num, &r, NULL, &c, &err), CP_ERR_NOT_FOUND);
+	r.agent_id = f->a2;
+	assert_int_equal(call_create(f->svc, &num, &r, NULL, &c, &err), CP_ERR_NOT_FOUND);
+	r.agent_id = f->a1;
+	assert_int_equal(call_create(f->svc, &num, &r, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.agent_id, f->a1);
+	call_clear(&c);
+	/* nothing reached tenant 2 */
+	assert_int_equal(count_calls(f, &f->sc2), 0);
+	assert_int_equal(count_calls(f, &f->sc1), 1);
+}
+
+static void test_create_agent_without_number(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0};
+	struct cp_error err = {0};
+	struct call_request r = {.agent_id = f->a2, .to = TO};
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_ERR_INVALID);
+	assert_int_equal(count_calls(f, &f->sc1), 0);
+	r.from = "sip:a2@example.com";
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.from, "sip:a2@example.com");
+	call_clear(&c);
+}
+
+/* ---- end without an engine -------------------------------------------------------------- */
+
+static void test_end_queued_default_reason(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_true(r.has_call);
+	assert_string_equal(r.call.id, c.id);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	assert_string_equal(r.call.end_reason, "ended_by_api");
+	assert_true(r.call.ended_at >= c.created_at);
+	assert_int_equal(r.call.answered_at, 0);
+	assert_int_equal(call_duration_s(&r.call), -1);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	assert_string_equal(s.end_reason, "ended_by_api");
+	assert_int_equal(s.ended_at, r.call.ended_at);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_end_queued_given_reason(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, "customer.hung-up:1", &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_true(r.has_call);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	assert_string_equal(r.call.end_reason, "customer.hung-up:1");
+	stored(f, c.id, &s);
+	assert_string_equal(s.end_reason, "customer.hung-up:1");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_end_twice_not_active(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	struct end_result r1, r2;
+	result_init(&r1);
+	result_init(&r2);
+	end_sync(f, &f->sc1, c.id, "first", &r1);
+	assert_int_equal(r1.code, CP_OK);
+	end_sync(f, &f->sc1, c.id, "second", &r2);
+	assert_int_equal(r2.code, CP_ERR_NOT_ACTIVE);
+	assert_true(r2.message[0] != '\0');
+	/* the current call comes with the error, unchanged by the second attempt */
+	assert_true(r2.has_call);
+	assert_string_equal(r2.call.id, c.id);
+	assert_int_equal(r2.call.status, CALL_CANCELED);
+	assert_string_equal(r2.call.end_reason, "first");
+	assert_int_equal(r2.call.ended_at, r1.call.ended_at);
+	result_destroy(&r1);
+	result_destroy(&r2);
+	call_clear(&c);
+}
+
+static void test_end_invalid_reason(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	char long_reason[CALL_REASON_MAX + 2];
+	memset(long_reason, 'r', sizeof long_reason - 1);
+	long_reason[sizeof long_reason - 1] = '\0';
+	const char *bad[] = {"", "has space", "caf\xc3\xa9", "semi;colon", long_reason};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct end_result r;
+		result_init(&r);
+		end_sync(f, &f->sc1, c.id, bad[i], &r);
+		assert_int_equal(r.code, CP_ERR_INVALID);
+		assert_false(r.has_call);
+		result_destroy(&r);
+		stored(f, c.id, &s);
+		assert_int_equal(s.status, CALL_QUEUED);
+		assert_string_equal(s.end_reason, "");
+		assert_int_equal(s.ended_at, 0);
+	}
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_end_not_found(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, NO_SUCH_ID, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_FOUND);
+	assert_false(r.has_call);
+	result_destroy(&r);
+	/* another tenant cannot end it, and learns nothing */
+	result_init(&r);
+	end_sync(f, &f->sc2, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_FOUND);
+	assert_false(r.has_call);
+	result_destroy(&r);
+	/* nor can a key scoped to another number of the same tenant */
+	struct scope num = f->sc1;
+	snprintf(num.number, sizeof num.number, "%s", NUM_A3);
+	result_init(&r);
+	end_sync(f, &num, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_FOUND);
+	result_destroy(&r);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_QUEUED);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_end_without_engine_answered(void **state)
+{
+	/* no engine, but the call was answered (e.g. reported before the engine went away): an
+	 * answered call can only end completed */
+	struct fx *f = *state;
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_true(call_duration_s(&r.call) >= 1);
+	result_destroy(&r);
+	call_clear(&c);
+}
+
+/* ---- redact ----------------------------------------------------------------------------- */
+
+static void test_redact(void **state)
+{
+	struct fx *f = *state;
+	struct call_request req = {.agent_id = f->a1, .to = TO, .metadata = "{\"pii\":\"x\"}"};
+	struct call c = {0}, out = {0}, s = {0};
+	struct cp_error err = {0};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
+
+	/* active: refused, nothing cleared */
+	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, "req-r", &out, &err),
+			 CP_ERR_NOT_ACTIVE);
+	assert_int_equal(err.code, CP_ERR_NOT_ACTIVE);
+	stored(f, c.id, &s);
+	assert_string_equal(s.from, NUM_A1);
+	assert_non_null(s.metadata);
+	assert_int_equal(s.redacted_at, 0);
+
+	/* another tenant: not found */
+	assert_int_equal(call_redact(f->svc, &f->sc2, c.id, NULL, &out, &err), CP_ERR_NOT_FOUND);
+	assert_int_equal(call_redact(f->svc, &f->sc1, NO_SUCH_ID, NULL, &out, &err),
+			 CP_ERR_NOT_FOUND);
+
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	result_destroy(&r);
+
+	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, "req-r", &out, &err), CP_OK);
+	assert_true(out.redacted);
+	assert_true(out.redacted_at > 0);
+	assert_string_equal(out.from, "");
+	assert_string_equal(out.to, "");
+	assert_null(out.metadata);
+	assert_int_equal(out.status, CALL_CANCELED);
+	int64_t first = out.redacted_at;
+	json_t *j = call_to_json(&out);
+	assert_true(json_is_null(json_object_get(j, "from")));
+	assert_true(json_is_null(json_object_get(j, "to")));
+	assert_true(json_is_null(json_object_get(j, "metadata")));
+	assert_true(json_is_string(json_object_get(j, "redacted_at")));
+	json_decref(j);
+
+	/* repeatable */
+	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, NULL, &out, &err), CP_OK);
+	assert_true(out.redacted);
+	assert_int_equal(out.redacted_at, first);
+	stored(f, c.id, &s);
+	assert_true(s.redacted);
+	assert_null(s.metadata);
+	assert_string_equal(s.to, "");
+	call_clear(&c);
+	call_clear(&out);
+	call_clear(&s);
+}
+
+static void test_list_through_service(void **state)
+{
+	struct fx *f = *state;
+	struct call c1 = {0}, c2 = {0};
+	create_ok(f, f->a1, &c1);
+	create_ok(f, f->a3, &c2);
+	struct call *calls = NULL;
+	size_t n = 0;
+	struct cp_error err;
+	struct call_filter fl = {.limit = 10};
+	assert_int_equal(call_list(f->svc, &f->sc1, &fl, &calls, &n, &err), CP_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(calls[0].id, c2.id);
+	assert_string_equal(calls[1].id, c1.id);
+	call_list_free(calls, n);
+	struct scope num = f->sc1;
+	snprintf(num.number, sizeof num.number, "%s", NUM_A3);
+	assert_int_equal(call_list(f->svc, &num, &fl, &calls, &n, &err), CP_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(calls[0].id, c2.id);
+	call_list_free(calls, n);
+	assert_int_equal(call_list(f->svc, &f->sc2, &fl, &calls, &n, &err), CP_OK);
+	assert_int_equal(n, 0);
+	call_list_free(calls, n);
+	call_clear(&c1);
+	call_clear(&c2);
+}
+
+static void test_event_conflict(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, out = {0};
+	create_ok(f, f->a1, &c);
+	/* completed is not reachable from queued */
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				.ended_at = cp_now_ms()};
+	assert_int_equal(call_service_event(f->svc, c.id, &u, &out), STORE_CONFLICT);
+	assert_int_equal(out.status, CALL_QUEUED);
+	assert_int_equal(call_service_event(f->svc, NO_SUCH_ID, &u, NULL), STORE_NOT_FOUND);
+	call_clear(&c);
+	call_clear(&out);
+}
+
+/* ---- with the fake engine --------------------------------------------------------------- */
+
+static void test_fake_dial_accepted(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	assert_int_equal(f->fake.dial_calls, 1);
+	assert_string_equal(f->fake.dialed_id, c.id);
+	assert_int_equal(f->fake.dialed_status, CALL_QUEUED);
+	/* the engine's Call-ID is stored before dialling */
+	assert_int_equal(f->fake.new_id_calls, 1);
+	assert_string_equal(f->fake.dialed_pcid, "fake-1@sip.test");
+	assert_string_equal(c.provider_call_id, "fake-1@sip.test");
+	assert_int_equal(c.status, CALL_QUEUED);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_QUEUED);
+	assert_string_equal(s.provider_call_id, "fake-1@sip.test");
+	/* findable by it */
+	struct cp_error err;
+	struct call g = {0};
+	assert_int_equal(call_get(f->svc, &f->sc1, "fake-1@sip.test", &g, &err), CP_OK);
+	assert_string_equal(g.id, c.id);
+	call_clear(&g);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_dial_refused(void **state)
+{
+	struct fx *f = *state;
+	f->fake.dial_rc = -1;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	assert_int_equal(f->fake.dial_calls, 1);
+	assert_int_equal(c.status, CALL_FAILED);
+	assert_true(c.ended_at > 0);
+	assert_int_equal(c.answered_at, 0);
+	assert_true(c.end_reason[0] != '\0');
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_FAILED);
+	assert_true(s.ended_at > 0);
+	/* a failed call cannot be ended */
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_ACTIVE);
+	assert_int_equal(f->fake.hangup_calls, 0);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_hangup_undeliverable(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, before = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	stored(f, c.id, &before);
+	f->fake.hangup_err = CP_ERR_UNDELIVERABLE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, "try_once", &r);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_int_equal(r.code, CP_ERR_UNDELIVERABLE);
+	assert_false(r.has_call);
+	assert_true(r.message[0] != '\0');
+	/* nothing changed */
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	assert_int_equal(s.ended_at, 0);
+	assert_string_equal(s.end_reason, "");
+	assert_int_equal(s.answered_at, before.answered_at);
+	result_destroy(&r);
+
+	/* the client may retry, and this time the BYE goes out */
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, "try_twice", &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_string_equal(r.call.end_reason, "try_twice");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&before);
+	call_clear(&s);
+}
+
+static void test_fake_hangup_bye(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	/* the engine was asked, with the call as it stood and the reason */
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_string_equal(f->fake.hangup_id, c.id);
+	assert_int_equal(f->fake.hangup_status, CALL_IN_PROGRESS);
+	assert_string_equal(f->fake.hangup_reason, "ended_by_api");
+	assert_int_equal(f->fake.hangup_wait_ms, -1);   /* an API end: the engine's default bound */
+	assert_int_equal(r.code, CP_OK);
+	assert_true(r.has_call);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_string_equal(r.call.end_reason, "ended_by_api");
+	assert_true(r.call.answered_at > 0);
+	assert_true(r.call.ended_at >= r.call.answered_at);
+	assert_true(call_duration_s(&r.call) >= 1);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	assert_int_equal(s.ended_at, r.call.ended_at);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_hangup_cancel(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_CANCEL;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, "changed_mind", &r);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_int_equal(f->fake.hangup_status, CALL_RINGING);
+	assert_string_equal(f->fake.hangup_reason, "changed_mind");
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	assert_string_equal(r.call.end_reason, "changed_mind");
+	assert_int_equal(r.call.answered_at, 0);
+	assert_int_equal(call_duration_s(&r.call), -1);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_hangup_not_active(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	f->fake.hangup_err = CP_ERR_NOT_ACTIVE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_ACTIVE);
+	assert_true(r.has_call);
+	assert_string_equal(r.call.id, c.id);
+	/* the service itself recorded nothing */
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	assert_string_equal(s.end_reason, "");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_hangup_none_queued(void **state)
+{
+	/* the engine had no dialog yet (never dialled): nothing went on the wire, and the call
+	 * ends canceled */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_NONE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_int_equal(f->fake.hangup_status, CALL_QUEUED);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	assert_string_equal(r.call.end_reason, "ended_by_api");
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_bye_on_unanswered_call(void **state)
+{
+	/* whatever the engine says went on the wire, a call the store has as never answered
+	 * cannot become completed (ringing -> completed is not a step of the state machine) */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	assert_int_equal(r.call.answered_at, 0);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_remote_ended_meanwhile(void **state)
+{
+	/* the far end hung up (engine recorded completed/remote) just before our BYE was
+	 * confirmed: the client hears call_not_active and sees the engine's end */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	f->fake.move_first = true;
+	f->fake.move = (struct call_update){.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+					    .to = CALL_COMPLETED, .ended_at = cp_now_ms(),
+					    .end_reason = "remote_bye"};
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_ERR_NOT_ACTIVE);
+	assert_true(r.has_call);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_string_equal(r.call.end_reason, "remote_bye");
+	stored(f, c.id, &s);
+	assert_string_equal(s.end_reason, "remote_bye");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_fake_answered_while_cancelling(void **state)
+{
+	/* CANCEL crossed a 200 OK: the call got answered, so it can only end completed */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	f->fake.move_first = true;
+	f->fake.move = (struct call_update){.from_mask = CALL_BIT(CALL_RINGING),
+					    .to = CALL_IN_PROGRESS, .answered_at = cp_now_ms()};
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_CANCEL;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, c.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_true(r.call.answered_at > 0);
+	assert_string_equal(r.call.end_reason, "ended_by_api");
+	result_destroy(&r);
+	call_clear(&c);
+}
+
+static void test_fake_deferred_with_worker(void **state)
+{
+	/* the engine answers later, from another thread than the caller's, with the service's
+	 * worker running: done still runs exactly once with the ended call */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	assert_int_equal(call_service_start(f->svc), 0);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	to_in_progress(f, c.id);
+	f->fake.defer = true;
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_BYE;
+	struct end_result r;
+	result_init(&r);
+	call_end(f->svc, &f->sc1, c.id, "later", NULL, on_end, &r);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_non_null(f->fake.pending_done);
+	/* not answered yet: nothing reported, nothing recorded */
+	pthread_mutex_lock(&r.mu);
+	assert_int_equal(r.calls, 0);
+	pthread_mutex_unlock(&r.mu);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	/* the engine confirms */
+	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE);
+	assert_int_equal(wait_result(&r), 1);
+	call_service_stop(f->svc);      /* drains the worker */
+	pthread_mutex_lock(&r.mu);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_string_equal(r.call.end_reason, "later");
+	pthread_mutex_unlock(&r.mu);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+/* ---- end all / recovery ----------------------------------------------------------------- */
+
+struct end_all_result {
+	int calls;
+	enum cp_err code;
+	size_t ended, not_active, failed;
+};
+
+static void on_end_all(void *arg, const struct cp_error *err, size_t ended, size_t not_active,
+		       size_t failed)
+{
+	struct end_all_result *r = arg;
+	r->calls++;
+	r->code = err->code;
+	r->ended = ended;
+	r->not_active = not_active;
+	r->failed = failed;
+}
+
+static void test_end_all_in_scope(void **state)
+{
+	struct fx *f = *state;
+	struct call q = {0}, p = {0}, done = {0}, other = {0}, s = {0};
+	create_ok(f, f->a1, &q);
+	create_ok(f, f->a3, &p);
+	to_ringing(f, p.id);
+	to_in_progress(f, p.id);
+	create_ok(f, f->a1, &done);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, done.id, NULL, &r);
+	result_destroy(&r);
+	struct call_request req = {.agent_id = f->b1, .to = TO};
+	struct cp_error err;
+	assert_int_equal(call_create(f->svc, &f->sc2, &req, NULL, &other, &err), CP_OK);
+
+	struct end_all_result ea = {0};
+	call_end_all(f->svc, &f->sc1, NULL, "emergency", NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.code, CP_OK);
+	assert_int_equal(ea.ended, 2);
+	assert_int_equal(ea.failed, 0);
+	stored(f, q.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	assert_string_equal(s.end_reason, "emergency");
+	stored(f, p.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	stored(f, done.id, &s);
+	assert_string_equal(s.end_reason, "ended_by_api");   /* untouched */
+	stored(f, other.id, &s);
+	assert_int_equal(s.status, CALL_QUEUED);              /* another tenant: untouched */
+	call_clear(&q);
+	call_clear(&p);
+	call_clear(&done);
+	call_clear(&other);
+	call_clear(&s);
+}
+
+static void test_end_all_with_engine(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call a = {0}, b = {0}, s = {0};
+	create_ok(f, f->a1, &a);
+	create_ok(f, f->a3, &b);
+	to_ringing(f, a.id);
+	to_ringing(f, b.id);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_CANCEL;
+	struct end_all_result ea = {0};
+	/* limited to one agent */
+	call_end_all(f->svc, &f->sc1, f->a3, NULL, NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.code, CP_OK);
+	assert_int_equal(ea.ended, 1);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_string_equal(f->fake.hangup_id, b.id);
+	assert_int_equal(f->fake.hangup_wait_ms, 0);     /* an emergency stop waits as needed */
+	stored(f, b.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	stored(f, a.id, &s);
+	assert_int_equal(s.status, CALL_RINGING);
+	/* an invalid reason ends nothing */
+	ea = (struct end_all_result){0};
+	call_end_all(f->svc, &f->sc1, NULL, "bad reason", NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.code, CP_ERR_INVALID);
+	stored(f, a.id, &s);
+	assert_int_equal(s.status, CALL_RINGING);
+	/* undeliverable hang-ups are counted as failed */
+	f->fake.hangup_err = CP_ERR_UNDELIVERABLE;
+	ea = (struct end_all_result){0};
+	call_end_all(f->svc, &f->sc1, NULL, NULL, NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.ended, 0);
+	assert_int_equal(ea.failed, 1);
+	stored(f, a.id, &s);
+	assert_int_equal(s.status, CALL_RINGING);
+	call_clear(&a);
+	call_clear(&b);
+	call_clear(&s);
+}
+
+struct inbound_result {
+	int calls;
+	enum cp_err err;
+	struct call call;
+};
+
+static void on_inbound(void *arg, enum cp_err err, const struct call *c)
+{
+	struct inbound_result *r = arg;
+	r->calls++;
+	r->err = err;
+	call_clear(&r->call);
+	if (c) {
+		r->call = *c;
+		r->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
+	}
+}
+
+static void test_inbound(void **state)
+{
+	struct fx *f = *state;
+	struct inbound_result r = {0};
+	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+				  .to = "sip:" NUM_A3 "@callplane.test",
+				  .provider_call_id = "inbound-1@example.net"};
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, CP_OK);
+	assert_true(cp_is_uuid(r.call.id));
+	assert_int_equal(r.call.direction, CALL_INBOUND);
+	assert_int_equal(r.call.status, CALL_QUEUED);
+	assert_string_equal(r.call.agent_id, f->a3);
+	assert_string_equal(r.call.tenant_id, f->t1);
+	assert_string_equal(r.call.from, "sip:caller@example.net");
+	assert_int_equal(r.call.max_duration_s, 120);
+	struct call s = {0};
+	struct cp_error err;
+	assert_int_equal(call_get(f->svc, &f->sc1, "inbound-1@example.net", &s, &err), CP_OK);
+	assert_string_equal(s.id, r.call.id);
+	assert_int_equal(s.direction, CALL_INBOUND);
+	assert_int_equal(call_get(f->svc, &f->sc2, "inbound-1@example.net", &s, &err),
+			 CP_ERR_NOT_FOUND);
+	/* a number no agent has */
+	struct inbound_result r2 = {0};
+	in.number = "+15550005555";
+	in.provider_call_id = "inbound-2@example.net";
+	call_service_inbound(f->svc, &in, on_inbound, &r2);
+	assert_int_equal(r2.calls, 1);
+	assert_int_equal(r2.err, CP_ERR_NOT_FOUND);
+	assert_int_equal(count_calls(f, &f->sc1), 1);
+	call_clear(&r.call);
+	call_clear(&r2.call);
+	call_clear(&s);
+}
+
+static void test_end_by_provider_call_id(void **state)
+{
+	/* {id} may be the provider call id; the end is recorded on the call it names */
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	assert_string_equal(c.provider_call_id, "fake-1@sip.test");
+	to_ringing(f, c.id);
+	f->fake.hangup_err = CP_OK;
+	f->fake.hangup_kind = HANGUP_CANCEL;
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, "fake-1@sip.test", NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_string_equal(r.call.id, c.id);
+	assert_string_equal(f->fake.hangup_id, c.id);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	result_destroy(&r);
+	/* and redacted by it */
+	struct cp_error err;
+	assert_int_equal(call_redact(f->svc, &f->sc1, "fake-1@sip.test", NULL, &s, &err), CP_OK);
+	assert_string_equal(s.id, c.id);
+	assert_true(s.redacted);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_post_event_in_order(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	create_ok(f, f->a1, &c);
+	assert_int_equal(call_service_start(f->svc), 0);
+	/* the engine's view of one call, posted without waiting */
+	char pcid[64];
+	snprintf(pcid, sizeof pcid, "posted-%s", c.id);
+	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				   .sip_status = 180, .provider_call_id = pcid};
+	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
+	char reason[32];
+	snprintf(reason, sizeof reason, "remote_bye");
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = 4000, .end_reason = reason};
+	call_service_post_event(f->svc, c.id, &ring);
+	call_service_post_event(f->svc, c.id, &answer);
+	call_service_post_event(f->svc, c.id, &bye);
+	/* the service copied what it needs: the caller's buffers may change at once */
+	memset(pcid, 'X', sizeof pcid - 1);
+	memset(reason, 'X', sizeof reason - 1);
+	call_service_stop(f->svc);      /* drains the queue */
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	assert_int_equal(s.answered_at, 1000);
+	assert_int_equal(s.ended_at, 4000);
+	assert_int_equal(call_duration_s(&s), 3);
+	assert_string_equal(s.end_reason, "remote_bye");
+	assert_int_equal(s.sip_status, 200);
+	assert_true(strncmp(s.provider_call_id, "posted-", 7) == 0);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_end_all_many(void **state)
+{
+	/* more active calls than one page of the walk */
+	struct fx *f = *state;
+	enum { N = 205 };
+	for (int i = 0; i < N; i++) {
+		struct call c = {0};
+		create_ok(f, f->a1, &c);
+		call_clear(&c);
+	}
+	struct end_all_result ea = {0};
+	call_end_all(f->svc, &f->sc1, NULL, NULL, NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.code, CP_OK);
+	assert_int_equal(ea.ended, N);
+	assert_int_equal(ea.failed, 0);
+	struct call *calls = NULL;
+	size_t n = 0;
+	struct call_filter fl = {.limit = 200, .status_mask = CALL_ACTIVE_MASK};
+	assert_int_equal(STORE(f->st, call_list, &f->sc1, &fl, &calls, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	call_list_free(calls, n);
+}
+
+struct end_racer {
+	struct fx *f;
+	const char *id;
+	pthread_barrier_t *barrier;
+	bool answer;                 /* report an answer instead of ending */
+	int event_rc;
+	struct end_result r;
+};
+
+static void *end_race_one(void *arg)
+{
+	struct end_racer *x = arg;
+	pthread_barrier_wait(x->barrier);
+	if (x->answer) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms()};
+		x->event_rc = call_service_event(x->f->svc, x->id, &u, NULL);
+	} else {
+		call_end(x->f->svc, &x->f->sc1, x->id, NULL, NULL, on_end, &x->r);
+	}
+	return NULL;
+}
+
+static void test_end_race_two_ends(void **state)
+{
+	/* two clients end the same call at once: exactly one ends it, the other is told it is
+	 * not active (never two successes, never an internal error) */
+	struct fx *f = *state;
+	int bad = 0;
+	for (int round = 0; round < 60; round++) {
+		struct call c = {0};
+		create_ok(f, f->a1, &c);
+		if (round % 2)
+			to_ringing(f, c.id);
+		pthread_barrier_t barrier;
+		pthread_barrier_init(&barrier, NULL, 2);
+		struct end_racer x[2];
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++) {
+			x[i] = (struct end_racer){.f = f, .id = c.id, .barrier = &barrier};
+			result_init(&x[i].r);
+			assert_int_equal(pthread_create(&t[i], NULL, end_race_one, &x[i]), 0);
+		}
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&barrier);
+		int ok = 0, not_active = 0;
+		for (int i = 0; i < 2; i++) {
+			if (x[i].r.calls != 1)
+				bad++;
+			ok += x[i].r.code == CP_OK;
+			not_active += x[i].r.code == CP_ERR_NOT_ACTIVE;
+		}
+		if (ok != 1 || not_active != 1) {
+			print_error("round %d: codes %d and %d\n", round, x[0].r.code, x[1].r.code);
+			bad++;
+		}
+		for (int i = 0; i < 2; i++)
+			result_destroy(&x[i].r);
+		call_clear(&c);
+	}
+	assert_int_equal(bad, 0);
+}
+
+static void test_end_race_with_answer(void **state)
+{
+	/* an end and an answer race: whichever wins, the end succeeds and the result obeys the
+	 * state machine (answered -> completed, else canceled) */
+	struct fx *f = *state;
+	int bad = 0;
+	for (int round = 0; round < 60; round++) {
+		struct call c = {0}, s = {0};
+		create_ok(f, f->a1, &c);
+		to_ringing(f, c.id);
+		pthread_barrier_t barrier;
+		pthread_barrier_init(&barrier, NULL, 2);
+		struct end_racer x[2] = {
+			{.f = f, .id = c.id, .barrier = &barrier, .answer = false},
+			{.f = f, .id = c.id, .barrier = &barrier, .answer = true},
+		};
+		result_init(&x[0].r);
+		result_init(&x[1].r);
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, end_race_one, &x[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&barrier);
+		stored(f, c.id, &s);
+		bool answered = x[1].event_rc == STORE_OK;
+		if (x[0].r.calls != 1 || x[0].r.code != CP_OK) {
+			print_error("round %d: end reported %d\n", round, x[0].r.code);
+			bad++;
+		} else if (answered ? s.status != CALL_COMPLETED || !s.answered_at
+				    : s.status != CALL_CANCELED || s.answered_at) {
+			print_error("round %d: answered=%d status=%s\n", round, answered,
+				    call_status_name(s.status));
+			bad++;
+		} else if (x[0].r.call.status != s.status) {
+			bad++;
+		}
+		result_destroy(&x[0].r);
+		result_destroy(&x[1].r);
+		call_clear(&c);
+		call_clear(&s);
+	}
+	assert_int_equal(bad, 0);
+}
+
+static void test_recover(void **state)
+{
+	struct fx *f = *state;
+	struct call q = {0}, r = {0}, p = {0}, s = {0};
+	create_ok(f, f->a1, &q);
+	create_ok(f, f->a1, &r);
+	to_ringing(f, r.id);
+	create_ok(f, f->a1, &p);
+	to_ringing(f, p.id);
+	to_in_progress(f, p.id);
+	/* without an engine queued calls were never dialled: they stay queued */
+	assert_int_equal(call_service_recover(f->svc, false), 2);
+	stored(f, q.id, &s);
+	assert_int_equal(s.status, CALL_QUEUED);
+	stored(f, r.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	assert_string_equal(s.end_reason, "node_restart");
+	stored(f, p.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	assert_string_equal(s.end_reason, "node_restart");
+	assert_true(s.ended_at > 0);
+	/* with an engine they may have been dialled: ended too */
+	assert_int_equal(call_service_recover(f->svc, true), 1);
+	stored(f, q.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	assert_string_equal(s.end_reason, "node_restart");
+	/* nothing left */
+	assert_int_equal(call_service_recover(f->svc, true), 0);
+	call_clear(&q);
+	call_clear(&r);
+	call_clear(&p);
+	call_clear(&s);
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	json_object_seed(0);
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_create_defaults),
+		T(test_create_explicit_fields),
+		T(test_create_validation),
+		T(test_create_metadata_size),
+		T(test_create_max_duration_bounds),
+		T(test_create_agent_out_of_scope),
+		T(test_create_agent_without_number),
+		T(test_end_queued_default_reason),
+		T(test_end_queued_given_reason),
+		T(test_end_twice_not_active),
+		T(test_end_invalid_reason),
+		T(test_end_not_found),
+		T(test_end_without_engine_answered),
+		T(test_redact),
+		T(test_list_through_service),
+		T(test_event_conflict),
+		T(test_fake_dial_accepted),
+		T(test_fake_dial_refused),
+		T(test_fake_hangup_undeliverable),
+		T(test_fake_hangup_bye),
+		T(test_fake_hangup_cancel),
+		T(test_fake_hangup_not_active),
+		T(test_fake_hangup_none_queued),
+		T(test_fake_bye_on_unanswered_call),
+		T(test_fake_remote_ended_meanwhile),
+		T(test_fake_answered_while_cancelling),
+		T(test_fake_deferred_with_worker),
+		T(test_end_all_in_scope),
+		T(test_end_all_with_engine),
+		T(test_inbound),
+		T(test_end_by_provider_call_id),
+		T(test_post_event_in_order),
+		T(test_end_all_many),
+		T(test_end_race_two_ends),
+		T(test_end_race_with_answer),
+		T(test_recover),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

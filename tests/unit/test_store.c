@@ -1,0 +1,1211 @@
+/*
+ * test_store.c - the SQLite store against a real database file in a fresh mkdtemp() directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "call/call.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "store/store.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct store *st;
+	char tenant[CP_UUID_LEN + 1];    /* tenant 1 */
+	char tenant2[CP_UUID_LEN + 1];   /* tenant 2 */
+};
+
+static const struct store_options fast = {.sync_full = false};
+
+static void remove_db_files(const char *path)
+{
+	char buf[256];
+	unlink(path);
+	snprintf(buf, sizeof buf, "%s-wal", path);
+	unlink(buf);
+	snprintf(buf, sizeof buf, "%s-shm", path);
+	unlink(buf);
+}
+
+static void new_tenant(struct store *st, const char *name, char id[CP_UUID_LEN + 1])
+{
+	assert_int_equal(cp_uuid4(id), 0);
+	assert_int_equal(STORE(st, tenant_create, id, name, cp_now_ms()), STORE_OK);
+}
+
+static int new_agent(struct store *st, const char *tenant, const char *name, const char *number,
+		     int max_dur, char id[CP_UUID_LEN + 1])
+{
+	struct agent a = {0};
+	assert_int_equal(cp_uuid4(a.id), 0);
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
+	snprintf(a.name, sizeof a.name, "%s", name);
+	snprintf(a.number, sizeof a.number, "%s", number ? number : "");
+	a.max_duration_s = max_dur;
+	a.created_at = cp_now_ms();
+	int rc = STORE(st, agent_create, &a);
+	if (id)
+		memcpy(id, a.id, sizeof a.id);
+	return rc;
+}
+
+/* Inserts a call in `status` and returns it (seq set) in *out. */
+static void new_call(struct store *st, const char *tenant, const char *agent,
+		     enum call_status status, struct call *out)
+{
+	struct call c = {0};
+	assert_int_equal(cp_uuid4(c.id), 0);
+	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", tenant);
+	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent);
+	c.direction = CALL_OUTBOUND;
+	c.status = status;
+	strcpy(c.from, "+15550001111");
+	strcpy(c.to, "sip:bob@example.com");
+	c.max_duration_s = 60;
+	c.created_at = cp_now_ms();
+	if (call_status_is_terminal(status))
+		c.ended_at = c.created_at + 1;
+	c.metadata = strdup("{\"n\":1}");
+	assert_non_null(c.metadata);
+	assert_int_equal(STORE(st, call_insert, &c), STORE_OK);
+	assert_true(c.seq > 0);
+	call_move(out, &c);
+}
+
+static struct scope tenant_scope(const char *tenant)
+{
+	struct scope sc = {0};
+	snprintf(sc.tenant_id, sizeof sc.tenant_id, "%s", tenant);
+	return sc;
+}
+
+static struct scope number_scope(const char *tenant, const char *number)
+{
+	struct scope sc = tenant_scope(tenant);
+	snprintf(sc.number, sizeof sc.number, "%s", number);
+	return sc;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/cp_test_store_XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/callplane.db", f->dir);
+	f->st = store_open(f->path, &fast);
+	if (!f->st) {
+		rmdir(f->dir);
+		free(f);
+		return -1;
+	}
+	new_tenant(f->st, "tenant one", f->tenant);
+	new_tenant(f->st, "tenant two", f->tenant2);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	store_close(f->st);
+	remove_db_files(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+/* ---- open / migrations ------------------------------------------------------------------ */
+
+static void test_open_twice_same_file(void **state)
+{
+	struct fx *f = *state;
+	/* a second handle on the same (already migrated) file: migrations are not re-applied */
+	struct store *st2 = store_open(f->path, NULL);
+	assert_non_null(st2);
+	assert_int_equal(STORE(st2, tenant_exists, f->tenant), STORE_OK);
+	char t3[CP_UUID_LEN + 1];
+	new_tenant(st2, "from the second handle", t3);
+	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
+	store_close(st2);
+
+	/* close and reopen the first: the data is still there, the schema still works */
+	store_close(f->st);
+	f->st = store_open(f->path, &fast);
+	assert_non_null(f->st);
+	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
+	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
+
+	/* the schema version is exactly the number of migrations applied, once */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_stmt *q;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	int version = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	assert_true(version >= 1);
+}
+
+struct opener {
+	const char *path;
+	pthread_barrier_t *barrier;
+	struct store *st;
+};
+
+static void *open_one(void *arg)
+{
+	struct opener *o = arg;
+	pthread_barrier_wait(o->barrier);
+	o->st = store_open(o->path, &fast);
+	return NULL;
+}
+
+static void test_open_fresh_file_in_parallel(void **state)
+{
+	/* several handles (as several processes would) opening one brand-new file at the same
+	 * moment: every open succeeds, so each migration ran exactly once (a second run of a
+	 * CREATE TABLE would fail that open) */
+	struct fx *f = *state;
+	enum { N = 6 };
+	char path[200];
+	snprintf(path, sizeof path, "%s/parallel.db", f->dir);
+	pthread_barrier_t barrier;
+	pthread_barrier_init(&barrier, NULL, N);
+	struct opener o[N];
+	pthread_t t[N];
+	for (int i = 0; i < N; i++) {
+		o[i] = (struct opener){.path = path, .barrier = &barrier};
+		assert_int_equal(pthread_create(&t[i], NULL, open_one, &o[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&barrier);
+	int opened = 0;
+	for (int i = 0; i < N; i++)
+		opened += o[i].st != NULL;
+	char tid[CP_UUID_LEN + 1];
+	if (opened == N) {
+		new_tenant(o[0].st, "x", tid);
+		for (int i = 1; i < N; i++)
+			assert_int_equal(STORE(o[i].st, tenant_exists, tid), STORE_OK);
+	}
+	for (int i = 0; i < N; i++)
+		store_close(o[i].st);
+	remove_db_files(path);
+	assert_int_equal(opened, N);
+}
+
+static void test_open_refuses_newer_schema(void **state)
+{
+	struct fx *f = *state;
+	char path[200];
+	snprintf(path, sizeof path, "%s/newer.db", f->dir);
+	struct store *st = store_open(path, &fast);
+	assert_non_null(st);
+	store_close(st);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 9999", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	st = store_open(path, &fast);
+	assert_null(st);
+	store_close(st);
+	remove_db_files(path);
+}
+
+static void test_open_bad_location(void **state)
+{
+	(void)state;
+	assert_null(store_open("/nonexistent-dir-callplane/x/y.db", &fast));
+}
+
+/* ---- tenants / agents / keys ------------------------------------------------------------ */
+
+static void test_tenants(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
+	assert_int_equal(STORE(f->st, tenant_exists, f->tenant2), STORE_OK);
+	assert_int_equal(STORE(f->st, tenant_exists, "00000000-0000-4000-8000-000000000000"),
+			 STORE_NOT_FOUND);
+	/* duplicate id */
+	assert_int_equal(STORE(f->st, tenant_create, f->tenant, "dup", cp_now_ms()), STORE_CONFLICT);
+	json_t *list = NULL;
+	assert_int_equal(STORE(f->st, tenant_list, &list), STORE_OK);
+	assert_true(json_is_array(list));
+	assert_int_equal(json_array_size(list), 2);
+	int found = 0;
+	size_t i;
+	json_t *t;
+	json_array_foreach(list, i, t) {
+		const char *id = json_string_value(json_object_get(t, "id"));
+		assert_non_null(id);
+		if (!strcmp(id, f->tenant)) {
+			found++;
+			assert_string_equal(json_string_value(json_object_get(t, "name")), "tenant one");
+		}
+		assert_true(json_is_string(json_object_get(t, "created_at")));
+	}
+	assert_int_equal(found, 1);
+	json_decref(list);
+}
+
+static void test_agents(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], a2[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "alice", "+15550001111", 120, a1), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant, "bob", NULL, 0, a2), STORE_OK);
+
+	struct scope sc = tenant_scope(f->tenant);
+	struct agent out;
+	assert_int_equal(STORE(f->st, agent_get, &sc, a1, &out), STORE_OK);
+	assert_string_equal(out.id, a1);
+	assert_string_equal(out.tenant_id, f->tenant);
+	assert_string_equal(out.name, "alice");
+	assert_string_equal(out.number, "+15550001111");
+	assert_int_equal(out.max_duration_s, 120);
+	assert_true(out.created_at > 0);
+
+	assert_int_equal(STORE(f->st, agent_get, &sc, a2, &out), STORE_OK);
+	assert_string_equal(out.number, "");
+	assert_int_equal(out.max_duration_s, 0);
+
+	/* by number */
+	assert_int_equal(STORE(f->st, agent_by_number, "+15550001111", &out), STORE_OK);
+	assert_string_equal(out.id, a1);
+	assert_int_equal(STORE(f->st, agent_by_number, "+15559999999", &out), STORE_NOT_FOUND);
+
+	/* another tenant cannot see them */
+	struct scope other = tenant_scope(f->tenant2);
+	assert_int_equal(STORE(f->st, agent_get, &other, a1, &out), STORE_NOT_FOUND);
+	/* a number-scoped scope sees only the agent with that number */
+	struct scope num = number_scope(f->tenant, "+15550001111");
+	assert_int_equal(STORE(f->st, agent_get, &num, a1, &out), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_get, &num, a2, &out), STORE_NOT_FOUND);
+	struct scope num2 = number_scope(f->tenant, "+15550002222");
+	assert_int_equal(STORE(f->st, agent_get, &num2, a1, &out), STORE_NOT_FOUND);
+	/* unknown id */
+	assert_int_equal(STORE(f->st, agent_get, &sc, "00000000-0000-4000-8000-000000000000", &out),
+			 STORE_NOT_FOUND);
+
+	json_t *list = NULL;
+	assert_int_equal(STORE(f->st, agent_list, f->tenant, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 2);
+	json_decref(list);
+	assert_int_equal(STORE(f->st, agent_list, f->tenant2, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+	assert_int_equal(STORE(f->st, agent_list, NULL, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 2);
+	/* an agent without number lists number null */
+	size_t i;
+	json_t *a;
+	int nulls = 0;
+	json_array_foreach(list, i, a) nulls += json_is_null(json_object_get(a, "number"));
+	assert_int_equal(nulls, 1);
+	json_decref(list);
+}
+
+static void test_agent_number_unique(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], dup[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	/* same number, same tenant */
+	assert_int_equal(new_agent(f->st, f->tenant, "two", "+15550001111", 0, dup), STORE_CONFLICT);
+	/* same number, another tenant: numbers are globally unique (they route inbound calls) */
+	assert_int_equal(new_agent(f->st, f->tenant2, "three", "+15550001111", 0, dup),
+			 STORE_CONFLICT);
+	struct agent out;
+	struct scope sc2 = tenant_scope(f->tenant2);
+	assert_int_equal(STORE(f->st, agent_get, &sc2, dup, &out), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_by_number, "+15550001111", &out), STORE_OK);
+	assert_string_equal(out.id, a1);
+	/* any number of agents without a number */
+	assert_int_equal(new_agent(f->st, f->tenant, "n1", NULL, 0, NULL), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant, "n2", "", 0, NULL), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant2, "n3", NULL, 0, NULL), STORE_OK);
+}
+
+static void test_agent_needs_tenant(void **state)
+{
+	struct fx *f = *state;
+	char id[CP_UUID_LEN + 1];
+	int rc = new_agent(f->st, "00000000-0000-4000-8000-000000000000", "ghost", "+15550007777", 0,
+			   id);
+	assert_true(rc != STORE_OK);
+	struct agent out;
+	assert_int_equal(STORE(f->st, agent_by_number, "+15550007777", &out), STORE_NOT_FOUND);
+	struct scope sc = tenant_scope("00000000-0000-4000-8000-000000000000");
+	assert_int_equal(STORE(f->st, agent_get, &sc, id, &out), STORE_NOT_FOUND);
+}
+
+static void test_missing_parent_is_not_found(void **state)
+{
+	/* A row whose parent does not exist is a missing reference, not "condition failed / unique
+	 * key taken" (STORE_CONFLICT in store.h); step_error() in store_sqlite.c maps a foreign-key
+	 * violation to STORE_NOT_FOUND. */
+	struct fx *f = *state;
+	const char *ghost = "00000000-0000-4000-8000-000000000000";
+	assert_int_equal(new_agent(f->st, ghost, "ghost", "+15550007777", 0, NULL), STORE_NOT_FOUND);
+	/* a call of an agent that does not exist */
+	struct call c = {0};
+	assert_int_equal(cp_uuid4(c.id), 0);
+	strcpy(c.tenant_id, f->tenant);
+	strcpy(c.agent_id, ghost);
+	strcpy(c.from, "+15550001111");
+	strcpy(c.to, "+15550002222");
+	c.created_at = 1;
+	assert_int_equal(STORE(f->st, call_insert, &c), STORE_NOT_FOUND);
+}
+
+static void make_key(const char *tenant, const char *number, const char *secret,
+		     struct api_key *k)
+{
+	memset(k, 0, sizeof *k);
+	assert_int_equal(cp_uuid4(k->id), 0);
+	snprintf(k->tenant_id, sizeof k->tenant_id, "%s", tenant);
+	snprintf(k->number, sizeof k->number, "%s", number ? number : "");
+	cp_sha256_hex(secret, strlen(secret), k->hash);
+	snprintf(k->prefix, sizeof k->prefix, "%.10s", secret);
+	k->created_at = cp_now_ms();
+}
+
+static void test_keys(void **state)
+{
+	struct fx *f = *state;
+	struct api_key k1, k2, out;
+	make_key(f->tenant, NULL, "cp_secret-one", &k1);
+	make_key(f->tenant, "+15550001111", "cp_secret-two", &k2);
+	k2.rate_limit = 25;
+	assert_int_equal(STORE(f->st, key_create, &k1), STORE_OK);
+	assert_int_equal(STORE(f->st, key_create, &k2), STORE_OK);
+	/* the same hash twice is refused */
+	struct api_key dup;
+	make_key(f->tenant, NULL, "cp_secret-one", &dup);
+	assert_int_equal(STORE(f->st, key_create, &dup), STORE_CONFLICT);
+	/* a key for a tenant that does not exist */
+	struct api_key ghost;
+	make_key("00000000-0000-4000-8000-000000000000", NULL, "cp_ghost", &ghost);
+	assert_true(STORE(f->st, key_create, &ghost) != STORE_OK);
+
+	assert_int_equal(STORE(f->st, key_by_hash, k1.hash, &out), STORE_OK);
+	assert_string_equal(out.id, k1.id);
+	assert_string_equal(out.tenant_id, f->tenant);
+	assert_string_equal(out.number, "");
+	assert_string_equal(out.hash, k1.hash);
+	assert_string_equal(out.prefix, "cp_secret-");
+	assert_int_equal(out.created_at, k1.created_at);
+	assert_int_equal(out.revoked_at, 0);
+
+	assert_int_equal(STORE(f->st, key_by_hash, k2.hash, &out), STORE_OK);
+	assert_string_equal(out.id, k2.id);
+	assert_string_equal(out.number, "+15550001111");
+	assert_int_equal(out.rate_limit, 25);
+	assert_int_equal(STORE(f->st, key_by_hash, k1.hash, &out), STORE_OK);
+	assert_int_equal(out.rate_limit, 0);
+
+	char unknown[CP_SHA256_HEX_LEN + 1];
+	cp_sha256_hex("nope", 4, unknown);
+	assert_int_equal(STORE(f->st, key_by_hash, unknown, &out), STORE_NOT_FOUND);
+
+	json_t *list = NULL;
+	assert_int_equal(STORE(f->st, key_list, f->tenant, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 2);
+	size_t i;
+	json_t *row;
+	json_array_foreach(list, i, row) {
+		assert_null(json_object_get(row, "hash"));     /* never listed */
+		assert_non_null(json_object_get(row, "prefix"));
+		assert_true(json_is_null(json_object_get(row, "revoked_at")));
+	}
+	json_decref(list);
+	assert_int_equal(STORE(f->st, key_list, f->tenant2, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+}
+
+static void test_key_revoke(void **state)
+{
+	struct fx *f = *state;
+	struct api_key k, out;
+	make_key(f->tenant, NULL, "cp_to-revoke", &k);
+	assert_int_equal(STORE(f->st, key_create, &k), STORE_OK);
+	assert_int_equal(STORE(f->st, key_revoke, k.id, 5000), STORE_OK);
+	assert_int_equal(STORE(f->st, key_by_hash, k.hash, &out), STORE_OK);
+	assert_int_equal(out.revoked_at, 5000);
+	/* revoking again keeps the first revocation time */
+	int rc = STORE(f->st, key_revoke, k.id, 9000);
+	assert_true(rc == STORE_OK || rc == STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, key_by_hash, k.hash, &out), STORE_OK);
+	assert_int_equal(out.revoked_at, 5000);
+	/* unknown key */
+	assert_int_equal(STORE(f->st, key_revoke, "00000000-0000-4000-8000-000000000000", 1),
+			 STORE_NOT_FOUND);
+	json_t *list = NULL;
+	assert_int_equal(STORE(f->st, key_list, f->tenant, &list), STORE_OK);
+	assert_int_equal(json_array_size(list), 1);
+	assert_true(json_is_string(json_object_get(json_array_get(list, 0), "revoked_at")));
+	json_decref(list);
+}
+
+/* ---- calls: insert / get ---------------------------------------------------------------- */
+
+static void test_call_insert_and_get(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "alice", "+15550001111", 0, a1), STORE_OK);
+	struct call c = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c);
+
+	struct scope sc = tenant_scope(f->tenant);
+	assert_int_equal(STORE(f->st, call_get, &sc, c.id, &got), STORE_OK);
+	assert_int_equal(got.seq, c.seq);
+	assert_string_equal(got.id, c.id);
+	assert_string_equal(got.tenant_id, f->tenant);
+	assert_string_equal(got.agent_id, a1);
+	assert_int_equal(got.direction, CALL_OUTBOUND);
+	assert_int_equal(got.status, CALL_QUEUED);
+	assert_false(got.redacted);
+	assert_string_equal(got.from, "+15550001111");
+	assert_string_equal(got.to, "sip:bob@example.com");
+	assert_string_equal(got.provider_call_id, "");
+	assert_string_equal(got.end_reason, "");
+	assert_int_equal(got.sip_status, 0);
+	assert_int_equal(got.max_duration_s, 60);
+	assert_int_equal(got.created_at, c.created_at);
+	assert_int_equal(got.answered_at, 0);
+	assert_int_equal(got.ended_at, 0);
+	assert_int_equal(got.redacted_at, 0);
+	assert_non_null(got.metadata);
+	assert_string_equal(got.metadata, "{\"n\":1}");
+
+	/* unscoped (the engine's view) */
+	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+	assert_string_equal(got.id, c.id);
+
+	/* unknown id */
+	assert_int_equal(STORE(f->st, call_get, &sc, "00000000-0000-4000-8000-000000000000", &got),
+			 STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, NULL, "00000000-0000-4000-8000-000000000000", &got),
+			 STORE_NOT_FOUND);
+
+	/* duplicate id refused */
+	struct call dup = {0};
+	memcpy(&dup, &c, sizeof dup);
+	dup.metadata = NULL;
+	assert_int_equal(STORE(f->st, call_insert, &dup), STORE_CONFLICT);
+
+	/* an inbound call with every optional field */
+	struct call in = {0};
+	assert_int_equal(cp_uuid4(in.id), 0);
+	strcpy(in.tenant_id, f->tenant);
+	strcpy(in.agent_id, a1);
+	in.direction = CALL_INBOUND;
+	in.status = CALL_IN_PROGRESS;
+	strcpy(in.from, "sip:carol@example.org");
+	strcpy(in.to, "+15550001111");
+	strcpy(in.provider_call_id, "inbound-1@10.0.0.1");
+	in.created_at = 1000;
+	in.answered_at = 2000;
+	assert_int_equal(STORE(f->st, call_insert, &in), STORE_OK);
+	assert_true(in.seq > c.seq);
+	assert_int_equal(STORE(f->st, call_get, &sc, in.id, &got), STORE_OK);
+	assert_int_equal(got.direction, CALL_INBOUND);
+	assert_int_equal(got.status, CALL_IN_PROGRESS);
+	assert_int_equal(got.answered_at, 2000);
+	assert_null(got.metadata);
+	assert_string_equal(got.provider_call_id, "inbound-1@10.0.0.1");
+
+	call_clear(&c);
+	call_clear(&got);
+}
+
+static void test_call_get_tenant_isolation(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], b1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "alice", "+15550001111", 0, a1), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant2, "bob", "+15550009999", 0, b1), STORE_OK);
+	struct call c1 = {0}, c2 = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c1);
+	new_call(f->st, f->tenant2, b1, CALL_QUEUED, &c2);
+	/* a provider call id, to check that lookup by it is scoped as well */
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				.provider_call_id = "pcid-tenant1@host"};
+	assert_int_equal(STORE(f->st, call_update, c1.id, &u, NULL, NULL), STORE_OK);
+
+	struct scope s1 = tenant_scope(f->tenant), s2 = tenant_scope(f->tenant2);
+	assert_int_equal(STORE(f->st, call_get, &s1, c1.id, &got), STORE_OK);
+	assert_int_equal(STORE(f->st, call_get, &s2, c1.id, &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, &s1, c2.id, &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, &s2, c2.id, &got), STORE_OK);
+	assert_string_equal(got.id, c2.id);
+	/* by provider call id */
+	assert_int_equal(STORE(f->st, call_get, &s1, "pcid-tenant1@host", &got), STORE_OK);
+	assert_string_equal(got.id, c1.id);
+	assert_int_equal(STORE(f->st, call_get, &s2, "pcid-tenant1@host", &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, NULL, "pcid-tenant1@host", &got), STORE_OK);
+	assert_string_equal(got.id, c1.id);
+	/* a number-scoped key of the right number but the wrong tenant sees nothing */
+	struct scope wrong = number_scope(f->tenant2, "+15550001111");
+	assert_int_equal(STORE(f->st, call_get, &wrong, c1.id, &got), STORE_NOT_FOUND);
+	call_clear(&c1);
+	call_clear(&c2);
+	call_clear(&got);
+}
+
+static void test_call_get_number_scope(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], a2[CP_UUID_LEN + 1], a3[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant, "two", "+15550002222", 0, a2), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant, "none", NULL, 0, a3), STORE_OK);
+	struct call c1 = {0}, c2 = {0}, c3 = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c1);
+	new_call(f->st, f->tenant, a2, CALL_QUEUED, &c2);
+	new_call(f->st, f->tenant, a3, CALL_QUEUED, &c3);
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				.provider_call_id = "pcid-two@host"};
+	assert_int_equal(STORE(f->st, call_update, c2.id, &u, NULL, NULL), STORE_OK);
+
+	struct scope n1 = number_scope(f->tenant, "+15550001111");
+	assert_int_equal(STORE(f->st, call_get, &n1, c1.id, &got), STORE_OK);
+	assert_string_equal(got.id, c1.id);
+	assert_int_equal(STORE(f->st, call_get, &n1, c2.id, &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, &n1, c3.id, &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, call_get, &n1, "pcid-two@host", &got), STORE_NOT_FOUND);
+	struct scope n2 = number_scope(f->tenant, "+15550002222");
+	assert_int_equal(STORE(f->st, call_get, &n2, "pcid-two@host", &got), STORE_OK);
+	assert_string_equal(got.id, c2.id);
+	assert_int_equal(STORE(f->st, call_get, &n2, c1.id, &got), STORE_NOT_FOUND);
+	/* the tenant-wide scope sees all three */
+	struct scope all = tenant_scope(f->tenant);
+	assert_int_equal(STORE(f->st, call_get, &all, c1.id, &got), STORE_OK);
+	assert_int_equal(STORE(f->st, call_get, &all, c2.id, &got), STORE_OK);
+	assert_int_equal(STORE(f->st, call_get, &all, c3.id, &got), STORE_OK);
+	call_clear(&c1);
+	call_clear(&c2);
+	call_clear(&c3);
+	call_clear(&got);
+}
+
+static void test_call_id_not_shadowed_by_provider_id(void **state)
+{
+	/* a call whose provider call id equals another call's id must not hide that call */
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "alice", "+15550001111", 0, a1), STORE_OK);
+	struct call x = {0}, y = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &y);
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &x);
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				.provider_call_id = y.id};
+	assert_int_equal(STORE(f->st, call_update, x.id, &u, NULL, NULL), STORE_OK);
+	struct scope sc = tenant_scope(f->tenant);
+	assert_int_equal(STORE(f->st, call_get, &sc, y.id, &got), STORE_OK);
+	assert_string_equal(got.id, y.id);
+	assert_int_equal(STORE(f->st, call_get, NULL, y.id, &got), STORE_OK);
+	assert_string_equal(got.id, y.id);
+	call_clear(&x);
+	call_clear(&y);
+	call_clear(&got);
+}
+
+/* ---- calls: list ------------------------------------------------------------------------ */
+
+static void test_call_list(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], a2[CP_UUID_LEN + 1], b1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant, "two", "+15550002222", 0, a2), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant2, "other", "+15550009999", 0, b1), STORE_OK);
+	/* six calls of tenant 1, in insertion order:
+	 * 0:a1 queued 1:a2 queued 2:a1 canceled 3:a1 ringing 4:a2 completed 5:a1 queued */
+	const char *agents[6] = {a1, a2, a1, a1, a2, a1};
+	const enum call_status st[6] = {CALL_QUEUED, CALL_QUEUED, CALL_CANCELED, CALL_RINGING,
+					CALL_COMPLETED, CALL_QUEUED};
+	struct call calls[6];
+	memset(calls, 0, sizeof calls);
+	for (int i = 0; i < 6; i++)
+		new_call(f->st, f->tenant, agents[i], st[i], &calls[i]);
+	struct call other = {0};
+	new_call(f->st, f->tenant2, b1, CALL_QUEUED, &other);
+
+	struct scope sc = tenant_scope(f->tenant);
+	struct call *out = NULL;
+	size_t n = 0;
+
+	/* everything, newest first */
+	struct call_filter fl = {.limit = 50};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(out[i].id, calls[5 - i].id);
+		if (i)
+			assert_true(out[i - 1].seq > out[i].seq);
+	}
+	call_list_free(out, n);
+
+	/* pages of two, by before_seq */
+	fl.limit = 2;
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[5].id);
+	assert_string_equal(out[1].id, calls[4].id);
+	fl.before_seq = out[1].seq;
+	call_list_free(out, n);
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[3].id);
+	assert_string_equal(out[1].id, calls[2].id);
+	fl.before_seq = out[1].seq;
+	call_list_free(out, n);
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[1].id);
+	assert_string_equal(out[1].id, calls[0].id);
+	fl.before_seq = out[1].seq;
+	call_list_free(out, n);
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	call_list_free(out, n);
+
+	/* limit 1 */
+	fl = (struct call_filter){.limit = 1};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, calls[5].id);
+	call_list_free(out, n);
+
+	/* status filter: active */
+	fl = (struct call_filter){.limit = 50, .status_mask = CALL_ACTIVE_MASK};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 4);
+	assert_string_equal(out[0].id, calls[5].id);
+	assert_string_equal(out[1].id, calls[3].id);
+	assert_string_equal(out[2].id, calls[1].id);
+	assert_string_equal(out[3].id, calls[0].id);
+	for (size_t i = 0; i < n; i++)
+		assert_true(call_status_is_active(out[i].status));
+	call_list_free(out, n);
+
+	/* status filter: one terminal status */
+	fl = (struct call_filter){.limit = 50, .status_mask = CALL_BIT(CALL_COMPLETED)};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, calls[4].id);
+	assert_int_equal(out[0].status, CALL_COMPLETED);
+	call_list_free(out, n);
+
+	/* status filter matching nothing */
+	fl = (struct call_filter){.limit = 50, .status_mask = CALL_BIT(CALL_BUSY)};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	call_list_free(out, n);
+
+	/* agent filter */
+	fl = (struct call_filter){.limit = 50, .agent_id = a2};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[4].id);
+	assert_string_equal(out[1].id, calls[1].id);
+	call_list_free(out, n);
+
+	/* agent + status + cursor together */
+	fl = (struct call_filter){.limit = 50, .agent_id = a1, .status_mask = CALL_BIT(CALL_QUEUED),
+				  .before_seq = calls[5].seq};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, calls[0].id);
+	call_list_free(out, n);
+
+	/* a number-scoped scope lists only that number's calls */
+	struct scope n2 = number_scope(f->tenant, "+15550002222");
+	fl = (struct call_filter){.limit = 50};
+	assert_int_equal(STORE(f->st, call_list, &n2, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[4].id);
+	assert_string_equal(out[1].id, calls[1].id);
+	call_list_free(out, n);
+	/* and an agent filter naming another number's agent yields nothing */
+	fl.agent_id = a1;
+	assert_int_equal(STORE(f->st, call_list, &n2, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	call_list_free(out, n);
+
+	/* tenant 2 sees only its own */
+	struct scope s2 = tenant_scope(f->tenant2);
+	fl = (struct call_filter){.limit = 50};
+	assert_int_equal(STORE(f->st, call_list, &s2, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(out[0].id, other.id);
+	call_list_free(out, n);
+
+	for (int i = 0; i < 6; i++)
+		call_clear(&calls[i]);
+	call_clear(&other);
+}
+
+static void test_call_active_ids(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	struct call q = {0}, r = {0}, p = {0}, done = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &q);
+	new_call(f->st, f->tenant, a1, CALL_RINGING, &r);
+	new_call(f->st, f->tenant, a1, CALL_IN_PROGRESS, &p);
+	new_call(f->st, f->tenant, a1, CALL_FAILED, &done);
+	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, call_active_ids, &ids, &n), STORE_OK);
+	assert_int_equal(n, 3);
+	int seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		seen |= !strcmp(ids[i], q.id) ? 1 : 0;
+		seen |= !strcmp(ids[i], r.id) ? 2 : 0;
+		seen |= !strcmp(ids[i], p.id) ? 4 : 0;
+		assert_string_not_equal(ids[i], done.id);
+	}
+	assert_int_equal(seen, 7);
+	free(ids);
+	call_clear(&q);
+	call_clear(&r);
+	call_clear(&p);
+	call_clear(&done);
+}
+
+/* ---- calls: conditional update ---------------------------------------------------------- */
+
+static void test_call_update_conditional(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	struct call c = {0}, out = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c);
+	enum call_status prev;
+
+	/* condition not met: CONFLICT, out = the current row, nothing written */
+	struct call_update bad = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_IN_PROGRESS,
+				  .answered_at = 777, .sip_status = 180,
+				  .provider_call_id = "should-not-stick"};
+	assert_int_equal(STORE(f->st, call_update, c.id, &bad, &out, &prev), STORE_CONFLICT);
+	assert_string_equal(out.id, c.id);
+	assert_int_equal(out.status, CALL_QUEUED);
+	assert_int_equal(out.answered_at, 0);
+	assert_string_equal(out.provider_call_id, "");
+	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+	assert_int_equal(got.status, CALL_QUEUED);
+	assert_int_equal(got.answered_at, 0);
+	assert_int_equal(got.sip_status, 0);
+	assert_string_equal(got.provider_call_id, "");
+	/* an empty mask never applies */
+	struct call_update none = {.from_mask = 0, .to = CALL_RINGING};
+	assert_int_equal(STORE(f->st, call_update, c.id, &none, NULL, NULL), STORE_CONFLICT);
+
+	/* queued -> ringing, sets the provider call id */
+	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+				   .provider_call_id = "dialog-1@host", .sip_status = 180};
+	prev = CALL_NO_ANSWER;
+	assert_int_equal(STORE(f->st, call_update, c.id, &ring, &out, &prev), STORE_OK);
+	assert_int_equal(prev, CALL_QUEUED);
+	assert_int_equal(out.status, CALL_RINGING);
+	assert_string_equal(out.provider_call_id, "dialog-1@host");
+	assert_int_equal(out.sip_status, 180);
+	/* fields the insert set are untouched */
+	assert_string_equal(out.from, "+15550001111");
+	assert_string_equal(out.to, "sip:bob@example.com");
+	assert_string_equal(out.metadata, "{\"n\":1}");
+	assert_int_equal(out.created_at, c.created_at);
+	assert_int_equal(out.seq, c.seq);
+
+	/* the same step again: the call has moved on */
+	assert_int_equal(STORE(f->st, call_update, c.id, &ring, &out, NULL), STORE_CONFLICT);
+	assert_int_equal(out.status, CALL_RINGING);
+
+	/* ringing -> in_progress: fields left 0/NULL keep their value (COALESCE) */
+	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				     .to = CALL_IN_PROGRESS, .answered_at = 10000};
+	prev = CALL_NO_ANSWER;
+	assert_int_equal(STORE(f->st, call_update, c.id, &answer, &out, &prev), STORE_OK);
+	assert_int_equal(prev, CALL_RINGING);
+	assert_int_equal(out.status, CALL_IN_PROGRESS);
+	assert_int_equal(out.answered_at, 10000);
+	assert_string_equal(out.provider_call_id, "dialog-1@host");
+	assert_int_equal(out.sip_status, 180);
+	assert_int_equal(out.ended_at, 0);
+	assert_string_equal(out.end_reason, "");
+
+	/* in_progress -> completed */
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = 25400, .end_reason = "ended_by_api", .sip_status = 200};
+	prev = CALL_NO_ANSWER;
+	assert_int_equal(STORE(f->st, call_update, c.id, &end, &out, &prev), STORE_OK);
+	assert_int_equal(prev, CALL_IN_PROGRESS);
+	assert_int_equal(out.status, CALL_COMPLETED);
+	assert_int_equal(out.answered_at, 10000);
+	assert_int_equal(out.ended_at, 25400);
+	assert_string_equal(out.end_reason, "ended_by_api");
+	assert_int_equal(out.sip_status, 200);
+	assert_string_equal(out.provider_call_id, "dialog-1@host");
+	assert_int_equal(call_duration_s(&out), 15);
+
+	/* the stored row agrees with what was returned */
+	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+	assert_int_equal(got.status, CALL_COMPLETED);
+	assert_int_equal(got.answered_at, 10000);
+	assert_int_equal(got.ended_at, 25400);
+	assert_string_equal(got.end_reason, "ended_by_api");
+	assert_int_equal(got.sip_status, 200);
+
+	/* a terminal call refuses every step whose mask is the active states */
+	for (int to = 0; to < CALL_STATUS_COUNT; to++) {
+		struct call_update any = {.from_mask = CALL_ACTIVE_MASK, .to = (enum call_status)to,
+					  .end_reason = "late"};
+		assert_int_equal(STORE(f->st, call_update, c.id, &any, &out, NULL), STORE_CONFLICT);
+		assert_int_equal(out.status, CALL_COMPLETED);
+		assert_string_equal(out.end_reason, "ended_by_api");
+	}
+
+	/* unknown call */
+	assert_int_equal(STORE(f->st, call_update, "00000000-0000-4000-8000-000000000000", &end,
+			       &out, NULL),
+			 STORE_NOT_FOUND);
+
+	call_clear(&c);
+	call_clear(&out);
+	call_clear(&got);
+}
+
+struct racer {
+	struct store *st;
+	const char *id;
+	enum call_status to;
+	pthread_barrier_t *barrier;
+	int rc;
+	struct call out;
+};
+
+static void *race_one(void *arg)
+{
+	struct racer *r = arg;
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				.to = r->to, .ended_at = cp_now_ms(),
+				.end_reason = r->to == CALL_CANCELED ? "racer_a" : "racer_b"};
+	pthread_barrier_wait(r->barrier);
+	r->rc = STORE(r->st, call_update, r->id, &u, &r->out, NULL);
+	return NULL;
+}
+
+static void run_race(struct fx *f, struct store *st_a, struct store *st_b, int rounds)
+{
+	char a1[CP_UUID_LEN + 1];
+	int rc = new_agent(f->st, f->tenant, "racer", NULL, 0, a1);
+	assert_int_equal(rc, STORE_OK);
+	int bad_rounds = 0;
+	for (int round = 0; round < rounds; round++) {
+		struct call c = {0};
+		new_call(f->st, f->tenant, a1, round % 2 ? CALL_RINGING : CALL_QUEUED, &c);
+		pthread_barrier_t barrier;
+		pthread_barrier_init(&barrier, NULL, 2);
+		struct racer r[2] = {
+			{.st = st_a, .id = c.id, .to = CALL_CANCELED, .barrier = &barrier},
+			{.st = st_b, .id = c.id, .to = CALL_FAILED, .barrier = &barrier},
+		};
+		pthread_t t[2];
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, race_one, &r[i]), 0);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		pthread_barrier_destroy(&barrier);
+
+		int ok = (r[0].rc == STORE_OK) + (r[1].rc == STORE_OK);
+		int conflict = (r[0].rc == STORE_CONFLICT) + (r[1].rc == STORE_CONFLICT);
+		if (ok != 1 || conflict != 1) {
+			print_error("round %d: rc %d and %d\n", round, r[0].rc, r[1].rc);
+			bad_rounds++;
+		} else {
+			int w = r[0].rc == STORE_OK ? 0 : 1;
+			/* the loser saw the winner's row */
+			if (r[w].out.status != r[w].to || r[1 - w].out.status != r[w].to ||
+			    strcmp(r[1 - w].out.end_reason, r[w].out.end_reason)) {
+				print_error("round %d: winner %s, loser saw %s\n", round,
+					    call_status_name(r[w].out.status),
+					    call_status_name(r[1 - w].out.status));
+				bad_rounds++;
+			}
+			struct call got = {0};
+			assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+			if (got.status != r[w].to)
+				bad_rounds++;
+			call_clear(&got);
+		}
+		call_clear(&r[0].out);
+		call_clear(&r[1].out);
+		call_clear(&c);
+	}
+	assert_int_equal(bad_rounds, 0);
+}
+
+static void test_call_update_race_same_handle(void **state)
+{
+	struct fx *f = *state;
+	run_race(f, f->st, f->st, 100);
+}
+
+static void test_call_update_race_two_handles(void **state)
+{
+	/* two handles on one file behave like two processes (the admin CLI and the server) */
+	struct fx *f = *state;
+	struct store *st2 = store_open(f->path, &fast);
+	assert_non_null(st2);
+	run_race(f, f->st, st2, 50);
+	store_close(st2);
+}
+
+/* ---- calls: redact ---------------------------------------------------------------------- */
+
+static void test_call_redact(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	struct call c = {0}, out = {0}, got = {0};
+	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c);
+
+	/* active in every active state: conflict, nothing cleared */
+	const enum call_status path[] = {CALL_QUEUED, CALL_RINGING, CALL_IN_PROGRESS};
+	for (int i = 0; i < 3; i++) {
+		if (i) {
+			struct call_update u = {.from_mask = CALL_BIT(path[i - 1]), .to = path[i],
+						.answered_at = path[i] == CALL_IN_PROGRESS ? 1000 : 0};
+			assert_int_equal(STORE(f->st, call_update, c.id, &u, NULL, NULL), STORE_OK);
+		}
+		assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_CONFLICT);
+		assert_int_equal(out.status, path[i]);
+		assert_false(out.redacted);
+		assert_string_equal(out.from, "+15550001111");
+		assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+		assert_string_equal(got.from, "+15550001111");
+		assert_string_equal(got.to, "sip:bob@example.com");
+		assert_non_null(got.metadata);
+		assert_int_equal(got.redacted_at, 0);
+	}
+
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = 4000, .end_reason = "ended_by_api"};
+	assert_int_equal(STORE(f->st, call_update, c.id, &end, NULL, NULL), STORE_OK);
+
+	assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_OK);
+	assert_true(out.redacted);
+	assert_int_equal(out.redacted_at, 5000);
+	assert_string_equal(out.from, "");
+	assert_string_equal(out.to, "");
+	assert_null(out.metadata);
+	assert_int_equal(out.status, CALL_COMPLETED);
+	assert_string_equal(out.end_reason, "ended_by_api");
+
+	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
+	assert_true(got.redacted);
+	assert_string_equal(got.from, "");
+	assert_string_equal(got.to, "");
+	assert_null(got.metadata);
+	assert_int_equal(got.redacted_at, 5000);
+
+	/* idempotent: OK again, the first redaction time is kept */
+	assert_int_equal(STORE(f->st, call_redact, c.id, 9000, &out), STORE_OK);
+	assert_true(out.redacted);
+	assert_int_equal(out.redacted_at, 5000);
+	assert_null(out.metadata);
+
+	/* the rendering shows nulls */
+	json_t *j = call_to_json(&got);
+	assert_true(json_is_null(json_object_get(j, "from")));
+	assert_true(json_is_null(json_object_get(j, "to")));
+	assert_true(json_is_null(json_object_get(j, "metadata")));
+	assert_true(json_is_string(json_object_get(j, "redacted_at")));
+	json_decref(j);
+
+	/* unknown call */
+	assert_int_equal(STORE(f->st, call_redact, "00000000-0000-4000-8000-000000000000", 1, &out),
+			 STORE_NOT_FOUND);
+
+	/* a terminal call that never went through update (inserted terminal) redacts as well */
+	struct call t = {0};
+	new_call(f->st, f->tenant, a1, CALL_BUSY, &t);
+	assert_int_equal(STORE(f->st, call_redact, t.id, 6000, NULL), STORE_OK);
+	assert_int_equal(STORE(f->st, call_get, NULL, t.id, &got), STORE_OK);
+	assert_true(got.redacted);
+	assert_null(got.metadata);
+
+	call_clear(&t);
+	call_clear(&c);
+	call_clear(&out);
+	call_clear(&got);
+}
+
+/* ---- idempotency ------------------------------------------------------------------------ */
+
+static void test_idem_claim_complete(void **state)
+{
+	struct fx *f = *state;
+	struct idem_record ex = {0};
+	const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+	const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-1", h1, 1000, 0, &ex), STORE_OK);
+	/* claimed and still processing */
+	memset(&ex, 0, sizeof ex);
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-1", h1, 1001, 0, &ex),
+			 STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h1);
+	assert_int_equal(ex.status, 0);
+	assert_null(ex.body);
+	assert_int_equal(ex.created_at, 1000);
+	idem_record_clear(&ex);
+	/* a different body under the same key: conflict too, with the first hash reported */
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-1", h2, 1002, 0, &ex),
+			 STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h1);
+	idem_record_clear(&ex);
+
+	/* the same idem key under another API key, or another idem key: independent */
+	assert_int_equal(STORE(f->st, idem_claim, "key-B", "idem-1", h2, 1003, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-2", h2, 1004, 0, &ex), STORE_OK);
+
+	/* complete: the response is stored and replayed */
+	assert_int_equal(STORE(f->st, idem_complete, "key-A", "idem-1", 201, "{\"id\":\"x\"}"),
+			 STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-1", h1, 2000, 0, &ex),
+			 STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h1);
+	assert_int_equal(ex.status, 201);
+	assert_non_null(ex.body);
+	assert_string_equal(ex.body, "{\"id\":\"x\"}");
+	assert_int_equal(ex.created_at, 1000);
+	idem_record_clear(&ex);
+	assert_null(ex.body);
+
+	/* release only drops an unfinished claim: the completed one stays */
+	STORE(f->st, idem_release, "key-A", "idem-1");
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-1", h1, 2001, 0, &ex),
+			 STORE_CONFLICT);
+	assert_int_equal(ex.status, 201);
+	idem_record_clear(&ex);
+
+	/* completing an unknown claim */
+	assert_int_equal(STORE(f->st, idem_complete, "key-Z", "nope", 200, "{}"), STORE_NOT_FOUND);
+}
+
+static void test_idem_release(void **state)
+{
+	struct fx *f = *state;
+	struct idem_record ex = {0};
+	const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+	const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-r", h1, 1000, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_release, "key-A", "idem-r"), STORE_OK);
+	/* free again: a retry (even with another body) claims it */
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-r", h2, 1001, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "key-A", "idem-r", h2, 1002, 0, &ex),
+			 STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h2);
+	assert_int_equal(ex.created_at, 1001);
+	idem_record_clear(&ex);
+	/* releasing something never claimed */
+	assert_int_equal(STORE(f->st, idem_release, "key-A", "never"), STORE_NOT_FOUND);
+}
+
+static void test_idem_expiry_and_purge(void **state)
+{
+	struct fx *f = *state;
+	struct idem_record ex = {0};
+	const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+	const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h1, 1000, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_complete, "k", "old", 201, "{\"v\":1}"), STORE_OK);
+	/* not yet expired (created_at 1000 is not before 1000) */
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h2, 1500, 1000, &ex), STORE_CONFLICT);
+	assert_int_equal(ex.status, 201);
+	idem_record_clear(&ex);
+	/* expired: replaced by a fresh claim */
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h2, 90000, 1001, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h1, 90001, 1001, &ex), STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h2);
+	assert_int_equal(ex.status, 0);
+	assert_null(ex.body);
+	assert_int_equal(ex.created_at, 90000);
+	idem_record_clear(&ex);
+
+	/* purge drops records created before the cut, keeps the rest */
+	assert_int_equal(STORE(f->st, idem_claim, "k", "p-old", h1, 100, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "p-new", h1, 5000, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_purge, 1000), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "p-old", h2, 6000, 0, &ex), STORE_OK);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "p-new", h2, 6000, 0, &ex), STORE_CONFLICT);
+	assert_string_equal(ex.request_hash, h1);
+	idem_record_clear(&ex);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h1, 6000, 0, &ex), STORE_CONFLICT);
+	idem_record_clear(&ex);
+	/* purging when nothing matches is still OK */
+	assert_int_equal(STORE(f->st, idem_purge, 1), STORE_OK);
+}
+
+int main(void)
+{
+	log_set_level(LOG_ERROR);
+	json_object_seed(0);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_twice_same_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_fresh_file_in_parallel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
+		cmocka_unit_test(test_open_bad_location),
+		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_number_unique, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_needs_tenant, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_parent_is_not_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_revoke, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_insert_and_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_get_tenant_isolation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_get_number_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_id_not_shadowed_by_provider_id, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_call_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_active_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_update_conditional, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_update_race_same_handle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_update_race_two_handles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_redact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idem_claim_complete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idem_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idem_expiry_and_purge, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
