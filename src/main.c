@@ -18,6 +18,7 @@ static const char usage[] =
 	"  tenant    create | list tenants\n"
 	"  agent     create | list agents\n"
 	"  key       create | list | revoke API keys\n"
+	"  webhook   create | list | delete webhooks; deliveries | replay\n"
 	"Every command takes --help.\n";
 
 int main(int argc, char **argv)
@@ -40,6 +41,8 @@ int main(int argc, char **argv)
 		return cli_agent(argc - 2, argv + 2);
 	if (!strcmp(cmd, "key"))
 		return cli_key(argc - 2, argv + 2);
+	if (!strcmp(cmd, "webhook"))
+		return cli_webhook(argc - 2, argv + 2);
 	fprintf(stderr, "error: unknown command '%s'\n%s", cmd, usage);
 	return 2;
 }

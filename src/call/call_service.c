@@ -54,6 +54,9 @@ struct call_service {
 	struct job *head, *tail;
 	bool running, stopping;
 	pthread_t worker;
+
+	void (*on_event)(void *arg);     /* an outbox event was committed */
+	void *on_event_arg;
 };
 
 static void run_job(struct call_service *svc, struct job *j);
@@ -120,6 +123,12 @@ void call_service_destroy(struct call_service *svc)
 	free(svc);
 }
 
+void call_service_on_event(struct call_service *svc, void (*fn)(void *arg), void *arg)
+{
+	svc->on_event = fn;
+	svc->on_event_arg = arg;
+}
+
 void call_service_set_telephony(struct call_service *svc, const struct telephony *tel)
 {
 	if (tel)
@@ -146,11 +155,28 @@ static void post(struct call_service *svc, struct job *j)
 	pthread_mutex_unlock(&svc->mu);
 }
 
-static int transition(struct call_service *svc, const char *id, const struct call_update *u,
+/* The outbox event a step emits: none for an update that keeps the status (a late sip_status). */
+static const char *event_of(const struct call_update *u)
+{
+	if (u->from_mask == CALL_BIT(u->to))
+		return NULL;
+	if (u->to == CALL_RINGING)
+		return "call.ringing";
+	if (u->to == CALL_IN_PROGRESS)
+		return "call.answered";
+	return call_status_is_terminal(u->to) ? "call.ended" : NULL;
+}
+
+static int transition(struct call_service *svc, const char *id, const struct call_update *step,
 		      const char *req_id, struct call *out)
 {
 	enum call_status prev = CALL_QUEUED;
+	struct call_update with_event = *step;
+	const struct call_update *u = &with_event;
+	with_event.event = event_of(step);
 	int rc = STORE(svc->st, call_update, id, u, out, &prev);
+	if (rc == STORE_OK && u->event && svc->on_event)
+		svc->on_event(svc->on_event_arg);
 	if (rc == STORE_OK) {
 		json_t *f = json_pack("{s:s, s:s, s:s}", "call_id", id, "from",
 				      call_status_name(prev), "to", call_status_name(u->to));

@@ -31,6 +31,9 @@ int call_service_start(struct call_service *svc);
 /* Drains the worker's queue and joins it. */
 void call_service_stop(struct call_service *svc);
 void call_service_destroy(struct call_service *svc);
+/* Called (on the committing thread) after every transition whose outbox event committed:
+ * wakes the webhook worker and the live event streams. Set before starting. */
+void call_service_on_event(struct call_service *svc, void (*fn)(void *arg), void *arg);
 /* Attaches (or with NULL detaches) the telephony engine. Without one, calls stay queued. */
 void call_service_set_telephony(struct call_service *svc, const struct telephony *tel);
 

@@ -15,6 +15,7 @@ int cli_serve(int argc, char **argv);
 int cli_tenant(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_key(int argc, char **argv);
+int cli_webhook(int argc, char **argv);
 
 struct store;
 /* Opens the database at path (creating its directory), or prints an error and returns NULL. */

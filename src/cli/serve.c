@@ -19,6 +19,7 @@
 #include "http/routes.h"
 #include "sip/sip.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 #include <sys/resource.h>
 
@@ -30,13 +31,15 @@ static const char serve_usage[] =
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
+	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
+	"            [--webhook-timeout-ms MS]\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
 	"--config FILE is a JSON object keyed by the long option names; flags win over it.\n";
 
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
-		*sip_advertise, *rate_limit;
+		*sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout;
 };
 
 /* Fills options not given on the command line from the JSON config file. */
@@ -58,6 +61,8 @@ static int load_config_file(struct serve_config *c, json_t **holder)
 		{"ring-timeout", &c->ring_timeout}, {"hangup-rate", &c->hangup_rate},
 		{"hangup-wait-ms", &c->hangup_wait}, {"rtp-ports", &c->rtp_ports},
 		{"sip-advertise", &c->sip_advertise}, {"rate-limit", &c->rate_limit},
+		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
+		{"webhook-timeout-ms", &c->wh_timeout},
 	};
 	const char *k;
 	json_t *v;
@@ -179,6 +184,14 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* A transition's outbox event committed: wake whoever delivers events. */
+static void on_event(void *arg)
+{
+	struct app *app = arg;
+	webhook_worker_wake(app->hooks);
+	event_hub_wake(app->events);
+}
+
 int cli_serve(int argc, char **argv)
 {
 	struct serve_config c = {0};
@@ -192,7 +205,10 @@ int cli_serve(int argc, char **argv)
 			     {"hangup-wait-ms", &c.hangup_wait, false},
 			     {"rtp-ports", &c.rtp_ports, false},
 			     {"sip-advertise", &c.sip_advertise, false},
-			     {"rate-limit", &c.rate_limit, false}, {0}};
+			     {"rate-limit", &c.rate_limit, false},
+			     {"webhook-retry-initial-ms", &c.wh_retry, false},
+			     {"webhook-max-age-s", &c.wh_max_age, false},
+			     {"webhook-timeout-ms", &c.wh_timeout, false}, {0}};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);
@@ -227,6 +243,30 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "error: --rate-limit must be 0..1000000\n");
 		goto out_cfg;
 	}
+	struct webhook_config whc;
+	webhook_config_defaults(&whc);
+	long long v;
+	if (c.wh_retry) {
+		if (!cp_parse_int(c.wh_retry, 1, 3600000, &v)) {
+			fprintf(stderr, "error: --webhook-retry-initial-ms must be 1..3600000\n");
+			goto out_cfg;
+		}
+		whc.retry_initial_ms = (int)v;
+	}
+	if (c.wh_max_age) {
+		if (!cp_parse_int(c.wh_max_age, 1, 30LL * 86400, &v)) {
+			fprintf(stderr, "error: --webhook-max-age-s must be 1..2592000\n");
+			goto out_cfg;
+		}
+		whc.max_age_ms = v * 1000;
+	}
+	if (c.wh_timeout) {
+		if (!cp_parse_int(c.wh_timeout, 100, 600000, &v)) {
+			fprintf(stderr, "error: --webhook-timeout-ms must be 100..600000\n");
+			goto out_cfg;
+		}
+		whc.timeout_ms = (int)v;
+	}
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
 	int level = -1;
 	for (int i = 0; i < 4; i++)
@@ -242,6 +282,7 @@ int cli_serve(int argc, char **argv)
 	if (with_sip && sip_config_from(&c, &sipc))
 		goto out_cfg;
 	raise_fd_limit();
+	webhook_global_init();
 
 	/* every thread created from here on inherits this mask */
 	sigset_t sigs;
@@ -259,6 +300,12 @@ int cli_serve(int argc, char **argv)
 	struct app app = {.calls = svc, .store = st};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
+	struct webhook_worker *hooks = webhook_worker_start(st, &whc);
+	app.events = event_hub_create(st);
+	if (!hooks || !app.events)
+		goto out_svc;
+	call_service_on_event(svc, on_event, &app);
+	app.hooks = hooks;
 
 	/* dialogs of a previous run are gone with its process: end what it left active */
 	if (call_service_recover(svc, with_sip) < 0 || call_service_start(svc))
@@ -271,7 +318,8 @@ int cli_serve(int argc, char **argv)
 		call_service_set_telephony(svc, &tel);
 	}
 
-	static const struct route *const tables[] = {canonical_routes, talkover_routes,
+	static const struct route *const tables[] = {canonical_routes, webhook_routes,
+						     event_routes, talkover_routes,
 						     voxworks_routes, pilotstatus_routes,
 						     cartesia_routes};
 	struct http_server_config hc = {.host = http_host, .port = http_port,
@@ -296,6 +344,8 @@ out_svc:
 		call_service_set_telephony(svc, NULL);
 	}
 	call_service_stop(svc);
+	webhook_worker_stop(hooks);
+	event_hub_destroy(app.events);
 	call_service_destroy(svc);
 	store_close(st);
 out_cfg:

@@ -89,6 +89,18 @@ void http_reply_error(struct http_request *r, const struct cp_error *e);
 void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* A streaming reply (Server-Sent Events). read() runs on an MHD thread whenever the socket can
+ * take more: it returns the bytes it wrote into buf (at most max), 0 when it has nothing now
+ * (the connection is then parked until http_stream_wake()), or -1 to end the stream.
+ * done(cls) runs once when the connection is gone; after it the stream must not be woken. */
+struct http_stream;
+typedef long (*http_stream_read_fn)(void *cls, char *buf, size_t max);
+struct http_stream *http_reply_stream(struct http_request *r, const char *content_type,
+				      http_stream_read_fn read, void (*done)(void *cls),
+				      void *cls);
+/* Any thread: there may be more to read. */
+void http_stream_wake(struct http_stream *s);
+
 /* Parses a JSON object body. Empty body -> *out = NULL and true when allow_empty. On failure
  * fills err (CP_ERR_INVALID) and returns false. */
 bool http_json_body(struct http_request *r, bool allow_empty, json_t **out, struct cp_error *err);

@@ -9,14 +9,26 @@
 #include "call/call_service.h"
 #include "http/http.h"
 
+struct event_hub;
+struct webhook_worker;
+
 /* What every handler reaches through http_app(). */
 struct app {
 	struct call_service *calls;
 	struct store *store;
+	struct event_hub *events;    /* live event streams (routes_events.c) */
+	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
 };
+
+/* The live event stream hub: wake after every committed outbox event. */
+struct event_hub *event_hub_create(struct store *st);
+void event_hub_destroy(struct event_hub *hub);
+void event_hub_wake(void *hub);
 
 extern const struct http_dialect canonical_dialect;
 extern const struct route canonical_routes[];
+extern const struct route webhook_routes[];   /* routes_webhooks.c */
+extern const struct route event_routes[];     /* routes_events.c */
 
 /* JSON body helpers shared by the dialects. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);

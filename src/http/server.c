@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,8 @@ struct http_server {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int in_flight;               /* dispatched, not yet replied */
+	struct http_stream *streams; /* open streaming replies (under mu) */
+	atomic_bool stopping;
 };
 
 enum req_state { REQ_READING, REQ_DISPATCHED, REQ_SUSPENDED, REQ_REPLIED, REQ_SENT };
@@ -81,6 +84,20 @@ struct http_request {
 	size_t resp_len;
 	struct { char *name, *value; } hdr[MAX_EXTRA_HEADERS];
 	int n_hdr;
+	struct http_stream *stream;  /* a streaming reply instead of resp */
+};
+
+/* A streaming reply. The wake/park hand-over is guarded by mu, like a late reply: a wake that
+ * comes while read() runs is remembered so the connection is not parked past new data. */
+struct http_stream {
+	struct http_server *srv;
+	struct http_stream *prev, *next;     /* srv->streams */
+	struct MHD_Connection *conn;
+	pthread_mutex_t mu;
+	bool parked, wake_pending, closing;
+	http_stream_read_fn read;
+	void (*done)(void *cls);
+	void *cls;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -121,8 +138,12 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);    /* we decode path segments ourselves, after splitting on '/' */
 }
 
+static void stream_free(void *cls);
+
 static void request_free(struct http_request *r)
 {
+	if (r->stream)        /* never handed to MHD (the client left first) */
+		stream_free(r->stream);
 	free(r->path);
 	free(r->body);
 	for (int i = 0; i < HTTP_MAX_PARAMS; i++)
@@ -309,13 +330,102 @@ void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, 
 	http_reply_error(r, &e);
 }
 
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct http_stream *s = cls;
+	(void)pos;
+	pthread_mutex_lock(&s->mu);
+	s->wake_pending = false;
+	bool closing = s->closing;
+	pthread_mutex_unlock(&s->mu);
+	if (closing)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	long n = s->read(s->cls, buf, max);
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n > 0)
+		return (ssize_t)n;
+	/* nothing to send: park the connection (returning 0 without suspending would spin) */
+	pthread_mutex_lock(&s->mu);
+	if (!s->wake_pending) {
+		s->parked = true;
+		MHD_suspend_connection(s->conn);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+static void stream_free(void *cls)
+{
+	struct http_stream *s = cls;
+	struct http_server *srv = s->srv;
+	pthread_mutex_lock(&srv->mu);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+	s->done(s->cls);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+void http_stream_wake(struct http_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->parked) {
+		s->parked = false;
+		MHD_resume_connection(s->conn);
+	} else {
+		s->wake_pending = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+struct http_stream *http_reply_stream(struct http_request *r, const char *content_type,
+				      http_stream_read_fn read, void (*done)(void *cls),
+				      void *cls)
+{
+	struct http_stream *s = calloc(1, sizeof *s);
+	if (!s) {
+		done(cls);
+		http_reply_fail(r, CP_ERR_INTERNAL, "out of memory");
+		return NULL;
+	}
+	s->srv = r->srv;
+	s->conn = r->conn;
+	s->read = read;
+	s->done = done;
+	s->cls = cls;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_lock(&r->srv->mu);
+	s->next = r->srv->streams;
+	if (s->next)
+		s->next->prev = s;
+	r->srv->streams = s;
+	pthread_mutex_unlock(&r->srv->mu);
+	r->stream = s;
+	http_add_header(r, "Content-Type", content_type);
+	http_add_header(r, "Cache-Control", "no-cache");
+	reply_text(r, 200, NULL, 0);
+	return s;
+}
+
 static enum MHD_Result queue_reply(struct http_request *r)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp;
+	if (r->stream)
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader,
+							 r->stream, stream_free);
+	else
+		resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
 	if (!resp)
 		return MHD_NO;
 	r->resp = NULL;   /* owned by the response now */
+	r->stream = NULL;
 	if (r->resp_len)
 		MHD_add_response_header(resp, "Content-Type", "application/json");
 	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
@@ -517,6 +627,11 @@ static bool rate_limit_pass(struct http_request *r)
 static void dispatch(struct http_request *r)
 {
 	bool path_known;
+	if (atomic_load(&r->srv->stopping)) {
+		http_add_header(r, "Connection", "close");
+		http_reply_fail(r, CP_ERR_UNAVAILABLE, "shutting down");
+		return;
+	}
 	if (r->too_large) {
 		http_reply_fail(r, CP_ERR_TOO_LARGE, "request body exceeds %d bytes", HTTP_MAX_BODY);
 		return;
@@ -717,7 +832,9 @@ void http_server_stop(struct http_server *srv)
 {
 	if (!srv)
 		return;
-	MHD_quiesce_daemon(srv->d);   /* no new connections */
+	/* New requests get 503 from now on. (Not MHD_quiesce_daemon(): with an epoll thread pool
+	 * in libmicrohttpd 0.9.75 it can race the workers' epoll sets and abort the process.) */
+	atomic_store(&srv->stopping, true);
 	/* let requests in flight (e.g. hang-ups waiting on the engine) finish, bounded */
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -728,6 +845,22 @@ void http_server_stop(struct http_server *srv)
 			break;
 	}
 	int left = srv->in_flight;
+	/* end every stream: a parked connection must be resumed before MHD can stop */
+	for (struct http_stream *s = srv->streams; s; s = s->next) {
+		pthread_mutex_lock(&s->mu);
+		s->closing = true;
+		if (s->parked) {
+			s->parked = false;
+			MHD_resume_connection(s->conn);
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 2;
+	while (srv->streams) {
+		if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until))
+			break;
+	}
 	pthread_mutex_unlock(&srv->mu);
 	if (left)
 		log_msg(LOG_WARN, "http_server", "%d requests still in flight at shutdown", left);

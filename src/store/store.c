@@ -40,3 +40,17 @@ void idem_record_clear(struct idem_record *r)
 	free(r->body);
 	r->body = NULL;
 }
+
+void delivery_list_free(struct delivery *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].payload);
+	free(d);
+}
+
+void event_list_free(struct stored_event *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(e[i].payload);
+	free(e);
+}

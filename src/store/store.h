@@ -66,6 +66,8 @@ struct api_key {
 struct call_update {
 	uint32_t from_mask;                  /* apply only if status is in this mask */
 	enum call_status to;
+	const char *event;                   /* outbox event type ("call.ended"), NULL = none:
+						written in the same transaction as the step */
 	int64_t answered_at, ended_at;
 	const char *end_reason;
 	int sip_status;
@@ -85,6 +87,39 @@ struct idem_record {
 	unsigned status;
 	char *body;                          /* heap, may be NULL */
 	int64_t created_at;
+};
+
+#define WEBHOOK_URL_MAX 1024
+#define WEBHOOK_SECRET_MAX 128
+
+struct webhook {
+	char id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
+	char agent_id[CP_UUID_LEN + 1];      /* "" = every agent of the tenant */
+	char url[WEBHOOK_URL_MAX + 1];
+	char secret[WEBHOOK_SECRET_MAX + 1];
+	char format[16];                     /* canonical | talkover | pilotstatus */
+	int64_t created_at;
+};
+
+/* A delivery leased to the webhook worker, with what it needs to send it. */
+struct delivery {
+	int64_t id;
+	char event_id[CP_UUID_LEN + 1];
+	char type[32];
+	char *payload;                       /* canonical event JSON, heap */
+	char url[WEBHOOK_URL_MAX + 1];
+	char secret[WEBHOOK_SECRET_MAX + 1];
+	char format[16];
+	int attempts;                        /* before this one */
+	int64_t created_at;
+};
+
+/* An outbox event, for the live stream. */
+struct stored_event {
+	int64_t seq;
+	char type[32];
+	char *payload;                       /* heap */
 };
 
 struct store_options {
@@ -131,6 +166,30 @@ struct store_backend {
 			     const char *body);
 	int (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
 	int (*idem_purge)(void *ctx, int64_t expire_before);
+
+	int (*webhook_create)(void *ctx, const struct webhook *w);
+	int (*webhook_list)(void *ctx, const char *tenant_id, json_t **out);   /* no secrets */
+	/* tenant_id NULL = any tenant (admin CLI). Pending deliveries of it are dropped. */
+	int (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
+
+	/* Leases up to max due deliveries (pending, next attempt <= now) until lease_until, so a
+	 * crash mid-delivery only delays them. */
+	int (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
+			      struct delivery **out, size_t *n);
+	/* Records an attempt: status "delivered", "pending" (retry at next_at) or "failed". */
+	int (*delivery_record)(void *ctx, int64_t id, const char *status, int64_t next_at,
+			       int http_status, const char *error, int64_t now);
+	/* status NULL = pending and failed. */
+	int (*delivery_list)(void *ctx, const char *tenant_id, const char *status, int limit,
+			     json_t **out);
+	/* Makes a failed delivery (id > 0) or every failed one (id 0) pending again, due now. */
+	int (*delivery_replay)(void *ctx, const char *tenant_id, int64_t id, int64_t now, int *count);
+
+	/* Events after after_seq that the scope may see, oldest first. */
+	int (*events_since)(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
+			    struct stored_event **out, size_t *n);
+	/* The newest event's sequence number (0 if none). */
+	int (*events_last_seq)(void *ctx, int64_t *out);
 };
 
 struct store {
@@ -147,6 +206,8 @@ struct store *store_open(const char *location, const struct store_options *opt);
 void store_close(struct store *st);
 
 void call_list_free(struct call *calls, size_t n);
+void delivery_list_free(struct delivery *d, size_t n);
+void event_list_free(struct stored_event *e, size_t n);
 void idem_record_clear(struct idem_record *r);
 
 #endif

@@ -91,6 +91,9 @@ enum stmt_id {
 	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_RAW, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
 	S_CALL_ACTIVE,
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
+	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
+	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
+	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_COUNT
 };
@@ -150,6 +153,40 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_IDEM_COMPLETE] = "UPDATE idempotency SET status = ?3, body = ?4 WHERE key_id = ?1 AND idem_key = ?2",
 	[S_IDEM_RELEASE] = "DELETE FROM idempotency WHERE key_id = ?1 AND idem_key = ?2 AND status = 0",
 	[S_IDEM_PURGE] = "DELETE FROM idempotency WHERE created_at < ?1",
+	[S_EVENT_INSERT] = "INSERT INTO events(id, tenant_id, agent_id, agent_number, call_id, type,"
+			   " created_at, payload) VALUES (?1, ?2, ?3,"
+			   " (SELECT number FROM agents WHERE id = ?3), ?4, ?5, ?6, ?7)",
+	[S_DELIVERY_FANOUT] = "INSERT INTO deliveries(event_seq, webhook_id, status, next_attempt_at,"
+			      " created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
+			      " WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)",
+	[S_WEBHOOK_CREATE] = "INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
+			     " created_at) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7)",
+	[S_WEBHOOK_LIST] = "SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
+			   " WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id",
+	[S_WEBHOOK_DELETE] = "DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+	[S_DELIVERY_DROP] = "DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'",
+	[S_DELIVERY_DUE] = "SELECT d.id, e.id, e.type, e.payload, w.url, w.secret, w.format,"
+			   " d.attempts, d.created_at FROM deliveries d"
+			   " JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id"
+			   " WHERE d.status = 'pending' AND d.next_attempt_at <= ?1"
+			   " ORDER BY d.next_attempt_at, d.id LIMIT ?2",
+	[S_DELIVERY_LEASE] = "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1",
+	[S_DELIVERY_RECORD] = "UPDATE deliveries SET status = ?2, next_attempt_at = ?3,"
+			      " attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
+			      " delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END"
+			      " WHERE id = ?1",
+	[S_DELIVERY_LIST] = "SELECT d.id, e.id, e.type, e.call_id, d.webhook_id, d.status, d.attempts,"
+			    " d.next_attempt_at, d.last_status, d.last_error, d.created_at,"
+			    " d.delivered_at FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+			    " WHERE (?1 IS NULL OR e.tenant_id = ?1)"
+			    " AND ((?2 IS NULL AND d.status IN ('pending', 'failed')) OR d.status = ?2)"
+			    " ORDER BY d.id DESC LIMIT ?3",
+	[S_DELIVERY_REPLAY] = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3,"
+			      " created_at = ?3 WHERE status = 'failed' AND (?2 = 0 OR id = ?2)"
+			      " AND event_seq IN (SELECT seq FROM events WHERE ?1 IS NULL OR tenant_id = ?1)",
+	[S_EVENTS_SINCE] = "SELECT seq, type, payload FROM events WHERE tenant_id = ?1"
+			   " AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4",
+	[S_EVENTS_LAST] = "SELECT COALESCE(MAX(seq), 0) FROM events",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -791,39 +828,107 @@ static int current_row(struct conn *c, const char *id, struct call *out)
 	return rc == STORE_OK ? STORE_CONFLICT : rc;
 }
 
+/* Writes the outbox event of a step that just applied (inside its transaction): the event row
+ * and one pending delivery per matching webhook. */
+static int write_event(struct conn *c, const char *type, const struct call *call, int64_t now)
+{
+	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
+	if (cp_uuid4(event_id))
+		return STORE_ERROR;
+	cp_rfc3339(now, ts);
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:o}", "id", event_id, "type", type, "created_at",
+			       ts, "data", call_to_json(call));
+	char *payload = ev ? json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(ev);
+	sqlite3_stmt *ins = stmt(c, S_EVENT_INSERT), *fan = stmt(c, S_DELIVERY_FANOUT);
+	int rc = STORE_ERROR;
+	if (!payload || !ins || !fan)
+		goto out;
+	bind_text(ins, 1, event_id);
+	bind_text(ins, 2, call->tenant_id);
+	bind_text(ins, 3, call->agent_id);
+	bind_text(ins, 4, call->id);
+	bind_text(ins, 5, type);
+	sqlite3_bind_int64(ins, 6, now);
+	bind_text(ins, 7, payload);
+	int r = sqlite3_step(ins);
+	sqlite3_reset(ins);
+	if (r != SQLITE_DONE)
+		goto out;
+	sqlite3_bind_int64(fan, 1, sqlite3_last_insert_rowid(c->db));
+	sqlite3_bind_int64(fan, 2, now);
+	bind_text(fan, 3, call->tenant_id);
+	bind_text(fan, 4, call->agent_id);
+	r = sqlite3_step(fan);
+	sqlite3_reset(fan);
+	if (r == SQLITE_DONE)
+		rc = STORE_OK;
+out:
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "store_error", "outbox write: %s", sqlite3_errmsg(c->db));
+	free(payload);
+	return rc;
+}
+
 static int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
 			      struct call *out, enum call_status *prev)
 {
 	WITH_CONN(s, c);
 	sqlite3_stmt *st = stmt(c, S_CALL_UPDATE);
+	sqlite3_stmt *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
+		     *rollback = stmt(c, S_ROLLBACK);
+	struct call row = {0};
 	int rc = STORE_ERROR;
-	if (st) {
-		char set[128];
-		status_set(u->from_mask, set, sizeof set);
-		bind_text(st, 1, id);
-		bind_text(st, 2, call_status_name(u->to));
-		bind_opt_int(st, 3, u->answered_at);
-		bind_opt_int(st, 4, u->ended_at);
-		bind_opt_text(st, 5, u->end_reason);
-		bind_opt_int(st, 6, u->sip_status);
-		bind_opt_text(st, 7, u->provider_call_id);
-		bind_text(st, 8, set);
-		pthread_mutex_lock(&s->write_mu);
-		int r = sqlite3_step(st);
-		if (r == SQLITE_ROW) {
-			if (out)
-				read_call(st, out);
-			if (prev && !call_status_parse((const char *)sqlite3_column_text(st, 17), prev))
-				*prev = CALL_QUEUED;
-			rc = STORE_OK;
-		} else {
-			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
-		}
-		sqlite3_reset(st);
+	if (!st || !begin || !commit || !rollback)
+		goto out;
+	char set[128];
+	status_set(u->from_mask, set, sizeof set);
+	bind_text(st, 1, id);
+	bind_text(st, 2, call_status_name(u->to));
+	bind_opt_int(st, 3, u->answered_at);
+	bind_opt_int(st, 4, u->ended_at);
+	bind_opt_text(st, 5, u->end_reason);
+	bind_opt_int(st, 6, u->sip_status);
+	bind_opt_text(st, 7, u->provider_call_id);
+	bind_text(st, 8, set);
+
+	/* The step and its outbox event commit together or not at all: an event is never lost
+	 * (crash after the step) nor invented (crash before it). */
+	pthread_mutex_lock(&s->write_mu);
+	if (u->event && sqlite3_step(begin) != SQLITE_DONE) {
+		sqlite3_reset(begin);
 		pthread_mutex_unlock(&s->write_mu);
-		if (rc == STORE_NOT_FOUND)
-			rc = current_row(c, id, out);
+		rc = step_error(c, SQLITE_ERROR);
+		goto out;
 	}
+	sqlite3_reset(begin);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		read_call(st, &row);
+		if (prev && !call_status_parse((const char *)sqlite3_column_text(st, 17), prev))
+			*prev = CALL_QUEUED;
+		rc = STORE_OK;
+	} else {
+		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+	}
+	sqlite3_reset(st);
+	if (u->event) {
+		if (rc == STORE_OK)
+			rc = write_event(c, u->event, &row, row.ended_at ? row.ended_at : cp_now_ms());
+		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
+			rc = step_error(c, SQLITE_ERROR);
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+			sqlite3_step(rollback);
+		sqlite3_reset(commit);
+		sqlite3_reset(rollback);
+	}
+	pthread_mutex_unlock(&s->write_mu);
+	if (rc == STORE_OK && out)
+		call_move(out, &row);
+	else if (rc == STORE_NOT_FOUND)
+		rc = current_row(c, id, out);
+out:
+	call_clear(&row);
 	conn_put(s, c);
 	return rc;
 }
@@ -990,6 +1095,242 @@ static int sqlite_idem_purge(void *ctx, int64_t expire_before)
 	return rc;
 }
 
+/* ---- webhooks and deliveries ------------------------------------------------------------ */
+
+static int sqlite_webhook_create(void *ctx, const struct webhook *w)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_WEBHOOK_CREATE);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, w->id);
+		bind_text(st, 2, w->tenant_id);
+		bind_text(st, 3, w->agent_id);
+		bind_text(st, 4, w->url);
+		bind_text(st, 5, w->secret);
+		bind_text(st, 6, w->format);
+		sqlite3_bind_int64(st, 7, w->created_at);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
+{
+	static const char *const names[] = {"id", "tenant_id", "agent_id", "url", "format",
+					    "created_at", NULL};
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_WEBHOOK_LIST);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, tenant_id);
+		rc = list_rows(c, st, names, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *del = stmt(c, S_WEBHOOK_DELETE), *drop = stmt(c, S_DELIVERY_DROP);
+	int rc = STORE_ERROR;
+	if (del && drop) {
+		bind_text(del, 1, id);
+		bind_text(del, 2, tenant_id);
+		rc = run_write(s, c, del);
+		if (rc == STORE_OK) {
+			bind_text(drop, 1, id);
+			if (run_write(s, c, drop) == STORE_ERROR)
+				rc = STORE_ERROR;
+		}
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+				 struct delivery **out, size_t *n)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *due = stmt(c, S_DELIVERY_DUE), *lease = stmt(c, S_DELIVERY_LEASE),
+		     *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
+		     *rollback = stmt(c, S_ROLLBACK);
+	int rc = STORE_ERROR;
+	*out = NULL;
+	*n = 0;
+	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
+	if (!due || !lease || !begin || !commit || !rollback || !d || max < 1) {
+		free(d);
+		conn_put(s, c);
+		return STORE_ERROR;
+	}
+	size_t count = 0;
+	pthread_mutex_lock(&s->write_mu);
+	int r = sqlite3_step(begin);
+	sqlite3_reset(begin);
+	if (r != SQLITE_DONE)
+		goto done;
+	sqlite3_bind_int64(due, 1, now);
+	sqlite3_bind_int(due, 2, max);
+	while (count < (size_t)max && (r = sqlite3_step(due)) == SQLITE_ROW) {
+		struct delivery *x = &d[count++];
+		x->id = sqlite3_column_int64(due, 0);
+		copy_col(due, 1, x->event_id, sizeof x->event_id);
+		copy_col(due, 2, x->type, sizeof x->type);
+		const unsigned char *p = sqlite3_column_text(due, 3);
+		x->payload = strdup(p ? (const char *)p : "{}");
+		copy_col(due, 4, x->url, sizeof x->url);
+		copy_col(due, 5, x->secret, sizeof x->secret);
+		copy_col(due, 6, x->format, sizeof x->format);
+		x->attempts = sqlite3_column_int(due, 7);
+		x->created_at = sqlite3_column_int64(due, 8);
+	}
+	sqlite3_reset(due);
+	rc = STORE_OK;
+	for (size_t i = 0; i < count && rc == STORE_OK; i++) {
+		sqlite3_bind_int64(lease, 1, d[i].id);
+		sqlite3_bind_int64(lease, 2, lease_until);
+		if (sqlite3_step(lease) != SQLITE_DONE)
+			rc = STORE_ERROR;
+		sqlite3_reset(lease);
+	}
+	if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
+		rc = STORE_ERROR;
+	sqlite3_reset(commit);
+	if (rc != STORE_OK) {
+		sqlite3_step(rollback);
+		sqlite3_reset(rollback);
+	}
+done:
+	pthread_mutex_unlock(&s->write_mu);
+	if (rc == STORE_OK) {
+		*out = d;
+		*n = count;
+	} else {
+		log_msg(LOG_ERROR, "store_error", "delivery lease: %s", sqlite3_errmsg(c->db));
+		delivery_list_free(d, count);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
+				  int http_status, const char *error, int64_t now)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_DELIVERY_RECORD);
+	int rc = STORE_ERROR;
+	if (st) {
+		sqlite3_bind_int64(st, 1, id);
+		bind_text(st, 2, status);
+		sqlite3_bind_int64(st, 3, next_at);
+		sqlite3_bind_int(st, 4, http_status);
+		bind_text(st, 5, error);
+		sqlite3_bind_int64(st, 6, now);
+		rc = run_write(s, c, st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, int limit,
+				json_t **out)
+{
+	static const char *const names[] = {"id", "event_id", "event_type", "call_id",
+					    "webhook_id", "status", "attempts", "next_attempt_at",
+					    "last_status", "last_error", "created_at",
+					    "delivered_at", NULL};
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_DELIVERY_LIST);
+	int rc = STORE_ERROR;
+	if (st) {
+		bind_text(st, 1, tenant_id);
+		bind_text(st, 2, status);
+		sqlite3_bind_int(st, 3, limit);
+		rc = list_rows(c, st, names, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
+				  int *count)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_DELIVERY_REPLAY);
+	int rc = STORE_ERROR;
+	*count = 0;
+	if (st) {
+		bind_text(st, 1, tenant_id);
+		sqlite3_bind_int64(st, 2, id);
+		sqlite3_bind_int64(st, 3, now);
+		pthread_mutex_lock(&s->write_mu);
+		int r = sqlite3_step(st);
+		*count = sqlite3_changes(c->db);
+		sqlite3_reset(st);
+		pthread_mutex_unlock(&s->write_mu);
+		rc = r == SQLITE_DONE ? STORE_OK : step_error(c, r);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
+			       struct stored_event **out, size_t *n)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_EVENTS_SINCE);
+	int rc = STORE_ERROR;
+	*out = NULL;
+	*n = 0;
+	struct stored_event *ev = limit > 0 ? calloc((size_t)limit, sizeof *ev) : NULL;
+	if (st && ev) {
+		bind_text(st, 1, sc->tenant_id);
+		bind_opt_text(st, 2, sc->number);
+		sqlite3_bind_int64(st, 3, after_seq);
+		sqlite3_bind_int(st, 4, limit);
+		size_t count = 0;
+		int r = SQLITE_DONE;
+		while (count < (size_t)limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
+			ev[count].seq = sqlite3_column_int64(st, 0);
+			copy_col(st, 1, ev[count].type, sizeof ev[count].type);
+			const unsigned char *p = sqlite3_column_text(st, 2);
+			ev[count].payload = strdup(p ? (const char *)p : "{}");
+			count++;
+		}
+		sqlite3_reset(st);
+		if (count < (size_t)limit && r != SQLITE_DONE) {
+			rc = step_error(c, r);
+			event_list_free(ev, count);
+		} else {
+			*out = ev;
+			*n = count;
+			rc = STORE_OK;
+		}
+	} else {
+		free(ev);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_events_last_seq(void *ctx, int64_t *out)
+{
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = stmt(c, S_EVENTS_LAST);
+	int rc = STORE_ERROR;
+	if (st) {
+		int r = sqlite3_step(st);
+		*out = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		rc = r == SQLITE_ROW ? STORE_OK : step_error(c, r);
+		sqlite3_reset(st);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1015,4 +1356,13 @@ const struct store_backend store_sqlite_backend = {
 	.idem_complete = sqlite_idem_complete,
 	.idem_release = sqlite_idem_release,
 	.idem_purge = sqlite_idem_purge,
+	.webhook_create = sqlite_webhook_create,
+	.webhook_list = sqlite_webhook_list,
+	.webhook_delete = sqlite_webhook_delete,
+	.delivery_lease = sqlite_delivery_lease,
+	.delivery_record = sqlite_delivery_record,
+	.delivery_list = sqlite_delivery_list,
+	.delivery_replay = sqlite_delivery_replay,
+	.events_since = sqlite_events_since,
+	.events_last_seq = sqlite_events_last_seq,
 };

@@ -1,0 +1,145 @@
+/*
+ * webhook.c - `callplane webhook ...`: register, list, delete webhooks; list and replay
+ * deliveries. The same rules as /v1/webhooks (webhook/registry.c).
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "cli.h"
+#include "args.h"
+#include "store/store.h"
+#include "webhook/webhook_registry.h"
+
+static const char webhook_usage[] =
+	"usage: callplane webhook create --tenant ID --url URL [--agent ID] [--secret S]\n"
+	"                               [--format canonical|talkover|pilotstatus] [--db PATH]\n"
+	"       callplane webhook list [--tenant ID] [--db PATH]\n"
+	"       callplane webhook delete ID [--db PATH]\n"
+	"       callplane webhook deliveries [--tenant ID] [--status pending|failed|delivered]\n"
+	"                                    [--limit N] [--db PATH]\n"
+	"       callplane webhook replay (ID | --all-failed) [--tenant ID] [--db PATH]\n"
+	"A secret is generated when --secret is not given; it signs every delivery\n"
+	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))).\n";
+
+int cli_webhook(int argc, char **argv)
+{
+	const char *tenant = NULL, *url = NULL, *agent = NULL, *secret = NULL, *format = NULL,
+		   *status = NULL, *limit = NULL, *all = NULL, *db = CLI_DEFAULT_DB;
+	const char *pos[1] = {NULL};
+	int n_pos = 0;
+	if (argc < 1) {
+		fprintf(stderr, "%s", webhook_usage);
+		return 2;
+	}
+	const char *sub = argv[0];
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+		printf("%s", webhook_usage);
+		return 0;
+	}
+	struct opt create_opts[] = {{"tenant", &tenant, true}, {"url", &url, true},
+				    {"agent", &agent, false}, {"secret", &secret, false},
+				    {"format", &format, false}, {"db", &db, false}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	struct opt delete_opts[] = {{"db", &db, false}, {0}};
+	struct opt deliveries_opts[] = {{"tenant", &tenant, false}, {"status", &status, false},
+					{"limit", &limit, false}, {"db", &db, false}, {0}};
+	struct opt replay_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	struct opt *opts;
+	int max_pos = 0;
+	bool is_replay = false;
+	/* --all-failed is a flag; take it out before the value parser sees it */
+	int argn = argc - 1;
+	char **args = argv + 1;
+	char *kept[64];
+	int n_kept = 0;
+	for (int i = 0; i < argn && n_kept < 64; i++) {
+		if (!strcmp(args[i], "--all-failed"))
+			all = "1";
+		else
+			kept[n_kept++] = args[i];
+	}
+	if (!strcmp(sub, "create"))
+		opts = create_opts;
+	else if (!strcmp(sub, "list"))
+		opts = list_opts;
+	else if (!strcmp(sub, "delete"))
+		opts = delete_opts, max_pos = 1;
+	else if (!strcmp(sub, "deliveries"))
+		opts = deliveries_opts;
+	else if (!strcmp(sub, "replay"))
+		opts = replay_opts, max_pos = 1, is_replay = true;
+	else {
+		fprintf(stderr, "%s", webhook_usage);
+		return 2;
+	}
+	if (all && !is_replay) {
+		fprintf(stderr, "error: --all-failed goes with replay\n%s", webhook_usage);
+		return 2;
+	}
+	enum args_result ar = args_parse(n_kept, kept, opts, pos, max_pos, &n_pos, webhook_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	if ((opts == delete_opts && n_pos != 1) || (is_replay && (n_pos == 1) == (all != NULL))) {
+		fprintf(stderr, "error: give %s\n%s", is_replay ? "a delivery id or --all-failed"
+							       : "the webhook id", webhook_usage);
+		return 2;
+	}
+	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
+	    strcmp(status, "delivered")) {
+		fprintf(stderr, "error: --status must be pending, failed or delivered\n");
+		return 2;
+	}
+	long long n = 100, id = 0;
+	if (limit && !cp_parse_int(limit, 1, 100000, &n)) {
+		fprintf(stderr, "error: --limit must be 1..100000\n");
+		return 2;
+	}
+	if (is_replay && n_pos == 1 && !cp_parse_int(pos[0], 1, INT64_MAX, &id)) {
+		fprintf(stderr, "error: a delivery id is a positive integer\n");
+		return 2;
+	}
+
+	struct store *st = cli_open_store(db, true);
+	if (!st)
+		return 1;
+	int rc = 1;
+	if (opts == create_opts) {
+		struct webhook_request req = {.url = url, .agent_id = agent, .secret = secret,
+					      .format = format};
+		struct webhook w;
+		struct cp_error err = {0};
+		if (webhook_register(st, tenant, &req, &w, &err) == CP_OK)
+			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
+		else
+			fprintf(stderr, "error: %s\n", err.message);
+	} else if (opts == list_opts || opts == deliveries_opts) {
+		json_t *data = NULL;
+		int r = opts == list_opts ? STORE(st, webhook_list, tenant, &data)
+					  : STORE(st, delivery_list, tenant, status, (int)n, &data);
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", data));
+		else
+			fprintf(stderr, "error: store error\n");
+	} else if (opts == delete_opts) {
+		int r = STORE(st, webhook_delete, NULL, pos[0]);
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
+		else
+			fprintf(stderr, "error: %s%s\n", r == STORE_NOT_FOUND ? "no such webhook: " : "store error", r == STORE_NOT_FOUND ? pos[0] : "");
+	} else {
+		int count = 0;
+		int r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
+		if (r != STORE_OK)
+			fprintf(stderr, "error: store error\n");
+		else if (id && !count)
+			fprintf(stderr, "error: no failed delivery %lld\n", id);
+		else
+			rc = cli_print(json_pack("{s:i}", "replayed", count));
+	}
+	store_close(st);
+	return rc;
+}

@@ -1,0 +1,139 @@
+/*
+ * routes_webhooks.c - /v1/webhooks: register, list and delete webhooks; list and replay their
+ * deliveries. Tenant-scoped keys only (403 for a number-scoped key): a webhook receives every
+ * call of its tenant or agent, which a number-scoped key could not otherwise see.
+ */
+#include "routes.h"
+#include "webhook/webhook_registry.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct store *store_of(struct http_request *r)
+{
+	return ((struct app *)http_app(r))->store;
+}
+
+/* The tenant of a tenant-scoped key, or NULL after replying 403. */
+static const char *tenant_of(struct http_request *r)
+{
+	const struct principal *p = http_principal(r);
+	if (p->scope.number[0]) {
+		http_reply_fail(r, CP_ERR_FORBIDDEN, "webhooks need a tenant-scoped key");
+		return NULL;
+	}
+	return p->scope.tenant_id;
+}
+
+static void create(struct http_request *r)
+{
+	static const char *const fields[] = {"url", "agent_id", "secret", "format", NULL};
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	struct webhook_request req = {0};
+	struct webhook w;
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	if (!http_json_body(r, false, &body, &err) || !json_only_fields(body, fields, &err) ||
+	    !json_opt_string(body, "url", &req.url, &err) ||
+	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
+	    !json_opt_string(body, "secret", &req.secret, &err) ||
+	    !json_opt_string(body, "format", &req.format, &err) ||
+	    webhook_register(store_of(r), tenant, &req, &w, &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 201, webhook_to_json(&w, true));
+	json_decref(body);
+}
+
+static void list(struct http_request *r)
+{
+	json_t *data = NULL;
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	if (STORE(store_of(r), webhook_list, tenant, &data) != STORE_OK)
+		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	else
+		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+}
+
+static void delete(struct http_request *r)
+{
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	int rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
+	if (rc == STORE_NOT_FOUND)
+		http_reply_fail(r, CP_ERR_NOT_FOUND, "webhook not found");
+	else if (rc != STORE_OK)
+		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	else
+		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
+}
+
+static void deliveries(struct http_request *r)
+{
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	const char *status = http_query(r, "status");
+	const char *limit = http_query(r, "limit");
+	long long n = 100;
+	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
+	    strcmp(status, "delivered")) {
+		http_reply_fail(r, CP_ERR_INVALID, "status must be pending, failed or delivered");
+		return;
+	}
+	if (limit && !cp_parse_int(limit, 1, 1000, &n)) {
+		http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..1000");
+		return;
+	}
+	json_t *data = NULL;
+	if (STORE(store_of(r), delivery_list, tenant, status, (int)n, &data) != STORE_OK)
+		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	else
+		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+}
+
+static void replay(struct http_request *r, long long id)
+{
+	int count = 0;
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	int rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
+	if (rc != STORE_OK)
+		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	else if (id && count == 0)
+		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
+	else
+		http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
+}
+
+static void replay_one(struct http_request *r)
+{
+	long long id;
+	if (!cp_parse_int(http_param(r, 0), 1, INT64_MAX, &id)) {
+		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
+		return;
+	}
+	replay(r, id);
+}
+
+static void replay_failed(struct http_request *r)
+{
+	replay(r, 0);
+}
+
+const struct route webhook_routes[] = {
+	{"POST", "/v1/webhooks", create, &canonical_dialect, 0},
+	{"GET", "/v1/webhooks", list, &canonical_dialect, 0},
+	{"GET", "/v1/webhooks/deliveries", deliveries, &canonical_dialect, 0},
+	{"POST", "/v1/webhooks/deliveries/replay", replay_failed, &canonical_dialect, 0},
+	{"POST", "/v1/webhooks/deliveries/:id/replay", replay_one, &canonical_dialect, 0},
+	{"DELETE", "/v1/webhooks/:id", delete, &canonical_dialect, 0},
+	{0},
+};

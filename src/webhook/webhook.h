@@ -1,0 +1,50 @@
+/*
+ * webhook.h - delivering the event outbox to users' HTTP endpoints.
+ *
+ * Events are written by the store in the same transaction as the call transition they report
+ * (see store.h, struct call_update.event), with one pending delivery per matching webhook. This
+ * worker leases due deliveries, POSTs them with libcurl's multi interface (many in flight, one
+ * thread, never touching the API or the SIP engine), and records each attempt: 2xx delivered;
+ * anything else retried with exponential backoff and jitter until max_age, then failed. A lease
+ * that outlives a crash simply expires, so a pending delivery survives kill -9 and is sent
+ * after restart with the same event id: delivery is at least once; receivers dedupe on
+ * Callplane-Event-Id.
+ */
+#ifndef CP_WEBHOOK_H
+#define CP_WEBHOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct webhook_config {
+	int retry_initial_ms;        /* first retry delay; doubles per attempt (default 1000) */
+	int64_t max_age_ms;          /* give up after this age (default 24 h) */
+	int timeout_ms;              /* one attempt (default 10 s) */
+	int concurrency;             /* deliveries in flight at once (default 32) */
+};
+
+struct webhook_worker;
+
+/* Once, before any thread starts (libcurl's global state). */
+void webhook_global_init(void);
+void webhook_config_defaults(struct webhook_config *cfg);
+struct webhook_worker *webhook_worker_start(struct store *st, const struct webhook_config *cfg);
+/* Any thread: new events were committed, look now. */
+void webhook_worker_wake(void *worker);
+/* Finishes attempts in flight (bounded by timeout_ms), then stops. */
+void webhook_worker_stop(struct webhook_worker *w);
+
+/* ---- format.c --------------------------------------------------------------------------- */
+
+/* The body a webhook of this format receives for a stored canonical event; heap, or NULL for
+ * an event the format does not carry. */
+char *webhook_body(const char *format, const char *payload);
+bool webhook_format_valid(const char *format);
+/* "t=UNIX,v1=HEX(HMAC-SHA256(secret, t + "." + body))" into buf. */
+void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf,
+		       size_t size);
+
+#endif
