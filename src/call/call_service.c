@@ -43,7 +43,11 @@ struct job {
 	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
 	inbound_created_fn created;
 	void *arg;
+	struct call call;            /* JOB_INBOUND: the stored call */
 };
+
+/* Set on the worker thread while a group commit is open: events fire after its commit. */
+static __thread bool tl_batching, tl_event_pending;
 
 struct call_service {
 	struct store *st;
@@ -60,6 +64,7 @@ struct call_service {
 };
 
 static void run_job(struct call_service *svc, struct job *j);
+static void run_batch(struct call_service *svc, struct job *list);
 
 struct call_service *call_service_create(struct store *st)
 {
@@ -81,12 +86,11 @@ static void *worker_main(void *arg)
 			pthread_cond_wait(&svc->cv, &svc->mu);
 		if (!svc->head)
 			break;
-		struct job *j = svc->head;
-		svc->head = j->next;
-		if (!svc->head)
-			svc->tail = NULL;
+		/* take everything queued: it becomes one group commit */
+		struct job *list = svc->head;
+		svc->head = svc->tail = NULL;
 		pthread_mutex_unlock(&svc->mu);
-		run_job(svc, j);
+		run_batch(svc, list);
 		pthread_mutex_lock(&svc->mu);
 	}
 	pthread_mutex_unlock(&svc->mu);
@@ -167,16 +171,39 @@ static const char *event_of(const struct call_update *u)
 	return call_status_is_terminal(u->to) ? "call.ended" : NULL;
 }
 
+/* What a transition's log line says about the request that caused it. */
+struct cause {
+	const char *req_id;
+	int64_t wire_us;             /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
+};
+
+static int transition_logged(struct call_service *svc, const char *id,
+			     const struct call_update *step, const struct cause *why,
+			     struct call *out);
+
 static int transition(struct call_service *svc, const char *id, const struct call_update *step,
 		      const char *req_id, struct call *out)
 {
+	struct cause why = {.req_id = req_id};
+	return transition_logged(svc, id, step, &why, out);
+}
+
+static int transition_logged(struct call_service *svc, const char *id,
+			     const struct call_update *step, const struct cause *why,
+			     struct call *out)
+{
+	const char *req_id = why->req_id;
 	enum call_status prev = CALL_QUEUED;
 	struct call_update with_event = *step;
 	const struct call_update *u = &with_event;
 	with_event.event = event_of(step);
 	int rc = STORE(svc->st, call_update, id, u, out, &prev);
-	if (rc == STORE_OK && u->event && svc->on_event)
-		svc->on_event(svc->on_event_arg);
+	if (rc == STORE_OK && u->event) {
+		if (tl_batching)
+			tl_event_pending = true;    /* not visible to others before the commit */
+		else if (svc->on_event)
+			svc->on_event(svc->on_event_arg);
+	}
 	if (rc == STORE_OK) {
 		json_t *f = json_pack("{s:s, s:s, s:s}", "call_id", id, "from",
 				      call_status_name(prev), "to", call_status_name(u->to));
@@ -186,6 +213,8 @@ static int transition(struct call_service *svc, const char *id, const struct cal
 			json_object_set_new(f, "end_reason", json_string(u->end_reason));
 		if (u->sip_status)
 			json_object_set_new(f, "sip_status", json_integer(u->sip_status));
+		if (why->wire_us)
+			json_object_set_new(f, "api_to_wire_us", json_integer(why->wire_us));
 		log_json(LOG_INFO, prev == u->to ? "call_updated" : "call_transition", f);
 	}
 	return rc;
@@ -355,16 +384,35 @@ struct end_job {
 	char reason[CALL_REASON_MAX + 1];
 	char req_id[40];
 	enum call_status seen;       /* status when the end was requested */
+	int64_t t_start_us;          /* when the end was requested (monotonic) */
+	int64_t wire_us;             /* request -> BYE/CANCEL handed to the transport */
 	call_end_fn done;
 	void *arg;
+	/* the outcome, decided by end_apply() and told by end_finish() once it is durable */
+	struct cp_error result;
+	struct call call;
+	bool has_call;
 };
 
-static void end_reply(struct end_job *job, enum cp_err code, const char *msg,
-		      const struct call *c)
+static void end_result(struct end_job *job, enum cp_err code, const char *msg,
+		       const struct call *c)
 {
-	struct cp_error e = {.code = code};
-	snprintf(e.message, sizeof e.message, "%s", msg);
-	job->done(job->arg, &e, c);
+	job->result.code = code;
+	snprintf(job->result.message, sizeof job->result.message, "%s", msg);
+	if (c) {
+		call_clear(&job->call);
+		job->call = *c;
+		job->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
+		job->has_call = true;
+	}
+}
+
+/* Tells the requester; the job is gone afterwards. */
+static void end_finish(struct end_job *job)
+{
+	job->done(job->arg, &job->result, job->has_call ? &job->call : NULL);
+	call_clear(&job->call);
+	free(job);
 }
 
 /* Records the end. kind says what went on the wire; HANGUP_NONE means nothing had to (a call
@@ -388,17 +436,18 @@ static void end_record(struct end_job *job, enum hangup_kind kind)
 		}
 		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
 					.end_reason = job->reason};
-		int rc = transition(job->svc, job->id, &u, job->req_id, &c);
+		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us};
+		int rc = transition_logged(job->svc, job->id, &u, &why, &c);
 		if (rc == STORE_OK) {
-			end_reply(job, CP_OK, "", &c);
+			end_result(job, CP_OK, "", &c);
 			goto out;
 		}
 		if (rc != STORE_CONFLICT) {
-			end_reply(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
 			goto out;
 		}
 		if (call_status_is_terminal(c.status)) {
-			end_reply(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
+			end_result(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
 			goto out;
 		}
 		/* Still active but not where we expected: it moved meanwhile (answered while we
@@ -406,39 +455,40 @@ static void end_record(struct end_job *job, enum hangup_kind kind)
 		cur = c.status;
 		kind = HANGUP_NONE;
 	}
-	end_reply(job, CP_ERR_INTERNAL, "call kept changing state", NULL);
+	end_result(job, CP_ERR_INTERNAL, "call kept changing state", NULL);
 out:
 	call_clear(&c);
-	free(job);
 }
 
-static void end_hung_up_now(struct end_job *job, enum cp_err err, enum hangup_kind kind)
+/* Decides (and records) the outcome of an engine's answer; end_finish() tells it. */
+static void end_apply(struct end_job *job, enum cp_err err, enum hangup_kind kind)
 {
 	if (err == CP_OK) {
 		end_record(job, kind);
-		return;
-	}
-	if (err == CP_ERR_NOT_ACTIVE) {
+	} else if (err == CP_ERR_NOT_ACTIVE) {
 		struct call c = {0};
 		if (STORE(job->svc->st, call_get, NULL, job->id, &c) == STORE_OK)
-			end_reply(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
+			end_result(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
 		else
-			end_reply(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
 		call_clear(&c);
 	} else {
-		end_reply(job, CP_ERR_UNDELIVERABLE,
-			  "the hang-up could not be handed to the network; nothing changed, retry", NULL);
+		end_result(job, CP_ERR_UNDELIVERABLE,
+			   "the hang-up could not be handed to the network; nothing changed, retry",
+			   NULL);
 	}
-	free(job);
 }
 
 /* The engine's answer to hangup(): on the engine thread, so hand it to the worker. */
 static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind)
 {
 	struct end_job *end = arg;
+	if (err == CP_OK && kind != HANGUP_NONE)
+		end->wire_us = cp_mono_us() - end->t_start_us;
 	struct job *j = calloc(1, sizeof *j);
 	if (!j) {
-		end_hung_up_now(end, err, kind);
+		end_apply(end, err, kind);
+		end_finish(end);
 		return;
 	}
 	j->type = JOB_HUNG_UP;
@@ -452,6 +502,7 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 		     const char *reason, const char *agent_id, const char *req_id, int wait_ms,
 		     call_end_fn done, void *arg)
 {
+	int64_t t_start_us = cp_mono_us();
 	struct cp_error e = {0};
 	struct call c = {0};
 	if (!reason)
@@ -490,12 +541,15 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 	snprintf(job->reason, sizeof job->reason, "%s", reason);
 	snprintf(job->req_id, sizeof job->req_id, "%s", req_id ? req_id : "");
 	job->seen = c.status;
+	job->t_start_us = t_start_us;
 	job->done = done;
 	job->arg = arg;
 	if (svc->tel.ops)
 		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, end_hung_up, job);
-	else
+	else {
 		end_record(job, HANGUP_NONE);
+		end_finish(job);
+	}
 	call_clear(&c);
 }
 
@@ -621,55 +675,101 @@ void call_service_inbound(struct call_service *svc, const struct inbound_call *i
 	post(svc, j);
 }
 
+/* Stores an inbound call (apply phase); job_finish() tells the engine. */
 static void inbound_create(struct call_service *svc, struct job *j)
 {
 	struct agent agent;
-	struct call c = {0};
+	struct call *c = &j->call;
 	int rc = STORE(svc->st, agent_by_number, j->number, &agent);
 	if (rc != STORE_OK) {
-		j->created(j->arg, rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL, NULL);
+		j->err = rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL;
 		return;
 	}
-	if (cp_uuid4(c.id)) {
-		j->created(j->arg, CP_ERR_INTERNAL, NULL);
+	if (cp_uuid4(c->id)) {
+		j->err = CP_ERR_INTERNAL;
 		return;
 	}
-	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", agent.tenant_id);
-	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent.id);
-	c.direction = CALL_INBOUND;
-	c.status = CALL_QUEUED;
-	snprintf(c.from, sizeof c.from, "%s", j->from);
-	snprintf(c.to, sizeof c.to, "%s", j->to);
-	snprintf(c.provider_call_id, sizeof c.provider_call_id, "%s", j->provider_call_id);
-	c.max_duration_s = agent.max_duration_s;
-	c.created_at = cp_now_ms();
-	c.metadata = strdup("{}");
-	if (!c.metadata || STORE(svc->st, call_insert, &c) != STORE_OK) {
-		call_clear(&c);
-		j->created(j->arg, CP_ERR_INTERNAL, NULL);
+	snprintf(c->tenant_id, sizeof c->tenant_id, "%s", agent.tenant_id);
+	snprintf(c->agent_id, sizeof c->agent_id, "%s", agent.id);
+	c->direction = CALL_INBOUND;
+	c->status = CALL_QUEUED;
+	snprintf(c->from, sizeof c->from, "%s", j->from);
+	snprintf(c->to, sizeof c->to, "%s", j->to);
+	snprintf(c->provider_call_id, sizeof c->provider_call_id, "%s", j->provider_call_id);
+	c->max_duration_s = agent.max_duration_s;
+	c->created_at = cp_now_ms();
+	c->metadata = strdup("{}");
+	if (!c->metadata || STORE(svc->st, call_insert, c) != STORE_OK) {
+		j->err = CP_ERR_INTERNAL;
 		return;
 	}
-	log_created(&c, NULL);
-	j->created(j->arg, CP_OK, &c);
-	call_clear(&c);
+	log_created(c, NULL);
+	j->err = CP_OK;
 }
 
 /* ---- worker ----------------------------------------------------------------------------- */
 
-static void run_job(struct call_service *svc, struct job *j)
+/* Phase 1, inside the batch's transaction: the store work. */
+static void job_apply(struct call_service *svc, struct job *j)
 {
 	switch (j->type) {
 	case JOB_EVENT:
 		transition(svc, j->call_id, &j->u, NULL, NULL);
 		break;
 	case JOB_HUNG_UP:
-		end_hung_up_now(j->end, j->err, j->kind);
+		end_apply(j->end, j->err, j->kind);
 		break;
 	case JOB_INBOUND:
 		inbound_create(svc, j);
 		break;
 	}
+}
+
+/* Phase 2, after the commit: tell whoever waits. A commit that failed turns every success
+ * of the batch into an internal error: nothing of it is durable, so nothing may be claimed. */
+static void job_finish(struct job *j, bool committed)
+{
+	switch (j->type) {
+	case JOB_EVENT:
+		break;
+	case JOB_HUNG_UP:
+		if (!committed && j->end->result.code == CP_OK)
+			end_result(j->end, CP_ERR_INTERNAL, "store commit failed", NULL);
+		end_finish(j->end);
+		break;
+	case JOB_INBOUND:
+		if (!committed)
+			j->err = CP_ERR_INTERNAL;
+		j->created(j->arg, j->err, j->err == CP_OK ? &j->call : NULL);
+		break;
+	}
+	call_clear(&j->call);
 	free(j);
+}
+
+static void run_job(struct call_service *svc, struct job *j)
+{
+	job_apply(svc, j);
+	job_finish(j, true);
+}
+
+/* Applies a list of jobs as one group commit: one transaction, one fsync, then the replies. */
+static void run_batch(struct call_service *svc, struct job *list)
+{
+	bool batched = svc->st->be->batch_begin && STORE(svc->st, batch_begin) == STORE_OK;
+	tl_batching = batched;
+	for (struct job *j = list; j; j = j->next)
+		job_apply(svc, j);
+	tl_batching = false;
+	bool committed = !batched || STORE(svc->st, batch_end, true) == STORE_OK;
+	if (tl_event_pending && svc->on_event)
+		svc->on_event(svc->on_event_arg);
+	tl_event_pending = false;
+	while (list) {
+		struct job *next = list->next;
+		job_finish(list, committed);
+		list = next;
+	}
 }
 
 /* ---- recovery --------------------------------------------------------------------------- */

@@ -190,6 +190,12 @@ struct store_backend {
 			    struct stored_event **out, size_t *n);
 	/* The newest event's sequence number (0 if none). */
 	int (*events_last_seq)(void *ctx, int64_t *out);
+
+	/* Group commit: until batch_end(), this thread's operations share one transaction (each
+	 * call_update a savepoint inside it), and nothing is durable before batch_end(commit)
+	 * returns STORE_OK. Other threads' writes wait meanwhile. */
+	int (*batch_begin)(void *ctx);
+	int (*batch_end)(void *ctx, bool commit);
 };
 
 struct store {
@@ -197,7 +203,7 @@ struct store {
 	void *ctx;
 };
 
-#define STORE(st, fn, ...) ((st)->be->fn((st)->ctx, __VA_ARGS__))
+#define STORE(st, fn, ...) ((st)->be->fn((st)->ctx __VA_OPT__(,) __VA_ARGS__))
 
 extern const struct store_backend store_sqlite_backend;
 

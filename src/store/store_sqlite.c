@@ -94,7 +94,7 @@ enum stmt_id {
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
 	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_COUNT
 };
 
@@ -190,6 +190,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVEPOINT] = "SAVEPOINT step",
+	[S_RELEASE] = "RELEASE step",
+	[S_ROLLBACK_TO] = "ROLLBACK TO step",
 };
 
 struct conn {
@@ -207,6 +210,31 @@ struct sqlite_store {
 	int n_all;
 	pthread_mutex_t write_mu;       /* serialises this process's writers; see top comment */
 };
+
+/* A batch (group commit): the thread that opened it owns one connection, one open transaction
+ * and write_mu until batch_end(); its operations reuse them, and each step inside becomes a
+ * savepoint. Many transitions then share one COMMIT, i.e. one fsync. */
+static __thread struct {
+	struct sqlite_store *s;
+	struct conn *c;
+} tl_batch;
+
+static bool in_batch(struct sqlite_store *s)
+{
+	return tl_batch.s == s;
+}
+
+static void write_lock(struct sqlite_store *s)
+{
+	if (!in_batch(s))
+		pthread_mutex_lock(&s->write_mu);
+}
+
+static void write_unlock(struct sqlite_store *s)
+{
+	if (!in_batch(s))
+		pthread_mutex_unlock(&s->write_mu);
+}
 
 /* ---- connections ------------------------------------------------------------------------ */
 
@@ -258,6 +286,8 @@ static void conn_close(struct conn *c)
 
 static struct conn *conn_get(struct sqlite_store *s)
 {
+	if (in_batch(s))
+		return tl_batch.c;
 	pthread_mutex_lock(&s->pool_mu);
 	struct conn *c = s->free_list;
 	if (c) {
@@ -281,6 +311,8 @@ static struct conn *conn_get(struct sqlite_store *s)
 
 static void conn_put(struct sqlite_store *s, struct conn *c)
 {
+	if (in_batch(s) && c == tl_batch.c)
+		return;
 	if (c->next == (struct conn *)-1) {
 		conn_close(c);
 		return;
@@ -345,11 +377,11 @@ static int step_error(struct conn *c, int rc)
 /* Runs a write statement to completion. */
 static int run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st)
 {
-	pthread_mutex_lock(&s->write_mu);
+	write_lock(s);
 	int rc = sqlite3_step(st);
 	int changes = sqlite3_changes(c->db);
 	sqlite3_reset(st);
-	pthread_mutex_unlock(&s->write_mu);
+	write_unlock(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return step_error(c, rc);
 	return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
@@ -875,11 +907,14 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 {
 	WITH_CONN(s, c);
 	sqlite3_stmt *st = stmt(c, S_CALL_UPDATE);
-	sqlite3_stmt *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
-		     *rollback = stmt(c, S_ROLLBACK);
+	bool batch = in_batch(s);
+	sqlite3_stmt *begin = stmt(c, batch ? S_SAVEPOINT : S_BEGIN),
+		     *commit = stmt(c, batch ? S_RELEASE : S_COMMIT),
+		     *rollback = stmt(c, batch ? S_ROLLBACK_TO : S_ROLLBACK),
+		     *release = stmt(c, S_RELEASE);
 	struct call row = {0};
 	int rc = STORE_ERROR;
-	if (!st || !begin || !commit || !rollback)
+	if (!st || !begin || !commit || !rollback || !release)
 		goto out;
 	char set[128];
 	status_set(u->from_mask, set, sizeof set);
@@ -894,10 +929,10 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
-	pthread_mutex_lock(&s->write_mu);
+	write_lock(s);
 	if (u->event && sqlite3_step(begin) != SQLITE_DONE) {
 		sqlite3_reset(begin);
-		pthread_mutex_unlock(&s->write_mu);
+		write_unlock(s);
 		rc = step_error(c, SQLITE_ERROR);
 		goto out;
 	}
@@ -917,12 +952,18 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 			rc = write_event(c, u->event, &row, row.ended_at ? row.ended_at : cp_now_ms());
 		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
 			rc = step_error(c, SQLITE_ERROR);
-		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db)) {
 			sqlite3_step(rollback);
+			if (batch) {   /* ROLLBACK TO keeps the savepoint open: close it */
+				sqlite3_reset(release);
+				sqlite3_step(release);
+			}
+		}
 		sqlite3_reset(commit);
 		sqlite3_reset(rollback);
+		sqlite3_reset(release);
 	}
-	pthread_mutex_unlock(&s->write_mu);
+	write_unlock(s);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
 	else if (rc == STORE_NOT_FOUND)
@@ -941,9 +982,9 @@ static int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct cal
 	if (st) {
 		bind_text(st, 1, id);
 		sqlite3_bind_int64(st, 2, now);
-		pthread_mutex_lock(&s->write_mu);
+		write_lock(s);
 		rc = step_one_call(c, st, out);
-		pthread_mutex_unlock(&s->write_mu);
+		write_unlock(s);
 		if (rc == STORE_NOT_FOUND)
 			rc = current_row(c, id, out);
 	}
@@ -997,7 +1038,7 @@ static int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key
 		conn_put(s, c);
 		return STORE_ERROR;
 	}
-	pthread_mutex_lock(&s->write_mu);
+	write_lock(s);
 	if (sqlite3_step(begin) != SQLITE_DONE)
 		goto fail;
 	bind_text(expire, 1, key_id);
@@ -1044,7 +1085,7 @@ done:
 	sqlite3_reset(ins);
 	sqlite3_reset(commit);
 	sqlite3_reset(rollback);
-	pthread_mutex_unlock(&s->write_mu);
+	write_unlock(s);
 	conn_put(s, c);
 	return rc;
 }
@@ -1167,7 +1208,7 @@ static int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, in
 		return STORE_ERROR;
 	}
 	size_t count = 0;
-	pthread_mutex_lock(&s->write_mu);
+	write_lock(s);
 	int r = sqlite3_step(begin);
 	sqlite3_reset(begin);
 	if (r != SQLITE_DONE)
@@ -1204,7 +1245,7 @@ static int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, in
 		sqlite3_reset(rollback);
 	}
 done:
-	pthread_mutex_unlock(&s->write_mu);
+	write_unlock(s);
 	if (rc == STORE_OK) {
 		*out = d;
 		*n = count;
@@ -1266,11 +1307,11 @@ static int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, 
 		bind_text(st, 1, tenant_id);
 		sqlite3_bind_int64(st, 2, id);
 		sqlite3_bind_int64(st, 3, now);
-		pthread_mutex_lock(&s->write_mu);
+		write_lock(s);
 		int r = sqlite3_step(st);
 		*count = sqlite3_changes(c->db);
 		sqlite3_reset(st);
-		pthread_mutex_unlock(&s->write_mu);
+		write_unlock(s);
 		rc = r == SQLITE_DONE ? STORE_OK : step_error(c, r);
 	}
 	conn_put(s, c);
@@ -1312,6 +1353,52 @@ static int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_
 	} else {
 		free(ev);
 	}
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_batch_begin(void *ctx)
+{
+	struct sqlite_store *s = ctx;
+	if (in_batch(s))
+		return STORE_ERROR;
+	struct conn *c = conn_get(s);
+	if (!c)
+		return STORE_ERROR;
+	sqlite3_stmt *begin = stmt(c, S_BEGIN);
+	pthread_mutex_lock(&s->write_mu);
+	if (!begin || sqlite3_step(begin) != SQLITE_DONE) {
+		if (begin)
+			sqlite3_reset(begin);
+		pthread_mutex_unlock(&s->write_mu);
+		conn_put(s, c);
+		return step_error(c, SQLITE_ERROR);
+	}
+	sqlite3_reset(begin);
+	tl_batch.s = s;
+	tl_batch.c = c;
+	return STORE_OK;
+}
+
+static int sqlite_batch_end(void *ctx, bool commit)
+{
+	struct sqlite_store *s = ctx;
+	if (!in_batch(s))
+		return STORE_ERROR;
+	struct conn *c = tl_batch.c;
+	sqlite3_stmt *st = stmt(c, commit ? S_COMMIT : S_ROLLBACK);
+	int rc = st && sqlite3_step(st) == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	if (st)
+		sqlite3_reset(st);
+	if (rc != STORE_OK) {
+		log_msg(LOG_ERROR, "store_error", "batch %s: %s", commit ? "commit" : "rollback",
+			sqlite3_errmsg(c->db));
+		if (!sqlite3_get_autocommit(c->db))
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	tl_batch.s = NULL;
+	tl_batch.c = NULL;
+	pthread_mutex_unlock(&s->write_mu);
 	conn_put(s, c);
 	return rc;
 }
@@ -1365,4 +1452,6 @@ const struct store_backend store_sqlite_backend = {
 	.delivery_replay = sqlite_delivery_replay,
 	.events_since = sqlite_events_since,
 	.events_last_seq = sqlite_events_last_seq,
+	.batch_begin = sqlite_batch_begin,
+	.batch_end = sqlite_batch_end,
 };
