@@ -174,11 +174,15 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc)
 	return 0;
 }
 
-/* Every call holds an RTP socket: allow as many descriptors as the hard limit permits. */
+/* Every call holds an RTP socket: allow as many descriptors as we may. Root may raise the
+ * hard limit too (up to 1M, the kernel's default nr_open); others get their hard limit. */
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	struct rlimit want = {.rlim_cur = 1u << 20, .rlim_max = 1u << 20};
+	if (rl.rlim_max >= want.rlim_max || setrlimit(RLIMIT_NOFILE, &want) != 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}

@@ -21,6 +21,9 @@ static json_t *cartesia_error(const struct cp_error *e, unsigned *status)
 	*status = cp_err_status(e->code);
 	const char *msg = e->message[0] ? e->message : cp_err_code(e->code);
 	switch (e->code) {
+	case CP_ERR_UNAUTHORIZED:
+		msg = "invalid API key";
+		break;
 	case CP_ERR_NOT_ACTIVE:
 		*status = 400;     /* the document's word for "not active" */
 		break;

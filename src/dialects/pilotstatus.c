@@ -37,6 +37,12 @@ static json_t *pilot_error(const struct cp_error *e, unsigned *status)
 				 "code", "HANGUP_UNDELIVERABLE");
 	case CP_ERR_METHOD:
 		return json_pack("{s:s, s:s}", "error", "Method not allowed", "code", "METHOD_NOT_ALLOWED");
+	case CP_ERR_IDEMPOTENCY:
+		return json_pack("{s:s, s:s}", "error", e->message, "code", "IDEMPOTENCY_CONFLICT");
+	case CP_ERR_TOO_LARGE:
+		return json_pack("{s:s, s:s}", "error", "Payload too large", "code", "PAYLOAD_TOO_LARGE");
+	case CP_ERR_UNAVAILABLE:
+		return json_pack("{s:s, s:s}", "error", "Service unavailable", "code", "UNAVAILABLE");
 	default:
 		return json_pack("{s:s, s:s}", "error", "Internal error", "code", "INTERNAL");
 	}

@@ -114,6 +114,7 @@ void ratelimit_take(struct ratelimit *rl, const char *key_id, unsigned rate,
 	}
 	out->remaining = (unsigned)floor(b->tokens);
 	double to_full = (rate - b->tokens) / rate;      /* seconds */
-	out->reset_unix = cp_now_ms() / 1000 + (int64_t)ceil(to_full);
+	/* round the moment up, never down: a client that waits until Reset must find it full */
+	out->reset_unix = (int64_t)ceil(cp_now_ms() / 1000.0 + to_full);
 	pthread_mutex_unlock(&st->mu);
 }

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #define HEARTBEAT_S 15
+#define TICK_S 1          /* the ticker looks every second; each stream beats on its own clock */
 #define BATCH 100
 
 struct sse_client {
@@ -67,7 +68,7 @@ static void *ticker_main(void *arg)
 	while (!hub->stopping) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += HEARTBEAT_S;
+		until.tv_sec += TICK_S;
 		if (pthread_cond_timedwait(&hub->cv, &hub->mu, &until) == ETIMEDOUT) {
 			pthread_mutex_unlock(&hub->mu);
 			wake_all(hub);
@@ -137,7 +138,7 @@ static long client_read(void *cls, char *out, size_t max)
 	if (c->off >= c->len)
 		fetch(c);
 	if (c->off >= c->len) {
-		if (cp_mono_us() - c->last_write_us < (int64_t)HEARTBEAT_S * 1000000 - 500000)
+		if (cp_mono_us() - c->last_write_us < (int64_t)HEARTBEAT_S * 1000000)
 			return 0;
 		static const char beat[] = ": keepalive\n\n";
 		size_t n = sizeof beat - 1 < max ? sizeof beat - 1 : max;

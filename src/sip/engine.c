@@ -458,8 +458,10 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	if (!eng->cfg.advertise[0])
 		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s",
 			 strcmp(cfg->host, "0.0.0.0") ? cfg->host : "127.0.0.1");
-	snprintf(eng->contact, sizeof eng->contact, "sip:callplane@%s:%d", eng->cfg.advertise,
-		 cfg->port);
+	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
+	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
+		 eng->cfg.advertise, cfg->port);
+	snprintf(eng->contact_hdr, sizeof eng->contact_hdr, "<%s>", eng->contact);
 	if (cfg->trunk[0]) {
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);

@@ -119,7 +119,8 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 		return;
 	}
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
-	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),
 		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
 	l->state = LEG_ANSWERED;
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,

@@ -95,8 +95,8 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 	leg_ref(l);   /* the handle's reference, dropped in leg_gone() */
 	l->state = LEG_INVITING;
-	nua_invite(l->nh, SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp),
-		   TAG_END());
+	nua_invite(l->nh, SIPTAG_CONTACT_STR(eng->contact_hdr),
+		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 	if (eng->cfg.ring_timeout_s > 0) {
 		l->ring_timer = su_timer_create(su_root_task(eng->root),
 						(su_duration_t)eng->cfg.ring_timeout_s * 1000);

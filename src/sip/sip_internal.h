@@ -84,6 +84,7 @@ struct sip_engine {
 	struct sip_config cfg;
 	struct call_service *svc;
 	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
+	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
 	char trunk_host[260];                /* host[:port] of the trunk, "" = none */
 
 	pthread_t thread;

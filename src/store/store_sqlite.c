@@ -183,7 +183,8 @@ static const char *const stmt_sql[S_COUNT] = {
 			    " ORDER BY d.id DESC LIMIT ?3",
 	[S_DELIVERY_REPLAY] = "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3,"
 			      " created_at = ?3 WHERE status = 'failed' AND (?2 = 0 OR id = ?2)"
-			      " AND event_seq IN (SELECT seq FROM events WHERE ?1 IS NULL OR tenant_id = ?1)",
+			      " AND event_seq IN (SELECT seq FROM events WHERE ?1 IS NULL OR tenant_id = ?1)"
+			      " AND webhook_id IN (SELECT id FROM webhooks)",
 	[S_EVENTS_SINCE] = "SELECT seq, type, payload FROM events WHERE tenant_id = ?1"
 			   " AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4",
 	[S_EVENTS_LAST] = "SELECT COALESCE(MAX(seq), 0) FROM events",

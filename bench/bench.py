@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""callplane benchmarks: every figure next to a reference measured in the same run.
+
+Runs on 127.0.0.1 only, every step bounded in time. Writes bench/results/<name>.json and
+prints a markdown table. See bench/README.md for what each number means.
+
+  bench.py [--quick] [--only NAME ...]
+
+Names: reads, ends, latency, capacity, durability.
+"""
+import argparse, json, os, re, shutil, signal, socket, sqlite3, statistics, subprocess
+import sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("CALLPLANE_BIN", os.path.join(ROOT, "build", "callplane"))
+LUA = os.path.join(ROOT, "bench", "lua")
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def free_port(kind=socket.SOCK_STREAM, both=False):
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not both:
+            return port
+        try:
+            a = socket.socket(socket.AF_INET, socket.SOCK_STREAM); a.bind(("127.0.0.1", port)); a.close()
+            b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.bind(("127.0.0.1", port)); b.close()
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, int(round(p / 100.0 * (len(v) - 1)))))
+    return v[k]
+
+
+class Callplane:
+    """A callplane server on a fresh database, with one tenant, agent and key."""
+
+    def __init__(self, workdir, sip=True, extra=()):
+        self.dir = workdir
+        self.db = os.path.join(workdir, "bench.db")
+        self.http = free_port()
+        self.sip = free_port(both=True) if sip else None
+        self.log = os.path.join(workdir, "server.log")
+        cli = lambda *a: json.loads(subprocess.check_output([BIN] + list(a) + ["--db", self.db]))
+        self.tenant = cli("tenant", "create", "--name", "bench")["id"]
+        self.agent = cli("agent", "create", "--tenant", self.tenant, "--name", "bench",
+                         "--number", "+15550009999")["id"]
+        self.key = cli("key", "create", "--tenant", self.tenant)["key"]
+        argv = [BIN, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.http,
+                "--rate-limit", "0",
+                "--sip", "127.0.0.1:%d" % self.sip if sip else "none"] + list(extra)
+        self.logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.logf)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("callplane did not start: " + open(self.log).read()[-2000:])
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.http, path)
+
+    def req(self, method, path, body=None, timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.url(path), data=data, method=method,
+                                   headers={"Authorization": "Bearer " + self.key,
+                                            "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(r, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, path):
+        return self.req("GET", path)
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def ids(self, status, limit=None):
+        out, cursor = [], None
+        while True:
+            q = "/v1/calls?limit=200&status=" + status + ("&cursor=" + cursor if cursor else "")
+            st, body = self.get(q)
+            out += [c["id"] for c in body["data"]]
+            cursor = body["next_cursor"]
+            if not cursor or (limit and len(out) >= limit):
+                return out
+
+    def count(self, status):
+        """Calls in a status ("active" = queued, ringing, in_progress), read from the database
+        file directly (WAL lets us read beside the server) so polling costs the server nothing."""
+        sts = ("queued", "ringing", "in_progress") if status == "active" else (status,)
+        db = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
+        try:
+            q = "SELECT count(*) FROM calls WHERE status IN (%s)" % ",".join("?" * len(sts))
+            return db.execute(q, sts).fetchone()[0]
+        finally:
+            db.close()
+
+    def log_lines(self):
+        with open(self.log, "rb") as f:
+            for raw in f:
+                try:
+                    yield json.loads(raw)
+                except ValueError:
+                    pass
+
+    def stop(self, kill=False):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+class Sipp:
+    """sipp answering calls (built-in uas: 180, 200, waits for BYE), exits after n calls."""
+
+    def __init__(self, workdir, n, timeout_s):
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.stat = os.path.join(workdir, "sipp_stat.csv")
+        self.out = open(os.path.join(workdir, "sipp.out"), "wb")
+        self.proc = subprocess.Popen(
+            ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(self.port), "-m", str(n),
+             "-timeout", "%ds" % timeout_s, "-timeout_error", "-buff_size", "4194304",
+             "-max_socket", "65000", "-nostdin", "-trace_stat", "-stf", self.stat,
+             "-fd", "1"],
+            stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
+        time.sleep(0.3)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def successful(self):
+        """SuccessfulCall(C) of the last statistics line."""
+        try:
+            rows = open(self.stat).read().strip().splitlines()
+        except OSError:
+            return None
+        if len(rows) < 2:
+            return None
+        head = rows[0].split(";")
+        last = rows[-1].split(";")
+        return int(last[head.index("SuccessfulCall(C)")])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+def wrk(args, env=None, timeout=600, until=None):
+    """Runs wrk; with until(), stops it (SIGINT: wrk prints its summary) as soon as until()
+    is true -- wrk.thread:stop() alone does not end a run before its duration."""
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(["wrk"] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=e)
+    deadline = time.time() + timeout
+    if until:
+        while p.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+            if until():
+                p.send_signal(signal.SIGINT)
+                break
+    try:
+        out, _ = p.communicate(timeout=max(5, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    return out
+
+
+def parse_wrk(text):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    lat = {}
+    for p, val, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\b", text, re.M):
+        lat[p] = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
+
+
+# ---- benchmarks --------------------------------------------------------------------------
+
+def bench_reads(work, quick):
+    """GET /v1/calls/{id}: callplane vs nginx serving the same JSON as a static file."""
+    dur = "5s" if quick else "10s"
+    cp = Callplane(work, sip=False, extra=["--log-level", "info"])
+    try:
+        st, call = cp.req("POST", "/v1/calls", {"agent_id": cp.agent, "to": "sip:bob@127.0.0.1:5999"})
+        assert st == 201, call
+        www = os.path.join(work, "www", "v1", "calls")
+        os.makedirs(www)
+        st, body = cp.get("/v1/calls/" + call["id"])
+        with open(os.path.join(www, call["id"]), "w") as f:
+            f.write(json.dumps(body, separators=(",", ":")))
+        nport = free_port()
+        conf = os.path.join(work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("worker_processes 2; daemon off; pid %s/nginx.pid; error_log %s/nginx.err;\n"
+                    "events { worker_connections 4096; }\n"
+                    "http { access_log off; default_type application/json;\n"
+                    "  server { listen 127.0.0.1:%d; root %s/www; } }\n" % (work, work, nport, work))
+        ng = subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            runs = {"callplane": [], "nginx": []}
+            hdr = ["-H", "Authorization: Bearer " + cp.key]
+            for _ in range(2):   # interleaved, so drift on a shared machine hits both alike
+                runs["callplane"].append(parse_wrk(wrk(["-t2", "-c64", "-d" + dur, "--latency"] + hdr +
+                                                       [cp.url("/v1/calls/" + call["id"])])))
+                runs["nginx"].append(parse_wrk(wrk(["-t2", "-c64", "-d" + dur, "--latency",
+                                                    "http://127.0.0.1:%d/v1/calls/%s" % (nport, call["id"])])))
+        finally:
+            ng.terminate()
+            ng.wait(timeout=10)
+        best = {k: max(v, key=lambda r: r["rps"]) for k, v in runs.items()}
+        return {"callplane": best["callplane"], "nginx": best["nginx"], "runs": runs,
+                "ratio": best["callplane"]["rps"] / best["nginx"]["rps"]}
+    finally:
+        cp.stop()
+
+
+def place_answered(cp, sipp, n, timeout_s):
+    """Places n calls to the sipp far end and waits until all are in progress."""
+    wrk(["-t2", "-c32", "-d%ds" % timeout_s, "-s", os.path.join(LUA, "create_calls.lua"),
+         cp.url("/")], env={"CP_KEY": cp.key, "CP_AGENT": cp.agent, "CP_N": str(n),
+                            "CP_TO": "sip:bench@127.0.0.1:%d" % sipp.port, "CP_THREADS": "2"},
+        timeout=timeout_s, until=lambda: cp.count("in_progress") + cp.count("failed") >= n)
+    # calls that failed to set up are retried once, one by one, so the run has its n calls
+    missing = n - cp.count("in_progress") - cp.count("failed")
+    for _ in range(max(0, missing)):
+        cp.req("POST", "/v1/calls", {"agent_id": cp.agent, "to": "sip:bench@127.0.0.1:%d" % sipp.port})
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        up = cp.count("in_progress")
+        if up >= n:
+            return up
+        time.sleep(0.5)
+    return cp.count("in_progress")
+
+
+def end_all(cp, ids, work, delay_ms=0, conns=64, timeout_s=300):
+    path = os.path.join(work, "ids.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(ids) + "\n")
+    t0 = time.time()
+    out = wrk(["-t2", "-c%d" % conns, "-d%ds" % timeout_s, "-s", os.path.join(LUA, "end_calls.lua"),
+               cp.url("/")], env={"CP_KEY": cp.key, "CP_IDS": path, "CP_THREADS": "2",
+                                  "CP_DELAY_MS": str(delay_ms)}, timeout=timeout_s + 30,
+              until=lambda: cp.count("in_progress") == 0)
+    wall = time.time() - t0
+    m = re.search(r"ENDS ok=(\d+) other=(\d+)", out)
+    return {"ok": int(m.group(1)) if m else 0, "other": int(m.group(2)) if m else -1, "wall_s": wall}
+
+
+def end_stats(cp):
+    """From the server's log: completion times and API->wire latencies of API ends."""
+    t, wire = [], []
+    for l in cp.log_lines():
+        if l.get("event") == "call_transition" and l.get("to") == "completed" and l.get("end_reason") == "ended_by_api":
+            t.append(l["ts"])
+            if "api_to_wire_us" in l:
+                wire.append(l["api_to_wire_us"] / 1000.0)
+    return t, wire
+
+
+def ts_s(ts):
+    return time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + int(ts[20:23]) / 1000.0
+
+
+def durable_completed(cp):
+    cp.stop(kill=True)      # kill -9: only what was committed survives
+    db = sqlite3.connect(cp.db)
+    n = db.execute("SELECT count(*) FROM calls WHERE status = 'completed' AND end_reason = 'ended_by_api'").fetchone()[0]
+    db.close()
+    return n
+
+
+def run_ends(work, n, sync):
+    cp = Callplane(work, extra=["--sync", sync, "--hangup-rate", "100000", "--rtp-ports", "10000-60000",
+                                "--ring-timeout", "120"])
+    sipp = Sipp(work, n, timeout_s=600)
+    try:
+        up = place_answered(cp, sipp, n, timeout_s=max(60, n // 100))
+        ids = cp.ids("in_progress")
+        res = end_all(cp, ids, work)
+        rc = sipp.wait(timeout=60)
+        times, wire = end_stats(cp)
+        span = ts_s(max(times)) - ts_s(min(times)) if len(times) > 1 else None
+        return {"calls": n, "answered": up, "ended_200": res["ok"], "not_200": res["other"],
+                "ends_per_s": (len(times) / span) if span else None,
+                "client_wall_s": res["wall_s"], "sipp_exit": rc,
+                "bye_answered": sipp.successful(), "still_active": cp.count("active"),
+                "durable_completed": durable_completed(cp),
+                "api_to_wire_ms_p50": pct(wire, 50), "api_to_wire_ms_p99": pct(wire, 99)}
+    finally:
+        sipp.kill()
+        cp.stop()
+
+
+def bench_ends(work, quick):
+    n = 1000 if quick else 5000
+    return run_ends(work, n, "full")
+
+
+def bench_durability(work, quick):
+    n = 1000 if quick else 5000
+    full = run_ends(os.path.join(work, "full"), n, "full")
+    normal = run_ends(os.path.join(work, "normal"), n, "normal")
+    return {"full": full, "normal": normal,
+            "ratio_full_vs_normal": (full["ends_per_s"] or 0) / (normal["ends_per_s"] or 1)}
+
+
+def bench_latency(work, quick):
+    """End latency at a steady ~1000 ends/s: 10 connections, each one end every 10 ms."""
+    n = 3000 if quick else 10000
+    cp = Callplane(work, extra=["--rtp-ports", "10000-60000", "--ring-timeout", "120"])
+    sipp = Sipp(work, n, timeout_s=900)
+    try:
+        place_answered(cp, sipp, n, timeout_s=max(60, n // 100))
+        ids = cp.ids("in_progress")
+        res = end_all(cp, ids, work, delay_ms=10, conns=10)
+        sipp.wait(timeout=60)
+        times, wire = end_stats(cp)
+        http_ms = [l["ms"] for l in cp.log_lines() if l.get("event") == "http_request"
+                   and l.get("path", "").endswith("/end") and l.get("status") == 200]
+        span = ts_s(max(times)) - ts_s(min(times)) if len(times) > 1 else None
+        return {"calls": n, "ended_200": res["ok"], "rate_per_s": len(times) / span if span else None,
+                "api_to_wire_ms_p50": pct(wire, 50), "api_to_wire_ms_p99": pct(wire, 99),
+                "http_end_ms_p50": pct(http_ms, 50), "http_end_ms_p99": pct(http_ms, 99),
+                "bye_answered": sipp.successful()}
+    finally:
+        sipp.kill()
+        cp.stop()
+
+
+def bench_capacity(work, quick):
+    """Concurrent answered calls held, and RSS per call."""
+    n = 2000 if quick else int(os.environ.get("CP_CAPACITY", "10000"))
+    cp = Callplane(work, extra=["--rtp-ports", "10000-65000", "--ring-timeout", "300",
+                                "--log-level", "warn"])
+    sipp = Sipp(work, n, timeout_s=900)
+    try:
+        base = cp.rss_kb()
+        up = place_answered(cp, sipp, n, timeout_s=max(60, n // 50))
+        rss = cp.rss_kb()
+        st, body = cp.req("POST", "/v1/calls/end", {}, timeout=300)
+        sipp.wait(timeout=120)
+        return {"target": n, "held": up, "rss_base_kb": base, "rss_kb": rss,
+                "rss_per_call_kb": (rss - base) / up if up else None,
+                "bulk_end": body, "bye_answered": sipp.successful()}
+    finally:
+        sipp.kill()
+        cp.stop()
+
+
+BENCHES = {"reads": bench_reads, "ends": bench_ends, "latency": bench_latency,
+           "capacity": bench_capacity, "durability": bench_durability}
+
+
+def fmt(v, nd=1):
+    return "-" if v is None else ("%.*f" % (nd, v) if isinstance(v, float) else str(v))
+
+
+def table(results):
+    rows = ["| benchmark | callplane | reference | ratio | goal |", "|---|---|---|---|---|"]
+    r = results.get("reads")
+    if r:
+        rows.append("| GET /v1/calls/{id}, wrk 64 conns (req/s) | %s | nginx static %s | %s | >= 0.8 |"
+                    % (fmt(r["callplane"]["rps"], 0), fmt(r["nginx"]["rps"], 0), fmt(r["ratio"], 2)))
+        rows.append("| GET p50 / p99 (ms) | %s / %s | %s / %s | | p99 < 2 ms |"
+                    % (fmt(r["callplane"]["p50_ms"], 2), fmt(r["callplane"]["p99_ms"], 2),
+                       fmt(r["nginx"]["p50_ms"], 2), fmt(r["nginx"]["p99_ms"], 2)))
+    e = results.get("ends")
+    if e:
+        rows.append("| end-call throughput, %d answered calls (ends/s) | %s | | | >= 5000 |"
+                    % (e["calls"], fmt(e["ends_per_s"], 0)))
+        rows.append("| BYEs answered / durable completed / still active | %s / %s / %s | | | all / all / 0 |"
+                    % (e["bye_answered"], e["durable_completed"], e["still_active"]))
+    l = results.get("latency")
+    if l:
+        rows.append("| API->BYE on the wire at ~%s ends/s, p50 / p99 (ms) | %s / %s | | | p99 < 2 ms |"
+                    % (fmt(l["rate_per_s"], 0), fmt(l["api_to_wire_ms_p50"], 3), fmt(l["api_to_wire_ms_p99"], 3)))
+        rows.append("| end request (HTTP, incl. durable write) p50 / p99 (ms) | %s / %s | | | |"
+                    % (fmt(l["http_end_ms_p50"], 2), fmt(l["http_end_ms_p99"], 2)))
+    c = results.get("capacity")
+    if c:
+        rows.append("| concurrent answered calls held | %s of %s | | | >= 50000 |" % (c["held"], c["target"]))
+        rows.append("| RSS per call (KiB) | %s | | | |" % fmt(c["rss_per_call_kb"], 1))
+    d = results.get("durability")
+    if d:
+        rows.append("| ends/s synchronous=FULL vs NORMAL | %s | NORMAL %s | %s | |"
+                    % (fmt(d["full"]["ends_per_s"], 0), fmt(d["normal"]["ends_per_s"], 0),
+                       fmt(d["ratio_full_vs_normal"], 2)))
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    names = a.only or ["reads", "ends", "latency", "capacity", "durability"]
+    os.makedirs(RESULTS, exist_ok=True)
+    results = {}
+    for name in names:
+        work = tempfile.mkdtemp(prefix="cpbench-%s-" % name)
+        os.makedirs(os.path.join(work, "full"), exist_ok=True)
+        os.makedirs(os.path.join(work, "normal"), exist_ok=True)
+        t0 = time.time()
+        print("== %s" % name, file=sys.stderr, flush=True)
+        try:
+            results[name] = BENCHES[name](work, a.quick)
+        except Exception as ex:   # a failed benchmark is reported, the others still run
+            results[name] = {"error": repr(ex)}
+            print("   failed: %r (logs in %s)" % (ex, work), file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        results[name]["seconds"] = round(time.time() - t0, 1)
+        with open(os.path.join(RESULTS, name + ".json"), "w") as f:
+            json.dump(results[name], f, indent=2)
+    print(table({k: v for k, v in results.items() if "error" not in v}))
+
+
+if __name__ == "__main__":
+    main()

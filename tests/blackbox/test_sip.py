@@ -1,0 +1,633 @@
+"""Black-box SIP tests: callplane against sipp far ends on 127.0.0.1 (UDP).
+
+Each test starts callplane with `--sip 127.0.0.1:PORT` and one or more sipp processes running
+scenarios from tests/blackbox/sipp/.  What the far end received is read from sipp's message trace;
+sipp's exit code (0 = every call of its scenario succeeded) is asserted where the scenario
+defines success.  Every wait is bounded.  The `cp` fixture's teardown asserts that the server
+exits gracefully (SIGTERM -> exit 0, no sanitizer report).
+"""
+
+import concurrent.futures
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from cp import ACTIVE_STATUSES, assert_call_shape, assert_error, parse_ts, urlquote
+from sipp_peer import Sipp, free_port, udp_bound, wait_for
+
+NUMBER = "+15550001111"
+RING_TIMEOUT = 2
+REASON_RE = re.compile(r'^Q\.850\s*;\s*cause=16\s*;\s*text="([^"]*)"$')
+
+
+# ------------------------------------------------------------------------------- fixtures
+
+
+class SipWorld:
+    """A callplane with a SIP engine plus the sipp peers of one test."""
+
+    def __init__(self, cp, tmp_path):
+        self.cp = cp
+        self.dir = tmp_path
+        self.sip_port = None
+        self.peers = []
+        self.extra = []
+
+    # -- server
+    def start(self, *extra, ring_timeout=RING_TIMEOUT):
+        if self.sip_port is None:
+            self.sip_port = free_port(udp=True, tcp=True)
+        self.extra = ["--sip", "127.0.0.1:%d" % self.sip_port,
+                      "--ring-timeout", str(ring_timeout)] + list(extra)
+        self.cp.start(extra_args=self.extra)
+        return self
+
+    def restart(self):
+        """Start again (after stop() or kill9()) with the same SIP arguments."""
+        self.cp.start(extra_args=self.extra)
+
+    # -- far ends
+    def uas(self, scenario, calls=1, timeout=15, pause_ms=0, **kw):
+        s = Sipp(self.dir, scenario, calls=calls, timeout=timeout, pause_ms=pause_ms, **kw)
+        self.peers.append(s)
+        return s.start()
+
+    def uac(self, scenario, service=NUMBER, calls=1, timeout=15, **kw):
+        s = Sipp(self.dir, scenario, remote="127.0.0.1:%d" % self.sip_port, service=service,
+                 calls=calls, timeout=timeout, **kw)
+        self.peers.append(s)
+        return s.start()
+
+    def close(self):
+        for s in self.peers:
+            s.stop()
+
+    # -- API helpers
+    def dial(self, peer, **fields):
+        return self.cp.create_call(to="sip:bob@%s" % peer.uri_host, **fields)
+
+    def call(self, call_id):
+        return self.cp.get_call(call_id)
+
+    def wait_call(self, call_id, pred, timeout=5.0, what="condition"):
+        """Poll GET /v1/calls/{id} until pred(call) holds; returns the call or fails."""
+        last = [None]
+
+        def check():
+            last[0] = self.cp.get_call(call_id)
+            return pred(last[0])
+
+        if not wait_for(check, timeout, interval=0.05):
+            raise AssertionError("call %s: %s not reached within %ss; last: %s\n%s"
+                                 % (call_id, what, timeout, json.dumps(last[0]), self.diagnostics()))
+        return last[0]
+
+    def diagnostics(self):
+        """Server log (without request lines) and every peer's report, for failure messages."""
+        lines = [ln for ln in self.cp.stderr_text().splitlines() if '"http_request"' not in ln]
+        out = ["server stderr (no http_request lines):"] + lines[-30:]
+        for p in self.peers:
+            out.append(p.report())
+        return "\n".join(out)
+
+    def wait_status(self, call_id, status, timeout=5.0):
+        return self.wait_call(call_id, lambda c: c["status"] == status, timeout,
+                              "status %s" % status)
+
+    def active(self):
+        return self.cp.list_all(query="status=active")
+
+
+@pytest.fixture
+def sip(cp, tmp_path):
+    """Tenant A / agent +15550001111 / key; the server is NOT started (call sip.start())."""
+    cp.setup_world(number=NUMBER)
+    w = SipWorld(cp, tmp_path)
+    yield w
+    w.close()
+
+
+def sipp_done(peer, timeout=None, expect_rc=0):
+    """Wait (bounded) for sipp to exit and assert its exit code."""
+    rc = peer.wait(timeout)
+    if rc is None:
+        report = peer.report()
+        peer.stop()
+        raise AssertionError("sipp still running after %ss\n%s"
+                             % (timeout if timeout is not None else peer.timeout + 5, report))
+    assert rc == expect_rc, "sipp exit code %s, expected %s\n%s" % (rc, expect_rc, peer.report())
+    return rc
+
+
+def reason_text(msg):
+    """The text of `Reason: Q.850;cause=16;text="..."` on a traced message (asserts the form)."""
+    vals = msg.header_all("reason")
+    assert len(vals) == 1, "expected one Reason header on %s, got %r\n%s" % (msg.first_line, vals, msg.text)
+    m = REASON_RE.match(vals[0])
+    assert m, "Reason header %r is not Q.850;cause=16;text=\"...\"" % vals[0]
+    return m.group(1)
+
+
+def sdp_media(body):
+    """(port, [payload types]) of the first m=audio line."""
+    for ln in body.splitlines():
+        ln = ln.strip()
+        if ln.startswith("m=audio "):
+            parts = ln.split()
+            return int(parts[1]), [int(p) for p in parts[3:] if p.isdigit()]
+    raise AssertionError("no m=audio line in SDP:\n%s" % body)
+
+
+def assert_duration(call):
+    assert isinstance(call["duration_s"], int) and not isinstance(call["duration_s"], bool), call
+    a, e = parse_ts(call["answered_at"]), parse_ts(call["ended_at"])
+    secs = (e - a).total_seconds()
+    assert secs >= 0, call
+    assert abs(call["duration_s"] - secs) <= 0.51, "duration_s %s vs %.3f s between answered_at and ended_at" % (
+        call["duration_s"], secs)
+
+
+def concurrently(fn, items, workers=20):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(fn, items, timeout=60))
+
+
+# ----------------------------------------------------------------------- listening sockets
+
+
+def test_sip_listens_on_udp_and_tcp(sip):
+    sip.start()
+    assert udp_bound(sip.sip_port, pid=sip.cp.proc.pid), "callplane has no socket on UDP %d" % sip.sip_port
+    s = socket.create_connection(("127.0.0.1", sip.sip_port), timeout=2)
+    s.close()
+
+
+# ---------------------------------------------------------------------------- outbound
+
+
+def test_outbound_answered_then_api_end_sends_bye(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml", pause_ms=800)
+    call = sip.dial(far)
+    assert_call_shape(call)
+    assert call["status"] == "queued", call
+    assert call["direction"] == "outbound", call
+    pcid = call["provider_call_id"]
+    assert isinstance(pcid, str) and pcid, call
+
+    ringing = sip.wait_status(call["id"], "ringing", timeout=3)
+    assert ringing["answered_at"] is None, ringing
+
+    # the INVITE the far end got: Call-ID = provider_call_id, SDP offer PCMU+PCMA on a bound port
+    invites = wait_for(lambda: far.received("INVITE"), 2)
+    assert len(invites) == 1, far.report()
+    inv = invites[0]
+    assert inv.call_id == pcid, "INVITE Call-ID %r != provider_call_id %r" % (inv.call_id, pcid)
+    assert (inv.header("content-type") or "").lower().startswith("application/sdp"), inv.text
+    port, pts = sdp_media(inv.body)
+    assert 0 in pts and 8 in pts, "SDP offer lacks PCMU/PCMA: %r\n%s" % (pts, inv.body)
+    assert 1024 <= port <= 65535, inv.body
+    assert udp_bound(port), "the RTP port %d offered in the SDP is not bound" % port
+
+    up = sip.wait_status(call["id"], "in_progress", timeout=4)
+    assert up["sip_status"] == 200, up
+    assert up["answered_at"] is not None and up["ended_at"] is None, up
+    assert wait_for(lambda: far.received("ACK"), 2), "no ACK for the 200\n" + far.report()
+    time.sleep(0.6)
+
+    ended = sip.cp.end_call(call["id"])
+    assert_call_shape(ended)
+    assert ended["status"] == "completed", ended
+    assert ended["end_reason"] == "ended_by_api", ended
+    assert ended["sip_status"] == 200, ended
+    assert_duration(ended)
+
+    sipp_done(far)
+    byes = far.received("BYE")
+    assert len(byes) == 1, far.report()
+    assert byes[0].call_id == pcid
+    assert reason_text(byes[0]) == "ended_by_api"
+
+    got = sip.call(call["id"])
+    assert got["status"] == "completed" and got["end_reason"] == "ended_by_api", got
+    assert sip.active() == []
+
+
+def test_outbound_api_end_with_reason_puts_it_in_bye(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml")
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "in_progress", timeout=4)
+    ended = sip.cp.end_call(call["id"], body={"reason": "user_hangup"})
+    assert ended["status"] == "completed" and ended["end_reason"] == "user_hangup", ended
+    sipp_done(far)
+    byes = far.received("BYE")
+    assert len(byes) == 1, far.report()
+    assert reason_text(byes[0]) == "user_hangup"
+
+
+@pytest.mark.parametrize("code,phrase,status,end_reason", [
+    (486, "Busy Here", "busy", "busy"),
+    (600, "Busy Everywhere", "busy", "busy"),
+    (408, "Request Timeout", "no_answer", "no_answer"),
+    (480, "Temporarily Unavailable", "no_answer", "no_answer"),
+    (404, "Not Found", "failed", "failed"),
+    (503, "Service Unavailable", "failed", "failed"),
+])
+def test_outbound_final_response_maps_to_status(sip, code, phrase, status, end_reason):
+    sip.start()
+    far = sip.uas("uas_reject.xml", pause_ms=300, subst={"STATUS": "%d %s" % (code, phrase)})
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "ringing", timeout=3)
+    done = sip.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 4, "an end")
+    assert done["status"] == status, done
+    assert done["end_reason"] == end_reason, done
+    assert done["sip_status"] == code, done
+    assert done["answered_at"] is None and done["duration_s"] is None, done
+    assert done["ended_at"] is not None, done
+    sipp_done(far)   # the final response was ACKed
+    assert far.received("BYE") == [] and far.received("CANCEL") == [], far.report()
+    assert sip.active() == []
+
+
+def test_ring_timeout_sends_cancel_and_ends_no_answer(sip):
+    sip.start(ring_timeout=RING_TIMEOUT)
+    far = sip.uas("uas_ring_wait_cancel.xml")
+    t0 = time.monotonic()
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "ringing", timeout=2)
+    done = sip.wait_status(call["id"], "no_answer", timeout=RING_TIMEOUT + 3)
+    elapsed = time.monotonic() - t0
+    assert elapsed >= RING_TIMEOUT - 0.3, "ended after %.2f s, ring timeout is %s s" % (elapsed, RING_TIMEOUT)
+    assert done["end_reason"] == "no_answer", done
+    assert done["answered_at"] is None and done["duration_s"] is None, done
+    done = sip.wait_call(call["id"], lambda c: c["sip_status"] == 487, 3, "sip_status 487")
+    assert done["status"] == "no_answer" and done["end_reason"] == "no_answer", done
+    sipp_done(far)   # CANCEL received, 487 ACKed
+    cancels = far.received("CANCEL")
+    assert len(cancels) >= 1 and cancels[0].call_id == call["provider_call_id"], far.report()
+    assert far.received("BYE") == [], far.report()
+
+
+def test_api_end_of_ringing_call_sends_cancel(sip):
+    sip.start(ring_timeout=30)
+    far = sip.uas("uas_ring_wait_cancel.xml")
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "ringing", timeout=3)
+    ended = sip.cp.end_call(call["id"])
+    assert_call_shape(ended)
+    assert ended["status"] == "canceled", ended
+    assert ended["end_reason"] == "ended_by_api", ended
+    assert ended["answered_at"] is None and ended["duration_s"] is None, ended
+    sipp_done(far)   # the far end got the CANCEL, answered 200 + 487, and got the ACK
+    cancels = far.received("CANCEL")
+    assert len(cancels) >= 1 and cancels[0].call_id == call["provider_call_id"], far.report()
+    assert far.received("BYE") == [], far.report()
+    done = sip.wait_call(call["id"], lambda c: c["sip_status"] == 487, 3, "sip_status 487")
+    assert done["status"] == "canceled" and done["end_reason"] == "ended_by_api", done
+    sip.cp.end_call(call["id"], expect=409)
+
+
+def test_answer_crossing_cancel_is_acked_and_byed(sip):
+    sip.start(ring_timeout=30)
+    far = sip.uas("uas_cancel_crossing.xml")
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "ringing", timeout=3)
+    ended = sip.cp.end_call(call["id"])
+    assert ended["status"] == "canceled", ended
+    sipp_done(far)   # ACK of the 200, then a BYE, answered
+    msgs = [m for m in far.messages() if m.direction == "recv"]
+    methods = [m.method for m in msgs]
+    assert "ACK" in methods and "BYE" in methods, far.report()
+    assert methods.index("ACK") < methods.index("BYE"), methods
+    ack = msgs[methods.index("ACK")]
+    assert ack.cseq[1] == "ACK" and ack.cseq[0] == far.received("INVITE")[0].cseq[0], ack.text
+    bye = msgs[methods.index("BYE")]
+    assert bye.call_id == call["provider_call_id"], bye.text
+    time.sleep(0.3)
+    got = sip.call(call["id"])
+    assert got["status"] == "canceled", got
+    assert got["end_reason"] == "ended_by_api", got
+    assert sip.active() == []
+
+
+def test_remote_bye_completes_call(sip):
+    sip.start()
+    far = sip.uas("uas_answer_send_bye.xml", pause_ms=1200)
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "in_progress", timeout=4)
+    done = sip.wait_status(call["id"], "completed", timeout=5)
+    assert done["end_reason"] == "remote_hangup", done
+    assert done["sip_status"] == 200, done
+    assert_duration(done)
+    assert done["duration_s"] == 1, done
+    sipp_done(far)   # our BYE got its 200
+    assert far.received("BYE") == [], far.report()
+    sip.cp.end_call(call["id"], expect=409)
+
+
+# ------------------------------------------------------------------------ trunk / options
+
+TRUNK_NUMBER = "+15557654321"
+
+
+@pytest.mark.parametrize("password,answered", [("s3cret", True), ("wrong", False)])
+def test_e164_destination_goes_to_trunk_with_digest_auth(sip, password, answered):
+    trunk_port = free_port(udp=True)
+    sip.start("--trunk", "sip:127.0.0.1:%d" % trunk_port, "--trunk-auth", "trunkuser:" + password)
+    trunk = sip.uas("uas_trunk_digest.xml", port=trunk_port)
+    call = sip.cp.create_call(to=TRUNK_NUMBER)
+    if answered:
+        up = sip.wait_status(call["id"], "in_progress", timeout=4)
+        assert up["sip_status"] == 200, up
+    else:
+        done = sip.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 4, "an end")
+        assert done["status"] == "failed" and done["sip_status"] == 403, done
+    invites = trunk.received("INVITE")
+    assert len(invites) == 2, "expected the INVITE and its authenticated retry\n" + trunk.report()
+    for inv in invites:
+        assert inv.first_line == "INVITE sip:%s@127.0.0.1:%d SIP/2.0" % (TRUNK_NUMBER, trunk_port), inv.first_line
+        assert inv.call_id == call["provider_call_id"], inv.text
+    assert invites[0].header("authorization") is None, invites[0].text
+    auth = invites[1].header("authorization") or ""
+    assert auth.startswith("Digest ") and 'username="trunkuser"' in auth and 'realm="trunk.test"' in auth, auth
+    assert "s3cret" not in invites[1].text and "wrong" not in auth, "password sent in clear"
+    if answered:
+        ended = sip.cp.end_call(call["id"])
+        assert ended["status"] == "completed", ended
+    sipp_done(trunk)
+    assert len(trunk.received("BYE")) == (1 if answered else 0), trunk.report()
+    assert sip.active() == []
+
+
+def test_e164_destination_without_trunk_fails_no_route(sip):
+    sip.start()
+    call = sip.cp.create_call(to=TRUNK_NUMBER)
+    done = sip.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 3, "an end")
+    assert done["status"] == "failed" and done["end_reason"] == "no_route", done
+    assert done["answered_at"] is None and done["duration_s"] is None, done
+
+
+def test_sip_advertise_and_rtp_port_range(sip):
+    """docs/API.md: --sip-advertise IP is the address put in Contact and SDP; --rtp-ports LOW-HIGH
+    is where each call binds its RTP port."""
+    sip.start("--sip-advertise", "127.0.0.2", "--rtp-ports", "31000-31009")
+    far = sip.uas("uas_answer_wait_bye.xml", calls=3)
+    calls = [sip.dial(far) for _ in range(3)]
+    for c in calls:
+        sip.wait_status(c["id"], "in_progress", timeout=4)
+    invites = far.received("INVITE")
+    assert len(invites) == 3, far.report()
+    ports = []
+    for inv in invites:
+        assert "c=IN IP4 127.0.0.2" in inv.body, inv.body
+        port, _pts = sdp_media(inv.body)
+        assert 31000 <= port <= 31009, "RTP port %d outside --rtp-ports 31000-31009" % port
+        ports.append(port)
+    assert len(set(ports)) == 3, "calls share an RTP port: %r" % ports
+    for c in calls:
+        assert sip.cp.end_call(c["id"])["status"] == "completed"
+    sipp_done(far)
+    # last, so that the checks above run even when this one fails
+    for inv in invites:
+        contact = inv.header("contact") or ""
+        m = re.match(r"^<?sips?:(?:[^@>]*@)?([^:;>]+)", contact)
+        assert m and m.group(1) == "127.0.0.2", \
+            "INVITE Contact %r does not carry the --sip-advertise address 127.0.0.2\n%s" % (contact, inv.text)
+
+
+# ----------------------------------------------------------------------------- inbound
+
+
+@pytest.mark.parametrize("service", [NUMBER, NUMBER.lstrip("+")])
+def test_inbound_call_answered_and_ended_by_api(sip, service):
+    sip.start()
+    caller = sip.uac("uac_invite_answered.xml", service=service)
+    invites = wait_for(lambda: caller.sent("INVITE"), 3)
+    assert invites, caller.report()
+    sip_call_id = invites[0].call_id
+
+    def listed():
+        data = sip.cp.list_calls()["data"]
+        return data if data and data[0]["status"] == "in_progress" else None
+
+    data = wait_for(listed, 4)
+    assert data, "no in_progress inbound call listed: %r\n%s\n%s" % (
+        sip.cp.list_calls(), caller.report(), sip.diagnostics())
+    assert len(data) == 1, data
+    call = data[0]
+    assert_call_shape(call)
+    assert call["direction"] == "inbound", call
+    assert call["agent_id"] == sip.cp.agent, call
+    assert call["provider_call_id"] == sip_call_id, call
+    assert call["answered_at"] is not None and call["sip_status"] == 200, call
+    by_pcid = sip.cp.get_call(urlquote(sip_call_id))
+    assert by_pcid["id"] == call["id"], by_pcid
+
+    oks = wait_for(lambda: caller.received(status=200), 2)
+    assert oks and oks[0].cseq[1] == "INVITE", caller.report()
+    assert (oks[0].header("content-type") or "").lower().startswith("application/sdp"), oks[0].text
+    port, pts = sdp_media(oks[0].body)
+    assert port > 0 and pts and set(pts) <= {0, 8, 101}, oks[0].body
+    assert wait_for(lambda: caller.sent("ACK"), 2), caller.report()
+    time.sleep(0.3)
+
+    ended = sip.cp.end_call(call["id"])
+    assert ended["status"] == "completed" and ended["end_reason"] == "ended_by_api", ended
+    assert_duration(ended)
+    sipp_done(caller)
+    byes = caller.received("BYE")
+    assert len(byes) == 1 and byes[0].call_id == sip_call_id, caller.report()
+    assert reason_text(byes[0]) == "ended_by_api"
+    assert sip.active() == []
+
+
+def test_inbound_unknown_number_404_creates_nothing(sip):
+    sip.start()
+    caller = sip.uac("uac_invite_expect_404.xml", service="+15559998888")
+    sipp_done(caller)
+    assert [m.status for m in caller.received() if m.status and m.status >= 200] == [404], caller.report()
+    assert sip.cp.list_calls()["data"] == []
+    r = sip.cp.request("GET", "/v1/calls/%s" % urlquote(caller.sent("INVITE")[0].call_id), key=sip.cp.key)
+    assert_error(r, 404, "not_found")
+
+
+def test_inbound_unsupported_codec_488(sip):
+    sip.start()
+    caller = sip.uac("uac_invite_g729_expect_488.xml", service=NUMBER)
+    sipp_done(caller)
+    assert [m.status for m in caller.received() if m.status and m.status >= 200] == [488], caller.report()
+    assert sip.active() == []
+
+
+# ------------------------------------------------------------------------ max duration
+
+
+def _check_max_duration(sip, far, call_id):
+    up = sip.wait_status(call_id, "in_progress", timeout=4)
+    t_up = time.monotonic()
+    done = sip.wait_status(call_id, "completed", timeout=4)
+    took = time.monotonic() - t_up
+    assert done["end_reason"] == "max_duration", done
+    assert took < 3.0, "ended %.2f s after being seen answered (max 1 s)" % took
+    assert_duration(done)
+    assert done["duration_s"] == 1, done
+    assert up["answered_at"] == done["answered_at"], (up, done)
+    sipp_done(far)
+    byes = far.received("BYE")
+    assert len(byes) == 1, far.report()
+    assert reason_text(byes[0]) == "max_duration"
+
+
+def test_max_duration_from_call_ends_with_bye(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml")
+    call = sip.dial(far, max_duration_s=1)
+    assert call["max_duration_s"] == 1, call
+    _check_max_duration(sip, far, call["id"])
+
+
+def test_max_duration_from_agent_ends_with_bye(sip):
+    agent = sip.cp.agent_create(sip.cp.tenant, "short-agent", number="+15550002222", max_duration=1)
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml")
+    call = sip.cp.create_call(agent=agent, to="sip:bob@%s" % far.uri_host)
+    _check_max_duration(sip, far, call["id"])
+
+
+# ------------------------------------------------------------------ restart / shutdown
+
+
+def test_kill9_restart_ends_answered_call_node_restart(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml", timeout=10)
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "in_progress", timeout=4)
+    sip.cp.kill9()
+    far.stop()
+    sip.restart()
+    got = sip.call(call["id"])
+    assert got["status"] in ("completed", "canceled"), got
+    assert got["end_reason"] == "node_restart", got
+    assert got["ended_at"] is not None, got
+    assert sip.active() == []
+
+
+def test_graceful_shutdown_sends_bye_node_shutdown(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml")
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "in_progress", timeout=4)
+    t0 = time.monotonic()
+    sip.cp.stop()   # asserts exit 0, no sanitizer report
+    assert time.monotonic() - t0 < 5, "shutdown took %.1f s" % (time.monotonic() - t0)
+    sipp_done(far, timeout=5)
+    byes = far.received("BYE")
+    assert len(byes) == 1 and byes[0].call_id == call["provider_call_id"], far.report()
+    assert reason_text(byes[0]) == "node_shutdown"
+    sip.restart()
+    got = sip.call(call["id"])
+    assert got["status"] == "completed", got
+    assert got["end_reason"] == "node_shutdown", got
+    assert_duration(got)
+    assert sip.active() == []
+
+
+# --------------------------------------------------------------------------- bulk end
+
+
+def test_bulk_end_by_agent_then_all(sip):
+    agent_b = sip.cp.agent_create(sip.cp.tenant, "agent-b", number="+15550003333")
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml", calls=3)
+    a1 = sip.dial(far)
+    a2 = sip.dial(far)
+    b1 = sip.cp.create_call(agent=agent_b, to="sip:bob@%s" % far.uri_host)
+    for c in (a1, a2, b1):
+        sip.wait_status(c["id"], "in_progress", timeout=5)
+
+    r = sip.cp.request("POST", "/v1/calls/end", {"agent_id": agent_b}, key=sip.cp.key)
+    assert r.status == 200 and r.json == {"ended": 1, "already_ended": 0, "failed": 0}, r
+    got = sip.call(b1["id"])
+    assert got["status"] == "completed" and got["end_reason"] == "ended_by_api", got
+    for c in (a1, a2):
+        assert sip.call(c["id"])["status"] == "in_progress"
+
+    r = sip.cp.request("POST", "/v1/calls/end", {}, key=sip.cp.key)
+    assert r.status == 200 and r.json == {"ended": 2, "already_ended": 0, "failed": 0}, r
+    for c in (a1, a2):
+        got = sip.call(c["id"])
+        assert got["status"] == "completed" and got["end_reason"] == "ended_by_api", got
+    assert sip.active() == []
+
+    sipp_done(far)
+    byes = far.received("BYE")
+    assert sorted(b.call_id for b in byes) == sorted(c["provider_call_id"] for c in (a1, a2, b1)), far.report()
+    assert all(reason_text(b) == "ended_by_api" for b in byes)
+
+    r = sip.cp.request("POST", "/v1/calls/end", {}, key=sip.cp.key)
+    assert r.status == 200 and r.json == {"ended": 0, "already_ended": 0, "failed": 0}, r
+
+
+# ------------------------------------------------------------------------------ burst
+
+BURST = 200
+
+
+@pytest.mark.parametrize("how", ["concurrent", "bulk"])
+def test_burst_of_answered_calls_all_ended(sip, how):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye.xml", calls=BURST, timeout=40)
+    created = concurrently(lambda _i: sip.dial(far), range(BURST))
+    ids = [c["id"] for c in created]
+    assert len(set(ids)) == BURST
+    assert len({c["provider_call_id"] for c in created}) == BURST
+
+    def all_up():
+        act = sip.active()
+        return len(act) == BURST and all(c["status"] == "in_progress" for c in act)
+
+    if not wait_for(all_up, 20, interval=0.25):
+        act = sip.active()
+        raise AssertionError("not all %d calls in_progress: %d active, statuses %r\n%s" % (
+            BURST, len(act), sorted({c["status"] for c in act}), far.report()))
+
+    if how == "concurrent":
+        results = concurrently(lambda cid: sip.cp.request("POST", "/v1/calls/%s/end" % cid, None,
+                                                          key=sip.cp.key, timeout=15), ids)
+        bad = [r for r in results if r.status != 200]
+        assert not bad, "%d ends failed, e.g. %r" % (len(bad), bad[:3])
+        assert all(r.json["status"] == "completed" for r in results)
+    else:
+        r = sip.cp.request("POST", "/v1/calls/end", {}, key=sip.cp.key, timeout=30)
+        assert r.status == 200 and r.json == {"ended": BURST, "already_ended": 0, "failed": 0}, r
+
+    sipp_done(far, timeout=30)
+    assert far.successful() == BURST, far.report()
+    assert len({b.call_id for b in far.received("BYE")}) == BURST
+    assert sip.active() == []
+    done = sip.cp.list_all(query="status=completed")
+    assert sorted(c["id"] for c in done) == sorted(ids)
+    assert all(c["end_reason"] == "ended_by_api" for c in done)
+
+
+def test_fifty_concurrent_ends_of_one_call(sip):
+    sip.start()
+    far = sip.uas("uas_answer_wait_bye_linger.xml")
+    call = sip.dial(far)
+    sip.wait_status(call["id"], "in_progress", timeout=4)
+    results = concurrently(lambda _i: sip.cp.request("POST", "/v1/calls/%s/end" % call["id"], None,
+                                                     key=sip.cp.key, timeout=10), range(50), workers=50)
+    ok = [r for r in results if r.status == 200]
+    rest = [r for r in results if r.status != 200]
+    assert len(ok) == 1, "expected exactly one 200, got %d: %r" % (len(ok), [r.status for r in results])
+    assert ok[0].json["status"] == "completed", ok[0]
+    assert len(rest) == 49
+    for r in rest:
+        assert_error(r, 409, "call_not_active")
+    sipp_done(far)
+    byes = far.received("BYE")
+    assert len(byes) == 1, "far end received %d BYEs\n%s" % (len(byes), far.report())
