@@ -6,7 +6,7 @@ set -euo pipefail
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev)
 test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest)
-bench=("${build[@]}" sip-tester wrk nginx-light python3)
+bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
@@ -14,6 +14,13 @@ case "${1:-build}" in
   bench) want=("${bench[@]}") ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
+
+# tools the black-box tests run as a client would (the seeds' curl and fetch() examples):
+# any curl / node on PATH will do, else Debian's
+if [ "${1:-build}" = test ]; then
+  command -v curl >/dev/null 2>&1 || want+=(curl)
+  command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
+fi
 
 missing=()
 for p in "${want[@]}"; do

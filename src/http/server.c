@@ -282,12 +282,11 @@ static void reply_text(struct http_request *r, unsigned status, char *text, size
 	}
 	bool resume = r->state == REQ_SUSPENDED;
 	bool was_dispatched = r->state == REQ_DISPATCHED || resume;
+	struct MHD_Connection *conn = r->conn;
 	r->status = status;
 	r->resp = text;
 	r->resp_len = len;
 	r->state = REQ_REPLIED;
-	if (resume)
-		MHD_resume_connection(r->conn);
 	pthread_mutex_unlock(&r->mu);
 	if (was_dispatched) {
 		pthread_mutex_lock(&srv->mu);
@@ -295,6 +294,10 @@ static void reply_text(struct http_request *r, unsigned status, char *text, size
 			pthread_cond_broadcast(&srv->cv);
 		pthread_mutex_unlock(&srv->mu);
 	}
+	/* Last, and with no lock of r held: once resumed, an MHD thread may send the reply and
+	 * free r at any moment. A suspended connection stays valid until it is resumed. */
+	if (resume)
+		MHD_resume_connection(conn);
 }
 
 void http_reply_json(struct http_request *r, unsigned status, json_t *body)
