@@ -332,7 +332,10 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	if (svc->tel.ops && svc->tel.ops->dial(svc->tel.engine, &c) != 0) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = "failed"};
-		transition(svc, c.id, &u, req_id, &c);
+		if (transition(svc, c.id, &u, req_id, &c) != STORE_OK) {
+			call_clear(&c);   /* stored queued, never dialled: say so rather than 201 */
+			return cp_fail(err, CP_ERR_INTERNAL, "the call could not be dialled");
+		}
 	}
 	call_move(out, &c);
 	return CP_OK;
@@ -666,6 +669,7 @@ void call_service_inbound(struct call_service *svc, const struct inbound_call *i
 		return;
 	}
 	j->type = JOB_INBOUND;
+	snprintf(j->call_id, sizeof j->call_id, "%s", in->call_id ? in->call_id : "");
 	snprintf(j->number, sizeof j->number, "%s", in->number);
 	snprintf(j->from, sizeof j->from, "%s", in->from);
 	snprintf(j->to, sizeof j->to, "%s", in->to);
@@ -685,7 +689,9 @@ static void inbound_create(struct call_service *svc, struct job *j)
 		j->err = rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL;
 		return;
 	}
-	if (cp_uuid4(c->id)) {
+	if (j->call_id[0])
+		snprintf(c->id, sizeof c->id, "%s", j->call_id);
+	else if (cp_uuid4(c->id)) {
 		j->err = CP_ERR_INTERNAL;
 		return;
 	}
@@ -762,6 +768,17 @@ static void run_batch(struct call_service *svc, struct job *list)
 		job_apply(svc, j);
 	tl_batching = false;
 	bool committed = !batched || STORE(svc->st, batch_end, true) == STORE_OK;
+	if (!committed) {
+		/* nothing of the batch is durable: apply each job again on its own, so one bad
+		 * write costs only its own job and no event is silently lost */
+		log_msg(LOG_ERROR, "group_commit_failed", "re-applying the batch one by one");
+		tl_event_pending = false;
+		for (struct job *j = list; j; j = j->next) {
+			call_clear(&j->call);
+			job_apply(svc, j);
+		}
+		committed = true;
+	}
 	if (tl_event_pending && svc->on_event)
 		svc->on_event(svc->on_event_arg);
 	tl_event_pending = false;

@@ -2,7 +2,7 @@
  * call_service.h - the canonical call service: every way of touching a call goes through here.
  *
  * HTTP routes (canonical and every vendor dialect) parse a request into these calls and render
- * what comes back; the telephony engine reports progress through call_service_event(). The
+ * what comes back; the telephony engine reports progress through call_service_post_event(). The
  * service enforces the rules (scope, validation, the state machine) and performs each state
  * change as one conditional store update, so a transition happens exactly once whoever races.
  */
@@ -85,6 +85,7 @@ void call_service_post_event(struct call_service *svc, const char *call_id,
 /* Engine -> service: an INVITE reached an agent's number. The worker stores the inbound call
  * (status queued) and calls created(arg, err, call) on its thread. */
 struct inbound_call {
+	const char *call_id;         /* the id the call will have (chosen by the engine) */
 	const char *number;          /* the agent number dialled */
 	const char *from, *to;
 	const char *provider_call_id;

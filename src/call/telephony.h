@@ -3,8 +3,8 @@
  *
  * The call service owns call *state* (in the store); the engine owns *dialogs* (on the wire).
  * Service -> engine goes through this struct of callbacks; engine -> service goes through
- * call_service_event() and call_service_inbound() in call_service.h, which only enqueue: the
- * engine's thread never waits on the store. Neither side reaches into the other's data.
+ * call_service_post_event() and call_service_inbound() in call_service.h, which only enqueue:
+ * the engine's thread never waits on the store. Neither side reaches into the other's data.
  */
 #ifndef CP_TELEPHONY_H
 #define CP_TELEPHONY_H

@@ -22,6 +22,9 @@
 #include "webhook/webhook.h"
 
 #include <sys/resource.h>
+#include <time.h>
+
+#define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 
 static const char serve_usage[] =
 	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
@@ -336,18 +339,27 @@ int cli_serve(int argc, char **argv)
 	log_json(LOG_INFO, "ready", json_pack("{s:s, s:s, s:s, s:s}", "http", c.http, "sip", c.sip,
 					      "db", c.db, "sync", c.sync));
 
-	int sig = 0;
-	sigwait(&sigs, &sig);
+	/* the main thread keeps house while it waits for a signal */
+	int sig = -1;
+	struct timespec tick = {.tv_sec = 60};
+	while (sig < 0) {
+		sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig < 0)
+			STORE(st, idem_purge, cp_now_ms() - IDEMPOTENCY_TTL_MS);
+	}
 	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
 	rc = 0;
 out_svc:
-	/* outside in: no new requests, then no dialogs, then no queued store writes */
-	http_server_stop(http);
-	if (sip) {
+	/* Outside in. New requests get 503; the engine hangs up every dialog (its answers and
+	 * events go to the worker); the worker drains, which answers every suspended request;
+	 * only then can HTTP stop (MHD must not stop with a connection suspended). */
+	http_server_quiesce(http);
+	if (sip)
 		sip_engine_stop(sip);
-		call_service_set_telephony(svc, NULL);
-	}
 	call_service_stop(svc);
+	http_server_stop(http);
+	call_service_set_telephony(svc, NULL);
+	sip_engine_free(sip);
 	webhook_worker_stop(hooks);
 	event_hub_destroy(app.events);
 	call_service_destroy(svc);

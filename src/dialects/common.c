@@ -14,3 +14,9 @@ json_t *dialect_time_seconds(int64_t ms)
 	memcpy(buf + 19, "Z", 2);   /* "YYYY-MM-DDTHH:MM:SS" + "Z" */
 	return json_string(buf);
 }
+
+enum cp_err dialect_auth_bearer(struct http_request *r, struct principal *who,
+				struct cp_error *err)
+{
+	return http_auth_key(r, true, false, who, err);
+}

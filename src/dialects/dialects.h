@@ -14,6 +14,10 @@ extern const struct route voxworks_routes[];     /* ../shared/seeds/002_7fcb9646
 extern const struct route pilotstatus_routes[];  /* ../shared/seeds/003_a696019407c9f1cd.txt */
 extern const struct route cartesia_routes[];     /* ../shared/seeds/004_a9de7b6b9ff15082.txt */
 
+/* Authorization: Bearer only (no x-api-key), for dialects whose documents say so. */
+enum cp_err dialect_auth_bearer(struct http_request *r, struct principal *who,
+				struct cp_error *err);
+
 /* RFC 3339 UTC without fractional seconds ("2024-01-15T11:35:42Z"), as some vendors print. */
 json_t *dialect_time_seconds(int64_t ms);
 

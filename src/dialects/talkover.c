@@ -37,16 +37,10 @@ static json_t *talkover_error(const struct cp_error *e, unsigned *status)
 	return json_pack("{s:b, s:s}", "success", 0, "message", msg);
 }
 
-static enum cp_err talkover_auth(struct http_request *r, struct principal *who,
-				 struct cp_error *err)
-{
-	return http_auth_key(r, true, false, who, err);
-}
-
 static const struct http_dialect talkover = {
 	.name = "talkover",
 	.render_error = talkover_error,
-	.authenticate = talkover_auth,
+	.authenticate = dialect_auth_bearer,
 };
 
 static void ended(void *arg, const struct cp_error *err, const struct call *c)

@@ -42,16 +42,10 @@ static json_t *voxworks_error(const struct cp_error *e, unsigned *status)
 	return json_pack("{s:b, s:s}", "success", 0, "message", msg);
 }
 
-static enum cp_err voxworks_auth(struct http_request *r, struct principal *who,
-				 struct cp_error *err)
-{
-	return http_auth_key(r, true, false, who, err);
-}
-
 static const struct http_dialect voxworks = {
 	.name = "voxworks",
 	.render_error = voxworks_error,
-	.authenticate = voxworks_auth,
+	.authenticate = dialect_auth_bearer,
 };
 
 static void reply_call(struct http_request *r, const struct call *c, const char *progress)

@@ -62,7 +62,9 @@ struct http_server_config {
 
 struct http_server *http_server_start(const struct http_server_config *cfg,
 				      const struct route *const *tables, size_t n_tables);
-/* Stops accepting, waits (bounded) for requests in flight, then stops. */
+/* From now on new requests get 503 (the first step of a shutdown). */
+void http_server_quiesce(struct http_server *srv);
+/* Waits (bounded) for requests in flight, ends streams, then stops. */
 void http_server_stop(struct http_server *srv);
 
 /* Authenticates with the credentials a dialect accepts: "Authorization: Bearer KEY" when

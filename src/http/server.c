@@ -189,8 +189,9 @@ static enum MHD_Result decode_arg(void *cls, enum MHD_ValueKind kind, const char
 	bool *ok = cls;
 	(void)kind;
 	/* MHD owns these buffers for the request's lifetime and we are their only user; with
-	 * no_unescape they arrive raw, so this is where they are decoded, once. */
-	if (!http_percent_decode((char *)key, true) || (value && !http_percent_decode((char *)value, true)))
+	 * no_unescape they arrive raw, so this is where values are decoded, once. Names are not
+	 * decoded (MHD matches them by their stored length): an escaped name is refused. */
+	if (strchr(key, '%') || (value && !http_percent_decode((char *)value, true)))
 		*ok = false;
 	return MHD_YES;
 }
@@ -258,10 +259,13 @@ static void log_request(struct http_request *r)
 {
 	if (!log_enabled(LOG_INFO))
 		return;
-	char f[1536], path[200];
-	snprintf(path, sizeof path, "%s", r->path);   /* at most 6x longer once escaped: fits */
+	/* bounded inputs: method <= 32 and path <= 200 bytes, at most 6x longer once escaped,
+	 * so every append below fits in f */
+	char f[1536], path[200], method[32];
+	snprintf(path, sizeof path, "%s", r->path);
+	snprintf(method, sizeof method, "%s", r->method);
 	size_t off = (size_t)snprintf(f, sizeof f, "\"req_id\":\"%s\",\"method\":", r->req_id);
-	log_json_string(f, sizeof f, &off, r->method);
+	log_json_string(f, sizeof f, &off, method);
 	off += (size_t)snprintf(f + off, sizeof f - off, ",\"path\":");
 	log_json_string(f, sizeof f, &off, path);
 	off += (size_t)snprintf(f + off, sizeof f - off, ",\"status\":%u,\"ms\":%.3f", r->status,
@@ -297,16 +301,17 @@ static void reply_text(struct http_request *r, unsigned status, char *text, size
 	r->resp_len = len;
 	r->state = REQ_REPLIED;
 	pthread_mutex_unlock(&r->mu);
+	/* With no lock of r held: once resumed, an MHD thread may send the reply and free r at
+	 * any moment (a suspended connection stays valid until it is resumed). Before the
+	 * in-flight count drops, so http_server_stop() never stops MHD with it still suspended. */
+	if (resume)
+		MHD_resume_connection(conn);
 	if (was_dispatched) {
 		pthread_mutex_lock(&srv->mu);
 		if (--srv->in_flight == 0)
 			pthread_cond_broadcast(&srv->cv);
 		pthread_mutex_unlock(&srv->mu);
 	}
-	/* Last, and with no lock of r held: once resumed, an MHD thread may send the reply and
-	 * free r at any moment. A suspended connection stays valid until it is resumed. */
-	if (resume)
-		MHD_resume_connection(conn);
 }
 
 void http_reply_json(struct http_request *r, unsigned status, json_t *body)
@@ -640,6 +645,8 @@ static bool rate_limit_pass(struct http_request *r)
 static void dispatch(struct http_request *r)
 {
 	bool path_known;
+	/* the route first, so that every error below is in the route's dialect */
+	r->route = find_route(r, &path_known);
 	if (atomic_load(&r->srv->stopping)) {
 		http_add_header(r, "Connection", "close");
 		http_reply_fail(r, CP_ERR_UNAVAILABLE, "shutting down");
@@ -653,7 +660,6 @@ static void dispatch(struct http_request *r)
 		http_reply_fail(r, CP_ERR_INVALID, "malformed query string");
 		return;
 	}
-	r->route = find_route(r, &path_known);
 	if (!r->route) {
 		if (path_known)
 			http_reply_fail(r, CP_ERR_METHOD, "method %s not allowed here", r->method);
@@ -841,6 +847,12 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 	return srv;
 }
 
+void http_server_quiesce(struct http_server *srv)
+{
+	if (srv)
+		atomic_store(&srv->stopping, true);
+}
+
 void http_server_stop(struct http_server *srv)
 {
 	if (!srv)
@@ -875,8 +887,12 @@ void http_server_stop(struct http_server *srv)
 			break;
 	}
 	pthread_mutex_unlock(&srv->mu);
-	if (left)
+	if (left) {
+		/* MHD aborts the process if stopped with a connection suspended: leave it to the
+		 * process exit instead (nothing of it is durable-pending: replies come after writes) */
 		log_msg(LOG_WARN, "http_server", "%d requests still in flight at shutdown", left);
+		return;
+	}
 	MHD_stop_daemon(srv->d);
 	ratelimit_destroy(srv->rl);
 	pthread_mutex_destroy(&srv->mu);

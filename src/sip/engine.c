@@ -193,6 +193,24 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 	}
 }
 
+/* A re-INVITE (e.g. a session-timer refresh): answer with our SDP, keeping the codec. */
+static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *sip)
+{
+	char sdp[600];
+	int pt = l->payload_type;
+	if (sip && sip->sip_payload && sip->sip_payload->pl_len) {
+		pt = media_pick_codec(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+		if (pt < 0) {
+			nua_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+			return;
+		}
+		l->payload_type = pt;
+	}
+	media_sdp(eng, l, pt, sdp, sizeof sdp);
+	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
+}
+
 static void on_remote_bye(struct leg *l)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
@@ -221,10 +239,10 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	(void)phrase;
 	switch (event) {
 	case nua_i_invite:
-		if (!l) {
+		if (!l)
 			inbound_on_invite(eng, nh, sip);
-			return;
-		}
+		else
+			answer_reinvite(eng, l, sip);
 		break;
 	case nua_r_invite:
 		if (l)
@@ -305,11 +323,18 @@ static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
 
 static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
 {
-	su_msg_r m = SU_MSG_R_INIT;
-	if (su_msg_create(m, su_root_task(eng->root), su_task_null, on_msg, sizeof *payload) != 0)
-		return -1;
-	memcpy(su_msg_data(m), payload, sizeof *payload);
-	return su_msg_send(m) == 0 ? 0 : -1;
+	int rc = -1;
+	pthread_mutex_lock(&eng->msg_mu);
+	if (!eng->gone) {
+		su_msg_r m = SU_MSG_R_INIT;
+		if (su_msg_create(m, su_root_task(eng->root), su_task_null, on_msg,
+				  sizeof *payload) == 0) {
+			memcpy(su_msg_data(m), payload, sizeof *payload);
+			rc = su_msg_send(m) == 0 ? 0 : -1;
+		}
+	}
+	pthread_mutex_unlock(&eng->msg_mu);
+	return rc;
 }
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
@@ -434,6 +459,9 @@ static void *engine_main(void *arg)
 
 	su_root_run(eng->root);
 
+	pthread_mutex_lock(&eng->msg_mu);
+	eng->gone = true;
+	pthread_mutex_unlock(&eng->msg_mu);
 	for (size_t i = 0; i < LEG_TABLE_SIZE; i++)
 		while (eng->table[i])
 			leg_gone(eng->table[i]);
@@ -471,6 +499,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	eng->tokens_at_us = cp_mono_us();
 	pthread_mutex_init(&eng->start_mu, NULL);
 	pthread_cond_init(&eng->start_cv, NULL);
+	pthread_mutex_init(&eng->msg_mu, NULL);
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
 		free(eng);
 		return NULL;
@@ -498,7 +527,14 @@ void sip_engine_stop(struct sip_engine *eng)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");
+}
+
+void sip_engine_free(struct sip_engine *eng)
+{
+	if (!eng)
+		return;
 	pthread_mutex_destroy(&eng->start_mu);
 	pthread_cond_destroy(&eng->start_cv);
+	pthread_mutex_destroy(&eng->msg_mu);
 	free(eng);
 }

@@ -77,8 +77,13 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			kind = HANGUP_BYE;
 			break;
 		case LEG_PENDING:
-			/* the store is still creating it; there is no call id to end yet */
-			err = CP_ERR_NOT_ACTIVE;
+			/* an inbound call not answered yet: refuse the INVITE (487), as a CANCEL
+			 * from the caller would; inbound_on_created() then finds it ended */
+			nua_respond(l->nh, SIP_487_REQUEST_TERMINATED, TAG_END());
+			l->state = LEG_CANCELING;
+			l->end_recorded = true;
+			l->end_status = CALL_CANCELED;
+			kind = HANGUP_CANCEL;
 			break;
 		default:
 			err = CP_ERR_NOT_ACTIVE;

@@ -66,13 +66,21 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	l->state = LEG_PENDING;
 	l->payload_type = pt;
 	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
+	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
+	 * the stored call can be seen */
+	if (cp_uuid4(l->call_id)) {
+		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		leg_gone(l);
+		return;
+	}
+	leg_insert(eng, l);
 	if (sip->sip_call_id)
 		snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", sip->sip_call_id->i_id);
 
 	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
 	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, from, sizeof from);
 	url_text(sip->sip_request ? sip->sip_request->rq_url : NULL, to, sizeof to);
-	struct inbound_call in = {.number = number, .from = from, .to = to,
+	struct inbound_call in = {.call_id = l->call_id, .number = number, .from = from, .to = to,
 				  .provider_call_id = l->sip_call_id};
 	leg_ref(l);   /* held by the message until inbound_on_created */
 	call_service_inbound(eng->svc, &in, sip_inbound_created, l);
@@ -81,23 +89,32 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 			const char *call_id, int max_duration_s)
 {
-	if (err == CP_OK)
-		snprintf(l->call_id, sizeof l->call_id, "%s", call_id);
+	(void)call_id;   /* the leg already carries it: the engine chose it */
 	if (l->state != LEG_PENDING) {
-		/* the caller gave up (CANCEL) meanwhile: nothing to answer */
+		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
+		 * Record it (a no-op if the API's end is recorded already). */
 		if (err == CP_OK) {
 			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_CANCELED,
 						.ended_at = cp_now_ms(), .end_reason = "remote_cancel",
 						.sip_status = 487};
-			engine_post_event(l, &u);
+			call_service_post_event(eng->svc, l->call_id, &u);
 		}
 		leg_unref(l);
 		return;
 	}
-	if (err == CP_OK) {
-		l->max_duration_s = max_duration_s;
-		leg_insert(eng, l);
+	if (eng->stopping) {
+		nua_respond(l->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		if (err == CP_OK) {
+			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+						.ended_at = cp_now_ms(), .end_reason = "node_shutdown",
+						.sip_status = 503};
+			engine_post_event(l, &u);
+		}
+		leg_gone(l);
+		leg_unref(l);
+		return;
 	}
+	l->max_duration_s = max_duration_s;
 	if (err != CP_OK) {
 		if (err == CP_ERR_NOT_FOUND)
 			nua_respond(l->nh, SIP_404_NOT_FOUND, TAG_END());

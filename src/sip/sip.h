@@ -30,8 +30,11 @@ struct sip_engine;
 void sip_config_defaults(struct sip_config *cfg);
 /* Starts the engine thread and binds the SIP sockets; NULL on failure (logged). */
 struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc);
-/* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread. */
+/* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.
+ * Messages sent after that fail (hang-ups: undeliverable). */
 void sip_engine_stop(struct sip_engine *eng);
+/* Frees a stopped engine: once nothing (the call-service worker) can call into it. */
+void sip_engine_free(struct sip_engine *eng);
 
 /* The telephony boundary, to hand to call_service_set_telephony(). */
 struct telephony sip_engine_telephony(struct sip_engine *eng);

@@ -110,6 +110,10 @@ struct sip_engine {
 	int rtp_next;
 	bool stopping;
 	su_timer_t *stop_timer;
+	/* other threads send messages under msg_mu; gone (set before the root is destroyed)
+	 * makes every later send fail instead of touching a destroyed root */
+	pthread_mutex_t msg_mu;
+	bool gone;
 };
 
 /* engine.c */

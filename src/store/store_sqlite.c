@@ -1372,8 +1372,9 @@ static int sqlite_batch_begin(void *ctx)
 		if (begin)
 			sqlite3_reset(begin);
 		pthread_mutex_unlock(&s->write_mu);
+		int rc = step_error(c, SQLITE_ERROR);   /* reads c->db: before the put */
 		conn_put(s, c);
-		return step_error(c, SQLITE_ERROR);
+		return rc;
 	}
 	sqlite3_reset(begin);
 	tl_batch.s = s;

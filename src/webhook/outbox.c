@@ -123,8 +123,9 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	a->d = *d;
 	d->payload = NULL;
 	a->body = webhook_body(a->d.format, a->d.payload);
-	if (!a->body) {
-		record(w, a, 0, "could not render the body for this format");
+	if (!a->body) {   /* permanent: retrying cannot help */
+		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0,
+		      "could not render the body for this format", cp_now_ms());
 		attempt_free(a);
 		return;
 	}
