@@ -19,17 +19,29 @@
 #define PACE_BURST 100.0
 #define PACE_TICK_MS 5
 
-/* RFC 3326: Q.850 cause 16 (normal clearing) with our end reason as text. */
-static void reason_header(const char *reason, char *buf, size_t size)
+/* RFC 3326: a Q.850 cause (16 normal clearing, 19 no answer) with our end reason as text. */
+static void reason_header(int cause, const char *reason, char *buf, size_t size)
 {
-	snprintf(buf, size, "Q.850;cause=16;text=\"%s\"", reason);
+	snprintf(buf, size, "Q.850;cause=%d;text=\"%s\"", cause, reason);
+}
+
+void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int cause, const char *reason)
+{
+	(void)eng;
+	char hdr[128];
+	reason_header(cause, reason, hdr, sizeof hdr);
+	snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason);  /* if a 200 crosses it */
+	if (l->ring_timer)
+		su_timer_reset(l->ring_timer);
+	nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
+	l->state = LEG_CANCELING;
 }
 
 void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 {
 	(void)eng;
 	char hdr[128];
-	reason_header(reason, hdr, sizeof hdr);
+	reason_header(16, reason, hdr, sizeof hdr);
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
 	if (l->state == LEG_ANSWERED) {
@@ -48,7 +60,6 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 	struct leg *l = leg_find(eng, req->call_id);
 	enum cp_err err = CP_OK;
 	enum hangup_kind kind = HANGUP_NONE;
-	char hdr[128];
 
 	if (req->deadline_us && cp_mono_us() > req->deadline_us) {
 		err = CP_ERR_UNDELIVERABLE;
@@ -59,12 +70,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 		switch (l->state) {
 		case LEG_INVITING:
 		case LEG_EARLY:
-			reason_header(req->reason, hdr, sizeof hdr);
-			snprintf(l->bye_reason, sizeof l->bye_reason, "%s", req->reason);
-			if (l->ring_timer)
-				su_timer_reset(l->ring_timer);
-			nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
-			l->state = LEG_CANCELING;
+			hangup_cancel_leg(eng, l, 16, req->reason);
 			l->end_recorded = true;
 			l->end_status = CALL_CANCELED;
 			kind = HANGUP_CANCEL;
@@ -113,7 +119,6 @@ static void pace_drain(struct sip_engine *eng)
 		eng->hq_head = req->next;
 		if (!eng->hq_head)
 			eng->hq_tail = NULL;
-		eng->hq_len--;
 		eng->tokens -= 1.0;
 		hangup_execute(eng, req);
 	}
@@ -147,7 +152,6 @@ void hangup_request(struct sip_engine *eng, struct hangup_req *req)
 	else
 		eng->hq_head = req;
 	eng->hq_tail = req;
-	eng->hq_len++;
 	pace_drain(eng);
 }
 
@@ -160,7 +164,6 @@ void hangup_fail_queue(struct sip_engine *eng)
 		free(req);
 	}
 	eng->hq_tail = NULL;
-	eng->hq_len = 0;
 }
 
 /* ---- max duration ----------------------------------------------------------------------- */
@@ -195,10 +198,7 @@ void hangup_drain_all(struct sip_engine *eng, const char *reason)
 	for (size_t i = 0; i < LEG_TABLE_SIZE; i++) {
 		for (struct leg *l = eng->table[i]; l; l = l->hnext) {
 			if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
-				char hdr[128];
-				reason_header(reason, hdr, sizeof hdr);
-				nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
-				l->state = LEG_CANCELING;
+				hangup_cancel_leg(eng, l, 16, reason);
 				struct call_update u = {
 					.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 					.to = CALL_CANCELED, .ended_at = cp_now_ms(), .end_reason = reason};

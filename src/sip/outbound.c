@@ -24,14 +24,11 @@ static void post_end(struct leg *l, enum call_status to, const char *reason, int
 
 static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
-	(void)eng;
 	(void)t;
 	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
 		return;
 	log_json(LOG_INFO, "sip_ring_timeout", json_pack("{s:s}", "call_id", l->call_id));
-	l->state = LEG_CANCELING;
-	snprintf(l->bye_reason, sizeof l->bye_reason, "no_answer");
-	nua_cancel(l->nh, SIPTAG_REASON_STR("SIP;cause=408;text=\"no_answer\""), TAG_END());
+	hangup_cancel_leg(eng, l, 19, "no_answer");   /* Q.850 19: no answer from user */
 	post_end(l, CALL_NO_ANSWER, "no_answer", 0);
 }
 

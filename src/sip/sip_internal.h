@@ -101,7 +101,6 @@ struct sip_engine {
 
 	/* pacing of BYE/CANCEL: a token bucket drained by pace_timer */
 	struct hangup_req *hq_head, *hq_tail;
-	size_t hq_len;
 	double tokens;
 	int64_t tokens_at_us;
 	su_timer_t *pace_timer;
@@ -149,6 +148,8 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 /* hangup.c */
 void hangup_request(struct sip_engine *eng, struct hangup_req *req);
 void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);
+/* CANCELs an unanswered outbound INVITE (the caller records the end). */
+void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int q850_cause, const char *reason);
 void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
 void hangup_drain_all(struct sip_engine *eng, const char *reason);
 void hangup_fail_queue(struct sip_engine *eng);
