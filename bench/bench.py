@@ -6,7 +6,7 @@ prints a markdown table. See bench/README.md for what each number means.
 
   bench.py [--quick] [--only NAME ...]
 
-Names: reads, ends, latency, capacity, durability.
+Names: reads, ends, latency, capacity, durability, kamailio.
 """
 import argparse, json, os, re, shutil, signal, socket, sqlite3, statistics, subprocess
 import sys, tempfile, time, urllib.request
@@ -414,8 +414,21 @@ def bench_capacity(work, quick):
         cp.stop()
 
 
+def bench_kamailio(work, quick):
+    """The reference engine: Kamailio's dialog module ending the same kind of sipp calls
+    through dlg.end_dlg (bench/kamailio.py), next to callplane's ends in the same run."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import kamailio as kam
+    n = 1000 if quick else 5000
+    ref = kam.bench_kamailio(os.path.join(work, "normal"), n)
+    ours = run_ends(os.path.join(work, "full"), n, "full")
+    return {"kamailio": ref, "callplane": ours,
+            "ratio": (ours["ends_per_s"] or 0) / (ref.get("ends_per_s_bye_span") or ref.get("ends_per_s") or 1)}
+
+
 BENCHES = {"reads": bench_reads, "ends": bench_ends, "latency": bench_latency,
-           "capacity": bench_capacity, "durability": bench_durability}
+           "capacity": bench_capacity, "durability": bench_durability,
+           "kamailio": bench_kamailio}
 
 
 def fmt(v, nd=1):
@@ -452,6 +465,12 @@ def table(results):
         rows.append("| ends/s synchronous=FULL vs NORMAL | %s | NORMAL %s | %s | |"
                     % (fmt(d["full"]["ends_per_s"], 0), fmt(d["normal"]["ends_per_s"], 0),
                        fmt(d["ratio_full_vs_normal"], 2)))
+    k = results.get("kamailio")
+    if k:
+        ref = k["kamailio"]
+        rows.append("| ends/s vs Kamailio dlg.end_dlg (%d calls) | %s | Kamailio %s | %s | |"
+                    % (ref.get("calls", 0), fmt(k["callplane"]["ends_per_s"], 0),
+                       fmt(ref.get("ends_per_s_bye_span") or ref.get("ends_per_s"), 0), fmt(k["ratio"], 2)))
     return "\n".join(rows)
 
 
@@ -460,7 +479,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args()
-    names = a.only or ["reads", "ends", "latency", "capacity", "durability"]
+    names = a.only or ["reads", "ends", "latency", "capacity", "durability", "kamailio"]
     os.makedirs(RESULTS, exist_ok=True)
     results = {}
     for name in names:

@@ -6,7 +6,7 @@ set -euo pipefail
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev)
 test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest)
-bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf)
+bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
