@@ -262,7 +262,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_r_bye:
 	case nua_r_cancel:
-		if (status >= 200) {
+		if (status >= 200 && log_enabled(status < 300 ? LOG_DEBUG : LOG_WARN)) {
 			json_t *f = json_pack("{s:s, s:s, s:i}", "call_id", l ? l->call_id : "",
 					      "request", event == nua_r_bye ? "BYE" : "CANCEL",
 					      "status", status);
