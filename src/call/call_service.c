@@ -80,6 +80,7 @@ struct call_service *call_service_create(struct store *st)
 static void *worker_main(void *arg)
 {
 	struct call_service *svc = arg;
+	pthread_setname_np(pthread_self(), "cp-worker");
 	pthread_mutex_lock(&svc->mu);
 	for (;;) {
 		while (!svc->head && !svc->stopping)

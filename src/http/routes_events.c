@@ -64,6 +64,7 @@ void event_hub_wake(void *hub)
 static void *ticker_main(void *arg)
 {
 	struct event_hub *hub = arg;
+	pthread_setname_np(pthread_self(), "cp-events");
 	pthread_mutex_lock(&hub->mu);
 	while (!hub->stopping) {
 		struct timespec until;

@@ -423,6 +423,7 @@ static void started(struct sip_engine *eng, int status)
 static void *engine_main(void *arg)
 {
 	struct sip_engine *eng = arg;
+	pthread_setname_np(pthread_self(), "cp-sip");
 	char url[300];
 	bool v6 = strchr(eng->cfg.host, ':') != NULL;
 	snprintf(url, sizeof url, v6 ? "sip:[%s]:%d" : "sip:%s:%d", eng->cfg.host, eng->cfg.port);

@@ -191,9 +191,10 @@ struct store_backend {
 	/* The newest event's sequence number (0 if none). */
 	int (*events_last_seq)(void *ctx, int64_t *out);
 
-	/* Group commit: until batch_end(), this thread's operations share one transaction (each
-	 * call_update a savepoint inside it), and nothing is durable before batch_end(commit)
-	 * returns STORE_OK. Other threads' writes wait meanwhile. */
+	/* Group commit: until batch_end(), this thread's operations share one transaction, and
+	 * nothing is durable before batch_end(commit) returns STORE_OK. If a step failed half-way
+	 * the batch is rolled back and batch_end() says STORE_ERROR: re-apply the steps one by
+	 * one. Other threads' writes wait meanwhile. */
 	int (*batch_begin)(void *ctx);
 	int (*batch_end)(void *ctx, bool commit);
 };

@@ -94,7 +94,7 @@ enum stmt_id {
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
 	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
-	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_COUNT
 };
 
@@ -191,9 +191,6 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
-	[S_SAVEPOINT] = "SAVEPOINT step",
-	[S_RELEASE] = "RELEASE step",
-	[S_ROLLBACK_TO] = "ROLLBACK TO step",
 };
 
 struct conn {
@@ -213,11 +210,14 @@ struct sqlite_store {
 };
 
 /* A batch (group commit): the thread that opened it owns one connection, one open transaction
- * and write_mu until batch_end(); its operations reuse them, and each step inside becomes a
- * savepoint. Many transitions then share one COMMIT, i.e. one fsync. */
+ * and write_mu until batch_end(); its operations reuse them. Many transitions then share one
+ * COMMIT, i.e. one fsync. A step that fails half-way (its UPDATE applied, its event not)
+ * marks the batch failed, and batch_end() rolls the whole batch back: the caller re-applies
+ * its steps one by one. (Cheaper than a savepoint around every step, on the hot path.) */
 static __thread struct {
 	struct sqlite_store *s;
 	struct conn *c;
+	bool failed;    /* a step failed half-way: the batch must not commit */
 } tl_batch;
 
 static bool in_batch(struct sqlite_store *s)
@@ -909,13 +909,12 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	WITH_CONN(s, c);
 	sqlite3_stmt *st = stmt(c, S_CALL_UPDATE);
 	bool batch = in_batch(s);
-	sqlite3_stmt *begin = stmt(c, batch ? S_SAVEPOINT : S_BEGIN),
-		     *commit = stmt(c, batch ? S_RELEASE : S_COMMIT),
-		     *rollback = stmt(c, batch ? S_ROLLBACK_TO : S_ROLLBACK),
-		     *release = stmt(c, S_RELEASE);
+	bool tx = u->event && !batch;   /* in a batch, the batch is the transaction */
+	sqlite3_stmt *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
+		     *rollback = stmt(c, S_ROLLBACK);
 	struct call row = {0};
 	int rc = STORE_ERROR;
-	if (!st || !begin || !commit || !rollback || !release)
+	if (!st || !begin || !commit || !rollback)
 		goto out;
 	char set[128];
 	status_set(u->from_mask, set, sizeof set);
@@ -931,7 +930,7 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
 	write_lock(s);
-	if (u->event && sqlite3_step(begin) != SQLITE_DONE) {
+	if (tx && sqlite3_step(begin) != SQLITE_DONE) {
 		sqlite3_reset(begin);
 		write_unlock(s);
 		rc = step_error(c, SQLITE_ERROR);
@@ -948,22 +947,18 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
 	}
 	sqlite3_reset(st);
-	if (u->event) {
-		if (rc == STORE_OK)
-			rc = write_event(c, u->event, &row, row.ended_at ? row.ended_at : cp_now_ms());
+	if (u->event && rc == STORE_OK)
+		rc = write_event(c, u->event, &row, row.ended_at ? row.ended_at : cp_now_ms());
+	if (tx) {
 		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
 			rc = step_error(c, SQLITE_ERROR);
-		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db)) {
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
 			sqlite3_step(rollback);
-			if (batch) {   /* ROLLBACK TO keeps the savepoint open: close it */
-				sqlite3_reset(release);
-				sqlite3_step(release);
-			}
-		}
 		sqlite3_reset(commit);
 		sqlite3_reset(rollback);
-		sqlite3_reset(release);
 	}
+	if (batch && rc == STORE_ERROR)
+		tl_batch.failed = true;
 	write_unlock(s);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
@@ -1388,8 +1383,11 @@ static int sqlite_batch_end(void *ctx, bool commit)
 	if (!in_batch(s))
 		return STORE_ERROR;
 	struct conn *c = tl_batch.c;
+	bool failed = tl_batch.failed;
+	if (failed)
+		commit = false;
 	sqlite3_stmt *st = stmt(c, commit ? S_COMMIT : S_ROLLBACK);
-	int rc = st && sqlite3_step(st) == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	int rc = st && sqlite3_step(st) == SQLITE_DONE && !failed ? STORE_OK : STORE_ERROR;
 	if (st)
 		sqlite3_reset(st);
 	if (rc != STORE_OK) {
@@ -1400,6 +1398,7 @@ static int sqlite_batch_end(void *ctx, bool commit)
 	}
 	tl_batch.s = NULL;
 	tl_batch.c = NULL;
+	tl_batch.failed = false;
 	pthread_mutex_unlock(&s->write_mu);
 	conn_put(s, c);
 	return rc;

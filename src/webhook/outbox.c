@@ -224,6 +224,7 @@ static void *worker_main(void *arg)
 {
 	struct webhook_worker *w = arg;
 	int running = 0;
+	pthread_setname_np(pthread_self(), "cp-webhooks");
 	while (!atomic_load(&w->stopping)) {
 		lease_more(w);
 		curl_multi_perform(w->multi, &running);
