@@ -88,7 +88,7 @@ enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
-	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_RAW, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
+	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
 	S_CALL_ACTIVE,
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
@@ -127,6 +127,10 @@ static const char *const stmt_sql[S_COUNT] = {
 		       " WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
 		       " AND (?2 IS NULL OR calls.tenant_id = ?2) AND (?3 IS NULL OR a.number = ?3)"
 		       " ORDER BY calls.id = ?1 DESC LIMIT 1",
+	/* the same for a tenant-wide (or unscoped) read: no agent to join, the hot GET path */
+	[S_CALL_GET_TENANT] = "SELECT " CALL_COLS("") " FROM calls"
+			      " WHERE (id = ?1 OR provider_call_id = ?1)"
+			      " AND (?2 IS NULL OR tenant_id = ?2) ORDER BY id = ?1 DESC LIMIT 1",
 	[S_CALL_GET_RAW] = "SELECT " CALL_COLS("") " FROM calls WHERE id = ?1",
 	[S_CALL_LIST] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
 			" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
@@ -788,12 +792,14 @@ static int sqlite_call_insert(void *ctx, struct call *k)
 static int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out)
 {
 	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_CALL_GET);
+	bool by_number = sc && sc->number[0];
+	sqlite3_stmt *st = stmt(c, by_number ? S_CALL_GET : S_CALL_GET_TENANT);
 	int rc = STORE_ERROR;
 	if (st) {
 		bind_text(st, 1, id);
 		bind_text(st, 2, sc ? sc->tenant_id : NULL);
-		bind_opt_text(st, 3, sc ? sc->number : NULL);
+		if (by_number)
+			bind_text(st, 3, sc->number);
 		rc = step_one_call(c, st, out);
 	}
 	conn_put(s, c);
