@@ -21,6 +21,7 @@
 #include "core/log.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,21 +466,74 @@ static int sqlite_open(const char *location, const struct store_options *opt, vo
 	if (!c)                                           \
 		return STORE_ERROR;
 
-/* ---- tenants ---------------------------------------------------------------------------- */
-
-static int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+/* Binds arguments by a type string: 's' text (NULL: null), 'o' optional text ("": null),
+ * 'i' int, 'I' int64. Keeps each operation below one line of intent. */
+static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_TENANT_CREATE);
+	for (int i = 0; types[i]; i++) {
+		switch (types[i]) {
+		case 's':
+			bind_text(st, i + 1, va_arg(ap, const char *));
+			break;
+		case 'o':
+			bind_opt_text(st, i + 1, va_arg(ap, const char *));
+			break;
+		case 'i':
+			sqlite3_bind_int(st, i + 1, va_arg(ap, int));
+			break;
+		case 'I':
+			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+			break;
+		}
+	}
+}
+
+/* One write statement with its arguments: STORE_OK if it changed a row, else NOT_FOUND. */
+static int write_one(struct sqlite_store *s, enum stmt_id id, const char *types, ...)
+{
+	struct conn *c = conn_get(s);
+	if (!c)
+		return STORE_ERROR;
+	sqlite3_stmt *st = stmt(c, id);
 	int rc = STORE_ERROR;
 	if (st) {
-		bind_text(st, 1, id);
-		bind_text(st, 2, name);
-		sqlite3_bind_int64(st, 3, now);
+		va_list ap;
+		va_start(ap, types);
+		bind_args(st, types, ap);
+		va_end(ap);
 		rc = run_write(s, c, st);
 	}
 	conn_put(s, c);
 	return rc;
+}
+
+static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names, json_t **out);
+
+/* One listing statement: rows become objects named by names (see list_rows). */
+static int list_all(struct sqlite_store *s, enum stmt_id id, const char *const *names,
+		    json_t **out, const char *types, ...)
+{
+	struct conn *c = conn_get(s);
+	if (!c)
+		return STORE_ERROR;
+	sqlite3_stmt *st = stmt(c, id);
+	int rc = STORE_ERROR;
+	if (st) {
+		va_list ap;
+		va_start(ap, types);
+		bind_args(st, types, ap);
+		va_end(ap);
+		rc = list_rows(c, st, names, out);
+	}
+	conn_put(s, c);
+	return rc;
+}
+
+/* ---- tenants ---------------------------------------------------------------------------- */
+
+static int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+{
+	return write_one(ctx, S_TENANT_CREATE, "ssI", id, name, now);
 }
 
 static int sqlite_tenant_exists(void *ctx, const char *id)
@@ -546,31 +600,15 @@ static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names,
 static int sqlite_tenant_list(void *ctx, json_t **out)
 {
 	static const char *const names[] = {"id", "name", "created_at", NULL};
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_TENANT_LIST);
-	int rc = st ? list_rows(c, st, names, out) : STORE_ERROR;
-	conn_put(s, c);
-	return rc;
+	return list_all(ctx, S_TENANT_LIST, names, out, "");
 }
 
 /* ---- agents ----------------------------------------------------------------------------- */
 
 static int sqlite_agent_create(void *ctx, const struct agent *a)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_AGENT_CREATE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, a->id);
-		bind_text(st, 2, a->tenant_id);
-		bind_text(st, 3, a->name);
-		bind_text(st, 4, a->number);
-		sqlite3_bind_int(st, 5, a->max_duration_s);
-		sqlite3_bind_int64(st, 6, a->created_at);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_AGENT_CREATE, "ssssiI", a->id, a->tenant_id, a->name, a->number,
+			 a->max_duration_s, a->created_at);
 }
 
 static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
@@ -625,36 +663,15 @@ static int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "name", "number",
 					    "max_duration_s", "created_at", NULL};
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_AGENT_LIST);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, tenant_id);
-		rc = list_rows(c, st, names, out);
-	}
-	conn_put(s, c);
-	return rc;
+	return list_all(ctx, S_AGENT_LIST, names, out, "s", tenant_id);
 }
 
 /* ---- keys ------------------------------------------------------------------------------- */
 
 static int sqlite_key_create(void *ctx, const struct api_key *k)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_KEY_CREATE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, k->id);
-		bind_text(st, 2, k->tenant_id);
-		bind_text(st, 3, k->number);
-		bind_text(st, 4, k->hash);
-		bind_text(st, 5, k->prefix);
-		sqlite3_bind_int64(st, 6, k->created_at);
-		sqlite3_bind_int(st, 7, (int)k->rate_limit);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_KEY_CREATE, "sssssIi", k->id, k->tenant_id, k->number, k->hash,
+			 k->prefix, k->created_at, (int)k->rate_limit);
 }
 
 static int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
@@ -689,29 +706,12 @@ static int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "number", "prefix",
 					    "created_at", "revoked_at", "rate_limit", NULL};
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_KEY_LIST);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, tenant_id);
-		rc = list_rows(c, st, names, out);
-	}
-	conn_put(s, c);
-	return rc;
+	return list_all(ctx, S_KEY_LIST, names, out, "s", tenant_id);
 }
 
 static int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_KEY_REVOKE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, id);
-		sqlite3_bind_int64(st, 2, now);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_KEY_REVOKE, "sI", id, now);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
@@ -1095,83 +1095,33 @@ done:
 static int sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key,
 				unsigned status, const char *body)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_IDEM_COMPLETE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, key_id);
-		bind_text(st, 2, idem_key);
-		sqlite3_bind_int(st, 3, (int)status);
-		bind_text(st, 4, body);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_IDEM_COMPLETE, "ssis", key_id, idem_key, (int)status, body);
 }
 
 static int sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_IDEM_RELEASE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, key_id);
-		bind_text(st, 2, idem_key);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_IDEM_RELEASE, "ss", key_id, idem_key);
 }
 
 static int sqlite_idem_purge(void *ctx, int64_t expire_before)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_IDEM_PURGE);
-	int rc = STORE_ERROR;
-	if (st) {
-		sqlite3_bind_int64(st, 1, expire_before);
-		rc = run_write(s, c, st);
-		if (rc == STORE_NOT_FOUND)
-			rc = STORE_OK;
-	}
-	conn_put(s, c);
-	return rc;
+	int rc = write_one(ctx, S_IDEM_PURGE, "I", expire_before);
+	return rc == STORE_NOT_FOUND ? STORE_OK : rc;   /* nothing to purge is fine */
 }
 
 /* ---- webhooks and deliveries ------------------------------------------------------------ */
 
 static int sqlite_webhook_create(void *ctx, const struct webhook *w)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_WEBHOOK_CREATE);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, w->id);
-		bind_text(st, 2, w->tenant_id);
-		bind_text(st, 3, w->agent_id);
-		bind_text(st, 4, w->url);
-		bind_text(st, 5, w->secret);
-		bind_text(st, 6, w->format);
-		sqlite3_bind_int64(st, 7, w->created_at);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_WEBHOOK_CREATE, "ssssssI", w->id, w->tenant_id, w->agent_id,
+			 w->url, w->secret, w->format, w->created_at);
 }
 
 static int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "agent_id", "url", "format",
 					    "created_at", NULL};
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_WEBHOOK_LIST);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, tenant_id);
-		rc = list_rows(c, st, names, out);
-	}
-	conn_put(s, c);
-	return rc;
+	return list_all(ctx, S_WEBHOOK_LIST, names, out, "s", tenant_id);
 }
 
 static int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
@@ -1262,20 +1212,8 @@ done:
 static int sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
 				  int http_status, const char *error, int64_t now)
 {
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_DELIVERY_RECORD);
-	int rc = STORE_ERROR;
-	if (st) {
-		sqlite3_bind_int64(st, 1, id);
-		bind_text(st, 2, status);
-		sqlite3_bind_int64(st, 3, next_at);
-		sqlite3_bind_int(st, 4, http_status);
-		bind_text(st, 5, error);
-		sqlite3_bind_int64(st, 6, now);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
+	return write_one(ctx, S_DELIVERY_RECORD, "IsIisI", id, status, next_at, http_status, error,
+			 now);
 }
 
 static int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, int limit,
@@ -1285,17 +1223,7 @@ static int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *st
 					    "webhook_id", "status", "attempts", "next_attempt_at",
 					    "last_status", "last_error", "created_at",
 					    "delivered_at", NULL};
-	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_DELIVERY_LIST);
-	int rc = STORE_ERROR;
-	if (st) {
-		bind_text(st, 1, tenant_id);
-		bind_text(st, 2, status);
-		sqlite3_bind_int(st, 3, limit);
-		rc = list_rows(c, st, names, out);
-	}
-	conn_put(s, c);
-	return rc;
+	return list_all(ctx, S_DELIVERY_LIST, names, out, "ssi", tenant_id, status, limit);
 }
 
 static int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
