@@ -198,6 +198,11 @@ static int transition_logged(struct call_service *svc, const char *id,
 	struct call_update with_event = *step;
 	const struct call_update *u = &with_event;
 	with_event.event = event_of(step);
+	/* The state machine is enforced here, for every caller: a step may only leave states
+	 * from which call_state.c allows its target (an update that keeps the status, e.g. a
+	 * late sip_status, is the one exception). An illegal step matches no row: CONFLICT. */
+	if (step->from_mask != CALL_BIT(step->to))
+		with_event.from_mask &= call_sources_of(step->to);
 	int rc = STORE(svc->st, call_update, id, u, out, &prev);
 	if (rc == STORE_OK && u->event) {
 		if (tl_batching)

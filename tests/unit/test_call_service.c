@@ -794,6 +794,27 @@ static void test_event_conflict(void **state)
 	call_clear(&out);
 }
 
+/* A caller that passes a mask naming the call's current state still cannot take a step the
+ * state machine forbids: the service restricts every mask to the target's sources. */
+static void test_event_illegal_step_refused(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, out = {0};
+	create_ok(f, f->a1, &c);
+	struct call_update to_completed = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_COMPLETED,
+					   .ended_at = cp_now_ms()};
+	assert_int_equal(call_service_event(f->svc, c.id, &to_completed, &out), STORE_CONFLICT);
+	assert_int_equal(out.status, CALL_QUEUED);
+	struct call_update to_queued = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_RINGING};
+	assert_int_equal(call_service_event(f->svc, c.id, &to_queued, &out), STORE_OK);
+	struct call_update back = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_QUEUED};
+	assert_int_equal(call_service_event(f->svc, c.id, &back, &out), STORE_CONFLICT);
+	assert_int_equal(out.status, CALL_RINGING);
+	call_clear(&c);
+	call_clear(&out);
+}
+
 /* ---- with the fake engine --------------------------------------------------------------- */
 
 static void test_fake_dial_accepted(void **state)
@@ -1528,6 +1549,7 @@ int main(void)
 		T(test_end_not_found),
 		T(test_end_without_engine_answered),
 		T(test_redact),
+		T(test_event_illegal_step_refused),
 		T(test_list_through_service),
 		T(test_event_conflict),
 		T(test_fake_dial_accepted),
