@@ -364,12 +364,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		return (ssize_t)n;
 	/* nothing to send: park the connection (returning 0 without suspending would spin) */
 	pthread_mutex_lock(&s->mu);
-	if (!s->wake_pending) {
+	closing = s->closing;           /* the server may have started stopping meanwhile */
+	if (!s->wake_pending && !closing) {
 		s->parked = true;
 		MHD_suspend_connection(s->conn);
 	}
 	pthread_mutex_unlock(&s->mu);
-	return 0;
+	return closing ? MHD_CONTENT_READER_END_OF_STREAM : 0;
 }
 
 static void stream_free(void *cls)
