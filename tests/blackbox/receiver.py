@@ -112,12 +112,32 @@ class Receiver:
             do_PUT = _handle
 
         self._stop_ev.clear()
-        self._srv = _Server(("127.0.0.1", self.port), Handler)
+        reserved = getattr(self, "_reserved", None)
+        if reserved is not None:
+            # listen on the socket reserve() bound: no other process can have taken the port
+            self._srv = _Server(("127.0.0.1", self.port), Handler, bind_and_activate=False)
+            self._srv.socket.close()
+            self._srv.socket = reserved
+            self._srv.server_address = reserved.getsockname()
+            self._srv.server_activate()
+            self._reserved = None
+        else:
+            self._srv = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._srv.server_address[1]
         self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
         return self
+
+    def reserve(self):
+        """Takes a port without listening on it: connections are refused (as to a closed port)
+        until start() listens on this very socket, so the port cannot be taken meanwhile."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._reserved = sock
+        self.port = sock.getsockname()[1]
+        return self.port
 
     def stop(self):
         """Stop answering and close the listening socket (the port becomes closed)."""

@@ -839,8 +839,7 @@ def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
 def test_pending_delivery_survives_kill9(cp):
     cp.setup_world()
     rcv = Receiver()            # not started: its port is closed
-    port = sip_free_port(udp=False, tcp=True)
-    rcv.port = port
+    port = rcv.reserve()        # bound, not listening: connections are refused
     url = "http://127.0.0.1:%d/hook" % port
     cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", url, "--secret", SECRET)
     args = FAST + ["--webhook-timeout-ms", "1000"]
