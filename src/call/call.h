@@ -46,7 +46,6 @@ struct call {
 	char agent_id[CP_UUID_LEN + 1];
 	enum call_direction direction;
 	enum call_status status;
-	bool redacted;                        /* from, to, metadata dropped */
 	char from[CALL_ADDR_MAX + 1];
 	char to[CALL_ADDR_MAX + 1];
 	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];  /* "" = null */
@@ -58,6 +57,8 @@ struct call {
 };
 
 void call_clear(struct call *c);            /* frees heap fields, zeroes */
+/* from, to and metadata were dropped (DELETE /v1/calls/{id}) */
+static inline bool call_is_redacted(const struct call *c) { return c->redacted_at != 0; }
 void call_move(struct call *dst, struct call *src);
 
 const char *call_status_name(enum call_status s);

@@ -164,7 +164,8 @@ json_t *call_to_json(const struct call *c)
 	json_t *o = json_object();
 	long long dur = call_duration_s(c);
 	json_t *meta = json_null();
-	if (c->metadata && !c->redacted) {
+	bool redacted = call_is_redacted(c);
+	if (c->metadata && !redacted) {
 		json_t *m = json_loads(c->metadata, 0, NULL);
 		if (m)
 			meta = m;
@@ -172,8 +173,8 @@ json_t *call_to_json(const struct call *c)
 	json_object_set_new(o, "id", json_string(c->id));
 	json_object_set_new(o, "agent_id", json_string(c->agent_id));
 	json_object_set_new(o, "direction", json_string(call_direction_name(c->direction)));
-	json_object_set_new(o, "from", str_or_null(c->from, !c->redacted));
-	json_object_set_new(o, "to", str_or_null(c->to, !c->redacted));
+	json_object_set_new(o, "from", str_or_null(c->from, !redacted));
+	json_object_set_new(o, "to", str_or_null(c->to, !redacted));
 	json_object_set_new(o, "status", json_string(call_status_name(c->status)));
 	json_object_set_new(o, "provider_call_id", str_or_null(c->provider_call_id, true));
 	json_object_set_new(o, "created_at", time_or_null(c->created_at));

@@ -293,8 +293,7 @@ static void reply_text(struct http_request *r, unsigned status, char *text, size
 		free(text);
 		return;
 	}
-	bool resume = r->state == REQ_SUSPENDED;
-	bool was_dispatched = r->state == REQ_DISPATCHED || resume;
+	bool resume = r->state == REQ_SUSPENDED;   /* else DISPATCHED: replies follow dispatch */
 	struct MHD_Connection *conn = r->conn;
 	r->status = status;
 	r->resp = text;
@@ -306,12 +305,10 @@ static void reply_text(struct http_request *r, unsigned status, char *text, size
 	 * in-flight count drops, so http_server_stop() never stops MHD with it still suspended. */
 	if (resume)
 		MHD_resume_connection(conn);
-	if (was_dispatched) {
-		pthread_mutex_lock(&srv->mu);
-		if (--srv->in_flight == 0)
-			pthread_cond_broadcast(&srv->cv);
-		pthread_mutex_unlock(&srv->mu);
-	}
+	pthread_mutex_lock(&srv->mu);
+	if (--srv->in_flight == 0)
+		pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
 }
 
 void http_reply_json(struct http_request *r, unsigned status, json_t *body)

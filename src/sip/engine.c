@@ -24,7 +24,6 @@ struct sip_msg {
 	struct hangup_req *hangup;   /* MSG_HANGUP */
 	struct leg *leg;             /* MSG_INBOUND_RESULT (holds a reference) */
 	enum cp_err err;
-	char call_id[CP_UUID_LEN + 1];
 	int max_duration_s;
 };
 
@@ -307,7 +306,7 @@ static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
 		hangup_request(eng, m->hangup);
 		break;
 	case MSG_INBOUND_RESULT:
-		inbound_on_created(eng, m->leg, m->err, m->call_id, m->max_duration_s);
+		inbound_on_created(eng, m->leg, m->err, m->max_duration_s);
 		break;
 	case MSG_STOP:
 		eng->stopping = true;
@@ -395,15 +394,12 @@ struct telephony sip_engine_telephony(struct sip_engine *eng)
 }
 
 /* Worker thread: the store has (or has not) created an inbound call. */
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
 void sip_inbound_created(void *arg, enum cp_err err, const struct call *c)
 {
 	struct leg *l = arg;
 	struct sip_msg m = {.type = MSG_INBOUND_RESULT, .leg = l, .err = err};
-	if (c) {
-		snprintf(m.call_id, sizeof m.call_id, "%s", c->id);
+	if (c)
 		m.max_duration_s = c->max_duration_s;
-	}
 	if (send_msg(l->eng, &m))
 		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
 			c ? c->id : "?");

@@ -16,8 +16,6 @@
 
 #include <sofia-sip/url.h>
 
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
-
 static void url_text(const url_t *u, char *buf, size_t size)
 {
 	su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -86,10 +84,24 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	call_service_inbound(eng->svc, &in, sip_inbound_created, l);
 }
 
-void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const char *call_id, int max_duration_s)
+/* Refuses the INVITE of a pending leg; if the call was stored, records why it failed. */
+static void inbound_reject(struct leg *l, int status, const char *phrase, bool stored,
+			   const char *end_reason)
 {
-	(void)call_id;   /* the leg already carries it: the engine chose it */
+	nua_respond(l->nh, status, phrase, TAG_END());
+	if (stored) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+					.ended_at = cp_now_ms(), .end_reason = end_reason,
+					.sip_status = status};
+		engine_post_event(l, &u);
+	}
+	leg_gone(l);
+	leg_unref(l);    /* the message's reference */
+}
+
+void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
+			int max_duration_s)
+{
 	if (l->state != LEG_PENDING) {
 		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
 		 * Record it (a no-op if the API's end is recorded already). */
@@ -103,38 +115,23 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 		return;
 	}
 	if (eng->stopping) {
-		nua_respond(l->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-		if (err == CP_OK) {
-			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-						.ended_at = cp_now_ms(), .end_reason = "node_shutdown",
-						.sip_status = 503};
-			engine_post_event(l, &u);
-		}
-		leg_gone(l);
-		leg_unref(l);
+		inbound_reject(l, SIP_503_SERVICE_UNAVAILABLE, err == CP_OK, "node_shutdown");
+		return;
+	}
+	if (err == CP_ERR_NOT_FOUND) {
+		inbound_reject(l, SIP_404_NOT_FOUND, false, NULL);    /* no call record */
+		return;
+	}
+	if (err != CP_OK) {
+		inbound_reject(l, SIP_500_INTERNAL_SERVER_ERROR, false, NULL);
+		return;
+	}
+	if (media_open(eng, l)) {
+		inbound_reject(l, SIP_503_SERVICE_UNAVAILABLE, true, "no_media_port");
 		return;
 	}
 	l->max_duration_s = max_duration_s;
-	if (err != CP_OK) {
-		if (err == CP_ERR_NOT_FOUND)
-			nua_respond(l->nh, SIP_404_NOT_FOUND, TAG_END());
-		else
-			nua_respond(l->nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		leg_gone(l);
-		leg_unref(l);
-		return;
-	}
 	char sdp[600];
-	if (media_open(eng, l)) {
-		nua_respond(l->nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-					.ended_at = cp_now_ms(), .end_reason = "no_media_port",
-					.sip_status = 503};
-		engine_post_event(l, &u);
-		leg_gone(l);
-		leg_unref(l);
-		return;
-	}
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),

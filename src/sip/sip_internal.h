@@ -143,7 +143,9 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 /* inbound.c */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
 void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const char *call_id, int max_duration_s);
+			int max_duration_s);
+/* The call service's answer to call_service_inbound() (worker thread): posts it back. */
+void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
 
 /* hangup.c */
 void hangup_request(struct sip_engine *eng, struct hangup_req *req);

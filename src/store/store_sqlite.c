@@ -488,30 +488,12 @@ static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
 	}
 }
 
-/* One write statement with its arguments: STORE_OK if it changed a row, else NOT_FOUND. */
-static int write_one(struct sqlite_store *s, enum stmt_id id, const char *types, ...)
-{
-	struct conn *c = conn_get(s);
-	if (!c)
-		return STORE_ERROR;
-	sqlite3_stmt *st = stmt(c, id);
-	int rc = STORE_ERROR;
-	if (st) {
-		va_list ap;
-		va_start(ap, types);
-		bind_args(st, types, ap);
-		va_end(ap);
-		rc = run_write(s, c, st);
-	}
-	conn_put(s, c);
-	return rc;
-}
-
 static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names, json_t **out);
 
-/* One listing statement: rows become objects named by names (see list_rows). */
-static int list_all(struct sqlite_store *s, enum stmt_id id, const char *const *names,
-		    json_t **out, const char *types, ...)
+/* One statement with its typed arguments. names NULL: a write, STORE_OK if it changed a
+ * row, else NOT_FOUND. names set: a listing, rows become objects named by names. */
+static int run_bound(struct sqlite_store *s, enum stmt_id id, const char *const *names,
+		     json_t **out, const char *types, ...)
 {
 	struct conn *c = conn_get(s);
 	if (!c)
@@ -523,11 +505,14 @@ static int list_all(struct sqlite_store *s, enum stmt_id id, const char *const *
 		va_start(ap, types);
 		bind_args(st, types, ap);
 		va_end(ap);
-		rc = list_rows(c, st, names, out);
+		rc = names ? list_rows(c, st, names, out) : run_write(s, c, st);
 	}
 	conn_put(s, c);
 	return rc;
 }
+
+#define write_one(s, id, ...) run_bound(s, id, NULL, NULL, __VA_ARGS__)
+#define list_all(s, id, names, out, ...) run_bound(s, id, names, out, __VA_ARGS__)
 
 /* ---- tenants ---------------------------------------------------------------------------- */
 
@@ -739,7 +724,6 @@ static void read_call(sqlite3_stmt *st, struct call *out)
 	out->answered_at = sqlite3_column_int64(st, 13);
 	out->ended_at = sqlite3_column_int64(st, 14);
 	out->redacted_at = sqlite3_column_int64(st, 15);
-	out->redacted = out->redacted_at != 0;
 	const unsigned char *meta = sqlite3_column_text(st, 16);
 	out->metadata = meta ? strdup((const char *)meta) : NULL;
 }

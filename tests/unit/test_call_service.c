@@ -329,7 +329,7 @@ static void test_create_defaults(void **state)
 	assert_true(c.created_at >= before && c.created_at <= cp_now_ms());
 	assert_int_equal(c.answered_at, 0);
 	assert_int_equal(c.ended_at, 0);
-	assert_false(c.redacted);
+	assert_false(call_is_redacted(&c));
 	assert_string_equal(c.provider_call_id, "");   /* no engine: nothing on the wire */
 	/* metadata defaults to an empty object */
 	json_t *j = call_to_json(&c);
@@ -724,7 +724,7 @@ static void test_redact(void **state)
 	result_destroy(&r);
 
 	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, "req-r", &out, &err), CP_OK);
-	assert_true(out.redacted);
+	assert_true(call_is_redacted(&out));
 	assert_true(out.redacted_at > 0);
 	assert_string_equal(out.from, "");
 	assert_string_equal(out.to, "");
@@ -740,10 +740,10 @@ static void test_redact(void **state)
 
 	/* repeatable */
 	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, NULL, &out, &err), CP_OK);
-	assert_true(out.redacted);
+	assert_true(call_is_redacted(&out));
 	assert_int_equal(out.redacted_at, first);
 	stored(f, c.id, &s);
-	assert_true(s.redacted);
+	assert_true(call_is_redacted(&s));
 	assert_null(s.metadata);
 	assert_string_equal(s.to, "");
 	call_clear(&c);
@@ -1321,7 +1321,7 @@ static void test_end_by_provider_call_id(void **state)
 	struct cp_error err;
 	assert_int_equal(call_redact(f->svc, &f->sc1, "fake-1@sip.test", NULL, &s, &err), CP_OK);
 	assert_string_equal(s.id, c.id);
-	assert_true(s.redacted);
+	assert_true(call_is_redacted(&s));
 	call_clear(&c);
 	call_clear(&s);
 }

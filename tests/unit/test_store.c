@@ -487,7 +487,7 @@ static void test_call_insert_and_get(void **state)
 	assert_string_equal(got.agent_id, a1);
 	assert_int_equal(got.direction, CALL_OUTBOUND);
 	assert_int_equal(got.status, CALL_QUEUED);
-	assert_false(got.redacted);
+	assert_false(call_is_redacted(&got));
 	assert_string_equal(got.from, "+15550001111");
 	assert_string_equal(got.to, "sip:bob@example.com");
 	assert_string_equal(got.provider_call_id, "");
@@ -1008,7 +1008,7 @@ static void test_call_redact(void **state)
 		}
 		assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_CONFLICT);
 		assert_int_equal(out.status, path[i]);
-		assert_false(out.redacted);
+		assert_false(call_is_redacted(&out));
 		assert_string_equal(out.from, "+15550001111");
 		assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
 		assert_string_equal(got.from, "+15550001111");
@@ -1022,7 +1022,7 @@ static void test_call_redact(void **state)
 	assert_int_equal(STORE(f->st, call_update, c.id, &end, NULL, NULL), STORE_OK);
 
 	assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_OK);
-	assert_true(out.redacted);
+	assert_true(call_is_redacted(&out));
 	assert_int_equal(out.redacted_at, 5000);
 	assert_string_equal(out.from, "");
 	assert_string_equal(out.to, "");
@@ -1031,7 +1031,7 @@ static void test_call_redact(void **state)
 	assert_string_equal(out.end_reason, "ended_by_api");
 
 	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
-	assert_true(got.redacted);
+	assert_true(call_is_redacted(&got));
 	assert_string_equal(got.from, "");
 	assert_string_equal(got.to, "");
 	assert_null(got.metadata);
@@ -1039,7 +1039,7 @@ static void test_call_redact(void **state)
 
 	/* idempotent: OK again, the first redaction time is kept */
 	assert_int_equal(STORE(f->st, call_redact, c.id, 9000, &out), STORE_OK);
-	assert_true(out.redacted);
+	assert_true(call_is_redacted(&out));
 	assert_int_equal(out.redacted_at, 5000);
 	assert_null(out.metadata);
 
@@ -1060,7 +1060,7 @@ static void test_call_redact(void **state)
 	new_call(f->st, f->tenant, a1, CALL_BUSY, &t);
 	assert_int_equal(STORE(f->st, call_redact, t.id, 6000, NULL), STORE_OK);
 	assert_int_equal(STORE(f->st, call_get, NULL, t.id, &got), STORE_OK);
-	assert_true(got.redacted);
+	assert_true(call_is_redacted(&got));
 	assert_null(got.metadata);
 
 	call_clear(&t);
