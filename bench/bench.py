@@ -56,10 +56,14 @@ class Callplane:
         self.agent = cli("agent", "create", "--tenant", self.tenant, "--name", "bench",
                          "--number", "+15550009999")["id"]
         self.key = cli("key", "create", "--tenant", self.tenant)["key"]
+        self.start(extra)
+
+    def start(self, extra=()):
+        """Starts the server (again, once stopped) on this database."""
         argv = [BIN, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.http,
                 "--rate-limit", "0",
-                "--sip", "127.0.0.1:%d" % self.sip if sip else "none"] + list(extra)
-        self.logf = open(self.log, "wb")
+                "--sip", "127.0.0.1:%d" % self.sip if self.sip else "none"] + list(extra)
+        self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.logf)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -217,9 +221,12 @@ def parse_wrk(text):
 # ---- benchmarks --------------------------------------------------------------------------
 
 def bench_reads(work, quick):
-    """GET /v1/calls/{id}: callplane vs nginx serving the same JSON as a static file."""
+    """GET /v1/calls/{id}: callplane vs nginx serving the same JSON as a static file.
+    Like for like: nginx runs with access_log off, callplane with --log-level warn (no
+    per-request log line). One more callplane run with its request log on (info) is reported
+    beside, not compared."""
     dur = "5s" if quick else "10s"
-    cp = Callplane(work, sip=False, extra=["--log-level", "info"])
+    cp = Callplane(work, sip=False, extra=["--log-level", "warn"])
     try:
         st, call = cp.req("POST", "/v1/calls", {"agent_id": cp.agent, "to": "sip:bob@127.0.0.1:5999"})
         assert st == 201, call
@@ -249,10 +256,18 @@ def bench_reads(work, quick):
             ng.terminate()
             ng.wait(timeout=10)
         best = {k: max(v, key=lambda r: r["rps"]) for k, v in runs.items()}
-        return {"callplane": best["callplane"], "nginx": best["nginx"], "runs": runs,
-                "ratio": best["callplane"]["rps"] / best["nginx"]["rps"]}
     finally:
         cp.stop()
+    # the same database, served again with one JSON log line per request
+    cp.start(["--log-level", "info"])
+    try:
+        with_log = parse_wrk(wrk(["-t2", "-c64", "-d" + dur, "--latency"] + hdr +
+                                 [cp.url("/v1/calls/" + call["id"])]))
+    finally:
+        cp.stop()
+    return {"callplane": best["callplane"], "nginx": best["nginx"], "runs": runs,
+            "ratio": best["callplane"]["rps"] / best["nginx"]["rps"],
+            "callplane_request_log": with_log}
 
 
 def stalled_or(remaining, target, stall_s=3.0):
@@ -444,6 +459,10 @@ def table(results):
         rows.append("| GET p50 / p99 (ms) | %s / %s | %s / %s | | p99 < 2 ms |"
                     % (fmt(r["callplane"]["p50_ms"], 2), fmt(r["callplane"]["p99_ms"], 2),
                        fmt(r["nginx"]["p50_ms"], 2), fmt(r["nginx"]["p99_ms"], 2)))
+        if r.get("callplane_request_log"):
+            rl = r["callplane_request_log"]
+            rows.append("| GET with callplane's request log on (req/s, p99 ms) | %s, %s | | %s | |"
+                        % (fmt(rl["rps"], 0), fmt(rl["p99_ms"], 2), fmt(rl["rps"] / r["nginx"]["rps"], 2)))
     e = results.get("ends")
     if e:
         rows.append("| end-call throughput, %d answered calls (ends/s) | %s | | | >= 5000 |"

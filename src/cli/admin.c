@@ -34,14 +34,14 @@ static int mkdir_parents(const char *path)
 	return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
 }
 
-struct store *cli_open_store(const char *path, bool sync_full)
+struct store *cli_open_store(const char *path, const struct store_options *opt)
 {
+	static const struct store_options admin = {.sync_full = true};
 	if (mkdir_parents(path)) {
 		fprintf(stderr, "error: cannot create the directory of %s: %s\n", path, strerror(errno));
 		return NULL;
 	}
-	struct store_options opt = {.sync_full = sync_full};
-	struct store *st = store_open(path, &opt);
+	struct store *st = store_open(path, opt ? opt : &admin);
 	if (!st)
 		fprintf(stderr, "error: cannot open database %s\n", path);
 	return st;
@@ -97,7 +97,7 @@ int cli_tenant(int argc, char **argv)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (create && (!*name || strlen(name) > STORE_NAME_MAX))
 		return fail("--name must be 1..128 characters", NULL);
-	struct store *st = cli_open_store(db, true);
+	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
@@ -159,7 +159,7 @@ int cli_agent(int argc, char **argv)
 		if (maxd && !cp_parse_int(maxd, 1, 86400, &v))
 			return fail("--max-duration must be an integer in 1..86400: ", maxd);
 	}
-	struct store *st = cli_open_store(db, true);
+	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
@@ -242,7 +242,7 @@ int cli_key(int argc, char **argv)
 	if (rate && !cp_parse_int(rate, 1, 1000000, &rate_v))
 		return fail("--rate-limit must be an integer in 1..1000000: ", rate);
 
-	struct store *st = cli_open_store(db, true);
+	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1, r;

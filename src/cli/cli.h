@@ -18,8 +18,10 @@ int cli_key(int argc, char **argv);
 int cli_webhook(int argc, char **argv);
 
 struct store;
-/* Opens the database at path (creating its directory), or prints an error and returns NULL. */
-struct store *cli_open_store(const char *path, bool sync_full);
+struct store_options;
+/* Opens the database at path (creating its directory), or prints an error and returns NULL.
+ * opt NULL: the admin commands' defaults. */
+struct store *cli_open_store(const char *path, const struct store_options *opt);
 /* Prints a JSON value on stdout (and frees it); returns 0. */
 int cli_print(json_t *v);
 

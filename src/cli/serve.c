@@ -300,7 +300,8 @@ int cli_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	rc = 1;
-	struct store *st = cli_open_store(c.db, !strcmp(c.sync, "full"));
+	struct store_options sopt = {.sync_full = !strcmp(c.sync, "full"), .server = true};
+	struct store *st = cli_open_store(c.db, &sopt);
 	if (!st)
 		goto out_cfg;
 	struct call_service *svc = call_service_create(st);

@@ -103,7 +103,7 @@ int cli_webhook(int argc, char **argv)
 		return 2;
 	}
 
-	struct store *st = cli_open_store(db, true);
+	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;

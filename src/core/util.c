@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +75,21 @@ int cp_uuid4(char out[CP_UUID_LEN + 1])
 	return 0;
 }
 
+/* OpenSSL 3 looks the algorithm up in its provider registry on every SHA256() call (a lock
+ * and a hash probe: half the cost of hashing an API key); fetch it once instead. */
+static EVP_MD *sha256_md;
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void cp_sha256_hex(const void *in, size_t len, char out[CP_SHA256_HEX_LEN + 1])
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	unsigned char md[SHA256_DIGEST_LENGTH];
-	SHA256(in, len, md);
+	pthread_once(&once, sha256_fetch);
+	if (!sha256_md || !EVP_Digest(in, len, md, NULL, sha256_md, NULL))
+		SHA256(in, len, md);
 	cp_hex(md, sizeof md, out);
 }
 

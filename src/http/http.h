@@ -86,6 +86,8 @@ const char *http_req_id(struct http_request *r);
 void http_add_header(struct http_request *r, const char *name, const char *value);
 /* Replies (exactly once, any thread). Takes ownership of body; NULL = no body (e.g. 204). */
 void http_reply_json(struct http_request *r, unsigned status, json_t *body);
+/* The same with JSON already written as text (malloc'd, owned; NULL: out of memory, 500). */
+void http_reply_json_text(struct http_request *r, unsigned status, char *text, size_t len);
 /* Replies with an error in the route's dialect. */
 void http_reply_error(struct http_request *r, const struct cp_error *e);
 void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)

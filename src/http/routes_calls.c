@@ -32,6 +32,13 @@ static struct call_service *svc_of(struct http_request *r)
 	return ((struct app *)http_app(r))->calls;
 }
 
+static void reply_call(struct http_request *r, unsigned status, const struct call *c)
+{
+	size_t len = 0;
+	char *text = call_to_json_text(c, &len);
+	http_reply_json_text(r, status, text, len);
+}
+
 /* Rejects members other than the allowed ones. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err)
 {
@@ -112,7 +119,7 @@ static void create(struct http_request *r)
 	}
 	if (call_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &err) != CP_OK)
 		goto fail;
-	http_reply_json(r, 201, call_to_json(&c));
+	reply_call(r, 201, &c);
 	goto out;
 fail:
 	http_reply_error(r, &err);
@@ -127,7 +134,7 @@ static void get(struct http_request *r)
 	struct cp_error err = {0};
 	struct call c = {0};
 	if (call_get(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &c, &err) == CP_OK)
-		http_reply_json(r, 200, call_to_json(&c));
+		reply_call(r, 200, &c);
 	else
 		http_reply_error(r, &err);
 	call_clear(&c);
@@ -183,24 +190,43 @@ static void list(struct http_request *r)
 		http_reply_error(r, &err);
 		return;
 	}
-	json_t *data = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(data, call_to_json(&calls[i]));
-	json_t *next = json_null();
-	if (n == (size_t)f.limit) {
-		char buf[32];
-		snprintf(buf, sizeof buf, "c%lld", (long long)calls[n - 1].seq);
-		next = json_string(buf);
+	/* {"data":[...],"next_cursor":"c<seq>"|null}, from each call's canonical text */
+	char **texts = calloc(n ? n : 1, sizeof *texts);
+	size_t *lens = calloc(n ? n : 1, sizeof *lens), total = 64;
+	char *body = NULL;
+	for (size_t i = 0; texts && lens && i < n; i++) {
+		if (!(texts[i] = call_to_json_text(&calls[i], &lens[i])))
+			goto out;
+		total += lens[i] + 1;
 	}
+	if (!texts || !lens || !(body = malloc(total)))
+		goto out;
+	size_t off = (size_t)snprintf(body, total, "{\"data\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			body[off++] = ',';
+		memcpy(body + off, texts[i], lens[i]);
+		off += lens[i];
+	}
+	if (n == (size_t)f.limit)
+		off += (size_t)snprintf(body + off, total - off, "],\"next_cursor\":\"c%lld\"}",
+					(long long)calls[n - 1].seq);
+	else
+		off += (size_t)snprintf(body + off, total - off, "],\"next_cursor\":null}");
+out:
+	for (size_t i = 0; texts && i < n; i++)
+		free(texts[i]);
+	free(texts);
+	free(lens);
 	call_list_free(calls, n);
-	http_reply_json(r, 200, json_pack("{s:o, s:o}", "data", data, "next_cursor", next));
+	http_reply_json_text(r, 200, body, body ? off : 0);
 }
 
 static void end_done(void *arg, const struct cp_error *err, const struct call *c)
 {
 	struct http_request *r = arg;
 	if (err->code == CP_OK)
-		http_reply_json(r, 200, call_to_json(c));
+		reply_call(r, 200, c);
 	else
 		http_reply_error(r, err);
 }
@@ -261,7 +287,7 @@ static void redact(struct http_request *r)
 	struct call c = {0};
 	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r),
 			&c, &err) == CP_OK)
-		http_reply_json(r, 200, call_to_json(&c));
+		reply_call(r, 200, &c);
 	else
 		http_reply_error(r, &err);
 	call_clear(&c);

@@ -124,6 +124,10 @@ struct stored_event {
 
 struct store_options {
 	bool sync_full;                      /* synchronous=FULL (default) vs NORMAL */
+	/* The serving process: takes the database's server lock (a second server fails to open)
+	 * and, being then the only writer of calls, caches call rows. The admin CLI opens
+	 * without it. */
+	bool server;
 };
 
 struct store_backend {

@@ -18,15 +18,25 @@
  *     passed as ",queued,ringing," and tested with instr(), which keeps every statement static.
  */
 #include "store.h"
+#include "call_cache.h"
+#include "key_cache.h"
 #include "core/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
+
+/* Rows the call cache holds at most (about 1.2 KiB each): the live calls of a busy node and the
+ * ones just ended, which is what clients poll. */
+#define CALL_CACHE_SLOTS 16384u
 
 static const char *const migrations[] = {
 	/* 1: the spine */
@@ -89,7 +99,7 @@ enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
-	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
+	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
 	S_CALL_ACTIVE,
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
@@ -133,6 +143,9 @@ static const char *const stmt_sql[S_COUNT] = {
 			      " WHERE (id = ?1 OR provider_call_id = ?1)"
 			      " AND (?2 IS NULL OR tenant_id = ?2) ORDER BY id = ?1 DESC LIMIT 1",
 	[S_CALL_GET_RAW] = "SELECT " CALL_COLS("") " FROM calls WHERE id = ?1",
+	/* a row for the call cache: by id only, with its agent's number for number scopes */
+	[S_CALL_GET_CACHEABLE] = "SELECT " CALL_COLS("calls.") ", a.number FROM calls"
+				 " JOIN agents a ON a.id = calls.agent_id WHERE calls.id = ?1",
 	[S_CALL_LIST] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
 			" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
 			" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
@@ -212,6 +225,11 @@ struct sqlite_store {
 	struct conn *all[64];           /* every connection ever opened, for close */
 	int n_all;
 	pthread_mutex_t write_mu;       /* serialises this process's writers; see top comment */
+	/* Server mode only (store_options.server): this process is the only writer of calls,
+	 * which is what makes a cache of call rows coherent. NULL otherwise. */
+	struct call_cache *calls;
+	struct key_cache *keys;
+	int server_lock_fd;             /* holds the database's server lock; -1 = none */
 };
 
 /* A batch (group commit): the thread that opened it owns one connection, one open transaction
@@ -223,6 +241,9 @@ static __thread struct {
 	struct sqlite_store *s;
 	struct conn *c;
 	bool failed;    /* a step failed half-way: the batch must not commit */
+	/* calls written in the batch: forgotten by the call cache once the batch has ended */
+	char (*touched)[CP_UUID_LEN + 1];
+	size_t n_touched, cap_touched;
 } tl_batch;
 
 static bool in_batch(struct sqlite_store *s)
@@ -240,6 +261,35 @@ static void write_unlock(struct sqlite_store *s)
 {
 	if (!in_batch(s))
 		pthread_mutex_unlock(&s->write_mu);
+}
+
+/* The call cache's write brackets (call_cache.h). Before a write of a call: begin (inside a
+ * batch, remember the id for batch_end()); false if it cannot be remembered, and the write must
+ * not run. After it: end at once outside a batch (the statement autocommitted), at batch_end()
+ * inside one, after the COMMIT. */
+static bool call_write_begin(struct sqlite_store *s, const char *id)
+{
+	if (!s->calls)
+		return true;
+	if (in_batch(s)) {
+		if (tl_batch.n_touched == tl_batch.cap_touched) {
+			size_t cap = tl_batch.cap_touched ? 2 * tl_batch.cap_touched : 64;
+			void *p = realloc(tl_batch.touched, cap * sizeof *tl_batch.touched);
+			if (!p)
+				return false;
+			tl_batch.touched = p;
+			tl_batch.cap_touched = cap;
+		}
+		snprintf(tl_batch.touched[tl_batch.n_touched++], CP_UUID_LEN + 1, "%s", id);
+	}
+	call_cache_write_begin(s->calls, id);
+	return true;
+}
+
+static void call_write_end(struct sqlite_store *s, const char *id)
+{
+	if (s->calls && !in_batch(s))
+		call_cache_write_end(s->calls, id);
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
@@ -431,10 +481,36 @@ static void sqlite_close(void *ctx)
 		return;
 	for (int i = 0; i < s->n_all; i++)
 		conn_close(s->all[i]);
+	/* after every connection: closing any descriptor of the file drops the process's POSIX
+	 * locks on it, SQLite's included */
+	if (s->server_lock_fd >= 0)
+		close(s->server_lock_fd);
+	call_cache_destroy(s->calls);
+	key_cache_close(s->keys);
 	pthread_mutex_destroy(&s->pool_mu);
 	pthread_mutex_destroy(&s->write_mu);
 	free(s->path);
 	free(s);
+}
+
+/* Server mode: one server per database. Two would each end the other's calls as left over
+ * from a crash, and this one's call cache would miss the other's writes. The lock is an
+ * flock() on the database file, which SQLite's own (fcntl) locks do not see; the admin CLI
+ * takes none and keeps working next to the server. */
+static int server_lock(struct sqlite_store *s)
+{
+	s->server_lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (s->server_lock_fd < 0 || flock(s->server_lock_fd, LOCK_EX | LOCK_NB)) {
+		if (errno == EWOULDBLOCK)
+			log_msg(LOG_ERROR, "store_error", "%s is in use by another callplane server",
+				s->path);
+		else
+			log_msg(LOG_ERROR, "store_error", "cannot lock %s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	s->calls = call_cache_create(CALL_CACHE_SLOTS);
+	s->keys = key_cache_open(s->path);
+	return s->calls && s->keys ? 0 : -1;
 }
 
 static int sqlite_open(const char *location, const struct store_options *opt, void **ctx)
@@ -442,6 +518,7 @@ static int sqlite_open(const char *location, const struct store_options *opt, vo
 	struct sqlite_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return STORE_ERROR;
+	s->server_lock_fd = -1;
 	s->path = strdup(location);
 	s->sync_full = !opt || opt->sync_full;
 	pthread_mutex_init(&s->pool_mu, NULL);
@@ -455,6 +532,10 @@ static int sqlite_open(const char *location, const struct store_options *opt, vo
 		return STORE_ERROR;
 	}
 	conn_put(s, c);
+	if (opt && opt->server && server_lock(s)) {
+		sqlite_close(s);
+		return STORE_ERROR;
+	}
 	*ctx = s;
 	return STORE_OK;
 }
@@ -661,6 +742,13 @@ static int sqlite_key_create(void *ctx, const struct api_key *k)
 
 static int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 {
+	struct sqlite_store *cs = ctx;
+	uint64_t ticket = 0;
+	if (cs->keys) {
+		if (key_cache_get(cs->keys, hash, out))
+			return STORE_OK;
+		ticket = key_cache_ticket(cs->keys);
+	}
 	WITH_CONN(s, c);
 	sqlite3_stmt *st = stmt(c, S_KEY_BY_HASH);
 	int rc = STORE_ERROR;
@@ -678,6 +766,8 @@ static int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 			out->revoked_at = sqlite3_column_int64(st, 6);
 			out->rate_limit = (unsigned)sqlite3_column_int(st, 7);
 			rc = STORE_OK;
+			if (s->keys)
+				key_cache_fill(s->keys, ticket, out);
 		} else {
 			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
 		}
@@ -696,7 +786,13 @@ static int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
 
 static int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
 {
-	return write_one(ctx, S_KEY_REVOKE, "sI", id, now);
+	struct sqlite_store *s = ctx;
+	int rc = write_one(ctx, S_KEY_REVOKE, "sI", id, now);
+	/* committed: now tell every server's key cache (key_cache.h) */
+	if (rc == STORE_OK && key_epoch_bump(s->path))
+		log_msg(LOG_WARN, "store_error", "key %s revoked, but a running server may accept it"
+			" for up to %d s more", id, KEY_CACHE_TTL_MS / 1000);
+	return rc;
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
@@ -773,9 +869,56 @@ static int sqlite_call_insert(void *ctx, struct call *k)
 	return rc;
 }
 
+static bool in_scope(const struct scope *sc, const struct call *c, const char *number)
+{
+	return !sc || (!strcmp(sc->tenant_id, c->tenant_id) &&
+		       (!sc->number[0] || !strcmp(sc->number, number)));
+}
+
+/* The cached path of call_get for a call id: STORE_OK with the row if it is in scope, else
+ * STORE_NOT_FOUND, and the caller asks SQL (the id may be another call's provider id). A miss
+ * reads the row by id and caches it. A batch's thread never uses the cache: it must see its own
+ * uncommitted writes, and must not cache them. */
+static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct scope *sc,
+			   const char *id, struct call *out)
+{
+	char number[CALL_CACHE_NUMBER_MAX + 1];
+	if (call_cache_get(s->calls, id, out, number)) {
+		if (in_scope(sc, out, number))
+			return STORE_OK;
+		call_clear(out);
+		return STORE_NOT_FOUND;
+	}
+	uint64_t ticket = call_cache_ticket(s->calls, id);
+	sqlite3_stmt *st = stmt(c, S_CALL_GET_CACHEABLE);
+	if (!st)
+		return STORE_ERROR;
+	bind_text(st, 1, id);
+	int r = sqlite3_step(st), rc;
+	if (r == SQLITE_ROW) {
+		read_call(st, out);
+		copy_col(st, 17, number, sizeof number);
+		call_cache_fill(s->calls, ticket, out, number);
+		rc = in_scope(sc, out, number) ? STORE_OK : STORE_NOT_FOUND;
+		if (rc != STORE_OK)
+			call_clear(out);
+	} else {
+		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 static int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out)
 {
 	WITH_CONN(s, c);
+	if (s->calls && !in_batch(s) && strlen(id) == CP_UUID_LEN) {
+		int rc = cached_call_get(s, c, sc, id, out);
+		if (rc != STORE_NOT_FOUND) {
+			conn_put(s, c);
+			return rc;
+		}
+	}
 	bool by_number = sc && sc->number[0];
 	sqlite3_stmt *st = stmt(c, by_number ? S_CALL_GET : S_CALL_GET_TENANT);
 	int rc = STORE_ERROR;
@@ -859,10 +1002,14 @@ static int write_event(struct conn *c, const char *type, const struct call *call
 	if (cp_uuid4(event_id))
 		return STORE_ERROR;
 	cp_rfc3339(now, ts);
-	json_t *ev = json_pack("{s:s, s:s, s:s, s:o}", "id", event_id, "type", type, "created_at",
-			       ts, "data", call_to_json(call));
-	char *payload = ev ? json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(ev);
+	/* {"id","type","created_at","data"}: id, type and ts need no escaping (ours, ASCII) */
+	size_t call_len = 0;
+	char *data = call_to_json_text(call, &call_len), *payload = NULL;
+	size_t size = call_len + strlen(type) + 128;
+	if (data && (payload = malloc(size)))
+		snprintf(payload, size, "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\",\"data\":%s}",
+			 event_id, type, ts, data);
+	free(data);
 	sqlite3_stmt *ins = stmt(c, S_EVENT_INSERT), *fan = stmt(c, S_DELIVERY_FANOUT);
 	int rc = STORE_ERROR;
 	if (!payload || !ins || !fan)
@@ -920,8 +1067,14 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
 	write_lock(s);
+	if (!call_write_begin(s, id)) {
+		tl_batch.failed = true;   /* only a batch can fail to remember the id */
+		write_unlock(s);
+		goto out;
+	}
 	if (tx && sqlite3_step(begin) != SQLITE_DONE) {
 		sqlite3_reset(begin);
+		call_write_end(s, id);
 		write_unlock(s);
 		rc = step_error(c, SQLITE_ERROR);
 		goto out;
@@ -949,6 +1102,7 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	}
 	if (batch && rc == STORE_ERROR)
 		tl_batch.failed = true;
+	call_write_end(s, id);
 	write_unlock(s);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
@@ -969,7 +1123,12 @@ static int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct cal
 		bind_text(st, 1, id);
 		sqlite3_bind_int64(st, 2, now);
 		write_lock(s);
-		rc = step_one_call(c, st, out);
+		if (call_write_begin(s, id)) {
+			rc = step_one_call(c, st, out);
+			call_write_end(s, id);
+		} else {
+			tl_batch.failed = true;
+		}
 		write_unlock(s);
 		if (rc == STORE_NOT_FOUND)
 			rc = current_row(c, id, out);
@@ -1314,6 +1473,13 @@ static int sqlite_batch_end(void *ctx, bool commit)
 		if (!sqlite3_get_autocommit(c->db))
 			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 	}
+	/* committed or rolled back: either way the rows touched may no longer be what a reader
+	 * cached, and no reply about them has gone out yet */
+	for (size_t i = 0; i < tl_batch.n_touched; i++)
+		call_cache_write_end(s->calls, tl_batch.touched[i]);
+	free(tl_batch.touched);      /* one malloc per batch; nothing outlives its thread */
+	tl_batch.touched = NULL;
+	tl_batch.n_touched = tl_batch.cap_touched = 0;
 	tl_batch.s = NULL;
 	tl_batch.c = NULL;
 	tl_batch.failed = false;

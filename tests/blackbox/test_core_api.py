@@ -1,13 +1,14 @@
 """Black-box tests of the canonical REST API (docs/API.md)."""
 
 import json
+import subprocess
 import threading
 import time
 
 import pytest
 
 from cp import (ACTIVE_STATUSES, CALL_KEYS, assert_call_shape, assert_error, assert_recent,
-                is_ts, is_uuid, random_uuid, urlquote)
+                free_port, is_ts, is_uuid, random_uuid, urlquote)
 
 SIP_TO = "sip:bob@127.0.0.1:5070"
 
@@ -705,3 +706,19 @@ def test_request_id_and_log_lines(srv):
             problems.append("%s %s (request id %s): %d JSON request log lines, %d JSON lines with the id"
                             % (method, path, rid, len(request_lines), len(json_hits)))
     assert not problems, "\n".join(problems) + "\nstderr tail:\n" + "\n".join(lines[-30:])
+
+
+# ---------------------------------------------------------- one server per database
+
+
+def test_second_server_on_the_same_database_refuses_to_start(srv):
+    """Two servers on one file would end each other's calls as crash leftovers; the second
+    one exits with a clear error, the first keeps serving, and the admin CLI still works."""
+    call = srv.create_call()
+    p = subprocess.run([srv.bin, "serve", "--db", srv.db, "--http", "127.0.0.1:%d" % free_port(),
+                        "--sip", "none"], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p
+    assert "in use by another callplane server" in p.stderr, p.stderr
+    assert srv.get_call(call["id"])["status"] == "queued"
+    _kid, key2 = srv.key_create(srv.tenant)
+    assert srv.request("GET", "/v1/calls/" + call["id"], key=key2).status == 200

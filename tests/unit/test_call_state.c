@@ -505,6 +505,100 @@ static void test_call_move(void **state)
 	call_clear(&b);
 }
 
+/* A jansson string, or null for "", absent, or text jansson refuses (not UTF-8). */
+static json_t *STR_OR_NULL(const char *s, bool present)
+{
+	json_t *j = present && s[0] ? json_string(s) : NULL;
+	return j ? j : json_null();
+}
+
+/* The text writer must say exactly what jansson would: build the object the jansson way, dump
+ * it with the flags the server used, and compare bytes. Strings with every escape class, UTF-8,
+ * and a provider id that is not UTF-8 (jansson would refuse it; we write null). */
+static void expect_same_as_jansson(const struct call *c)
+{
+	bool red = call_is_redacted(c);
+	long long dur = call_duration_s(c);
+	char ts[4][CP_RFC3339_LEN + 1];
+	const int64_t t[4] = {c->created_at, c->answered_at, c->ended_at, c->redacted_at};
+	json_t *tv[4];
+	for (int i = 0; i < 4; i++) {
+		cp_rfc3339(t[i], ts[i]);
+		tv[i] = t[i] ? json_string(ts[i]) : json_null();
+	}
+	json_t *meta = c->metadata && !red ? json_loads(c->metadata, 0, NULL) : json_null();
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(c->id));
+	json_object_set_new(o, "agent_id", json_string(c->agent_id));
+	json_object_set_new(o, "direction", json_string(call_direction_name(c->direction)));
+	json_object_set_new(o, "from", STR_OR_NULL(c->from, !red));
+	json_object_set_new(o, "to", STR_OR_NULL(c->to, !red));
+	json_object_set_new(o, "status", json_string(call_status_name(c->status)));
+	json_object_set_new(o, "provider_call_id", STR_OR_NULL(c->provider_call_id, true));
+	json_object_set_new(o, "created_at", tv[0]);
+	json_object_set_new(o, "answered_at", tv[1]);
+	json_object_set_new(o, "ended_at", tv[2]);
+	json_object_set_new(o, "duration_s", dur >= 0 ? json_integer(dur) : json_null());
+	json_object_set_new(o, "end_reason", STR_OR_NULL(c->end_reason, true));
+	json_object_set_new(o, "sip_status", c->sip_status ? json_integer(c->sip_status) : json_null());
+	json_object_set_new(o, "max_duration_s",
+			    c->max_duration_s ? json_integer(c->max_duration_s) : json_null());
+	json_object_set_new(o, "metadata", meta ? meta : json_null());
+	json_object_set_new(o, "redacted_at", tv[3]);
+	char *want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	size_t len = 0;
+	char *got = call_to_json_text(c, &len);
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	assert_int_equal(len, strlen(want));
+	free(want);
+	free(got);
+	json_decref(o);
+}
+
+static void test_json_text_matches_jansson(void **state)
+{
+	(void)state;
+	struct call c;
+	fill_ended_call(&c);
+	expect_same_as_jansson(&c);
+
+	/* every escape jansson knows, control bytes, DEL, UTF-8 in a URI user part */
+	strcpy(c.to, "sip:\"q\\uo\"te\b\f\n\r\t\x01\x1f\x7f/\xc3\xa9t\xc3\xa9@h");
+	strcpy(c.provider_call_id, "\xe2\x98\x83-\xf0\x9f\x93\x9e@x");
+	expect_same_as_jansson(&c);
+
+	/* not UTF-8: null, as jansson cannot hold it */
+	strcpy(c.provider_call_id, "bad\xff\xfe@x");
+	strcpy(c.from, "\xc3");
+	struct call copy = c;
+	size_t len;
+	char *got = call_to_json_text(&copy, &len);
+	json_t *parsed = json_loads(got, 0, NULL);
+	assert_non_null(parsed);
+	assert_true(json_is_null(json_object_get(parsed, "provider_call_id")));
+	assert_true(json_is_null(json_object_get(parsed, "from")));
+	json_decref(parsed);
+	free(got);
+
+	/* fresh (mostly nulls), then redacted */
+	call_clear(&c);
+	fill_ended_call(&c);
+	c.answered_at = c.ended_at = 0;
+	c.end_reason[0] = c.provider_call_id[0] = '\0';
+	c.sip_status = c.max_duration_s = 0;
+	c.status = CALL_QUEUED;
+	free(c.metadata);
+	c.metadata = NULL;
+	expect_same_as_jansson(&c);
+	call_clear(&c);
+	fill_ended_call(&c);
+	c.redacted_at = c.ended_at + 5;
+	expect_same_as_jansson(&c);
+	call_clear(&c);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -529,6 +623,7 @@ int main(void)
 		cmocka_unit_test(test_to_json_full),
 		cmocka_unit_test(test_to_json_fresh_call),
 		cmocka_unit_test(test_to_json_redacted),
+		cmocka_unit_test(test_json_text_matches_jansson),
 		cmocka_unit_test(test_call_move),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
