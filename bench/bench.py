@@ -157,7 +157,7 @@ class Sipp:
             ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(self.port), "-m", str(n),
              "-timeout", "%ds" % timeout_s, "-timeout_error", "-buff_size", "4194304",
              "-max_socket", "65000", "-nostdin", "-trace_stat", "-stf", self.stat,
-             "-fd", "1"],
+             "-fd", "1", "-trace_err", "-error_file", os.path.join(workdir, "sipp_errors.log")],
             stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
         time.sleep(0.3)
 
@@ -169,17 +169,25 @@ class Sipp:
             self.proc.wait()
             return None
 
-    def successful(self):
-        """SuccessfulCall(C) of the last statistics line."""
+    def stats(self):
+        """The last statistics line, by column name ({} before the first)."""
         try:
             rows = open(self.stat).read().strip().splitlines()
         except OSError:
-            return None
+            return {}
         if len(rows) < 2:
-            return None
-        head = rows[0].split(";")
-        last = rows[-1].split(";")
-        return int(last[head.index("SuccessfulCall(C)")])
+            return {}
+        return dict(zip(rows[0].split(";"), rows[-1].split(";")))
+
+    def successful(self):
+        """SuccessfulCall(C) of the last statistics line."""
+        v = self.stats().get("SuccessfulCall(C)")
+        return int(v) if v else None
+
+    def failures(self):
+        """The non-zero cumulative failure counters of the last statistics line."""
+        return {k: int(v) for k, v in self.stats().items()
+                if k.startswith("Failed") and k.endswith("(C)") and v.isdigit() and int(v)}
 
     def kill(self):
         if self.proc.poll() is None:
@@ -287,7 +295,8 @@ def stalled_or(remaining, target, stall_s=3.0):
 
 
 def place_answered(cp, sipp, n, timeout_s):
-    """Places n calls to the sipp far end and waits until all are in progress."""
+    """Places n calls to the sipp far end and waits until all are in progress, or until no call
+    is still being set up (those that failed, e.g. no RTP port, will not come up)."""
     wrk(["-t2", "-c32", "-d%ds" % timeout_s, "-s", os.path.join(LUA, "create_calls.lua"),
          cp.url("/")], env={"CP_KEY": cp.key, "CP_AGENT": cp.agent, "CP_N": str(n),
                             "CP_TO": "sip:bench@127.0.0.1:%d" % sipp.port, "CP_THREADS": "2"},
@@ -300,7 +309,7 @@ def place_answered(cp, sipp, n, timeout_s):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         up = cp.count("in_progress")
-        if up >= n:
+        if up >= n or cp.count("queued") + cp.count("ringing") == 0:
             return up
         time.sleep(0.5)
     return cp.count("in_progress")
@@ -409,21 +418,83 @@ def bench_latency(work, quick):
         cp.stop()
 
 
+def fd_limit(pid):
+    """The soft RLIMIT_NOFILE of a process."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return None
+
+
+def udp_by_addr(pid, lo, hi, skip_port=None):
+    """The process's UDP sockets bound on a port in lo..hi, counted by local address."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    counts = {}
+    for name, fam in (("/proc/net/udp", socket.AF_INET), ("/proc/net/udp6", socket.AF_INET6)):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[9] not in inodes:
+                    continue
+                addr, port = parts[1].split(":")
+                port = int(port, 16)
+                if not lo <= port <= hi or port == skip_port:
+                    continue
+                raw = bytes.fromhex(addr)   # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                ip = socket.inet_ntop(fam, raw)
+                counts[ip] = counts.get(ip, 0) + 1
+    return counts
+
+
 def bench_capacity(work, quick):
-    """Concurrent answered calls held, and RSS per call."""
-    n = 2000 if quick else int(os.environ.get("CP_CAPACITY", "10000"))
-    cp = Callplane(work, extra=["--rtp-ports", "10000-65000", "--ring-timeout", "300",
-                                "--log-level", "warn"])
+    """Concurrent answered calls held, and RSS per call. Each call binds an RTP socket, and one
+    address has only 27,501 even ports in 10000-65000: the server binds them on two addresses
+    (--rtp-addrs; Linux routes all of 127/8 to loopback)."""
+    n = 2000 if quick else int(os.environ.get("CP_CAPACITY", "50000"))
+    addrs = os.environ.get("CP_RTP_ADDRS", "127.0.0.1,127.0.0.2")
+    lo, hi = (int(p) for p in os.environ.get("CP_RTP_PORTS", "10000-65000").split("-"))
+    cp = Callplane(work, extra=["--rtp-ports", "%d-%d" % (lo, hi), "--rtp-addrs", addrs,
+                                "--ring-timeout", "300", "--log-level", "warn"])
     sipp = Sipp(work, n, timeout_s=900)
     try:
         base = cp.rss_kb()
-        up = place_answered(cp, sipp, n, timeout_s=max(60, n // 50))
+        t0 = time.time()
+        up = place_answered(cp, sipp, n, timeout_s=max(60, n // 100))
+        place_s = time.time() - t0
         rss = cp.rss_kb()
+        by_addr = {a: k for a, k in udp_by_addr(cp.proc.pid, lo, hi, skip_port=cp.sip).items()
+                   if a in addrs.split(",")}
+        failed = cp.count("failed")
+        # the server's start-up warning when its descriptor limit holds fewer calls than ports
+        fd_cap = [l.get("max_calls") for l in cp.log_lines() if l.get("event") == "fd_limit"]
+        t1 = time.time()
         st, body = cp.req("POST", "/v1/calls/end", {}, timeout=300)
-        sipp.wait(timeout=120)
-        return {"target": n, "held": up, "rss_base_kb": base, "rss_kb": rss,
-                "rss_per_call_kb": (rss - base) / up if up else None,
-                "bulk_end": body, "bye_answered": sipp.successful()}
+        end_s = time.time() - t1
+        # sipp exits after its n calls; when fewer were set up, stop once every held call's
+        # BYE is answered
+        deadline = time.time() + 120
+        while sipp.proc.poll() is None and time.time() < deadline:
+            if (sipp.successful() or 0) >= up:
+                time.sleep(1.5)    # one more statistics line
+                break
+            time.sleep(0.5)
+        return {"target": n, "held": up, "failed_setup": failed, "rtp_addrs": addrs,
+                "held_by_rtp_addr": by_addr, "fd_limit": fd_limit(cp.proc.pid),
+                "fd_limit_max_calls": fd_cap[0] if fd_cap else None,
+                "rss_base_kb": base, "rss_kb": rss,
+                "rss_per_call_kb": (rss - base) / up if up else None, "place_s": round(place_s, 1),
+                "bulk_end": body, "bulk_end_s": round(end_s, 1),
+                "bye_answered": sipp.successful(), "sipp_failed": sipp.failures(),
+                "still_active": cp.count("active")}
     finally:
         sipp.kill()
         cp.stop()
@@ -477,7 +548,16 @@ def table(results):
                     % (fmt(l["http_end_ms_p50"], 2), fmt(l["http_end_ms_p99"], 2)))
     c = results.get("capacity")
     if c:
-        rows.append("| concurrent answered calls held | %s of %s | | | >= 50000 |" % (c["held"], c["target"]))
+        why = ""
+        if c["held"] < c["target"]:
+            why = " (%d failed to set up" % c["failed_setup"]
+            if c.get("fd_limit_max_calls") and c["fd_limit_max_calls"] < c["target"]:
+                why += "; descriptor limit %s holds %s calls" % (c["fd_limit"], c["fd_limit_max_calls"])
+            why += ")"
+        rows.append("| concurrent answered calls held | %s of %s%s | | | >= 50000 |"
+                    % (c["held"], c["target"], why))
+        rows.append("| ... by RTP address | %s | | | |"
+                    % ", ".join("%s: %d" % kv for kv in sorted(c["held_by_rtp_addr"].items())))
         rows.append("| RSS per call (KiB) | %s | | | |" % fmt(c["rss_per_call_kb"], 1))
     d = results.get("durability")
     if d:

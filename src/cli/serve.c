@@ -4,7 +4,15 @@
  *
  * Signals are blocked in every thread (they inherit the mask before they are created) and taken
  * synchronously with sigwait() here, so no code runs in signal context.
+ *
+ * Descriptors: every call holds an RTP socket, so the soft RLIMIT_NOFILE is raised to the
+ * hard limit (with CAP_SYS_RESOURCE the hard limit too, up to the kernel's nr_open, at most
+ * 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP connections, the store's pool,
+ * SIP over TCP, webhooks), so a node at its limit still answers the API that ends calls; a
+ * call beyond that fails like one that finds no free RTP port. When the limit is below what
+ * the RTP ports allow, a warning at start-up says how many calls the node can hold.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +40,7 @@ static const char serve_usage[] =
 	"                       [--log-level debug|info|warn|error]\n"
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
-	"       [--sip-advertise IP]\n"
+	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS]\n"
@@ -42,7 +50,7 @@ static const char serve_usage[] =
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
-		*sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout;
+		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout;
 };
 
 /* Fills options not given on the command line from the JSON config file. */
@@ -63,7 +71,8 @@ static int load_config_file(struct serve_config *c, json_t **holder)
 		{"trunk", &c->trunk}, {"trunk-auth", &c->trunk_auth},
 		{"ring-timeout", &c->ring_timeout}, {"hangup-rate", &c->hangup_rate},
 		{"hangup-wait-ms", &c->hangup_wait}, {"rtp-ports", &c->rtp_ports},
-		{"sip-advertise", &c->sip_advertise}, {"rate-limit", &c->rate_limit},
+		{"rtp-addrs", &c->rtp_addrs}, {"sip-advertise", &c->sip_advertise},
+		{"rate-limit", &c->rate_limit},
 		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
 		{"webhook-timeout-ms", &c->wh_timeout},
 	};
@@ -174,21 +183,68 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc)
 		sc->rtp_port_min = (int)lo;
 		sc->rtp_port_max = (int)hi;
 	}
+	if (c->rtp_addrs) {
+		char why[160];
+		if (sip_config_set_rtp_addrs(sc, c->rtp_addrs, why, sizeof why)) {
+			fprintf(stderr, "error: --rtp-addrs must be IP[,IP...]: %s\n", why);
+			return -1;
+		}
+	}
 	return 0;
 }
 
-/* Every call holds an RTP socket: allow as many descriptors as we may. Root may raise the
- * hard limit too (up to 1M, the kernel's default nr_open); others get their hard limit. */
-static void raise_fd_limit(void)
+/* Raises the soft descriptor limit to the hard one (with CAP_SYS_RESOURCE the hard one too, to
+ * nr_open or 1M); returns the soft limit in force. */
+static rlim_t raise_fd_limit(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	struct rlimit want = {.rlim_cur = 1u << 20, .rlim_max = 1u << 20};
-	if (rl.rlim_max >= want.rlim_max || setrlimit(RLIMIT_NOFILE, &want) != 0) {
+		return 0;
+	rlim_t ceiling = 1u << 20;
+	unsigned long long nr_open;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) == 1 && nr_open < ceiling)
+			ceiling = (rlim_t)nr_open;
+		fclose(f);
+	}
+	struct rlimit want = {.rlim_cur = ceiling, .rlim_max = ceiling};
+	if (rl.rlim_max >= ceiling || setrlimit(RLIMIT_NOFILE, &want) != 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	return rl.rlim_cur;
+}
+
+/* Descriptors kept from calls: at most FD_RESERVE, a quarter of a small limit. */
+#define FD_RESERVE 1024
+
+/* Caps the RTP sockets (one per call) below the descriptor limit; warns when that holds
+ * fewer calls than the RTP ports would. */
+static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
+{
+	if (limit == 0 || limit == RLIM_INFINITY || limit > (rlim_t)LONG_MAX)
+		return;
+	long lim = (long)limit;
+	long reserve = lim / 4 < FD_RESERVE ? lim / 4 : FD_RESERVE;
+	sc->max_rtp_sockets = lim - reserve;
+	long ports = sip_config_rtp_capacity(sc);
+	if (sc->max_rtp_sockets >= ports)
+		return;
+	struct rlimit rl = {0};
+	getrlimit(RLIMIT_NOFILE, &rl);
+	char msg[400];
+	snprintf(msg, sizeof msg,
+		 "the descriptor limit (RLIMIT_NOFILE %ld, hard %lld) holds at most %ld calls at once "
+		 "(one RTP socket each, %ld descriptors kept for HTTP and the store); the RTP ports "
+		 "allow %ld. Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to hold more",
+		 lim, rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max,
+		 sc->max_rtp_sockets, reserve, ports);
+	log_json(LOG_WARN, "fd_limit",
+		 json_pack("{s:s, s:I, s:I, s:I}", "message", msg, "limit", (json_int_t)lim,
+			   "max_calls", (json_int_t)sc->max_rtp_sockets, "rtp_ports", (json_int_t)ports));
 }
 
 /* A transition's outbox event committed: wake whoever delivers events. */
@@ -211,6 +267,7 @@ int cli_serve(int argc, char **argv)
 			     {"hangup-rate", &c.hangup_rate, false},
 			     {"hangup-wait-ms", &c.hangup_wait, false},
 			     {"rtp-ports", &c.rtp_ports, false},
+			     {"rtp-addrs", &c.rtp_addrs, false},
 			     {"sip-advertise", &c.sip_advertise, false},
 			     {"rate-limit", &c.rate_limit, false},
 			     {"webhook-retry-initial-ms", &c.wh_retry, false},
@@ -288,7 +345,9 @@ int cli_serve(int argc, char **argv)
 	struct sip_config sipc;
 	if (with_sip && sip_config_from(&c, &sipc))
 		goto out_cfg;
-	raise_fd_limit();
+	rlim_t fd_limit = raise_fd_limit();
+	if (with_sip)
+		fit_calls_to_fd_limit(&sipc, fd_limit);
 	webhook_global_init();
 
 	/* every thread created from here on inherits this mask */

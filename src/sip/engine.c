@@ -452,7 +452,12 @@ static void *engine_main(void *arg)
 	}
 	eng->pace_timer = su_timer_create(su_root_task(eng->root), 5);
 	started(eng, 0);
-	log_json(LOG_INFO, "sip_listening", json_pack("{s:s, s:s}", "url", url, "contact", eng->contact));
+	json_t *rtp = json_array();
+	for (int i = 0; i < eng->n_media; i++)
+		json_array_append_new(rtp, json_string(eng->media[i].text));
+	log_json(LOG_INFO, "sip_listening",
+		 json_pack("{s:s, s:s, s:o, s:I}", "url", url, "contact", eng->contact, "rtp_addrs",
+			   rtp, "rtp_capacity", (json_int_t)sip_config_rtp_capacity(&eng->cfg)));
 
 	su_root_run(eng->root);
 
@@ -491,7 +496,10 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
 	}
-	eng->rtp_next = cfg->rtp_port_min & ~1;
+	if (media_init(eng)) {
+		free(eng);
+		return NULL;
+	}
 	eng->tokens = 100;
 	eng->tokens_at_us = cp_mono_us();
 	pthread_mutex_init(&eng->start_mu, NULL);

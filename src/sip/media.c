@@ -6,11 +6,25 @@
  * its lifetime, so the port we put in SDP is really ours and never handed to two calls. No
  * media flows yet; the socket is where an RTP stack will read. Codecs: G.711 (PCMU 0, PCMA 8)
  * plus telephone-event; an offer without PCMU or PCMA is refused (488).
+ *
+ * Addresses: the socket is bound on the advertise address, or on one of --rtp-addrs. One
+ * address has one port per even number of the range (27,768 for 10000-65535), so a node that
+ * is to hold more calls is given several addresses, each with the whole range. Calls take the
+ * addresses in turn (round-robin), each address with its own port cursor: media spreads over
+ * the addresses (and the interfaces, firewall and NAT state behind them) from the first call
+ * on, and each cursor moves N times slower, so a port freed by an ended call is reused later
+ * and late RTP of the old call is less likely to reach a new one. Filling one address before
+ * the next would give neither. An address whose every port is ours is skipped without a
+ * syscall; a call fails (no_media_port, or 503 inbound) only when no address has a free port,
+ * as with one address. The SDP's o= and c= lines carry the address the call's socket is bound
+ * on, IP4 or IP6 to match, so families may be mixed (the far end must reach both, of course).
+ * An --rtp-addrs address this host cannot bind stops the start: it would fail every call.
  */
 #include "sip_internal.h"
 #include "core/log.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -20,59 +34,244 @@
 
 #include <sofia-sip/sdp.h>
 
+/* ---- configuration ---------------------------------------------------------------------- */
+
+int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
+			     size_t err_size)
+{
+	char addrs[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX];
+	int n = 0;
+	const char *p = list;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		while (len && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len && isspace((unsigned char)p[len - 1]))
+			len--;
+		char item[64];
+		struct in_addr a4;
+		struct in6_addr a6;
+		if (len == 0) {
+			snprintf(err, err_size, "an empty address in '%s'", list);
+			return -1;
+		}
+		if (n == SIP_RTP_ADDRS_MAX) {
+			snprintf(err, err_size, "more than %d addresses", SIP_RTP_ADDRS_MAX);
+			return -1;
+		}
+		snprintf(item, sizeof item, "%.*s", (int)len, p);
+		if (len < sizeof item && inet_pton(AF_INET, item, &a4) == 1) {
+			uint32_t h = ntohl(a4.s_addr);
+			if (h == INADDR_ANY) {
+				snprintf(err, err_size, "%s is a wildcard; SDP needs the address itself", item);
+				return -1;
+			}
+			if (IN_MULTICAST(h) || h == INADDR_BROADCAST) {
+				snprintf(err, err_size, "%s is not a unicast address", item);
+				return -1;
+			}
+			inet_ntop(AF_INET, &a4, addrs[n], sizeof addrs[n]);
+		} else if (len < sizeof item && inet_pton(AF_INET6, item, &a6) == 1) {
+			if (IN6_IS_ADDR_UNSPECIFIED(&a6)) {
+				snprintf(err, err_size, "%s is a wildcard; SDP needs the address itself", item);
+				return -1;
+			}
+			if (IN6_IS_ADDR_MULTICAST(&a6)) {
+				snprintf(err, err_size, "%s is not a unicast address", item);
+				return -1;
+			}
+			if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+				snprintf(err, err_size, "%s: write an IPv4 address as IPv4", item);
+				return -1;
+			}
+			if (IN6_IS_ADDR_LINKLOCAL(&a6)) {
+				snprintf(err, err_size, "%s: link-local addresses are not supported", item);
+				return -1;
+			}
+			inet_ntop(AF_INET6, &a6, addrs[n], sizeof addrs[n]);
+		} else {
+			snprintf(err, err_size, "'%.*s%s' is not an IPv4 or IPv6 address",
+				 len > 48 ? 48 : (int)len, p, len > 48 ? "..." : "");
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			if (!strcmp(addrs[i], addrs[n])) {
+				snprintf(err, err_size, "%s is listed twice", addrs[n]);
+				return -1;
+			}
+		}
+		n++;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	memcpy(cfg->rtp_addrs, addrs, (size_t)n * sizeof addrs[0]);
+	cfg->n_rtp_addrs = n;
+	return 0;
+}
+
+long sip_config_rtp_capacity(const struct sip_config *cfg)
+{
+	int lo = cfg->rtp_port_min & ~1, hi = cfg->rtp_port_max;
+	long span = hi >= lo ? (hi - lo) / 2 + 1 : 0;
+	return span * (cfg->n_rtp_addrs > 0 ? cfg->n_rtp_addrs : 1);
+}
+
+/* ---- sockets ---------------------------------------------------------------------------- */
+
+static socklen_t media_sockaddr(const struct media_addr *m, int port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	if (m->family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		a->sin6_addr = m->v6;
+		return sizeof *a;
+	}
+	struct sockaddr_in *a = (struct sockaddr_in *)ss;
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	a->sin_addr = m->v4;
+	return sizeof *a;
+}
+
+int media_init(struct sip_engine *eng)
+{
+	const struct sip_config *cfg = &eng->cfg;
+	int lo = cfg->rtp_port_min & ~1;
+	if (cfg->n_rtp_addrs == 0) {
+		/* the advertise address, as before --rtp-addrs: IPv6 if it has a colon; an IPv4
+		 * address that does not parse (a host name) binds the wildcard */
+		struct media_addr *m = &eng->media[0];
+		_Static_assert(sizeof m->text == sizeof cfg->advertise, "media_addr.text");
+		memcpy(m->text, cfg->advertise, sizeof m->text);
+		if (strchr(cfg->advertise, ':')) {
+			m->family = AF_INET6;
+			inet_pton(AF_INET6, cfg->advertise, &m->v6);
+		} else {
+			m->family = AF_INET;
+			if (inet_pton(AF_INET, cfg->advertise, &m->v4) != 1)
+				m->v4.s_addr = htonl(INADDR_ANY);
+		}
+		m->next_port = lo;
+		eng->n_media = 1;
+		return 0;
+	}
+	for (int i = 0; i < cfg->n_rtp_addrs; i++) {
+		struct media_addr *m = &eng->media[i];
+		_Static_assert(sizeof m->text >= sizeof cfg->rtp_addrs[i], "media_addr.text");
+		memcpy(m->text, cfg->rtp_addrs[i], sizeof cfg->rtp_addrs[i]);
+		m->family = strchr(m->text, ':') ? AF_INET6 : AF_INET;
+		if (inet_pton(m->family, m->text, m->family == AF_INET6 ? (void *)&m->v6
+								     : (void *)&m->v4) != 1) {
+			log_msg(LOG_ERROR, "rtp", "--rtp-addrs: '%s' is not an address", m->text);
+			return -1;
+		}
+		m->next_port = lo;
+		/* an address that is not this host's would fail every call: say so now */
+		struct sockaddr_storage ss;
+		socklen_t sl = media_sockaddr(m, 0, &ss);
+		int fd = socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+			log_msg(LOG_ERROR, "rtp", "cannot bind RTP sockets on %s (--rtp-addrs): %s",
+				m->text, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	eng->n_media = cfg->n_rtp_addrs;
+	return 0;
+}
+
+enum bind_result { BIND_OK, BIND_FULL, BIND_FAILED, BIND_NO_SOCKET };
+
+/* Binds a socket on the next free even port of m, from its cursor on. A bind that fails
+ * leaves the socket unbound, so one socket serves every try. */
+static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int span,
+				       struct leg *l)
+{
+	int fd = socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		log_msg(LOG_ERROR, "rtp", "socket: %s", strerror(errno));
+		return BIND_NO_SOCKET;
+	}
+	for (int tries = 0; tries < span; tries++) {
+		int port = m->next_port;
+		m->next_port += 2;
+		if (m->next_port > hi)
+			m->next_port = lo;
+		struct sockaddr_storage ss;
+		socklen_t sl = media_sockaddr(m, port, &ss);
+		if (bind(fd, (struct sockaddr *)&ss, sl) == 0) {
+			l->rtp_fd = fd;
+			l->rtp_port = port;
+			return BIND_OK;
+		}
+		if (errno != EADDRINUSE) {
+			log_msg(LOG_ERROR, "rtp", "bind %s port %d: %s", m->text, port, strerror(errno));
+			close(fd);
+			return BIND_FAILED;
+		}
+	}
+	close(fd);
+	return BIND_FULL;
+}
+
 int media_open(struct sip_engine *eng, struct leg *l)
 {
 	int lo = eng->cfg.rtp_port_min & ~1, hi = eng->cfg.rtp_port_max;
 	int span = (hi - lo) / 2 + 1;
-	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
-	for (int tries = 0; tries < span; tries++) {
-		int port = eng->rtp_next;
-		eng->rtp_next += 2;
-		if (eng->rtp_next > hi)
-			eng->rtp_next = lo;
-		int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0) {
-			log_msg(LOG_ERROR, "rtp", "socket: %s", strerror(errno));
-			return -1;
-		}
-		int rc;
-		if (v6) {
-			struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-			inet_pton(AF_INET6, eng->cfg.advertise, &a.sin6_addr);
-			rc = bind(fd, (struct sockaddr *)&a, sizeof a);
-		} else {
-			struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-			if (inet_pton(AF_INET, eng->cfg.advertise, &a.sin_addr) != 1)
-				a.sin_addr.s_addr = htonl(INADDR_ANY);
-			rc = bind(fd, (struct sockaddr *)&a, sizeof a);
-		}
-		if (rc == 0) {
-			l->rtp_fd = fd;
-			l->rtp_port = port;
+	if (eng->cfg.max_rtp_sockets > 0 && eng->rtp_open >= eng->cfg.max_rtp_sockets) {
+		log_msg(LOG_ERROR, "rtp", "%ld RTP sockets open: the descriptor limit allows no more",
+			eng->rtp_open);
+		return -1;
+	}
+	for (int i = 0; i < eng->n_media; i++) {
+		int ai = (eng->media_turn + i) % eng->n_media;
+		struct media_addr *m = &eng->media[ai];
+		if (m->in_use >= span)
+			continue;           /* every port of it is ours */
+		enum bind_result r = bind_free_port(m, lo, hi, span, l);
+		if (r == BIND_OK) {
+			l->rtp_addr = ai;
+			m->in_use++;
+			eng->rtp_open++;
+			eng->media_turn = (ai + 1) % eng->n_media;
 			return 0;
 		}
-		close(fd);
-		if (errno != EADDRINUSE) {
-			log_msg(LOG_ERROR, "rtp", "bind port %d: %s", port, strerror(errno));
+		if (r == BIND_NO_SOCKET)
 			return -1;
-		}
+		/* full, or this address failed: another may still take the call */
 	}
-	log_msg(LOG_ERROR, "rtp", "no free RTP port in %d-%d", lo, hi);
+	if (eng->n_media == 1)
+		log_msg(LOG_ERROR, "rtp", "no free RTP port in %d-%d", lo, hi);
+	else
+		log_msg(LOG_ERROR, "rtp", "no free RTP port in %d-%d on any of the %d --rtp-addrs",
+			lo, hi, eng->n_media);
 	return -1;
 }
 
 void media_close(struct leg *l)
 {
-	if (l->rtp_fd >= 0)
+	if (l->rtp_fd >= 0) {
 		close(l->rtp_fd);
+		l->eng->media[l->rtp_addr].in_use--;
+		l->eng->rtp_open--;
+	}
 	l->rtp_fd = -1;
 }
 
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size)
 {
-	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
-	const char *ip = v6 ? "IP6" : "IP4";
+	const struct media_addr *m = &eng->media[l->rtp_addr];
+	const char *ip = m->family == AF_INET6 ? "IP6" : "IP4";
 	char fmts[16];
 	char maps[128];
 	if (payload_type == 0 || payload_type == 8) {
@@ -95,8 +294,7 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 "a=fmtp:101 0-15\r\n"
 		 "a=ptime:20\r\n"
 		 "a=sendrecv\r\n",
-		 l->rtp_port, ip, eng->cfg.advertise, ip, eng->cfg.advertise, l->rtp_port, fmts,
-		 maps);
+		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps);
 }
 
 int media_pick_codec(const char *sdp, size_t len)

@@ -9,8 +9,13 @@
 #ifndef CP_SIP_H
 #define CP_SIP_H
 
+#include <stddef.h>
+
 #include "call/call_service.h"
 #include "call/telephony.h"
+
+#define SIP_RTP_ADDRS_MAX 64
+#define SIP_ADDR_TEXT_MAX 46         /* INET6_ADDRSTRLEN */
 
 struct sip_config {
 	char host[128];              /* listen address (UDP and TCP) */
@@ -22,12 +27,23 @@ struct sip_config {
 	int hangup_rate;             /* BYE/CANCEL per second at most (paced); default 5000 */
 	int hangup_wait_ms;          /* how long an API hang-up may wait for the engine; 2000 */
 	int rtp_port_min, rtp_port_max;  /* RTP ports handed out in SDP (each really bound) */
+	/* --rtp-addrs: numeric addresses (canonical text) RTP sockets are bound on, taken in
+	 * turn, each with the whole port range; none = the advertise address */
+	char rtp_addrs[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX];
+	int n_rtp_addrs;
+	long max_rtp_sockets;        /* RTP sockets open at most, 0 = no cap (see serve.c) */
 	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
 };
 
 struct sip_engine;
 
 void sip_config_defaults(struct sip_config *cfg);
+/* Parses --rtp-addrs ("IP[,IP...]", IPv4 and IPv6 may be mixed) into cfg. On a bad list
+ * returns -1 with the reason in err and leaves cfg unchanged. */
+int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
+			     size_t err_size);
+/* How many calls the RTP ports allow at once: the even ports of the range on each address. */
+long sip_config_rtp_capacity(const struct sip_config *cfg);
 /* Starts the engine thread and binds the SIP sockets; NULL on failure (logged). */
 struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc);
 /* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.

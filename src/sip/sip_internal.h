@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <netinet/in.h>
 
 struct sip_engine;
 struct leg;
@@ -58,6 +59,7 @@ struct leg {
 	enum leg_state state;
 	nua_handle_t *nh;
 	int rtp_fd, rtp_port;
+	int rtp_addr;                        /* index in eng->media of the address it is bound on */
 	su_timer_t *ring_timer, *max_timer;
 	int max_duration_s;
 	int auth_tries;
@@ -79,6 +81,16 @@ struct hangup_req {
 };
 
 #define LEG_TABLE_SIZE 65536
+
+/* An address RTP sockets are bound on: one of --rtp-addrs, or the advertise address. */
+struct media_addr {
+	int family;                          /* AF_INET or AF_INET6 */
+	struct in_addr v4;
+	struct in6_addr v6;
+	char text[128];                      /* as written in SDP (c= and o=) */
+	int next_port;                       /* where the search for a free port starts */
+	int in_use;                          /* our sockets bound on it */
+};
 
 struct sip_engine {
 	struct sip_config cfg;
@@ -106,7 +118,10 @@ struct sip_engine {
 	su_timer_t *pace_timer;
 	bool pace_armed;
 
-	int rtp_next;
+	struct media_addr media[SIP_RTP_ADDRS_MAX];
+	int n_media;
+	int media_turn;                      /* the address the next call tries first */
+	long rtp_open;                       /* RTP sockets open, on all addresses */
 	bool stopping;
 	su_timer_t *stop_timer;
 	/* other threads send messages under msg_mu; gone (set before the root is destroyed)
@@ -127,6 +142,9 @@ void leg_gone(struct leg *l);
 void engine_post_event(struct leg *l, const struct call_update *u);
 
 /* media.c */
+/* Sets up eng->media from the configuration; -1 (logged) if an --rtp-addrs address cannot
+ * be bound on this host. Before the engine thread starts. */
+int media_init(struct sip_engine *eng);
 int media_open(struct sip_engine *eng, struct leg *l);          /* binds an RTP port */
 void media_close(struct leg *l);
 /* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */

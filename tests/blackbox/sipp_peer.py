@@ -109,6 +109,30 @@ def udp_bound(port, pid=None):
     return False
 
 
+def udp_local_addrs(port, pid):
+    """The local addresses (text) on which process `pid` has a UDP socket bound to `port`
+    (per /proc/net/udp{,6})."""
+    inodes = _socket_inodes(pid)
+    out = set()
+    for name, family in (("/proc/net/udp", socket.AF_INET), ("/proc/net/udp6", socket.AF_INET6)):
+        try:
+            with open(name) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            parts = ln.split()
+            if len(parts) <= 9 or parts[9] not in inodes:
+                continue
+            addr, _c, hexport = parts[1].rpartition(":")
+            if int(hexport, 16) != port:
+                continue
+            raw = bytes.fromhex(addr)   # 32-bit words in host (little-endian) byte order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.add(socket.inet_ntop(family, raw))
+    return out
+
+
 # ------------------------------------------------------------------------------- messages
 
 

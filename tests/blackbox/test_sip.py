@@ -8,6 +8,7 @@ exits gracefully (SIGTERM -> exit 0, no sanitizer report).
 """
 
 import concurrent.futures
+import errno
 import json
 import re
 import socket
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from cp import ACTIVE_STATUSES, assert_call_shape, assert_error, parse_ts, urlquote
-from sipp_peer import Sipp, free_port, udp_bound, wait_for
+from sipp_peer import Sipp, free_port, udp_bound, udp_local_addrs, wait_for
 
 NUMBER = "+15550001111"
 RING_TIMEOUT = 2
@@ -139,6 +140,49 @@ def sdp_media(body):
             parts = ln.split()
             return int(parts[1]), [int(p) for p in parts[3:] if p.isdigit()]
     raise AssertionError("no m=audio line in SDP:\n%s" % body)
+
+
+def sdp_addresses(body):
+    """((addrtype, address) of o=, (addrtype, address) of c=) of an SDP body."""
+    o = c = None
+    for ln in body.splitlines():
+        parts = ln.strip()[2:].split()
+        if ln.startswith("o=") and len(parts) == 6:
+            o = (parts[4], parts[5])
+        elif ln.startswith("c=") and len(parts) == 3:
+            c = (parts[1], parts[2])
+    assert o and c, "SDP without o= or c= line:\n%s" % body
+    return o, c
+
+
+def assert_rtp_bound(pid, addr, port):
+    """The server has a UDP socket on addr:port (/proc/net/udp*), and nobody else can bind it."""
+    assert addr in udp_local_addrs(port, pid), \
+        "RTP %s port %d from the SDP is not bound by the server (it has %r on that port)" % (
+            addr, port, sorted(udp_local_addrs(port, pid)))
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((addr, port))
+    except OSError as e:
+        assert e.errno == errno.EADDRINUSE, e
+    else:
+        raise AssertionError("could bind %s port %d, which the SDP says is the call's" % (addr, port))
+    finally:
+        s.close()
+
+
+def ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    try:
+        s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def assert_duration(call):
@@ -397,6 +441,134 @@ def test_sip_advertise_and_rtp_port_range(sip):
         m = re.match(r"^<?sips?:(?:[^@>]*@)?([^:;>]+)", contact)
         assert m and m.group(1) == "127.0.0.2", \
             "INVITE Contact %r does not carry the --sip-advertise address 127.0.0.2\n%s" % (contact, inv.text)
+
+
+def rtp_of_invites(far, n):
+    invites = wait_for(lambda: len(far.received("INVITE")) >= n and far.received("INVITE"), 3)
+    assert invites and len(invites) == n, far.report()
+    out = []
+    for inv in invites:
+        (otype, oaddr), (ctype, caddr) = sdp_addresses(inv.body)
+        port, _pts = sdp_media(inv.body)
+        assert (otype, oaddr) == (ctype, caddr), "o= and c= differ:\n%s" % inv.body
+        assert ctype == ("IP6" if ":" in caddr else "IP4"), inv.body
+        out.append((caddr, port))
+    return out
+
+
+def test_rtp_addrs_calls_take_the_addresses_in_turn(sip):
+    """docs/API.md: --rtp-addrs IP[,IP...]: each call's RTP socket is bound on one of the
+    addresses, in turn, each with the whole --rtp-ports range; the SDP's c= line carries the
+    address the socket is really bound on."""
+    sip.start("--rtp-addrs", "127.0.0.1,127.0.0.2", "--rtp-ports", "31100-31109")
+    far = sip.uas("uas_answer_wait_bye.xml", calls=4)
+    calls = []
+    for _ in range(4):   # one at a time, so the order of the INVITEs is the order of the calls
+        calls.append(sip.dial(far))
+        sip.wait_status(calls[-1]["id"], "in_progress", timeout=4)
+    rtp = rtp_of_invites(far, 4)
+    assert [a for a, _p in rtp] == ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"], rtp
+    assert len(set(rtp)) == 4, "two calls share an RTP address and port: %r" % rtp
+    pid = sip.cp.proc.pid
+    for addr, port in rtp:
+        assert 31100 <= port <= 31109 and port % 2 == 0, rtp
+        assert_rtp_bound(pid, addr, port)
+    for c in calls:
+        assert sip.cp.end_call(c["id"])["status"] == "completed"
+    sipp_done(far)
+    # an ended call's socket is closed
+    for addr, port in rtp:
+        assert wait_for(lambda: addr not in udp_local_addrs(port, pid), 3), \
+            "RTP %s port %d still bound after the call ended" % (addr, port)
+
+
+def test_rtp_addrs_may_mix_ipv4_and_ipv6(sip):
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    sip.start("--rtp-addrs", "::1,127.0.0.2", "--rtp-ports", "31120-31129")
+    far = sip.uas("uas_answer_wait_bye.xml", calls=2)
+    calls = []
+    for _ in range(2):
+        calls.append(sip.dial(far))
+        sip.wait_status(calls[-1]["id"], "in_progress", timeout=4)
+    rtp = rtp_of_invites(far, 2)
+    assert [a for a, _p in rtp] == ["::1", "127.0.0.2"], rtp
+    for addr, port in rtp:
+        assert_rtp_bound(sip.cp.proc.pid, addr, port)
+    invites = far.received("INVITE")
+    assert "c=IN IP6 ::1" in invites[0].body and "c=IN IP4 127.0.0.2" in invites[1].body
+    for c in calls:
+        sip.cp.end_call(c["id"])
+    sipp_done(far)
+
+
+def test_rtp_addrs_all_ports_taken_fails_the_call_no_media_port(sip):
+    """One even port in the range on each of two addresses: two calls, the third finds none."""
+    sip.start("--rtp-addrs", "127.0.0.1,127.0.0.2", "--rtp-ports", "31140-31141")
+    far = sip.uas("uas_answer_wait_bye.xml", calls=3)
+    up = []
+    for _ in range(2):
+        up.append(sip.dial(far))
+        sip.wait_status(up[-1]["id"], "in_progress", timeout=4)
+    assert rtp_of_invites(far, 2) == [("127.0.0.1", 31140), ("127.0.0.2", 31140)]
+    third = sip.dial(far)
+    done = sip.wait_status(third["id"], "failed", timeout=4)
+    assert done["end_reason"] == "no_media_port" and done["answered_at"] is None, done
+    assert len(far.received("INVITE")) == 2, far.report()
+    # a port freed by an ended call is used again
+    sip.cp.end_call(up[0]["id"])
+    pid = sip.cp.proc.pid
+    assert wait_for(lambda: "127.0.0.1" not in udp_local_addrs(31140, pid), 3)
+    again = sip.dial(far)
+    sip.wait_status(again["id"], "in_progress", timeout=4)
+    assert rtp_of_invites(far, 3)[2] == ("127.0.0.1", 31140)
+    for c in (up[1], again):
+        sip.cp.end_call(c["id"])
+    sipp_done(far)
+
+
+def test_rtp_addrs_from_config_file_used_in_inbound_answer(sip, tmp_path):
+    cfg = tmp_path / "serve.json"
+    cfg.write_text(json.dumps({"rtp-addrs": "127.0.0.2", "rtp-ports": "31160-31169"}))
+    sip.start("--config", str(cfg))
+    caller = sip.uac("uac_invite_answered.xml")
+    oks = wait_for(lambda: caller.received(status=200), 4)
+    assert oks and oks[0].cseq[1] == "INVITE", caller.report() + "\n" + sip.diagnostics()
+    (_ot, oaddr), (ctype, caddr) = sdp_addresses(oks[0].body)
+    port, _pts = sdp_media(oks[0].body)
+    assert (ctype, caddr) == ("IP4", "127.0.0.2") and oaddr == "127.0.0.2", oks[0].body
+    assert 31160 <= port <= 31169, oks[0].body
+    assert_rtp_bound(sip.cp.proc.pid, "127.0.0.2", port)
+    assert wait_for(lambda: caller.sent("ACK"), 2), caller.report()
+    assert sip.cp.request("POST", "/v1/calls/end", {}, key=sip.cp.key).json["ended"] == 1
+    sipp_done(caller)
+
+
+@pytest.mark.parametrize("value,why", [
+    ("127.0.0.1,,127.0.0.2", "empty"),
+    ("localhost", "not an IPv4 or IPv6 address"),
+    ("127.0.0.256", "not an IPv4 or IPv6 address"),
+    ("0.0.0.0", "wildcard"),
+    ("::", "wildcard"),
+    ("127.0.0.1,127.0.0.1", "listed twice"),
+    ("224.0.0.1", "not a unicast address"),
+    ("", "empty"),
+])
+def test_rtp_addrs_invalid_is_a_usage_error(cp, value, why):
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(tcp=True),
+                              "--sip", "127.0.0.1:%d" % free_port(udp=True, tcp=True),
+                              "--rtp-addrs", value, timeout=5)
+    assert rc == 2 and out == "", (rc, out, err)
+    assert "--rtp-addrs" in err and why in err, err
+
+
+def test_rtp_addrs_not_of_this_host_stops_the_start(cp):
+    # 192.0.2.0/24 is TEST-NET-1: never an address of this host
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(tcp=True),
+                              "--sip", "127.0.0.1:%d" % free_port(udp=True, tcp=True),
+                              "--rtp-addrs", "127.0.0.1,192.0.2.7", timeout=10)
+    assert rc != 0 and out == "", (rc, out, err)
+    assert "192.0.2.7" in err and "--rtp-addrs" in err, err
 
 
 # ----------------------------------------------------------------------------- inbound
