@@ -99,7 +99,8 @@ enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
-	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE, S_CALL_LIST, S_CALL_UPDATE, S_CALL_REDACT,
+	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE,
+	S_CALL_LIST, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
 	S_CALL_ACTIVE,
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
@@ -156,6 +157,14 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " ended_at = COALESCE(?4, ended_at), end_reason = COALESCE(?5, end_reason),"
 			  " sip_status = COALESCE(?6, sip_status),"
 			  " provider_call_id = COALESCE(?7, provider_call_id)"
+			  " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"
+			  " RETURNING " CALL_COLS("") ", prev_status",
+	/* the same without provider_call_id (?7 unused): a column in SET makes SQLite rewrite
+	 * its index entry (calls_provider) even when the value stays, and most steps (an end)
+	 * do not set it */
+	[S_CALL_UPDATE_KEEP_PROVIDER] = "UPDATE calls SET prev_status = status, status = ?2,"
+			  " answered_at = COALESCE(?3, answered_at), ended_at = COALESCE(?4, ended_at),"
+			  " end_reason = COALESCE(?5, end_reason), sip_status = COALESCE(?6, sip_status)"
 			  " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"
 			  " RETURNING " CALL_COLS("") ", prev_status",
 	[S_CALL_REDACT] = "UPDATE calls SET from_addr = NULL, to_addr = NULL, metadata = NULL,"
@@ -415,10 +424,17 @@ static void bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
 		sqlite3_bind_null(st, i);
 }
 
+/* A text column into a fixed buffer, cut to fit (as snprintf would, without its cost: a
+ * call row has eight of these). */
 static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t size)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
-	snprintf(dst, size, "%s", t ? (const char *)t : "");
+	size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(dst, t, n);
+	dst[n] = '\0';
 }
 
 static int step_error(struct conn *c, int rc)
@@ -513,8 +529,19 @@ static int server_lock(struct sqlite_store *s)
 	return s->calls && s->keys ? 0 : -1;
 }
 
+/* Before SQLite initialises: no memory statistics. Keeping them takes a global mutex on every
+ * allocation, which every thread's statements do many times (measured: ~5% of the store
+ * worker's time in an end-call run). sqlite3_config() refuses once SQLite is initialised,
+ * e.g. when another part of the process used it first; then the default stays. */
+static void sqlite_configure(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_open(const char *location, const struct store_options *opt, void **ctx)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sqlite_configure);
 	struct sqlite_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return STORE_ERROR;
@@ -1044,7 +1071,8 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 			      struct call *out, enum call_status *prev)
 {
 	WITH_CONN(s, c);
-	sqlite3_stmt *st = stmt(c, S_CALL_UPDATE);
+	bool keep_provider = !u->provider_call_id || !*u->provider_call_id;
+	sqlite3_stmt *st = stmt(c, keep_provider ? S_CALL_UPDATE_KEEP_PROVIDER : S_CALL_UPDATE);
 	bool batch = in_batch(s);
 	bool tx = u->event && !batch;   /* in a batch, the batch is the transaction */
 	sqlite3_stmt *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
