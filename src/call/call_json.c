@@ -8,9 +8,11 @@
  * text for the callers that want a json_t: one definition of the shape.
  *
  * Output is byte-identical to what jansson would dump for the same object (JSON_COMPACT,
- * insertion order): the same escapes, UTF-8 passed through. A string that is not valid UTF-8,
- * which jansson would refuse, is written as null. metadata is embedded as stored: the only
- * writer of that column is call_create(), which stores jansson's compact dump of an object.
+ * insertion order): the same escapes, UTF-8 passed through. Two choices differ from the
+ * jansson-built object this replaced: a string that is not valid UTF-8 (which jansson refuses,
+ * and the old code then silently dropped the key) is written as null, and so is an empty id.
+ * metadata is embedded as stored ("" as null): the only writer of that column is
+ * call_create(), which stores jansson's compact dump of an object.
  */
 #include "call.h"
 #include "core/util.h"
@@ -109,7 +111,7 @@ char *call_to_json_text(const struct call *c, size_t *len)
 {
 	bool redacted = call_is_redacted(c);
 	const char *from = redacted ? NULL : c->from, *to = redacted ? NULL : c->to;
-	const char *meta = redacted ? NULL : c->metadata;
+	const char *meta = redacted || !c->metadata || !*c->metadata ? NULL : c->metadata;
 	/* keys and fixed-size values fit in 1 KiB; strings grow at most 6x when escaped */
 	size_t size = 1024 + 6 * (strlen(c->id) + strlen(c->agent_id) + strlen(c->provider_call_id) +
 				  strlen(c->end_reason) + (from ? strlen(from) : 0) +

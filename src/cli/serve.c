@@ -8,8 +8,10 @@
  * Descriptors: every call holds an RTP socket, so the soft RLIMIT_NOFILE is raised to the
  * hard limit (with CAP_SYS_RESOURCE the hard limit too, up to the kernel's nr_open, at most
  * 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP connections, the store's pool,
- * SIP over TCP, webhooks), so a node at its limit still answers the API that ends calls; a
- * call beyond that fails like one that finds no free RTP port. When the limit is below what
+ * SIP over TCP, webhooks), so a node full of calls still has descriptors left for the API that
+ * ends them (up to ~1,000 concurrent connections; HTTP's own limit is higher, so a flood of
+ * connections can still exhaust them); a call beyond that fails like one that finds no free
+ * RTP port. When the limit is below what
  * the RTP ports allow, a warning at start-up says how many calls the node can hold.
  */
 #include <limits.h>

@@ -31,18 +31,24 @@ int64_t cp_mono_us(void)
 
 void cp_rfc3339(int64_t ms, char *buf)
 {
-	time_t secs = (time_t)(ms / 1000);
+	/* RFC 3339 has four-digit years: clamp to 0000-01-01 .. 9999-12-31 (only a corrupt row
+	 * or clock gets there), so the output always fits CP_RFC3339_LEN */
+	const int64_t lo = -62167219200000, hi = 253402300799999;
+	ms = ms < lo ? lo : ms > hi ? hi : ms;
+	int64_t secs = ms / 1000, frac = ms % 1000;
+	if (frac < 0) {
+		frac += 1000;
+		secs--;
+	}
+	time_t t = (time_t)secs;
 	struct tm tm;
-	gmtime_r(&secs, &tm);
-	/* strftime bounds every field, so no truncation is possible (years 0..9999) */
-	size_t n = strftime(buf, CP_RFC3339_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
-	unsigned frac = (unsigned)(ms % 1000);
-	buf[n] = '.';
-	buf[n + 1] = (char)('0' + frac / 100);
-	buf[n + 2] = (char)('0' + frac / 10 % 10);
-	buf[n + 3] = (char)('0' + frac % 10);
-	buf[n + 4] = 'Z';
-	buf[n + 5] = '\0';
+	if (!gmtime_r(&t, &tm))
+		memset(&tm, 0, sizeof tm);
+	/* unsigned and reduced: lets the compiler see that every field fits its width */
+	snprintf(buf, CP_RFC3339_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
+		 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+		 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+		 (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000u);
 }
 
 int cp_random(void *buf, size_t len)

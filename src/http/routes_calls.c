@@ -192,7 +192,7 @@ static void list(struct http_request *r)
 	}
 	/* {"data":[...],"next_cursor":"c<seq>"|null}, from each call's canonical text */
 	char **texts = calloc(n ? n : 1, sizeof *texts);
-	size_t *lens = calloc(n ? n : 1, sizeof *lens), total = 64;
+	size_t *lens = calloc(n ? n : 1, sizeof *lens), total = 64, off = 0;
 	char *body = NULL;
 	for (size_t i = 0; texts && lens && i < n; i++) {
 		if (!(texts[i] = call_to_json_text(&calls[i], &lens[i])))
@@ -201,7 +201,7 @@ static void list(struct http_request *r)
 	}
 	if (!texts || !lens || !(body = malloc(total)))
 		goto out;
-	size_t off = (size_t)snprintf(body, total, "{\"data\":[");
+	off = (size_t)snprintf(body, total, "{\"data\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			body[off++] = ',';
@@ -219,7 +219,7 @@ out:
 	free(texts);
 	free(lens);
 	call_list_free(calls, n);
-	http_reply_json_text(r, 200, body, body ? off : 0);
+	http_reply_json_text(r, 200, body, off);
 }
 
 static void end_done(void *arg, const struct cp_error *err, const struct call *c)

@@ -4,6 +4,10 @@
  * The table is direct-mapped (a key hash picks one slot) and small: a node serves tens or
  * hundreds of keys. The epoch file holds one naturally aligned uint64_t; processes update it
  * with an atomic add on a shared mapping, which is coherent across processes on Linux.
+ *
+ * <db>-keys belongs with the database's -wal and -shm: like -shm it is mapped, so truncating it
+ * under a running server crashes the server (SIGBUS), and replacing it leaves the server on the
+ * old file, where revocations wait for the TTL. Remove it only with the server stopped.
  */
 #include "key_cache.h"
 #include "core/log.h"
@@ -15,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SLOTS 1024u
@@ -24,35 +30,72 @@
 struct slot {
 	bool used;
 	uint64_t epoch;              /* the epoch taken before the row was read */
-	int64_t filled_ms;
+	int64_t filled_us;           /* monotonic */
 	struct api_key key;
 };
 
 struct key_cache {
-	uint64_t *epoch;             /* shared mapping of <db>-keys */
+	int fd;                      /* <db>-keys, held open: also the server lock (store_sqlite.c) */
+	uint64_t *epoch;             /* its shared mapping */
+	bool writable;
 	pthread_mutex_t mu[STRIPES];
 	struct slot slot[SLOTS];
 };
 
-/* Opens and maps <db>-keys, making it 8 bytes long if it is new. */
-static uint64_t *epoch_map(const char *db_path)
+/* <db>-keys next to the database's real file: symlinks resolved, as SQLite resolves them for
+ * -wal and -shm, so processes given different paths to one database share one epoch. */
+static int key_file_path(const char *db_path, char *out, size_t size)
 {
-	char path[4096];
-	if ((size_t)snprintf(path, sizeof path, "%s-keys", db_path) >= sizeof path)
-		return NULL;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	char real[PATH_MAX];
+	const char *base = realpath(db_path, real) ? real : db_path;
+	return (size_t)snprintf(out, size, "%s-keys", base) < size ? 0 : -1;
+}
+
+/* Opens <db>-keys, creating it like SQLite creates -wal (the database file's mode, and owner
+ * when root) and at least 8 bytes long. Read-only is enough for a server (it only loads the
+ * epoch); *writable says which it got. -1 on failure (logged). */
+static int key_file_open(const char *db_path, bool need_write, bool *writable)
+{
+	char path[PATH_MAX + 8];
+	if (key_file_path(db_path, path, sizeof path))
+		return -1;
+	int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+	int fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+	bool created = fd >= 0;
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, flags);
+	*writable = fd >= 0;
+	if (fd < 0 && errno == EACCES && !need_write)
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		log_msg(LOG_ERROR, "store_error", "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat db;
+	if (created && stat(db_path, &db) == 0) {
+		if (fchmod(fd, db.st_mode & 0666) || (geteuid() == 0 && fchown(fd, db.st_uid, db.st_gid)))
+			log_msg(LOG_WARN, "store_error", "%s: cannot match the database's mode or owner: %s",
+				path, strerror(errno));
+	}
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size < (off_t)sizeof(uint64_t) && (!*writable || ftruncate(fd, sizeof(uint64_t)))) {
+		log_msg(LOG_ERROR, "store_error", "%s is shorter than 8 bytes and cannot be extended",
+			path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t *epoch_map(int fd, bool writable)
+{
+	void *p = mmap(NULL, sizeof(uint64_t), writable ? PROT_READ | PROT_WRITE : PROT_READ,
+		       MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		log_msg(LOG_ERROR, "store_error", "cannot map the key epoch: %s", strerror(errno));
 		return NULL;
 	}
-	void *p = MAP_FAILED;
-	off_t size = lseek(fd, 0, SEEK_END);
-	if (size >= (off_t)sizeof(uint64_t) || ftruncate(fd, sizeof(uint64_t)) == 0)
-		p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		log_msg(LOG_ERROR, "store_error", "cannot map %s: %s", path, strerror(errno));
-	close(fd);
-	return p == MAP_FAILED ? NULL : p;
+	return p;
 }
 
 struct key_cache *key_cache_open(const char *db_path)
@@ -60,8 +103,11 @@ struct key_cache *key_cache_open(const char *db_path)
 	struct key_cache *kc = calloc(1, sizeof *kc);
 	if (!kc)
 		return NULL;
-	kc->epoch = epoch_map(db_path);
+	kc->fd = key_file_open(db_path, false, &kc->writable);
+	kc->epoch = kc->fd >= 0 ? epoch_map(kc->fd, kc->writable) : NULL;
 	if (!kc->epoch) {
+		if (kc->fd >= 0)
+			close(kc->fd);
 		free(kc);
 		return NULL;
 	}
@@ -70,11 +116,17 @@ struct key_cache *key_cache_open(const char *db_path)
 	return kc;
 }
 
+int key_cache_fd(const struct key_cache *kc)
+{
+	return kc->fd;
+}
+
 void key_cache_close(struct key_cache *kc)
 {
 	if (!kc)
 		return;
 	munmap(kc->epoch, sizeof(uint64_t));
+	close(kc->fd);
 	for (unsigned i = 0; i < STRIPES; i++)
 		pthread_mutex_destroy(&kc->mu[i]);
 	free(kc);
@@ -98,12 +150,12 @@ bool key_cache_get(struct key_cache *kc, const char *hash, struct api_key *out)
 {
 	unsigned i = slot_of(hash);
 	uint64_t now_epoch = key_cache_ticket(kc);
-	int64_t now = cp_now_ms();
+	int64_t now = cp_mono_us();
 	bool hit = false;
 	pthread_mutex_lock(&kc->mu[i % STRIPES]);
 	struct slot *s = &kc->slot[i];
-	if (s->used && s->epoch == now_epoch && now - s->filled_ms < KEY_CACHE_TTL_MS &&
-	    now >= s->filled_ms && !strcmp(s->key.hash, hash)) {
+	if (s->used && s->epoch == now_epoch && now - s->filled_us < KEY_CACHE_TTL_MS * 1000 &&
+	    !strcmp(s->key.hash, hash)) {
 		*out = s->key;
 		hit = true;
 	}
@@ -118,14 +170,18 @@ void key_cache_fill(struct key_cache *kc, uint64_t ticket, const struct api_key 
 	struct slot *s = &kc->slot[i];
 	s->used = true;
 	s->epoch = ticket;
-	s->filled_ms = cp_now_ms();
+	s->filled_us = cp_mono_us();
 	s->key = *k;
 	pthread_mutex_unlock(&kc->mu[i % STRIPES]);
 }
 
 int key_epoch_bump(const char *db_path)
 {
-	uint64_t *epoch = epoch_map(db_path);
+	bool writable;
+	int fd = key_file_open(db_path, true, &writable);
+	uint64_t *epoch = fd >= 0 ? epoch_map(fd, true) : NULL;
+	if (fd >= 0)
+		close(fd);
 	if (!epoch)
 		return -1;
 	__atomic_add_fetch(epoch, 1, __ATOMIC_SEQ_CST);

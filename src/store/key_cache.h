@@ -30,6 +30,9 @@ struct key_cache;
 struct key_cache *key_cache_open(const char *db_path);
 void key_cache_close(struct key_cache *kc);
 
+/* The open <db>-keys: the server also holds its flock (one server per database). */
+int key_cache_fd(const struct key_cache *kc);
+
 uint64_t key_cache_ticket(struct key_cache *kc);
 bool key_cache_get(struct key_cache *kc, const char *hash, struct api_key *out);
 /* Caches k, read after `ticket` was taken. */

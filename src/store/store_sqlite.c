@@ -238,7 +238,6 @@ struct sqlite_store {
 	 * which is what makes a cache of call rows coherent. NULL otherwise. */
 	struct call_cache *calls;
 	struct key_cache *keys;
-	int server_lock_fd;             /* holds the database's server lock; -1 = none */
 };
 
 /* A batch (group commit): the thread that opened it owns one connection, one open transaction
@@ -278,7 +277,8 @@ static void write_unlock(struct sqlite_store *s)
  * inside one, after the COMMIT. */
 static bool call_write_begin(struct sqlite_store *s, const char *id)
 {
-	if (!s->calls)
+	/* only rows read by a call id (36 characters) are ever cached */
+	if (!s->calls || strlen(id) != CP_UUID_LEN)
 		return true;
 	if (in_batch(s)) {
 		if (tl_batch.n_touched == tl_batch.cap_touched) {
@@ -297,7 +297,7 @@ static bool call_write_begin(struct sqlite_store *s, const char *id)
 
 static void call_write_end(struct sqlite_store *s, const char *id)
 {
-	if (s->calls && !in_batch(s))
+	if (s->calls && !in_batch(s) && strlen(id) == CP_UUID_LEN)
 		call_cache_write_end(s->calls, id);
 }
 
@@ -497,10 +497,6 @@ static void sqlite_close(void *ctx)
 		return;
 	for (int i = 0; i < s->n_all; i++)
 		conn_close(s->all[i]);
-	/* after every connection: closing any descriptor of the file drops the process's POSIX
-	 * locks on it, SQLite's included */
-	if (s->server_lock_fd >= 0)
-		close(s->server_lock_fd);
 	call_cache_destroy(s->calls);
 	key_cache_close(s->keys);
 	pthread_mutex_destroy(&s->pool_mu);
@@ -511,12 +507,16 @@ static void sqlite_close(void *ctx)
 
 /* Server mode: one server per database. Two would each end the other's calls as left over
  * from a crash, and this one's call cache would miss the other's writes. The lock is an
- * flock() on the database file, which SQLite's own (fcntl) locks do not see; the admin CLI
- * takes none and keeps working next to the server. */
+ * flock() on <db>-keys, which the server holds open for its key cache anyway. Not on the
+ * database file: closing any descriptor of that file (say, after a refused lock) would drop
+ * every POSIX lock this process holds on it, SQLite's included. The admin CLI takes no lock
+ * and keeps working next to the server. */
 static int server_lock(struct sqlite_store *s)
 {
-	s->server_lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
-	if (s->server_lock_fd < 0 || flock(s->server_lock_fd, LOCK_EX | LOCK_NB)) {
+	s->keys = key_cache_open(s->path);
+	if (!s->keys)
+		return -1;
+	if (flock(key_cache_fd(s->keys), LOCK_EX | LOCK_NB)) {
 		if (errno == EWOULDBLOCK)
 			log_msg(LOG_ERROR, "store_error", "%s is in use by another callplane server",
 				s->path);
@@ -525,8 +525,7 @@ static int server_lock(struct sqlite_store *s)
 		return -1;
 	}
 	s->calls = call_cache_create(CALL_CACHE_SLOTS);
-	s->keys = key_cache_open(s->path);
-	return s->calls && s->keys ? 0 : -1;
+	return s->calls ? 0 : -1;
 }
 
 /* Before SQLite initialises: no memory statistics. Keeping them takes a global mutex on every
@@ -545,7 +544,6 @@ static int sqlite_open(const char *location, const struct store_options *opt, vo
 	struct sqlite_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return STORE_ERROR;
-	s->server_lock_fd = -1;
 	s->path = strdup(location);
 	s->sync_full = !opt || opt->sync_full;
 	pthread_mutex_init(&s->pool_mu, NULL);
@@ -922,7 +920,9 @@ static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct 
 		return STORE_ERROR;
 	bind_text(st, 1, id);
 	int r = sqlite3_step(st), rc;
-	if (r == SQLITE_ROW) {
+	if (r == SQLITE_ROW && sqlite3_column_bytes(st, 17) > CALL_CACHE_NUMBER_MAX) {
+		rc = STORE_NOT_FOUND;   /* not an agent number we can compare here: SQL decides */
+	} else if (r == SQLITE_ROW) {
 		read_call(st, out);
 		copy_col(st, 17, number, sizeof number);
 		call_cache_fill(s->calls, ticket, out, number);

@@ -293,6 +293,35 @@ static void test_key_revoked_by_another_process_is_refused_at_once(void **state)
 	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);
 }
 
+/* The server and the CLI given different paths to one database (a symlink) still share one
+ * key epoch: it lives next to the real file, as SQLite's -wal and -shm do. */
+static void test_revocation_through_a_symlinked_path(void **state)
+{
+	struct fx *f = *state;
+	char link[160];
+	snprintf(link, sizeof link, "%s/link.db", f->dir);
+	assert_int_equal(symlink(f->path, link), 0);
+	store_close(f->st);
+	f->st = store_open(link, &server);     /* the server was given the link */
+	assert_non_null(f->st);
+	struct api_key k;
+	char secret[AUTH_SECRET_LEN + 1];
+	assert_int_equal(auth_key_mint(f->tenant, NULL, &k, secret), 0);
+	assert_int_equal(STORE(f->st, key_create, &k), STORE_OK);
+	struct principal who;
+	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);
+	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);   /* cached */
+	struct store *cli = store_open(f->path, &admin);             /* the CLI, the real path */
+	assert_non_null(cli);
+	assert_int_equal(STORE(cli, key_revoke, k.id, cp_now_ms()), STORE_OK);
+	store_close(cli);
+	assert_int_equal(auth_check(f->st, secret, &who), CP_ERR_UNAUTHORIZED);
+	unlink(link);
+	char stray[200];
+	snprintf(stray, sizeof stray, "%s-keys", link);
+	assert_int_not_equal(access(stray, F_OK), 0);                /* no second epoch file */
+}
+
 /* ---- the cache alone -------------------------------------------------------------------- */
 
 static void test_cache_fill_rules(void **state)
@@ -347,6 +376,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readers_never_see_the_past, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_revoked_by_another_process_is_refused_at_once,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revocation_through_a_symlinked_path, setup,
+						teardown),
 		cmocka_unit_test(test_cache_fill_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

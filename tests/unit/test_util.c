@@ -41,6 +41,11 @@ static void test_rfc3339_known_values(void **state)
 	check_rfc3339(1795316516123, "2026-11-22T03:01:56.123Z");
 	check_rfc3339(951827696007, "2000-02-29T12:34:56.007Z");     /* leap day */
 	check_rfc3339(253402300799999, "9999-12-31T23:59:59.999Z");  /* the last representable */
+	check_rfc3339(-1, "1969-12-31T23:59:59.999Z");                /* before the epoch */
+	/* out of four-digit years (a corrupt row or clock): clamped, never longer */
+	check_rfc3339(253402300800000, "9999-12-31T23:59:59.999Z");
+	check_rfc3339(INT64_MAX, "9999-12-31T23:59:59.999Z");
+	check_rfc3339(INT64_MIN, "0000-01-01T00:00:00.000Z");
 }
 
 static void test_rfc3339_now_is_sane(void **state)
