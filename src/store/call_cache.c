@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STRIPES 256u
+#define STRIPES CALL_CACHE_STRIPES
 
 struct entry {
 	struct call call;
@@ -154,29 +154,28 @@ void call_cache_fill(struct call_cache *cc, uint64_t ticket, const struct call *
 	entry_free(e);   /* a write raced this fill: what we read may predate it */
 }
 
-/* Drops the row of id and counts a change; open += delta. */
-static void write_mark(struct call_cache *cc, const char *id, int delta)
+unsigned call_cache_write_begin(struct call_cache *cc, const char *id)
 {
 	unsigned i = slot_of(cc, id);
 	struct stripe *s = stripe_of(cc, i);
 	struct entry *old = NULL;
 	pthread_mutex_lock(&s->mu);
 	s->changes++;
-	s->open = (unsigned)((int)s->open + delta);
+	s->open++;
 	if (cc->slot[i] && !strcmp(cc->slot[i]->call.id, id)) {
 		old = cc->slot[i];
 		cc->slot[i] = NULL;
 	}
 	pthread_mutex_unlock(&s->mu);
 	entry_free(old);
+	return i % STRIPES;
 }
 
-void call_cache_write_begin(struct call_cache *cc, const char *id)
+void call_cache_write_end(struct call_cache *cc, unsigned stripe, unsigned n)
 {
-	write_mark(cc, id, +1);
-}
-
-void call_cache_write_end(struct call_cache *cc, const char *id)
-{
-	write_mark(cc, id, -1);
+	struct stripe *s = &cc->stripe[stripe % STRIPES];
+	pthread_mutex_lock(&s->mu);
+	s->changes++;
+	s->open -= n;
+	pthread_mutex_unlock(&s->mu);
 }

@@ -7,9 +7,9 @@
  *
  * Coherence rules (the store enforces them; see store_sqlite.c):
  *   - Only committed rows enter the cache, and only readers fill it.
- *   - A writer brackets each write of a row: call_cache_write_begin() before the statement,
- *     call_cache_write_end() once it is committed (for a batch: after its COMMIT) and before
- *     the writer's caller is told. Both drop the row. While any write in the row's stripe is
+ *   - A writer brackets each write of a row: call_cache_write_begin() before the statement
+ *     (it drops the row), call_cache_write_end() once it is committed (for a batch: after its
+ *     COMMIT) and before the writer's caller is told. While any write in the row's stripe is
  *     open, readers do not fill it; a fill whose ticket predates a begin or an end is dropped.
  *     So the cache never holds a row older than one a reader could already have seen, and a
  *     reply about a change is never followed by a stale read.
@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #define CALL_CACHE_NUMBER_MAX 16
+#define CALL_CACHE_STRIPES 256u
 
 struct call_cache;
 
@@ -41,9 +42,10 @@ bool call_cache_get(struct call_cache *cc, const char *id, struct call *out,
  * began or ended since, or is open. */
 void call_cache_fill(struct call_cache *cc, uint64_t ticket, const struct call *c,
 		     const char *number);
-/* A write of the row of id is about to run / has committed (or rolled back). Every begin is
- * followed by exactly one end. */
-void call_cache_write_begin(struct call_cache *cc, const char *id);
-void call_cache_write_end(struct call_cache *cc, const char *id);
+/* A write of the row of id is about to run: drops the row and returns its stripe. Once the
+ * write has committed (or rolled back), end that stripe's n writes: no fill can have landed
+ * while they were open, so ending needs the stripe, not the ids. */
+unsigned call_cache_write_begin(struct call_cache *cc, const char *id);
+void call_cache_write_end(struct call_cache *cc, unsigned stripe, unsigned n);
 
 #endif

@@ -95,6 +95,15 @@ static const char *const migrations[] = {
 	t "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " \
 	t "metadata"
 
+/* One conditional step of a call (sqlite_call_update); `provider` is the SET clause for
+ * provider_call_id, or "". */
+#define CALL_UPDATE_SQL(provider)                                                             \
+	"UPDATE calls SET prev_status = status, status = ?2,"                                 \
+	" answered_at = COALESCE(?3, answered_at), ended_at = COALESCE(?4, ended_at),"        \
+	" end_reason = COALESCE(?5, end_reason), sip_status = COALESCE(?6, sip_status)"       \
+	provider " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"                     \
+	" RETURNING " CALL_COLS("") ", prev_status"
+
 enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
@@ -137,7 +146,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	/* id match first: a provider call id can never shadow a call id */
 	[S_CALL_GET] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
 		       " WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
-		       " AND (?2 IS NULL OR calls.tenant_id = ?2) AND (?3 IS NULL OR a.number = ?3)"
+		       " AND calls.tenant_id = ?2 AND a.number = ?3"
 		       " ORDER BY calls.id = ?1 DESC LIMIT 1",
 	/* the same for a tenant-wide (or unscoped) read: no agent to join, the hot GET path */
 	[S_CALL_GET_TENANT] = "SELECT " CALL_COLS("") " FROM calls"
@@ -153,20 +162,11 @@ static const char *const stmt_sql[S_COUNT] = {
 			" AND (?4 IS NULL OR calls.agent_id = ?4) AND (?5 = 0 OR calls.seq < ?5)"
 			" ORDER BY calls.seq DESC LIMIT ?6",
 	/* in an UPDATE, right-hand sides see the old row: prev_status keeps where we came from */
-	[S_CALL_UPDATE] = "UPDATE calls SET prev_status = status, status = ?2, answered_at = COALESCE(?3, answered_at),"
-			  " ended_at = COALESCE(?4, ended_at), end_reason = COALESCE(?5, end_reason),"
-			  " sip_status = COALESCE(?6, sip_status),"
-			  " provider_call_id = COALESCE(?7, provider_call_id)"
-			  " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"
-			  " RETURNING " CALL_COLS("") ", prev_status",
+	[S_CALL_UPDATE] = CALL_UPDATE_SQL(", provider_call_id = COALESCE(?7, provider_call_id)"),
 	/* the same without provider_call_id (?7 unused): a column in SET makes SQLite rewrite
 	 * its index entry (calls_provider) even when the value stays, and most steps (an end)
 	 * do not set it */
-	[S_CALL_UPDATE_KEEP_PROVIDER] = "UPDATE calls SET prev_status = status, status = ?2,"
-			  " answered_at = COALESCE(?3, answered_at), ended_at = COALESCE(?4, ended_at),"
-			  " end_reason = COALESCE(?5, end_reason), sip_status = COALESCE(?6, sip_status)"
-			  " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"
-			  " RETURNING " CALL_COLS("") ", prev_status",
+	[S_CALL_UPDATE_KEEP_PROVIDER] = CALL_UPDATE_SQL(""),
 	[S_CALL_REDACT] = "UPDATE calls SET from_addr = NULL, to_addr = NULL, metadata = NULL,"
 			  " redacted_at = COALESCE(redacted_at, ?2)"
 			  " WHERE id = ?1 AND status NOT IN ('queued', 'ringing', 'in_progress')"
@@ -249,9 +249,8 @@ static __thread struct {
 	struct sqlite_store *s;
 	struct conn *c;
 	bool failed;    /* a step failed half-way: the batch must not commit */
-	/* calls written in the batch: forgotten by the call cache once the batch has ended */
-	char (*touched)[CP_UUID_LEN + 1];
-	size_t n_touched, cap_touched;
+	/* call cache writes the batch has open, per stripe: ended once the batch has ended */
+	unsigned open[CALL_CACHE_STRIPES];
 } tl_batch;
 
 static bool in_batch(struct sqlite_store *s)
@@ -271,34 +270,24 @@ static void write_unlock(struct sqlite_store *s)
 		pthread_mutex_unlock(&s->write_mu);
 }
 
-/* The call cache's write brackets (call_cache.h). Before a write of a call: begin (inside a
- * batch, remember the id for batch_end()); false if it cannot be remembered, and the write must
- * not run. After it: end at once outside a batch (the statement autocommitted), at batch_end()
- * inside one, after the COMMIT. */
-static bool call_write_begin(struct sqlite_store *s, const char *id)
+/* The call cache's write brackets (call_cache.h). Before a write of a call: begin; it
+ * returns the stripe to end (-1: no cache). After it: end at once outside a batch (the
+ * statement autocommitted); inside one the batch counts it, and batch_end() ends it after the
+ * COMMIT. */
+static int call_write_begin(struct sqlite_store *s, const char *id)
 {
-	/* only rows read by a call id (36 characters) are ever cached */
-	if (!s->calls || strlen(id) != CP_UUID_LEN)
-		return true;
-	if (in_batch(s)) {
-		if (tl_batch.n_touched == tl_batch.cap_touched) {
-			size_t cap = tl_batch.cap_touched ? 2 * tl_batch.cap_touched : 64;
-			void *p = realloc(tl_batch.touched, cap * sizeof *tl_batch.touched);
-			if (!p)
-				return false;
-			tl_batch.touched = p;
-			tl_batch.cap_touched = cap;
-		}
-		snprintf(tl_batch.touched[tl_batch.n_touched++], CP_UUID_LEN + 1, "%s", id);
-	}
-	call_cache_write_begin(s->calls, id);
-	return true;
+	if (!s->calls)
+		return -1;
+	unsigned stripe = call_cache_write_begin(s->calls, id);
+	if (in_batch(s))
+		tl_batch.open[stripe]++;
+	return (int)stripe;
 }
 
-static void call_write_end(struct sqlite_store *s, const char *id)
+static void call_write_end(struct sqlite_store *s, int stripe)
 {
-	if (s->calls && !in_batch(s) && strlen(id) == CP_UUID_LEN)
-		call_cache_write_end(s->calls, id);
+	if (stripe >= 0 && !in_batch(s))
+		call_cache_write_end(s->calls, (unsigned)stripe, 1);
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
@@ -1075,11 +1064,12 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	sqlite3_stmt *st = stmt(c, keep_provider ? S_CALL_UPDATE_KEEP_PROVIDER : S_CALL_UPDATE);
 	bool batch = in_batch(s);
 	bool tx = u->event && !batch;   /* in a batch, the batch is the transaction */
-	sqlite3_stmt *begin = stmt(c, S_BEGIN), *commit = stmt(c, S_COMMIT),
-		     *rollback = stmt(c, S_ROLLBACK);
+	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
+	sqlite3_stmt *begin = tx ? stmt(c, S_BEGIN) : NULL, *commit = tx ? stmt(c, S_COMMIT) : NULL,
+		     *rollback = tx ? stmt(c, S_ROLLBACK) : NULL;
 	struct call row = {0};
 	int rc = STORE_ERROR;
-	if (!st || !begin || !commit || !rollback)
+	if (!st || (tx && (!begin || !commit || !rollback)))
 		goto out;
 	char set[128];
 	status_set(u->from_mask, set, sizeof set);
@@ -1095,19 +1085,16 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
 	write_lock(s);
-	if (!call_write_begin(s, id)) {
-		tl_batch.failed = true;   /* only a batch can fail to remember the id */
-		write_unlock(s);
-		goto out;
-	}
+	int stripe = call_write_begin(s, id);
 	if (tx && sqlite3_step(begin) != SQLITE_DONE) {
 		sqlite3_reset(begin);
-		call_write_end(s, id);
+		call_write_end(s, stripe);
 		write_unlock(s);
 		rc = step_error(c, SQLITE_ERROR);
 		goto out;
 	}
-	sqlite3_reset(begin);
+	if (tx)
+		sqlite3_reset(begin);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		read_call(st, &row);
@@ -1130,7 +1117,7 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	}
 	if (batch && rc == STORE_ERROR)
 		tl_batch.failed = true;
-	call_write_end(s, id);
+	call_write_end(s, stripe);
 	write_unlock(s);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
@@ -1151,12 +1138,9 @@ static int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct cal
 		bind_text(st, 1, id);
 		sqlite3_bind_int64(st, 2, now);
 		write_lock(s);
-		if (call_write_begin(s, id)) {
-			rc = step_one_call(c, st, out);
-			call_write_end(s, id);
-		} else {
-			tl_batch.failed = true;
-		}
+		int stripe = call_write_begin(s, id);
+		rc = step_one_call(c, st, out);
+		call_write_end(s, stripe);
 		write_unlock(s);
 		if (rc == STORE_NOT_FOUND)
 			rc = current_row(c, id, out);
@@ -1503,11 +1487,11 @@ static int sqlite_batch_end(void *ctx, bool commit)
 	}
 	/* committed or rolled back: either way the rows touched may no longer be what a reader
 	 * cached, and no reply about them has gone out yet */
-	for (size_t i = 0; i < tl_batch.n_touched; i++)
-		call_cache_write_end(s->calls, tl_batch.touched[i]);
-	free(tl_batch.touched);      /* one malloc per batch; nothing outlives its thread */
-	tl_batch.touched = NULL;
-	tl_batch.n_touched = tl_batch.cap_touched = 0;
+	for (unsigned i = 0; i < CALL_CACHE_STRIPES; i++) {
+		if (tl_batch.open[i])
+			call_cache_write_end(s->calls, i, tl_batch.open[i]);
+		tl_batch.open[i] = 0;
+	}
 	tl_batch.s = NULL;
 	tl_batch.c = NULL;
 	tl_batch.failed = false;

@@ -36,3 +36,12 @@ def srv(cp):
     cp.setup_world()
     cp.start()
     return cp
+
+
+@pytest.fixture
+def peers():
+    """sipp peers a test starts; each is stopped when the test ends."""
+    out = []
+    yield out
+    for p in out:
+        p.stop()

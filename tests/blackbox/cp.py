@@ -88,6 +88,17 @@ class Response(tuple):
         self.raw = raw
         return self
 
+    @classmethod
+    def of(cls, status, headers, raw):
+        """A response from its raw body: .json is the parsed body, or None if it is not JSON."""
+        parsed = None
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+        return cls(status, headers, parsed, raw)
+
     status = property(lambda self: self[0])
     headers = property(lambda self: self[1])
     json = property(lambda self: self[2])
@@ -365,13 +376,7 @@ class Callplane:
             raise
         finally:
             conn.close()
-        parsed = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-        return Response(status, rheaders, parsed, raw)
+        return Response.of(status, rheaders, raw)
 
     # convenience wrappers -------------------------------------------------
     def create_call(self, key=None, agent=None, to="sip:bob@127.0.0.1:5070", expect=201, headers=None, **fields):

@@ -17,13 +17,12 @@ import subprocess
 import time
 
 from cp import Callplane, Response
-from sipp_peer import Sipp, free_port, wait_for
+from sipp_peer import Sipp, free_port, reason_text, wait_for
 
 NUMBER_A = "+15550001111"     # tenant A, agent A
 NUMBER_A2 = "+15550002222"    # tenant A, agent A2 (another agent, another number)
 NUMBER_B = "+15550009999"     # tenant B, agent B
 
-REASON_RE = re.compile(r'^Q\.850\s*;\s*cause=16\s*;\s*text="([^"]*)"$')
 SECONDS_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 TOOL_TIMEOUT = 10.0
 
@@ -43,13 +42,7 @@ def raw_request(port, method, path, body=None, headers=None, timeout=5.0):
         status, rheaders = resp.status, resp.msg
     finally:
         conn.close()
-    parsed = None
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-    return Response(status, rheaders, parsed, raw)
+    return Response.of(status, rheaders, raw)
 
 
 class ToolResult:
@@ -108,13 +101,6 @@ def run_node(script):
 # ------------------------------------------------------------------------- SIP checks
 
 
-def reason_text(msg):
-    """The text of `Reason: Q.850;cause=16;text="..."` on a traced message (asserts the form)."""
-    vals = msg.header_all("reason")
-    assert len(vals) == 1, "expected one Reason header on %s, got %r\n%s" % (msg.first_line, vals, msg.text)
-    m = REASON_RE.match(vals[0])
-    assert m, "Reason header %r is not Q.850;cause=16;text=\"...\"" % vals[0]
-    return m.group(1)
 
 
 def assert_rate_limited(resp, limit=1):

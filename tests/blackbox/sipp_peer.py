@@ -431,3 +431,15 @@ def wait_for(pred, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
         v = pred()
     return v
+
+
+REASON_RE = re.compile(r'^Q\.850\s*;\s*cause=16\s*;\s*text="([^"]*)"$')
+
+
+def reason_text(msg):
+    """The text of `Reason: Q.850;cause=16;text="..."` on a traced message (asserts the form)."""
+    vals = msg.header_all("reason")
+    assert len(vals) == 1, "expected one Reason header on %s, got %r\n%s" % (msg.first_line, vals, msg.text)
+    m = REASON_RE.match(vals[0])
+    assert m, "Reason header %r is not Q.850;cause=16;text=\"...\"" % vals[0]
+    return m.group(1)

@@ -119,6 +119,16 @@ def expect(resp, status, body, what=""):
     assert ct.split(";")[0].strip().lower() == "application/json", "%s: Content-Type %r" % (what, ct)
 
 
+def expect_rate_limited(send, not_found, limited_body):
+    """A key limited to 1/s: the first request passes (a 404, with the limit in its headers),
+    a back-to-back one is 429 in the dialect's shape with Retry-After and X-RateLimit-*."""
+    first, limited = fire_until_429(send)
+    expect(first, 404, not_found, "first request within the limit")
+    assert first.headers.get("X-RateLimit-Limit") == "1", first.headers
+    expect(limited, 429, limited_body, "rate limited")
+    assert_rate_limited(limited)
+
+
 def expect_message_error(resp, status, what=""):
     """Talkover / Voxworks error with a free-text message: {"success": false, "message": "..."}."""
     assert resp.status == status, "%s: expected %s, got %r" % (what, status, resp)
@@ -291,11 +301,7 @@ def test_talkover_not_found(w):
 
 def test_talkover_rate_limited(w):
     key = w.limited["talkover"]
-    first, limited = fire_until_429(lambda: talkover(w, w.agent, {"call_sid": random_uuid()}, key=key))
-    expect(first, 404, TALKOVER_404, "first request within the limit")
-    assert first.headers.get("X-RateLimit-Limit") == "1", first.headers
-    expect(limited, 429, TALKOVER_429, "rate limited")
-    assert_rate_limited(limited)
+    expect_rate_limited(lambda: talkover(w, w.agent, {"call_sid": random_uuid()}, key=key), TALKOVER_404, TALKOVER_429)
 
 
 # ============================================================================== Voxworks
@@ -415,11 +421,7 @@ def test_voxworks_not_found(w):
 
 def test_voxworks_rate_limited(w):
     key = w.limited["voxworks"]
-    first, limited = fire_until_429(lambda: voxworks(w, random_uuid(), key=key))
-    expect(first, 404, VOX_404, "first request within the limit")
-    assert first.headers.get("X-RateLimit-Limit") == "1", first.headers
-    expect(limited, 429, VOX_429, "rate limited")
-    assert_rate_limited(limited)
+    expect_rate_limited(lambda: voxworks(w, random_uuid(), key=key), VOX_404, VOX_429)
 
 
 # ========================================================================== Pilot Status
@@ -506,11 +508,7 @@ def test_pilot_not_found(w):
 
 def test_pilot_rate_limited(w):
     key = w.limited["pilotstatus"]
-    first, limited = fire_until_429(lambda: pilot(w, random_uuid(), key=key))
-    expect(first, 404, PILOT_404, "first request within the limit")
-    assert first.headers.get("X-RateLimit-Limit") == "1", first.headers
-    expect(limited, 429, PILOT_429, "rate limited")
-    assert_rate_limited(limited)
+    expect_rate_limited(lambda: pilot(w, random_uuid(), key=key), PILOT_404, PILOT_429)
 
 
 # ============================================================================== Cartesia
@@ -623,11 +621,7 @@ def test_cartesia_delete_with_curl(w, tmp_path):
 
 def test_cartesia_rate_limited(w):
     key = w.limited["cartesia"]
-    first, limited = fire_until_429(lambda: cartesia(w, random_uuid(), key=key))
-    expect(first, 404, CART_404, "first request within the limit")
-    assert first.headers.get("X-RateLimit-Limit") == "1", first.headers
-    expect(limited, 429, CART_429, "rate limited")
-    assert_rate_limited(limited)
+    expect_rate_limited(lambda: cartesia(w, random_uuid(), key=key), CART_404, CART_429)
 
 
 # ========================================================================= all dialects

@@ -48,14 +48,6 @@ def streams(cp):
     st.close()
 
 
-@pytest.fixture
-def peers():
-    out = []
-    yield out
-    for p in out:
-        p.stop()
-
-
 # ------------------------------------------------------------------------------- helpers
 
 
@@ -216,13 +208,20 @@ def test_concurrent_ends_all_streamed_in_commit_order(cp, streams):
 # ----------------------------------------------------------------------------------- scope
 
 
-def test_stream_scope_tenant_and_number(cp, streams):
+def scope_world(cp):
+    """Tenant A (agent +15550001111 and agent_a2 +15550002222, a key scoped to the first
+    number) and tenant B (agent_b, key_b). Returns (agent_a2, number_key, agent_b, key_b)."""
     cp.setup_world(number="+15550001111")
     agent_a2 = cp.agent_create(cp.tenant, "agent-a2", number="+15550002222")
     _nk, number_key = cp.key_create(cp.tenant, number="+15550001111")
     tb = cp.tenant_create("tenant-b")
     agent_b = cp.agent_create(tb, "agent-b", number="+15550003333")
     _kb, key_b = cp.key_create(tb)
+    return agent_a2, number_key, agent_b, key_b
+
+
+def test_stream_scope_tenant_and_number(cp, streams):
+    agent_a2, number_key, agent_b, key_b = scope_world(cp)
     cp.start()
     sa = streams.open(cp.key)
     sb = streams.open(key_b)
@@ -252,12 +251,7 @@ def test_stream_scope_tenant_and_number(cp, streams):
 
 def test_resume_scope_applies_to_replayed_events(cp, streams):
     """Events replayed from the outbox on resume are scoped like live ones."""
-    cp.setup_world(number="+15550001111")
-    agent_a2 = cp.agent_create(cp.tenant, "agent-a2", number="+15550002222")
-    _nk, number_key = cp.key_create(cp.tenant, number="+15550001111")
-    tb = cp.tenant_create("tenant-b")
-    agent_b = cp.agent_create(tb, "agent-b", number="+15550003333")
-    _kb, key_b = cp.key_create(tb)
+    agent_a2, number_key, agent_b, key_b = scope_world(cp)
     cp.start()
     sa = streams.open(cp.key)
     first = end_queued_call(cp)

@@ -17,11 +17,10 @@ import time
 import pytest
 
 from cp import ACTIVE_STATUSES, assert_call_shape, assert_error, parse_ts, urlquote
-from sipp_peer import Sipp, free_port, udp_bound, udp_local_addrs, wait_for
+from sipp_peer import Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for
 
 NUMBER = "+15550001111"
 RING_TIMEOUT = 2
-REASON_RE = re.compile(r'^Q\.850\s*;\s*cause=16\s*;\s*text="([^"]*)"$')
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -123,13 +122,6 @@ def sipp_done(peer, timeout=None, expect_rc=0):
     return rc
 
 
-def reason_text(msg):
-    """The text of `Reason: Q.850;cause=16;text="..."` on a traced message (asserts the form)."""
-    vals = msg.header_all("reason")
-    assert len(vals) == 1, "expected one Reason header on %s, got %r\n%s" % (msg.first_line, vals, msg.text)
-    m = REASON_RE.match(vals[0])
-    assert m, "Reason header %r is not Q.850;cause=16;text=\"...\"" % vals[0]
-    return m.group(1)
 
 
 def sdp_media(body):

@@ -46,14 +46,6 @@ def world(cp, rcv):
     return cp
 
 
-@pytest.fixture
-def peers():
-    out = []
-    yield out
-    for p in out:
-        p.stop()
-
-
 # ------------------------------------------------------------------------------- helpers
 
 

@@ -342,7 +342,7 @@ static void test_cache_fill_rules(void **state)
 
 	/* a write began after the ticket: the fill is dropped */
 	t = call_cache_ticket(cc, c.id);
-	call_cache_write_begin(cc, c.id);
+	unsigned stripe = call_cache_write_begin(cc, c.id);
 	assert_false(call_cache_get(cc, c.id, &out, number));
 	call_cache_fill(cc, t, &c, "+1555");
 	assert_false(call_cache_get(cc, c.id, &out, number));
@@ -351,7 +351,7 @@ static void test_cache_fill_rules(void **state)
 	assert_false(call_cache_get(cc, c.id, &out, number));
 	/* a fill from before its end is dropped too */
 	t = call_cache_ticket(cc, c.id);
-	call_cache_write_end(cc, c.id);
+	call_cache_write_end(cc, stripe, 1);
 	call_cache_fill(cc, t, &c, "+1555");
 	assert_false(call_cache_get(cc, c.id, &out, number));
 	/* after it: cached again */
