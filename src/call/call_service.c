@@ -741,21 +741,17 @@ static void job_apply(struct call_service *svc, struct job *j)
 	}
 }
 
-/* Phase 2, after the commit: tell whoever waits. A commit that failed turns every success
- * of the batch into an internal error: nothing of it is durable, so nothing may be claimed. */
-static void job_finish(struct job *j, bool committed)
+/* Phase 2, once its store work is durable (run_batch re-applies a batch whose commit failed
+ * job by job, so each job's own result is what stands): tell whoever waits. */
+static void job_finish(struct job *j)
 {
 	switch (j->type) {
 	case JOB_EVENT:
 		break;
 	case JOB_HUNG_UP:
-		if (!committed && j->end->result.code == CP_OK)
-			end_result(j->end, CP_ERR_INTERNAL, "store commit failed", NULL);
 		end_finish(j->end);
 		break;
 	case JOB_INBOUND:
-		if (!committed)
-			j->err = CP_ERR_INTERNAL;
 		j->created(j->arg, j->err, j->err == CP_OK ? &j->call : NULL);
 		break;
 	}
@@ -766,7 +762,7 @@ static void job_finish(struct job *j, bool committed)
 static void run_job(struct call_service *svc, struct job *j)
 {
 	job_apply(svc, j);
-	job_finish(j, true);
+	job_finish(j);
 }
 
 /* Applies a list of jobs as one group commit: one transaction, one fsync, then the replies. */
@@ -777,8 +773,7 @@ static void run_batch(struct call_service *svc, struct job *list)
 	for (struct job *j = list; j; j = j->next)
 		job_apply(svc, j);
 	tl_batching = false;
-	bool committed = !batched || STORE(svc->st, batch_end, true) == STORE_OK;
-	if (!committed) {
+	if (batched && STORE(svc->st, batch_end, true) != STORE_OK) {
 		/* nothing of the batch is durable: apply each job again on its own, so one bad
 		 * write costs only its own job and no event is silently lost */
 		log_msg(LOG_ERROR, "group_commit_failed", "re-applying the batch one by one");
@@ -787,14 +782,13 @@ static void run_batch(struct call_service *svc, struct job *list)
 			call_clear(&j->call);
 			job_apply(svc, j);
 		}
-		committed = true;
 	}
 	if (tl_event_pending && svc->on_event)
 		svc->on_event(svc->on_event_arg);
 	tl_event_pending = false;
 	while (list) {
 		struct job *next = list->next;
-		job_finish(list, committed);
+		job_finish(list);
 		list = next;
 	}
 }

@@ -34,7 +34,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 
 static const char serve_usage[] =
 	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
@@ -407,7 +406,7 @@ int cli_serve(int argc, char **argv)
 	while (sig < 0) {
 		sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig < 0)
-			STORE(st, idem_purge, cp_now_ms() - IDEMPOTENCY_TTL_MS);
+			STORE(st, idem_purge, cp_now_ms() - HTTP_IDEMPOTENCY_TTL_MS);
 	}
 	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
 	rc = 0;

@@ -45,7 +45,7 @@ static json_t *cartesia_error(const struct cp_error *e, unsigned *status)
 static enum cp_err cartesia_auth(struct http_request *r, struct principal *who,
 				 struct cp_error *err)
 {
-	enum cp_err e = http_auth_key(r, true, false, who, err);
+	enum cp_err e = dialect_auth_bearer(r, who, err);
 	if (e != CP_OK)
 		return e;
 	const char *version = http_header(r, "Cartesia-Version");

@@ -21,6 +21,8 @@
 #include "auth/auth.h"
 #include "core/error.h"
 
+/* How long an Idempotency-Key is remembered (claims and the server's purge agree on it). */
+#define HTTP_IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 #define HTTP_MAX_BODY (64 * 1024)
 #define HTTP_MAX_PARAMS 4
 

@@ -4,6 +4,7 @@
  * call of its tenant or agent, which a number-scoped key could not otherwise see.
  */
 #include "routes.h"
+#include "webhook/webhook.h"
 #include "webhook/webhook_registry.h"
 
 #include <stdint.h>
@@ -109,8 +110,12 @@ static void replay(struct http_request *r, long long id)
 		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
 	else if (id && count == 0)
 		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
-	else
+	else {
+		struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
+		if (count && hooks)
+			webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
 		http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
+	}
 }
 
 static void replay_one(struct http_request *r)

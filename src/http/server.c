@@ -34,7 +34,6 @@
 
 #include <microhttpd.h>
 
-#define IDEM_TTL_MS (24LL * 3600 * 1000)
 #define MAX_EXTRA_HEADERS 8
 #define MAX_SEGMENTS 12
 #define HTTP_MAX_DISCARD (16u * 1024 * 1024)
@@ -621,7 +620,7 @@ static bool idempotency_begin(struct http_request *r)
 
 	int64_t now = cp_now_ms();
 	struct idem_record old = {0};
-	int rc = STORE(r->srv->st, idem_claim, r->who.key.id, key, hash, now, now - IDEM_TTL_MS, &old);
+	int rc = STORE(r->srv->st, idem_claim, r->who.key.id, key, hash, now, now - HTTP_IDEMPOTENCY_TTL_MS, &old);
 	if (rc == STORE_OK) {
 		snprintf(r->idem_key, sizeof r->idem_key, "%s", key);
 		return false;
