@@ -54,12 +54,16 @@ struct call {
 	int max_duration_s;                   /* 0 = none */
 	int64_t created_at, answered_at, ended_at, redacted_at;  /* ms since epoch, 0 = null */
 	char *metadata;                       /* JSON object text, heap; NULL = null */
+	char *stream_url;                     /* the agent's audio WebSocket (ws:// or wss://),
+					       * heap; NULL = none (the call carries RTP only) */
 };
 
 void call_clear(struct call *c);            /* frees heap fields, zeroes */
 /* from, to and metadata were dropped (DELETE /v1/calls/{id}) */
 static inline bool call_is_redacted(const struct call *c) { return c->redacted_at != 0; }
 void call_move(struct call *dst, struct call *src);
+/* dst = a deep copy of src (dst is cleared first); -1 if out of memory (dst then cleared). */
+int call_copy(struct call *dst, const struct call *src);
 
 const char *call_status_name(enum call_status s);
 bool call_status_parse(const char *name, enum call_status *out);

@@ -413,10 +413,7 @@ static void end_result(struct end_job *job, enum cp_err code, const char *msg,
 	job->result.code = code;
 	snprintf(job->result.message, sizeof job->result.message, "%s", msg);
 	if (c) {
-		call_clear(&job->call);
-		job->call = *c;
-		job->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
-		job->has_call = true;
+		job->has_call = call_copy(&job->call, c) == 0;
 	}
 }
 

@@ -89,6 +89,7 @@ const char *call_direction_name(enum call_direction d)
 void call_clear(struct call *c)
 {
 	free(c->metadata);
+	free(c->stream_url);
 	memset(c, 0, sizeof *c);
 }
 
@@ -97,7 +98,21 @@ void call_move(struct call *dst, struct call *src)
 	call_clear(dst);
 	*dst = *src;
 	src->metadata = NULL;
+	src->stream_url = NULL;
 	call_clear(src);
+}
+
+int call_copy(struct call *dst, const struct call *src)
+{
+	call_clear(dst);
+	*dst = *src;
+	dst->metadata = src->metadata ? strdup(src->metadata) : NULL;
+	dst->stream_url = src->stream_url ? strdup(src->stream_url) : NULL;
+	if ((src->metadata && !dst->metadata) || (src->stream_url && !dst->stream_url)) {
+		call_clear(dst);
+		return -1;
+	}
+	return 0;
 }
 
 long long call_duration_s(const struct call *c)

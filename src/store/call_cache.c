@@ -108,20 +108,14 @@ bool call_cache_get(struct call_cache *cc, const char *id, struct call *out,
 {
 	unsigned i = slot_of(cc, id);
 	struct stripe *s = stripe_of(cc, i);
-	char *meta = NULL;
 	bool hit = false;
 	pthread_mutex_lock(&s->mu);
 	struct entry *e = cc->slot[i];
 	if (e && !strcmp(e->call.id, id)) {
-		/* copy under the lock; the metadata copy is made here so a miss costs no malloc */
-		meta = e->call.metadata ? strdup(e->call.metadata) : NULL;
-		if (!e->call.metadata || meta) {
-			call_clear(out);
-			*out = e->call;
-			out->metadata = meta;
+		/* copied under the lock, so a miss costs no malloc */
+		hit = call_copy(out, &e->call) == 0;
+		if (hit)
 			memcpy(number, e->number, CALL_CACHE_NUMBER_MAX + 1);
-			hit = true;
-		}
 	}
 	pthread_mutex_unlock(&s->mu);
 	return hit;
@@ -133,9 +127,8 @@ void call_cache_fill(struct call_cache *cc, uint64_t ticket, const struct call *
 	struct entry *e = malloc(sizeof *e);
 	if (!e)
 		return;
-	e->call = *c;
-	e->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
-	if (c->metadata && !e->call.metadata) {
+	memset(&e->call, 0, sizeof e->call);
+	if (call_copy(&e->call, c)) {
 		free(e);
 		return;
 	}
