@@ -82,6 +82,11 @@ int call_service_event(struct call_service *svc, const char *call_id,
 void call_service_post_event(struct call_service *svc, const char *call_id,
 			     const struct call_update *u);
 
+/* Engine -> service: the far end pressed a key (RFC 4733). Queued to the worker, which
+ * writes a call.dtmf event (SSE and webhooks) and nothing else: the digit is not stored on
+ * the call. digit is one of 0-9 * # A-D. */
+void call_service_post_dtmf(struct call_service *svc, const char *call_id, char digit);
+
 /* Engine -> service: an INVITE reached an agent's number. The worker stores the inbound call
  * (status queued) and calls created(arg, err, call) on its thread. */
 struct inbound_call {

@@ -36,6 +36,10 @@ struct telephony_ops {
 	 * -1 = the engine's default (API ends), 0 = no bound (an emergency stop of every call). */
 	void (*hangup)(void *engine, const struct call *c, const char *reason, int wait_ms,
 		       hangup_done_fn done, void *arg);
+	/* Sends RFC 4733 digits ([0-9*#A-D], already validated) to the far end of an answered
+	 * call; they play out one after another. 0 if the engine took them, -1 if it cannot
+	 * (no media session: the call is not up). */
+	int (*send_dtmf)(void *engine, const struct call *c, const char *digits);
 };
 
 struct telephony {
