@@ -38,6 +38,8 @@ enum call_direction { CALL_OUTBOUND, CALL_INBOUND };
 #define CALL_REASON_MAX 64        /* end_reason */
 #define CALL_PROVIDER_ID_MAX 256  /* SIP Call-ID */
 #define CALL_METADATA_MAX (16 * 1024)
+#define CALL_STREAM_URL_MAX 1024  /* an agent's audio WebSocket URL */
+#define CALL_DTMF_MAX 32          /* digits in one POST /v1/calls/{id}/dtmf */
 
 struct call {
 	int64_t seq;                          /* store order; list cursor */
@@ -90,5 +92,12 @@ json_t *call_to_json(const struct call *c);
 bool call_reason_valid(const char *reason);
 /* A SIP/SIPS URI or an E.164 number, <= CALL_ADDR_MAX bytes, no control chars or spaces. */
 bool call_address_valid(const char *addr);
+/* An absolute ws:// or wss:// URL with a host (and, if given, a port 1..65535), at most
+ * CALL_STREAM_URL_MAX bytes of printable ASCII without spaces. */
+bool call_stream_url_valid(const char *url);
+/* DTMF digits to send: 1..CALL_DTMF_MAX of [0-9*#A-D] (upper case: RFC 4733 events 12-15). */
+bool call_dtmf_digits_valid(const char *digits);
+/* One received DTMF digit: [0-9*#A-D]. */
+bool call_dtmf_digit_valid(char digit);
 
 #endif

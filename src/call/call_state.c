@@ -160,3 +160,75 @@ bool call_address_valid(const char *addr)
 	return true;
 }
 
+
+bool call_stream_url_valid(const char *url)
+{
+	size_t n = url ? strlen(url) : 0;
+	if (n == 0 || n > CALL_STREAM_URL_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)url[i];
+		if (ch <= ' ' || ch >= 0x7f)
+			return false;
+	}
+	const char *p;
+	if (!strncasecmp(url, "ws://", 5))
+		p = url + 5;
+	else if (!strncasecmp(url, "wss://", 6))
+		p = url + 6;
+	else
+		return false;
+	/* the authority runs to the path, query or fragment; userinfo is allowed before '@' */
+	size_t alen = strcspn(p, "/?#");
+	const char *end = p + alen;
+	const char *at = memchr(p, '@', alen);
+	const char *host = at ? at + 1 : p;
+	const char *port = NULL;
+	if (*host == '[') {
+		/* an IPv6 literal: [addr] with an optional :port after it */
+		const char *close = memchr(host, ']', (size_t)(end - host));
+		if (!close || close == host + 1)
+			return false;
+		if (close + 1 < end) {
+			if (close[1] != ':')
+				return false;
+			port = close + 2;
+		}
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(end - host));
+		if ((colon ? colon : end) == host)
+			return false;   /* no host */
+		if (colon)
+			port = colon + 1;
+	}
+	if (port) {
+		/* a port, when given, is 1..65535 in decimal */
+		long v = 0;
+		if (port == end || end - port > 5)
+			return false;
+		for (const char *q = port; q < end; q++) {
+			if (!isdigit((unsigned char)*q))
+				return false;
+			v = v * 10 + (*q - '0');
+		}
+		if (v < 1 || v > 65535)
+			return false;
+	}
+	return true;
+}
+
+bool call_dtmf_digit_valid(char digit)
+{
+	return digit && strchr("0123456789*#ABCD", digit);
+}
+
+bool call_dtmf_digits_valid(const char *digits)
+{
+	size_t n = digits ? strlen(digits) : 0;
+	if (n < 1 || n > CALL_DTMF_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!call_dtmf_digit_valid(digits[i]))
+			return false;
+	return true;
+}

@@ -277,6 +277,81 @@ static void test_address_length_limit(void **state)
 	assert_false(call_address_valid(big));
 }
 
+static void test_stream_url_valid(void **state)
+{
+	(void)state;
+	const char *good[] = {
+		"ws://agent.example.com/stream",
+		"wss://agent.example.com/media?token=abc&x=1",
+		"wss://agent.example.com:8443/twilio",
+		"WSS://Agent.Example.com",
+		"ws://127.0.0.1:9000",
+		"ws://[::1]:9000/s",
+		"wss://user:pass@agent.example.com/s",
+		"ws://h#frag",
+		"ws://h:65535",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		if (!call_stream_url_valid(good[i]))
+			print_error("rejected valid stream url \"%s\"\n", good[i]);
+		assert_true(call_stream_url_valid(good[i]));
+	}
+	const char *bad[] = {
+		"", "agent.example.com", "/stream", "http://agent.example.com",
+		"https://agent.example.com", "ws:/agent.example.com", "ws:agent.example.com",
+		"ws://", "wss://", "ws:///path", "ws://?q", "ws://:9000", "ws://user@",
+		"ws://user@/p", "ws://h:", "ws://h:0", "ws://h:65536", "ws://h:123456",
+		"ws://h:80a", "ws://[::1", "ws://[]:80", "ws://[::1]x", "ws://[::1]:",
+		"ws://agent example.com", " ws://h", "ws://h ", "ws://h/\tx", "ws://h/\x01",
+		"ws://h/\x7f", "ws://h/\r\n", "ws://h/caf\xc3\xa9", "wsx://h", "sip:bob@h",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (call_stream_url_valid(bad[i]))
+			print_error("accepted invalid stream url \"%s\"\n", bad[i]);
+		assert_false(call_stream_url_valid(bad[i]));
+	}
+	assert_false(call_stream_url_valid(NULL));
+	/* exactly 1024 bytes: accepted; 1025: refused */
+	char buf[CALL_STREAM_URL_MAX + 8];
+	strcpy(buf, "wss://h/");
+	size_t n = strlen(buf);
+	memset(buf + n, 'a', CALL_STREAM_URL_MAX - n);
+	buf[CALL_STREAM_URL_MAX] = '\0';
+	assert_int_equal(strlen(buf), 1024);
+	assert_true(call_stream_url_valid(buf));
+	buf[CALL_STREAM_URL_MAX] = 'a';
+	buf[CALL_STREAM_URL_MAX + 1] = '\0';
+	assert_false(call_stream_url_valid(buf));
+}
+
+static void test_dtmf_digits_valid(void **state)
+{
+	(void)state;
+	const char *good[] = {"0", "9", "*", "#", "A", "B", "C", "D", "12#", "0123456789*#ABCD",
+			      "11111111111111111111111111111111" /* 32: the maximum */};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		if (!call_dtmf_digits_valid(good[i]))
+			print_error("rejected valid digits \"%s\"\n", good[i]);
+		assert_true(call_dtmf_digits_valid(good[i]));
+	}
+	const char *bad[] = {"", "a", "b", "c", "d", "12a", "E", "1 2", " 1", "1\n", "+", "p",
+			     "w", ",", "1-2", "\xc2\xb9",
+			     "111111111111111111111111111111111" /* 33 */};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (call_dtmf_digits_valid(bad[i]))
+			print_error("accepted invalid digits \"%s\"\n", bad[i]);
+		assert_false(call_dtmf_digits_valid(bad[i]));
+	}
+	assert_false(call_dtmf_digits_valid(NULL));
+	/* one received digit */
+	assert_true(call_dtmf_digit_valid('5'));
+	assert_true(call_dtmf_digit_valid('#'));
+	assert_true(call_dtmf_digit_valid('D'));
+	assert_false(call_dtmf_digit_valid('d'));
+	assert_false(call_dtmf_digit_valid('\0'));
+	assert_false(call_dtmf_digit_valid('E'));
+}
+
 static void test_duration(void **state)
 {
 	(void)state;
@@ -619,6 +694,8 @@ int main(void)
 		cmocka_unit_test(test_reason_valid),
 		cmocka_unit_test(test_address_valid),
 		cmocka_unit_test(test_address_length_limit),
+		cmocka_unit_test(test_stream_url_valid),
+		cmocka_unit_test(test_dtmf_digits_valid),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_to_json_full),
 		cmocka_unit_test(test_to_json_fresh_call),
