@@ -16,7 +16,7 @@ static const char usage[] =
 	"commands:\n"
 	"  serve     run the server (HTTP API + SIP engine)\n"
 	"  tenant    create | list tenants\n"
-	"  agent     create | list agents\n"
+	"  agent     create | list | update agents\n"
 	"  key       create | list | revoke API keys\n"
 	"  webhook   create | list | delete webhooks; deliveries | replay\n"
 	"Every command takes --help.\n";

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "args.h"
 #include "auth/auth.h"
+#include "call/call.h"
 #include "core/util.h"
 #include "store/store.h"
 
@@ -122,12 +123,66 @@ int cli_tenant(int argc, char **argv)
 
 static const char agent_usage[] =
 	"usage: callplane agent create --tenant ID --name NAME [--number E164]\n"
-	"                              [--max-duration SECONDS] [--db PATH]\n"
-	"       callplane agent list [--tenant ID] [--db PATH]\n";
+	"                              [--max-duration SECONDS] [--stream-url URL] [--db PATH]\n"
+	"       callplane agent list [--tenant ID] [--db PATH]\n"
+	"       callplane agent update ID (--stream-url URL | --no-stream-url) [--db PATH]\n"
+	"--stream-url is the agent's audio WebSocket (ws:// or wss://, at most 1024 bytes):\n"
+	"its calls stream their audio there unless POST /v1/calls names another.\n";
+
+/* A bad --stream-url is a usage error (exit 2), told the way args_parse() tells one. */
+static int stream_url_usage(const char *url)
+{
+	fprintf(stderr, "error: --stream-url must be an absolute ws:// or wss:// URL with a host,"
+		" at most %d bytes, without spaces or control characters: '%s'\n%s",
+		CALL_STREAM_URL_MAX, url, agent_usage);
+	return 2;
+}
+
+/* agent update: --no-stream-url is a flag, which args_parse() (options with values) does not
+ * know; it is taken out of argv here. */
+static int agent_update(int argc, char **argv)
+{
+	const char *url = NULL, *db = CLI_DEFAULT_DB;
+	const char *pos[1] = {NULL};
+	int n_pos, n = 0;
+	bool clear = false;
+	char **args = calloc((size_t)argc + 1, sizeof *args);
+	if (!args)
+		return 1;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--no-stream-url"))
+			clear = true;
+		else
+			args[n++] = argv[i];
+	}
+	struct opt opts[] = {{"stream-url", &url, false}, {"db", &db, false}, {0}};
+	enum args_result ar = args_parse(n, args, opts, pos, 1, &n_pos, agent_usage);
+	free(args);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	if (n_pos != 1 || clear == (url != NULL)) {
+		fprintf(stderr, "error: agent update needs the agent id and one of --stream-url URL"
+			" or --no-stream-url\n%s", agent_usage);
+		return 2;
+	}
+	if (url && !call_stream_url_valid(url))
+		return stream_url_usage(url);
+	struct store *st = cli_open_store(db, NULL);
+	if (!st)
+		return 1;
+	int rc = 1;
+	int r = STORE(st, agent_set_stream_url, pos[0], url);
+	if (r == STORE_OK)
+		rc = cli_print(json_pack("{s:s, s:s?}", "id", pos[0], "stream_url", url));
+	else
+		fail(r == STORE_NOT_FOUND ? "no such agent: " : "could not update the agent ", pos[0]);
+	store_close(st);
+	return rc;
+}
 
 int cli_agent(int argc, char **argv)
 {
-	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL,
+	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL, *url = NULL,
 		   *db = CLI_DEFAULT_DB;
 	const char *pos[1];
 	int n_pos;
@@ -137,12 +192,14 @@ int cli_agent(int argc, char **argv)
 		printf("%s", agent_usage);
 		return 0;
 	}
+	if (!strcmp(argv[0], "update"))
+		return agent_update(argc - 1, argv + 1);
 	bool create = !strcmp(argv[0], "create");
 	if (!create && strcmp(argv[0], "list"))
 		return usage(agent_usage);
 	struct opt create_opts[] = {{"tenant", &tenant, true}, {"name", &name, true},
 				    {"number", &number, false}, {"max-duration", &maxd, false},
-				    {"db", &db, false}, {0}};
+				    {"stream-url", &url, false}, {"db", &db, false}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
 					 0, &n_pos, agent_usage);
@@ -152,6 +209,8 @@ int cli_agent(int argc, char **argv)
 	struct agent a = {0};
 	long long v = 0;
 	if (create) {
+		if (url && !call_stream_url_valid(url))
+			return stream_url_usage(url);
 		if (!*name || strlen(name) > STORE_NAME_MAX)
 			return fail("--name must be 1..128 characters", NULL);
 		if (number && !cp_is_e164(number))
@@ -171,6 +230,7 @@ int cli_agent(int argc, char **argv)
 		snprintf(a.name, sizeof a.name, "%s", name);
 		snprintf(a.number, sizeof a.number, "%s", number ? number : "");
 		a.max_duration_s = (int)v;
+		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
 		a.created_at = cp_now_ms();
 		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
 			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);

@@ -50,6 +50,7 @@ struct agent {
 	char number[STORE_NUMBER_MAX + 1];   /* "" = none */
 	int max_duration_s;                  /* 0 = none */
 	int64_t created_at;
+	char stream_url[CALL_STREAM_URL_MAX + 1];  /* "" = none; validated by call_stream_url_valid */
 };
 
 struct api_key {
@@ -143,6 +144,8 @@ struct store_backend {
 	int (*agent_get)(void *ctx, const struct scope *sc, const char *id, struct agent *out);
 	int (*agent_by_number)(void *ctx, const char *number, struct agent *out);
 	int (*agent_list)(void *ctx, const char *tenant_id, json_t **out);
+	/* url NULL or "" clears it. STORE_NOT_FOUND for an unknown agent. */
+	int (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
 
 	int (*key_create)(void *ctx, const struct api_key *k);
 	int (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);

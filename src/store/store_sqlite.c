@@ -87,13 +87,18 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL, delivered_at INTEGER);"
 	"CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';"
 	"CREATE INDEX deliveries_webhook ON deliveries(webhook_id, status);",
+
+	/* 3: the media plane: each agent's audio WebSocket, and the one each call streams to
+	 * (NULL = none); existing rows have none */
+	"ALTER TABLE agents ADD COLUMN stream_url TEXT;"
+	"ALTER TABLE calls ADD COLUMN stream_url TEXT;",
 };
 
 #define CALL_COLS(t)                                                                          \
 	t "seq, " t "id, " t "tenant_id, " t "agent_id, " t "direction, " t "status, "       \
 	t "from_addr, " t "to_addr, " t "provider_call_id, " t "end_reason, " t "sip_status, " \
 	t "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " \
-	t "metadata"
+	t "metadata, " t "stream_url"
 
 /* One conditional step of a call (sqlite_call_update); `provider` is the SET clause for
  * provider_call_id, or "". */
@@ -104,9 +109,12 @@ static const char *const migrations[] = {
 	provider " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"                     \
 	" RETURNING " CALL_COLS("") ", prev_status"
 
+/* Columns after CALL_COLS: prev_status (CALL_UPDATE_SQL), the agent's number (cacheable). */
+#define CALL_COL_EXTRA 18
+
 enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
-	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST,
+	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
 	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE,
 	S_CALL_LIST, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
@@ -123,14 +131,16 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_TENANT_CREATE] = "INSERT INTO tenants(id, name, created_at) VALUES (?1, ?2, ?3)",
 	[S_TENANT_EXISTS] = "SELECT 1 FROM tenants WHERE id = ?1",
 	[S_TENANT_LIST] = "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
-	[S_AGENT_CREATE] = "INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at)"
-			   " VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6)",
-	[S_AGENT_GET] = "SELECT id, tenant_id, name, number, max_duration_s, created_at FROM agents"
-			" WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)",
-	[S_AGENT_BY_NUMBER] = "SELECT id, tenant_id, name, number, max_duration_s, created_at"
-			      " FROM agents WHERE number = ?1",
-	[S_AGENT_LIST] = "SELECT id, tenant_id, name, number, max_duration_s, created_at FROM agents"
-			 " WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id",
+	[S_AGENT_CREATE] = "INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
+			   " stream_url) VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6,"
+			   " NULLIF(?7, ''))",
+	[S_AGENT_GET] = "SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
+			" FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)",
+	[S_AGENT_BY_NUMBER] = "SELECT id, tenant_id, name, number, max_duration_s, created_at,"
+			      " stream_url FROM agents WHERE number = ?1",
+	[S_AGENT_LIST] = "SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
+			 " FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id",
+	[S_AGENT_UPDATE] = "UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1",
 	[S_KEY_CREATE] = "INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
 			 " rate_limit) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, NULLIF(?7, 0))",
 	[S_KEY_BY_HASH] = "SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
@@ -140,9 +150,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
 	[S_CALL_INSERT] = "INSERT INTO calls(id, tenant_id, agent_id, direction, status, from_addr,"
 			  " to_addr, provider_call_id, end_reason, sip_status, max_duration_s,"
-			  " created_at, answered_at, ended_at, metadata) VALUES (?1, ?2, ?3, ?4, ?5,"
-			  " ?6, ?7, NULLIF(?8, ''), NULLIF(?9, ''), NULLIF(?10, 0), NULLIF(?11, 0),"
-			  " ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15)",
+			  " created_at, answered_at, ended_at, metadata, stream_url) VALUES (?1, ?2,"
+			  " ?3, ?4, ?5, ?6, ?7, NULLIF(?8, ''), NULLIF(?9, ''), NULLIF(?10, 0),"
+			  " NULLIF(?11, 0), ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15, ?16)",
 	/* id match first: a provider call id can never shadow a call id */
 	[S_CALL_GET] = "SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
 		       " WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
@@ -687,8 +697,8 @@ static int sqlite_tenant_list(void *ctx, json_t **out)
 
 static int sqlite_agent_create(void *ctx, const struct agent *a)
 {
-	return write_one(ctx, S_AGENT_CREATE, "ssssiI", a->id, a->tenant_id, a->name, a->number,
-			 a->max_duration_s, a->created_at);
+	return write_one(ctx, S_AGENT_CREATE, "ssssiIs", a->id, a->tenant_id, a->name, a->number,
+			 a->max_duration_s, a->created_at, a->stream_url);
 }
 
 static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
@@ -703,6 +713,7 @@ static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
 		copy_col(st, 3, out->number, sizeof out->number);
 		out->max_duration_s = sqlite3_column_int(st, 4);
 		out->created_at = sqlite3_column_int64(st, 5);
+		copy_col(st, 6, out->stream_url, sizeof out->stream_url);
 		rc = STORE_OK;
 	} else {
 		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : step_error(c, r);
@@ -742,8 +753,13 @@ static int sqlite_agent_by_number(void *ctx, const char *number, struct agent *o
 static int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "name", "number",
-					    "max_duration_s", "created_at", NULL};
+					    "max_duration_s", "created_at", "stream_url", NULL};
 	return list_all(ctx, S_AGENT_LIST, names, out, "s", tenant_id);
+}
+
+static int sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
+{
+	return write_one(ctx, S_AGENT_UPDATE, "ss", id, url);
 }
 
 /* ---- keys ------------------------------------------------------------------------------- */
@@ -836,6 +852,8 @@ static void read_call(sqlite3_stmt *st, struct call *out)
 	out->redacted_at = sqlite3_column_int64(st, 15);
 	const unsigned char *meta = sqlite3_column_text(st, 16);
 	out->metadata = meta ? strdup((const char *)meta) : NULL;
+	const unsigned char *url = sqlite3_column_text(st, 17);
+	out->stream_url = url ? strdup((const char *)url) : NULL;
 }
 
 /* Steps a statement expected to yield at most one call row. */
@@ -875,6 +893,7 @@ static int sqlite_call_insert(void *ctx, struct call *k)
 		sqlite3_bind_int64(st, 13, k->answered_at);
 		sqlite3_bind_int64(st, 14, k->ended_at);
 		bind_text(st, 15, k->metadata);
+		bind_text(st, 16, k->stream_url);
 		rc = run_write(s, c, st);
 		if (rc == STORE_OK)
 			k->seq = sqlite3_last_insert_rowid(c->db);
@@ -909,11 +928,11 @@ static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct 
 		return STORE_ERROR;
 	bind_text(st, 1, id);
 	int r = sqlite3_step(st), rc;
-	if (r == SQLITE_ROW && sqlite3_column_bytes(st, 17) > CALL_CACHE_NUMBER_MAX) {
+	if (r == SQLITE_ROW && sqlite3_column_bytes(st, CALL_COL_EXTRA) > CALL_CACHE_NUMBER_MAX) {
 		rc = STORE_NOT_FOUND;   /* not an agent number we can compare here: SQL decides */
 	} else if (r == SQLITE_ROW) {
 		read_call(st, out);
-		copy_col(st, 17, number, sizeof number);
+		copy_col(st, CALL_COL_EXTRA, number, sizeof number);
 		call_cache_fill(s->calls, ticket, out, number);
 		rc = in_scope(sc, out, number) ? STORE_OK : STORE_NOT_FOUND;
 		if (rc != STORE_OK)
@@ -1098,7 +1117,7 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		read_call(st, &row);
-		if (prev && !call_status_parse((const char *)sqlite3_column_text(st, 17), prev))
+		if (prev && !call_status_parse((const char *)sqlite3_column_text(st, CALL_COL_EXTRA), prev))
 			*prev = CALL_QUEUED;
 		rc = STORE_OK;
 	} else {
@@ -1526,6 +1545,7 @@ const struct store_backend store_sqlite_backend = {
 	.agent_get = sqlite_agent_get,
 	.agent_by_number = sqlite_agent_by_number,
 	.agent_list = sqlite_agent_list,
+	.agent_set_stream_url = sqlite_agent_set_stream_url,
 	.key_create = sqlite_key_create,
 	.key_by_hash = sqlite_key_by_hash,
 	.key_list = sqlite_key_list,
