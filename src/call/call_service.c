@@ -304,6 +304,12 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	if (!metadata_valid(req->metadata))
 		return cp_fail(err, CP_ERR_INVALID,
 			       "metadata must be a JSON object of at most %d bytes", CALL_METADATA_MAX);
+	/* the message never repeats the URL: its query string may carry a secret */
+	if (req->stream_url && !call_stream_url_valid(req->stream_url))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "stream_url must be an absolute ws:// or wss:// URL with a host, at"
+			       " most %d bytes, without spaces or control characters",
+			       CALL_STREAM_URL_MAX);
 
 	int rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
 	if (rc == STORE_NOT_FOUND)
@@ -329,8 +335,13 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 		svc->tel.ops->new_call_id(svc->tel.engine, c.provider_call_id,
 					  sizeof c.provider_call_id);
 	c.metadata = strdup(req->metadata ? req->metadata : "{}");
-	if (!c.metadata)
+	/* the request's URL wins over the agent's */
+	const char *url = req->stream_url ? req->stream_url : agent.stream_url;
+	c.stream_url = *url ? strdup(url) : NULL;
+	if (!c.metadata || (*url && !c.stream_url)) {
+		call_clear(&c);
 		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
+	}
 
 	rc = STORE(svc->st, call_insert, &c);
 	if (rc != STORE_OK) {
@@ -387,6 +398,47 @@ enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const 
 		json_object_set_new(f, "req_id", json_string(req_id));
 	log_json(LOG_INFO, "call_redacted", f);
 	return CP_OK;
+}
+
+/* ---- dtmf ------------------------------------------------------------------------------- */
+
+enum cp_err call_send_dtmf(struct call_service *svc, const struct scope *sc, const char *id,
+			   const char *digits, const char *req_id, struct call *out,
+			   struct cp_error *err)
+{
+	struct call c = {0};
+	enum cp_err e;
+	if (!call_dtmf_digits_valid(digits))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "digits must be 1..%d characters of 0-9 * # A-D", CALL_DTMF_MAX);
+	if ((e = call_get(svc, sc, id, &c, err)) != CP_OK)
+		goto out;
+	if (c.status != CALL_IN_PROGRESS) {
+		e = cp_fail(err, CP_ERR_NOT_IN_PROGRESS, "call is %s; digits need an answered call",
+			    call_status_name(c.status));
+		goto out;
+	}
+	if (!svc->tel.ops || !svc->tel.ops->send_dtmf) {
+		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE, "no media engine on this node: digits"
+			    " were not sent");
+		goto out;
+	}
+	if (svc->tel.ops->send_dtmf(svc->tel.engine, &c, digits) != 0) {
+		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE, "the call has no media session: digits"
+			    " were not sent");
+		goto out;
+	}
+	/* the count, not the digits: they may be a PIN */
+	json_t *f = json_pack("{s:s, s:i}", "call_id", c.id, "digits", (int)strlen(digits));
+	if (req_id && *req_id)
+		json_object_set_new(f, "req_id", json_string(req_id));
+	log_json(LOG_INFO, "call_dtmf_sent", f);
+	if (out)
+		call_move(out, &c);
+	e = CP_OK;
+out:
+	call_clear(&c);
+	return e;
 }
 
 /* ---- end -------------------------------------------------------------------------------- */
@@ -712,7 +764,9 @@ static void inbound_create(struct call_service *svc, struct job *j)
 	c->max_duration_s = agent.max_duration_s;
 	c->created_at = cp_now_ms();
 	c->metadata = strdup("{}");
-	if (!c->metadata || STORE(svc->st, call_insert, c) != STORE_OK) {
+	c->stream_url = agent.stream_url[0] ? strdup(agent.stream_url) : NULL;
+	if (!c->metadata || (agent.stream_url[0] && !c->stream_url) ||
+	    STORE(svc->st, call_insert, c) != STORE_OK) {
 		j->err = CP_ERR_INTERNAL;
 		return;
 	}

@@ -22,6 +22,7 @@ struct call_request {
 	const char *from;            /* NULL: the agent's number */
 	const char *metadata;        /* JSON object text or NULL */
 	int max_duration_s;          /* 0: the agent's default */
+	const char *stream_url;      /* NULL: the agent's (if any) */
 };
 
 struct call_service *call_service_create(struct store *st);
@@ -47,6 +48,16 @@ enum cp_err call_list(struct call_service *svc, const struct scope *sc,
 		      struct cp_error *err);
 enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
 			const char *req_id, struct call *out, struct cp_error *err);
+
+/* Sends DTMF digits to the far end of an answered call (RFC 4733, through the engine).
+ * CP_ERR_INVALID: digits are not 1..CALL_DTMF_MAX of [0-9*#A-D]; CP_ERR_NOT_FOUND: not in the
+ * scope; CP_ERR_NOT_IN_PROGRESS: the call is not in_progress (queued, ringing or ended);
+ * CP_ERR_MEDIA_UNAVAILABLE: no engine, an engine without DTMF, or it could not take them.
+ * On CP_OK the engine took the digits; out (may be NULL) receives the call. Nothing is
+ * stored. */
+enum cp_err call_send_dtmf(struct call_service *svc, const struct scope *sc, const char *id,
+			   const char *digits, const char *req_id, struct call *out,
+			   struct cp_error *err);
 
 /* Ends a call: BYE if answered, CANCEL if ringing, straight to canceled if not dialled yet.
  * done(arg, err, call) runs exactly once, possibly on another thread, possibly before

@@ -17,11 +17,13 @@ enum cp_err {
 	CP_ERR_NOT_FOUND,       /* 404 not_found */
 	CP_ERR_METHOD,          /* 405 method_not_allowed */
 	CP_ERR_NOT_ACTIVE,      /* 409 call_not_active */
+	CP_ERR_NOT_IN_PROGRESS, /* 409 call_not_in_progress (needs an answered, live call) */
 	CP_ERR_IDEMPOTENCY,     /* 409 idempotency_conflict */
 	CP_ERR_TOO_LARGE,       /* 413 payload_too_large */
 	CP_ERR_RATE_LIMITED,    /* 429 rate_limited */
 	CP_ERR_INTERNAL,        /* 500 internal */
 	CP_ERR_UNDELIVERABLE,   /* 502 hangup_undeliverable */
+	CP_ERR_MEDIA_UNAVAILABLE, /* 502 media_unavailable (no media session to send on) */
 	CP_ERR_UNAVAILABLE,     /* 503 unavailable (shutting down) */
 	CP_ERR_COUNT
 };

@@ -79,7 +79,7 @@ static void health(struct http_request *r)
 static void create(struct http_request *r)
 {
 	static const char *const fields[] = {"agent_id", "to", "from", "metadata",
-					     "max_duration_s", NULL};
+					     "max_duration_s", "stream_url", NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
 	char *meta_text = NULL;
@@ -89,7 +89,8 @@ static void create(struct http_request *r)
 	if (!http_json_body(r, false, &body, &err) || !json_only_fields(body, fields, &err) ||
 	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
 	    !json_opt_string(body, "to", &req.to, &err) ||
-	    !json_opt_string(body, "from", &req.from, &err))
+	    !json_opt_string(body, "from", &req.from, &err) ||
+	    !json_opt_string(body, "stream_url", &req.stream_url, &err))
 		goto fail;
 	if (!req.agent_id) {
 		cp_fail(&err, CP_ERR_INVALID, "agent_id is required");
@@ -249,6 +250,32 @@ static void end(struct http_request *r)
 	json_decref(body);
 }
 
+static void dtmf(struct http_request *r)
+{
+	static const char *const fields[] = {"digits", NULL};
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	const char *digits = NULL;
+	struct call c = {0};
+	if (!http_json_body(r, false, &body, &err) || !json_only_fields(body, fields, &err) ||
+	    !json_opt_string(body, "digits", &digits, &err))
+		goto fail;
+	if (!digits) {
+		cp_fail(&err, CP_ERR_INVALID, "digits is required");
+		goto fail;
+	}
+	if (call_send_dtmf(svc_of(r), &http_principal(r)->scope, http_param(r, 0), digits,
+			   http_req_id(r), &c, &err) != CP_OK)
+		goto fail;
+	http_reply_json(r, 202, json_pack("{s:s, s:s}", "call_id", c.id, "digits", digits));
+	goto out;
+fail:
+	http_reply_error(r, &err);
+out:
+	call_clear(&c);
+	json_decref(body);
+}
+
 static void end_all_done(void *arg, const struct cp_error *err, size_t ended, size_t not_active,
 			 size_t failed)
 {
@@ -301,5 +328,6 @@ const struct route canonical_routes[] = {
 	{"GET", "/v1/calls/:id", get, &canonical_dialect, 0},
 	{"DELETE", "/v1/calls/:id", redact, &canonical_dialect, 0},
 	{"POST", "/v1/calls/:id/end", end, &canonical_dialect, 0},
+	{"POST", "/v1/calls/:id/dtmf", dtmf, &canonical_dialect, 0},
 	{0},
 };
