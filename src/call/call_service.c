@@ -22,15 +22,16 @@
 
 #define DEFAULT_END_REASON "ended_by_api"
 
-enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND };
+enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF };
 
 struct end_job;
 
 struct job {
 	enum job_type type;
 	struct job *next;
-	/* JOB_EVENT */
+	/* JOB_EVENT, JOB_DTMF */
 	char call_id[CP_UUID_LEN + 1];
+	char digit;                  /* JOB_DTMF */
 	struct call_update u;
 	char end_reason[CALL_REASON_MAX + 1];
 	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];
@@ -256,6 +257,40 @@ void call_service_post_event(struct call_service *svc, const char *call_id,
 		j->u.provider_call_id = j->provider_call_id;
 	}
 	post(svc, j);
+}
+
+void call_service_post_dtmf(struct call_service *svc, const char *call_id, char digit)
+{
+	if (!call_dtmf_digit_valid(digit)) {
+		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s: not a DTMF digit (0x%02x)", call_id,
+			(unsigned char)digit);
+		return;
+	}
+	struct job *j = calloc(1, sizeof *j);
+	if (!j) {
+		log_msg(LOG_ERROR, "call_event_lost", "out of memory for call %s", call_id);
+		return;
+	}
+	j->type = JOB_DTMF;
+	snprintf(j->call_id, sizeof j->call_id, "%s", call_id);
+	j->digit = digit;
+	post(svc, j);
+}
+
+/* Writes the call.dtmf event (apply phase): for a live call only. */
+static void dtmf_record(struct call_service *svc, struct job *j)
+{
+	int rc = STORE(svc->st, call_event, j->call_id, "call.dtmf", j->digit, CALL_ACTIVE_MASK,
+		       NULL);
+	if (rc == STORE_OK) {
+		if (tl_batching)
+			tl_event_pending = true;    /* not visible to others before the commit */
+		else if (svc->on_event)
+			svc->on_event(svc->on_event_arg);
+	} else if (rc == STORE_NOT_FOUND || rc == STORE_CONFLICT) {
+		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s %s", j->call_id,
+			rc == STORE_NOT_FOUND ? "is unknown" : "has ended");
+	}
 }
 
 /* ---- create / read ---------------------------------------------------------------------- */
@@ -789,6 +824,9 @@ static void job_apply(struct call_service *svc, struct job *j)
 	case JOB_INBOUND:
 		inbound_create(svc, j);
 		break;
+	case JOB_DTMF:
+		dtmf_record(svc, j);
+		break;
 	}
 }
 
@@ -798,6 +836,7 @@ static void job_finish(struct job *j)
 {
 	switch (j->type) {
 	case JOB_EVENT:
+	case JOB_DTMF:
 		break;
 	case JOB_HUNG_UP:
 		end_finish(j->end);

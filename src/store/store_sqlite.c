@@ -193,9 +193,11 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_EVENT_INSERT] = "INSERT INTO events(id, tenant_id, agent_id, agent_number, call_id, type,"
 			   " created_at, payload) VALUES (?1, ?2, ?3,"
 			   " (SELECT number FROM agents WHERE id = ?3), ?4, ?5, ?6, ?7)",
+	/* ?5 = 1: an event only the canonical format carries (call.dtmf) */
 	[S_DELIVERY_FANOUT] = "INSERT INTO deliveries(event_seq, webhook_id, status, next_attempt_at,"
 			      " created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
-			      " WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)",
+			      " WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
+			      " AND (?5 = 0 OR format = 'canonical')",
 	[S_WEBHOOK_CREATE] = "INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
 			     " created_at) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7)",
 	[S_WEBHOOK_LIST] = "SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
@@ -1030,20 +1032,26 @@ static int current_row(struct conn *c, const char *id, struct call *out)
 }
 
 /* Writes the outbox event of a step that just applied (inside its transaction): the event row
- * and one pending delivery per matching webhook. */
-static int write_event(struct conn *c, const char *type, const struct call *call, int64_t now)
+ * and one pending delivery per matching webhook. digit '\0': a transition; else a call.dtmf
+ * event, whose envelope carries it and which only canonical webhooks receive. */
+static int write_event(struct conn *c, const char *type, const struct call *call, char digit,
+		       int64_t now)
 {
-	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
+	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1], extra[32] = "";
 	if (cp_uuid4(event_id))
 		return STORE_ERROR;
 	cp_rfc3339(now, ts);
-	/* {"id","type","created_at","data"}: id, type and ts need no escaping (ours, ASCII) */
+	/* {"id","type","created_at"[,"digit"],"data"}: id, type, ts and the digit ([0-9*#A-D],
+	 * validated by the service) need no escaping (ours, ASCII) */
+	if (digit)
+		snprintf(extra, sizeof extra, ",\"digit\":\"%c\"", digit);
 	size_t call_len = 0;
 	char *data = call_to_json_text(call, &call_len), *payload = NULL;
 	size_t size = call_len + strlen(type) + 128;
 	if (data && (payload = malloc(size)))
-		snprintf(payload, size, "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\",\"data\":%s}",
-			 event_id, type, ts, data);
+		snprintf(payload, size,
+			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s,\"data\":%s}",
+			 event_id, type, ts, extra, data);
 	free(data);
 	sqlite3_stmt *ins = stmt(c, S_EVENT_INSERT), *fan = stmt(c, S_DELIVERY_FANOUT);
 	int rc = STORE_ERROR;
@@ -1064,6 +1072,7 @@ static int write_event(struct conn *c, const char *type, const struct call *call
 	sqlite3_bind_int64(fan, 2, now);
 	bind_text(fan, 3, call->tenant_id);
 	bind_text(fan, 4, call->agent_id);
+	sqlite3_bind_int(fan, 5, digit != '\0');
 	r = sqlite3_step(fan);
 	sqlite3_reset(fan);
 	if (r == SQLITE_DONE)
@@ -1125,7 +1134,7 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	}
 	sqlite3_reset(st);
 	if (u->event && rc == STORE_OK)
-		rc = write_event(c, u->event, &row, row.ended_at ? row.ended_at : cp_now_ms());
+		rc = write_event(c, u->event, &row, '\0', row.ended_at ? row.ended_at : cp_now_ms());
 	if (tx) {
 		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
 			rc = step_error(c, SQLITE_ERROR);
@@ -1142,6 +1151,55 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 		call_move(out, &row);
 	else if (rc == STORE_NOT_FOUND)
 		rc = current_row(c, id, out);
+out:
+	call_clear(&row);
+	conn_put(s, c);
+	return rc;
+}
+
+static int sqlite_call_event(void *ctx, const char *id, const char *type, char digit,
+			     uint32_t status_mask, struct call *out)
+{
+	WITH_CONN(s, c);
+	bool batch = in_batch(s);
+	sqlite3_stmt *get = stmt(c, S_CALL_GET_RAW);
+	/* the read and the event share a transaction: the batch's, or one of our own */
+	sqlite3_stmt *begin = batch ? NULL : stmt(c, S_BEGIN),
+		     *commit = batch ? NULL : stmt(c, S_COMMIT),
+		     *rollback = batch ? NULL : stmt(c, S_ROLLBACK);
+	struct call row = {0};
+	int rc = STORE_ERROR;
+	if (!get || (!batch && (!begin || !commit || !rollback)))
+		goto out;
+	/* the row does not change: no call cache brackets */
+	write_lock(s);
+	if (!batch && sqlite3_step(begin) != SQLITE_DONE) {
+		sqlite3_reset(begin);
+		write_unlock(s);
+		rc = step_error(c, SQLITE_ERROR);
+		goto out;
+	}
+	if (begin)
+		sqlite3_reset(begin);
+	bind_text(get, 1, id);
+	rc = step_one_call(c, get, &row);
+	if (rc == STORE_OK && !(status_mask & CALL_BIT(row.status)))
+		rc = STORE_CONFLICT;
+	if (rc == STORE_OK)
+		rc = write_event(c, type, &row, digit, cp_now_ms());
+	if (!batch) {
+		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
+			rc = step_error(c, SQLITE_ERROR);
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+			sqlite3_step(rollback);
+		sqlite3_reset(commit);
+		sqlite3_reset(rollback);
+	}
+	if (batch && rc == STORE_ERROR)
+		tl_batch.failed = true;
+	write_unlock(s);
+	if (out && (rc == STORE_OK || rc == STORE_CONFLICT))
+		call_move(out, &row);
 out:
 	call_clear(&row);
 	conn_put(s, c);
@@ -1555,6 +1613,7 @@ const struct store_backend store_sqlite_backend = {
 	.call_list = sqlite_call_list,
 	.call_update = sqlite_call_update,
 	.call_redact = sqlite_call_redact,
+	.call_event = sqlite_call_event,
 	.call_active_ids = sqlite_call_active_ids,
 	.idem_claim = sqlite_idem_claim,
 	.idem_complete = sqlite_idem_complete,

@@ -8,6 +8,10 @@
  *   pilotstatus  {"event": "call.ended", "event_id", "created_at", "data": {"id", "status"
  *                (upper case), "duration" (seconds, only when the call was answered),
  *                "ended_at", "end_reason", "provider_call_id"}}
+ *
+ * call.dtmf (a digit the far end pressed: {"id", "type", "created_at", "digit", "data": call})
+ * reaches canonical webhooks only: neither vendor format has an event for it, so the store
+ * creates no delivery of it for their webhooks (store.h, call_event) and nothing here maps it.
  */
 #include "webhook.h"
 #include "core/util.h"

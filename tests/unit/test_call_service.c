@@ -53,6 +53,11 @@ struct fake_engine {
 	/* before answering, apply this update to the call (something happened on the wire) */
 	bool move_first;
 	struct call_update move;
+	/* send_dtmf */
+	int dtmf_rc;
+	int dtmf_calls;
+	char dtmf_id[CP_UUID_LEN + 1];
+	char dtmf_digits[CALL_DTMF_MAX + 1];
 	/* answer later instead of inside hangup() */
 	bool defer;
 	hangup_done_fn pending_done;
@@ -95,11 +100,29 @@ static void fake_hangup(void *engine, const struct call *c, const char *reason, 
 	done(arg, e->hangup_err, e->hangup_kind);
 }
 
+static int fake_send_dtmf(void *engine, const struct call *c, const char *digits)
+{
+	struct fake_engine *e = engine;
+	e->dtmf_calls++;
+	snprintf(e->dtmf_id, sizeof e->dtmf_id, "%s", c->id);
+	snprintf(e->dtmf_digits, sizeof e->dtmf_digits, "%s", digits);
+	return e->dtmf_rc;
+}
+
 static const struct telephony_ops fake_ops = {
 	.name = "fake",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,
+};
+
+/* the same engine with DTMF (fake_ops has none, like an engine without a media plane) */
+static const struct telephony_ops fake_dtmf_ops = {
+	.name = "fake-dtmf",
+	.new_call_id = fake_new_call_id,
+	.dial = fake_dial,
+	.hangup = fake_hangup,
+	.send_dtmf = fake_send_dtmf,
 };
 
 /* ---- what call_end() reported ----------------------------------------------------------- */
@@ -138,10 +161,8 @@ static void on_end(void *arg, const struct cp_error *err, const struct call *c)
 	snprintf(r->message, sizeof r->message, "%s", err ? err->message : "");
 	call_clear(&r->call);
 	r->has_call = c != NULL;
-	if (c) {
-		r->call = *c;
-		r->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
-	}
+	if (c)
+		assert_int_equal(call_copy(&r->call, c), 0);
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
@@ -1254,10 +1275,8 @@ static void on_inbound(void *arg, enum cp_err err, const struct call *c)
 	r->calls++;
 	r->err = err;
 	call_clear(&r->call);
-	if (c) {
-		r->call = *c;
-		r->call.metadata = c->metadata ? strdup(c->metadata) : NULL;
-	}
+	if (c)
+		assert_int_equal(call_copy(&r->call, c), 0);
 }
 
 static void test_inbound(void **state)
@@ -1529,6 +1548,298 @@ static void test_recover(void **state)
 	call_clear(&s);
 }
 
+/* ---- stream url ------------------------------------------------------------------------- */
+
+#define AGENT_URL "wss://agent.example.com/stream?token=s3cret"
+#define CALL_URL "ws://127.0.0.1:9000/call"
+
+static void test_create_stream_url(void **state)
+{
+	struct fx *f = *state;
+	struct cp_error err = {0};
+	struct call c = {0}, s = {0};
+	/* no URL anywhere: none */
+	create_ok(f, f->a1, &c);
+	assert_null(c.stream_url);
+	stored(f, c.id, &s);
+	assert_null(s.stream_url);
+	/* the agent's, when the request has none */
+	assert_int_equal(STORE(f->st, agent_set_stream_url, f->a1, AGENT_URL), STORE_OK);
+	create_ok(f, f->a1, &c);
+	assert_string_equal(c.stream_url, AGENT_URL);
+	stored(f, c.id, &s);
+	assert_string_equal(s.stream_url, AGENT_URL);
+	/* the request's wins */
+	struct call_request req = {.agent_id = f->a1, .to = TO, .stream_url = CALL_URL};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.stream_url, CALL_URL);
+	stored(f, c.id, &s);
+	assert_string_equal(s.stream_url, CALL_URL);
+	/* and on every read path: scoped get, list */
+	assert_int_equal(call_get(f->svc, &f->sc1, c.id, &s, &err), CP_OK);
+	assert_string_equal(s.stream_url, CALL_URL);
+	struct call *calls = NULL;
+	size_t n = 0;
+	struct call_filter fl = {.limit = 1};
+	assert_int_equal(call_list(f->svc, &f->sc1, &fl, &calls, &n, &err), CP_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(calls[0].stream_url, CALL_URL);
+	call_list_free(calls, n);
+	/* never in the call's JSON */
+	char *text = call_to_json_text(&s, NULL);
+	assert_non_null(text);
+	assert_null(strstr(text, "stream_url"));
+	assert_null(strstr(text, "127.0.0.1:9000"));
+	free(text);
+	/* invalid: 400, and the message does not repeat the URL */
+	size_t before = count_calls(f, &f->sc1);
+	const char *bad[] = {"http://x", "ws://", "ws://h x", "wss://h:0/?token=leak"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		req.stream_url = bad[i];
+		assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_ERR_INVALID);
+		assert_non_null(strstr(err.message, "stream_url"));
+		assert_null(strstr(err.message, "leak"));
+	}
+	assert_int_equal(count_calls(f, &f->sc1), before);
+	/* cleared on the agent: new calls have none */
+	assert_int_equal(STORE(f->st, agent_set_stream_url, f->a1, NULL), STORE_OK);
+	create_ok(f, f->a1, &c);
+	assert_null(c.stream_url);
+	assert_int_equal(STORE(f->st, agent_set_stream_url, NO_SUCH_ID, AGENT_URL),
+			 STORE_NOT_FOUND);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_inbound_stream_url(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(STORE(f->st, agent_set_stream_url, f->a3, AGENT_URL), STORE_OK);
+	struct inbound_result r = {0};
+	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+				  .to = "sip:" NUM_A3 "@callplane.test",
+				  .provider_call_id = "inbound-url@example.net"};
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.err, CP_OK);
+	assert_string_equal(r.call.stream_url, AGENT_URL);
+	struct call s = {0};
+	stored(f, r.call.id, &s);
+	assert_string_equal(s.stream_url, AGENT_URL);
+	call_clear(&r.call);
+	call_clear(&s);
+}
+
+/* ---- dtmf out --------------------------------------------------------------------------- */
+
+static void test_send_dtmf(void **state)
+{
+	struct fx *f = *state;
+	struct cp_error err = {0};
+	struct call c = {0}, out = {0};
+	create_ok(f, f->a1, &c);
+	/* digits first: lower case a-d, other characters, empty, too long */
+	const char *bad[] = {"", "a", "12d", "1 2", "E", "123456789012345678901234567890123"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, bad[i], NULL, &out, &err),
+				 CP_ERR_INVALID);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, NULL, NULL, &out, &err),
+			 CP_ERR_INVALID);
+	/* not visible */
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc2, c.id, "1", NULL, &out, &err),
+			 CP_ERR_NOT_FOUND);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, NO_SUCH_ID, "1", NULL, &out, &err),
+			 CP_ERR_NOT_FOUND);
+	/* not answered yet */
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "1", NULL, &out, &err),
+			 CP_ERR_NOT_IN_PROGRESS);
+	to_ringing(f, c.id);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "1", NULL, &out, &err),
+			 CP_ERR_NOT_IN_PROGRESS);
+	to_in_progress(f, c.id);
+	/* no engine; an engine without DTMF */
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "1", NULL, &out, &err),
+			 CP_ERR_MEDIA_UNAVAILABLE);
+	call_service_set_telephony(f->svc, &f->tel);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "1", NULL, &out, &err),
+			 CP_ERR_MEDIA_UNAVAILABLE);
+	/* an engine that takes them; then one that cannot */
+	struct telephony tel = {.ops = &fake_dtmf_ops, .engine = &f->fake};
+	call_service_set_telephony(f->svc, &tel);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "0123456789*#ABCD", "req-dtmf", &out,
+					&err), CP_OK);
+	assert_int_equal(f->fake.dtmf_calls, 1);
+	assert_string_equal(f->fake.dtmf_id, c.id);
+	assert_string_equal(f->fake.dtmf_digits, "0123456789*#ABCD");
+	assert_string_equal(out.id, c.id);
+	f->fake.dtmf_rc = -1;
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "5", NULL, &out, &err),
+			 CP_ERR_MEDIA_UNAVAILABLE);
+	assert_int_equal(f->fake.dtmf_calls, 2);
+	/* ended: 409 again, and the engine is not asked */
+	f->fake.dtmf_rc = 0;
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	assert_int_equal(call_service_event(f->svc, c.id, &bye, NULL), STORE_OK);
+	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "5", NULL, &out, &err),
+			 CP_ERR_NOT_IN_PROGRESS);
+	assert_int_equal(err.code, CP_ERR_NOT_IN_PROGRESS);
+	assert_int_equal(f->fake.dtmf_calls, 2);
+	assert_string_equal(cp_err_code(CP_ERR_NOT_IN_PROGRESS), "call_not_in_progress");
+	assert_int_equal(cp_err_status(CP_ERR_NOT_IN_PROGRESS), 409);
+	assert_string_equal(cp_err_code(CP_ERR_MEDIA_UNAVAILABLE), "media_unavailable");
+	assert_int_equal(cp_err_status(CP_ERR_MEDIA_UNAVAILABLE), 502);
+	call_clear(&c);
+	call_clear(&out);
+}
+
+/* ---- dtmf in ---------------------------------------------------------------------------- */
+
+static int64_t last_seq(struct fx *f)
+{
+	int64_t seq = -1;
+	assert_int_equal(STORE(f->st, events_last_seq, &seq), STORE_OK);
+	return seq;
+}
+
+/* The events after seq, in the scope of tenant one. */
+static size_t events_after(struct fx *f, int64_t seq, struct stored_event **ev)
+{
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, events_since, &f->sc1, seq, 20, ev, &n), STORE_OK);
+	return n;
+}
+
+static void add_webhook(struct fx *f, const char *format)
+{
+	struct webhook w = {0};
+	assert_int_equal(cp_uuid4(w.id), 0);
+	snprintf(w.tenant_id, sizeof w.tenant_id, "%s", f->t1);
+	snprintf(w.url, sizeof w.url, "http://127.0.0.1:9/%s", format);
+	snprintf(w.secret, sizeof w.secret, "whsec_test");
+	snprintf(w.format, sizeof w.format, "%s", format);
+	w.created_at = cp_now_ms();
+	assert_int_equal(STORE(f->st, webhook_create, &w), STORE_OK);
+}
+
+/* Pending deliveries of one event type, over every webhook of tenant one. */
+static size_t deliveries_of(struct fx *f, const char *type)
+{
+	json_t *list = NULL;
+	assert_int_equal(STORE(f->st, delivery_list, f->t1, "pending", 200, &list), STORE_OK);
+	size_t i, n = 0;
+	json_t *d;
+	json_array_foreach(list, i, d)
+		n += !strcmp(json_string_value(json_object_get(d, "event_type")), type);
+	json_decref(list);
+	return n;
+}
+
+static void test_post_dtmf_one_event(void **state)
+{
+	struct fx *f = *state;
+	add_webhook(f, "canonical");
+	add_webhook(f, "talkover");
+	add_webhook(f, "pilotstatus");
+	struct call c = {0}, before = {0}, after = {0};
+	create_ok(f, f->a1, &c);
+	to_in_progress(f, c.id);
+	stored(f, c.id, &before);
+	int64_t seq = last_seq(f);
+	call_service_post_dtmf(f->svc, c.id, '5');
+	struct stored_event *ev = NULL;
+	size_t n = events_after(f, seq, &ev);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev[0].type, "call.dtmf");
+	json_t *j = json_loads(ev[0].payload, 0, NULL);
+	assert_non_null(j);
+	/* the envelope of every event plus the digit; data is the call as it stands */
+	assert_int_equal(json_object_size(j), 5);
+	assert_true(cp_is_uuid(json_string_value(json_object_get(j, "id"))));
+	assert_string_equal(json_string_value(json_object_get(j, "type")), "call.dtmf");
+	assert_non_null(json_string_value(json_object_get(j, "created_at")));
+	assert_string_equal(json_string_value(json_object_get(j, "digit")), "5");
+	json_t *want = call_to_json(&before);
+	assert_true(json_equal(json_object_get(j, "data"), want));
+	json_decref(want);
+	json_decref(j);
+	event_list_free(ev, n);
+	/* the call row is untouched */
+	stored(f, c.id, &after);
+	assert_int_equal(after.status, CALL_IN_PROGRESS);
+	char *t1 = call_to_json_text(&before, NULL), *t2 = call_to_json_text(&after, NULL);
+	assert_string_equal(t1, t2);
+	free(t1);
+	free(t2);
+	/* one delivery, to the canonical webhook only */
+	assert_int_equal(deliveries_of(f, "call.dtmf"), 1);
+	assert_int_equal(deliveries_of(f, "call.answered"), 3);
+	call_clear(&c);
+	call_clear(&before);
+	call_clear(&after);
+}
+
+static void test_post_dtmf_ignored(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0};
+	struct stored_event *ev = NULL;
+	create_ok(f, f->a1, &c);
+	to_in_progress(f, c.id);
+	int64_t seq = last_seq(f);
+	/* an unknown call; something that is not a digit */
+	call_service_post_dtmf(f->svc, NO_SUCH_ID, '1');
+	call_service_post_dtmf(f->svc, c.id, 'a');
+	call_service_post_dtmf(f->svc, c.id, '\0');
+	assert_int_equal(events_after(f, seq, &ev), 0);
+	event_list_free(ev, 0);
+	/* an ended call */
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	assert_int_equal(call_service_event(f->svc, c.id, &bye, NULL), STORE_OK);
+	seq = last_seq(f);
+	call_service_post_dtmf(f->svc, c.id, '1');
+	assert_int_equal(events_after(f, seq, &ev), 0);
+	event_list_free(ev, 0);
+	call_clear(&c);
+}
+
+static void test_post_dtmf_in_order_with_worker(void **state)
+{
+	/* digits share the FIFO with the call's transitions: events come out as posted */
+	struct fx *f = *state;
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	int64_t seq = last_seq(f);
+	assert_int_equal(call_service_start(f->svc), 0);
+	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = 4000, .end_reason = "remote_hangup"};
+	call_service_post_event(f->svc, c.id, &answer);
+	call_service_post_dtmf(f->svc, c.id, '1');
+	call_service_post_dtmf(f->svc, c.id, '#');
+	call_service_post_event(f->svc, c.id, &bye);
+	call_service_post_dtmf(f->svc, c.id, '2');   /* after the end: dropped */
+	call_service_stop(f->svc);
+	struct stored_event *ev = NULL;
+	size_t n = events_after(f, seq, &ev);
+	assert_int_equal(n, 4);
+	const char *types[] = {"call.answered", "call.dtmf", "call.dtmf", "call.ended"};
+	const char *digits[] = {NULL, "1", "#", NULL};
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(ev[i].type, types[i]);
+		json_t *j = json_loads(ev[i].payload, 0, NULL);
+		const char *d = json_string_value(json_object_get(j, "digit"));
+		if (digits[i])
+			assert_string_equal(d, digits[i]);
+		else
+			assert_null(json_object_get(j, "digit"));
+		json_decref(j);
+	}
+	event_list_free(ev, n);
+	call_clear(&c);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1572,6 +1883,12 @@ int main(void)
 		T(test_end_race_two_ends),
 		T(test_end_race_with_answer),
 		T(test_recover),
+		T(test_create_stream_url),
+		T(test_inbound_stream_url),
+		T(test_send_dtmf),
+		T(test_post_dtmf_one_event),
+		T(test_post_dtmf_ignored),
+		T(test_post_dtmf_in_order_with_worker),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
