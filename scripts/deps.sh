@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
-       libsofia-sip-ua-dev libcurl4-openssl-dev)
+       libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev)
 test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 

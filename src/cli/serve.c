@@ -5,7 +5,7 @@
  * Signals are blocked in every thread (they inherit the mask before they are created) and taken
  * synchronously with sigwait() here, so no code runs in signal context.
  *
- * Descriptors: every call holds an RTP socket, so the soft RLIMIT_NOFILE is raised to the
+ * Descriptors: every call holds up to three (RTP, RTCP, the agent's WebSocket), so the soft RLIMIT_NOFILE is raised to the
  * hard limit (with CAP_SYS_RESOURCE the hard limit too, up to the kernel's nr_open, at most
  * 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP connections, the store's pool,
  * SIP over TCP, webhooks), so a node full of calls still has descriptors left for the API that
@@ -42,6 +42,7 @@ static const char serve_usage[] =
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
+	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS]\n"
@@ -51,7 +52,8 @@ static const char serve_usage[] =
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
-		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout;
+		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
+		*media_timeout, *agent_grace;
 };
 
 /* Fills options not given on the command line from the JSON config file. */
@@ -76,6 +78,7 @@ static int load_config_file(struct serve_config *c, json_t **holder)
 		{"rate-limit", &c->rate_limit},
 		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
 		{"webhook-timeout-ms", &c->wh_timeout},
+		{"media-timeout", &c->media_timeout}, {"agent-grace-ms", &c->agent_grace},
 	};
 	const char *k;
 	json_t *v;
@@ -162,6 +165,20 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc)
 		}
 		sc->hangup_rate = (int)v;
 	}
+	if (c->media_timeout) {
+		if (!cp_parse_int(c->media_timeout, 1, 3600, &v)) {
+			fprintf(stderr, "error: --media-timeout must be 1..3600 seconds\n");
+			return -1;
+		}
+		sc->media.media_timeout_s = (int)v;
+	}
+	if (c->agent_grace) {
+		if (!cp_parse_int(c->agent_grace, 0, 60000, &v)) {
+			fprintf(stderr, "error: --agent-grace-ms must be 0..60000\n");
+			return -1;
+		}
+		sc->media.agent_grace_ms = (int)v;
+	}
 	if (c->hangup_wait) {
 		if (!cp_parse_int(c->hangup_wait, 1, 60000, &v)) {
 			fprintf(stderr, "error: --hangup-wait-ms must be 1..60000\n");
@@ -222,7 +239,10 @@ static rlim_t raise_fd_limit(void)
 /* Descriptors kept from calls: at most FD_RESERVE, a quarter of a small limit. */
 #define FD_RESERVE 1024
 
-/* Caps the RTP sockets (one per call) below the descriptor limit; warns when that holds
+/* Descriptors an answered call may hold: RTP, RTCP and the agent's WebSocket. */
+#define FDS_PER_CALL 3
+
+/* Caps the calls holding media sockets below the descriptor limit; warns when that holds
  * fewer calls than the RTP ports would. */
 static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 {
@@ -230,7 +250,7 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 		return;
 	long lim = (long)limit;
 	long reserve = lim / 4 < FD_RESERVE ? lim / 4 : FD_RESERVE;
-	sc->max_rtp_sockets = lim - reserve;
+	sc->max_rtp_sockets = (lim - reserve) / FDS_PER_CALL;
 	long ports = sip_config_rtp_capacity(sc);
 	if (sc->max_rtp_sockets >= ports)
 		return;
@@ -239,7 +259,7 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 	char msg[400];
 	snprintf(msg, sizeof msg,
 		 "the descriptor limit (RLIMIT_NOFILE %ld, hard %lld) holds at most %ld calls at once "
-		 "(one RTP socket each, %ld descriptors kept for HTTP and the store); the RTP ports "
+		 "(RTP, RTCP and agent stream sockets: 3 each, %ld descriptors kept for HTTP and the store); the RTP ports "
 		 "allow %ld. Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to hold more",
 		 lim, rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max,
 		 sc->max_rtp_sockets, reserve, ports);
@@ -273,7 +293,9 @@ int cli_serve(int argc, char **argv)
 			     {"rate-limit", &c.rate_limit, false},
 			     {"webhook-retry-initial-ms", &c.wh_retry, false},
 			     {"webhook-max-age-s", &c.wh_max_age, false},
-			     {"webhook-timeout-ms", &c.wh_timeout, false}, {0}};
+			     {"webhook-timeout-ms", &c.wh_timeout, false},
+			     {"media-timeout", &c.media_timeout, false},
+			     {"agent-grace-ms", &c.agent_grace, false}, {0}};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);

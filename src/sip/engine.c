@@ -19,12 +19,12 @@
 #include <string.h>
 
 struct sip_msg {
-	enum { MSG_DIAL, MSG_HANGUP, MSG_INBOUND_RESULT, MSG_STOP } type;
-	struct call call;            /* MSG_DIAL (metadata not carried) */
+	enum { MSG_DIAL, MSG_HANGUP, MSG_INBOUND_RESULT, MSG_MEDIA_END, MSG_STOP } type;
+	struct call call;            /* MSG_DIAL, MSG_INBOUND_RESULT: owns metadata, stream_url */
+	char reason[CALL_REASON_MAX + 1];   /* MSG_MEDIA_END (call.id says which call) */
 	struct hangup_req *hangup;   /* MSG_HANGUP */
 	struct leg *leg;             /* MSG_INBOUND_RESULT (holds a reference) */
 	enum cp_err err;
-	int max_duration_s;
 };
 
 void sip_config_defaults(struct sip_config *cfg)
@@ -38,6 +38,7 @@ void sip_config_defaults(struct sip_config *cfg)
 	cfg->rtp_port_min = 16384;
 	cfg->rtp_port_max = 32766;
 	cfg->udp_buffer = 4u * 1024 * 1024;
+	media_config_defaults(&cfg->media);
 }
 
 /* ---- legs ------------------------------------------------------------------------------- */
@@ -59,7 +60,9 @@ struct leg *leg_new(struct sip_engine *eng, enum call_direction dir)
 	l->refs = 1;
 	l->dir = dir;
 	l->rtp_fd = -1;
+	l->rtcp_fd = -1;
 	l->payload_type = -1;
+	l->te_payload_type = -1;
 	return l;
 }
 
@@ -77,6 +80,8 @@ void leg_unref(struct leg *l)
 	if (l->max_timer)
 		su_timer_destroy(l->max_timer);
 	media_close(l);
+	free(l->stream_url);
+	free(l->metadata);
 	free(l);
 }
 
@@ -120,6 +125,7 @@ void leg_gone(struct leg *l)
 		su_timer_reset(l->ring_timer);
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
+	bridge_stop(l);
 	media_close(l);
 	if (l->nh) {
 		nua_handle_bind(l->nh, NULL);
@@ -159,6 +165,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 						.sip_status = 200};
 			engine_post_event(l, &u);
 			hangup_arm_max_duration(eng, l);
+			bridge_start(l);
 			break;
 		}
 		case LEG_ANSWERED:
@@ -204,6 +211,8 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 			return;
 		}
 		l->payload_type = pt;
+		media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+		bridge_update(l);
 	}
 	media_sdp(eng, l, pt, sdp, sizeof sdp);
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
@@ -217,6 +226,7 @@ static void on_remote_bye(struct leg *l)
 	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
 				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
 	engine_post_event(l, &u);
+	bridge_stop(l);
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
 }
 
@@ -301,12 +311,17 @@ static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
 	switch (m->type) {
 	case MSG_DIAL:
 		outbound_dial(eng, &m->call);
+		call_clear(&m->call);
 		break;
 	case MSG_HANGUP:
 		hangup_request(eng, m->hangup);
 		break;
 	case MSG_INBOUND_RESULT:
-		inbound_on_created(eng, m->leg, m->err, m->max_duration_s);
+		inbound_on_created(eng, m->leg, m->err, &m->call);
+		call_clear(&m->call);
+		break;
+	case MSG_MEDIA_END:
+		bridge_on_media_end(eng, m->call.id, m->reason);
 		break;
 	case MSG_STOP:
 		eng->stopping = true;
@@ -318,6 +333,17 @@ static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
 		su_timer_set(eng->stop_timer, stop_timeout, NULL);
 		break;
 	}
+}
+
+int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
+static int send_msg(struct sip_engine *eng, const struct sip_msg *payload);
+
+int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
+{
+	struct sip_msg m = {.type = MSG_MEDIA_END};
+	snprintf(m.call.id, sizeof m.call.id, "%s", call_id);
+	snprintf(m.reason, sizeof m.reason, "%s", reason);
+	return send_msg(eng, &m);
 }
 
 static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
@@ -352,9 +378,19 @@ static void op_new_call_id(void *engine, char *buf, size_t size)
 static int op_dial(void *engine, const struct call *c)
 {
 	struct sip_msg m = {.type = MSG_DIAL};
-	m.call = *c;
-	m.call.metadata = NULL;
-	return send_msg(engine, &m);
+	/* the message owns copies of the heap fields; on_msg frees them */
+	if (call_copy(&m.call, c))
+		return -1;
+	if (send_msg(engine, &m)) {
+		call_clear(&m.call);
+		return -1;
+	}
+	return 0;
+}
+
+static int op_send_dtmf(void *engine, const struct call *c, const char *digits)
+{
+	return bridge_send_dtmf(engine, c->id, digits);
 }
 
 static void op_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
@@ -385,6 +421,7 @@ static const struct telephony_ops sip_ops = {
 	.new_call_id = op_new_call_id,
 	.dial = op_dial,
 	.hangup = op_hangup,
+	.send_dtmf = op_send_dtmf,
 };
 
 struct telephony sip_engine_telephony(struct sip_engine *eng)
@@ -398,11 +435,13 @@ void sip_inbound_created(void *arg, enum cp_err err, const struct call *c)
 {
 	struct leg *l = arg;
 	struct sip_msg m = {.type = MSG_INBOUND_RESULT, .leg = l, .err = err};
-	if (c)
-		m.max_duration_s = c->max_duration_s;
-	if (send_msg(l->eng, &m))
+	if (c && call_copy(&m.call, c))
+		m.err = CP_ERR_INTERNAL;
+	if (send_msg(l->eng, &m)) {
+		call_clear(&m.call);
 		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
 			c ? c->id : "?");
+	}
 }
 
 /* ---- thread ----------------------------------------------------------------------------- */
@@ -496,7 +535,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
 	}
-	if (media_init(eng)) {
+	if (media_init(eng) || bridge_start_engine(eng)) {
 		free(eng);
 		return NULL;
 	}
@@ -506,6 +545,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_cond_init(&eng->start_cv, NULL);
 	pthread_mutex_init(&eng->msg_mu, NULL);
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
+		bridge_stop_engine(eng);
 		free(eng);
 		return NULL;
 	}
@@ -515,6 +555,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_mutex_unlock(&eng->start_mu);
 	if (eng->start_status) {
 		pthread_join(eng->thread, NULL);
+		bridge_stop_engine(eng);
 		pthread_mutex_destroy(&eng->start_mu);
 		pthread_cond_destroy(&eng->start_cv);
 		free(eng);
@@ -532,6 +573,8 @@ void sip_engine_stop(struct sip_engine *eng)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");
+	/* after the dialogs: their sessions were stopped as they ended */
+	bridge_stop_engine(eng);
 }
 
 void sip_engine_free(struct sip_engine *eng)

@@ -44,6 +44,7 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 	reason_header(16, reason, hdr, sizeof hdr);
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
+	bridge_stop(l);          /* the agent hears "stop" with the BYE, not after it */
 	if (l->state == LEG_ANSWERED) {
 		/* RFC 3261 15: no BYE before the ACK of our 200; send it when the ACK arrives */
 		snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason);

@@ -63,6 +63,8 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	l->nh = nh;
 	l->state = LEG_PENDING;
 	l->payload_type = pt;
+	if (sip->sip_payload)
+		media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
@@ -100,7 +102,7 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 }
 
 void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			int max_duration_s)
+			const struct call *c)
 {
 	if (l->state != LEG_PENDING) {
 		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
@@ -130,7 +132,10 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 		inbound_reject(l, SIP_503_SERVICE_UNAVAILABLE, true, "no_media_port");
 		return;
 	}
-	l->max_duration_s = max_duration_s;
+	l->max_duration_s = c->max_duration_s;
+	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
+	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
+	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
 	char sdp[600];
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
@@ -141,5 +146,6 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 				.answered_at = cp_now_ms(), .sip_status = 200};
 	engine_post_event(l, &u);
 	hangup_arm_max_duration(eng, l);
+	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);
 }

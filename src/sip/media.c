@@ -191,16 +191,21 @@ int media_init(struct sip_engine *eng)
 
 enum bind_result { BIND_OK, BIND_FULL, BIND_FAILED, BIND_NO_SOCKET };
 
-/* Binds a socket on the next free even port of m, from its cursor on. A bind that fails
- * leaves the socket unbound, so one socket serves every try. */
+/* Binds a socket pair on the next free even port of m and the odd one above it (RTP and
+ * RTCP, RFC 3550 11), from its cursor on. A bind that fails leaves a socket unbound, so one
+ * pair of sockets serves every try. */
 static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int span,
 				       struct leg *l)
 {
 	int fd = socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
+	int fd2 = fd >= 0 ? socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) : -1;
+	if (fd < 0 || fd2 < 0) {
 		log_msg(LOG_ERROR, "rtp", "socket: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return BIND_NO_SOCKET;
 	}
+	enum bind_result r = BIND_FULL;
 	for (int tries = 0; tries < span; tries++) {
 		int port = m->next_port;
 		m->next_port += 2;
@@ -209,39 +214,53 @@ static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int
 		struct sockaddr_storage ss;
 		socklen_t sl = media_sockaddr(m, port, &ss);
 		if (bind(fd, (struct sockaddr *)&ss, sl) == 0) {
-			l->rtp_fd = fd;
-			l->rtp_port = port;
-			return BIND_OK;
+			sl = media_sockaddr(m, port + 1, &ss);
+			if (bind(fd2, (struct sockaddr *)&ss, sl) == 0) {
+				l->rtp_fd = fd;
+				l->rtcp_fd = fd2;
+				l->rtp_port = port;
+				return BIND_OK;
+			}
+			/* the RTP socket is bound now: start over with a fresh one */
+			int err = errno;
+			close(fd);
+			fd = socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (fd < 0) {
+				close(fd2);
+				return BIND_NO_SOCKET;
+			}
+			errno = err;
 		}
 		if (errno != EADDRINUSE) {
 			log_msg(LOG_ERROR, "rtp", "bind %s port %d: %s", m->text, port, strerror(errno));
-			close(fd);
-			return BIND_FAILED;
+			r = BIND_FAILED;
+			break;
 		}
 	}
 	close(fd);
-	return BIND_FULL;
+	close(fd2);
+	return r;
 }
 
 int media_open(struct sip_engine *eng, struct leg *l)
 {
 	int lo = eng->cfg.rtp_port_min & ~1, hi = eng->cfg.rtp_port_max;
 	int span = (hi - lo) / 2 + 1;
-	if (eng->cfg.max_rtp_sockets > 0 && eng->rtp_open >= eng->cfg.max_rtp_sockets) {
-		log_msg(LOG_ERROR, "rtp", "%ld RTP sockets open: the descriptor limit allows no more",
-			eng->rtp_open);
+	if (eng->cfg.max_rtp_sockets > 0 && atomic_load(&eng->rtp_open) >= eng->cfg.max_rtp_sockets) {
+		log_msg(LOG_ERROR, "rtp", "%ld calls hold RTP sockets: the descriptor limit allows no more",
+			atomic_load(&eng->rtp_open));
 		return -1;
 	}
 	for (int i = 0; i < eng->n_media; i++) {
 		int ai = (eng->media_turn + i) % eng->n_media;
 		struct media_addr *m = &eng->media[ai];
-		if (m->in_use >= span)
+		if (atomic_load(&m->in_use) >= span)
 			continue;           /* every port of it is ours */
 		enum bind_result r = bind_free_port(m, lo, hi, span, l);
 		if (r == BIND_OK) {
 			l->rtp_addr = ai;
-			m->in_use++;
-			eng->rtp_open++;
+			atomic_fetch_add(&m->in_use, 1);
+			atomic_fetch_add(&eng->rtp_open, 1);
 			eng->media_turn = (ai + 1) % eng->n_media;
 			return 0;
 		}
@@ -257,14 +276,21 @@ int media_open(struct sip_engine *eng, struct leg *l)
 	return -1;
 }
 
+void media_release(struct sip_engine *eng, int addr_index)
+{
+	atomic_fetch_sub(&eng->media[addr_index].in_use, 1);
+	atomic_fetch_sub(&eng->rtp_open, 1);
+}
+
 void media_close(struct leg *l)
 {
 	if (l->rtp_fd >= 0) {
 		close(l->rtp_fd);
-		l->eng->media[l->rtp_addr].in_use--;
-		l->eng->rtp_open--;
+		if (l->rtcp_fd >= 0)
+			close(l->rtcp_fd);
+		media_release(l->eng, l->rtp_addr);
 	}
-	l->rtp_fd = -1;
+	l->rtp_fd = l->rtcp_fd = -1;
 }
 
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
@@ -274,12 +300,14 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 	const char *ip = m->family == AF_INET6 ? "IP6" : "IP4";
 	char fmts[16];
 	char maps[128];
+	/* an answer names telephone-event by the offer's payload type (RFC 3264 6.1) */
+	int te = l->te_payload_type >= 96 && l->te_payload_type <= 127 ? l->te_payload_type : 101;
 	if (payload_type == 0 || payload_type == 8) {
-		snprintf(fmts, sizeof fmts, "%d 101", payload_type);
+		snprintf(fmts, sizeof fmts, "%d %d", payload_type, te);
 		snprintf(maps, sizeof maps, "a=rtpmap:%d %s/8000\r\n", payload_type,
 			 payload_type == 0 ? "PCMU" : "PCMA");
 	} else {
-		snprintf(fmts, sizeof fmts, "0 8 101");
+		snprintf(fmts, sizeof fmts, "0 8 %d", te);
 		snprintf(maps, sizeof maps, "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n");
 	}
 	snprintf(buf, size,
@@ -290,11 +318,11 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 "t=0 0\r\n"
 		 "m=audio %d RTP/AVP %s\r\n"
 		 "%s"
-		 "a=rtpmap:101 telephone-event/8000\r\n"
-		 "a=fmtp:101 0-15\r\n"
+		 "a=rtpmap:%d telephone-event/8000\r\n"
+		 "a=fmtp:%d 0-15\r\n"
 		 "a=ptime:20\r\n"
 		 "a=sendrecv\r\n",
-		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps);
+		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te, te);
 }
 
 int media_pick_codec(const char *sdp, size_t len)
@@ -321,4 +349,62 @@ int media_pick_codec(const char *sdp, size_t len)
 		sdp_parser_free(p);
 	su_home_deinit(home);
 	return pick;
+}
+
+void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
+{
+	memset(out, 0, sizeof *out);
+	out->payload_type = -1;
+	out->te_payload_type = -1;
+	su_home_t home[1] = {SU_HOME_INIT(home)};
+	sdp_parser_t *p = sdp_parse(home, sdp, (issize_t)len, 0);
+	sdp_session_t *s = p ? sdp_session(p) : NULL;
+	for (sdp_media_t *m = s ? s->sdp_media : NULL; m; m = m->m_next) {
+		if (m->m_type != sdp_media_audio || m->m_port == 0)
+			continue;
+		for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
+			bool pcmu = rm->rm_pt == 0 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMU"));
+			bool pcma = rm->rm_pt == 8 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMA"));
+			if (out->payload_type < 0 && (pcmu || pcma))
+				out->payload_type = pcmu ? 0 : 8;
+			if (out->te_payload_type < 0 && rm->rm_encoding &&
+			    !strcasecmp(rm->rm_encoding, "telephone-event") && rm->rm_rate == 8000)
+				out->te_payload_type = (int)rm->rm_pt;
+		}
+		if (out->payload_type < 0)
+			continue;
+		sdp_connection_t *c = m->m_connections ? m->m_connections : s->sdp_connection;
+		if (c && c->c_address) {
+			struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+			struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+			if (c->c_addrtype == sdp_addr_ip4 && inet_pton(AF_INET, c->c_address, &a4->sin_addr) == 1 &&
+			    a4->sin_addr.s_addr != htonl(INADDR_ANY)) {
+				a4->sin_family = AF_INET;
+				a4->sin_port = htons((uint16_t)m->m_port);
+				out->addr_len = sizeof *a4;
+			} else if (c->c_addrtype == sdp_addr_ip6 &&
+				   inet_pton(AF_INET6, c->c_address, &a6->sin6_addr) == 1) {
+				a6->sin6_family = AF_INET6;
+				a6->sin6_port = htons((uint16_t)m->m_port);
+				out->addr_len = sizeof *a6;
+			}
+		}
+		break;
+	}
+	if (p)
+		sdp_parser_free(p);
+	su_home_deinit(home);
+}
+
+void media_note_remote(struct leg *l, const char *sdp, size_t len)
+{
+	struct sdp_remote r;
+	media_parse_sdp(sdp, len, &r);
+	if (r.payload_type >= 0)
+		l->payload_type = r.payload_type;
+	l->te_payload_type = r.te_payload_type;
+	if (r.addr_len) {
+		l->remote_rtp = r.addr;
+		l->remote_rtp_len = r.addr_len;
+	}
 }

@@ -57,6 +57,10 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	snprintf(l->call_id, sizeof l->call_id, "%s", c->id);
 	snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", c->provider_call_id);
 	l->max_duration_s = c->max_duration_s;
+	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
+	/* for the agent's stream once answered; a failed copy leaves the call without one */
+	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
+	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
 	leg_insert(eng, l);
 	leg_unref(l);   /* the table holds it now */
 
@@ -138,8 +142,12 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		}
 		return;
 	}
-	if (status < 300)
-		return;     /* the answer is handled when nua reports the call ready */
+	if (status < 300) {
+		/* the answer is handled when nua reports the call ready; its SDP is kept now */
+		if (sip && sip->sip_payload && sip->sip_payload->pl_len)
+			media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+		return;
+	}
 	if ((status == 401 || status == 407) && l->state != LEG_CANCELING && authenticate(eng, l, sip))
 		return;
 	if (l->ring_timer)

@@ -13,6 +13,7 @@
 
 #include "call/call_service.h"
 #include "call/telephony.h"
+#include "media/media.h"
 
 #define SIP_RTP_ADDRS_MAX 64
 #define SIP_ADDR_TEXT_MAX 46         /* INET6_ADDRSTRLEN */
@@ -33,6 +34,7 @@ struct sip_config {
 	int n_rtp_addrs;
 	long max_rtp_sockets;        /* RTP sockets open at most, 0 = no cap (see serve.c) */
 	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
+	struct media_config media;   /* the media plane the engine starts (src/media) */
 };
 
 struct sip_engine;

@@ -11,9 +11,11 @@
 #ifndef CP_SIP_INTERNAL_H
 #define CP_SIP_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 
 struct sip_engine;
@@ -37,6 +39,7 @@ struct sip_msg;
 #include <sofia-sip/tport_tag.h>
 
 #include "sip.h"
+#include "media/media.h"
 
 enum leg_state {
 	LEG_INVITING,     /* outbound: INVITE sent, nothing heard */
@@ -58,8 +61,14 @@ struct leg {
 	enum call_direction dir;
 	enum leg_state state;
 	nua_handle_t *nh;
-	int rtp_fd, rtp_port;
+	int rtp_fd, rtcp_fd, rtp_port;       /* ours until the media engine takes them (answer) */
 	int rtp_addr;                        /* index in eng->media of the address it is bound on */
+	bool media_started;                  /* the media engine has the call (bridge.c) */
+	struct sockaddr_storage remote_rtp;  /* the far end's RTP address from its SDP */
+	socklen_t remote_rtp_len;            /* 0 = not known */
+	int te_payload_type;                 /* the far end's telephone-event type, -1 = none */
+	char *stream_url, *metadata;         /* heap: handed to the media engine at answer */
+	char tenant_id[CP_UUID_LEN + 1];
 	su_timer_t *ring_timer, *max_timer;
 	int max_duration_s;
 	int auth_tries;
@@ -89,7 +98,7 @@ struct media_addr {
 	struct in6_addr v6;
 	char text[128];                      /* as written in SDP (c= and o=) */
 	int next_port;                       /* where the search for a free port starts */
-	int in_use;                          /* our sockets bound on it */
+	atomic_int in_use;                   /* port pairs bound on it (the media thread frees) */
 };
 
 struct sip_engine {
@@ -121,7 +130,8 @@ struct sip_engine {
 	struct media_addr media[SIP_RTP_ADDRS_MAX];
 	int n_media;
 	int media_turn;                      /* the address the next call tries first */
-	long rtp_open;                       /* RTP sockets open, on all addresses */
+	atomic_long rtp_open;                /* calls holding RTP sockets, on all addresses */
+	struct media_engine *media_engine;   /* RTP and the agents' streams (src/media) */
 	bool stopping;
 	su_timer_t *stop_timer;
 	/* other threads send messages under msg_mu; gone (set before the root is destroyed)
@@ -147,11 +157,38 @@ void engine_post_event(struct leg *l, const struct call_update *u);
 int media_init(struct sip_engine *eng);
 int media_open(struct sip_engine *eng, struct leg *l);          /* binds an RTP port */
 void media_close(struct leg *l);
+/* A port pair handed to the media engine is closed (any thread). */
+void media_release(struct sip_engine *eng, int addr_index);
 /* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
 /* Picks PCMU or PCMA from an offer: the payload type, or -1 if none is acceptable. */
 int media_pick_codec(const char *sdp, size_t len);
+/* What the far end's SDP says about its audio. */
+struct sdp_remote {
+	int payload_type;                    /* PCMU 0 / PCMA 8, -1 = neither */
+	int te_payload_type;                 /* telephone-event/8000, -1 = none */
+	struct sockaddr_storage addr;        /* c= and m= port */
+	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
+};
+void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out);
+/* Keeps what a far end's SDP says on the leg (codec, telephone-event, address). */
+void media_note_remote(struct leg *l, const char *sdp, size_t len);
+
+/* bridge.c: the SIP engine's side of the media plane */
+int bridge_start_engine(struct sip_engine *eng);
+void bridge_stop_engine(struct sip_engine *eng);
+/* The dialog is answered: hands the leg's sockets and what the agent needs to the media
+ * engine. Once per leg. */
+void bridge_start(struct leg *l);
+/* A re-INVITE changed the far end's media. */
+void bridge_update(struct leg *l);
+/* The dialog is ending: media stops. Idempotent. */
+void bridge_stop(struct leg *l);
+/* The media engine asks to end a call (media_timeout, agent_*): on the engine thread. */
+void bridge_on_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
+/* The telephony op: digits to the far end of an answered call. */
+int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits);
 
 /* outbound.c */
 void outbound_dial(struct sip_engine *eng, const struct call *c);
@@ -160,8 +197,9 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 
 /* inbound.c */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
+/* c: the stored call (NULL unless err is CP_OK) */
 void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			int max_duration_s);
+			const struct call *c);
 /* The call service's answer to call_service_inbound() (worker thread): posts it back. */
 void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
 

@@ -1,0 +1,100 @@
+/*
+ * media.h - the media plane: RTP for every answered call, bridged to the voice agent's audio
+ * WebSocket (the Twilio Media Streams message format; docs/MEDIA.md).
+ *
+ * One thread (cp-media) runs one libre event loop for every call: the RTP and RTCP sockets,
+ * the agents' WebSockets and one timer wheel that paces every call's 20 ms frames. Nothing
+ * here runs on the SIP or HTTP threads. Other threads reach the engine only through the
+ * functions below, which copy what they are given and post it to the loop (a libre mqueue);
+ * none of them blocks on the media thread.
+ *
+ * The boundary, both ways:
+ *   - SIP engine -> media: media_session_start() when a dialog is confirmed (it hands over
+ *     the call's RTP/RTCP sockets, which the media thread closes from then on),
+ *     media_session_update() on a re-INVITE, media_session_stop() when the dialog ends;
+ *   - call service -> media (through the SIP engine's telephony op): media_send_dtmf();
+ *   - media -> the layers above: struct media_hooks, called on the media thread. They must
+ *     not block: each posts to its own thread's queue.
+ * The media layer includes nothing of sip/ or call/: it knows calls by their id only.
+ */
+#ifndef CP_MEDIA_H
+#define CP_MEDIA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define MEDIA_CALL_ID_MAX 36
+#define MEDIA_URL_MAX 1024
+
+struct media_config {
+	int media_timeout_s;         /* no RTP from the far end this long: end "media_timeout" (60) */
+	int agent_grace_ms;          /* agent socket lost: reconnect within this, else end (2000) */
+	int agent_connect_ms;        /* stream URL unreachable this long: end "agent_unavailable" (3000) */
+	int jitter_ms;               /* how long an out-of-order frame waits for the gap (60) */
+	size_t playout_max;          /* agent audio queued at most, bytes of 8 kHz mu-law (30 s) */
+	size_t agent_sendq_max;      /* bytes queued to an agent that does not read (256 KiB) */
+};
+
+struct media_hooks {
+	void *arg;
+	/* The media plane decided the call is over (media_timeout, agent_unavailable,
+	 * agent_disconnected): hang it up with this end_reason. Once per session at most. */
+	void (*end_call)(void *arg, const char *call_id, const char *reason);
+	/* The far end pressed a key (RFC 4733), once per key press: 0-9 * # A-D. */
+	void (*dtmf)(void *arg, const char *call_id, char digit);
+	/* A session's sockets are closed: the port pair bound on rtp address addr_index is
+	 * free again (port accounting lives with whoever bound them). */
+	void (*released)(void *arg, int addr_index);
+};
+
+struct media_engine;
+
+/* What a confirmed dialog hands to the media plane. Everything is copied; the sockets are
+ * owned by the media engine from the call on (closed by it, also when the call fails). */
+struct media_start {
+	const char *call_id;
+	int rtp_fd, rtcp_fd;         /* bound, non-blocking; rtcp_fd -1 = no RTCP */
+	int addr_index;              /* passed back in hooks.released */
+	struct sockaddr_storage remote;   /* the far end's RTP address from its SDP */
+	socklen_t remote_len;             /* 0 = unknown until its first packet */
+	int payload_type;            /* 0 PCMU or 8 PCMA */
+	int te_payload_type;         /* telephone-event payload type, -1 = the far end has none */
+	const char *stream_url;      /* the agent's WebSocket; NULL = RTP only (comfort noise) */
+	const char *metadata;        /* the call's metadata (JSON object text) or NULL: the
+				      * agent's start.customParameters */
+	const char *account;         /* the tenant id: the agent's start.accountSid */
+};
+
+void media_config_defaults(struct media_config *cfg);
+
+/* Starts the media thread; NULL on failure (logged). */
+struct media_engine *media_engine_start(const struct media_config *cfg,
+					const struct media_hooks *hooks);
+/* Stops every session (agents get "stop", sockets closed, hooks.released called), then the
+ * thread. Posting after this fails quietly. */
+void media_engine_stop(struct media_engine *me);
+void media_engine_free(struct media_engine *me);
+
+/* SIP engine -> media. 0 if posted; -1 if the engine is gone or out of memory (start: the
+ * sockets are closed and released before it returns). */
+int media_session_start(struct media_engine *me, const struct media_start *ms);
+/* A re-INVITE changed the far end's address or codec; SSRC, sequence and timestamp go on. */
+int media_session_update(struct media_engine *me, const char *call_id,
+			 const struct sockaddr_storage *remote, socklen_t remote_len,
+			 int payload_type, int te_payload_type);
+/* The dialog ended: the agent gets "stop", RTP stops, the sockets are closed. Idempotent;
+ * unknown ids are ignored. */
+int media_session_stop(struct media_engine *me, const char *call_id);
+/* Queues RFC 4733 digits (validated by the caller: 0-9 * # A-D) for an answered call. */
+int media_send_dtmf(struct media_engine *me, const char *call_id, const char *digits);
+
+/* Counters since start, for logs and the benchmark. Read from any thread (relaxed). */
+struct media_stats {
+	uint64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_frames_in, agent_frames_out,
+		 playout_dropped_bytes, dtmf_in, dtmf_out;
+};
+void media_engine_stats(struct media_engine *me, struct media_stats *out);
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * media_internal.h - what the media engine's files share. Everything here is touched only on
+ * the media thread (cp-media), except media_engine.stats (atomics) and the mqueue.
+ *
+ * A session is one answered call's media: its RTP/RTCP sockets, what we send (SSRC, sequence,
+ * timestamp, the agent's queued audio, DTMF being played), what we receive (the jitter
+ * buffer, RTCP reception statistics, the latched source address) and, when the call has a
+ * stream URL, its agent stream (stream.c). Sessions are owned by the engine's table; a
+ * session is freed only by session_free(), which unhooks it from the table and the wheel.
+ */
+#ifndef CP_MEDIA_INTERNAL_H
+#define CP_MEDIA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* libre's headers one by one: re.h would bring re_json.h, whose enum clashes with jansson's */
+#include <re_types.h>
+#include <re_fmt.h>
+#include <re_mem.h>
+#include <re_mbuf.h>
+#include <re_list.h>
+#include <re_sa.h>
+#include <re_tmr.h>
+#include <re_main.h>
+#include <re_mqueue.h>
+#include <re_sys.h>
+#include <re_base64.h>
+#include <re_rtp.h>
+#include <re_telev.h>
+#include <re_tcp.h>
+#include <re_msg.h>
+#include <re_http.h>
+#include <re_dns.h>
+#include <re_websock.h>
+
+#include "media/jitter.h"
+#include "media/media.h"
+
+#define FRAME_MS 20
+#define FRAME_SAMPLES 160            /* 20 ms at 8 kHz */
+#define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
+#define SESSION_TABLE_SIZE 4096
+#define RTCP_INTERVAL_MS 5000
+
+struct stream;
+
+struct mark {
+	struct mark *next;
+	uint64_t at;                 /* played once this many bytes have been played */
+	char name[128];
+};
+
+struct session {
+	struct media_engine *me;
+	struct session *hnext;               /* table chain */
+	struct session *wnext, **wprev;      /* wheel slot list */
+	char call_id[MEDIA_CALL_ID_MAX + 1];
+	int rtp_fd, rtcp_fd, addr_index;
+	bool ending;                         /* end_call hook called: stop acting on the call */
+
+	/* where we send: the SDP address until the far end's RTP arrives, then (symmetric
+	 * RTP) wherever its packets come from */
+	struct sa remote, remote_rtcp;
+	bool have_remote, latched;
+	int64_t latched_rx_ms;               /* last packet from the latched address */
+	int pt, te_pt;
+
+	/* sending */
+	uint32_t ssrc, ts, psent, osent;
+	uint16_t seq;
+	int64_t next_tx_ms;                  /* when the next 20 ms frame is due */
+	int64_t next_rtcp_ms;
+	struct telev *telev;
+	bool te_sending;
+	uint32_t te_ts;
+
+	/* the agent's audio, mu-law, played out at real time: a ring buffer */
+	uint8_t *play;
+	size_t play_cap, play_head, play_len;
+	uint64_t played, queued;             /* bytes ever played / queued (for marks) */
+	struct mark *marks, **marks_tail;
+
+	/* receiving */
+	struct jitter jb;
+	bool rx_started;
+	uint32_t rx_ssrc;
+	int64_t last_rx_ms;                  /* any RTP from the far end (media_timeout) */
+	uint32_t rx_first_ts;
+	/* RFC 3550 A.1/A.3/A.8 reception statistics, for our receiver reports */
+	uint16_t max_seq;
+	uint32_t cycles, base_seq, received, expected_prior, received_prior;
+	int64_t transit;
+	double jitter;
+	uint32_t lsr;                        /* middle 32 bits of the last SR's NTP time */
+	int64_t lsr_at_ms;
+	struct telev *telev_rx;
+
+	/* the agent */
+	char *stream_url, *metadata, *account;
+	struct stream *stream;
+	int64_t started_ms;
+};
+
+struct media_engine {
+	struct media_config cfg;
+	struct media_hooks hooks;
+	pthread_t thread;
+	struct mqueue *mq;
+	pthread_mutex_t mu;                  /* guards mq and gone against a stopping thread */
+	bool gone;
+	int start_status;
+	pthread_mutex_t start_mu;
+	pthread_cond_t start_cv;
+	bool started;
+
+	struct session *table[SESSION_TABLE_SIZE];
+	size_t n_sessions;
+	struct session *wheel[WHEEL_SLOTS];
+	int next_slot;                       /* the slot the wheel timer serves next */
+	int64_t wheel_ms;                    /* the millisecond that slot stands for */
+	struct tmr wheel_tmr;
+
+	struct dnsc *dnsc;
+	struct http_cli *http;
+	struct websock *ws;
+	uint64_t stream_seq;                 /* for streamSid */
+
+	struct {
+		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
+			playout_dropped, dtmf_in, dtmf_out;
+	} stats;
+};
+
+int64_t media_now_ms(void);
+
+/* engine.c */
+struct session *session_find(struct media_engine *me, const char *call_id);
+/* Ends the call from the media side: calls hooks.end_call once; the session lives on until
+ * the SIP engine stops it. */
+void session_end_call(struct session *s, const char *reason);
+
+/* rtp.c */
+int rtp_session_open(struct session *s);
+void rtp_session_close(struct session *s);
+/* Sends the frame due now: DTMF if any is playing, else the agent's audio, else silence. */
+void rtp_send_frame(struct session *s, int64_t now_ms);
+void rtp_send_rtcp(struct session *s, bool bye);
+/* Delivers what the jitter buffer holds and is due to the agent (the wheel calls it for
+ * frames held behind a gap). */
+void rtp_drain(struct session *s, int64_t now_ms);
+void rtp_queue_dtmf(struct session *s, const char *digits);
+/* A re-INVITE: new far end address / codec, the latch is released. */
+void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt);
+
+/* playout (rtp.c): the agent's audio queue */
+void playout_push(struct session *s, const uint8_t *ulaw, size_t n);
+void playout_clear(struct session *s);
+void playout_mark(struct session *s, const char *name);
+
+/* stream.c: the agent's WebSocket */
+int stream_open(struct session *s);
+/* Sends "stop" and closes; frees the stream. */
+void stream_close(struct session *s);
+void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts);
+void stream_send_dtmf(struct session *s, char digit);
+void stream_send_mark(struct session *s, const char *name);
+/* Called by the wheel every frame: connect retries and the grace period. */
+void stream_tick(struct session *s, int64_t now_ms);
+
+#endif

@@ -1,0 +1,357 @@
+/*
+ * stream.c - the agent's audio WebSocket, in the Twilio Media Streams message format
+ * (docs/MEDIA.md has every message and every decision where Twilio's document is silent).
+ *
+ * callplane is the WebSocket client (libre's websock: framing, masking, ping/pong, close
+ * handshake, a 128 KiB frame limit) and connects when the call is answered. Its life:
+ *   - connecting: attempts with backoff (100 ms doubling to 1 s) until agent_connect_ms
+ *     after the answer; none succeeded: the call ends "agent_unavailable";
+ *   - open: "connected" and "start", then audio both ways until the call ends ("stop");
+ *   - lost: the socket closed while the call was up. An agent that closed it properly (a
+ *     close frame) ended its side of the conversation: no redial. One that vanished (reset,
+ *     timeout, a full send queue) is redialled with the same streamSid. Either way, with no
+ *     open stream agent_grace_ms after the loss the call ends "agent_disconnected": no phone
+ *     leg outlives its agent.
+ * A connection that closes is released on the next tick, never inside libre's handler that
+ * reports it.
+ *
+ * Sending never blocks: libre queues what the kernel does not take, up to agent_sendq_max
+ * bytes; beyond that the agent is not reading and counts as lost.
+ */
+#include "media/media_internal.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MSG_MAX 2048
+#define PAYLOAD_MAX (96 * 1024)      /* base64 text of one agent media message */
+
+struct stream {
+	struct session *s;
+	struct websock_conn *conn;
+	struct websock_conn *dead;           /* closed, released on the next tick */
+	bool open, ever_open, redial, lost, over;
+	int64_t window_start, retry_at;
+	int backoff_ms;
+	char sid[40];
+	uint64_t seq, chunk;
+	uint64_t bad;                        /* messages we could not use */
+	struct mbuf *frag;                   /* a fragmented text message being reassembled */
+};
+
+static void stream_connect(struct stream *st);
+
+static void count(atomic_uint_fast64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void lost(struct stream *st, bool redial, const char *why)
+{
+	struct session *s = st->s;
+	bool was_open = st->open;
+	st->open = false;
+	if (st->conn) {
+		mem_deref(st->dead);
+		st->dead = st->conn;
+		st->conn = NULL;
+	}
+	st->frag = mem_deref(st->frag);
+	if (was_open) {
+		st->lost = true;
+		st->window_start = media_now_ms();
+		st->backoff_ms = 100;
+		st->retry_at = st->window_start;
+		log_json(LOG_WARN, "agent_stream_lost",
+			 json_pack("{s:s, s:s, s:s, s:b}", "call_id", s->call_id, "stream_sid", st->sid,
+				   "why", why, "redial", redial));
+	}
+	st->redial = redial;
+	if (!was_open) {
+		st->retry_at = media_now_ms() + st->backoff_ms;
+		st->backoff_ms = st->backoff_ms * 2 > 1000 ? 1000 : st->backoff_ms * 2;
+	}
+}
+
+static void send_text(struct stream *st, const char *buf, size_t len)
+{
+	if (!st->open || !st->conn)
+		return;
+	int err = websock_send(st->conn, WEBSOCK_TEXT, "%b", buf, len);
+	if (err == ENOSPC)
+		lost(st, true, "agent not reading (send queue full)");
+	else if (err)
+		lost(st, true, "send failed");
+}
+
+static void send_start(struct stream *st)
+{
+	struct session *s = st->s;
+	char *buf = NULL;
+	size_t meta_len = s->metadata ? strlen(s->metadata) : 0;
+	size_t cap = MSG_MAX + meta_len;
+	buf = malloc(cap);
+	if (!buf)
+		return;
+	int n = snprintf(buf, cap, "{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}");
+	send_text(st, buf, (size_t)n);
+	n = snprintf(buf, cap,
+		     "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
+		     "\"accountSid\":\"%s\",\"streamSid\":\"%s\",\"callSid\":\"%s\","
+		     "\"tracks\":[\"inbound\"],\"customParameters\":%s,"
+		     "\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}"
+		     "},\"streamSid\":\"%s\"}",
+		     (unsigned long long)++st->seq, s->account ? s->account : "", st->sid, s->call_id,
+		     meta_len ? s->metadata : "{}", st->sid);
+	if (n > 0 && (size_t)n < cap)
+		send_text(st, buf, (size_t)n);
+	free(buf);
+}
+
+/* ---- what the agent sends --------------------------------------------------------------- */
+
+static void bad_message(struct stream *st, const char *why)
+{
+	if (st->bad++ < 5)
+		log_json(LOG_WARN, "agent_stream_bad_message",
+			 json_pack("{s:s, s:s, s:I}", "call_id", st->s->call_id, "why", why,
+				   "count", (json_int_t)st->bad));
+}
+
+static void on_media(struct stream *st, json_t *media)
+{
+	const char *payload = json_string_value(json_object_get(media, "payload"));
+	if (!payload) {
+		bad_message(st, "media without media.payload");
+		return;
+	}
+	size_t in = strlen(payload);
+	if (in > PAYLOAD_MAX) {
+		bad_message(st, "media payload too large");
+		return;
+	}
+	uint8_t out[PAYLOAD_MAX / 4 * 3 + 4];
+	size_t out_len = sizeof out;
+	if (in % 4 || base64_decode(payload, in, out, &out_len)) {
+		bad_message(st, "media payload is not base64");
+		return;
+	}
+	count(&st->s->me->stats.agent_in);
+	playout_push(st->s, out, out_len);
+}
+
+static void on_text(struct stream *st, const char *text, size_t len)
+{
+	json_error_t jerr;
+	json_t *msg = json_loadb(text, len, 0, &jerr);
+	const char *event = json_string_value(json_object_get(msg, "event"));
+	if (!event) {
+		bad_message(st, msg ? "no event" : "not JSON");
+		goto out;
+	}
+	const char *sid = json_string_value(json_object_get(msg, "streamSid"));
+	if (sid && strcmp(sid, st->sid)) {
+		bad_message(st, "another stream's streamSid");
+		goto out;
+	}
+	if (!strcmp(event, "media")) {
+		on_media(st, json_object_get(msg, "media"));
+	} else if (!strcmp(event, "mark")) {
+		const char *name = json_string_value(json_object_get(json_object_get(msg, "mark"), "name"));
+		if (name)
+			playout_mark(st->s, name);
+		else
+			bad_message(st, "mark without mark.name");
+	} else if (!strcmp(event, "clear")) {
+		playout_clear(st->s);
+	} else {
+		bad_message(st, "unknown event");
+	}
+out:
+	json_decref(msg);
+}
+
+/* ---- libre's handlers ------------------------------------------------------------------- */
+
+static void on_estab(void *arg)
+{
+	struct stream *st = arg;
+	struct session *s = st->s;
+	tcp_conn_txqsz_set(websock_tcp(st->conn), s->me->cfg.agent_sendq_max);
+	bool again = st->ever_open;
+	st->open = st->ever_open = true;
+	st->lost = false;
+	st->backoff_ms = 100;
+	log_json(LOG_INFO, again ? "agent_stream_reconnected" : "agent_stream_open",
+		 json_pack("{s:s, s:s}", "call_id", s->call_id, "stream_sid", st->sid));
+	send_start(st);
+}
+
+static void on_recv(const struct websock_hdr *hdr, struct mbuf *mb, void *arg)
+{
+	struct stream *st = arg;
+	if (hdr->opcode == WEBSOCK_BIN) {
+		bad_message(st, "binary frame");
+		return;
+	}
+	if (hdr->opcode == WEBSOCK_TEXT && hdr->fin) {
+		on_text(st, (const char *)mbuf_buf(mb), mbuf_get_left(mb));
+		return;
+	}
+	/* a fragment: collect up to libre's frame limit, then treat it like one frame */
+	if (hdr->opcode == WEBSOCK_TEXT) {
+		st->frag = mem_deref(st->frag);
+		st->frag = mbuf_alloc(mbuf_get_left(mb) * 2 + 64);
+	} else if (!st->frag) {
+		bad_message(st, "continuation without a start");
+		return;
+	}
+	if (!st->frag || mbuf_write_mem(st->frag, mbuf_buf(mb), mbuf_get_left(mb)) ||
+	    st->frag->end > 128 * 1024) {
+		bad_message(st, "fragmented message too large");
+		st->frag = mem_deref(st->frag);
+		return;
+	}
+	if (hdr->fin) {
+		on_text(st, (const char *)st->frag->buf, st->frag->end);
+		st->frag = mem_deref(st->frag);
+	}
+}
+
+static void on_close(int err, void *arg)
+{
+	struct stream *st = arg;
+	/* err 0: the agent sent a close frame, it meant to leave */
+	lost(st, err != 0, err ? strerror(err) : "closed by the agent");
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+static void stream_connect(struct stream *st)
+{
+	struct session *s = st->s;
+	int err = websock_connect(&st->conn, s->me->ws, s->me->http, s->stream_url, 0, on_estab,
+				  on_recv, on_close, st, "");
+	if (err) {
+		st->conn = NULL;
+		lost(st, true, strerror(err));
+	}
+}
+
+int stream_open(struct session *s)
+{
+	struct stream *st = calloc(1, sizeof *st);
+	if (!st)
+		return -1;
+	st->s = s;
+	uint64_t id = ++s->me->stream_seq;
+	snprintf(st->sid, sizeof st->sid, "MZ%016llx%08x%08x", (unsigned long long)rand_u64(),
+		 rand_u32(), (unsigned)id);
+	st->window_start = media_now_ms();
+	st->backoff_ms = 100;
+	s->stream = st;
+	stream_connect(st);
+	return 0;
+}
+
+void stream_tick(struct session *s, int64_t now)
+{
+	struct stream *st = s->stream;
+	if (!st || st->over)
+		return;
+	st->dead = mem_deref(st->dead);
+	if (st->open || st->conn)
+		goto deadline;
+	if ((!st->ever_open || st->redial) && now >= st->retry_at)
+		stream_connect(st);
+deadline:
+	if (st->open)
+		return;
+	if (!st->ever_open && now - st->window_start >= s->me->cfg.agent_connect_ms) {
+		st->over = true;
+		session_end_call(s, "agent_unavailable");
+	} else if (st->ever_open && st->lost &&
+		   now - st->window_start >= s->me->cfg.agent_grace_ms) {
+		st->over = true;
+		session_end_call(s, "agent_disconnected");
+	}
+	if (st->over && st->conn)
+		lost(st, false, "gave up");
+}
+
+void stream_close(struct session *s)
+{
+	struct stream *st = s->stream;
+	if (!st)
+		return;
+	if (st->open) {
+		char buf[MSG_MAX];
+		int n = snprintf(buf, sizeof buf,
+				 "{\"event\":\"stop\",\"sequenceNumber\":\"%llu\",\"streamSid\":\"%s\","
+				 "\"stop\":{\"accountSid\":\"%s\",\"callSid\":\"%s\"}}",
+				 (unsigned long long)++st->seq, st->sid, s->account ? s->account : "",
+				 s->call_id);
+		send_text(st, buf, (size_t)n);
+		if (st->conn)
+			websock_close(st->conn, WEBSOCK_NORMAL_CLOSURE, "call ended");
+	}
+	mem_deref(st->conn);
+	mem_deref(st->dead);
+	mem_deref(st->frag);
+	free(st);
+	s->stream = NULL;
+}
+
+void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms)
+{
+	struct stream *st = s->stream;
+	if (!st || !st->open)
+		return;
+	char b64[JITTER_FRAME_MAX / 3 * 4 + 8];
+	size_t b64_len = sizeof b64;
+	if (base64_encode(ulaw, n, b64, &b64_len))
+		return;
+	char buf[MSG_MAX];
+	int len = snprintf(buf, sizeof buf,
+			   "{\"event\":\"media\",\"sequenceNumber\":\"%llu\",\"media\":{\"track\":\"inbound\","
+			   "\"chunk\":\"%llu\",\"timestamp\":\"%u\",\"payload\":\"%.*s\"},\"streamSid\":\"%s\"}",
+			   (unsigned long long)++st->seq, (unsigned long long)++st->chunk, ts_ms,
+			   (int)b64_len, b64, st->sid);
+	if (len > 0 && (size_t)len < sizeof buf) {
+		send_text(st, buf, (size_t)len);
+		count(&s->me->stats.agent_out);
+	}
+}
+
+void stream_send_dtmf(struct session *s, char digit)
+{
+	struct stream *st = s->stream;
+	if (!st || !st->open)
+		return;
+	char buf[MSG_MAX];
+	int len = snprintf(buf, sizeof buf,
+			   "{\"event\":\"dtmf\",\"streamSid\":\"%s\",\"sequenceNumber\":\"%llu\","
+			   "\"dtmf\":{\"track\":\"inbound_track\",\"digit\":\"%c\"}}",
+			   st->sid, (unsigned long long)++st->seq, digit);
+	send_text(st, buf, (size_t)len);
+}
+
+void stream_send_mark(struct session *s, const char *name)
+{
+	struct stream *st = s->stream;
+	if (!st || !st->open)
+		return;
+	json_t *m = json_pack("{s:s, s:s, s:s, s:{s:s}}", "event", "mark", "sequenceNumber", "",
+			      "streamSid", st->sid, "mark", "name", name);
+	char seq[24];
+	snprintf(seq, sizeof seq, "%llu", (unsigned long long)++st->seq);
+	json_object_set_new(m, "sequenceNumber", json_string(seq));
+	char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+	if (text)
+		send_text(st, text, strlen(text));
+	free(text);
+	json_decref(m);
+}
