@@ -190,3 +190,44 @@ def test_harness_media_agent_refuses_and_closes():
         assert agent.connection_count() == 1
     finally:
         agent.stop()
+
+
+# ------------------------------------------------------------- baresip with callplane (SIP only)
+
+
+@pytest.fixture
+def world(cp, tmp_path):
+    from media_world import MediaWorld, NUMBER
+    cp.setup_world(number=NUMBER)
+    w = MediaWorld(cp, tmp_path)
+    yield w
+    w.close()
+
+
+@needs_baresip
+def test_harness_callplane_calls_baresip_and_ends_it(world):
+    """Signalling only (valid with or without the media plane): callplane's INVITE is
+    auto-answered by baresip, the API end puts a BYE on the wire that baresip reports."""
+    world.start()
+    far = world.baresip(rtp_timeout=0)
+    call = world.dial(far)
+    far.wait_established(5)
+    world.wait_status(call["id"], "in_progress", 5)
+    ended = world.cp.end_call(call["id"])
+    assert ended["status"] == "completed" and ended["end_reason"] == "ended_by_api", ended
+    assert far.wait_closed(5)["param"] == "Connection reset by peer", far.report()
+
+
+@needs_baresip
+def test_harness_baresip_calls_callplane_and_hangs_up(world):
+    """baresip dials the agent's number at callplane (inbound), callplane answers; baresip hangs
+    up and the call completes (remote BYE)."""
+    world.start()
+    far = world.baresip(rtp_timeout=0)
+    far.dial(world.inbound_uri())
+    far.wait_established(5)
+    call = world.wait_inbound(5)
+    assert call["agent_id"] == world.cp.agent, call
+    far.hangup()
+    ended = world.wait_ended(call["id"], 5)
+    assert ended["status"] == "completed", ended
