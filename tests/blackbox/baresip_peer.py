@@ -148,10 +148,11 @@ class Baresip:
         os.makedirs(self.dir, exist_ok=True)
         last = None
         for _attempt in range(3):
-            # SIP UDP+TCP on PORT, TLS on PORT+1; ctrl on its own TCP port
-            self.port = _free_port(20000, 29990, [(socket.SOCK_DGRAM, 0), (socket.SOCK_STREAM, 0),
+            # SIP UDP+TCP on PORT, TLS on PORT+1; ctrl on its own TCP port (10000..16000: below
+            # callplane's default RTP range 16384-32766 and sipp_peer's 40000+)
+            self.port = _free_port(10000, 16000, [(socket.SOCK_DGRAM, 0), (socket.SOCK_STREAM, 0),
                                                   (socket.SOCK_STREAM, 1)])
-            self.ctrl_port = _free_port(20000, 29990, [(socket.SOCK_STREAM, 0)])
+            self.ctrl_port = _free_port(10000, 16000, [(socket.SOCK_STREAM, 0)])
             self._write_config()
             self._logf = open(self.log_path, "ab")
             self.proc = subprocess.Popen([BARESIP, "-f", self.dir], cwd=self.dir, stdin=subprocess.DEVNULL,
