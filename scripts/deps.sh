@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev)
-test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest)
+test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
