@@ -7,11 +7,11 @@
  *   - connecting: attempts with backoff (100 ms doubling to 1 s) until agent_connect_ms
  *     after the answer; none succeeded: the call ends "agent_unavailable";
  *   - open: "connected" and "start", then audio both ways until the call ends ("stop");
- *   - lost: the socket closed while the call was up. An agent that closed it properly (a
- *     close frame) ended its side of the conversation: no redial. One that vanished (reset,
- *     timeout, a full send queue) is redialled with the same streamSid. Either way, with no
- *     open stream agent_grace_ms after the loss the call ends "agent_disconnected": no phone
- *     leg outlives its agent.
+ *   - lost: the socket closed (a close frame, a reset, a full send queue) while the call was
+ *     up. It is redialled with the same streamSid (backoff as above) so a restarted agent
+ *     picks the call up again; with no open stream agent_grace_ms after the loss the call
+ *     ends "agent_disconnected": no phone leg outlives its agent. An agent that means to end
+ *     the call ends it through the API, which is immediate.
  * A connection that closes is released on the next tick, never inside libre's handler that
  * reports it.
  *
@@ -224,8 +224,9 @@ static void on_recv(const struct websock_hdr *hdr, struct mbuf *mb, void *arg)
 static void on_close(int err, void *arg)
 {
 	struct stream *st = arg;
-	/* err 0: the agent sent a close frame, it meant to leave */
-	lost(st, err != 0, err ? strerror(err) : "closed by the agent");
+	/* closed or vanished alike, the agent may come back within the grace (a restarted
+	 * agent process, a load balancer moving it): redial with the same streamSid */
+	lost(st, true, err ? strerror(err) : "closed by the agent");
 }
 
 /* ---- life ------------------------------------------------------------------------------- */

@@ -171,7 +171,7 @@ def loudest_window(samples, n):
     best, best_e = 0, -1.0
     step = FRAME_SAMPLES
     for i in range(0, len(samples) - n + 1, step * 5):
-        e = energy(samples[i:i + n:4])
+        e = energy(samples[i:i + n])   # every sample: a stride aliases tones (1000 Hz by 4 is Nyquist)
         if e > best_e:
             best, best_e = i, e
     return list(samples[best:best + n])

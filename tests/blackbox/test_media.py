@@ -43,10 +43,6 @@ def media_ready():
     return os.environ.get("CALLPLANE_MEDIA_TESTS") == "1"
 
 
-pytestmark = [
-    pytest.mark.skipif(not media_ready(), reason="media plane not merged yet: set CALLPLANE_MEDIA_TESTS=1"),
-    pytest.mark.skipif(not baresip_available(), reason="baresip (baresip-core) not installed"),
-]
 
 GRACE_MS = 500
 FAR_HZ = 440          # what baresip plays
