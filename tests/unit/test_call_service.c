@@ -160,9 +160,8 @@ static void on_end(void *arg, const struct cp_error *err, const struct call *c)
 	r->code = err ? err->code : CP_ERR_COUNT;
 	snprintf(r->message, sizeof r->message, "%s", err ? err->message : "");
 	call_clear(&r->call);
-	r->has_call = c != NULL;
-	if (c)
-		assert_int_equal(call_copy(&r->call, c), 0);
+	/* may run on the worker thread: no cmocka assert here; a failed copy shows as no call */
+	r->has_call = c != NULL && call_copy(&r->call, c) == 0;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
@@ -1275,8 +1274,8 @@ static void on_inbound(void *arg, enum cp_err err, const struct call *c)
 	r->calls++;
 	r->err = err;
 	call_clear(&r->call);
-	if (c)
-		assert_int_equal(call_copy(&r->call, c), 0);
+	if (c && call_copy(&r->call, c))
+		r->err = CP_ERR_INTERNAL;   /* out of memory copying: shows as a failure */
 }
 
 static void test_inbound(void **state)
