@@ -27,6 +27,7 @@ the harness itself (baresip <-> baresip, the agent against a websockets client) 
 """
 
 import base64
+import json
 import os
 import signal
 import time
@@ -194,6 +195,15 @@ def test_dtmf_from_far_end_reaches_agent_in_order(media):
         assert int(m["sequenceNumber"]) > 1, m
     time.sleep(0.5)
     assert agent.dtmf_digits() == "12#9*", "one key press must give one dtmf message: %r" % agent.events("dtmf")
+    # and one call.dtmf event each (what SSE and webhooks deliver), in order, the call unchanged
+    import sqlite3
+    db = sqlite3.connect("file:%s?mode=ro" % media.cp.db, uri=True)
+    rows = db.execute("SELECT payload FROM events WHERE call_id = ? AND type = 'call.dtmf' ORDER BY seq",
+                      (call["id"],)).fetchall()
+    db.close()
+    payloads = [json.loads(r[0]) for r in rows]
+    assert [p["digit"] for p in payloads] == list("12#9*"), payloads
+    assert all(p["data"]["id"] == call["id"] and p["data"]["status"] == "in_progress" for p in payloads), payloads
 
 
 def test_dtmf_posted_to_api_reaches_far_end(media):
