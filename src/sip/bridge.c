@@ -18,8 +18,6 @@
 
 #include <string.h>
 
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
-
 static void hook_end_call(void *arg, const char *call_id, const char *reason)
 {
 	struct sip_engine *eng = arg;
@@ -58,6 +56,14 @@ void bridge_stop_engine(struct sip_engine *eng)
 	media_engine_stop(eng->media_engine);
 	media_engine_free(eng->media_engine);
 	eng->media_engine = NULL;
+}
+
+void bridge_keep_call(struct leg *l, const struct call *c)
+{
+	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
+	/* a failed copy leaves the call without a stream (RTP only) or without parameters */
+	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
+	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
 }
 
 void bridge_start(struct leg *l)

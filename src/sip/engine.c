@@ -205,13 +205,14 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 	char sdp[600];
 	int pt = l->payload_type;
 	if (sip && sip->sip_payload && sip->sip_payload->pl_len) {
-		pt = media_pick_codec(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-		if (pt < 0) {
+		struct sdp_remote r;
+		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
+		if (r.payload_type < 0) {
 			nua_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
 			return;
 		}
-		l->payload_type = pt;
-		media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+		pt = r.payload_type;
+		media_use_remote(l, &r);
 		bridge_update(l);
 	}
 	media_sdp(eng, l, pt, sdp, sizeof sdp);
@@ -335,17 +336,6 @@ static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
 	}
 }
 
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
-static int send_msg(struct sip_engine *eng, const struct sip_msg *payload);
-
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
-{
-	struct sip_msg m = {.type = MSG_MEDIA_END};
-	snprintf(m.call.id, sizeof m.call.id, "%s", call_id);
-	snprintf(m.reason, sizeof m.reason, "%s", reason);
-	return send_msg(eng, &m);
-}
-
 static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
 {
 	int rc = -1;
@@ -360,6 +350,14 @@ static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
 	}
 	pthread_mutex_unlock(&eng->msg_mu);
 	return rc;
+}
+
+int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
+{
+	struct sip_msg m = {.type = MSG_MEDIA_END};
+	snprintf(m.call.id, sizeof m.call.id, "%s", call_id);
+	snprintf(m.reason, sizeof m.reason, "%s", reason);
+	return send_msg(eng, &m);
 }
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */

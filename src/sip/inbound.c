@@ -47,9 +47,11 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 		nua_handle_destroy(nh);
 		return;
 	}
-	int pt = sip->sip_payload ? media_pick_codec(sip->sip_payload->pl_data,
-						     sip->sip_payload->pl_len) : 0;
-	if (pt < 0) {
+	/* an INVITE without an offer gets ours (PCMU first) in the 200 */
+	struct sdp_remote r = {.payload_type = 0, .te_payload_type = -1};
+	if (sip->sip_payload)
+		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
+	if (r.payload_type < 0) {
 		nua_respond(nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
 		nua_handle_destroy(nh);
 		return;
@@ -62,9 +64,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	}
 	l->nh = nh;
 	l->state = LEG_PENDING;
-	l->payload_type = pt;
-	if (sip->sip_payload)
-		media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+	media_use_remote(l, &r);
 	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
@@ -133,9 +133,7 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 		return;
 	}
 	l->max_duration_s = c->max_duration_s;
-	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
-	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
-	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
+	bridge_keep_call(l, c);
 	char sdp[600];
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),

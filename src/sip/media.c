@@ -325,32 +325,6 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te, te);
 }
 
-int media_pick_codec(const char *sdp, size_t len)
-{
-	su_home_t home[1] = {SU_HOME_INIT(home)};
-	int pick = -1;
-	sdp_parser_t *p = sdp_parse(home, sdp, (issize_t)len, 0);
-	sdp_session_t *s = p ? sdp_session(p) : NULL;
-	for (sdp_media_t *m = s ? s->sdp_media : NULL; m && pick < 0; m = m->m_next) {
-		if (m->m_type != sdp_media_audio || m->m_port == 0)
-			continue;
-		for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
-			if (rm->rm_pt == 0 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMU"))) {
-				pick = 0;
-				break;
-			}
-			if (rm->rm_pt == 8 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMA"))) {
-				pick = 8;
-				break;
-			}
-		}
-	}
-	if (p)
-		sdp_parser_free(p);
-	su_home_deinit(home);
-	return pick;
-}
-
 void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 {
 	memset(out, 0, sizeof *out);
@@ -396,15 +370,12 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 	su_home_deinit(home);
 }
 
-void media_note_remote(struct leg *l, const char *sdp, size_t len)
+void media_use_remote(struct leg *l, const struct sdp_remote *r)
 {
-	struct sdp_remote r;
-	media_parse_sdp(sdp, len, &r);
-	if (r.payload_type >= 0)
-		l->payload_type = r.payload_type;
-	l->te_payload_type = r.te_payload_type;
-	if (r.addr_len) {
-		l->remote_rtp = r.addr;
-		l->remote_rtp_len = r.addr_len;
+	l->payload_type = r->payload_type;
+	l->te_payload_type = r->te_payload_type;
+	if (r->addr_len) {
+		l->remote_rtp = r->addr;
+		l->remote_rtp_len = r->addr_len;
 	}
 }

@@ -57,10 +57,7 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	snprintf(l->call_id, sizeof l->call_id, "%s", c->id);
 	snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", c->provider_call_id);
 	l->max_duration_s = c->max_duration_s;
-	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
-	/* for the agent's stream once answered; a failed copy leaves the call without one */
-	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
-	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
+	bridge_keep_call(l, c);
 	leg_insert(eng, l);
 	leg_unref(l);   /* the table holds it now */
 
@@ -144,8 +141,12 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 	}
 	if (status < 300) {
 		/* the answer is handled when nua reports the call ready; its SDP is kept now */
-		if (sip && sip->sip_payload && sip->sip_payload->pl_len)
-			media_note_remote(l, sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+		if (sip && sip->sip_payload && sip->sip_payload->pl_len) {
+			struct sdp_remote r;
+			media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
+			if (r.payload_type >= 0)
+				media_use_remote(l, &r);
+		}
 		return;
 	}
 	if ((status == 401 || status == 407) && l->state != LEG_CANCELING && authenticate(eng, l, sip))

@@ -150,6 +150,9 @@ void leg_remove(struct sip_engine *eng, struct leg *l);
 /* Releases the handle and the table's reference: the leg is gone. */
 void leg_gone(struct leg *l);
 void engine_post_event(struct leg *l, const struct call_update *u);
+/* Asks the engine thread (from any thread) to end a call for the media plane: -1 if the
+ * engine is gone. */
+int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
 
 /* media.c */
 /* Sets up eng->media from the configuration; -1 (logged) if an --rtp-addrs address cannot
@@ -162,9 +165,7 @@ void media_release(struct sip_engine *eng, int addr_index);
 /* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
-/* Picks PCMU or PCMA from an offer: the payload type, or -1 if none is acceptable. */
-int media_pick_codec(const char *sdp, size_t len);
-/* What the far end's SDP says about its audio. */
+/* What the far end's SDP says about its audio: the first audio stream with PCMU or PCMA. */
 struct sdp_remote {
 	int payload_type;                    /* PCMU 0 / PCMA 8, -1 = neither */
 	int te_payload_type;                 /* telephone-event/8000, -1 = none */
@@ -172,11 +173,14 @@ struct sdp_remote {
 	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
 };
 void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out);
-/* Keeps what a far end's SDP says on the leg (codec, telephone-event, address). */
-void media_note_remote(struct leg *l, const char *sdp, size_t len);
+/* Keeps an acceptable SDP (r->payload_type >= 0) on the leg: codec, telephone-event type and
+ * the far end's RTP address (kept from before when this SDP has none). */
+void media_use_remote(struct leg *l, const struct sdp_remote *r);
 
 /* bridge.c: the SIP engine's side of the media plane */
 int bridge_start_engine(struct sip_engine *eng);
+/* Keeps on the leg what the agent's stream needs from the call (URL, metadata, tenant). */
+void bridge_keep_call(struct leg *l, const struct call *c);
 void bridge_stop_engine(struct sip_engine *eng);
 /* The dialog is answered: hands the leg's sockets and what the agent needs to the media
  * engine. Once per leg. */
