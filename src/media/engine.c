@@ -85,7 +85,7 @@ static void wheel_arm(struct media_engine *me, int64_t now)
 static void session_tick(struct session *s, int64_t now)
 {
 	for (int owed = 0; s->next_tx_ms <= now && owed < 3; owed++) {
-		rtp_send_frame(s, now);
+		rtp_send_frame(s);
 		s->next_tx_ms += FRAME_MS;
 	}
 	if (now - s->next_tx_ms > 5 * FRAME_MS)
@@ -133,7 +133,7 @@ static void session_insert(struct media_engine *me, struct session *s)
 		me->wheel_ms = now;
 		wheel_arm(me, now);
 	}
-	/* the slot served right after this millisecond's: the first frame goes out within 1 ms */
+	/* spread over the slots by arrival; the first frame goes out on the slot's next turn */
 	int slot = (me->next_slot + (int)(me->n_sessions % WHEEL_SLOTS)) % WHEEL_SLOTS;
 	s->wnext = me->wheel[slot];
 	if (s->wnext)
@@ -187,6 +187,16 @@ void session_end_call(struct session *s, const char *reason)
 
 /* ---- messages --------------------------------------------------------------------------- */
 
+static void msg_free(struct media_msg *m)
+{
+	if (!m)
+		return;
+	free(m->stream_url);
+	free(m->metadata);
+	free(m->account);
+	free(m);
+}
+
 static void close_fds(struct media_engine *me, const struct media_start *ms)
 {
 	if (ms->rtp_fd >= 0)
@@ -217,32 +227,28 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 	s->rtp_fd = m->start.rtp_fd;
 	s->rtcp_fd = m->start.rtcp_fd;
 	s->addr_index = m->start.addr_index;
-	s->pt = m->start.payload_type;
-	s->te_pt = m->start.te_payload_type;
-	if (m->start.remote_len) {
-		sa_set_sa(&s->remote, (const struct sockaddr *)&m->start.remote);
-		s->remote_rtcp = s->remote;
-		sa_set_port(&s->remote_rtcp, sa_port(&s->remote) + 1);
-		s->have_remote = true;
-	}
+	struct sa remote;
+	sa_init(&remote, AF_UNSPEC);
+	if (m->start.remote_len)
+		sa_set_sa(&remote, (const struct sockaddr *)&m->start.remote);
+	rtp_session_update(s, m->start.remote_len ? &remote : NULL, m->start.payload_type,
+			   m->start.te_payload_type);
 	s->play = play;
 	s->play_cap = me->cfg.playout_max;
 	s->marks_tail = &s->marks;
-	s->stream_url = m->stream_url;
-	s->metadata = m->metadata;
-	s->account = m->account;
-	m->stream_url = m->metadata = m->account = NULL;
 	s->started_ms = s->last_rx_ms = media_now_ms();
 	jitter_init(&s->jb, me->cfg.jitter_ms);
 	if (rtp_session_open(s)) {
 		close_fds(me, &m->start);
-		free(s->stream_url);
-		free(s->metadata);
-		free(s->account);
-		free(s->play);
+		free(play);
 		free(s);
 		return;
 	}
+	/* the message's copies are the session's now */
+	s->stream_url = m->stream_url;
+	s->metadata = m->metadata;
+	s->account = m->account;
+	m->stream_url = m->metadata = m->account = NULL;
 	atomic_fetch_add_explicit(&me->stats.sessions, 1, memory_order_relaxed);
 	session_insert(me, s);
 	if (s->stream_url && stream_open(s))
@@ -287,12 +293,7 @@ static void on_message(int id, void *data, void *arg)
 	default:
 		break;
 	}
-	if (m) {
-		free(m->stream_url);
-		free(m->metadata);
-		free(m->account);
-		free(m);
-	}
+	msg_free(m);
 }
 
 static int post(struct media_engine *me, enum msg_type type, struct media_msg *m)
@@ -302,12 +303,8 @@ static int post(struct media_engine *me, enum msg_type type, struct media_msg *m
 	if (!me->gone && me->mq)
 		rc = mqueue_push(me->mq, (int)type, m) ? -1 : 0;
 	pthread_mutex_unlock(&me->mu);
-	if (rc && m) {
-		free(m->stream_url);
-		free(m->metadata);
-		free(m->account);
-		free(m);
-	}
+	if (rc)
+		msg_free(m);
 	return rc;
 }
 
@@ -331,22 +328,13 @@ int media_session_start(struct media_engine *me, const struct media_start *ms)
 	m->account = ms->account ? strdup(ms->account) : NULL;
 	if ((ms->stream_url && !m->stream_url) || (ms->metadata && !m->metadata) ||
 	    (ms->account && !m->account)) {
-		free(m->stream_url);
-		free(m->metadata);
-		free(m->account);
-		free(m);
+		msg_free(m);
 		goto fail;
 	}
 	if (post(me, MSG_START, m) == 0)
 		return 0;
 fail:
-	/* the sockets are ours: nobody else will close them */
-	if (ms->rtp_fd >= 0)
-		close(ms->rtp_fd);
-	if (ms->rtcp_fd >= 0)
-		close(ms->rtcp_fd);
-	if (me->hooks.released)
-		me->hooks.released(me->hooks.arg, ms->addr_index);
+	close_fds(me, ms);           /* the sockets are ours: nobody else will close them */
 	return -1;
 }
 

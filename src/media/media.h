@@ -26,7 +26,6 @@
 #include <sys/socket.h>
 
 #define MEDIA_CALL_ID_MAX 36
-#define MEDIA_URL_MAX 1024
 
 struct media_config {
 	int media_timeout_s;         /* no RTP from the far end this long: end "media_timeout" (60) */

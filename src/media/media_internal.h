@@ -74,7 +74,6 @@ struct session {
 	int64_t next_tx_ms;                  /* when the next 20 ms frame is due */
 	int64_t next_rtcp_ms;
 	struct telev *telev;
-	bool te_sending;
 	uint32_t te_ts;
 
 	/* the agent's audio, mu-law, played out at real time: a ring buffer */
@@ -146,7 +145,7 @@ void session_end_call(struct session *s, const char *reason);
 int rtp_session_open(struct session *s);
 void rtp_session_close(struct session *s);
 /* Sends the frame due now: DTMF if any is playing, else the agent's audio, else silence. */
-void rtp_send_frame(struct session *s, int64_t now_ms);
+void rtp_send_frame(struct session *s);
 void rtp_send_rtcp(struct session *s, bool bye);
 /* Delivers what the jitter buffer holds and is due to the agent (the wheel calls it for
  * frames held behind a gap). */

@@ -148,9 +148,8 @@ static void send_packet(struct session *s, bool marker, int pt, uint32_t ts, con
 	count(&s->me->stats.rtp_out);
 }
 
-void rtp_send_frame(struct session *s, int64_t now_ms)
+void rtp_send_frame(struct session *s)
 {
-	(void)now_ms;
 	uint8_t frame[FRAME_SAMPLES];
 	if (s->te_pt >= 0) {
 		uint8_t tev[16];
@@ -345,13 +344,22 @@ static void on_telephone_event(struct session *s, struct mbuf *mb)
 	bool end = false;
 	if (telev_recv(s->telev_rx, mb, &event, &end) || end)
 		return;
-	int digit = telev_code2digit(event);
-	if (digit <= 0 || !strchr("0123456789*#ABCD", digit))
+	int digit = telev_code2digit(event);    /* 0-9 * # A-D; -1 for events 16 and up */
+	if (digit < 0)
 		return;
 	count(&s->me->stats.dtmf_in);
 	if (s->me->hooks.dtmf)
 		s->me->hooks.dtmf(s->me->hooks.arg, s->call_id, (char)digit);
 	stream_send_dtmf(s, (char)digit);
+}
+
+/* Where we send from now on: RTP to addr, RTCP to the port above it (RFC 3550 11). */
+static void set_remote(struct session *s, const struct sa *addr)
+{
+	s->remote = *addr;
+	s->remote_rtcp = *addr;
+	sa_set_port(&s->remote_rtcp, (uint16_t)(sa_port(addr) + 1));
+	s->have_remote = true;
 }
 
 static bool accept_source(struct session *s, const struct sa *src, int64_t now)
@@ -364,10 +372,7 @@ static bool accept_source(struct session *s, const struct sa *src, int64_t now)
 	if (!s->latched) {
 		log_json(LOG_DEBUG, "media_latch",
 			 json_pack("{s:s, s:i}", "call_id", s->call_id, "port", sa_port(src)));
-		s->remote = *src;
-		s->remote_rtcp = *src;
-		sa_set_port(&s->remote_rtcp, (uint16_t)(sa_port(src) + 1));
-		s->have_remote = true;
+		set_remote(s, src);
 		s->latched = true;
 	}
 	s->latched_rx_ms = now;
@@ -469,10 +474,7 @@ void rtp_session_close(struct session *s)
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt)
 {
 	if (remote) {
-		s->remote = *remote;
-		s->remote_rtcp = *remote;
-		sa_set_port(&s->remote_rtcp, (uint16_t)(sa_port(remote) + 1));
-		s->have_remote = true;
+		set_remote(s, remote);
 		s->latched = false;
 	}
 	if (pt == 0 || pt == 8)

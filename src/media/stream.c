@@ -42,8 +42,6 @@ struct stream {
 	struct mbuf *frag;                   /* a fragmented text message being reassembled */
 };
 
-static void stream_connect(struct stream *st);
-
 static void count(atomic_uint_fast64_t *c)
 {
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
@@ -90,15 +88,15 @@ static void send_text(struct stream *st, const char *buf, size_t len)
 static void send_start(struct stream *st)
 {
 	struct session *s = st->s;
-	char *buf = NULL;
+	static const char connected[] =
+		"{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}";
+	send_text(st, connected, sizeof connected - 1);
 	size_t meta_len = s->metadata ? strlen(s->metadata) : 0;
 	size_t cap = MSG_MAX + meta_len;
-	buf = malloc(cap);
+	char *buf = malloc(cap);
 	if (!buf)
 		return;
-	int n = snprintf(buf, cap, "{\"event\":\"connected\",\"protocol\":\"Call\",\"version\":\"1.0.0\"}");
-	send_text(st, buf, (size_t)n);
-	n = snprintf(buf, cap,
+	int n = snprintf(buf, cap,
 		     "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
 		     "\"accountSid\":\"%s\",\"streamSid\":\"%s\",\"callSid\":\"%s\","
 		     "\"tracks\":[\"inbound\"],\"customParameters\":%s,"
@@ -345,11 +343,11 @@ void stream_send_mark(struct session *s, const char *name)
 	struct stream *st = s->stream;
 	if (!st || !st->open)
 		return;
-	json_t *m = json_pack("{s:s, s:s, s:s, s:{s:s}}", "event", "mark", "sequenceNumber", "",
-			      "streamSid", st->sid, "mark", "name", name);
+	/* the agent's name is any JSON string: jansson escapes it */
 	char seq[24];
 	snprintf(seq, sizeof seq, "%llu", (unsigned long long)++st->seq);
-	json_object_set_new(m, "sequenceNumber", json_string(seq));
+	json_t *m = json_pack("{s:s, s:s, s:s, s:{s:s}}", "event", "mark", "sequenceNumber", seq,
+			      "streamSid", st->sid, "mark", "name", name);
 	char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
 	if (text)
 		send_text(st, text, strlen(text));
