@@ -5,14 +5,14 @@
  * Signals are blocked in every thread (they inherit the mask before they are created) and taken
  * synchronously with sigwait() here, so no code runs in signal context.
  *
- * Descriptors: every call holds up to three (RTP, RTCP, the agent's WebSocket), so the soft RLIMIT_NOFILE is raised to the
- * hard limit (with CAP_SYS_RESOURCE the hard limit too, up to the kernel's nr_open, at most
- * 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP connections, the store's pool,
- * SIP over TCP, webhooks), so a node full of calls still has descriptors left for the API that
- * ends them (up to ~1,000 concurrent connections; HTTP's own limit is higher, so a flood of
- * connections can still exhaust them); a call beyond that fails like one that finds no free
- * RTP port. When the limit is below what
- * the RTP ports allow, a warning at start-up says how many calls the node can hold.
+ * Descriptors: every call holds up to three (RTP, RTCP, the agent's WebSocket), so the soft
+ * RLIMIT_NOFILE is raised to the hard limit (with CAP_SYS_RESOURCE the hard limit too, up to
+ * the kernel's nr_open, at most 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP
+ * connections, the store's pool, SIP over TCP, webhooks), so a node full of calls still has
+ * descriptors left for the API that ends them (up to ~1,000 concurrent connections; HTTP's own
+ * limit is higher, so a flood of connections can still exhaust them); a call beyond that fails
+ * like one that finds no free RTP port. When the limit is below what the RTP ports allow, a
+ * warning at start-up says how many calls the node can hold.
  */
 #include <limits.h>
 #include <signal.h>
@@ -259,8 +259,9 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 	char msg[400];
 	snprintf(msg, sizeof msg,
 		 "the descriptor limit (RLIMIT_NOFILE %ld, hard %lld) holds at most %ld calls at once "
-		 "(RTP, RTCP and agent stream sockets: 3 each, %ld descriptors kept for HTTP and the store); the RTP ports "
-		 "allow %ld. Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) to hold more",
+		 "(RTP, RTCP and agent stream sockets: 3 each, %ld descriptors kept for HTTP and "
+		 "the store); the RTP ports allow %ld. Raise the hard limit (ulimit -Hn, systemd "
+		 "LimitNOFILE=) to hold more",
 		 lim, rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max,
 		 sc->max_rtp_sockets, reserve, ports);
 	log_json(LOG_WARN, "fd_limit",
