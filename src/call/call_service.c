@@ -280,8 +280,10 @@ void call_service_post_dtmf(struct call_service *svc, const char *call_id, char 
 /* Writes the call.dtmf event (apply phase): for a live call only. */
 static void dtmf_record(struct call_service *svc, struct job *j)
 {
-	int rc = STORE(svc->st, call_event, j->call_id, "call.dtmf", j->digit, CALL_ACTIVE_MASK,
-		       NULL);
+	/* the digit needs no escaping: post_dtmf let only [0-9*#A-D] through */
+	char extra[16];
+	snprintf(extra, sizeof extra, "\"digit\":\"%c\"", j->digit);
+	int rc = STORE(svc->st, call_event, j->call_id, "call.dtmf", extra, CALL_ACTIVE_MASK, NULL);
 	if (rc == STORE_OK) {
 		if (tl_batching)
 			tl_event_pending = true;    /* not visible to others before the commit */

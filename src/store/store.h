@@ -162,12 +162,13 @@ struct store_backend {
 	int (*call_update)(void *ctx, const char *id, const struct call_update *u, struct call *out,
 			   enum call_status *prev);
 	int (*call_redact)(void *ctx, const char *id, int64_t now, struct call *out);
-	/* Writes an outbox event about a call without changing it (call.dtmf: digit is its one
-	 * character, put in the envelope next to "data"), if the call's status is in
-	 * status_mask: STORE_OK; else STORE_CONFLICT; STORE_NOT_FOUND for an unknown call id.
-	 * out (may be NULL) receives the row. Events that are not transitions go to webhooks of
-	 * the canonical format only: the vendor formats have no such events. */
-	int (*call_event)(void *ctx, const char *id, const char *type, char digit,
+	/* Writes an outbox event about a call without changing it (call.dtmf), if the call's
+	 * status is in status_mask: STORE_OK; else STORE_CONFLICT; STORE_NOT_FOUND for an unknown
+	 * call id. extra: JSON object members put in the envelope beside "data" (e.g.
+	 * "\"digit\":\"5\""; "" none), already escaped. out (may be NULL) receives the row.
+	 * Events that are not transitions go to webhooks of the canonical format only: the
+	 * vendor formats have no such events. */
+	int (*call_event)(void *ctx, const char *id, const char *type, const char *extra,
 			  uint32_t status_mask, struct call *out);
 	/* Ids of every active call (for restart recovery). */
 	int (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);

@@ -1031,27 +1031,83 @@ static int current_row(struct conn *c, const char *id, struct call *out)
 	return rc == STORE_OK ? STORE_CONFLICT : rc;
 }
 
-/* Writes the outbox event of a step that just applied (inside its transaction): the event row
- * and one pending delivery per matching webhook. digit '\0': a transition; else a call.dtmf
- * event, whose envelope carries it and which only canonical webhooks receive. */
-static int write_event(struct conn *c, const char *type, const struct call *call, char digit,
-		       int64_t now)
+/* A write to the calls path: the writer lock, the call cache's bracket around the write of
+ * one call (none for a write that leaves the row as it is), and a transaction of our own when
+ * the write is more than one statement and no batch's transaction is open (in a batch, the
+ * batch is the transaction). write_open() before the statements, write_close() after. */
+struct call_write {
+	sqlite3_stmt *commit, *rollback;     /* non-NULL: BEGIN was ours */
+	int stripe;                          /* the cache bracket to end, -1 none */
+};
+
+static int write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id, bool multi,
+		      struct call_write *w)
 {
-	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1], extra[32] = "";
+	bool tx = multi && !in_batch(s);
+	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
+	sqlite3_stmt *begin = tx ? stmt(c, S_BEGIN) : NULL;
+	w->commit = tx ? stmt(c, S_COMMIT) : NULL;
+	w->rollback = tx ? stmt(c, S_ROLLBACK) : NULL;
+	w->stripe = -1;
+	if (tx && (!begin || !w->commit || !w->rollback)) {
+		w->commit = w->rollback = NULL;
+		return STORE_ERROR;
+	}
+	write_lock(s);
+	if (bracket_id)
+		w->stripe = call_write_begin(s, bracket_id);
+	if (tx) {
+		int r = sqlite3_step(begin);
+		sqlite3_reset(begin);
+		if (r != SQLITE_DONE) {
+			w->commit = w->rollback = NULL;
+			call_write_end(s, w->stripe);
+			write_unlock(s);
+			return step_error(c, SQLITE_ERROR);
+		}
+	}
+	return STORE_OK;
+}
+
+/* Commits our transaction (rolls it back unless rc is STORE_OK, or the COMMIT fails), marks
+ * a batch whose step failed, ends the cache bracket and unlocks; returns the final result. */
+static int write_close(struct sqlite_store *s, struct conn *c, struct call_write *w, int rc)
+{
+	if (w->commit) {
+		if (rc == STORE_OK && sqlite3_step(w->commit) != SQLITE_DONE)
+			rc = step_error(c, SQLITE_ERROR);
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+			sqlite3_step(w->rollback);
+		sqlite3_reset(w->commit);
+		sqlite3_reset(w->rollback);
+	}
+	if (in_batch(s) && rc == STORE_ERROR)
+		tl_batch.failed = true;
+	call_write_end(s, w->stripe);
+	write_unlock(s);
+	return rc;
+}
+
+/* Writes the outbox event of a step that just applied (inside its transaction): the event row
+ * and one pending delivery per matching webhook. extra: JSON object members put in the
+ * envelope before "data" ("" none; ours, already escaped). canonical_only: no delivery to
+ * webhooks of a vendor format (they have only transition events). */
+static int write_event(struct conn *c, const char *type, const struct call *call,
+		       const char *extra, bool canonical_only, int64_t now)
+{
+	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
 	if (cp_uuid4(event_id))
 		return STORE_ERROR;
 	cp_rfc3339(now, ts);
-	/* {"id","type","created_at"[,"digit"],"data"}: id, type, ts and the digit ([0-9*#A-D],
-	 * validated by the service) need no escaping (ours, ASCII) */
-	if (digit)
-		snprintf(extra, sizeof extra, ",\"digit\":\"%c\"", digit);
+	/* {"id","type","created_at"[,extra],"data"}: id, type and ts need no escaping (ours,
+	 * ASCII) */
 	size_t call_len = 0;
 	char *data = call_to_json_text(call, &call_len), *payload = NULL;
-	size_t size = call_len + strlen(type) + 128;
+	size_t size = call_len + strlen(type) + strlen(extra) + 128;
 	if (data && (payload = malloc(size)))
 		snprintf(payload, size,
-			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s,\"data\":%s}",
-			 event_id, type, ts, extra, data);
+			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s%s,\"data\":%s}",
+			 event_id, type, ts, *extra ? "," : "", extra, data);
 	free(data);
 	sqlite3_stmt *ins = stmt(c, S_EVENT_INSERT), *fan = stmt(c, S_DELIVERY_FANOUT);
 	int rc = STORE_ERROR;
@@ -1072,7 +1128,7 @@ static int write_event(struct conn *c, const char *type, const struct call *call
 	sqlite3_bind_int64(fan, 2, now);
 	bind_text(fan, 3, call->tenant_id);
 	bind_text(fan, 4, call->agent_id);
-	sqlite3_bind_int(fan, 5, digit != '\0');
+	sqlite3_bind_int(fan, 5, canonical_only);
 	r = sqlite3_step(fan);
 	sqlite3_reset(fan);
 	if (r == SQLITE_DONE)
@@ -1090,14 +1146,10 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	WITH_CONN(s, c);
 	bool keep_provider = !u->provider_call_id || !*u->provider_call_id;
 	sqlite3_stmt *st = stmt(c, keep_provider ? S_CALL_UPDATE_KEEP_PROVIDER : S_CALL_UPDATE);
-	bool batch = in_batch(s);
-	bool tx = u->event && !batch;   /* in a batch, the batch is the transaction */
-	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
-	sqlite3_stmt *begin = tx ? stmt(c, S_BEGIN) : NULL, *commit = tx ? stmt(c, S_COMMIT) : NULL,
-		     *rollback = tx ? stmt(c, S_ROLLBACK) : NULL;
 	struct call row = {0};
+	struct call_write w;
 	int rc = STORE_ERROR;
-	if (!st || (tx && (!begin || !commit || !rollback)))
+	if (!st)
 		goto out;
 	char set[128];
 	status_set(u->from_mask, set, sizeof set);
@@ -1112,17 +1164,8 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
-	write_lock(s);
-	int stripe = call_write_begin(s, id);
-	if (tx && sqlite3_step(begin) != SQLITE_DONE) {
-		sqlite3_reset(begin);
-		call_write_end(s, stripe);
-		write_unlock(s);
-		rc = step_error(c, SQLITE_ERROR);
+	if ((rc = write_open(s, c, id, u->event != NULL, &w)) != STORE_OK)
 		goto out;
-	}
-	if (tx)
-		sqlite3_reset(begin);
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
 		read_call(st, &row);
@@ -1134,19 +1177,9 @@ static int sqlite_call_update(void *ctx, const char *id, const struct call_updat
 	}
 	sqlite3_reset(st);
 	if (u->event && rc == STORE_OK)
-		rc = write_event(c, u->event, &row, '\0', row.ended_at ? row.ended_at : cp_now_ms());
-	if (tx) {
-		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
-			rc = step_error(c, SQLITE_ERROR);
-		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
-			sqlite3_step(rollback);
-		sqlite3_reset(commit);
-		sqlite3_reset(rollback);
-	}
-	if (batch && rc == STORE_ERROR)
-		tl_batch.failed = true;
-	call_write_end(s, stripe);
-	write_unlock(s);
+		rc = write_event(c, u->event, &row, "", false,
+				 row.ended_at ? row.ended_at : cp_now_ms());
+	rc = write_close(s, c, &w, rc);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
 	else if (rc == STORE_NOT_FOUND)
@@ -1157,47 +1190,24 @@ out:
 	return rc;
 }
 
-static int sqlite_call_event(void *ctx, const char *id, const char *type, char digit,
+static int sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
 			     uint32_t status_mask, struct call *out)
 {
 	WITH_CONN(s, c);
-	bool batch = in_batch(s);
 	sqlite3_stmt *get = stmt(c, S_CALL_GET_RAW);
-	/* the read and the event share a transaction: the batch's, or one of our own */
-	sqlite3_stmt *begin = batch ? NULL : stmt(c, S_BEGIN),
-		     *commit = batch ? NULL : stmt(c, S_COMMIT),
-		     *rollback = batch ? NULL : stmt(c, S_ROLLBACK);
 	struct call row = {0};
+	struct call_write w;
 	int rc = STORE_ERROR;
-	if (!get || (!batch && (!begin || !commit || !rollback)))
+	/* the read and the event share a transaction; the row does not change: no cache bracket */
+	if (!get || (rc = write_open(s, c, NULL, true, &w)) != STORE_OK)
 		goto out;
-	/* the row does not change: no call cache brackets */
-	write_lock(s);
-	if (!batch && sqlite3_step(begin) != SQLITE_DONE) {
-		sqlite3_reset(begin);
-		write_unlock(s);
-		rc = step_error(c, SQLITE_ERROR);
-		goto out;
-	}
-	if (begin)
-		sqlite3_reset(begin);
 	bind_text(get, 1, id);
 	rc = step_one_call(c, get, &row);
 	if (rc == STORE_OK && !(status_mask & CALL_BIT(row.status)))
 		rc = STORE_CONFLICT;
 	if (rc == STORE_OK)
-		rc = write_event(c, type, &row, digit, cp_now_ms());
-	if (!batch) {
-		if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
-			rc = step_error(c, SQLITE_ERROR);
-		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
-			sqlite3_step(rollback);
-		sqlite3_reset(commit);
-		sqlite3_reset(rollback);
-	}
-	if (batch && rc == STORE_ERROR)
-		tl_batch.failed = true;
-	write_unlock(s);
+		rc = write_event(c, type, &row, extra, true, cp_now_ms());
+	rc = write_close(s, c, &w, rc);
 	if (out && (rc == STORE_OK || rc == STORE_CONFLICT))
 		call_move(out, &row);
 out:
