@@ -297,6 +297,13 @@ static void dtmf_record(struct call_service *svc, struct job *j)
 
 /* ---- create / read ---------------------------------------------------------------------- */
 
+/* The call streams its audio to url (NULL or "": none): a copy on c; -1 if out of memory. */
+static int set_stream_url(struct call *c, const char *url)
+{
+	c->stream_url = url && *url ? strdup(url) : NULL;
+	return url && *url && !c->stream_url ? -1 : 0;
+}
+
 static bool metadata_valid(const char *text)
 {
 	if (!text)
@@ -373,9 +380,7 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 					  sizeof c.provider_call_id);
 	c.metadata = strdup(req->metadata ? req->metadata : "{}");
 	/* the request's URL wins over the agent's */
-	const char *url = req->stream_url ? req->stream_url : agent.stream_url;
-	c.stream_url = *url ? strdup(url) : NULL;
-	if (!c.metadata || (*url && !c.stream_url)) {
+	if (!c.metadata || set_stream_url(&c, req->stream_url ? req->stream_url : agent.stream_url)) {
 		call_clear(&c);
 		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
 	}
@@ -801,8 +806,7 @@ static void inbound_create(struct call_service *svc, struct job *j)
 	c->max_duration_s = agent.max_duration_s;
 	c->created_at = cp_now_ms();
 	c->metadata = strdup("{}");
-	c->stream_url = agent.stream_url[0] ? strdup(agent.stream_url) : NULL;
-	if (!c->metadata || (agent.stream_url[0] && !c->stream_url) ||
+	if (!c->metadata || set_stream_url(c, agent.stream_url) ||
 	    STORE(svc->st, call_insert, c) != STORE_OK) {
 		j->err = CP_ERR_INTERNAL;
 		return;
