@@ -35,22 +35,12 @@ import threading
 import time
 
 import media_audio
+from sipp_peer import can_bind
 
 BARESIP = os.environ.get("BARESIP_BIN", "/usr/bin/baresip")
 MODULE_PATH = os.environ.get("BARESIP_MODULES", "/usr/lib/baresip/modules")
 
 _taken = set()
-
-
-def _can_bind(kind, port):
-    s = socket.socket(socket.AF_INET, kind)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def _free_port(lo, hi, need):
@@ -60,14 +50,10 @@ def _free_port(lo, hi, need):
         span = {p + off for _k, off in need}
         if span & _taken:
             continue
-        if all(_can_bind(k, p + off) for k, off in need):
+        if all(can_bind(k, p + off) for k, off in need):
             _taken.update(span)
             return p
     raise AssertionError("no free port in %d..%d" % (lo, hi))
-
-
-def available():
-    return os.access(BARESIP, os.X_OK) and os.path.exists(os.path.join(MODULE_PATH, "g711.so"))
 
 
 def _netstring(b):

@@ -17,7 +17,7 @@ import subprocess
 import time
 
 from cp import Callplane, Response
-from sipp_peer import Sipp, free_port, reason_text, wait_for
+from sipp_peer import Sipp, free_port, reason_text, wait_for, wait_for_call
 
 NUMBER_A = "+15550001111"     # tenant A, agent A
 NUMBER_A2 = "+15550002222"    # tenant A, agent A2 (another agent, another number)
@@ -203,16 +203,8 @@ class DialectWorld:
         return r.json
 
     def wait_call(self, call_id, pred, timeout=5.0, what="condition", key=None):
-        last = [None]
-
-        def check():
-            last[0] = self.get(call_id, key=key)
-            return pred(last[0])
-
-        if not wait_for(check, timeout, interval=0.05):
-            raise AssertionError("call %s: %s not reached within %ss; last: %s\n%s"
-                                 % (call_id, what, timeout, json.dumps(last[0]), self.diagnostics()))
-        return last[0]
+        return wait_for_call(lambda cid: self.get(cid, key=key), call_id, pred, timeout, what,
+                             self.diagnostics)
 
     def wait_status(self, call_id, status, timeout=5.0):
         return self.wait_call(call_id, lambda c: c["status"] == status, timeout, "status %s" % status)

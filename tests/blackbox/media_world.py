@@ -7,12 +7,11 @@ stops them all in teardown.  Every wait is bounded; failures carry the server lo
 baresip's log/events and every agent's record.
 """
 
-import json
 import time
 
 from baresip_peer import Baresip
 from media_agent import MediaAgent
-from sipp_peer import free_port, wait_for
+from sipp_peer import free_port, wait_for, wait_for_call
 
 NUMBER = "+15550001111"
 
@@ -79,16 +78,7 @@ class MediaWorld:
         return self.cp.get_call(call_id)
 
     def wait_call(self, call_id, pred, timeout=5.0, what="condition"):
-        last = [None]
-
-        def check():
-            last[0] = self.cp.get_call(call_id)
-            return pred(last[0])
-
-        if not wait_for(check, timeout, interval=0.05):
-            raise AssertionError("call %s: %s not reached within %ss; last: %s\n%s"
-                                 % (call_id, what, timeout, json.dumps(last[0]), self.diagnostics()))
-        return last[0]
+        return wait_for_call(self.cp.get_call, call_id, pred, timeout, what, self.diagnostics)
 
     def wait_status(self, call_id, status, timeout=5.0):
         return self.wait_call(call_id, lambda c: c["status"] == status, timeout, "status %s" % status)

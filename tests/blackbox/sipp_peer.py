@@ -10,6 +10,7 @@ code (0 = every call of the scenario succeeded).  `stop()` kills it; call it in 
 import csv
 import os
 import random
+import json
 import re
 import shutil
 import signal
@@ -35,7 +36,7 @@ def scenario_path(name):
 # ---------------------------------------------------------------------------------- ports
 
 
-def _can_bind(kind, port):
+def can_bind(kind, port):
     s = socket.socket(socket.AF_INET, kind)
     try:
         s.bind(("127.0.0.1", port))
@@ -47,11 +48,11 @@ def _can_bind(kind, port):
 
 
 def udp_free(port):
-    return _can_bind(socket.SOCK_DGRAM, port)
+    return can_bind(socket.SOCK_DGRAM, port)
 
 
 def tcp_free(port):
-    return _can_bind(socket.SOCK_STREAM, port)
+    return can_bind(socket.SOCK_STREAM, port)
 
 
 _taken = set()   # ports handed out by this process (not reused within a run)
@@ -431,6 +432,21 @@ def wait_for(pred, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
         v = pred()
     return v
+
+
+def wait_for_call(get_call, call_id, pred, timeout, what, diagnostics):
+    """Poll get_call(call_id) until pred(call) holds; returns the call, or fails naming `what`,
+    the last call seen and diagnostics() (the server log and the peers' reports)."""
+    last = [None]
+
+    def check():
+        last[0] = get_call(call_id)
+        return pred(last[0])
+
+    if not wait_for(check, timeout, interval=0.05):
+        raise AssertionError("call %s: %s not reached within %ss; last: %s\n%s"
+                             % (call_id, what, timeout, json.dumps(last[0]), diagnostics()))
+    return last[0]
 
 
 REASON_RE = re.compile(r'^Q\.850\s*;\s*cause=16\s*;\s*text="([^"]*)"$')

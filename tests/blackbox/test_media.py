@@ -18,12 +18,9 @@ The contract (issue text, condensed):
 - agent socket closed and not back within the grace -> `agent_disconnected` + BYE; stream URL
   unreachable -> `agent_unavailable` within ~3 s; no RTP in -> `media_timeout`.
 
-Gated until the media engine lands: set CALLPLANE_MEDIA_TESTS=1 to run them:
-
-    make && CALLPLANE_MEDIA_TESTS=1 /usr/bin/python3 -m pytest -q tests/blackbox/test_media.py
-
-(CALLPLANE_BIN picks another binary, e.g. build/asan/callplane.)  test_media_harness.py proves
-the harness itself (baresip <-> baresip, the agent against a websockets client) without the gate.
+Run alone: `make && /usr/bin/python3 -m pytest -q tests/blackbox/test_media.py` (CALLPLANE_BIN
+picks another binary, e.g. build/asan/callplane). test_media_harness.py proves the harness
+itself (baresip <-> baresip, the agent against a websockets client).
 """
 
 import base64
@@ -35,14 +32,8 @@ import time
 import pytest
 
 import media_audio
-from baresip_peer import available as baresip_available
 from media_world import NUMBER, MediaWorld
 from sipp_peer import free_port
-
-
-def media_ready():
-    return os.environ.get("CALLPLANE_MEDIA_TESTS") == "1"
-
 
 
 GRACE_MS = 500

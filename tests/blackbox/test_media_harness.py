@@ -12,10 +12,9 @@ import time
 import pytest
 
 import media_audio
-from baresip_peer import Baresip, available
+from baresip_peer import Baresip
 from media_agent import MediaAgent
 
-needs_baresip = pytest.mark.skipif(not available(), reason="baresip (baresip-core) not installed")
 
 
 @pytest.fixture
@@ -32,7 +31,6 @@ def baresips(tmp_path):
         b.stop()
 
 
-@needs_baresip
 def test_harness_baresip_to_baresip(baresips):
     """a (440 Hz) calls b (1000 Hz); each one's sndfile dump of what it received is the other's
     tone; a presses 4#7; a hangs up and b sees the BYE."""
@@ -60,7 +58,6 @@ def test_harness_baresip_to_baresip(baresips):
     assert media_audio.tone_seconds(got_a, 1000) >= 0.8, media_audio.tone_seconds(got_a, 1000)
 
 
-@needs_baresip
 def test_harness_baresip_rtp_timeout_is_detected(baresips):
     """b answers with a short rtp_timeout; a stops sending (SIGSTOP) -> b closes the call with
     "rtp stream error" after ~2 s: the signal the media tests use for "no RTP reached the far end"."""
@@ -207,7 +204,6 @@ def world(cp, tmp_path):
     w.close()
 
 
-@needs_baresip
 def test_harness_callplane_calls_baresip_and_ends_it(world):
     """Signalling only (valid with or without the media plane): callplane's INVITE is
     auto-answered by baresip, the API end puts a BYE on the wire that baresip reports."""
@@ -221,7 +217,6 @@ def test_harness_callplane_calls_baresip_and_ends_it(world):
     assert far.wait_closed(5)["param"] == "Connection reset by peer", far.report()
 
 
-@needs_baresip
 def test_harness_baresip_calls_callplane_and_hangs_up(world):
     """baresip dials the agent's number at callplane (inbound), callplane answers; baresip hangs
     up and the call completes (remote BYE)."""

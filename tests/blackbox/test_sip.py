@@ -17,7 +17,8 @@ import time
 import pytest
 
 from cp import ACTIVE_STATUSES, assert_call_shape, assert_error, parse_ts, urlquote
-from sipp_peer import Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for
+from sipp_peer import (Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for,
+                       wait_for_call)
 
 NUMBER = "+15550001111"
 RING_TIMEOUT = 2
@@ -74,16 +75,7 @@ class SipWorld:
 
     def wait_call(self, call_id, pred, timeout=5.0, what="condition"):
         """Poll GET /v1/calls/{id} until pred(call) holds; returns the call or fails."""
-        last = [None]
-
-        def check():
-            last[0] = self.cp.get_call(call_id)
-            return pred(last[0])
-
-        if not wait_for(check, timeout, interval=0.05):
-            raise AssertionError("call %s: %s not reached within %ss; last: %s\n%s"
-                                 % (call_id, what, timeout, json.dumps(last[0]), self.diagnostics()))
-        return last[0]
+        return wait_for_call(self.cp.get_call, call_id, pred, timeout, what, self.diagnostics)
 
     def diagnostics(self):
         """Server log (without request lines) and every peer's report, for failure messages."""
