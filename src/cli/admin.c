@@ -91,7 +91,8 @@ int cli_tenant(int argc, char **argv)
 	bool create = !strcmp(argv[0], "create");
 	if (!create && strcmp(argv[0], "list"))
 		return usage(tenant_usage);
-	struct opt opts[] = {{"name", &name, create}, {"db", &db, false}, {0}};
+	struct opt opts[] = {{"name", &name, create ? OPT_REQUIRED : OPT_OPTIONAL},
+			     {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? opts : opts + 1, pos, 0,
 					 &n_pos, tenant_usage);
 	if (ar != ARGS_OK)
@@ -138,29 +139,17 @@ static int stream_url_usage(const char *url)
 	return 2;
 }
 
-/* agent update: --no-stream-url is a flag, which args_parse() (options with values) does not
- * know; it is taken out of argv here. */
 static int agent_update(int argc, char **argv)
 {
-	const char *url = NULL, *db = CLI_DEFAULT_DB;
+	const char *url = NULL, *clear = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
-	int n_pos, n = 0;
-	bool clear = false;
-	char **args = calloc((size_t)argc + 1, sizeof *args);
-	if (!args)
-		return 1;
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--no-stream-url"))
-			clear = true;
-		else
-			args[n++] = argv[i];
-	}
-	struct opt opts[] = {{"stream-url", &url, false}, {"db", &db, false}, {0}};
-	enum args_result ar = args_parse(n, args, opts, pos, 1, &n_pos, agent_usage);
-	free(args);
+	int n_pos;
+	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL}, {"no-stream-url", &clear, OPT_FLAG},
+			     {"db", &db, OPT_OPTIONAL}, {0}};
+	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	if (n_pos != 1 || clear == (url != NULL)) {
+	if (n_pos != 1 || (clear != NULL) == (url != NULL)) {
 		fprintf(stderr, "error: agent update needs the agent id and one of --stream-url URL"
 			" or --no-stream-url\n%s", agent_usage);
 		return 2;
@@ -197,10 +186,10 @@ int cli_agent(int argc, char **argv)
 	bool create = !strcmp(argv[0], "create");
 	if (!create && strcmp(argv[0], "list"))
 		return usage(agent_usage);
-	struct opt create_opts[] = {{"tenant", &tenant, true}, {"name", &name, true},
-				    {"number", &number, false}, {"max-duration", &maxd, false},
-				    {"stream-url", &url, false}, {"db", &db, false}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"name", &name, OPT_REQUIRED},
+				    {"number", &number, OPT_OPTIONAL}, {"max-duration", &maxd, OPT_OPTIONAL},
+				    {"stream-url", &url, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
 					 0, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
@@ -275,10 +264,10 @@ int cli_key(int argc, char **argv)
 		return 0;
 	}
 	const char *sub = argv[0];
-	struct opt create_opts[] = {{"tenant", &tenant, true}, {"number", &number, false},
-				    {"rate-limit", &rate, false}, {"db", &db, false}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
-	struct opt revoke_opts[] = {{"db", &db, false}, {0}};
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"number", &number, OPT_OPTIONAL},
+				    {"rate-limit", &rate, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt revoke_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt *opts;
 	int max_pos = 0;
 	if (!strcmp(sub, "create"))

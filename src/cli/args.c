@@ -39,7 +39,11 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 				o = p;
 		if (!o)
 			return usage_error(usage, "unknown option '%s'", a);
-		if (eq) {
+		if (o->kind == OPT_FLAG) {
+			if (eq)
+				return usage_error(usage, "option '%s' takes no value", a);
+			*o->value = "1";
+		} else if (eq) {
 			*o->value = eq + 1;
 		} else {
 			if (i + 1 >= argc)
@@ -48,7 +52,7 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 		}
 	}
 	for (struct opt *p = opts; p && p->name; p++)
-		if (p->required && !*p->value)
+		if (p->kind == OPT_REQUIRED && !*p->value)
 			return usage_error(usage, "missing required option --%s", p->name);
 	return ARGS_OK;
 }

@@ -1,16 +1,22 @@
 /*
  * args.h - the tiny option parser every subcommand uses: "--name VALUE", "--name=VALUE",
- * "--help", and positional arguments. Errors are printed to stderr with the command's usage.
+ * flags ("--name", no value), "--help", and positional arguments. Errors are printed to stderr with the command's usage.
  */
 #ifndef CP_ARGS_H
 #define CP_ARGS_H
 
 #include <stdbool.h>
 
+enum opt_kind {
+	OPT_OPTIONAL,                /* --name VALUE, may be left out */
+	OPT_REQUIRED,                /* --name VALUE, must be given */
+	OPT_FLAG,                    /* --name alone: *value becomes "1" when given */
+};
+
 struct opt {
 	const char *name;            /* without the leading "--" */
 	const char **value;          /* receives the value (points into argv) */
-	bool required;
+	enum opt_kind kind;
 };
 
 enum args_result { ARGS_OK, ARGS_HELP, ARGS_ERROR };

@@ -280,23 +280,23 @@ static void on_event(void *arg)
 int cli_serve(int argc, char **argv)
 {
 	struct serve_config c = {0};
-	struct opt opts[] = {{"db", &c.db, false}, {"http", &c.http, false},
-			     {"sip", &c.sip, false}, {"config", &c.config, false},
-			     {"sync", &c.sync, false}, {"http-threads", &c.http_threads, false},
-			     {"log-level", &c.log_level, false}, {"trunk", &c.trunk, false},
-			     {"trunk-auth", &c.trunk_auth, false},
-			     {"ring-timeout", &c.ring_timeout, false},
-			     {"hangup-rate", &c.hangup_rate, false},
-			     {"hangup-wait-ms", &c.hangup_wait, false},
-			     {"rtp-ports", &c.rtp_ports, false},
-			     {"rtp-addrs", &c.rtp_addrs, false},
-			     {"sip-advertise", &c.sip_advertise, false},
-			     {"rate-limit", &c.rate_limit, false},
-			     {"webhook-retry-initial-ms", &c.wh_retry, false},
-			     {"webhook-max-age-s", &c.wh_max_age, false},
-			     {"webhook-timeout-ms", &c.wh_timeout, false},
-			     {"media-timeout", &c.media_timeout, false},
-			     {"agent-grace-ms", &c.agent_grace, false}, {0}};
+	struct opt opts[] = {{"db", &c.db, OPT_OPTIONAL}, {"http", &c.http, OPT_OPTIONAL},
+			     {"sip", &c.sip, OPT_OPTIONAL}, {"config", &c.config, OPT_OPTIONAL},
+			     {"sync", &c.sync, OPT_OPTIONAL}, {"http-threads", &c.http_threads, OPT_OPTIONAL},
+			     {"log-level", &c.log_level, OPT_OPTIONAL}, {"trunk", &c.trunk, OPT_OPTIONAL},
+			     {"trunk-auth", &c.trunk_auth, OPT_OPTIONAL},
+			     {"ring-timeout", &c.ring_timeout, OPT_OPTIONAL},
+			     {"hangup-rate", &c.hangup_rate, OPT_OPTIONAL},
+			     {"hangup-wait-ms", &c.hangup_wait, OPT_OPTIONAL},
+			     {"rtp-ports", &c.rtp_ports, OPT_OPTIONAL},
+			     {"rtp-addrs", &c.rtp_addrs, OPT_OPTIONAL},
+			     {"sip-advertise", &c.sip_advertise, OPT_OPTIONAL},
+			     {"rate-limit", &c.rate_limit, OPT_OPTIONAL},
+			     {"webhook-retry-initial-ms", &c.wh_retry, OPT_OPTIONAL},
+			     {"webhook-max-age-s", &c.wh_max_age, OPT_OPTIONAL},
+			     {"webhook-timeout-ms", &c.wh_timeout, OPT_OPTIONAL},
+			     {"media-timeout", &c.media_timeout, OPT_OPTIONAL},
+			     {"agent-grace-ms", &c.agent_grace, OPT_OPTIONAL}, {0}};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);

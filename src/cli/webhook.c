@@ -40,28 +40,19 @@ int cli_webhook(int argc, char **argv)
 		printf("%s", webhook_usage);
 		return 0;
 	}
-	struct opt create_opts[] = {{"tenant", &tenant, true}, {"url", &url, true},
-				    {"agent", &agent, false}, {"secret", &secret, false},
-				    {"format", &format, false}, {"db", &db, false}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
-	struct opt delete_opts[] = {{"db", &db, false}, {0}};
-	struct opt deliveries_opts[] = {{"tenant", &tenant, false}, {"status", &status, false},
-					{"limit", &limit, false}, {"db", &db, false}, {0}};
-	struct opt replay_opts[] = {{"tenant", &tenant, false}, {"db", &db, false}, {0}};
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"url", &url, OPT_REQUIRED},
+				    {"agent", &agent, OPT_OPTIONAL}, {"secret", &secret, OPT_OPTIONAL},
+				    {"format", &format, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt delete_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt deliveries_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
+					{"status", &status, OPT_OPTIONAL},
+					{"limit", &limit, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt replay_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
+				    {"all-failed", &all, OPT_FLAG}, {0}};
 	struct opt *opts;
 	int max_pos = 0;
 	bool is_replay = false;
-	/* --all-failed is a flag; take it out before the value parser sees it */
-	int argn = argc - 1;
-	char **args = argv + 1;
-	char *kept[64];
-	int n_kept = 0;
-	for (int i = 0; i < argn && n_kept < 64; i++) {
-		if (!strcmp(args[i], "--all-failed"))
-			all = "1";
-		else
-			kept[n_kept++] = args[i];
-	}
 	if (!strcmp(sub, "create"))
 		opts = create_opts;
 	else if (!strcmp(sub, "list"))
@@ -76,11 +67,7 @@ int cli_webhook(int argc, char **argv)
 		fprintf(stderr, "%s", webhook_usage);
 		return 2;
 	}
-	if (all && !is_replay) {
-		fprintf(stderr, "error: --all-failed goes with replay\n%s", webhook_usage);
-		return 2;
-	}
-	enum args_result ar = args_parse(n_kept, kept, opts, pos, max_pos, &n_pos, webhook_usage);
+	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, webhook_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if ((opts == delete_opts && n_pos != 1) || (is_replay && (n_pos == 1) == (all != NULL))) {

@@ -349,8 +349,8 @@ static void test_args_ok(void **state)
 {
 	(void)state;
 	const char *name = NULL, *tenant = NULL, *num = NULL;
-	struct opt opts[] = {{"name", &name, true}, {"tenant", &tenant, false},
-			     {"max-duration", &num, false}, {NULL, NULL, false}};
+	struct opt opts[] = {{"name", &name, OPT_REQUIRED}, {"tenant", &tenant, OPT_OPTIONAL},
+			     {"max-duration", &num, OPT_OPTIONAL}, {NULL, NULL, OPT_OPTIONAL}};
 	char *argv[] = {"first", "--name", "alice", "--tenant=t-1", "second", "--max-duration",
 			"-5", NULL};
 	const char *pos[4] = {NULL};
@@ -370,7 +370,7 @@ static void test_args_equals_forms(void **state)
 {
 	(void)state;
 	const char *name = NULL;
-	struct opt opts[] = {{"name", &name, false}, {NULL, NULL, false}};
+	struct opt opts[] = {{"name", &name, OPT_OPTIONAL}, {NULL, NULL, OPT_OPTIONAL}};
 	char *argv[] = {"--name=a=b", NULL};
 	int n_pos;
 	assert_int_equal(args_parse(1, argv, opts, NULL, 0, &n_pos, USAGE), ARGS_OK);
@@ -386,8 +386,8 @@ static void test_args_errors(void **state)
 {
 	(void)state;
 	const char *name = NULL, *tenant = NULL;
-	struct opt opts[] = {{"name", &name, true}, {"tenant", &tenant, false},
-			     {NULL, NULL, false}};
+	struct opt opts[] = {{"name", &name, OPT_REQUIRED}, {"tenant", &tenant, OPT_OPTIONAL},
+			     {NULL, NULL, OPT_OPTIONAL}};
 	const char *pos[1];
 	int n_pos;
 	/* unknown option, and a mere prefix of a known one */
@@ -414,11 +414,36 @@ static void test_args_errors(void **state)
 	assert_int_equal(args_parse(3, a6, opts, NULL, 0, &n_pos, USAGE), ARGS_ERROR);
 }
 
+static void test_args_flags(void **state)
+{
+	(void)state;
+	const char *all = NULL, *db = NULL;
+	struct opt opts[] = {{"all", &all, OPT_FLAG}, {"db", &db, OPT_OPTIONAL},
+			     {NULL, NULL, OPT_OPTIONAL}};
+	const char *pos[1];
+	int n_pos;
+	/* a flag takes no value: what follows it is the next argument */
+	char *a1[] = {"--all", "p1", "--db", "x", NULL};
+	assert_int_equal(args_parse(4, a1, opts, pos, 1, &n_pos, USAGE), ARGS_OK);
+	assert_string_equal(all, "1");
+	assert_int_equal(n_pos, 1);
+	assert_string_equal(pos[0], "p1");
+	assert_string_equal(db, "x");
+	/* absent: left as it was */
+	all = NULL;
+	char *a2[] = {"--db", "y", NULL};
+	assert_int_equal(args_parse(2, a2, opts, pos, 1, &n_pos, USAGE), ARGS_OK);
+	assert_null(all);
+	/* --flag=value is an error */
+	char *a3[] = {"--all=yes", NULL};
+	assert_int_equal(args_parse(1, a3, opts, pos, 1, &n_pos, USAGE), ARGS_ERROR);
+}
+
 static void test_args_help(void **state)
 {
 	(void)state;
 	const char *name = NULL;
-	struct opt opts[] = {{"name", &name, true}, {NULL, NULL, false}};
+	struct opt opts[] = {{"name", &name, OPT_REQUIRED}, {NULL, NULL, OPT_OPTIONAL}};
 	int n_pos;
 	char *a1[] = {"--help", NULL};
 	assert_int_equal(args_parse(1, a1, opts, NULL, 0, &n_pos, USAGE), ARGS_HELP);
@@ -454,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_args_ok),
 		cmocka_unit_test(test_args_equals_forms),
 		cmocka_unit_test(test_args_errors),
+		cmocka_unit_test(test_args_flags),
 		cmocka_unit_test(test_args_help),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
