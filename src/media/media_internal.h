@@ -64,6 +64,7 @@ struct session {
 	/* where we send: the SDP address until the far end's RTP arrives, then (symmetric
 	 * RTP) wherever its packets come from */
 	struct sa remote, remote_rtcp;
+	struct sa sdp_remote;                /* the address the far end's SDP gave, last */
 	bool have_remote, latched;
 	int64_t latched_rx_ms;               /* last packet from the latched address */
 	int pt, te_pt;

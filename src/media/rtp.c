@@ -473,7 +473,10 @@ void rtp_session_close(struct session *s)
 
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt)
 {
-	if (remote) {
+	/* a session refresh repeats the SDP: only a new address releases the latch (behind NAT
+	 * the SDP's address is not where the far end's packets come from) */
+	if (remote && !(s->have_remote && sa_cmp(remote, &s->sdp_remote, SA_ALL))) {
+		s->sdp_remote = *remote;
 		set_remote(s, remote);
 		s->latched = false;
 	}
