@@ -215,8 +215,10 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 		return;
 	}
 	struct session *s = calloc(1, sizeof *s);
-	uint8_t *play = malloc(me->cfg.playout_max ? me->cfg.playout_max : 1);
-	if (!s || !play) {
+	/* only an agent queues audio: a call without one has no playout ring */
+	size_t cap = m->stream_url ? me->cfg.playout_max : 0;
+	uint8_t *play = cap ? malloc(cap) : NULL;
+	if (!s || (cap && !play)) {
 		free(s);
 		free(play);
 		close_fds(me, &m->start);
@@ -234,7 +236,7 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 	rtp_session_update(s, m->start.remote_len ? &remote : NULL, m->start.payload_type,
 			   m->start.te_payload_type);
 	s->play = play;
-	s->play_cap = me->cfg.playout_max;
+	s->play_cap = cap;
 	s->marks_tail = &s->marks;
 	s->started_ms = s->last_rx_ms = media_now_ms();
 	jitter_init(&s->jb, me->cfg.jitter_ms);

@@ -118,8 +118,11 @@ static void playout_take(struct session *s, uint8_t *out, size_t n)
 		out[i] = s->play[(s->play_head + i) % s->play_cap];
 	memset(out + take, G711_ULAW_SILENCE, n - take);
 	if (take) {
-		s->play_head = (s->play_head + take) % s->play_cap;
 		s->play_len -= take;
+		/* an agent speaking in real time keeps the queue nearly empty: starting over at the
+		 * front then keeps its audio in the ring's first pages, and the rest of the ring
+		 * (allocated, never touched) costs no memory */
+		s->play_head = s->play_len ? (s->play_head + take) % s->play_cap : 0;
 		s->played += take;
 		marks_played(s, false);
 	}
