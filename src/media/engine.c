@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 enum msg_type { MSG_START, MSG_UPDATE, MSG_STOP, MSG_DTMF, MSG_QUIT };
@@ -38,13 +37,6 @@ struct media_msg {
 	int pt, te_pt;
 	char digits[64];                     /* MSG_DTMF */
 };
-
-int64_t media_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void media_config_defaults(struct media_config *cfg)
 {
@@ -82,6 +74,19 @@ static void wheel_arm(struct media_engine *me, int64_t now)
 	tmr_start(&me->wheel_tmr, delay > 0 ? (uint64_t)delay : 0, wheel_tick, me);
 }
 
+/* Ends the call from the media side: calls hooks.end_call once; the session lives on until
+ * the SIP engine stops it (with the BYE). */
+static void session_end_call(struct session *s, const char *reason)
+{
+	if (s->ending)
+		return;
+	s->ending = true;
+	log_json(LOG_INFO, "media_end_call",
+		 json_pack("{s:s, s:s}", "call_id", s->call_id, "reason", reason));
+	if (s->me->hooks.end_call)
+		s->me->hooks.end_call(s->me->hooks.arg, s->call_id, reason);
+}
+
 static void session_tick(struct session *s, int64_t now)
 {
 	for (int owed = 0; s->next_tx_ms <= now && owed < 3; owed++) {
@@ -98,8 +103,9 @@ static void session_tick(struct session *s, int64_t now)
 	}
 	if (now - s->last_rx_ms > (int64_t)s->me->cfg.media_timeout_s * 1000)
 		session_end_call(s, "media_timeout");
-	if (s->stream_url)
-		stream_tick(s, now);
+	const char *agent_gone = s->stream_url ? stream_tick(s, now) : NULL;
+	if (agent_gone)
+		session_end_call(s, agent_gone);
 }
 
 static void wheel_tick(void *arg)
@@ -174,16 +180,6 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-void session_end_call(struct session *s, const char *reason)
-{
-	if (s->ending)
-		return;
-	s->ending = true;
-	log_json(LOG_INFO, "media_end_call",
-		 json_pack("{s:s, s:s}", "call_id", s->call_id, "reason", reason));
-	if (s->me->hooks.end_call)
-		s->me->hooks.end_call(s->me->hooks.arg, s->call_id, reason);
-}
 
 /* ---- messages --------------------------------------------------------------------------- */
 

@@ -36,6 +36,7 @@
 #include <re_dns.h>
 #include <re_websock.h>
 
+#include "core/util.h"
 #include "media/jitter.h"
 #include "media/media.h"
 
@@ -134,13 +135,14 @@ struct media_engine {
 	} stats;
 };
 
-int64_t media_now_ms(void);
+/* The monotonic clock in milliseconds: every deadline of the media plane is on it. */
+static inline int64_t media_now_ms(void)
+{
+	return cp_mono_us() / 1000;
+}
 
 /* engine.c */
 struct session *session_find(struct media_engine *me, const char *call_id);
-/* Ends the call from the media side: calls hooks.end_call once; the session lives on until
- * the SIP engine stops it. */
-void session_end_call(struct session *s, const char *reason);
 
 /* rtp.c */
 int rtp_session_open(struct session *s);
@@ -167,7 +169,9 @@ void stream_close(struct session *s);
 void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts);
 void stream_send_dtmf(struct session *s, char digit);
 void stream_send_mark(struct session *s, const char *name);
-/* Called by the wheel every frame: connect retries and the grace period. */
-void stream_tick(struct session *s, int64_t now_ms);
+/* Called by the wheel every frame: connect retries and the grace period. Returns the
+ * end_reason once the agent is given up ("agent_unavailable", "agent_disconnected"), else
+ * NULL. */
+const char *stream_tick(struct session *s, int64_t now_ms);
 
 #endif

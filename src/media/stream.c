@@ -256,29 +256,27 @@ int stream_open(struct session *s)
 	return 0;
 }
 
-void stream_tick(struct session *s, int64_t now)
+const char *stream_tick(struct session *s, int64_t now)
 {
 	struct stream *st = s->stream;
 	if (!st || st->over)
-		return;
+		return NULL;
 	st->dead = mem_deref(st->dead);
-	if (st->open || st->conn)
-		goto deadline;
-	if ((!st->ever_open || st->redial) && now >= st->retry_at)
-		stream_connect(st);
-deadline:
 	if (st->open)
-		return;
-	if (!st->ever_open && now - st->window_start >= s->me->cfg.agent_connect_ms) {
+		return NULL;
+	if (!st->conn && (!st->ever_open || st->redial) && now >= st->retry_at)
+		stream_connect(st);
+	const char *reason = NULL;
+	if (!st->ever_open && now - st->window_start >= s->me->cfg.agent_connect_ms)
+		reason = "agent_unavailable";
+	else if (st->ever_open && st->lost && now - st->window_start >= s->me->cfg.agent_grace_ms)
+		reason = "agent_disconnected";
+	if (reason) {
 		st->over = true;
-		session_end_call(s, "agent_unavailable");
-	} else if (st->ever_open && st->lost &&
-		   now - st->window_start >= s->me->cfg.agent_grace_ms) {
-		st->over = true;
-		session_end_call(s, "agent_disconnected");
+		if (st->conn)
+			lost(st, false, "gave up");
 	}
-	if (st->over && st->conn)
-		lost(st, false, "gave up");
+	return reason;
 }
 
 void stream_close(struct session *s)
