@@ -157,10 +157,13 @@ void rtp_queue_dtmf(struct session *s, const char *digits);
 /* A re-INVITE: new far end address / codec, the latch is released. */
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt);
 
-/* playout (rtp.c): the agent's audio queue */
+/* playout (stream.c): the agent's audio queue; rtp.c takes a frame of it every 20 ms and
+ * stream.c echoes the agent's marks as their audio is taken */
 void playout_push(struct session *s, const uint8_t *ulaw, size_t n);
 void playout_clear(struct session *s);
 void playout_mark(struct session *s, const char *name);
+/* Takes up to n bytes of queued audio into out; the rest is silence. */
+void playout_take(struct session *s, uint8_t *out, size_t n);
 
 /* stream.c: the agent's WebSocket */
 int stream_open(struct session *s);

@@ -1,6 +1,7 @@
 /*
- * rtp.c - one session's RTP and RTCP: what goes to the far end every 20 ms, what comes back,
- * and the agent's audio waiting to be played (the playout queue).
+ * rtp.c - one session's RTP and RTCP: what goes to the far end every 20 ms and what comes
+ * back. The agent's side (its socket, the audio it queued) is stream.c's: this file takes
+ * frames from it and hands it what the far end sends, never the other way round.
  *
  * Sending: the wheel (engine.c) calls rtp_send_frame() once per 20 ms. A frame is DTMF while
  * a digit plays (libre's telev makes the RFC 4733 packets: the event keeps its start
@@ -42,90 +43,6 @@ static struct mbuf mbuf_over(uint8_t *buf, size_t size, size_t end)
 {
 	struct mbuf mb = {.buf = buf, .size = size, .pos = 0, .end = end};
 	return mb;
-}
-
-/* ---- playout queue ---------------------------------------------------------------------- */
-
-static void marks_played(struct session *s, bool all)
-{
-	while (s->marks && (all || s->marks->at <= s->played)) {
-		struct mark *m = s->marks;
-		s->marks = m->next;
-		if (!s->marks)
-			s->marks_tail = &s->marks;
-		stream_send_mark(s, m->name);
-		free(m);
-	}
-}
-
-void playout_push(struct session *s, const uint8_t *ulaw, size_t n)
-{
-	if (!s->play_cap)
-		return;
-	if (n > s->play_cap) {
-		/* more than the queue holds at once: keep the newest */
-		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, n - s->play_cap,
-					  memory_order_relaxed);
-		s->played += n - s->play_cap;
-		s->queued += n - s->play_cap;
-		ulaw += n - s->play_cap;
-		n = s->play_cap;
-	}
-	if (s->play_len + n > s->play_cap) {
-		/* an agent faster than real time: drop the oldest, counted */
-		size_t drop = s->play_len + n - s->play_cap;
-		s->play_head = (s->play_head + drop) % s->play_cap;
-		s->play_len -= drop;
-		s->played += drop;
-		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, drop, memory_order_relaxed);
-	}
-	size_t tail = (s->play_head + s->play_len) % s->play_cap;
-	size_t first = s->play_cap - tail < n ? s->play_cap - tail : n;
-	memcpy(s->play + tail, ulaw, first);
-	memcpy(s->play, ulaw + first, n - first);
-	s->play_len += n;
-	s->queued += n;
-}
-
-void playout_clear(struct session *s)
-{
-	s->played += s->play_len;
-	s->play_len = 0;
-	s->play_head = 0;
-	marks_played(s, true);     /* Twilio echoes every pending mark on clear */
-}
-
-void playout_mark(struct session *s, const char *name)
-{
-	if (s->queued <= s->played) {
-		stream_send_mark(s, name);
-		return;
-	}
-	struct mark *m = calloc(1, sizeof *m);
-	if (!m)
-		return;
-	m->at = s->queued;
-	snprintf(m->name, sizeof m->name, "%s", name);
-	*s->marks_tail = m;
-	s->marks_tail = &m->next;
-}
-
-/* Takes up to n bytes of queued audio into out; the rest is silence. */
-static void playout_take(struct session *s, uint8_t *out, size_t n)
-{
-	size_t take = s->play_len < n ? s->play_len : n;
-	for (size_t i = 0; i < take; i++)
-		out[i] = s->play[(s->play_head + i) % s->play_cap];
-	memset(out + take, G711_ULAW_SILENCE, n - take);
-	if (take) {
-		s->play_len -= take;
-		/* an agent speaking in real time keeps the queue nearly empty: starting over at the
-		 * front then keeps its audio in the ring's first pages, and the rest of the ring
-		 * (allocated, never touched) costs no memory */
-		s->play_head = s->play_len ? (s->play_head + take) % s->play_cap : 0;
-		s->played += take;
-		marks_played(s, false);
-	}
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
