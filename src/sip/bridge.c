@@ -110,12 +110,8 @@ void bridge_stop(struct leg *l)
 void bridge_on_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
 {
 	struct leg *l = leg_find(eng, call_id);
-	if (!l || (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED))
-		return;      /* ending already, for another reason */
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				.ended_at = cp_now_ms(), .end_reason = reason};
-	engine_post_event(l, &u);
-	hangup_leg_now(eng, l, reason);
+	if (l)
+		hangup_answered(eng, l, reason);    /* a leg ending already stays as it is */
 }
 
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits)

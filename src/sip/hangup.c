@@ -169,17 +169,25 @@ void hangup_fail_queue(struct sip_engine *eng)
 
 /* ---- max duration ----------------------------------------------------------------------- */
 
+bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
+{
+	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
+		return false;        /* not up, or ending already for another reason */
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				.ended_at = cp_now_ms(), .end_reason = reason};
+	engine_post_event(l, &u);
+	hangup_leg_now(eng, l, reason);
+	return true;
+}
+
 static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
-	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
-		return;
-	log_json(LOG_INFO, "sip_max_duration",
-		 json_pack("{s:s, s:i}", "call_id", l->call_id, "max_duration_s", l->max_duration_s));
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				.ended_at = cp_now_ms(), .end_reason = "max_duration"};
-	engine_post_event(l, &u);
-	hangup_leg_now(eng, l, "max_duration");
+	if (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)
+		log_json(LOG_INFO, "sip_max_duration",
+			 json_pack("{s:s, s:i}", "call_id", l->call_id, "max_duration_s",
+				   l->max_duration_s));
+	hangup_answered(eng, l, "max_duration");
 }
 
 void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
@@ -204,12 +212,8 @@ void hangup_drain_all(struct sip_engine *eng, const char *reason)
 					.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 					.to = CALL_CANCELED, .ended_at = cp_now_ms(), .end_reason = reason};
 				engine_post_event(l, &u);
-			} else if (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED) {
-				struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
-							.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
-							.end_reason = reason};
-				engine_post_event(l, &u);
-				hangup_leg_now(eng, l, reason);
+			} else {
+				hangup_answered(eng, l, reason);
 			}
 		}
 	}

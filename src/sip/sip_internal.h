@@ -213,6 +213,9 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);
 /* CANCELs an unanswered outbound INVITE (the caller records the end). */
 void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int q850_cause, const char *reason);
 void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
+/* Ends an answered leg for `reason` (max_duration, media_timeout, node_shutdown...): records
+ * in_progress -> completed and sends the BYE. false (nothing done) if the leg is not up. */
+bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason);
 void hangup_drain_all(struct sip_engine *eng, const char *reason);
 void hangup_fail_queue(struct sip_engine *eng);
 
