@@ -45,6 +45,8 @@
 #define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
 #define SESSION_TABLE_SIZE 4096
 #define RTCP_INTERVAL_MS 5000
+#define LATENCY_BUCKET_US 10         /* the RTP-in -> agent-out histogram: 10 us buckets */
+#define LATENCY_BUCKETS 1000         /* up to 10 ms; the last bucket holds everything above */
 
 struct stream;
 
@@ -98,6 +100,8 @@ struct session {
 	uint32_t lsr;                        /* middle 32 bits of the last SR's NTP time */
 	int64_t lsr_at_ms;
 	struct telev *telev_rx;
+	uint16_t rx_seq;                     /* the packet being received now, and when it */
+	int64_t rx_us;                       /* arrived (0: none): for the latency histogram */
 
 	/* the agent */
 	char *stream_url, *metadata, *account;
@@ -128,6 +132,9 @@ struct media_engine {
 	struct http_cli *http;
 	struct websock *ws;
 	uint64_t stream_seq;                 /* for streamSid */
+	/* how long an in-order frame takes from its packet's arrival to the agent's socket:
+	 * counted on the media thread, logged when the engine stops */
+	uint64_t latency[LATENCY_BUCKETS];
 
 	struct {
 		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
@@ -143,6 +150,13 @@ static inline int64_t media_now_ms(void)
 
 /* engine.c */
 struct session *session_find(struct media_engine *me, const char *call_id);
+
+/* engine.c: one sample of the RTP-in -> agent-out latency */
+static inline void media_latency_add(struct media_engine *me, int64_t us)
+{
+	int64_t b = us / LATENCY_BUCKET_US;
+	me->latency[b < 0 ? 0 : b >= LATENCY_BUCKETS ? LATENCY_BUCKETS - 1 : b]++;
+}
 
 /* rtp.c */
 int rtp_session_open(struct session *s);

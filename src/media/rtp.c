@@ -255,7 +255,10 @@ void rtp_drain(struct session *s, int64_t now_ms)
 		else
 			memcpy(ulaw, f->data, f->len);
 		stream_send_media(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
+		if (f->seq == s->rx_seq && s->rx_us)
+			media_latency_add(s->me, cp_mono_us() - s->rx_us);
 	}
+	s->rx_us = 0;
 }
 
 static void on_telephone_event(struct session *s, struct mbuf *mb)
@@ -299,7 +302,8 @@ static bool accept_source(struct session *s, const struct sa *src, int64_t now)
 	return true;
 }
 
-static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now)
+static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now,
+		       int64_t rx_us)
 {
 	struct mbuf mb = mbuf_over(buf, n, n);
 	struct rtp_header h;
@@ -328,6 +332,8 @@ static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct s
 	if (len == 0 || len > JITTER_FRAME_MAX)
 		goto drop;
 	jitter_put(&s->jb, h.seq, h.ts, mbuf_buf(&mb), (uint16_t)len, now);
+	s->rx_seq = h.seq;
+	s->rx_us = rx_us;
 	rtp_drain(s, now);
 	return;
 drop:
@@ -348,7 +354,7 @@ static void rtp_recv(int flags, void *arg)
 		ssize_t n = recvfrom(s->rtp_fd, buf, sizeof buf, 0, &src.u.sa, &src.len);
 		if (n < 0)
 			return;
-		rtp_packet(s, buf, (size_t)n, &src, now);
+		rtp_packet(s, buf, (size_t)n, &src, now, cp_mono_us());
 	}
 }
 
