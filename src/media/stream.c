@@ -183,8 +183,11 @@ void playout_mark(struct session *s, const char *name)
 void playout_take(struct session *s, uint8_t *out, size_t n)
 {
 	size_t take = s->play_len < n ? s->play_len : n;
-	for (size_t i = 0; i < take; i++)
-		out[i] = s->play[(s->play_head + i) % s->play_cap];
+	size_t first = s->play_cap - s->play_head < take ? s->play_cap - s->play_head : take;
+	if (take) {
+		memcpy(out, s->play + s->play_head, first);
+		memcpy(out + first, s->play, take - first);     /* the ring's wrap */
+	}
 	memset(out + take, G711_ULAW_SILENCE, n - take);
 	if (take) {
 		s->play_len -= take;
