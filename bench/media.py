@@ -1,12 +1,13 @@
 """Bridged-call benchmark: N concurrent answered calls, each with RTP both ways (sipp's uas
-echoes our RTP, -rtp_echo) and an agent stream both ways (bench/media_echo_agent.py echoes
-every media frame), held for a measured window. Reports callplane's CPU per call (from
-/proc/PID/stat over the window), RSS per call, and the frame rates the agent saw against
+echoes our RTP, -rtp_echo) and an agent stream both ways (bench/agent/echo.js, node with npm's
+ws, echoes every media frame), held for a measured window. Reports callplane's CPU per call (from
+/proc/PID/stat over the window), RSS per call (above the idle server's), and the frame rates the agent saw against
 the 50 frames/s per call a 20 ms ptime gives, then ends every call.
 
-    python3 bench/media.py [--calls N] [--hold SECONDS]
+    python3 bench/media.py [--calls N] [--hold SECONDS] [--no-agent]
 
-Results go to bench/results/media.json. Run from the project root after `make`."""
+--no-agent holds calls with RTP only (no stream URL), as a call without an agent is. Results go
+to bench/results/media.json (media_rtp_only.json with --no-agent). Run from the project root after `make`."""
 
 import argparse
 import json
@@ -20,6 +21,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
+AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent")
+
+
+def agent_ready():
+    """The echo agent's one npm package, installed from its lock file on first use."""
+    if not os.path.isdir(os.path.join(AGENT_DIR, "node_modules", "ws")):
+        subprocess.check_call(["npm", "ci", "--no-audit", "--no-fund"], cwd=AGENT_DIR)
 
 
 def cpu_s(pid):
@@ -36,13 +44,13 @@ def agent_stats(path):
         return {}
 
 
-def run(n, hold):
+def run(n, hold, agent_on=True):
     work = tempfile.mkdtemp(prefix="cpbench-media-")
     agent_port = B.free_port()
     stats_path = os.path.join(work, "agent.json")
-    agent = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__),
-                                                              "media_echo_agent.py"),
-                              str(agent_port), stats_path], stderr=open(os.path.join(work, "agent.err"), "wb"))
+    agent_ready()
+    agent = subprocess.Popen(["node", os.path.join(AGENT_DIR, "echo.js"), str(agent_port), stats_path],
+                             stderr=open(os.path.join(work, "agent.err"), "wb"))
     sipp_port = B.free_port(B.socket.SOCK_DGRAM)
     sipp = subprocess.Popen(["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(sipp_port),
                              "-rtp_echo", "-m", str(n), "-nostdin", "-buff_size", "4194304",
@@ -50,14 +58,17 @@ def run(n, hold):
                             stderr=subprocess.DEVNULL, cwd=work)
     time.sleep(0.5)
     cp = B.Callplane(work)
-    result = {"calls": n, "hold_s": hold}
+    result = {"calls": n, "hold_s": hold, "agent": agent_on}
     try:
         url = "ws://127.0.0.1:%d/agent" % agent_port
+        rss0 = cp.rss_kb()           # the server before any call: per-call figures are above it
         ids = []
         t0 = time.time()
         for i in range(n):
-            st, body = cp.req("POST", "/v1/calls", {"agent_id": cp.agent, "stream_url": url,
-                                                    "to": "sip:bench@127.0.0.1:%d" % sipp_port})
+            body = {"agent_id": cp.agent, "to": "sip:bench@127.0.0.1:%d" % sipp_port}
+            if agent_on:
+                body["stream_url"] = url
+            st, body = cp.req("POST", "/v1/calls", body)
             if st == 201:
                 ids.append(body["id"])
             if i % 50 == 49:
@@ -78,8 +89,9 @@ def run(n, hold):
             "streams_open": a1.get("open"),
             "cpu_core_fraction": round(cpu / wall, 3),
             "cpu_pct_of_core_per_call": round(100 * cpu / wall / max(up, 1), 3),
+            "rss_kb_idle": rss0,
             "rss_kb": cp.rss_kb(),
-            "rss_kb_per_call": round(cp.rss_kb() / max(up, 1), 1),
+            "rss_kb_per_call": round((cp.rss_kb() - rss0) / max(up, 1), 1),
             "agent_frames_in_per_s": round((a1.get("in", 0) - a0.get("in", 0)) / wall, 1),
             "agent_frames_out_per_s": round((a1.get("out", 0) - a0.get("out", 0)) / wall, 1),
             "expected_frames_per_s": 50 * up,
@@ -100,6 +112,11 @@ def run(n, hold):
         cp.stop()
         sipp.kill()
         agent.kill()
+    # what the media engine counted, logged when it stopped: the RTP-in -> agent-out latency
+    # of in-order frames (docs/ARCHITECTURE.md), packets dropped, audio dropped
+    for line in cp.log_lines():
+        if line.get("event") == "media_stats":
+            result["media_stats"] = {k: v for k, v in line.items() if k not in ("ts", "level", "event")}
     return result
 
 
@@ -107,10 +124,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--hold", type=int, default=10)
+    ap.add_argument("--no-agent", action="store_true", help="RTP only: no stream URL")
     a = ap.parse_args()
-    r = run(a.calls, a.hold)
+    r = run(a.calls, a.hold, not a.no_agent)
     os.makedirs(B.RESULTS, exist_ok=True)
-    with open(os.path.join(B.RESULTS, "media.json"), "w") as f:
+    name = "media_rtp_only.json" if a.no_agent else "media.json"
+    with open(os.path.join(B.RESULTS, name), "w") as f:
         json.dump(r, f, indent=2)
     print(json.dumps(r, indent=2))
 
