@@ -300,10 +300,18 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 	const char *ip = m->family == AF_INET6 ? "IP6" : "IP4";
 	char fmts[16];
 	char maps[128];
-	/* an answer names telephone-event by the offer's payload type (RFC 3264 6.1) */
+	/* an answer names telephone-event by the offer's payload type (RFC 3264 6.1), and
+	 * leaves it out when the offer has none (an answer lists only formats offered) */
 	int te = l->te_payload_type >= 96 && l->te_payload_type <= 127 ? l->te_payload_type : 101;
+	char te_lines[96] = "";
+	if (l->te_payload_type != SDP_TE_NONE)
+		snprintf(te_lines, sizeof te_lines,
+			 "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-15\r\n", te, te);
 	if (payload_type == 0 || payload_type == 8) {
-		snprintf(fmts, sizeof fmts, "%d %d", payload_type, te);
+		if (l->te_payload_type == SDP_TE_NONE)
+			snprintf(fmts, sizeof fmts, "%d", payload_type);
+		else
+			snprintf(fmts, sizeof fmts, "%d %d", payload_type, te);
 		snprintf(maps, sizeof maps, "a=rtpmap:%d %s/8000\r\n", payload_type,
 			 payload_type == 0 ? "PCMU" : "PCMA");
 	} else {
@@ -318,11 +326,10 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 "t=0 0\r\n"
 		 "m=audio %d RTP/AVP %s\r\n"
 		 "%s"
-		 "a=rtpmap:%d telephone-event/8000\r\n"
-		 "a=fmtp:%d 0-15\r\n"
+		 "%s"
 		 "a=ptime:20\r\n"
 		 "a=sendrecv\r\n",
-		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te, te);
+		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te_lines);
 }
 
 void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
@@ -347,6 +354,8 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 		}
 		if (out->payload_type < 0)
 			continue;
+		if (out->te_payload_type < 0)
+			out->te_payload_type = SDP_TE_NONE;
 		sdp_connection_t *c = m->m_connections ? m->m_connections : s->sdp_connection;
 		if (c && c->c_address) {
 			struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;

@@ -66,7 +66,8 @@ struct leg {
 	bool media_started;                  /* the media engine has the call (bridge.c) */
 	struct sockaddr_storage remote_rtp;  /* the far end's RTP address from its SDP */
 	socklen_t remote_rtp_len;            /* 0 = not known */
-	int te_payload_type;                 /* the far end's telephone-event type, -1 = none */
+	int te_payload_type;                 /* the far end's telephone-event type; -1 = not known
+					      * (we offer 101), SDP_TE_NONE = it has none */
 	char *stream_url, *metadata;         /* heap: handed to the media engine at answer */
 	char tenant_id[CP_UUID_LEN + 1];
 	su_timer_t *ring_timer, *max_timer;
@@ -166,9 +167,11 @@ void media_release(struct sip_engine *eng, int addr_index);
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
 /* What the far end's SDP says about its audio: the first audio stream with PCMU or PCMA. */
+#define SDP_TE_NONE (-2)
 struct sdp_remote {
 	int payload_type;                    /* PCMU 0 / PCMA 8, -1 = neither */
-	int te_payload_type;                 /* telephone-event/8000, -1 = none */
+	int te_payload_type;                 /* telephone-event/8000; SDP_TE_NONE: the offer has
+					      * an audio stream without it */
 	struct sockaddr_storage addr;        /* c= and m= port */
 	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
 };

@@ -254,6 +254,57 @@ static void test_default_is_the_advertise_address(void **state)
 	free(eng);
 }
 
+/* The far end's SDP: codec, telephone-event and address are read once; the answer follows the
+ * offer (its telephone-event type, or none when it offers none). */
+static void test_answer_follows_the_offer(void **state)
+{
+	(void)state;
+	struct sip_engine *eng = engine(NULL, 0);
+	assert_int_equal(media_init(eng), 0);
+	struct leg *l = open_leg(eng, 0);
+	struct sdp_remote r;
+	char sdp[600], want[80];
+
+	static const char no_te[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\n"
+		"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n";
+	media_parse_sdp(no_te, sizeof no_te - 1, &r);
+	assert_int_equal(r.payload_type, 8);
+	assert_int_equal(r.te_payload_type, SDP_TE_NONE);
+	assert_int_equal(r.addr_len, sizeof(struct sockaddr_in));
+	const struct sockaddr_in *a = (const struct sockaddr_in *)&r.addr;
+	assert_int_equal(ntohs(a->sin_port), 4000);
+	assert_int_equal(ntohl(a->sin_addr.s_addr), 0x7f000009);
+	media_use_remote(l, &r);
+	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
+	snprintf(want, sizeof want, "\r\nm=audio %d RTP/AVP 8\r\n", LO);
+	assert_non_null(strstr(sdp, want));
+	assert_null(strstr(sdp, "telephone-event"));
+
+	static const char te96[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+		"c=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0 96\r\n"
+		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+	media_parse_sdp(te96, sizeof te96 - 1, &r);
+	assert_int_equal(r.payload_type, 0);
+	assert_int_equal(r.te_payload_type, 96);
+	assert_int_equal(r.addr_len, 0);          /* 0.0.0.0: no address to send to */
+	media_use_remote(l, &r);
+	assert_int_equal(l->remote_rtp_len, sizeof(struct sockaddr_in));   /* the earlier one */
+	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
+	snprintf(want, sizeof want, "\r\nm=audio %d RTP/AVP 0 96\r\n", LO);
+	assert_non_null(strstr(sdp, want));
+	assert_non_null(strstr(sdp, "\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n"));
+
+	static const char g729[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4004 RTP/AVP 18\r\n"
+		"a=rtpmap:18 G729/8000\r\n";
+	media_parse_sdp(g729, sizeof g729 - 1, &r);
+	assert_int_equal(r.payload_type, -1);
+
+	leg_unref(l);
+	free(eng);
+}
+
 static void test_address_not_of_this_host(void **state)
 {
 	(void)state;
@@ -273,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_port_taken_by_another_is_skipped),
 		cmocka_unit_test(test_descriptor_cap),
 		cmocka_unit_test(test_default_is_the_advertise_address),
+		cmocka_unit_test(test_answer_follows_the_offer),
 		cmocka_unit_test(test_address_not_of_this_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
