@@ -317,6 +317,11 @@ static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct s
 	}
 	if (h.pt != s->pt && h.pt != s->te_pt)
 		goto drop;                   /* CN, a codec we did not answer, garbage */
+	/* every check of the packet itself before it may change anything: a bad packet must not
+	 * latch an address, feed the media timeout or restart the receive side */
+	size_t len = mbuf_get_left(&mb);
+	if (h.pt == s->pt && (len == 0 || len > JITTER_FRAME_MAX))
+		goto drop;
 	if (!accept_source(s, src, now))
 		goto drop;
 	s->last_rx_ms = now;
@@ -328,9 +333,6 @@ static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct s
 		on_telephone_event(s, &mb);
 		return;
 	}
-	size_t len = mbuf_get_left(&mb);
-	if (len == 0 || len > JITTER_FRAME_MAX)
-		goto drop;
 	jitter_put(&s->jb, h.seq, h.ts, mbuf_buf(&mb), (uint16_t)len, now);
 	s->rx_seq = h.seq;
 	s->rx_us = rx_us;

@@ -289,9 +289,6 @@ def test_h_sequence_and_timestamp_wrap(media, sipps, tmp_path):
     assert_frames(media, got, range(1, n + 1), [FRAME_MS] * (n - 1))
 
 
-@pytest.mark.xfail(strict=True, reason="callplane bug: an RTP packet with a new SSRC restarts the receive "
-                   "side (jitter_reset) before its payload is found empty / over 480 bytes and dropped, so a "
-                   "malformed packet flushes the frame held behind a gap (frame 4 never reaches the agent)")
 @pytest.mark.parametrize("bad", ["empty", "oversized"])
 def test_i_malformed_packet_of_another_ssrc_does_not_disturb_the_stream(media, sipps, tmp_path, bad):
     # 1, 2, 4 (held, waiting for 3), a malformed packet of another SSRC, 3 (within the 60 ms hold), 5..10:
