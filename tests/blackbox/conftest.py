@@ -45,3 +45,14 @@ def peers():
     yield out
     for p in out:
         p.stop()
+
+
+@pytest.fixture
+def media(cp, tmp_path):
+    """The media world (media_world.py): tenant / key (plus an agent without stream URL on
+    another number); nothing started. Baresips and agents it starts stop with the test."""
+    from media_world import MediaWorld
+    cp.setup_world(number="+15550009999")
+    w = MediaWorld(cp, tmp_path)
+    yield w
+    w.close()

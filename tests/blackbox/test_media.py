@@ -32,7 +32,7 @@ import time
 import pytest
 
 import media_audio
-from media_world import NUMBER, MediaWorld
+from media_world import NUMBER
 from sipp_peer import free_port
 
 
@@ -41,15 +41,6 @@ FAR_HZ = 440          # what baresip plays
 AGENT_HZ = 1000       # what the agent plays
 MULAW = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
 ACTIVE = ("queued", "ringing", "in_progress")
-
-
-@pytest.fixture
-def media(cp, tmp_path):
-    """Tenant / key (plus an agent without stream URL on another number); nothing started."""
-    cp.setup_world(number="+15550009999")
-    w = MediaWorld(cp, tmp_path)
-    yield w
-    w.close()
 
 
 def start_server(media, *extra):

@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from media_world import NUMBER, MediaWorld
+from media_world import NUMBER
 from sipp_peer import Sipp
 
 GRACE_MS = 500
@@ -108,14 +108,6 @@ def write_pcap(path, packets, sport=40000, dport=40002):
 
 
 # ---------------------------------------------------------------------------------- world
-
-
-@pytest.fixture
-def media(cp, tmp_path):
-    cp.setup_world(number="+15550009999")
-    w = MediaWorld(cp, tmp_path)
-    yield w
-    w.close()
 
 
 @pytest.fixture
