@@ -253,18 +253,30 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 		session_end_call(s, "agent_unavailable");
 }
 
-/* The upper bound (us) of the bucket holding the q-quantile of the latency samples; -1 none. */
-static long latency_quantile(const struct media_engine *me, uint64_t total, double q)
+/* The upper bound (us) of the bucket holding the q-quantile of the samples; -1 none. */
+static long latency_quantile(const struct latency_hist *h, uint64_t total, double q)
 {
 	if (!total)
 		return -1;
 	uint64_t want = (uint64_t)((double)total * q), seen = 0;
 	for (int b = 0; b < LATENCY_BUCKETS; b++) {
-		seen += me->latency[b];
+		seen += h->bucket[b];
 		if (seen > want || seen == total)
 			return (long)(b + 1) * LATENCY_BUCKET_US;
 	}
 	return -1;
+}
+
+/* {"samples", "p50", "p99", "p999"} of a histogram; a new reference. */
+static json_t *latency_json(const struct latency_hist *h)
+{
+	uint64_t total = 0;
+	for (int b = 0; b < LATENCY_BUCKETS; b++)
+		total += h->bucket[b];
+	return json_pack("{s:I, s:i, s:i, s:i}", "samples", (json_int_t)total,
+			 "p50", (int)latency_quantile(h, total, 0.50),
+			 "p99", (int)latency_quantile(h, total, 0.99),
+			 "p999", (int)latency_quantile(h, total, 0.999));
 }
 
 /* At stop: what the engine did, for operators and the benchmark (bench/media.py). */
@@ -272,21 +284,16 @@ static void log_stats(struct media_engine *me)
 {
 	struct media_stats st;
 	media_engine_stats(me, &st);
-	uint64_t total = 0;
-	for (int b = 0; b < LATENCY_BUCKETS; b++)
-		total += me->latency[b];
 	log_json(LOG_INFO, "media_stats",
-		 json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:i, s:i, s:i}}",
+		 json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 			   "sessions", (json_int_t)st.sessions, "rtp_in", (json_int_t)st.rtp_in,
 			   "rtp_out", (json_int_t)st.rtp_out, "rtp_dropped", (json_int_t)st.rtp_dropped,
 			   "agent_frames_in", (json_int_t)st.agent_frames_in,
 			   "agent_frames_out", (json_int_t)st.agent_frames_out,
 			   "playout_dropped_bytes", (json_int_t)st.playout_dropped_bytes,
 			   "dtmf_in", (json_int_t)st.dtmf_in, "dtmf_out", (json_int_t)st.dtmf_out,
-			   "rtp_to_agent_us", "samples", (json_int_t)total,
-			   "p50", (int)latency_quantile(me, total, 0.50),
-			   "p99", (int)latency_quantile(me, total, 0.99),
-			   "p999", (int)latency_quantile(me, total, 0.999)));
+			   "rtp_to_agent_us", latency_json(&me->to_agent),
+			   "agent_to_rtp_us", latency_json(&me->to_phone)));
 }
 
 static void on_message(int id, void *data, void *arg)

@@ -45,8 +45,14 @@
 #define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
 #define SESSION_TABLE_SIZE 4096
 #define RTCP_INTERVAL_MS 5000
-#define LATENCY_BUCKET_US 10         /* the RTP-in -> agent-out histogram: 10 us buckets */
+#define LATENCY_BUCKET_US 10         /* the latency histograms: 10 us buckets */
 #define LATENCY_BUCKETS 1000         /* up to 10 ms; the last bucket holds everything above */
+
+/* How long audio spends inside callplane, one direction: counted on the media thread, logged
+ * when the engine stops. */
+struct latency_hist {
+	uint64_t bucket[LATENCY_BUCKETS];
+};
 
 struct stream;
 
@@ -85,6 +91,10 @@ struct session {
 	size_t play_cap, play_head, play_len;
 	uint64_t played, queued;             /* bytes ever played / queued (for marks) */
 	struct mark *marks, **marks_tail;
+	/* an agent frame that found the queue empty: when it arrived and where it starts in the
+	 * queue (bytes ever queued), so the agent -> RTP histogram learns when it went out */
+	int64_t back_from_us;                /* 0: none waiting */
+	uint64_t back_at;
 
 	/* receiving */
 	struct jitter jb;
@@ -132,9 +142,9 @@ struct media_engine {
 	struct http_cli *http;
 	struct websock *ws;
 	uint64_t stream_seq;                 /* for streamSid */
-	/* how long an in-order frame takes from its packet's arrival to the agent's socket:
-	 * counted on the media thread, logged when the engine stops */
-	uint64_t latency[LATENCY_BUCKETS];
+	/* how long an in-order frame takes from its packet's arrival to the agent's socket, and
+	 * an agent frame from its message's arrival to the far end's socket */
+	struct latency_hist to_agent, to_phone;
 
 	struct {
 		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
@@ -151,11 +161,11 @@ static inline int64_t media_now_ms(void)
 /* engine.c */
 struct session *session_find(struct media_engine *me, const char *call_id);
 
-/* engine.c: one sample of the RTP-in -> agent-out latency */
-static inline void media_latency_add(struct media_engine *me, int64_t us)
+/* One latency sample (microseconds) into a histogram. */
+static inline void latency_add(struct latency_hist *h, int64_t us)
 {
 	int64_t b = us / LATENCY_BUCKET_US;
-	me->latency[b < 0 ? 0 : b >= LATENCY_BUCKETS ? LATENCY_BUCKETS - 1 : b]++;
+	h->bucket[b < 0 ? 0 : b >= LATENCY_BUCKETS ? LATENCY_BUCKETS - 1 : b]++;
 }
 
 /* rtp.c */
@@ -163,6 +173,9 @@ int rtp_session_open(struct session *s);
 void rtp_session_close(struct session *s);
 /* Sends the frame due now: DTMF if any is playing, else the agent's audio, else silence. */
 void rtp_send_frame(struct session *s);
+/* The agent just queued audio: sends whole frames of it now while that keeps the stream at
+ * most two frames ahead of the 20 ms clock (see rtp.c). */
+void rtp_send_ahead(struct session *s);
 void rtp_send_rtcp(struct session *s, bool bye);
 /* Delivers what the jitter buffer holds and is due to the agent (the wheel calls it for
  * frames held behind a gap). */

@@ -90,7 +90,33 @@ void rtp_send_frame(struct session *s)
 			g711_ulaw_to_alaw(frame, frame, sizeof frame);
 		send_packet(s, s->psent == 0, s->pt, s->ts, frame, sizeof frame);
 	}
+	if (s->back_from_us && s->played > s->back_at) {
+		latency_add(&s->me->to_phone, cp_mono_us() - s->back_from_us);
+		s->back_from_us = 0;
+	}
 	s->ts += FRAME_SAMPLES;
+}
+
+/*
+ * A frame of the agent's audio that waited for the next 20 ms tick would reach the far end
+ * 10 ms late on average, on every turn of the conversation. So whole frames go out as soon as
+ * they are queued, as long as none goes out more than AHEAD_FRAMES frames before its tick:
+ * the ticks they stand for then find their frames already sent (next_tx_ms has moved on) and
+ * send nothing. It works as a token bucket: an agent speaking in real time is forwarded on
+ * arrival, with up to AHEAD_FRAMES * 20 ms of its own jitter passed through as it is (as a
+ * forwarding SFU passes it) rather than added to every later frame; one faster than real time
+ * fills the queue and is paced by the ticks. Timestamps stay contiguous (160 per frame), and a
+ * far end's jitter buffer takes packets up to 40 ms early as it takes network jitter.
+ */
+#define AHEAD_FRAMES 2
+
+void rtp_send_ahead(struct session *s)
+{
+	int64_t now = media_now_ms();
+	while (s->play_len >= FRAME_SAMPLES && s->next_tx_ms <= now + AHEAD_FRAMES * FRAME_MS) {
+		rtp_send_frame(s);
+		s->next_tx_ms += FRAME_MS;
+	}
 }
 
 void rtp_queue_dtmf(struct session *s, const char *digits)
@@ -256,7 +282,7 @@ void rtp_drain(struct session *s, int64_t now_ms)
 			memcpy(ulaw, f->data, f->len);
 		stream_send_media(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
 		if (f->seq == s->rx_seq && s->rx_us)
-			media_latency_add(s->me, cp_mono_us() - s->rx_us);
+			latency_add(&s->me->to_agent, cp_mono_us() - s->rx_us);
 	}
 	s->rx_us = 0;
 }

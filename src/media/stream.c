@@ -147,6 +147,7 @@ void playout_push(struct session *s, const uint8_t *ulaw, size_t n)
 		s->play_len -= drop;
 		s->played += drop;
 		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, drop, memory_order_relaxed);
+		s->back_from_us = 0;
 	}
 	size_t tail = (s->play_head + s->play_len) % s->play_cap;
 	size_t first = s->play_cap - tail < n ? s->play_cap - tail : n;
@@ -161,6 +162,7 @@ void playout_clear(struct session *s)
 	s->played += s->play_len;
 	s->play_len = 0;
 	s->play_head = 0;
+	s->back_from_us = 0;
 	marks_played(s, true);     /* Twilio echoes every pending mark on clear */
 }
 
@@ -210,7 +212,7 @@ static void bad_message(struct stream *st, const char *why)
 				   "count", (json_int_t)st->bad));
 }
 
-static void on_media(struct stream *st, json_t *media)
+static void on_media(struct stream *st, json_t *media, int64_t arrived_us)
 {
 	const char *payload = json_string_value(json_object_get(media, "payload"));
 	if (!payload) {
@@ -228,12 +230,19 @@ static void on_media(struct stream *st, json_t *media)
 		bad_message(st, "media payload is not base64");
 		return;
 	}
-	count(&st->s->me->stats.agent_in);
-	playout_push(st->s, out, out_len);
+	struct session *s = st->s;
+	count(&s->me->stats.agent_in);
+	if (!s->play_len && s->play_cap) {
+		s->back_from_us = arrived_us;
+		s->back_at = s->queued;
+	}
+	playout_push(s, out, out_len);
+	rtp_send_ahead(s);
 }
 
 static void on_text(struct stream *st, const char *text, size_t len)
 {
+	int64_t arrived_us = cp_mono_us();
 	json_error_t jerr;
 	json_t *msg = json_loadb(text, len, 0, &jerr);
 	const char *event = json_string_value(json_object_get(msg, "event"));
@@ -247,7 +256,7 @@ static void on_text(struct stream *st, const char *text, size_t len)
 		goto out;
 	}
 	if (!strcmp(event, "media")) {
-		on_media(st, json_object_get(msg, "media"));
+		on_media(st, json_object_get(msg, "media"), arrived_us);
 	} else if (!strcmp(event, "mark")) {
 		const char *name = json_string_value(json_object_get(json_object_get(msg, "mark"), "name"));
 		if (name)

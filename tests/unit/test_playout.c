@@ -1,0 +1,181 @@
+/*
+ * test_playout.c - the agent's audio on its way to the far end (media/stream.c's playout queue
+ * and media/rtp.c's sending), on one session over a real UDP socket pair: a frame that finds
+ * the queue empty goes out on arrival, never more than two frames ahead of the 20 ms clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "media/media_internal.h"
+
+struct rig {
+	struct media_engine me;
+	struct session s;
+	int peer;                    /* the far end's socket */
+	uint8_t ring[4096];
+};
+
+static int bound_udp(struct sockaddr_in *sin)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	memset(sin, 0, sizeof *sin);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)sin, sizeof *sin), 0);
+	socklen_t len = sizeof *sin;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)sin, &len), 0);
+	return fd;
+}
+
+static int setup(void **state)
+{
+	struct rig *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	struct sockaddr_in ours, theirs;
+	r->s.me = &r->me;
+	r->s.rtp_fd = bound_udp(&ours);
+	r->peer = bound_udp(&theirs);
+	sa_set_sa(&r->s.remote, (struct sockaddr *)&theirs);
+	r->s.have_remote = true;
+	r->s.pt = 0;
+	r->s.te_pt = -1;
+	r->s.play = r->ring;
+	r->s.play_cap = sizeof r->ring;
+	r->s.marks_tail = &r->s.marks;
+	*state = r;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct rig *r = *state;
+	close(r->s.rtp_fd);
+	close(r->peer);
+	free(r);
+	return 0;
+}
+
+/* The payload of the next packet the far end holds, or -1 when none is there. */
+static ssize_t far_end_reads(struct rig *r, uint8_t *payload, size_t cap)
+{
+	uint8_t pkt[1500];
+	ssize_t n = recv(r->peer, pkt, sizeof pkt, 0);
+	if (n < 0) {
+		assert_int_equal(errno, EAGAIN);
+		return -1;
+	}
+	assert_true(n >= 12);
+	size_t len = (size_t)n - 12 < cap ? (size_t)n - 12 : cap;
+	memcpy(payload, pkt + 12, len);
+	return n - 12;
+}
+
+static uint64_t samples(const struct latency_hist *h)
+{
+	uint64_t n = 0;
+	for (int b = 0; b < LATENCY_BUCKETS; b++)
+		n += h->bucket[b];
+	return n;
+}
+
+static void test_frame_into_empty_queue_goes_out_at_once(void **state)
+{
+	struct rig *r = *state;
+	int64_t now = media_now_ms();
+	r->s.next_tx_ms = now + 15;          /* the tick is 15 ms away */
+	uint8_t frame[FRAME_SAMPLES], got[FRAME_SAMPLES];
+	memset(frame, 0x42, sizeof frame);
+	r->s.back_from_us = cp_mono_us();
+	r->s.back_at = r->s.queued;
+	playout_push(&r->s, frame, sizeof frame);
+	rtp_send_ahead(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+	assert_memory_equal(got, frame, sizeof frame);
+	/* the tick it stood for has nothing left to send */
+	assert_int_equal(r->s.next_tx_ms, now + 15 + FRAME_MS);
+	assert_int_equal(r->s.play_len, 0);
+	assert_int_equal(r->s.played, FRAME_SAMPLES);
+	assert_int_equal(r->s.ts, FRAME_SAMPLES);
+	assert_int_equal(samples(&r->me.to_phone), 1);
+	assert_int_equal(r->s.back_from_us, 0);
+}
+
+static void test_never_more_than_two_frames_ahead(void **state)
+{
+	struct rig *r = *state;
+	int64_t now = media_now_ms();
+	r->s.next_tx_ms = now + 5;
+	uint8_t burst[5 * FRAME_SAMPLES], got[FRAME_SAMPLES];
+	for (size_t i = 0; i < sizeof burst; i++)
+		burst[i] = (uint8_t)(i / FRAME_SAMPLES + 1);
+	playout_push(&r->s, burst, sizeof burst);
+	for (int i = 0; i < 5; i++)
+		rtp_send_ahead(&r->s);
+	/* the frames due at now + 5 and now + 25 go at once; the one due at now + 45 would be more
+	 * than two frames (40 ms) early */
+	for (uint8_t want = 1; want <= 2; want++) {
+		assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+		assert_int_equal(got[0], want);
+	}
+	assert_int_equal(far_end_reads(r, got, sizeof got), -1);
+	assert_int_equal(r->s.next_tx_ms, now + 5 + 2 * FRAME_MS);
+	assert_int_equal(r->s.play_len, 3 * FRAME_SAMPLES);
+	/* the ticks take the rest, one frame each, in order */
+	rtp_send_frame(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+	assert_int_equal(got[0], 3);
+}
+
+static void test_part_of_a_frame_waits_for_the_tick(void **state)
+{
+	struct rig *r = *state;
+	r->s.next_tx_ms = media_now_ms() + 5;
+	uint8_t half[FRAME_SAMPLES / 2], got[FRAME_SAMPLES];
+	memset(half, 0x11, sizeof half);
+	playout_push(&r->s, half, sizeof half);
+	rtp_send_ahead(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), -1);
+	/* the tick sends it, padded with silence */
+	rtp_send_frame(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+	assert_int_equal(got[0], 0x11);
+	assert_int_equal(got[FRAME_SAMPLES / 2 - 1], 0x11);
+	assert_int_equal(got[FRAME_SAMPLES / 2], 0xFF);      /* mu-law silence */
+}
+
+static void test_clear_forgets_the_waiting_frame(void **state)
+{
+	struct rig *r = *state;
+	r->s.next_tx_ms = media_now_ms() + 5 + 2 * FRAME_MS;    /* already 40 ms ahead */
+	uint8_t frame[FRAME_SAMPLES];
+	memset(frame, 0x33, sizeof frame);
+	r->s.back_from_us = cp_mono_us();
+	r->s.back_at = r->s.queued;
+	playout_push(&r->s, frame, sizeof frame);
+	rtp_send_ahead(&r->s);
+	playout_clear(&r->s);
+	rtp_send_frame(&r->s);                               /* silence: nothing was played */
+	assert_int_equal(samples(&r->me.to_phone), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_frame_into_empty_queue_goes_out_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_never_more_than_two_frames_ahead, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_part_of_a_frame_waits_for_the_tick, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clear_forgets_the_waiting_frame, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
