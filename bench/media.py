@@ -1,13 +1,16 @@
 """Bridged-call benchmark: N concurrent answered calls, each with RTP both ways (sipp's uas
 echoes our RTP, -rtp_echo) and an agent stream both ways (bench/agent/echo.js, node with npm's
-ws, echoes every media frame), held for a measured window. Reports callplane's CPU per call (from
+ws, echoes every media frame on its own 20 ms clock, as a real agent speaks), held for a measured window. Reports callplane's CPU per call (from
 /proc/PID/stat over the window), RSS per call (above the idle server's), and the frame rates the agent saw against
 the 50 frames/s per call a 20 ms ptime gives, then ends every call.
 
-    python3 bench/media.py [--calls N] [--hold SECONDS] [--no-agent]
+    python3 bench/media.py [--calls N] [--hold SECONDS] [--no-agent] [--immediate] [--out NAME]
 
---no-agent holds calls with RTP only (no stream URL), as a call without an agent is. Results go
-to bench/results/media.json (media_rtp_only.json with --no-agent). Run from the project root after `make`."""
+--no-agent holds calls with RTP only (no stream URL), as a call without an agent is. --immediate
+makes the agent echo each frame on arrival: a loop closed on callplane's own playout clock (see
+bench/agent/echo.js). The media engine's log line at stop gives both latency histograms: RTP-in ->
+agent-out and agent-in -> RTP-out (the latter for frames that found the playout queue empty).
+Results go to bench/results/media.json (media_rtp_only.json with --no-agent, or --out NAME). Run from the project root after `make`."""
 
 import argparse
 import json
@@ -44,12 +47,13 @@ def agent_stats(path):
         return {}
 
 
-def run(n, hold, agent_on=True):
+def run(n, hold, agent_on=True, immediate=False):
     work = tempfile.mkdtemp(prefix="cpbench-media-")
     agent_port = B.free_port()
     stats_path = os.path.join(work, "agent.json")
     agent_ready()
-    agent = subprocess.Popen(["node", os.path.join(AGENT_DIR, "echo.js"), str(agent_port), stats_path],
+    agent = subprocess.Popen(["node", os.path.join(AGENT_DIR, "echo.js"), str(agent_port), stats_path]
+                             + (["--immediate"] if immediate else []),
                              stderr=open(os.path.join(work, "agent.err"), "wb"))
     sipp_port = B.free_port(B.socket.SOCK_DGRAM)
     sipp = subprocess.Popen(["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(sipp_port),
@@ -58,7 +62,8 @@ def run(n, hold, agent_on=True):
                             stderr=subprocess.DEVNULL, cwd=work)
     time.sleep(0.5)
     cp = B.Callplane(work)
-    result = {"calls": n, "hold_s": hold, "agent": agent_on}
+    result = {"calls": n, "hold_s": hold, "agent": agent_on,
+              "agent_clock": "immediate" if immediate else "own 20 ms clock"}
     try:
         url = "ws://127.0.0.1:%d/agent" % agent_port
         rss0 = cp.rss_kb()           # the server before any call: per-call figures are above it
@@ -125,10 +130,13 @@ def main():
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--hold", type=int, default=10)
     ap.add_argument("--no-agent", action="store_true", help="RTP only: no stream URL")
+    ap.add_argument("--immediate", action="store_true",
+                    help="the agent echoes each frame on arrival (a loop closed on our clock)")
+    ap.add_argument("--out", help="result file name under bench/results (default by mode)")
     a = ap.parse_args()
-    r = run(a.calls, a.hold, not a.no_agent)
+    r = run(a.calls, a.hold, not a.no_agent, a.immediate)
     os.makedirs(B.RESULTS, exist_ok=True)
-    name = "media_rtp_only.json" if a.no_agent else "media.json"
+    name = a.out or ("media_rtp_only.json" if a.no_agent else "media.json")
     with open(os.path.join(B.RESULTS, name), "w") as f:
         json.dump(r, f, indent=2)
     print(json.dumps(r, indent=2))
