@@ -525,9 +525,18 @@ def bench_kamailio(work, quick):
             "ratio": (ours["ends_per_s"] or 0) / (ref.get("ends_per_s_bye_span") or ref.get("ends_per_s") or 1)}
 
 
+def bench_media(work, quick):
+    """Bridged calls (bench/media.py): RTP both ways and an agent stream both ways per call,
+    at the goal's 1,000 calls and at a load this 2-core box carries with its generators."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import media
+    sizes = [200] if quick else [500, 1000]
+    return {"runs": [media.run(n, 5 if quick else 10) for n in sizes]}
+
+
 BENCHES = {"reads": bench_reads, "ends": bench_ends, "latency": bench_latency,
            "capacity": bench_capacity, "durability": bench_durability,
-           "kamailio": bench_kamailio}
+           "kamailio": bench_kamailio, "media": bench_media}
 
 
 def fmt(v, nd=1):
@@ -584,6 +593,18 @@ def table(results):
         rows.append("| ends/s vs Kamailio dlg.end_dlg (%d calls) | %s | Kamailio %s | %s | |"
                     % (ref.get("calls", 0), fmt(k["callplane"]["ends_per_s"], 0),
                        fmt(ref.get("ends_per_s_bye_span") or ref.get("ends_per_s"), 0), fmt(k["ratio"], 2)))
+    m = results.get("media")
+    for run in (m or {}).get("runs", []):
+        ms = run.get("media_stats", {})
+        up = "%d of %d up" % (run["up"], run["calls"])
+        rows.append("| bridged calls (RTP + agent stream both ways): %s, CPU per call (%% of a core) | %s | "
+                    "siphon-ai 0.54 | %s | >= 1000 calls |"
+                    % (up, fmt(run["cpu_pct_of_core_per_call"], 3), fmt(run["cpu_pct_of_core_per_call"] / 0.54, 2)))
+        rows.append("| ... RSS per call (KiB) / frames the agent received per 50 per call per second | %s / %s | | | |"
+                    % (fmt(run["rss_kb_per_call"], 1), fmt(run["agent_in_ratio"], 3)))
+        a, b = ms.get("rtp_to_agent_us", {}), ms.get("agent_to_rtp_us", {})
+        rows.append("| ... RTP-in -> agent, agent -> RTP-out p99 (us) / dropped inside callplane | %s, %s / %s packets, %s bytes | | | p99 <= 1000 us, 0 |"
+                    % (a.get("p99"), b.get("p99"), ms.get("rtp_dropped"), ms.get("playout_dropped_bytes")))
     return "\n".join(rows)
 
 
@@ -592,7 +613,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args()
-    names = a.only or ["reads", "ends", "latency", "capacity", "durability", "kamailio"]
+    names = a.only or ["reads", "ends", "latency", "capacity", "durability", "kamailio", "media"]
     os.makedirs(RESULTS, exist_ok=True)
     results = {}
     for name in names:

@@ -30,7 +30,7 @@ AGENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent")
 def agent_ready():
     """The echo agent's one npm package, installed from its lock file on first use."""
     if not os.path.isdir(os.path.join(AGENT_DIR, "node_modules", "ws")):
-        subprocess.check_call(["npm", "ci", "--no-audit", "--no-fund"], cwd=AGENT_DIR)
+        subprocess.check_call(["npm", "ci", "--no-audit", "--no-fund"], cwd=AGENT_DIR, stdout=sys.stderr)
 
 
 def cpu_s(pid):

@@ -21,6 +21,11 @@ if [ "${1:-build}" = test ]; then
   command -v curl >/dev/null 2>&1 || want+=(curl)
   command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
 fi
+# the bridged-call benchmark's echo agent: node, and npm to install its lock file
+if [ "${1:-build}" = bench ]; then
+  command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
+  command -v npm >/dev/null 2>&1 || want+=(npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do
