@@ -10,7 +10,9 @@
  *   - lost: the socket closed (a close frame, a reset, a full send queue) while the call was
  *     up. It is redialled with the same streamSid (backoff as above) so a restarted agent
  *     picks the call up again; with no open stream agent_grace_ms after the loss the call
- *     ends "agent_disconnected": no phone leg outlives its agent. An agent that means to end
+ *     ends "agent_disconnected": no phone leg outlives its agent. A stream that reopens but
+ *     closes again within agent_grace_ms has not recovered: its loss goes on from when it
+ *     began, so an agent that accepts and hangs up at once is not redialled forever. An agent that means to end
  *     the call ends it through the API, which is immediate.
  * A connection that closes is released on the next tick, never inside libre's handler that
  * reports it.
@@ -38,7 +40,8 @@ struct stream {
 	struct websock_conn *conn;
 	struct websock_conn *dead;           /* closed, released on the next tick */
 	bool open, ever_open, redial, lost, over;
-	int64_t window_start, retry_at;
+	int64_t window_start, retry_at;      /* lost: when the loss began (see lost()) */
+	int64_t opened_at;                   /* when the stream last opened */
 	int backoff_ms;
 	char sid[40];
 	uint64_t seq, chunk;
@@ -62,18 +65,23 @@ static void lost(struct stream *st, bool redial, const char *why)
 		st->conn = NULL;
 	}
 	st->frag = mem_deref(st->frag);
-	if (was_open) {
-		st->lost = true;
-		st->window_start = media_now_ms();
-		st->backoff_ms = 100;
-		st->retry_at = st->window_start;
+	int64_t now = media_now_ms();
+	/* A stream that closes again within agent_grace_ms of reopening has not recovered: its
+	 * loss goes on from where it began and the redials keep backing off, so an agent that
+	 * accepts and closes at once is given up after one grace, not redialled forever. */
+	bool fresh = was_open && (!st->lost || now - st->opened_at >= s->me->cfg.agent_grace_ms);
+	if (was_open)
 		log_json(LOG_WARN, "agent_stream_lost",
-			 json_pack("{s:s, s:s, s:s, s:b}", "call_id", s->call_id, "stream_sid", st->sid,
-				   "why", why, "redial", redial));
-	}
+			 json_pack("{s:s, s:s, s:s, s:b}", "call_id", s->call_id, "stream_sid",
+				   st->sid, "why", why, "redial", redial));
 	st->redial = redial;
-	if (!was_open) {
-		st->retry_at = media_now_ms() + st->backoff_ms;
+	if (fresh) {
+		st->lost = true;
+		st->window_start = now;
+		st->backoff_ms = 100;
+		st->retry_at = now;
+	} else {
+		st->retry_at = now + st->backoff_ms;
 		st->backoff_ms = st->backoff_ms * 2 > 1000 ? 1000 : st->backoff_ms * 2;
 	}
 }
@@ -281,8 +289,7 @@ static void on_estab(void *arg)
 	tcp_conn_txqsz_set(websock_tcp(st->conn), s->me->cfg.agent_sendq_max);
 	bool again = st->ever_open;
 	st->open = st->ever_open = true;
-	st->lost = false;
-	st->backoff_ms = 100;
+	st->opened_at = media_now_ms();
 	log_json(LOG_INFO, again ? "agent_stream_reconnected" : "agent_stream_open",
 		 json_pack("{s:s, s:s}", "call_id", s->call_id, "stream_sid", st->sid));
 	send_start(st);
@@ -362,8 +369,13 @@ const char *stream_tick(struct session *s, int64_t now)
 	if (!st || st->over)
 		return NULL;
 	st->dead = mem_deref(st->dead);
-	if (st->open)
+	if (st->open) {
+		if (st->lost && now - st->opened_at >= s->me->cfg.agent_grace_ms) {
+			st->lost = false;           /* open for a whole grace: recovered */
+			st->backoff_ms = 100;
+		}
 		return NULL;
+	}
 	if (!st->conn && (!st->ever_open || st->redial) && now >= st->retry_at)
 		stream_connect(st);
 	const char *reason = NULL;

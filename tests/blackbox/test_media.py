@@ -233,6 +233,25 @@ def test_agent_reconnect_within_grace_keeps_call(media):
     del pcm
 
 
+def test_agent_that_accepts_and_closes_at_once_ends_agent_disconnected(media):
+    """An agent that takes every redial and closes it at once has not come back: the loss goes
+    on from the first close, the redials back off (100 ms doubling to 1 s), and the call ends
+    agent_disconnected one grace after the first close."""
+    agent, far, call = bridged_outbound(media, rtp_timeout=0)
+    agent.drop()
+    t0 = time.monotonic()
+    agent.close()
+    c = assert_ended(media, call["id"], "agent_disconnected", 6)
+    took = time.monotonic() - t0
+    assert c["status"] == "completed", c
+    assert GRACE_MS / 1000.0 - 0.1 <= took <= GRACE_MS / 1000.0 + 2.5, took
+    assert_bye(media, far)
+    # redials at about 0, 100 and 300 ms after the close within the tests' 500 ms grace, a few
+    # more only if each took long; never one per tick (25 in 500 ms)
+    redials = agent.connection_count() - 1
+    assert 2 <= redials <= 8, "%d redials in the grace\n%s" % (redials, agent.report())
+
+
 @pytest.mark.parametrize("how", ["closed_port", "http_503"])
 def test_stream_url_unreachable_ends_agent_unavailable(media, how):
     start_server(media)
