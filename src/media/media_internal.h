@@ -37,6 +37,7 @@
 #include <re_websock.h>
 
 #include "core/util.h"
+#include "media/agent_msg.h"
 #include "media/jitter.h"
 #include "media/media.h"
 
@@ -59,7 +60,7 @@ struct stream;
 struct mark {
 	struct mark *next;
 	uint64_t at;                 /* played once this many bytes have been played */
-	char name[128];
+	char name[AGENT_MARK_NAME_MAX + 1];
 };
 
 struct session {

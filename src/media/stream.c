@@ -24,6 +24,7 @@
  * bytes; beyond that the agent is not reading and counts as lost.
  */
 #include "media/media_internal.h"
+#include "media/agent_msg.h"
 #include "media/g711.h"
 #include "core/log.h"
 
@@ -33,7 +34,6 @@
 #include <string.h>
 
 #define MSG_MAX 2048
-#define PAYLOAD_MAX (96 * 1024)      /* base64 text of one agent media message */
 
 struct stream {
 	struct session *s;
@@ -220,64 +220,39 @@ static void bad_message(struct stream *st, const char *why)
 				   "count", (json_int_t)st->bad));
 }
 
-static void on_media(struct stream *st, json_t *media, int64_t arrived_us)
+static void on_media(struct stream *st, const uint8_t *audio, size_t len, int64_t arrived_us)
 {
-	const char *payload = json_string_value(json_object_get(media, "payload"));
-	if (!payload) {
-		bad_message(st, "media without media.payload");
-		return;
-	}
-	size_t in = strlen(payload);
-	if (in > PAYLOAD_MAX) {
-		bad_message(st, "media payload too large");
-		return;
-	}
-	uint8_t out[PAYLOAD_MAX / 4 * 3 + 4];
-	size_t out_len = sizeof out;
-	if (in % 4 || base64_decode(payload, in, out, &out_len)) {
-		bad_message(st, "media payload is not base64");
-		return;
-	}
 	struct session *s = st->s;
 	count(&s->me->stats.agent_in);
 	if (!s->play_len && s->play_cap) {
 		s->back_from_us = arrived_us;
 		s->back_at = s->queued;
 	}
-	playout_push(s, out, out_len);
+	playout_push(s, audio, len);
 	rtp_send_ahead(s);
 }
 
 static void on_text(struct stream *st, const char *text, size_t len)
 {
 	int64_t arrived_us = cp_mono_us();
-	json_error_t jerr;
-	json_t *msg = json_loadb(text, len, 0, &jerr);
-	const char *event = json_string_value(json_object_get(msg, "event"));
-	if (!event) {
-		bad_message(st, msg ? "no event" : "not JSON");
-		goto out;
+	static _Thread_local uint8_t audio[AGENT_AUDIO_MAX];
+	struct agent_msg m;
+	const char *why = NULL;
+	if (agent_msg_parse(text, len, st->sid, &m, audio, &why)) {
+		bad_message(st, why);
+		return;
 	}
-	const char *sid = json_string_value(json_object_get(msg, "streamSid"));
-	if (sid && strcmp(sid, st->sid)) {
-		bad_message(st, "another stream's streamSid");
-		goto out;
-	}
-	if (!strcmp(event, "media")) {
-		on_media(st, json_object_get(msg, "media"), arrived_us);
-	} else if (!strcmp(event, "mark")) {
-		const char *name = json_string_value(json_object_get(json_object_get(msg, "mark"), "name"));
-		if (name)
-			playout_mark(st->s, name);
-		else
-			bad_message(st, "mark without mark.name");
-	} else if (!strcmp(event, "clear")) {
+	switch (m.event) {
+	case AGENT_MEDIA:
+		on_media(st, audio, m.audio_len, arrived_us);
+		break;
+	case AGENT_MARK:
+		playout_mark(st->s, m.mark_name);
+		break;
+	case AGENT_CLEAR:
 		playout_clear(st->s);
-	} else {
-		bad_message(st, "unknown event");
+		break;
 	}
-out:
-	json_decref(msg);
 }
 
 /* ---- libre's handlers ------------------------------------------------------------------- */
