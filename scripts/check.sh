@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make check`: every test, against the sanitizer build (build/asan). Unit tests (cmocka) first,
-# then the black-box suite (pytest) that starts the real binary, sipp peers and receivers.
+# then each fuzz target's corpus replayed (build/fuzz, clang), then the black-box suite (pytest) that starts the real binary, sipp peers and receivers.
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,15 @@ for t in build/asan/tests/test_*; do
     echo "unit test binary $t exited with $rc"; failed=$((failed + 1))
   fi
 done
+
+# every fuzz target over its corpus (fuzz/corpus/): each crash once found stays fixed
+if compgen -G "build/fuzz/fuzz_*" >/dev/null; then
+  scripts/fuzz.sh replay >"$log" 2>&1
+  cat "$log"
+  p=$(grep -cE '^fuzz_[a-z_]+: [0-9]+ executions' "$log")
+  f=$(grep -cE '^fuzz_[a-z_]+: FAILED' "$log")
+  passed=$((passed + p)); failed=$((failed + f))
+fi
 
 if [ -d tests/blackbox ]; then
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox 2>&1 | tee "$log"

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|test|bench`.
+# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|test|bench|fuzz`.
 # Runs `apt-get update` once, and only when something is missing. Needs root (or sudo).
 set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev)
-test=("${build[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)
+# clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
+fuzz=("${build[@]}" clang libclang-rt-14-dev)
+test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   test)  want=("${test[@]}") ;;
   bench) want=("${bench[@]}") ;;
-  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+  fuzz)  want=("${fuzz[@]}") ;;
+  *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 # tools the black-box tests run as a client would (the seeds' curl and fetch() examples):

@@ -45,6 +45,7 @@
 #define FRAME_SAMPLES 160            /* 20 ms at 8 kHz */
 #define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
 #define SESSION_TABLE_SIZE 4096
+#define RTP_PACKET_MAX 1500          /* what we read of one datagram */
 #define RTCP_INTERVAL_MS 5000
 #define LATENCY_BUCKET_US 10         /* the latency histograms: 10 us buckets */
 #define LATENCY_BUCKETS 1000         /* up to 10 ms; the last bucket holds everything above */
@@ -178,6 +179,12 @@ void rtp_send_frame(struct session *s);
  * most two frames ahead of the 20 ms clock (see rtp.c). */
 void rtp_send_ahead(struct session *s);
 void rtp_send_rtcp(struct session *s, bool bye);
+/* One packet from the far end's RTP port (src, arrived at now / rx_us): checked, latched,
+ * counted, and handed to the jitter buffer or the DTMF receiver. buf is modified. */
+void rtp_input(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now,
+	       int64_t rx_us);
+/* One compound RTCP packet from the far end: what its sender reports feed ours. */
+void rtcp_input(struct session *s, uint8_t *buf, size_t n);
 /* Delivers what the jitter buffer holds and is due to the agent (the wheel calls it for
  * frames held behind a gap). */
 void rtp_drain(struct session *s, int64_t now_ms);

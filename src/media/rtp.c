@@ -32,7 +32,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define RTP_PACKET_MAX 1500
 #define RELATCH_MS 2000
 
 static void count(atomic_uint_fast64_t *c)
@@ -204,29 +203,31 @@ void rtp_send_rtcp(struct session *s, bool bye)
 	mem_deref(mb);
 }
 
+void rtcp_input(struct session *s, uint8_t *buf, size_t n)
+{
+	struct mbuf mb = mbuf_over(buf, n, n);
+	while (mbuf_get_left(&mb) >= 4) {
+		struct rtcp_msg *msg = NULL;
+		if (rtcp_decode(&msg, &mb))
+			break;
+		if (msg->hdr.pt == RTCP_SR) {
+			s->lsr = msg->r.sr.ntp_sec << 16 | msg->r.sr.ntp_frac >> 16;
+			s->lsr_at_ms = media_now_ms();
+		}
+		mem_deref(msg);
+	}
+}
+
 static void rtcp_recv(int flags, void *arg)
 {
 	struct session *s = arg;
 	(void)flags;
 	uint8_t buf[RTP_PACKET_MAX];
 	for (int i = 0; i < 8; i++) {
-		struct sa src;
-		sa_init(&src, AF_UNSPEC);
-		src.len = sizeof src.u;
-		ssize_t n = recvfrom(s->rtcp_fd, buf, sizeof buf, 0, &src.u.sa, &src.len);
+		ssize_t n = recv(s->rtcp_fd, buf, sizeof buf, 0);
 		if (n <= 0)
 			return;
-		struct mbuf mb = mbuf_over(buf, sizeof buf, (size_t)n);
-		while (mbuf_get_left(&mb) >= 4) {
-			struct rtcp_msg *msg = NULL;
-			if (rtcp_decode(&msg, &mb))
-				break;
-			if (msg->hdr.pt == RTCP_SR) {
-				s->lsr = msg->r.sr.ntp_sec << 16 | msg->r.sr.ntp_frac >> 16;
-				s->lsr_at_ms = media_now_ms();
-			}
-			mem_deref(msg);
-		}
+		rtcp_input(s, buf, (size_t)n);
 	}
 }
 
@@ -329,8 +330,8 @@ static bool accept_source(struct session *s, const struct sa *src, int64_t now)
 	return true;
 }
 
-static void rtp_packet(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now,
-		       int64_t rx_us)
+void rtp_input(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now,
+	       int64_t rx_us)
 {
 	struct mbuf mb = mbuf_over(buf, n, n);
 	struct rtp_header h;
@@ -398,7 +399,7 @@ static void rtp_recv(int flags, void *arg)
 		struct sa src;
 		sa_init(&src, AF_UNSPEC);
 		sa_set_sa(&src, (struct sockaddr *)&from[i]);
-		rtp_packet(s, bufs[i], msgs[i].msg_len, &src, now, rx_us);
+		rtp_input(s, bufs[i], msgs[i].msg_len, &src, now, rx_us);
 	}
 }
 
