@@ -10,8 +10,9 @@ time, connection number) and every connection's open/close, and lets the test th
   possible, in the foreground or in the background), `send_mark`, `send_clear`, any JSON
   (`send_json`);
 - close the open connection(s) (`close`), refuse new handshakes with HTTP 503 (`refuse`), close
-  every new connection right after the handshake (`drop`), accept again (`accept`), or stop
-  listening so connecting fails at TCP level (`stop_listening`).
+  every new connection right after the handshake (`drop`) or after its first message
+  (`hang_up`), accept again (`accept`), or stop listening so connecting fails at TCP level
+  (`stop_listening`).
 
 Messages follow Twilio Media Streams (see test_media.py for the contract).
 """
@@ -27,7 +28,7 @@ import websockets
 
 import media_audio
 
-_ACCEPT, _REFUSE, _DROP = "accept", "refuse", "drop"
+_ACCEPT, _REFUSE, _DROP, _HANG_UP = "accept", "refuse", "drop", "hang_up"
 
 
 class Conn:
@@ -130,6 +131,10 @@ class MediaAgent:
                 await ws.close(1011, "dropped by the test agent")
                 return
             async for frame in ws:
+                if self.mode == _HANG_UP:
+                    c.closed_by_agent = True
+                    await ws.close(1000, "hung up by the test agent")
+                    return
                 now = time.monotonic()
                 try:
                     msg = json.loads(frame)
@@ -297,6 +302,11 @@ class MediaAgent:
     def drop(self):
         """New connections are accepted, then closed (1011) at once."""
         self.mode = _DROP
+
+    def hang_up(self):
+        """New connections are accepted, read until their first message ("connected"), then
+        closed (1000): an agent that takes the call and hangs up straight away."""
+        self.mode = _HANG_UP
 
     def accept(self):
         self.mode = _ACCEPT

@@ -238,7 +238,7 @@ def test_agent_that_accepts_and_closes_at_once_ends_agent_disconnected(media):
     on from the first close, the redials back off (100 ms doubling to 1 s), and the call ends
     agent_disconnected one grace after the first close."""
     agent, far, call = bridged_outbound(media, rtp_timeout=0)
-    agent.drop()
+    agent.hang_up()
     t0 = time.monotonic()
     agent.close()
     c = assert_ended(media, call["id"], "agent_disconnected", 6)
