@@ -26,7 +26,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-enum msg_type { MSG_START, MSG_UPDATE, MSG_STOP, MSG_DTMF, MSG_QUIT };
+enum msg_type { MSG_START, MSG_UPDATE, MSG_STOP, MSG_DTMF, MSG_GOODBYE, MSG_QUIT };
 
 struct media_msg {
 	char call_id[MEDIA_CALL_ID_MAX + 1];
@@ -36,6 +36,9 @@ struct media_msg {
 	socklen_t remote_len;
 	int pt, te_pt;
 	char digits[64];                     /* MSG_DTMF */
+	uint8_t *audio;                      /* MSG_GOODBYE: a copy */
+	size_t audio_len;
+	int max_wait_ms;
 };
 
 void media_config_defaults(struct media_config *cfg)
@@ -101,6 +104,9 @@ static void session_tick(struct session *s, int64_t now)
 		/* RFC 3550 6.2: randomised over [0.5, 1.5] of the interval */
 		s->next_rtcp_ms = now + RTCP_INTERVAL_MS / 2 + (int64_t)(rand_u32() % RTCP_INTERVAL_MS);
 	}
+	goodbye_check(s, now);
+	if (s->goodbye || s->goodbye_over)
+		return;      /* the call is ending already, within the goodbye's deadline */
 	if (now - s->last_rx_ms > (int64_t)s->me->cfg.media_timeout_s * 1000)
 		session_end_call(s, "media_timeout");
 	const char *agent_gone = s->stream_url ? stream_tick(s, now) : NULL;
@@ -152,6 +158,7 @@ static void session_insert(struct media_engine *me, struct session *s)
 static void session_free(struct session *s)
 {
 	struct media_engine *me = s->me;
+	goodbye_abandon(s);
 	if (s->stream)
 		stream_close(s);
 	if (s->rtcp_fd >= 0 && s->have_remote)
@@ -190,6 +197,7 @@ static void msg_free(struct media_msg *m)
 	free(m->stream_url);
 	free(m->metadata);
 	free(m->account);
+	free(m->audio);
 	free(m);
 }
 
@@ -325,6 +333,15 @@ static void on_message(int id, void *data, void *arg)
 		if (s)
 			rtp_queue_dtmf(s, m->digits);
 		break;
+	case MSG_GOODBYE:
+		s = session_find(me, m->call_id);
+		if (s) {
+			goodbye_begin(s, m->audio, m->audio_len, media_now_ms() + m->max_wait_ms);
+			goodbye_check(s, media_now_ms());     /* nothing to play: over at once */
+		} else if (me->hooks.goodbye_done) {
+			me->hooks.goodbye_done(me->hooks.arg, m->call_id, 0);
+		}
+		break;
 	case MSG_QUIT:
 		log_stats(me);
 		for (int i = 0; i < SESSION_TABLE_SIZE; i++)
@@ -409,6 +426,25 @@ int media_send_dtmf(struct media_engine *me, const char *call_id, const char *di
 		return -1;
 	snprintf(m->digits, sizeof m->digits, "%s", digits);
 	return post(me, MSG_DTMF, m);
+}
+
+int media_session_goodbye(struct media_engine *me, const char *call_id, const uint8_t *audio,
+			  size_t len, int max_wait_ms)
+{
+	struct media_msg *m = msg_new(call_id);
+	if (!m)
+		return -1;
+	if (len) {
+		m->audio = malloc(len);
+		if (!m->audio) {
+			msg_free(m);
+			return -1;
+		}
+		memcpy(m->audio, audio, len);
+		m->audio_len = len;
+	}
+	m->max_wait_ms = max_wait_ms < 0 ? 0 : max_wait_ms;
+	return post(me, MSG_GOODBYE, m);
 }
 
 void media_engine_stats(struct media_engine *me, struct media_stats *out)

@@ -46,6 +46,10 @@ struct media_hooks {
 	/* A session's sockets are closed: the port pair bound on rtp address addr_index is
 	 * free again (port accounting lives with whoever bound them). */
 	void (*released)(void *arg, int addr_index);
+	/* A goodbye (media_session_goodbye) is over: everything queued before it and its own
+	 * audio has been sent, or its deadline passed, or the session ended first. goodbye_ms:
+	 * audio played since the request. Once per goodbye; the moment to send the BYE. */
+	void (*goodbye_done)(void *arg, const char *call_id, int goodbye_ms);
 };
 
 struct media_engine;
@@ -88,6 +92,12 @@ int media_session_update(struct media_engine *me, const char *call_id,
 int media_session_stop(struct media_engine *me, const char *call_id);
 /* Queues RFC 4733 digits (validated by the caller: 0-9 * # A-D) for an answered call. */
 int media_send_dtmf(struct media_engine *me, const char *call_id, const char *digits);
+/* The call is about to end: play what is queued, then audio (len bytes of 8 kHz mu-law,
+ * copied; 0 = nothing of our own), then call hooks.goodbye_done, after max_wait_ms at the
+ * latest. The agent's further media and clear are ignored. A call without media gets the
+ * hook at once (goodbye_ms 0). -1 if the engine is gone or out of memory (no hook). */
+int media_session_goodbye(struct media_engine *me, const char *call_id, const uint8_t *audio,
+			  size_t len, int max_wait_ms);
 
 /* Counters since start, for logs and the benchmark. Read from any thread (relaxed). */
 struct media_stats {

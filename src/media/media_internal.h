@@ -97,6 +97,10 @@ struct session {
 	 * queue (bytes ever queued), so the agent -> RTP histogram learns when it went out */
 	int64_t back_from_us;                /* 0: none waiting */
 	uint64_t back_at;
+	/* a goodbye (playout.c): played reaches goodbye_at, or the deadline passes */
+	bool goodbye, goodbye_over;
+	uint64_t goodbye_from, goodbye_at;
+	int64_t goodbye_deadline_ms;
 
 	/* receiving */
 	struct jitter jb;
@@ -192,13 +196,19 @@ void rtp_queue_dtmf(struct session *s, const char *digits);
 /* A re-INVITE: new far end address / codec, the latch is released. */
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt);
 
-/* playout (stream.c): the agent's audio queue; rtp.c takes a frame of it every 20 ms and
- * stream.c echoes the agent's marks as their audio is taken */
+/* playout.c: the audio queued for the far end; rtp.c takes a frame of it every 20 ms, and
+ * the agent's marks are echoed as their audio is taken */
 void playout_push(struct session *s, const uint8_t *ulaw, size_t n);
 void playout_clear(struct session *s);
 void playout_mark(struct session *s, const char *name);
 /* Takes up to n bytes of queued audio into out; the rest is silence. */
 void playout_take(struct session *s, uint8_t *out, size_t n);
+/* playout.c: a goodbye. begin: what is queued, then audio (copied), then hooks.goodbye_done,
+ * at deadline_ms at the latest; check: called after every frame sent and every tick;
+ * abandon: the session ends before the goodbye did (the hook is still called, once). */
+void goodbye_begin(struct session *s, const uint8_t *audio, size_t len, int64_t deadline_ms);
+void goodbye_check(struct session *s, int64_t now_ms);
+void goodbye_abandon(struct session *s);
 
 /* stream.c: the agent's WebSocket */
 int stream_open(struct session *s);

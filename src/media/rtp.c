@@ -95,6 +95,7 @@ void rtp_send_frame(struct session *s)
 		s->back_from_us = 0;
 	}
 	s->ts += FRAME_SAMPLES;
+	goodbye_check(s, media_now_ms());     /* the BYE follows the goodbye's last packet */
 }
 
 /*

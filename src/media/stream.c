@@ -17,8 +17,7 @@
  * A connection that closes is released on the next tick, never inside libre's handler that
  * reports it.
  *
- * The agent's audio waits in the session's playout queue (a ring, 30 s, drop-oldest) until
- * rtp.c takes it, 20 ms per frame; the agent's marks wait there for the audio before them.
+ * The agent's audio goes to the session's playout queue (playout.c), which rtp.c plays out.
  *
  * Sending never blocks: libre queues what the kernel does not take, up to agent_sendq_max
  * bytes; beyond that the agent is not reading and counts as lost.
@@ -121,95 +120,6 @@ static void send_start(struct stream *st)
 	free(buf);
 }
 
-/* ---- the agent's audio, queued for the far end (the playout queue) ---------------------------------------------------------------------- */
-
-static void marks_played(struct session *s, bool all)
-{
-	while (s->marks && (all || s->marks->at <= s->played)) {
-		struct mark *m = s->marks;
-		s->marks = m->next;
-		if (!s->marks)
-			s->marks_tail = &s->marks;
-		stream_send_mark(s, m->name);
-		free(m);
-	}
-}
-
-void playout_push(struct session *s, const uint8_t *ulaw, size_t n)
-{
-	if (!s->play_cap)
-		return;
-	if (n > s->play_cap) {
-		/* more than the queue holds at once: keep the newest */
-		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, n - s->play_cap,
-					  memory_order_relaxed);
-		s->played += n - s->play_cap;
-		s->queued += n - s->play_cap;
-		ulaw += n - s->play_cap;
-		n = s->play_cap;
-	}
-	if (s->play_len + n > s->play_cap) {
-		/* an agent faster than real time: drop the oldest, counted */
-		size_t drop = s->play_len + n - s->play_cap;
-		s->play_head = (s->play_head + drop) % s->play_cap;
-		s->play_len -= drop;
-		s->played += drop;
-		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, drop, memory_order_relaxed);
-		s->back_from_us = 0;
-	}
-	size_t tail = (s->play_head + s->play_len) % s->play_cap;
-	size_t first = s->play_cap - tail < n ? s->play_cap - tail : n;
-	memcpy(s->play + tail, ulaw, first);
-	memcpy(s->play, ulaw + first, n - first);
-	s->play_len += n;
-	s->queued += n;
-}
-
-void playout_clear(struct session *s)
-{
-	s->played += s->play_len;
-	s->play_len = 0;
-	s->play_head = 0;
-	s->back_from_us = 0;
-	marks_played(s, true);     /* Twilio echoes every pending mark on clear */
-}
-
-void playout_mark(struct session *s, const char *name)
-{
-	if (s->queued <= s->played) {
-		stream_send_mark(s, name);
-		return;
-	}
-	struct mark *m = calloc(1, sizeof *m);
-	if (!m)
-		return;
-	m->at = s->queued;
-	snprintf(m->name, sizeof m->name, "%s", name);
-	*s->marks_tail = m;
-	s->marks_tail = &m->next;
-}
-
-/* Takes up to n bytes of queued audio into out; the rest is silence. */
-void playout_take(struct session *s, uint8_t *out, size_t n)
-{
-	size_t take = s->play_len < n ? s->play_len : n;
-	size_t first = s->play_cap - s->play_head < take ? s->play_cap - s->play_head : take;
-	if (take) {
-		memcpy(out, s->play + s->play_head, first);
-		memcpy(out + first, s->play, take - first);     /* the ring's wrap */
-	}
-	memset(out + take, G711_ULAW_SILENCE, n - take);
-	if (take) {
-		s->play_len -= take;
-		/* an agent speaking in real time keeps the queue nearly empty: starting over at the
-		 * front then keeps its audio in the ring's first pages, and the rest of the ring
-		 * (allocated, never touched) costs no memory */
-		s->play_head = s->play_len ? (s->play_head + take) % s->play_cap : 0;
-		s->played += take;
-		marks_played(s, false);
-	}
-}
-
 /* ---- what the agent sends --------------------------------------------------------------- */
 
 static void bad_message(struct stream *st, const char *why)
@@ -242,6 +152,8 @@ static void on_text(struct stream *st, const char *text, size_t len)
 		bad_message(st, why);
 		return;
 	}
+	if (st->s->goodbye && m.event != AGENT_MARK)
+		return;      /* the call is ending: the agent's last words are already queued */
 	switch (m.event) {
 	case AGENT_MEDIA:
 		on_media(st, audio, m.audio_len, arrived_us);

@@ -22,8 +22,9 @@ struct rig {
 	struct media_engine me;
 	struct session s;
 	int peer;                    /* the far end's socket */
-	uint8_t ring[4096];
 };
+
+#define RING 4096
 
 static int bound_udp(struct sockaddr_in *sin)
 {
@@ -50,8 +51,9 @@ static int setup(void **state)
 	r->s.have_remote = true;
 	r->s.pt = 0;
 	r->s.te_pt = -1;
-	r->s.play = r->ring;
-	r->s.play_cap = sizeof r->ring;
+	r->s.play = malloc(RING);
+	assert_non_null(r->s.play);
+	r->s.play_cap = RING;
 	r->s.marks_tail = &r->s.marks;
 	*state = r;
 	return 0;
@@ -62,6 +64,7 @@ static int teardown(void **state)
 	struct rig *r = *state;
 	close(r->s.rtp_fd);
 	close(r->peer);
+	free(r->s.play);
 	free(r);
 	return 0;
 }
@@ -169,6 +172,119 @@ static void test_clear_forgets_the_waiting_frame(void **state)
 	assert_int_equal(samples(&r->me.to_phone), 0);
 }
 
+/* ---- goodbye ---- */
+
+static int goodbyes, goodbye_ms;
+static char goodbye_call[64];
+
+static void on_goodbye_done(void *arg, const char *call_id, int ms)
+{
+	(void)arg;
+	goodbyes++;
+	goodbye_ms = ms;
+	snprintf(goodbye_call, sizeof goodbye_call, "%s", call_id);
+}
+
+static void goodbye_rig(struct rig *r)
+{
+	goodbyes = goodbye_ms = 0;
+	goodbye_call[0] = '\0';
+	r->me.hooks.goodbye_done = on_goodbye_done;
+	snprintf(r->s.call_id, sizeof r->s.call_id, "call-1");
+}
+
+static void test_goodbye_after_the_queued_audio_and_its_own(void **state)
+{
+	struct rig *r = *state;
+	goodbye_rig(r);
+	uint8_t agent[2 * FRAME_SAMPLES], bye[FRAME_SAMPLES * 3 / 2], got[FRAME_SAMPLES];
+	memset(agent, 0x21, sizeof agent);
+	memset(bye, 0x42, sizeof bye);
+	playout_push(&r->s, agent, sizeof agent);
+	goodbye_begin(&r->s, bye, sizeof bye, media_now_ms() + 10000);
+	/* frames 1-2: the agent's; 3: the goodbye's first 160; 4: its last 80 then silence */
+	for (int i = 1; i <= 3; i++) {
+		rtp_send_frame(&r->s);
+		assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+		assert_int_equal(got[0], i <= 2 ? 0x21 : 0x42);
+		assert_int_equal(goodbyes, 0);
+	}
+	rtp_send_frame(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+	assert_int_equal(got[FRAME_SAMPLES / 2 - 1], 0x42);
+	assert_int_equal(got[FRAME_SAMPLES / 2], 0xFF);
+	/* done the moment its last packet left: 2 + 1.5 frames = 70 ms played since the request */
+	assert_int_equal(goodbyes, 1);
+	assert_int_equal(goodbye_ms, 70);
+	assert_string_equal(goodbye_call, "call-1");
+	/* once: later frames, checks and the session's end call nothing more */
+	rtp_send_frame(&r->s);
+	goodbye_check(&r->s, media_now_ms());
+	goodbye_abandon(&r->s);
+	goodbye_begin(&r->s, bye, sizeof bye, media_now_ms());
+	goodbye_check(&r->s, media_now_ms() + 1);
+	assert_int_equal(goodbyes, 1);
+}
+
+static void test_goodbye_grows_a_full_ring_instead_of_cutting(void **state)
+{
+	struct rig *r = *state;
+	goodbye_rig(r);
+	/* the ring (4096 bytes) nearly full of the agent's audio, a goodbye larger than what is
+	 * left: nothing is dropped */
+	uint8_t agent[4000], bye[1000];
+	memset(agent, 0x21, sizeof agent);
+	memset(bye, 0x42, sizeof bye);
+	playout_push(&r->s, agent, sizeof agent);
+	goodbye_begin(&r->s, bye, sizeof bye, media_now_ms() + 10000);
+	assert_int_equal(r->s.play_len, 5000);
+	assert_int_equal(r->s.played, 0);
+	uint8_t all[5000];
+	playout_take(&r->s, all, sizeof all);
+	for (size_t i = 0; i < sizeof all; i++)
+		assert_int_equal(all[i], i < 4000 ? 0x21 : 0x42);
+	assert_int_equal(atomic_load(&r->me.stats.playout_dropped), 0);
+}
+
+static void test_goodbye_deadline_cuts_it_short(void **state)
+{
+	struct rig *r = *state;
+	goodbye_rig(r);
+	uint8_t bye[10 * FRAME_SAMPLES], got[FRAME_SAMPLES];
+	memset(bye, 0x42, sizeof bye);
+	int64_t now = media_now_ms();
+	goodbye_begin(&r->s, bye, sizeof bye, now + 40);
+	rtp_send_frame(&r->s);
+	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
+	goodbye_check(&r->s, now + 39);
+	assert_int_equal(goodbyes, 0);
+	goodbye_check(&r->s, now + 40);
+	assert_int_equal(goodbyes, 1);
+	assert_int_equal(goodbye_ms, 20);
+}
+
+static void test_goodbye_with_nothing_to_say_is_over_at_once(void **state)
+{
+	struct rig *r = *state;
+	goodbye_rig(r);
+	goodbye_begin(&r->s, NULL, 0, media_now_ms() + 10000);
+	goodbye_check(&r->s, media_now_ms());
+	assert_int_equal(goodbyes, 1);
+	assert_int_equal(goodbye_ms, 0);
+}
+
+static void test_goodbye_session_ended_first(void **state)
+{
+	struct rig *r = *state;
+	goodbye_rig(r);
+	uint8_t bye[FRAME_SAMPLES];
+	memset(bye, 0x42, sizeof bye);
+	goodbye_begin(&r->s, bye, sizeof bye, media_now_ms() + 10000);
+	goodbye_abandon(&r->s);
+	assert_int_equal(goodbyes, 1);
+	assert_int_equal(goodbye_ms, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +292,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_never_more_than_two_frames_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_part_of_a_frame_waits_for_the_tick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_forgets_the_waiting_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_after_the_queued_audio_and_its_own, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_grows_a_full_ring_instead_of_cutting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_deadline_cuts_it_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_with_nothing_to_say_is_over_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_session_ended_first, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
