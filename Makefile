@@ -1,7 +1,7 @@
 # callplane - see README.md. `make` builds build/callplane; `make check` runs every test under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make run` starts the server on SQLite.
 
-PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp
+PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp sndfile
 CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wvla -Wno-format-nonliteral

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
-       libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev libespeak-ng-dev libspeexdsp-dev)
+       libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev libespeak-ng-dev libspeexdsp-dev
+       libsndfile1-dev)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)

@@ -179,6 +179,8 @@ static void session_free(struct session *s)
 	}
 	if (--me->n_sessions == 0)
 		tmr_cancel(&me->wheel_tmr);
+	if (s->rec)
+		recording_close(s->rec);
 	playout_clear(s);
 	free(s->play);
 	free(s->stream_url);
@@ -241,6 +243,8 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 			   m->start.te_payload_type);
 	s->play = play;
 	s->play_cap = cap;
+	if (m->start.record && me->recorder)
+		s->rec = recording_open(me->recorder, s->call_id);
 	s->marks_tail = &s->marks;
 	s->started_ms = s->last_rx_ms = media_now_ms();
 	jitter_init(&s->jb, me->cfg.jitter_ms);
@@ -545,6 +549,23 @@ struct media_engine *media_engine_start(const struct media_config *cfg,
 		return NULL;
 	me->cfg = *cfg;
 	me->hooks = *hooks;
+	if (cfg->recordings_dir) {
+		me->recordings_dir = strdup(cfg->recordings_dir);
+		if (!me->recordings_dir) {
+			free(me);
+			return NULL;
+		}
+		me->cfg.recordings_dir = me->recordings_dir;
+		/* before any call can open a recording there */
+		if (recorder_repair(me->recordings_dir) < 0)
+			log_msg(LOG_WARN, "recorder", "cannot read %s", me->recordings_dir);
+		me->recorder = recorder_start(me->recordings_dir);
+		if (!me->recorder) {
+			free(me->recordings_dir);
+			free(me);
+			return NULL;
+		}
+	}
 	pthread_mutex_init(&me->mu, NULL);
 	pthread_mutex_init(&me->start_mu, NULL);
 	pthread_cond_init(&me->start_cv, NULL);
@@ -571,6 +592,8 @@ void media_engine_stop(struct media_engine *me)
 		return;
 	if (post(me, MSG_QUIT, NULL) == 0)
 		pthread_join(me->thread, NULL);
+	recorder_stop(me->recorder);     /* every session closed its recording: finish them */
+	me->recorder = NULL;
 }
 
 void media_engine_free(struct media_engine *me)
@@ -580,5 +603,7 @@ void media_engine_free(struct media_engine *me)
 	pthread_mutex_destroy(&me->mu);
 	pthread_mutex_destroy(&me->start_mu);
 	pthread_cond_destroy(&me->start_cv);
+	recorder_stop(me->recorder);
+	free(me->recordings_dir);
 	free(me);
 }

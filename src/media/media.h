@@ -34,6 +34,7 @@ struct media_config {
 	int jitter_ms;               /* how long an out-of-order frame waits for the gap (60) */
 	size_t playout_max;          /* agent audio queued at most, bytes of 8 kHz mu-law (30 s) */
 	size_t agent_sendq_max;      /* bytes queued to an agent that does not read (256 KiB) */
+	const char *recordings_dir;  /* where recordings go (copied); NULL = no recording */
 };
 
 struct media_hooks {
@@ -68,11 +69,13 @@ struct media_start {
 	const char *metadata;        /* the call's metadata (JSON object text) or NULL: the
 				      * agent's start.customParameters */
 	const char *account;         /* the tenant id: the agent's start.accountSid */
+	bool record;                 /* write DIR/<call_id>.wav (ignored without recordings_dir) */
 };
 
 void media_config_defaults(struct media_config *cfg);
 
-/* Starts the media thread; NULL on failure (logged). */
+/* Starts the media thread (and, with recordings_dir, repairs what a crash left open there,
+ * then starts the recording writer); NULL on failure (logged). */
 struct media_engine *media_engine_start(const struct media_config *cfg,
 					const struct media_hooks *hooks);
 /* Stops every session (agents get "stop", sockets closed, hooks.released called), then the

@@ -40,6 +40,7 @@
 #include "media/agent_msg.h"
 #include "media/jitter.h"
 #include "media/media.h"
+#include "media/record.h"
 
 #define FRAME_MS 20
 #define FRAME_SAMPLES 160            /* 20 ms at 8 kHz */
@@ -119,6 +120,12 @@ struct session {
 	uint16_t rx_seq;                     /* the packet being received now, and when it */
 	int64_t rx_us;                       /* arrived (0: none): for the latency histogram */
 
+	/* the recording (record.c), if any: the far end's decoded audio waits in far[] for the
+	 * frame we send next, so the two channels stay in step with our 20 ms clock */
+	struct recording *rec;
+	int16_t far[8 * FRAME_SAMPLES];
+	size_t far_len;
+
 	/* the agent */
 	char *stream_url, *metadata, *account;
 	struct stream *stream;
@@ -144,6 +151,8 @@ struct media_engine {
 	int64_t wheel_ms;                    /* the millisecond that slot stands for */
 	struct tmr wheel_tmr;
 
+	struct recorder *recorder;           /* NULL: no recordings */
+	char *recordings_dir;
 	struct dnsc *dnsc;
 	struct http_cli *http;
 	struct websock *ws;

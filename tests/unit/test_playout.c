@@ -16,7 +16,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "media/g711.h"
 #include "media/media_internal.h"
+
+#include <sndfile.h>
 
 struct rig {
 	struct media_engine me;
@@ -285,6 +288,54 @@ static void test_goodbye_session_ended_first(void **state)
 	assert_int_equal(goodbye_ms, 0);
 }
 
+/* ---- recording ---- */
+
+static void test_recording_pairs_far_end_and_played_frames(void **state)
+{
+	struct rig *r = *state;
+	char dir[] = "/tmp/cp-playout-rec-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct recorder *rc = recorder_start(dir);
+	assert_non_null(rc);
+	snprintf(r->s.call_id, sizeof r->s.call_id, "call-rec");
+	r->s.rec = recording_open(rc, r->s.call_id);
+	jitter_init(&r->s.jb, 60);
+	/* a far end packet (PCMU, 160 x 0x21), then our frame (the agent's 160 x 0x42) */
+	uint8_t pkt[12 + FRAME_SAMPLES];
+	memset(pkt, 0, 12);
+	pkt[0] = 0x80;
+	pkt[3] = 7;                                  /* seq 7 */
+	pkt[11] = 1;                                 /* ssrc 1 */
+	memset(pkt + 12, 0x21, FRAME_SAMPLES);
+	struct sa src = r->s.remote;
+	rtp_input(&r->s, pkt, sizeof pkt, &src, media_now_ms(), cp_mono_us());
+	uint8_t frame[FRAME_SAMPLES];
+	memset(frame, 0x42, sizeof frame);
+	playout_push(&r->s, frame, sizeof frame);
+	rtp_send_frame(&r->s);
+	rtp_send_frame(&r->s);                       /* nothing from either side: silence */
+	recording_close(r->s.rec);
+	r->s.rec = NULL;
+	recorder_stop(rc);
+
+	char path[128];
+	snprintf(path, sizeof path, "%s/call-rec.wav", dir);
+	SF_INFO info = {0};
+	SNDFILE *sf = sf_open(path, SFM_READ, &info);
+	assert_non_null(sf);
+	assert_int_equal(info.frames, 2 * FRAME_SAMPLES);
+	short got[2 * 2 * FRAME_SAMPLES];
+	assert_int_equal(sf_readf_short(sf, got, 2 * FRAME_SAMPLES), 2 * FRAME_SAMPLES);
+	sf_close(sf);
+	for (int i = 0; i < 2 * FRAME_SAMPLES; i++) {
+		assert_int_equal(got[2 * i], i < FRAME_SAMPLES ? g711_ulaw_decode(0x21) : 0);
+		assert_int_equal(got[2 * i + 1], i < FRAME_SAMPLES ? g711_ulaw_decode(0x42)
+								   : g711_ulaw_decode(0xFF));
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -297,6 +348,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_goodbye_deadline_cuts_it_short, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_goodbye_with_nothing_to_say_is_over_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_goodbye_session_ended_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recording_pairs_far_end_and_played_frames, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

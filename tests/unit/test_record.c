@@ -1,0 +1,156 @@
+/*
+ * test_record.c - media/record.c: a recording is the far end on the left and what was played
+ * on the right, sample for sample, and a crash leaves a file that start-up repairs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "media/record.h"
+
+static int make_dir(void **state)
+{
+	char *dir = strdup("/tmp/cp-record-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	*state = dir;
+	return 0;
+}
+
+static int remove_dir(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", (char *)*state);
+	assert_int_equal(system(cmd), 0);
+	free(*state);
+	return 0;
+}
+
+static SNDFILE *open_wav(const char *dir, const char *name, SF_INFO *info)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	memset(info, 0, sizeof *info);
+	return sf_open(path, SFM_READ, info);
+}
+
+static void test_far_left_played_right(void **state)
+{
+	const char *dir = *state;
+	struct recorder *rc = recorder_start(dir);
+	assert_non_null(rc);
+	struct recording *r = recording_open(rc, "call-1");
+	assert_non_null(r);
+	int16_t far[160], played[160];
+	for (int f = 0; f < 50; f++) {               /* 1 s in 20 ms frames */
+		for (int i = 0; i < 160; i++) {
+			far[i] = (int16_t)(f * 160 + i);
+			played[i] = (int16_t)-(f * 160 + i);
+		}
+		recording_write(r, far, played, 160);
+	}
+	recording_close(r);
+	recorder_stop(rc);
+
+	SF_INFO info;
+	SNDFILE *sf = open_wav(dir, "call-1.wav", &info);
+	assert_non_null(sf);
+	assert_int_equal(info.samplerate, 8000);
+	assert_int_equal(info.channels, 2);
+	assert_int_equal(info.frames, 8000);
+	assert_int_equal(info.format, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+	static short all[16000];
+	assert_int_equal(sf_readf_short(sf, all, 8000), 8000);
+	for (int i = 0; i < 8000; i++) {
+		assert_int_equal(all[2 * i], i);
+		assert_int_equal(all[2 * i + 1], -i);
+	}
+	sf_close(sf);
+	struct stat st;
+	char part[512];
+	snprintf(part, sizeof part, "%s/call-1.wav.part", dir);
+	assert_int_equal(stat(part, &st), -1);       /* renamed when finished */
+}
+
+static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
+{
+	const char *dir = *state;
+	/* a writer that dies (no close) after a header update at 4000 frames and 1000 more */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char part[512];
+		snprintf(part, sizeof part, "%s/call-2.wav.part", dir);
+		SF_INFO info = {.samplerate = 8000, .channels = 2, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+		SNDFILE *sf = sf_open(part, SFM_WRITE, &info);
+		static short frames[2 * 5000];
+		for (int i = 0; i < 5000; i++)
+			frames[2 * i] = frames[2 * i + 1] = (short)i;
+		if (!sf || sf_writef_short(sf, frames, 4000) != 4000)
+			_exit(1);
+		sf_command(sf, SFC_UPDATE_HEADER_NOW, NULL, 0);
+		if (sf_writef_short(sf, frames + 8000, 1000) != 1000)
+			_exit(1);
+		_exit(0);                           /* killed: nothing closed */
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* and one a crash left before its first header: nothing to keep */
+	char empty[512];
+	snprintf(empty, sizeof empty, "%s/call-3.wav.part", dir);
+	FILE *f = fopen(empty, "w");
+	assert_non_null(f);
+	fclose(f);
+
+	assert_int_equal(recorder_repair(dir), 1);
+	SF_INFO info;
+	SNDFILE *sf = open_wav(dir, "call-2.wav", &info);
+	assert_non_null(sf);
+	assert_int_equal(info.channels, 2);
+	assert_int_equal(info.frames, 4000);         /* up to its last header update */
+	short first[2];
+	assert_int_equal(sf_readf_short(sf, first, 1), 1);
+	assert_int_equal(first[0], 0);
+	sf_close(sf);
+	struct stat st;
+	char path[512];
+	snprintf(path, sizeof path, "%s/call-2.wav.part", dir);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(stat(empty, &st), -1);
+	snprintf(path, sizeof path, "%s/call-3.wav", dir);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(recorder_repair(dir), 0);   /* nothing left to repair */
+}
+
+static void test_path_takes_plain_ids_only(void **state)
+{
+	(void)state;
+	char buf[64];
+	assert_int_equal(recording_path("/r", "0b0e-AZ9", buf, sizeof buf), 0);
+	assert_string_equal(buf, "/r/0b0e-AZ9.wav");
+	assert_int_equal(recording_path("/r", "../etc/passwd", buf, sizeof buf), -1);
+	assert_int_equal(recording_path("/r", "a/b", buf, sizeof buf), -1);
+	assert_int_equal(recording_path("/r", "", buf, sizeof buf), -1);
+	assert_int_equal(recording_path("/a-long-directory-name", "0123456789abcdef0123456789abcdef",
+					 buf, 32), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_far_left_played_right, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_crash_leaves_a_part_that_start_up_repairs, make_dir, remove_dir),
+		cmocka_unit_test(test_path_takes_plain_ids_only),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
