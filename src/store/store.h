@@ -2,7 +2,7 @@
  * store.h - the persistence boundary. All SQL in callplane lives behind this interface.
  *
  * A backend is one struct of callbacks (struct store_backend), the way Janus documents its
- * transports: SQLite (store_sqlite.c) is the embedded default; a PostgreSQL backend implements
+ * transports: SQLite (sqlite/) is the embedded default; a PostgreSQL backend implements
  * the same struct later. Callers use the store_*() wrappers below and never see SQL.
  *
  * Contract every backend keeps:

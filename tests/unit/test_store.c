@@ -363,8 +363,8 @@ static void test_agent_needs_tenant(void **state)
 static void test_missing_parent_is_not_found(void **state)
 {
 	/* A row whose parent does not exist is a missing reference, not "condition failed / unique
-	 * key taken" (STORE_CONFLICT in store.h); step_error() in store_sqlite.c maps a foreign-key
-	 * violation to STORE_NOT_FOUND. */
+	 * key taken" (STORE_CONFLICT in store.h); sq_step_error() in store/sqlite/pool.c maps a
+	 * foreign-key violation to STORE_NOT_FOUND. */
 	struct fx *f = *state;
 	const char *ghost = "00000000-0000-4000-8000-000000000000";
 	assert_int_equal(new_agent(f->st, ghost, "ghost", "+15550007777", 0, NULL), STORE_NOT_FOUND);

@@ -1,0 +1,176 @@
+/*
+ * batch.c - how the SQLite backend writes: the writer lock, the transactions of the calls
+ * path, and the group-commit batch.
+ *
+ * Design:
+ *   - Writes inside this process are serialised by write_mu instead of SQLite's busy handler:
+ *     the busy handler sleeps and retries, which adds milliseconds of latency under contention,
+ *     while a mutex hands over in microseconds.
+ *   - A write of a call runs inside the call cache's bracket (call_cache.h), so a reader never
+ *     caches a row older than one it could already have seen.
+ *   - A batch (group commit): the thread that opened it owns one connection, one open
+ *     transaction and write_mu until batch_end(); its operations reuse them. Many transitions
+ *     then share one COMMIT, i.e. one fsync. A step that fails half-way (its UPDATE applied, its
+ *     event not) marks the batch failed, and batch_end() rolls the whole batch back: the caller
+ *     re-applies its steps one by one. (Cheaper than a savepoint around every step, on the hot
+ *     path.) The cache brackets the batch opened end after its COMMIT or ROLLBACK, before any
+ *     reply about its rows goes out.
+ */
+#include "sqlite_internal.h"
+#include "core/log.h"
+
+const struct sql sq_begin = {S_BEGIN, "BEGIN IMMEDIATE"};
+const struct sql sq_commit = {S_COMMIT, "COMMIT"};
+const struct sql sq_rollback = {S_ROLLBACK, "ROLLBACK"};
+
+static __thread struct {
+	struct sqlite_store *s;
+	struct conn *c;
+	bool failed;    /* a step failed half-way: the batch must not commit */
+	/* call cache writes the batch has open, per stripe: ended once the batch has ended */
+	unsigned open[CALL_CACHE_STRIPES];
+} tl_batch;
+
+bool sq_in_batch(struct sqlite_store *s)
+{
+	return tl_batch.s == s;
+}
+
+struct conn *sq_batch_conn(struct sqlite_store *s)
+{
+	return sq_in_batch(s) ? tl_batch.c : NULL;
+}
+
+void sq_write_lock(struct sqlite_store *s)
+{
+	if (!sq_in_batch(s))
+		pthread_mutex_lock(&s->write_mu);
+}
+
+void sq_write_unlock(struct sqlite_store *s)
+{
+	if (!sq_in_batch(s))
+		pthread_mutex_unlock(&s->write_mu);
+}
+
+int sq_call_write_begin(struct sqlite_store *s, const char *id)
+{
+	if (!s->calls)
+		return -1;
+	unsigned stripe = call_cache_write_begin(s->calls, id);
+	if (sq_in_batch(s))
+		tl_batch.open[stripe]++;
+	return (int)stripe;
+}
+
+void sq_call_write_end(struct sqlite_store *s, int stripe)
+{
+	if (stripe >= 0 && !sq_in_batch(s))
+		call_cache_write_end(s->calls, (unsigned)stripe, 1);
+}
+
+int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id, bool multi,
+		  struct call_write *w)
+{
+	bool tx = multi && !sq_in_batch(s);
+	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
+	sqlite3_stmt *begin = tx ? sq_stmt(c, &sq_begin) : NULL;
+	w->commit = tx ? sq_stmt(c, &sq_commit) : NULL;
+	w->rollback = tx ? sq_stmt(c, &sq_rollback) : NULL;
+	w->stripe = -1;
+	if (tx && (!begin || !w->commit || !w->rollback)) {
+		w->commit = w->rollback = NULL;
+		return STORE_ERROR;
+	}
+	sq_write_lock(s);
+	if (bracket_id)
+		w->stripe = sq_call_write_begin(s, bracket_id);
+	if (tx) {
+		int r = sqlite3_step(begin);
+		sqlite3_reset(begin);
+		if (r != SQLITE_DONE) {
+			w->commit = w->rollback = NULL;
+			sq_call_write_end(s, w->stripe);
+			sq_write_unlock(s);
+			return sq_step_error(c, SQLITE_ERROR);
+		}
+	}
+	return STORE_OK;
+}
+
+/* Commits our transaction (rolls it back unless rc is STORE_OK, or the COMMIT fails), marks
+ * a batch whose step failed, ends the cache bracket and unlocks. */
+int sq_write_close(struct sqlite_store *s, struct conn *c, struct call_write *w, int rc)
+{
+	if (w->commit) {
+		if (rc == STORE_OK && sqlite3_step(w->commit) != SQLITE_DONE)
+			rc = sq_step_error(c, SQLITE_ERROR);
+		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+			sqlite3_step(w->rollback);
+		sqlite3_reset(w->commit);
+		sqlite3_reset(w->rollback);
+	}
+	if (sq_in_batch(s) && rc == STORE_ERROR)
+		tl_batch.failed = true;
+	sq_call_write_end(s, w->stripe);
+	sq_write_unlock(s);
+	return rc;
+}
+
+int sqlite_batch_begin(void *ctx)
+{
+	struct sqlite_store *s = ctx;
+	if (sq_in_batch(s))
+		return STORE_ERROR;
+	struct conn *c = sq_conn_get(s);
+	if (!c)
+		return STORE_ERROR;
+	sqlite3_stmt *begin = sq_stmt(c, &sq_begin);
+	pthread_mutex_lock(&s->write_mu);
+	if (!begin || sqlite3_step(begin) != SQLITE_DONE) {
+		if (begin)
+			sqlite3_reset(begin);
+		pthread_mutex_unlock(&s->write_mu);
+		int rc = sq_step_error(c, SQLITE_ERROR);   /* reads c->db: before the put */
+		sq_conn_put(s, c);
+		return rc;
+	}
+	sqlite3_reset(begin);
+	tl_batch.s = s;
+	tl_batch.c = c;
+	return STORE_OK;
+}
+
+int sqlite_batch_end(void *ctx, bool commit)
+{
+	struct sqlite_store *s = ctx;
+	if (!sq_in_batch(s))
+		return STORE_ERROR;
+	struct conn *c = tl_batch.c;
+	bool failed = tl_batch.failed;
+	if (failed)
+		commit = false;
+	sqlite3_stmt *st = sq_stmt(c, commit ? &sq_commit : &sq_rollback);
+	int rc = st && sqlite3_step(st) == SQLITE_DONE && !failed ? STORE_OK : STORE_ERROR;
+	if (st)
+		sqlite3_reset(st);
+	if (rc != STORE_OK) {
+		log_msg(LOG_ERROR, "store_error", "batch %s: %s", commit ? "commit" : "rollback",
+			sqlite3_errmsg(c->db));
+		if (!sqlite3_get_autocommit(c->db))
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	/* committed or rolled back: either way the rows touched may no longer be what a reader
+	 * cached, and no reply about them has gone out yet */
+	for (unsigned i = 0; i < CALL_CACHE_STRIPES; i++) {
+		if (tl_batch.open[i])
+			call_cache_write_end(s->calls, i, tl_batch.open[i]);
+		tl_batch.open[i] = 0;
+	}
+	tl_batch.s = NULL;
+	tl_batch.c = NULL;
+	tl_batch.failed = false;
+	pthread_mutex_unlock(&s->write_mu);
+	sq_conn_put(s, c);
+	return rc;
+}

@@ -1,0 +1,87 @@
+/*
+ * keys.c - API keys in the SQLite backend.
+ *
+ * Design:
+ *   - A key is stored by the SHA-256 of its secret; the secret itself never reaches the
+ *     database. Authentication looks a key up by that hash on every request, so a server
+ *     answers from its key cache (key_cache.h) and reads SQL only on a miss.
+ *   - Revocation is a write by the admin CLI, usually another process: after it commits, the
+ *     key epoch is bumped so that every running server drops its cached keys.
+ */
+#include "sqlite_internal.h"
+#include "core/log.h"
+
+#include <string.h>
+
+static const struct sql q_key_create = {S_KEY_CREATE,
+	"INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
+	" rate_limit) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, NULLIF(?7, 0))"};
+static const struct sql q_key_by_hash = {S_KEY_BY_HASH,
+	"SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+	" rate_limit FROM api_keys WHERE hash = ?1"};
+static const struct sql q_key_list = {S_KEY_LIST,
+	"SELECT id, tenant_id, number, prefix, created_at, revoked_at, rate_limit"
+	" FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+static const struct sql q_key_revoke = {S_KEY_REVOKE,
+	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
+
+int sqlite_key_create(void *ctx, const struct api_key *k)
+{
+	return sq_write_one(ctx, &q_key_create, "sssssIi", k->id, k->tenant_id, k->number, k->hash,
+			    k->prefix, k->created_at, (int)k->rate_limit);
+}
+
+int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
+{
+	struct sqlite_store *cs = ctx;
+	uint64_t ticket = 0;
+	if (cs->keys) {
+		if (key_cache_get(cs->keys, hash, out))
+			return STORE_OK;
+		ticket = key_cache_ticket(cs->keys);
+	}
+	WITH_CONN(s, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_key_by_hash);
+	int rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, hash);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			memset(out, 0, sizeof *out);
+			sq_copy_col(st, 0, out->id, sizeof out->id);
+			sq_copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
+			sq_copy_col(st, 2, out->number, sizeof out->number);
+			sq_copy_col(st, 3, out->hash, sizeof out->hash);
+			sq_copy_col(st, 4, out->prefix, sizeof out->prefix);
+			out->created_at = sqlite3_column_int64(st, 5);
+			out->revoked_at = sqlite3_column_int64(st, 6);
+			out->rate_limit = (unsigned)sqlite3_column_int(st, 7);
+			rc = STORE_OK;
+			if (s->keys)
+				key_cache_fill(s->keys, ticket, out);
+		} else {
+			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : sq_step_error(c, r);
+		}
+		sqlite3_reset(st);
+	}
+	sq_conn_put(s, c);
+	return rc;
+}
+
+int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
+{
+	static const char *const names[] = {"id", "tenant_id", "number", "prefix",
+					    "created_at", "revoked_at", "rate_limit", NULL};
+	return sq_list_all(ctx, &q_key_list, names, out, "s", tenant_id);
+}
+
+int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
+{
+	struct sqlite_store *s = ctx;
+	int rc = sq_write_one(ctx, &q_key_revoke, "sI", id, now);
+	/* committed: now tell every server's key cache (key_cache.h) */
+	if (rc == STORE_OK && key_epoch_bump(s->path))
+		log_msg(LOG_WARN, "store_error", "key %s revoked, but a running server may accept it"
+			" for up to %d s more", id, KEY_CACHE_TTL_MS / 1000);
+	return rc;
+}

@@ -1,0 +1,264 @@
+/*
+ * pool.c - connections and statements of the SQLite backend.
+ *
+ * Design:
+ *   - A small pool of connections, one borrowed per operation, each with its own cache of
+ *     prepared statements. WAL lets readers run in parallel with the single writer, so reads
+ *     (GET /v1/calls/{id}) never wait on ends. A connection is opened on demand when the pool
+ *     is empty; up to 64 are kept, any beyond are closed when given back.
+ *   - synchronous=FULL by default: in WAL mode each commit is fsync'd before the call returns,
+ *     so a call reported ended stays ended after a crash or power loss. NORMAL survives a process
+ *     crash (kill -9) but may lose the last commits on power loss; it is offered for measurement.
+ *   - busy_timeout covers writers of other processes (the admin CLI writes to the same file
+ *     while the server runs); this process's own writers queue on the writer lock (batch.c).
+ *   - Statements are static text (struct sql) bound by position, prepared once per connection
+ *     with SQLITE_PREPARE_PERSISTENT. sq_run_bound() binds from a type string so that a simple
+ *     operation is one line of intent in its concern file.
+ */
+#include "sqlite_internal.h"
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sq_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_msg(LOG_ERROR, "store_error", "%s: %s", sql, err ? err : sqlite3_errmsg(db));
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static struct conn *conn_open(struct sqlite_store *s)
+{
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(s->path, &c->db, flags, NULL) != SQLITE_OK) {
+		log_msg(LOG_ERROR, "store_error", "cannot open %s: %s", s->path,
+			c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		sqlite3_close(c->db);
+		free(c);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(c->db, 1);   /* tell a foreign-key miss from a unique clash */
+	sqlite3_busy_timeout(c->db, 10000);
+	char pragmas[256];
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+		 s->sync_full ? "FULL" : "NORMAL");
+	if (sq_exec(c->db, pragmas)) {
+		sqlite3_close(c->db);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void sq_conn_close(struct conn *c)
+{
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmt[i]);
+	sqlite3_close(c->db);
+	free(c);
+}
+
+struct conn *sq_conn_get(struct sqlite_store *s)
+{
+	struct conn *c = sq_batch_conn(s);
+	if (c)
+		return c;
+	pthread_mutex_lock(&s->pool_mu);
+	c = s->free_list;
+	if (c) {
+		s->free_list = c->next;
+		pthread_mutex_unlock(&s->pool_mu);
+		return c;
+	}
+	pthread_mutex_unlock(&s->pool_mu);
+	c = conn_open(s);
+	if (!c)
+		return NULL;
+	pthread_mutex_lock(&s->pool_mu);
+	if (s->n_all < (int)(sizeof s->all / sizeof s->all[0])) {
+		s->all[s->n_all++] = c;
+	} else {  /* more concurrent users than we keep: this one is closed on put */
+		c->next = (struct conn *)-1;
+	}
+	pthread_mutex_unlock(&s->pool_mu);
+	return c;
+}
+
+void sq_conn_put(struct sqlite_store *s, struct conn *c)
+{
+	if (c == sq_batch_conn(s))
+		return;
+	if (c->next == (struct conn *)-1) {
+		sq_conn_close(c);
+		return;
+	}
+	pthread_mutex_lock(&s->pool_mu);
+	c->next = s->free_list;
+	s->free_list = c;
+	pthread_mutex_unlock(&s->pool_mu);
+}
+
+sqlite3_stmt *sq_stmt(struct conn *c, const struct sql *q)
+{
+	if (!c->stmt[q->id]) {
+		if (sqlite3_prepare_v3(c->db, q->text, -1, SQLITE_PREPARE_PERSISTENT,
+				       &c->stmt[q->id], NULL) != SQLITE_OK) {
+			log_msg(LOG_ERROR, "store_error", "prepare %d: %s", q->id,
+				sqlite3_errmsg(c->db));
+			return NULL;
+		}
+	}
+	sqlite3_reset(c->stmt[q->id]);
+	sqlite3_clear_bindings(c->stmt[q->id]);
+	return c->stmt[q->id];
+}
+
+void sq_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+void sq_bind_opt_text(sqlite3_stmt *st, int i, const char *v)
+{
+	sq_bind_text(st, i, v && *v ? v : NULL);
+}
+
+void sq_bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v)
+		sqlite3_bind_int64(st, i, v);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* As snprintf would, without its cost: a call row has eight of these. */
+void sq_copy_col(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(dst, t, n);
+	dst[n] = '\0';
+}
+
+int sq_step_error(struct conn *c, int rc)
+{
+	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+		return rc == SQLITE_CONSTRAINT_FOREIGNKEY ? STORE_NOT_FOUND : STORE_CONFLICT;
+	}
+	log_msg(LOG_ERROR, "store_error", "step: %s", sqlite3_errmsg(c->db));
+	return STORE_ERROR;
+}
+
+int sq_run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st)
+{
+	sq_write_lock(s);
+	int rc = sqlite3_step(st);
+	int changes = sqlite3_changes(c->db);
+	sqlite3_reset(st);
+	sq_write_unlock(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return sq_step_error(c, rc);
+	return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
+{
+	for (int i = 0; types[i]; i++) {
+		switch (types[i]) {
+		case 's':
+			sq_bind_text(st, i + 1, va_arg(ap, const char *));
+			break;
+		case 'o':
+			sq_bind_opt_text(st, i + 1, va_arg(ap, const char *));
+			break;
+		case 'i':
+			sqlite3_bind_int(st, i + 1, va_arg(ap, int));
+			break;
+		case 'I':
+			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+			break;
+		}
+	}
+}
+
+static json_t *time_json(int64_t ms)
+{
+	char buf[CP_RFC3339_LEN + 1];
+	if (!ms)
+		return json_null();
+	cp_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+static json_t *col_json(sqlite3_stmt *st, int col, bool is_time)
+{
+	switch (sqlite3_column_type(st, col)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER:
+		return is_time ? time_json(sqlite3_column_int64(st, col))
+			       : json_integer(sqlite3_column_int64(st, col));
+	default:
+		return json_string((const char *)sqlite3_column_text(st, col));
+	}
+}
+
+/* Runs a listing statement and turns each row into an object with the given column names;
+ * names ending in "_at" are rendered as timestamps. */
+static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names, json_t **out)
+{
+	json_t *arr = json_array();
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		for (int i = 0; names[i]; i++) {
+			size_t n = strlen(names[i]);
+			bool is_time = n > 3 && !strcmp(names[i] + n - 3, "_at");
+			json_object_set_new(o, names[i], col_json(st, i, is_time));
+		}
+		json_array_append_new(arr, o);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		json_decref(arr);
+		return sq_step_error(c, r);
+	}
+	*out = arr;
+	return STORE_OK;
+}
+
+int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const *names,
+		 json_t **out, const char *types, ...)
+{
+	struct conn *c = sq_conn_get(s);
+	if (!c)
+		return STORE_ERROR;
+	sqlite3_stmt *st = sq_stmt(c, q);
+	int rc = STORE_ERROR;
+	if (st) {
+		va_list ap;
+		va_start(ap, types);
+		bind_args(st, types, ap);
+		va_end(ap);
+		rc = names ? list_rows(c, st, names, out) : sq_run_write(s, c, st);
+	}
+	sq_conn_put(s, c);
+	return rc;
+}

@@ -1,0 +1,234 @@
+/*
+ * sqlite_internal.h - what the files of the SQLite backend share; nothing outside
+ * src/store/sqlite/ includes it.
+ *
+ * The backend is one file per concern, as libre's sipsess/ is:
+ *   pool.c         connections, prepared statements, binding and stepping helpers
+ *   batch.c        the writer lock, transactions of the calls path, the group-commit batch
+ *   open.c         opening and closing: schema migrations, the server lock, the callback table
+ *   tenants.c      tenants and agents
+ *   keys.c         API keys (with the key cache)
+ *   calls.c        call rows (with the call cache)
+ *   outbox.c       outbox events, webhooks and their deliveries, the live event stream
+ *   idempotency.c  idempotent request records
+ *
+ * Each concern file keeps its own SQL next to the code that runs it (struct sql); the
+ * statement ids below only number the slots of each connection's statement cache.
+ * Helpers shared across files carry the sq_ prefix; the backend's callbacks the sqlite_ one.
+ */
+#ifndef CP_SQLITE_INTERNAL_H
+#define CP_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "store/call_cache.h"
+#include "store/key_cache.h"
+#include "store/store.h"
+
+/* The slot of each statement in a connection's cache, grouped by the file that owns it. */
+enum stmt_id {
+	/* batch.c */
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	/* tenants.c */
+	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
+	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
+	/* keys.c */
+	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
+	/* calls.c */
+	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE,
+	S_CALL_LIST, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
+	S_CALL_ACTIVE,
+	/* idempotency.c */
+	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
+	/* outbox.c */
+	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
+	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
+	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
+	S_COUNT
+};
+
+/* A statement: its cache slot and its text. One static instance per statement, in the file
+ * that runs it. */
+struct sql {
+	enum stmt_id id;
+	const char *text;
+};
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT];
+	struct conn *next;
+};
+
+struct sqlite_store {
+	char *path;
+	bool sync_full;
+	pthread_mutex_t pool_mu;
+	struct conn *free_list;
+	struct conn *all[64];           /* every connection ever opened, for close */
+	int n_all;
+	pthread_mutex_t write_mu;       /* serialises this process's writers; see pool.c */
+	/* Server mode only (store_options.server): this process is the only writer of calls,
+	 * which is what makes a cache of call rows coherent. NULL otherwise. */
+	struct call_cache *calls;
+	struct key_cache *keys;
+};
+
+/* ---- pool.c ------------------------------------------------------------------------------ */
+
+/* Runs SQL text without results; logs and returns -1 on failure. */
+int sq_exec(sqlite3 *db, const char *sql);
+
+/* Borrows a connection (the batch's own inside a batch); NULL if none could be opened.
+ * sq_conn_put() gives it back. */
+struct conn *sq_conn_get(struct sqlite_store *s);
+void sq_conn_put(struct sqlite_store *s, struct conn *c);
+void sq_conn_close(struct conn *c);
+
+/* The statement q on c, prepared once per connection, reset and cleared; NULL (logged) if it
+ * cannot be prepared. c keeps it. */
+sqlite3_stmt *sq_stmt(struct conn *c, const struct sql *q);
+
+/* Text binds copy v; NULL binds null, and so does "" for the _opt_ forms, as 0 does for
+ * sq_bind_opt_int. */
+void sq_bind_text(sqlite3_stmt *st, int i, const char *v);
+void sq_bind_opt_text(sqlite3_stmt *st, int i, const char *v);
+void sq_bind_opt_int(sqlite3_stmt *st, int i, int64_t v);
+
+/* A text column into dst[size], cut to fit. */
+void sq_copy_col(sqlite3_stmt *st, int col, char *dst, size_t size);
+
+/* The store result of a failed step (rc): a constraint is CONFLICT (NOT_FOUND for a foreign
+ * key that names no row); anything else is logged and is STORE_ERROR. */
+int sq_step_error(struct conn *c, int rc);
+
+/* Runs a write statement to completion under the writer lock: STORE_OK if it changed a row,
+ * else STORE_NOT_FOUND, or the step's error. */
+int sq_run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st);
+
+/* One statement with its arguments bound by a type string: 's' text (NULL: null), 'o'
+ * optional text ("": null), 'i' int, 'I' int64. names NULL: a write (as sq_run_write). names
+ * set: a listing; *out receives an array of objects, one per row, keyed by names (NULL
+ * terminated); names ending in "_at" are rendered as RFC 3339 timestamps. */
+int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const *names,
+		 json_t **out, const char *types, ...);
+
+#define sq_write_one(s, q, ...) sq_run_bound(s, q, NULL, NULL, __VA_ARGS__)
+#define sq_list_all(s, q, names, out, ...) sq_run_bound(s, q, names, out, __VA_ARGS__)
+
+/* Borrows a connection for the body of a callback whose store context is ctx. */
+#define WITH_CONN(s, c)                                   \
+	struct sqlite_store *s = ctx;                     \
+	struct conn *c = sq_conn_get(s);                  \
+	if (!c)                                           \
+		return STORE_ERROR;
+
+/* ---- batch.c ----------------------------------------------------------------------------- */
+
+extern const struct sql sq_begin, sq_commit, sq_rollback;
+
+/* Whether the calling thread has a batch of s open; its connection (NULL if none). */
+bool sq_in_batch(struct sqlite_store *s);
+struct conn *sq_batch_conn(struct sqlite_store *s);
+
+/* The writer lock; a no-op inside a batch, which holds it throughout. */
+void sq_write_lock(struct sqlite_store *s);
+void sq_write_unlock(struct sqlite_store *s);
+
+/* The call cache's write bracket around the write of one call (call_cache.h): begin returns
+ * the stripe to end (-1: no cache); end ends it at once outside a batch, after the batch's
+ * COMMIT inside one. */
+int sq_call_write_begin(struct sqlite_store *s, const char *id);
+void sq_call_write_end(struct sqlite_store *s, int stripe);
+
+/* A write to the calls path: the writer lock, the call cache's bracket around the write of
+ * one call (bracket_id; NULL for a write that leaves the row as it is), and a transaction of
+ * our own when the write is more than one statement (multi) and no batch's transaction is
+ * open (in a batch, the batch is the transaction). sq_write_open() before the statements,
+ * sq_write_close() after, with their result; it returns the final one. */
+struct call_write {
+	sqlite3_stmt *commit, *rollback;     /* non-NULL: BEGIN was ours */
+	int stripe;                          /* the cache bracket to end, -1 none */
+};
+
+int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id, bool multi,
+		  struct call_write *w);
+int sq_write_close(struct sqlite_store *s, struct conn *c, struct call_write *w, int rc);
+
+int sqlite_batch_begin(void *ctx);
+int sqlite_batch_end(void *ctx, bool commit);
+
+/* ---- open.c ------------------------------------------------------------------------------ */
+
+int sqlite_open(const char *location, const struct store_options *opt, void **ctx);
+void sqlite_close(void *ctx);
+
+/* ---- tenants.c --------------------------------------------------------------------------- */
+
+int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now);
+int sqlite_tenant_exists(void *ctx, const char *id);
+int sqlite_tenant_list(void *ctx, json_t **out);
+int sqlite_agent_create(void *ctx, const struct agent *a);
+int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct agent *out);
+int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out);
+int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out);
+int sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
+
+/* ---- keys.c ------------------------------------------------------------------------------ */
+
+int sqlite_key_create(void *ctx, const struct api_key *k);
+int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out);
+int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out);
+int sqlite_key_revoke(void *ctx, const char *id, int64_t now);
+
+/* ---- calls.c ----------------------------------------------------------------------------- */
+
+int sqlite_call_insert(void *ctx, struct call *k);
+int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out);
+int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
+		     struct call **out, size_t *n);
+int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
+		       struct call *out, enum call_status *prev);
+int sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
+		      uint32_t status_mask, struct call *out);
+int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out);
+int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+
+/* ---- outbox.c ---------------------------------------------------------------------------- */
+
+/* Writes the outbox event of a step that just applied to call (inside its transaction): the
+ * event row and one pending delivery per matching webhook. extra: JSON object members put in
+ * the envelope before "data" ("" none; ours, already escaped). canonical_only: no delivery to
+ * webhooks of a vendor format (they have only transition events). */
+int sq_write_event(struct conn *c, const char *type, const struct call *call,
+		   const char *extra, bool canonical_only, int64_t now);
+
+int sqlite_webhook_create(void *ctx, const struct webhook *w);
+int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out);
+int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
+int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+			  struct delivery **out, size_t *n);
+int sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
+			   int http_status, const char *error, int64_t now);
+int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, int limit,
+			 json_t **out);
+int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
+			   int *count);
+int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
+			struct stored_event **out, size_t *n);
+int sqlite_events_last_seq(void *ctx, int64_t *out);
+
+/* ---- idempotency.c ----------------------------------------------------------------------- */
+
+int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key, const char *hash,
+		      int64_t now, int64_t expire_before, struct idem_record *existing);
+int sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key, unsigned status,
+			 const char *body);
+int sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key);
+int sqlite_idem_purge(void *ctx, int64_t expire_before);
+
+#endif
