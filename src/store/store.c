@@ -28,6 +28,19 @@ void store_close(struct store *st)
 	free(st);
 }
 
+int store_batch_begin(struct store *st, struct store *batch)
+{
+	if (!st->be->batch_begin)
+		return STORE_ERROR;
+	batch->be = st->be;
+	return st->be->batch_begin(st->ctx, &batch->ctx);
+}
+
+int store_batch_end(struct store *batch, bool commit)
+{
+	return batch->be->batch_end(batch->ctx, commit);
+}
+
 void call_list_free(struct call *calls, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

@@ -206,12 +206,15 @@ struct store_backend {
 	/* The newest event's sequence number (0 if none). */
 	int (*events_last_seq)(void *ctx, int64_t *out);
 
-	/* Group commit: until batch_end(), this thread's operations share one transaction, and
-	 * nothing is durable before batch_end(commit) returns STORE_OK. If a step failed half-way
+	/* Group commit: batch_begin() opens a batch and hands back *batch, a context for these
+	 * same callbacks. Operations through it share one transaction, and nothing of it is
+	 * durable before batch_end(batch, commit) returns STORE_OK. If a step failed half-way
 	 * the batch is rolled back and batch_end() says STORE_ERROR: re-apply the steps one by
-	 * one. Other threads' writes wait meanwhile. */
-	int (*batch_begin)(void *ctx);
-	int (*batch_end)(void *ctx, bool commit);
+	 * one. Writes through ctx wait meanwhile, so the batch's owner uses only the batch until
+	 * it ends it (a write of its own through ctx would wait for itself); batch_begin() on a
+	 * batch is STORE_ERROR. Use through store_batch_begin/end(). */
+	int (*batch_begin)(void *ctx, void **batch);
+	int (*batch_end)(void *batch, bool commit);
 };
 
 struct store {
@@ -226,6 +229,12 @@ extern const struct store_backend store_sqlite_backend;
 /* Opens the backend for a location (a file path: SQLite). NULL on failure (logged). */
 struct store *store_open(const char *location, const struct store_options *opt);
 void store_close(struct store *st);
+
+/* Opens a group commit on st (see batch_begin above): on STORE_OK, *batch is a store whose
+ * operations share one transaction until store_batch_end(batch) ends it, committed or rolled
+ * back. STORE_ERROR also when the backend has no batches: then use st itself. */
+int store_batch_begin(struct store *st, struct store *batch);
+int store_batch_end(struct store *batch, bool commit);
 
 void call_list_free(struct call *calls, size_t n);
 void delivery_list_free(struct delivery *d, size_t n);

@@ -8,9 +8,11 @@
  *     while a mutex hands over in microseconds.
  *   - A write of a call runs inside the call cache's bracket (call_cache.h), so a reader never
  *     caches a row older than one it could already have seen.
- *   - A batch (group commit): the thread that opened it owns one connection, one open
- *     transaction and write_mu until batch_end(); its operations reuse them. Many transitions
- *     then share one COMMIT, i.e. one fsync. A step that fails half-way (its UPDATE applied, its
+ *   - A batch (group commit) is an object, struct sqlite_batch, with a handle of its own:
+ *     from batch_begin() to batch_end() it holds one connection, one open transaction and
+ *     write_mu, and the operations made through its handle reuse them. Many transitions then
+ *     share one COMMIT, i.e. one fsync. As the batch holds write_mu, one batch at a time
+ *     exists, and the store keeps it (sqlite_store.batch). A step that fails half-way (its UPDATE applied, its
  *     event not) marks the batch failed, and batch_end() rolls the whole batch back: the caller
  *     re-applies its steps one by one. (Cheaper than a savepoint around every step, on the hot
  *     path.) The cache brackets the batch opened end after its COMMIT or ROLLBACK, before any
@@ -23,56 +25,38 @@ const struct sql sq_begin = {S_BEGIN, "BEGIN IMMEDIATE"};
 const struct sql sq_commit = {S_COMMIT, "COMMIT"};
 const struct sql sq_rollback = {S_ROLLBACK, "ROLLBACK"};
 
-static __thread struct {
-	struct sqlite_store *s;
-	struct conn *c;
-	bool failed;    /* a step failed half-way: the batch must not commit */
-	/* call cache writes the batch has open, per stripe: ended once the batch has ended */
-	unsigned open[CALL_CACHE_STRIPES];
-} tl_batch;
-
-bool sq_in_batch(struct sqlite_store *s)
+void sq_write_lock(struct sqlite_handle *h)
 {
-	return tl_batch.s == s;
+	if (!h->batch)
+		pthread_mutex_lock(&h->s->write_mu);
 }
 
-struct conn *sq_batch_conn(struct sqlite_store *s)
+void sq_write_unlock(struct sqlite_handle *h)
 {
-	return sq_in_batch(s) ? tl_batch.c : NULL;
+	if (!h->batch)
+		pthread_mutex_unlock(&h->s->write_mu);
 }
 
-void sq_write_lock(struct sqlite_store *s)
+int sq_call_write_begin(struct sqlite_handle *h, const char *id)
 {
-	if (!sq_in_batch(s))
-		pthread_mutex_lock(&s->write_mu);
-}
-
-void sq_write_unlock(struct sqlite_store *s)
-{
-	if (!sq_in_batch(s))
-		pthread_mutex_unlock(&s->write_mu);
-}
-
-int sq_call_write_begin(struct sqlite_store *s, const char *id)
-{
-	if (!s->calls)
+	if (!h->s->calls)
 		return -1;
-	unsigned stripe = call_cache_write_begin(s->calls, id);
-	if (sq_in_batch(s))
-		tl_batch.open[stripe]++;
+	unsigned stripe = call_cache_write_begin(h->s->calls, id);
+	if (h->batch)
+		h->batch->open[stripe]++;
 	return (int)stripe;
 }
 
-void sq_call_write_end(struct sqlite_store *s, int stripe)
+void sq_call_write_end(struct sqlite_handle *h, int stripe)
 {
-	if (stripe >= 0 && !sq_in_batch(s))
-		call_cache_write_end(s->calls, (unsigned)stripe, 1);
+	if (stripe >= 0 && !h->batch)
+		call_cache_write_end(h->s->calls, (unsigned)stripe, 1);
 }
 
-int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id, bool multi,
+int sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id, bool multi,
 		  struct call_write *w)
 {
-	bool tx = multi && !sq_in_batch(s);
+	bool tx = multi && !h->batch;
 	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
 	sqlite3_stmt *begin = tx ? sq_stmt(c, &sq_begin) : NULL;
 	w->commit = tx ? sq_stmt(c, &sq_commit) : NULL;
@@ -82,16 +66,16 @@ int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id
 		w->commit = w->rollback = NULL;
 		return STORE_ERROR;
 	}
-	sq_write_lock(s);
+	sq_write_lock(h);
 	if (bracket_id)
-		w->stripe = sq_call_write_begin(s, bracket_id);
+		w->stripe = sq_call_write_begin(h, bracket_id);
 	if (tx) {
 		int r = sqlite3_step(begin);
 		sqlite3_reset(begin);
 		if (r != SQLITE_DONE) {
 			w->commit = w->rollback = NULL;
-			sq_call_write_end(s, w->stripe);
-			sq_write_unlock(s);
+			sq_call_write_end(h, w->stripe);
+			sq_write_unlock(h);
 			return sq_step_error(c, SQLITE_ERROR);
 		}
 	}
@@ -100,7 +84,7 @@ int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id
 
 /* Commits our transaction (rolls it back unless rc is STORE_OK, or the COMMIT fails), marks
  * a batch whose step failed, ends the cache bracket and unlocks. */
-int sq_write_close(struct sqlite_store *s, struct conn *c, struct call_write *w, int rc)
+int sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w, int rc)
 {
 	if (w->commit) {
 		if (rc == STORE_OK && sqlite3_step(w->commit) != SQLITE_DONE)
@@ -110,19 +94,22 @@ int sq_write_close(struct sqlite_store *s, struct conn *c, struct call_write *w,
 		sqlite3_reset(w->commit);
 		sqlite3_reset(w->rollback);
 	}
-	if (sq_in_batch(s) && rc == STORE_ERROR)
-		tl_batch.failed = true;
-	sq_call_write_end(s, w->stripe);
-	sq_write_unlock(s);
+	if (h->batch && rc == STORE_ERROR)
+		h->batch->failed = true;
+	sq_call_write_end(h, w->stripe);
+	sq_write_unlock(h);
 	return rc;
 }
 
-int sqlite_batch_begin(void *ctx)
+/* ctx: the store's own handle (a batch cannot open another). The batch's connection comes
+ * from the pool and goes back to it in batch_end(). */
+int sqlite_batch_begin(void *ctx, void **batch)
 {
-	struct sqlite_store *s = ctx;
-	if (sq_in_batch(s))
+	struct sqlite_handle *h = ctx;
+	if (h->batch)
 		return STORE_ERROR;
-	struct conn *c = sq_conn_get(s);
+	struct sqlite_store *s = h->s;
+	struct conn *c = sq_conn_get(h);
 	if (!c)
 		return STORE_ERROR;
 	sqlite3_stmt *begin = sq_stmt(c, &sq_begin);
@@ -132,22 +119,25 @@ int sqlite_batch_begin(void *ctx)
 			sqlite3_reset(begin);
 		pthread_mutex_unlock(&s->write_mu);
 		int rc = sq_step_error(c, SQLITE_ERROR);   /* reads c->db: before the put */
-		sq_conn_put(s, c);
+		sq_conn_put(h, c);
 		return rc;
 	}
 	sqlite3_reset(begin);
-	tl_batch.s = s;
-	tl_batch.c = c;
+	s->batch.c = c;
+	s->batch.failed = false;
+	*batch = &s->batch.h;
 	return STORE_OK;
 }
 
-int sqlite_batch_end(void *ctx, bool commit)
+int sqlite_batch_end(void *batch, bool commit)
 {
-	struct sqlite_store *s = ctx;
-	if (!sq_in_batch(s))
+	struct sqlite_handle *h = batch;
+	struct sqlite_batch *b = h->batch;
+	if (!b)
 		return STORE_ERROR;
-	struct conn *c = tl_batch.c;
-	bool failed = tl_batch.failed;
+	struct sqlite_store *s = h->s;
+	struct conn *c = b->c;
+	bool failed = b->failed;
 	if (failed)
 		commit = false;
 	sqlite3_stmt *st = sq_stmt(c, commit ? &sq_commit : &sq_rollback);
@@ -163,14 +153,13 @@ int sqlite_batch_end(void *ctx, bool commit)
 	/* committed or rolled back: either way the rows touched may no longer be what a reader
 	 * cached, and no reply about them has gone out yet */
 	for (unsigned i = 0; i < CALL_CACHE_STRIPES; i++) {
-		if (tl_batch.open[i])
-			call_cache_write_end(s->calls, i, tl_batch.open[i]);
-		tl_batch.open[i] = 0;
+		if (b->open[i])
+			call_cache_write_end(s->calls, i, b->open[i]);
+		b->open[i] = 0;
 	}
-	tl_batch.s = NULL;
-	tl_batch.c = NULL;
-	tl_batch.failed = false;
+	b->c = NULL;
+	b->failed = false;
 	pthread_mutex_unlock(&s->write_mu);
-	sq_conn_put(s, c);
+	sq_conn_put(&s->self, c);
 	return rc;
 }

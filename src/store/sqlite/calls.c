@@ -127,7 +127,7 @@ static int step_one_call(struct conn *c, sqlite3_stmt *st, struct call *out)
 
 int sqlite_call_insert(void *ctx, struct call *k)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_insert);
 	int rc = STORE_ERROR;
 	if (st) {
@@ -147,11 +147,11 @@ int sqlite_call_insert(void *ctx, struct call *k)
 		sqlite3_bind_int64(st, 14, k->ended_at);
 		sq_bind_text(st, 15, k->metadata);
 		sq_bind_text(st, 16, k->stream_url);
-		rc = sq_run_write(s, c, st);
+		rc = sq_run_write(h, c, st);
 		if (rc == STORE_OK)
 			k->seq = sqlite3_last_insert_rowid(c->db);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -163,19 +163,19 @@ static bool in_scope(const struct scope *sc, const struct call *c, const char *n
 
 /* The cached path of call_get for a call id: STORE_OK with the row if it is in scope, else
  * STORE_NOT_FOUND, and the caller asks SQL (the id may be another call's provider id). A miss
- * reads the row by id and caches it. A batch's thread never uses the cache: it must see its own
+ * reads the row by id and caches it. A batch never uses the cache: it must see its own
  * uncommitted writes, and must not cache them. */
-static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct scope *sc,
+static int cached_call_get(struct call_cache *cache, struct conn *c, const struct scope *sc,
 			   const char *id, struct call *out)
 {
 	char number[CALL_CACHE_NUMBER_MAX + 1];
-	if (call_cache_get(s->calls, id, out, number)) {
+	if (call_cache_get(cache, id, out, number)) {
 		if (in_scope(sc, out, number))
 			return STORE_OK;
 		call_clear(out);
 		return STORE_NOT_FOUND;
 	}
-	uint64_t ticket = call_cache_ticket(s->calls, id);
+	uint64_t ticket = call_cache_ticket(cache, id);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_get_cacheable);
 	if (!st)
 		return STORE_ERROR;
@@ -186,7 +186,7 @@ static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct 
 	} else if (r == SQLITE_ROW) {
 		read_call(st, out);
 		sq_copy_col(st, CALL_COL_EXTRA, number, sizeof number);
-		call_cache_fill(s->calls, ticket, out, number);
+		call_cache_fill(cache, ticket, out, number);
 		rc = in_scope(sc, out, number) ? STORE_OK : STORE_NOT_FOUND;
 		if (rc != STORE_OK)
 			call_clear(out);
@@ -199,11 +199,11 @@ static int cached_call_get(struct sqlite_store *s, struct conn *c, const struct 
 
 int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out)
 {
-	WITH_CONN(s, c);
-	if (s->calls && !sq_in_batch(s) && strlen(id) == CP_UUID_LEN) {
-		int rc = cached_call_get(s, c, sc, id, out);
+	WITH_CONN(h, c);
+	if (h->s->calls && !h->batch && strlen(id) == CP_UUID_LEN) {
+		int rc = cached_call_get(h->s->calls, c, sc, id, out);
 		if (rc != STORE_NOT_FOUND) {
-			sq_conn_put(s, c);
+			sq_conn_put(h, c);
 			return rc;
 		}
 	}
@@ -217,7 +217,7 @@ int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct ca
 			sq_bind_text(st, 3, sc->number);
 		rc = step_one_call(c, st, out);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -234,7 +234,7 @@ static void status_set(uint32_t mask, char *buf, size_t size)
 int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
 		     struct call **out, size_t *n)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_list);
 	int rc = STORE_ERROR;
 	*out = NULL;
@@ -267,7 +267,7 @@ int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter
 	*n = count;
 	rc = STORE_OK;
 out:
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -285,7 +285,7 @@ static int current_row(struct conn *c, const char *id, struct call *out)
 int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
 		       struct call *out, enum call_status *prev)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	bool keep_provider = !u->provider_call_id || !*u->provider_call_id;
 	sqlite3_stmt *st = sq_stmt(c, keep_provider ? &q_call_update_keep_provider
 						   : &q_call_update);
@@ -307,7 +307,7 @@ int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
 
 	/* The step and its outbox event commit together or not at all: an event is never lost
 	 * (crash after the step) nor invented (crash before it). */
-	if ((rc = sq_write_open(s, c, id, u->event != NULL, &w)) != STORE_OK)
+	if ((rc = sq_write_open(h, c, id, u->event != NULL, &w)) != STORE_OK)
 		goto out;
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
@@ -322,27 +322,27 @@ int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
 	if (u->event && rc == STORE_OK)
 		rc = sq_write_event(c, u->event, &row, "", false,
 				    row.ended_at ? row.ended_at : cp_now_ms());
-	rc = sq_write_close(s, c, &w, rc);
+	rc = sq_write_close(h, c, &w, rc);
 	if (rc == STORE_OK && out)
 		call_move(out, &row);
 	else if (rc == STORE_NOT_FOUND)
 		rc = current_row(c, id, out);
 out:
 	call_clear(&row);
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
 		      uint32_t status_mask, struct call *out)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *get = sq_stmt(c, &q_call_get_raw);
 	struct call row = {0};
 	struct call_write w;
 	int rc = STORE_ERROR;
 	/* the read and the event share a transaction; the row does not change: no cache bracket */
-	if (!get || (rc = sq_write_open(s, c, NULL, true, &w)) != STORE_OK)
+	if (!get || (rc = sq_write_open(h, c, NULL, true, &w)) != STORE_OK)
 		goto out;
 	sq_bind_text(get, 1, id);
 	rc = step_one_call(c, get, &row);
@@ -350,38 +350,38 @@ int sqlite_call_event(void *ctx, const char *id, const char *type, const char *e
 		rc = STORE_CONFLICT;
 	if (rc == STORE_OK)
 		rc = sq_write_event(c, type, &row, extra, true, cp_now_ms());
-	rc = sq_write_close(s, c, &w, rc);
+	rc = sq_write_close(h, c, &w, rc);
 	if (out && (rc == STORE_OK || rc == STORE_CONFLICT))
 		call_move(out, &row);
 out:
 	call_clear(&row);
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_redact);
 	int rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
 		sqlite3_bind_int64(st, 2, now);
-		sq_write_lock(s);
-		int stripe = sq_call_write_begin(s, id);
+		sq_write_lock(h);
+		int stripe = sq_call_write_begin(h, id);
 		rc = step_one_call(c, st, out);
-		sq_call_write_end(s, stripe);
-		sq_write_unlock(s);
+		sq_call_write_end(h, stripe);
+		sq_write_unlock(h);
 		if (rc == STORE_NOT_FOUND)
 			rc = current_row(c, id, out);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_active);
 	int rc = STORE_ERROR;
 	*ids = NULL;
@@ -406,6 +406,6 @@ int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n)
 			rc = sq_step_error(c, r);
 		sqlite3_reset(st);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }

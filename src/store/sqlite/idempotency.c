@@ -33,16 +33,16 @@ int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
 		      const char *hash, int64_t now, int64_t expire_before,
 		      struct idem_record *existing)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	int rc = STORE_ERROR;
 	sqlite3_stmt *begin = sq_stmt(c, &sq_begin), *expire = sq_stmt(c, &q_idem_expire),
 		     *ins = sq_stmt(c, &q_idem_insert), *get = sq_stmt(c, &q_idem_get),
 		     *commit = sq_stmt(c, &sq_commit), *rollback = sq_stmt(c, &sq_rollback);
 	if (!begin || !expire || !ins || !get || !commit || !rollback) {
-		sq_conn_put(s, c);
+		sq_conn_put(h, c);
 		return STORE_ERROR;
 	}
-	sq_write_lock(s);
+	sq_write_lock(h);
 	if (sqlite3_step(begin) != SQLITE_DONE)
 		goto fail;
 	sq_bind_text(expire, 1, key_id);
@@ -89,8 +89,8 @@ done:
 	sqlite3_reset(ins);
 	sqlite3_reset(commit);
 	sqlite3_reset(rollback);
-	sq_write_unlock(s);
-	sq_conn_put(s, c);
+	sq_write_unlock(h);
+	sq_conn_put(h, c);
 	return rc;
 }
 

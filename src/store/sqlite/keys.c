@@ -33,14 +33,14 @@ int sqlite_key_create(void *ctx, const struct api_key *k)
 
 int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 {
-	struct sqlite_store *cs = ctx;
+	struct key_cache *keys = ((struct sqlite_handle *)ctx)->s->keys;
 	uint64_t ticket = 0;
-	if (cs->keys) {
-		if (key_cache_get(cs->keys, hash, out))
+	if (keys) {
+		if (key_cache_get(keys, hash, out))
 			return STORE_OK;
-		ticket = key_cache_ticket(cs->keys);
+		ticket = key_cache_ticket(keys);
 	}
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_key_by_hash);
 	int rc = STORE_ERROR;
 	if (st) {
@@ -57,14 +57,14 @@ int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 			out->revoked_at = sqlite3_column_int64(st, 6);
 			out->rate_limit = (unsigned)sqlite3_column_int(st, 7);
 			rc = STORE_OK;
-			if (s->keys)
-				key_cache_fill(s->keys, ticket, out);
+			if (keys)
+				key_cache_fill(keys, ticket, out);
 		} else {
 			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : sq_step_error(c, r);
 		}
 		sqlite3_reset(st);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -77,10 +77,10 @@ int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
 
 int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
 {
-	struct sqlite_store *s = ctx;
+	struct sqlite_handle *h = ctx;
 	int rc = sq_write_one(ctx, &q_key_revoke, "sI", id, now);
 	/* committed: now tell every server's key cache (key_cache.h) */
-	if (rc == STORE_OK && key_epoch_bump(s->path))
+	if (rc == STORE_OK && key_epoch_bump(h->s->path))
 		log_msg(LOG_WARN, "store_error", "key %s revoked, but a running server may accept it"
 			" for up to %d s more", id, KEY_CACHE_TTL_MS / 1000);
 	return rc;

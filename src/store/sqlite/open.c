@@ -109,9 +109,10 @@ static int migrate(struct conn *c)
 
 void sqlite_close(void *ctx)
 {
-	struct sqlite_store *s = ctx;
-	if (!s)
+	struct sqlite_handle *h = ctx;
+	if (!h)
 		return;
+	struct sqlite_store *s = h->s;
 	for (int i = 0; i < s->n_all; i++)
 		sq_conn_close(s->all[i]);
 	call_cache_destroy(s->calls);
@@ -161,24 +162,26 @@ int sqlite_open(const char *location, const struct store_options *opt, void **ct
 	struct sqlite_store *s = calloc(1, sizeof *s);
 	if (!s)
 		return STORE_ERROR;
+	s->self = (struct sqlite_handle){.s = s};
+	s->batch.h = (struct sqlite_handle){.s = s, .batch = &s->batch};
 	s->path = strdup(location);
 	s->sync_full = !opt || opt->sync_full;
 	pthread_mutex_init(&s->pool_mu, NULL);
 	pthread_mutex_init(&s->write_mu, NULL);
-	struct conn *c = sq_conn_get(s);
+	struct conn *c = sq_conn_get(&s->self);
 	if (!c || migrate(c)) {
 		if (c)
-			sq_conn_put(s, c);
+			sq_conn_put(&s->self, c);
 		log_msg(LOG_ERROR, "store_error", "cannot open or migrate %s", location);
 		sqlite_close(s);
 		return STORE_ERROR;
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(&s->self, c);
 	if (opt && opt->server && server_lock(s)) {
 		sqlite_close(s);
 		return STORE_ERROR;
 	}
-	*ctx = s;
+	*ctx = &s->self;
 	return STORE_OK;
 }
 

@@ -132,27 +132,27 @@ int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
 
 int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *del = sq_stmt(c, &q_webhook_delete), *drop = sq_stmt(c, &q_delivery_drop);
 	int rc = STORE_ERROR;
 	if (del && drop) {
 		sq_bind_text(del, 1, id);
 		sq_bind_text(del, 2, tenant_id);
-		rc = sq_run_write(s, c, del);
+		rc = sq_run_write(h, c, del);
 		if (rc == STORE_OK) {
 			sq_bind_text(drop, 1, id);
-			if (sq_run_write(s, c, drop) == STORE_ERROR)
+			if (sq_run_write(h, c, drop) == STORE_ERROR)
 				rc = STORE_ERROR;
 		}
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
 			  struct delivery **out, size_t *n)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *due = sq_stmt(c, &q_delivery_due), *lease = sq_stmt(c, &q_delivery_lease),
 		     *begin = sq_stmt(c, &sq_begin), *commit = sq_stmt(c, &sq_commit),
 		     *rollback = sq_stmt(c, &sq_rollback);
@@ -162,11 +162,11 @@ int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
 	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
 	if (!due || !lease || !begin || !commit || !rollback || !d || max < 1) {
 		free(d);
-		sq_conn_put(s, c);
+		sq_conn_put(h, c);
 		return STORE_ERROR;
 	}
 	size_t count = 0;
-	sq_write_lock(s);
+	sq_write_lock(h);
 	int r = sqlite3_step(begin);
 	sqlite3_reset(begin);
 	if (r != SQLITE_DONE)
@@ -203,7 +203,7 @@ int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
 		sqlite3_reset(rollback);
 	}
 done:
-	sq_write_unlock(s);
+	sq_write_unlock(h);
 	if (rc == STORE_OK) {
 		*out = d;
 		*n = count;
@@ -211,7 +211,7 @@ done:
 		log_msg(LOG_ERROR, "store_error", "delivery lease: %s", sqlite3_errmsg(c->db));
 		delivery_list_free(d, count);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -235,7 +235,7 @@ int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, i
 int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
 			   int *count)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_delivery_replay);
 	int rc = STORE_ERROR;
 	*count = 0;
@@ -243,21 +243,21 @@ int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t
 		sq_bind_text(st, 1, tenant_id);
 		sqlite3_bind_int64(st, 2, id);
 		sqlite3_bind_int64(st, 3, now);
-		sq_write_lock(s);
+		sq_write_lock(h);
 		int r = sqlite3_step(st);
 		*count = sqlite3_changes(c->db);
 		sqlite3_reset(st);
-		sq_write_unlock(s);
+		sq_write_unlock(h);
 		rc = r == SQLITE_DONE ? STORE_OK : sq_step_error(c, r);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
 			struct stored_event **out, size_t *n)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_events_since);
 	int rc = STORE_ERROR;
 	*out = NULL;
@@ -289,13 +289,13 @@ int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, in
 	} else {
 		free(ev);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_events_last_seq(void *ctx, int64_t *out)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_events_last);
 	int rc = STORE_ERROR;
 	if (st) {
@@ -304,6 +304,6 @@ int sqlite_events_last_seq(void *ctx, int64_t *out)
 		rc = r == SQLITE_ROW ? STORE_OK : sq_step_error(c, r);
 		sqlite3_reset(st);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }

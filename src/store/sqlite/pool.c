@@ -69,13 +69,13 @@ void sq_conn_close(struct conn *c)
 	free(c);
 }
 
-struct conn *sq_conn_get(struct sqlite_store *s)
+struct conn *sq_conn_get(struct sqlite_handle *h)
 {
-	struct conn *c = sq_batch_conn(s);
-	if (c)
-		return c;
+	if (h->batch)
+		return h->batch->c;
+	struct sqlite_store *s = h->s;
 	pthread_mutex_lock(&s->pool_mu);
-	c = s->free_list;
+	struct conn *c = s->free_list;
 	if (c) {
 		s->free_list = c->next;
 		pthread_mutex_unlock(&s->pool_mu);
@@ -95,9 +95,10 @@ struct conn *sq_conn_get(struct sqlite_store *s)
 	return c;
 }
 
-void sq_conn_put(struct sqlite_store *s, struct conn *c)
+void sq_conn_put(struct sqlite_handle *h, struct conn *c)
 {
-	if (c == sq_batch_conn(s))
+	struct sqlite_store *s = h->s;
+	if (h->batch && c == h->batch->c)
 		return;
 	if (c->next == (struct conn *)-1) {
 		sq_conn_close(c);
@@ -166,13 +167,13 @@ int sq_step_error(struct conn *c, int rc)
 	return STORE_ERROR;
 }
 
-int sq_run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st)
+int sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st)
 {
-	sq_write_lock(s);
+	sq_write_lock(h);
 	int rc = sqlite3_step(st);
 	int changes = sqlite3_changes(c->db);
 	sqlite3_reset(st);
-	sq_write_unlock(s);
+	sq_write_unlock(h);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return sq_step_error(c, rc);
 	return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
@@ -244,10 +245,10 @@ static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names,
 	return STORE_OK;
 }
 
-int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const *names,
+int sq_run_bound(struct sqlite_handle *h, const struct sql *q, const char *const *names,
 		 json_t **out, const char *types, ...)
 {
-	struct conn *c = sq_conn_get(s);
+	struct conn *c = sq_conn_get(h);
 	if (!c)
 		return STORE_ERROR;
 	sqlite3_stmt *st = sq_stmt(c, q);
@@ -257,8 +258,8 @@ int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const 
 		va_start(ap, types);
 		bind_args(st, types, ap);
 		va_end(ap);
-		rc = names ? list_rows(c, st, names, out) : sq_run_write(s, c, st);
+		rc = names ? list_rows(c, st, names, out) : sq_run_write(h, c, st);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }

@@ -64,14 +64,37 @@ struct conn {
 	struct conn *next;
 };
 
+struct sqlite_batch;
+
+/* What a callback's ctx points at: the store itself, or a batch open on it (batch.c). An
+ * operation through a batch's handle joins the batch's transaction; one through the store's
+ * own handle does not. */
+struct sqlite_handle {
+	struct sqlite_store *s;
+	struct sqlite_batch *batch;     /* NULL: the store's own handle */
+};
+
+/* The group-commit batch (batch.c): one connection, one open transaction and write_mu, from
+ * batch_begin() to batch_end(). */
+struct sqlite_batch {
+	struct sqlite_handle h;         /* the ctx batch_begin() hands out; h.batch is this */
+	struct conn *c;
+	bool failed;                    /* a step failed half-way: the batch must not commit */
+	/* call cache writes the batch has open, per stripe: ended once the batch has ended */
+	unsigned open[CALL_CACHE_STRIPES];
+};
+
 struct sqlite_store {
+	struct sqlite_handle self;      /* the ctx open() hands out: {this, NULL} */
 	char *path;
 	bool sync_full;
 	pthread_mutex_t pool_mu;
 	struct conn *free_list;
 	struct conn *all[64];           /* every connection ever opened, for close */
 	int n_all;
-	pthread_mutex_t write_mu;       /* serialises this process's writers; see pool.c */
+	pthread_mutex_t write_mu;       /* serialises this process's writers; see batch.c */
+	/* The one batch that can be open at a time, as it holds write_mu: write_mu guards it. */
+	struct sqlite_batch batch;
 	/* Server mode only (store_options.server): this process is the only writer of calls,
 	 * which is what makes a cache of call rows coherent. NULL otherwise. */
 	struct call_cache *calls;
@@ -83,10 +106,10 @@ struct sqlite_store {
 /* Runs SQL text without results; logs and returns -1 on failure. */
 int sq_exec(sqlite3 *db, const char *sql);
 
-/* Borrows a connection (the batch's own inside a batch); NULL if none could be opened.
- * sq_conn_put() gives it back. */
-struct conn *sq_conn_get(struct sqlite_store *s);
-void sq_conn_put(struct sqlite_store *s, struct conn *c);
+/* Borrows a connection for an operation through h (a batch's handle: the batch's own); NULL
+ * if none could be opened. sq_conn_put() gives it back. */
+struct conn *sq_conn_get(struct sqlite_handle *h);
+void sq_conn_put(struct sqlite_handle *h, struct conn *c);
 void sq_conn_close(struct conn *c);
 
 /* The statement q on c, prepared once per connection, reset and cleared; NULL (logged) if it
@@ -108,22 +131,22 @@ int sq_step_error(struct conn *c, int rc);
 
 /* Runs a write statement to completion under the writer lock: STORE_OK if it changed a row,
  * else STORE_NOT_FOUND, or the step's error. */
-int sq_run_write(struct sqlite_store *s, struct conn *c, sqlite3_stmt *st);
+int sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st);
 
 /* One statement with its arguments bound by a type string: 's' text (NULL: null), 'o'
  * optional text ("": null), 'i' int, 'I' int64. names NULL: a write (as sq_run_write). names
  * set: a listing; *out receives an array of objects, one per row, keyed by names (NULL
  * terminated); names ending in "_at" are rendered as RFC 3339 timestamps. */
-int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const *names,
+int sq_run_bound(struct sqlite_handle *h, const struct sql *q, const char *const *names,
 		 json_t **out, const char *types, ...);
 
-#define sq_write_one(s, q, ...) sq_run_bound(s, q, NULL, NULL, __VA_ARGS__)
-#define sq_list_all(s, q, names, out, ...) sq_run_bound(s, q, names, out, __VA_ARGS__)
+#define sq_write_one(h, q, ...) sq_run_bound(h, q, NULL, NULL, __VA_ARGS__)
+#define sq_list_all(h, q, names, out, ...) sq_run_bound(h, q, names, out, __VA_ARGS__)
 
-/* Borrows a connection for the body of a callback whose store context is ctx. */
-#define WITH_CONN(s, c)                                   \
-	struct sqlite_store *s = ctx;                     \
-	struct conn *c = sq_conn_get(s);                  \
+/* Borrows a connection for the body of a callback whose context is ctx (a handle). */
+#define WITH_CONN(h, c)                                   \
+	struct sqlite_handle *h = ctx;                    \
+	struct conn *c = sq_conn_get(h);                  \
 	if (!c)                                           \
 		return STORE_ERROR;
 
@@ -131,19 +154,15 @@ int sq_run_bound(struct sqlite_store *s, const struct sql *q, const char *const 
 
 extern const struct sql sq_begin, sq_commit, sq_rollback;
 
-/* Whether the calling thread has a batch of s open; its connection (NULL if none). */
-bool sq_in_batch(struct sqlite_store *s);
-struct conn *sq_batch_conn(struct sqlite_store *s);
-
 /* The writer lock; a no-op inside a batch, which holds it throughout. */
-void sq_write_lock(struct sqlite_store *s);
-void sq_write_unlock(struct sqlite_store *s);
+void sq_write_lock(struct sqlite_handle *h);
+void sq_write_unlock(struct sqlite_handle *h);
 
 /* The call cache's write bracket around the write of one call (call_cache.h): begin returns
  * the stripe to end (-1: no cache); end ends it at once outside a batch, after the batch's
  * COMMIT inside one. */
-int sq_call_write_begin(struct sqlite_store *s, const char *id);
-void sq_call_write_end(struct sqlite_store *s, int stripe);
+int sq_call_write_begin(struct sqlite_handle *h, const char *id);
+void sq_call_write_end(struct sqlite_handle *h, int stripe);
 
 /* A write to the calls path: the writer lock, the call cache's bracket around the write of
  * one call (bracket_id; NULL for a write that leaves the row as it is), and a transaction of
@@ -155,12 +174,12 @@ struct call_write {
 	int stripe;                          /* the cache bracket to end, -1 none */
 };
 
-int sq_write_open(struct sqlite_store *s, struct conn *c, const char *bracket_id, bool multi,
+int sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id, bool multi,
 		  struct call_write *w);
-int sq_write_close(struct sqlite_store *s, struct conn *c, struct call_write *w, int rc);
+int sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w, int rc);
 
-int sqlite_batch_begin(void *ctx);
-int sqlite_batch_end(void *ctx, bool commit);
+int sqlite_batch_begin(void *ctx, void **batch);
+int sqlite_batch_end(void *batch, bool commit);
 
 /* ---- open.c ------------------------------------------------------------------------------ */
 

@@ -41,7 +41,7 @@ int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t no
 
 int sqlite_tenant_exists(void *ctx, const char *id)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_tenant_exists);
 	int rc = STORE_ERROR;
 	if (st) {
@@ -53,7 +53,7 @@ int sqlite_tenant_exists(void *ctx, const char *id)
 			rc = sq_step_error(c, r);
 		sqlite3_reset(st);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
@@ -94,7 +94,7 @@ static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
 
 int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct agent *out)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_agent_get);
 	int rc = STORE_ERROR;
 	if (st) {
@@ -103,20 +103,20 @@ int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct a
 		sq_bind_opt_text(st, 3, sc->number);
 		rc = read_agent(c, st, out);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
 int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
 {
-	WITH_CONN(s, c);
+	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_agent_by_number);
 	int rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, number);
 		rc = read_agent(c, st, out);
 	}
-	sq_conn_put(s, c);
+	sq_conn_put(h, c);
 	return rc;
 }
 
