@@ -200,18 +200,21 @@ struct cause {
 	int64_t wire_us;             /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
 };
 
-static int transition_logged(struct writer *w, const char *id, const struct call_update *step,
-			     const struct cause *why, struct call *out);
+static enum store_result transition_logged(struct writer *w, const char *id,
+					   const struct call_update *step, const struct cause *why,
+					   struct call *out);
 
-static int transition(struct writer *w, const char *id, const struct call_update *step,
-		      const char *req_id, struct call *out)
+static enum store_result transition(struct writer *w, const char *id,
+				    const struct call_update *step, const char *req_id,
+				    struct call *out)
 {
 	struct cause why = {.req_id = req_id};
 	return transition_logged(w, id, step, &why, out);
 }
 
-static int transition_logged(struct writer *w, const char *id, const struct call_update *step,
-			     const struct cause *why, struct call *out)
+static enum store_result transition_logged(struct writer *w, const char *id,
+					   const struct call_update *step, const struct cause *why,
+					   struct call *out)
 {
 	const char *req_id = why->req_id;
 	enum call_status prev = CALL_QUEUED;
@@ -223,7 +226,7 @@ static int transition_logged(struct writer *w, const char *id, const struct call
 	 * late sip_status, is the one exception). An illegal step matches no row: CONFLICT. */
 	if (step->from_mask != CALL_BIT(step->to))
 		with_event.from_mask &= call_sources_of(step->to);
-	int rc = STORE(w->st, call_update, id, u, out, &prev);
+	enum store_result rc = STORE(w->st, call_update, id, u, out, &prev);
 	if (rc == STORE_OK && u->event)
 		event_written(w);
 	if (rc == STORE_OK && log_enabled(LOG_INFO)) {
@@ -246,8 +249,8 @@ static int transition_logged(struct writer *w, const char *id, const struct call
 	return rc;
 }
 
-int call_service_event(struct call_service *svc, const char *call_id,
-		       const struct call_update *u, struct call *out)
+enum store_result call_service_event(struct call_service *svc, const char *call_id,
+				     const struct call_update *u, struct call *out)
 {
 	struct writer w = direct(svc);
 	return transition(&w, call_id, u, NULL, out);
@@ -299,7 +302,8 @@ static void dtmf_record(struct writer *w, struct job *j)
 	/* the digit needs no escaping: post_dtmf let only [0-9*#A-D] through */
 	char extra[16];
 	snprintf(extra, sizeof extra, "\"digit\":\"%c\"", j->digit);
-	int rc = STORE(w->st, call_event, j->call_id, "call.dtmf", extra, CALL_ACTIVE_MASK, NULL);
+	enum store_result rc = STORE(w->st, call_event, j->call_id, "call.dtmf", extra,
+				     CALL_ACTIVE_MASK, NULL);
 	if (rc == STORE_OK) {
 		event_written(w);
 	} else if (rc == STORE_NOT_FOUND || rc == STORE_CONFLICT) {
@@ -368,11 +372,9 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			       " most %d bytes, without spaces or control characters",
 			       CALL_STREAM_URL_MAX);
 
-	int rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
-	if (rc == STORE_NOT_FOUND)
-		return cp_fail(err, CP_ERR_NOT_FOUND, "agent %s not found", req->agent_id);
+	enum store_result rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
 	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "agent %s", req->agent_id);
 	const char *from = req->from ? req->from : agent.number;
 	if (!*from)
 		return cp_fail(err, CP_ERR_INVALID, "from is required: the agent has no number");
@@ -401,7 +403,7 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	rc = STORE(svc->st, call_insert, &c);
 	if (rc != STORE_OK) {
 		call_clear(&c);
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "agent %s", req->agent_id);
 	}
 	log_created(&c, req_id);
 
@@ -421,21 +423,14 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,
 		     struct call *out, struct cp_error *err)
 {
-	int rc = STORE(svc->st, call_get, sc, id, out);
-	if (rc == STORE_NOT_FOUND)
-		return cp_fail(err, CP_ERR_NOT_FOUND, "call not found");
-	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
-	return CP_OK;
+	return store_fail(err, STORE(svc->st, call_get, sc, id, out), "call");
 }
 
 enum cp_err call_list(struct call_service *svc, const struct scope *sc,
 		      const struct call_filter *f, struct call **out, size_t *n,
 		      struct cp_error *err)
 {
-	if (STORE(svc->st, call_list, sc, f, out, n) != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
-	return CP_OK;
+	return store_fail(err, STORE(svc->st, call_list, sc, f, out, n), "calls");
 }
 
 enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
@@ -444,11 +439,11 @@ enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const 
 	enum cp_err e = call_get(svc, sc, id, out, err);
 	if (e != CP_OK)
 		return e;
-	int rc = STORE(svc->st, call_redact, out->id, cp_now_ms(), out);
+	enum store_result rc = STORE(svc->st, call_redact, out->id, cp_now_ms(), out);
 	if (rc == STORE_CONFLICT)
 		return cp_fail(err, CP_ERR_NOT_ACTIVE, "call is still active; end it first");
 	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "call");
 	json_t *f = json_pack("{s:s}", "call_id", out->id);
 	if (req_id)
 		json_object_set_new(f, "req_id", json_string(req_id));
@@ -525,6 +520,13 @@ static void end_result(struct end_job *job, enum cp_err code, const char *msg,
 	}
 }
 
+static void end_store_failed(struct end_job *job, enum store_result rc)
+{
+	struct cp_error e;
+	store_fail(&e, rc, "call");
+	end_result(job, e.code, e.message, NULL);
+}
+
 /* Tells the requester; the job is gone afterwards. */
 static void end_finish(struct end_job *job)
 {
@@ -555,13 +557,13 @@ static void end_record(struct writer *w, struct end_job *job, enum hangup_kind k
 		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
 					.end_reason = job->reason};
 		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us};
-		int rc = transition_logged(w, job->id, &u, &why, &c);
+		enum store_result rc = transition_logged(w, job->id, &u, &why, &c);
 		if (rc == STORE_OK) {
 			end_result(job, CP_OK, "", &c);
 			goto out;
 		}
 		if (rc != STORE_CONFLICT) {
-			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_store_failed(job, rc);
 			goto out;
 		}
 		if (call_status_is_terminal(c.status)) {
@@ -586,10 +588,11 @@ static void end_apply(struct writer *w, struct end_job *job, enum cp_err err,
 		end_record(w, job, kind);
 	} else if (err == CP_ERR_NOT_ACTIVE) {
 		struct call c = {0};
-		if (STORE(w->st, call_get, NULL, job->id, &c) == STORE_OK)
+		enum store_result rc = STORE(w->st, call_get, NULL, job->id, &c);
+		if (rc == STORE_OK)
 			end_result(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
 		else
-			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_store_failed(job, rc);
 		call_clear(&c);
 	} else {
 		end_result(job, CP_ERR_UNDELIVERABLE,
@@ -802,9 +805,9 @@ static void inbound_create(struct writer *w, struct job *j)
 {
 	struct agent agent;
 	struct call *c = &j->call;
-	int rc = STORE(w->st, agent_by_number, j->number, &agent);
+	enum store_result rc = STORE(w->st, agent_by_number, j->number, &agent);
 	if (rc != STORE_OK) {
-		j->err = rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL;
+		j->err = store_fail(NULL, rc, "agent %s", j->number);
 		return;
 	}
 	if (j->call_id[0])

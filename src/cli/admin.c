@@ -59,6 +59,14 @@ int cli_print(json_t *v)
 	return 0;
 }
 
+int cli_store_error(enum store_result r, const char *what)
+{
+	struct cp_error e;
+	store_fail(&e, r, "%s", what);
+	fprintf(stderr, "error: %s\n", e.message);
+	return 1;
+}
+
 static int fail(const char *msg, const char *arg)
 {
 	fprintf(stderr, "error: %s%s\n", msg, arg ? arg : "");
@@ -160,7 +168,7 @@ static int agent_update(int argc, char **argv)
 	if (!st)
 		return 1;
 	int rc = 1;
-	int r = STORE(st, agent_set_stream_url, pos[0], url);
+	enum store_result r = STORE(st, agent_set_stream_url, pos[0], url);
 	if (r == STORE_OK)
 		rc = cli_print(json_pack("{s:s, s:s?}", "id", pos[0], "stream_url", url));
 	else
@@ -212,7 +220,7 @@ int cli_agent(int argc, char **argv)
 		return 1;
 	int rc = 1;
 	if (create) {
-		int r;
+		enum store_result r;
 		if (cp_uuid4(a.id))
 			goto out;
 		snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
@@ -221,8 +229,10 @@ int cli_agent(int argc, char **argv)
 		a.max_duration_s = (int)v;
 		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
 		a.created_at = cp_now_ms();
-		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
-			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
+			fail("no such tenant: ", tenant);
+		else if (r != STORE_OK)
+			cli_store_error(r, "tenant");
 		else if ((r = STORE(st, agent_create, &a)) == STORE_CONFLICT)
 			fail("another agent already has the number ", number);
 		else if (r != STORE_OK)
@@ -294,12 +304,15 @@ int cli_key(int argc, char **argv)
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
-	int rc = 1, r;
+	int rc = 1;
+	enum store_result r;
 	if (opts == create_opts) {
 		struct api_key k;
 		char secret[AUTH_SECRET_LEN + 1];
-		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
-			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
+			fail("no such tenant: ", tenant);
+		else if (r != STORE_OK)
+			cli_store_error(r, "tenant");
 		else if (auth_key_mint(tenant, number, &k, secret) ||
 			 (k.rate_limit = (unsigned)rate_v, STORE(st, key_create, &k)) != STORE_OK)
 			fail("could not create the key", NULL);

@@ -105,23 +105,26 @@ int cli_webhook(int argc, char **argv)
 			fprintf(stderr, "error: %s\n", err.message);
 	} else if (opts == list_opts || opts == deliveries_opts) {
 		json_t *data = NULL;
-		int r = opts == list_opts ? STORE(st, webhook_list, tenant, &data)
-					  : STORE(st, delivery_list, tenant, status, (int)n, &data);
+		enum store_result r = opts == list_opts
+					      ? STORE(st, webhook_list, tenant, &data)
+					      : STORE(st, delivery_list, tenant, status, (int)n, &data);
 		if (r == STORE_OK)
 			rc = cli_print(json_pack("{s:o}", "data", data));
 		else
-			fprintf(stderr, "error: store error\n");
+			cli_store_error(r, "webhooks");
 	} else if (opts == delete_opts) {
-		int r = STORE(st, webhook_delete, NULL, pos[0]);
+		enum store_result r = STORE(st, webhook_delete, NULL, pos[0]);
 		if (r == STORE_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
+		else if (r == STORE_NOT_FOUND)
+			fprintf(stderr, "error: no such webhook: %s\n", pos[0]);
 		else
-			fprintf(stderr, "error: %s%s\n", r == STORE_NOT_FOUND ? "no such webhook: " : "store error", r == STORE_NOT_FOUND ? pos[0] : "");
+			cli_store_error(r, "webhook");
 	} else {
 		int count = 0;
-		int r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
+		enum store_result r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
 		if (r != STORE_OK)
-			fprintf(stderr, "error: store error\n");
+			cli_store_error(r, "deliveries");
 		else if (id && !count)
 			fprintf(stderr, "error: no failed delivery %lld\n", id);
 		else

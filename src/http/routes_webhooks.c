@@ -16,6 +16,14 @@ static struct store *store_of(struct http_request *r)
 	return ((struct app *)http_app(r))->store;
 }
 
+/* Replies with the error of a store result that is not STORE_OK (store_fail). */
+static void reply_store_error(struct http_request *r, enum store_result rc, const char *what)
+{
+	struct cp_error e;
+	store_fail(&e, rc, "%s", what);
+	http_reply_error(r, &e);
+}
+
 /* The tenant of a tenant-scoped key, or NULL after replying 403. */
 static const char *tenant_of(struct http_request *r)
 {
@@ -55,8 +63,9 @@ static void list(struct http_request *r)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	if (STORE(store_of(r), webhook_list, tenant, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = STORE(store_of(r), webhook_list, tenant, &data);
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "webhooks");
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
 }
@@ -66,11 +75,9 @@ static void delete(struct http_request *r)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
-	if (rc == STORE_NOT_FOUND)
-		http_reply_fail(r, CP_ERR_NOT_FOUND, "webhook not found");
-	else if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "webhook");
 	else
 		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
@@ -93,8 +100,9 @@ static void deliveries(struct http_request *r)
 		return;
 	}
 	json_t *data = NULL;
-	if (STORE(store_of(r), delivery_list, tenant, status, (int)n, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = STORE(store_of(r), delivery_list, tenant, status, (int)n, &data);
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "deliveries");
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
 }
@@ -105,9 +113,9 @@ static void replay(struct http_request *r, long long id)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
+	enum store_result rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
 	if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+		reply_store_error(r, rc, "deliveries");
 	else if (id && count == 0)
 		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
 	else {

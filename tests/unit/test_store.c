@@ -1176,6 +1176,25 @@ static void test_idem_expiry_and_purge(void **state)
 	assert_int_equal(STORE(f->st, idem_purge, 1), STORE_OK);
 }
 
+/* store_fail(): the one mapping of a store result onto the caller's error. */
+static void test_store_fail_maps_every_result(void **state)
+{
+	(void)state;
+	struct cp_error e = {.code = CP_ERR_INVALID, .message = "stale"};
+	assert_int_equal(store_fail(&e, STORE_OK, "call"), CP_OK);
+	assert_int_equal(e.code, CP_OK);
+	assert_string_equal(e.message, "");
+	assert_int_equal(store_fail(&e, STORE_NOT_FOUND, "agent %s", "a-1"), CP_ERR_NOT_FOUND);
+	assert_int_equal(e.code, CP_ERR_NOT_FOUND);
+	assert_string_equal(e.message, "agent a-1 not found");
+	assert_int_equal(store_fail(&e, STORE_CONFLICT, "call"), CP_ERR_INTERNAL);
+	assert_string_equal(e.message, "store error");
+	assert_int_equal(store_fail(&e, STORE_ERROR, "call"), CP_ERR_INTERNAL);
+	assert_int_equal(e.code, CP_ERR_INTERNAL);
+	assert_string_equal(e.message, "store error");
+	assert_int_equal(store_fail(NULL, STORE_NOT_FOUND, "tenant %s", "t"), CP_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1185,6 +1204,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_fresh_file_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
 		cmocka_unit_test(test_open_bad_location),
+		cmocka_unit_test(test_store_fail_maps_every_result),
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_number_unique, setup, teardown),

@@ -12,11 +12,11 @@
  *     from batch_begin() to batch_end() it holds one connection, one open transaction and
  *     write_mu, and the operations made through its handle reuse them. Many transitions then
  *     share one COMMIT, i.e. one fsync. As the batch holds write_mu, one batch at a time
- *     exists, and the store keeps it (sqlite_store.batch). A step that fails half-way (its UPDATE applied, its
- *     event not) marks the batch failed, and batch_end() rolls the whole batch back: the caller
- *     re-applies its steps one by one. (Cheaper than a savepoint around every step, on the hot
- *     path.) The cache brackets the batch opened end after its COMMIT or ROLLBACK, before any
- *     reply about its rows goes out.
+ *     exists, and the store keeps it (sqlite_store.batch).
+ *   - A step that fails half-way (its UPDATE applied, its event not) marks the batch failed,
+ *     and batch_end() rolls the whole batch back: the caller re-applies its steps one by one.
+ *     (Cheaper than a savepoint around every step, on the hot path.) The cache brackets the
+ *     batch opened end after its COMMIT or ROLLBACK, before any reply about its rows goes out.
  */
 #include "sqlite_internal.h"
 #include "core/log.h"
@@ -53,8 +53,8 @@ void sq_call_write_end(struct sqlite_handle *h, int stripe)
 		call_cache_write_end(h->s->calls, (unsigned)stripe, 1);
 }
 
-int sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id, bool multi,
-		  struct call_write *w)
+enum store_result sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id,
+				bool multi, struct call_write *w)
 {
 	bool tx = multi && !h->batch;
 	/* the transaction's own statements only when it is ours (not on the batch's hot path) */
@@ -84,7 +84,8 @@ int sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_i
 
 /* Commits our transaction (rolls it back unless rc is STORE_OK, or the COMMIT fails), marks
  * a batch whose step failed, ends the cache bracket and unlocks. */
-int sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w, int rc)
+enum store_result sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w,
+				 enum store_result rc)
 {
 	if (w->commit) {
 		if (rc == STORE_OK && sqlite3_step(w->commit) != SQLITE_DONE)
@@ -103,7 +104,7 @@ int sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w
 
 /* ctx: the store's own handle (a batch cannot open another). The batch's connection comes
  * from the pool and goes back to it in batch_end(). */
-int sqlite_batch_begin(void *ctx, void **batch)
+enum store_result sqlite_batch_begin(void *ctx, void **batch)
 {
 	struct sqlite_handle *h = ctx;
 	if (h->batch)
@@ -118,7 +119,8 @@ int sqlite_batch_begin(void *ctx, void **batch)
 		if (begin)
 			sqlite3_reset(begin);
 		pthread_mutex_unlock(&s->write_mu);
-		int rc = sq_step_error(c, SQLITE_ERROR);   /* reads c->db: before the put */
+		/* reads c->db: before the put */
+		enum store_result rc = sq_step_error(c, SQLITE_ERROR);
 		sq_conn_put(h, c);
 		return rc;
 	}
@@ -129,7 +131,7 @@ int sqlite_batch_begin(void *ctx, void **batch)
 	return STORE_OK;
 }
 
-int sqlite_batch_end(void *batch, bool commit)
+enum store_result sqlite_batch_end(void *batch, bool commit)
 {
 	struct sqlite_handle *h = batch;
 	struct sqlite_batch *b = h->batch;
@@ -141,7 +143,8 @@ int sqlite_batch_end(void *batch, bool commit)
 	if (failed)
 		commit = false;
 	sqlite3_stmt *st = sq_stmt(c, commit ? &sq_commit : &sq_rollback);
-	int rc = st && sqlite3_step(st) == SQLITE_DONE && !failed ? STORE_OK : STORE_ERROR;
+	bool done = st && sqlite3_step(st) == SQLITE_DONE;
+	enum store_result rc = done && !failed ? STORE_OK : STORE_ERROR;
 	if (st)
 		sqlite3_reset(st);
 	if (rc != STORE_OK) {

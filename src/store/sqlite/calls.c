@@ -110,10 +110,10 @@ static void read_call(sqlite3_stmt *st, struct call *out)
 }
 
 /* Steps a statement expected to yield at most one call row. */
-static int step_one_call(struct conn *c, sqlite3_stmt *st, struct call *out)
+static enum store_result step_one_call(struct conn *c, sqlite3_stmt *st, struct call *out)
 {
 	int r = sqlite3_step(st);
-	int rc;
+	enum store_result rc;
 	if (r == SQLITE_ROW) {
 		if (out)
 			read_call(st, out);
@@ -125,11 +125,11 @@ static int step_one_call(struct conn *c, sqlite3_stmt *st, struct call *out)
 	return rc;
 }
 
-int sqlite_call_insert(void *ctx, struct call *k)
+enum store_result sqlite_call_insert(void *ctx, struct call *k)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_insert);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, k->id);
 		sq_bind_text(st, 2, k->tenant_id);
@@ -165,8 +165,8 @@ static bool in_scope(const struct scope *sc, const struct call *c, const char *n
  * STORE_NOT_FOUND, and the caller asks SQL (the id may be another call's provider id). A miss
  * reads the row by id and caches it. A batch never uses the cache: it must see its own
  * uncommitted writes, and must not cache them. */
-static int cached_call_get(struct call_cache *cache, struct conn *c, const struct scope *sc,
-			   const char *id, struct call *out)
+static enum store_result cached_call_get(struct call_cache *cache, struct conn *c,
+					 const struct scope *sc, const char *id, struct call *out)
 {
 	char number[CALL_CACHE_NUMBER_MAX + 1];
 	if (call_cache_get(cache, id, out, number)) {
@@ -180,7 +180,8 @@ static int cached_call_get(struct call_cache *cache, struct conn *c, const struc
 	if (!st)
 		return STORE_ERROR;
 	sq_bind_text(st, 1, id);
-	int r = sqlite3_step(st), rc;
+	int r = sqlite3_step(st);
+	enum store_result rc;
 	if (r == SQLITE_ROW && sqlite3_column_bytes(st, CALL_COL_EXTRA) > CALL_CACHE_NUMBER_MAX) {
 		rc = STORE_NOT_FOUND;   /* not an agent number we can compare here: SQL decides */
 	} else if (r == SQLITE_ROW) {
@@ -197,11 +198,12 @@ static int cached_call_get(struct call_cache *cache, struct conn *c, const struc
 	return rc;
 }
 
-int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out)
+enum store_result sqlite_call_get(void *ctx, const struct scope *sc, const char *id,
+				  struct call *out)
 {
 	WITH_CONN(h, c);
 	if (h->s->calls && !h->batch && strlen(id) == CP_UUID_LEN) {
-		int rc = cached_call_get(h->s->calls, c, sc, id, out);
+		enum store_result rc = cached_call_get(h->s->calls, c, sc, id, out);
 		if (rc != STORE_NOT_FOUND) {
 			sq_conn_put(h, c);
 			return rc;
@@ -209,7 +211,7 @@ int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct ca
 	}
 	bool by_number = sc && sc->number[0];
 	sqlite3_stmt *st = sq_stmt(c, by_number ? &q_call_get : &q_call_get_tenant);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
 		sq_bind_text(st, 2, sc ? sc->tenant_id : NULL);
@@ -231,12 +233,12 @@ static void status_set(uint32_t mask, char *buf, size_t size)
 						call_status_name((enum call_status)i));
 }
 
-int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
-		     struct call **out, size_t *n)
+enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
+				   struct call **out, size_t *n)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_list);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
 	if (!st || f->limit < 1)
@@ -272,18 +274,18 @@ out:
 }
 
 /* After a conditional write that matched nothing: conflict (row exists) or not found. */
-static int current_row(struct conn *c, const char *id, struct call *out)
+static enum store_result current_row(struct conn *c, const char *id, struct call *out)
 {
 	sqlite3_stmt *st = sq_stmt(c, &q_call_get_raw);
 	if (!st)
 		return STORE_ERROR;
 	sq_bind_text(st, 1, id);
-	int rc = step_one_call(c, st, out);
+	enum store_result rc = step_one_call(c, st, out);
 	return rc == STORE_OK ? STORE_CONFLICT : rc;
 }
 
-int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
-		       struct call *out, enum call_status *prev)
+enum store_result sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
+				     struct call *out, enum call_status *prev)
 {
 	WITH_CONN(h, c);
 	bool keep_provider = !u->provider_call_id || !*u->provider_call_id;
@@ -291,7 +293,7 @@ int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
 						   : &q_call_update);
 	struct call row = {0};
 	struct call_write w;
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (!st)
 		goto out;
 	char set[128];
@@ -333,14 +335,14 @@ out:
 	return rc;
 }
 
-int sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
-		      uint32_t status_mask, struct call *out)
+enum store_result sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
+				    uint32_t status_mask, struct call *out)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *get = sq_stmt(c, &q_call_get_raw);
 	struct call row = {0};
 	struct call_write w;
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	/* the read and the event share a transaction; the row does not change: no cache bracket */
 	if (!get || (rc = sq_write_open(h, c, NULL, true, &w)) != STORE_OK)
 		goto out;
@@ -359,11 +361,11 @@ out:
 	return rc;
 }
 
-int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out)
+enum store_result sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_redact);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
 		sqlite3_bind_int64(st, 2, now);
@@ -379,11 +381,11 @@ int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out)
 	return rc;
 }
 
-int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n)
+enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_call_active);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	*ids = NULL;
 	*n = 0;
 	if (st) {

@@ -29,12 +29,12 @@ static const struct sql q_idem_release = {S_IDEM_RELEASE,
 static const struct sql q_idem_purge = {S_IDEM_PURGE,
 	"DELETE FROM idempotency WHERE created_at < ?1"};
 
-int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
-		      const char *hash, int64_t now, int64_t expire_before,
-		      struct idem_record *existing)
+enum store_result sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
+				    const char *hash, int64_t now, int64_t expire_before,
+				    struct idem_record *existing)
 {
 	WITH_CONN(h, c);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	sqlite3_stmt *begin = sq_stmt(c, &sq_begin), *expire = sq_stmt(c, &q_idem_expire),
 		     *ins = sq_stmt(c, &q_idem_insert), *get = sq_stmt(c, &q_idem_get),
 		     *commit = sq_stmt(c, &sq_commit), *rollback = sq_stmt(c, &sq_rollback);
@@ -94,19 +94,19 @@ done:
 	return rc;
 }
 
-int sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key,
-			 unsigned status, const char *body)
+enum store_result sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key,
+				       unsigned status, const char *body)
 {
 	return sq_write_one(ctx, &q_idem_complete, "ssis", key_id, idem_key, (int)status, body);
 }
 
-int sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key)
+enum store_result sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key)
 {
 	return sq_write_one(ctx, &q_idem_release, "ss", key_id, idem_key);
 }
 
-int sqlite_idem_purge(void *ctx, int64_t expire_before)
+enum store_result sqlite_idem_purge(void *ctx, int64_t expire_before)
 {
-	int rc = sq_write_one(ctx, &q_idem_purge, "I", expire_before);
+	enum store_result rc = sq_write_one(ctx, &q_idem_purge, "I", expire_before);
 	return rc == STORE_NOT_FOUND ? STORE_OK : rc;   /* nothing to purge is fine */
 }

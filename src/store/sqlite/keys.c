@@ -25,13 +25,13 @@ static const struct sql q_key_list = {S_KEY_LIST,
 static const struct sql q_key_revoke = {S_KEY_REVOKE,
 	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
 
-int sqlite_key_create(void *ctx, const struct api_key *k)
+enum store_result sqlite_key_create(void *ctx, const struct api_key *k)
 {
 	return sq_write_one(ctx, &q_key_create, "sssssIi", k->id, k->tenant_id, k->number, k->hash,
 			    k->prefix, k->created_at, (int)k->rate_limit);
 }
 
-int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
+enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 {
 	struct key_cache *keys = ((struct sqlite_handle *)ctx)->s->keys;
 	uint64_t ticket = 0;
@@ -42,7 +42,7 @@ int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 	}
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_key_by_hash);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, hash);
 		int r = sqlite3_step(st);
@@ -68,17 +68,17 @@ int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
 	return rc;
 }
 
-int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
+enum store_result sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "number", "prefix",
 					    "created_at", "revoked_at", "rate_limit", NULL};
 	return sq_list_all(ctx, &q_key_list, names, out, "s", tenant_id);
 }
 
-int sqlite_key_revoke(void *ctx, const char *id, int64_t now)
+enum store_result sqlite_key_revoke(void *ctx, const char *id, int64_t now)
 {
 	struct sqlite_handle *h = ctx;
-	int rc = sq_write_one(ctx, &q_key_revoke, "sI", id, now);
+	enum store_result rc = sq_write_one(ctx, &q_key_revoke, "sI", id, now);
 	/* committed: now tell every server's key cache (key_cache.h) */
 	if (rc == STORE_OK && key_epoch_bump(h->s->path))
 		log_msg(LOG_WARN, "store_error", "key %s revoked, but a running server may accept it"

@@ -155,7 +155,7 @@ static void sqlite_configure(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
-int sqlite_open(const char *location, const struct store_options *opt, void **ctx)
+enum store_result sqlite_open(const char *location, const struct store_options *opt, void **ctx)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, sqlite_configure);

@@ -69,8 +69,8 @@ static const struct sql q_events_since = {S_EVENTS_SINCE,
 static const struct sql q_events_last = {S_EVENTS_LAST,
 	"SELECT COALESCE(MAX(seq), 0) FROM events"};
 
-int sq_write_event(struct conn *c, const char *type, const struct call *call,
-		   const char *extra, bool canonical_only, int64_t now)
+enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
+				 const char *extra, bool canonical_only, int64_t now)
 {
 	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
 	if (cp_uuid4(event_id))
@@ -87,7 +87,7 @@ int sq_write_event(struct conn *c, const char *type, const struct call *call,
 			 event_id, type, ts, *extra ? "," : "", extra, data);
 	free(data);
 	sqlite3_stmt *ins = sq_stmt(c, &q_event_insert), *fan = sq_stmt(c, &q_delivery_fanout);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (!payload || !ins || !fan)
 		goto out;
 	sq_bind_text(ins, 1, event_id);
@@ -117,24 +117,24 @@ out:
 	return rc;
 }
 
-int sqlite_webhook_create(void *ctx, const struct webhook *w)
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w)
 {
 	return sq_write_one(ctx, &q_webhook_create, "ssssssI", w->id, w->tenant_id, w->agent_id,
 			    w->url, w->secret, w->format, w->created_at);
 }
 
-int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
+enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "agent_id", "url", "format",
 					    "created_at", NULL};
 	return sq_list_all(ctx, &q_webhook_list, names, out, "s", tenant_id);
 }
 
-int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
+enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *del = sq_stmt(c, &q_webhook_delete), *drop = sq_stmt(c, &q_delivery_drop);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (del && drop) {
 		sq_bind_text(del, 1, id);
 		sq_bind_text(del, 2, tenant_id);
@@ -149,14 +149,14 @@ int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
 	return rc;
 }
 
-int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
-			  struct delivery **out, size_t *n)
+enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+					struct delivery **out, size_t *n)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *due = sq_stmt(c, &q_delivery_due), *lease = sq_stmt(c, &q_delivery_lease),
 		     *begin = sq_stmt(c, &sq_begin), *commit = sq_stmt(c, &sq_commit),
 		     *rollback = sq_stmt(c, &sq_rollback);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
 	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
@@ -215,15 +215,15 @@ done:
 	return rc;
 }
 
-int sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
-			   int http_status, const char *error, int64_t now)
+enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
+					 int http_status, const char *error, int64_t now)
 {
 	return sq_write_one(ctx, &q_delivery_record, "IsIisI", id, status, next_at, http_status,
 			    error, now);
 }
 
-int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, int limit,
-			 json_t **out)
+enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
+				       int limit, json_t **out)
 {
 	static const char *const names[] = {"id", "event_id", "event_type", "call_id",
 					    "webhook_id", "status", "attempts", "next_attempt_at",
@@ -232,12 +232,12 @@ int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, i
 	return sq_list_all(ctx, &q_delivery_list, names, out, "ssi", tenant_id, status, limit);
 }
 
-int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
-			   int *count)
+enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
+					 int *count)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_delivery_replay);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	*count = 0;
 	if (st) {
 		sq_bind_text(st, 1, tenant_id);
@@ -254,12 +254,12 @@ int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t
 	return rc;
 }
 
-int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
-			struct stored_event **out, size_t *n)
+enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,
+				      int limit, struct stored_event **out, size_t *n)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_events_since);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
 	struct stored_event *ev = limit > 0 ? calloc((size_t)limit, sizeof *ev) : NULL;
@@ -293,11 +293,11 @@ int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, in
 	return rc;
 }
 
-int sqlite_events_last_seq(void *ctx, int64_t *out)
+enum store_result sqlite_events_last_seq(void *ctx, int64_t *out)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_events_last);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		int r = sqlite3_step(st);
 		*out = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;

@@ -158,24 +158,24 @@ void sq_copy_col(sqlite3_stmt *st, int col, char *dst, size_t size)
 	dst[n] = '\0';
 }
 
-int sq_step_error(struct conn *c, int rc)
+enum store_result sq_step_error(struct conn *c, int r)
 {
-	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-		return rc == SQLITE_CONSTRAINT_FOREIGNKEY ? STORE_NOT_FOUND : STORE_CONFLICT;
+	if ((r & 0xff) == SQLITE_CONSTRAINT) {
+		return r == SQLITE_CONSTRAINT_FOREIGNKEY ? STORE_NOT_FOUND : STORE_CONFLICT;
 	}
 	log_msg(LOG_ERROR, "store_error", "step: %s", sqlite3_errmsg(c->db));
 	return STORE_ERROR;
 }
 
-int sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st)
+enum store_result sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st)
 {
 	sq_write_lock(h);
-	int rc = sqlite3_step(st);
+	int r = sqlite3_step(st);
 	int changes = sqlite3_changes(c->db);
 	sqlite3_reset(st);
 	sq_write_unlock(h);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return sq_step_error(c, rc);
+	if (r != SQLITE_DONE && r != SQLITE_ROW)
+		return sq_step_error(c, r);
 	return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
@@ -223,7 +223,8 @@ static json_t *col_json(sqlite3_stmt *st, int col, bool is_time)
 
 /* Runs a listing statement and turns each row into an object with the given column names;
  * names ending in "_at" are rendered as timestamps. */
-static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names, json_t **out)
+static enum store_result list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names,
+				   json_t **out)
 {
 	json_t *arr = json_array();
 	int r;
@@ -245,14 +246,14 @@ static int list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names,
 	return STORE_OK;
 }
 
-int sq_run_bound(struct sqlite_handle *h, const struct sql *q, const char *const *names,
-		 json_t **out, const char *types, ...)
+enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
+			       const char *const *names, json_t **out, const char *types, ...)
 {
 	struct conn *c = sq_conn_get(h);
 	if (!c)
 		return STORE_ERROR;
 	sqlite3_stmt *st = sq_stmt(c, q);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		va_list ap;
 		va_start(ap, types);

@@ -125,20 +125,20 @@ void sq_bind_opt_int(sqlite3_stmt *st, int i, int64_t v);
 /* A text column into dst[size], cut to fit. */
 void sq_copy_col(sqlite3_stmt *st, int col, char *dst, size_t size);
 
-/* The store result of a failed step (rc): a constraint is CONFLICT (NOT_FOUND for a foreign
- * key that names no row); anything else is logged and is STORE_ERROR. */
-int sq_step_error(struct conn *c, int rc);
+/* The store result of a failed step (r, SQLite's code): a constraint is CONFLICT (NOT_FOUND
+ * for a foreign key that names no row); anything else is logged and is STORE_ERROR. */
+enum store_result sq_step_error(struct conn *c, int r);
 
 /* Runs a write statement to completion under the writer lock: STORE_OK if it changed a row,
  * else STORE_NOT_FOUND, or the step's error. */
-int sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st);
+enum store_result sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st);
 
 /* One statement with its arguments bound by a type string: 's' text (NULL: null), 'o'
  * optional text ("": null), 'i' int, 'I' int64. names NULL: a write (as sq_run_write). names
  * set: a listing; *out receives an array of objects, one per row, keyed by names (NULL
  * terminated); names ending in "_at" are rendered as RFC 3339 timestamps. */
-int sq_run_bound(struct sqlite_handle *h, const struct sql *q, const char *const *names,
-		 json_t **out, const char *types, ...);
+enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
+			       const char *const *names, json_t **out, const char *types, ...);
 
 #define sq_write_one(h, q, ...) sq_run_bound(h, q, NULL, NULL, __VA_ARGS__)
 #define sq_list_all(h, q, names, out, ...) sq_run_bound(h, q, names, out, __VA_ARGS__)
@@ -174,48 +174,51 @@ struct call_write {
 	int stripe;                          /* the cache bracket to end, -1 none */
 };
 
-int sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id, bool multi,
-		  struct call_write *w);
-int sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w, int rc);
+enum store_result sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id,
+				bool multi, struct call_write *w);
+enum store_result sq_write_close(struct sqlite_handle *h, struct conn *c, struct call_write *w,
+				 enum store_result rc);
 
-int sqlite_batch_begin(void *ctx, void **batch);
-int sqlite_batch_end(void *batch, bool commit);
+enum store_result sqlite_batch_begin(void *ctx, void **batch);
+enum store_result sqlite_batch_end(void *batch, bool commit);
 
 /* ---- open.c ------------------------------------------------------------------------------ */
 
-int sqlite_open(const char *location, const struct store_options *opt, void **ctx);
+enum store_result sqlite_open(const char *location, const struct store_options *opt, void **ctx);
 void sqlite_close(void *ctx);
 
 /* ---- tenants.c --------------------------------------------------------------------------- */
 
-int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now);
-int sqlite_tenant_exists(void *ctx, const char *id);
-int sqlite_tenant_list(void *ctx, json_t **out);
-int sqlite_agent_create(void *ctx, const struct agent *a);
-int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct agent *out);
-int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out);
-int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out);
-int sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
+enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now);
+enum store_result sqlite_tenant_exists(void *ctx, const char *id);
+enum store_result sqlite_tenant_list(void *ctx, json_t **out);
+enum store_result sqlite_agent_create(void *ctx, const struct agent *a);
+enum store_result sqlite_agent_get(void *ctx, const struct scope *sc, const char *id,
+				   struct agent *out);
+enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct agent *out);
+enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
 
 /* ---- keys.c ------------------------------------------------------------------------------ */
 
-int sqlite_key_create(void *ctx, const struct api_key *k);
-int sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out);
-int sqlite_key_list(void *ctx, const char *tenant_id, json_t **out);
-int sqlite_key_revoke(void *ctx, const char *id, int64_t now);
+enum store_result sqlite_key_create(void *ctx, const struct api_key *k);
+enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out);
+enum store_result sqlite_key_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_key_revoke(void *ctx, const char *id, int64_t now);
 
 /* ---- calls.c ----------------------------------------------------------------------------- */
 
-int sqlite_call_insert(void *ctx, struct call *k);
-int sqlite_call_get(void *ctx, const struct scope *sc, const char *id, struct call *out);
-int sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
-		     struct call **out, size_t *n);
-int sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
-		       struct call *out, enum call_status *prev);
-int sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
-		      uint32_t status_mask, struct call *out);
-int sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out);
-int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+enum store_result sqlite_call_insert(void *ctx, struct call *k);
+enum store_result sqlite_call_get(void *ctx, const struct scope *sc, const char *id,
+				  struct call *out);
+enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const struct call_filter *f,
+				   struct call **out, size_t *n);
+enum store_result sqlite_call_update(void *ctx, const char *id, const struct call_update *u,
+				     struct call *out, enum call_status *prev);
+enum store_result sqlite_call_event(void *ctx, const char *id, const char *type, const char *extra,
+				    uint32_t status_mask, struct call *out);
+enum store_result sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out);
+enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
 
 /* ---- outbox.c ---------------------------------------------------------------------------- */
 
@@ -223,31 +226,32 @@ int sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
  * event row and one pending delivery per matching webhook. extra: JSON object members put in
  * the envelope before "data" ("" none; ours, already escaped). canonical_only: no delivery to
  * webhooks of a vendor format (they have only transition events). */
-int sq_write_event(struct conn *c, const char *type, const struct call *call,
-		   const char *extra, bool canonical_only, int64_t now);
+enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
+				 const char *extra, bool canonical_only, int64_t now);
 
-int sqlite_webhook_create(void *ctx, const struct webhook *w);
-int sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out);
-int sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
-int sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
-			  struct delivery **out, size_t *n);
-int sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
-			   int http_status, const char *error, int64_t now);
-int sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status, int limit,
-			 json_t **out);
-int sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
-			   int *count);
-int sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
-			struct stored_event **out, size_t *n);
-int sqlite_events_last_seq(void *ctx, int64_t *out);
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w);
+enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
+enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+					struct delivery **out, size_t *n);
+enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
+					 int http_status, const char *error, int64_t now);
+enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
+				       int limit, json_t **out);
+enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
+					 int *count);
+enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,
+				      int limit, struct stored_event **out, size_t *n);
+enum store_result sqlite_events_last_seq(void *ctx, int64_t *out);
 
 /* ---- idempotency.c ----------------------------------------------------------------------- */
 
-int sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key, const char *hash,
-		      int64_t now, int64_t expire_before, struct idem_record *existing);
-int sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key, unsigned status,
-			 const char *body);
-int sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key);
-int sqlite_idem_purge(void *ctx, int64_t expire_before);
+enum store_result sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
+				    const char *hash, int64_t now, int64_t expire_before,
+				    struct idem_record *existing);
+enum store_result sqlite_idem_complete(void *ctx, const char *key_id, const char *idem_key,
+				       unsigned status, const char *body);
+enum store_result sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key);
+enum store_result sqlite_idem_purge(void *ctx, int64_t expire_before);
 
 #endif

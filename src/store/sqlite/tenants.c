@@ -34,16 +34,16 @@ static const struct sql q_agent_list = {S_AGENT_LIST,
 static const struct sql q_agent_update = {S_AGENT_UPDATE,
 	"UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
 
-int sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
 {
 	return sq_write_one(ctx, &q_tenant_create, "ssI", id, name, now);
 }
 
-int sqlite_tenant_exists(void *ctx, const char *id)
+enum store_result sqlite_tenant_exists(void *ctx, const char *id)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_tenant_exists);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
 		int r = sqlite3_step(st);
@@ -57,7 +57,7 @@ int sqlite_tenant_exists(void *ctx, const char *id)
 	return rc;
 }
 
-int sqlite_tenant_list(void *ctx, json_t **out)
+enum store_result sqlite_tenant_list(void *ctx, json_t **out)
 {
 	static const char *const names[] = {"id", "name", "created_at", NULL};
 	return sq_list_all(ctx, &q_tenant_list, names, out, "");
@@ -65,16 +65,16 @@ int sqlite_tenant_list(void *ctx, json_t **out)
 
 /* ---- agents ----------------------------------------------------------------------------- */
 
-int sqlite_agent_create(void *ctx, const struct agent *a)
+enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
 {
 	return sq_write_one(ctx, &q_agent_create, "ssssiIs", a->id, a->tenant_id, a->name,
 			    a->number, a->max_duration_s, a->created_at, a->stream_url);
 }
 
-static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
+static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
 {
 	int r = sqlite3_step(st);
-	int rc;
+	enum store_result rc;
 	if (r == SQLITE_ROW) {
 		memset(out, 0, sizeof *out);
 		sq_copy_col(st, 0, out->id, sizeof out->id);
@@ -92,11 +92,12 @@ static int read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
 	return rc;
 }
 
-int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct agent *out)
+enum store_result sqlite_agent_get(void *ctx, const struct scope *sc, const char *id,
+				   struct agent *out)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_agent_get);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
 		sq_bind_text(st, 2, sc->tenant_id);
@@ -107,11 +108,11 @@ int sqlite_agent_get(void *ctx, const struct scope *sc, const char *id, struct a
 	return rc;
 }
 
-int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
+enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
 {
 	WITH_CONN(h, c);
 	sqlite3_stmt *st = sq_stmt(c, &q_agent_by_number);
-	int rc = STORE_ERROR;
+	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, number);
 		rc = read_agent(c, st, out);
@@ -120,14 +121,14 @@ int sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
 	return rc;
 }
 
-int sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
+enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
 {
 	static const char *const names[] = {"id", "tenant_id", "name", "number",
 					    "max_duration_s", "created_at", "stream_url", NULL};
 	return sq_list_all(ctx, &q_agent_list, names, out, "s", tenant_id);
 }
 
-int sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
+enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
 {
 	return sq_write_one(ctx, &q_agent_update, "ss", id, url);
 }
