@@ -1,11 +1,7 @@
 /*
- * batch.c - how the SQLite backend writes: the writer lock, the transactions of the calls
- * path, and the group-commit batch.
+ * batch.c - the transactions of the SQLite backend's calls path, and the group-commit batch.
  *
  * Design:
- *   - Writes inside this process are serialised by write_mu instead of SQLite's busy handler:
- *     the busy handler sleeps and retries, which adds milliseconds of latency under contention,
- *     while a mutex hands over in microseconds.
  *   - A write of a call runs inside the call cache's bracket (call_cache.h), so a reader never
  *     caches a row older than one it could already have seen.
  *   - A batch (group commit) is an object, struct sqlite_batch, with a handle of its own:
@@ -24,18 +20,6 @@
 const struct sql sq_begin = {S_BEGIN, "BEGIN IMMEDIATE"};
 const struct sql sq_commit = {S_COMMIT, "COMMIT"};
 const struct sql sq_rollback = {S_ROLLBACK, "ROLLBACK"};
-
-void sq_write_lock(struct sqlite_handle *h)
-{
-	if (!h->batch)
-		pthread_mutex_lock(&h->s->write_mu);
-}
-
-void sq_write_unlock(struct sqlite_handle *h)
-{
-	if (!h->batch)
-		pthread_mutex_unlock(&h->s->write_mu);
-}
 
 int sq_call_write_begin(struct sqlite_handle *h, const char *id)
 {

@@ -3,8 +3,8 @@
  * src/store/sqlite/ includes it.
  *
  * The backend is one file per concern, as libre's sipsess/ is:
- *   pool.c         connections, prepared statements, binding and stepping helpers
- *   batch.c        the writer lock, transactions of the calls path, the group-commit batch
+ *   pool.c         connections, prepared statements, the writer lock, binding and stepping
+ *   batch.c        transactions of the calls path, the group-commit batch
  *   open.c         opening and closing: schema migrations, the server lock, the callback table
  *   tenants.c      tenants and agents
  *   keys.c         API keys (with the key cache)
@@ -92,7 +92,7 @@ struct sqlite_store {
 	struct conn *free_list;
 	struct conn *all[64];           /* every connection ever opened, for close */
 	int n_all;
-	pthread_mutex_t write_mu;       /* serialises this process's writers; see batch.c */
+	pthread_mutex_t write_mu;       /* serialises this process's writers; see pool.c */
 	/* The one batch that can be open at a time, as it holds write_mu: write_mu guards it. */
 	struct sqlite_batch batch;
 	/* Server mode only (store_options.server): this process is the only writer of calls,
@@ -150,13 +150,13 @@ enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
 	if (!c)                                           \
 		return STORE_ERROR;
 
+/* The writer lock; a no-op through a batch's handle, as the batch holds it throughout. */
+void sq_write_lock(struct sqlite_handle *h);
+void sq_write_unlock(struct sqlite_handle *h);
+
 /* ---- batch.c ----------------------------------------------------------------------------- */
 
 extern const struct sql sq_begin, sq_commit, sq_rollback;
-
-/* The writer lock; a no-op inside a batch, which holds it throughout. */
-void sq_write_lock(struct sqlite_handle *h);
-void sq_write_unlock(struct sqlite_handle *h);
 
 /* The call cache's write bracket around the write of one call (call_cache.h): begin returns
  * the stripe to end (-1: no cache); end ends it at once outside a batch, after the batch's
