@@ -14,6 +14,7 @@
 #include "auth/auth.h"
 #include "call/call.h"
 #include "core/util.h"
+#include "render/rows.h"
 #include "store/store.h"
 
 static int mkdir_parents(const char *path)
@@ -118,11 +119,13 @@ int cli_tenant(int argc, char **argv)
 		else
 			fail("could not create the tenant", NULL);
 	} else {
-		json_t *list = NULL;
-		if (STORE(st, tenant_list, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct tenant *list = NULL;
+		size_t n = 0;
+		if (STORE(st, tenant_list, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", tenants_to_json(list, n)));
 		else
 			fail("could not list tenants", NULL);
+		free(list);
 	}
 	store_close(st);
 	return rc;
@@ -240,11 +243,13 @@ int cli_agent(int argc, char **argv)
 		else
 			rc = cli_print(json_pack("{s:s}", "id", a.id));
 	} else {
-		json_t *list = NULL;
-		if (STORE(st, agent_list, tenant, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct agent *list = NULL;
+		size_t n = 0;
+		if (STORE(st, agent_list, tenant, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", agents_to_json(list, n)));
 		else
 			fail("could not list agents", NULL);
+		free(list);
 	}
 out:
 	store_close(st);
@@ -319,11 +324,13 @@ int cli_key(int argc, char **argv)
 		else
 			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));
 	} else if (opts == list_opts) {
-		json_t *list = NULL;
-		if (STORE(st, key_list, tenant, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct api_key *list = NULL;
+		size_t n = 0;
+		if (STORE(st, key_list, tenant, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", api_keys_to_json(list, n)));
 		else
 			fail("could not list keys", NULL);
+		free(list);
 	} else {
 		r = STORE(st, key_revoke, pos[0], cp_now_ms());
 		if (r == STORE_OK)

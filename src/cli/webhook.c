@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "args.h"
+#include "render/rows.h"
 #include "store/store.h"
 #include "webhook/webhook_registry.h"
 
@@ -103,15 +104,24 @@ int cli_webhook(int argc, char **argv)
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
 		else
 			fprintf(stderr, "error: %s\n", err.message);
-	} else if (opts == list_opts || opts == deliveries_opts) {
-		json_t *data = NULL;
-		enum store_result r = opts == list_opts
-					      ? STORE(st, webhook_list, tenant, &data)
-					      : STORE(st, delivery_list, tenant, status, (int)n, &data);
+	} else if (opts == list_opts) {
+		struct webhook *hooks = NULL;
+		size_t count = 0;
+		enum store_result r = STORE(st, webhook_list, tenant, &hooks, &count);
 		if (r == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", data));
+			rc = cli_print(json_pack("{s:o}", "data", webhooks_to_json(hooks, count)));
 		else
 			cli_store_error(r, "webhooks");
+		free(hooks);
+	} else if (opts == deliveries_opts) {
+		struct delivery_row *rows = NULL;
+		size_t count = 0;
+		enum store_result r = STORE(st, delivery_list, tenant, status, (int)n, &rows, &count);
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
+		else
+			cli_store_error(r, "deliveries");
+		delivery_rows_free(rows, count);
 	} else if (opts == delete_opts) {
 		enum store_result r = STORE(st, webhook_delete, NULL, pos[0]);
 		if (r == STORE_OK)

@@ -4,6 +4,7 @@
  * call of its tenant or agent, which a number-scoped key could not otherwise see.
  */
 #include "routes.h"
+#include "render/rows.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_registry.h"
 
@@ -59,15 +60,17 @@ static void create(struct http_request *r)
 
 static void list(struct http_request *r)
 {
-	json_t *data = NULL;
+	struct webhook *hooks = NULL;
+	size_t n = 0;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	enum store_result rc = STORE(store_of(r), webhook_list, tenant, &data);
+	enum store_result rc = STORE(store_of(r), webhook_list, tenant, &hooks, &n);
 	if (rc != STORE_OK)
 		reply_store_error(r, rc, "webhooks");
 	else
-		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+		http_reply_json(r, 200, json_pack("{s:o}", "data", webhooks_to_json(hooks, n)));
+	free(hooks);
 }
 
 static void delete(struct http_request *r)
@@ -99,12 +102,15 @@ static void deliveries(struct http_request *r)
 		http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..1000");
 		return;
 	}
-	json_t *data = NULL;
-	enum store_result rc = STORE(store_of(r), delivery_list, tenant, status, (int)n, &data);
+	struct delivery_row *rows = NULL;
+	size_t count = 0;
+	enum store_result rc = STORE(store_of(r), delivery_list, tenant, status, (int)n, &rows,
+				     &count);
 	if (rc != STORE_OK)
 		reply_store_error(r, rc, "deliveries");
 	else
-		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+		http_reply_json(r, 200, json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
+	delivery_rows_free(rows, count);
 }
 
 static void replay(struct http_request *r, long long id)

@@ -77,6 +77,13 @@ void delivery_list_free(struct delivery *d, size_t n)
 	free(d);
 }
 
+void delivery_rows_free(struct delivery_row *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].last_error);
+	free(d);
+}
+
 void event_list_free(struct stored_event *e, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

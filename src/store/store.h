@@ -22,7 +22,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
 
 #include "call/call.h"
 #include "core/error.h"
@@ -42,6 +41,12 @@ enum store_result {
 struct scope {
 	char tenant_id[CP_UUID_LEN + 1];
 	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
+};
+
+struct tenant {
+	char id[CP_UUID_LEN + 1];
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_at;
 };
 
 struct agent {
@@ -117,6 +122,21 @@ struct delivery {
 	int64_t created_at;
 };
 
+/* A delivery as an operator lists it. */
+struct delivery_row {
+	int64_t id;
+	char event_id[CP_UUID_LEN + 1];
+	char event_type[32];
+	char call_id[CP_UUID_LEN + 1];
+	char webhook_id[CP_UUID_LEN + 1];
+	char status[16];                     /* pending | delivered | failed */
+	int attempts;
+	int64_t next_attempt_at, created_at;
+	int64_t delivered_at;                /* 0 = not delivered */
+	int last_status;                     /* HTTP status of the last attempt; 0 = none */
+	char *last_error;                    /* heap; NULL = no attempt recorded yet */
+};
+
 /* An outbox event, for the live stream. */
 struct stored_event {
 	int64_t seq;
@@ -141,19 +161,24 @@ struct store_backend {
 	enum store_result (*tenant_create)(void *ctx, const char *id, const char *name,
 					   int64_t now);
 	enum store_result (*tenant_exists)(void *ctx, const char *id);
-	enum store_result (*tenant_list)(void *ctx, json_t **out);
+	/* Listings hand back a heap array of rows (*out, free() it; NULL when empty) and its
+	 * length, oldest first unless said otherwise. tenant_id NULL = every tenant. */
+	enum store_result (*tenant_list)(void *ctx, struct tenant **out, size_t *n);
 
 	enum store_result (*agent_create)(void *ctx, const struct agent *a);
 	enum store_result (*agent_get)(void *ctx, const struct scope *sc, const char *id,
 				       struct agent *out);
 	enum store_result (*agent_by_number)(void *ctx, const char *number, struct agent *out);
-	enum store_result (*agent_list)(void *ctx, const char *tenant_id, json_t **out);
+	enum store_result (*agent_list)(void *ctx, const char *tenant_id, struct agent **out,
+					size_t *n);
 	/* url NULL or "" clears it. STORE_NOT_FOUND for an unknown agent. */
 	enum store_result (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
 
 	enum store_result (*key_create)(void *ctx, const struct api_key *k);
 	enum store_result (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);
-	enum store_result (*key_list)(void *ctx, const char *tenant_id, json_t **out);
+	/* Without their hashes. */
+	enum store_result (*key_list)(void *ctx, const char *tenant_id, struct api_key **out,
+				      size_t *n);
 	enum store_result (*key_revoke)(void *ctx, const char *id, int64_t now);
 
 	enum store_result (*call_insert)(void *ctx, struct call *c);  /* sets c->seq */
@@ -190,7 +215,8 @@ struct store_backend {
 
 	enum store_result (*webhook_create)(void *ctx, const struct webhook *w);
 	/* Without their secrets. */
-	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, json_t **out);
+	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, struct webhook **out,
+					  size_t *n);
 	/* tenant_id NULL = any tenant (admin CLI). Pending deliveries of it are dropped. */
 	enum store_result (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
 
@@ -202,9 +228,10 @@ struct store_backend {
 	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
 					     int64_t next_at, int http_status, const char *error,
 					     int64_t now);
-	/* status NULL = pending and failed. */
+	/* status NULL = pending and failed; newest first, at most limit. Free the rows with
+	 * delivery_rows_free(). */
 	enum store_result (*delivery_list)(void *ctx, const char *tenant_id, const char *status,
-					   int limit, json_t **out);
+					   int limit, struct delivery_row **out, size_t *n);
 	/* Makes a failed delivery (id > 0) or every failed one (id 0) pending again, due now. */
 	enum store_result (*delivery_replay)(void *ctx, const char *tenant_id, int64_t id,
 					     int64_t now, int *count);
@@ -256,6 +283,7 @@ enum cp_err store_fail(struct cp_error *e, enum store_result rc, const char *wha
 
 void call_list_free(struct call *calls, size_t n);
 void delivery_list_free(struct delivery *d, size_t n);
+void delivery_rows_free(struct delivery_row *d, size_t n);
 void event_list_free(struct stored_event *e, size_t n);
 void idem_record_clear(struct idem_record *r);
 

@@ -53,16 +53,3 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	out->created_at = cp_now_ms();
 	return store_fail(err, STORE(st, webhook_create, out), "tenant %s", tenant_id);
 }
-
-json_t *webhook_to_json(const struct webhook *w, bool with_secret)
-{
-	char ts[CP_RFC3339_LEN + 1];
-	cp_rfc3339(w->created_at, ts);
-	json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", w->id, "tenant_id",
-			      w->tenant_id, "agent_id",
-			      w->agent_id[0] ? json_string(w->agent_id) : json_null(), "url", w->url,
-			      "format", w->format, "created_at", ts);
-	if (with_secret)
-		json_object_set_new(o, "secret", json_string(w->secret));
-	return o;
-}

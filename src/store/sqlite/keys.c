@@ -19,8 +19,9 @@ static const struct sql q_key_create = {S_KEY_CREATE,
 static const struct sql q_key_by_hash = {S_KEY_BY_HASH,
 	"SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
 	" rate_limit FROM api_keys WHERE hash = ?1"};
+/* the columns of q_key_by_hash, with the hash left out (NULL) */
 static const struct sql q_key_list = {S_KEY_LIST,
-	"SELECT id, tenant_id, number, prefix, created_at, revoked_at, rate_limit"
+	"SELECT id, tenant_id, number, NULL, prefix, created_at, revoked_at, rate_limit"
 	" FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
 static const struct sql q_key_revoke = {S_KEY_REVOKE,
 	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
@@ -29,6 +30,21 @@ enum store_result sqlite_key_create(void *ctx, const struct api_key *k)
 {
 	return sq_write_one(ctx, &q_key_create, "sssssIi", k->id, k->tenant_id, k->number, k->hash,
 			    k->prefix, k->created_at, (int)k->rate_limit);
+}
+
+/* A key row (id, tenant_id, number, hash, prefix, created_at, revoked_at, rate_limit) into a
+ * zeroed struct api_key. */
+static void key_row(sqlite3_stmt *st, void *row)
+{
+	struct api_key *k = row;
+	sq_copy_col(st, 0, k->id, sizeof k->id);
+	sq_copy_col(st, 1, k->tenant_id, sizeof k->tenant_id);
+	sq_copy_col(st, 2, k->number, sizeof k->number);
+	sq_copy_col(st, 3, k->hash, sizeof k->hash);
+	sq_copy_col(st, 4, k->prefix, sizeof k->prefix);
+	k->created_at = sqlite3_column_int64(st, 5);
+	k->revoked_at = sqlite3_column_int64(st, 6);
+	k->rate_limit = (unsigned)sqlite3_column_int(st, 7);
 }
 
 enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)
@@ -48,14 +64,7 @@ enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key
 		int r = sqlite3_step(st);
 		if (r == SQLITE_ROW) {
 			memset(out, 0, sizeof *out);
-			sq_copy_col(st, 0, out->id, sizeof out->id);
-			sq_copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
-			sq_copy_col(st, 2, out->number, sizeof out->number);
-			sq_copy_col(st, 3, out->hash, sizeof out->hash);
-			sq_copy_col(st, 4, out->prefix, sizeof out->prefix);
-			out->created_at = sqlite3_column_int64(st, 5);
-			out->revoked_at = sqlite3_column_int64(st, 6);
-			out->rate_limit = (unsigned)sqlite3_column_int(st, 7);
+			key_row(st, out);
 			rc = STORE_OK;
 			if (keys)
 				key_cache_fill(keys, ticket, out);
@@ -68,11 +77,14 @@ enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key
 	return rc;
 }
 
-enum store_result sqlite_key_list(void *ctx, const char *tenant_id, json_t **out)
+enum store_result sqlite_key_list(void *ctx, const char *tenant_id, struct api_key **out,
+				  size_t *n)
 {
-	static const char *const names[] = {"id", "tenant_id", "number", "prefix",
-					    "created_at", "revoked_at", "rate_limit", NULL};
-	return sq_list_all(ctx, &q_key_list, names, out, "s", tenant_id);
+	static const struct sq_rows rows = {sizeof **out, key_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_key_list, &rows, &list, n, "s", tenant_id);
+	*out = list;
+	return rc;
 }
 
 enum store_result sqlite_key_revoke(void *ctx, const char *id, int64_t now)

@@ -123,11 +123,26 @@ enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w)
 			    w->url, w->secret, w->format, w->created_at);
 }
 
-enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out)
+/* A listed webhook (id, tenant_id, agent_id, url, format, created_at): no secret. */
+static void webhook_row(sqlite3_stmt *st, void *row)
 {
-	static const char *const names[] = {"id", "tenant_id", "agent_id", "url", "format",
-					    "created_at", NULL};
-	return sq_list_all(ctx, &q_webhook_list, names, out, "s", tenant_id);
+	struct webhook *w = row;
+	sq_copy_col(st, 0, w->id, sizeof w->id);
+	sq_copy_col(st, 1, w->tenant_id, sizeof w->tenant_id);
+	sq_copy_col(st, 2, w->agent_id, sizeof w->agent_id);
+	sq_copy_col(st, 3, w->url, sizeof w->url);
+	sq_copy_col(st, 4, w->format, sizeof w->format);
+	w->created_at = sqlite3_column_int64(st, 5);
+}
+
+enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
+				      size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, webhook_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_webhook_list, &rows, &list, n, "s", tenant_id);
+	*out = list;
+	return rc;
 }
 
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
@@ -222,14 +237,38 @@ enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *stat
 			    error, now);
 }
 
-enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
-				       int limit, json_t **out)
+static void delivery_row(sqlite3_stmt *st, void *row)
 {
-	static const char *const names[] = {"id", "event_id", "event_type", "call_id",
-					    "webhook_id", "status", "attempts", "next_attempt_at",
-					    "last_status", "last_error", "created_at",
-					    "delivered_at", NULL};
-	return sq_list_all(ctx, &q_delivery_list, names, out, "ssi", tenant_id, status, limit);
+	struct delivery_row *d = row;
+	d->id = sqlite3_column_int64(st, 0);
+	sq_copy_col(st, 1, d->event_id, sizeof d->event_id);
+	sq_copy_col(st, 2, d->event_type, sizeof d->event_type);
+	sq_copy_col(st, 3, d->call_id, sizeof d->call_id);
+	sq_copy_col(st, 4, d->webhook_id, sizeof d->webhook_id);
+	sq_copy_col(st, 5, d->status, sizeof d->status);
+	d->attempts = sqlite3_column_int(st, 6);
+	d->next_attempt_at = sqlite3_column_int64(st, 7);
+	d->last_status = sqlite3_column_int(st, 8);
+	const unsigned char *err = sqlite3_column_text(st, 9);
+	d->last_error = err ? strdup((const char *)err) : NULL;
+	d->created_at = sqlite3_column_int64(st, 10);
+	d->delivered_at = sqlite3_column_int64(st, 11);
+}
+
+static void delivery_row_clear(void *row)
+{
+	free(((struct delivery_row *)row)->last_error);
+}
+
+enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
+				       int limit, struct delivery_row **out, size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, delivery_row, delivery_row_clear};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_delivery_list, &rows, &list, n, "ssi",
+					   tenant_id, status, limit);
+	*out = list;
+	return rc;
 }
 
 enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,

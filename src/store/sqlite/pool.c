@@ -16,7 +16,10 @@
  *     server runs). A batch holds the lock throughout (batch.c), so its writes skip it.
  *   - Statements are static text (struct sql) bound by position, prepared once per connection
  *     with SQLITE_PREPARE_PERSISTENT. sq_run_bound() binds from a type string so that a simple
- *     operation is one line of intent in its concern file.
+ *     operation is one line of intent in its concern file; a listing there names only how to
+ *     read one row (struct sq_rows).
+ *   - Listings hand back typed rows, not display JSON: what a client reads (times as RFC 3339,
+ *     absent values as null) is rendered above the store (render/rows.c).
  */
 #include "sqlite_internal.h"
 #include "core/log.h"
@@ -214,56 +217,51 @@ static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
 	}
 }
 
-static json_t *time_json(int64_t ms)
+/* Steps a listing to its end, reading each row into a growing array. */
+static enum store_result list_rows(struct conn *c, sqlite3_stmt *st, const struct sq_rows *rows,
+				   void **out, size_t *n)
 {
-	char buf[CP_RFC3339_LEN + 1];
-	if (!ms)
-		return json_null();
-	cp_rfc3339(ms, buf);
-	return json_string(buf);
-}
-
-static json_t *col_json(sqlite3_stmt *st, int col, bool is_time)
-{
-	switch (sqlite3_column_type(st, col)) {
-	case SQLITE_NULL:
-		return json_null();
-	case SQLITE_INTEGER:
-		return is_time ? time_json(sqlite3_column_int64(st, col))
-			       : json_integer(sqlite3_column_int64(st, col));
-	default:
-		return json_string((const char *)sqlite3_column_text(st, col));
-	}
-}
-
-/* Runs a listing statement and turns each row into an object with the given column names;
- * names ending in "_at" are rendered as timestamps. */
-static enum store_result list_rows(struct conn *c, sqlite3_stmt *st, const char *const *names,
-				   json_t **out)
-{
-	json_t *arr = json_array();
+	char *arr = NULL;
+	size_t count = 0, cap = 0;
+	enum store_result rc = STORE_OK;
 	int r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o = json_object();
-		for (int i = 0; names[i]; i++) {
-			size_t n = strlen(names[i]);
-			bool is_time = n > 3 && !strcmp(names[i] + n - 3, "_at");
-			json_object_set_new(o, names[i], col_json(st, i, is_time));
+		if (count == cap) {
+			cap = cap ? cap * 2 : 16;
+			char *p = realloc(arr, cap * rows->size);
+			if (!p) {
+				rc = STORE_ERROR;
+				break;
+			}
+			arr = p;
 		}
-		json_array_append_new(arr, o);
+		void *row = arr + count * rows->size;
+		memset(row, 0, rows->size);
+		rows->read(st, row);
+		count++;
 	}
 	sqlite3_reset(st);
-	if (r != SQLITE_DONE) {
-		json_decref(arr);
-		return sq_step_error(c, r);
+	if (rc == STORE_OK && r != SQLITE_DONE)
+		rc = sq_step_error(c, r);
+	if (rc != STORE_OK) {
+		for (size_t i = 0; rows->clear && i < count; i++)
+			rows->clear(arr + i * rows->size);
+		free(arr);
+		return rc;
 	}
 	*out = arr;
+	*n = count;
 	return STORE_OK;
 }
 
 enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
-			       const char *const *names, json_t **out, const char *types, ...)
+			       const struct sq_rows *rows, void **out, size_t *n,
+			       const char *types, ...)
 {
+	if (rows) {
+		*out = NULL;
+		*n = 0;
+	}
 	struct conn *c = sq_conn_get(h);
 	if (!c)
 		return STORE_ERROR;
@@ -274,7 +272,7 @@ enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
 		va_start(ap, types);
 		bind_args(st, types, ap);
 		va_end(ap);
-		rc = names ? list_rows(c, st, names, out) : sq_run_write(h, c, st);
+		rc = rows ? list_rows(c, st, rows, out, n) : sq_run_write(h, c, st);
 	}
 	sq_conn_put(h, c);
 	return rc;

@@ -133,15 +133,23 @@ enum store_result sq_step_error(struct conn *c, int r);
  * else STORE_NOT_FOUND, or the step's error. */
 enum store_result sq_run_write(struct sqlite_handle *h, struct conn *c, sqlite3_stmt *st);
 
-/* One statement with its arguments bound by a type string: 's' text (NULL: null), 'o'
- * optional text ("": null), 'i' int, 'I' int64. names NULL: a write (as sq_run_write). names
- * set: a listing; *out receives an array of objects, one per row, keyed by names (NULL
- * terminated); names ending in "_at" are rendered as RFC 3339 timestamps. */
-enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
-			       const char *const *names, json_t **out, const char *types, ...);
+/* How a listing reads a row: into an element of size bytes, zeroed first; clear (may be
+ * NULL) frees what read allocated in one, when the listing fails half-way. */
+struct sq_rows {
+	size_t size;
+	void (*read)(sqlite3_stmt *st, void *row);
+	void (*clear)(void *row);
+};
 
-#define sq_write_one(h, q, ...) sq_run_bound(h, q, NULL, NULL, __VA_ARGS__)
-#define sq_list_all(h, q, names, out, ...) sq_run_bound(h, q, names, out, __VA_ARGS__)
+/* One statement with its arguments bound by a type string: 's' text (NULL: null), 'o'
+ * optional text ("": null), 'i' int, 'I' int64. rows NULL: a write (as sq_run_write). rows
+ * set: a listing; *out receives a heap array of its rows (NULL if none), *n their count. */
+enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
+			       const struct sq_rows *rows, void **out, size_t *n,
+			       const char *types, ...);
+
+#define sq_write_one(h, q, ...) sq_run_bound(h, q, NULL, NULL, NULL, __VA_ARGS__)
+#define sq_list_all(h, q, rows, out, n, ...) sq_run_bound(h, q, rows, out, n, __VA_ARGS__)
 
 /* Borrows a connection for the body of a callback whose context is ctx (a handle). */
 #define WITH_CONN(h, c)                                   \
@@ -191,19 +199,21 @@ void sqlite_close(void *ctx);
 
 enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now);
 enum store_result sqlite_tenant_exists(void *ctx, const char *id);
-enum store_result sqlite_tenant_list(void *ctx, json_t **out);
+enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n);
 enum store_result sqlite_agent_create(void *ctx, const struct agent *a);
 enum store_result sqlite_agent_get(void *ctx, const struct scope *sc, const char *id,
 				   struct agent *out);
 enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct agent *out);
-enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct agent **out,
+				    size_t *n);
 enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
 
 /* ---- keys.c ------------------------------------------------------------------------------ */
 
 enum store_result sqlite_key_create(void *ctx, const struct api_key *k);
 enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out);
-enum store_result sqlite_key_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_key_list(void *ctx, const char *tenant_id, struct api_key **out,
+				  size_t *n);
 enum store_result sqlite_key_revoke(void *ctx, const char *id, int64_t now);
 
 /* ---- calls.c ----------------------------------------------------------------------------- */
@@ -230,14 +240,15 @@ enum store_result sq_write_event(struct conn *c, const char *type, const struct 
 				 const char *extra, bool canonical_only, int64_t now);
 
 enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w);
-enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, json_t **out);
+enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
+				      size_t *n);
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
 enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
 					struct delivery **out, size_t *n);
 enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
 					 int http_status, const char *error, int64_t now);
 enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
-				       int limit, json_t **out);
+				       int limit, struct delivery_row **out, size_t *n);
 enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
 					 int *count);
 enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,

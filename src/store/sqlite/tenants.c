@@ -57,10 +57,21 @@ enum store_result sqlite_tenant_exists(void *ctx, const char *id)
 	return rc;
 }
 
-enum store_result sqlite_tenant_list(void *ctx, json_t **out)
+static void tenant_row(sqlite3_stmt *st, void *row)
 {
-	static const char *const names[] = {"id", "name", "created_at", NULL};
-	return sq_list_all(ctx, &q_tenant_list, names, out, "");
+	struct tenant *t = row;
+	sq_copy_col(st, 0, t->id, sizeof t->id);
+	sq_copy_col(st, 1, t->name, sizeof t->name);
+	t->created_at = sqlite3_column_int64(st, 2);
+}
+
+enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, tenant_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_tenant_list, &rows, &list, n, "");
+	*out = list;
+	return rc;
 }
 
 /* ---- agents ----------------------------------------------------------------------------- */
@@ -71,19 +82,27 @@ enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
 			    a->number, a->max_duration_s, a->created_at, a->stream_url);
 }
 
+/* An agent row (id, tenant_id, name, number, max_duration_s, created_at, stream_url) into a
+ * zeroed struct agent. */
+static void agent_row(sqlite3_stmt *st, void *row)
+{
+	struct agent *out = row;
+	sq_copy_col(st, 0, out->id, sizeof out->id);
+	sq_copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
+	sq_copy_col(st, 2, out->name, sizeof out->name);
+	sq_copy_col(st, 3, out->number, sizeof out->number);
+	out->max_duration_s = sqlite3_column_int(st, 4);
+	out->created_at = sqlite3_column_int64(st, 5);
+	sq_copy_col(st, 6, out->stream_url, sizeof out->stream_url);
+}
+
 static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
 {
 	int r = sqlite3_step(st);
 	enum store_result rc;
 	if (r == SQLITE_ROW) {
 		memset(out, 0, sizeof *out);
-		sq_copy_col(st, 0, out->id, sizeof out->id);
-		sq_copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
-		sq_copy_col(st, 2, out->name, sizeof out->name);
-		sq_copy_col(st, 3, out->number, sizeof out->number);
-		out->max_duration_s = sqlite3_column_int(st, 4);
-		out->created_at = sqlite3_column_int64(st, 5);
-		sq_copy_col(st, 6, out->stream_url, sizeof out->stream_url);
+		agent_row(st, out);
 		rc = STORE_OK;
 	} else {
 		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : sq_step_error(c, r);
@@ -121,11 +140,14 @@ enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct a
 	return rc;
 }
 
-enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, json_t **out)
+enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct agent **out,
+				    size_t *n)
 {
-	static const char *const names[] = {"id", "tenant_id", "name", "number",
-					    "max_duration_s", "created_at", "stream_url", NULL};
-	return sq_list_all(ctx, &q_agent_list, names, out, "s", tenant_id);
+	static const struct sq_rows rows = {sizeof **out, agent_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_agent_list, &rows, &list, n, "s", tenant_id);
+	*out = list;
+	return rc;
 }
 
 enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
