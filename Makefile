@@ -13,7 +13,7 @@ BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
 OPT      := -O2
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-SRC      := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c))
+SRC      := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c src/*/*/*.c))
 OBJ      := $(SRC:src/%.c=build/obj/%.o)
 ASAN_OBJ := $(SRC:src/%.c=build/asan/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

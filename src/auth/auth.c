@@ -47,7 +47,7 @@ enum cp_err auth_check(struct store *st, const char *secret, struct principal *w
 	char hash[CP_SHA256_HEX_LEN + 1];
 	cp_sha256_hex(secret, strlen(secret), hash);
 	memset(who, 0, sizeof *who);
-	int rc = STORE(st, key_by_hash, hash, &who->key);
+	enum store_result rc = STORE(st, key_by_hash, hash, &who->key);
 	if (rc == STORE_NOT_FOUND)
 		return CP_ERR_UNAUTHORIZED;
 	if (rc != STORE_OK)

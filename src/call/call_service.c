@@ -47,9 +47,6 @@ struct job {
 	struct call call;            /* JOB_INBOUND: the stored call */
 };
 
-/* Set on the worker thread while a group commit is open: events fire after its commit. */
-static __thread bool tl_batching, tl_event_pending;
-
 struct call_service {
 	struct store *st;
 	struct telephony tel;        /* ops NULL: no engine */
@@ -63,6 +60,30 @@ struct call_service {
 	void (*on_event)(void *arg);     /* an outbox event was committed */
 	void *on_event_arg;
 };
+
+/* Where store work goes, and when the outbox events it writes are announced (on_event).
+ * Outside a group commit: to the service's store, announced at once. Inside one (run_batch):
+ * to the batch, announced once it has committed, as no one else can read them before. */
+struct writer {
+	struct call_service *svc;
+	struct store *st;            /* svc->st, or the open batch */
+	bool batched;
+	bool event_pending;          /* batched: an event waits for the commit */
+};
+
+static struct writer direct(struct call_service *svc)
+{
+	return (struct writer){.svc = svc, .st = svc->st};
+}
+
+/* An outbox event was written through w. */
+static void event_written(struct writer *w)
+{
+	if (w->batched)
+		w->event_pending = true;
+	else if (w->svc->on_event)
+		w->svc->on_event(w->svc->on_event_arg);
+}
 
 static void run_job(struct call_service *svc, struct job *j);
 static void run_batch(struct call_service *svc, struct job *list);
@@ -179,20 +200,21 @@ struct cause {
 	int64_t wire_us;             /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
 };
 
-static int transition_logged(struct call_service *svc, const char *id,
-			     const struct call_update *step, const struct cause *why,
-			     struct call *out);
+static enum store_result transition_logged(struct writer *w, const char *id,
+					   const struct call_update *step, const struct cause *why,
+					   struct call *out);
 
-static int transition(struct call_service *svc, const char *id, const struct call_update *step,
-		      const char *req_id, struct call *out)
+static enum store_result transition(struct writer *w, const char *id,
+				    const struct call_update *step, const char *req_id,
+				    struct call *out)
 {
 	struct cause why = {.req_id = req_id};
-	return transition_logged(svc, id, step, &why, out);
+	return transition_logged(w, id, step, &why, out);
 }
 
-static int transition_logged(struct call_service *svc, const char *id,
-			     const struct call_update *step, const struct cause *why,
-			     struct call *out)
+static enum store_result transition_logged(struct writer *w, const char *id,
+					   const struct call_update *step, const struct cause *why,
+					   struct call *out)
 {
 	const char *req_id = why->req_id;
 	enum call_status prev = CALL_QUEUED;
@@ -204,13 +226,9 @@ static int transition_logged(struct call_service *svc, const char *id,
 	 * late sip_status, is the one exception). An illegal step matches no row: CONFLICT. */
 	if (step->from_mask != CALL_BIT(step->to))
 		with_event.from_mask &= call_sources_of(step->to);
-	int rc = STORE(svc->st, call_update, id, u, out, &prev);
-	if (rc == STORE_OK && u->event) {
-		if (tl_batching)
-			tl_event_pending = true;    /* not visible to others before the commit */
-		else if (svc->on_event)
-			svc->on_event(svc->on_event_arg);
-	}
+	enum store_result rc = STORE(w->st, call_update, id, u, out, &prev);
+	if (rc == STORE_OK && u->event)
+		event_written(w);
 	if (rc == STORE_OK && log_enabled(LOG_INFO)) {
 		/* hand-formatted: one line per transition is on the end-call hot path. Every value
 		 * is an id, a status name, a validated reason ([A-Za-z0-9_.:-]) or a number. */
@@ -231,10 +249,11 @@ static int transition_logged(struct call_service *svc, const char *id,
 	return rc;
 }
 
-int call_service_event(struct call_service *svc, const char *call_id,
-		       const struct call_update *u, struct call *out)
+enum store_result call_service_event(struct call_service *svc, const char *call_id,
+				     const struct call_update *u, struct call *out)
 {
-	return transition(svc, call_id, u, NULL, out);
+	struct writer w = direct(svc);
+	return transition(&w, call_id, u, NULL, out);
 }
 
 void call_service_post_event(struct call_service *svc, const char *call_id,
@@ -278,17 +297,15 @@ void call_service_post_dtmf(struct call_service *svc, const char *call_id, char 
 }
 
 /* Writes the call.dtmf event (apply phase): for a live call only. */
-static void dtmf_record(struct call_service *svc, struct job *j)
+static void dtmf_record(struct writer *w, struct job *j)
 {
 	/* the digit needs no escaping: post_dtmf let only [0-9*#A-D] through */
 	char extra[16];
 	snprintf(extra, sizeof extra, "\"digit\":\"%c\"", j->digit);
-	int rc = STORE(svc->st, call_event, j->call_id, "call.dtmf", extra, CALL_ACTIVE_MASK, NULL);
+	enum store_result rc = STORE(w->st, call_event, j->call_id, "call.dtmf", extra,
+				     CALL_ACTIVE_MASK, NULL);
 	if (rc == STORE_OK) {
-		if (tl_batching)
-			tl_event_pending = true;    /* not visible to others before the commit */
-		else if (svc->on_event)
-			svc->on_event(svc->on_event_arg);
+		event_written(w);
 	} else if (rc == STORE_NOT_FOUND || rc == STORE_CONFLICT) {
 		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s %s", j->call_id,
 			rc == STORE_NOT_FOUND ? "is unknown" : "has ended");
@@ -355,11 +372,9 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			       " most %d bytes, without spaces or control characters",
 			       CALL_STREAM_URL_MAX);
 
-	int rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
-	if (rc == STORE_NOT_FOUND)
-		return cp_fail(err, CP_ERR_NOT_FOUND, "agent %s not found", req->agent_id);
+	enum store_result rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
 	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "agent %s", req->agent_id);
 	const char *from = req->from ? req->from : agent.number;
 	if (!*from)
 		return cp_fail(err, CP_ERR_INVALID, "from is required: the agent has no number");
@@ -388,14 +403,15 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	rc = STORE(svc->st, call_insert, &c);
 	if (rc != STORE_OK) {
 		call_clear(&c);
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "agent %s", req->agent_id);
 	}
 	log_created(&c, req_id);
 
 	if (svc->tel.ops && svc->tel.ops->dial(svc->tel.engine, &c) != 0) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = "failed"};
-		if (transition(svc, c.id, &u, req_id, &c) != STORE_OK) {
+		struct writer w = direct(svc);
+		if (transition(&w, c.id, &u, req_id, &c) != STORE_OK) {
 			call_clear(&c);   /* stored queued, never dialled: say so rather than 201 */
 			return cp_fail(err, CP_ERR_INTERNAL, "the call could not be dialled");
 		}
@@ -407,21 +423,14 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,
 		     struct call *out, struct cp_error *err)
 {
-	int rc = STORE(svc->st, call_get, sc, id, out);
-	if (rc == STORE_NOT_FOUND)
-		return cp_fail(err, CP_ERR_NOT_FOUND, "call not found");
-	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
-	return CP_OK;
+	return store_fail(err, STORE(svc->st, call_get, sc, id, out), "call");
 }
 
 enum cp_err call_list(struct call_service *svc, const struct scope *sc,
 		      const struct call_filter *f, struct call **out, size_t *n,
 		      struct cp_error *err)
 {
-	if (STORE(svc->st, call_list, sc, f, out, n) != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
-	return CP_OK;
+	return store_fail(err, STORE(svc->st, call_list, sc, f, out, n), "calls");
 }
 
 enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
@@ -430,11 +439,11 @@ enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const 
 	enum cp_err e = call_get(svc, sc, id, out, err);
 	if (e != CP_OK)
 		return e;
-	int rc = STORE(svc->st, call_redact, out->id, cp_now_ms(), out);
+	enum store_result rc = STORE(svc->st, call_redact, out->id, cp_now_ms(), out);
 	if (rc == STORE_CONFLICT)
 		return cp_fail(err, CP_ERR_NOT_ACTIVE, "call is still active; end it first");
 	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+		return store_fail(err, rc, "call");
 	json_t *f = json_pack("{s:s}", "call_id", out->id);
 	if (req_id)
 		json_object_set_new(f, "req_id", json_string(req_id));
@@ -511,6 +520,13 @@ static void end_result(struct end_job *job, enum cp_err code, const char *msg,
 	}
 }
 
+static void end_store_failed(struct end_job *job, enum store_result rc)
+{
+	struct cp_error e;
+	store_fail(&e, rc, "call");
+	end_result(job, e.code, e.message, NULL);
+}
+
 /* Tells the requester; the job is gone afterwards. */
 static void end_finish(struct end_job *job)
 {
@@ -521,7 +537,7 @@ static void end_finish(struct end_job *job)
 
 /* Records the end. kind says what went on the wire; HANGUP_NONE means nothing had to (a call
  * that was never dialled), in which case the target follows the status we find. */
-static void end_record(struct end_job *job, enum hangup_kind kind)
+static void end_record(struct writer *w, struct end_job *job, enum hangup_kind kind)
 {
 	struct call c = {0};
 	enum call_status cur = job->seen;
@@ -541,13 +557,13 @@ static void end_record(struct end_job *job, enum hangup_kind kind)
 		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
 					.end_reason = job->reason};
 		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us};
-		int rc = transition_logged(job->svc, job->id, &u, &why, &c);
+		enum store_result rc = transition_logged(w, job->id, &u, &why, &c);
 		if (rc == STORE_OK) {
 			end_result(job, CP_OK, "", &c);
 			goto out;
 		}
 		if (rc != STORE_CONFLICT) {
-			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_store_failed(job, rc);
 			goto out;
 		}
 		if (call_status_is_terminal(c.status)) {
@@ -565,16 +581,18 @@ out:
 }
 
 /* Decides (and records) the outcome of an engine's answer; end_finish() tells it. */
-static void end_apply(struct end_job *job, enum cp_err err, enum hangup_kind kind)
+static void end_apply(struct writer *w, struct end_job *job, enum cp_err err,
+		      enum hangup_kind kind)
 {
 	if (err == CP_OK) {
-		end_record(job, kind);
+		end_record(w, job, kind);
 	} else if (err == CP_ERR_NOT_ACTIVE) {
 		struct call c = {0};
-		if (STORE(job->svc->st, call_get, NULL, job->id, &c) == STORE_OK)
+		enum store_result rc = STORE(w->st, call_get, NULL, job->id, &c);
+		if (rc == STORE_OK)
 			end_result(job, CP_ERR_NOT_ACTIVE, "call is not active", &c);
 		else
-			end_result(job, CP_ERR_INTERNAL, "store error", NULL);
+			end_store_failed(job, rc);
 		call_clear(&c);
 	} else {
 		end_result(job, CP_ERR_UNDELIVERABLE,
@@ -591,7 +609,8 @@ static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind)
 		end->wire_us = cp_mono_us() - end->t_start_us;
 	struct job *j = calloc(1, sizeof *j);
 	if (!j) {
-		end_apply(end, err, kind);
+		struct writer w = direct(end->svc);
+		end_apply(&w, end, err, kind);
 		end_finish(end);
 		return;
 	}
@@ -651,7 +670,8 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 	if (svc->tel.ops)
 		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, end_hung_up, job);
 	else {
-		end_record(job, HANGUP_NONE);
+		struct writer w = direct(svc);
+		end_record(&w, job, HANGUP_NONE);
 		end_finish(job);
 	}
 	call_clear(&c);
@@ -781,13 +801,13 @@ void call_service_inbound(struct call_service *svc, const struct inbound_call *i
 }
 
 /* Stores an inbound call (apply phase); job_finish() tells the engine. */
-static void inbound_create(struct call_service *svc, struct job *j)
+static void inbound_create(struct writer *w, struct job *j)
 {
 	struct agent agent;
 	struct call *c = &j->call;
-	int rc = STORE(svc->st, agent_by_number, j->number, &agent);
+	enum store_result rc = STORE(w->st, agent_by_number, j->number, &agent);
 	if (rc != STORE_OK) {
-		j->err = rc == STORE_NOT_FOUND ? CP_ERR_NOT_FOUND : CP_ERR_INTERNAL;
+		j->err = store_fail(NULL, rc, "agent %s", j->number);
 		return;
 	}
 	if (j->call_id[0])
@@ -807,7 +827,7 @@ static void inbound_create(struct call_service *svc, struct job *j)
 	c->created_at = cp_now_ms();
 	c->metadata = strdup("{}");
 	if (!c->metadata || set_stream_url(c, agent.stream_url) ||
-	    STORE(svc->st, call_insert, c) != STORE_OK) {
+	    STORE(w->st, call_insert, c) != STORE_OK) {
 		j->err = CP_ERR_INTERNAL;
 		return;
 	}
@@ -818,20 +838,20 @@ static void inbound_create(struct call_service *svc, struct job *j)
 /* ---- worker ----------------------------------------------------------------------------- */
 
 /* Phase 1, inside the batch's transaction: the store work. */
-static void job_apply(struct call_service *svc, struct job *j)
+static void job_apply(struct writer *w, struct job *j)
 {
 	switch (j->type) {
 	case JOB_EVENT:
-		transition(svc, j->call_id, &j->u, NULL, NULL);
+		transition(w, j->call_id, &j->u, NULL, NULL);
 		break;
 	case JOB_HUNG_UP:
-		end_apply(j->end, j->err, j->kind);
+		end_apply(w, j->end, j->err, j->kind);
 		break;
 	case JOB_INBOUND:
-		inbound_create(svc, j);
+		inbound_create(w, j);
 		break;
 	case JOB_DTMF:
-		dtmf_record(svc, j);
+		dtmf_record(w, j);
 		break;
 	}
 }
@@ -857,31 +877,34 @@ static void job_finish(struct job *j)
 
 static void run_job(struct call_service *svc, struct job *j)
 {
-	job_apply(svc, j);
+	struct writer w = direct(svc);
+	job_apply(&w, j);
 	job_finish(j);
 }
 
 /* Applies a list of jobs as one group commit: one transaction, one fsync, then the replies. */
 static void run_batch(struct call_service *svc, struct job *list)
 {
-	bool batched = svc->st->be->batch_begin && STORE(svc->st, batch_begin) == STORE_OK;
-	tl_batching = batched;
+	struct store batch;
+	struct writer w = direct(svc);
+	if (store_batch_begin(svc->st, &batch) == STORE_OK) {
+		w.st = &batch;
+		w.batched = true;
+	}
 	for (struct job *j = list; j; j = j->next)
-		job_apply(svc, j);
-	tl_batching = false;
-	if (batched && STORE(svc->st, batch_end, true) != STORE_OK) {
+		job_apply(&w, j);
+	if (w.batched && store_batch_end(&batch, true) != STORE_OK) {
 		/* nothing of the batch is durable: apply each job again on its own, so one bad
 		 * write costs only its own job and no event is silently lost */
 		log_msg(LOG_ERROR, "group_commit_failed", "re-applying the batch one by one");
-		tl_event_pending = false;
+		w = direct(svc);
 		for (struct job *j = list; j; j = j->next) {
 			call_clear(&j->call);
-			job_apply(svc, j);
+			job_apply(&w, j);
 		}
 	}
-	if (tl_event_pending && svc->on_event)
+	if (w.event_pending && svc->on_event)
 		svc->on_event(svc->on_event_arg);
-	tl_event_pending = false;
 	while (list) {
 		struct job *next = list->next;
 		job_finish(list);
@@ -896,6 +919,7 @@ int call_service_recover(struct call_service *svc, bool include_queued)
 	char (*ids)[CP_UUID_LEN + 1] = NULL;
 	size_t n = 0;
 	int ended = 0;
+	struct writer w = direct(svc);
 	if (STORE(svc->st, call_active_ids, &ids, &n) != STORE_OK)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -908,7 +932,7 @@ int call_service_recover(struct call_service *svc, bool include_queued)
 			struct call_update u = {.from_mask = CALL_BIT(c.status),
 						.to = call_end_status(c.status),
 						.ended_at = cp_now_ms(), .end_reason = "node_restart"};
-			if (transition(svc, ids[i], &u, NULL, NULL) == STORE_OK) {
+			if (transition(&w, ids[i], &u, NULL, NULL) == STORE_OK) {
 				ended++;
 				break;
 			}

@@ -86,8 +86,8 @@ void call_end_all(struct call_service *svc, const struct scope *sc, const char *
 
 /* Applies u as one conditional transition and logs it; returns the store result
  * (STORE_CONFLICT if the call had already moved on). Synchronous. */
-int call_service_event(struct call_service *svc, const char *call_id,
-		       const struct call_update *u, struct call *out);
+enum store_result call_service_event(struct call_service *svc, const char *call_id,
+				     const struct call_update *u, struct call *out);
 /* Engine -> service: the same, queued to the worker so the engine never waits on the store.
  * Events are applied in the order they were posted. */
 void call_service_post_event(struct call_service *svc, const char *call_id,

@@ -14,6 +14,7 @@
 #include "auth/auth.h"
 #include "call/call.h"
 #include "core/util.h"
+#include "render/rows.h"
 #include "store/store.h"
 
 static int mkdir_parents(const char *path)
@@ -57,6 +58,14 @@ int cli_print(json_t *v)
 	printf("%s\n", s);
 	free(s);
 	return 0;
+}
+
+int cli_store_error(enum store_result r, const char *what)
+{
+	struct cp_error e;
+	store_fail(&e, r, "%s", what);
+	fprintf(stderr, "error: %s\n", e.message);
+	return 1;
 }
 
 static int fail(const char *msg, const char *arg)
@@ -110,11 +119,13 @@ int cli_tenant(int argc, char **argv)
 		else
 			fail("could not create the tenant", NULL);
 	} else {
-		json_t *list = NULL;
-		if (STORE(st, tenant_list, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct tenant *list = NULL;
+		size_t n = 0;
+		if (STORE(st, tenant_list, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", tenants_to_json(list, n)));
 		else
 			fail("could not list tenants", NULL);
+		free(list);
 	}
 	store_close(st);
 	return rc;
@@ -160,7 +171,7 @@ static int agent_update(int argc, char **argv)
 	if (!st)
 		return 1;
 	int rc = 1;
-	int r = STORE(st, agent_set_stream_url, pos[0], url);
+	enum store_result r = STORE(st, agent_set_stream_url, pos[0], url);
 	if (r == STORE_OK)
 		rc = cli_print(json_pack("{s:s, s:s?}", "id", pos[0], "stream_url", url));
 	else
@@ -212,7 +223,7 @@ int cli_agent(int argc, char **argv)
 		return 1;
 	int rc = 1;
 	if (create) {
-		int r;
+		enum store_result r;
 		if (cp_uuid4(a.id))
 			goto out;
 		snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
@@ -221,8 +232,10 @@ int cli_agent(int argc, char **argv)
 		a.max_duration_s = (int)v;
 		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
 		a.created_at = cp_now_ms();
-		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
-			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
+			fail("no such tenant: ", tenant);
+		else if (r != STORE_OK)
+			cli_store_error(r, "tenant");
 		else if ((r = STORE(st, agent_create, &a)) == STORE_CONFLICT)
 			fail("another agent already has the number ", number);
 		else if (r != STORE_OK)
@@ -230,11 +243,13 @@ int cli_agent(int argc, char **argv)
 		else
 			rc = cli_print(json_pack("{s:s}", "id", a.id));
 	} else {
-		json_t *list = NULL;
-		if (STORE(st, agent_list, tenant, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct agent *list = NULL;
+		size_t n = 0;
+		if (STORE(st, agent_list, tenant, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", agents_to_json(list, n)));
 		else
 			fail("could not list agents", NULL);
+		free(list);
 	}
 out:
 	store_close(st);
@@ -294,23 +309,28 @@ int cli_key(int argc, char **argv)
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
-	int rc = 1, r;
+	int rc = 1;
+	enum store_result r;
 	if (opts == create_opts) {
 		struct api_key k;
 		char secret[AUTH_SECRET_LEN + 1];
-		if ((r = STORE(st, tenant_exists, tenant)) != STORE_OK)
-			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "store error", tenant);
+		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
+			fail("no such tenant: ", tenant);
+		else if (r != STORE_OK)
+			cli_store_error(r, "tenant");
 		else if (auth_key_mint(tenant, number, &k, secret) ||
 			 (k.rate_limit = (unsigned)rate_v, STORE(st, key_create, &k)) != STORE_OK)
 			fail("could not create the key", NULL);
 		else
 			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));
 	} else if (opts == list_opts) {
-		json_t *list = NULL;
-		if (STORE(st, key_list, tenant, &list) == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", list));
+		struct api_key *list = NULL;
+		size_t n = 0;
+		if (STORE(st, key_list, tenant, &list, &n) == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", api_keys_to_json(list, n)));
 		else
 			fail("could not list keys", NULL);
+		free(list);
 	} else {
 		r = STORE(st, key_revoke, pos[0], cp_now_ms());
 		if (r == STORE_OK)

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <jansson.h>
 
+#include "store/store.h"
+
 #define CLI_DEFAULT_DB "./var/callplane.db"
 
 int cli_serve(int argc, char **argv);
@@ -17,12 +19,13 @@ int cli_agent(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_webhook(int argc, char **argv);
 
-struct store;
-struct store_options;
 /* Opens the database at path (creating its directory), or prints an error and returns NULL.
  * opt NULL: the admin commands' defaults. */
 struct store *cli_open_store(const char *path, const struct store_options *opt);
 /* Prints a JSON value on stdout (and frees it); returns 0. */
 int cli_print(json_t *v);
+/* Prints the error of a store result that is not STORE_OK (store_fail; what names the thing
+ * for STORE_NOT_FOUND) on stderr; returns 1. */
+int cli_store_error(enum store_result r, const char *what);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "args.h"
+#include "render/rows.h"
 #include "store/store.h"
 #include "webhook/webhook_registry.h"
 
@@ -103,25 +104,37 @@ int cli_webhook(int argc, char **argv)
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
 		else
 			fprintf(stderr, "error: %s\n", err.message);
-	} else if (opts == list_opts || opts == deliveries_opts) {
-		json_t *data = NULL;
-		int r = opts == list_opts ? STORE(st, webhook_list, tenant, &data)
-					  : STORE(st, delivery_list, tenant, status, (int)n, &data);
+	} else if (opts == list_opts) {
+		struct webhook *hooks = NULL;
+		size_t count = 0;
+		enum store_result r = STORE(st, webhook_list, tenant, &hooks, &count);
 		if (r == STORE_OK)
-			rc = cli_print(json_pack("{s:o}", "data", data));
+			rc = cli_print(json_pack("{s:o}", "data", webhooks_to_json(hooks, count)));
 		else
-			fprintf(stderr, "error: store error\n");
+			cli_store_error(r, "webhooks");
+		free(hooks);
+	} else if (opts == deliveries_opts) {
+		struct delivery_row *rows = NULL;
+		size_t count = 0;
+		enum store_result r = STORE(st, delivery_list, tenant, status, (int)n, &rows, &count);
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
+		else
+			cli_store_error(r, "deliveries");
+		delivery_rows_free(rows, count);
 	} else if (opts == delete_opts) {
-		int r = STORE(st, webhook_delete, NULL, pos[0]);
+		enum store_result r = STORE(st, webhook_delete, NULL, pos[0]);
 		if (r == STORE_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
+		else if (r == STORE_NOT_FOUND)
+			fprintf(stderr, "error: no such webhook: %s\n", pos[0]);
 		else
-			fprintf(stderr, "error: %s%s\n", r == STORE_NOT_FOUND ? "no such webhook: " : "store error", r == STORE_NOT_FOUND ? pos[0] : "");
+			cli_store_error(r, "webhook");
 	} else {
 		int count = 0;
-		int r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
+		enum store_result r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
 		if (r != STORE_OK)
-			fprintf(stderr, "error: store error\n");
+			cli_store_error(r, "deliveries");
 		else if (id && !count)
 			fprintf(stderr, "error: no failed delivery %lld\n", id);
 		else

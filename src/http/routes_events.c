@@ -184,8 +184,11 @@ static void stream_events(struct http_request *r)
 		return;
 	}
 	int64_t start = seq;
-	if (!last && STORE(hub->st, events_last_seq, &start) != STORE_OK) {
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = last ? STORE_OK : STORE(hub->st, events_last_seq, &start);
+	if (rc != STORE_OK) {
+		struct cp_error e;
+		store_fail(&e, rc, "events");
+		http_reply_error(r, &e);
 		return;
 	}
 	struct sse_client *c = calloc(1, sizeof *c);

@@ -4,6 +4,7 @@
  * call of its tenant or agent, which a number-scoped key could not otherwise see.
  */
 #include "routes.h"
+#include "render/rows.h"
 #include "webhook/webhook.h"
 #include "webhook/webhook_registry.h"
 
@@ -14,6 +15,14 @@
 static struct store *store_of(struct http_request *r)
 {
 	return ((struct app *)http_app(r))->store;
+}
+
+/* Replies with the error of a store result that is not STORE_OK (store_fail). */
+static void reply_store_error(struct http_request *r, enum store_result rc, const char *what)
+{
+	struct cp_error e;
+	store_fail(&e, rc, "%s", what);
+	http_reply_error(r, &e);
 }
 
 /* The tenant of a tenant-scoped key, or NULL after replying 403. */
@@ -51,14 +60,17 @@ static void create(struct http_request *r)
 
 static void list(struct http_request *r)
 {
-	json_t *data = NULL;
+	struct webhook *hooks = NULL;
+	size_t n = 0;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	if (STORE(store_of(r), webhook_list, tenant, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = STORE(store_of(r), webhook_list, tenant, &hooks, &n);
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "webhooks");
 	else
-		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+		http_reply_json(r, 200, json_pack("{s:o}", "data", webhooks_to_json(hooks, n)));
+	free(hooks);
 }
 
 static void delete(struct http_request *r)
@@ -66,11 +78,9 @@ static void delete(struct http_request *r)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
-	if (rc == STORE_NOT_FOUND)
-		http_reply_fail(r, CP_ERR_NOT_FOUND, "webhook not found");
-	else if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	enum store_result rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "webhook");
 	else
 		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
@@ -92,11 +102,15 @@ static void deliveries(struct http_request *r)
 		http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..1000");
 		return;
 	}
-	json_t *data = NULL;
-	if (STORE(store_of(r), delivery_list, tenant, status, (int)n, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	struct delivery_row *rows = NULL;
+	size_t count = 0;
+	enum store_result rc = STORE(store_of(r), delivery_list, tenant, status, (int)n, &rows,
+				     &count);
+	if (rc != STORE_OK)
+		reply_store_error(r, rc, "deliveries");
 	else
-		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
+		http_reply_json(r, 200, json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
+	delivery_rows_free(rows, count);
 }
 
 static void replay(struct http_request *r, long long id)
@@ -105,9 +119,9 @@ static void replay(struct http_request *r, long long id)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
+	enum store_result rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
 	if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+		reply_store_error(r, rc, "deliveries");
 	else if (id && count == 0)
 		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
 	else {

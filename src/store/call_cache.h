@@ -5,7 +5,7 @@
  * life. The cache keeps recently read rows (with their agent's number, for number-scoped keys)
  * so a repeated read costs a hash probe instead of an SQLite read transaction.
  *
- * Coherence rules (the store enforces them; see store_sqlite.c):
+ * Coherence rules (the store enforces them; see sqlite/batch.c):
  *   - Only committed rows enter the cache, and only readers fill it.
  *   - A writer brackets each write of a row: call_cache_write_begin() before the statement
  *     (it drops the row), call_cache_write_end() once it is committed (for a batch: after its

@@ -35,7 +35,7 @@ struct slot {
 };
 
 struct key_cache {
-	int fd;                      /* <db>-keys, held open: also the server lock (store_sqlite.c) */
+	int fd;                      /* <db>-keys, held open: also the server lock (sqlite/open.c) */
 	uint64_t *epoch;             /* its shared mapping */
 	bool writable;
 	pthread_mutex_t mu[STRIPES];

@@ -2,7 +2,7 @@
  * store.h - the persistence boundary. All SQL in callplane lives behind this interface.
  *
  * A backend is one struct of callbacks (struct store_backend), the way Janus documents its
- * transports: SQLite (store_sqlite.c) is the embedded default; a PostgreSQL backend implements
+ * transports: SQLite (sqlite/) is the embedded default; a PostgreSQL backend implements
  * the same struct later. Callers use the store_*() wrappers below and never see SQL.
  *
  * Contract every backend keeps:
@@ -22,9 +22,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
 
 #include "call/call.h"
+#include "core/error.h"
 #include "core/util.h"
 
 enum store_result {
@@ -41,6 +41,12 @@ enum store_result {
 struct scope {
 	char tenant_id[CP_UUID_LEN + 1];
 	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
+};
+
+struct tenant {
+	char id[CP_UUID_LEN + 1];
+	char name[STORE_NAME_MAX + 1];
+	int64_t created_at;
 };
 
 struct agent {
@@ -116,6 +122,21 @@ struct delivery {
 	int64_t created_at;
 };
 
+/* A delivery as an operator lists it. */
+struct delivery_row {
+	int64_t id;
+	char event_id[CP_UUID_LEN + 1];
+	char event_type[32];
+	char call_id[CP_UUID_LEN + 1];
+	char webhook_id[CP_UUID_LEN + 1];
+	char status[16];                     /* pending | delivered | failed */
+	int attempts;
+	int64_t next_attempt_at, created_at;
+	int64_t delivered_at;                /* 0 = not delivered */
+	int last_status;                     /* HTTP status of the last attempt; 0 = none */
+	char *last_error;                    /* heap; NULL = no attempt recorded yet */
+};
+
 /* An outbox event, for the live stream. */
 struct stored_event {
 	int64_t seq;
@@ -133,85 +154,103 @@ struct store_options {
 
 struct store_backend {
 	const char *name;
-	int (*open)(const char *location, const struct store_options *opt, void **ctx);
+	enum store_result (*open)(const char *location, const struct store_options *opt,
+				  void **ctx);
 	void (*close)(void *ctx);
 
-	int (*tenant_create)(void *ctx, const char *id, const char *name, int64_t now);
-	int (*tenant_exists)(void *ctx, const char *id);
-	int (*tenant_list)(void *ctx, json_t **out);
+	enum store_result (*tenant_create)(void *ctx, const char *id, const char *name,
+					   int64_t now);
+	enum store_result (*tenant_exists)(void *ctx, const char *id);
+	/* Listings hand back a heap array of rows (*out, free() it; NULL when empty) and its
+	 * length, oldest first unless said otherwise. tenant_id NULL = every tenant. */
+	enum store_result (*tenant_list)(void *ctx, struct tenant **out, size_t *n);
 
-	int (*agent_create)(void *ctx, const struct agent *a);
-	int (*agent_get)(void *ctx, const struct scope *sc, const char *id, struct agent *out);
-	int (*agent_by_number)(void *ctx, const char *number, struct agent *out);
-	int (*agent_list)(void *ctx, const char *tenant_id, json_t **out);
+	enum store_result (*agent_create)(void *ctx, const struct agent *a);
+	enum store_result (*agent_get)(void *ctx, const struct scope *sc, const char *id,
+				       struct agent *out);
+	enum store_result (*agent_by_number)(void *ctx, const char *number, struct agent *out);
+	enum store_result (*agent_list)(void *ctx, const char *tenant_id, struct agent **out,
+					size_t *n);
 	/* url NULL or "" clears it. STORE_NOT_FOUND for an unknown agent. */
-	int (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
+	enum store_result (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
 
-	int (*key_create)(void *ctx, const struct api_key *k);
-	int (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);
-	int (*key_list)(void *ctx, const char *tenant_id, json_t **out);
-	int (*key_revoke)(void *ctx, const char *id, int64_t now);
+	enum store_result (*key_create)(void *ctx, const struct api_key *k);
+	enum store_result (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);
+	/* Without their hashes. */
+	enum store_result (*key_list)(void *ctx, const char *tenant_id, struct api_key **out,
+				      size_t *n);
+	enum store_result (*key_revoke)(void *ctx, const char *id, int64_t now);
 
-	int (*call_insert)(void *ctx, struct call *c);  /* sets c->seq */
+	enum store_result (*call_insert)(void *ctx, struct call *c);  /* sets c->seq */
 	/* By call id or provider call id, within the scope (sc NULL = unscoped, for the engine). */
-	int (*call_get)(void *ctx, const struct scope *sc, const char *id, struct call *out);
-	int (*call_list)(void *ctx, const struct scope *sc, const struct call_filter *f,
-			 struct call **out, size_t *n);
+	enum store_result (*call_get)(void *ctx, const struct scope *sc, const char *id,
+				      struct call *out);
+	enum store_result (*call_list)(void *ctx, const struct scope *sc,
+				       const struct call_filter *f, struct call **out, size_t *n);
 	/* out (may be NULL) receives the row after the update, or the current row on CONFLICT;
 	 * prev (may be NULL) receives the status the update moved the call from. */
-	int (*call_update)(void *ctx, const char *id, const struct call_update *u, struct call *out,
-			   enum call_status *prev);
-	int (*call_redact)(void *ctx, const char *id, int64_t now, struct call *out);
+	enum store_result (*call_update)(void *ctx, const char *id, const struct call_update *u,
+					 struct call *out, enum call_status *prev);
+	enum store_result (*call_redact)(void *ctx, const char *id, int64_t now, struct call *out);
 	/* Writes an outbox event about a call without changing it (call.dtmf), if the call's
 	 * status is in status_mask: STORE_OK; else STORE_CONFLICT; STORE_NOT_FOUND for an unknown
 	 * call id. extra: JSON object members put in the envelope beside "data" (e.g.
 	 * "\"digit\":\"5\""; "" none), already escaped. out (may be NULL) receives the row.
 	 * Events that are not transitions go to webhooks of the canonical format only: the
 	 * vendor formats have no such events. */
-	int (*call_event)(void *ctx, const char *id, const char *type, const char *extra,
-			  uint32_t status_mask, struct call *out);
+	enum store_result (*call_event)(void *ctx, const char *id, const char *type,
+					const char *extra, uint32_t status_mask, struct call *out);
 	/* Ids of every active call (for restart recovery). */
-	int (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+	enum store_result (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
 
 	/* Claims (key_id, idem_key) for a request: STORE_OK if claimed now, STORE_CONFLICT with
 	 * *existing filled if a live record exists (records older than expire_before are replaced). */
-	int (*idem_claim)(void *ctx, const char *key_id, const char *idem_key, const char *hash,
-			  int64_t now, int64_t expire_before, struct idem_record *existing);
-	int (*idem_complete)(void *ctx, const char *key_id, const char *idem_key, unsigned status,
-			     const char *body);
-	int (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
-	int (*idem_purge)(void *ctx, int64_t expire_before);
+	enum store_result (*idem_claim)(void *ctx, const char *key_id, const char *idem_key,
+					const char *hash, int64_t now, int64_t expire_before,
+					struct idem_record *existing);
+	enum store_result (*idem_complete)(void *ctx, const char *key_id, const char *idem_key,
+					   unsigned status, const char *body);
+	enum store_result (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
+	enum store_result (*idem_purge)(void *ctx, int64_t expire_before);
 
-	int (*webhook_create)(void *ctx, const struct webhook *w);
-	int (*webhook_list)(void *ctx, const char *tenant_id, json_t **out);   /* no secrets */
+	enum store_result (*webhook_create)(void *ctx, const struct webhook *w);
+	/* Without their secrets. */
+	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, struct webhook **out,
+					  size_t *n);
 	/* tenant_id NULL = any tenant (admin CLI). Pending deliveries of it are dropped. */
-	int (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
+	enum store_result (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
 
 	/* Leases up to max due deliveries (pending, next attempt <= now) until lease_until, so a
 	 * crash mid-delivery only delays them. */
-	int (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
-			      struct delivery **out, size_t *n);
+	enum store_result (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
+					    struct delivery **out, size_t *n);
 	/* Records an attempt: status "delivered", "pending" (retry at next_at) or "failed". */
-	int (*delivery_record)(void *ctx, int64_t id, const char *status, int64_t next_at,
-			       int http_status, const char *error, int64_t now);
-	/* status NULL = pending and failed. */
-	int (*delivery_list)(void *ctx, const char *tenant_id, const char *status, int limit,
-			     json_t **out);
+	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
+					     int64_t next_at, int http_status, const char *error,
+					     int64_t now);
+	/* status NULL = pending and failed; newest first, at most limit. Free the rows with
+	 * delivery_rows_free(). */
+	enum store_result (*delivery_list)(void *ctx, const char *tenant_id, const char *status,
+					   int limit, struct delivery_row **out, size_t *n);
 	/* Makes a failed delivery (id > 0) or every failed one (id 0) pending again, due now. */
-	int (*delivery_replay)(void *ctx, const char *tenant_id, int64_t id, int64_t now, int *count);
+	enum store_result (*delivery_replay)(void *ctx, const char *tenant_id, int64_t id,
+					     int64_t now, int *count);
 
 	/* Events after after_seq that the scope may see, oldest first. */
-	int (*events_since)(void *ctx, const struct scope *sc, int64_t after_seq, int limit,
-			    struct stored_event **out, size_t *n);
+	enum store_result (*events_since)(void *ctx, const struct scope *sc, int64_t after_seq,
+					  int limit, struct stored_event **out, size_t *n);
 	/* The newest event's sequence number (0 if none). */
-	int (*events_last_seq)(void *ctx, int64_t *out);
+	enum store_result (*events_last_seq)(void *ctx, int64_t *out);
 
-	/* Group commit: until batch_end(), this thread's operations share one transaction, and
-	 * nothing is durable before batch_end(commit) returns STORE_OK. If a step failed half-way
+	/* Group commit: batch_begin() opens a batch and hands back *batch, a context for these
+	 * same callbacks. Operations through it share one transaction, and nothing of it is
+	 * durable before batch_end(batch, commit) returns STORE_OK. If a step failed half-way
 	 * the batch is rolled back and batch_end() says STORE_ERROR: re-apply the steps one by
-	 * one. Other threads' writes wait meanwhile. */
-	int (*batch_begin)(void *ctx);
-	int (*batch_end)(void *ctx, bool commit);
+	 * one. Writes through ctx wait meanwhile, so the batch's owner uses only the batch until
+	 * it ends it (a write of its own through ctx would wait for itself); batch_begin() on a
+	 * batch is STORE_ERROR. Use through store_batch_begin/end(). */
+	enum store_result (*batch_begin)(void *ctx, void **batch);
+	enum store_result (*batch_end)(void *batch, bool commit);
 };
 
 struct store {
@@ -227,8 +266,24 @@ extern const struct store_backend store_sqlite_backend;
 struct store *store_open(const char *location, const struct store_options *opt);
 void store_close(struct store *st);
 
+/* Opens a group commit on st (see batch_begin above): on STORE_OK, *batch is a store whose
+ * operations share one transaction until store_batch_end(batch) ends it, committed or rolled
+ * back. STORE_ERROR also when the backend has no batches: then use st itself. */
+enum store_result store_batch_begin(struct store *st, struct store *batch);
+enum store_result store_batch_end(struct store *batch, bool commit);
+
+/* The caller's error for a store result, the one place a store result becomes a cp_err:
+ * CP_OK for STORE_OK; CP_ERR_NOT_FOUND, "<what> not found", for STORE_NOT_FOUND (what: a
+ * printf format naming the thing, as "agent %s"); CP_ERR_INTERNAL, "store error", for the
+ * rest (a conflict the caller did not handle is a write the store should have taken).
+ * Fills *e (may be NULL) and returns the code, as cp_fail() does. A caller with its own words
+ * for a result (a CLI's "no such agent: ...") tests for it first. */
+enum cp_err store_fail(struct cp_error *e, enum store_result rc, const char *what, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void call_list_free(struct call *calls, size_t n);
 void delivery_list_free(struct delivery *d, size_t n);
+void delivery_rows_free(struct delivery_row *d, size_t n);
 void event_list_free(struct stored_event *e, size_t n);
 void idem_record_clear(struct idem_record *r);
 

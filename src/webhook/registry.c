@@ -30,11 +30,9 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 		struct agent a;
 		struct scope sc = {0};
 		snprintf(sc.tenant_id, sizeof sc.tenant_id, "%s", tenant_id);
-		int rc = STORE(st, agent_get, &sc, req->agent_id, &a);
-		if (rc == STORE_NOT_FOUND)
-			return cp_fail(err, CP_ERR_NOT_FOUND, "agent %s not found", req->agent_id);
+		enum store_result rc = STORE(st, agent_get, &sc, req->agent_id, &a);
 		if (rc != STORE_OK)
-			return cp_fail(err, CP_ERR_INTERNAL, "store error");
+			return store_fail(err, rc, "agent %s", req->agent_id);
 		snprintf(out->agent_id, sizeof out->agent_id, "%s", a.id);
 	}
 	if (req->secret) {
@@ -53,23 +51,5 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	snprintf(out->url, sizeof out->url, "%s", url);
 	snprintf(out->format, sizeof out->format, "%s", format);
 	out->created_at = cp_now_ms();
-	int rc = STORE(st, webhook_create, out);
-	if (rc == STORE_NOT_FOUND)
-		return cp_fail(err, CP_ERR_NOT_FOUND, "tenant %s not found", tenant_id);
-	if (rc != STORE_OK)
-		return cp_fail(err, CP_ERR_INTERNAL, "store error");
-	return CP_OK;
-}
-
-json_t *webhook_to_json(const struct webhook *w, bool with_secret)
-{
-	char ts[CP_RFC3339_LEN + 1];
-	cp_rfc3339(w->created_at, ts);
-	json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", w->id, "tenant_id",
-			      w->tenant_id, "agent_id",
-			      w->agent_id[0] ? json_string(w->agent_id) : json_null(), "url", w->url,
-			      "format", w->format, "created_at", ts);
-	if (with_secret)
-		json_object_set_new(o, "secret", json_string(w->secret));
-	return o;
+	return store_fail(err, STORE(st, webhook_create, out), "tenant %s", tenant_id);
 }

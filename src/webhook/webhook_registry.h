@@ -4,9 +4,6 @@
 #ifndef CP_WEBHOOK_REGISTRY_H
 #define CP_WEBHOOK_REGISTRY_H
 
-#include <stdbool.h>
-#include <jansson.h>
-
 #include "core/error.h"
 #include "store/store.h"
 
@@ -20,6 +17,5 @@ struct webhook_request {
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, struct webhook *out,
 			     struct cp_error *err);
-json_t *webhook_to_json(const struct webhook *w, bool with_secret);
 
 #endif

@@ -1723,13 +1723,13 @@ static void add_webhook(struct fx *f, const char *format)
 /* Pending deliveries of one event type, over every webhook of tenant one. */
 static size_t deliveries_of(struct fx *f, const char *type)
 {
-	json_t *list = NULL;
-	assert_int_equal(STORE(f->st, delivery_list, f->t1, "pending", 200, &list), STORE_OK);
-	size_t i, n = 0;
-	json_t *d;
-	json_array_foreach(list, i, d)
-		n += !strcmp(json_string_value(json_object_get(d, "event_type")), type);
-	json_decref(list);
+	struct delivery_row *list = NULL;
+	size_t count = 0, n = 0;
+	assert_int_equal(STORE(f->st, delivery_list, f->t1, "pending", 200, &list, &count),
+			 STORE_OK);
+	for (size_t i = 0; i < count; i++)
+		n += !strcmp(list[i].event_type, type);
+	delivery_rows_free(list, count);
 	return n;
 }
 

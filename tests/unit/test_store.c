@@ -249,24 +249,20 @@ static void test_tenants(void **state)
 			 STORE_NOT_FOUND);
 	/* duplicate id */
 	assert_int_equal(STORE(f->st, tenant_create, f->tenant, "dup", cp_now_ms()), STORE_CONFLICT);
-	json_t *list = NULL;
-	assert_int_equal(STORE(f->st, tenant_list, &list), STORE_OK);
-	assert_true(json_is_array(list));
-	assert_int_equal(json_array_size(list), 2);
+	struct tenant *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, tenant_list, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
 	int found = 0;
-	size_t i;
-	json_t *t;
-	json_array_foreach(list, i, t) {
-		const char *id = json_string_value(json_object_get(t, "id"));
-		assert_non_null(id);
-		if (!strcmp(id, f->tenant)) {
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(list[i].id, f->tenant)) {
 			found++;
-			assert_string_equal(json_string_value(json_object_get(t, "name")), "tenant one");
+			assert_string_equal(list[i].name, "tenant one");
 		}
-		assert_true(json_is_string(json_object_get(t, "created_at")));
+		assert_true(list[i].created_at > 0);
 	}
 	assert_int_equal(found, 1);
-	json_decref(list);
+	free(list);
 }
 
 static void test_agents(void **state)
@@ -308,22 +304,27 @@ static void test_agents(void **state)
 	assert_int_equal(STORE(f->st, agent_get, &sc, "00000000-0000-4000-8000-000000000000", &out),
 			 STORE_NOT_FOUND);
 
-	json_t *list = NULL;
-	assert_int_equal(STORE(f->st, agent_list, f->tenant, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 2);
-	json_decref(list);
-	assert_int_equal(STORE(f->st, agent_list, f->tenant2, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 0);
-	json_decref(list);
-	assert_int_equal(STORE(f->st, agent_list, NULL, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 2);
-	/* an agent without number lists number null */
-	size_t i;
-	json_t *a;
-	int nulls = 0;
-	json_array_foreach(list, i, a) nulls += json_is_null(json_object_get(a, "number"));
-	assert_int_equal(nulls, 1);
-	json_decref(list);
+	struct agent *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, agent_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	free(list);
+	assert_int_equal(STORE(f->st, agent_list, f->tenant2, &list, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_null(list);
+	assert_int_equal(STORE(f->st, agent_list, NULL, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	/* an agent without number or limit lists them empty (both may share a created_at, so
+	 * the order is not asserted here) */
+	const struct agent *alice = strcmp(list[0].id, a1) ? &list[1] : &list[0];
+	const struct agent *bob = alice == list ? &list[1] : &list[0];
+	assert_string_equal(alice->id, a1);
+	assert_string_equal(alice->number, "+15550001111");
+	assert_int_equal(alice->max_duration_s, 120);
+	assert_string_equal(bob->id, a2);
+	assert_string_equal(bob->number, "");
+	assert_int_equal(bob->max_duration_s, 0);
+	free(list);
 }
 
 static void test_agent_number_unique(void **state)
@@ -363,8 +364,8 @@ static void test_agent_needs_tenant(void **state)
 static void test_missing_parent_is_not_found(void **state)
 {
 	/* A row whose parent does not exist is a missing reference, not "condition failed / unique
-	 * key taken" (STORE_CONFLICT in store.h); step_error() in store_sqlite.c maps a foreign-key
-	 * violation to STORE_NOT_FOUND. */
+	 * key taken" (STORE_CONFLICT in store.h); sq_step_error() in store/sqlite/pool.c maps a
+	 * foreign-key violation to STORE_NOT_FOUND. */
 	struct fx *f = *state;
 	const char *ghost = "00000000-0000-4000-8000-000000000000";
 	assert_int_equal(new_agent(f->st, ghost, "ghost", "+15550007777", 0, NULL), STORE_NOT_FOUND);
@@ -429,20 +430,18 @@ static void test_keys(void **state)
 	cp_sha256_hex("nope", 4, unknown);
 	assert_int_equal(STORE(f->st, key_by_hash, unknown, &out), STORE_NOT_FOUND);
 
-	json_t *list = NULL;
-	assert_int_equal(STORE(f->st, key_list, f->tenant, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 2);
-	size_t i;
-	json_t *row;
-	json_array_foreach(list, i, row) {
-		assert_null(json_object_get(row, "hash"));     /* never listed */
-		assert_non_null(json_object_get(row, "prefix"));
-		assert_true(json_is_null(json_object_get(row, "revoked_at")));
+	struct api_key *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, key_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(list[i].hash, "");     /* never listed */
+		assert_true(list[i].prefix[0] != '\0');
+		assert_int_equal(list[i].revoked_at, 0);
 	}
-	json_decref(list);
-	assert_int_equal(STORE(f->st, key_list, f->tenant2, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 0);
-	json_decref(list);
+	free(list);
+	assert_int_equal(STORE(f->st, key_list, f->tenant2, &list, &n), STORE_OK);
+	assert_int_equal(n, 0);
 }
 
 static void test_key_revoke(void **state)
@@ -462,11 +461,12 @@ static void test_key_revoke(void **state)
 	/* unknown key */
 	assert_int_equal(STORE(f->st, key_revoke, "00000000-0000-4000-8000-000000000000", 1),
 			 STORE_NOT_FOUND);
-	json_t *list = NULL;
-	assert_int_equal(STORE(f->st, key_list, f->tenant, &list), STORE_OK);
-	assert_int_equal(json_array_size(list), 1);
-	assert_true(json_is_string(json_object_get(json_array_get(list, 0), "revoked_at")));
-	json_decref(list);
+	struct api_key *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, key_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].revoked_at, 5000);
+	free(list);
 }
 
 /* ---- calls: insert / get ---------------------------------------------------------------- */
@@ -1176,6 +1176,25 @@ static void test_idem_expiry_and_purge(void **state)
 	assert_int_equal(STORE(f->st, idem_purge, 1), STORE_OK);
 }
 
+/* store_fail(): the one mapping of a store result onto the caller's error. */
+static void test_store_fail_maps_every_result(void **state)
+{
+	(void)state;
+	struct cp_error e = {.code = CP_ERR_INVALID, .message = "stale"};
+	assert_int_equal(store_fail(&e, STORE_OK, "call"), CP_OK);
+	assert_int_equal(e.code, CP_OK);
+	assert_string_equal(e.message, "");
+	assert_int_equal(store_fail(&e, STORE_NOT_FOUND, "agent %s", "a-1"), CP_ERR_NOT_FOUND);
+	assert_int_equal(e.code, CP_ERR_NOT_FOUND);
+	assert_string_equal(e.message, "agent a-1 not found");
+	assert_int_equal(store_fail(&e, STORE_CONFLICT, "call"), CP_ERR_INTERNAL);
+	assert_string_equal(e.message, "store error");
+	assert_int_equal(store_fail(&e, STORE_ERROR, "call"), CP_ERR_INTERNAL);
+	assert_int_equal(e.code, CP_ERR_INTERNAL);
+	assert_string_equal(e.message, "store error");
+	assert_int_equal(store_fail(NULL, STORE_NOT_FOUND, "tenant %s", "t"), CP_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1185,6 +1204,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_fresh_file_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_refuses_newer_schema, setup, teardown),
 		cmocka_unit_test(test_open_bad_location),
+		cmocka_unit_test(test_store_fail_maps_every_result),
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_number_unique, setup, teardown),

@@ -184,21 +184,40 @@ static void test_batch_sees_own_writes_and_readers_see_commit(void **state)
 	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);   /* cached */
 
 	/* rolled back: the cached row is still the truth */
-	assert_int_equal(STORE(f->st, batch_begin), STORE_OK);
-	assert_int_equal(step(f->st, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
-	assert_int_equal(status_of(f->st, f->call.id), CALL_RINGING);  /* its own write */
-	assert_int_equal(STORE(f->st, batch_end, false), STORE_OK);
+	struct store batch;
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(step(&batch, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
+	assert_int_equal(status_of(&batch, f->call.id), CALL_RINGING);  /* its own write */
+	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);    /* not committed */
+	assert_int_equal(store_batch_end(&batch, false), STORE_OK);
 	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);
 
 	/* committed: every reader sees it at once */
-	assert_int_equal(STORE(f->st, batch_begin), STORE_OK);
-	assert_int_equal(step(f->st, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
-	assert_int_equal(STORE(f->st, batch_end, true), STORE_OK);
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(step(&batch, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
+	assert_int_equal(store_batch_end(&batch, true), STORE_OK);
 	assert_int_equal(status_of(f->st, f->call.id), CALL_RINGING);
 	struct store *cli = store_open(f->path, &admin);
 	assert_non_null(cli);
 	assert_int_equal(status_of(cli, f->call.id), CALL_RINGING);
 	store_close(cli);
+}
+
+/* A batch is ended through its own handle only, and does not open another. */
+static void test_batch_handles(void **state)
+{
+	struct fx *f = *state;
+	struct store batch, inner;
+	assert_int_equal(store_batch_end(f->st, true), STORE_ERROR);
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(store_batch_begin(&batch, &inner), STORE_ERROR);
+	assert_int_equal(step(&batch, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
+	assert_int_equal(store_batch_end(&batch, true), STORE_OK);
+	assert_int_equal(status_of(f->st, f->call.id), CALL_RINGING);
+	/* the store is free again: a write of its own and a second batch both go through */
+	assert_int_equal(step(f->st, f->call.id, CALL_RINGING, CALL_IN_PROGRESS), STORE_OK);
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(store_batch_end(&batch, true), STORE_OK);
 }
 
 /* Readers race a writer that moves sip_status up one commit at a time. No reader may ever see
@@ -233,12 +252,15 @@ static void *race_writer(void *arg)
 	for (int i = 1; i <= r->rounds; i++) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_RINGING,
 					.sip_status = 100 + i};
-		bool batch = i % 3 == 0;   /* both write paths: autocommit and group commit */
-		if (batch)
-			assert_int_equal(STORE(r->st, batch_begin), STORE_OK);
-		assert_int_equal(STORE(r->st, call_update, r->id, &u, NULL, NULL), STORE_OK);
-		if (batch)
-			assert_int_equal(STORE(r->st, batch_end, true), STORE_OK);
+		bool batched = i % 3 == 0;   /* both write paths: autocommit and group commit */
+		struct store batch, *st = r->st;
+		if (batched) {
+			assert_int_equal(store_batch_begin(r->st, &batch), STORE_OK);
+			st = &batch;
+		}
+		assert_int_equal(STORE(st, call_update, r->id, &u, NULL, NULL), STORE_OK);
+		if (batched)
+			assert_int_equal(store_batch_end(&batch, true), STORE_OK);
 	}
 	return NULL;
 }
@@ -373,6 +395,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scope_checked_on_cached_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_sees_own_writes_and_readers_see_commit,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_never_see_the_past, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_revoked_by_another_process_is_refused_at_once,
 						setup, teardown),

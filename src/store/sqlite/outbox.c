@@ -1,0 +1,348 @@
+/*
+ * outbox.c - the event outbox of the SQLite backend: events, the webhooks they go to, their
+ * deliveries, and the live event stream.
+ *
+ * Design:
+ *   - Transactional outbox: a step of a call writes its event row, and one pending delivery
+ *     per matching webhook, in the transaction of the step itself (calls.c). An event is
+ *     never lost (crash after the step) nor invented (crash before it).
+ *   - The webhook worker leases due deliveries (pushes their next attempt past the lease)
+ *     instead of marking them in flight, so a crash mid-delivery only delays them.
+ *   - The event's canonical JSON is stored once, in the event row; every delivery and the
+ *     live stream (events_since, by sequence number) read that same text.
+ */
+#include "sqlite_internal.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct sql q_event_insert = {S_EVENT_INSERT,
+	"INSERT INTO events(id, tenant_id, agent_id, agent_number, call_id, type,"
+	" created_at, payload) VALUES (?1, ?2, ?3,"
+	" (SELECT number FROM agents WHERE id = ?3), ?4, ?5, ?6, ?7)"};
+/* ?5 = 1: an event only the canonical format carries (call.dtmf) */
+static const struct sql q_delivery_fanout = {S_DELIVERY_FANOUT,
+	"INSERT INTO deliveries(event_seq, webhook_id, status, next_attempt_at,"
+	" created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
+	" WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
+	" AND (?5 = 0 OR format = 'canonical')"};
+static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
+	"INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
+	" created_at) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7)"};
+static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
+	"SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
+	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+static const struct sql q_webhook_delete = {S_WEBHOOK_DELETE,
+	"DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
+static const struct sql q_delivery_drop = {S_DELIVERY_DROP,
+	"DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'"};
+static const struct sql q_delivery_due = {S_DELIVERY_DUE,
+	"SELECT d.id, e.id, e.type, e.payload, w.url, w.secret, w.format,"
+	" d.attempts, d.created_at FROM deliveries d"
+	" JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id"
+	" WHERE d.status = 'pending' AND d.next_attempt_at <= ?1"
+	" ORDER BY d.next_attempt_at, d.id LIMIT ?2"};
+static const struct sql q_delivery_lease = {S_DELIVERY_LEASE,
+	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1"};
+static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
+	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3,"
+	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
+	" delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END"
+	" WHERE id = ?1"};
+static const struct sql q_delivery_list = {S_DELIVERY_LIST,
+	"SELECT d.id, e.id, e.type, e.call_id, d.webhook_id, d.status, d.attempts,"
+	" d.next_attempt_at, d.last_status, d.last_error, d.created_at,"
+	" d.delivered_at FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+	" WHERE (?1 IS NULL OR e.tenant_id = ?1)"
+	" AND ((?2 IS NULL AND d.status IN ('pending', 'failed')) OR d.status = ?2)"
+	" ORDER BY d.id DESC LIMIT ?3"};
+static const struct sql q_delivery_replay = {S_DELIVERY_REPLAY,
+	"UPDATE deliveries SET status = 'pending', next_attempt_at = ?3,"
+	" created_at = ?3 WHERE status = 'failed' AND (?2 = 0 OR id = ?2)"
+	" AND event_seq IN (SELECT seq FROM events WHERE ?1 IS NULL OR tenant_id = ?1)"
+	" AND webhook_id IN (SELECT id FROM webhooks)"};
+static const struct sql q_events_since = {S_EVENTS_SINCE,
+	"SELECT seq, type, payload FROM events WHERE tenant_id = ?1"
+	" AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4"};
+static const struct sql q_events_last = {S_EVENTS_LAST,
+	"SELECT COALESCE(MAX(seq), 0) FROM events"};
+
+enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
+				 const char *extra, bool canonical_only, int64_t now)
+{
+	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
+	if (cp_uuid4(event_id))
+		return STORE_ERROR;
+	cp_rfc3339(now, ts);
+	/* {"id","type","created_at"[,extra],"data"}: id, type and ts need no escaping (ours,
+	 * ASCII) */
+	size_t call_len = 0;
+	char *data = call_to_json_text(call, &call_len), *payload = NULL;
+	size_t size = call_len + strlen(type) + strlen(extra) + 128;
+	if (data && (payload = malloc(size)))
+		snprintf(payload, size,
+			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s%s,\"data\":%s}",
+			 event_id, type, ts, *extra ? "," : "", extra, data);
+	free(data);
+	sqlite3_stmt *ins = sq_stmt(c, &q_event_insert), *fan = sq_stmt(c, &q_delivery_fanout);
+	enum store_result rc = STORE_ERROR;
+	if (!payload || !ins || !fan)
+		goto out;
+	sq_bind_text(ins, 1, event_id);
+	sq_bind_text(ins, 2, call->tenant_id);
+	sq_bind_text(ins, 3, call->agent_id);
+	sq_bind_text(ins, 4, call->id);
+	sq_bind_text(ins, 5, type);
+	sqlite3_bind_int64(ins, 6, now);
+	sq_bind_text(ins, 7, payload);
+	int r = sqlite3_step(ins);
+	sqlite3_reset(ins);
+	if (r != SQLITE_DONE)
+		goto out;
+	sqlite3_bind_int64(fan, 1, sqlite3_last_insert_rowid(c->db));
+	sqlite3_bind_int64(fan, 2, now);
+	sq_bind_text(fan, 3, call->tenant_id);
+	sq_bind_text(fan, 4, call->agent_id);
+	sqlite3_bind_int(fan, 5, canonical_only);
+	r = sqlite3_step(fan);
+	sqlite3_reset(fan);
+	if (r == SQLITE_DONE)
+		rc = STORE_OK;
+out:
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "store_error", "outbox write: %s", sqlite3_errmsg(c->db));
+	free(payload);
+	return rc;
+}
+
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w)
+{
+	return sq_write_one(ctx, &q_webhook_create, "ssssssI", w->id, w->tenant_id, w->agent_id,
+			    w->url, w->secret, w->format, w->created_at);
+}
+
+/* A listed webhook (id, tenant_id, agent_id, url, format, created_at): no secret. */
+static void webhook_row(sqlite3_stmt *st, void *row)
+{
+	struct webhook *w = row;
+	sq_copy_col(st, 0, w->id, sizeof w->id);
+	sq_copy_col(st, 1, w->tenant_id, sizeof w->tenant_id);
+	sq_copy_col(st, 2, w->agent_id, sizeof w->agent_id);
+	sq_copy_col(st, 3, w->url, sizeof w->url);
+	sq_copy_col(st, 4, w->format, sizeof w->format);
+	w->created_at = sqlite3_column_int64(st, 5);
+}
+
+enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
+				      size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, webhook_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_webhook_list, &rows, &list, n, "s", tenant_id);
+	*out = list;
+	return rc;
+}
+
+enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *del = sq_stmt(c, &q_webhook_delete), *drop = sq_stmt(c, &q_delivery_drop);
+	enum store_result rc = STORE_ERROR;
+	if (del && drop) {
+		sq_bind_text(del, 1, id);
+		sq_bind_text(del, 2, tenant_id);
+		rc = sq_run_write(h, c, del);
+		if (rc == STORE_OK) {
+			sq_bind_text(drop, 1, id);
+			if (sq_run_write(h, c, drop) == STORE_ERROR)
+				rc = STORE_ERROR;
+		}
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+					struct delivery **out, size_t *n)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *due = sq_stmt(c, &q_delivery_due), *lease = sq_stmt(c, &q_delivery_lease),
+		     *begin = sq_stmt(c, &sq_begin), *commit = sq_stmt(c, &sq_commit),
+		     *rollback = sq_stmt(c, &sq_rollback);
+	enum store_result rc = STORE_ERROR;
+	*out = NULL;
+	*n = 0;
+	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
+	if (!due || !lease || !begin || !commit || !rollback || !d || max < 1) {
+		free(d);
+		sq_conn_put(h, c);
+		return STORE_ERROR;
+	}
+	size_t count = 0;
+	sq_write_lock(h);
+	int r = sqlite3_step(begin);
+	sqlite3_reset(begin);
+	if (r != SQLITE_DONE)
+		goto done;
+	sqlite3_bind_int64(due, 1, now);
+	sqlite3_bind_int(due, 2, max);
+	while (count < (size_t)max && (r = sqlite3_step(due)) == SQLITE_ROW) {
+		struct delivery *x = &d[count++];
+		x->id = sqlite3_column_int64(due, 0);
+		sq_copy_col(due, 1, x->event_id, sizeof x->event_id);
+		sq_copy_col(due, 2, x->type, sizeof x->type);
+		const unsigned char *p = sqlite3_column_text(due, 3);
+		x->payload = strdup(p ? (const char *)p : "{}");
+		sq_copy_col(due, 4, x->url, sizeof x->url);
+		sq_copy_col(due, 5, x->secret, sizeof x->secret);
+		sq_copy_col(due, 6, x->format, sizeof x->format);
+		x->attempts = sqlite3_column_int(due, 7);
+		x->created_at = sqlite3_column_int64(due, 8);
+	}
+	sqlite3_reset(due);
+	rc = STORE_OK;
+	for (size_t i = 0; i < count && rc == STORE_OK; i++) {
+		sqlite3_bind_int64(lease, 1, d[i].id);
+		sqlite3_bind_int64(lease, 2, lease_until);
+		if (sqlite3_step(lease) != SQLITE_DONE)
+			rc = STORE_ERROR;
+		sqlite3_reset(lease);
+	}
+	if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
+		rc = STORE_ERROR;
+	sqlite3_reset(commit);
+	if (rc != STORE_OK) {
+		sqlite3_step(rollback);
+		sqlite3_reset(rollback);
+	}
+done:
+	sq_write_unlock(h);
+	if (rc == STORE_OK) {
+		*out = d;
+		*n = count;
+	} else {
+		log_msg(LOG_ERROR, "store_error", "delivery lease: %s", sqlite3_errmsg(c->db));
+		delivery_list_free(d, count);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
+					 int http_status, const char *error, int64_t now)
+{
+	return sq_write_one(ctx, &q_delivery_record, "IsIisI", id, status, next_at, http_status,
+			    error, now);
+}
+
+static void delivery_row(sqlite3_stmt *st, void *row)
+{
+	struct delivery_row *d = row;
+	d->id = sqlite3_column_int64(st, 0);
+	sq_copy_col(st, 1, d->event_id, sizeof d->event_id);
+	sq_copy_col(st, 2, d->event_type, sizeof d->event_type);
+	sq_copy_col(st, 3, d->call_id, sizeof d->call_id);
+	sq_copy_col(st, 4, d->webhook_id, sizeof d->webhook_id);
+	sq_copy_col(st, 5, d->status, sizeof d->status);
+	d->attempts = sqlite3_column_int(st, 6);
+	d->next_attempt_at = sqlite3_column_int64(st, 7);
+	d->last_status = sqlite3_column_int(st, 8);
+	const unsigned char *err = sqlite3_column_text(st, 9);
+	d->last_error = err ? strdup((const char *)err) : NULL;
+	d->created_at = sqlite3_column_int64(st, 10);
+	d->delivered_at = sqlite3_column_int64(st, 11);
+}
+
+static void delivery_row_clear(void *row)
+{
+	free(((struct delivery_row *)row)->last_error);
+}
+
+enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
+				       int limit, struct delivery_row **out, size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, delivery_row, delivery_row_clear};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_delivery_list, &rows, &list, n, "ssi",
+					   tenant_id, status, limit);
+	*out = list;
+	return rc;
+}
+
+enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64_t id, int64_t now,
+					 int *count)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_delivery_replay);
+	enum store_result rc = STORE_ERROR;
+	*count = 0;
+	if (st) {
+		sq_bind_text(st, 1, tenant_id);
+		sqlite3_bind_int64(st, 2, id);
+		sqlite3_bind_int64(st, 3, now);
+		sq_write_lock(h);
+		int r = sqlite3_step(st);
+		*count = sqlite3_changes(c->db);
+		sqlite3_reset(st);
+		sq_write_unlock(h);
+		rc = r == SQLITE_DONE ? STORE_OK : sq_step_error(c, r);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,
+				      int limit, struct stored_event **out, size_t *n)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_events_since);
+	enum store_result rc = STORE_ERROR;
+	*out = NULL;
+	*n = 0;
+	struct stored_event *ev = limit > 0 ? calloc((size_t)limit, sizeof *ev) : NULL;
+	if (st && ev) {
+		sq_bind_text(st, 1, sc->tenant_id);
+		sq_bind_opt_text(st, 2, sc->number);
+		sqlite3_bind_int64(st, 3, after_seq);
+		sqlite3_bind_int(st, 4, limit);
+		size_t count = 0;
+		int r = SQLITE_DONE;
+		while (count < (size_t)limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
+			ev[count].seq = sqlite3_column_int64(st, 0);
+			sq_copy_col(st, 1, ev[count].type, sizeof ev[count].type);
+			const unsigned char *p = sqlite3_column_text(st, 2);
+			ev[count].payload = strdup(p ? (const char *)p : "{}");
+			count++;
+		}
+		sqlite3_reset(st);
+		if (count < (size_t)limit && r != SQLITE_DONE) {
+			rc = sq_step_error(c, r);
+			event_list_free(ev, count);
+		} else {
+			*out = ev;
+			*n = count;
+			rc = STORE_OK;
+		}
+	} else {
+		free(ev);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_events_last_seq(void *ctx, int64_t *out)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_events_last);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		int r = sqlite3_step(st);
+		*out = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		rc = r == SQLITE_ROW ? STORE_OK : sq_step_error(c, r);
+		sqlite3_reset(st);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}

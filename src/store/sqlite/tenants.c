@@ -1,0 +1,156 @@
+/*
+ * tenants.c - tenants and their agents in the SQLite backend.
+ *
+ * Design:
+ *   - Tenants and agents are written by the admin CLI and read on every call's creation: an
+ *     agent by id within a key's scope (a number-scoped key sees only its own number's agent,
+ *     so not found and not visible look the same), or by number for an inbound call.
+ *   - Optional columns are stored as NULL (NULLIF on the way in), so "" and 0 in struct agent
+ *     both mean "none" and the unique index on number ignores agents without one.
+ */
+#include "sqlite_internal.h"
+
+#include <string.h>
+
+static const struct sql q_tenant_create = {S_TENANT_CREATE,
+	"INSERT INTO tenants(id, name, created_at) VALUES (?1, ?2, ?3)"};
+static const struct sql q_tenant_exists = {S_TENANT_EXISTS,
+	"SELECT 1 FROM tenants WHERE id = ?1"};
+static const struct sql q_tenant_list = {S_TENANT_LIST,
+	"SELECT id, name, created_at FROM tenants ORDER BY created_at, id"};
+static const struct sql q_agent_create = {S_AGENT_CREATE,
+	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
+	" stream_url) VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6,"
+	" NULLIF(?7, ''))"};
+static const struct sql q_agent_get = {S_AGENT_GET,
+	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
+	" FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
+static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER,
+	"SELECT id, tenant_id, name, number, max_duration_s, created_at,"
+	" stream_url FROM agents WHERE number = ?1"};
+static const struct sql q_agent_list = {S_AGENT_LIST,
+	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
+	" FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+static const struct sql q_agent_update = {S_AGENT_UPDATE,
+	"UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
+
+enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+{
+	return sq_write_one(ctx, &q_tenant_create, "ssI", id, name, now);
+}
+
+enum store_result sqlite_tenant_exists(void *ctx, const char *id)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_tenant_exists);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, id);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW || r == SQLITE_DONE)
+			rc = r == SQLITE_ROW ? STORE_OK : STORE_NOT_FOUND;
+		else
+			rc = sq_step_error(c, r);
+		sqlite3_reset(st);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+static void tenant_row(sqlite3_stmt *st, void *row)
+{
+	struct tenant *t = row;
+	sq_copy_col(st, 0, t->id, sizeof t->id);
+	sq_copy_col(st, 1, t->name, sizeof t->name);
+	t->created_at = sqlite3_column_int64(st, 2);
+}
+
+enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, tenant_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_tenant_list, &rows, &list, n, "");
+	*out = list;
+	return rc;
+}
+
+/* ---- agents ----------------------------------------------------------------------------- */
+
+enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
+{
+	return sq_write_one(ctx, &q_agent_create, "ssssiIs", a->id, a->tenant_id, a->name,
+			    a->number, a->max_duration_s, a->created_at, a->stream_url);
+}
+
+/* An agent row (id, tenant_id, name, number, max_duration_s, created_at, stream_url) into a
+ * zeroed struct agent. */
+static void agent_row(sqlite3_stmt *st, void *row)
+{
+	struct agent *out = row;
+	sq_copy_col(st, 0, out->id, sizeof out->id);
+	sq_copy_col(st, 1, out->tenant_id, sizeof out->tenant_id);
+	sq_copy_col(st, 2, out->name, sizeof out->name);
+	sq_copy_col(st, 3, out->number, sizeof out->number);
+	out->max_duration_s = sqlite3_column_int(st, 4);
+	out->created_at = sqlite3_column_int64(st, 5);
+	sq_copy_col(st, 6, out->stream_url, sizeof out->stream_url);
+}
+
+static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
+{
+	int r = sqlite3_step(st);
+	enum store_result rc;
+	if (r == SQLITE_ROW) {
+		memset(out, 0, sizeof *out);
+		agent_row(st, out);
+		rc = STORE_OK;
+	} else {
+		rc = r == SQLITE_DONE ? STORE_NOT_FOUND : sq_step_error(c, r);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+enum store_result sqlite_agent_get(void *ctx, const struct scope *sc, const char *id,
+				   struct agent *out)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_agent_get);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, id);
+		sq_bind_text(st, 2, sc->tenant_id);
+		sq_bind_opt_text(st, 3, sc->number);
+		rc = read_agent(c, st, out);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct agent *out)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_agent_by_number);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, number);
+		rc = read_agent(c, st, out);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct agent **out,
+				    size_t *n)
+{
+	static const struct sq_rows rows = {sizeof **out, agent_row, NULL};
+	void *list;
+	enum store_result rc = sq_list_all(ctx, &q_agent_list, &rows, &list, n, "s", tenant_id);
+	*out = list;
+	return rc;
+}
+
+enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
+{
+	return sq_write_one(ctx, &q_agent_update, "ss", id, url);
+}
