@@ -41,112 +41,6 @@ void sip_config_defaults(struct sip_config *cfg)
 	media_config_defaults(&cfg->media);
 }
 
-/* ---- legs ------------------------------------------------------------------------------- */
-
-static unsigned hash_id(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % LEG_TABLE_SIZE;
-}
-
-struct leg *leg_new(struct sip_engine *eng, enum call_direction dir)
-{
-	struct leg *l = calloc(1, sizeof *l);
-	if (!l)
-		return NULL;
-	l->eng = eng;
-	l->refs = 1;
-	l->dir = dir;
-	l->rtp_fd = -1;
-	l->rtcp_fd = -1;
-	l->payload_type = -1;
-	l->te_payload_type = -1;
-	return l;
-}
-
-void leg_ref(struct leg *l)
-{
-	l->refs++;
-}
-
-void leg_unref(struct leg *l)
-{
-	if (--l->refs > 0)
-		return;
-	if (l->ring_timer)
-		su_timer_destroy(l->ring_timer);
-	if (l->max_timer)
-		su_timer_destroy(l->max_timer);
-	media_close(l);
-	free(l->stream_url);
-	free(l->metadata);
-	free(l);
-}
-
-void leg_insert(struct sip_engine *eng, struct leg *l)
-{
-	unsigned h = hash_id(l->call_id);
-	l->hnext = eng->table[h];
-	eng->table[h] = l;
-	eng->n_legs++;
-	leg_ref(l);
-}
-
-struct leg *leg_find(struct sip_engine *eng, const char *call_id)
-{
-	for (struct leg *l = eng->table[hash_id(call_id)]; l; l = l->hnext)
-		if (!strcmp(l->call_id, call_id))
-			return l;
-	return NULL;
-}
-
-void leg_remove(struct sip_engine *eng, struct leg *l)
-{
-	if (!l->call_id[0])
-		return;
-	for (struct leg **p = &eng->table[hash_id(l->call_id)]; *p; p = &(*p)->hnext) {
-		if (*p == l) {
-			*p = l->hnext;
-			eng->n_legs--;
-			leg_unref(l);
-			return;
-		}
-	}
-}
-
-void leg_gone(struct leg *l)
-{
-	if (l->state == LEG_GONE)
-		return;
-	l->state = LEG_GONE;
-	if (l->ring_timer)
-		su_timer_reset(l->ring_timer);
-	if (l->max_timer)
-		su_timer_reset(l->max_timer);
-	bridge_stop(l);
-	media_close(l);
-	if (l->nh) {
-		nua_handle_bind(l->nh, NULL);
-		nua_handle_destroy(l->nh);
-		l->nh = NULL;
-		leg_unref(l);        /* the handle's reference */
-	}
-	leg_remove(l->eng, l);
-}
-
-void engine_post_event(struct leg *l, const struct call_update *u)
-{
-	if (!l->call_id[0])
-		return;
-	if (call_status_is_terminal(u->to) && u->from_mask != CALL_BIT(u->to)) {
-		l->end_recorded = true;
-		l->end_status = u->to;
-	}
-	call_service_post_event(l->eng->svc, l->call_id, u);
-}
-
 /* ---- nua events ------------------------------------------------------------------------- */
 
 static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
@@ -163,7 +57,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 						.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
 						.sip_status = 200};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 			hangup_arm_max_duration(eng, l);
 			bridge_start(l);
 			break;
@@ -193,7 +87,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
 						.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
 						.end_reason = "failed"};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 		}
 		leg_gone(l);
 	}
@@ -226,7 +120,7 @@ static void on_remote_bye(struct leg *l)
 		return;     /* BYEs crossing: ours is already recorded */
 	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
 				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	bridge_stop(l);
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
 }
@@ -238,7 +132,7 @@ static void on_remote_cancel(struct leg *l)
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 				.to = CALL_CANCELED, .ended_at = cp_now_ms(),
 				.end_reason = "remote_cancel", .sip_status = 487};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 }
 
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
@@ -501,9 +395,7 @@ static void *engine_main(void *arg)
 	pthread_mutex_lock(&eng->msg_mu);
 	eng->gone = true;
 	pthread_mutex_unlock(&eng->msg_mu);
-	for (size_t i = 0; i < LEG_TABLE_SIZE; i++)
-		while (eng->table[i])
-			leg_gone(eng->table[i]);
+	leg_gone_all(eng);
 	if (eng->stop_timer)
 		su_timer_destroy(eng->stop_timer);
 	su_timer_destroy(eng->pace_timer);

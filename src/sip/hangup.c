@@ -175,7 +175,7 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 		return false;        /* not up, or ending already for another reason */
 	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
 				.ended_at = cp_now_ms(), .end_reason = reason};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	hangup_leg_now(eng, l, reason);
 	return true;
 }
@@ -202,19 +202,21 @@ void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
 
 /* ---- shutdown --------------------------------------------------------------------------- */
 
+static void drain(struct leg *l, void *arg)
+{
+	const char *reason = arg;
+	if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
+		hangup_cancel_leg(l->eng, l, 16, reason);
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_CANCELED, .ended_at = cp_now_ms(),
+					.end_reason = reason};
+		leg_post_event(l, &u);
+	} else {
+		hangup_answered(l->eng, l, reason);
+	}
+}
+
 void hangup_drain_all(struct sip_engine *eng, const char *reason)
 {
-	for (size_t i = 0; i < LEG_TABLE_SIZE; i++) {
-		for (struct leg *l = eng->table[i]; l; l = l->hnext) {
-			if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
-				hangup_cancel_leg(eng, l, 16, reason);
-				struct call_update u = {
-					.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-					.to = CALL_CANCELED, .ended_at = cp_now_ms(), .end_reason = reason};
-				engine_post_event(l, &u);
-			} else {
-				hangup_answered(eng, l, reason);
-			}
-		}
-	}
+	leg_foreach(eng, drain, (void *)reason);
 }

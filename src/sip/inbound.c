@@ -95,7 +95,7 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = end_reason,
 					.sip_status = status};
-		engine_post_event(l, &u);
+		leg_post_event(l, &u);
 	}
 	leg_gone(l);
 	leg_unref(l);    /* the message's reference */
@@ -142,7 +142,7 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 	l->state = LEG_ANSWERED;
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,
 				.answered_at = cp_now_ms(), .sip_status = 200};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	hangup_arm_max_duration(eng, l);
 	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);

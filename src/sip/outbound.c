@@ -19,7 +19,7 @@ static void post_end(struct leg *l, enum call_status to, const char *reason, int
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 				.to = to, .ended_at = cp_now_ms(), .end_reason = reason,
 				.sip_status = sip_status};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 }
 
 static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
@@ -135,7 +135,7 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		if (!l->ringing_reported && l->state == LEG_EARLY) {
 			l->ringing_reported = true;
 			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 		}
 		return;
 	}

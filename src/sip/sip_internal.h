@@ -141,16 +141,20 @@ struct sip_engine {
 	bool gone;
 };
 
-/* engine.c */
+/* leg.c */
 struct leg *leg_new(struct sip_engine *eng, enum call_direction dir);
 void leg_ref(struct leg *l);
 void leg_unref(struct leg *l);
 void leg_insert(struct sip_engine *eng, struct leg *l);       /* by l->call_id */
 struct leg *leg_find(struct sip_engine *eng, const char *call_id);
-void leg_remove(struct sip_engine *eng, struct leg *l);
+/* Calls fn on every leg in the table; fn may take its leg out (leg_gone). */
+void leg_foreach(struct sip_engine *eng, void (*fn)(struct leg *l, void *arg), void *arg);
 /* Releases the handle and the table's reference: the leg is gone. */
 void leg_gone(struct leg *l);
-void engine_post_event(struct leg *l, const struct call_update *u);
+void leg_gone_all(struct sip_engine *eng);
+void leg_post_event(struct leg *l, const struct call_update *u);
+
+/* engine.c */
 /* Asks the engine thread (from any thread) to end a call for the media plane: -1 if the
  * engine is gone. */
 int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
