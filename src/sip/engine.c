@@ -18,15 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sip_msg {
-	enum { MSG_DIAL, MSG_HANGUP, MSG_INBOUND_RESULT, MSG_MEDIA_END, MSG_STOP } type;
-	struct call call;            /* MSG_DIAL, MSG_INBOUND_RESULT: owns metadata, stream_url */
-	char reason[CALL_REASON_MAX + 1];   /* MSG_MEDIA_END (call.id says which call) */
-	struct hangup_req *hangup;   /* MSG_HANGUP */
-	struct leg *leg;             /* MSG_INBOUND_RESULT (holds a reference) */
-	enum cp_err err;
-};
-
 void sip_config_defaults(struct sip_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -200,58 +191,51 @@ static void stop_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *unus
 	su_root_break(eng->root);
 }
 
-static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
+/* MSG: the call service asks to dial c (the message owns its heap fields). */
+static void dial(struct sip_engine *eng, void *data)
 {
-	(void)msg;
-	switch (m->type) {
-	case MSG_DIAL:
-		outbound_dial(eng, &m->call);
-		call_clear(&m->call);
-		break;
-	case MSG_HANGUP:
-		hangup_request(eng, m->hangup);
-		break;
-	case MSG_INBOUND_RESULT:
-		inbound_on_created(eng, m->leg, m->err, &m->call);
-		call_clear(&m->call);
-		break;
-	case MSG_MEDIA_END:
-		bridge_on_media_end(eng, m->call.id, m->reason);
-		break;
-	case MSG_STOP:
-		eng->stopping = true;
-		hangup_fail_queue(eng);
-		hangup_drain_all(eng, "node_shutdown");
-		nua_shutdown(eng->nua);
-		/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
-		eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
-		su_timer_set(eng->stop_timer, stop_timeout, NULL);
-		break;
-	}
+	struct call *c = data;
+	outbound_dial(eng, c);
+	call_clear(c);
 }
 
-static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
+/* MSG: an API hang-up, answered through its done() callback. */
+static void hangup(struct sip_engine *eng, void *data)
 {
-	int rc = -1;
-	pthread_mutex_lock(&eng->msg_mu);
-	if (!eng->gone) {
-		su_msg_r m = SU_MSG_R_INIT;
-		if (su_msg_create(m, su_root_task(eng->root), su_task_null, on_msg,
-				  sizeof *payload) == 0) {
-			memcpy(su_msg_data(m), payload, sizeof *payload);
-			rc = su_msg_send(m) == 0 ? 0 : -1;
-		}
-	}
-	pthread_mutex_unlock(&eng->msg_mu);
-	return rc;
+	hangup_request(eng, *(struct hangup_req **)data);
+}
+
+struct media_end {
+	char call_id[CP_UUID_LEN + 1];
+	char reason[CALL_REASON_MAX + 1];
+};
+
+/* MSG: the media plane asks to end a call. */
+static void media_end(struct sip_engine *eng, void *data)
+{
+	struct media_end *m = data;
+	bridge_on_media_end(eng, m->call_id, m->reason);
+}
+
+/* MSG: sip_engine_stop(). */
+static void stop(struct sip_engine *eng, void *unused)
+{
+	(void)unused;
+	eng->stopping = true;
+	hangup_fail_queue(eng);
+	hangup_drain_all(eng, "node_shutdown");
+	nua_shutdown(eng->nua);
+	/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
+	eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
+	su_timer_set(eng->stop_timer, stop_timeout, NULL);
 }
 
 int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
 {
-	struct sip_msg m = {.type = MSG_MEDIA_END};
-	snprintf(m.call.id, sizeof m.call.id, "%s", call_id);
+	struct media_end m;
+	snprintf(m.call_id, sizeof m.call_id, "%s", call_id);
 	snprintf(m.reason, sizeof m.reason, "%s", reason);
-	return send_msg(eng, &m);
+	return sip_post(eng, media_end, &m, sizeof m);
 }
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
@@ -269,12 +253,12 @@ static void op_new_call_id(void *engine, char *buf, size_t size)
 
 static int op_dial(void *engine, const struct call *c)
 {
-	struct sip_msg m = {.type = MSG_DIAL};
-	/* the message owns copies of the heap fields; on_msg frees them */
-	if (call_copy(&m.call, c))
+	struct call copy = {0};
+	/* the message owns copies of the heap fields; dial() frees them */
+	if (call_copy(&copy, c))
 		return -1;
-	if (send_msg(engine, &m)) {
-		call_clear(&m.call);
+	if (sip_post(engine, dial, &copy, sizeof copy)) {
+		call_clear(&copy);
 		return -1;
 	}
 	return 0;
@@ -301,8 +285,7 @@ static void op_hangup(void *engine, const struct call *c, const char *reason, in
 	req->deadline_us = wait_ms > 0 ? cp_mono_us() + (int64_t)wait_ms * 1000 : 0;
 	req->done = done;
 	req->arg = arg;
-	struct sip_msg m = {.type = MSG_HANGUP, .hangup = req};
-	if (send_msg(eng, &m)) {
+	if (sip_post(eng, hangup, &req, sizeof req)) {
 		free(req);
 		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
 	}
@@ -320,20 +303,6 @@ struct telephony sip_engine_telephony(struct sip_engine *eng)
 {
 	struct telephony t = {.ops = &sip_ops, .engine = eng};
 	return t;
-}
-
-/* Worker thread: the store has (or has not) created an inbound call. */
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c)
-{
-	struct leg *l = arg;
-	struct sip_msg m = {.type = MSG_INBOUND_RESULT, .leg = l, .err = err};
-	if (c && call_copy(&m.call, c))
-		m.err = CP_ERR_INTERNAL;
-	if (send_msg(l->eng, &m)) {
-		call_clear(&m.call);
-		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
-			c ? c->id : "?");
-	}
 }
 
 /* ---- thread ----------------------------------------------------------------------------- */
@@ -458,8 +427,7 @@ void sip_engine_stop(struct sip_engine *eng)
 {
 	if (!eng)
 		return;
-	struct sip_msg m = {.type = MSG_STOP};
-	if (send_msg(eng, &m) == 0)
+	if (sip_post(eng, stop, NULL, 0) == 0)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");

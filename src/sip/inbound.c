@@ -34,6 +34,8 @@ static bool dialled_number(sip_t const *sip, char *buf, size_t size)
 	return cp_is_e164(buf);
 }
 
+static void on_stored(void *arg, enum cp_err err, const struct call *c);
+
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
 {
 	char number[STORE_NUMBER_MAX + 2];
@@ -83,7 +85,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	struct inbound_call in = {.call_id = l->call_id, .number = number, .from = from, .to = to,
 				  .provider_call_id = l->sip_call_id};
 	leg_ref(l);   /* held by the message until inbound_on_created */
-	call_service_inbound(eng->svc, &in, sip_inbound_created, l);
+	call_service_inbound(eng->svc, &in, on_stored, l);
 }
 
 /* Refuses the INVITE of a pending leg; if the call was stored, records why it failed. */
@@ -101,8 +103,9 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 	leg_unref(l);    /* the message's reference */
 }
 
-void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const struct call *c)
+/* The store's answer, back on the engine thread: answer the INVITE, or refuse it. */
+static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
+			       const struct call *c)
 {
 	if (l->state != LEG_PENDING) {
 		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
@@ -146,4 +149,32 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 	hangup_arm_max_duration(eng, l);
 	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);
+}
+
+/* The store's answer to call_service_inbound(), as a message to the engine thread. */
+struct stored {
+	struct leg *leg;             /* holds the reference taken for call_service_inbound() */
+	enum cp_err err;
+	struct call call;            /* the stored call (owns its heap fields); zero unless CP_OK */
+};
+
+static void stored(struct sip_engine *eng, void *data)
+{
+	struct stored *m = data;
+	inbound_on_created(eng, m->leg, m->err, &m->call);
+	call_clear(&m->call);
+}
+
+/* Worker thread: the store has (or has not) created the inbound call. */
+static void on_stored(void *arg, enum cp_err err, const struct call *c)
+{
+	struct leg *l = arg;
+	struct stored m = {.leg = l, .err = err};
+	if (c && call_copy(&m.call, c))
+		m.err = CP_ERR_INTERNAL;
+	if (sip_post(l->eng, stored, &m, sizeof m)) {
+		call_clear(&m.call);
+		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
+			c ? c->id : "?");
+	}
 }

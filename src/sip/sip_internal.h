@@ -141,6 +141,12 @@ struct sip_engine {
 	bool gone;
 };
 
+/* post.c */
+typedef void sip_post_fn(struct sip_engine *eng, void *data);
+/* Runs fn(eng, copy of data) on the engine thread; from any thread. -1 if the engine thread
+ * is gone or the message could not be made: fn never runs, and data is still the caller's. */
+int sip_post(struct sip_engine *eng, sip_post_fn *fn, const void *data, size_t size);
+
 /* leg.c */
 struct leg *leg_new(struct sip_engine *eng, enum call_direction dir);
 void leg_ref(struct leg *l);
@@ -208,11 +214,6 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 
 /* inbound.c */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
-/* c: the stored call (NULL unless err is CP_OK) */
-void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const struct call *c);
-/* The call service's answer to call_service_inbound() (worker thread): posts it back. */
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
 
 /* hangup.c */
 void hangup_request(struct sip_engine *eng, struct hangup_req *req);
