@@ -1,15 +1,21 @@
 /*
- * engine.c - the SIP engine's thread, its nua instance, the leg table, and the messages other
- * threads send it.
+ * engine.c - the SIP engine: its thread, its nua instance and the dispatch of nua's events, the
+ * telephony ops other threads call, and the media engine it starts.
  *
  * Threading: everything sofia happens on the engine thread (su_root_run). The telephony ops
- * below run on HTTP threads and only build a message and su_msg_send() it; if the message
- * cannot be sent, the hang-up is reported undeliverable at once (nothing changed). Progress
- * goes back to the call service through its queue, never by calling the store from here.
+ * below run on HTTP threads and only post a message (post.c); if the message cannot be sent,
+ * the hang-up is reported undeliverable at once (nothing changed). Progress goes back to the
+ * call service through its queue, never by calling the store from here.
+ *
+ * Layering: this file is the top of the SIP layer. It turns nua's events and the messages into
+ * calls on the files below it (outbound.c, inbound.c, hangup.c, then leg.c, bridge.c, media.c,
+ * post.c) and nothing below calls back into it. The media engine is started here, with hooks
+ * that post to this thread, because ending a call for the media plane is a hang-up and the
+ * hang-up files sit above the media ones.
  *
  * Sockets: NUTAG_URL without a transport listens on UDP and TCP. The UDP buffers are enlarged
  * (TPTAG_UDP_RMEM/WMEM): a burst of thousands of BYEs and their 200s otherwise overflows the
- * kernel's default buffer (measured in shared/reference: 16k retransmissions at 10k calls).
+ * kernel's default buffer (measured: 16k retransmissions at 10k calls with the default).
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -210,11 +216,14 @@ struct media_end {
 	char reason[CALL_REASON_MAX + 1];
 };
 
-/* MSG: the media plane asks to end a call. */
+/* MSG: the media plane asks to end a call (media_timeout, agent_*). A leg ending already
+ * stays as it is, so the end is recorded once, by whoever ended it first. */
 static void media_end(struct sip_engine *eng, void *data)
 {
 	struct media_end *m = data;
-	bridge_on_media_end(eng, m->call_id, m->reason);
+	struct leg *l = leg_find(eng, m->call_id);
+	if (l)
+		hangup_answered(eng, l, m->reason);
 }
 
 /* MSG: sip_engine_stop(). */
@@ -230,12 +239,54 @@ static void stop(struct sip_engine *eng, void *unused)
 	su_timer_set(eng->stop_timer, stop_timeout, NULL);
 }
 
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
+/* ---- the media plane ------------------------------------------------------------------- */
+
+/* The media engine's hooks run on the media thread and only post: end_call becomes a message
+ * to this thread (the BYE is sent here), dtmf goes to the call service's worker queue (a
+ * call.dtmf event), released counts a port pair free (atomics, media.c). */
+static void hook_end_call(void *arg, const char *call_id, const char *reason)
 {
+	struct sip_engine *eng = arg;
 	struct media_end m;
 	snprintf(m.call_id, sizeof m.call_id, "%s", call_id);
 	snprintf(m.reason, sizeof m.reason, "%s", reason);
-	return sip_post(eng, media_end, &m, sizeof m);
+	if (sip_post(eng, media_end, &m, sizeof m))
+		log_msg(LOG_ERROR, "media", "could not end call %s (%s): the SIP engine is gone",
+			call_id, reason);
+}
+
+static void hook_dtmf(void *arg, const char *call_id, char digit)
+{
+	struct sip_engine *eng = arg;
+	call_service_post_dtmf(eng->svc, call_id, digit);
+}
+
+static void hook_released(void *arg, int addr_index)
+{
+	media_release(arg, addr_index);
+}
+
+/* Starts the media engine (its own thread) with the hooks above; -1 (logged) on failure. */
+static int media_plane_start(struct sip_engine *eng)
+{
+	struct media_hooks hooks = {.arg = eng, .end_call = hook_end_call, .dtmf = hook_dtmf,
+				    .released = hook_released};
+	eng->media_engine = media_engine_start(&eng->cfg.media, &hooks);
+	if (!eng->media_engine) {
+		log_msg(LOG_ERROR, "media", "cannot start the media engine");
+		return -1;
+	}
+	return 0;
+}
+
+/* Stops and frees the media engine: after the dialogs, whose sessions stopped as they ended. */
+static void media_plane_stop(struct sip_engine *eng)
+{
+	if (!eng->media_engine)
+		return;
+	media_engine_stop(eng->media_engine);
+	media_engine_free(eng->media_engine);
+	eng->media_engine = NULL;
 }
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
@@ -394,7 +445,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
 	}
-	if (media_init(eng) || bridge_start_engine(eng)) {
+	if (media_init(eng) || media_plane_start(eng)) {
 		free(eng);
 		return NULL;
 	}
@@ -404,7 +455,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_cond_init(&eng->start_cv, NULL);
 	pthread_mutex_init(&eng->msg_mu, NULL);
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
-		bridge_stop_engine(eng);
+		media_plane_stop(eng);
 		free(eng);
 		return NULL;
 	}
@@ -414,7 +465,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_mutex_unlock(&eng->start_mu);
 	if (eng->start_status) {
 		pthread_join(eng->thread, NULL);
-		bridge_stop_engine(eng);
+		media_plane_stop(eng);
 		pthread_mutex_destroy(&eng->start_mu);
 		pthread_cond_destroy(&eng->start_cv);
 		free(eng);
@@ -431,8 +482,7 @@ void sip_engine_stop(struct sip_engine *eng)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");
-	/* after the dialogs: their sessions were stopped as they ended */
-	bridge_stop_engine(eng);
+	media_plane_stop(eng);
 }
 
 void sip_engine_free(struct sip_engine *eng)

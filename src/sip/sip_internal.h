@@ -160,11 +160,6 @@ void leg_gone(struct leg *l);
 void leg_gone_all(struct sip_engine *eng);
 void leg_post_event(struct leg *l, const struct call_update *u);
 
-/* engine.c */
-/* Asks the engine thread (from any thread) to end a call for the media plane: -1 if the
- * engine is gone. */
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
-
 /* media.c */
 /* Sets up eng->media from the configuration; -1 (logged) if an --rtp-addrs address cannot
  * be bound on this host. Before the engine thread starts. */
@@ -191,10 +186,8 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out);
 void media_use_remote(struct leg *l, const struct sdp_remote *r);
 
 /* bridge.c: the SIP engine's side of the media plane */
-int bridge_start_engine(struct sip_engine *eng);
 /* Keeps on the leg what the agent's stream needs from the call (URL, metadata, tenant). */
 void bridge_keep_call(struct leg *l, const struct call *c);
-void bridge_stop_engine(struct sip_engine *eng);
 /* The dialog is answered: hands the leg's sockets and what the agent needs to the media
  * engine. Once per leg. */
 void bridge_start(struct leg *l);
@@ -202,8 +195,6 @@ void bridge_start(struct leg *l);
 void bridge_update(struct leg *l);
 /* The dialog is ending: media stops. Idempotent. */
 void bridge_stop(struct leg *l);
-/* The media engine asks to end a call (media_timeout, agent_*): on the engine thread. */
-void bridge_on_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
 /* The telephony op: digits to the far end of an answered call. */
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits);
 
