@@ -86,7 +86,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 						.end_reason = "failed"};
 			leg_post_event(l, &u);
 		}
-		leg_gone(l);
+		leg_stop(l);
 	}
 }
 
@@ -176,7 +176,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_i_terminated:
 		if (l)
-			leg_gone(l);
+			leg_stop(l);
 		break;
 	case nua_i_options:
 		if (!l && nh)
@@ -263,7 +263,7 @@ static void hook_dtmf(void *arg, const char *call_id, char digit)
 
 static void hook_released(void *arg, int addr_index)
 {
-	media_release(arg, addr_index);
+	media_port_destroyed(arg, addr_index);
 }
 
 /* Starts the media engine (its own thread) with the hooks above; -1 (logged) on failure. */
@@ -415,7 +415,7 @@ static void *engine_main(void *arg)
 	pthread_mutex_lock(&eng->msg_mu);
 	eng->gone = true;
 	pthread_mutex_unlock(&eng->msg_mu);
-	leg_gone_all(eng);
+	leg_stop_all(eng);
 	if (eng->stop_timer)
 		su_timer_destroy(eng->stop_timer);
 	su_timer_destroy(eng->pace_timer);
@@ -445,7 +445,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
 	}
-	if (media_init(eng) || media_plane_start(eng)) {
+	if (media_create(eng) || media_plane_start(eng)) {
 		free(eng);
 		return NULL;
 	}
@@ -485,7 +485,7 @@ void sip_engine_stop(struct sip_engine *eng)
 	media_plane_stop(eng);
 }
 
-void sip_engine_free(struct sip_engine *eng)
+void sip_engine_destroy(struct sip_engine *eng)
 {
 	if (!eng)
 		return;

@@ -58,7 +58,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 		nua_handle_destroy(nh);
 		return;
 	}
-	struct leg *l = leg_new(eng, CALL_INBOUND);
+	struct leg *l = leg_create(eng, CALL_INBOUND);
 	if (!l) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		nua_handle_destroy(nh);
@@ -67,12 +67,12 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	l->nh = nh;
 	l->state = LEG_PENDING;
 	media_use_remote(l, &r);
-	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
+	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_create gave */
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
 	if (cp_uuid4(l->call_id)) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 	leg_insert(eng, l);
@@ -99,7 +99,7 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 					.sip_status = status};
 		leg_post_event(l, &u);
 	}
-	leg_gone(l);
+	leg_stop(l);
 	leg_unref(l);    /* the message's reference */
 }
 
@@ -131,7 +131,7 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 		inbound_reject(l, SIP_500_INTERNAL_SERVER_ERROR, false, NULL);
 		return;
 	}
-	if (media_open(eng, l)) {
+	if (media_port_create(eng, l)) {
 		inbound_reject(l, SIP_503_SERVICE_UNAVAILABLE, true, "no_media_port");
 		return;
 	}

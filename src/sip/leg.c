@@ -3,9 +3,9 @@
  * to the call service.
  *
  * A leg is one dialog (one call) as the engine sees it (struct leg, sip_internal.h). Its life:
- * leg_new() when we dial or an INVITE arrives; bound to its nua handle (the handle's magic,
+ * leg_create() when we dial or an INVITE arrives; bound to its nua handle (the handle's magic,
  * holding a reference); entered in the table under the call id (the table holds another);
- * leg_gone() when nua reports the call terminated, which releases the handle, the media and
+ * leg_stop() when nua reports the call terminated, which releases the handle, the media and
  * both references. Legs are reference counted only so that a message in flight (an inbound
  * call waiting for the store) can hold one; all counting happens on the engine thread, so a
  * plain int does.
@@ -14,7 +14,7 @@
  * and a lookup is one hash and a short chain at any number of calls the RTP ports allow.
  *
  * Layering: this file sits on media.c and bridge.c (a leg's sockets and its media session,
- * which leg_gone() ends) and below every file that handles SIP (hangup.c, inbound.c,
+ * which leg_stop() ends) and below every file that handles SIP (hangup.c, inbound.c,
  * outbound.c, engine.c). It calls none of them.
  */
 #include "sip_internal.h"
@@ -30,7 +30,7 @@ static unsigned hash_id(const char *s)
 	return h % LEG_TABLE_SIZE;
 }
 
-struct leg *leg_new(struct sip_engine *eng, enum call_direction dir)
+struct leg *leg_create(struct sip_engine *eng, enum call_direction dir)
 {
 	struct leg *l = calloc(1, sizeof *l);
 	if (!l)
@@ -58,7 +58,7 @@ void leg_unref(struct leg *l)
 		su_timer_destroy(l->ring_timer);
 	if (l->max_timer)
 		su_timer_destroy(l->max_timer);
-	media_close(l);
+	media_port_destroy(l);
 	free(l->stream_url);
 	free(l->metadata);
 	free(l);
@@ -107,17 +107,17 @@ static void leg_remove(struct sip_engine *eng, struct leg *l)
 	}
 }
 
-void leg_gone(struct leg *l)
+void leg_stop(struct leg *l)
 {
-	if (l->state == LEG_GONE)
+	if (l->state == LEG_STOPPED)
 		return;
-	l->state = LEG_GONE;
+	l->state = LEG_STOPPED;
 	if (l->ring_timer)
 		su_timer_reset(l->ring_timer);
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
 	bridge_stop(l);
-	media_close(l);
+	media_port_destroy(l);
 	if (l->nh) {
 		nua_handle_bind(l->nh, NULL);
 		nua_handle_destroy(l->nh);
@@ -127,15 +127,15 @@ void leg_gone(struct leg *l)
 	leg_remove(l->eng, l);
 }
 
-static void gone_one(struct leg *l, void *unused)
+static void stop_one(struct leg *l, void *unused)
 {
 	(void)unused;
-	leg_gone(l);
+	leg_stop(l);
 }
 
-void leg_gone_all(struct sip_engine *eng)
+void leg_stop_all(struct sip_engine *eng)
 {
-	leg_foreach(eng, gone_one, NULL);
+	leg_foreach(eng, stop_one, NULL);
 }
 
 void leg_post_event(struct leg *l, const struct call_update *u)

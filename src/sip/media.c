@@ -139,7 +139,7 @@ static socklen_t media_sockaddr(const struct media_addr *m, int port, struct soc
 	return sizeof *a;
 }
 
-int media_init(struct sip_engine *eng)
+int media_create(struct sip_engine *eng)
 {
 	const struct sip_config *cfg = &eng->cfg;
 	int lo = cfg->rtp_port_min & ~1;
@@ -242,7 +242,7 @@ static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int
 	return r;
 }
 
-int media_open(struct sip_engine *eng, struct leg *l)
+int media_port_create(struct sip_engine *eng, struct leg *l)
 {
 	int lo = eng->cfg.rtp_port_min & ~1, hi = eng->cfg.rtp_port_max;
 	int span = (hi - lo) / 2 + 1;
@@ -276,19 +276,19 @@ int media_open(struct sip_engine *eng, struct leg *l)
 	return -1;
 }
 
-void media_release(struct sip_engine *eng, int addr_index)
+void media_port_destroyed(struct sip_engine *eng, int addr_index)
 {
 	atomic_fetch_sub(&eng->media[addr_index].in_use, 1);
 	atomic_fetch_sub(&eng->rtp_open, 1);
 }
 
-void media_close(struct leg *l)
+void media_port_destroy(struct leg *l)
 {
 	if (l->rtp_fd >= 0) {
 		close(l->rtp_fd);
 		if (l->rtcp_fd >= 0)
 			close(l->rtcp_fd);
-		media_release(l->eng, l->rtp_addr);
+		media_port_destroyed(l->eng, l->rtp_addr);
 	}
 	l->rtp_fd = l->rtcp_fd = -1;
 }

@@ -47,7 +47,7 @@ static void name_addr(struct sip_engine *eng, const char *addr, bool via_trunk, 
 void outbound_dial(struct sip_engine *eng, const struct call *c)
 {
 	bool is_uri = !strncasecmp(c->to, "sip:", 4) || !strncasecmp(c->to, "sips:", 5);
-	struct leg *l = leg_new(eng, CALL_OUTBOUND);
+	struct leg *l = leg_create(eng, CALL_OUTBOUND);
 	if (!l) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = "failed"};
@@ -63,19 +63,19 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 
 	if (eng->stopping) {
 		post_end(l, CALL_FAILED, "node_shutdown", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 	if (!is_uri && !eng->trunk_host[0]) {
 		log_json(LOG_WARN, "sip_no_route",
 			 json_pack("{s:s, s:s}", "call_id", c->id, "to", c->to));
 		post_end(l, CALL_FAILED, "no_route", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
-	if (media_open(eng, l)) {
+	if (media_port_create(eng, l)) {
 		post_end(l, CALL_FAILED, "no_media_port", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 
@@ -88,10 +88,10 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 			   SIPTAG_CALL_ID_STR(c->provider_call_id), TAG_END());
 	if (!l->nh) {
 		post_end(l, CALL_FAILED, "failed", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
-	leg_ref(l);   /* the handle's reference, dropped in leg_gone() */
+	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
 	nua_invite(l->nh, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());

@@ -52,7 +52,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
  * Messages sent after that fail (hang-ups: undeliverable). */
 void sip_engine_stop(struct sip_engine *eng);
 /* Frees a stopped engine: once nothing (the call-service worker) can call into it. */
-void sip_engine_free(struct sip_engine *eng);
+void sip_engine_destroy(struct sip_engine *eng);
 
 /* The telephony boundary, to hand to call_service_set_telephony(). */
 struct telephony sip_engine_telephony(struct sip_engine *eng);

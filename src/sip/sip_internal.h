@@ -49,7 +49,7 @@ enum leg_state {
 	LEG_CONFIRMED,    /* dialog up */
 	LEG_CANCELING,    /* we sent CANCEL */
 	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
-	LEG_GONE,         /* terminated; the handle is destroyed */
+	LEG_STOPPED,      /* terminated; the handle is destroyed */
 };
 
 struct leg {
@@ -148,26 +148,26 @@ typedef void sip_post_fn(struct sip_engine *eng, void *data);
 int sip_post(struct sip_engine *eng, sip_post_fn *fn, const void *data, size_t size);
 
 /* leg.c */
-struct leg *leg_new(struct sip_engine *eng, enum call_direction dir);
+struct leg *leg_create(struct sip_engine *eng, enum call_direction dir);
 void leg_ref(struct leg *l);
 void leg_unref(struct leg *l);
 void leg_insert(struct sip_engine *eng, struct leg *l);       /* by l->call_id */
 struct leg *leg_find(struct sip_engine *eng, const char *call_id);
-/* Calls fn on every leg in the table; fn may take its leg out (leg_gone). */
+/* Calls fn on every leg in the table; fn may take its leg out (leg_stop). */
 void leg_foreach(struct sip_engine *eng, void (*fn)(struct leg *l, void *arg), void *arg);
 /* Releases the handle and the table's reference: the leg is gone. */
-void leg_gone(struct leg *l);
-void leg_gone_all(struct sip_engine *eng);
+void leg_stop(struct leg *l);
+void leg_stop_all(struct sip_engine *eng);
 void leg_post_event(struct leg *l, const struct call_update *u);
 
 /* media.c */
 /* Sets up eng->media from the configuration; -1 (logged) if an --rtp-addrs address cannot
  * be bound on this host. Before the engine thread starts. */
-int media_init(struct sip_engine *eng);
-int media_open(struct sip_engine *eng, struct leg *l);          /* binds an RTP port */
-void media_close(struct leg *l);
+int media_create(struct sip_engine *eng);
+int media_port_create(struct sip_engine *eng, struct leg *l);     /* binds an RTP port */
+void media_port_destroy(struct leg *l);
 /* A port pair handed to the media engine is closed (any thread). */
-void media_release(struct sip_engine *eng, int addr_index);
+void media_port_destroyed(struct sip_engine *eng, int addr_index);
 /* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
