@@ -40,6 +40,9 @@ void sip_config_defaults(struct sip_config *cfg)
 
 /* ---- nua events ------------------------------------------------------------------------- */
 
+/* nua_i_state: ready confirms an outbound answer (recorded in_progress, media started), the
+ * ACK of an inbound one, or sends a BYE we owe (a 200 that crossed our CANCEL, a hang-up that
+ * waited for the ACK); terminated ends the leg, recording a call that ended unseen. */
 static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 {
 	int cs = -1;
@@ -111,6 +114,8 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 }
 
+/* nua_i_bye (nua answers it): records the far end's hang-up of an answered call and stops
+ * its media; nua_i_state terminated follows and stops the leg. */
 static void on_remote_bye(struct leg *l)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
@@ -122,6 +127,7 @@ static void on_remote_bye(struct leg *l)
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
 }
 
+/* nua_i_cancel of an inbound INVITE (nua answers 487): records the call canceled. */
 static void on_remote_cancel(struct leg *l)
 {
 	if (l->state != LEG_PENDING && l->state != LEG_ANSWERED)
@@ -132,6 +138,8 @@ static void on_remote_cancel(struct leg *l)
 	leg_post_event(l, &u);
 }
 
+/* Every nua event, on the engine thread: l is the handle's leg (NULL for a handle nua made
+ * for a new request, which inbound.c binds or destroys). */
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
 			 struct sip_engine *eng, nua_handle_t *nh, struct leg *l,
 			 sip_t const *sip, tagi_t tags[])
@@ -189,6 +197,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 
 /* ---- messages from other threads -------------------------------------------------------- */
 
+/* The dialogs did not all end within 5 s of stop(): leave the loop anyway. */
 static void stop_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
 {
 	(void)t;
@@ -226,7 +235,8 @@ static void media_end(struct sip_engine *eng, void *data)
 		hangup_answered(eng, l, m->reason);
 }
 
-/* MSG: sip_engine_stop(). */
+/* MSG: sip_engine_stop(): refuses what is still queued for the pacer, hangs up every dialog
+ * and shuts nua down; the loop ends at nua_r_shutdown or stop_timeout. */
 static void stop(struct sip_engine *eng, void *unused)
 {
 	(void)unused;
@@ -239,7 +249,7 @@ static void stop(struct sip_engine *eng, void *unused)
 	su_timer_set(eng->stop_timer, stop_timeout, NULL);
 }
 
-/* ---- the media plane ------------------------------------------------------------------- */
+/* ---- the media plane -------------------------------------------------------------------- */
 
 /* The media engine's hooks run on the media thread and only post: end_call becomes a message
  * to this thread (the BYE is sent here), dtmf goes to the call service's worker queue (a
@@ -255,12 +265,14 @@ static void hook_end_call(void *arg, const char *call_id, const char *reason)
 			call_id, reason);
 }
 
+/* A digit heard on a call: a call.dtmf event, queued to the worker. */
 static void hook_dtmf(void *arg, const char *call_id, char digit)
 {
 	struct sip_engine *eng = arg;
 	call_service_post_dtmf(eng->svc, call_id, digit);
 }
 
+/* The media engine closed a call's sockets: their port is free again. */
 static void hook_released(void *arg, int addr_index)
 {
 	media_port_destroyed(arg, addr_index);
@@ -279,7 +291,8 @@ static int media_plane_start(struct sip_engine *eng)
 	return 0;
 }
 
-/* Stops and frees the media engine: after the dialogs, whose sessions stopped as they ended. */
+/* Stops and destroys the media engine: after the dialogs, whose sessions stopped as they
+ * ended. */
 static void media_plane_stop(struct sip_engine *eng)
 {
 	if (!eng->media_engine)
@@ -291,6 +304,7 @@ static void media_plane_stop(struct sip_engine *eng)
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
 
+/* The SIP Call-ID of a call to be dialled: 128 random bits at our advertise address. */
 static void op_new_call_id(void *engine, char *buf, size_t size)
 {
 	struct sip_engine *eng = engine;
@@ -302,6 +316,7 @@ static void op_new_call_id(void *engine, char *buf, size_t size)
 	snprintf(buf, size, "%s@%s", hex, eng->cfg.advertise);
 }
 
+/* Posts the dial of c; -1 (nothing happens) if the engine cannot take it. */
 static int op_dial(void *engine, const struct call *c)
 {
 	struct call copy = {0};
@@ -315,11 +330,15 @@ static int op_dial(void *engine, const struct call *c)
 	return 0;
 }
 
+/* Digits to an answered call's far end: straight to the media engine's queue. */
 static int op_send_dtmf(void *engine, const struct call *c, const char *digits)
 {
 	return bridge_send_dtmf(engine, c->id, digits);
 }
 
+/* Posts a hang-up of c; done() is called exactly once: by hangup.c on the engine thread, or
+ * here at once (undeliverable) if the engine cannot take it. wait_ms < 0 means the configured
+ * wait (--hangup-wait-ms). */
 static void op_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
 		      hangup_done_fn done, void *arg)
 {
@@ -358,6 +377,7 @@ struct telephony sip_engine_telephony(struct sip_engine *eng)
 
 /* ---- thread ----------------------------------------------------------------------------- */
 
+/* The engine thread tells sip_engine_start() how its start went (0 or -1). */
 static void started(struct sip_engine *eng, int status)
 {
 	pthread_mutex_lock(&eng->start_mu);
@@ -367,6 +387,8 @@ static void started(struct sip_engine *eng, int status)
 	pthread_mutex_unlock(&eng->start_mu);
 }
 
+/* The engine thread: creates the root and nua (listening), runs the loop until stop, then
+ * stops every leg left and destroys nua and the root. Posting is refused from then on. */
 static void *engine_main(void *arg)
 {
 	struct sip_engine *eng = arg;

@@ -8,6 +8,9 @@
  * instead: the client gets 502 and nothing changed, rather than a reply it stopped waiting for.
  *
  * Each request is answered exactly once through its done() callback, on this thread.
+ *
+ * Layering: hangup.c sits on leg.c (finding legs, recording ends) and bridge.c (media stops
+ * with the BYE); outbound.c, inbound.c and engine.c call it, and it calls none of them.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -101,6 +104,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 	free(req);
 }
 
+/* Adds the tokens earned since the last refill, up to the burst. */
 static void refill(struct sip_engine *eng)
 {
 	int64_t now = cp_mono_us();
@@ -112,6 +116,7 @@ static void refill(struct sip_engine *eng)
 
 static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused);
 
+/* Executes queued requests while tokens last; arms the pace timer if some are left. */
 static void pace_drain(struct sip_engine *eng)
 {
 	refill(eng);
@@ -129,6 +134,7 @@ static void pace_drain(struct sip_engine *eng)
 	}
 }
 
+/* The pace timer fired: drain again. */
 static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
 {
 	(void)t;
@@ -180,6 +186,7 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 	return true;
 }
 
+/* l's max-duration timer fired: end the call as max_duration if it is still up. */
 static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
@@ -202,6 +209,7 @@ void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
 
 /* ---- shutdown --------------------------------------------------------------------------- */
 
+/* hangup_drain_all() for one leg; arg is the reason. */
 static void drain(struct leg *l, void *arg)
 {
 	const char *reason = arg;

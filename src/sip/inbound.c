@@ -6,6 +6,10 @@
  * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
  * (no call record), or 500. A caller who CANCELs meanwhile is handled by nua; the call, if
  * stored by then, is recorded canceled.
+ *
+ * The leg exists from the INVITE on (state LEG_PENDING, in the table under the call id it is
+ * stored with), holding an extra reference for the store's answer; that answer is posted
+ * back to the engine thread (post.c) and handled here, so nothing above this file is called.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -16,6 +20,7 @@
 
 #include <sofia-sip/url.h>
 
+/* A URI as text into buf ("" for none). */
 static void url_text(const url_t *u, char *buf, size_t size)
 {
 	su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -158,6 +163,7 @@ struct stored {
 	struct call call;            /* the stored call (owns its heap fields); zero unless CP_OK */
 };
 
+/* MSG: hands the store's answer to inbound_on_created(), then frees the call's copy. */
 static void stored(struct sip_engine *eng, void *data)
 {
 	struct stored *m = data;

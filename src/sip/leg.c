@@ -5,13 +5,15 @@
  * A leg is one dialog (one call) as the engine sees it (struct leg, sip_internal.h). Its life:
  * leg_create() when we dial or an INVITE arrives; bound to its nua handle (the handle's magic,
  * holding a reference); entered in the table under the call id (the table holds another);
- * leg_stop() when nua reports the call terminated, which releases the handle, the media and
- * both references. Legs are reference counted only so that a message in flight (an inbound
- * call waiting for the store) can hold one; all counting happens on the engine thread, so a
- * plain int does.
+ * leg_stop() when the dialog is over (nua reports it terminated, or it failed before it
+ * began), which stops its timers and media and drops the handle's and the table's references;
+ * the last leg_unref() destroys it. Legs are reference counted only so that a message in
+ * flight (an inbound call waiting for the store) can hold one; all counting happens on the
+ * engine thread, so a plain int does.
  *
- * The table is a fixed array of chains (LEG_TABLE_SIZE, FNV-1a of the call id): no resizing,
- * and a lookup is one hash and a short chain at any number of calls the RTP ports allow.
+ * The table is a fixed array of LEG_TABLE_SIZE (65,536) chains, indexed by the FNV-1a hash of
+ * the call id: it never resizes, and at the calls one RTP address allows (~27,700) a chain
+ * holds less than one leg on average.
  *
  * Layering: this file sits on media.c and bridge.c (a leg's sockets and its media session,
  * which leg_stop() ends) and below every file that handles SIP (hangup.c, inbound.c,
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* FNV-1a of a call id, as a table index. */
 static unsigned hash_id(const char *s)
 {
 	unsigned h = 2166136261u;
@@ -127,6 +130,7 @@ void leg_stop(struct leg *l)
 	leg_remove(l->eng, l);
 }
 
+/* leg_stop() as a leg_foreach() function. */
 static void stop_one(struct leg *l, void *unused)
 {
 	(void)unused;

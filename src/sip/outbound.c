@@ -5,6 +5,9 @@
  * trunk as sip:NUMBER@TRUNK, answering one digest challenge per INVITE with the trunk's
  * credentials. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
+ *
+ * The leg is in the table from the dial on; nua's handle holds a reference from the INVITE
+ * until leg_stop(). This file calls hangup.c (CANCEL at ring timeout) and the files below it.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -14,6 +17,7 @@
 
 #include <sofia-sip/msg_header.h>
 
+/* Records the end of a call not answered (queued or ringing) as `to`. */
 static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
 {
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
@@ -22,6 +26,7 @@ static void post_end(struct leg *l, enum call_status to, const char *reason, int
 	leg_post_event(l, &u);
 }
 
+/* The ring timer fired: CANCEL an INVITE still unanswered, recorded no_answer. */
 static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
@@ -102,6 +107,8 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 }
 
+/* Answers a digest challenge to our INVITE with the trunk's credentials, once per INVITE;
+ * false if there are none, or no realm, or we tried already. */
 static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
 {
 	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip)
