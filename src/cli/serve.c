@@ -443,7 +443,7 @@ out_svc:
 	call_service_stop(svc);
 	http_server_stop(http);
 	call_service_set_telephony(svc, NULL);
-	sip_engine_free(sip);
+	sip_engine_destroy(sip);
 	webhook_worker_stop(hooks);
 	event_hub_destroy(app.events);
 	call_service_destroy(svc);

@@ -1,15 +1,21 @@
 /*
- * engine.c - the SIP engine's thread, its nua instance, the leg table, and the messages other
- * threads send it.
+ * engine.c - the SIP engine: its thread, its nua instance and the dispatch of nua's events, the
+ * telephony ops other threads call, and the media engine it starts.
  *
  * Threading: everything sofia happens on the engine thread (su_root_run). The telephony ops
- * below run on HTTP threads and only build a message and su_msg_send() it; if the message
- * cannot be sent, the hang-up is reported undeliverable at once (nothing changed). Progress
- * goes back to the call service through its queue, never by calling the store from here.
+ * below run on HTTP threads and only post a message (post.c); if the message cannot be sent,
+ * the hang-up is reported undeliverable at once (nothing changed). Progress goes back to the
+ * call service through its queue, never by calling the store from here.
+ *
+ * Layering: this file is the top of the SIP layer. It turns nua's events and the messages into
+ * calls on the files below it (outbound.c, inbound.c, hangup.c, then leg.c, bridge.c, media.c,
+ * post.c) and nothing below calls back into it. The media engine is started here, with hooks
+ * that post to this thread, because ending a call for the media plane is a hang-up and the
+ * hang-up files sit above the media ones.
  *
  * Sockets: NUTAG_URL without a transport listens on UDP and TCP. The UDP buffers are enlarged
  * (TPTAG_UDP_RMEM/WMEM): a burst of thousands of BYEs and their 200s otherwise overflows the
- * kernel's default buffer (measured in shared/reference: 16k retransmissions at 10k calls).
+ * kernel's default buffer (measured: 16k retransmissions at 10k calls with the default).
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -17,15 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct sip_msg {
-	enum { MSG_DIAL, MSG_HANGUP, MSG_INBOUND_RESULT, MSG_MEDIA_END, MSG_STOP } type;
-	struct call call;            /* MSG_DIAL, MSG_INBOUND_RESULT: owns metadata, stream_url */
-	char reason[CALL_REASON_MAX + 1];   /* MSG_MEDIA_END (call.id says which call) */
-	struct hangup_req *hangup;   /* MSG_HANGUP */
-	struct leg *leg;             /* MSG_INBOUND_RESULT (holds a reference) */
-	enum cp_err err;
-};
 
 void sip_config_defaults(struct sip_config *cfg)
 {
@@ -41,114 +38,11 @@ void sip_config_defaults(struct sip_config *cfg)
 	media_config_defaults(&cfg->media);
 }
 
-/* ---- legs ------------------------------------------------------------------------------- */
-
-static unsigned hash_id(const char *s)
-{
-	unsigned h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % LEG_TABLE_SIZE;
-}
-
-struct leg *leg_new(struct sip_engine *eng, enum call_direction dir)
-{
-	struct leg *l = calloc(1, sizeof *l);
-	if (!l)
-		return NULL;
-	l->eng = eng;
-	l->refs = 1;
-	l->dir = dir;
-	l->rtp_fd = -1;
-	l->rtcp_fd = -1;
-	l->payload_type = -1;
-	l->te_payload_type = -1;
-	return l;
-}
-
-void leg_ref(struct leg *l)
-{
-	l->refs++;
-}
-
-void leg_unref(struct leg *l)
-{
-	if (--l->refs > 0)
-		return;
-	if (l->ring_timer)
-		su_timer_destroy(l->ring_timer);
-	if (l->max_timer)
-		su_timer_destroy(l->max_timer);
-	media_close(l);
-	free(l->stream_url);
-	free(l->metadata);
-	free(l);
-}
-
-void leg_insert(struct sip_engine *eng, struct leg *l)
-{
-	unsigned h = hash_id(l->call_id);
-	l->hnext = eng->table[h];
-	eng->table[h] = l;
-	eng->n_legs++;
-	leg_ref(l);
-}
-
-struct leg *leg_find(struct sip_engine *eng, const char *call_id)
-{
-	for (struct leg *l = eng->table[hash_id(call_id)]; l; l = l->hnext)
-		if (!strcmp(l->call_id, call_id))
-			return l;
-	return NULL;
-}
-
-void leg_remove(struct sip_engine *eng, struct leg *l)
-{
-	if (!l->call_id[0])
-		return;
-	for (struct leg **p = &eng->table[hash_id(l->call_id)]; *p; p = &(*p)->hnext) {
-		if (*p == l) {
-			*p = l->hnext;
-			eng->n_legs--;
-			leg_unref(l);
-			return;
-		}
-	}
-}
-
-void leg_gone(struct leg *l)
-{
-	if (l->state == LEG_GONE)
-		return;
-	l->state = LEG_GONE;
-	if (l->ring_timer)
-		su_timer_reset(l->ring_timer);
-	if (l->max_timer)
-		su_timer_reset(l->max_timer);
-	bridge_stop(l);
-	media_close(l);
-	if (l->nh) {
-		nua_handle_bind(l->nh, NULL);
-		nua_handle_destroy(l->nh);
-		l->nh = NULL;
-		leg_unref(l);        /* the handle's reference */
-	}
-	leg_remove(l->eng, l);
-}
-
-void engine_post_event(struct leg *l, const struct call_update *u)
-{
-	if (!l->call_id[0])
-		return;
-	if (call_status_is_terminal(u->to) && u->from_mask != CALL_BIT(u->to)) {
-		l->end_recorded = true;
-		l->end_status = u->to;
-	}
-	call_service_post_event(l->eng->svc, l->call_id, u);
-}
-
 /* ---- nua events ------------------------------------------------------------------------- */
 
+/* nua_i_state: ready confirms an outbound answer (recorded in_progress, media started), the
+ * ACK of an inbound one, or sends a BYE we owe (a 200 that crossed our CANCEL, a hang-up that
+ * waited for the ACK); terminated ends the leg, recording a call that ended unseen. */
 static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 {
 	int cs = -1;
@@ -163,7 +57,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 						.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
 						.sip_status = 200};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 			hangup_arm_max_duration(eng, l);
 			bridge_start(l);
 			break;
@@ -193,9 +87,9 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
 						.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
 						.end_reason = "failed"};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 		}
-		leg_gone(l);
+		leg_stop(l);
 	}
 }
 
@@ -220,17 +114,20 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 }
 
+/* nua_i_bye (nua answers it): records the far end's hang-up of an answered call and stops
+ * its media; nua_i_state terminated follows and stops the leg. */
 static void on_remote_bye(struct leg *l)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
 		return;     /* BYEs crossing: ours is already recorded */
 	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
 				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	bridge_stop(l);
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
 }
 
+/* nua_i_cancel of an inbound INVITE (nua answers 487): records the call canceled. */
 static void on_remote_cancel(struct leg *l)
 {
 	if (l->state != LEG_PENDING && l->state != LEG_ANSWERED)
@@ -238,9 +135,11 @@ static void on_remote_cancel(struct leg *l)
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 				.to = CALL_CANCELED, .ended_at = cp_now_ms(),
 				.end_reason = "remote_cancel", .sip_status = 487};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 }
 
+/* Every nua event, on the engine thread: l is the handle's leg (NULL for a handle nua made
+ * for a new request, which inbound.c binds or destroys). */
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
 			 struct sip_engine *eng, nua_handle_t *nh, struct leg *l,
 			 sip_t const *sip, tagi_t tags[])
@@ -285,7 +184,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_i_terminated:
 		if (l)
-			leg_gone(l);
+			leg_stop(l);
 		break;
 	case nua_i_options:
 		if (!l && nh)
@@ -298,6 +197,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 
 /* ---- messages from other threads -------------------------------------------------------- */
 
+/* The dialogs did not all end within 5 s of stop(): leave the loop anyway. */
 static void stop_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
 {
 	(void)t;
@@ -306,62 +206,105 @@ static void stop_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *unus
 	su_root_break(eng->root);
 }
 
-static void on_msg(struct sip_engine *eng, su_msg_r msg, struct sip_msg *m)
+/* MSG: the call service asks to dial c (the message owns its heap fields). */
+static void dial(struct sip_engine *eng, void *data)
 {
-	(void)msg;
-	switch (m->type) {
-	case MSG_DIAL:
-		outbound_dial(eng, &m->call);
-		call_clear(&m->call);
-		break;
-	case MSG_HANGUP:
-		hangup_request(eng, m->hangup);
-		break;
-	case MSG_INBOUND_RESULT:
-		inbound_on_created(eng, m->leg, m->err, &m->call);
-		call_clear(&m->call);
-		break;
-	case MSG_MEDIA_END:
-		bridge_on_media_end(eng, m->call.id, m->reason);
-		break;
-	case MSG_STOP:
-		eng->stopping = true;
-		hangup_fail_queue(eng);
-		hangup_drain_all(eng, "node_shutdown");
-		nua_shutdown(eng->nua);
-		/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
-		eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
-		su_timer_set(eng->stop_timer, stop_timeout, NULL);
-		break;
-	}
+	struct call *c = data;
+	outbound_dial(eng, c);
+	call_clear(c);
 }
 
-static int send_msg(struct sip_engine *eng, const struct sip_msg *payload)
+/* MSG: an API hang-up, answered through its done() callback. */
+static void hangup(struct sip_engine *eng, void *data)
 {
-	int rc = -1;
-	pthread_mutex_lock(&eng->msg_mu);
-	if (!eng->gone) {
-		su_msg_r m = SU_MSG_R_INIT;
-		if (su_msg_create(m, su_root_task(eng->root), su_task_null, on_msg,
-				  sizeof *payload) == 0) {
-			memcpy(su_msg_data(m), payload, sizeof *payload);
-			rc = su_msg_send(m) == 0 ? 0 : -1;
-		}
-	}
-	pthread_mutex_unlock(&eng->msg_mu);
-	return rc;
+	hangup_request(eng, *(struct hangup_req **)data);
 }
 
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason)
+struct media_end {
+	char call_id[CP_UUID_LEN + 1];
+	char reason[CALL_REASON_MAX + 1];
+};
+
+/* MSG: the media plane asks to end a call (media_timeout, agent_*). A leg ending already
+ * stays as it is, so the end is recorded once, by whoever ended it first. */
+static void media_end(struct sip_engine *eng, void *data)
 {
-	struct sip_msg m = {.type = MSG_MEDIA_END};
-	snprintf(m.call.id, sizeof m.call.id, "%s", call_id);
+	struct media_end *m = data;
+	struct leg *l = leg_find(eng, m->call_id);
+	if (l)
+		hangup_answered(eng, l, m->reason);
+}
+
+/* MSG: sip_engine_stop(): refuses what is still queued for the pacer, hangs up every dialog
+ * and shuts nua down; the loop ends at nua_r_shutdown or stop_timeout. */
+static void stop(struct sip_engine *eng, void *unused)
+{
+	(void)unused;
+	eng->stopping = true;
+	hangup_fail_queue(eng);
+	hangup_drain_all(eng, "node_shutdown");
+	nua_shutdown(eng->nua);
+	/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
+	eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
+	su_timer_set(eng->stop_timer, stop_timeout, NULL);
+}
+
+/* ---- the media plane -------------------------------------------------------------------- */
+
+/* The media engine's hooks run on the media thread and only post: end_call becomes a message
+ * to this thread (the BYE is sent here), dtmf goes to the call service's worker queue (a
+ * call.dtmf event), released counts a port pair free (atomics, media.c). */
+static void hook_end_call(void *arg, const char *call_id, const char *reason)
+{
+	struct sip_engine *eng = arg;
+	struct media_end m;
+	snprintf(m.call_id, sizeof m.call_id, "%s", call_id);
 	snprintf(m.reason, sizeof m.reason, "%s", reason);
-	return send_msg(eng, &m);
+	if (sip_post(eng, media_end, &m, sizeof m))
+		log_msg(LOG_ERROR, "media", "could not end call %s (%s): the SIP engine is gone",
+			call_id, reason);
+}
+
+/* A digit heard on a call: a call.dtmf event, queued to the worker. */
+static void hook_dtmf(void *arg, const char *call_id, char digit)
+{
+	struct sip_engine *eng = arg;
+	call_service_post_dtmf(eng->svc, call_id, digit);
+}
+
+/* The media engine closed a call's sockets: their port is free again. */
+static void hook_released(void *arg, int addr_index)
+{
+	media_port_destroyed(arg, addr_index);
+}
+
+/* Starts the media engine (its own thread) with the hooks above; -1 (logged) on failure. */
+static int media_plane_start(struct sip_engine *eng)
+{
+	struct media_hooks hooks = {.arg = eng, .end_call = hook_end_call, .dtmf = hook_dtmf,
+				    .released = hook_released};
+	eng->media_engine = media_engine_start(&eng->cfg.media, &hooks);
+	if (!eng->media_engine) {
+		log_msg(LOG_ERROR, "media", "cannot start the media engine");
+		return -1;
+	}
+	return 0;
+}
+
+/* Stops and destroys the media engine: after the dialogs, whose sessions stopped as they
+ * ended. */
+static void media_plane_stop(struct sip_engine *eng)
+{
+	if (!eng->media_engine)
+		return;
+	media_engine_stop(eng->media_engine);
+	media_engine_free(eng->media_engine);
+	eng->media_engine = NULL;
 }
 
 /* ---- telephony ops (HTTP / worker threads) ---------------------------------------------- */
 
+/* The SIP Call-ID of a call to be dialled: 128 random bits at our advertise address. */
 static void op_new_call_id(void *engine, char *buf, size_t size)
 {
 	struct sip_engine *eng = engine;
@@ -373,24 +316,29 @@ static void op_new_call_id(void *engine, char *buf, size_t size)
 	snprintf(buf, size, "%s@%s", hex, eng->cfg.advertise);
 }
 
+/* Posts the dial of c; -1 (nothing happens) if the engine cannot take it. */
 static int op_dial(void *engine, const struct call *c)
 {
-	struct sip_msg m = {.type = MSG_DIAL};
-	/* the message owns copies of the heap fields; on_msg frees them */
-	if (call_copy(&m.call, c))
+	struct call copy = {0};
+	/* the message owns copies of the heap fields; dial() frees them */
+	if (call_copy(&copy, c))
 		return -1;
-	if (send_msg(engine, &m)) {
-		call_clear(&m.call);
+	if (sip_post(engine, dial, &copy, sizeof copy)) {
+		call_clear(&copy);
 		return -1;
 	}
 	return 0;
 }
 
+/* Digits to an answered call's far end: straight to the media engine's queue. */
 static int op_send_dtmf(void *engine, const struct call *c, const char *digits)
 {
 	return bridge_send_dtmf(engine, c->id, digits);
 }
 
+/* Posts a hang-up of c; done() is called exactly once: by hangup.c on the engine thread, or
+ * here at once (undeliverable) if the engine cannot take it. wait_ms < 0 means the configured
+ * wait (--hangup-wait-ms). */
 static void op_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
 		      hangup_done_fn done, void *arg)
 {
@@ -407,8 +355,7 @@ static void op_hangup(void *engine, const struct call *c, const char *reason, in
 	req->deadline_us = wait_ms > 0 ? cp_mono_us() + (int64_t)wait_ms * 1000 : 0;
 	req->done = done;
 	req->arg = arg;
-	struct sip_msg m = {.type = MSG_HANGUP, .hangup = req};
-	if (send_msg(eng, &m)) {
+	if (sip_post(eng, hangup, &req, sizeof req)) {
 		free(req);
 		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
 	}
@@ -428,22 +375,9 @@ struct telephony sip_engine_telephony(struct sip_engine *eng)
 	return t;
 }
 
-/* Worker thread: the store has (or has not) created an inbound call. */
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c)
-{
-	struct leg *l = arg;
-	struct sip_msg m = {.type = MSG_INBOUND_RESULT, .leg = l, .err = err};
-	if (c && call_copy(&m.call, c))
-		m.err = CP_ERR_INTERNAL;
-	if (send_msg(l->eng, &m)) {
-		call_clear(&m.call);
-		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
-			c ? c->id : "?");
-	}
-}
-
 /* ---- thread ----------------------------------------------------------------------------- */
 
+/* The engine thread tells sip_engine_start() how its start went (0 or -1). */
 static void started(struct sip_engine *eng, int status)
 {
 	pthread_mutex_lock(&eng->start_mu);
@@ -453,6 +387,8 @@ static void started(struct sip_engine *eng, int status)
 	pthread_mutex_unlock(&eng->start_mu);
 }
 
+/* The engine thread: creates the root and nua (listening), runs the loop until stop, then
+ * stops every leg left and destroys nua and the root. Posting is refused from then on. */
 static void *engine_main(void *arg)
 {
 	struct sip_engine *eng = arg;
@@ -501,9 +437,7 @@ static void *engine_main(void *arg)
 	pthread_mutex_lock(&eng->msg_mu);
 	eng->gone = true;
 	pthread_mutex_unlock(&eng->msg_mu);
-	for (size_t i = 0; i < LEG_TABLE_SIZE; i++)
-		while (eng->table[i])
-			leg_gone(eng->table[i]);
+	leg_stop_all(eng);
 	if (eng->stop_timer)
 		su_timer_destroy(eng->stop_timer);
 	su_timer_destroy(eng->pace_timer);
@@ -533,7 +467,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
 	}
-	if (media_init(eng) || bridge_start_engine(eng)) {
+	if (media_create(eng) || media_plane_start(eng)) {
 		free(eng);
 		return NULL;
 	}
@@ -543,7 +477,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_cond_init(&eng->start_cv, NULL);
 	pthread_mutex_init(&eng->msg_mu, NULL);
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
-		bridge_stop_engine(eng);
+		media_plane_stop(eng);
 		free(eng);
 		return NULL;
 	}
@@ -553,7 +487,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_mutex_unlock(&eng->start_mu);
 	if (eng->start_status) {
 		pthread_join(eng->thread, NULL);
-		bridge_stop_engine(eng);
+		media_plane_stop(eng);
 		pthread_mutex_destroy(&eng->start_mu);
 		pthread_cond_destroy(&eng->start_cv);
 		free(eng);
@@ -566,16 +500,14 @@ void sip_engine_stop(struct sip_engine *eng)
 {
 	if (!eng)
 		return;
-	struct sip_msg m = {.type = MSG_STOP};
-	if (send_msg(eng, &m) == 0)
+	if (sip_post(eng, stop, NULL, 0) == 0)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");
-	/* after the dialogs: their sessions were stopped as they ended */
-	bridge_stop_engine(eng);
+	media_plane_stop(eng);
 }
 
-void sip_engine_free(struct sip_engine *eng)
+void sip_engine_destroy(struct sip_engine *eng)
 {
 	if (!eng)
 		return;

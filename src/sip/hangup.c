@@ -8,6 +8,9 @@
  * instead: the client gets 502 and nothing changed, rather than a reply it stopped waiting for.
  *
  * Each request is answered exactly once through its done() callback, on this thread.
+ *
+ * Layering: hangup.c sits on leg.c (finding legs, recording ends) and bridge.c (media stops
+ * with the BYE); outbound.c, inbound.c and engine.c call it, and it calls none of them.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -101,6 +104,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 	free(req);
 }
 
+/* Adds the tokens earned since the last refill, up to the burst. */
 static void refill(struct sip_engine *eng)
 {
 	int64_t now = cp_mono_us();
@@ -112,6 +116,7 @@ static void refill(struct sip_engine *eng)
 
 static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused);
 
+/* Executes queued requests while tokens last; arms the pace timer if some are left. */
 static void pace_drain(struct sip_engine *eng)
 {
 	refill(eng);
@@ -129,6 +134,7 @@ static void pace_drain(struct sip_engine *eng)
 	}
 }
 
+/* The pace timer fired: drain again. */
 static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
 {
 	(void)t;
@@ -175,11 +181,12 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 		return false;        /* not up, or ending already for another reason */
 	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
 				.ended_at = cp_now_ms(), .end_reason = reason};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	hangup_leg_now(eng, l, reason);
 	return true;
 }
 
+/* l's max-duration timer fired: end the call as max_duration if it is still up. */
 static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
@@ -202,19 +209,22 @@ void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
 
 /* ---- shutdown --------------------------------------------------------------------------- */
 
+/* hangup_drain_all() for one leg; arg is the reason. */
+static void drain(struct leg *l, void *arg)
+{
+	const char *reason = arg;
+	if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
+		hangup_cancel_leg(l->eng, l, 16, reason);
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_CANCELED, .ended_at = cp_now_ms(),
+					.end_reason = reason};
+		leg_post_event(l, &u);
+	} else {
+		hangup_answered(l->eng, l, reason);
+	}
+}
+
 void hangup_drain_all(struct sip_engine *eng, const char *reason)
 {
-	for (size_t i = 0; i < LEG_TABLE_SIZE; i++) {
-		for (struct leg *l = eng->table[i]; l; l = l->hnext) {
-			if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
-				hangup_cancel_leg(eng, l, 16, reason);
-				struct call_update u = {
-					.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-					.to = CALL_CANCELED, .ended_at = cp_now_ms(), .end_reason = reason};
-				engine_post_event(l, &u);
-			} else {
-				hangup_answered(eng, l, reason);
-			}
-		}
-	}
+	leg_foreach(eng, drain, (void *)reason);
 }

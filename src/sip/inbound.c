@@ -6,6 +6,10 @@
  * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
  * (no call record), or 500. A caller who CANCELs meanwhile is handled by nua; the call, if
  * stored by then, is recorded canceled.
+ *
+ * The leg exists from the INVITE on (state LEG_PENDING, in the table under the call id it is
+ * stored with), holding an extra reference for the store's answer; that answer is posted
+ * back to the engine thread (post.c) and handled here, so nothing above this file is called.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -16,6 +20,7 @@
 
 #include <sofia-sip/url.h>
 
+/* A URI as text into buf ("" for none). */
 static void url_text(const url_t *u, char *buf, size_t size)
 {
 	su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -33,6 +38,8 @@ static bool dialled_number(sip_t const *sip, char *buf, size_t size)
 	snprintf(buf, size, "%s%s", user[0] == '+' ? "" : "+", user);
 	return cp_is_e164(buf);
 }
+
+static void on_stored(void *arg, enum cp_err err, const struct call *c);
 
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
 {
@@ -56,7 +63,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 		nua_handle_destroy(nh);
 		return;
 	}
-	struct leg *l = leg_new(eng, CALL_INBOUND);
+	struct leg *l = leg_create(eng, CALL_INBOUND);
 	if (!l) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		nua_handle_destroy(nh);
@@ -65,12 +72,12 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	l->nh = nh;
 	l->state = LEG_PENDING;
 	media_use_remote(l, &r);
-	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_new gave */
+	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_create gave */
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
 	if (cp_uuid4(l->call_id)) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 	leg_insert(eng, l);
@@ -83,7 +90,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	struct inbound_call in = {.call_id = l->call_id, .number = number, .from = from, .to = to,
 				  .provider_call_id = l->sip_call_id};
 	leg_ref(l);   /* held by the message until inbound_on_created */
-	call_service_inbound(eng->svc, &in, sip_inbound_created, l);
+	call_service_inbound(eng->svc, &in, on_stored, l);
 }
 
 /* Refuses the INVITE of a pending leg; if the call was stored, records why it failed. */
@@ -95,14 +102,15 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = end_reason,
 					.sip_status = status};
-		engine_post_event(l, &u);
+		leg_post_event(l, &u);
 	}
-	leg_gone(l);
+	leg_stop(l);
 	leg_unref(l);    /* the message's reference */
 }
 
-void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const struct call *c)
+/* The store's answer, back on the engine thread: answer the INVITE, or refuse it. */
+static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
+			       const struct call *c)
 {
 	if (l->state != LEG_PENDING) {
 		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
@@ -128,7 +136,7 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 		inbound_reject(l, SIP_500_INTERNAL_SERVER_ERROR, false, NULL);
 		return;
 	}
-	if (media_open(eng, l)) {
+	if (media_port_create(eng, l)) {
 		inbound_reject(l, SIP_503_SERVICE_UNAVAILABLE, true, "no_media_port");
 		return;
 	}
@@ -142,8 +150,37 @@ void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
 	l->state = LEG_ANSWERED;
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,
 				.answered_at = cp_now_ms(), .sip_status = 200};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 	hangup_arm_max_duration(eng, l);
 	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);
+}
+
+/* The store's answer to call_service_inbound(), as a message to the engine thread. */
+struct stored {
+	struct leg *leg;             /* holds the reference taken for call_service_inbound() */
+	enum cp_err err;
+	struct call call;            /* the stored call (owns its heap fields); zero unless CP_OK */
+};
+
+/* MSG: hands the store's answer to inbound_on_created(), then frees the call's copy. */
+static void stored(struct sip_engine *eng, void *data)
+{
+	struct stored *m = data;
+	inbound_on_created(eng, m->leg, m->err, &m->call);
+	call_clear(&m->call);
+}
+
+/* Worker thread: the store has (or has not) created the inbound call. */
+static void on_stored(void *arg, enum cp_err err, const struct call *c)
+{
+	struct leg *l = arg;
+	struct stored m = {.leg = l, .err = err};
+	if (c && call_copy(&m.call, c))
+		m.err = CP_ERR_INTERNAL;
+	if (sip_post(l->eng, stored, &m, sizeof m)) {
+		call_clear(&m.call);
+		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
+			c ? c->id : "?");
+	}
 }

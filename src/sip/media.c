@@ -2,10 +2,11 @@
  * media.c - the media side of a call as far as signalling needs it: a real RTP port for each
  * call, and the SDP that offers or answers it.
  *
- * Each call binds one UDP socket on an even port from the configured range and keeps it for
- * its lifetime, so the port we put in SDP is really ours and never handed to two calls. No
- * media flows yet; the socket is where an RTP stack will read. Codecs: G.711 (PCMU 0, PCMA 8)
- * plus telephone-event; an offer without PCMU or PCMA is refused (488).
+ * Each call binds a pair of UDP sockets, RTP on an even port of the configured range and RTCP
+ * on the odd one above, and keeps them for its lifetime (from the answer on, in the media
+ * engine: bridge.c), so the port we put in SDP is really ours and never handed to two calls.
+ * Codecs: G.711 (PCMU 0, PCMA 8) plus telephone-event; an offer without PCMU or PCMA is
+ * refused (488).
  *
  * Addresses: the socket is bound on the advertise address, or on one of --rtp-addrs. One
  * address has one port per even number of the range (27,768 for 10000-65535), so a node that
@@ -19,6 +20,9 @@
  * as with one address. The SDP's o= and c= lines carry the address the call's socket is bound
  * on, IP4 or IP6 to match, so families may be mixed (the far end must reach both, of course).
  * An --rtp-addrs address this host cannot bind stops the start: it would fail every call.
+ *
+ * Layering: this file is at the bottom of the SIP layer, beside bridge.c and post.c: it works
+ * on the engine's address table and one leg's fields, and calls no other SIP file.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -122,6 +126,7 @@ long sip_config_rtp_capacity(const struct sip_config *cfg)
 
 /* ---- sockets ---------------------------------------------------------------------------- */
 
+/* The socket address of port on m, into ss; returns its length. */
 static socklen_t media_sockaddr(const struct media_addr *m, int port, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof *ss);
@@ -139,7 +144,7 @@ static socklen_t media_sockaddr(const struct media_addr *m, int port, struct soc
 	return sizeof *a;
 }
 
-int media_init(struct sip_engine *eng)
+int media_create(struct sip_engine *eng)
 {
 	const struct sip_config *cfg = &eng->cfg;
 	int lo = cfg->rtp_port_min & ~1;
@@ -242,7 +247,7 @@ static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int
 	return r;
 }
 
-int media_open(struct sip_engine *eng, struct leg *l)
+int media_port_create(struct sip_engine *eng, struct leg *l)
 {
 	int lo = eng->cfg.rtp_port_min & ~1, hi = eng->cfg.rtp_port_max;
 	int span = (hi - lo) / 2 + 1;
@@ -276,19 +281,19 @@ int media_open(struct sip_engine *eng, struct leg *l)
 	return -1;
 }
 
-void media_release(struct sip_engine *eng, int addr_index)
+void media_port_destroyed(struct sip_engine *eng, int addr_index)
 {
 	atomic_fetch_sub(&eng->media[addr_index].in_use, 1);
 	atomic_fetch_sub(&eng->rtp_open, 1);
 }
 
-void media_close(struct leg *l)
+void media_port_destroy(struct leg *l)
 {
 	if (l->rtp_fd >= 0) {
 		close(l->rtp_fd);
 		if (l->rtcp_fd >= 0)
 			close(l->rtcp_fd);
-		media_release(l->eng, l->rtp_addr);
+		media_port_destroyed(l->eng, l->rtp_addr);
 	}
 	l->rtp_fd = l->rtcp_fd = -1;
 }

@@ -5,6 +5,9 @@
  * trunk as sip:NUMBER@TRUNK, answering one digest challenge per INVITE with the trunk's
  * credentials. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
+ *
+ * The leg is in the table from the dial on; nua's handle holds a reference from the INVITE
+ * until leg_stop(). This file calls hangup.c (CANCEL at ring timeout) and the files below it.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -14,14 +17,16 @@
 
 #include <sofia-sip/msg_header.h>
 
+/* Records the end of a call not answered (queued or ringing) as `to`. */
 static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
 {
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 				.to = to, .ended_at = cp_now_ms(), .end_reason = reason,
 				.sip_status = sip_status};
-	engine_post_event(l, &u);
+	leg_post_event(l, &u);
 }
 
+/* The ring timer fired: CANCEL an INVITE still unanswered, recorded no_answer. */
 static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
@@ -47,7 +52,7 @@ static void name_addr(struct sip_engine *eng, const char *addr, bool via_trunk, 
 void outbound_dial(struct sip_engine *eng, const struct call *c)
 {
 	bool is_uri = !strncasecmp(c->to, "sip:", 4) || !strncasecmp(c->to, "sips:", 5);
-	struct leg *l = leg_new(eng, CALL_OUTBOUND);
+	struct leg *l = leg_create(eng, CALL_OUTBOUND);
 	if (!l) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = "failed"};
@@ -63,19 +68,19 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 
 	if (eng->stopping) {
 		post_end(l, CALL_FAILED, "node_shutdown", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 	if (!is_uri && !eng->trunk_host[0]) {
 		log_json(LOG_WARN, "sip_no_route",
 			 json_pack("{s:s, s:s}", "call_id", c->id, "to", c->to));
 		post_end(l, CALL_FAILED, "no_route", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
-	if (media_open(eng, l)) {
+	if (media_port_create(eng, l)) {
 		post_end(l, CALL_FAILED, "no_media_port", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
 
@@ -88,10 +93,10 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 			   SIPTAG_CALL_ID_STR(c->provider_call_id), TAG_END());
 	if (!l->nh) {
 		post_end(l, CALL_FAILED, "failed", 0);
-		leg_gone(l);
+		leg_stop(l);
 		return;
 	}
-	leg_ref(l);   /* the handle's reference, dropped in leg_gone() */
+	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
 	nua_invite(l->nh, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
@@ -102,6 +107,8 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 }
 
+/* Answers a digest challenge to our INVITE with the trunk's credentials, once per INVITE;
+ * false if there are none, or no realm, or we tried already. */
 static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
 {
 	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip)
@@ -135,7 +142,7 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		if (!l->ringing_reported && l->state == LEG_EARLY) {
 			l->ringing_reported = true;
 			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
-			engine_post_event(l, &u);
+			leg_post_event(l, &u);
 		}
 		return;
 	}

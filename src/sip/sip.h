@@ -46,13 +46,14 @@ int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err
 			     size_t err_size);
 /* How many calls the RTP ports allow at once: the even ports of the range on each address. */
 long sip_config_rtp_capacity(const struct sip_config *cfg);
-/* Starts the engine thread and binds the SIP sockets; NULL on failure (logged). */
+/* Creates the engine, starts its thread and the media engine, and binds the SIP sockets;
+ * NULL on failure (logged). svc must outlive it. */
 struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc);
 /* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.
  * Messages sent after that fail (hang-ups: undeliverable). */
 void sip_engine_stop(struct sip_engine *eng);
-/* Frees a stopped engine: once nothing (the call-service worker) can call into it. */
-void sip_engine_free(struct sip_engine *eng);
+/* Destroys a stopped engine: once nothing (the call-service worker) can call into it. */
+void sip_engine_destroy(struct sip_engine *eng);
 
 /* The telephony boundary, to hand to call_service_set_telephony(). */
 struct telephony sip_engine_telephony(struct sip_engine *eng);

@@ -1,12 +1,22 @@
 /*
- * sip_internal.h - what the SIP engine's files share. Everything here is touched only on the
- * engine thread, except where a comment says otherwise.
+ * sip_internal.h - what the SIP engine's files share: the engine and leg structures and each
+ * file's functions. Everything here is touched only on the engine thread, except where a
+ * comment says otherwise.
  *
- * A leg is one dialog (one call) as the engine sees it. Its life: created when we dial or an
- * INVITE arrives, bound to its nua handle (the handle's magic), entered in the table under the
- * call id, and released when nua reports the call terminated. Legs are reference counted only
- * so that a message in flight (e.g. an inbound call waiting for the store) can hold one; all
- * counting happens on the engine thread.
+ * The files form a one-way hierarchy; each calls only files below it:
+ *
+ *     engine.c              the thread, nua and its events, telephony ops, the media engine
+ *       outbound.c  inbound.c     dialling out; answering an agent's number
+ *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
+ *           leg.c                 leg lifetime, the leg table, events to the call service
+ *             media.c  bridge.c  post.c
+ *                 RTP ports and SDP; a leg's media session; messages to the engine thread
+ *
+ * The declarations below follow that order, bottom first.
+ *
+ * Lifetimes are named one way: x_create() makes a thing and x_destroy() frees it; x_start()
+ * sets something running (a thread, a dialog, a media session) and x_stop() ends it. A leg is
+ * reference counted: leg_stop() ends its dialog, and the last leg_unref() destroys it.
  */
 #ifndef CP_SIP_INTERNAL_H
 #define CP_SIP_INTERNAL_H
@@ -41,6 +51,7 @@ struct sip_msg;
 #include "sip.h"
 #include "media/media.h"
 
+/* Where a leg's dialog stands; only the engine thread reads or changes it. */
 enum leg_state {
 	LEG_INVITING,     /* outbound: INVITE sent, nothing heard */
 	LEG_EARLY,        /* outbound: 18x received */
@@ -49,14 +60,15 @@ enum leg_state {
 	LEG_CONFIRMED,    /* dialog up */
 	LEG_CANCELING,    /* we sent CANCEL */
 	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
-	LEG_GONE,         /* terminated; the handle is destroyed */
+	LEG_STOPPED,      /* terminated; the handle is destroyed */
 };
 
+/* One dialog (one call) as the engine sees it; its lifetime is described in leg.c. */
 struct leg {
 	struct sip_engine *eng;
 	int refs;
 	struct leg *hnext;                   /* table chain */
-	char call_id[CP_UUID_LEN + 1];       /* callplane call id ("" until an inbound call is stored) */
+	char call_id[CP_UUID_LEN + 1];       /* callplane call id, the table's key ("" until chosen) */
 	char sip_call_id[CALL_PROVIDER_ID_MAX + 1];
 	enum call_direction dir;
 	enum leg_state state;
@@ -102,6 +114,7 @@ struct media_addr {
 	atomic_int in_use;                   /* port pairs bound on it (the media thread frees) */
 };
 
+/* The engine: created by sip_engine_start(), destroyed by sip_engine_destroy() (engine.c). */
 struct sip_engine {
 	struct sip_config cfg;
 	struct call_service *svc;
@@ -118,7 +131,7 @@ struct sip_engine {
 	pthread_cond_t start_cv;
 	bool started;
 
-	struct leg *table[LEG_TABLE_SIZE];
+	struct leg *table[LEG_TABLE_SIZE];   /* the legs by call id (leg.c) */
 	size_t n_legs;
 
 	/* pacing of BYE/CANCEL: a token bucket drained by pace_timer */
@@ -141,29 +154,31 @@ struct sip_engine {
 	bool gone;
 };
 
-/* engine.c */
-struct leg *leg_new(struct sip_engine *eng, enum call_direction dir);
-void leg_ref(struct leg *l);
-void leg_unref(struct leg *l);
-void leg_insert(struct sip_engine *eng, struct leg *l);       /* by l->call_id */
-struct leg *leg_find(struct sip_engine *eng, const char *call_id);
-void leg_remove(struct sip_engine *eng, struct leg *l);
-/* Releases the handle and the table's reference: the leg is gone. */
-void leg_gone(struct leg *l);
-void engine_post_event(struct leg *l, const struct call_update *u);
-/* Asks the engine thread (from any thread) to end a call for the media plane: -1 if the
- * engine is gone. */
-int engine_send_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
+/* ---- post.c: messages to the engine thread ---------------------------------------------- */
 
-/* media.c */
-/* Sets up eng->media from the configuration; -1 (logged) if an --rtp-addrs address cannot
- * be bound on this host. Before the engine thread starts. */
-int media_init(struct sip_engine *eng);
-int media_open(struct sip_engine *eng, struct leg *l);          /* binds an RTP port */
-void media_close(struct leg *l);
-/* A port pair handed to the media engine is closed (any thread). */
-void media_release(struct sip_engine *eng, int addr_index);
-/* Writes our SDP offer/answer; payload_type < 0 offers PCMU+PCMA. */
+typedef void sip_post_fn(struct sip_engine *eng, void *data);
+/* Runs fn(eng, copy of data) on the engine thread, after what was posted before; from any
+ * thread. data is copied byte for byte (it needs no more alignment than a pointer or an
+ * int64_t): heap it points to passes to fn, which frees it. -1 if the engine thread is gone or
+ * the message could not be made: fn never runs, and data is still the caller's. */
+int sip_post(struct sip_engine *eng, sip_post_fn *fn, const void *data, size_t size);
+
+/* ---- media.c: RTP ports and SDP --------------------------------------------------------- */
+
+/* Creates the RTP address table (eng->media) from the configuration, trying a bind on each
+ * --rtp-addrs address; -1 (logged) if one cannot be bound on this host. Before the engine
+ * thread starts. It lives in the engine: there is nothing to destroy. */
+int media_create(struct sip_engine *eng);
+/* Binds l's RTP/RTCP socket pair on the next free even port (l->rtp_fd, rtcp_fd, rtp_port,
+ * rtp_addr); the sockets are l's until bridge_start(). -1 (logged) if no address has a free
+ * port or the descriptor cap is reached: l is left without sockets. */
+int media_port_create(struct sip_engine *eng, struct leg *l);
+/* Closes l's socket pair if it still has it and counts its port free; idempotent. */
+void media_port_destroy(struct leg *l);
+/* The media engine closed a port pair handed over at answer: counts it free (any thread). */
+void media_port_destroyed(struct sip_engine *eng, int addr_index);
+/* Writes our SDP for l into buf (truncated to size): an answer with payload_type (0 or 8) and
+ * the offer's telephone-event type, or with payload_type < 0 an offer of PCMU, PCMA and 101. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
 /* What the far end's SDP says about its audio: the first audio stream with PCMU or PCMA. */
@@ -175,51 +190,87 @@ struct sdp_remote {
 	struct sockaddr_storage addr;        /* c= and m= port */
 	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
 };
+/* Reads sdp (len bytes, not NUL-terminated) into *out; an SDP that does not parse gives
+ * payload_type -1, as one without PCMU or PCMA does. */
 void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out);
 /* Keeps an acceptable SDP (r->payload_type >= 0) on the leg: codec, telephone-event type and
  * the far end's RTP address (kept from before when this SDP has none). */
 void media_use_remote(struct leg *l, const struct sdp_remote *r);
 
-/* bridge.c: the SIP engine's side of the media plane */
-int bridge_start_engine(struct sip_engine *eng);
-/* Keeps on the leg what the agent's stream needs from the call (URL, metadata, tenant). */
+/* ---- bridge.c: a leg's session in the media plane --------------------------------------- */
+
+/* Keeps on the leg what the agent's stream needs from the call (URL, metadata, tenant); the
+ * leg owns the copies (freed when it is destroyed). */
 void bridge_keep_call(struct leg *l, const struct call *c);
-void bridge_stop_engine(struct sip_engine *eng);
 /* The dialog is answered: hands the leg's sockets and what the agent needs to the media
- * engine. Once per leg. */
+ * engine, which owns the sockets from then on. Once per leg; nothing without sockets. */
 void bridge_start(struct leg *l);
-/* A re-INVITE changed the far end's media. */
+/* A re-INVITE changed the far end's media: tells a started session. */
 void bridge_update(struct leg *l);
 /* The dialog is ending: media stops. Idempotent. */
 void bridge_stop(struct leg *l);
-/* The media engine asks to end a call (media_timeout, agent_*): on the engine thread. */
-void bridge_on_media_end(struct sip_engine *eng, const char *call_id, const char *reason);
-/* The telephony op: digits to the far end of an answered call. */
+/* The telephony op: queues digits (validated by the caller) for the far end of an answered
+ * call (any thread); -1 if there is no media engine or the message could not be posted. */
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits);
 
-/* outbound.c */
-void outbound_dial(struct sip_engine *eng, const struct call *c);
-void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
-				 sip_t const *sip);
+/* ---- leg.c: leg lifetime, the leg table, events ----------------------------------------- */
 
-/* inbound.c */
-void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
-/* c: the stored call (NULL unless err is CP_OK) */
-void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_err err,
-			const struct call *c);
-/* The call service's answer to call_service_inbound() (worker thread): posts it back. */
-void sip_inbound_created(void *arg, enum cp_err err, const struct call *c);
+/* A new leg with one reference (the caller's), no handle, not in the table; NULL if out of
+ * memory. */
+struct leg *leg_create(struct sip_engine *eng, enum call_direction dir);
+void leg_ref(struct leg *l);
+/* Drops a reference; the last one destroys the leg: its timers, sockets and copies. */
+void leg_unref(struct leg *l);
+/* Enters l under l->call_id (which must be set and stay); the table takes a reference. */
+void leg_insert(struct sip_engine *eng, struct leg *l);
+/* The leg of a call, NULL if none; no reference is taken. */
+struct leg *leg_find(struct sip_engine *eng, const char *call_id);
+/* Calls fn on every leg in the table; fn may stop its leg (take it out of the table). */
+void leg_foreach(struct sip_engine *eng, void (*fn)(struct leg *l, void *arg), void *arg);
+/* The dialog is over: stops the leg's timers and media, closes its sockets, destroys its
+ * nua handle and takes it out of the table, dropping their references. Idempotent. The leg
+ * lives on while a message holds it (state LEG_STOPPED). */
+void leg_stop(struct leg *l);
+/* Stops every leg in the table: the engine thread's last act. */
+void leg_stop_all(struct sip_engine *eng);
+/* Posts u about l's call to the call service (never blocks); a terminal step is remembered
+ * on the leg (end_recorded, end_status). Nothing for a leg without a call id. */
+void leg_post_event(struct leg *l, const struct call_update *u);
 
-/* hangup.c */
+/* ---- hangup.c: BYE and CANCEL ----------------------------------------------------------- */
+
+/* An API hang-up (hangup.c owns req from here): paced, then answered exactly once through
+ * req->done; at once as undeliverable when the engine is stopping. */
 void hangup_request(struct sip_engine *eng, struct hangup_req *req);
+/* Sends the BYE of an answered leg now (or once its ACK arrives) with a Q.850 16 Reason, and
+ * stops its media. The caller records the end. */
 void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);
-/* CANCELs an unanswered outbound INVITE (the caller records the end). */
+/* CANCELs an unanswered outbound INVITE. The caller records the end. */
 void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int q850_cause, const char *reason);
+/* Arms l's max-duration timer (l->max_duration_s, none if 0): at expiry it ends the call as
+ * max_duration. */
 void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
 /* Ends an answered leg for `reason` (max_duration, media_timeout, node_shutdown...): records
  * in_progress -> completed and sends the BYE. false (nothing done) if the leg is not up. */
 bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason);
+/* Ends every leg for `reason`: CANCELs each unanswered outbound INVITE (recorded canceled)
+ * and ends each answered leg as hangup_answered() does; the rest are ending already, or are
+ * inbound calls not answered yet, which inbound.c refuses once the engine is stopping. */
 void hangup_drain_all(struct sip_engine *eng, const char *reason);
+/* Answers every hang-up still waiting in the pacer as undeliverable. */
 void hangup_fail_queue(struct sip_engine *eng);
+
+/* ---- outbound.c, inbound.c: calls out and in -------------------------------------------- */
+
+/* Dials c (INVITE with our offer, ring timer armed), or records it failed at once (no
+ * route, no media port, stopping, out of memory). c stays the caller's. */
+void outbound_dial(struct sip_engine *eng, const struct call *c);
+/* nua_r_invite: 18x ringing, 2xx keeps the answer's SDP, 401/407 answered once with the
+ * trunk's credentials, other finals end the call. */
+void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
+				 sip_t const *sip);
+/* nua_i_invite without a leg: refuses it at once (404, 488, 503) or makes a pending leg and
+ * asks the call service to store the call; the answer comes back as a message. */
+void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
 
 #endif

@@ -142,9 +142,9 @@ static struct sip_engine *engine(const char *addrs, long max_sockets)
 
 static struct leg *open_leg(struct sip_engine *eng, int want_rc)
 {
-	struct leg *l = leg_new(eng, CALL_OUTBOUND);
+	struct leg *l = leg_create(eng, CALL_OUTBOUND);
 	assert_non_null(l);
-	assert_int_equal(media_open(eng, l), want_rc);
+	assert_int_equal(media_port_create(eng, l), want_rc);
 	return l;
 }
 
@@ -175,7 +175,7 @@ static void test_round_robin_until_full(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine("127.0.0.1,127.0.0.2", 0);
-	assert_int_equal(media_init(eng), 0);
+	assert_int_equal(media_create(eng), 0);
 	assert_int_equal(eng->n_media, 2);
 	struct leg *l[5];
 	for (int i = 0; i < 4; i++)
@@ -190,7 +190,7 @@ static void test_round_robin_until_full(void **state)
 	assert_int_equal(l[4]->rtp_fd, -1);
 	leg_unref(l[4]);
 	/* a freed port goes to the next call, on its address, whatever the turn says */
-	media_close(l[2]);
+	media_port_destroy(l[2]);
 	assert_int_equal(l[2]->rtp_fd, -1);
 	assert_int_equal(eng->rtp_open, 3);
 	assert_int_equal(eng->media[0].in_use, 1);
@@ -208,7 +208,7 @@ static void test_port_taken_by_another_is_skipped(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine("127.0.0.1,127.0.0.2", 0);
-	assert_int_equal(media_init(eng), 0);
+	assert_int_equal(media_create(eng), 0);
 	int other = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(LO)};
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -230,10 +230,10 @@ static void test_descriptor_cap(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine("127.0.0.1,127.0.0.2", 1);
-	assert_int_equal(media_init(eng), 0);
+	assert_int_equal(media_create(eng), 0);
 	struct leg *a = open_leg(eng, 0);
 	struct leg *b = open_leg(eng, -1);
-	media_close(a);
+	media_port_destroy(a);
 	struct leg *c = open_leg(eng, 0);
 	check_leg(eng, c, "127.0.0.2", LO);
 	leg_unref(a);
@@ -246,7 +246,7 @@ static void test_default_is_the_advertise_address(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine(NULL, 0);
-	assert_int_equal(media_init(eng), 0);
+	assert_int_equal(media_create(eng), 0);
 	assert_int_equal(eng->n_media, 1);
 	struct leg *l = open_leg(eng, 0);
 	check_leg(eng, l, "127.0.0.1", LO);
@@ -260,7 +260,7 @@ static void test_answer_follows_the_offer(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine(NULL, 0);
-	assert_int_equal(media_init(eng), 0);
+	assert_int_equal(media_create(eng), 0);
 	struct leg *l = open_leg(eng, 0);
 	struct sdp_remote r;
 	char sdp[600], want[80];
@@ -309,7 +309,7 @@ static void test_address_not_of_this_host(void **state)
 {
 	(void)state;
 	struct sip_engine *eng = engine("127.0.0.1,192.0.2.7", 0);    /* TEST-NET-1 */
-	assert_int_equal(media_init(eng), -1);
+	assert_int_equal(media_create(eng), -1);
 	free(eng);
 }
 
