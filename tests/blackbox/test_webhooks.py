@@ -71,17 +71,32 @@ def deliveries(cp, status=None, key=None, limit=None):
     return r.json["data"]
 
 
-def wait_deliveries(cp, pred, timeout, status=None, what="deliveries", key=None):
+def wait_deliveries(cp, pred, timeout, status=None, what="deliveries", key=None, limit=None):
+    """Polls the deliveries listing (bounded) until pred(rows) holds; returns the rows.  This,
+    not the receiver, is what a test waits on before it asserts a row: the receiver records a
+    request before it answers, and the server records the outcome after the answer."""
     last = [None]
 
     def check():
-        last[0] = deliveries(cp, status=status, key=key)
+        last[0] = deliveries(cp, status=status, key=key, limit=limit)
         return pred(last[0])
 
     if not wait_for(check, timeout, interval=0.05):
         raise AssertionError("%s not reached within %ss; last listing (status=%s): %s\nserver log:\n%s"
                              % (what, timeout, status, json.dumps(last[0], indent=1), log_tail(cp)))
     return last[0]
+
+
+def wait_delivered(cp, delivery_id, timeout, key=None):
+    """Waits (bounded) until delivery `delivery_id` reads delivered; returns its row."""
+    ds = wait_deliveries(cp, lambda ds: any(d["id"] == delivery_id for d in ds), timeout,
+                         status="delivered", key=key, what="delivery %s delivered" % delivery_id)
+    return next(d for d in ds if d["id"] == delivery_id)
+
+
+def sent_for(rcv, d):
+    """The requests the receiver got for delivery row `d` (one event per webhook here)."""
+    return rcv.snapshot(lambda r: r.event_id == d["event_id"])
 
 
 def log_tail(cp, n=25):
@@ -645,7 +660,12 @@ def test_delete_webhook_drops_pending_deliveries(world):
     assert rcv.snapshot(by_path("/keep")), "the other webhook got nothing"
 
 
-def test_give_up_then_replay(cp, rcv):
+@pytest.mark.parametrize("b_answer_delay_s", [0, 1.0], ids=["prompt", "late-answer"])
+def test_give_up_then_replay(cp, rcv, b_answer_delay_s):
+    """Deliveries that keep failing are given up (failed) and replayed by the CLI and the API.
+    Each replayed delivery is checked once its row reads delivered, never on the receiver's
+    word: with `late-answer` the receiver answers tenant B's replays 1 s after they arrive, so
+    their rows are still pending while tenant A's replays are done."""
     cp.setup_world()
     tb = cp.tenant_create("tenant-b")
     agent_b = cp.agent_create(tb, "agent-b", number="+15550003333")
@@ -669,8 +689,11 @@ def test_give_up_then_replay(cp, rcv):
         json.dumps(rc_failed, indent=1), log_tail(cp))
     for d in rc_failed:
         assert set(d) == DELIVERY_KEYS, d
-        assert d["status"] == "failed" and d["last_status"] == 500 and d["attempts"] >= 1, d
+        assert d["status"] == "failed" and d["last_status"] == 500 and d["last_error"] == "HTTP 500", d
         assert d["delivered_at"] is None, d
+        # a failed row has no attempt in flight: every attempt it counts reached the receiver
+        sent = sent_for(rcv, d)
+        assert d["attempts"] == len(sent) and [r.answered for r in sent] == [500] * len(sent), (d, sent)
     # default listing (pending and failed) shows them too; the API lists only the key's tenant
     assert len(cp.cli("webhook", "deliveries")["data"]) == 6
     a_failed = deliveries(cp, status="failed")
@@ -688,12 +711,19 @@ def test_give_up_then_replay(cp, rcv):
 
     by_call = {d["call_id"]: d for d in a_failed + b_failed}
     rcv.set_default(200)
+    rcv.answer_delay_s = lambda req: b_answer_delay_s if req.path == "/b" else 0
     rcv.clear()
 
-    def delivered(call, path):
+    def delivered(call, path, key):
         d = by_call[call["id"]]
-        got = rcv.wait_for(1, 6, pred=lambda r: r.path == path and r.event_id == d["event_id"],
-                           what="replayed delivery of call %s" % call["id"])
+        row = wait_delivered(cp, d["id"], 6, key=key)
+        assert row["event_id"] == d["event_id"] and row["call_id"] == call["id"], (row, d)
+        # one more attempt than when it failed, answered 200
+        assert row["attempts"] == d["attempts"] + 1 and row["last_status"] == 200, (row, d)
+        assert is_ts(row["delivered_at"]), row
+        # the row reads delivered only after the receiver answered: it has the request
+        got = sent_for(rcv, d)
+        assert len(got) == 1 and got[0].path == path and got[0].answered == 200, got
         r = got[0]
         assert r.json["id"] == d["event_id"] and r.json["data"]["id"] == call["id"], r
         verify_signature(r, SECRET)
@@ -701,13 +731,13 @@ def test_give_up_then_replay(cp, rcv):
     # 1. CLI replay of one delivery
     out = cp.cli("webhook", "replay", str(by_call[a_calls[0]["id"]]["id"]))
     assert out == {"replayed": 1}, out
-    delivered(a_calls[0], "/a")
+    delivered(a_calls[0], "/a", cp.key)
 
     # 2. API replay of one delivery; another tenant's delivery is not found
     did = by_call[a_calls[1]["id"]]["id"]
     r = cp.request("POST", "/v1/webhooks/deliveries/%s/replay" % did, key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 1}, r
-    delivered(a_calls[1], "/a")
+    delivered(a_calls[1], "/a", cp.key)
     r = cp.request("POST", "/v1/webhooks/deliveries/%s/replay" % by_call[b_calls[0]["id"]]["id"], key=cp.key)
     assert_error(r, 404, "not_found")
     r = cp.request("POST", "/v1/webhooks/deliveries/999999/replay", key=cp.key)
@@ -717,21 +747,25 @@ def test_give_up_then_replay(cp, rcv):
     out = cp.cli("webhook", "replay", "--all-failed", "--tenant", tb)
     assert out == {"replayed": 2}, out
     for c in b_calls:
-        delivered(c, "/b")
+        delivered(c, "/b", key_b)
 
     # 4. API replay of every failed delivery of the key's tenant (A: two left)
     r = cp.request("POST", "/v1/webhooks/deliveries/replay", key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 2}, r
     for c in a_calls[2:]:
-        delivered(c, "/a")
+        delivered(c, "/a", cp.key)
     r = cp.request("POST", "/v1/webhooks/deliveries/replay", key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 0}, r
 
-    done = wait_deliveries(cp, lambda ds: len(ds) == 4, 3, status="delivered", what="4 delivered (A)")
+    # every row was seen delivered above: the listings are settled
+    done = deliveries(cp, status="delivered")
+    assert sorted(d["id"] for d in done) == sorted(d["id"] for d in a_failed), done
     for d in done:
         orig = by_call[d["call_id"]]
         assert d["id"] == orig["id"] and d["event_id"] == orig["event_id"], (d, orig)
         assert d["last_status"] == 200 and is_ts(d["delivered_at"]), d
+    b_done = deliveries(cp, status="delivered", key=key_b)
+    assert sorted(d["id"] for d in b_done) == sorted(d["id"] for d in b_failed), b_done
     assert deliveries(cp) == [] and deliveries(cp, key=key_b) == []
     assert cp.cli("webhook", "deliveries")["data"] == []
     assert len(rcv.snapshot()) == 6, "each replayed delivery should be sent once: %r" % rcv.snapshot()
@@ -790,8 +824,13 @@ def test_burst_of_ends_each_event_delivered_once_per_webhook(world):
         res = list(ex.map(lambda c: cp.request("POST", "/v1/calls/%s/end" % c["id"], None, key=cp.key),
                           created, timeout=60))
     assert all(r.status == 200 for r in res), [r for r in res if r.status != 200][:3]
-    rcv.wait_for(2 * n, 20, what="%d deliveries" % (2 * n))
-    rcv.quiet(0.5)
+    # the rows first: the receiver has each request before the server records its outcome
+    done = wait_deliveries(cp, lambda ds: len(ds) == 2 * n, 20, status="delivered", limit=1000,
+                           what="%d deliveries delivered" % (2 * n))
+    assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in done), \
+        [d for d in done if d["attempts"] != 1 or d["last_status"] != 200][:3]
+    assert deliveries(cp) == [], "deliveries left pending/failed after a burst"
+    rcv.quiet(0.5)     # a second copy of a delivery would land meanwhile
     for path in ("/one", "/two"):
         got = rcv.snapshot(by_path(path))
         ids = [r.event_id for r in got]
@@ -800,7 +839,6 @@ def test_burst_of_ends_each_event_delivered_once_per_webhook(world):
         # copy means two workers leased the same delivery
         assert not dups, "%s: %d duplicate deliveries with no failed attempt, e.g. %r" % (path, len(dups), dups[:3])
         assert sorted(r.json["data"]["id"] for r in got) == sorted(c["id"] for c in created), path
-    assert deliveries(cp) == [], "deliveries left pending/failed after a burst"
 
 
 def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
