@@ -1,5 +1,9 @@
 # callplane - see README.md. `make` builds build/callplane; `make check` runs every test under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make run` starts the server on SQLite.
+# One test at a time, under the same sanitizer settings (scripts/sanitizer-env.sh):
+# `make unit T=test_store` builds and runs one unit test binary; `make blackbox K=expr` runs the
+# black-box tests pytest's -k selects (all without K). `make compile_commands.json` writes the
+# compile database for clangd and other tools.
 
 PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp sndfile
 CC       ?= cc
@@ -30,7 +34,8 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # concatenated literals on purpose
 FUZZ_WARN := -Wno-string-concatenation
 
-.PHONY: all asan unit check run deps deps-test deps-bench bench clean fuzz fuzz-build deps-fuzz
+.PHONY: all asan unit blackbox check run deps deps-test deps-bench bench clean \
+	compile_commands.json fuzz fuzz-build deps-fuzz
 
 all: build/callplane
 
@@ -50,7 +55,20 @@ build/asan/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -c -o $@ $<
 
+# Without T: every unit test binary, built (scripts/check.sh runs them). With T: that one,
+# built and run.
+ifdef T
+unit: build/asan/tests/$(T)
+	@. scripts/sanitizer-env.sh && build/asan/tests/$(T)
+
+.PHONY: unit-unknown
+build/asan/tests/$(T): $(if $(wildcard tests/unit/$(T).c),,unit-unknown)
+unit-unknown:
+	@echo "make unit T=$(T): there is no tests/unit/$(T).c; one of: $(UNIT_SRC:tests/unit/%.c=%)" >&2
+	@false
+else
 unit: $(UNIT_BIN)
+endif
 
 build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
@@ -88,13 +106,30 @@ run: deps
 	@$(MAKE) --no-print-directory build/callplane
 	@scripts/run.sh
 
+# The black-box suite, or the tests -k K selects, against the sanitizer build.
+blackbox: build/asan/callplane
+	@. scripts/sanitizer-env.sh && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox \
+		$(if $(K),-k '$(subst ','\'',$(K))')
+
 check: deps-test
-	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build
+	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build T=
 	@scripts/check.sh
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory build/callplane
 	@bench/run.sh
+
+# One entry per C file with the flags its build uses (release flags for src/, the sanitizer
+# build's for unit tests), written from the variables above: no build and no extra tool needed.
+# Always rewritten, so it follows new files and pkg-config's answers.
+cc_entry = printf '  {"directory": "%s", "file": "%s", "command": "%s"},\n' '$(CURDIR)' '$(1)' '$(2)';
+compile_commands.json:
+	@{ echo '['; \
+	   { $(foreach f,$(SRC) src/main.c,$(call cc_entry,$(f),$(CC) $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) -c -o $(f:src/%.c=build/obj/%.o) $(f))) \
+	     $(foreach f,$(UNIT_SRC),$(call cc_entry,$(f),$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -c -o $(f:tests/unit/%.c=build/asan/tests/%.o) $(f))) \
+	   } | sed '$$ s/,$$//'; \
+	   echo ']'; } > $@.tmp && mv $@.tmp $@
+	@echo "compile_commands.json: $$(grep -c '"file"' $@) files"
 
 clean:
 	rm -rf build

@@ -7,6 +7,12 @@ then the default (`default`, 200 unless changed).  An entry may also be "hang" (
 until `hang_s` seconds pass or the receiver is stopped) or a callable taking the request and
 returning a status.  `wait_for(n, timeout)` waits (bounded) until n matching requests arrived.
 
+A request is recorded when it arrives, before it is answered, and the server records an
+attempt's outcome only once it has the answer: that a request arrived says nothing about the
+delivery's row.  Tests wait for the row (the deliveries listing) before they assert it;
+`answer_delay_s` (seconds, or a callable taking the request and returning them) makes a
+receiver answer that long after the arrival, to widen that gap on purpose.
+
 Also: `SseReader`, a bounded Server-Sent Events client for GET /v1/events (a thread reading a
 raw socket with timeouts), used by the live-event tests.
 """
@@ -58,10 +64,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class Receiver:
-    def __init__(self, port=0, default=200, hang_s=30.0):
+    def __init__(self, port=0, default=200, hang_s=30.0, answer_delay_s=0.0):
         self.port = port
         self.default = default
         self.hang_s = hang_s
+        self.answer_delay_s = answer_delay_s
         self.requests = []
         self._plan = []
         self._cv = threading.Condition()
@@ -97,6 +104,11 @@ class Receiver:
                     recv._stop_ev.wait(recv.hang_s)
                     self.close_connection = True
                     return
+                delay = recv.answer_delay_s
+                if callable(delay):
+                    delay = delay(req)
+                if delay > 0:
+                    recv._stop_ev.wait(delay)
                 payload = b'{"ok":true}' if 200 <= action < 300 else b'{"ok":false}'
                 try:
                     self.send_response(action)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cp import ACTIVE_STATUSES, assert_call_shape, assert_error, parse_ts, urlquote
+from cp import ACTIVE_STATUSES, assert_call_shape, assert_duration, assert_error, urlquote
 from sipp_peer import (Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for,
                        wait_for_call)
 
@@ -169,15 +169,6 @@ def ipv6_loopback():
         s.close()
 
 
-def assert_duration(call):
-    assert isinstance(call["duration_s"], int) and not isinstance(call["duration_s"], bool), call
-    a, e = parse_ts(call["answered_at"]), parse_ts(call["ended_at"])
-    secs = (e - a).total_seconds()
-    assert secs >= 0, call
-    assert abs(call["duration_s"] - secs) <= 0.51, "duration_s %s vs %.3f s between answered_at and ended_at" % (
-        call["duration_s"], secs)
-
-
 def concurrently(fn, items, workers=20):
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
         return list(ex.map(fn, items, timeout=60))
@@ -296,7 +287,9 @@ def test_ring_timeout_sends_cancel_and_ends_no_answer(sip):
     assert done["status"] == "no_answer" and done["end_reason"] == "no_answer", done
     sipp_done(far)   # CANCEL received, 487 ACKed
     cancels = far.received("CANCEL")
-    assert len(cancels) >= 1 and cancels[0].call_id == call["provider_call_id"], far.report()
+    # one CANCEL: over UDP it may be retransmitted, with the same CSeq
+    assert len({(c.call_id, c.cseq) for c in cancels}) == 1, far.report()
+    assert cancels[0].call_id == call["provider_call_id"], far.report()
     assert far.received("BYE") == [], far.report()
 
 
@@ -312,7 +305,9 @@ def test_api_end_of_ringing_call_sends_cancel(sip):
     assert ended["answered_at"] is None and ended["duration_s"] is None, ended
     sipp_done(far)   # the far end got the CANCEL, answered 200 + 487, and got the ACK
     cancels = far.received("CANCEL")
-    assert len(cancels) >= 1 and cancels[0].call_id == call["provider_call_id"], far.report()
+    # one CANCEL: over UDP it may be retransmitted, with the same CSeq
+    assert len({(c.call_id, c.cseq) for c in cancels}) == 1, far.report()
+    assert cancels[0].call_id == call["provider_call_id"], far.report()
     assert far.received("BYE") == [], far.report()
     done = sip.wait_call(call["id"], lambda c: c["sip_status"] == 487, 3, "sip_status 487")
     assert done["status"] == "canceled" and done["end_reason"] == "ended_by_api", done
@@ -551,7 +546,7 @@ def test_rtp_addrs_not_of_this_host_stops_the_start(cp):
     rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(tcp=True),
                               "--sip", "127.0.0.1:%d" % free_port(udp=True, tcp=True),
                               "--rtp-addrs", "127.0.0.1,192.0.2.7", timeout=10)
-    assert rc != 0 and out == "", (rc, out, err)
+    assert rc == 1 and out == "", (rc, out, err)     # docs/API.md: it stops the start, exit 1
     assert "192.0.2.7" in err and "--rtp-addrs" in err, err
 
 
@@ -587,7 +582,10 @@ def test_inbound_call_answered_and_ended_by_api(sip, service):
     assert oks and oks[0].cseq[1] == "INVITE", caller.report()
     assert (oks[0].header("content-type") or "").lower().startswith("application/sdp"), oks[0].text
     port, pts = sdp_media(oks[0].body)
-    assert port > 0 and pts and set(pts) <= {0, 8, 101}, oks[0].body
+    # the offer is PCMU and PCMA without telephone-event: the answer takes PCMU alone, on an
+    # even port of the default --rtp-ports 16384-32766
+    assert pts == [0], oks[0].body
+    assert 16384 <= port <= 32766 and port % 2 == 0, oks[0].body
     assert wait_for(lambda: caller.sent("ACK"), 2), caller.report()
     time.sleep(0.3)
 
@@ -666,9 +664,9 @@ def test_kill9_restart_ends_answered_call_node_restart(sip):
     far.stop()
     sip.restart()
     got = sip.call(call["id"])
-    assert got["status"] in ("completed", "canceled"), got
+    assert got["status"] == "completed", got      # it was answered (docs/API.md)
     assert got["end_reason"] == "node_restart", got
-    assert got["ended_at"] is not None, got
+    assert_duration(got)
     assert sip.active() == []
 
 

@@ -10,12 +10,14 @@ the ringing/answered/ended sequence uses sipp as the answering far end.  Every w
 import concurrent.futures
 import datetime
 import json
+import re
+import sqlite3
 import time
 
 import pytest
 
-from cp import (CALL_KEYS, assert_call_shape, assert_error, assert_recent, is_ts, is_uuid,
-                parse_ts, random_uuid)
+from cp import (CALL_KEYS, MALFORMED_VALUE_EXITS_1, assert_call_shape, assert_cli_error,
+                assert_duration, assert_error, assert_recent, is_ts, is_uuid, parse_ts, random_uuid)
 from receiver import HANG, Receiver, percentile, verify_signature
 from sipp_peer import Sipp, free_port as sip_free_port, wait_for
 
@@ -25,6 +27,7 @@ DELIVERY_KEYS = {"id", "event_id", "event_type", "call_id", "webhook_id", "statu
 EVENT_KEYS = {"id", "type", "created_at", "data"}
 PILOT_KEYS = {"event", "event_id", "created_at", "data"}
 SECRET = "s3cret-for-webhook-tests-0123456789"
+GENERATED_SECRET_RE = re.compile(r"^whsec_[0-9a-f]{48}$")   # src/webhook/registry.c: 24 random bytes
 FAST = ["--webhook-retry-initial-ms", "100"]
 
 
@@ -71,17 +74,32 @@ def deliveries(cp, status=None, key=None, limit=None):
     return r.json["data"]
 
 
-def wait_deliveries(cp, pred, timeout, status=None, what="deliveries", key=None):
+def wait_deliveries(cp, pred, timeout, status=None, what="deliveries", key=None, limit=None):
+    """Polls the deliveries listing (bounded) until pred(rows) holds; returns the rows.  This,
+    not the receiver, is what a test waits on before it asserts a row: the receiver records a
+    request before it answers, and the server records the outcome after the answer."""
     last = [None]
 
     def check():
-        last[0] = deliveries(cp, status=status, key=key)
+        last[0] = deliveries(cp, status=status, key=key, limit=limit)
         return pred(last[0])
 
     if not wait_for(check, timeout, interval=0.05):
         raise AssertionError("%s not reached within %ss; last listing (status=%s): %s\nserver log:\n%s"
                              % (what, timeout, status, json.dumps(last[0], indent=1), log_tail(cp)))
     return last[0]
+
+
+def wait_delivered(cp, delivery_id, timeout, key=None):
+    """Waits (bounded) until delivery `delivery_id` reads delivered; returns its row."""
+    ds = wait_deliveries(cp, lambda ds: any(d["id"] == delivery_id for d in ds), timeout,
+                         status="delivered", key=key, what="delivery %s delivered" % delivery_id)
+    return next(d for d in ds if d["id"] == delivery_id)
+
+
+def sent_for(rcv, d):
+    """The requests the receiver got for delivery row `d` (one event per webhook here)."""
+    return rcv.snapshot(lambda r: r.event_id == d["event_id"])
 
 
 def log_tail(cp, n=25):
@@ -115,7 +133,7 @@ def test_cli_webhook_create_list_delete(cp, rcv):
     gen = cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url)
     assert set(gen) == {"id", "secret"}, gen
     assert is_uuid(gen["id"]), gen
-    assert isinstance(gen["secret"], str) and len(gen["secret"]) >= 16, gen
+    assert isinstance(gen["secret"], str) and GENERATED_SECRET_RE.match(gen["secret"]), gen
 
     gen2 = cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url)
     assert gen2["secret"] != gen["secret"], "two generated secrets are equal: %r" % gen2["secret"]
@@ -159,37 +177,39 @@ def test_cli_webhook_create_list_delete(cp, rcv):
     left = {w["id"] for w in cp.cli("webhook", "list")["data"]}
     assert left == {gen2["id"], given["id"], b_hook["id"]}, left
 
-    rc, out, err = cp.cli_raw("webhook", "delete", gen["id"])
-    assert rc != 0, "deleting a deleted webhook succeeded: %r" % out
-    assert err.strip(), "no error message on stderr"
+    assert_cli_error(cp.cli_raw("webhook", "delete", gen["id"]), 1, "error: no such webhook: %s" % gen["id"])
 
 
-@pytest.mark.parametrize("args", [
-    ["--url", "ftp://127.0.0.1/x"],
-    ["--url", "not a url"],
-    ["--url", "http://127.0.0.1:1/x", "--format", "xml"],
-    ["--url", "http://127.0.0.1:1/x", "--secret", "short"],
-])
-def test_cli_webhook_create_invalid(cp, args):
+BAD_URL = "error: url must be an http:// or https:// URL of at most 1024 bytes"
+
+
+@pytest.mark.xfail(**MALFORMED_VALUE_EXITS_1)
+@pytest.mark.parametrize("args,message", [
+    (["--url", "ftp://127.0.0.1/x"], BAD_URL),
+    (["--url", "not a url"], BAD_URL),
+    (["--url", "http://127.0.0.1:1/x", "--format", "xml"], "error: format must be canonical, talkover or pilotstatus"),
+    (["--url", "http://127.0.0.1:1/x", "--secret", "short"], "error: secret must be 16..128 characters"),
+], ids=["ftp", "not-a-url", "format-xml", "short-secret"])
+def test_cli_webhook_create_invalid(cp, args, message):
     cp.setup_world()
-    rc, out, err = cp.cli_raw("webhook", "create", "--tenant", cp.tenant, *args)
-    assert rc != 0, "webhook create %r succeeded: %s" % (args, out)
-    assert err.strip(), "no error message on stderr"
+    result = cp.cli_raw("webhook", "create", "--tenant", cp.tenant, *args)
     assert cp.cli("webhook", "list")["data"] == []
+    assert_cli_error(result, 2, message)
 
 
 def test_cli_webhook_create_unknown_tenant_or_agent(cp):
     cp.setup_world()
-    rc, out, err = cp.cli_raw("webhook", "create", "--tenant", random_uuid(), "--url", "http://127.0.0.1:1/")
-    assert rc != 0, out
-    rc, out, err = cp.cli_raw("webhook", "create", "--tenant", cp.tenant, "--url", "http://127.0.0.1:1/",
-                              "--agent", random_uuid())
-    assert rc != 0, out
+    tenant = random_uuid()
+    assert_cli_error(cp.cli_raw("webhook", "create", "--tenant", tenant, "--url", "http://127.0.0.1:1/"),
+                     1, "error: tenant %s not found" % tenant)
+    agent = random_uuid()
+    assert_cli_error(cp.cli_raw("webhook", "create", "--tenant", cp.tenant, "--url", "http://127.0.0.1:1/",
+                                "--agent", agent), 1, "error: agent %s not found" % agent)
     tb = cp.tenant_create("tenant-b")
     agent_b = cp.agent_create(tb, "agent-b", number="+15550009999")
-    rc, out, err = cp.cli_raw("webhook", "create", "--tenant", cp.tenant, "--url", "http://127.0.0.1:1/",
-                              "--agent", agent_b)
-    assert rc != 0, "a webhook of tenant A for tenant B's agent was created: %s" % out
+    # tenant B's agent is not one of tenant A's: not found, as an unknown one
+    assert_cli_error(cp.cli_raw("webhook", "create", "--tenant", cp.tenant, "--url", "http://127.0.0.1:1/",
+                                "--agent", agent_b), 1, "error: agent %s not found" % agent_b)
     assert cp.cli("webhook", "list")["data"] == []
 
 
@@ -202,8 +222,8 @@ def test_cli_webhook_usage_errors(cp):
         rc, out, err = cp.cli_raw(*args)
         assert rc == 2, "callplane %s: exit %s (usage error is 2)\n%s" % (" ".join(args), rc, err)
         assert err.strip() and not out.strip(), (out, err)
-    rc, out, err = cp.cli_raw("webhook", "deliveries", "--status", "bogus")
-    assert rc != 0 and err.strip(), (rc, out, err)
+    assert_cli_error(cp.cli_raw("webhook", "deliveries", "--status", "bogus"), 2,
+                     "error: --status must be pending, failed or delivered")
     rc, out, err = cp.cli_raw("webhook", "create", "--help", db=False)
     assert rc == 0 and "webhook create" in out + err, (rc, out, err)
 
@@ -219,7 +239,7 @@ def test_api_webhook_create_list_delete(world):
     assert set(w) == WEBHOOK_KEYS | {"secret"}, w
     assert is_uuid(w["id"]) and w["tenant_id"] == cp.tenant and w["agent_id"] is None, w
     assert w["url"] == rcv.url and w["format"] == "canonical", w
-    assert isinstance(w["secret"], str) and w["secret"].startswith("whsec_") and len(w["secret"]) > 16, w
+    assert isinstance(w["secret"], str) and GENERATED_SECRET_RE.match(w["secret"]), w
     assert_recent(w["created_at"])
 
     r2 = api_create(cp, {"url": rcv.url_for("/p"), "agent_id": cp.agent, "secret": SECRET,
@@ -446,7 +466,8 @@ def test_answered_call_events_all_formats(world, peers, tmp_path):
     time.sleep(1.2)
     ended = cp.end_call(call["id"])
     assert ended["status"] == "completed" and ended["end_reason"] == "ended_by_api", ended
-    assert isinstance(ended["duration_s"], int) and ended["duration_s"] >= 1, ended
+    assert_duration(ended)
+    assert ended["duration_s"] >= 1, "ended 1.2 s after it was seen answered: %r" % ended
 
     rcv.wait_for(9, 8, what="3 events x 3 webhooks")
     extra = rcv.quiet(0.5)
@@ -552,7 +573,7 @@ def test_retry_until_receiver_recovers(world):
     assert d["event_id"] == first[0].event_id and d["event_type"] == "call.ended", d
     assert d["call_id"] == ended["id"] and d["webhook_id"] == hook["id"], d
     assert d["delivered_at"] is None and is_ts(d["next_attempt_at"]) and is_ts(d["created_at"]), d
-    assert d["last_error"], "a failed attempt should leave last_error: %r" % d
+    assert d["last_error"] == "HTTP 500", "a failed attempt leaves its status as last_error: %r" % d
     cli_pend = cp.cli("webhook", "deliveries")["data"]
     assert [x["id"] for x in cli_pend] == [d["id"]] and cli_pend[0]["status"] == "pending", cli_pend
     assert cp.cli("webhook", "deliveries", "--status", "delivered")["data"] == []
@@ -645,7 +666,12 @@ def test_delete_webhook_drops_pending_deliveries(world):
     assert rcv.snapshot(by_path("/keep")), "the other webhook got nothing"
 
 
-def test_give_up_then_replay(cp, rcv):
+@pytest.mark.parametrize("b_answer_delay_s", [0, 1.0], ids=["prompt", "late-answer"])
+def test_give_up_then_replay(cp, rcv, b_answer_delay_s):
+    """Deliveries that keep failing are given up (failed) and replayed by the CLI and the API.
+    Each replayed delivery is checked once its row reads delivered, never on the receiver's
+    word: with `late-answer` the receiver answers tenant B's replays 1 s after they arrive, so
+    their rows are still pending while tenant A's replays are done."""
     cp.setup_world()
     tb = cp.tenant_create("tenant-b")
     agent_b = cp.agent_create(tb, "agent-b", number="+15550003333")
@@ -669,8 +695,11 @@ def test_give_up_then_replay(cp, rcv):
         json.dumps(rc_failed, indent=1), log_tail(cp))
     for d in rc_failed:
         assert set(d) == DELIVERY_KEYS, d
-        assert d["status"] == "failed" and d["last_status"] == 500 and d["attempts"] >= 1, d
+        assert d["status"] == "failed" and d["last_status"] == 500 and d["last_error"] == "HTTP 500", d
         assert d["delivered_at"] is None, d
+        # a failed row has no attempt in flight: every attempt it counts reached the receiver
+        sent = sent_for(rcv, d)
+        assert d["attempts"] == len(sent) and [r.answered for r in sent] == [500] * len(sent), (d, sent)
     # default listing (pending and failed) shows them too; the API lists only the key's tenant
     assert len(cp.cli("webhook", "deliveries")["data"]) == 6
     a_failed = deliveries(cp, status="failed")
@@ -688,12 +717,19 @@ def test_give_up_then_replay(cp, rcv):
 
     by_call = {d["call_id"]: d for d in a_failed + b_failed}
     rcv.set_default(200)
+    rcv.answer_delay_s = lambda req: b_answer_delay_s if req.path == "/b" else 0
     rcv.clear()
 
-    def delivered(call, path):
+    def delivered(call, path, key):
         d = by_call[call["id"]]
-        got = rcv.wait_for(1, 6, pred=lambda r: r.path == path and r.event_id == d["event_id"],
-                           what="replayed delivery of call %s" % call["id"])
+        row = wait_delivered(cp, d["id"], 6, key=key)
+        assert row["event_id"] == d["event_id"] and row["call_id"] == call["id"], (row, d)
+        # one more attempt than when it failed, answered 200
+        assert row["attempts"] == d["attempts"] + 1 and row["last_status"] == 200, (row, d)
+        assert is_ts(row["delivered_at"]), row
+        # the row reads delivered only after the receiver answered: it has the request
+        got = sent_for(rcv, d)
+        assert len(got) == 1 and got[0].path == path and got[0].answered == 200, got
         r = got[0]
         assert r.json["id"] == d["event_id"] and r.json["data"]["id"] == call["id"], r
         verify_signature(r, SECRET)
@@ -701,13 +737,13 @@ def test_give_up_then_replay(cp, rcv):
     # 1. CLI replay of one delivery
     out = cp.cli("webhook", "replay", str(by_call[a_calls[0]["id"]]["id"]))
     assert out == {"replayed": 1}, out
-    delivered(a_calls[0], "/a")
+    delivered(a_calls[0], "/a", cp.key)
 
     # 2. API replay of one delivery; another tenant's delivery is not found
     did = by_call[a_calls[1]["id"]]["id"]
     r = cp.request("POST", "/v1/webhooks/deliveries/%s/replay" % did, key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 1}, r
-    delivered(a_calls[1], "/a")
+    delivered(a_calls[1], "/a", cp.key)
     r = cp.request("POST", "/v1/webhooks/deliveries/%s/replay" % by_call[b_calls[0]["id"]]["id"], key=cp.key)
     assert_error(r, 404, "not_found")
     r = cp.request("POST", "/v1/webhooks/deliveries/999999/replay", key=cp.key)
@@ -717,21 +753,25 @@ def test_give_up_then_replay(cp, rcv):
     out = cp.cli("webhook", "replay", "--all-failed", "--tenant", tb)
     assert out == {"replayed": 2}, out
     for c in b_calls:
-        delivered(c, "/b")
+        delivered(c, "/b", key_b)
 
     # 4. API replay of every failed delivery of the key's tenant (A: two left)
     r = cp.request("POST", "/v1/webhooks/deliveries/replay", key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 2}, r
     for c in a_calls[2:]:
-        delivered(c, "/a")
+        delivered(c, "/a", cp.key)
     r = cp.request("POST", "/v1/webhooks/deliveries/replay", key=cp.key)
     assert r.status == 200 and r.json == {"replayed": 0}, r
 
-    done = wait_deliveries(cp, lambda ds: len(ds) == 4, 3, status="delivered", what="4 delivered (A)")
+    # every row was seen delivered above: the listings are settled
+    done = deliveries(cp, status="delivered")
+    assert sorted(d["id"] for d in done) == sorted(d["id"] for d in a_failed), done
     for d in done:
         orig = by_call[d["call_id"]]
         assert d["id"] == orig["id"] and d["event_id"] == orig["event_id"], (d, orig)
         assert d["last_status"] == 200 and is_ts(d["delivered_at"]), d
+    b_done = deliveries(cp, status="delivered", key=key_b)
+    assert sorted(d["id"] for d in b_done) == sorted(d["id"] for d in b_failed), b_done
     assert deliveries(cp) == [] and deliveries(cp, key=key_b) == []
     assert cp.cli("webhook", "deliveries")["data"] == []
     assert len(rcv.snapshot()) == 6, "each replayed delivery should be sent once: %r" % rcv.snapshot()
@@ -790,8 +830,13 @@ def test_burst_of_ends_each_event_delivered_once_per_webhook(world):
         res = list(ex.map(lambda c: cp.request("POST", "/v1/calls/%s/end" % c["id"], None, key=cp.key),
                           created, timeout=60))
     assert all(r.status == 200 for r in res), [r for r in res if r.status != 200][:3]
-    rcv.wait_for(2 * n, 20, what="%d deliveries" % (2 * n))
-    rcv.quiet(0.5)
+    # the rows first: the receiver has each request before the server records its outcome
+    done = wait_deliveries(cp, lambda ds: len(ds) == 2 * n, 20, status="delivered", limit=1000,
+                           what="%d deliveries delivered" % (2 * n))
+    assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in done), \
+        [d for d in done if d["attempts"] != 1 or d["last_status"] != 200][:3]
+    assert deliveries(cp) == [], "deliveries left pending/failed after a burst"
+    rcv.quiet(0.5)     # a second copy of a delivery would land meanwhile
     for path in ("/one", "/two"):
         got = rcv.snapshot(by_path(path))
         ids = [r.event_id for r in got]
@@ -800,7 +845,6 @@ def test_burst_of_ends_each_event_delivered_once_per_webhook(world):
         # copy means two workers leased the same delivery
         assert not dups, "%s: %d duplicate deliveries with no failed attempt, e.g. %r" % (path, len(dups), dups[:3])
         assert sorted(r.json["data"]["id"] for r in got) == sorted(c["id"] for c in created), path
-    assert deliveries(cp) == [], "deliveries left pending/failed after a burst"
 
 
 def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
@@ -856,6 +900,15 @@ def test_pending_delivery_survives_kill9(cp):
         assert pend["status"] == "pending" and pend["call_id"] == ended["id"], pend
         assert pend["last_error"], "a refused connection should leave last_error: %r" % pend
         cp.kill9()
+        # the attempts the row counts at the kill (one more may have been refused after the
+        # listing): after the restart it must count exactly one more, the successful one
+        con = sqlite3.connect(cp.db, timeout=10)
+        try:
+            (killed_attempts,), = con.execute("SELECT attempts FROM deliveries WHERE id = ?",
+                                              (pend["id"],)).fetchall()
+        finally:
+            con.close()
+        assert killed_attempts >= pend["attempts"], (killed_attempts, pend)
         rcv.start()
         t0 = time.monotonic()
         cp.start(extra_args=args)
@@ -866,7 +919,8 @@ def test_pending_delivery_survives_kill9(cp):
         assert r.json["id"] == pend["event_id"] and r.json["data"]["id"] == ended["id"], r
         verify_signature(r, SECRET)
         done = wait_deliveries(cp, lambda ds: len(ds) == 1, 3, status="delivered")
-        assert done[0]["id"] == pend["id"] and done[0]["attempts"] > pend["attempts"], (done, pend)
+        assert done[0]["id"] == pend["id"] and done[0]["attempts"] == killed_attempts + 1, (done, killed_attempts)
+        assert len(rcv.snapshot()) == 1, "one attempt after the restart: %r" % rcv.snapshot()
         print("delivered %.2f s after restart" % took)
     finally:
         rcv.stop()

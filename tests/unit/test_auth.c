@@ -56,10 +56,9 @@ static void test_mint_format(void **state)
 	assert_string_equal(k.number, "");
 	assert_int_equal(k.revoked_at, 0);
 	assert_true(k.created_at >= before && k.created_at <= after);
-	/* the listing prefix is a prefix of the secret and much shorter than it */
-	assert_true(strlen(k.prefix) > 3);
-	assert_true(strlen(k.prefix) < 16);
-	assert_memory_equal(k.prefix, secret, strlen(k.prefix));
+	/* the listing prefix is the secret's first 10 characters: "cp_" and 7 hex digits */
+	assert_int_equal(strlen(k.prefix), 10);
+	assert_memory_equal(k.prefix, secret, 10);
 }
 
 static void test_mint_number_scoped(void **state)

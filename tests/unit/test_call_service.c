@@ -411,7 +411,15 @@ static void test_create_explicit_fields(void **state)
 	call_clear(&c);
 }
 
-static void expect_invalid(struct fx *f, const struct call_request *req, const char *what)
+static const char MSG_AGENT[] = "agent_id is required";
+static const char MSG_TO[] = "to must be a sip: URI or an E.164 number of at most 256 bytes";
+static const char MSG_FROM[] = "from must be a sip: URI or an E.164 number of at most 256 bytes";
+static const char MSG_MAX_DURATION[] = "max_duration_s must be an integer in 1..86400";
+static const char MSG_METADATA[] = "metadata must be a JSON object of at most 16384 bytes";
+
+/* call_create() refuses req as invalid with `message`, the one check it failed. */
+static void expect_invalid(struct fx *f, const struct call_request *req, const char *what,
+			   const char *message)
 {
 	struct call c = {0};
 	struct cp_error err = {0};
@@ -420,7 +428,9 @@ static void expect_invalid(struct fx *f, const struct call_request *req, const c
 		print_error("%s: expected CP_ERR_INVALID, got %d\n", what, rc);
 	assert_int_equal(rc, CP_ERR_INVALID);
 	assert_int_equal(err.code, CP_ERR_INVALID);
-	assert_true(err.message[0] != '\0');
+	if (strcmp(err.message, message))
+		print_error("%s: message \"%s\"\n", what, err.message);
+	assert_string_equal(err.message, message);
 	call_clear(&c);
 }
 
@@ -430,44 +440,44 @@ static void test_create_validation(void **state)
 	size_t before = count_calls(f, &f->sc1);
 
 	struct call_request r = {.agent_id = NULL, .to = TO};
-	expect_invalid(f, &r, "agent NULL");
+	expect_invalid(f, &r, "agent NULL", MSG_AGENT);
 	r.agent_id = "";
-	expect_invalid(f, &r, "agent empty");
+	expect_invalid(f, &r, "agent empty", MSG_AGENT);
 
 	const char *bad_to[] = {"hello", "sip:", "+0123", "+1", "", "sip:bob @example.com",
 				"tel:+15550001111", "sip:bob\x01@example.com"};
 	for (size_t i = 0; i < sizeof bad_to / sizeof bad_to[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = bad_to[i]};
-		expect_invalid(f, &r, bad_to[i]);
+		expect_invalid(f, &r, bad_to[i], MSG_TO);
 	}
 	r = (struct call_request){.agent_id = f->a1, .to = NULL};
-	expect_invalid(f, &r, "to NULL");
+	expect_invalid(f, &r, "to NULL", MSG_TO);
 	char long_to[CALL_ADDR_MAX + 2];
 	memset(long_to, 'a', sizeof long_to - 1);
 	long_to[sizeof long_to - 1] = '\0';
 	memcpy(long_to, "sip:", 4);
 	r = (struct call_request){.agent_id = f->a1, .to = long_to};
-	expect_invalid(f, &r, "to too long");
+	expect_invalid(f, &r, "to too long", MSG_TO);
 
 	const char *bad_from[] = {"hello", "sip:", "+0123", "", "15550001111"};
 	for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = TO, .from = bad_from[i]};
-		expect_invalid(f, &r, bad_from[i]);
+		expect_invalid(f, &r, bad_from[i], MSG_FROM);
 	}
 
 	const char *bad_meta[] = {"[]", "[1,2]", "\"text\"", "42", "null", "true", "not json",
 				  "{", "{\"a\":}", ""};
 	for (size_t i = 0; i < sizeof bad_meta / sizeof bad_meta[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = TO, .metadata = bad_meta[i]};
-		expect_invalid(f, &r, bad_meta[i]);
+		expect_invalid(f, &r, bad_meta[i], MSG_METADATA);
 	}
 
 	r = (struct call_request){.agent_id = f->a1, .to = TO, .max_duration_s = -1};
-	expect_invalid(f, &r, "max_duration -1");
+	expect_invalid(f, &r, "max_duration -1", MSG_MAX_DURATION);
 	r.max_duration_s = 86401;
-	expect_invalid(f, &r, "max_duration 86401");
+	expect_invalid(f, &r, "max_duration 86401", MSG_MAX_DURATION);
 	r.max_duration_s = -86400;
-	expect_invalid(f, &r, "max_duration -86400");
+	expect_invalid(f, &r, "max_duration -86400", MSG_MAX_DURATION);
 
 	/* nothing was stored by any of these */
 	assert_int_equal(count_calls(f, &f->sc1), before);
@@ -501,12 +511,12 @@ static void test_create_metadata_size(void **state)
 	/* one byte more is not */
 	meta = object_of_len(CALL_METADATA_MAX + 1);
 	r.metadata = meta;
-	expect_invalid(f, &r, "metadata 16 KiB + 1");
+	expect_invalid(f, &r, "metadata 16 KiB + 1", MSG_METADATA);
 	free(meta);
 	/* nor is something far bigger */
 	meta = object_of_len(64 * 1024);
 	r.metadata = meta;
-	expect_invalid(f, &r, "metadata 64 KiB");
+	expect_invalid(f, &r, "metadata 64 KiB", MSG_METADATA);
 	free(meta);
 	assert_int_equal(count_calls(f, &f->sc1), 1);
 }
@@ -627,7 +637,7 @@ static void test_end_twice_not_active(void **state)
 	assert_int_equal(r1.code, CP_OK);
 	end_sync(f, &f->sc1, c.id, "second", &r2);
 	assert_int_equal(r2.code, CP_ERR_NOT_ACTIVE);
-	assert_true(r2.message[0] != '\0');
+	assert_string_equal(r2.message, "call is not active");
 	/* the current call comes with the error, unchanged by the second attempt */
 	assert_true(r2.has_call);
 	assert_string_equal(r2.call.id, c.id);
@@ -708,7 +718,8 @@ static void test_end_without_engine_answered(void **state)
 	end_sync(f, &f->sc1, c.id, NULL, &r);
 	assert_int_equal(r.code, CP_OK);
 	assert_int_equal(r.call.status, CALL_COMPLETED);
-	assert_true(call_duration_s(&r.call) >= 1);
+	/* answered 2 s before the end (to_in_progress), which follows at once */
+	assert_int_equal(call_duration_s(&r.call), 2);
 	result_destroy(&r);
 	call_clear(&c);
 }
@@ -875,7 +886,7 @@ static void test_fake_dial_refused(void **state)
 	assert_int_equal(c.status, CALL_FAILED);
 	assert_true(c.ended_at > 0);
 	assert_int_equal(c.answered_at, 0);
-	assert_true(c.end_reason[0] != '\0');
+	assert_string_equal(c.end_reason, "failed");
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_FAILED);
 	assert_true(s.ended_at > 0);
@@ -906,7 +917,8 @@ static void test_fake_hangup_undeliverable(void **state)
 	assert_int_equal(f->fake.hangup_calls, 1);
 	assert_int_equal(r.code, CP_ERR_UNDELIVERABLE);
 	assert_false(r.has_call);
-	assert_true(r.message[0] != '\0');
+	assert_string_equal(r.message,
+			    "the hang-up could not be handed to the network; nothing changed, retry");
 	/* nothing changed */
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_IN_PROGRESS);
@@ -954,7 +966,7 @@ static void test_fake_hangup_bye(void **state)
 	assert_string_equal(r.call.end_reason, "ended_by_api");
 	assert_true(r.call.answered_at > 0);
 	assert_true(r.call.ended_at >= r.call.answered_at);
-	assert_true(call_duration_s(&r.call) >= 1);
+	assert_int_equal(call_duration_s(&r.call), 2);   /* answered 2 s before (to_in_progress) */
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_COMPLETED);
 	assert_int_equal(s.ended_at, r.call.ended_at);
