@@ -58,6 +58,22 @@ struct latency_hist {
 };
 
 struct stream;
+struct session;
+
+/*
+ * What reaches the agent, as the layers below the stream see it. The media files form one
+ * hierarchy: playout.c (the queue) <- rtp.c (the wire) <- stream.c (the agent's socket) <-
+ * engine.c (thread, table, wheel). The only calls that go upward, audio, digits and mark
+ * echoes bound for the agent, go through this struct, which stream.c fills in when a session
+ * has an agent (session.agent; NULL without one).
+ */
+struct agent_out {
+	/* a far-end frame in order (mu-law), its timestamp in ms since the first */
+	void (*media)(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms);
+	void (*dtmf)(struct session *s, char digit);
+	/* every byte queued before the mark has been played (or cleared) */
+	void (*mark)(struct session *s, const char *name);
+};
 
 struct mark {
 	struct mark *next;
@@ -129,6 +145,7 @@ struct session {
 	/* the agent */
 	char *stream_url, *metadata, *account;
 	struct stream *stream;
+	const struct agent_out *agent;       /* NULL: no agent to tell */
 	int64_t started_ms;
 };
 
@@ -223,9 +240,6 @@ void goodbye_abandon(struct session *s);
 int stream_open(struct session *s);
 /* Sends "stop" and closes; frees the stream. */
 void stream_close(struct session *s);
-void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts);
-void stream_send_dtmf(struct session *s, char digit);
-void stream_send_mark(struct session *s, const char *name);
 /* Called by the wheel every frame: connect retries and the grace period. Returns the
  * end_reason once the agent is given up ("agent_unavailable", "agent_disconnected"), else
  * NULL. */

@@ -29,7 +29,8 @@ static void marks_played(struct session *s, bool all)
 		s->marks = m->next;
 		if (!s->marks)
 			s->marks_tail = &s->marks;
-		stream_send_mark(s, m->name);
+		if (s->agent)
+			s->agent->mark(s, m->name);
 		free(m);
 	}
 }
@@ -76,7 +77,8 @@ void playout_clear(struct session *s)
 void playout_mark(struct session *s, const char *name)
 {
 	if (s->queued <= s->played) {
-		stream_send_mark(s, name);
+		if (s->agent)
+			s->agent->mark(s, name);
 		return;
 	}
 	struct mark *m = calloc(1, sizeof *m);

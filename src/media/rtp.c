@@ -311,7 +311,7 @@ void rtp_drain(struct session *s, int64_t now_ms)
 {
 	const struct jitter_frame *f;
 	while ((f = jitter_get(&s->jb, now_ms))) {
-		if (!s->stream && !s->rec)
+		if (!s->agent && !s->rec)
 			continue;
 		uint8_t ulaw[JITTER_FRAME_MAX];
 		if (s->pt == 8)
@@ -320,9 +320,9 @@ void rtp_drain(struct session *s, int64_t now_ms)
 			memcpy(ulaw, f->data, f->len);
 		if (s->rec)
 			record_far(s, ulaw, f->len);
-		if (!s->stream)
+		if (!s->agent)
 			continue;
-		stream_send_media(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
+		s->agent->media(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
 		if (f->seq == s->rx_seq && s->rx_us)
 			latency_add(&s->me->to_agent, cp_mono_us() - s->rx_us);
 	}
@@ -341,7 +341,8 @@ static void on_telephone_event(struct session *s, struct mbuf *mb)
 	count(&s->me->stats.dtmf_in);
 	if (s->me->hooks.dtmf)
 		s->me->hooks.dtmf(s->me->hooks.arg, s->call_id, (char)digit);
-	stream_send_dtmf(s, (char)digit);
+	if (s->agent)
+		s->agent->dtmf(s, (char)digit);
 }
 
 /* Where we send from now on: RTP to addr, RTCP to the port above it (RFC 3550 11). */

@@ -221,6 +221,16 @@ static void on_close(int err, void *arg)
 	lost(st, true, err ? strerror(err) : "closed by the agent");
 }
 
+/* what the layers below send the agent (media_internal.h: struct agent_out) */
+static void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms);
+static void stream_send_dtmf(struct session *s, char digit);
+static void stream_send_mark(struct session *s, const char *name);
+static const struct agent_out to_agent = {
+	.media = stream_send_media,
+	.dtmf = stream_send_dtmf,
+	.mark = stream_send_mark,
+};
+
 /* ---- life ------------------------------------------------------------------------------- */
 
 static void stream_connect(struct stream *st)
@@ -246,6 +256,7 @@ int stream_open(struct session *s)
 	st->window_start = media_now_ms();
 	st->backoff_ms = 100;
 	s->stream = st;
+	s->agent = &to_agent;
 	stream_connect(st);
 	return 0;
 }
@@ -299,9 +310,10 @@ void stream_close(struct session *s)
 	mem_deref(st->frag);
 	free(st);
 	s->stream = NULL;
+	s->agent = NULL;
 }
 
-void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms)
+static void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms)
 {
 	struct stream *st = s->stream;
 	if (!st || !st->open)
@@ -322,7 +334,7 @@ void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, uint32_
 	}
 }
 
-void stream_send_dtmf(struct session *s, char digit)
+static void stream_send_dtmf(struct session *s, char digit)
 {
 	struct stream *st = s->stream;
 	if (!st || !st->open)
@@ -335,7 +347,7 @@ void stream_send_dtmf(struct session *s, char digit)
 	send_text(st, buf, (size_t)len);
 }
 
-void stream_send_mark(struct session *s, const char *name)
+static void stream_send_mark(struct session *s, const char *name)
 {
 	struct stream *st = s->stream;
 	if (!st || !st->open)
