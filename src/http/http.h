@@ -1,8 +1,9 @@
 /*
  * http.h - the HTTP boundary: routes, dialects, and the request a route handler sees.
  *
- * The server (server.c) owns libmicrohttpd: it reads the body (at most 64 KiB), matches the route,
- * authenticates, applies Idempotency-Key, then calls the route's handler. A handler parses the
+ * The server owns libmicrohttpd: it reads the body (at most 64 KiB), matches the route,
+ * authenticates, applies Idempotency-Key, then calls the route's handler (one file per stage,
+ * listed in http_internal.h). A handler parses the
  * request, calls the call service, and answers with http_reply_json() or http_reply_error()
  * exactly once -- then or later, from any thread (the connection is suspended meanwhile and
  * resumed by the reply). The server logs one line per request.
