@@ -2,6 +2,9 @@
  * routes_webhooks.c - /v1/webhooks: register, list and delete webhooks; list and replay their
  * deliveries. Tenant-scoped keys only (403 for a number-scoped key): a webhook receives every
  * call of its tenant or agent, which a number-scoped key could not otherwise see.
+ *
+ * Each handler parses, calls the webhook registry (webhook/registry.c, the rules the CLI
+ * shares) in the key's tenant, and renders.
  */
 #include "routes.h"
 #include "webhook/webhook.h"
@@ -51,40 +54,39 @@ static void create(struct http_request *r)
 
 static void list(struct http_request *r)
 {
+	struct cp_error err = {0};
 	json_t *data = NULL;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	if (STORE(store_of(r), webhook_list, tenant, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	if (webhook_registry_list(store_of(r), tenant, &data, &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
 }
 
 static void delete(struct http_request *r)
 {
+	struct cp_error err = {0};
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
-	if (rc == STORE_NOT_FOUND)
-		http_reply_fail(r, CP_ERR_NOT_FOUND, "webhook not found");
-	else if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	if (webhook_unregister(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
 
 static void deliveries(struct http_request *r)
 {
+	struct cp_error err = {0};
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
 	const char *status = http_query(r, "status");
 	const char *limit = http_query(r, "limit");
 	long long n = 100;
-	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
-	    strcmp(status, "delivered")) {
+	if (status && !webhook_delivery_status_valid(status)) {
 		http_reply_fail(r, CP_ERR_INVALID, "status must be pending, failed or delivered");
 		return;
 	}
@@ -93,29 +95,27 @@ static void deliveries(struct http_request *r)
 		return;
 	}
 	json_t *data = NULL;
-	if (STORE(store_of(r), delivery_list, tenant, status, (int)n, &data) != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
+	if (webhook_delivery_list(store_of(r), tenant, status, (int)n, &data, &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", data));
 }
 
 static void replay(struct http_request *r, long long id)
 {
+	struct cp_error err = {0};
 	int count = 0;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	int rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
-	if (rc != STORE_OK)
-		http_reply_fail(r, CP_ERR_INTERNAL, "store error");
-	else if (id && count == 0)
-		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
-	else {
-		struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
-		if (count && hooks)
-			webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
-		http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
+	if (webhook_delivery_replay(store_of(r), tenant, id, &count, &err) != CP_OK) {
+		http_reply_error(r, &err);
+		return;
 	}
+	struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
+	if (count && hooks)
+		webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
+	http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
 }
 
 static void replay_one(struct http_request *r)

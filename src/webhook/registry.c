@@ -1,8 +1,15 @@
 /*
- * registry.c - creating webhooks: the rules the API and the CLI share.
+ * registry.c - managing webhooks and their deliveries: the rules the API and the CLI share.
  *
  * A webhook belongs to a tenant and optionally narrows to one agent. Its URL must be http or
  * https; its secret (for Callplane-Signature) is generated (192 random bits) when not given.
+ * Listing never shows secrets (only creation returns one). Deleting a webhook drops its
+ * pending deliveries. A failed delivery can be replayed: it becomes pending and due now, and
+ * the delivery worker sends it again with the same event id.
+ *
+ * A tenant_id of NULL means every tenant: the admin CLI's view. The API always passes the
+ * tenant of the caller's key, so a key never sees or touches another tenant's webhooks.
+ * Every store failure is CP_ERR_INTERNAL "store error".
  */
 #include "webhook.h"
 #include "webhook_registry.h"
@@ -58,6 +65,52 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 		return cp_fail(err, CP_ERR_NOT_FOUND, "tenant %s not found", tenant_id);
 	if (rc != STORE_OK)
 		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, json_t **data,
+				  struct cp_error *err)
+{
+	*data = NULL;
+	if (STORE(st, webhook_list, tenant_id, data) != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+enum cp_err webhook_unregister(struct store *st, const char *tenant_id, const char *id,
+			       struct cp_error *err)
+{
+	int rc = STORE(st, webhook_delete, tenant_id, id);
+	if (rc == STORE_NOT_FOUND)
+		return cp_fail(err, CP_ERR_NOT_FOUND, "webhook not found");
+	if (rc != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+bool webhook_delivery_status_valid(const char *status)
+{
+	return !strcmp(status, "pending") || !strcmp(status, "failed") ||
+	       !strcmp(status, "delivered");
+}
+
+enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const char *status,
+				  int limit, json_t **data, struct cp_error *err)
+{
+	*data = NULL;
+	if (STORE(st, delivery_list, tenant_id, status, limit, data) != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	return CP_OK;
+}
+
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
+				    int *count, struct cp_error *err)
+{
+	*count = 0;
+	if (STORE(st, delivery_replay, tenant_id, id, cp_now_ms(), count) != STORE_OK)
+		return cp_fail(err, CP_ERR_INTERNAL, "store error");
+	if (id && *count == 0)
+		return cp_fail(err, CP_ERR_NOT_FOUND, "no failed delivery with that id");
 	return CP_OK;
 }
 

@@ -1,10 +1,14 @@
 /*
- * webhook_registry.h - webhook creation shared by the API (/v1/webhooks) and the CLI.
+ * webhook_registry.h - managing webhooks and their deliveries, shared by the API
+ * (/v1/webhooks) and the CLI (`callplane webhook`). See registry.c for the rules.
+ *
+ * Each call returns CP_OK, or an error with err filled. tenant_id NULL: every tenant (CLI).
  */
 #ifndef CP_WEBHOOK_REGISTRY_H
 #define CP_WEBHOOK_REGISTRY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "core/error.h"
@@ -17,9 +21,29 @@ struct webhook_request {
 	const char *format;          /* NULL: canonical */
 };
 
+/* Validates req and stores a new webhook of the tenant in *out (its secret included). */
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, struct webhook *out,
 			     struct cp_error *err);
+/* The webhook as the API shows it; the secret only when with_secret (at creation). */
 json_t *webhook_to_json(const struct webhook *w, bool with_secret);
+/* The webhooks as a JSON array in *data (owned by the caller), without secrets. */
+enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, json_t **data,
+				  struct cp_error *err);
+/* Deletes webhook id and its pending deliveries; CP_ERR_NOT_FOUND when the tenant has none
+ * of that id. */
+enum cp_err webhook_unregister(struct store *st, const char *tenant_id, const char *id,
+			       struct cp_error *err);
+/* Whether status names a delivery status a listing can filter on. */
+bool webhook_delivery_status_valid(const char *status);
+/* At most limit deliveries as a JSON array in *data (owned by the caller); status NULL:
+ * pending and failed, else a status webhook_delivery_status_valid() accepts. */
+enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const char *status,
+				  int limit, json_t **data, struct cp_error *err);
+/* Makes failed delivery id (id > 0), or every failed delivery (id 0), pending and due now;
+ * *count how many. CP_ERR_NOT_FOUND when id names no failed delivery. The caller wakes the
+ * delivery worker when *count > 0. */
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
+				    int *count, struct cp_error *err);
 
 #endif
