@@ -75,8 +75,7 @@ int cli_webhook(int argc, char **argv)
 							       : "the webhook id", webhook_usage);
 		return 2;
 	}
-	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
-	    strcmp(status, "delivered")) {
+	if (status && !webhook_delivery_status_valid(status)) {
 		fprintf(stderr, "error: --status must be pending, failed or delivered\n");
 		return 2;
 	}
@@ -105,27 +104,33 @@ int cli_webhook(int argc, char **argv)
 			fprintf(stderr, "error: %s\n", err.message);
 	} else if (opts == list_opts || opts == deliveries_opts) {
 		json_t *data = NULL;
-		int r = opts == list_opts ? STORE(st, webhook_list, tenant, &data)
-					  : STORE(st, delivery_list, tenant, status, (int)n, &data);
-		if (r == STORE_OK)
+		struct cp_error err = {0};
+		enum cp_err e = opts == list_opts
+			? webhook_registry_list(st, tenant, &data, &err)
+			: webhook_delivery_list(st, tenant, status, (int)n, &data, &err);
+		if (e == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", data));
 		else
-			fprintf(stderr, "error: store error\n");
+			fprintf(stderr, "error: %s\n", err.message);
 	} else if (opts == delete_opts) {
-		int r = STORE(st, webhook_delete, NULL, pos[0]);
-		if (r == STORE_OK)
+		struct cp_error err = {0};
+		enum cp_err e = webhook_unregister(st, NULL, pos[0], &err);
+		if (e == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
+		else if (e == CP_ERR_NOT_FOUND)
+			fprintf(stderr, "error: no such webhook: %s\n", pos[0]);
 		else
-			fprintf(stderr, "error: %s%s\n", r == STORE_NOT_FOUND ? "no such webhook: " : "store error", r == STORE_NOT_FOUND ? pos[0] : "");
+			fprintf(stderr, "error: %s\n", err.message);
 	} else {
 		int count = 0;
-		int r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
-		if (r != STORE_OK)
-			fprintf(stderr, "error: store error\n");
-		else if (id && !count)
+		struct cp_error err = {0};
+		enum cp_err e = webhook_delivery_replay(st, tenant, id, &count, &err);
+		if (e == CP_OK)
+			rc = cli_print(json_pack("{s:i}", "replayed", count));
+		else if (e == CP_ERR_NOT_FOUND)
 			fprintf(stderr, "error: no failed delivery %lld\n", id);
 		else
-			rc = cli_print(json_pack("{s:i}", "replayed", count));
+			fprintf(stderr, "error: %s\n", err.message);
 	}
 	store_close(st);
 	return rc;
