@@ -77,11 +77,9 @@ enum cp_err http_auth_key(struct http_request *r, bool bearer, bool x_api_key,
 
 /* ---- for handlers ----------------------------------------------------------------------- */
 void *http_app(struct http_request *r);
-const char *http_method(struct http_request *r);
 const char *http_param(struct http_request *r, int i);          /* decoded ":name" captures */
 const char *http_query(struct http_request *r, const char *name); /* decoded, or NULL */
 const char *http_header(struct http_request *r, const char *name);
-const char *http_body(struct http_request *r, size_t *len);
 const struct principal *http_principal(struct http_request *r);
 const char *http_req_id(struct http_request *r);
 
@@ -111,8 +109,5 @@ void http_stream_wake(struct http_stream *s);
 /* Parses a JSON object body. Empty body -> *out = NULL and true when allow_empty. On failure
  * fills err (CP_ERR_INVALID) and returns false. */
 bool http_json_body(struct http_request *r, bool allow_empty, json_t **out, struct cp_error *err);
-
-/* Percent-decodes in place ("+" -> " " when plus_is_space); false on a bad escape or a NUL. */
-bool http_percent_decode(char *s, bool plus_is_space);
 
 #endif

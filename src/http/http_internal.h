@@ -116,6 +116,8 @@ const struct route *http_route_find(struct http_request *r, bool *path_known);
 bool http_query_decode(struct http_request *r);
 /* MHD's unescape callback: leaves everything raw for the router to decode. */
 size_t http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
+/* Percent-decodes in place ("+" -> " " when plus_is_space); false on a bad escape or a NUL. */
+bool http_percent_decode(char *s, bool plus_is_space);
 
 /* ---- idempotency.c ---------------------------------------------------------------------- */
 /* Claims r's Idempotency-Key (POST only). True when r was answered here instead (a replay, a

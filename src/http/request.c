@@ -72,7 +72,6 @@ void http_request_free(struct http_request *r)
 /* ---- for handlers ----------------------------------------------------------------------- */
 
 void *http_app(struct http_request *r) { return r->srv->app; }
-const char *http_method(struct http_request *r) { return r->method; }
 const char *http_req_id(struct http_request *r) { return r->req_id; }
 const struct principal *http_principal(struct http_request *r)
 {
@@ -93,13 +92,6 @@ const char *http_query(struct http_request *r, const char *name)
 {
 	/* decoded in place by http_query_decode() before the handler ran */
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-}
-
-const char *http_body(struct http_request *r, size_t *len)
-{
-	if (len)
-		*len = r->body_len;
-	return r->body;
 }
 
 bool http_json_body(struct http_request *r, bool allow_empty, json_t **out, struct cp_error *err)

@@ -17,7 +17,7 @@
 #include "cli/args.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "http/http.h"
+#include "http/http_internal.h"
 
 /* ---- cp_rfc3339 ------------------------------------------------------------------------- */
 
