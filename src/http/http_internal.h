@@ -2,15 +2,19 @@
  * http_internal.h - what the files of src/http/ share behind http.h: the server, a request, a
  * streaming reply, and the calls between the stages a request goes through.
  *
- * One concern per file, in the order a request meets them:
+ * One concern per file. Calls between them go one way, down this list (none calls a file
+ * above it):
  *   server.c       libmicrohttpd glue: reads the body, hands the complete request to dispatch,
- *                  suspends the connection until the reply, queues it; starts and stops MHD.
- *   request.c      the request object: its life, its id, and what a handler reads from it.
+ *                  suspends the connection until the reply, queues the response; starts and
+ *                  stops MHD.
  *   dispatch.c     from a complete request to its handler: refusals, authentication, rate limit.
  *   router.c       route matching and percent-decoding of the path and the query.
  *   idempotency.c  Idempotency-Key: claimed before the handler, completed by the reply.
- *   reply.c        the reply hand-over (any thread), the MHD response, the access log line.
  *   stream.c       streaming replies (SSE): parked when idle, woken from any thread.
+ *   reply.c        the reply hand-over (any thread), error rendering, the access log line.
+ *   request.c      the request object: its life, its id, and what a handler reads from it.
+ * A stage above that must see the reply (idempotency.c) sets r->on_reply rather than being
+ * called by name from reply.c.
  *
  * Locks: srv->mu guards in_flight and the list of streams; r->mu guards a request's reply
  * hand-over (its state, status, body and headers); s->mu a stream's park/wake hand-over. The
@@ -73,6 +77,8 @@ struct http_request {
 	bool authenticated;
 
 	char idem_key[256];          /* "" = none claimed */
+	/* Sees the reply before the client can (on the replying thread); NULL = none. */
+	void (*on_reply)(struct http_request *r, unsigned status, const char *text);
 
 	pthread_mutex_t mu;
 	enum req_state state;
@@ -101,7 +107,8 @@ struct http_stream {
 /* A new request of conn with a fresh id (owned by the caller; NULL when out of memory). */
 struct http_request *http_request_new(struct http_server *srv, struct MHD_Connection *conn,
 				      const char *method, const char *url);
-/* Frees r and whatever it still owns (a stream never handed to MHD included). */
+/* Frees r and what it owns, except r->stream: a stream never handed to MHD is the caller's
+ * to end (http_stream_free) first. */
 void http_request_free(struct http_request *r);
 
 /* ---- dispatch.c ------------------------------------------------------------------------- */
@@ -120,19 +127,17 @@ size_t http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
 bool http_percent_decode(char *s, bool plus_is_space);
 
 /* ---- idempotency.c ---------------------------------------------------------------------- */
-/* Claims r's Idempotency-Key (POST only). True when r was answered here instead (a replay, a
- * key in use or mismatched, an error): the handler must not run. */
+/* Claims r's Idempotency-Key (POST only), and sets r->on_reply to record the reply. True when
+ * r was answered here instead (a replay, a key in use or mismatched, an error): the handler
+ * must not run. */
 bool http_idempotency_begin(struct http_request *r);
-/* Records the reply of a claimed request (or releases the claim on a 5xx, so the client can
- * retry); nothing when r claimed no key. */
-void http_idempotency_end(struct http_request *r, unsigned status, const char *text);
 
 /* ---- reply.c ---------------------------------------------------------------------------- */
 /* Stores r's reply (takes text, malloc'd or NULL) and resumes r's connection if suspended.
  * Exactly once per request, from any thread. */
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len);
-/* Hands the stored reply to MHD (on r's MHD thread) and logs the request. */
-enum MHD_Result http_reply_queue(struct http_request *r);
+/* Writes r's access log line (once its response is queued). */
+void http_reply_log(struct http_request *r);
 /* The dialect r's errors are rendered in: its route's, else the server's fallback. */
 const struct http_dialect *http_dialect_of(struct http_request *r);
 

@@ -28,6 +28,17 @@ static bool idem_key_valid(const char *k)
 	return true;
 }
 
+/* r->on_reply of a request that claimed its key: records the reply, or releases the claim on a
+ * 5xx so that the client can retry. */
+static void idempotency_end(struct http_request *r, unsigned status, const char *text)
+{
+	struct http_server *srv = r->srv;
+	if (status >= 500)
+		STORE(srv->st, idem_release, r->who.key.id, r->idem_key);
+	else if (STORE(srv->st, idem_complete, r->who.key.id, r->idem_key, status, text) != STORE_OK)
+		log_msg(LOG_ERROR, "idempotency", "could not record response for %s", r->req_id);
+}
+
 bool http_idempotency_begin(struct http_request *r)
 {
 	const char *key = http_header(r, "Idempotency-Key");
@@ -57,6 +68,7 @@ bool http_idempotency_begin(struct http_request *r)
 	int rc = STORE(r->srv->st, idem_claim, r->who.key.id, key, hash, now, now - HTTP_IDEMPOTENCY_TTL_MS, &old);
 	if (rc == STORE_OK) {
 		snprintf(r->idem_key, sizeof r->idem_key, "%s", key);
+		r->on_reply = idempotency_end;
 		return false;
 	}
 	if (rc != STORE_CONFLICT) {
@@ -77,15 +89,4 @@ bool http_idempotency_begin(struct http_request *r)
 	}
 	idem_record_clear(&old);
 	return true;
-}
-
-void http_idempotency_end(struct http_request *r, unsigned status, const char *text)
-{
-	struct http_server *srv = r->srv;
-	if (!r->idem_key[0])
-		return;
-	if (status >= 500)
-		STORE(srv->st, idem_release, r->who.key.id, r->idem_key);
-	else if (STORE(srv->st, idem_complete, r->who.key.id, r->idem_key, status, text) != STORE_OK)
-		log_msg(LOG_ERROR, "idempotency", "could not record response for %s", r->req_id);
 }

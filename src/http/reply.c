@@ -1,13 +1,15 @@
 /*
- * reply.c - replying: the hand-over from any thread, the MHD response, the access log line.
+ * reply.c - replying: the hand-over from any thread, error rendering, the access log line.
  *
  * A handler replies exactly once, on the MHD thread that dispatched it or later from any other
  * (the call-service worker, typically). The reply is stored in the request under r->mu; if
  * the handler had already returned, the connection is suspended and the reply resumes it, and
- * MHD then calls server.c once more, which queues the response here on an MHD thread. A reply
+ * MHD then calls server.c once more, which queues the response on an MHD thread. A reply
  * racing the handler's return is never lost: whichever side comes second under r->mu sees the
- * other's state. Errors are rendered by the route's dialect (or the server's fallback for
- * requests no route matched). One log line per request is written when its response is queued.
+ * other's state. A stage above may ask to see the reply first (r->on_reply: idempotency.c
+ * records it), still before the client can. Errors are rendered by the route's dialect (or the
+ * server's fallback for requests no route matched). server.c writes one log line per request
+ * with http_reply_log() once the response is queued.
  */
 #include "http_internal.h"
 #include "core/log.h"
@@ -18,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One line per request. Hand-formatted: it runs for every request and jansson's object
- * building cost more than the rest of a cached GET. */
-static void log_request(struct http_request *r)
+/* Hand-formatted: it runs for every request and jansson's object building cost more than the
+ * rest of a cached GET. */
+void http_reply_log(struct http_request *r)
 {
 	if (!log_enabled(LOG_INFO))
 		return;
@@ -56,7 +58,8 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len)
 {
 	struct http_server *srv = r->srv;
-	http_idempotency_end(r, status, text);
+	if (r->on_reply)
+		r->on_reply(r, status, text);
 	pthread_mutex_lock(&r->mu);
 	if (r->state >= REQ_REPLIED) {      /* a handler bug: replying twice */
 		pthread_mutex_unlock(&r->mu);
@@ -123,27 +126,4 @@ void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, 
 	vsnprintf(e.message, sizeof e.message, fmt, ap);
 	va_end(ap);
 	http_reply_error(r, &e);
-}
-
-enum MHD_Result http_reply_queue(struct http_request *r)
-{
-	struct MHD_Response *resp;
-	if (r->stream)
-		resp = http_stream_response(r->stream);
-	else
-		resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
-	if (!resp)
-		return MHD_NO;
-	r->resp = NULL;   /* owned by the response now */
-	r->stream = NULL;
-	if (r->resp_len)
-		MHD_add_response_header(resp, "Content-Type", "application/json");
-	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
-	for (int i = 0; i < r->n_hdr; i++)
-		MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);
-	enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
-	MHD_destroy_response(resp);
-	r->state = REQ_SENT;
-	log_request(r);
-	return ret;
 }

@@ -54,8 +54,6 @@ struct http_request *http_request_new(struct http_server *srv, struct MHD_Connec
 
 void http_request_free(struct http_request *r)
 {
-	if (r->stream)        /* never handed to MHD (the client left first) */
-		http_stream_free(r->stream);
 	free(r->path);
 	free(r->body);
 	for (int i = 0; i < HTTP_MAX_PARAMS; i++)

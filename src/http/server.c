@@ -30,6 +30,30 @@
 
 #define HTTP_MAX_DISCARD (16u * 1024 * 1024)
 
+/* Hands the stored reply to MHD and logs the request. */
+static enum MHD_Result queue_reply(struct http_request *r)
+{
+	struct MHD_Response *resp;
+	if (r->stream)
+		resp = http_stream_response(r->stream);
+	else
+		resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
+	if (!resp)
+		return MHD_NO;
+	r->resp = NULL;   /* owned by the response now */
+	r->stream = NULL;
+	if (r->resp_len)
+		MHD_add_response_header(resp, "Content-Type", "application/json");
+	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
+	for (int i = 0; i < r->n_hdr; i++)
+		MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);
+	enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
+	MHD_destroy_response(resp);
+	r->state = REQ_SENT;
+	http_reply_log(r);
+	return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_size, void **con_cls)
@@ -81,7 +105,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		pthread_mutex_lock(&r->mu);
 		if (r->state == REQ_REPLIED) {
 			pthread_mutex_unlock(&r->mu);
-			return http_reply_queue(r);
+			return queue_reply(r);
 		}
 		r->state = REQ_SUSPENDED;
 		MHD_suspend_connection(conn);
@@ -90,7 +114,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	if (r->state == REQ_REPLIED)
-		return http_reply_queue(r);
+		return queue_reply(r);
 	if (*upload_size) {
 		*upload_size = 0;     /* body bytes after we already answered: drop */
 		return MHD_YES;
@@ -105,8 +129,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	struct http_request *r = *con_cls;
-	if (r)
+	if (r) {
+		if (r->stream)    /* never handed to MHD (the client left first) */
+			http_stream_free(r->stream);
 		http_request_free(r);
+	}
 	*con_cls = NULL;
 }
 
