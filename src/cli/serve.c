@@ -26,6 +26,7 @@
 #include "call/call_service.h"
 #include "core/log.h"
 #include "dialects/dialects.h"
+#include "http/event_hub.h"
 #include "http/routes.h"
 #include "sip/sip.h"
 #include "store/store.h"

@@ -76,8 +76,7 @@ int cli_webhook(int argc, char **argv)
 							       : "the webhook id", webhook_usage);
 		return 2;
 	}
-	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
-	    strcmp(status, "delivered")) {
+	if (status && !webhook_delivery_status_valid(status)) {
 		fprintf(stderr, "error: --status must be pending, failed or delivered\n");
 		return 2;
 	}
@@ -107,38 +106,40 @@ int cli_webhook(int argc, char **argv)
 	} else if (opts == list_opts) {
 		struct webhook *hooks = NULL;
 		size_t count = 0;
-		enum store_result r = STORE(st, webhook_list, tenant, &hooks, &count);
-		if (r == STORE_OK)
+		struct cp_error err = {0};
+		if (webhook_registry_list(st, tenant, &hooks, &count, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", webhooks_to_json(hooks, count)));
 		else
-			cli_store_error(r, "webhooks");
+			fprintf(stderr, "error: %s\n", err.message);
 		free(hooks);
 	} else if (opts == deliveries_opts) {
 		struct delivery_row *rows = NULL;
 		size_t count = 0;
-		enum store_result r = STORE(st, delivery_list, tenant, status, (int)n, &rows, &count);
-		if (r == STORE_OK)
+		struct cp_error err = {0};
+		if (webhook_delivery_list(st, tenant, status, (int)n, &rows, &count, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
 		else
-			cli_store_error(r, "deliveries");
+			fprintf(stderr, "error: %s\n", err.message);
 		delivery_rows_free(rows, count);
 	} else if (opts == delete_opts) {
-		enum store_result r = STORE(st, webhook_delete, NULL, pos[0]);
-		if (r == STORE_OK)
+		struct cp_error err = {0};
+		enum cp_err e = webhook_unregister(st, NULL, pos[0], &err);
+		if (e == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
-		else if (r == STORE_NOT_FOUND)
+		else if (e == CP_ERR_NOT_FOUND)
 			fprintf(stderr, "error: no such webhook: %s\n", pos[0]);
 		else
-			cli_store_error(r, "webhook");
+			fprintf(stderr, "error: %s\n", err.message);
 	} else {
 		int count = 0;
-		enum store_result r = STORE(st, delivery_replay, tenant, id, cp_now_ms(), &count);
-		if (r != STORE_OK)
-			cli_store_error(r, "deliveries");
-		else if (id && !count)
+		struct cp_error err = {0};
+		enum cp_err e = webhook_delivery_replay(st, tenant, id, &count, &err);
+		if (e == CP_OK)
+			rc = cli_print(json_pack("{s:i}", "replayed", count));
+		else if (e == CP_ERR_NOT_FOUND)
 			fprintf(stderr, "error: no failed delivery %lld\n", id);
 		else
-			rc = cli_print(json_pack("{s:i}", "replayed", count));
+			fprintf(stderr, "error: %s\n", err.message);
 	}
 	store_close(st);
 	return rc;

@@ -1,8 +1,9 @@
 /*
  * http.h - the HTTP boundary: routes, dialects, and the request a route handler sees.
  *
- * The server (server.c) owns libmicrohttpd: it reads the body (at most 64 KiB), matches the route,
- * authenticates, applies Idempotency-Key, then calls the route's handler. A handler parses the
+ * The server owns libmicrohttpd: it reads the body (at most 64 KiB), matches the route,
+ * authenticates, applies Idempotency-Key, then calls the route's handler (one file per stage,
+ * listed in http_internal.h). A handler parses the
  * request, calls the call service, and answers with http_reply_json() or http_reply_error()
  * exactly once -- then or later, from any thread (the connection is suspended meanwhile and
  * resumed by the reply). The server logs one line per request.
@@ -76,11 +77,9 @@ enum cp_err http_auth_key(struct http_request *r, bool bearer, bool x_api_key,
 
 /* ---- for handlers ----------------------------------------------------------------------- */
 void *http_app(struct http_request *r);
-const char *http_method(struct http_request *r);
 const char *http_param(struct http_request *r, int i);          /* decoded ":name" captures */
 const char *http_query(struct http_request *r, const char *name); /* decoded, or NULL */
 const char *http_header(struct http_request *r, const char *name);
-const char *http_body(struct http_request *r, size_t *len);
 const struct principal *http_principal(struct http_request *r);
 const char *http_req_id(struct http_request *r);
 
@@ -110,8 +109,5 @@ void http_stream_wake(struct http_stream *s);
 /* Parses a JSON object body. Empty body -> *out = NULL and true when allow_empty. On failure
  * fills err (CP_ERR_INVALID) and returns false. */
 bool http_json_body(struct http_request *r, bool allow_empty, json_t **out, struct cp_error *err);
-
-/* Percent-decodes in place ("+" -> " " when plus_is_space); false on a bad escape or a NUL. */
-bool http_percent_decode(char *s, bool plus_is_space);
 
 #endif

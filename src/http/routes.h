@@ -16,14 +16,9 @@ struct webhook_worker;
 struct app {
 	struct call_service *calls;
 	struct store *store;
-	struct event_hub *events;    /* live event streams (routes_events.c) */
+	struct event_hub *events;    /* live event streams (event_hub.c) */
 	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
 };
-
-/* The live event stream hub: wake after every committed outbox event. */
-struct event_hub *event_hub_create(struct store *st);
-void event_hub_destroy(struct event_hub *hub);
-void event_hub_wake(void *hub);
 
 extern const struct http_dialect canonical_dialect;
 extern const struct route canonical_routes[];

@@ -7,170 +7,13 @@
  * between is missed; without it the stream starts with the next event. A comment line every
  * 15 s keeps idle connections (and proxies) alive and notices clients that went away.
  *
- * The hub keeps the open streams; event_hub_wake() (called after every committed event) wakes
- * them all, and each reads what is new for its scope from the store.
+ * The streams themselves are the event hub's (event_hub.c); this route only reads where the
+ * client wants to start.
  */
 #include "routes.h"
-#include "core/log.h"
+#include "event_hub.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#define HEARTBEAT_S 15
-#define TICK_S 1          /* the ticker looks every second; each stream beats on its own clock */
-#define BATCH 100
-
-struct sse_client {
-	struct sse_client *prev, *next;
-	struct event_hub *hub;
-	struct http_stream *stream;
-	struct scope scope;
-	int64_t last_seq;
-	bool listed;                 /* in hub->clients */
-	char *buf;                   /* formatted, not yet sent */
-	size_t len, off;
-	int64_t last_write_us;
-};
-
-struct event_hub {
-	struct store *st;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct sse_client *clients;
-	bool stopping;
-	pthread_t ticker;
-};
-
-static void wake_all(struct event_hub *hub)
-{
-	pthread_mutex_lock(&hub->mu);
-	for (struct sse_client *c = hub->clients; c; c = c->next)
-		if (c->stream)
-			http_stream_wake(c->stream);
-	pthread_mutex_unlock(&hub->mu);
-}
-
-void event_hub_wake(void *hub)
-{
-	if (hub)
-		wake_all(hub);
-}
-
-static void *ticker_main(void *arg)
-{
-	struct event_hub *hub = arg;
-	pthread_setname_np(pthread_self(), "cp-events");
-	pthread_mutex_lock(&hub->mu);
-	while (!hub->stopping) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += TICK_S;
-		if (pthread_cond_timedwait(&hub->cv, &hub->mu, &until) == ETIMEDOUT) {
-			pthread_mutex_unlock(&hub->mu);
-			wake_all(hub);
-			pthread_mutex_lock(&hub->mu);
-		}
-	}
-	pthread_mutex_unlock(&hub->mu);
-	return NULL;
-}
-
-struct event_hub *event_hub_create(struct store *st)
-{
-	struct event_hub *hub = calloc(1, sizeof *hub);
-	if (!hub)
-		return NULL;
-	hub->st = st;
-	pthread_mutex_init(&hub->mu, NULL);
-	pthread_cond_init(&hub->cv, NULL);
-	if (pthread_create(&hub->ticker, NULL, ticker_main, hub)) {
-		free(hub);
-		return NULL;
-	}
-	return hub;
-}
-
-void event_hub_destroy(struct event_hub *hub)
-{
-	if (!hub)
-		return;
-	pthread_mutex_lock(&hub->mu);
-	hub->stopping = true;
-	pthread_cond_signal(&hub->cv);
-	pthread_mutex_unlock(&hub->mu);
-	pthread_join(hub->ticker, NULL);
-	pthread_mutex_destroy(&hub->mu);
-	pthread_cond_destroy(&hub->cv);
-	free(hub);
-}
-
-/* Appends new events for this client to its buffer. */
-static void fetch(struct sse_client *c)
-{
-	struct stored_event *ev = NULL;
-	size_t n = 0;
-	if (STORE(c->hub->st, events_since, &c->scope, c->last_seq, BATCH, &ev, &n) != STORE_OK)
-		return;
-	size_t need = 0;
-	for (size_t i = 0; i < n; i++)
-		need += strlen(ev[i].payload) + strlen(ev[i].type) + 64;
-	if (need) {
-		free(c->buf);
-		c->buf = malloc(need);
-		c->len = c->off = 0;
-		for (size_t i = 0; c->buf && i < n; i++) {
-			c->len += (size_t)snprintf(c->buf + c->len, need - c->len,
-						   "id: %lld\nevent: %s\ndata: %s\n\n",
-						   (long long)ev[i].seq, ev[i].type, ev[i].payload);
-			c->last_seq = ev[i].seq;
-		}
-	}
-	event_list_free(ev, n);
-}
-
-static long client_read(void *cls, char *out, size_t max)
-{
-	struct sse_client *c = cls;
-	if (c->off >= c->len)
-		fetch(c);
-	if (c->off >= c->len) {
-		if (cp_mono_us() - c->last_write_us < (int64_t)HEARTBEAT_S * 1000000)
-			return 0;
-		static const char beat[] = ": keepalive\n\n";
-		size_t n = sizeof beat - 1 < max ? sizeof beat - 1 : max;
-		memcpy(out, beat, n);
-		c->last_write_us = cp_mono_us();
-		return (long)n;
-	}
-	size_t n = c->len - c->off < max ? c->len - c->off : max;
-	memcpy(out, c->buf + c->off, n);
-	c->off += n;
-	c->last_write_us = cp_mono_us();
-	return (long)n;
-}
-
-static void client_done(void *cls)
-{
-	struct sse_client *c = cls;
-	struct event_hub *hub = c->hub;
-	pthread_mutex_lock(&hub->mu);
-	if (c->listed) {
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			hub->clients = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
-	}
-	pthread_mutex_unlock(&hub->mu);
-	free(c->buf);
-	free(c);
-}
 
 static void stream_events(struct http_request *r)
 {
@@ -183,40 +26,7 @@ static void stream_events(struct http_request *r)
 		http_reply_fail(r, CP_ERR_INVALID, "Last-Event-ID must be an event id from this stream");
 		return;
 	}
-	int64_t start = seq;
-	enum store_result rc = last ? STORE_OK : STORE(hub->st, events_last_seq, &start);
-	if (rc != STORE_OK) {
-		struct cp_error e;
-		store_fail(&e, rc, "events");
-		http_reply_error(r, &e);
-		return;
-	}
-	struct sse_client *c = calloc(1, sizeof *c);
-	if (!c) {
-		http_reply_fail(r, CP_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	c->hub = hub;
-	c->scope = http_principal(r)->scope;
-	c->last_seq = start;
-	/* an opening comment tells the client the stream is live before any event arrives */
-	c->buf = strdup(": callplane events\n\n");
-	c->len = c->buf ? strlen(c->buf) : 0;
-	c->last_write_us = cp_mono_us();
-	/* The response is handed to MHD only after this handler returns, on this thread, so
-	 * client_done cannot run before the client is listed below. */
-	struct http_stream *s = http_reply_stream(r, "text/event-stream", client_read,
-						  client_done, c);
-	if (!s)
-		return;   /* client_done freed c */
-	pthread_mutex_lock(&hub->mu);
-	c->stream = s;
-	c->listed = true;
-	c->next = hub->clients;
-	if (c->next)
-		c->next->prev = c;
-	hub->clients = c;
-	pthread_mutex_unlock(&hub->mu);
+	event_hub_open(hub, r, &http_principal(r)->scope, last ? seq : EVENT_HUB_FROM_NOW);
 }
 
 const struct route event_routes[] = {

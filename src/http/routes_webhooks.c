@@ -2,6 +2,9 @@
  * routes_webhooks.c - /v1/webhooks: register, list and delete webhooks; list and replay their
  * deliveries. Tenant-scoped keys only (403 for a number-scoped key): a webhook receives every
  * call of its tenant or agent, which a number-scoped key could not otherwise see.
+ *
+ * Each handler parses, calls the webhook registry (webhook/registry.c, the rules the CLI
+ * shares) in the key's tenant, and renders.
  */
 #include "routes.h"
 #include "render/rows.h"
@@ -15,14 +18,6 @@
 static struct store *store_of(struct http_request *r)
 {
 	return ((struct app *)http_app(r))->store;
-}
-
-/* Replies with the error of a store result that is not STORE_OK (store_fail). */
-static void reply_store_error(struct http_request *r, enum store_result rc, const char *what)
-{
-	struct cp_error e;
-	store_fail(&e, rc, "%s", what);
-	http_reply_error(r, &e);
 }
 
 /* The tenant of a tenant-scoped key, or NULL after replying 403. */
@@ -60,14 +55,14 @@ static void create(struct http_request *r)
 
 static void list(struct http_request *r)
 {
+	struct cp_error err = {0};
 	struct webhook *hooks = NULL;
 	size_t n = 0;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	enum store_result rc = STORE(store_of(r), webhook_list, tenant, &hooks, &n);
-	if (rc != STORE_OK)
-		reply_store_error(r, rc, "webhooks");
+	if (webhook_registry_list(store_of(r), tenant, &hooks, &n, &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", webhooks_to_json(hooks, n)));
 	free(hooks);
@@ -75,26 +70,26 @@ static void list(struct http_request *r)
 
 static void delete(struct http_request *r)
 {
+	struct cp_error err = {0};
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	enum store_result rc = STORE(store_of(r), webhook_delete, tenant, http_param(r, 0));
-	if (rc != STORE_OK)
-		reply_store_error(r, rc, "webhook");
+	if (webhook_unregister(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
 
 static void deliveries(struct http_request *r)
 {
+	struct cp_error err = {0};
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
 	const char *status = http_query(r, "status");
 	const char *limit = http_query(r, "limit");
 	long long n = 100;
-	if (status && strcmp(status, "pending") && strcmp(status, "failed") &&
-	    strcmp(status, "delivered")) {
+	if (status && !webhook_delivery_status_valid(status)) {
 		http_reply_fail(r, CP_ERR_INVALID, "status must be pending, failed or delivered");
 		return;
 	}
@@ -104,10 +99,8 @@ static void deliveries(struct http_request *r)
 	}
 	struct delivery_row *rows = NULL;
 	size_t count = 0;
-	enum store_result rc = STORE(store_of(r), delivery_list, tenant, status, (int)n, &rows,
-				     &count);
-	if (rc != STORE_OK)
-		reply_store_error(r, rc, "deliveries");
+	if (webhook_delivery_list(store_of(r), tenant, status, (int)n, &rows, &count, &err) != CP_OK)
+		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
 	delivery_rows_free(rows, count);
@@ -115,21 +108,19 @@ static void deliveries(struct http_request *r)
 
 static void replay(struct http_request *r, long long id)
 {
+	struct cp_error err = {0};
 	int count = 0;
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	enum store_result rc = STORE(store_of(r), delivery_replay, tenant, id, cp_now_ms(), &count);
-	if (rc != STORE_OK)
-		reply_store_error(r, rc, "deliveries");
-	else if (id && count == 0)
-		http_reply_fail(r, CP_ERR_NOT_FOUND, "no failed delivery with that id");
-	else {
-		struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
-		if (count && hooks)
-			webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
-		http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
+	if (webhook_delivery_replay(store_of(r), tenant, id, &count, &err) != CP_OK) {
+		http_reply_error(r, &err);
+		return;
 	}
+	struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
+	if (count && hooks)
+		webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
+	http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
 }
 
 static void replay_one(struct http_request *r)

@@ -1,8 +1,10 @@
 /*
- * registry.c - creating webhooks: the rules the API and the CLI share.
+ * registry.c - managing webhooks and their deliveries: the rules the API and the CLI share,
+ * so neither touches the store for them.
  *
  * A webhook belongs to a tenant and optionally narrows to one agent. Its URL must be http or
  * https; its secret (for Callplane-Signature) is generated (192 random bits) when not given.
+ * Store results become errors through store_fail(), one mapping for every caller.
  */
 #include "webhook.h"
 #include "webhook_registry.h"
@@ -52,4 +54,45 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	snprintf(out->format, sizeof out->format, "%s", format);
 	out->created_at = cp_now_ms();
 	return store_fail(err, STORE(st, webhook_create, out), "tenant %s", tenant_id);
+}
+
+enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, struct webhook **list,
+				  size_t *n, struct cp_error *err)
+{
+	*list = NULL;
+	*n = 0;
+	return store_fail(err, STORE(st, webhook_list, tenant_id, list, n), "webhooks");
+}
+
+enum cp_err webhook_unregister(struct store *st, const char *tenant_id, const char *id,
+			       struct cp_error *err)
+{
+	return store_fail(err, STORE(st, webhook_delete, tenant_id, id), "webhook");
+}
+
+bool webhook_delivery_status_valid(const char *status)
+{
+	return !strcmp(status, "pending") || !strcmp(status, "failed") ||
+	       !strcmp(status, "delivered");
+}
+
+enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const char *status,
+				  int limit, struct delivery_row **rows, size_t *n,
+				  struct cp_error *err)
+{
+	*rows = NULL;
+	*n = 0;
+	return store_fail(err, STORE(st, delivery_list, tenant_id, status, limit, rows, n),
+			  "deliveries");
+}
+
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
+				    int *count, struct cp_error *err)
+{
+	*count = 0;
+	enum cp_err e = store_fail(err, STORE(st, delivery_replay, tenant_id, id, cp_now_ms(), count),
+				   "deliveries");
+	if (e == CP_OK && id && *count == 0)
+		return cp_fail(err, CP_ERR_NOT_FOUND, "no failed delivery with that id");
+	return e;
 }

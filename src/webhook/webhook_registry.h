@@ -1,8 +1,16 @@
 /*
- * webhook_registry.h - webhook creation shared by the API (/v1/webhooks) and the CLI.
+ * webhook_registry.h - managing webhooks and their deliveries, shared by the API
+ * (/v1/webhooks) and the CLI (`callplane webhook`). See registry.c for the rules.
+ *
+ * Each call returns CP_OK, or an error with err filled. tenant_id NULL: every tenant (CLI).
+ * Listings hand back the store's typed rows; render/rows.h turns them into JSON.
  */
 #ifndef CP_WEBHOOK_REGISTRY_H
 #define CP_WEBHOOK_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 #include "store/store.h"
@@ -17,5 +25,25 @@ struct webhook_request {
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, struct webhook *out,
 			     struct cp_error *err);
+/* The webhooks in *list (n of them; the caller frees *list), secrets included: render them
+ * with webhooks_to_json(), which leaves the secrets out. */
+enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, struct webhook **list,
+				  size_t *n, struct cp_error *err);
+/* Deletes webhook id and its pending deliveries; CP_ERR_NOT_FOUND when the tenant has none
+ * of that id. */
+enum cp_err webhook_unregister(struct store *st, const char *tenant_id, const char *id,
+			       struct cp_error *err);
+/* Whether status names a delivery status a listing can filter on. */
+bool webhook_delivery_status_valid(const char *status);
+/* At most limit deliveries in *rows (n of them; free with delivery_rows_free); status NULL:
+ * pending and failed, else a status webhook_delivery_status_valid() accepts. */
+enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const char *status,
+				  int limit, struct delivery_row **rows, size_t *n,
+				  struct cp_error *err);
+/* Makes failed delivery id (id > 0), or every failed delivery (id 0), pending and due now;
+ * *count how many. CP_ERR_NOT_FOUND when id names no failed delivery. The caller wakes the
+ * delivery worker when *count > 0. */
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
+				    int *count, struct cp_error *err);
 
 #endif

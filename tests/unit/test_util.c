@@ -1,6 +1,6 @@
 /*
  * test_util.c - core/util.c (time, ids, hex, SHA-256, integer parsing) and the percent-decoder
- * of the HTTP server (http_percent_decode, the only standalone-testable part of server.c).
+ * of the HTTP router (http_percent_decode, the part of src/http/ that stands alone).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +17,7 @@
 #include "cli/args.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "http/http.h"
+#include "http/http_internal.h"
 
 /* ---- cp_rfc3339 ------------------------------------------------------------------------- */
 

@@ -1,0 +1,129 @@
+/*
+ * reply.c - replying: the hand-over from any thread, error rendering, the access log line.
+ *
+ * A handler replies exactly once, on the MHD thread that dispatched it or later from any other
+ * (the call-service worker, typically). The reply is stored in the request under r->mu; if
+ * the handler had already returned, the connection is suspended and the reply resumes it, and
+ * MHD then calls server.c once more, which queues the response on an MHD thread. A reply
+ * racing the handler's return is never lost: whichever side comes second under r->mu sees the
+ * other's state. A stage above may ask to see the reply first (r->on_reply: idempotency.c
+ * records it), still before the client can. Errors are rendered by the route's dialect (or the
+ * server's fallback for requests no route matched). server.c writes one log line per request
+ * with http_reply_log() once the response is queued.
+ */
+#include "http_internal.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Hand-formatted: it runs for every request and jansson's object building cost more than the
+ * rest of a cached GET. */
+void http_reply_log(struct http_request *r)
+{
+	if (!log_enabled(LOG_INFO))
+		return;
+	/* bounded inputs: method <= 32 and path <= 200 bytes, at most 6x longer once escaped,
+	 * so every append below fits in f */
+	char f[1536], path[200], method[32];
+	snprintf(path, sizeof path, "%s", r->path);
+	snprintf(method, sizeof method, "%s", r->method);
+	size_t off = (size_t)snprintf(f, sizeof f, "\"req_id\":\"%s\",\"method\":", r->req_id);
+	log_json_string(f, sizeof f, &off, method);
+	off += (size_t)snprintf(f + off, sizeof f - off, ",\"path\":");
+	log_json_string(f, sizeof f, &off, path);
+	off += (size_t)snprintf(f + off, sizeof f - off, ",\"status\":%u,\"ms\":%.3f", r->status,
+				(double)(cp_mono_us() - r->t_start_us) / 1000.0);
+	if (off < sizeof f && r->authenticated)
+		off += (size_t)snprintf(f + off, sizeof f - off, ",\"key_id\":\"%s\"", r->who.key.id);
+	if (off < sizeof f && r->route && r->route->dialect)
+		snprintf(f + off, sizeof f - off, ",\"dialect\":\"%s\"", r->route->dialect->name);
+	log_fields(LOG_INFO, "http_request", f);
+}
+
+void http_add_header(struct http_request *r, const char *name, const char *value)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->n_hdr < MAX_EXTRA_HEADERS && r->state < REQ_REPLIED) {
+		r->hdr[r->n_hdr].name = strdup(name);
+		r->hdr[r->n_hdr].value = strdup(value);
+		r->n_hdr++;
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len)
+{
+	struct http_server *srv = r->srv;
+	if (r->on_reply)
+		r->on_reply(r, status, text);
+	pthread_mutex_lock(&r->mu);
+	if (r->state >= REQ_REPLIED) {      /* a handler bug: replying twice */
+		pthread_mutex_unlock(&r->mu);
+		log_msg(LOG_ERROR, "http_double_reply", "request %s replied twice", r->req_id);
+		free(text);
+		return;
+	}
+	bool resume = r->state == REQ_SUSPENDED;   /* else DISPATCHED: replies follow dispatch */
+	struct MHD_Connection *conn = r->conn;
+	r->status = status;
+	r->resp = text;
+	r->resp_len = len;
+	r->state = REQ_REPLIED;
+	pthread_mutex_unlock(&r->mu);
+	/* With no lock of r held: once resumed, an MHD thread may send the reply and free r at
+	 * any moment (a suspended connection stays valid until it is resumed). Before the
+	 * in-flight count drops, so http_server_stop() never stops MHD with it still suspended. */
+	if (resume)
+		MHD_resume_connection(conn);
+	pthread_mutex_lock(&srv->mu);
+	if (--srv->in_flight == 0)
+		pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+void http_reply_json(struct http_request *r, unsigned status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : strdup("");
+	json_decref(body);
+	if (!text) {
+		text = strdup("{}");
+		status = 500;
+	}
+	http_reply_text(r, status, text, text ? strlen(text) : 0);
+}
+
+void http_reply_json_text(struct http_request *r, unsigned status, char *text, size_t len)
+{
+	if (!text) {
+		text = strdup("{}");
+		len = text ? 2 : 0;
+		status = 500;
+	}
+	http_reply_text(r, status, text, len);
+}
+
+const struct http_dialect *http_dialect_of(struct http_request *r)
+{
+	return r->route && r->route->dialect ? r->route->dialect : r->srv->fallback;
+}
+
+void http_reply_error(struct http_request *r, const struct cp_error *e)
+{
+	unsigned status = cp_err_status(e->code);
+	json_t *body = http_dialect_of(r)->render_error(e, &status);
+	http_reply_json(r, status, body);
+}
+
+void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
+{
+	struct cp_error e = {.code = code};
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e.message, sizeof e.message, fmt, ap);
+	va_end(ap);
+	http_reply_error(r, &e);
+}
