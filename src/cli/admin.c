@@ -74,6 +74,14 @@ static int fail(const char *msg, const char *arg)
 	return 1;
 }
 
+/* A malformed option value is a usage error (exit 2, docs/API.md), as args_parse() makes a
+ * missing one; fail() is for what the database says (no such tenant, a number taken). */
+static int bad_value(const char *msg, const char *arg)
+{
+	fail(msg, arg);
+	return 2;
+}
+
 static int usage(const char *u)
 {
 	fprintf(stderr, "%s", u);
@@ -107,7 +115,7 @@ int cli_tenant(int argc, char **argv)
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (create && (!*name || strlen(name) > STORE_NAME_MAX))
-		return fail("--name must be 1..128 characters", NULL);
+		return bad_value("--name must be 1..128 characters", NULL);
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
@@ -212,11 +220,11 @@ int cli_agent(int argc, char **argv)
 		if (url && !call_stream_url_valid(url))
 			return stream_url_usage(url);
 		if (!*name || strlen(name) > STORE_NAME_MAX)
-			return fail("--name must be 1..128 characters", NULL);
+			return bad_value("--name must be 1..128 characters", NULL);
 		if (number && !cp_is_e164(number))
-			return fail("--number must be an E.164 number (+ and 2..15 digits): ", number);
+			return bad_value("--number must be an E.164 number (+ and 2..15 digits): ", number);
 		if (maxd && !cp_parse_int(maxd, 1, 86400, &v))
-			return fail("--max-duration must be an integer in 1..86400: ", maxd);
+			return bad_value("--max-duration must be an integer in 1..86400: ", maxd);
 	}
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
@@ -301,10 +309,10 @@ int cli_key(int argc, char **argv)
 		return 2;
 	}
 	if (number && !cp_is_e164(number))
-		return fail("--number must be an E.164 number (+ and 2..15 digits): ", number);
+		return bad_value("--number must be an E.164 number (+ and 2..15 digits): ", number);
 	long long rate_v = 0;
 	if (rate && !cp_parse_int(rate, 1, 1000000, &rate_v))
-		return fail("--rate-limit must be an integer in 1..1000000: ", rate);
+		return bad_value("--rate-limit must be an integer in 1..1000000: ", rate);
 
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)

@@ -99,10 +99,13 @@ int cli_webhook(int argc, char **argv)
 					      .format = format};
 		struct webhook w;
 		struct cp_error err = {0};
-		if (webhook_register(st, tenant, &req, &w, &err) == CP_OK)
+		enum cp_err ce = webhook_register(st, tenant, &req, &w, &err);
+		if (ce == CP_OK) {
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
-		else
+		} else {
 			fprintf(stderr, "error: %s\n", err.message);
+			rc = ce == CP_ERR_INVALID ? 2 : 1;   /* a malformed value: a usage error */
+		}
 	} else if (opts == list_opts) {
 		struct webhook *hooks = NULL;
 		size_t count = 0;

@@ -149,21 +149,13 @@ def assert_cli_error(result, code, message):
     """A failed admin command as docs/API.md has it: nothing on stdout, the one `error: ...`
     line `message` on stderr (log lines and usage text may come with it), exit `code` (2 for a
     usage error, 1 for anything else).  The exit code is checked last, and its mismatch alone
-    raises ExitCodeMismatch (see MALFORMED_VALUE_EXITS_1)."""
+    raises ExitCodeMismatch."""
     rc, out, err = result
     assert out == "", "stdout must be empty on error: %r (exit %s, stderr %r)" % (out, rc, err)
     errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
     assert errors == [message], "expected the stderr line %r, got %r\nstderr: %s" % (message, errors, err)
     if rc != code:
         raise ExitCodeMismatch("exit %s, docs/API.md gives %s (stderr %r)" % (rc, code, message))
-
-
-# pytest.mark.xfail(**MALFORMED_VALUE_EXITS_1): docs/API.md makes a malformed option value a
-# usage error (exit 2), as it says for --stream-url and --rtp-addrs and as serve and `webhook
-# deliveries` do; several admin commands exit 1 for one.  Strict: once they exit 2 the mark
-# must go.  Only the exit code is excused: every other check of such a test still fails it.
-MALFORMED_VALUE_EXITS_1 = dict(strict=True, raises=ExitCodeMismatch,
-                               reason="a malformed option value exits 1, docs/API.md: usage error, exit 2")
 
 
 class CallplaneError(AssertionError):

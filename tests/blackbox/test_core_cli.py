@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cp import (MALFORMED_VALUE_EXITS_1, assert_cli_error, assert_recent, free_port, is_ts, is_uuid,
+from cp import (assert_cli_error, assert_recent, free_port, is_ts, is_uuid,
                 random_uuid)
 
 KEY_RE = re.compile(r"^cp_[0-9a-f]{48}$")     # src/auth/auth.h: "cp_" and 48 hex digits
@@ -183,9 +183,7 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize("args,code,message", [
-    pytest.param(*case, id=" ".join(case[0]),
-                 marks=[pytest.mark.xfail(**MALFORMED_VALUE_EXITS_1)] if case[1] == 2 else [])
-    for case in BAD_VALUES])
+    pytest.param(*case, id=" ".join(case[0])) for case in BAD_VALUES])
 def test_bad_values_fail(cp, args, code, message):
     t = cp.tenant_create("t")
     unknown = random_uuid()
