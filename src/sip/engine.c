@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a start-up waits for the far ends of dialogs a previous run left up to answer
+ * their BYE or CANCEL (restart.c): the server is not ready meanwhile. */
+#define RESTART_WAIT_MS 5000
+
 void sip_config_defaults(struct sip_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -405,6 +409,8 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	su_root_threading(eng->root, 1);
+	/* the far ends a previous run left up are hung up before any new call is taken */
+	restart_hangup(eng, url, eng->left, eng->n_left, RESTART_WAIT_MS);
 	eng->nua = nua_create(eng->root, on_nua_event, eng,
 			      NUTAG_URL(url),
 			      NUTAG_MEDIA_ENABLE(0),
@@ -448,7 +454,8 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
-struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc)
+struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc,
+				    struct left_dialog *left, size_t n_left)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, (void (*)(void))su_init);
@@ -457,6 +464,8 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		return NULL;
 	eng->cfg = *cfg;
 	eng->svc = svc;
+	eng->left = left;
+	eng->n_left = n_left;
 	if (!eng->cfg.advertise[0])
 		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s",
 			 strcmp(cfg->host, "0.0.0.0") ? cfg->host : "127.0.0.1");

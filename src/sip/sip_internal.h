@@ -6,7 +6,9 @@
  * The files form a one-way hierarchy; each calls only files below it:
  *
  *     engine.c              the thread, nua and its events, telephony ops, the media engine
- *       outbound.c  inbound.c     dialling out; answering an agent's number
+ *       outbound.c  inbound.c  restart.c
+ *                             dialling out; answering an agent's number; at start-up,
+ *                             hanging up what a previous run left up
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
  *           dialog.c              keeping what ending a dialog after a crash needs
  *             leg.c               leg lifetime, the leg table, events to the call service
@@ -124,6 +126,8 @@ struct media_addr {
 struct sip_engine {
 	struct sip_config cfg;
 	struct call_service *svc;
+	struct left_dialog *left;            /* dialogs a previous run left up (restart.c): */
+	size_t n_left;                       /* hung up as the thread starts, before nua */
 	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
 	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
 	char trunk_host[260];                /* host[:port] of the trunk, "" = none */
@@ -303,5 +307,13 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 /* nua_i_invite without a leg: refuses it at once (404, 488, 503) or makes a pending leg and
  * asks the call service to store the call; the answer comes back as a message. */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
+
+/* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
+
+/* Before nua listens on url: sends a BYE (or CANCEL) for each of left[0..n) from its kept
+ * state through an nta agent of its own on url, waits up to wait_ms for their final answers
+ * and fills in left[i].request and .status. -1 (logged) if it cannot listen on url. */
+int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *left,
+		   size_t n, int wait_ms);
 
 #endif
