@@ -27,7 +27,10 @@
  * A CANCELled INVITE still gets its final answer from the far end, and the dead run's client
  * transaction is not there to ACK it: this agent does, as that transaction would have (RFC 3261
  * 17.1.1.3: same branch, the answer's To). If the far end answered 2xx before our CANCEL
- * reached it, the call is up after all: ACK it and BYE it.
+ * reached it, the call is up after all: BYE it, and ACK the 2xx once the BYE is answered. In
+ * that order because nothing kept names this dialog: a far end that got our ACK must already
+ * be hung up, or a run killed between the two would leave it up with no one to end it. A far
+ * end whose 2xx is never ACKed gives up by itself (RFC 3261 13.3.1.4).
  *
  * Every left dialog is tried once; the caller (the call service) records what came back and
  * forgets the dialog. A run that dies during the wait leaves them kept, for the next start.
@@ -57,6 +60,13 @@ struct restart_req {
 	bool final;                  /* orq's final answer came */
 	bool invite_final;           /* CANCEL: the INVITE's final answer came (and was ACKed) */
 	bool bye_final;
+	struct late_ack *ack;        /* the ACK of a 2xx, sent once its BYE is answered */
+	nta_agent_t *agent;
+};
+
+/* The ACK a 2xx to a CANCELled INVITE gets after its BYE (the strings its request names). */
+struct late_ack {
+	char uri[1024], route[4096], to[1024];
 };
 
 struct restart {
@@ -123,6 +133,7 @@ struct request {
 };
 
 static int on_response(struct restart_req *q, nta_outgoing_t *orq, sip_t const *sip);
+static void send_late_ack(nta_agent_t *agent, struct restart_req *q);
 
 /* Sends r through agent; its answers go to q. NULL if nta refused it (and for an ACK). */
 static nta_outgoing_t *send_request(nta_agent_t *agent, struct restart_req *q,
@@ -160,10 +171,15 @@ static int on_response(struct restart_req *q, nta_outgoing_t *orq, sip_t const *
 	if (is_bye) {
 		q->bye_final = true;
 		q->d->status = heard ? status : 0;
+		if (heard)
+			send_late_ack(q->agent, q);
 	} else {
 		q->final = true;
 		if (!q->bye)
 			q->d->status = heard ? status : 0;
+		/* a CANCEL the far end matches to no INVITE: none will be answered either */
+		if (status == 481 && member(q->state, "branch"))
+			q->invite_final = true;
 	}
 	log_json(heard && status < 300 ? LOG_INFO : LOG_WARN, "sip_restart_hangup_result",
 		 json_pack("{s:s, s:s, s:i, s:b}", "call_id", q->d->call_id, "request",
@@ -173,7 +189,8 @@ static int on_response(struct restart_req *q, nta_outgoing_t *orq, sip_t const *
 }
 
 /* A final answer (sip) to the INVITE that q CANCELs: ACK it as its transaction would have;
- * a 2xx means the far end answered first: the call is up, so BYE it as well. */
+ * a 2xx means the far end answered first: the call is up, so BYE it, and ACK the 2xx once
+ * the BYE is answered (send_late_ack). A 2xx retransmitted meanwhile changes nothing. */
 static void invite_answered(nta_agent_t *agent, struct restart_req *q, sip_t const *sip)
 {
 	json_t *s = q->state;
@@ -195,15 +212,17 @@ static void invite_answered(nta_agent_t *agent, struct restart_req *q, sip_t con
 		su_home_deinit(home);
 		return;
 	}
-	char uri[1024], route[4096];
+	struct late_ack *a = q->ack ? NULL : calloc(1, sizeof *a);
 	char *target = sip->sip_contact ? url_as_string(home, sip->sip_contact->m_url) : NULL;
 	json_t *set = dialog_route_set(sip->sip_record_route, true);
-	if (to && target && dialog_request_uri(set, target, uri, sizeof uri, route, sizeof route)) {
-		ack.uri = uri;
-		ack.route = route[0] ? route : NULL;
-		send_request(agent, q, &ack);
+	if (a && to && target && strlen(to) < sizeof a->to &&
+	    dialog_request_uri(set, target, a->uri, sizeof a->uri, a->route, sizeof a->route)) {
+		snprintf(a->to, sizeof a->to, "%s", to);
+		q->ack = a;
 		struct request bye = ack;
 		bye.method = "BYE";
+		bye.uri = a->uri;
+		bye.route = a->route[0] ? a->route : NULL;
 		bye.cseq = ack.cseq + 1;
 		bye.stateless = false;
 		q->d->request = "BYE";
@@ -212,9 +231,26 @@ static void invite_answered(nta_agent_t *agent, struct restart_req *q, sip_t con
 		log_json(LOG_WARN, "sip_restart_hangup",
 			 json_pack("{s:s, s:s, s:s}", "call_id", q->d->call_id, "request", "BYE",
 				   "why", "the INVITE was answered before its CANCEL"));
+	} else {
+		free(a);
 	}
 	json_decref(set);
 	su_home_deinit(home);
+}
+
+/* The BYE of a 2xx to a CANCELled INVITE is answered: now the 2xx gets its ACK. */
+static void send_late_ack(nta_agent_t *agent, struct restart_req *q)
+{
+	json_t *s = q->state;
+	if (!q->ack)
+		return;
+	struct request ack = {.method = "ACK", .uri = q->ack->uri,
+			      .route = q->ack->route[0] ? q->ack->route : NULL,
+			      .call_id = member(s, "call_id"), .from = member(s, "local"),
+			      .to = q->ack->to,
+			      .cseq = json_integer_value(json_object_get(s, "cseq")),
+			      .stateless = true};
+	send_request(agent, q, &ack);
 }
 
 /* A message no transaction of ours expects. A final answer to an INVITE we CANCEL is ACKed
@@ -235,11 +271,13 @@ static int on_message(struct restart *r, nta_agent_t *agent, msg_t *msg, sip_t *
 		for (size_t i = 0; i < r->n; i++) {
 			struct restart_req *q = &r->reqs[i];
 			const char *branch = member(q->state, "branch");
-			if (q->orq && !q->invite_final && branch &&
-			    !strcasecmp(branch, sip->sip_via->v_branch)) {
+			if (!q->orq || !branch || strcasecmp(branch, sip->sip_via->v_branch))
+				continue;
+			if (!q->invite_final)
 				invite_answered(agent, q, sip);
-				break;
-			}
+			else if (q->bye_final)
+				send_late_ack(agent, q);    /* our ACK was lost: the 2xx came again */
+			break;
 		}
 	}
 	nta_msg_discard(agent, msg);
@@ -324,6 +362,7 @@ int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *
 	}
 	for (size_t i = 0; i < n; i++) {
 		r.reqs[i].d = &left[i];
+		r.reqs[i].agent = r.agent;
 		send_one(r.agent, &r.reqs[i]);
 	}
 	int64_t deadline = cp_mono_us() + (int64_t)wait_ms * 1000;
@@ -338,9 +377,19 @@ int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *
 		su_root_step(eng->root, (su_duration_t)((deadline - now + 999) / 1000));
 	}
 	for (size_t i = 0; i < n; i++) {
+		struct restart_req *q = &r.reqs[i];
+		if (!done(q))
+			log_json(LOG_WARN, "sip_restart_hangup_unanswered",
+				 json_pack("{s:s, s:s}", "call_id", q->d->call_id, "waiting_for",
+					   !q->final ? "the answer to our request" :
+					   !q->invite_final ? "the INVITE's final answer" :
+							      "the answer to the BYE of its 2xx"));
+	}
+	for (size_t i = 0; i < n; i++) {
 		nta_outgoing_destroy(r.reqs[i].orq);
 		nta_outgoing_destroy(r.reqs[i].bye);
 		json_decref(r.reqs[i].state);
+		free(r.reqs[i].ack);
 	}
 	free(r.reqs);
 	nta_agent_destroy(r.agent);
