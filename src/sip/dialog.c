@@ -113,22 +113,28 @@ static void durable_done(void *arg)
 	free(d);
 }
 
-/* Posts l's dialog state (with u, may be NULL); with ack, its 2xx is ACKed once durable. */
+/* Posts l's dialog state (with u, may be NULL); with ack, its 2xx is ACKed once durable. Out
+ * of memory, the step still goes and the answer is ACKed at once, unkept (logged). */
 static void keep(struct leg *l, const struct call_update *u, bool ack)
 {
 	char *text = json_dumps(l->dialog, JSON_COMPACT);
-	struct durable *d = ack ? calloc(1, sizeof *d) : NULL;
+	struct durable *d = text && ack ? calloc(1, sizeof *d) : NULL;
+	if (!text || (ack && !d)) {
+		log_msg(LOG_ERROR, "call_dialog_lost", "call %s: out of memory", l->call_id);
+		if (u)
+			leg_post_event(l, u);
+		if (ack)
+			nua_ack(l->nh, TAG_END());
+		free(text);
+		return;
+	}
 	if (d) {
 		d->eng = l->eng;
 		snprintf(d->call_id, sizeof d->call_id, "%s", l->call_id);
 		l->awaiting_ack = true;
-	} else if (ack) {
-		nua_ack(l->nh, TAG_END());    /* out of memory: the answer is ACKed unkept */
 	}
-	if (!text)
-		log_msg(LOG_ERROR, "call_dialog_lost", "call %s: out of memory", l->call_id);
 	call_service_post_dialog(l->eng->svc, l->call_id, u, text, d ? durable_done : NULL, d);
-	l->dialog_kept = l->dialog_kept || text;
+	l->dialog_kept = true;
 	free(text);
 }
 
