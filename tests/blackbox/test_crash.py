@@ -15,12 +15,14 @@ default (about 3 minutes under ASan), and checks what every far end saw; the kno
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import threading
 import time
 
 from cp import ACTIVE_STATUSES, assert_duration, free_port as http_free_port
 from receiver import SseReader
+from sipp_peer import wait_for
 from test_sip import sip, sipp_done  # noqa: F401 (sip: the SIP world fixture)
 
 
@@ -123,6 +125,43 @@ def test_kill9_answered_calls_get_bye_before_ready(sip):
     sip.cp.kill9()
     sip.restart()
     assert [n for n, _e in restart_log(sip.cp) if n and n.startswith("sip_restart")] == []
+
+
+def dialog_kept(db, call_id):
+    """Whether the server has made call_id's dialog state durable (read from its database: a
+    precondition to wait for, not something the tests assert on)."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+    try:
+        return con.execute("SELECT 1 FROM dialogs WHERE call_id = ?", (call_id,)).fetchone() is not None
+    finally:
+        con.close()
+
+
+def test_kill9_inbound_answered_call_gets_bye_before_ready(sip):
+    sip.start()
+    caller = sip.uac("uac_invite_answered.xml", timeout=30)
+    assert wait_for(lambda: caller.sent("ACK"), 5), caller.report()
+    active = wait_for(lambda: [c for c in sip.active() if c["status"] == "in_progress"], 5)
+    assert len(active) == 1 and active[0]["direction"] == "inbound", active
+    call = active[0]
+    # our tag reaches us in the caller's ACK: the dialog is kept from there on
+    assert wait_for(lambda: dialog_kept(sip.cp.db, call["id"]), 5), sip.diagnostics()
+    sip.cp.kill9()
+    sip.restart()
+    assert_answered_before_ready(sip.cp, [call["id"]], "BYE", 200)
+    sipp_done(caller, timeout=10)
+    invite = caller.sent("INVITE")[0]
+    ok = [m for m in caller.received(status=200) if m.cseq[1] == "INVITE"][0]
+    byes = caller.received("BYE")
+    assert len(byes) == 1 and byes[0].call_id == invite.call_id, caller.report()
+    bye = byes[0]
+    # From: our tag (the To of our 200); To: the caller's (the From of its INVITE)
+    assert tag_of(bye.header("from")) == tag_of(ok.header("to")), (bye.text, ok.text)
+    assert tag_of(bye.header("to")) == tag_of(invite.header("from")), (bye.text, invite.text)
+    assert bye.first_line.split()[1] == invite.header("contact").strip("<>"), bye.text
+    got = sip.call(call["id"])
+    assert got["status"] == "completed" and got["end_reason"] == "node_restart", got
+    assert sip.active() == []
 
 
 def test_kill9_ringing_call_gets_cancel_before_ready(sip):
