@@ -22,17 +22,20 @@
 
 #define DEFAULT_END_REASON "ended_by_api"
 
-enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF };
+enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF, JOB_DIALOG };
 
 struct end_job;
 
 struct job {
 	enum job_type type;
 	struct job *next;
-	/* JOB_EVENT, JOB_DTMF */
+	/* JOB_EVENT, JOB_DTMF, JOB_DIALOG */
 	char call_id[CP_UUID_LEN + 1];
 	char digit;                  /* JOB_DTMF */
-	struct call_update u;
+	struct call_update u;        /* JOB_DIALOG: only when has_update */
+	bool has_update;
+	char *dialog;                /* JOB_DIALOG: heap; NULL forgets the call's dialog */
+	dialog_durable_fn durable;   /* JOB_DIALOG: told once it is written (arg) */
 	char end_reason[CALL_REASON_MAX + 1];
 	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];
 	/* JOB_HUNG_UP */
@@ -256,6 +259,20 @@ enum store_result call_service_event(struct call_service *svc, const char *call_
 	return transition(&w, call_id, u, NULL, out);
 }
 
+/* j's copy of u (its strings into j's own buffers). */
+static void job_keep_update(struct job *j, const struct call_update *u)
+{
+	j->u = *u;
+	if (u->end_reason) {
+		snprintf(j->end_reason, sizeof j->end_reason, "%s", u->end_reason);
+		j->u.end_reason = j->end_reason;
+	}
+	if (u->provider_call_id) {
+		snprintf(j->provider_call_id, sizeof j->provider_call_id, "%s", u->provider_call_id);
+		j->u.provider_call_id = j->provider_call_id;
+	}
+}
+
 void call_service_post_event(struct call_service *svc, const char *call_id,
 			     const struct call_update *u)
 {
@@ -266,16 +283,47 @@ void call_service_post_event(struct call_service *svc, const char *call_id,
 	}
 	j->type = JOB_EVENT;
 	snprintf(j->call_id, sizeof j->call_id, "%s", call_id);
-	j->u = *u;
-	if (u->end_reason) {
-		snprintf(j->end_reason, sizeof j->end_reason, "%s", u->end_reason);
-		j->u.end_reason = j->end_reason;
-	}
-	if (u->provider_call_id) {
-		snprintf(j->provider_call_id, sizeof j->provider_call_id, "%s", u->provider_call_id);
-		j->u.provider_call_id = j->provider_call_id;
-	}
+	job_keep_update(j, u);
 	post(svc, j);
+}
+
+void call_service_post_dialog(struct call_service *svc, const char *call_id,
+			      const struct call_update *u, const char *state,
+			      dialog_durable_fn durable, void *arg)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (j && state && !(j->dialog = strdup(state))) {
+		free(j);
+		j = NULL;
+	}
+	if (!j) {
+		/* the engine still waits for durable(): an answer is acknowledged either way */
+		log_msg(LOG_ERROR, "call_event_lost", "out of memory for call %s", call_id);
+		if (durable)
+			durable(arg);
+		return;
+	}
+	j->type = JOB_DIALOG;
+	snprintf(j->call_id, sizeof j->call_id, "%s", call_id);
+	if (u) {
+		job_keep_update(j, u);
+		j->has_update = true;
+	}
+	j->durable = durable;
+	j->arg = arg;
+	post(svc, j);
+}
+
+/* Keeps or forgets a call's dialog (apply phase), after the transition that came with it. */
+static void dialog_record(struct writer *w, struct job *j)
+{
+	if (j->has_update)
+		transition(w, j->call_id, &j->u, NULL, NULL);
+	enum store_result rc = j->dialog ? STORE(w->st, dialog_put, j->call_id, j->dialog, cp_now_ms())
+					 : STORE(w->st, dialog_clear, j->call_id);
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "call_dialog_lost", "call %s: the dialog state could not be %s",
+			j->call_id, j->dialog ? "kept" : "forgotten");
 }
 
 void call_service_post_dtmf(struct call_service *svc, const char *call_id, char digit)
@@ -853,6 +901,9 @@ static void job_apply(struct writer *w, struct job *j)
 	case JOB_DTMF:
 		dtmf_record(w, j);
 		break;
+	case JOB_DIALOG:
+		dialog_record(w, j);
+		break;
 	}
 }
 
@@ -870,8 +921,13 @@ static void job_finish(struct job *j)
 	case JOB_INBOUND:
 		j->created(j->arg, j->err, j->err == CP_OK ? &j->call : NULL);
 		break;
+	case JOB_DIALOG:
+		if (j->durable)
+			j->durable(j->arg);
+		break;
 	}
 	call_clear(&j->call);
+	free(j->dialog);
 	free(j);
 }
 
@@ -943,4 +999,61 @@ int call_service_recover(struct call_service *svc, bool include_queued)
 	if (ended)
 		log_json(LOG_WARN, "recovered", json_pack("{s:i}", "calls_ended", ended));
 	return ended;
+}
+
+/* ---- dialogs left up by a previous run -------------------------------------------------- */
+
+int call_service_left_dialogs(struct call_service *svc, struct left_dialog **out, size_t *n)
+{
+	struct dialog_row *rows = NULL;
+	size_t count = 0;
+	*out = NULL;
+	*n = 0;
+	if (STORE(svc->st, dialog_list, &rows, &count) != STORE_OK)
+		return -1;
+	if (!count)
+		return 0;
+	struct left_dialog *left = calloc(count, sizeof *left);
+	if (!left) {
+		dialog_rows_free(rows, count);
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++) {
+		snprintf(left[i].call_id, sizeof left[i].call_id, "%s", rows[i].call_id);
+		left[i].state = rows[i].state;    /* moved: the array owns it now */
+		rows[i].state = NULL;
+	}
+	dialog_rows_free(rows, count);
+	*out = left;
+	*n = count;
+	return 0;
+}
+
+int call_service_left_dialogs_done(struct call_service *svc, struct left_dialog *left, size_t n)
+{
+	struct writer w = direct(svc);
+	int answered = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct left_dialog *d = &left[i];
+		if (d->request) {
+			/* the request is one of ours, the status a number: no escaping needed */
+			char extra[64], status[16] = "null";
+			if (d->status > 0) {
+				snprintf(status, sizeof status, "%d", d->status);
+				answered++;
+			}
+			snprintf(extra, sizeof extra, "\"request\":\"%s\",\"sip_status\":%s",
+				 d->request, status);
+			uint32_t any = CALL_BIT(CALL_STATUS_COUNT) - 1;
+			if (STORE(w.st, call_event, d->call_id, "call.restart_hangup", extra, any,
+				  NULL) == STORE_OK)
+				event_written(&w);
+		}
+		if (STORE(w.st, dialog_clear, d->call_id) != STORE_OK)
+			log_msg(LOG_ERROR, "call_dialog_lost", "call %s: the dialog state could not be"
+				" forgotten", d->call_id);
+		free(d->state);
+	}
+	free(left);
+	return answered;
 }

@@ -93,6 +93,17 @@ enum store_result call_service_event(struct call_service *svc, const char *call_
 void call_service_post_event(struct call_service *svc, const char *call_id,
 			     const struct call_update *u);
 
+/* Engine -> service: what the engine needs to end call_id's dialog on the wire after a crash
+ * (its own text; NULL forgets it: the dialog is over), kept durably by the worker. With u (may
+ * be NULL), the transition u is applied in the same job, so both share one group commit: a
+ * call recorded answered has its dialog kept. durable(arg) (may be NULL) runs on the worker
+ * once the write is committed, or has failed: the engine acknowledges an answer only then.
+ * Applied in order with the events posted before and after it. */
+typedef void (*dialog_durable_fn)(void *arg);
+void call_service_post_dialog(struct call_service *svc, const char *call_id,
+			      const struct call_update *u, const char *state,
+			      dialog_durable_fn durable, void *arg);
+
 /* Engine -> service: the far end pressed a key (RFC 4733). Queued to the worker, which
  * writes a call.dtmf event (SSE and webhooks) and nothing else: the digit is not stored on
  * the call. digit is one of 0-9 * # A-D. */
@@ -115,5 +126,15 @@ void call_service_inbound(struct call_service *svc, const struct inbound_call *i
  * include_queued (a telephony engine runs: they may have been dialled); without an engine they
  * were never dialled and stay queued. Returns how many were ended, or -1. */
 int call_service_recover(struct call_service *svc, bool include_queued);
+
+/* At start-up, before the engine runs: the dialogs a previous run left up on the wire (an
+ * array of *n in *out, NULL if none; the engine hangs them up as it starts). -1 on a store
+ * error. */
+int call_service_left_dialogs(struct call_service *svc, struct left_dialog **out, size_t *n);
+/* Once the engine has tried them: records what each far end answered as a
+ * call.restart_hangup event on its call ({"request", "sip_status"} beside "data"; sip_status
+ * null when no answer came in time), forgets every dialog tried, and frees left. Returns how
+ * many got a final answer. */
+int call_service_left_dialogs_done(struct call_service *svc, struct left_dialog *left, size_t n);
 
 #endif

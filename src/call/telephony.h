@@ -24,6 +24,16 @@ enum hangup_kind { HANGUP_BYE, HANGUP_CANCEL, HANGUP_NONE };
  *   CP_ERR_UNDELIVERABLE  the engine could not take the request; nothing changed. */
 typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind);
 
+/* A dialog a previous run left up on the wire (its far end may still be in the call), as that
+ * run's engine described it (its own text, which the call service keeps without reading).
+ * The engine of the next run fills in what it sent and what the far end answered. */
+struct left_dialog {
+	char call_id[CP_UUID_LEN + 1];
+	char *state;                 /* heap, owned by the array (call_service_left_dialogs) */
+	const char *request;         /* "BYE" or "CANCEL"; NULL: nothing could be sent */
+	int status;                  /* the far end's final answer; 0: none came in time */
+};
+
 struct telephony_ops {
 	const char *name;
 	/* Writes the provider call id (SIP Call-ID) a new outbound call will use, so the call is

@@ -399,13 +399,20 @@ int cli_serve(int argc, char **argv)
 	call_service_on_event(svc, on_event, &app);
 	app.hooks = hooks;
 
-	/* dialogs of a previous run are gone with its process: end what it left active */
-	if (call_service_recover(svc, with_sip) < 0 || call_service_start(svc))
-		goto out_svc;
+	/* dialogs of a previous run are gone with its process: end what it left active, and
+	 * (the engine, as it starts) hang up the far ends it left up */
+	struct left_dialog *left = NULL;
+	size_t n_left = 0;
+	if ((with_sip && call_service_left_dialogs(svc, &left, &n_left) < 0) ||
+	    call_service_recover(svc, with_sip) < 0 || call_service_start(svc))
+		goto out_left;
 	if (with_sip) {
-		sip = sip_engine_start(&sipc, svc);
+		sip = sip_engine_start(&sipc, svc, left, n_left);
 		if (!sip)
-			goto out_svc;
+			goto out_left;
+		call_service_left_dialogs_done(svc, left, n_left);
+		left = NULL;
+		n_left = 0;
 		struct telephony tel = sip_engine_telephony(sip);
 		call_service_set_telephony(svc, &tel);
 	}
@@ -434,6 +441,10 @@ int cli_serve(int argc, char **argv)
 	}
 	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
 	rc = 0;
+out_left:
+	for (size_t i = 0; i < n_left; i++)
+		free(left[i].state);
+	free(left);
 out_svc:
 	/* Outside in. New requests get 503; the engine hangs up every dialog (its answers and
 	 * events go to the worker); the worker drains, which answers every suspended request;

@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a start-up waits for the far ends of dialogs a previous run left up to answer
+ * their BYE or CANCEL (restart.c): the server is not ready meanwhile. */
+#define RESTART_WAIT_MS 5000
+
 void sip_config_defaults(struct sip_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
@@ -40,30 +44,22 @@ void sip_config_defaults(struct sip_config *cfg)
 
 /* ---- nua events ------------------------------------------------------------------------- */
 
-/* nua_i_state: ready confirms an outbound answer (recorded in_progress, media started), the
- * ACK of an inbound one, or sends a BYE we owe (a 200 that crossed our CANCEL, a hang-up that
- * waited for the ACK); terminated ends the leg, recording a call that ended unseen. */
+/* nua_i_state: ready follows the ACK of an answer: ours of an outbound one (recorded
+ * in_progress at its 2xx; media starts now), the caller's of an inbound one; or it sends a BYE
+ * we owe (a 200 that crossed our CANCEL, a hang-up that waited for the ACK); terminated ends
+ * the leg, recording a call that ended unseen. */
 static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 {
 	int cs = -1;
 	tl_gets(tags, NUTAG_CALLSTATE_REF(cs), TAG_END());
 	if (cs == nua_callstate_ready) {
 		switch (l->state) {
-		case LEG_INVITING:
-		case LEG_EARLY: {
-			l->state = LEG_CONFIRMED;
-			if (l->ring_timer)
-				su_timer_reset(l->ring_timer);
-			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-						.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
-						.sip_status = 200};
-			leg_post_event(l, &u);
-			hangup_arm_max_duration(eng, l);
-			bridge_start(l);
-			break;
-		}
 		case LEG_ANSWERED:
 			l->state = LEG_CONFIRMED;
+			if (l->dir == CALL_OUTBOUND) {
+				hangup_arm_max_duration(eng, l);
+				bridge_start(l);
+			}
 			break;
 		case LEG_CANCELING:
 			/* the far end's 200 crossed our CANCEL: nua has ACKed it; end it with a BYE
@@ -109,6 +105,7 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 		media_use_remote(l, &r);
 		bridge_update(l);
 	}
+	dialog_target_refresh(l, sip);
 	media_sdp(eng, l, pt, sdp, sizeof sdp);
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
@@ -168,6 +165,14 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	case nua_i_cancel:
 		if (l)
 			on_remote_cancel(l);
+		break;
+	case nua_i_ack:
+		if (l)
+			dialog_acked(l, sip);
+		break;
+	case nua_r_update:
+		if (l && status >= 200 && status < 300)
+			dialog_sent(l, sip);
 		break;
 	case nua_r_bye:
 	case nua_r_cancel:
@@ -404,6 +409,8 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	su_root_threading(eng->root, 1);
+	/* the far ends a previous run left up are hung up before any new call is taken */
+	restart_hangup(eng, url, eng->left, eng->n_left, RESTART_WAIT_MS);
 	eng->nua = nua_create(eng->root, on_nua_event, eng,
 			      NUTAG_URL(url),
 			      NUTAG_MEDIA_ENABLE(0),
@@ -447,7 +454,8 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
-struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc)
+struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc,
+				    struct left_dialog *left, size_t n_left)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, (void (*)(void))su_init);
@@ -456,6 +464,8 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		return NULL;
 	eng->cfg = *cfg;
 	eng->svc = svc;
+	eng->left = left;
+	eng->n_left = n_left;
 	if (!eng->cfg.advertise[0])
 		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s",
 			 strcmp(cfg->host, "0.0.0.0") ? cfg->host : "127.0.0.1");

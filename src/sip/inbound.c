@@ -83,6 +83,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	leg_insert(eng, l);
 	if (sip->sip_call_id)
 		snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", sip->sip_call_id->i_id);
+	dialog_invited(l, sip);     /* kept at the ACK of our 200 */
 
 	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
 	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, from, sizeof from);

@@ -6,7 +6,8 @@
  * leg_create() when we dial or an INVITE arrives; bound to its nua handle (the handle's magic,
  * holding a reference); entered in the table under the call id (the table holds another);
  * leg_stop() when the dialog is over (nua reports it terminated, or it failed before it
- * began), which stops its timers and media and drops the handle's and the table's references;
+ * began), which stops its timers and media, forgets the dialog state kept for a restart
+ * (dialog.c) and drops the handle's and the table's references;
  * the last leg_unref() destroys it. Legs are reference counted only so that a message in
  * flight (an inbound call waiting for the store) can hold one; all counting happens on the
  * engine thread, so a plain int does.
@@ -62,6 +63,7 @@ void leg_unref(struct leg *l)
 	if (l->max_timer)
 		su_timer_destroy(l->max_timer);
 	media_port_destroy(l);
+	json_decref(l->dialog);
 	free(l->stream_url);
 	free(l->metadata);
 	free(l);
@@ -121,6 +123,12 @@ void leg_stop(struct leg *l)
 		su_timer_reset(l->max_timer);
 	bridge_stop(l);
 	media_port_destroy(l);
+	if (l->dialog_kept) {
+		/* the dialog is over on the wire (or given up): nothing for a restart to end */
+		call_service_post_dialog(l->eng->svc, l->call_id, NULL, NULL, NULL, NULL);
+		l->dialog_kept = false;
+	}
+	l->awaiting_ack = false;
 	if (l->nh) {
 		nua_handle_bind(l->nh, NULL);
 		nua_handle_destroy(l->nh);

@@ -6,6 +6,11 @@
  * credentials. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
  *
+ * An answer is ACKed by us, not by nua (NUTAG_AUTOACK(0)): only once the dialog's state and the
+ * answered transition are durable (dialog.c), so that a far end holding our ACK is always one a
+ * restart can hang up. Until then the leg is LEG_ANSWERED, as an inbound leg waiting for the
+ * caller's ACK is; nua reports the call ready after our ACK.
+ *
  * The leg is in the table from the dial on; nua's handle holds a reference from the INVITE
  * until leg_stop(). This file calls hangup.c (CANCEL at ring timeout) and the files below it.
  */
@@ -98,7 +103,8 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
-	nua_invite(l->nh, SIPTAG_CONTACT_STR(eng->contact_hdr),
+	/* no automatic ACK: a 2xx is ACKed once its dialog is kept durably (dialog.c) */
+	nua_invite(l->nh, NUTAG_AUTOACK(0), SIPTAG_CONTACT_STR(eng->contact_hdr),
 		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 	if (eng->cfg.ring_timeout_s > 0) {
 		l->ring_timer = su_timer_create(su_root_task(eng->root),
@@ -134,26 +140,55 @@ static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip
 void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
 				 sip_t const *sip)
 {
-	if (status < 180)
+	if (status <= 100)
 		return;
 	if (status < 200) {
-		if (l->state == LEG_INVITING)
+		struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
+		const struct call_update *u = NULL;
+		if (status >= 180 && l->state == LEG_INVITING)
 			l->state = LEG_EARLY;
-		if (!l->ringing_reported && l->state == LEG_EARLY) {
+		if (status >= 180 && !l->ringing_reported && l->state == LEG_EARLY) {
 			l->ringing_reported = true;
-			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
-			leg_post_event(l, &u);
+			u = &ring;
 		}
+		/* a ringing INVITE can now be CANCELled: keep what that needs, with the step */
+		if (sip && (l->state == LEG_INVITING || l->state == LEG_EARLY))
+			dialog_ringing(l, sip, u);
+		else if (u)
+			leg_post_event(l, u);
 		return;
 	}
 	if (status < 300) {
-		/* the answer is handled when nua reports the call ready; its SDP is kept now */
+		/* the answer's SDP is kept now; media starts when nua reports the call ready */
 		if (sip && sip->sip_payload && sip->sip_payload->pl_len) {
 			struct sdp_remote r;
 			media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
 			if (r.payload_type >= 0)
 				media_use_remote(l, &r);
 		}
+		if (!sip)
+			return;
+		if (l->state == LEG_CONFIRMED) {
+			dialog_sent(l, sip);      /* a refresh nua sent was answered */
+			return;
+		}
+		if (l->awaiting_ack ||
+		    (l->state != LEG_INVITING && l->state != LEG_EARLY && l->state != LEG_CANCELING))
+			return;
+		if (l->ring_timer)
+			su_timer_reset(l->ring_timer);
+		if (l->state == LEG_CANCELING) {
+			/* the 2xx crossed our CANCEL: the call is recorded ended, but its far end is
+			 * up until the BYE that follows the ACK (engine.c on_state) */
+			dialog_answered(l, sip, NULL);
+			return;
+		}
+		/* answered: recorded with the dialog that ends it, ACKed once both are durable */
+		l->state = LEG_ANSWERED;
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+					.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
+					.sip_status = 200};
+		dialog_answered(l, sip, &u);
 		return;
 	}
 	if ((status == 401 || status == 407) && l->state != LEG_CANCELING && authenticate(eng, l, sip))

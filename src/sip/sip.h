@@ -47,8 +47,12 @@ int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err
 /* How many calls the RTP ports allow at once: the even ports of the range on each address. */
 long sip_config_rtp_capacity(const struct sip_config *cfg);
 /* Creates the engine, starts its thread and the media engine, and binds the SIP sockets;
- * NULL on failure (logged). svc must outlive it. */
-struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc);
+ * NULL on failure (logged). svc must outlive it. Before it takes any call it sends a BYE (or a
+ * CANCEL) for each of the n_left dialogs a previous run left up (call_service_left_dialogs())
+ * and waits up to 5 s for their answers, filling in left[i].request and .status; left stays
+ * the caller's. */
+struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc,
+				    struct left_dialog *left, size_t n_left);
 /* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.
  * Messages sent after that fail (hang-ups: undeliverable). */
 void sip_engine_stop(struct sip_engine *eng);

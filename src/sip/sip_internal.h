@@ -6,10 +6,13 @@
  * The files form a one-way hierarchy; each calls only files below it:
  *
  *     engine.c              the thread, nua and its events, telephony ops, the media engine
- *       outbound.c  inbound.c     dialling out; answering an agent's number
+ *       outbound.c  inbound.c  restart.c
+ *                             dialling out; answering an agent's number; at start-up,
+ *                             hanging up what a previous run left up
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
- *           leg.c                 leg lifetime, the leg table, events to the call service
- *             media.c  bridge.c  post.c
+ *           dialog.c              keeping what ending a dialog after a crash needs
+ *             leg.c               leg lifetime, the leg table, events to the call service
+ *               media.c  bridge.c  post.c
  *                 RTP ports and SDP; a leg's media session; messages to the engine thread
  *
  * The declarations below follow that order, bottom first.
@@ -90,6 +93,11 @@ struct leg {
 	enum call_status end_status;         /* what it ended as, when end_recorded */
 	char bye_reason[CALL_REASON_MAX + 1];   /* reason of a BYE we owe (crossing, ACK wait) */
 	int payload_type;                    /* negotiated codec (0 PCMU, 8 PCMA) */
+	json_t *dialog;                      /* what ending the dialog after a crash needs
+					      * (dialog.c); NULL = nothing yet */
+	bool dialog_kept;                    /* posted to the store: leg_stop() forgets it */
+	bool awaiting_ack;                   /* outbound: our INVITE's 2xx is ACKed once its
+					      * dialog is durable (dialog.c) */
 };
 
 /* A hang-up waiting for its turn in the pacer. */
@@ -118,6 +126,8 @@ struct media_addr {
 struct sip_engine {
 	struct sip_config cfg;
 	struct call_service *svc;
+	struct left_dialog *left;            /* dialogs a previous run left up (restart.c): */
+	size_t n_left;                       /* hung up as the thread starts, before nua */
 	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
 	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
 	char trunk_host[260];                /* host[:port] of the trunk, "" = none */
@@ -237,6 +247,30 @@ void leg_stop_all(struct sip_engine *eng);
  * on the leg (end_recorded, end_status). Nothing for a leg without a call id. */
 void leg_post_event(struct leg *l, const struct call_update *u);
 
+/* ---- dialog.c: what ending a dialog after a crash needs --------------------------------- */
+
+/* Our INVITE got a provisional answer (sip); keeps what its CANCEL needs, once per INVITE (a
+ * new branch after a challenge is kept again), in one job with u (may be NULL: the ringing
+ * transition). */
+void dialog_ringing(struct leg *l, sip_t const *sip, const struct call_update *u);
+/* Our INVITE got its 2xx (sip): keeps the dialog's BYE state in one job with u (may be NULL:
+ * the answered transition) and ACKs the 2xx once that job is durable (l->awaiting_ack until
+ * then). */
+void dialog_answered(struct leg *l, sip_t const *sip, const struct call_update *u);
+/* An INVITE to us (sip) that we will answer: remembers its route set, remote target and
+ * caller; dialog_acked() completes and keeps it. */
+void dialog_invited(struct leg *l, sip_t const *sip);
+/* The caller's ACK of our 200 (its To carries our tag): keeps the dialog's BYE state. */
+void dialog_acked(struct leg *l, sip_t const *ack);
+/* The route set of a dialog from a message's Record-Route (NULL: none), as a JSON array of
+ * name-addrs: in order for the callee (UAS), reversed for the caller (UAC), RFC 3261 12.1.1
+ * and 12.1.2. The caller owns it. */
+json_t *dialog_route_set(sip_record_route_t const *rr, bool reverse);
+/* A re-INVITE from the far end (sip): a new Contact is the new remote target, kept. */
+void dialog_target_refresh(struct leg *l, sip_t const *sip);
+/* A response (sip) to a request nua sent in the dialog: our next CSeq follows it, kept. */
+void dialog_sent(struct leg *l, sip_t const *sip);
+
 /* ---- hangup.c: BYE and CANCEL ----------------------------------------------------------- */
 
 /* An API hang-up (hangup.c owns req from here): paced, then answered exactly once through
@@ -265,12 +299,21 @@ void hangup_fail_queue(struct sip_engine *eng);
 /* Dials c (INVITE with our offer, ring timer armed), or records it failed at once (no
  * route, no media port, stopping, out of memory). c stays the caller's. */
 void outbound_dial(struct sip_engine *eng, const struct call *c);
-/* nua_r_invite: 18x ringing, 2xx keeps the answer's SDP, 401/407 answered once with the
- * trunk's credentials, other finals end the call. */
+/* nua_r_invite: a provisional keeps what a CANCEL needs (18x: ringing); a 2xx keeps the
+ * answer's SDP and is recorded answered (in_progress) with its dialog, ACKed once that is
+ * durable; 401/407 answered once with the trunk's credentials; other finals end the call. */
 void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
 				 sip_t const *sip);
 /* nua_i_invite without a leg: refuses it at once (404, 488, 503) or makes a pending leg and
  * asks the call service to store the call; the answer comes back as a message. */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
+
+/* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
+
+/* Before nua listens on url: sends a BYE (or CANCEL) for each of left[0..n) from its kept
+ * state through an nta agent of its own on url, waits up to wait_ms for their final answers
+ * and fills in left[i].request and .status. -1 (logged) if it cannot listen on url. */
+int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *left,
+		   size_t n, int wait_ms);
 
 #endif

@@ -90,3 +90,10 @@ void event_list_free(struct stored_event *e, size_t n)
 		free(e[i].payload);
 	free(e);
 }
+
+void dialog_rows_free(struct dialog_row *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].state);
+	free(d);
+}

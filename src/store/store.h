@@ -144,6 +144,13 @@ struct stored_event {
 	char *payload;                       /* heap */
 };
 
+/* What the telephony engine keeps about a call's dialog so that a later run can end it on the
+ * wire: its own text, which the store never reads. */
+struct dialog_row {
+	char call_id[CP_UUID_LEN + 1];
+	char *state;                         /* heap */
+};
+
 struct store_options {
 	bool sync_full;                      /* synchronous=FULL (default) vs NORMAL */
 	/* The serving process: takes the database's server lock (a second server fails to open)
@@ -202,6 +209,16 @@ struct store_backend {
 					const char *extra, uint32_t status_mask, struct call *out);
 	/* Ids of every active call (for restart recovery). */
 	enum store_result (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+
+	/* The engine's dialog state of a call (struct dialog_row): put keeps state for call_id,
+	 * replacing what was kept; clear forgets it (STORE_OK also when nothing was kept); list
+	 * hands back every one kept, oldest first (free the rows with dialog_rows_free()). Rows
+	 * live from a call's answer (or first ring) until its dialog is over on the wire, so the
+	 * ones a start-up finds are the dialogs a previous run left up. */
+	enum store_result (*dialog_put)(void *ctx, const char *call_id, const char *state,
+					int64_t now);
+	enum store_result (*dialog_clear)(void *ctx, const char *call_id);
+	enum store_result (*dialog_list)(void *ctx, struct dialog_row **out, size_t *n);
 
 	/* Claims (key_id, idem_key) for a request: STORE_OK if claimed now, STORE_CONFLICT with
 	 * *existing filled if a live record exists (records older than expire_before are replaced). */
@@ -285,6 +302,7 @@ void call_list_free(struct call *calls, size_t n);
 void delivery_list_free(struct delivery *d, size_t n);
 void delivery_rows_free(struct delivery_row *d, size_t n);
 void event_list_free(struct stored_event *e, size_t n);
+void dialog_rows_free(struct dialog_row *d, size_t n);
 void idem_record_clear(struct idem_record *r);
 
 #endif

@@ -1851,6 +1851,151 @@ static void test_post_dtmf_in_order_with_worker(void **state)
 	call_clear(&c);
 }
 
+/* ---- dialogs kept for a restart --------------------------------------------------------- */
+
+/* The dialogs the store keeps, as (call_id, state) pairs in order, into a heap array. */
+static size_t kept_dialogs(struct fx *f, struct dialog_row **rows)
+{
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, dialog_list, rows, &n), STORE_OK);
+	return n;
+}
+
+static int durable_calls;
+
+static void count_durable(void *arg)
+{
+	assert_ptr_equal(arg, &durable_calls);
+	durable_calls++;
+}
+
+static void test_post_dialog_with_answer(void **state)
+{
+	/* the answered transition and the dialog that ends it are one job: one group commit;
+	 * durable() runs once both are written, after the events posted before them */
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	struct dialog_row *rows = NULL;
+	create_ok(f, f->a1, &c);
+	assert_int_equal(call_service_start(f->svc), 0);
+	durable_calls = 0;
+	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
+	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
+	call_service_post_dialog(f->svc, c.id, &ring, "{\"request\":\"CANCEL\"}", NULL, NULL);
+	call_service_post_dialog(f->svc, c.id, &answer, "{\"request\":\"BYE\"}", count_durable,
+				 &durable_calls);
+	call_service_stop(f->svc);
+	assert_int_equal(durable_calls, 1);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	assert_int_equal(s.answered_at, 1000);
+	/* the second state replaced the first */
+	assert_int_equal(kept_dialogs(f, &rows), 1);
+	assert_string_equal(rows[0].call_id, c.id);
+	assert_string_equal(rows[0].state, "{\"request\":\"BYE\"}");
+	dialog_rows_free(rows, 1);
+	/* NULL forgets it, without a transition */
+	call_service_post_dialog(f->svc, c.id, NULL, NULL, count_durable, &durable_calls);
+	assert_int_equal(durable_calls, 2);
+	assert_int_equal(kept_dialogs(f, &rows), 0);
+	dialog_rows_free(rows, 0);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_left_dialogs(void **state)
+{
+	/* what a dead run kept comes back at start-up; once the engine has tried each, what the
+	 * far end answered is a call.restart_hangup event (canonical webhooks only) and the
+	 * dialog is forgotten, whether or not an answer came */
+	struct fx *f = *state;
+	add_webhook(f, "canonical");
+	add_webhook(f, "talkover");
+	struct call a = {0}, b = {0}, u = {0}, s = {0};
+	create_ok(f, f->a1, &a);
+	create_ok(f, f->a1, &b);
+	create_ok(f, f->a1, &u);
+	to_in_progress(f, a.id);
+	to_ringing(f, b.id);
+	to_in_progress(f, u.id);
+	call_service_post_dialog(f->svc, a.id, NULL, "state-a", NULL, NULL);
+	call_service_post_dialog(f->svc, b.id, NULL, "state-b", NULL, NULL);
+	call_service_post_dialog(f->svc, u.id, NULL, "state-u", NULL, NULL);
+	struct left_dialog *left = NULL;
+	size_t n = 0;
+	assert_int_equal(call_service_left_dialogs(f->svc, &left, &n), 0);
+	assert_int_equal(n, 3);
+	/* (kept within one millisecond: their order is the call ids') */
+	struct left_dialog *la = NULL, *lb = NULL, *lu = NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct left_dialog *d = &left[i];
+		if (!strcmp(d->call_id, a.id))
+			la = d;
+		else if (!strcmp(d->call_id, b.id))
+			lb = d;
+		else if (!strcmp(d->call_id, u.id))
+			lu = d;
+		assert_null(d->request);
+		assert_int_equal(d->status, 0);
+	}
+	assert_non_null(la);
+	assert_non_null(lb);
+	assert_non_null(lu);
+	assert_string_equal(la->state, "state-a");
+	assert_string_equal(lb->state, "state-b");
+	assert_string_equal(lu->state, "state-u");
+	assert_int_equal(call_service_recover(f->svc, true), 3);
+	int64_t seq = last_seq(f);
+	/* the engine's answers: a BYE answered 200, a CANCEL unanswered, a state it could not use */
+	la->request = "BYE";
+	la->status = 200;
+	lb->request = "CANCEL";
+	assert_int_equal(call_service_left_dialogs_done(f->svc, left, n), 1);
+	struct stored_event *ev = NULL;
+	size_t m = events_after(f, seq, &ev);
+	assert_int_equal(m, 2);
+	for (size_t i = 0; i < m; i++) {
+		assert_string_equal(ev[i].type, "call.restart_hangup");
+		json_t *j = json_loads(ev[i].payload, 0, NULL);
+		assert_int_equal(json_object_size(j), 6);
+		json_t *data = json_object_get(j, "data");
+		const char *id = json_string_value(json_object_get(data, "id"));
+		bool is_a = !strcmp(id, a.id);
+		assert_true(is_a || !strcmp(id, b.id));
+		assert_string_equal(json_string_value(json_object_get(j, "request")),
+				    is_a ? "BYE" : "CANCEL");
+		json_t *st = json_object_get(j, "sip_status");
+		if (is_a)
+			assert_int_equal(json_integer_value(st), 200);
+		else
+			assert_true(json_is_null(st));
+		assert_string_equal(json_string_value(json_object_get(data, "end_reason")),
+				    "node_restart");
+		json_decref(j);
+	}
+	event_list_free(ev, m);
+	assert_int_equal(deliveries_of(f, "call.restart_hangup"), 2);
+	/* every dialog is forgotten, the calls stay as recovery left them */
+	struct dialog_row *rows = NULL;
+	assert_int_equal(kept_dialogs(f, &rows), 0);
+	dialog_rows_free(rows, 0);
+	stored(f, a.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	stored(f, b.id, &s);
+	assert_int_equal(s.status, CALL_CANCELED);
+	/* nothing left: an empty list, no array */
+	assert_int_equal(call_service_left_dialogs(f->svc, &left, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(left);
+	call_clear(&a);
+	call_clear(&b);
+	call_clear(&u);
+	call_clear(&s);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1900,6 +2045,8 @@ int main(void)
 		T(test_post_dtmf_one_event),
 		T(test_post_dtmf_ignored),
 		T(test_post_dtmf_in_order_with_worker),
+		T(test_post_dialog_with_answer),
+		T(test_left_dialogs),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

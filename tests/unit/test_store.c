@@ -153,8 +153,9 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
-	/* the schema version is exactly the number of migrations applied, once: 3 (the spine;
-	 * webhooks and the outbox; stream URLs). A new migration raises it here. */
+	/* the schema version is exactly the number of migrations applied, once: 6 (the spine;
+	 * webhooks and the outbox; stream URLs; two held for other changes; dialogs). A new
+	 * migration raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	sqlite3_stmt *q;
@@ -163,7 +164,7 @@ static void test_open_twice_same_file(void **state)
 	int version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	assert_int_equal(version, 3);
+	assert_int_equal(version, 6);
 }
 
 struct opener {
@@ -1195,6 +1196,54 @@ static void test_store_fail_maps_every_result(void **state)
 	assert_int_equal(store_fail(NULL, STORE_NOT_FOUND, "tenant %s", "t"), CP_ERR_NOT_FOUND);
 }
 
+static void test_dialogs(void **state)
+{
+	/* the engine's dialog state: kept per call (a put replaces), listed oldest first,
+	 * forgotten by clear (also when nothing is kept), part of a batch's transaction */
+	struct fx *f = *state;
+	struct dialog_row *rows = NULL;
+	size_t n = 99;
+	assert_int_equal(STORE(f->st, dialog_list, &rows, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_null(rows);
+	assert_int_equal(STORE(f->st, dialog_put, "call-b", "{\"b\":1}", 2000), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_put, "call-a", "{\"a\":1}", 1000), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_put, "call-c", "{\"c\":1}", 3000), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_put, "call-a", "{\"a\":2}", 4000), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_list, &rows, &n), STORE_OK);
+	assert_int_equal(n, 3);
+	const char *ids[] = {"call-b", "call-c", "call-a"};
+	const char *states[] = {"{\"b\":1}", "{\"c\":1}", "{\"a\":2}"};
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(rows[i].call_id, ids[i]);
+		assert_string_equal(rows[i].state, states[i]);
+	}
+	dialog_rows_free(rows, n);
+	assert_int_equal(STORE(f->st, dialog_clear, "call-c"), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_clear, "call-c"), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_clear, "no-such-call"), STORE_OK);
+	/* a batch rolled back keeps nothing of it; a committed one keeps all of it */
+	struct store batch;
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(STORE(&batch, dialog_put, "call-d", "{}", 5000), STORE_OK);
+	assert_int_equal(STORE(&batch, dialog_clear, "call-a"), STORE_OK);
+	assert_int_equal(store_batch_end(&batch, false), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_list, &rows, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].call_id, "call-b");
+	assert_string_equal(rows[1].call_id, "call-a");
+	dialog_rows_free(rows, n);
+	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
+	assert_int_equal(STORE(&batch, dialog_put, "call-d", "{}", 5000), STORE_OK);
+	assert_int_equal(STORE(&batch, dialog_clear, "call-a"), STORE_OK);
+	assert_int_equal(store_batch_end(&batch, true), STORE_OK);
+	assert_int_equal(STORE(f->st, dialog_list, &rows, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].call_id, "call-b");
+	assert_string_equal(rows[1].call_id, "call-d");
+	dialog_rows_free(rows, n);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1226,6 +1275,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idem_claim_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_expiry_and_purge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dialogs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

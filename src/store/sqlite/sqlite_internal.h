@@ -11,6 +11,7 @@
  *   calls.c        call rows (with the call cache)
  *   outbox.c       outbox events, webhooks and their deliveries, the live event stream
  *   idempotency.c  idempotent request records
+ *   dialogs.c      the telephony engine's dialog state, kept for a restart
  *
  * Each concern file keeps its own SQL next to the code that runs it (struct sql); the
  * statement ids below only number the slots of each connection's statement cache.
@@ -48,6 +49,8 @@ enum stmt_id {
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
 	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
+	/* dialogs.c */
+	S_DIALOG_PUT, S_DIALOG_CLEAR, S_DIALOG_LIST,
 	S_COUNT
 };
 
@@ -264,5 +267,12 @@ enum store_result sqlite_idem_complete(void *ctx, const char *key_id, const char
 				       unsigned status, const char *body);
 enum store_result sqlite_idem_release(void *ctx, const char *key_id, const char *idem_key);
 enum store_result sqlite_idem_purge(void *ctx, int64_t expire_before);
+
+/* ---- dialogs.c --------------------------------------------------------------------------- */
+
+enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state,
+				    int64_t now);
+enum store_result sqlite_dialog_clear(void *ctx, const char *call_id);
+enum store_result sqlite_dialog_list(void *ctx, struct dialog_row **out, size_t *n);
 
 #endif
