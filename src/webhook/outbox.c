@@ -168,6 +168,15 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	w->in_flight++;
 }
 
+/* delivery_picker: the first deliveries offered, as many as there is room for */
+static void take_room(void *arg, struct delivery *d, size_t n)
+{
+	struct webhook_worker *w = arg;
+	int room = w->cfg.concurrency - w->in_flight;
+	for (size_t i = 0; i < n; i++)
+		d[i].pick = (int)i < room ? DELIVERY_TAKE : DELIVERY_LEAVE;
+}
+
 static void lease_more(struct webhook_worker *w)
 {
 	int room = w->cfg.concurrency - w->in_flight;
@@ -176,11 +185,11 @@ static void lease_more(struct webhook_worker *w)
 	struct delivery *d = NULL;
 	size_t n = 0;
 	int64_t now = cp_now_ms();
-	if (STORE(w->st, delivery_lease, now, now + w->cfg.timeout_ms + LEASE_SLACK_MS, room, &d,
-		  &n) != STORE_OK)
-		return;
+	STORE(w->st, delivery_lease, now, now + w->cfg.timeout_ms + LEASE_SLACK_MS, room, take_room,
+	      w, &d, &n);
 	for (size_t i = 0; i < n; i++)
-		start_attempt(w, &d[i]);
+		if (d[i].pick == DELIVERY_TAKE)
+			start_attempt(w, &d[i]);
 	delivery_list_free(d, n);
 }
 
