@@ -250,6 +250,10 @@ struct store_backend {
 	enum store_result (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
 					    delivery_picker *pick, void *arg,
 					    struct delivery **out, size_t *n);
+	/* Makes leased deliveries due at next_at again without counting an attempt (attempts
+	 * abandoned at shutdown); those no longer pending are left alone. One transaction. */
+	enum store_result (*delivery_release)(void *ctx, const int64_t *ids, size_t n,
+					      int64_t next_at);
 	/* Records an attempt: status "delivered", "pending" (retry at next_at) or "failed". */
 	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
 					     int64_t next_at, int http_status, const char *error,

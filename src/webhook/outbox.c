@@ -8,6 +8,10 @@
  * on every socket wake-up, because a round reads every due row. For the same reason rounds
  * are spaced by three times the last one's duration: nothing while deliveries keep up, and
  * under a backlog of tens of thousands the worker still spends most of its time on sending.
+ *
+ * Stopping never waits for a receiver: the attempts in flight are abandoned, and their
+ * deliveries are made due again at once without counting an attempt, so the next run sends
+ * them first.
  */
 #include "webhook.h"
 #include "fair.h"
@@ -289,13 +293,6 @@ static void *worker_main(void *arg)
 		if (wait_ms > 0)
 			curl_multi_poll(w->multi, NULL, 0, wait_ms > IDLE_POLL_MS ? IDLE_POLL_MS : wait_ms, NULL);
 	}
-	/* finish what is in flight, bounded by one attempt's timeout */
-	int64_t until = cp_mono_us() + (int64_t)w->cfg.timeout_ms * 1000;
-	while (fair_in_flight(w->fair) > 0 && cp_mono_us() < until) {
-		curl_multi_perform(w->multi, &running);
-		reap(w);
-		curl_multi_poll(w->multi, NULL, 0, 100, NULL);
-	}
 	return NULL;
 }
 
@@ -324,6 +321,31 @@ struct webhook_worker *webhook_worker_start(struct store *st, const struct webho
 	return w;
 }
 
+/* Abandons every attempt in flight: their deliveries are due again now, no attempt counted. */
+static void abandon_all(struct webhook_worker *w)
+{
+	size_t n = 0;
+	for (struct attempt *a = w->flying; a; a = a->next)
+		n++;
+	int64_t *ids = n ? calloc(n, sizeof *ids) : NULL;
+	size_t i = 0;
+	int64_t now = cp_now_ms();
+	while (w->flying) {
+		struct attempt *a = w->flying;
+		curl_multi_remove_handle(w->multi, a->easy);
+		if (ids)
+			ids[i++] = a->d.id;
+		fair_done(w->fair, a->d.tenant_id, a->d.webhook_id, FAIR_NOT_SENT, now);
+		unlink_attempt(w, a);
+		attempt_free(a);
+	}
+	/* without the release (no memory, a store error) the leases expire: later, not lost */
+	if (i && STORE(w->st, delivery_release, ids, i, now) == STORE_OK)
+		log_json(LOG_INFO, "webhook_abandoned",
+			 json_pack("{s:I}", "deliveries", (json_int_t)i));
+	free(ids);
+}
+
 void webhook_worker_stop(struct webhook_worker *w)
 {
 	if (!w)
@@ -331,14 +353,7 @@ void webhook_worker_stop(struct webhook_worker *w)
 	atomic_store(&w->stopping, true);
 	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
-	/* attempts still in flight after the bound stay leased; the lease expires and they are
-	 * sent again after restart */
-	while (w->flying) {
-		struct attempt *a = w->flying;
-		curl_multi_remove_handle(w->multi, a->easy);
-		unlink_attempt(w, a);
-		attempt_free(a);
-	}
+	abandon_all(w);
 	curl_multi_cleanup(w->multi);
 	fair_destroy(w->fair);
 	free(w);

@@ -41,7 +41,8 @@ void webhook_config_defaults(struct webhook_config *cfg);
 struct webhook_worker *webhook_worker_start(struct store *st, const struct webhook_config *cfg);
 /* Any thread: new events were committed, look now. */
 void webhook_worker_wake(void *worker);
-/* Finishes attempts in flight (bounded by timeout_ms), then stops. */
+/* Stops at once: attempts in flight are abandoned, their deliveries due again now (sent first
+ * by the next run), no attempt counted. */
 void webhook_worker_stop(struct webhook_worker *w);
 
 /* ---- format.c --------------------------------------------------------------------------- */

@@ -65,6 +65,8 @@ static const struct sql q_delivery_give_up = {S_DELIVERY_GIVE_UP,
 	"UPDATE deliveries SET status = 'failed', next_attempt_at = ?3,"
 	" last_error = COALESCE(last_error, ?2) WHERE id = ?1 AND status = 'pending'"
 	" AND next_attempt_at <= ?3"};
+static const struct sql q_delivery_release = {S_DELIVERY_RELEASE,
+	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'"};
 static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
 	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3,"
 	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
@@ -293,6 +295,28 @@ enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_un
 	sq_conn_put(h, c);
 	*out = d;
 	*n = (size_t)count;
+	return rc;
+}
+
+enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *release = sq_stmt(c, &q_delivery_release);
+	struct call_write w;
+	enum store_result rc = release ? sq_write_open(h, c, NULL, true, &w) : STORE_ERROR;
+	if (rc == STORE_OK) {
+		for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+			sqlite3_bind_int64(release, 1, ids[i]);
+			sqlite3_bind_int64(release, 2, next_at);
+			if (sqlite3_step(release) != SQLITE_DONE)
+				rc = STORE_ERROR;
+			sqlite3_reset(release);
+		}
+		rc = sq_write_close(h, c, &w, rc);
+	}
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "store_error", "delivery release: %s", sqlite3_errmsg(c->db));
+	sq_conn_put(h, c);
 	return rc;
 }
 
