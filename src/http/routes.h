@@ -18,6 +18,7 @@ struct app {
 	struct store *store;
 	struct event_hub *events;    /* live event streams (routes_events.c) */
 	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
+	int webhooks_per_tenant;       /* the cap POST /v1/webhooks enforces */
 };
 
 /* The live event stream hub: wake after every committed outbox event. */

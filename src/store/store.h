@@ -231,7 +231,10 @@ struct store_backend {
 	enum store_result (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
 	enum store_result (*idem_purge)(void *ctx, int64_t expire_before);
 
-	enum store_result (*webhook_create)(void *ctx, const struct webhook *w);
+	/* STORE_CONFLICT when the tenant already has max_per_tenant webhooks; STORE_NOT_FOUND
+	 * for an unknown tenant. The count and the insert are one statement: concurrent creations
+	 * (the API, the CLI in another process) never pass the cap together. */
+	enum store_result (*webhook_create)(void *ctx, const struct webhook *w, int max_per_tenant);
 	/* Without their secrets. */
 	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, struct webhook **out,
 					  size_t *n);

@@ -35,9 +35,11 @@ static const struct sql q_delivery_fanout = {S_DELIVERY_FANOUT,
 	" created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
 	" WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
 	" AND (?5 = 0 OR format = 'canonical')"};
+/* ?8: the most webhooks the tenant may have; at the cap the SELECT yields no row */
 static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
 	"INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
-	" created_at) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7)"};
+	" created_at) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7"
+	" WHERE (SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?2) < ?8"};
 static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
 	"SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
 	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
@@ -138,10 +140,33 @@ out:
 	return rc;
 }
 
-enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w)
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant)
 {
-	return sq_write_one(ctx, &q_webhook_create, "ssssssI", w->id, w->tenant_id, w->agent_id,
-			    w->url, w->secret, w->format, w->created_at);
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_webhook_create);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, w->id);
+		sq_bind_text(st, 2, w->tenant_id);
+		sq_bind_text(st, 3, w->agent_id);
+		sq_bind_text(st, 4, w->url);
+		sq_bind_text(st, 5, w->secret);
+		sq_bind_text(st, 6, w->format);
+		sqlite3_bind_int64(st, 7, w->created_at);
+		sqlite3_bind_int(st, 8, max_per_tenant);
+		sq_write_lock(h);
+		int r = sqlite3_step(st);
+		int changes = sqlite3_changes(c->db);
+		sqlite3_reset(st);
+		sq_write_unlock(h);
+		/* no row and no error: the cap held (an unknown tenant fails the foreign key) */
+		if (r != SQLITE_DONE)
+			rc = sq_step_error(c, r);
+		else
+			rc = changes > 0 ? STORE_OK : STORE_CONFLICT;
+	}
+	sq_conn_put(h, c);
+	return rc;
 }
 
 /* A listed webhook (id, tenant_id, agent_id, url, format, created_at): no secret. */

@@ -239,7 +239,7 @@ enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1
 enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
 				 const char *extra, bool canonical_only, int64_t now);
 
-enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w);
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant);
 enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
 				      size_t *n);
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
