@@ -31,6 +31,7 @@
 #include "sip/sip.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
+#include "webhook/webhook_registry.h"
 
 #include <sys/resource.h>
 #include <time.h>
@@ -46,7 +47,7 @@ static const char serve_usage[] =
 	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
-	"            [--webhook-timeout-ms MS]\n"
+	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
 	"--config FILE is a JSON object keyed by the long option names; flags win over it.\n";
 
@@ -54,7 +55,7 @@ struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
-		*media_timeout, *agent_grace;
+		*wh_per_tenant, *media_timeout, *agent_grace;
 };
 
 /* Fills options not given on the command line from the JSON config file. */
@@ -78,7 +79,7 @@ static int load_config_file(struct serve_config *c, json_t **holder)
 		{"rtp-addrs", &c->rtp_addrs}, {"sip-advertise", &c->sip_advertise},
 		{"rate-limit", &c->rate_limit},
 		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
-		{"webhook-timeout-ms", &c->wh_timeout},
+		{"webhook-timeout-ms", &c->wh_timeout}, {"webhooks-per-tenant", &c->wh_per_tenant},
 		{"media-timeout", &c->media_timeout}, {"agent-grace-ms", &c->agent_grace},
 	};
 	const char *k;
@@ -296,6 +297,7 @@ int cli_serve(int argc, char **argv)
 			     {"webhook-retry-initial-ms", &c.wh_retry, OPT_OPTIONAL},
 			     {"webhook-max-age-s", &c.wh_max_age, OPT_OPTIONAL},
 			     {"webhook-timeout-ms", &c.wh_timeout, OPT_OPTIONAL},
+			     {"webhooks-per-tenant", &c.wh_per_tenant, OPT_OPTIONAL},
 			     {"media-timeout", &c.media_timeout, OPT_OPTIONAL},
 			     {"agent-grace-ms", &c.agent_grace, OPT_OPTIONAL}, {0}};
 	const char *pos[1];
@@ -356,6 +358,11 @@ int cli_serve(int argc, char **argv)
 		}
 		whc.timeout_ms = (int)v;
 	}
+	long long per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
+	if (c.wh_per_tenant && !cp_parse_int(c.wh_per_tenant, 1, WEBHOOKS_PER_TENANT_MAX, &per_tenant)) {
+		fprintf(stderr, "error: --webhooks-per-tenant must be 1..%d\n", WEBHOOKS_PER_TENANT_MAX);
+		goto out_cfg;
+	}
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
 	int level = -1;
 	for (int i = 0; i < 4; i++)
@@ -389,7 +396,7 @@ int cli_serve(int argc, char **argv)
 	if (!st)
 		goto out_cfg;
 	struct call_service *svc = call_service_create(st);
-	struct app app = {.calls = svc, .store = st};
+	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = (int)per_tenant};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
 	struct webhook_worker *hooks = webhook_worker_start(st, &whc);

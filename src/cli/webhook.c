@@ -18,18 +18,20 @@
 static const char webhook_usage[] =
 	"usage: callplane webhook create --tenant ID --url URL [--agent ID] [--secret S]\n"
 	"                               [--format canonical|talkover|pilotstatus] [--db PATH]\n"
+	"                               [--webhooks-per-tenant N]\n"
 	"       callplane webhook list [--tenant ID] [--db PATH]\n"
 	"       callplane webhook delete ID [--db PATH]\n"
 	"       callplane webhook deliveries [--tenant ID] [--status pending|failed|delivered]\n"
 	"                                    [--limit N] [--db PATH]\n"
 	"       callplane webhook replay (ID | --all-failed) [--tenant ID] [--db PATH]\n"
 	"A secret is generated when --secret is not given; it signs every delivery\n"
-	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))).\n";
+	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))).\n"
+	"A tenant holds at most --webhooks-per-tenant webhooks (default 20, as serve's).\n";
 
 int cli_webhook(int argc, char **argv)
 {
 	const char *tenant = NULL, *url = NULL, *agent = NULL, *secret = NULL, *format = NULL,
-		   *status = NULL, *limit = NULL, *all = NULL, *db = CLI_DEFAULT_DB;
+		   *status = NULL, *limit = NULL, *all = NULL, *cap = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos = 0;
 	if (argc < 1) {
@@ -43,7 +45,8 @@ int cli_webhook(int argc, char **argv)
 	}
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"url", &url, OPT_REQUIRED},
 				    {"agent", &agent, OPT_OPTIONAL}, {"secret", &secret, OPT_OPTIONAL},
-				    {"format", &format, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"format", &format, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
+				    {"webhooks-per-tenant", &cap, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt delete_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt deliveries_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
@@ -80,7 +83,11 @@ int cli_webhook(int argc, char **argv)
 		fprintf(stderr, "error: --status must be pending, failed or delivered\n");
 		return 2;
 	}
-	long long n = 100, id = 0;
+	long long n = 100, id = 0, per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
+	if (cap && !cp_parse_int(cap, 1, WEBHOOKS_PER_TENANT_MAX, &per_tenant)) {
+		fprintf(stderr, "error: --webhooks-per-tenant must be 1..%d\n", WEBHOOKS_PER_TENANT_MAX);
+		return 2;
+	}
 	if (limit && !cp_parse_int(limit, 1, 100000, &n)) {
 		fprintf(stderr, "error: --limit must be 1..100000\n");
 		return 2;
@@ -99,7 +106,7 @@ int cli_webhook(int argc, char **argv)
 					      .format = format};
 		struct webhook w;
 		struct cp_error err = {0};
-		enum cp_err ce = webhook_register(st, tenant, &req, &w, &err);
+		enum cp_err ce = webhook_register(st, tenant, &req, (int)per_tenant, &w, &err);
 		if (ce == CP_OK) {
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
 		} else {

@@ -19,6 +19,7 @@ enum cp_err {
 	CP_ERR_NOT_ACTIVE,      /* 409 call_not_active */
 	CP_ERR_NOT_IN_PROGRESS, /* 409 call_not_in_progress (needs an answered, live call) */
 	CP_ERR_IDEMPOTENCY,     /* 409 idempotency_conflict */
+	CP_ERR_LIMIT,           /* 409 limit_reached (the tenant holds the most it may) */
 	CP_ERR_TOO_LARGE,       /* 413 payload_too_large */
 	CP_ERR_RATE_LIMITED,    /* 429 rate_limited */
 	CP_ERR_INTERNAL,        /* 500 internal */

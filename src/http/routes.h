@@ -18,6 +18,7 @@ struct app {
 	struct store *store;
 	struct event_hub *events;    /* live event streams (event_hub.c) */
 	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
+	int webhooks_per_tenant;       /* the cap POST /v1/webhooks enforces */
 };
 
 extern const struct http_dialect canonical_dialect;

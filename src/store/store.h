@@ -109,18 +109,36 @@ struct webhook {
 	int64_t created_at;
 };
 
-/* A delivery leased to the webhook worker, with what it needs to send it. */
+/* What the webhook worker does with a due delivery that delivery_lease() offers it. */
+enum delivery_pick {
+	DELIVERY_LEAVE = 0,                  /* not now: it stays due */
+	DELIVERY_TAKE,                       /* leased until lease_until: the worker attempts it */
+	DELIVERY_HOLD,                       /* next attempt moved to hold_until, none counted */
+	DELIVERY_GIVE_UP,                    /* failed without an attempt */
+	DELIVERY_GONE,                       /* set by the store: a TAKE it could not lease */
+};
+
+/* A due delivery offered to the webhook worker, with what it needs to send it. */
 struct delivery {
 	int64_t id;
 	char event_id[CP_UUID_LEN + 1];
 	char type[32];
 	char *payload;                       /* canonical event JSON, heap */
+	char webhook_id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
 	char url[WEBHOOK_URL_MAX + 1];
 	char secret[WEBHOOK_SECRET_MAX + 1];
 	char format[16];
 	int attempts;                        /* before this one */
 	int64_t created_at;
+	/* set by the picker */
+	enum delivery_pick pick;
+	int64_t hold_until;                  /* DELIVERY_HOLD */
+	const char *why;                     /* DELIVERY_GIVE_UP: last_error if it has none */
 };
+
+/* Decides each of n offered deliveries (sets pick, and hold_until or why). */
+typedef void delivery_picker(void *arg, struct delivery *d, size_t n);
 
 /* A delivery as an operator lists it. */
 struct delivery_row {
@@ -230,17 +248,32 @@ struct store_backend {
 	enum store_result (*idem_release)(void *ctx, const char *key_id, const char *idem_key);
 	enum store_result (*idem_purge)(void *ctx, int64_t expire_before);
 
-	enum store_result (*webhook_create)(void *ctx, const struct webhook *w);
+	/* STORE_CONFLICT when the tenant already has max_per_tenant webhooks; STORE_NOT_FOUND
+	 * for an unknown tenant. The count and the insert are one statement: concurrent creations
+	 * (the API, the CLI in another process) never pass the cap together. */
+	enum store_result (*webhook_create)(void *ctx, const struct webhook *w, int max_per_tenant);
 	/* Without their secrets. */
 	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, struct webhook **out,
 					  size_t *n);
 	/* tenant_id NULL = any tenant (admin CLI). Pending deliveries of it are dropped. */
 	enum store_result (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
 
-	/* Leases up to max due deliveries (pending, next attempt <= now) until lease_until, so a
-	 * crash mid-delivery only delays them. */
+	/* Offers up to max due deliveries (pending, next attempt <= now) to pick(), fairest
+	 * first: every tenant's oldest due delivery before any tenant's second, each tenant's in
+	 * the order they fell due. Then applies what pick() decided, in one transaction and only
+	 * to deliveries still due: TAKE leases until lease_until (so a crash mid-delivery only
+	 * delays it), HOLD moves the next attempt, GIVE_UP fails it (keeping its last error, else
+	 * `why`), LEAVE nothing. A TAKE that could not be leased (its webhook was deleted since
+	 * the offer; every TAKE, on STORE_ERROR) comes back as GONE. pick() runs outside any
+	 * transaction. *out receives the offered deliveries with their picks, on STORE_ERROR too
+	 * once pick() ran (free with delivery_list_free()). */
 	enum store_result (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
+					    delivery_picker *pick, void *arg,
 					    struct delivery **out, size_t *n);
+	/* Makes leased deliveries due at next_at again without counting an attempt (attempts
+	 * abandoned at shutdown); those no longer pending are left alone. One transaction. */
+	enum store_result (*delivery_release)(void *ctx, const int64_t *ids, size_t n,
+					      int64_t next_at);
 	/* Records an attempt: status "delivered", "pending" (retry at next_at) or "failed". */
 	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
 					     int64_t next_at, int http_status, const char *error,

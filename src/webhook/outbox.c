@@ -1,7 +1,20 @@
 /*
  * outbox.c - the delivery worker: one thread, libcurl multi. See webhook.h.
+ *
+ * The loop: offer-and-lease due deliveries (the store offers them round-robin over tenants,
+ * fair.c decides which start: shares and circuits), drive the transfers, record each attempt
+ * that ended, and poll. A lease round runs when an event was committed, when an attempt ended
+ * (a share may have room again), and every IDLE_POLL_MS for retries and held deliveries; not
+ * on every socket wake-up, because a round reads every due row. For the same reason rounds
+ * are spaced by three times the last one's duration: nothing while deliveries keep up, and
+ * under a backlog of tens of thousands the worker still spends most of its time on sending.
+ *
+ * Stopping never waits for a receiver: the attempts in flight are abandoned, and their
+ * deliveries are made due again at once without counting an attempt, so the next run sends
+ * them first.
  */
 #include "webhook.h"
+#include "fair.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -16,6 +29,8 @@
 #define IDLE_POLL_MS 250
 #define LEASE_SLACK_MS 30000
 #define BACKOFF_CAP_MS (3600LL * 1000)
+/* a delivery waiting for its webhook's probe is looked at again after this (at most) */
+#define RECHECK_MS 1000
 
 struct attempt {
 	struct attempt *prev, *next;     /* in flight */
@@ -29,10 +44,14 @@ struct attempt {
 struct webhook_worker {
 	struct store *st;
 	struct webhook_config cfg;
+	struct fair *fair;
 	CURLM *multi;
 	pthread_t thread;
 	atomic_bool stopping;
-	int in_flight;
+	atomic_bool woken;               /* an event was committed since the last lease round */
+	int64_t leased_us;               /* monotonic end of the last lease round */
+	int64_t round_gap_us;            /* the least time from one round to the next */
+	int64_t lease_now;               /* wall clock of the round fair_pick() runs in */
 	struct attempt *flying;          /* list of attempts in flight */
 };
 
@@ -47,13 +66,17 @@ void webhook_config_defaults(struct webhook_config *cfg)
 	cfg->max_age_ms = 24LL * 3600 * 1000;
 	cfg->timeout_ms = 10000;
 	cfg->concurrency = 32;
+	cfg->breaker_failures = 5;
+	cfg->breaker_open_max_ms = 10LL * 60 * 1000;
 }
 
 void webhook_worker_wake(void *worker)
 {
 	struct webhook_worker *w = worker;
-	if (w)
+	if (w) {
+		atomic_store(&w->woken, true);
 		curl_multi_wakeup(w->multi);
+	}
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *u)
@@ -88,13 +111,17 @@ static int64_t backoff_ms(const struct webhook_config *cfg, int attempts)
 	return (int64_t)(d * jitter);
 }
 
-static void record(struct webhook_worker *w, struct attempt *a, long http_status, const char *err)
+/* Records the attempt's outcome in the store and tells fair.c it ended; sent: it reached the
+ * wire (a failure to even start one says nothing of the webhook). */
+static void record(struct webhook_worker *w, struct attempt *a, long http_status, const char *err,
+		   bool sent)
 {
 	int64_t now = cp_now_ms();
 	int attempts = a->d.attempts + 1;
 	const char *status;
 	int64_t next = now;
-	if (http_status >= 200 && http_status < 300) {
+	bool ok = http_status >= 200 && http_status < 300;
+	if (ok) {
 		status = "delivered";
 	} else if (now - a->d.created_at >= w->cfg.max_age_ms) {
 		status = "failed";
@@ -103,21 +130,25 @@ static void record(struct webhook_worker *w, struct attempt *a, long http_status
 		next = now + backoff_ms(&w->cfg, attempts);
 	}
 	STORE(w->st, delivery_record, a->d.id, status, next, (int)http_status, err, now);
+	fair_done(w->fair, a->d.tenant_id, a->d.webhook_id,
+		  ok ? FAIR_DELIVERED : sent ? FAIR_FAILED : FAIR_NOT_SENT, now);
 	json_t *f = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "delivery_id", (json_int_t)a->d.id,
 			      "event_id", a->d.event_id, "type", a->d.type, "status", status,
 			      "http_status", (int)http_status, "attempt", attempts);
 	if (err && *err)
 		json_object_set_new(f, "error", json_string(err));
-	if (!strcmp(status, "delivered"))
+	if (ok)
 		json_object_set_new(f, "latency_ms", json_integer(now - a->d.created_at));
 	log_json(!strcmp(status, "failed") ? LOG_WARN : LOG_INFO, "webhook_attempt", f);
 }
 
+/* Starts a delivery fair.c took; on any failure to start, it is recorded and let go. */
 static void start_attempt(struct webhook_worker *w, struct delivery *d)
 {
 	struct attempt *a = calloc(1, sizeof *a);
 	if (!a) {
-		free(d->payload);
+		/* the lease expires and the delivery is offered again */
+		fair_done(w->fair, d->tenant_id, d->webhook_id, FAIR_NOT_SENT, cp_now_ms());
 		return;
 	}
 	a->d = *d;
@@ -126,6 +157,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	if (!a->body) {   /* permanent: retrying cannot help */
 		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0,
 		      "could not render the body for this format", cp_now_ms());
+		fair_done(w->fair, a->d.tenant_id, a->d.webhook_id, FAIR_NOT_SENT, cp_now_ms());
 		attempt_free(a);
 		return;
 	}
@@ -141,7 +173,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	a->headers = curl_slist_append(a->headers, hdr);
 	a->easy = curl_easy_init();
 	if (!a->easy) {
-		record(w, a, 0, "curl_easy_init failed");
+		record(w, a, 0, "curl_easy_init failed", false);
 		attempt_free(a);
 		return;
 	}
@@ -157,7 +189,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->error);
 	curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
 	if (curl_multi_add_handle(w->multi, a->easy) != CURLM_OK) {
-		record(w, a, 0, "curl_multi_add_handle failed");
+		record(w, a, 0, "curl_multi_add_handle failed", false);
 		attempt_free(a);
 		return;
 	}
@@ -165,25 +197,43 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	if (w->flying)
 		w->flying->prev = a;
 	w->flying = a;
-	w->in_flight++;
 }
 
-static void lease_more(struct webhook_worker *w)
+/* delivery_picker: fair.c decides, at the round's time */
+static void pick(void *arg, struct delivery *d, size_t n)
 {
-	int room = w->cfg.concurrency - w->in_flight;
-	if (room <= 0)
-		return;
+	struct webhook_worker *w = arg;
+	fair_pick(w->fair, w->lease_now, d, n);
+}
+
+/* One lease round: the store offers up to 2 x concurrency due deliveries (enough for every
+ * tenant's share to be seen), fair.c picks, and the taken ones start. */
+static void lease_round(struct webhook_worker *w)
+{
 	struct delivery *d = NULL;
 	size_t n = 0;
-	int64_t now = cp_now_ms();
-	if (STORE(w->st, delivery_lease, now, now + w->cfg.timeout_ms + LEASE_SLACK_MS, room, &d,
-		  &n) != STORE_OK)
-		return;
-	for (size_t i = 0; i < n; i++)
-		start_attempt(w, &d[i]);
+	int64_t t0 = cp_mono_us();
+	w->lease_now = cp_now_ms();
+	atomic_store(&w->woken, false);
+	STORE(w->st, delivery_lease, w->lease_now, w->lease_now + w->cfg.timeout_ms + LEASE_SLACK_MS,
+	      2 * w->cfg.concurrency, pick, w, &d, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (d[i].pick == DELIVERY_TAKE)
+			start_attempt(w, &d[i]);
+		else if (d[i].pick == DELIVERY_GONE)
+			fair_done(w->fair, d[i].tenant_id, d[i].webhook_id, FAIR_NOT_SENT, w->lease_now);
+		else if (d[i].pick == DELIVERY_GIVE_UP)
+			log_json(LOG_WARN, "webhook_attempt",
+				 json_pack("{s:I, s:s, s:s, s:s, s:s}", "delivery_id",
+					   (json_int_t)d[i].id, "event_id", d[i].event_id, "type",
+					   d[i].type, "status", "failed", "error", d[i].why));
+	}
 	delivery_list_free(d, n);
+	/* a round reads every due row: under a backlog, rounds are spaced so that they take
+	 * at most a quarter of this thread's time */
+	w->leased_us = cp_mono_us();
+	w->round_gap_us = 3 * (w->leased_us - t0);
 }
-
 static void unlink_attempt(struct webhook_worker *w, struct attempt *a)
 {
 	if (a->prev)
@@ -192,13 +242,13 @@ static void unlink_attempt(struct webhook_worker *w, struct attempt *a)
 		w->flying = a->next;
 	if (a->next)
 		a->next->prev = a->prev;
-	w->in_flight--;
 }
 
-static void reap(struct webhook_worker *w)
+/* Records every attempt that ended; how many did. */
+static int reap(struct webhook_worker *w)
 {
 	CURLMsg *m;
-	int left;
+	int left, ended = 0;
 	while ((m = curl_multi_info_read(w->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
@@ -214,29 +264,34 @@ static void reap(struct webhook_worker *w)
 		else if (code < 200 || code >= 300)
 			snprintf(err, sizeof err, "HTTP %ld", code);
 		curl_multi_remove_handle(w->multi, m->easy_handle);
-		record(w, a, code, err);
+		record(w, a, code, err, true);
 		unlink_attempt(w, a);
 		attempt_free(a);
+		ended++;
 	}
+	return ended;
 }
 
 static void *worker_main(void *arg)
 {
 	struct webhook_worker *w = arg;
 	int running = 0;
+	bool ended = true;
 	pthread_setname_np(pthread_self(), "cp-webhooks");
 	while (!atomic_load(&w->stopping)) {
-		lease_more(w);
+		int64_t since = cp_mono_us() - w->leased_us;
+		bool due = since >= (int64_t)IDLE_POLL_MS * 1000 ||
+			   ((ended || atomic_load(&w->woken)) && since >= w->round_gap_us);
+		if (due)
+			lease_round(w);
 		curl_multi_perform(w->multi, &running);
-		reap(w);
-		curl_multi_poll(w->multi, NULL, 0, IDLE_POLL_MS, NULL);
-	}
-	/* finish what is in flight, bounded by one attempt's timeout */
-	int64_t until = cp_mono_us() + (int64_t)w->cfg.timeout_ms * 1000;
-	while (w->in_flight > 0 && cp_mono_us() < until) {
-		curl_multi_perform(w->multi, &running);
-		reap(w);
-		curl_multi_poll(w->multi, NULL, 0, 100, NULL);
+		ended = reap(w) > 0 || (ended && !due);
+		/* wait for a transfer, a wake-up, or the time of the next round */
+		int wait_ms = IDLE_POLL_MS;
+		if (ended || atomic_load(&w->woken))
+			wait_ms = (int)((w->round_gap_us - (cp_mono_us() - w->leased_us)) / 1000);
+		if (wait_ms > 0)
+			curl_multi_poll(w->multi, NULL, 0, wait_ms > IDLE_POLL_MS ? IDLE_POLL_MS : wait_ms, NULL);
 	}
 	return NULL;
 }
@@ -248,14 +303,47 @@ struct webhook_worker *webhook_worker_start(struct store *st, const struct webho
 		return NULL;
 	w->st = st;
 	w->cfg = *cfg;
-	w->multi = curl_multi_init();
+	struct fair_config fc = {.slots = cfg->concurrency,
+				 .breaker_failures = cfg->breaker_failures,
+				 .open_initial_ms = cfg->retry_initial_ms,
+				 .open_max_ms = cfg->breaker_open_max_ms,
+				 .recheck_ms = cfg->timeout_ms < RECHECK_MS ? cfg->timeout_ms : RECHECK_MS,
+				 .max_age_ms = cfg->max_age_ms};
+	w->fair = fair_create(&fc);
+	w->multi = w->fair ? curl_multi_init() : NULL;
 	if (!w->multi || pthread_create(&w->thread, NULL, worker_main, w)) {
 		if (w->multi)
 			curl_multi_cleanup(w->multi);
+		fair_destroy(w->fair);
 		free(w);
 		return NULL;
 	}
 	return w;
+}
+
+/* Abandons every attempt in flight: their deliveries are due again now, no attempt counted. */
+static void abandon_all(struct webhook_worker *w)
+{
+	size_t n = 0;
+	for (struct attempt *a = w->flying; a; a = a->next)
+		n++;
+	int64_t *ids = n ? calloc(n, sizeof *ids) : NULL;
+	size_t i = 0;
+	int64_t now = cp_now_ms();
+	while (w->flying) {
+		struct attempt *a = w->flying;
+		curl_multi_remove_handle(w->multi, a->easy);
+		if (ids)
+			ids[i++] = a->d.id;
+		fair_done(w->fair, a->d.tenant_id, a->d.webhook_id, FAIR_NOT_SENT, now);
+		unlink_attempt(w, a);
+		attempt_free(a);
+	}
+	/* without the release (no memory, a store error) the leases expire: later, not lost */
+	if (i && STORE(w->st, delivery_release, ids, i, now) == STORE_OK)
+		log_json(LOG_INFO, "webhook_abandoned",
+			 json_pack("{s:I}", "deliveries", (json_int_t)i));
+	free(ids);
 }
 
 void webhook_worker_stop(struct webhook_worker *w)
@@ -265,14 +353,8 @@ void webhook_worker_stop(struct webhook_worker *w)
 	atomic_store(&w->stopping, true);
 	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
-	/* attempts still in flight after the bound stay leased; the lease expires and they are
-	 * sent again after restart */
-	while (w->flying) {
-		struct attempt *a = w->flying;
-		curl_multi_remove_handle(w->multi, a->easy);
-		unlink_attempt(w, a);
-		attempt_free(a);
-	}
+	abandon_all(w);
 	curl_multi_cleanup(w->multi);
+	fair_destroy(w->fair);
 	free(w);
 }

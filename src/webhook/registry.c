@@ -5,6 +5,7 @@
  * A webhook belongs to a tenant and optionally narrows to one agent. Its URL must be http or
  * https; its secret (for Callplane-Signature) is generated (192 random bits) when not given.
  * Store results become errors through store_fail(), one mapping for every caller.
+ * The store counts and inserts in one statement, so the cap holds under concurrent creation.
  */
 #include "webhook.h"
 #include "webhook_registry.h"
@@ -14,8 +15,8 @@
 #include <strings.h>
 
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
-			     const struct webhook_request *req, struct webhook *out,
-			     struct cp_error *err)
+			     const struct webhook_request *req, int max_per_tenant,
+			     struct webhook *out, struct cp_error *err)
 {
 	memset(out, 0, sizeof *out);
 	const char *url = req->url;
@@ -53,7 +54,12 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	snprintf(out->url, sizeof out->url, "%s", url);
 	snprintf(out->format, sizeof out->format, "%s", format);
 	out->created_at = cp_now_ms();
-	return store_fail(err, STORE(st, webhook_create, out), "tenant %s", tenant_id);
+	enum store_result rc = STORE(st, webhook_create, out, max_per_tenant);
+	if (rc == STORE_CONFLICT)
+		return cp_fail(err, CP_ERR_LIMIT,
+			       "the tenant has %d webhooks, the most it may have; delete one first",
+			       max_per_tenant);
+	return store_fail(err, rc, "tenant %s", tenant_id);
 }
 
 enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, struct webhook **list,

@@ -9,6 +9,10 @@
  * that outlives a crash simply expires, so a pending delivery survives kill -9 and is sent
  * after restart with the same event id: delivery is at least once; receivers dedupe on
  * Callplane-Event-Id.
+ *
+ * Fairness (fair.h): tenants share the worker's slots, so one tenant's hanging receivers
+ * never hold another tenant's deliveries back, and a webhook that keeps failing has its
+ * circuit opened: its deliveries wait (no attempt counted) while a single probe tests it.
  */
 #ifndef CP_WEBHOOK_H
 #define CP_WEBHOOK_H
@@ -23,7 +27,10 @@ struct webhook_config {
 	int retry_initial_ms;        /* first retry delay; doubles per attempt (default 1000) */
 	int64_t max_age_ms;          /* give up after this age (default 24 h) */
 	int timeout_ms;              /* one attempt (default 10 s) */
-	int concurrency;             /* deliveries in flight at once (default 32) */
+	int concurrency;             /* slots the tenants share (default 32; see fair.h) */
+	int breaker_failures;        /* consecutive failures that open a circuit (default 5) */
+	int64_t breaker_open_max_ms; /* longest open period (default 10 min); the first is
+				      * retry_initial_ms, doubled per failed probe */
 };
 
 struct webhook_worker;
@@ -34,7 +41,8 @@ void webhook_config_defaults(struct webhook_config *cfg);
 struct webhook_worker *webhook_worker_start(struct store *st, const struct webhook_config *cfg);
 /* Any thread: new events were committed, look now. */
 void webhook_worker_wake(void *worker);
-/* Finishes attempts in flight (bounded by timeout_ms), then stops. */
+/* Stops at once: attempts in flight are abandoned, their deliveries due again now (sent first
+ * by the next run), no attempt counted. */
 void webhook_worker_stop(struct webhook_worker *w);
 
 /* ---- format.c --------------------------------------------------------------------------- */

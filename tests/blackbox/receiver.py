@@ -13,6 +13,9 @@ delivery's row.  Tests wait for the row (the deliveries listing) before they ass
 `answer_delay_s` (seconds, or a callable taking the request and returning them) makes a
 receiver answer that long after the arrival, to widen that gap on purpose.
 
+`Tarpit` is the hostile endpoint: it accepts connections and never answers, holding each one
+until it is stopped (what a wedged or malicious receiver looks like to the webhook worker).
+
 Also: `SseReader`, a bounded Server-Sent Events client for GET /v1/events (a thread reading a
 raw socket with timeouts), used by the live-event tests.
 """
@@ -220,6 +223,81 @@ class Receiver:
         before = len(self.snapshot())
         time.sleep(seconds)
         return [r for r in self.snapshot()[before:] if pred is None or pred(r)]
+
+
+class Tarpit:
+    """Accepts TCP connections on 127.0.0.1 and never answers them.  `accepted` counts the
+    connections taken so far; `held()` how many are still open (it reads and discards what
+    arrived, to notice the ones the peer closed).  stop() closes everything."""
+
+    def __init__(self):
+        self.accepted = 0
+        self._conns = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._thread = None
+
+    def start(self):
+        self._sock.listen(1024)
+        self._sock.settimeout(0.05)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        return self
+
+    def _accept(self):
+        while not self._stopping:
+            try:
+                c, _addr = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            c.setblocking(False)
+            with self._lock:
+                self._conns.append(c)
+                self.accepted += 1
+
+    def url_for(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def held(self):
+        with self._lock:
+            still = []
+            for c in self._conns:
+                try:
+                    while True:
+                        data = c.recv(65536)
+                        if not data:
+                            c.close()
+                            break
+                except BlockingIOError:
+                    still.append(c)
+                except OSError:
+                    c.close()
+            self._conns = still
+            return len(still)
+
+    def wait_accepted(self, n, timeout):
+        """Wait (bounded) until n connections were accepted; returns the count."""
+        deadline = time.monotonic() + timeout
+        while self.accepted < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.accepted
+
+    def stop(self):
+        self._stopping = True
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        self._sock.close()
+        with self._lock:
+            for c in self._conns:
+                c.close()
+            self._conns = []
 
 
 # ------------------------------------------------------------------------ signatures

@@ -1729,7 +1729,7 @@ static void add_webhook(struct fx *f, const char *format)
 	snprintf(w.secret, sizeof w.secret, "whsec_test");
 	snprintf(w.format, sizeof w.format, "%s", format);
 	w.created_at = cp_now_ms();
-	assert_int_equal(STORE(f->st, webhook_create, &w), STORE_OK);
+	assert_int_equal(STORE(f->st, webhook_create, &w, 20), STORE_OK);
 }
 
 /* Pending deliveries of one event type, over every webhook of tenant one. */

@@ -230,6 +230,7 @@ const struct store_backend store_sqlite_backend = {
 	.webhook_list = sqlite_webhook_list,
 	.webhook_delete = sqlite_webhook_delete,
 	.delivery_lease = sqlite_delivery_lease,
+	.delivery_release = sqlite_delivery_release,
 	.delivery_record = sqlite_delivery_record,
 	.delivery_list = sqlite_delivery_list,
 	.delivery_replay = sqlite_delivery_replay,

@@ -8,6 +8,13 @@
  *     never lost (crash after the step) nor invented (crash before it).
  *   - The webhook worker leases due deliveries (pushes their next attempt past the lease)
  *     instead of marking them in flight, so a crash mid-delivery only delays them.
+ *   - Due deliveries are offered to the worker round-robin over tenants (a window function
+ *     ranks each tenant's due deliveries by age; the offer is ordered by that rank), so one
+ *     tenant's backlog never hides another tenant's delivery from the worker. The ranking
+ *     reads every due row (about 2 us a row here), so it runs outside the writer lock: the
+ *     offer is read, the worker picks, and only the picks are written, each conditional on
+ *     the delivery being still due. The due set stays small while receivers keep up, and the
+ *     worker holds (moves past now) the deliveries of webhooks whose circuit is open.
  *   - The event's canonical JSON is stored once, in the event row; every delivery and the
  *     live stream (events_since, by sequence number) read that same text.
  */
@@ -28,9 +35,11 @@ static const struct sql q_delivery_fanout = {S_DELIVERY_FANOUT,
 	" created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
 	" WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
 	" AND (?5 = 0 OR format = 'canonical')"};
+/* ?8: the most webhooks the tenant may have; at the cap the SELECT yields no row */
 static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
 	"INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
-	" created_at) VALUES (?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7)"};
+	" created_at) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7"
+	" WHERE (SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?2) < ?8"};
 static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
 	"SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
 	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
@@ -38,14 +47,28 @@ static const struct sql q_webhook_delete = {S_WEBHOOK_DELETE,
 	"DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
 static const struct sql q_delivery_drop = {S_DELIVERY_DROP,
 	"DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'"};
+/* rk: the delivery's place among its tenant's due ones; the offer takes rank 1 of every
+ * tenant, then rank 2, ... (the payloads are read for the offered rows only) */
 static const struct sql q_delivery_due = {S_DELIVERY_DUE,
-	"SELECT d.id, e.id, e.type, e.payload, w.url, w.secret, w.format,"
-	" d.attempts, d.created_at FROM deliveries d"
-	" JOIN events e ON e.seq = d.event_seq JOIN webhooks w ON w.id = d.webhook_id"
-	" WHERE d.status = 'pending' AND d.next_attempt_at <= ?1"
-	" ORDER BY d.next_attempt_at, d.id LIMIT ?2"};
+	"SELECT d.id, e.id, e.type, e.payload, w.id, w.tenant_id, w.url, w.secret, w.format,"
+	" d.attempts, d.created_at FROM"
+	" (SELECT id, at, rk FROM (SELECT d.id AS id, d.next_attempt_at AS at,"
+	"   ROW_NUMBER() OVER (PARTITION BY w.tenant_id ORDER BY d.next_attempt_at, d.id) AS rk"
+	"   FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+	"   WHERE d.status = 'pending' AND d.next_attempt_at <= ?1)"
+	"  WHERE rk <= ?2 ORDER BY rk, at, id LIMIT ?2) r"
+	" JOIN deliveries d ON d.id = r.id JOIN events e ON e.seq = d.event_seq"
+	" JOIN webhooks w ON w.id = d.webhook_id ORDER BY r.rk, r.at, r.id"};
+/* the lease and the give-up apply only to a delivery still due (?3: the offer's now) */
 static const struct sql q_delivery_lease = {S_DELIVERY_LEASE,
-	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1"};
+	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'"
+	" AND next_attempt_at <= ?3"};
+static const struct sql q_delivery_give_up = {S_DELIVERY_GIVE_UP,
+	"UPDATE deliveries SET status = 'failed', next_attempt_at = ?3,"
+	" last_error = COALESCE(last_error, ?2) WHERE id = ?1 AND status = 'pending'"
+	" AND next_attempt_at <= ?3"};
+static const struct sql q_delivery_release = {S_DELIVERY_RELEASE,
+	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'"};
 static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
 	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3,"
 	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
@@ -117,10 +140,33 @@ out:
 	return rc;
 }
 
-enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w)
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant)
 {
-	return sq_write_one(ctx, &q_webhook_create, "ssssssI", w->id, w->tenant_id, w->agent_id,
-			    w->url, w->secret, w->format, w->created_at);
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_webhook_create);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, w->id);
+		sq_bind_text(st, 2, w->tenant_id);
+		sq_bind_text(st, 3, w->agent_id);
+		sq_bind_text(st, 4, w->url);
+		sq_bind_text(st, 5, w->secret);
+		sq_bind_text(st, 6, w->format);
+		sqlite3_bind_int64(st, 7, w->created_at);
+		sqlite3_bind_int(st, 8, max_per_tenant);
+		sq_write_lock(h);
+		int r = sqlite3_step(st);
+		int changes = sqlite3_changes(c->db);
+		sqlite3_reset(st);
+		sq_write_unlock(h);
+		/* no row and no error: the cap held (an unknown tenant fails the foreign key) */
+		if (r != SQLITE_DONE)
+			rc = sq_step_error(c, r);
+		else
+			rc = changes > 0 ? STORE_OK : STORE_CONFLICT;
+	}
+	sq_conn_put(h, c);
+	return rc;
 }
 
 /* A listed webhook (id, tenant_id, agent_id, url, format, created_at): no secret. */
@@ -164,68 +210,137 @@ enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const 
 	return rc;
 }
 
-enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
-					struct delivery **out, size_t *n)
+/* Reads the offer of due deliveries into d (at most max), *count of them; false on an error
+ * (the *count read so far are still the caller's to free). */
+static bool read_due(sqlite3_stmt *due, int64_t now, int max, struct delivery *d, int *count)
 {
-	WITH_CONN(h, c);
-	sqlite3_stmt *due = sq_stmt(c, &q_delivery_due), *lease = sq_stmt(c, &q_delivery_lease),
-		     *begin = sq_stmt(c, &sq_begin), *commit = sq_stmt(c, &sq_commit),
-		     *rollback = sq_stmt(c, &sq_rollback);
-	enum store_result rc = STORE_ERROR;
-	*out = NULL;
-	*n = 0;
-	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
-	if (!due || !lease || !begin || !commit || !rollback || !d || max < 1) {
-		free(d);
-		sq_conn_put(h, c);
-		return STORE_ERROR;
-	}
-	size_t count = 0;
-	sq_write_lock(h);
-	int r = sqlite3_step(begin);
-	sqlite3_reset(begin);
-	if (r != SQLITE_DONE)
-		goto done;
+	int r = SQLITE_DONE;
+	bool ok = true;
+	*count = 0;
 	sqlite3_bind_int64(due, 1, now);
 	sqlite3_bind_int(due, 2, max);
-	while (count < (size_t)max && (r = sqlite3_step(due)) == SQLITE_ROW) {
-		struct delivery *x = &d[count++];
+	while (ok && *count < max && (r = sqlite3_step(due)) == SQLITE_ROW) {
+		struct delivery *x = &d[(*count)++];
 		x->id = sqlite3_column_int64(due, 0);
 		sq_copy_col(due, 1, x->event_id, sizeof x->event_id);
 		sq_copy_col(due, 2, x->type, sizeof x->type);
 		const unsigned char *p = sqlite3_column_text(due, 3);
 		x->payload = strdup(p ? (const char *)p : "{}");
-		sq_copy_col(due, 4, x->url, sizeof x->url);
-		sq_copy_col(due, 5, x->secret, sizeof x->secret);
-		sq_copy_col(due, 6, x->format, sizeof x->format);
-		x->attempts = sqlite3_column_int(due, 7);
-		x->created_at = sqlite3_column_int64(due, 8);
+		sq_copy_col(due, 4, x->webhook_id, sizeof x->webhook_id);
+		sq_copy_col(due, 5, x->tenant_id, sizeof x->tenant_id);
+		sq_copy_col(due, 6, x->url, sizeof x->url);
+		sq_copy_col(due, 7, x->secret, sizeof x->secret);
+		sq_copy_col(due, 8, x->format, sizeof x->format);
+		x->attempts = sqlite3_column_int(due, 9);
+		x->created_at = sqlite3_column_int64(due, 10);
+		ok = x->payload != NULL;
 	}
 	sqlite3_reset(due);
-	rc = STORE_OK;
-	for (size_t i = 0; i < count && rc == STORE_OK; i++) {
-		sqlite3_bind_int64(lease, 1, d[i].id);
-		sqlite3_bind_int64(lease, 2, lease_until);
-		if (sqlite3_step(lease) != SQLITE_DONE)
+	return ok && (r == SQLITE_DONE || r == SQLITE_ROW);
+}
+
+/* Applies one pick, only to a delivery still due at now: a lease or a hold moves its next
+ * attempt, a give-up fails it. A TAKE that no longer applies (its webhook was deleted
+ * meanwhile) becomes DELIVERY_GONE. */
+static bool apply_pick(struct conn *c, sqlite3_stmt *lease, sqlite3_stmt *give_up,
+		       struct delivery *d, int64_t now, int64_t lease_until)
+{
+	sqlite3_stmt *st = lease;
+	switch (d->pick) {
+	case DELIVERY_LEAVE:
+	case DELIVERY_GONE:
+		return true;
+	case DELIVERY_TAKE:
+	case DELIVERY_HOLD:
+		sqlite3_bind_int64(lease, 1, d->id);
+		sqlite3_bind_int64(lease, 2, d->pick == DELIVERY_TAKE ? lease_until : d->hold_until);
+		sqlite3_bind_int64(lease, 3, now);
+		break;
+	case DELIVERY_GIVE_UP:
+		st = give_up;
+		sqlite3_bind_int64(give_up, 1, d->id);
+		sq_bind_text(give_up, 2, d->why ? d->why : "given up");
+		sqlite3_bind_int64(give_up, 3, now);
+		break;
+	}
+	bool ok = sqlite3_step(st) == SQLITE_DONE;
+	if (ok && d->pick == DELIVERY_TAKE && sqlite3_changes(c->db) == 0)
+		d->pick = DELIVERY_GONE;
+	sqlite3_reset(st);
+	return ok;
+}
+
+/* Applies the picks in one transaction; false (nothing applied) on an error. */
+static bool apply_picks(struct sqlite_handle *h, struct conn *c, struct delivery *d, int count,
+			int64_t now, int64_t lease_until)
+{
+	sqlite3_stmt *lease = sq_stmt(c, &q_delivery_lease), *give_up = sq_stmt(c, &q_delivery_give_up);
+	int writes = 0;
+	for (int i = 0; i < count; i++)
+		writes += d[i].pick != DELIVERY_LEAVE;
+	if (!writes)
+		return true;
+	struct call_write w;
+	if (!lease || !give_up || sq_write_open(h, c, NULL, true, &w) != STORE_OK)
+		return false;
+	enum store_result rc = STORE_OK;
+	for (int i = 0; rc == STORE_OK && i < count; i++)
+		if (!apply_pick(c, lease, give_up, &d[i], now, lease_until))
 			rc = STORE_ERROR;
-		sqlite3_reset(lease);
+	return sq_write_close(h, c, &w, rc) == STORE_OK;
+}
+
+enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+					delivery_picker *pick, void *arg,
+					struct delivery **out, size_t *n)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *due = sq_stmt(c, &q_delivery_due);
+	*out = NULL;
+	*n = 0;
+	struct delivery *d = calloc((size_t)(max > 0 ? max : 1), sizeof *d);
+	int count = 0;
+	if (!due || !d || max < 1 || !read_due(due, now, max, d, &count)) {
+		log_msg(LOG_ERROR, "store_error", "delivery offer: %s", sqlite3_errmsg(c->db));
+		delivery_list_free(d, (size_t)count);
+		sq_conn_put(h, c);
+		return STORE_ERROR;
 	}
-	if (rc == STORE_OK && sqlite3_step(commit) != SQLITE_DONE)
-		rc = STORE_ERROR;
-	sqlite3_reset(commit);
-	if (rc != STORE_OK) {
-		sqlite3_step(rollback);
-		sqlite3_reset(rollback);
+	enum store_result rc = STORE_OK;
+	if (count > 0) {
+		pick(arg, d, (size_t)count);
+		if (!apply_picks(h, c, d, count, now, lease_until)) {
+			log_msg(LOG_ERROR, "store_error", "delivery lease: %s", sqlite3_errmsg(c->db));
+			for (int i = 0; i < count; i++)
+				if (d[i].pick == DELIVERY_TAKE)
+					d[i].pick = DELIVERY_GONE;
+			rc = STORE_ERROR;
+		}
 	}
-done:
-	sq_write_unlock(h);
+	sq_conn_put(h, c);
+	*out = d;
+	*n = (size_t)count;
+	return rc;
+}
+
+enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *release = sq_stmt(c, &q_delivery_release);
+	struct call_write w;
+	enum store_result rc = release ? sq_write_open(h, c, NULL, true, &w) : STORE_ERROR;
 	if (rc == STORE_OK) {
-		*out = d;
-		*n = count;
-	} else {
-		log_msg(LOG_ERROR, "store_error", "delivery lease: %s", sqlite3_errmsg(c->db));
-		delivery_list_free(d, count);
+		for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+			sqlite3_bind_int64(release, 1, ids[i]);
+			sqlite3_bind_int64(release, 2, next_at);
+			if (sqlite3_step(release) != SQLITE_DONE)
+				rc = STORE_ERROR;
+			sqlite3_reset(release);
+		}
+		rc = sq_write_close(h, c, &w, rc);
 	}
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "store_error", "delivery release: %s", sqlite3_errmsg(c->db));
 	sq_conn_put(h, c);
 	return rc;
 }

@@ -47,8 +47,8 @@ enum stmt_id {
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	/* outbox.c */
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
-	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_RECORD, S_DELIVERY_LIST,
-	S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
+	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_GIVE_UP, S_DELIVERY_RELEASE,
+	S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_LAST,
 	/* dialogs.c */
 	S_DIALOG_PUT, S_DIALOG_CLEAR, S_DIALOG_LIST,
 	S_COUNT
@@ -242,12 +242,14 @@ enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1
 enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
 				 const char *extra, bool canonical_only, int64_t now);
 
-enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w);
+enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant);
 enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
 				      size_t *n);
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
 enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
+					delivery_picker *pick, void *arg,
 					struct delivery **out, size_t *n);
+enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at);
 enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
 					 int http_status, const char *error, int64_t now);
 enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
