@@ -58,6 +58,7 @@ struct call {
 	char *metadata;                       /* JSON object text, heap; NULL = null */
 	char *stream_url;                     /* the agent's audio WebSocket (ws:// or wss://),
 					       * heap; NULL = none (the call carries RTP only) */
+	bool record;                          /* its audio is recorded (decided at creation) */
 };
 
 void call_clear(struct call *c);            /* frees heap fields, zeroes */
@@ -82,6 +83,10 @@ const char *call_direction_name(enum call_direction d);
 
 /* Whole seconds answered -> ended, rounded to nearest; -1 when never answered or not ended. */
 long long call_duration_s(const struct call *c);
+
+/* The call has a recording to serve: it was recorded, answered, has ended (the file is
+ * finished when the media stops) and was not redacted. */
+bool call_has_recording(const struct call *c);
 
 /* The canonical JSON object of a call, as compact text (malloc'd; *len its length if len is
  * non-NULL; NULL if out of memory) or parsed. call_json.c. */

@@ -122,6 +122,12 @@ long long call_duration_s(const struct call *c)
 	return (c->ended_at - c->answered_at + 500) / 1000;
 }
 
+bool call_has_recording(const struct call *c)
+{
+	return c->record && c->answered_at && call_status_is_terminal(c->status) &&
+	       !call_is_redacted(c);
+}
+
 bool call_reason_valid(const char *reason)
 {
 	size_t n = reason ? strlen(reason) : 0;

@@ -57,6 +57,7 @@ struct agent {
 	int max_duration_s;                  /* 0 = none */
 	int64_t created_at;
 	char stream_url[CALL_STREAM_URL_MAX + 1];  /* "" = none; validated by call_stream_url_valid */
+	bool record;                         /* its calls are recorded unless a call says no */
 };
 
 struct api_key {
@@ -85,6 +86,9 @@ struct call_filter {
 	uint32_t status_mask;                /* 0 = any */
 	const char *agent_id;                /* NULL = any */
 	int64_t before_seq;                  /* 0 = from the newest */
+	/* non-zero: only calls newer than this one, listed oldest first (paging backwards);
+	 * before_seq must then be 0 */
+	int64_t after_seq;
 	int limit;
 };
 
@@ -198,6 +202,8 @@ struct store_backend {
 					size_t *n);
 	/* url NULL or "" clears it. STORE_NOT_FOUND for an unknown agent. */
 	enum store_result (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
+	/* STORE_NOT_FOUND for an unknown agent. */
+	enum store_result (*agent_set_record)(void *ctx, const char *id, bool record);
 
 	enum store_result (*key_create)(void *ctx, const struct api_key *k);
 	enum store_result (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);

@@ -98,21 +98,25 @@ def test_agent_update_stream_url(cp):
 
 
 def test_old_database_gains_the_columns(cp):
-    """A database of schema 2 (before stream URLs) opens, migrates, and keeps its calls."""
+    """A database of schema 2 (before stream URLs) opens, migrates, and keeps its calls.
+    The schema 2 database is today's with every later column dropped: a migration that adds
+    columns drops them here too."""
     cp.setup_world()
     cp.start()
     old = cp.create_call(to=SIP_TO)
     cp.stop()
     latest = db_rows(cp, "PRAGMA user_version")
     con = sqlite3.connect(cp.db)
-    con.execute("ALTER TABLE agents DROP COLUMN stream_url")
-    con.execute("ALTER TABLE calls DROP COLUMN stream_url")
+    for table, column in (("agents", "stream_url"), ("calls", "stream_url"),
+                          ("agents", "record"), ("calls", "record")):
+        con.execute("ALTER TABLE %s DROP COLUMN %s" % (table, column))
     con.execute("DROP TABLE dialogs")      # migration 6
     con.execute("PRAGMA user_version = 2")
     con.commit()
     con.close()
     lst = cp.agent_list()["data"]     # the CLI migrates
     assert [a["stream_url"] for a in lst] == [None], lst
+    assert [a["record"] for a in lst] == [False], lst
     assert latest == [(6,)] and db_rows(cp, "PRAGMA user_version") == latest
     cp.start()
     got = cp.get_call(old["id"])

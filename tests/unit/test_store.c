@@ -154,8 +154,8 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
 	/* the schema version is exactly the number of migrations applied, once: 6 (the spine;
-	 * webhooks and the outbox; stream URLs; two held for other changes; dialogs). A new
-	 * migration raises it here. */
+	 * webhooks and the outbox; stream URLs; 4, held for the agents' goodbye; recordings;
+	 * dialogs). A new migration raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	sqlite3_stmt *q;
@@ -327,6 +327,44 @@ static void test_agents(void **state)
 	assert_string_equal(bob->number, "");
 	assert_int_equal(bob->max_duration_s, 0);
 	free(list);
+}
+
+/* An agent's record flag: stored at creation, read by every lookup, changed by
+ * agent_set_record. */
+static void test_agent_record(void **state)
+{
+	struct fx *f = *state;
+	struct agent a = {0};
+	assert_int_equal(cp_uuid4(a.id), 0);
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", f->tenant);
+	strcpy(a.name, "recorder");
+	strcpy(a.number, "+15550001111");
+	a.record = true;
+	a.created_at = cp_now_ms();
+	assert_int_equal(STORE(f->st, agent_create, &a), STORE_OK);
+	char plain[CP_UUID_LEN + 1];
+	assert_int_equal(new_agent(f->st, f->tenant, "plain", NULL, 0, plain), STORE_OK);
+
+	struct scope sc = tenant_scope(f->tenant);
+	struct agent out;
+	assert_int_equal(STORE(f->st, agent_get, &sc, a.id, &out), STORE_OK);
+	assert_true(out.record);
+	assert_int_equal(STORE(f->st, agent_by_number, "+15550001111", &out), STORE_OK);
+	assert_true(out.record);
+	assert_int_equal(STORE(f->st, agent_get, &sc, plain, &out), STORE_OK);
+	assert_false(out.record);
+
+	assert_int_equal(STORE(f->st, agent_set_record, a.id, false), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_set_record, plain, true), STORE_OK);
+	struct agent *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, agent_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(list[i].record, !strcmp(list[i].id, plain));
+	free(list);
+	assert_int_equal(STORE(f->st, agent_set_record, "00000000-0000-4000-8000-000000000000", true),
+			 STORE_NOT_FOUND);
 }
 
 static void test_agent_number_unique(void **state)
@@ -501,6 +539,7 @@ static void test_call_insert_and_get(void **state)
 	assert_int_equal(got.redacted_at, 0);
 	assert_non_null(got.metadata);
 	assert_string_equal(got.metadata, "{\"n\":1}");
+	assert_false(got.record);
 
 	/* unscoped (the engine's view) */
 	assert_int_equal(STORE(f->st, call_get, NULL, c.id, &got), STORE_OK);
@@ -530,6 +569,7 @@ static void test_call_insert_and_get(void **state)
 	strcpy(in.provider_call_id, "inbound-1@10.0.0.1");
 	in.created_at = 1000;
 	in.answered_at = 2000;
+	in.record = true;
 	assert_int_equal(STORE(f->st, call_insert, &in), STORE_OK);
 	assert_true(in.seq > c.seq);
 	assert_int_equal(STORE(f->st, call_get, &sc, in.id, &got), STORE_OK);
@@ -538,6 +578,13 @@ static void test_call_insert_and_get(void **state)
 	assert_int_equal(got.answered_at, 2000);
 	assert_null(got.metadata);
 	assert_string_equal(got.provider_call_id, "inbound-1@10.0.0.1");
+	assert_true(got.record);
+	/* the row a step returns carries it too */
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = 3000, .end_reason = "remote_hangup"};
+	assert_int_equal(STORE(f->st, call_update, in.id, &end, &got, NULL), STORE_OK);
+	assert_true(got.record);
+	assert_true(call_has_recording(&got));
 
 	call_clear(&c);
 	call_clear(&got);
@@ -694,6 +741,27 @@ static void test_call_list(void **state)
 	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
 	assert_int_equal(n, 0);
 	call_list_free(out, n);
+
+	/* pages of two the other way, by after_seq: newer than the cursor, oldest first */
+	fl = (struct call_filter){.limit = 2, .after_seq = calls[1].seq};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(out[0].id, calls[2].id);
+	assert_string_equal(out[1].id, calls[3].id);
+	call_list_free(out, n);
+	fl.after_seq = calls[3].seq;
+	fl.agent_id = a1;
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 1);                      /* 4 is a2's: only 5 */
+	assert_string_equal(out[0].id, calls[5].id);
+	call_list_free(out, n);
+	fl.after_seq = calls[5].seq;
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
+	assert_int_equal(n, 0);
+	call_list_free(out, n);
+	/* one direction at a time */
+	fl = (struct call_filter){.limit = 2, .after_seq = calls[1].seq, .before_seq = calls[4].seq};
+	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_ERROR);
 
 	/* limit 1 */
 	fl = (struct call_filter){.limit = 1};
@@ -1256,6 +1324,7 @@ int main(void)
 		cmocka_unit_test(test_store_fail_maps_every_result),
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_number_unique, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_needs_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_parent_is_not_found, setup, teardown),

@@ -22,7 +22,7 @@
 	t "seq, " t "id, " t "tenant_id, " t "agent_id, " t "direction, " t "status, "       \
 	t "from_addr, " t "to_addr, " t "provider_call_id, " t "end_reason, " t "sip_status, " \
 	t "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " \
-	t "metadata, " t "stream_url"
+	t "metadata, " t "stream_url, " t "record"
 
 /* One conditional step of a call (sqlite_call_update); `provider` is the SET clause for
  * provider_call_id, or "". */
@@ -34,14 +34,14 @@
 	" RETURNING " CALL_COLS("") ", prev_status"
 
 /* Columns after CALL_COLS: prev_status (CALL_UPDATE_SQL), the agent's number (cacheable). */
-#define CALL_COL_EXTRA 18
+#define CALL_COL_EXTRA 19
 
 static const struct sql q_call_insert = {S_CALL_INSERT,
 	"INSERT INTO calls(id, tenant_id, agent_id, direction, status, from_addr,"
 	" to_addr, provider_call_id, end_reason, sip_status, max_duration_s,"
-	" created_at, answered_at, ended_at, metadata, stream_url) VALUES (?1, ?2,"
+	" created_at, answered_at, ended_at, metadata, stream_url, record) VALUES (?1, ?2,"
 	" ?3, ?4, ?5, ?6, ?7, NULLIF(?8, ''), NULLIF(?9, ''), NULLIF(?10, 0),"
-	" NULLIF(?11, 0), ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15, ?16)"};
+	" NULLIF(?11, 0), ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15, ?16, ?17)"};
 /* id match first: a provider call id can never shadow a call id */
 static const struct sql q_call_get = {S_CALL_GET,
 	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
@@ -65,6 +65,13 @@ static const struct sql q_call_list = {S_CALL_LIST,
 	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
 	" AND (?4 IS NULL OR calls.agent_id = ?4) AND (?5 = 0 OR calls.seq < ?5)"
 	" ORDER BY calls.seq DESC LIMIT ?6"};
+/* the same the other way: calls newer than ?5, oldest first (a page before a cursor) */
+static const struct sql q_call_list_after = {S_CALL_LIST_AFTER,
+	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
+	" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
+	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
+	" AND (?4 IS NULL OR calls.agent_id = ?4) AND calls.seq > ?5"
+	" ORDER BY calls.seq LIMIT ?6"};
 /* in an UPDATE, right-hand sides see the old row: prev_status keeps where we came from */
 static const struct sql q_call_update = {S_CALL_UPDATE,
 	CALL_UPDATE_SQL(", provider_call_id = COALESCE(?7, provider_call_id)")};
@@ -107,6 +114,7 @@ static void read_call(sqlite3_stmt *st, struct call *out)
 	out->metadata = meta ? strdup((const char *)meta) : NULL;
 	const unsigned char *url = sqlite3_column_text(st, 17);
 	out->stream_url = url ? strdup((const char *)url) : NULL;
+	out->record = sqlite3_column_int(st, 18) != 0;
 }
 
 /* Steps a statement expected to yield at most one call row. */
@@ -147,6 +155,7 @@ enum store_result sqlite_call_insert(void *ctx, struct call *k)
 		sqlite3_bind_int64(st, 14, k->ended_at);
 		sq_bind_text(st, 15, k->metadata);
 		sq_bind_text(st, 16, k->stream_url);
+		sqlite3_bind_int(st, 17, k->record);
 		rc = sq_run_write(h, c, st);
 		if (rc == STORE_OK)
 			k->seq = sqlite3_last_insert_rowid(c->db);
@@ -237,11 +246,11 @@ enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const stru
 				   struct call **out, size_t *n)
 {
 	WITH_CONN(h, c);
-	sqlite3_stmt *st = sq_stmt(c, &q_call_list);
+	sqlite3_stmt *st = sq_stmt(c, f->after_seq ? &q_call_list_after : &q_call_list);
 	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
-	if (!st || f->limit < 1)
+	if (!st || f->limit < 1 || (f->after_seq && f->before_seq))
 		goto out;
 	char set[128];
 	status_set(f->status_mask, set, sizeof set);
@@ -249,7 +258,7 @@ enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const stru
 	sq_bind_opt_text(st, 2, sc->number);
 	sq_bind_text(st, 3, f->status_mask ? set : NULL);
 	sq_bind_text(st, 4, f->agent_id);
-	sqlite3_bind_int64(st, 5, f->before_seq);
+	sqlite3_bind_int64(st, 5, f->after_seq ? f->after_seq : f->before_seq);
 	sqlite3_bind_int(st, 6, f->limit);
 	struct call *calls = calloc((size_t)(f->limit > 0 ? f->limit : 1), sizeof *calls);
 	if (!calls)

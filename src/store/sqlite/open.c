@@ -77,10 +77,14 @@ static const char *const migrations[] = {
 	"ALTER TABLE agents ADD COLUMN stream_url TEXT;"
 	"ALTER TABLE calls ADD COLUMN stream_url TEXT;",
 
-	/* 4, 5: reserved for the agents' goodbye columns and for recordings, which other changes
-	 * bring; no-ops here so that the numbering stays the same whichever lands first */
+	/* 4: reserved for the agents' goodbye columns, which another change brings; a no-op
+	 * here so that the numbering stays the same whichever lands first */
 	"",
-	"",
+
+	/* 5: recordings: whether an agent's calls are recorded, and whether a call is (decided
+	 * when it is created); existing rows are not */
+	"ALTER TABLE agents ADD COLUMN record INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE calls ADD COLUMN record INTEGER NOT NULL DEFAULT 0;",
 
 	/* 6: what the telephony engine needs to end a call's dialog after a crash (its own
 	 * text, dialogs.c), kept from the answer (or the first ring) until the dialog is over */
@@ -208,6 +212,7 @@ const struct store_backend store_sqlite_backend = {
 	.agent_by_number = sqlite_agent_by_number,
 	.agent_list = sqlite_agent_list,
 	.agent_set_stream_url = sqlite_agent_set_stream_url,
+	.agent_set_record = sqlite_agent_set_record,
 	.key_create = sqlite_key_create,
 	.key_by_hash = sqlite_key_by_hash,
 	.key_list = sqlite_key_list,

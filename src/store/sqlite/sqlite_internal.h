@@ -37,11 +37,12 @@ enum stmt_id {
 	/* tenants.c */
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
+	S_AGENT_SET_RECORD,
 	/* keys.c */
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
 	/* calls.c */
 	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE,
-	S_CALL_LIST, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
+	S_CALL_LIST, S_CALL_LIST_AFTER, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
 	S_CALL_ACTIVE,
 	/* idempotency.c */
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
@@ -210,6 +211,7 @@ enum store_result sqlite_agent_by_number(void *ctx, const char *number, struct a
 enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct agent **out,
 				    size_t *n);
 enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
+enum store_result sqlite_agent_set_record(void *ctx, const char *id, bool record);
 
 /* ---- keys.c ------------------------------------------------------------------------------ */
 

@@ -20,19 +20,21 @@ static const struct sql q_tenant_list = {S_TENANT_LIST,
 	"SELECT id, name, created_at FROM tenants ORDER BY created_at, id"};
 static const struct sql q_agent_create = {S_AGENT_CREATE,
 	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
-	" stream_url) VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6,"
-	" NULLIF(?7, ''))"};
+	" stream_url, record) VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6,"
+	" NULLIF(?7, ''), ?8)"};
 static const struct sql q_agent_get = {S_AGENT_GET,
-	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
-	" FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
+	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url,"
+	" record FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
 static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER,
 	"SELECT id, tenant_id, name, number, max_duration_s, created_at,"
-	" stream_url FROM agents WHERE number = ?1"};
+	" stream_url, record FROM agents WHERE number = ?1"};
 static const struct sql q_agent_list = {S_AGENT_LIST,
-	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url"
-	" FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url,"
+	" record FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
 static const struct sql q_agent_update = {S_AGENT_UPDATE,
 	"UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
+static const struct sql q_agent_set_record = {S_AGENT_SET_RECORD,
+	"UPDATE agents SET record = ?2 WHERE id = ?1"};
 
 enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
 {
@@ -78,12 +80,13 @@ enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
 
 enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
 {
-	return sq_write_one(ctx, &q_agent_create, "ssssiIs", a->id, a->tenant_id, a->name,
-			    a->number, a->max_duration_s, a->created_at, a->stream_url);
+	return sq_write_one(ctx, &q_agent_create, "ssssiIsi", a->id, a->tenant_id, a->name,
+			    a->number, a->max_duration_s, a->created_at, a->stream_url,
+			    (int)a->record);
 }
 
-/* An agent row (id, tenant_id, name, number, max_duration_s, created_at, stream_url) into a
- * zeroed struct agent. */
+/* An agent row (id, tenant_id, name, number, max_duration_s, created_at, stream_url, record)
+ * into a zeroed struct agent. */
 static void agent_row(sqlite3_stmt *st, void *row)
 {
 	struct agent *out = row;
@@ -94,6 +97,7 @@ static void agent_row(sqlite3_stmt *st, void *row)
 	out->max_duration_s = sqlite3_column_int(st, 4);
 	out->created_at = sqlite3_column_int64(st, 5);
 	sq_copy_col(st, 6, out->stream_url, sizeof out->stream_url);
+	out->record = sqlite3_column_int(st, 7) != 0;
 }
 
 static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
@@ -153,4 +157,9 @@ enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct age
 enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url)
 {
 	return sq_write_one(ctx, &q_agent_update, "ss", id, url);
+}
+
+enum store_result sqlite_agent_set_record(void *ctx, const char *id, bool record)
+{
+	return sq_write_one(ctx, &q_agent_set_record, "si", id, (int)record);
 }
