@@ -90,22 +90,40 @@ static void sync_path(const char *path)
 
 /* ---- the writer thread ------------------------------------------------------------------ */
 
-static void file_write(struct recorder *rc, struct recording *r, const int16_t *frames, size_t n)
+static void file_failed(struct recording *r)
+{
+	log_json(LOG_ERROR, "recording_failed",
+		 json_pack("{s:s, s:s}", "call_id", r->call_id,
+			   "error", r->sf ? sf_strerror(r->sf) : sf_strerror(NULL)));
+	r->failed = true;
+}
+
+/* Creates the recording's .part; false (failed, logged) if it cannot. */
+static bool file_open(struct recorder *rc, struct recording *r)
 {
 	char path[PATH_MAX], part[PATH_MAX + 8];
-	if (r->failed || !n)
-		return;
-	if (!r->sf) {
-		if (recording_path(rc->dir, r->call_id, path, sizeof path))
-			goto fail;
-		snprintf(part, sizeof part, "%s.part", path);
-		SF_INFO info = {.samplerate = RATE, .channels = 2,
-				.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-		r->sf = sf_open(part, SFM_WRITE, &info);
-		if (!r->sf)
-			goto fail;
-		clock_gettime(CLOCK_MONOTONIC, &r->header_at);
+	if (recording_path(rc->dir, r->call_id, path, sizeof path)) {
+		file_failed(r);
+		return false;
 	}
+	snprintf(part, sizeof part, "%s.part", path);
+	SF_INFO info = {.samplerate = RATE, .channels = 2,
+			.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+	r->sf = sf_open(part, SFM_WRITE, &info);
+	if (!r->sf) {
+		file_failed(r);
+		return false;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &r->header_at);
+	return true;
+}
+
+/* The file is created at the first pass after the recording opens, frames or not, so that a
+ * call's .part exists from its answer on (recording_open_read() waits only for a .part). */
+static void file_write(struct recorder *rc, struct recording *r, const int16_t *frames, size_t n)
+{
+	if (r->failed || (!r->sf && !file_open(rc, r)) || !n)
+		return;
 	if (sf_writef_short(r->sf, frames, (sf_count_t)n) != (sf_count_t)n)
 		goto fail;
 	r->written += n;
@@ -115,10 +133,7 @@ static void file_write(struct recorder *rc, struct recording *r, const int16_t *
 	}
 	return;
 fail:
-	log_json(LOG_ERROR, "recording_failed",
-		 json_pack("{s:s, s:s}", "call_id", r->call_id,
-			   "error", r->sf ? sf_strerror(r->sf) : sf_strerror(NULL)));
-	r->failed = true;
+	file_failed(r);
 }
 
 static void file_finish(struct recorder *rc, struct recording *r)
@@ -237,6 +252,7 @@ struct recording *recording_open(struct recorder *rc, const char *call_id)
 	pthread_mutex_lock(&rc->mu);
 	r->next = rc->list;
 	rc->list = r;
+	pthread_cond_signal(&rc->cv);     /* its file is created now rather than at the next pass */
 	pthread_mutex_unlock(&rc->mu);
 	return r;
 }
@@ -278,6 +294,42 @@ void recording_close(struct recording *r)
 	r->closed = true;
 	pthread_cond_signal(&rc->cv);     /* finish it now rather than at the next pass */
 	pthread_mutex_unlock(&rc->mu);
+}
+
+/* ---- reading and deleting --------------------------------------------------------------- */
+
+int recording_open_read(const char *dir, const char *call_id, int wait_ms)
+{
+	char path[PATH_MAX], part[PATH_MAX + 8];
+	if (recording_path(dir, call_id, path, sizeof path)) {
+		errno = ENOENT;
+		return -1;
+	}
+	snprintf(part, sizeof part, "%s.part", path);
+	/* polled: the wait is for a writer already finishing (a flush, an fsync, a rename),
+	 * which happens only in the moments right after a call's end */
+	for (int waited = 0;; waited += 10) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+		if (waited >= wait_ms || access(part, F_OK))
+			break;
+		struct timespec ten_ms = {.tv_nsec = 10 * 1000000L};
+		nanosleep(&ten_ms, NULL);
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+int recording_remove(const char *dir, const char *call_id)
+{
+	char path[PATH_MAX], part[PATH_MAX + 8];
+	if (recording_path(dir, call_id, path, sizeof path))
+		return 0;    /* not an id a recording could have been written for */
+	snprintf(part, sizeof part, "%s.part", path);
+	if ((unlink(part) && errno != ENOENT) || (unlink(path) && errno != ENOENT))
+		return -1;
+	return 0;
 }
 
 /* ---- repair at start-up ----------------------------------------------------------------- */

@@ -35,6 +35,15 @@ void recording_close(struct recording *r);
 
 /* DIR/<call_id>.wav into buf; -1 if it does not fit or the id is not a plain id. */
 int recording_path(const char *dir, const char *call_id, char *buf, size_t size);
+/* Opens call_id's finished recording for reading (O_RDONLY | O_CLOEXEC; the caller closes
+ * it). A recording still being finished (its .part there, the .wav not yet) is waited for,
+ * up to wait_ms: the writer finishes a call's file within moments of the call's end. -1 with
+ * errno ENOENT when there is none. Any thread. */
+int recording_open_read(const char *dir, const char *call_id, int wait_ms);
+/* Deletes call_id's recording, finished or not: 0 when none is left, -1 (errno) if a file
+ * could not be removed. The .part goes first, so a writer finishing it meanwhile either
+ * renames it before (and the .wav is removed next) or finds it gone. Any thread. */
+int recording_remove(const char *dir, const char *call_id);
 /* At start-up, before any call: each DIR/<id>.wav.part becomes DIR/<id>.wav (what its header
  * covers). Returns how many were repaired, -1 if dir cannot be read. */
 int recorder_repair(const char *dir);

@@ -1,6 +1,7 @@
 /*
  * test_record.c - media/record.c: a recording is the far end on the left and what was played
- * on the right, sample for sample, and a crash leaves a file that start-up repairs.
+ * on the right, sample for sample, and a crash leaves a file that start-up repairs; reading a
+ * recording waits only for one being finished, and deleting one takes both its files.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +9,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <sndfile.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +135,104 @@ static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
 	assert_int_equal(recorder_repair(dir), 0);   /* nothing left to repair */
 }
 
+/* A recorded call that ended before its first frame still has its (empty) file. */
+static void test_a_call_without_frames_leaves_an_empty_wav(void **state)
+{
+	const char *dir = *state;
+	struct recorder *rc = recorder_start(dir);
+	assert_non_null(rc);
+	recording_close(recording_open(rc, "call-4"));
+	recorder_stop(rc);
+	SF_INFO info;
+	SNDFILE *sf = open_wav(dir, "call-4.wav", &info);
+	assert_non_null(sf);
+	assert_int_equal(info.channels, 2);
+	assert_int_equal(info.samplerate, 8000);
+	assert_int_equal(info.frames, 0);
+	sf_close(sf);
+}
+
+static void touch(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0;
+}
+
+/* The finished file is opened at once; none at all is ENOENT; a .part is waited for, up to
+ * the bound, and a writer that finishes it meanwhile gives the file. */
+static void test_open_read_waits_only_for_a_part(void **state)
+{
+	const char *dir = *state;
+	touch(dir, "done.wav", "RIFF");
+	int fd = recording_open_read(dir, "done", 2000);
+	assert_true(fd >= 0);
+	char buf[8] = {0};
+	assert_int_equal(read(fd, buf, sizeof buf), 4);
+	assert_string_equal(buf, "RIFF");
+	close(fd);
+
+	errno = 0;
+	assert_int_equal(recording_open_read(dir, "none", 2000), -1);
+	assert_int_equal(errno, ENOENT);
+
+	touch(dir, "slow.wav.part", "x");          /* no writer: the bound ends the wait */
+	errno = 0;
+	assert_int_equal(recording_open_read(dir, "slow", 50), -1);
+	assert_int_equal(errno, ENOENT);
+
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		usleep(100 * 1000);
+		char from[512], to[512];
+		snprintf(from, sizeof from, "%s/slow.wav.part", dir);
+		snprintf(to, sizeof to, "%s/slow.wav", dir);
+		_exit(rename(from, to) ? 1 : 0);
+	}
+	fd = recording_open_read(dir, "slow", 5000);
+	assert_true(fd >= 0);
+	close(fd);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	assert_int_equal(recording_open_read(dir, "../done", 0), -1);   /* not a plain id */
+	assert_int_equal(errno, ENOENT);
+}
+
+static void test_remove_takes_both_files(void **state)
+{
+	const char *dir = *state;
+	touch(dir, "a.wav", "x");
+	touch(dir, "a.wav.part", "x");
+	touch(dir, "b.wav", "x");
+	assert_int_equal(recording_remove(dir, "a"), 0);
+	assert_false(exists(dir, "a.wav"));
+	assert_false(exists(dir, "a.wav.part"));
+	assert_true(exists(dir, "b.wav"));
+	assert_int_equal(recording_remove(dir, "a"), 0);       /* none left: done */
+	assert_int_equal(recording_remove(dir, "../b"), 0);    /* not an id of ours: nothing */
+	assert_true(exists(dir, "b.wav"));
+	/* a file that cannot be removed is an error (here: a non-empty directory in its place) */
+	char sub[512];
+	snprintf(sub, sizeof sub, "%s/c.wav", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	touch(sub, "inside", "x");
+	assert_int_equal(recording_remove(dir, "c"), -1);
+}
+
 static void test_path_takes_plain_ids_only(void **state)
 {
 	(void)state;
@@ -150,6 +251,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_far_left_played_right, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(test_crash_leaves_a_part_that_start_up_repairs, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_a_call_without_frames_leaves_an_empty_wav, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_open_read_waits_only_for_a_part, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_remove_takes_both_files, make_dir, remove_dir),
 		cmocka_unit_test(test_path_takes_plain_ids_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
