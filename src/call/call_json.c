@@ -152,6 +152,13 @@ char *call_to_json_text(const struct call *c, size_t *len)
 	put_str(&o, meta ? meta : "null");
 	put_str(&o, ",\"redacted_at\":");
 	put_time(&o, c->redacted_at);
+	if (call_has_recording(c)) {
+		put_str(&o, ",\"has_recording\":true,\"recording_url\":\"/v1/calls/");
+		put_str(&o, c->id);       /* a UUID: nothing to escape */
+		put_str(&o, "/recording\"");
+	} else {
+		put_str(&o, ",\"has_recording\":false,\"recording_url\":null");
+	}
 	put(&o, "}", 2);   /* with its NUL */
 	if (len)
 		*len = o.off - 1;

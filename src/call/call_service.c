@@ -14,13 +14,18 @@
  */
 #include "call_service.h"
 #include "core/log.h"
+#include "media/record.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_END_REASON "ended_by_api"
+/* How long a read of a recording waits for the writer to finish the file of a call that has
+ * just ended (it is signalled at the hang-up; this bounds a slow disk's flush and fsync). */
+#define RECORDING_FINISH_WAIT_MS 2000
 
 enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF, JOB_DIALOG };
 
@@ -62,6 +67,8 @@ struct call_service {
 
 	void (*on_event)(void *arg);     /* an outbox event was committed */
 	void *on_event_arg;
+
+	char *recordings_dir;        /* NULL: no recordings */
 };
 
 /* Where store work goes, and when the outbox events it writes are announced (on_event).
@@ -150,7 +157,18 @@ void call_service_destroy(struct call_service *svc)
 	call_service_stop(svc);
 	pthread_mutex_destroy(&svc->mu);
 	pthread_cond_destroy(&svc->cv);
+	free(svc->recordings_dir);
 	free(svc);
+}
+
+int call_service_set_recordings(struct call_service *svc, const char *dir)
+{
+	char *copy = dir ? strdup(dir) : NULL;
+	if (dir && !copy)
+		return -1;
+	free(svc->recordings_dir);
+	svc->recordings_dir = copy;
+	return 0;
 }
 
 void call_service_on_event(struct call_service *svc, void (*fn)(void *arg), void *arg)
@@ -437,6 +455,8 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	snprintf(c.from, sizeof c.from, "%s", from);
 	snprintf(c.to, sizeof c.to, "%s", req->to);
 	c.max_duration_s = req->max_duration_s ? req->max_duration_s : agent.max_duration_s;
+	/* the request's choice wins over the agent's */
+	c.record = req->record == CALL_RECORD_AGENT ? agent.record : req->record == CALL_RECORD_YES;
 	c.created_at = cp_now_ms();
 	if (svc->tel.ops)
 		svc->tel.ops->new_call_id(svc->tel.engine, c.provider_call_id,
@@ -492,11 +512,45 @@ enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const 
 		return cp_fail(err, CP_ERR_NOT_ACTIVE, "call is still active; end it first");
 	if (rc != STORE_OK)
 		return store_fail(err, rc, "call");
-	json_t *f = json_pack("{s:s}", "call_id", out->id);
+	/* After the row: from now on nothing serves the file, whatever happens to it. Each
+	 * redaction tries again, so a failure here is the client's to retry. */
+	bool removed = !svc->recordings_dir || recording_remove(svc->recordings_dir, out->id) == 0;
+	json_t *f = json_pack("{s:s, s:b}", "call_id", out->id, "recording_removed", removed);
 	if (req_id)
 		json_object_set_new(f, "req_id", json_string(req_id));
-	log_json(LOG_INFO, "call_redacted", f);
+	if (!removed)
+		json_object_set_new(f, "error", json_string(strerror(errno)));
+	log_json(removed ? LOG_INFO : LOG_ERROR, "call_redacted", f);
+	if (!removed)
+		return cp_fail(err, CP_ERR_INTERNAL, "the call's recording could not be deleted; retry");
 	return CP_OK;
+}
+
+enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc,
+				const char *id, int *fd, struct call *out_call,
+				struct cp_error *err)
+{
+	struct call c = {0};
+	enum cp_err e = call_get(svc, sc, id, &c, err);
+	*fd = -1;
+	if (e == CP_OK && !call_has_recording(&c))
+		e = cp_fail(err, CP_ERR_NOT_FOUND, call_is_redacted(&c) ? "the call was redacted"
+				: !c.record ? "the call was not recorded"
+				: !c.answered_at ? "the call was never answered"
+				: "the call is still up: its recording is served once it ends");
+	if (e == CP_OK && svc->recordings_dir)
+		*fd = recording_open_read(svc->recordings_dir, c.id, RECORDING_FINISH_WAIT_MS);
+	if (e == CP_OK && *fd < 0 && svc->recordings_dir && errno != ENOENT) {
+		log_msg(LOG_ERROR, "recording_unreadable", "call %s: %s", c.id, strerror(errno));
+		e = cp_fail(err, CP_ERR_INTERNAL, "the call's recording could not be read");
+	} else if (e == CP_OK && *fd < 0) {
+		/* lost (the writer failed, logged as recording_failed) or kept elsewhere */
+		e = cp_fail(err, CP_ERR_NOT_FOUND, "the call's recording file is missing");
+	}
+	if (out_call)
+		call_move(out_call, &c);    /* empty when the key cannot see it */
+	call_clear(&c);
+	return e;
 }
 
 /* ---- dtmf ------------------------------------------------------------------------------- */
@@ -872,6 +926,7 @@ static void inbound_create(struct writer *w, struct job *j)
 	snprintf(c->to, sizeof c->to, "%s", j->to);
 	snprintf(c->provider_call_id, sizeof c->provider_call_id, "%s", j->provider_call_id);
 	c->max_duration_s = agent.max_duration_s;
+	c->record = agent.record;
 	c->created_at = cp_now_ms();
 	c->metadata = strdup("{}");
 	if (!c->metadata || set_stream_url(c, agent.stream_url) ||

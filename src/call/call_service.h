@@ -16,6 +16,9 @@
 
 struct call_service;
 
+/* Whether a new call is recorded: as its agent says, or as the request says. */
+enum call_record_choice { CALL_RECORD_AGENT = 0, CALL_RECORD_YES, CALL_RECORD_NO };
+
 struct call_request {
 	const char *agent_id;
 	const char *to;
@@ -23,6 +26,7 @@ struct call_request {
 	const char *metadata;        /* JSON object text or NULL */
 	int max_duration_s;          /* 0: the agent's default */
 	const char *stream_url;      /* NULL: the agent's (if any) */
+	enum call_record_choice record;
 };
 
 struct call_service *call_service_create(struct store *st);
@@ -46,8 +50,24 @@ enum cp_err call_get(struct call_service *svc, const struct scope *sc, const cha
 enum cp_err call_list(struct call_service *svc, const struct scope *sc,
 		      const struct call_filter *f, struct call **out, size_t *n,
 		      struct cp_error *err);
+/* Drops from, to and metadata of an ended call, and deletes its recording. Repeatable.
+ * CP_ERR_NOT_ACTIVE: the call is still active; CP_ERR_INTERNAL: the recording could not be
+ * deleted (the rest is done; retry). */
 enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const char *id,
 			const char *req_id, struct call *out, struct cp_error *err);
+
+/* Where recordings are (a copy is kept; NULL: none are served or deleted). Set before the
+ * service is used. */
+int call_service_set_recordings(struct call_service *svc, const char *dir);
+
+/* A call's recording, opened for reading: the caller owns fd (closes it). out_call (may be
+ * NULL) receives the call whenever the key can see it, with or without a recording (it is
+ * left empty otherwise). CP_ERR_NOT_FOUND when the key cannot see the call, or the call has
+ * no recording: not recorded, never answered, not ended yet, redacted, or its file is gone.
+ * May wait briefly for the file of a call that has just ended. */
+enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc,
+				const char *id, int *fd, struct call *out_call,
+				struct cp_error *err);
 
 /* Sends DTMF digits to the far end of an answered call (RFC 4733, through the engine).
  * CP_ERR_INVALID: digits are not 1..CALL_DTMF_MAX of [0-9*#A-D]; CP_ERR_NOT_FOUND: not in the

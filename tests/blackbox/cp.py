@@ -34,7 +34,7 @@ STOP_TIMEOUT = 10.0
 CALL_KEYS = {
     "id", "agent_id", "direction", "from", "to", "status", "provider_call_id",
     "created_at", "answered_at", "ended_at", "duration_s", "end_reason",
-    "sip_status", "max_duration_s", "metadata", "redacted_at",
+    "sip_status", "max_duration_s", "metadata", "redacted_at", "has_recording", "recording_url",
 }
 ACTIVE_STATUSES = {"queued", "ringing", "in_progress"}
 

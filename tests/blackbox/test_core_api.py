@@ -99,8 +99,9 @@ def test_create_call_shape(srv):
     assert c["metadata"] == {"a": 1, "b": {"c": [1, "x"]}}
     assert_recent(c["created_at"])
     for k in ("provider_call_id", "answered_at", "ended_at", "duration_s", "end_reason", "sip_status",
-              "redacted_at"):
+              "redacted_at", "recording_url"):
         assert c[k] is None, (k, c)
+    assert c["has_recording"] is False, c
     # GET returns the same object
     g = srv.get_call(c["id"])
     assert g == c
@@ -182,6 +183,9 @@ def test_create_call_validation_400(srv):
         ("max_duration bool", {"agent_id": ag, "to": SIP_TO, "max_duration_s": True}),
         ("max_duration too big", {"agent_id": ag, "to": SIP_TO, "max_duration_s": 86401}),
         ("max_duration huge", {"agent_id": ag, "to": SIP_TO, "max_duration_s": 10 ** 20}),
+        ("record string", {"agent_id": ag, "to": SIP_TO, "record": "true"}),
+        ("record number", {"agent_id": ag, "to": SIP_TO, "record": 1}),
+        ("record null", {"agent_id": ag, "to": SIP_TO, "record": None}),
         ("unknown field", {"agent_id": ag, "to": SIP_TO, "foo": 1}),
         ("unknown field status", {"agent_id": ag, "to": SIP_TO, "status": "completed"}),
     ]

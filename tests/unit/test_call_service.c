@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1640,6 +1641,189 @@ static void test_inbound_stream_url(void **state)
 	call_clear(&s);
 }
 
+/* ---- recordings ------------------------------------------------------------------------- */
+
+static void create_recorded(struct fx *f, const char *agent, enum call_record_choice choice,
+			    bool want)
+{
+	struct call_request req = {.agent_id = agent, .to = TO, .record = choice};
+	struct cp_error err = {0};
+	struct call c = {0}, s = {0};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
+	assert_int_equal(c.record, want);
+	stored(f, c.id, &s);
+	assert_int_equal(s.record, want);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+/* The request's choice wins over the agent's, both ways; without one the agent's holds. */
+static void test_create_record_choice(void **state)
+{
+	struct fx *f = *state;
+	create_recorded(f, f->a1, CALL_RECORD_AGENT, false);
+	create_recorded(f, f->a1, CALL_RECORD_YES, true);
+	create_recorded(f, f->a1, CALL_RECORD_NO, false);
+	assert_int_equal(STORE(f->st, agent_set_record, f->a1, true), STORE_OK);
+	create_recorded(f, f->a1, CALL_RECORD_AGENT, true);
+	create_recorded(f, f->a1, CALL_RECORD_YES, true);
+	create_recorded(f, f->a1, CALL_RECORD_NO, false);
+}
+
+static void test_inbound_record_follows_agent(void **state)
+{
+	struct fx *f = *state;
+	struct inbound_result r = {0};
+	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+				  .to = "sip:" NUM_A3 "@callplane.test",
+				  .provider_call_id = "inbound-rec-1@example.net"};
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.err, CP_OK);
+	assert_false(r.call.record);
+	assert_int_equal(STORE(f->st, agent_set_record, f->a3, true), STORE_OK);
+	in.provider_call_id = "inbound-rec-2@example.net";
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.err, CP_OK);
+	assert_true(r.call.record);
+	struct call s = {0};
+	stored(f, r.call.id, &s);
+	assert_true(s.record);
+	call_clear(&r.call);
+	call_clear(&s);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* A recorded call, answered and ended as the engine would report it. */
+static void recorded_and_ended(struct fx *f, enum call_record_choice choice, struct call *out)
+{
+	struct call_request req = {.agent_id = f->a1, .to = TO, .record = choice};
+	struct cp_error err = {0};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, out, &err), CP_OK);
+	to_in_progress(f, out->id);
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	assert_int_equal(call_service_event(f->svc, out->id, &u, out), STORE_OK);
+}
+
+/* The message of a call_recording_open() that failed with 404, with the call it saw. */
+static const char *open_fails(struct fx *f, const struct scope *sc, const char *id,
+			      struct cp_error *err, bool visible)
+{
+	struct call seen = {0};
+	int fd = 12345;
+	assert_int_equal(call_recording_open(f->svc, sc, id, &fd, &seen, err), CP_ERR_NOT_FOUND);
+	assert_int_equal(fd, -1);
+	assert_int_equal(seen.id[0] != '\0', visible);
+	call_clear(&seen);
+	return err->message;
+}
+
+static void test_recording_open_and_redaction(void **state)
+{
+	struct fx *f = *state;
+	char rec[128];
+	snprintf(rec, sizeof rec, "%s/rec", f->dir);
+	assert_int_equal(mkdir(rec, 0700), 0);
+	assert_int_equal(call_service_set_recordings(f->svc, rec), 0);
+	struct cp_error err = {0};
+	struct call c = {0}, other = {0}, plain = {0};
+
+	/* while up: nothing (the file is served once finished) */
+	struct call_request req = {.agent_id = f->a1, .to = TO, .record = CALL_RECORD_YES};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
+	to_in_progress(f, c.id);
+	assert_string_equal(open_fails(f, &f->sc1, c.id, &err, true),
+			    "the call is still up: its recording is served once it ends");
+	call_clear(&c);
+
+	recorded_and_ended(f, CALL_RECORD_YES, &c);
+	assert_true(call_has_recording(&c));
+	assert_string_equal(open_fails(f, &f->sc1, c.id, &err, true),
+			    "the call's recording file is missing");
+	char name[64];
+	snprintf(name, sizeof name, "%s.wav", c.id);
+	write_file(rec, name, "RIFF-recording");
+	int fd = -1;
+	struct call seen = {0};
+	assert_int_equal(call_recording_open(f->svc, &f->sc1, c.id, &fd, &seen, &err), CP_OK);
+	assert_string_equal(seen.id, c.id);
+	char buf[32] = {0};
+	assert_int_equal(read(fd, buf, sizeof buf - 1), 14);
+	assert_string_equal(buf, "RIFF-recording");
+	close(fd);
+	/* never in another tenant's scope */
+	assert_string_equal(open_fails(f, &f->sc2, c.id, &err, false), "call not found");
+	assert_string_equal(open_fails(f, &f->sc1, NO_SUCH_ID, &err, false), "call not found");
+
+	/* not recorded: never served, even with a file of that name */
+	recorded_and_ended(f, CALL_RECORD_NO, &plain);
+	snprintf(name, sizeof name, "%s.wav", plain.id);
+	write_file(rec, name, "x");
+	assert_string_equal(open_fails(f, &f->sc1, plain.id, &err, true),
+			    "the call was not recorded");
+
+	/* redaction deletes the file, finished or not, and nothing serves it after */
+	snprintf(name, sizeof name, "%s.wav.part", c.id);
+	write_file(rec, name, "x");
+	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, NULL, &seen, &err), CP_OK);
+	assert_false(call_has_recording(&seen));
+	snprintf(name, sizeof name, "%s.wav", c.id);
+	assert_false(file_exists(rec, name));
+	snprintf(name, sizeof name, "%s.wav.part", c.id);
+	assert_false(file_exists(rec, name));
+	assert_string_equal(open_fails(f, &f->sc1, c.id, &err, true), "the call was redacted");
+	assert_int_equal(call_redact(f->svc, &f->sc1, c.id, NULL, &seen, &err), CP_OK);
+
+	/* a file that cannot be deleted: the redaction is done, the answer says retry */
+	recorded_and_ended(f, CALL_RECORD_YES, &other);
+	char blocker[256];
+	snprintf(blocker, sizeof blocker, "%s/%s.wav", rec, other.id);
+	assert_int_equal(mkdir(blocker, 0700), 0);
+	write_file(blocker, "inside", "x");
+	assert_int_equal(call_redact(f->svc, &f->sc1, other.id, NULL, &seen, &err), CP_ERR_INTERNAL);
+	assert_string_equal(err.message, "the call's recording could not be deleted; retry");
+	struct call s = {0};
+	stored(f, other.id, &s);
+	assert_true(call_is_redacted(&s));
+	char inside[300];
+	snprintf(inside, sizeof inside, "%s/inside", blocker);
+	assert_int_equal(unlink(inside), 0);
+	assert_int_equal(rmdir(blocker), 0);
+	assert_int_equal(call_redact(f->svc, &f->sc1, other.id, NULL, &seen, &err), CP_OK);
+
+	/* a node without recordings serves none */
+	assert_int_equal(call_service_set_recordings(f->svc, NULL), 0);
+	recorded_and_ended(f, CALL_RECORD_YES, &s);
+	assert_string_equal(open_fails(f, &f->sc1, s.id, &err, true),
+			    "the call's recording file is missing");
+
+	snprintf(name, sizeof name, "%s.wav", plain.id);
+	snprintf(inside, sizeof inside, "%s/%s", rec, name);
+	assert_int_equal(unlink(inside), 0);
+	assert_int_equal(rmdir(rec), 0);
+	call_clear(&c);
+	call_clear(&other);
+	call_clear(&plain);
+	call_clear(&seen);
+	call_clear(&s);
+}
+
 /* ---- dtmf out --------------------------------------------------------------------------- */
 
 static void test_send_dtmf(void **state)
@@ -2041,6 +2225,9 @@ int main(void)
 		T(test_recover),
 		T(test_create_stream_url),
 		T(test_inbound_stream_url),
+		T(test_create_record_choice),
+		T(test_inbound_record_follows_agent),
+		T(test_recording_open_and_redaction),
 		T(test_send_dtmf),
 		T(test_post_dtmf_one_event),
 		T(test_post_dtmf_ignored),

@@ -404,7 +404,7 @@ static bool is_rfc3339_ms(const char *s)
 static const char *const call_keys[] = {
 	"id", "agent_id", "direction", "from", "to", "status", "provider_call_id", "created_at",
 	"answered_at", "ended_at", "duration_s", "end_reason", "sip_status", "max_duration_s",
-	"metadata", "redacted_at",
+	"metadata", "redacted_at", "has_recording", "recording_url",
 };
 #define N_CALL_KEYS (sizeof call_keys / sizeof call_keys[0])
 
@@ -620,6 +620,11 @@ static void expect_same_as_jansson(const struct call *c)
 			    c->max_duration_s ? json_integer(c->max_duration_s) : json_null());
 	json_object_set_new(o, "metadata", meta ? meta : json_null());
 	json_object_set_new(o, "redacted_at", tv[3]);
+	bool rec = c->record && c->answered_at && call_status_is_terminal(c->status) && !red;
+	char url[80];
+	snprintf(url, sizeof url, "/v1/calls/%s/recording", c->id);
+	json_object_set_new(o, "has_recording", json_boolean(rec));
+	json_object_set_new(o, "recording_url", rec ? json_string(url) : json_null());
 	char *want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	size_t len = 0;
 	char *got = call_to_json_text(c, &len);
@@ -671,6 +676,55 @@ static void test_json_text_matches_jansson(void **state)
 	fill_ended_call(&c);
 	c.redacted_at = c.ended_at + 5;
 	expect_same_as_jansson(&c);
+	/* recorded: the same, redacted or not */
+	c.record = true;
+	expect_same_as_jansson(&c);
+	c.redacted_at = 0;
+	expect_same_as_jansson(&c);
+	call_clear(&c);
+}
+
+/* has_recording and recording_url: a recorded call that was answered and has ended, until it
+ * is redacted; null/false in every other case. */
+static void test_to_json_recording(void **state)
+{
+	(void)state;
+	struct call c;
+	fill_ended_call(&c);
+	json_t *o = call_to_json(&c);
+	assert_exact_keys(o);
+	assert_true(json_is_false(json_object_get(o, "has_recording")));   /* not recorded */
+	assert_true(json_is_null(json_object_get(o, "recording_url")));
+	json_decref(o);
+
+	c.record = true;
+	o = call_to_json(&c);
+	assert_exact_keys(o);
+	assert_true(json_is_true(json_object_get(o, "has_recording")));
+	assert_string_equal(json_string_value(json_object_get(o, "recording_url")),
+			    "/v1/calls/1b4e28ba-2fa1-41d2-883f-0016d3cca427/recording");
+	json_decref(o);
+
+	struct {
+		enum call_status status;
+		int64_t answered_at, redacted_at;
+		bool has;
+	} cases[] = {
+		{CALL_COMPLETED, 1795316518000, 0, true},
+		{CALL_IN_PROGRESS, 1795316518000, 0, false},      /* still up: file not finished */
+		{CALL_CANCELED, 0, 0, false},                     /* never answered */
+		{CALL_COMPLETED, 1795316518000, 1795316600042, false},  /* redacted */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		c.status = cases[i].status;
+		c.answered_at = cases[i].answered_at;
+		c.redacted_at = cases[i].redacted_at;
+		assert_int_equal(call_has_recording(&c), cases[i].has);
+		o = call_to_json(&c);
+		assert_int_equal(json_is_true(json_object_get(o, "has_recording")), cases[i].has);
+		assert_int_equal(json_is_string(json_object_get(o, "recording_url")), cases[i].has);
+		json_decref(o);
+	}
 	call_clear(&c);
 }
 
@@ -698,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_dtmf_digits_valid),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_to_json_full),
+		cmocka_unit_test(test_to_json_recording),
 		cmocka_unit_test(test_to_json_fresh_call),
 		cmocka_unit_test(test_to_json_redacted),
 		cmocka_unit_test(test_json_text_matches_jansson),
