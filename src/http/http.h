@@ -37,6 +37,9 @@ struct http_dialect {
 	/* Authenticates the request; NULL = canonical (Bearer or x-api-key). */
 	enum cp_err (*authenticate)(struct http_request *r, struct principal *who,
 				    struct cp_error *err);
+	/* Paths this dialect owns ("/agents": that path and those under it), so that a path or
+	 * method none of its routes serves is answered in its error shape; NULL = none. */
+	const char *path_prefix;
 };
 
 enum route_flags {
@@ -93,6 +96,12 @@ void http_reply_json_text(struct http_request *r, unsigned status, char *text, s
 void http_reply_error(struct http_request *r, const struct cp_error *e);
 void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Replies with a file (any thread): fd is read from its start, owned from now on (closed
+ * whatever happens). Honours a Range header (http/range.h): 200 with the whole file, 206 with
+ * Content-Range, or 416 (an error in the route's dialect, Content-Range: bytes * / size).
+ * Every answer says Accept-Ranges: bytes. */
+void http_reply_file(struct http_request *r, int fd, const char *content_type);
 
 /* A streaming reply (Server-Sent Events). read() runs on an MHD thread whenever the socket can
  * take more: it returns the bytes it wrote into buf (at most max), 0 when it has nothing now

@@ -11,7 +11,8 @@
  *   router.c       route matching and percent-decoding of the path and the query.
  *   idempotency.c  Idempotency-Key: claimed before the handler, completed by the reply.
  *   stream.c       streaming replies (SSE): parked when idle, woken from any thread.
- *   reply.c        the reply hand-over (any thread), error rendering, the access log line.
+ *   reply.c        the reply hand-over (any thread), file replies (Range: range.c), error
+ *                  rendering, the access log line.
  *   request.c      the request object: its life, its id, and what a handler reads from it.
  * A stage above that must see the reply (idempotency.c) sets r->on_reply rather than being
  * called by name from reply.c.
@@ -72,6 +73,7 @@ struct http_request {
 	size_t discarded;            /* bytes of an oversized body read and dropped */
 
 	const struct route *route;
+	const struct http_dialect *path_dialect;  /* no route: the dialect owning the path */
 	char *params[HTTP_MAX_PARAMS];
 	struct principal who;
 	bool authenticated;
@@ -84,7 +86,9 @@ struct http_request {
 	enum req_state state;
 	unsigned status;
 	char *resp;                  /* response body text */
-	size_t resp_len;
+	size_t resp_len;             /* its length, or that of the file's part sent */
+	int file_fd;                 /* a file reply instead of resp (-1: none); owned */
+	uint64_t file_off;
 	struct { char *name, *value; } hdr[MAX_EXTRA_HEADERS];
 	int n_hdr;
 	struct http_stream *stream;  /* a streaming reply instead of resp */
@@ -117,7 +121,8 @@ void http_dispatch(struct http_request *r);
 
 /* ---- router.c --------------------------------------------------------------------------- */
 /* The route of r's method and path, its captures copied into r->params; NULL when none,
- * with *path_known telling a 405 (another method matches) from a 404. */
+ * with *path_known telling a 405 (another method matches) from a 404, and r->path_dialect
+ * set to the dialect owning the path (http_dialect.path_prefix), if one does. */
 const struct route *http_route_find(struct http_request *r, bool *path_known);
 /* Decodes r's query values in place; false on a bad escape or an escaped name. */
 bool http_query_decode(struct http_request *r);
@@ -138,7 +143,8 @@ bool http_idempotency_begin(struct http_request *r);
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len);
 /* Writes r's access log line (once its response is queued). */
 void http_reply_log(struct http_request *r);
-/* The dialect r's errors are rendered in: its route's, else the server's fallback. */
+/* The dialect r's errors are rendered in: its route's, else the one owning its path, else
+ * the server's fallback. */
 const struct http_dialect *http_dialect_of(struct http_request *r);
 
 /* ---- stream.c --------------------------------------------------------------------------- */

@@ -7,11 +7,14 @@
  * MHD then calls server.c once more, which queues the response on an MHD thread. A reply
  * racing the handler's return is never lost: whichever side comes second under r->mu sees the
  * other's state. A stage above may ask to see the reply first (r->on_reply: idempotency.c
- * records it), still before the client can. Errors are rendered by the route's dialect (or the
- * server's fallback for requests no route matched). server.c writes one log line per request
+ * records it), still before the client can. A file reply (http_reply_file) hands the
+ * descriptor over the same way; MHD sends it from the kernel (sendfile). Errors are rendered by
+ * the route's dialect (for requests no route matched: the dialect owning the path, else the
+ * server's fallback). server.c writes one log line per request
  * with http_reply_log() once the response is queued.
  */
 #include "http_internal.h"
+#include "range.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -19,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Hand-formatted: it runs for every request and jansson's object building cost more than the
  * rest of a cached GET. */
@@ -55,7 +60,10 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 	pthread_mutex_unlock(&r->mu);
 }
 
-void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len)
+/* The hand-over: text (owned) of len bytes, or, when fd >= 0 (owned), len bytes of that file
+ * from off. */
+static void reply_store(struct http_request *r, unsigned status, char *text, size_t len, int fd,
+			uint64_t off)
 {
 	struct http_server *srv = r->srv;
 	if (r->on_reply)
@@ -65,6 +73,8 @@ void http_reply_text(struct http_request *r, unsigned status, char *text, size_t
 		pthread_mutex_unlock(&r->mu);
 		log_msg(LOG_ERROR, "http_double_reply", "request %s replied twice", r->req_id);
 		free(text);
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	bool resume = r->state == REQ_SUSPENDED;   /* else DISPATCHED: replies follow dispatch */
@@ -72,6 +82,8 @@ void http_reply_text(struct http_request *r, unsigned status, char *text, size_t
 	r->status = status;
 	r->resp = text;
 	r->resp_len = len;
+	r->file_fd = fd;
+	r->file_off = off;
 	r->state = REQ_REPLIED;
 	pthread_mutex_unlock(&r->mu);
 	/* With no lock of r held: once resumed, an MHD thread may send the reply and free r at
@@ -83,6 +95,40 @@ void http_reply_text(struct http_request *r, unsigned status, char *text, size_t
 	if (--srv->in_flight == 0)
 		pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->mu);
+}
+
+void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len)
+{
+	reply_store(r, status, text, len, -1, 0);
+}
+
+void http_reply_file(struct http_request *r, int fd, const char *content_type)
+{
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		http_reply_fail(r, CP_ERR_INTERNAL, "the file could not be read");
+		return;
+	}
+	uint64_t size = (uint64_t)st.st_size, off = 0, len = size;
+	char buf[96];
+	enum http_range range = http_range_parse(http_header(r, "Range"), size, &off, &len);
+	http_add_header(r, "Accept-Ranges", "bytes");
+	if (range == HTTP_RANGE_UNSATISFIABLE) {
+		close(fd);
+		snprintf(buf, sizeof buf, "bytes */%llu", (unsigned long long)size);
+		http_add_header(r, "Content-Range", buf);
+		http_reply_fail(r, CP_ERR_RANGE, "the range selects none of the %llu bytes",
+				(unsigned long long)size);
+		return;
+	}
+	if (range == HTTP_RANGE_PARTIAL) {
+		snprintf(buf, sizeof buf, "bytes %llu-%llu/%llu", (unsigned long long)off,
+			 (unsigned long long)(off + len - 1), (unsigned long long)size);
+		http_add_header(r, "Content-Range", buf);
+	}
+	http_add_header(r, "Content-Type", content_type);
+	reply_store(r, range == HTTP_RANGE_PARTIAL ? 206 : 200, NULL, (size_t)len, fd, off);
 }
 
 void http_reply_json(struct http_request *r, unsigned status, json_t *body)
@@ -108,7 +154,9 @@ void http_reply_json_text(struct http_request *r, unsigned status, char *text, s
 
 const struct http_dialect *http_dialect_of(struct http_request *r)
 {
-	return r->route && r->route->dialect ? r->route->dialect : r->srv->fallback;
+	if (r->route && r->route->dialect)
+		return r->route->dialect;
+	return r->path_dialect ? r->path_dialect : r->srv->fallback;
 }
 
 void http_reply_error(struct http_request *r, const struct cp_error *e)

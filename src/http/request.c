@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A request id: 16 hex digits, unique within the process and unlikely to repeat across runs.
  * splitmix64 of (random seed + counter) is a bijection, so no two requests of a run share an
@@ -42,6 +43,7 @@ struct http_request *http_request_new(struct http_server *srv, struct MHD_Connec
 	r->conn = conn;
 	r->method = method;
 	r->path = strdup(url);
+	r->file_fd = -1;
 	r->t_start_us = cp_mono_us();
 	pthread_mutex_init(&r->mu, NULL);
 	if (!r->path) {
@@ -54,6 +56,8 @@ struct http_request *http_request_new(struct http_server *srv, struct MHD_Connec
 
 void http_request_free(struct http_request *r)
 {
+	if (r->file_fd >= 0)    /* a file reply never handed to MHD */
+		close(r->file_fd);
 	free(r->path);
 	free(r->body);
 	for (int i = 0; i < HTTP_MAX_PARAMS; i++)

@@ -6,7 +6,9 @@
  * making a new one. A pattern is a path of literal segments and ":name" captures of one
  * non-empty segment; the route tables are searched in order and the first match of path and
  * method wins. A path that matches some route under another method is told apart (405 rather
- * than 404). Query values are decoded in place, once, before the handler runs; "+" is a space
+ * than 404); a path no route serves may still belong to a dialect (http_dialect.path_prefix),
+ * whose error shape then answers it. Query values are decoded in place, once, before the
+ * handler runs; "+" is a space
  * there but not in the path. A decoded NUL is refused everywhere: C strings end at it.
  */
 #include "http_internal.h"
@@ -120,7 +122,25 @@ static bool match(const char *pattern, char **seg, int n, char **caps, int *n_ca
 	return i == n;
 }
 
-const struct route *http_route_find(struct http_request *r, bool *path_known)
+/* Whether path is prefix or lies under it ("/agents" owns "/agents" and "/agents/..."). */
+static bool path_under(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return !strncmp(path, prefix, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+/* The dialect that owns a path no route serves, or NULL. */
+static const struct http_dialect *path_owner(const struct http_server *srv, const char *path)
+{
+	for (size_t t = 0; t < srv->n_tables; t++)
+		for (const struct route *rt = srv->tables[t]; rt->pattern; rt++)
+			if (rt->dialect && rt->dialect->path_prefix &&
+			    path_under(path, rt->dialect->path_prefix))
+				return rt->dialect;
+	return NULL;
+}
+
+static const struct route *route_of(struct http_request *r, bool *path_known)
 {
 	char scratch[2048];
 	char *seg[MAX_SEGMENTS];
@@ -145,4 +165,12 @@ const struct route *http_route_find(struct http_request *r, bool *path_known)
 		}
 	}
 	return NULL;
+}
+
+const struct route *http_route_find(struct http_request *r, bool *path_known)
+{
+	const struct route *rt = route_of(r, path_known);
+	if (!rt)
+		r->path_dialect = path_owner(r->srv, r->path);
+	return rt;
 }

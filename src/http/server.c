@@ -34,15 +34,20 @@
 static enum MHD_Result queue_reply(struct http_request *r)
 {
 	struct MHD_Response *resp;
+	bool file = r->file_fd >= 0;
 	if (r->stream)
 		resp = http_stream_response(r->stream);
+	else if (file)
+		resp = MHD_create_response_from_fd_at_offset64(r->resp_len, r->file_fd,
+							       r->file_off);
 	else
 		resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
 	if (!resp)
 		return MHD_NO;
 	r->resp = NULL;   /* owned by the response now */
 	r->stream = NULL;
-	if (r->resp_len)
+	r->file_fd = -1;
+	if (r->resp_len && !file)
 		MHD_add_response_header(resp, "Content-Type", "application/json");
 	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
 	for (int i = 0; i < r->n_hdr; i++)
