@@ -143,11 +143,15 @@ int cli_tenant(int argc, char **argv)
 
 static const char agent_usage[] =
 	"usage: callplane agent create --tenant ID --name NAME [--number E164]\n"
-	"                              [--max-duration SECONDS] [--stream-url URL] [--db PATH]\n"
+	"                              [--max-duration SECONDS] [--stream-url URL] [--record]\n"
+	"                              [--db PATH]\n"
 	"       callplane agent list [--tenant ID] [--db PATH]\n"
-	"       callplane agent update ID (--stream-url URL | --no-stream-url) [--db PATH]\n"
+	"       callplane agent update ID [--stream-url URL | --no-stream-url]\n"
+	"                                 [--record | --no-record] [--db PATH]\n"
 	"--stream-url is the agent's audio WebSocket (ws:// or wss://, at most 1024 bytes):\n"
-	"its calls stream their audio there unless POST /v1/calls names another.\n";
+	"its calls stream their audio there unless POST /v1/calls names another.\n"
+	"--record records the agent's calls (a stereo WAV each) unless POST /v1/calls says\n"
+	"\"record\": false. update changes what it is given, for calls created afterwards.\n";
 
 /* A bad --stream-url is a usage error (exit 2), told the way args_parse() tells one. */
 static int stream_url_usage(const char *url)
@@ -158,19 +162,23 @@ static int stream_url_usage(const char *url)
 	return 2;
 }
 
+/* Prints {"id", then each member it changed: "stream_url" (URL or null), "record"}. */
 static int agent_update(int argc, char **argv)
 {
-	const char *url = NULL, *clear = NULL, *db = CLI_DEFAULT_DB;
+	const char *url = NULL, *clear = NULL, *rec = NULL, *no_rec = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
 	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL}, {"no-stream-url", &clear, OPT_FLAG},
+			     {"record", &rec, OPT_FLAG}, {"no-record", &no_rec, OPT_FLAG},
 			     {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	if (n_pos != 1 || (clear != NULL) == (url != NULL)) {
-		fprintf(stderr, "error: agent update needs the agent id and one of --stream-url URL"
-			" or --no-stream-url\n%s", agent_usage);
+	bool set_url = url || clear, set_rec = rec || no_rec;
+	if (n_pos != 1 || (url && clear) || (rec && no_rec) || (!set_url && !set_rec)) {
+		fprintf(stderr, "error: agent update needs the agent id and at most one of"
+			" --stream-url URL or --no-stream-url, at most one of --record or"
+			" --no-record, and at least one of them\n%s", agent_usage);
 		return 2;
 	}
 	if (url && !call_stream_url_valid(url))
@@ -179,11 +187,21 @@ static int agent_update(int argc, char **argv)
 	if (!st)
 		return 1;
 	int rc = 1;
-	enum store_result r = STORE(st, agent_set_stream_url, pos[0], url);
-	if (r == STORE_OK)
-		rc = cli_print(json_pack("{s:s, s:s?}", "id", pos[0], "stream_url", url));
-	else
+	enum store_result r = STORE_OK;
+	if (set_url)
+		r = STORE(st, agent_set_stream_url, pos[0], url);
+	if (r == STORE_OK && set_rec)
+		r = STORE(st, agent_set_record, pos[0], rec != NULL);
+	if (r == STORE_OK) {
+		json_t *out = json_pack("{s:s}", "id", pos[0]);
+		if (set_url)
+			json_object_set_new(out, "stream_url", url ? json_string(url) : json_null());
+		if (set_rec)
+			json_object_set_new(out, "record", json_boolean(rec != NULL));
+		rc = cli_print(out);
+	} else {
 		fail(r == STORE_NOT_FOUND ? "no such agent: " : "could not update the agent ", pos[0]);
+	}
 	store_close(st);
 	return rc;
 }
@@ -191,7 +209,7 @@ static int agent_update(int argc, char **argv)
 int cli_agent(int argc, char **argv)
 {
 	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL, *url = NULL,
-		   *db = CLI_DEFAULT_DB;
+		   *rec = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1];
 	int n_pos;
 	if (argc < 1)
@@ -207,7 +225,8 @@ int cli_agent(int argc, char **argv)
 		return usage(agent_usage);
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"name", &name, OPT_REQUIRED},
 				    {"number", &number, OPT_OPTIONAL}, {"max-duration", &maxd, OPT_OPTIONAL},
-				    {"stream-url", &url, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"stream-url", &url, OPT_OPTIONAL}, {"record", &rec, OPT_FLAG},
+				    {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
 					 0, &n_pos, agent_usage);
@@ -239,6 +258,7 @@ int cli_agent(int argc, char **argv)
 		snprintf(a.number, sizeof a.number, "%s", number ? number : "");
 		a.max_duration_s = (int)v;
 		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
+		a.record = rec != NULL;
 		a.created_at = cp_now_ms();
 		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
 			fail("no such tenant: ", tenant);

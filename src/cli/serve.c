@@ -28,6 +28,7 @@
 #include "dialects/dialects.h"
 #include "http/event_hub.h"
 #include "http/routes.h"
+#include "media/record.h"
 #include "sip/sip.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
@@ -44,18 +45,19 @@ static const char serve_usage[] =
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
-	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS]\n"
+	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS] [--recordings DIR]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
+	"          --recordings: a directory \"recordings\" beside the database file\n"
 	"--config FILE is a JSON object keyed by the long option names; flags win over it.\n";
 
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
-		*wh_per_tenant, *media_timeout, *agent_grace;
+		*wh_per_tenant, *media_timeout, *agent_grace, *recordings;
 };
 
 /* Fills options not given on the command line from the JSON config file. */
@@ -81,6 +83,7 @@ static int load_config_file(struct serve_config *c, json_t **holder)
 		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
 		{"webhook-timeout-ms", &c->wh_timeout}, {"webhooks-per-tenant", &c->wh_per_tenant},
 		{"media-timeout", &c->media_timeout}, {"agent-grace-ms", &c->agent_grace},
+		{"recordings", &c->recordings},
 	};
 	const char *k;
 	json_t *v;
@@ -271,6 +274,16 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 			   "max_calls", (json_int_t)sc->max_rtp_sockets, "rtp_ports", (json_int_t)ports));
 }
 
+/* The default recordings directory: "recordings" beside the database file (the directory
+ * part of its path as given). */
+static int default_recordings_dir(const char *db, char *buf, size_t size)
+{
+	const char *slash = strrchr(db, '/');
+	int n = slash ? snprintf(buf, size, "%.*s/recordings", (int)(slash - db), db)
+		      : snprintf(buf, size, "recordings");   /* "/db" gives "/recordings" */
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
 /* A transition's outbox event committed: wake whoever delivers events. */
 static void on_event(void *arg)
 {
@@ -299,7 +312,8 @@ int cli_serve(int argc, char **argv)
 			     {"webhook-timeout-ms", &c.wh_timeout, OPT_OPTIONAL},
 			     {"webhooks-per-tenant", &c.wh_per_tenant, OPT_OPTIONAL},
 			     {"media-timeout", &c.media_timeout, OPT_OPTIONAL},
-			     {"agent-grace-ms", &c.agent_grace, OPT_OPTIONAL}, {0}};
+			     {"agent-grace-ms", &c.agent_grace, OPT_OPTIONAL},
+			     {"recordings", &c.recordings, OPT_OPTIONAL}, {0}};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);
@@ -373,10 +387,25 @@ int cli_serve(int argc, char **argv)
 		goto out_cfg;
 	}
 	log_set_level((enum log_level)level);
+	char recordings[PATH_MAX];
+	if (c.recordings && (!*c.recordings || strlen(c.recordings) >= sizeof recordings)) {
+		fprintf(stderr, "error: --recordings must be a directory path\n");
+		goto out_cfg;
+	}
+	if (c.recordings)
+		snprintf(recordings, sizeof recordings, "%s", c.recordings);
+	else if (default_recordings_dir(c.db, recordings, sizeof recordings)) {
+		fprintf(stderr, "error: --db path too long for the recordings directory beside it\n");
+		goto out_cfg;
+	}
 	bool with_sip = strcmp(c.sip, "none") != 0;
 	struct sip_config sipc;
 	if (with_sip && sip_config_from(&c, &sipc))
 		goto out_cfg;
+	if (with_sip)
+		sipc.media.recordings_dir = recordings;    /* repaired when the media engine starts */
+	else if (recorder_repair(recordings) < 0)      /* no engine: served, never written */
+		log_msg(LOG_WARN, "recorder", "cannot read %s", recordings);
 	rlim_t fd_limit = raise_fd_limit();
 	if (with_sip)
 		fit_calls_to_fd_limit(&sipc, fd_limit);
@@ -396,6 +425,11 @@ int cli_serve(int argc, char **argv)
 	if (!st)
 		goto out_cfg;
 	struct call_service *svc = call_service_create(st);
+	if (!svc || call_service_set_recordings(svc, recordings)) {
+		call_service_destroy(svc);
+		store_close(st);
+		goto out_cfg;
+	}
 	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = (int)per_tenant};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
@@ -435,8 +469,9 @@ int cli_serve(int argc, char **argv)
 	http = http_server_start(&hc, tables, sizeof tables / sizeof tables[0]);
 	if (!http)
 		goto out_svc;
-	log_json(LOG_INFO, "ready", json_pack("{s:s, s:s, s:s, s:s}", "http", c.http, "sip", c.sip,
-					      "db", c.db, "sync", c.sync));
+	log_json(LOG_INFO, "ready", json_pack("{s:s, s:s, s:s, s:s, s:s}", "http", c.http, "sip",
+					      c.sip, "db", c.db, "sync", c.sync, "recordings",
+					      recordings));
 
 	/* the main thread keeps house while it waits for a signal */
 	int sig = -1;

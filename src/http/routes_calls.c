@@ -79,7 +79,7 @@ static void health(struct http_request *r)
 static void create(struct http_request *r)
 {
 	static const char *const fields[] = {"agent_id", "to", "from", "metadata",
-					     "max_duration_s", "stream_url", NULL};
+					     "max_duration_s", "stream_url", "record", NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
 	char *meta_text = NULL;
@@ -108,6 +108,14 @@ static void create(struct http_request *r)
 			goto fail;
 		}
 		req.max_duration_s = (int)json_integer_value(md);
+	}
+	json_t *rec = json_object_get(body, "record");
+	if (rec) {
+		if (!json_is_boolean(rec)) {
+			cp_fail(&err, CP_ERR_INVALID, "record must be true or false");
+			goto fail;
+		}
+		req.record = json_is_true(rec) ? CALL_RECORD_YES : CALL_RECORD_NO;
 	}
 	json_t *meta = json_object_get(body, "metadata");
 	if (meta) {
@@ -308,6 +316,17 @@ static void end_all(struct http_request *r)
 	json_decref(body);
 }
 
+static void recording(struct http_request *r)
+{
+	struct cp_error err = {0};
+	int fd;
+	if (call_recording_open(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &fd, NULL,
+				&err) == CP_OK)
+		http_reply_file(r, fd, "audio/wav");
+	else
+		http_reply_error(r, &err);
+}
+
 static void redact(struct http_request *r)
 {
 	struct cp_error err = {0};
@@ -329,5 +348,6 @@ const struct route canonical_routes[] = {
 	{"DELETE", "/v1/calls/:id", redact, &canonical_dialect, 0},
 	{"POST", "/v1/calls/:id/end", end, &canonical_dialect, 0},
 	{"POST", "/v1/calls/:id/dtmf", dtmf, &canonical_dialect, 0},
+	{"GET", "/v1/calls/:id/recording", recording, &canonical_dialect, 0},
 	{0},
 };

@@ -22,6 +22,7 @@
 void bridge_keep_call(struct leg *l, const struct call *c)
 {
 	snprintf(l->tenant_id, sizeof l->tenant_id, "%s", c->tenant_id);
+	l->record = c->record;
 	/* a failed copy leaves the call without a stream (RTP only) or without parameters */
 	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
 	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
@@ -44,6 +45,7 @@ void bridge_start(struct leg *l)
 		.stream_url = l->stream_url,
 		.metadata = l->metadata,
 		.account = l->tenant_id,
+		.record = l->record,
 	};
 	/* the sockets are the media engine's now, whatever happens to the message */
 	l->rtp_fd = l->rtcp_fd = -1;

@@ -85,6 +85,7 @@ struct leg {
 					      * (we offer 101), SDP_TE_NONE = it has none */
 	char *stream_url, *metadata;         /* heap: handed to the media engine at answer */
 	char tenant_id[CP_UUID_LEN + 1];
+	bool record;                         /* the media engine records the call */
 	su_timer_t *ring_timer, *max_timer;
 	int max_duration_s;
 	int auth_tries;
@@ -209,8 +210,8 @@ void media_use_remote(struct leg *l, const struct sdp_remote *r);
 
 /* ---- bridge.c: a leg's session in the media plane --------------------------------------- */
 
-/* Keeps on the leg what the agent's stream needs from the call (URL, metadata, tenant); the
- * leg owns the copies (freed when it is destroyed). */
+/* Keeps on the leg what its media session needs from the call (the agent's URL, metadata,
+ * tenant; whether it is recorded); the leg owns the copies (freed when it is destroyed). */
 void bridge_keep_call(struct leg *l, const struct call *c);
 /* The dialog is answered: hands the leg's sockets and what the agent needs to the media
  * engine, which owns the sockets from then on. Once per leg; nothing without sockets. */
