@@ -538,16 +538,154 @@ def test_cartesia_cancel_by_provider_call_id(w):
     assert_ended(w, call, "api_cancelled")
 
 
+def cartesia_get(w, path, key=_DEFAULT, version=CARTESIA_VERSION, headers=None):
+    hdrs = dict(headers or {})
+    if version is not None:
+        hdrs["Cartesia-Version"] = version
+    return w.cp.request("GET", path, None, key=w.key if key is _DEFAULT else key, headers=hdrs)
+
+
 def test_cartesia_version_header(w):
     call = w.answered_call()
     cid = call["id"]
     expect_cartesia_version_error(cartesia(w, cid, version=None), "cancel without Cartesia-Version")
-    for v in ("2025-01-01", "2026-03-02", "", "2026-03-01x", "latest"):
+    for v in ("2025-01-01", "2026-02-28", "", "2026-03-01x", "latest", "2026-3-01", "2026-02-30",
+              "2027-02-29", "2026-13-01", "2026-00-10", "2026-03-00", "20260301", "2026/03/01"):
         expect_cartesia_version_error(cartesia(w, cid, version=v), "cancel with Cartesia-Version %r" % v)
+        expect_cartesia_version_error(cartesia_get(w, "/agents/calls/%s" % cid, version=v),
+                                      "get with Cartesia-Version %r" % v)
     expect_cartesia_version_error(cartesia(w, cid, version=None, method="DELETE"), "delete without version")
     expect_cartesia_version_error(cartesia(w, cid, version="2025-01-01", method="DELETE"), "delete, old version")
+    expect_cartesia_version_error(cartesia_get(w, "/agents/calls?agent_id=%s" % w.agent, version=None),
+                                  "list without version")
     assert_untouched(w, call)
-    w.cleanup_end(cid)
+    # any well-formed date from 2026-03-01 on: clients send the newest version they know
+    for v in ("2026-03-01", "2026-03-02", "2026-12-31", "2028-02-29", "2100-01-01"):
+        r = cartesia_get(w, "/agents/calls/%s" % cid, version=v)
+        assert r.status == 200 and r.json["id"] == cid, (v, r)
+    expect(cartesia(w, cid, version="2027-06-15"), 200, CART_200, "cancel with a newer version")
+    assert_ended(w, call, "api_cancelled")
+
+
+def _seconds(ts):
+    """The canonical timestamp (milliseconds) as Cartesia prints it (seconds)."""
+    return ts[:19] + "Z"
+
+
+def test_cartesia_get_call(w):
+    call = w.answered_call(metadata={"customer": "alice"})
+    pcid = call["provider_call_id"]
+    want = {"id": call["id"], "agent_id": w.agent, "status": "started",
+            "start_time": _seconds(call["created_at"]), "end_time": None, "redacted_at": None,
+            "telephony_params": {"from": NUMBER_A, "to": call["to"], "call_sid": pcid,
+                                 "direction": "outbound"},
+            "end_reason": None, "metadata": {"customer": "alice"}}
+    expect(cartesia_get(w, "/agents/calls/%s" % call["id"]), 200, want, "an active call")
+    expect(cartesia_get(w, "/agents/calls/%s" % urlquote(pcid)), 200, want, "by provider call id")
+    for key, what in ((w.key_b, "another tenant's key"), (w.num2_key, "another number's key")):
+        expect(cartesia_get(w, "/agents/calls/%s" % call["id"], key=key), 404, CART_404, what)
+    expect(cartesia_get(w, "/agents/calls/%s" % random_uuid()), 404, CART_404, "an unknown call")
+    expect(cartesia_get(w, "/agents/calls/%s" % call["id"], key=None), 401, CART_401, "no key")
+
+    expect(cartesia(w, call["id"]), 200, CART_200, "cancel")
+    ended = assert_ended(w, call, "api_cancelled")
+    want.update(status="completed", end_time=_seconds(ended["ended_at"]), end_reason="api_cancelled")
+    expect(cartesia_get(w, "/agents/calls/%s" % call["id"]), 200, want, "the cancelled call")
+    # no recording: the audio route says why, in Cartesia's shape
+    expect(cartesia_get(w, "/agents/calls/%s/audio" % call["id"]), 404,
+           {"error": "the call was not recorded"}, "audio of a call not recorded")
+    expect(cartesia_get(w, "/agents/calls/%s/audio" % random_uuid()), 404, CART_404, "audio of an unknown call")
+
+    r = cartesia(w, call["id"], method="DELETE")
+    assert r.status == 204, r
+    redacted_at = w.get(call["id"])["redacted_at"]
+    want.update(redacted_at=_seconds(redacted_at),
+                telephony_params={"call_sid": pcid, "direction": "outbound"})
+    del want["metadata"]
+    expect(cartesia_get(w, "/agents/calls/%s" % call["id"]), 200, want, "after DELETE: deleted fields left out")
+
+
+def test_cartesia_end_reasons_and_statuses(w):
+    """A call another route ended, and one the far end never answered, in Cartesia's words."""
+    answered = w.answered_call()
+    w.cp.end_call(answered["id"], key=w.key)                    # ended_by_api: the agent hung up
+    got = cartesia_get(w, "/agents/calls/%s" % answered["id"]).json
+    assert (got["status"], got["end_reason"]) == ("completed", "agent_hangup"), got
+    ringing = w.ringing_call()
+    w.cp.end_call(ringing["id"], key=w.key)                     # canceled before the answer
+    got = cartesia_get(w, "/agents/calls/%s" % ringing["id"]).json
+    assert (got["status"], got["end_reason"]) == ("completed", "agent_hangup"), got
+    assert got["start_time"] == _seconds(ringing["created_at"]) and got["end_time"], got
+
+
+def test_cartesia_list_calls_pages_both_ways(w):
+    agent = w.cp.agent_create(w.tenant, "cartesia-list", number="+15550003333")
+    made = []
+    for i in range(5):
+        c = w._create(w.ring, agent=agent, metadata={"i": i})
+        made.append(c["id"])
+        w.cleanup_end(c["id"])
+    newest_first = list(reversed(made))
+    base = "/agents/calls?agent_id=%s" % agent
+
+    # the default page holds them all (10), newest first, in the AgentCall shape
+    page = cartesia_get(w, base).json
+    assert set(page) == {"data", "next_page"} and page["next_page"] is None, page
+    assert [c["id"] for c in page["data"]] == newest_first, page
+    one = cartesia_get(w, "/agents/calls/%s" % made[0]).json
+    assert page["data"][-1] == one, (page["data"][-1], one)
+
+    # forwards, two at a time, with the cursor Cartesia's client passes: the last id
+    seen, after = [], None
+    for _ in range(5):
+        p = cartesia_get(w, base + "&limit=2" + ("&starting_after=%s" % after if after else "")).json
+        seen += [c["id"] for c in p["data"]]
+        if p["next_page"] is None:
+            break
+        assert p["next_page"] == p["data"][-1]["id"], p
+        after = p["next_page"]
+    assert seen == newest_first, seen
+
+    # backwards from the oldest: ending_before the first id, each page still newest first
+    p = cartesia_get(w, base + "&limit=2&ending_before=%s" % made[0]).json
+    assert [c["id"] for c in p["data"]] == [made[2], made[1]] and p["next_page"] == made[2], p
+    p = cartesia_get(w, base + "&limit=2&ending_before=%s" % made[2]).json
+    assert [c["id"] for c in p["data"]] == [made[4], made[3]] and p["next_page"] is None, p
+    p = cartesia_get(w, base + "&limit=2&ending_before=%s" % made[4]).json
+    assert p == {"data": [], "next_page": None}, p
+
+    # expand=transcript: callplane keeps none
+    p = cartesia_get(w, base + "&limit=1&expand=transcript").json
+    assert p["data"][0]["transcript"] is None and p["data"][0]["id"] == made[4], p
+
+    # scope: another tenant sees none of them, and cannot page from them
+    assert cartesia_get(w, base, key=w.key_b).json == {"data": [], "next_page": None}
+    assert cartesia_get(w, base + "&starting_after=%s" % made[2], key=w.key_b).status == 400
+
+    bad = ["/agents/calls", "/agents/calls?agent_id=", base + "&limit=0", base + "&limit=101",
+           base + "&limit=x", base + "&expand=summary", base + "&starting_after=%s" % random_uuid(),
+           base + "&starting_after=%s&ending_before=%s" % (made[1], made[3])]
+    for path in bad:
+        r = cartesia_get(w, path)
+        assert r.status == 400 and set(r.json) == {"error"} and r.json["error"], (path, r)
+
+
+def test_cartesia_unknown_routes_and_methods_in_cartesia_shape(w):
+    cid = random_uuid()
+    for method, path, status in (("GET", "/agents/calls/%s/cancel" % cid, 405),
+                                 ("PUT", "/agents/calls/%s" % cid, 405),
+                                 ("POST", "/agents/calls", 405),
+                                 ("DELETE", "/agents/calls/%s/audio" % cid, 405),
+                                 ("GET", "/agents/calls/%s/transcript" % cid, 404),
+                                 ("GET", "/agents", 404),
+                                 ("GET", "/agents/nope", 404)):
+        for key in (None, w.key):
+            r = w.cp.request(method, path, None, key=key, headers=CV)
+            assert r.status == status, (method, path, r)
+            assert set(r.json) == {"error"} and isinstance(r.json["error"], str), (method, path, r)
+    # elsewhere the canonical shape stays
+    r = w.cp.request("GET", "/agentsx", None, key=w.key)
+    assert r.status == 404 and set(r.json["error"]) == {"code", "message"}, r
 
 
 CARTESIA_AUTH_CASES = {
@@ -686,12 +824,11 @@ def test_idempotency_key_replays_dialect_response(w, dialect):
     ("GET", "/api/v1/agents/%(agent)s/end-call", 405, "method_not_allowed"),
     ("PUT", "/api/v1/end-web-call/%(call)s", 405, "method_not_allowed"),
     ("GET", "/v1/calls/%(call)s/terminate", 405, "method_not_allowed"),
-    ("GET", "/agents/calls/%(call)s", 405, "method_not_allowed"),
-    ("GET", "/agents/calls/%(call)s/cancel", 405, "method_not_allowed"),
-    ("POST", "/agents/calls/%(call)s/hangup", 404, "not_found"),
     ("POST", "/api/v1/agents/%(agent)s/end-calls", 404, "not_found"),
 ])
 def test_unknown_routes_and_methods_use_canonical_errors(w, method, path, status, code):
+    """Outside Cartesia's /agents (whose misses are Cartesia's: see
+    test_cartesia_unknown_routes_and_methods_in_cartesia_shape)."""
     p = path % {"agent": w.agent, "call": random_uuid()}
     r = w.cp.request(method, p, None, key=w.key, headers=CV)
     assert r.status == status, "%s %s -> %r" % (method, p, r)
