@@ -1,8 +1,8 @@
 """Audio helpers for the media tests (standard library only, pure python).
 
 G.711 mu-law encode/decode (ITU-T G.711, the same tables audioop uses), sine tone generation,
-WAV reading/writing (16-bit PCM mono) and frequency analysis with the Goertzel algorithm:
-`dominant_frequency` scans candidate frequencies and refines around the best one;
+WAV reading (16-bit PCM, any number of channels) and writing (mono), and frequency analysis
+with the Goertzel algorithm: `dominant_frequency` scans candidate frequencies and refines around the best one;
 `tone_seconds` counts how much of a signal is a given tone (block by block), for recordings that
 hold silence or other audio around the tone.
 """
@@ -113,30 +113,38 @@ def write_tone_wav(path, freq, seconds, rate=RATE, amplitude=8000):
     return path
 
 
-def read_wav(path):
-    """(rate, samples of channel 0) of a 16-bit PCM WAV.  A file still being written (its header
-    not yet final, as baresip's sndfile leaves it during a call) is read up to its last frame."""
-    with open(path, "rb") as f:
-        raw = f.read()
+def parse_wav(raw, what="WAV"):
+    """A 16-bit PCM WAV's bytes -> dict(format, channels, rate, bits, data_size, samples): the
+    fmt chunk's values, the data chunk's declared size and one list of samples per channel.  A
+    file still being written (its header not yet final, as baresip's sndfile leaves it during a
+    call) is read up to its last whole frame."""
     # walk the RIFF chunks ourselves: a live file's sizes may be 0 or stale
-    assert raw[:4] == b"RIFF" and raw[8:12] == b"WAVE", "not a WAV file: %s" % path
+    assert raw[:4] == b"RIFF" and raw[8:12] == b"WAVE", "not a WAV file: %s" % what
     pos = 12
-    rate = channels = bits = None
+    fmt = rate = channels = bits = None
     while pos + 8 <= len(raw):
         cid = raw[pos:pos + 4]
         size = struct.unpack("<I", raw[pos + 4:pos + 8])[0]
         body = pos + 8
         if cid == b"fmt ":
-            _fmt, channels, rate, _br, _ba, bits = struct.unpack("<HHIIHH", raw[body:body + 16])
+            fmt, channels, rate, _br, _ba, bits = struct.unpack("<HHIIHH", raw[body:body + 16])
         elif cid == b"data":
-            assert rate and bits == 16, "%s: need 16-bit PCM (fmt %r/%r)" % (path, rate, bits)
+            assert rate and bits == 16, "%s: need 16-bit PCM (fmt %r/%r)" % (what, rate, bits)
             data = raw[body:] if size == 0 or body + size > len(raw) else raw[body:body + size]
             step = 2 * channels
             data = data[:len(data) - len(data) % step]
             allc = struct.unpack("<%dh" % (len(data) // 2), data)
-            return rate, list(allc[::channels])
+            return {"format": fmt, "channels": channels, "rate": rate, "bits": bits,
+                    "data_size": size, "samples": [list(allc[c::channels]) for c in range(channels)]}
         pos = body + size + (size & 1)
-    raise AssertionError("%s: no data chunk" % path)
+    raise AssertionError("%s: no data chunk" % what)
+
+
+def read_wav(path):
+    """(rate, samples of channel 0) of a 16-bit PCM WAV file (see parse_wav)."""
+    with open(path, "rb") as f:
+        w = parse_wav(f.read(), path)
+    return w["rate"], w["samples"][0]
 
 
 # -------------------------------------------------------------------------------- analysis

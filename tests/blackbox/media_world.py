@@ -53,8 +53,11 @@ class MediaWorld:
         self.agents.append(a)
         return a.start()
 
-    def agent_create(self, name="media-agent", number=None, stream_url=None, max_duration=None):
+    def agent_create(self, name="media-agent", number=None, stream_url=None, max_duration=None,
+                     record=False):
         args = ["agent", "create", "--tenant", self.cp.tenant, "--name", name]
+        if record:
+            args += ["--record"]
         if number is not None:
             args += ["--number", number]
         if stream_url is not None:
