@@ -40,7 +40,7 @@ enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *of
 	const char *p = header + 6;
 	while (*p == ' ' || *p == '\t')
 		p++;
-	uint64_t first, last;
+	uint64_t first = 0, last = 0;   /* set on every path that reads them; gcc -O2 cannot tell */
 	bool suffix = *p == '-';
 	if (suffix) {
 		p++;
