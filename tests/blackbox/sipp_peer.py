@@ -58,11 +58,11 @@ def tcp_free(port):
 _taken = set()   # ports handed out by this process (not reused within a run)
 
 
-def free_port(udp=True, tcp=False, pairs=0, tries=200):
-    """A port in 40000..59999 that is free on UDP (and TCP if asked); with pairs=k, port+2,
-    ..., port+2k must be free on UDP too (sipp's media sockets)."""
+def free_port(udp=True, tcp=False, pairs=0, tries=200, lo=40000, hi=59990):
+    """A port in lo..hi (40000..59990) that is free on UDP (and TCP if asked); with pairs=k,
+    port+2, ..., port+2k must be free on UDP too (sipp's media sockets)."""
     for _ in range(tries):
-        p = random.randrange(40000, 59990, 2)
+        p = random.randrange(lo, hi, 2)
         span = [p + 2 * i for i in range(pairs + 1)]
         if any(q in _taken for q in span + [p + 1]):
             continue
@@ -73,6 +73,12 @@ def free_port(udp=True, tcp=False, pairs=0, tries=200):
         _taken.update(span + [p + 1])
         return p
     raise AssertionError("no free port found in %d tries" % tries)
+
+
+# A server restarted on the same SIP port (kill -9, then start) needs that port free again
+# then: one above the kernel's ephemeral range (ip_local_port_range, 32768..60999), which no
+# client connection of the tests can take in between, and above callplane's RTP ports.
+SERVER_SIP_PORTS = (61000, 64990)
 
 
 def _socket_inodes(pid):

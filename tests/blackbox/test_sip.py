@@ -17,7 +17,7 @@ import time
 import pytest
 
 from cp import ACTIVE_STATUSES, assert_call_shape, assert_duration, assert_error, urlquote
-from sipp_peer import (Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for,
+from sipp_peer import (SERVER_SIP_PORTS, Sipp, free_port, reason_text, udp_bound, udp_local_addrs, wait_for,
                        wait_for_call)
 
 NUMBER = "+15550001111"
@@ -40,7 +40,8 @@ class SipWorld:
     # -- server
     def start(self, *extra, ring_timeout=RING_TIMEOUT):
         if self.sip_port is None:
-            self.sip_port = free_port(udp=True, tcp=True)
+            lo, hi = SERVER_SIP_PORTS
+            self.sip_port = free_port(udp=True, tcp=True, lo=lo, hi=hi)
         self.extra = ["--sip", "127.0.0.1:%d" % self.sip_port,
                       "--ring-timeout", str(ring_timeout)] + list(extra)
         self.cp.start(extra_args=self.extra)
