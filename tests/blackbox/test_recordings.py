@@ -43,6 +43,15 @@ def files_of(directory, call_id):
                   if os.path.exists(os.path.join(directory, n)))
 
 
+def wait_files(directory, call_id, want, timeout=5.0):
+    """Waits (bounded) until files_of() is want: a recording is finished by the writer thread
+    just after the call ends (docs/MEDIA.md), not before the end request returns."""
+    deadline = time.monotonic() + timeout
+    while files_of(directory, call_id) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return files_of(directory, call_id)
+
+
 def get_recording(media, call_id, key=None, headers=None):
     return media.cp.request("GET", "/v1/calls/%s/recording" % call_id, key=key or media.cp.key,
                             headers=headers)
@@ -234,7 +243,8 @@ def test_redaction_deletes_the_recording(media):
     for c in (one, two):
         media.cp.end_call(c["id"])
     d = recordings_dir(media)
-    assert files_of(d, one["id"]) == [one["id"] + ".wav"] and files_of(d, two["id"]) == [two["id"] + ".wav"]
+    assert wait_files(d, one["id"], [one["id"] + ".wav"]) == [one["id"] + ".wav"]
+    assert wait_files(d, two["id"], [two["id"] + ".wav"]) == [two["id"] + ".wav"]
 
     # canonical DELETE
     r = media.cp.request("DELETE", "/v1/calls/%s" % one["id"], key=media.cp.key)
