@@ -16,6 +16,13 @@
  * Sockets: NUTAG_URL without a transport listens on UDP and TCP. The UDP buffers are enlarged
  * (TPTAG_UDP_RMEM/WMEM): a burst of thousands of BYEs and their 200s otherwise overflows the
  * kernel's default buffer (measured: 16k retransmissions at 10k calls with the default).
+ *
+ * Methods: we serve INVITE, ACK, BYE, CANCEL and OPTIONS and nothing else (SIP_ALLOW). nua's
+ * default list also accepts MESSAGE, REFER, SUBSCRIBE, NOTIFY, PRACK and UPDATE: it answers
+ * them itself (200, 202), keeps a handle for each request outside a dialog, and for a REFER
+ * sends NOTIFYs to whatever Contact the sender wrote. Replacing the list makes nua answer
+ * every other method 405 with our Allow before it makes a handle, so an unauthenticated
+ * request leaves nothing behind and is never reflected.
  */
 #include "sip_internal.h"
 #include "core/log.h"
@@ -27,6 +34,9 @@
 /* How long a start-up waits for the far ends of dialogs a previous run left up to answer
  * their BYE or CANCEL (restart.c): the server is not ready meanwhile. */
 #define RESTART_WAIT_MS 5000
+
+/* What we answer to; SIPTAG_ALLOW_STR replaces nua's list (NUTAG_ALLOW would add to it). */
+#define SIP_ALLOW "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
 void sip_config_defaults(struct sip_config *cfg)
 {
@@ -192,8 +202,21 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 			leg_stop(l);
 		break;
 	case nua_i_options:
+	case nua_i_refer:
+	case nua_i_message:
+	case nua_i_chat:
+	case nua_i_subscribe:
+	case nua_i_notify:
+	case nua_i_publish:
+	case nua_i_register:
+	case nua_i_info:
+	case nua_i_update:
+	case nua_i_prack:
+	case nua_i_method:
+		/* nua answered it (only OPTIONS passes our Allow); a handle it made for a
+		 * request outside a dialog is ours to free */
 		if (!l && nh)
-			nua_handle_destroy(nh);   /* nua answered it; the handle is ours to free */
+			nua_handle_destroy(nh);
 		break;
 	default:
 		break;
@@ -418,7 +441,7 @@ static void *engine_main(void *arg)
 			      NUTAG_AUTOANSWER(0),
 			      NUTAG_AUTOALERT(0),
 			      NUTAG_ENABLEINVITE(1),
-			      NUTAG_ALLOW("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+			      SIPTAG_ALLOW_STR(SIP_ALLOW),
 			      SIPTAG_USER_AGENT_STR("callplane"),
 			      TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
 			      TPTAG_UDP_WMEM(eng->cfg.udp_buffer),

@@ -1,10 +1,11 @@
 """sipp as the far end of black-box SIP tests (standard library only).
 
-`Sipp` runs one sipp process (UAS or UAC) on 127.0.0.1 over UDP with one of the scenario files
-in tests/blackbox/sipp/, always bounded by `-timeout ... -timeout_error` and `-m`, tracing every
-message (-trace_msg), unexpected messages (-trace_err) and statistics (-trace_stat) into the
-test's temporary directory, so tests can assert on what the far end received and on sipp's exit
-code (0 = every call of the scenario succeeded).  `stop()` kills it; call it in teardown.
+`Sipp` runs one sipp process (UAS or UAC) on 127.0.0.1 over UDP (or TCP: transport="t1") with
+one of the scenario files in tests/blackbox/sipp/, always bounded by `-timeout ... -timeout_error`
+and `-m`, tracing every message (-trace_msg; trace=False leaves it out for a load), unexpected
+messages (-trace_err) and statistics (-trace_stat) into the test's temporary directory, so tests
+can assert on what the far end received and on sipp's exit code (0 = every call of the scenario
+succeeded).  `stop()` kills it; call it in teardown.
 """
 
 import csv
@@ -101,8 +102,18 @@ def _socket_inodes(pid):
 def udp_bound(port, pid=None):
     """True when some socket (of process `pid`, if given) is bound to UDP `port`
     (per /proc/net/udp{,6})."""
+    return _bound("udp", port, pid)
+
+
+def tcp_listening(port, pid=None):
+    """True when some socket (of process `pid`, if given) listens on TCP `port`
+    (per /proc/net/tcp{,6}: state 0A)."""
+    return _bound("tcp", port, pid, state="0A")
+
+
+def _bound(proto, port, pid, state=None):
     inodes = _socket_inodes(pid) if pid is not None else None
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
+    for name in ("/proc/net/" + proto, "/proc/net/%s6" % proto):
         try:
             with open(name) as f:
                 lines = f.readlines()[1:]
@@ -111,7 +122,7 @@ def udp_bound(port, pid=None):
         for ln in lines:
             parts = ln.split()
             if len(parts) > 9 and parts[1].rsplit(":", 1)[-1].upper() == "%04X" % port:
-                if inodes is None or parts[9] in inodes:
+                if (inodes is None or parts[9] in inodes) and state in (None, parts[3]):
                     return True
     return False
 
@@ -229,7 +240,8 @@ class Sipp:
     UAC sending to `remote` ("127.0.0.1:PORT") with `service` as the Request-URI user part."""
 
     def __init__(self, workdir, scenario, name=None, port=None, remote=None, service=None,
-                 calls=1, timeout=20, pause_ms=0, keys=None, extra=(), rate=None, subst=None):
+                 calls=1, timeout=20, pause_ms=0, keys=None, extra=(), rate=None, subst=None,
+                 transport="u1", trace=True):
         self.workdir = str(workdir)
         self.name = name or os.path.splitext(scenario)[0]
         self.fixed_port = port
@@ -252,13 +264,19 @@ class Sipp:
         self.keys = dict(keys or {})
         self.extra = list(extra)
         self.rate = rate
+        self.transport = transport
+        self.trace = trace
         self.proc = None
         self.rc = None
         self._screen = None
         self._assign_ports()
 
+    @property
+    def tcp(self):
+        return self.transport.startswith("t")
+
     def _assign_ports(self):
-        self.port = self.fixed_port or free_port(udp=True)
+        self.port = self.fixed_port or free_port(udp=True, tcp=self.tcp)
         self.media_port = free_port(udp=True, pairs=2)
         self.control_port = free_port(udp=True)
         base = os.path.join(self.workdir, "sipp-%s-%d" % (self.name, self.port))
@@ -275,12 +293,13 @@ class Sipp:
         a = [sipp_binary()]
         if self.remote:
             a.append(self.remote)
-        a += ["-sf", self.scenario, "-i", "127.0.0.1", "-p", str(self.port), "-t", "u1",
+        a += ["-sf", self.scenario, "-i", "127.0.0.1", "-p", str(self.port), "-t", self.transport,
               "-m", str(self.calls), "-timeout", "%ds" % self.timeout, "-timeout_error",
               "-nostdin", "-mp", str(self.media_port), "-cp", str(self.control_port),
-              "-d", str(self.pause_ms),
-              "-trace_msg", "-message_file", self.message_file,
-              "-trace_err", "-error_file", self.error_file,
+              "-d", str(self.pause_ms)]
+        if self.trace:
+            a += ["-trace_msg", "-message_file", self.message_file]
+        a += ["-trace_err", "-error_file", self.error_file,
               "-trace_stat", "-stf", self.stat_file, "-fd", "1"]
         if self.service is not None:
             a += ["-s", self.service]
@@ -304,12 +323,13 @@ class Sipp:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if udp_bound(self.port, pid=self.proc.pid):
+                if (tcp_listening if self.tcp else udp_bound)(self.port, pid=self.proc.pid):
                     return self
                 time.sleep(0.02)
             if self.proc.poll() is None:
                 self.stop()
-                raise AssertionError("sipp did not bind UDP %d within 5 s\n%s" % (self.port, self.screen()))
+                raise AssertionError("sipp did not bind %s %d within 5 s\n%s"
+                                     % ("TCP" if self.tcp else "UDP", self.port, self.screen()))
             self._close()
             rc = self.proc.returncode
             out = self.screen()
