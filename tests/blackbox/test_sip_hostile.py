@@ -106,3 +106,29 @@ def test_unserved_methods_keep_no_memory(sip, lean_asan):
         assert_refused_405(probe, method)
     assert sip.active() == []
 
+
+# ------------------------------------------------------------------------- REFER reflection
+
+REFLECTION_WATCH_S = 5   # a UA that accepts a REFER NOTIFYs at once, then again at 0.5, 1.5, 3.5 s
+
+
+def test_out_of_dialog_refer_reflects_no_notify(sip):
+    """One REFER from nobody, with a Contact of the sender's choosing (a socket of this test):
+    refused 405, and not one datagram (a NOTIFY, or anything) reaches that Contact."""
+    sip.start()
+    target = udp_socket()
+    port = target.getsockname()[1]
+    caller = sip.uac("uac_refer_any.xml", subst={"CONTACT": "127.0.0.1:%d" % port})
+    sipp_done(caller)
+    reached = []
+    target.settimeout(0.2)
+    deadline = time.monotonic() + REFLECTION_WATCH_S
+    while time.monotonic() < deadline:
+        try:
+            reached.append(target.recv(65535))
+        except socket.timeout:
+            pass
+    target.close()
+    assert reached == [], "%d datagrams reached the REFER's Contact, first:\n%s" % (
+        len(reached), reached[0].decode("utf-8", "replace"))
+    assert_refused_405(caller, "REFER")
