@@ -145,6 +145,16 @@ static void on_remote_cancel(struct leg *l)
 	leg_post_event(l, &u);
 }
 
+/* RFC 3261 18.3: a datagram that ends before the body its Content-Length announces is an
+ * error. The parser refuses most such INVITEs itself (400), but one that ends right after its
+ * headers reaches us without a body, as if it had made no offer; either way it is not read. */
+static bool body_short(sip_t const *sip)
+{
+	size_t announced = sip && sip->sip_content_length ? sip->sip_content_length->l_length : 0;
+	size_t got = sip && sip->sip_payload ? sip->sip_payload->pl_len : 0;
+	return got < announced || (sip && (sip->sip_flags & MSG_FLG_TRUNC));
+}
+
 /* Every nua event, on the engine thread: l is the handle's leg (NULL for a handle nua made
  * for a new request, which inbound.c binds or destroys). */
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
@@ -155,7 +165,11 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	(void)phrase;
 	switch (event) {
 	case nua_i_invite:
-		if (!l)
+		if (body_short(sip)) {
+			nua_respond(nh, SIP_400_BAD_REQUEST, TAG_END());   /* a dialog stays as it is */
+			if (!l)
+				nua_handle_destroy(nh);
+		} else if (!l)
 			inbound_on_invite(eng, nh, sip);
 		else
 			answer_reinvite(eng, l, sip);

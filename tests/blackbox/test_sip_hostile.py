@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sipp_peer import free_port
-from test_sip import sip, sipp_done  # noqa: F401 (sip is the fixture)
+from test_sip import NUMBER, sip, sipp_done  # noqa: F401 (sip is the fixture)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
@@ -132,3 +132,57 @@ def test_out_of_dialog_refer_reflects_no_notify(sip):
     assert reached == [], "%d datagrams reached the REFER's Contact, first:\n%s" % (
         len(reached), reached[0].decode("utf-8", "replace"))
     assert_refused_405(caller, "REFER")
+
+
+# ------------------------------------------------------------------------- truncated bodies
+
+
+def raw_invite(sip_port, local_port, number, body, content_length):
+    """An INVITE to `number` as bytes, from 127.0.0.1:local_port, with `body` and the
+    Content-Length `content_length` (which may lie)."""
+    head = ("INVITE sip:{num}@127.0.0.1:{sp} SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-trunc-{lp}\r\n"
+            "From: <sip:alice@127.0.0.1:{lp}>;tag=trunc{lp}\r\n"
+            "To: <sip:{num}@127.0.0.1:{sp}>\r\n"
+            "Call-ID: trunc-{lp}@127.0.0.1\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:alice@127.0.0.1:{lp}>\r\n"
+            "Max-Forwards: 70\r\n"
+            "Content-Type: application/sdp\r\n"
+            "Content-Length: {cl}\r\n\r\n").format(num=number, sp=sip_port, lp=local_port,
+                                                   cl=content_length)
+    return head.encode() + body
+
+
+SDP = (b"v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+@pytest.mark.parametrize("body,content_length", [
+    (b"", 100),              # ends with its headers: it was taken as an INVITE without an offer
+    (SDP, len(SDP) + 40),    # a good offer, 40 bytes short
+], ids=["no-body", "short-body"])
+def test_udp_invite_shorter_than_its_content_length_is_400(sip, body, content_length):
+    """RFC 3261 18.3: a datagram that ends before the body its Content-Length announces is an
+    error, and a request SHOULD get 400. The INVITE is for the agent's number: answered 400,
+    no call."""
+    sip.start()
+    s = udp_socket()
+    s.settimeout(0.5)
+    try:
+        s.sendto(raw_invite(sip.sip_port, s.getsockname()[1], NUMBER, body, content_length),
+                 ("127.0.0.1", sip.sip_port))
+        statuses = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not any(st >= 200 for st in statuses):
+            try:
+                first = s.recv(65535).split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            except socket.timeout:
+                continue
+            assert first.startswith("SIP/2.0 "), first
+            statuses.append(int(first.split()[1]))
+    finally:
+        s.close()
+    assert [st for st in statuses if st >= 200] == [400], \
+        "responses %r, expected a final 400\n%s" % (statuses, sip.diagnostics())
+    assert sip.cp.list_calls()["data"] == []
