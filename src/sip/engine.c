@@ -54,10 +54,29 @@ void sip_config_defaults(struct sip_config *cfg)
 
 /* ---- nua events ------------------------------------------------------------------------- */
 
+/* An inbound 200 was never ACKed: nua gave up waiting (RFC 3261 timer H, 32 s) and sends a
+ * BYE itself. The caller never confirmed anything, so the call was not answered: it ends
+ * failed, as ack_timeout, and its RTP port is freed now, not when nua is done with that BYE
+ * (another 32 s if the caller does not answer it either). */
+static void on_ack_timeout(struct leg *l)
+{
+	log_json(LOG_INFO, "sip_ack_timeout",
+		 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id", l->sip_call_id));
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+				.ended_at = cp_now_ms(), .end_reason = "ack_timeout",
+				.sip_status = 408};
+	leg_post_event(l, &u);
+	bridge_stop(l);
+	media_port_destroy(l);
+	l->state = LEG_BYEING;   /* nua's BYE is ours to wait for; terminated follows */
+}
+
 /* nua_i_state: ready follows the ACK of an answer: ours of an outbound one (recorded
- * in_progress at its 2xx; media starts now), the caller's of an inbound one; or it sends a BYE
- * we owe (a 200 that crossed our CANCEL, a hang-up that waited for the ACK); terminated ends
- * the leg, recording a call that ended unseen. */
+ * in_progress at its 2xx; media starts now), the caller's of an inbound one (recorded
+ * in_progress now: an inbound call is answered at the ACK); or it sends a BYE we owe (a 200
+ * that crossed our CANCEL, a hang-up that waited for the ACK); terminating or terminated
+ * before an inbound 200's ACK is its ACK timeout; terminated ends the leg, recording a call
+ * that ended unseen. */
 static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 {
 	int cs = -1;
@@ -66,9 +85,15 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 		switch (l->state) {
 		case LEG_ANSWERED:
 			l->state = LEG_CONFIRMED;
+			hangup_arm_max_duration(eng, l);
 			if (l->dir == CALL_OUTBOUND) {
-				hangup_arm_max_duration(eng, l);
 				bridge_start(l);
+			} else {
+				/* the caller ACKed our 200: the inbound call is answered now */
+				struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+							.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
+							.sip_status = 200};
+				leg_post_event(l, &u);
 			}
 			break;
 		case LEG_CANCELING:
@@ -87,9 +112,13 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 		default:
 			break;
 		}
-	} else if (cs == nua_callstate_terminated) {
+	} else if (cs == nua_callstate_terminating || cs == nua_callstate_terminated) {
+		if (l->state == LEG_ANSWERED && l->dir == CALL_INBOUND)
+			on_ack_timeout(l);
+		if (cs != nua_callstate_terminated)
+			return;
 		if (!l->end_recorded && (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)) {
-			/* ended without a BYE we saw (e.g. ACK timeout): the call is over */
+			/* ended without a BYE we saw (e.g. a session timer ran out): it is over */
 			struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
 						.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
 						.end_reason = "failed"};
@@ -127,9 +156,7 @@ static void on_remote_bye(struct leg *l)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
 		return;     /* BYEs crossing: ours is already recorded */
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
-	leg_post_event(l, &u);
+	leg_post_end(l, "remote_hangup");
 	bridge_stop(l);
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
 }

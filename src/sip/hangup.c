@@ -80,12 +80,16 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			kind = HANGUP_CANCEL;
 			break;
 		case LEG_CONFIRMED:
-		case LEG_ANSWERED:
+		case LEG_ANSWERED: {
+			/* an inbound 200 not ACKed yet is not answered: that call ends canceled,
+			 * and its BYE goes when the ACK comes */
+			bool answered = leg_answered(l);
 			hangup_leg_now(eng, l, req->reason);
 			l->end_recorded = true;
-			l->end_status = CALL_COMPLETED;
-			kind = HANGUP_BYE;
+			l->end_status = answered ? CALL_COMPLETED : CALL_CANCELED;
+			kind = answered ? HANGUP_BYE : HANGUP_CANCEL;
 			break;
+		}
 		case LEG_PENDING:
 			/* an inbound call not answered yet: refuse the INVITE (487), as a CANCEL
 			 * from the caller would; inbound_on_created() then finds it ended */
@@ -179,9 +183,7 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
 		return false;        /* not up, or ending already for another reason */
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				.ended_at = cp_now_ms(), .end_reason = reason};
-	leg_post_event(l, &u);
+	leg_post_end(l, reason);
 	hangup_leg_now(eng, l, reason);
 	return true;
 }

@@ -5,7 +5,8 @@
  * worker, which looks the number up and stores the call; the answer comes back as a message
  * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
  * (no call record), or 500. A caller who CANCELs meanwhile is handled by nua; the call, if
- * stored by then, is recorded canceled.
+ * stored by then, is recorded canceled. The call is answered (in_progress) when the caller's
+ * ACK of our 200 arrives, not when we send the 200 (engine.c).
  *
  * The leg exists from the INVITE on (state LEG_PENDING, in the table under the call id it is
  * stored with), holding an extra reference for the store's answer; that answer is posted
@@ -148,11 +149,9 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),
 		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
+	/* answered once the ACK comes (engine.c records it then); a caller that never sends
+	 * it has not answered anything */
 	l->state = LEG_ANSWERED;
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,
-				.answered_at = cp_now_ms(), .sip_status = 200};
-	leg_post_event(l, &u);
-	hangup_arm_max_duration(eng, l);
 	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);
 }

@@ -160,3 +160,17 @@ void leg_post_event(struct leg *l, const struct call_update *u)
 	}
 	call_service_post_event(l->eng->svc, l->call_id, u);
 }
+
+bool leg_answered(const struct leg *l)
+{
+	return l->state == LEG_CONFIRMED || (l->state == LEG_ANSWERED && l->dir == CALL_OUTBOUND);
+}
+
+void leg_post_end(struct leg *l, const char *reason)
+{
+	bool answered = leg_answered(l);
+	struct call_update u = {.from_mask = CALL_BIT(answered ? CALL_IN_PROGRESS : CALL_QUEUED),
+				.to = answered ? CALL_COMPLETED : CALL_CANCELED,
+				.ended_at = cp_now_ms(), .end_reason = reason};
+	leg_post_event(l, &u);
+}

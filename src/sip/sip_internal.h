@@ -59,7 +59,8 @@ enum leg_state {
 	LEG_INVITING,     /* outbound: INVITE sent, nothing heard */
 	LEG_EARLY,        /* outbound: 18x received */
 	LEG_PENDING,      /* inbound: INVITE received, the store is creating the call */
-	LEG_ANSWERED,     /* inbound: 200 sent, waiting for the ACK */
+	LEG_ANSWERED,     /* a 200 sent (inbound: answered once the caller ACKs it) or received
+			   * (outbound: answered; ACKed once its dialog is kept), no ACK yet */
 	LEG_CONFIRMED,    /* dialog up */
 	LEG_CANCELING,    /* we sent CANCEL */
 	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
@@ -247,6 +248,13 @@ void leg_stop_all(struct sip_engine *eng);
 /* Posts u about l's call to the call service (never blocks); a terminal step is remembered
  * on the leg (end_recorded, end_status). Nothing for a leg without a call id. */
 void leg_post_event(struct leg *l, const struct call_update *u);
+/* Whether l's call is answered: its dialog is confirmed, or its outbound INVITE got a 2xx
+ * (recorded at once); an inbound 200 is answered only once the caller ACKs it. */
+bool leg_answered(const struct leg *l);
+/* Posts the end, for `reason`, of the call of a leg that is up (LEG_ANSWERED or
+ * LEG_CONFIRMED): completed if it is answered, canceled if not (an inbound 200 that still
+ * waits for its ACK). */
+void leg_post_end(struct leg *l, const char *reason);
 
 /* ---- dialog.c: what ending a dialog after a crash needs --------------------------------- */
 
@@ -285,8 +293,9 @@ void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int q850_cause, co
 /* Arms l's max-duration timer (l->max_duration_s, none if 0): at expiry it ends the call as
  * max_duration. */
 void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
-/* Ends an answered leg for `reason` (max_duration, media_timeout, node_shutdown...): records
- * in_progress -> completed and sends the BYE. false (nothing done) if the leg is not up. */
+/* Ends a leg that is up for `reason` (max_duration, media_timeout, node_shutdown...): records
+ * the end (leg_post_end) and sends the BYE (once the ACK comes, for an inbound 200 still
+ * waiting for it). false (nothing done) if the leg is not up. */
 bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason);
 /* Ends every leg for `reason`: CANCELs each unanswered outbound INVITE (recorded canceled)
  * and ends each answered leg as hangup_answered() does; the rest are ending already, or are

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from sipp_peer import free_port
-from test_sip import NUMBER, sip, sipp_done  # noqa: F401 (sip is the fixture)
+from cp import ACTIVE_STATUSES
+from receiver import SseReader
+from sipp_peer import free_port, udp_bound, wait_for
+from test_sip import NUMBER, sdp_media, sip, sipp_done  # noqa: F401 (sip is the fixture)
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
 
@@ -186,3 +188,56 @@ def test_udp_invite_shorter_than_its_content_length_is_400(sip, body, content_le
     assert [st for st in statuses if st >= 200] == [400], \
         "responses %r, expected a final 400\n%s" % (statuses, sip.diagnostics())
     assert sip.cp.list_calls()["data"] == []
+
+
+# ------------------------------------------------------------------------- un-ACKed INVITEs
+
+ACK_TIMER_S = 32         # RFC 3261 timer H (64 * T1): how long a 200 waits for its ACK
+
+
+def test_unacked_invite_is_not_answered_and_frees_its_port(sip):
+    """A caller that never ACKs our 200: the call is never in_progress, has no answered_at and
+    no call.answered event, ends `failed` with end_reason `ack_timeout` (sip_status 408) when
+    the ACK timer fires, and its RTP port is free then, although the caller does not answer
+    the BYE that follows either (which would hold it 32 s more)."""
+    sip.start()
+    events = SseReader(sip.cp.port, key=sip.cp.key)
+    try:
+        events.open()
+        assert events.status == 200, events.head_raw
+        events.start()
+        caller = sip.uac("uac_invite_no_ack.xml", timeout=ACK_TIMER_S + 25)
+        oks = wait_for(lambda: caller.received(status=200), 4)
+        assert oks and oks[0].cseq == (1, "INVITE"), caller.report() + "\n" + sip.diagnostics()
+        t_200 = time.monotonic()
+        port, _pts = sdp_media(oks[0].body)
+        pid = sip.cp.proc.pid
+        assert udp_bound(port, pid=pid), "the RTP port %d of the 200 is not bound" % port
+
+        data = sip.cp.list_calls()["data"]
+        assert len(data) == 1, data
+        call_id = data[0]["id"]
+        waiting = sip.call(call_id)
+        assert waiting["status"] == "queued" and waiting["answered_at"] is None, waiting
+
+        done = sip.wait_call(call_id, lambda c: c["status"] not in ACTIVE_STATUSES,
+                             ACK_TIMER_S + 8, "an end")
+        t_end = time.monotonic() - t_200
+        freed = wait_for(lambda: not udp_bound(port, pid=pid), 2)
+        t_freed = time.monotonic() - t_200
+        assert done["status"] == "failed" and done["end_reason"] == "ack_timeout", done
+        assert done["sip_status"] == 408, done
+        assert done["answered_at"] is None and done["duration_s"] is None, done
+        assert ACK_TIMER_S - 2 <= t_end <= ACK_TIMER_S + 6, "ended %.1f s after the 200" % t_end
+        assert freed, "RTP port %d still bound %.1f s after the 200\n%s" % (port, t_freed, sip.diagnostics())
+
+        ended = events.wait_events(1, 5, pred=lambda e: e.event == "call.ended")
+        assert ended, "no call.ended event"
+        mine = [e.event for e in events.events if e.json["data"]["id"] == call_id]
+        assert mine == ["call.ended"], mine
+    finally:
+        events.close()
+    # the caller is told: nua's BYE after the ACK timeout
+    byes = wait_for(lambda: caller.received("BYE"), 3)
+    assert byes and byes[0].call_id == oks[0].call_id, caller.report()
+    assert sip.active() == []
