@@ -411,21 +411,45 @@ static void log_created(const struct call *c, const char *req_id)
 	log_json(LOG_INFO, "call_created", f);
 }
 
+/* A caller ID is a number the tenant owns: its own agent's, or another agent's of the same
+ * tenant; a number-scoped key may send only its own number. Anything else (another tenant's
+ * agent, a number nobody here holds) is refused with one message, so the refusal does not
+ * tell whether the number exists elsewhere. */
+static enum cp_err from_check(struct call_service *svc, const struct scope *sc,
+			      const struct agent *agent, const char *from, struct cp_error *err)
+{
+	if (!strcmp(from, agent->number))
+		return CP_OK;
+	struct agent owner;
+	enum store_result rc = STORE_NOT_FOUND;
+	if (!sc->number[0])
+		rc = STORE(svc->st, agent_by_number, from, &owner);
+	if (rc == STORE_OK && !strcmp(owner.tenant_id, agent->tenant_id))
+		return CP_OK;
+	if (rc != STORE_OK && rc != STORE_NOT_FOUND)
+		return store_fail(err, rc, "agent");
+	if (sc->number[0])
+		return cp_fail(err, CP_ERR_FROM_NOT_ALLOWED, "from must be this key's number, %s",
+			       sc->number);
+	return cp_fail(err, CP_ERR_FROM_NOT_ALLOWED,
+		       "from must be the number of one of the tenant's agents");
+}
+
 enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			const struct call_request *req, const char *req_id, struct call *out,
 			struct cp_error *err)
 {
 	struct agent agent;
+	enum cp_err e;
 	if (!req->agent_id || !*req->agent_id)
 		return cp_fail(err, CP_ERR_INVALID, "agent_id is required");
 	if (!req->to || !call_address_valid(req->to))
 		return cp_fail(err, CP_ERR_INVALID,
 			       "to must be a sip: URI or an E.164 number of at most %d bytes",
 			       CALL_ADDR_MAX);
-	if (req->from && !call_address_valid(req->from))
+	if (req->from && !cp_is_e164(req->from))
 		return cp_fail(err, CP_ERR_INVALID,
-			       "from must be a sip: URI or an E.164 number of at most %d bytes",
-			       CALL_ADDR_MAX);
+			       "from must be an E.164 number: the number of one of the tenant's agents");
 	if (req->max_duration_s < 0 || req->max_duration_s > 86400)
 		return cp_fail(err, CP_ERR_INVALID, "max_duration_s must be an integer in 1..86400");
 	if (!metadata_valid(req->metadata))
@@ -444,6 +468,8 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	const char *from = req->from ? req->from : agent.number;
 	if (!*from)
 		return cp_fail(err, CP_ERR_INVALID, "from is required: the agent has no number");
+	if ((e = from_check(svc, sc, &agent, from, err)) != CP_OK)
+		return e;
 
 	struct call c = {0};
 	if (cp_uuid4(c.id))

@@ -112,11 +112,12 @@ def test_create_call_defaults_and_options(srv):
     assert c["metadata"] == {}, c
     assert c["max_duration_s"] is None, c
     assert c["from"] == srv.number
-    # E.164 `to`, explicit `from`, max_duration_s bounds
+    # E.164 `to`, explicit `from` (another agent's number of the tenant), max_duration_s bounds
+    srv.agent_create(srv.tenant, "agent-second", number="+15550009999")
     c = srv.create_call(to="+15557654321", **{"from": "+15550009999"})
     assert c["to"] == "+15557654321" and c["from"] == "+15550009999", c
-    c = srv.create_call(to="sips:alice@example.com", **{"from": "sip:me@127.0.0.1"})
-    assert c["to"] == "sips:alice@example.com" and c["from"] == "sip:me@127.0.0.1", c
+    c = srv.create_call(to="sips:alice@example.com")
+    assert c["to"] == "sips:alice@example.com" and c["from"] == srv.number, c
     c = srv.create_call(max_duration_s=1)
     assert c["max_duration_s"] == 1, c
     c = srv.create_call(max_duration_s=86400)
@@ -169,6 +170,7 @@ def test_create_call_validation_400(srv):
         ("to number type", {"agent_id": ag, "to": 15551234567}),
         ("to too long", {"agent_id": ag, "to": "sip:" + "b" * 240 + "@127.0.0.1:5070"}),
         ("from bad", {"agent_id": ag, "to": SIP_TO, "from": "hello"}),
+        ("from sip uri", {"agent_id": ag, "to": SIP_TO, "from": "sip:+15550001111@127.0.0.1"}),
         ("from number type", {"agent_id": ag, "to": SIP_TO, "from": 5}),
         ("metadata string", {"agent_id": ag, "to": SIP_TO, "metadata": "x"}),
         ("metadata array", {"agent_id": ag, "to": SIP_TO, "metadata": [1, 2]}),
@@ -208,6 +210,34 @@ def test_create_call_unknown_agent_404(srv):
     r = _post_raw(srv, {"agent_id": random_uuid(), "to": SIP_TO})
     assert_error(r, 404, "not_found")
     assert srv.list_calls()["data"] == []
+
+
+def test_create_call_from_only_a_number_the_tenant_owns(srv):
+    """`from` is the caller ID: a number of one of the tenant's agents (a number-scoped key:
+    its own). Another tenant's agent's number, or a number nobody here holds, is 403
+    from_not_allowed with one message (it does not say whether the number exists); a SIP
+    URI is no number (400). Nothing is created by a refusal."""
+    other = srv.agent_create(srv.tenant, "agent-second", number="+15550002222")
+    tenant_b = srv.tenant_create("tenant-b")
+    srv.agent_create(tenant_b, "agent-b", number="+15550009999")
+    message = "from must be the number of one of the tenant's agents"
+    for number in ("+15550009999", "+15550007777"):
+        r = _post_raw(srv, {"agent_id": srv.agent, "to": SIP_TO, "from": number})
+        assert_error(r, 403, "from_not_allowed")
+        assert r.json["error"]["message"] == message, r
+    r = _post_raw(srv, {"agent_id": srv.agent, "to": SIP_TO, "from": "sip:+15550009999@127.0.0.1"})
+    assert_error(r, 400, "invalid_request")
+    _kid, number_key = srv.key_create(srv.tenant, number=srv.number)
+    r = srv.request("POST", "/v1/calls", {"agent_id": srv.agent, "to": SIP_TO, "from": "+15550002222"},
+                    key=number_key)
+    assert_error(r, 403, "from_not_allowed")
+    assert r.json["error"]["message"] == "from must be this key's number, %s" % srv.number, r
+    assert srv.list_calls()["data"] == []
+    # the tenant's own numbers, from any of its agents (and its own, for a number-scoped key)
+    assert srv.create_call(agent=other, **{"from": srv.number})["from"] == srv.number
+    assert srv.create_call(**{"from": "+15550002222"})["from"] == "+15550002222"
+    assert srv.create_call(key=number_key, **{"from": srv.number})["from"] == srv.number
+    assert len(srv.list_calls()["data"]) == 3
 
 
 def test_create_call_body_too_large_413(srv):

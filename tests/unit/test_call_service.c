@@ -381,16 +381,16 @@ static void test_create_explicit_fields(void **state)
 {
 	struct fx *f = *state;
 	struct call_request req = {.agent_id = f->a1, .to = "+442071234567",
-				   .from = "sips:alice@example.com", .metadata = "{\"crm\":42}",
+				   .from = NUM_A3, .metadata = "{\"crm\":42}",
 				   .max_duration_s = 60};
 	struct call c = {0}, s = {0};
 	struct cp_error err = {0};
 	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
-	assert_string_equal(c.from, "sips:alice@example.com");
+	assert_string_equal(c.from, NUM_A3);     /* another agent's number of the tenant */
 	assert_string_equal(c.to, "+442071234567");
 	assert_int_equal(c.max_duration_s, 60);
 	stored(f, c.id, &s);
-	assert_string_equal(s.from, "sips:alice@example.com");
+	assert_string_equal(s.from, NUM_A3);
 	assert_int_equal(s.max_duration_s, 60);
 	json_t *m = json_loads(s.metadata, 0, NULL);
 	assert_non_null(m);
@@ -414,7 +414,8 @@ static void test_create_explicit_fields(void **state)
 
 static const char MSG_AGENT[] = "agent_id is required";
 static const char MSG_TO[] = "to must be a sip: URI or an E.164 number of at most 256 bytes";
-static const char MSG_FROM[] = "from must be a sip: URI or an E.164 number of at most 256 bytes";
+static const char MSG_FROM[] = "from must be an E.164 number: the number of one of the tenant's"
+			       " agents";
 static const char MSG_MAX_DURATION[] = "max_duration_s must be an integer in 1..86400";
 static const char MSG_METADATA[] = "metadata must be a JSON object of at most 16384 bytes";
 
@@ -460,7 +461,8 @@ static void test_create_validation(void **state)
 	r = (struct call_request){.agent_id = f->a1, .to = long_to};
 	expect_invalid(f, &r, "to too long", MSG_TO);
 
-	const char *bad_from[] = {"hello", "sip:", "+0123", "", "15550001111"};
+	const char *bad_from[] = {"hello", "sip:", "+0123", "", "15550001111",
+				  "sip:+15550001111@example.com", "sips:alice@example.com"};
 	for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = TO, .from = bad_from[i]};
 		expect_invalid(f, &r, bad_from[i], MSG_FROM);
@@ -574,10 +576,56 @@ static void test_create_agent_without_number(void **state)
 	struct call_request r = {.agent_id = f->a2, .to = TO};
 	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_ERR_INVALID);
 	assert_int_equal(count_calls(f, &f->sc1), 0);
-	r.from = "sip:a2@example.com";
+	r.from = NUM_A1;
 	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_OK);
-	assert_string_equal(c.from, "sip:a2@example.com");
+	assert_string_equal(c.from, NUM_A1);
 	call_clear(&c);
+}
+
+/* call_create() refuses req from scope sc as from_not_allowed with `message`, storing nothing. */
+static void expect_from_refused(struct fx *f, const struct scope *sc,
+				const struct call_request *req, const char *message)
+{
+	struct call c = {0};
+	struct cp_error err = {0};
+	size_t before = count_calls(f, &f->sc1) + count_calls(f, &f->sc2);
+	assert_int_equal(call_create(f->svc, sc, req, NULL, &c, &err), CP_ERR_FROM_NOT_ALLOWED);
+	assert_int_equal(err.code, CP_ERR_FROM_NOT_ALLOWED);
+	assert_string_equal(err.message, message);
+	assert_int_equal(count_calls(f, &f->sc1) + count_calls(f, &f->sc2), before);
+	call_clear(&c);
+}
+
+static void test_create_from_only_the_tenants_numbers(void **state)
+{
+	struct fx *f = *state;
+	static const char tenant_msg[] = "from must be the number of one of the tenant's agents";
+	struct call c = {0};
+	struct cp_error err = {0};
+	/* another tenant's agent's number, and a number nobody here holds: the same refusal */
+	struct call_request r = {.agent_id = f->a1, .to = TO, .from = NUM_B1};
+	expect_from_refused(f, &f->sc1, &r, tenant_msg);
+	r.from = "+15550007777";
+	expect_from_refused(f, &f->sc1, &r, tenant_msg);
+	/* and the other way round: tenant 2 may not send tenant 1's numbers */
+	r = (struct call_request){.agent_id = f->b1, .to = TO, .from = NUM_A1};
+	expect_from_refused(f, &f->sc2, &r, tenant_msg);
+	/* a number-scoped key: only its own number, not the tenant's others */
+	struct scope num = f->sc1;
+	snprintf(num.number, sizeof num.number, "%s", NUM_A1);
+	r = (struct call_request){.agent_id = f->a1, .to = TO, .from = NUM_A3};
+	expect_from_refused(f, &num, &r, "from must be this key's number, " NUM_A1);
+	r.from = NUM_A1;
+	assert_int_equal(call_create(f->svc, &num, &r, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.from, NUM_A1);
+	call_clear(&c);
+	/* a tenant-scoped key: any of the tenant's agents' numbers */
+	r = (struct call_request){.agent_id = f->a3, .to = TO, .from = NUM_A1};
+	assert_int_equal(call_create(f->svc, &f->sc1, &r, NULL, &c, &err), CP_OK);
+	assert_string_equal(c.from, NUM_A1);
+	call_clear(&c);
+	assert_string_equal(cp_err_code(CP_ERR_FROM_NOT_ALLOWED), "from_not_allowed");
+	assert_int_equal(cp_err_status(CP_ERR_FROM_NOT_ALLOWED), 403);
 }
 
 /* ---- end without an engine -------------------------------------------------------------- */
@@ -2193,6 +2241,7 @@ int main(void)
 		T(test_create_max_duration_bounds),
 		T(test_create_agent_out_of_scope),
 		T(test_create_agent_without_number),
+		T(test_create_from_only_the_tenants_numbers),
 		T(test_end_queued_default_reason),
 		T(test_end_queued_given_reason),
 		T(test_end_twice_not_active),
