@@ -40,6 +40,10 @@ enum call_direction { CALL_OUTBOUND, CALL_INBOUND };
 #define CALL_METADATA_MAX (16 * 1024)
 #define CALL_STREAM_URL_MAX 1024  /* an agent's audio WebSocket URL */
 #define CALL_DTMF_MAX 32          /* digits in one POST /v1/calls/{id}/dtmf */
+#define CALL_GOODBYE_TEXT_MAX 1000   /* characters of a goodbye callplane speaks */
+#define CALL_GOODBYE_TEXT_BYTES (4 * CALL_GOODBYE_TEXT_MAX)  /* the same in UTF-8, at most */
+#define CALL_GOODBYE_WAIT_MAX_MS 60000   /* the longest a goodbye may hold the BYE back */
+#define CALL_GOODBYE_WAIT_DEFAULT_MS 10000
 
 struct call {
 	int64_t seq;                          /* store order; list cursor */
@@ -104,5 +108,8 @@ bool call_stream_url_valid(const char *url);
 bool call_dtmf_digits_valid(const char *digits);
 /* One received DTMF digit: [0-9*#A-D]. */
 bool call_dtmf_digit_valid(char digit);
+/* A goodbye's text (the API's goodbye.text, an agent's --goodbye-text and
+ * --max-duration-goodbye): well-formed UTF-8 of 1..CALL_GOODBYE_TEXT_MAX characters. */
+bool call_goodbye_text_valid(const char *text);
 
 #endif

@@ -238,3 +238,29 @@ bool call_dtmf_digits_valid(const char *digits)
 			return false;
 	return true;
 }
+
+bool call_goodbye_text_valid(const char *text)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t chars = 0;
+	if (!p)
+		return false;
+	while (*p) {
+		/* the length of the sequence its lead byte announces; overlong forms, surrogates and
+		 * values above U+10FFFF are refused as RFC 3629 says */
+		int n = *p < 0x80 ? 1 : *p >= 0xC2 && *p <= 0xDF ? 2 : *p >= 0xE0 && *p <= 0xEF ? 3 :
+			*p >= 0xF0 && *p <= 0xF4 ? 4 : 0;
+		if (!n)
+			return false;
+		for (int i = 1; i < n; i++)
+			if ((p[i] & 0xC0) != 0x80)
+				return false;
+		if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F) ||
+		    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))
+			return false;
+		p += n;
+		if (++chars > CALL_GOODBYE_TEXT_MAX)
+			return false;
+	}
+	return chars > 0;
+}

@@ -144,14 +144,20 @@ int cli_tenant(int argc, char **argv)
 static const char agent_usage[] =
 	"usage: callplane agent create --tenant ID --name NAME [--number E164]\n"
 	"                              [--max-duration SECONDS] [--stream-url URL] [--record]\n"
-	"                              [--db PATH]\n"
+	"                              [--goodbye-text TEXT] [--max-duration-goodbye TEXT] [--db PATH]\n"
 	"       callplane agent list [--tenant ID] [--db PATH]\n"
 	"       callplane agent update ID [--stream-url URL | --no-stream-url]\n"
-	"                                 [--record | --no-record] [--db PATH]\n"
+	"                                 [--record | --no-record]\n"
+	"                                 [--goodbye-text TEXT | --no-goodbye-text]\n"
+	"                                 [--max-duration-goodbye TEXT | --no-max-duration-goodbye]\n"
+	"                                 [--db PATH]\n"
 	"--stream-url is the agent's audio WebSocket (ws:// or wss://, at most 1024 bytes):\n"
 	"its calls stream their audio there unless POST /v1/calls names another.\n"
 	"--record records the agent's calls (a stereo WAV each) unless POST /v1/calls says\n"
-	"\"record\": false. update changes what it is given, for calls created afterwards.\n";
+	"\"record\": false. update changes what it is given, for calls created afterwards.\n"
+	"--goodbye-text is what callplane says before the BYE when a vendor dialect's end route\n"
+	"ends one of its calls; --max-duration-goodbye what it says when max duration ends one\n"
+	"(each 1..1000 characters of UTF-8).\n";
 
 /* A bad --stream-url is a usage error (exit 2), told the way args_parse() tells one. */
 static int stream_url_usage(const char *url)
@@ -162,40 +168,85 @@ static int stream_url_usage(const char *url)
 	return 2;
 }
 
-/* Prints {"id", then each member it changed: "stream_url" (URL or null), "record"}. */
+/* A goodbye option's text, if given, must be what the API accepts; a bad one is a usage error
+ * (exit 2). 0 when every given text is valid. */
+static int goodbye_usage(const char *goodbye, const char *max_goodbye)
+{
+	const char *opt = goodbye && !call_goodbye_text_valid(goodbye) ? "--goodbye-text" :
+			  max_goodbye && !call_goodbye_text_valid(max_goodbye) ?
+			  "--max-duration-goodbye" : NULL;
+	if (!opt)
+		return 0;
+	fprintf(stderr, "error: %s must be 1..%d characters of UTF-8\n%s", opt,
+		CALL_GOODBYE_TEXT_MAX, agent_usage);
+	return 2;
+}
+
+/* The update's value of a text option: its text, "" when its --no- flag clears it, NULL when
+ * neither is given; -1 when both are. */
+static int update_value(const char *set, const char *clear, const char **out)
+{
+	if (set && clear)
+		return -1;
+	*out = clear ? "" : set;
+	return 0;
+}
+
+/* Prints {"id", then each member it changed: "stream_url", "goodbye_text",
+ * "max_duration_goodbye" (the text, or null when cleared), "record"}. */
 static int agent_update(int argc, char **argv)
 {
-	const char *url = NULL, *clear = NULL, *rec = NULL, *no_rec = NULL, *db = CLI_DEFAULT_DB;
+	const char *url = NULL, *clear = NULL, *rec = NULL, *no_rec = NULL, *bye = NULL,
+		   *no_bye = NULL, *max_bye = NULL, *no_max_bye = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
 	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL}, {"no-stream-url", &clear, OPT_FLAG},
 			     {"record", &rec, OPT_FLAG}, {"no-record", &no_rec, OPT_FLAG},
+			     {"goodbye-text", &bye, OPT_OPTIONAL},
+			     {"no-goodbye-text", &no_bye, OPT_FLAG},
+			     {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
+			     {"no-max-duration-goodbye", &no_max_bye, OPT_FLAG},
 			     {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	bool set_url = url || clear, set_rec = rec || no_rec;
-	if (n_pos != 1 || (url && clear) || (rec && no_rec) || (!set_url && !set_rec)) {
-		fprintf(stderr, "error: agent update needs the agent id and at most one of"
-			" --stream-url URL or --no-stream-url, at most one of --record or"
-			" --no-record, and at least one of them\n%s", agent_usage);
+	const char *new_url, *new_bye, *new_max_bye;
+	bool set_rec = rec || no_rec;
+	if (n_pos != 1 || update_value(url, clear, &new_url) || (rec && no_rec) ||
+	    update_value(bye, no_bye, &new_bye) || update_value(max_bye, no_max_bye, &new_max_bye) ||
+	    (!new_url && !set_rec && !new_bye && !new_max_bye)) {
+		fprintf(stderr, "error: agent update needs the agent id and at least one change, each"
+			" option at most once: --stream-url URL or --no-stream-url, --record or"
+			" --no-record, --goodbye-text TEXT or --no-goodbye-text,"
+			" --max-duration-goodbye TEXT or --no-max-duration-goodbye\n%s", agent_usage);
 		return 2;
 	}
 	if (url && !call_stream_url_valid(url))
 		return stream_url_usage(url);
+	int bad = goodbye_usage(bye, max_bye);
+	if (bad)
+		return bad;
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
 	enum store_result r = STORE_OK;
-	if (set_url)
+	if (new_url)
 		r = STORE(st, agent_set_stream_url, pos[0], url);
 	if (r == STORE_OK && set_rec)
 		r = STORE(st, agent_set_record, pos[0], rec != NULL);
+	if (r == STORE_OK && (new_bye || new_max_bye))
+		r = STORE(st, agent_set_goodbye, pos[0], new_bye, new_max_bye);
 	if (r == STORE_OK) {
 		json_t *out = json_pack("{s:s}", "id", pos[0]);
-		if (set_url)
+		if (new_url)
 			json_object_set_new(out, "stream_url", url ? json_string(url) : json_null());
+		if (new_bye)
+			json_object_set_new(out, "goodbye_text", *new_bye ? json_string(new_bye) :
+					    json_null());
+		if (new_max_bye)
+			json_object_set_new(out, "max_duration_goodbye",
+					    *new_max_bye ? json_string(new_max_bye) : json_null());
 		if (set_rec)
 			json_object_set_new(out, "record", json_boolean(rec != NULL));
 		rc = cli_print(out);
@@ -209,7 +260,7 @@ static int agent_update(int argc, char **argv)
 int cli_agent(int argc, char **argv)
 {
 	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL, *url = NULL,
-		   *rec = NULL, *db = CLI_DEFAULT_DB;
+		   *rec = NULL, *bye = NULL, *max_bye = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1];
 	int n_pos;
 	if (argc < 1)
@@ -226,6 +277,8 @@ int cli_agent(int argc, char **argv)
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"name", &name, OPT_REQUIRED},
 				    {"number", &number, OPT_OPTIONAL}, {"max-duration", &maxd, OPT_OPTIONAL},
 				    {"stream-url", &url, OPT_OPTIONAL}, {"record", &rec, OPT_FLAG},
+				    {"goodbye-text", &bye, OPT_OPTIONAL},
+				    {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
 				    {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
@@ -238,6 +291,9 @@ int cli_agent(int argc, char **argv)
 	if (create) {
 		if (url && !call_stream_url_valid(url))
 			return stream_url_usage(url);
+		int bad = goodbye_usage(bye, max_bye);
+		if (bad)
+			return bad;
 		if (!*name || strlen(name) > STORE_NAME_MAX)
 			return bad_value("--name must be 1..128 characters", NULL);
 		if (number && !cp_is_e164(number))
@@ -259,6 +315,9 @@ int cli_agent(int argc, char **argv)
 		a.max_duration_s = (int)v;
 		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
 		a.record = rec != NULL;
+		snprintf(a.goodbye_text, sizeof a.goodbye_text, "%s", bye ? bye : "");
+		snprintf(a.max_duration_goodbye, sizeof a.max_duration_goodbye, "%s",
+			 max_bye ? max_bye : "");
 		a.created_at = cp_now_ms();
 		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
 			fail("no such tenant: ", tenant);

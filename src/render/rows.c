@@ -46,6 +46,8 @@ json_t *agent_to_json(const struct agent *a)
 	json_object_set_new(o, "created_at", time_or_null(a->created_at));
 	json_object_set_new(o, "stream_url", text_or_null(a->stream_url));
 	json_object_set_new(o, "record", json_boolean(a->record));
+	json_object_set_new(o, "goodbye_text", text_or_null(a->goodbye_text));
+	json_object_set_new(o, "max_duration_goodbye", text_or_null(a->max_duration_goodbye));
 	return o;
 }
 

@@ -58,6 +58,10 @@ struct agent {
 	int64_t created_at;
 	char stream_url[CALL_STREAM_URL_MAX + 1];  /* "" = none; validated by call_stream_url_valid */
 	bool record;                         /* its calls are recorded unless a call says no */
+	/* what callplane says before the BYE of a vendor dialect's end, and of a max_duration
+	 * end; "" = none (an immediate end); validated by call_goodbye_text_valid */
+	char goodbye_text[CALL_GOODBYE_TEXT_BYTES + 1];
+	char max_duration_goodbye[CALL_GOODBYE_TEXT_BYTES + 1];
 };
 
 struct api_key {
@@ -204,6 +208,9 @@ struct store_backend {
 	enum store_result (*agent_set_stream_url)(void *ctx, const char *id, const char *url);
 	/* STORE_NOT_FOUND for an unknown agent. */
 	enum store_result (*agent_set_record)(void *ctx, const char *id, bool record);
+	/* Each text NULL keeps it, "" clears it. STORE_NOT_FOUND for an unknown agent. */
+	enum store_result (*agent_set_goodbye)(void *ctx, const char *id, const char *goodbye_text,
+					       const char *max_duration_goodbye);
 
 	enum store_result (*key_create)(void *ctx, const struct api_key *k);
 	enum store_result (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);

@@ -108,7 +108,8 @@ def test_old_database_gains_the_columns(cp):
     latest = db_rows(cp, "PRAGMA user_version")
     con = sqlite3.connect(cp.db)
     for table, column in (("agents", "stream_url"), ("calls", "stream_url"),
-                          ("agents", "record"), ("calls", "record")):
+                          ("agents", "record"), ("calls", "record"),
+                          ("agents", "goodbye_text"), ("agents", "max_duration_goodbye")):
         con.execute("ALTER TABLE %s DROP COLUMN %s" % (table, column))
     con.execute("DROP TABLE dialogs")      # migration 6
     con.execute("PRAGMA user_version = 2")

@@ -352,6 +352,42 @@ static void test_dtmf_digits_valid(void **state)
 	assert_false(call_dtmf_digit_valid('E'));
 }
 
+static void test_goodbye_text_valid(void **state)
+{
+	(void)state;
+	char text[4 * CALL_GOODBYE_TEXT_MAX + 8];
+	const char *good[] = {"Goodbye.", "x", "Au revoir, \xc3\xa0 bient\xc3\xb4t",
+			      "\xe2\x82\xac" /* 3 bytes */, "\xf0\x9f\x91\x8b" /* 4 bytes */,
+			      "line one\nline two", " "};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		if (!call_goodbye_text_valid(good[i]))
+			print_error("rejected valid text \"%s\"\n", good[i]);
+		assert_true(call_goodbye_text_valid(good[i]));
+	}
+	const char *bad[] = {"", "\xc3" /* cut */, "\xc3\x28", "\xc0\xaf" /* overlong '/' */,
+			     "\xe0\x80\xaf", "\xed\xa0\x80" /* a surrogate */,
+			     "\xf4\x90\x80\x80" /* above U+10FFFF */, "\xff", "ok\x80"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (call_goodbye_text_valid(bad[i]))
+			print_error("accepted invalid text #%zu\n", i);
+		assert_false(call_goodbye_text_valid(bad[i]));
+	}
+	assert_false(call_goodbye_text_valid(NULL));
+	/* characters are counted, not bytes: 1000 of any width, not 1001 */
+	memset(text, 'a', CALL_GOODBYE_TEXT_MAX);
+	text[CALL_GOODBYE_TEXT_MAX] = '\0';
+	assert_true(call_goodbye_text_valid(text));
+	text[CALL_GOODBYE_TEXT_MAX] = 'a';
+	text[CALL_GOODBYE_TEXT_MAX + 1] = '\0';
+	assert_false(call_goodbye_text_valid(text));
+	for (int i = 0; i < CALL_GOODBYE_TEXT_MAX; i++)
+		memcpy(text + 4 * i, "\xf0\x9f\x91\x8b", 4);
+	text[4 * CALL_GOODBYE_TEXT_MAX] = '\0';
+	assert_true(call_goodbye_text_valid(text));
+	memcpy(text + 4 * CALL_GOODBYE_TEXT_MAX, "\xc3\xa9", 3);
+	assert_false(call_goodbye_text_valid(text));
+}
+
 static void test_duration(void **state)
 {
 	(void)state;
@@ -750,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_address_length_limit),
 		cmocka_unit_test(test_stream_url_valid),
 		cmocka_unit_test(test_dtmf_digits_valid),
+		cmocka_unit_test(test_goodbye_text_valid),
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_to_json_full),
 		cmocka_unit_test(test_to_json_recording),

@@ -42,18 +42,20 @@ static void test_agent_with_and_without_optionals(void **state)
 	(void)state;
 	struct agent full = {.id = ID_A, .tenant_id = ID_B, .name = "alice",
 			     .number = "+15550001111", .max_duration_s = 120, .created_at = T1,
-			     .stream_url = "wss://x.example/a?k=1", .record = true};
+			     .stream_url = "wss://x.example/a?k=1", .record = true,
+			     .goodbye_text = "Bye \"now\".", .max_duration_goodbye = "Time is up."};
 	struct agent bare = {.id = ID_B, .tenant_id = ID_B, .name = "bob", .created_at = T2};
 	assert_json(agent_to_json(&full),
 		    "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"name\":\"alice\","
 		    "\"number\":\"+15550001111\",\"max_duration_s\":120,"
 		    "\"created_at\":\"2023-11-14T22:13:20.123Z\","
-		    "\"stream_url\":\"wss://x.example/a?k=1\",\"record\":true}");
+		    "\"stream_url\":\"wss://x.example/a?k=1\",\"record\":true,"
+		    "\"goodbye_text\":\"Bye \\\"now\\\".\",\"max_duration_goodbye\":\"Time is up.\"}");
 	assert_json(agent_to_json(&bare),
 		    "{\"id\":\"" ID_B "\",\"tenant_id\":\"" ID_B "\",\"name\":\"bob\","
 		    "\"number\":null,\"max_duration_s\":null,"
 		    "\"created_at\":\"2023-11-14T22:13:29.000Z\",\"stream_url\":null,"
-		    "\"record\":false}");
+		    "\"record\":false,\"goodbye_text\":null,\"max_duration_goodbye\":null}");
 }
 
 static void test_key_never_shows_its_hash(void **state)

@@ -154,8 +154,8 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
 	/* the schema version is exactly the number of migrations applied, once: 6 (the spine;
-	 * webhooks and the outbox; stream URLs; 4, held for the agents' goodbye; recordings;
-	 * dialogs). A new migration raises it here. */
+	 * webhooks and the outbox; stream URLs; goodbyes; recordings; dialogs). A new migration
+	 * raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	sqlite3_stmt *q;
@@ -365,6 +365,47 @@ static void test_agent_record(void **state)
 	free(list);
 	assert_int_equal(STORE(f->st, agent_set_record, "00000000-0000-4000-8000-000000000000", true),
 			 STORE_NOT_FOUND);
+}
+
+static void test_agent_goodbyes(void **state)
+{
+	struct fx *f = *state;
+	struct scope sc = tenant_scope(f->tenant);
+	struct agent a = {0}, out;
+	assert_int_equal(cp_uuid4(a.id), 0);
+	snprintf(a.tenant_id, sizeof a.tenant_id, "%s", f->tenant);
+	snprintf(a.name, sizeof a.name, "polite");
+	snprintf(a.goodbye_text, sizeof a.goodbye_text, "Thank you, goodbye \xc3\xa9.");
+	a.created_at = cp_now_ms();
+	assert_int_equal(STORE(f->st, agent_create, &a), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_get, &sc, a.id, &out), STORE_OK);
+	assert_string_equal(out.goodbye_text, "Thank you, goodbye \xc3\xa9.");
+	assert_string_equal(out.max_duration_goodbye, "");
+
+	/* NULL keeps a text, "" clears it, anything else replaces it */
+	assert_int_equal(STORE(f->st, agent_set_goodbye, a.id, NULL, "Time is up."), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_get, &sc, a.id, &out), STORE_OK);
+	assert_string_equal(out.goodbye_text, "Thank you, goodbye \xc3\xa9.");
+	assert_string_equal(out.max_duration_goodbye, "Time is up.");
+	assert_int_equal(STORE(f->st, agent_set_goodbye, a.id, "", NULL), STORE_OK);
+	struct agent *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, agent_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].goodbye_text, "");
+	assert_string_equal(list[0].max_duration_goodbye, "Time is up.");
+	free(list);
+	/* the longest text is kept whole: 1000 characters of 4 bytes each */
+	char longest[CALL_GOODBYE_TEXT_BYTES + 1];
+	for (int i = 0; i < CALL_GOODBYE_TEXT_MAX; i++)
+		memcpy(longest + 4 * i, "\xf0\x9f\x98\x80", 4);
+	longest[CALL_GOODBYE_TEXT_BYTES] = '\0';
+	assert_int_equal(STORE(f->st, agent_set_goodbye, a.id, longest, ""), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_get, &sc, a.id, &out), STORE_OK);
+	assert_string_equal(out.goodbye_text, longest);
+	assert_string_equal(out.max_duration_goodbye, "");
+	assert_int_equal(STORE(f->st, agent_set_goodbye, "00000000-0000-4000-8000-000000000000",
+			       "x", NULL), STORE_NOT_FOUND);
 }
 
 static void test_agent_number_unique(void **state)
@@ -1325,6 +1366,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_goodbyes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_number_unique, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_needs_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_parent_is_not_found, setup, teardown),

@@ -77,9 +77,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE agents ADD COLUMN stream_url TEXT;"
 	"ALTER TABLE calls ADD COLUMN stream_url TEXT;",
 
-	/* 4: reserved for the agents' goodbye columns, which another change brings; a no-op
-	 * here so that the numbering stays the same whichever lands first */
-	"",
+	/* 4: what an agent says before hanging up (NULL = nothing: an immediate end) */
+	"ALTER TABLE agents ADD COLUMN goodbye_text TEXT;"
+	"ALTER TABLE agents ADD COLUMN max_duration_goodbye TEXT;",
 
 	/* 5: recordings: whether an agent's calls are recorded, and whether a call is (decided
 	 * when it is created); existing rows are not */
@@ -213,6 +213,7 @@ const struct store_backend store_sqlite_backend = {
 	.agent_list = sqlite_agent_list,
 	.agent_set_stream_url = sqlite_agent_set_stream_url,
 	.agent_set_record = sqlite_agent_set_record,
+	.agent_set_goodbye = sqlite_agent_set_goodbye,
 	.key_create = sqlite_key_create,
 	.key_by_hash = sqlite_key_by_hash,
 	.key_list = sqlite_key_list,

@@ -38,6 +38,7 @@ enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
 	S_AGENT_SET_RECORD,
+	S_AGENT_SET_GOODBYE,
 	/* keys.c */
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
 	/* calls.c */
@@ -212,6 +213,8 @@ enum store_result sqlite_agent_list(void *ctx, const char *tenant_id, struct age
 				    size_t *n);
 enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const char *url);
 enum store_result sqlite_agent_set_record(void *ctx, const char *id, bool record);
+enum store_result sqlite_agent_set_goodbye(void *ctx, const char *id, const char *goodbye_text,
+					   const char *max_duration_goodbye);
 
 /* ---- keys.c ------------------------------------------------------------------------------ */
 

@@ -20,21 +20,29 @@ static const struct sql q_tenant_list = {S_TENANT_LIST,
 	"SELECT id, name, created_at FROM tenants ORDER BY created_at, id"};
 static const struct sql q_agent_create = {S_AGENT_CREATE,
 	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
-	" stream_url, record) VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, 0), ?6,"
-	" NULLIF(?7, ''), ?8)"};
+	" stream_url, record, goodbye_text, max_duration_goodbye) VALUES (?1, ?2, ?3,"
+	" NULLIF(?4, ''), NULLIF(?5, 0), ?6, NULLIF(?7, ''), ?8, NULLIF(?9, ''), NULLIF(?10, ''))"};
+/* the columns agent_row() reads, in its order */
+#define AGENT_COLUMNS "id, tenant_id, name, number, max_duration_s, created_at, stream_url," \
+	" record, goodbye_text, max_duration_goodbye"
 static const struct sql q_agent_get = {S_AGENT_GET,
-	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url,"
-	" record FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
+	"SELECT " AGENT_COLUMNS
+	" FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
 static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER,
-	"SELECT id, tenant_id, name, number, max_duration_s, created_at,"
-	" stream_url, record FROM agents WHERE number = ?1"};
+	"SELECT " AGENT_COLUMNS " FROM agents WHERE number = ?1"};
 static const struct sql q_agent_list = {S_AGENT_LIST,
-	"SELECT id, tenant_id, name, number, max_duration_s, created_at, stream_url,"
-	" record FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+	"SELECT " AGENT_COLUMNS
+	" FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
 static const struct sql q_agent_update = {S_AGENT_UPDATE,
 	"UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
 static const struct sql q_agent_set_record = {S_AGENT_SET_RECORD,
 	"UPDATE agents SET record = ?2 WHERE id = ?1"};
+/* NULL keeps a text, '' clears it */
+static const struct sql q_agent_set_goodbye = {S_AGENT_SET_GOODBYE,
+	"UPDATE agents SET"
+	" goodbye_text = CASE WHEN ?2 IS NULL THEN goodbye_text ELSE NULLIF(?2, '') END,"
+	" max_duration_goodbye = CASE WHEN ?3 IS NULL THEN max_duration_goodbye"
+	" ELSE NULLIF(?3, '') END WHERE id = ?1"};
 
 enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
 {
@@ -80,13 +88,12 @@ enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
 
 enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
 {
-	return sq_write_one(ctx, &q_agent_create, "ssssiIsi", a->id, a->tenant_id, a->name,
+	return sq_write_one(ctx, &q_agent_create, "ssssiIsiss", a->id, a->tenant_id, a->name,
 			    a->number, a->max_duration_s, a->created_at, a->stream_url,
-			    (int)a->record);
+			    (int)a->record, a->goodbye_text, a->max_duration_goodbye);
 }
 
-/* An agent row (id, tenant_id, name, number, max_duration_s, created_at, stream_url, record)
- * into a zeroed struct agent. */
+/* An agent row (AGENT_COLUMNS) into a zeroed struct agent. */
 static void agent_row(sqlite3_stmt *st, void *row)
 {
 	struct agent *out = row;
@@ -98,6 +105,8 @@ static void agent_row(sqlite3_stmt *st, void *row)
 	out->created_at = sqlite3_column_int64(st, 5);
 	sq_copy_col(st, 6, out->stream_url, sizeof out->stream_url);
 	out->record = sqlite3_column_int(st, 7) != 0;
+	sq_copy_col(st, 8, out->goodbye_text, sizeof out->goodbye_text);
+	sq_copy_col(st, 9, out->max_duration_goodbye, sizeof out->max_duration_goodbye);
 }
 
 static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
@@ -162,4 +171,11 @@ enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const c
 enum store_result sqlite_agent_set_record(void *ctx, const char *id, bool record)
 {
 	return sq_write_one(ctx, &q_agent_set_record, "si", id, (int)record);
+}
+
+enum store_result sqlite_agent_set_goodbye(void *ctx, const char *id, const char *goodbye_text,
+					   const char *max_duration_goodbye)
+{
+	return sq_write_one(ctx, &q_agent_set_goodbye, "sss", id, goodbye_text,
+			    max_duration_goodbye);
 }
