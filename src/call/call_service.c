@@ -729,9 +729,11 @@ static void end_apply(struct writer *w, struct end_job *job, enum cp_err err,
 	}
 }
 
-/* The engine's answer to hangup(): on the engine thread, so hand it to the worker. */
-static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind)
+/* The engine's answer to hangup(): on the engine thread, so hand it to the worker. No end
+ * asks for a goodbye yet, so goodbye_ms is 0. */
+static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind, int goodbye_ms)
 {
+	(void)goodbye_ms;
 	struct end_job *end = arg;
 	if (err == CP_OK && kind != HANGUP_NONE)
 		end->wire_us = cp_mono_us() - end->t_start_us;
@@ -796,7 +798,7 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 	job->done = done;
 	job->arg = arg;
 	if (svc->tel.ops)
-		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, end_hung_up, job);
+		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, NULL, end_hung_up, job);
 	else {
 		struct writer w = direct(svc);
 		end_record(&w, job, HANGUP_NONE);

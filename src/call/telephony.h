@@ -10,6 +10,7 @@
 #define CP_TELEPHONY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "call/call.h"
 #include "core/error.h"
@@ -20,9 +21,23 @@ enum hangup_kind { HANGUP_BYE, HANGUP_CANCEL, HANGUP_NONE };
 
 /* Called exactly once per hangup(), from the engine's thread:
  *   CP_OK                 the BYE/CANCEL was handed to the transport (kind says which);
- *   CP_ERR_NOT_ACTIVE     the dialog is already ending or gone;
- *   CP_ERR_UNDELIVERABLE  the engine could not take the request; nothing changed. */
-typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind);
+ *   CP_ERR_NOT_ACTIVE     the dialog is already ending or gone (another end cut a goodbye);
+ *   CP_ERR_UNDELIVERABLE  the engine could not take the request; nothing changed.
+ * goodbye_ms: the audio played to the far end between the request and the BYE (a goodbye);
+ * 0 for an end without one. */
+typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind,
+			       int goodbye_ms);
+
+/* A goodbye: what an answered call plays before its BYE. The BYE goes out once everything the
+ * agent queued before the request and then `audio` have been played, or after max_wait_ms,
+ * whichever comes first. A call without media (not answered, no media session) gets its BYE or
+ * CANCEL at once. */
+struct hangup_goodbye {
+	const uint8_t *audio;        /* 8 kHz mu-law to say after the queued audio (copied by the
+				      * engine); NULL/0: none, the BYE follows the queued audio */
+	size_t len;
+	int max_wait_ms;             /* 0..CALL_GOODBYE_WAIT_MAX_MS */
+};
 
 /* A dialog a previous run left up on the wire (its far end may still be in the call), as that
  * run's engine described it (its own text, which the call service keeps without reading).
@@ -43,9 +58,13 @@ struct telephony_ops {
 	int (*dial)(void *engine, const struct call *c);
 	/* Hangs up a call; reason goes into an RFC 3326 Reason header. wait_ms bounds how long
 	 * the request may wait for its turn before it is answered CP_ERR_UNDELIVERABLE:
-	 * -1 = the engine's default (API ends), 0 = no bound (an emergency stop of every call). */
+	 * -1 = the engine's default (API ends), 0 = no bound (an emergency stop of every call).
+	 * goodbye (NULL = none) delays the BYE as struct hangup_goodbye says; done() comes when
+	 * the BYE is on the wire. A hang-up without a goodbye that meets a goodbye under way
+	 * cuts it: its BYE goes out now, and the goodbye's hang-up is answered
+	 * CP_ERR_NOT_ACTIVE. */
 	void (*hangup)(void *engine, const struct call *c, const char *reason, int wait_ms,
-		       hangup_done_fn done, void *arg);
+		       const struct hangup_goodbye *goodbye, hangup_done_fn done, void *arg);
 	/* Sends RFC 4733 digits ([0-9*#A-D], already validated) to the far end of an answered
 	 * call; they play out one after another. 0 if the engine took them, -1 if it cannot
 	 * (no media session: the call is not up). */

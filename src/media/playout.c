@@ -142,8 +142,11 @@ static void goodbye_finish(struct session *s, const char *how)
 		return;
 	s->goodbye = false;
 	int ms = (int)((s->played - s->goodbye_from) / (FRAME_SAMPLES / FRAME_MS));
+	/* with the monotonic clock: the SIP engine's sip_goodbye_bye line has it too, so the gap
+	 * from this (the goodbye's last packet) to the BYE can be measured (bench/goodbye.py) */
 	log_json(LOG_INFO, "media_goodbye_done",
-		 json_pack("{s:s, s:s, s:i}", "call_id", s->call_id, "how", how, "goodbye_ms", ms));
+		 json_pack("{s:s, s:s, s:i, s:I}", "call_id", s->call_id, "how", how, "goodbye_ms", ms,
+			   "mono_us", (json_int_t)cp_mono_us()));
 	if (s->me->hooks.goodbye_done)
 		s->me->hooks.goodbye_done(s->me->hooks.arg, s->call_id, ms);
 }

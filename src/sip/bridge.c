@@ -8,6 +8,11 @@
  * answer until the dialog ends; bridge_stop() is called as soon as a BYE is sent or received,
  * so RTP and the agent's stream stop with the call, not when nua finally releases the handle.
  *
+ * A goodbye (bridge_goodbye) is the media plane's part of a hang-up that lets the call finish
+ * speaking: the media engine plays what is queued and the goodbye's own audio, then calls its
+ * goodbye_done hook, which engine.c turns into a message to this thread, where hangup.c sends
+ * the BYE.
+ *
  * Layering: this file sits at the bottom of the SIP layer, beside media.c: it works on one
  * leg's fields and the media engine, and calls no other SIP file. What the media engine
  * decides (end a call, a digit heard) comes back through its hooks, which engine.c creates
@@ -68,6 +73,13 @@ void bridge_stop(struct leg *l)
 		return;
 	l->media_started = false;
 	media_session_stop(l->eng->media_engine, l->call_id);
+}
+
+int bridge_goodbye(struct leg *l, const uint8_t *audio, size_t len, int max_wait_ms)
+{
+	if (!l->media_started || !l->eng->media_engine)
+		return -1;
+	return media_session_goodbye(l->eng->media_engine, l->call_id, audio, len, max_wait_ms);
 }
 
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits)

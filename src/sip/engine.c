@@ -159,6 +159,7 @@ static void on_remote_bye(struct leg *l)
 	leg_post_end(l, "remote_hangup");
 	bridge_stop(l);
 	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
+	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);   /* a goodbye it cut short */
 }
 
 /* nua_i_cancel of an inbound INVITE (nua answers 487): records the call canceled. */
@@ -304,6 +305,20 @@ static void media_end(struct sip_engine *eng, void *data)
 		hangup_answered(eng, l, m->reason);
 }
 
+struct goodbye_over {
+	char call_id[CP_UUID_LEN + 1];
+	int goodbye_ms;
+};
+
+/* MSG: the media plane finished a call's goodbye: its BYE goes now (hangup.c). */
+static void goodbye_over(struct sip_engine *eng, void *data)
+{
+	struct goodbye_over *m = data;
+	struct leg *l = leg_find(eng, m->call_id);
+	if (l)
+		hangup_goodbye_over(eng, l, m->goodbye_ms);
+}
+
 /* MSG: sip_engine_stop(): refuses what is still queued for the pacer, hangs up every dialog
  * and shuts nua down; the loop ends at nua_r_shutdown or stop_timeout. */
 static void stop(struct sip_engine *eng, void *unused)
@@ -320,9 +335,9 @@ static void stop(struct sip_engine *eng, void *unused)
 
 /* ---- the media plane -------------------------------------------------------------------- */
 
-/* The media engine's hooks run on the media thread and only post: end_call becomes a message
- * to this thread (the BYE is sent here), dtmf goes to the call service's worker queue (a
- * call.dtmf event), released counts a port pair free (atomics, media.c). */
+/* The media engine's hooks run on the media thread and only post: end_call and goodbye_done
+ * become messages to this thread (the BYE is sent here), dtmf goes to the call service's
+ * worker queue (a call.dtmf event), released counts a port pair free (atomics, media.c). */
 static void hook_end_call(void *arg, const char *call_id, const char *reason)
 {
 	struct sip_engine *eng = arg;
@@ -332,6 +347,18 @@ static void hook_end_call(void *arg, const char *call_id, const char *reason)
 	if (sip_post(eng, media_end, &m, sizeof m))
 		log_msg(LOG_ERROR, "media", "could not end call %s (%s): the SIP engine is gone",
 			call_id, reason);
+}
+
+/* A goodbye is over: its BYE, on this thread. Should the message fail (the engine is gone),
+ * the engine's stop has ended the call already. */
+static void hook_goodbye_done(void *arg, const char *call_id, int goodbye_ms)
+{
+	struct sip_engine *eng = arg;
+	struct goodbye_over m = {.goodbye_ms = goodbye_ms};
+	snprintf(m.call_id, sizeof m.call_id, "%s", call_id);
+	if (sip_post(eng, goodbye_over, &m, sizeof m))
+		log_msg(LOG_WARN, "media", "goodbye of call %s over after the SIP engine stopped",
+			call_id);
 }
 
 /* A digit heard on a call: a call.dtmf event, queued to the worker. */
@@ -351,7 +378,7 @@ static void hook_released(void *arg, int addr_index)
 static int media_plane_start(struct sip_engine *eng)
 {
 	struct media_hooks hooks = {.arg = eng, .end_call = hook_end_call, .dtmf = hook_dtmf,
-				    .released = hook_released};
+				    .released = hook_released, .goodbye_done = hook_goodbye_done};
 	eng->media_engine = media_engine_start(&eng->cfg.media, &hooks);
 	if (!eng->media_engine) {
 		log_msg(LOG_ERROR, "media", "cannot start the media engine");
@@ -407,14 +434,25 @@ static int op_send_dtmf(void *engine, const struct call *c, const char *digits)
 
 /* Posts a hang-up of c; done() is called exactly once: by hangup.c on the engine thread, or
  * here at once (undeliverable) if the engine cannot take it. wait_ms < 0 means the configured
- * wait (--hangup-wait-ms). */
+ * wait (--hangup-wait-ms). The goodbye's audio is copied into the request. */
 static void op_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
-		      hangup_done_fn done, void *arg)
+		      const struct hangup_goodbye *goodbye, hangup_done_fn done, void *arg)
 {
 	struct sip_engine *eng = engine;
 	struct hangup_req *req = calloc(1, sizeof *req);
+	if (req && goodbye) {
+		req->goodbye = true;
+		req->max_wait_ms = goodbye->max_wait_ms;
+		if (goodbye->len && (req->audio = malloc(goodbye->len)))
+			memcpy(req->audio, goodbye->audio, goodbye->len);
+		req->audio_len = req->audio ? goodbye->len : 0;
+		if (goodbye->len && !req->audio) {
+			free(req);
+			req = NULL;
+		}
+	}
 	if (!req) {
-		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE, 0);
 		return;
 	}
 	snprintf(req->call_id, sizeof req->call_id, "%s", c->id);
@@ -425,8 +463,9 @@ static void op_hangup(void *engine, const struct call *c, const char *reason, in
 	req->done = done;
 	req->arg = arg;
 	if (sip_post(eng, hangup, &req, sizeof req)) {
+		free(req->audio);
 		free(req);
-		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE, 0);
 	}
 }
 

@@ -9,6 +9,16 @@
  *
  * Each request is answered exactly once through its done() callback, on this thread.
  *
+ * Goodbyes: a request with a goodbye, for an answered leg with media, does not send its BYE
+ * when its turn comes. It asks the media plane to play what is queued and the goodbye's audio
+ * (bridge_goodbye) and waits on the leg; the media plane's goodbye_done hook comes back as
+ * hangup_goodbye_over(), which sends the BYE and answers the request. The media engine keeps
+ * the deadline (max_wait_ms); a timer here ends the goodbye GOODBYE_BACKSTOP_MS later should
+ * that word never come, so nothing keeps a call up past its deadline. Any other end of the
+ * call meanwhile (an emergency stop, the far end's BYE, shutdown) cuts the goodbye: its BYE
+ * goes now and the waiting request is answered not active. A leg without media (never
+ * answered, no media session) ends at once, as without a goodbye.
+ *
  * Layering: hangup.c sits on leg.c (finding legs, recording ends) and bridge.c (media stops
  * with the BYE); outbound.c, inbound.c and engine.c call it, and it calls none of them.
  */
@@ -21,6 +31,9 @@
 
 #define PACE_BURST 100.0
 #define PACE_TICK_MS 5
+/* how long past its deadline a goodbye may wait for the media plane's word (its wheel is
+ * late by a tick or two at worst) */
+#define GOODBYE_BACKSTOP_MS 500
 
 /* RFC 3326: a Q.850 cause (16 normal clearing, 19 no answer) with our end reason as text. */
 static void reason_header(int cause, const char *reason, char *buf, size_t size)
@@ -58,6 +71,64 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 	nua_bye(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
 }
 
+static void goodbye_backstop(struct sip_engine *eng, su_timer_t *t, struct leg *l);
+
+/* Starts req's goodbye on the answered leg l, or joins the one under way: true if req now
+ * waits for hangup_goodbye_over(). false: nothing to play on (no media session), send the
+ * BYE now. */
+static bool goodbye_start(struct sip_engine *eng, struct leg *l, struct hangup_req *req)
+{
+	req->next = NULL;
+	if (l->goodbye_reqs) {
+		struct hangup_req **p = &l->goodbye_reqs;
+		while (*p)
+			p = &(*p)->next;
+		*p = req;
+		return true;
+	}
+	if (bridge_goodbye(l, req->audio, req->audio_len, req->max_wait_ms))
+		return false;
+	free(req->audio);            /* the media engine has its copy */
+	req->audio = NULL;
+	l->goodbye_reqs = req;
+	l->goodbye_since_us = cp_mono_us();
+	if (!l->goodbye_timer)
+		l->goodbye_timer = su_timer_create(su_root_task(eng->root), GOODBYE_BACKSTOP_MS);
+	if (l->goodbye_timer)
+		su_timer_set_interval(l->goodbye_timer, goodbye_backstop, l,
+				      (su_duration_t)req->max_wait_ms + GOODBYE_BACKSTOP_MS);
+	return true;
+}
+
+void hangup_goodbye_over(struct sip_engine *eng, struct leg *l, int goodbye_ms)
+{
+	if (!l->goodbye_reqs)
+		return;
+	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED) {
+		leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);
+		return;
+	}
+	hangup_leg_now(eng, l, l->goodbye_reqs->reason);
+	l->end_recorded = true;
+	l->end_status = CALL_COMPLETED;
+	/* with the monotonic clock, so that the gap to the media plane's media_goodbye_done
+	 * line can be measured (bench/goodbye.py) */
+	log_json(LOG_INFO, "sip_goodbye_bye",
+		 json_pack("{s:s, s:i, s:I}", "call_id", l->call_id, "goodbye_ms", goodbye_ms,
+			   "mono_us", (json_int_t)cp_mono_us()));
+	leg_goodbye_answer(l, CP_OK, HANGUP_BYE, goodbye_ms);
+}
+
+/* The media plane did not end l's goodbye by its deadline: end it here. */
+static void goodbye_backstop(struct sip_engine *eng, su_timer_t *t, struct leg *l)
+{
+	(void)t;
+	int ms = (int)((cp_mono_us() - l->goodbye_since_us) / 1000);
+	log_json(LOG_WARN, "sip_goodbye_backstop",
+		 json_pack("{s:s, s:i}", "call_id", l->call_id, "waited_ms", ms));
+	hangup_goodbye_over(eng, l, ms);
+}
+
 /* Executes one request now. */
 static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 {
@@ -84,6 +155,8 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			/* an inbound 200 not ACKed yet is not answered: that call ends canceled,
 			 * and its BYE goes when the ACK comes */
 			bool answered = leg_answered(l);
+			if (answered && req->goodbye && goodbye_start(eng, l, req))
+				return;      /* answered by hangup_goodbye_over() */
 			hangup_leg_now(eng, l, req->reason);
 			l->end_recorded = true;
 			l->end_status = answered ? CALL_COMPLETED : CALL_CANCELED;
@@ -104,8 +177,12 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			break;
 		}
 	}
-	req->done(req->arg, err, kind);
+	req->done(req->arg, err, kind, 0);
+	free(req->audio);
 	free(req);
+	/* this BYE cut a goodbye under way: its hang-ups learn it after this one's end */
+	if (l && kind == HANGUP_BYE)
+		leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);
 }
 
 /* Adds the tokens earned since the last refill, up to the burst. */
@@ -150,7 +227,8 @@ static void pace_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
 void hangup_request(struct sip_engine *eng, struct hangup_req *req)
 {
 	if (eng->stopping) {
-		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE, 0);
+		free(req->audio);
 		free(req);
 		return;
 	}
@@ -171,7 +249,8 @@ void hangup_fail_queue(struct sip_engine *eng)
 	while (eng->hq_head) {
 		struct hangup_req *req = eng->hq_head;
 		eng->hq_head = req->next;
-		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE);
+		req->done(req->arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE, 0);
+		free(req->audio);
 		free(req);
 	}
 	eng->hq_tail = NULL;
@@ -185,13 +264,17 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 		return false;        /* not up, or ending already for another reason */
 	leg_post_end(l, reason);
 	hangup_leg_now(eng, l, reason);
+	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);   /* a goodbye cut short */
 	return true;
 }
 
-/* l's max-duration timer fired: end the call as max_duration if it is still up. */
+/* l's max-duration timer fired: end the call as max_duration if it is still up. A goodbye
+ * under way (an API end) is left to end the call within its own deadline. */
 static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
+	if (l->goodbye_reqs)
+		return;
 	if (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)
 		log_json(LOG_INFO, "sip_max_duration",
 			 json_pack("{s:s, s:i}", "call_id", l->call_id, "max_duration_s",

@@ -8,7 +8,8 @@
  * leg_stop() when the dialog is over (nua reports it terminated, or it failed before it
  * began), which stops its timers and media, forgets the dialog state kept for a restart
  * (dialog.c) and drops the handle's and the table's references;
- * the last leg_unref() destroys it. Legs are reference counted only so that a message in
+ * the last leg_unref() destroys it. A leg stopped during a goodbye answers the hang-ups that
+ * waited for it (leg_goodbye_answer()). Legs are reference counted only so that a message in
  * flight (an inbound call waiting for the store) can hold one; all counting happens on the
  * engine thread, so a plain int does.
  *
@@ -62,6 +63,8 @@ void leg_unref(struct leg *l)
 		su_timer_destroy(l->ring_timer);
 	if (l->max_timer)
 		su_timer_destroy(l->max_timer);
+	if (l->goodbye_timer)
+		su_timer_destroy(l->goodbye_timer);
 	media_port_destroy(l);
 	json_decref(l->dialog);
 	free(l->stream_url);
@@ -117,6 +120,7 @@ void leg_stop(struct leg *l)
 	if (l->state == LEG_STOPPED)
 		return;
 	l->state = LEG_STOPPED;
+	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);
 	if (l->ring_timer)
 		su_timer_reset(l->ring_timer);
 	if (l->max_timer)
@@ -148,6 +152,21 @@ static void stop_one(struct leg *l, void *unused)
 void leg_stop_all(struct sip_engine *eng)
 {
 	leg_foreach(eng, stop_one, NULL);
+}
+
+void leg_goodbye_answer(struct leg *l, enum cp_err err, enum hangup_kind kind, int goodbye_ms)
+{
+	struct hangup_req *req = l->goodbye_reqs;
+	l->goodbye_reqs = NULL;
+	if (l->goodbye_timer)
+		su_timer_reset(l->goodbye_timer);
+	while (req) {
+		struct hangup_req *next = req->next;
+		req->done(req->arg, err, kind, goodbye_ms);
+		free(req->audio);
+		free(req);
+		req = next;
+	}
 }
 
 void leg_post_event(struct leg *l, const struct call_update *u)

@@ -100,14 +100,24 @@ struct leg {
 	bool dialog_kept;                    /* posted to the store: leg_stop() forgets it */
 	bool awaiting_ack;                   /* outbound: our INVITE's 2xx is ACKed once its
 					      * dialog is durable (dialog.c) */
+	/* a goodbye under way (hangup.c): the hang-ups waiting for its BYE, in order (NULL =
+	 * none), when it began, and the timer that ends it should the media plane never say */
+	struct hangup_req *goodbye_reqs;
+	int64_t goodbye_since_us;
+	su_timer_t *goodbye_timer;
 };
 
-/* A hang-up waiting for its turn in the pacer. */
+/* A hang-up waiting for its turn in the pacer, or (with a goodbye) for the goodbye's end. */
 struct hangup_req {
 	struct hangup_req *next;
 	char call_id[CP_UUID_LEN + 1];
 	char reason[CALL_REASON_MAX + 1];
 	int64_t deadline_us;                 /* 0 = none */
+	bool goodbye;                        /* the BYE waits for a goodbye (struct hangup_goodbye) */
+	uint8_t *audio;                      /* heap: the goodbye's own audio until the media
+					      * engine has its copy; NULL = none */
+	size_t audio_len;
+	int max_wait_ms;
 	hangup_done_fn done;
 	void *arg;
 };
@@ -221,6 +231,10 @@ void bridge_start(struct leg *l);
 void bridge_update(struct leg *l);
 /* The dialog is ending: media stops. Idempotent. */
 void bridge_stop(struct leg *l);
+/* Asks the media plane to play what is queued and then audio (len bytes, copied) before the
+ * BYE; its goodbye_done hook says when. -1 (nothing asked, no hook will come) when the leg has
+ * no media session or the message could not be posted: the BYE may go at once. */
+int bridge_goodbye(struct leg *l, const uint8_t *audio, size_t len, int max_wait_ms);
 /* The telephony op: queues digits (validated by the caller) for the far end of an answered
  * call (any thread); -1 if there is no media engine or the message could not be posted. */
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits);
@@ -255,6 +269,11 @@ bool leg_answered(const struct leg *l);
  * LEG_CONFIRMED): completed if it is answered, canceled if not (an inbound 200 that still
  * waits for its ACK). */
 void leg_post_end(struct leg *l, const char *reason);
+/* Answers every hang-up waiting for l's goodbye with (err, kind, goodbye_ms), in the order
+ * they came, frees them and stops the goodbye's timer; l has no goodbye afterwards. Callers
+ * that end the call another way answer CP_ERR_NOT_ACTIVE after posting their own end, so the
+ * call service reads the end they recorded. */
+void leg_goodbye_answer(struct leg *l, enum cp_err err, enum hangup_kind kind, int goodbye_ms);
 
 /* ---- dialog.c: what ending a dialog after a crash needs --------------------------------- */
 
@@ -283,8 +302,13 @@ void dialog_sent(struct leg *l, sip_t const *sip);
 /* ---- hangup.c: BYE and CANCEL ----------------------------------------------------------- */
 
 /* An API hang-up (hangup.c owns req from here): paced, then answered exactly once through
- * req->done; at once as undeliverable when the engine is stopping. */
+ * req->done; at once as undeliverable when the engine is stopping. With req->goodbye and an
+ * answered leg with media, the BYE waits for the goodbye (hangup_goodbye_over). */
 void hangup_request(struct sip_engine *eng, struct hangup_req *req);
+/* The media plane says l's goodbye is over (goodbye_ms played): the BYE goes out now and
+ * every hang-up waiting for it is answered. Nothing when l has no goodbye under way (another
+ * end cut it and answered its hang-ups). */
+void hangup_goodbye_over(struct sip_engine *eng, struct leg *l, int goodbye_ms);
 /* Sends the BYE of an answered leg now (or once its ACK arrives) with a Q.850 16 Reason, and
  * stops its media. The caller records the end. */
 void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);

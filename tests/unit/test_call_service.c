@@ -83,8 +83,9 @@ static int fake_dial(void *engine, const struct call *c)
 }
 
 static void fake_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
-			hangup_done_fn done, void *arg)
+			const struct hangup_goodbye *goodbye, hangup_done_fn done, void *arg)
 {
+	(void)goodbye;
 	struct fake_engine *e = engine;
 	e->hangup_calls++;
 	snprintf(e->hangup_id, sizeof e->hangup_id, "%s", c->id);
@@ -98,7 +99,7 @@ static void fake_hangup(void *engine, const struct call *c, const char *reason, 
 		e->pending_arg = arg;
 		return;
 	}
-	done(arg, e->hangup_err, e->hangup_kind);
+	done(arg, e->hangup_err, e->hangup_kind, 0);
 }
 
 static int fake_send_dtmf(void *engine, const struct call *c, const char *digits)
@@ -1204,7 +1205,7 @@ static void test_fake_deferred_with_worker(void **state)
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_IN_PROGRESS);
 	/* the engine confirms */
-	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE);
+	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE, 0);
 	assert_int_equal(wait_result(&r), 1);
 	call_service_stop(f->svc);      /* drains the worker */
 	pthread_mutex_lock(&r.mu);
