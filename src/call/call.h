@@ -63,6 +63,9 @@ struct call {
 	char *stream_url;                     /* the agent's audio WebSocket (ws:// or wss://),
 					       * heap; NULL = none (the call carries RTP only) */
 	bool record;                          /* its audio is recorded (decided at creation) */
+	char *max_duration_goodbye;           /* what callplane says when max_duration ends the
+					       * call: the agent's at creation, heap; NULL = none.
+					       * Carried to the engine, never stored */
 };
 
 void call_clear(struct call *c);            /* frees heap fields, zeroes */

@@ -11,8 +11,15 @@
  * worker thread, so (1) the SIP thread never blocks on a disk write and (2) everything the
  * engine says about one call -- answered, then hang-up confirmed -- is applied in the order it
  * happened on the wire.
+ *
+ * Goodbyes (goodbye.h): an end with a goodbye asks the engine for a BYE that waits until the
+ * call has said its last words; while it waits, the call is in the table of goodbyes under
+ * way, and another end of it joins that one instead of hanging up on its own, so every end
+ * gets the one result and the call makes one transition. Speech is rendered on the thread
+ * that ends the call (goodbye.h says which).
  */
 #include "call_service.h"
+#include "call/goodbye.h"
 #include "core/log.h"
 #include "media/record.h"
 
@@ -69,6 +76,9 @@ struct call_service {
 	void *on_event_arg;
 
 	char *recordings_dir;        /* NULL: no recordings */
+
+	struct goodbyes *goodbyes;       /* the calls whose goodbye is under way */
+	struct speaker *speaker;         /* the engine's goodbyes; NULL before start */
 };
 
 /* Where store work goes, and when the outbox events it writes are announced (on_event).
@@ -104,6 +114,11 @@ struct call_service *call_service_create(struct store *st)
 	if (!svc)
 		return NULL;
 	svc->st = st;
+	svc->goodbyes = goodbyes_create();
+	if (!svc->goodbyes) {
+		free(svc);
+		return NULL;
+	}
 	pthread_mutex_init(&svc->mu, NULL);
 	pthread_cond_init(&svc->cv, NULL);
 	return svc;
@@ -130,16 +145,26 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+static void speak(void *ctx, const char *call_id, const char *reason, const char *text);
+
 int call_service_start(struct call_service *svc)
 {
 	if (pthread_create(&svc->worker, NULL, worker_main, svc))
 		return -1;
 	svc->running = true;
+	svc->speaker = speaker_start(speak, svc);
+	if (!svc->speaker) {
+		call_service_stop(svc);
+		return -1;
+	}
 	return 0;
 }
 
 void call_service_stop(struct call_service *svc)
 {
+	/* the speaker first: the ends it starts are answered through the worker */
+	speaker_stop(svc->speaker);
+	svc->speaker = NULL;
 	if (!svc->running)
 		return;
 	pthread_mutex_lock(&svc->mu);
@@ -155,6 +180,7 @@ void call_service_destroy(struct call_service *svc)
 	if (!svc)
 		return;
 	call_service_stop(svc);
+	goodbyes_destroy(svc->goodbyes);
 	pthread_mutex_destroy(&svc->mu);
 	pthread_cond_destroy(&svc->cv);
 	free(svc->recordings_dir);
@@ -387,6 +413,16 @@ static int set_stream_url(struct call *c, const char *url)
 	return url && *url && !c->stream_url ? -1 : 0;
 }
 
+/* The call says the agent's max-duration goodbye when max_duration ends it: a copy on c when
+ * it has a max duration and the agent such a goodbye; -1 if out of memory. */
+static int set_max_duration_goodbye(struct call *c, const struct agent *agent)
+{
+	if (!c->max_duration_s || !agent->max_duration_goodbye[0])
+		return 0;
+	c->max_duration_goodbye = strdup(agent->max_duration_goodbye);
+	return c->max_duration_goodbye ? 0 : -1;
+}
+
 static bool metadata_valid(const char *text)
 {
 	if (!text)
@@ -489,7 +525,8 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 					  sizeof c.provider_call_id);
 	c.metadata = strdup(req->metadata ? req->metadata : "{}");
 	/* the request's URL wins over the agent's */
-	if (!c.metadata || set_stream_url(&c, req->stream_url ? req->stream_url : agent.stream_url)) {
+	if (!c.metadata || set_stream_url(&c, req->stream_url ? req->stream_url : agent.stream_url) ||
+	    set_max_duration_goodbye(&c, &agent)) {
 		call_clear(&c);
 		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
 	}
@@ -622,6 +659,13 @@ out:
 
 /* ---- end -------------------------------------------------------------------------------- */
 
+/* Where an end comes from, which decides how it waits and whom it joins. */
+enum end_origin {
+	END_API,             /* a route: the pacer's default wait; joins a goodbye under way */
+	END_EMERGENCY,       /* call_end_all(): no wait bound; never waits for a goodbye */
+	END_ENGINE,          /* the engine's max-duration goodbye: no wait bound; joins */
+};
+
 struct end_job {
 	struct call_service *svc;
 	char id[CP_UUID_LEN + 1];
@@ -630,12 +674,14 @@ struct end_job {
 	enum call_status seen;       /* status when the end was requested */
 	int64_t t_start_us;          /* when the end was requested (monotonic) */
 	int64_t wire_us;             /* request -> BYE/CANCEL handed to the transport */
+	bool claimed;                /* the call's goodbye under way is this end */
 	call_end_fn done;
 	void *arg;
 	/* the outcome, decided by end_apply() and told by end_finish() once it is durable */
 	struct cp_error result;
 	struct call call;
 	bool has_call;
+	int goodbye_ms;
 };
 
 static void end_result(struct end_job *job, enum cp_err code, const char *msg,
@@ -655,10 +701,20 @@ static void end_store_failed(struct end_job *job, enum store_result rc)
 	end_result(job, e.code, e.message, NULL);
 }
 
-/* Tells the requester; the job is gone afterwards. */
+/* Tells the requester, and every end that joined its goodbye, the same result; the job is
+ * gone afterwards. */
 static void end_finish(struct end_job *job)
 {
-	job->done(job->arg, &job->result, job->has_call ? &job->call : NULL);
+	struct goodbye_waiter *w = job->claimed ? goodbyes_release(job->svc->goodbyes, job->id) :
+				   NULL;
+	const struct call *c = job->has_call ? &job->call : NULL;
+	job->done(job->arg, &job->result, c, job->goodbye_ms);
+	while (w) {
+		struct goodbye_waiter *next = w->next;
+		w->done(w->arg, &job->result, c, job->goodbye_ms);
+		free(w);
+		w = next;
+	}
 	call_clear(&job->call);
 	free(job);
 }
@@ -729,14 +785,13 @@ static void end_apply(struct writer *w, struct end_job *job, enum cp_err err,
 	}
 }
 
-/* The engine's answer to hangup(): on the engine thread, so hand it to the worker. No end
- * asks for a goodbye yet, so goodbye_ms is 0. */
+/* The engine's answer to hangup(): on the engine thread, so hand it to the worker. */
 static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind, int goodbye_ms)
 {
-	(void)goodbye_ms;
 	struct end_job *end = arg;
 	if (err == CP_OK && kind != HANGUP_NONE)
 		end->wire_us = cp_mono_us() - end->t_start_us;
+	end->goodbye_ms = err == CP_OK ? goodbye_ms : 0;
 	struct job *j = calloc(1, sizeof *j);
 	if (!j) {
 		struct writer w = direct(end->svc);
@@ -751,43 +806,110 @@ static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind, int g
 	post(end->svc, j);
 }
 
+/* The agent's --goodbye-text, a copy (the caller frees it); NULL when it has none. */
+static char *agent_goodbye(struct call_service *svc, const struct call *c)
+{
+	struct scope sc = {0};
+	snprintf(sc.tenant_id, sizeof sc.tenant_id, "%s", c->tenant_id);
+	struct agent *agent = malloc(sizeof *agent);     /* two texts of 4 KiB: not on a stack */
+	char *text = NULL;
+	if (agent && STORE(svc->st, agent_get, &sc, c->agent_id, agent) == STORE_OK &&
+	    agent->goodbye_text[0])
+		text = strdup(agent->goodbye_text);
+	free(agent);
+	return text;
+}
+
+/* Checks an end's options (docs/API.md's rules for POST /v1/calls/{id}/end); false with the
+ * 400 told through done. */
+static bool end_options_valid(const struct call_end_options *opt, const char **reason,
+			      call_end_fn done, void *arg)
+{
+	struct cp_error e = {0};
+	if (!*reason)
+		*reason = DEFAULT_END_REASON;
+	if (!call_reason_valid(*reason))
+		cp_fail(&e, CP_ERR_INVALID, "reason must be 1..%d characters of [A-Za-z0-9_.:-]",
+			CALL_REASON_MAX);
+	else if (opt->goodbye_text && !call_goodbye_text_valid(opt->goodbye_text))
+		cp_fail(&e, CP_ERR_INVALID, "goodbye.text must be 1..%d characters",
+			CALL_GOODBYE_TEXT_MAX);
+	else if (opt->has_max_wait &&
+		 (opt->max_wait_ms < 0 || opt->max_wait_ms > CALL_GOODBYE_WAIT_MAX_MS))
+		cp_fail(&e, CP_ERR_INVALID, "max_wait_ms must be an integer in 0..%d",
+			CALL_GOODBYE_WAIT_MAX_MS);
+	else if (opt->has_max_wait && !opt->after_playout && !opt->goodbye_text)
+		cp_fail(&e, CP_ERR_INVALID, "max_wait_ms needs after_playout or goodbye");
+	else
+		return true;
+	done(arg, &e, NULL, 0);
+	return false;
+}
+
+/* Asks the engine for c's BYE after its goodbye (the words rendered here, on the caller's
+ * thread); the engine answers through end_hung_up. */
+static void hangup_after_goodbye(struct call_service *svc, struct end_job *job,
+				 const struct call *c, const char *words, int max_wait_ms,
+				 int wait_ms)
+{
+	struct hangup_goodbye gb = {.max_wait_ms = max_wait_ms};
+	uint8_t *audio = NULL;
+	int64_t t0 = cp_mono_us();
+	if (words)
+		goodbye_speech(words, c->id, &audio, &gb.len);
+	gb.audio = audio;
+	/* audio_ms: callplane's own words (8 bytes a millisecond), said after the queued audio */
+	json_t *f = json_pack("{s:s, s:i, s:I, s:I}", "call_id", c->id, "max_wait_ms", max_wait_ms,
+			      "audio_ms", (json_int_t)(gb.len / 8), "render_ms",
+			      (json_int_t)((cp_mono_us() - t0) / 1000));
+	if (job->req_id[0])
+		json_object_set_new(f, "req_id", json_string(job->req_id));
+	log_json(LOG_INFO, "call_goodbye_start", f);
+	svc->tel.ops->hangup(svc->tel.engine, c, job->reason, wait_ms, &gb, end_hung_up, job);
+	free(audio);
+}
+
 static void end_call(struct call_service *svc, const struct scope *sc, const char *id,
-		     const char *reason, const char *agent_id, const char *req_id, int wait_ms,
-		     call_end_fn done, void *arg)
+		     const struct call_end_options *opt, const char *req_id,
+		     enum end_origin origin, call_end_fn done, void *arg)
 {
 	int64_t t_start_us = cp_mono_us();
 	struct cp_error e = {0};
 	struct call c = {0};
-	if (!reason)
-		reason = DEFAULT_END_REASON;
-	if (!call_reason_valid(reason)) {
-		cp_fail(&e, CP_ERR_INVALID, "reason must be 1..%d characters of [A-Za-z0-9_.:-]",
-			CALL_REASON_MAX);
-		done(arg, &e, NULL);
+	const char *reason = opt->reason;
+	if (!end_options_valid(opt, &reason, done, arg))
 		return;
-	}
 	if (call_get(svc, sc, id, &c, &e) != CP_OK) {
-		done(arg, &e, NULL);
+		done(arg, &e, NULL, 0);
 		return;
 	}
-	if (agent_id && strcmp(agent_id, c.agent_id)) {
+	if (opt->agent_id && strcmp(opt->agent_id, c.agent_id)) {
 		cp_fail(&e, CP_ERR_NOT_FOUND, "call not found for this agent");
-		done(arg, &e, NULL);
+		done(arg, &e, NULL, 0);
 		call_clear(&c);
 		return;
 	}
 	if (call_status_is_terminal(c.status)) {
 		cp_fail(&e, CP_ERR_NOT_ACTIVE, "call is not active");
-		done(arg, &e, &c);
+		done(arg, &e, &c, 0);
 		call_clear(&c);
 		return;
+	}
+	/* a goodbye needs an answered call and an engine to play it; anything else ends now */
+	char *agents = NULL;
+	const char *words = NULL;
+	bool goodbye = false;
+	if (c.status == CALL_IN_PROGRESS && svc->tel.ops && origin != END_EMERGENCY) {
+		if (opt->agent_goodbye && !opt->goodbye_text)
+			agents = agent_goodbye(svc, &c);
+		words = opt->goodbye_text ? opt->goodbye_text : agents;
+		goodbye = opt->after_playout || words;
 	}
 	struct end_job *job = calloc(1, sizeof *job);
 	if (!job) {
 		cp_fail(&e, CP_ERR_INTERNAL, "out of memory");
-		done(arg, &e, NULL);
-		call_clear(&c);
-		return;
+		done(arg, &e, NULL, 0);
+		goto out;
 	}
 	job->svc = svc;
 	snprintf(job->id, sizeof job->id, "%s", c.id);
@@ -797,27 +919,79 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 	job->t_start_us = t_start_us;
 	job->done = done;
 	job->arg = arg;
-	if (svc->tel.ops)
+	if (origin != END_EMERGENCY && goodbyes_join(svc->goodbyes, c.id, goodbye, done, arg)) {
+		/* a goodbye is under way: this end is that one, and learns its result */
+		json_t *f = json_pack("{s:s}", "call_id", c.id);
+		if (req_id && *req_id)
+			json_object_set_new(f, "req_id", json_string(req_id));
+		log_json(LOG_INFO, "call_end_joined", f);
+		free(job);
+		goto out;
+	}
+	job->claimed = goodbye;
+	/* the emergency stop has no wait bound: every call of it must go, however long the
+	 * pacer needs; so has the engine's own end */
+	int wait_ms = origin == END_API ? -1 : 0;
+	if (goodbye) {
+		hangup_after_goodbye(svc, job, &c, words,
+				     opt->has_max_wait ? opt->max_wait_ms : CALL_GOODBYE_WAIT_DEFAULT_MS,
+				     wait_ms);
+	} else if (svc->tel.ops) {
 		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, NULL, end_hung_up, job);
-	else {
+	} else {
 		struct writer w = direct(svc);
 		end_record(&w, job, HANGUP_NONE);
 		end_finish(job);
 	}
+out:
+	free(agents);
 	call_clear(&c);
 }
 
 void call_end(struct call_service *svc, const struct scope *sc, const char *id,
 	      const char *reason, const char *req_id, call_end_fn done, void *arg)
 {
-	end_call(svc, sc, id, reason, NULL, req_id, -1, done, arg);
+	struct call_end_options opt = {.reason = reason};
+	end_call(svc, sc, id, &opt, req_id, END_API, done, arg);
 }
 
 void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
 		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
 		   void *arg)
 {
-	end_call(svc, sc, id, opt->reason, opt->agent_id, req_id, -1, done, arg);
+	end_call(svc, sc, id, opt, req_id, END_API, done, arg);
+}
+
+/* ---- the engine's goodbyes -------------------------------------------------------------- */
+
+/* How an engine-asked end went: nobody waits for it, the transition is logged already. */
+static void engine_end_done(void *arg, const struct cp_error *err, const struct call *c,
+			    int goodbye_ms)
+{
+	(void)arg;
+	(void)goodbye_ms;
+	if (err->code != CP_OK && err->code != CP_ERR_NOT_ACTIVE)
+		log_msg(LOG_WARN, "call_goodbye_end_failed", "call %s: %s", c ? c->id : "?",
+			err->message);
+}
+
+/* The speaker's work: the goodbye the engine asked for (call_service_post_goodbye). */
+static void speak(void *ctx, const char *call_id, const char *reason, const char *text)
+{
+	struct call_end_options opt = {.reason = reason, .goodbye_text = text};
+	end_call(ctx, NULL, call_id, &opt, NULL, END_ENGINE, engine_end_done, NULL);
+}
+
+void call_service_post_goodbye(struct call_service *svc, const char *call_id,
+			       const char *reason, const char *text)
+{
+	if (!svc->speaker) {
+		speak(svc, call_id, reason, text);
+		return;
+	}
+	if (speaker_post(svc->speaker, call_id, reason, text))
+		log_msg(LOG_ERROR, "call_goodbye_lost", "out of memory for call %s's goodbye; the"
+			" engine ends it without one", call_id);
 }
 
 /* ---- end all ---------------------------------------------------------------------------- */
@@ -843,10 +1017,12 @@ static void end_all_finish_if_done(struct end_all *ea)
 	free(ea);
 }
 
-static void end_all_one(void *arg, const struct cp_error *err, const struct call *c)
+static void end_all_one(void *arg, const struct cp_error *err, const struct call *c,
+			int goodbye_ms)
 {
 	struct end_all *ea = arg;
 	(void)c;
+	(void)goodbye_ms;
 	pthread_mutex_lock(&ea->mu);
 	if (err->code == CP_OK)
 		ea->ended++;
@@ -894,9 +1070,8 @@ void call_end_all(struct call_service *svc, const struct scope *sc, const char *
 			pthread_mutex_lock(&ea->mu);
 			ea->pending++;
 			pthread_mutex_unlock(&ea->mu);
-			/* no wait bound: every call of an emergency stop must go, however
-			 * long the pacer needs */
-			end_call(svc, sc, calls[i].id, reason, NULL, req_id, 0, end_all_one, ea);
+			struct call_end_options opt = {.reason = reason};
+			end_call(svc, sc, calls[i].id, &opt, req_id, END_EMERGENCY, end_all_one, ea);
 		}
 		if (n)
 			f.before_seq = calls[n - 1].seq;
@@ -958,7 +1133,7 @@ static void inbound_create(struct writer *w, struct job *j)
 	c->created_at = cp_now_ms();
 	c->metadata = strdup("{}");
 	if (!c->metadata || set_stream_url(c, agent.stream_url) ||
-	    STORE(w->st, call_insert, c) != STORE_OK) {
+	    set_max_duration_goodbye(c, &agent) || STORE(w->st, call_insert, c) != STORE_OK) {
 		j->err = CP_ERR_INTERNAL;
 		return;
 	}

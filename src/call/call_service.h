@@ -80,25 +80,41 @@ enum cp_err call_send_dtmf(struct call_service *svc, const struct scope *sc, con
 			   struct cp_error *err);
 
 /* Ends a call: BYE if answered, CANCEL if ringing, straight to canceled if not dialled yet.
- * done(arg, err, call) runs exactly once, possibly on another thread, possibly before
- * call_end() returns. On CP_OK `call` is the ended call; on CP_ERR_NOT_ACTIVE the current one;
- * otherwise NULL. err->message explains failures. */
-typedef void (*call_end_fn)(void *arg, const struct cp_error *err, const struct call *call);
+ * done(arg, err, call, goodbye_ms) runs exactly once, possibly on another thread, possibly
+ * before call_end() returns. On CP_OK `call` is the ended call; on CP_ERR_NOT_ACTIVE the
+ * current one; otherwise NULL. err->message explains failures. goodbye_ms: the audio played
+ * between the request and the BYE (a goodbye), 0 for an immediate end. */
+typedef void (*call_end_fn)(void *arg, const struct cp_error *err, const struct call *call,
+			    int goodbye_ms);
 void call_end(struct call_service *svc, const struct scope *sc, const char *id,
 	      const char *reason, const char *req_id, call_end_fn done, void *arg);
 
-/* call_end() with the narrower lookups some dialects need. */
+/* call_end() with the narrower lookups some dialects need, and a goodbye. */
 struct call_end_options {
 	const char *reason;          /* NULL: "ended_by_api" */
 	const char *agent_id;        /* non-NULL: the call must belong to this agent, else 404 */
+	/* A goodbye (docs/API.md): the BYE of an answered call waits until the audio the agent
+	 * queued before the request has been played (after_playout), then goodbye_text, spoken
+	 * by callplane (1..CALL_GOODBYE_TEXT_MAX characters), or with agent_goodbye the agent's
+	 * --goodbye-text when it has one (none: an immediate end); max_wait_ms
+	 * (0..CALL_GOODBYE_WAIT_MAX_MS, only with after_playout or goodbye_text) bounds the wait
+	 * when has_max_wait, else CALL_GOODBYE_WAIT_DEFAULT_MS does. A call not answered yet
+	 * ends at once. Any end of a call (but call_end_all) while its goodbye is under way joins
+	 * that goodbye: the same result, one transition, one BYE. */
+	bool after_playout;
+	const char *goodbye_text;
+	bool agent_goodbye;
+	bool has_max_wait;
+	int max_wait_ms;
 };
 void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
 		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
 		   void *arg);
 
-/* Ends every active call in the scope (optionally one agent's): an emergency stop. done runs
- * once all hang-ups are recorded, with how many calls were ended, had already ended meanwhile,
- * or could not be hung up. */
+/* Ends every active call in the scope (optionally one agent's): an emergency stop. It never
+ * waits for a goodbye: one under way is cut short by an immediate BYE. done runs once all
+ * hang-ups are recorded, with how many calls were ended, had already ended meanwhile, or could
+ * not be hung up. */
 typedef void (*call_end_all_fn)(void *arg, const struct cp_error *err, size_t ended,
 				size_t not_active, size_t failed);
 void call_end_all(struct call_service *svc, const struct scope *sc, const char *agent_id,
@@ -123,6 +139,13 @@ typedef void (*dialog_durable_fn)(void *arg);
 void call_service_post_dialog(struct call_service *svc, const char *call_id,
 			      const struct call_update *u, const char *state,
 			      dialog_durable_fn durable, void *arg);
+
+/* Engine -> service: end the call with reason after saying text (the max-duration goodbye
+ * the call was created with): rendered off the engine's thread (the speaker, goodbye.h),
+ * then hung up with a goodbye as call_end_with() does. A call no longer in progress is left
+ * alone. */
+void call_service_post_goodbye(struct call_service *svc, const char *call_id,
+			       const char *reason, const char *text);
 
 /* Engine -> service: the far end pressed a key (RFC 4733). Queued to the worker, which
  * writes a call.dtmf event (SSE and webhooks) and nothing else: the digit is not stored on

@@ -90,6 +90,7 @@ void call_clear(struct call *c)
 {
 	free(c->metadata);
 	free(c->stream_url);
+	free(c->max_duration_goodbye);
 	memset(c, 0, sizeof *c);
 }
 
@@ -99,6 +100,7 @@ void call_move(struct call *dst, struct call *src)
 	*dst = *src;
 	src->metadata = NULL;
 	src->stream_url = NULL;
+	src->max_duration_goodbye = NULL;
 	call_clear(src);
 }
 
@@ -108,7 +110,10 @@ int call_copy(struct call *dst, const struct call *src)
 	*dst = *src;
 	dst->metadata = src->metadata ? strdup(src->metadata) : NULL;
 	dst->stream_url = src->stream_url ? strdup(src->stream_url) : NULL;
-	if ((src->metadata && !dst->metadata) || (src->stream_url && !dst->stream_url)) {
+	dst->max_duration_goodbye = src->max_duration_goodbye ? strdup(src->max_duration_goodbye) :
+				    NULL;
+	if ((src->metadata && !dst->metadata) || (src->stream_url && !dst->stream_url) ||
+	    (src->max_duration_goodbye && !dst->max_duration_goodbye)) {
 		call_clear(dst);
 		return -1;
 	}

@@ -29,6 +29,7 @@
 #include "http/event_hub.h"
 #include "http/routes.h"
 #include "media/record.h"
+#include "media/tts.h"
 #include "sip/sip.h"
 #include "store/store.h"
 #include "webhook/webhook.h"
@@ -501,6 +502,7 @@ out_svc:
 	webhook_worker_stop(hooks);
 	event_hub_destroy(app.events);
 	call_service_destroy(svc);
+	tts_shutdown();          /* no goodbye is being rendered: HTTP and the speaker stopped */
 	store_close(st);
 out_cfg:
 	json_decref(file);

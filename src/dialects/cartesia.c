@@ -181,10 +181,12 @@ static json_t *agent_call_json(const struct call *c, bool with_transcript)
 
 /* ---- cancel and delete ------------------------------------------------------------------ */
 
-static void cancelled(void *arg, const struct cp_error *err, const struct call *c)
+static void cancelled(void *arg, const struct cp_error *err, const struct call *c,
+		      int goodbye_ms)
 {
 	struct http_request *r = arg;
 	(void)c;
+	(void)goodbye_ms;
 	if (err->code == CP_ERR_NOT_ACTIVE) {
 		http_reply_fail(r, CP_ERR_NOT_ACTIVE,
 				"The call is not currently active and cannot be cancelled.");
@@ -197,7 +199,7 @@ static void cancelled(void *arg, const struct cp_error *err, const struct call *
 
 static void cancel(struct http_request *r)
 {
-	struct call_end_options opt = {.reason = "api_cancelled"};
+	struct call_end_options opt = {.reason = "api_cancelled", .agent_goodbye = true};
 	call_end_with(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &opt,
 		      http_req_id(r), cancelled, r);
 }

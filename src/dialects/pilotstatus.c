@@ -68,9 +68,10 @@ static const struct http_dialect pilotstatus = {
 	.authenticate = pilot_auth,
 };
 
-static void ended(void *arg, const struct cp_error *err, const struct call *c)
+static void ended(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct http_request *r = arg;
+	(void)goodbye_ms;
 	if (err->code != CP_OK) {
 		http_reply_error(r, err);
 		return;
@@ -90,7 +91,7 @@ static void terminate(struct http_request *r)
 		return;
 	}
 	json_decref(body);
-	struct call_end_options opt = {0};
+	struct call_end_options opt = {.agent_goodbye = true};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope,
 		      http_param(r, 0), &opt, http_req_id(r), ended, r);
 }

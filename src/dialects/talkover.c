@@ -43,9 +43,10 @@ static const struct http_dialect talkover = {
 	.authenticate = dialect_auth_bearer,
 };
 
-static void ended(void *arg, const struct cp_error *err, const struct call *c)
+static void ended(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct http_request *r = arg;
+	(void)goodbye_ms;
 	if (err->code != CP_OK) {
 		http_reply_error(r, err);
 		return;
@@ -74,7 +75,7 @@ static void end_call(struct http_request *r)
 		cp_fail(&err, CP_ERR_INVALID, "call_sid is required");
 		goto fail;
 	}
-	struct call_end_options opt = {.agent_id = http_param(r, 0)};
+	struct call_end_options opt = {.agent_id = http_param(r, 0), .agent_goodbye = true};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope, sid, &opt,
 		      http_req_id(r), ended, r);
 	json_decref(body);

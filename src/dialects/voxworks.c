@@ -55,9 +55,10 @@ static void reply_call(struct http_request *r, const struct call *c, const char 
 					  "end_reason", c->end_reason, "progress", progress));
 }
 
-static void ended(void *arg, const struct cp_error *err, const struct call *c)
+static void ended(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct http_request *r = arg;
+	(void)goodbye_ms;
 	if (err->code == CP_OK)
 		reply_call(r, c, "ended");
 	else if (err->code == CP_ERR_NOT_ACTIVE && c)
@@ -83,7 +84,8 @@ static void end_web_call(struct http_request *r)
 		cp_fail(&err, CP_ERR_INVALID, "status must be \"completed\"");
 		goto fail;
 	}
-	struct call_end_options opt = {.reason = reason ? reason : VOXWORKS_DEFAULT_REASON};
+	struct call_end_options opt = {.reason = reason ? reason : VOXWORKS_DEFAULT_REASON,
+				       .agent_goodbye = true};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope,
 		      http_param(r, 0), &opt, http_req_id(r), ended, r);
 	json_decref(body);

@@ -7,6 +7,7 @@
 #include "routes.h"
 #include "core/log.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,30 +232,93 @@ out:
 	http_reply_json_text(r, 200, body, off);
 }
 
-static void end_done(void *arg, const struct cp_error *err, const struct call *c)
+/* The ended call with goodbye_ms: the audio played between the request and the BYE. */
+static void end_done(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct http_request *r = arg;
-	if (err->code == CP_OK)
-		reply_call(r, 200, c);
-	else
+	if (err->code != CP_OK) {
 		http_reply_error(r, err);
+		return;
+	}
+	size_t len = 0;
+	char *text = call_to_json_text(c, &len);
+	char *body = NULL;
+	int n = -1;
+	/* the call's object with one more member: its text, without the closing brace */
+	if (text && len && text[len - 1] == '}')
+		n = asprintf(&body, "%.*s,\"goodbye_ms\":%d}", (int)(len - 1), text, goodbye_ms);
+	free(text);
+	http_reply_json_text(r, 200, n < 0 ? NULL : body, n < 0 ? 0 : (size_t)n);
+}
+
+/* The members of a goodbye besides reason (docs/API.md); false with err set. */
+static bool end_goodbye_fields(json_t *body, struct call_end_options *opt, struct cp_error *err)
+{
+	json_t *v = json_object_get(body, "after_playout");
+	if (v) {
+		if (!json_is_boolean(v)) {
+			cp_fail(err, CP_ERR_INVALID, "after_playout must be true or false");
+			return false;
+		}
+		opt->after_playout = json_is_true(v);
+	}
+	v = json_object_get(body, "goodbye");
+	if (v) {
+		if (!json_is_object(v)) {
+			cp_fail(err, CP_ERR_INVALID, "goodbye must be an object {\"text\": \"...\"}");
+			return false;
+		}
+		const char *k;
+		json_t *member;
+		json_object_foreach(v, k, member) {
+			if (strcmp(k, "text")) {
+				cp_fail(err, CP_ERR_INVALID, "unknown field \"goodbye.%s\"", k);
+				return false;
+			}
+		}
+		json_t *text = json_object_get(v, "text");
+		if (!text) {
+			cp_fail(err, CP_ERR_INVALID, "goodbye.text is required");
+			return false;
+		}
+		if (!json_is_string(text)) {
+			cp_fail(err, CP_ERR_INVALID, "goodbye.text must be a string");
+			return false;
+		}
+		opt->goodbye_text = json_string_value(text);
+	}
+	v = json_object_get(body, "max_wait_ms");
+	if (v) {
+		if (!json_is_integer(v)) {
+			cp_fail(err, CP_ERR_INVALID, "max_wait_ms must be an integer in 0..%d",
+				CALL_GOODBYE_WAIT_MAX_MS);
+			return false;
+		}
+		/* the range is the call service's rule; beyond an int it is out of it anyway */
+		json_int_t ms = json_integer_value(v);
+		opt->has_max_wait = true;
+		opt->max_wait_ms = ms < 0 || ms > INT_MAX ? -1 : (int)ms;
+	}
+	return true;
 }
 
 static void end(struct http_request *r)
 {
-	static const char *const fields[] = {"reason", NULL};
+	static const char *const fields[] = {"reason", "after_playout", "goodbye", "max_wait_ms",
+					     NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
-	const char *reason = NULL;
+	struct call_end_options opt = {0};
 	if (!http_json_body(r, true, &body, &err) ||
 	    (body && (!json_only_fields(body, fields, &err) ||
-		      !json_opt_string(body, "reason", &reason, &err)))) {
+		      !json_opt_string(body, "reason", &opt.reason, &err) ||
+		      !end_goodbye_fields(body, &opt, &err)))) {
 		json_decref(body);
 		http_reply_error(r, &err);
 		return;
 	}
-	call_end(svc_of(r), &http_principal(r)->scope, http_param(r, 0), reason, http_req_id(r),
-		 end_done, r);
+	call_end_with(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &opt, http_req_id(r),
+		      end_done, r);
 	json_decref(body);
 }
 

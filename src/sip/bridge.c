@@ -31,6 +31,8 @@ void bridge_keep_call(struct leg *l, const struct call *c)
 	/* a failed copy leaves the call without a stream (RTP only) or without parameters */
 	l->stream_url = c->stream_url ? strdup(c->stream_url) : NULL;
 	l->metadata = c->metadata ? strdup(c->metadata) : NULL;
+	/* a failed copy ends the call at max duration without its goodbye */
+	l->max_duration_goodbye = c->max_duration_goodbye ? strdup(c->max_duration_goodbye) : NULL;
 }
 
 void bridge_start(struct leg *l)

@@ -34,6 +34,9 @@
 /* how long past its deadline a goodbye may wait for the media plane's word (its wheel is
  * late by a tick or two at worst) */
 #define GOODBYE_BACKSTOP_MS 500
+/* how long the call service may take to start a max-duration goodbye (a render of tens of
+ * milliseconds) before the call ends without it */
+#define MAX_DURATION_GOODBYE_WAIT_MS 5000
 
 /* RFC 3326: a Q.850 cause (16 normal clearing, 19 no answer) with our end reason as text. */
 static void reason_header(int cause, const char *reason, char *buf, size_t size)
@@ -268,17 +271,30 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 	return true;
 }
 
-/* l's max-duration timer fired: end the call as max_duration if it is still up. A goodbye
- * under way (an API end) is left to end the call within its own deadline. */
+/* l's max-duration timer fired: end the call as max_duration if it is still up. A call with a
+ * max-duration goodbye asks the call service to say it (the service renders speech, which
+ * this thread never does, and hangs up with a goodbye); should that not begin within
+ * MAX_DURATION_GOODBYE_WAIT_MS, the timer fires again and the call ends without it. A goodbye
+ * already under way (an API end) is left to end the call within its own deadline. */
 static void max_duration_reached(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 {
 	(void)t;
+	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
+		return;
 	if (l->goodbye_reqs)
 		return;
-	if (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)
+	if (!l->max_duration_asked)
 		log_json(LOG_INFO, "sip_max_duration",
-			 json_pack("{s:s, s:i}", "call_id", l->call_id, "max_duration_s",
-				   l->max_duration_s));
+			 json_pack("{s:s, s:i, s:b}", "call_id", l->call_id, "max_duration_s",
+				   l->max_duration_s, "goodbye", l->max_duration_goodbye != NULL));
+	if (l->max_duration_goodbye && !l->max_duration_asked) {
+		l->max_duration_asked = true;
+		call_service_post_goodbye(eng->svc, l->call_id, "max_duration",
+					  l->max_duration_goodbye);
+		su_timer_set_interval(l->max_timer, max_duration_reached, l,
+				      MAX_DURATION_GOODBYE_WAIT_MS);
+		return;
+	}
 	hangup_answered(eng, l, "max_duration");
 }
 

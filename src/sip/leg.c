@@ -69,6 +69,7 @@ void leg_unref(struct leg *l)
 	json_decref(l->dialog);
 	free(l->stream_url);
 	free(l->metadata);
+	free(l->max_duration_goodbye);
 	free(l);
 }
 

@@ -105,6 +105,8 @@ struct leg {
 	struct hangup_req *goodbye_reqs;
 	int64_t goodbye_since_us;
 	su_timer_t *goodbye_timer;
+	char *max_duration_goodbye;          /* heap: the call's text for a max_duration end */
+	bool max_duration_asked;             /* the call service was asked for that goodbye */
 };
 
 /* A hang-up waiting for its turn in the pacer, or (with a goodbye) for the goodbye's end. */
@@ -222,7 +224,8 @@ void media_use_remote(struct leg *l, const struct sdp_remote *r);
 /* ---- bridge.c: a leg's session in the media plane --------------------------------------- */
 
 /* Keeps on the leg what its media session needs from the call (the agent's URL, metadata,
- * tenant; whether it is recorded); the leg owns the copies (freed when it is destroyed). */
+ * tenant; whether it is recorded) and what it says at max duration; the leg owns the copies
+ * (freed when it is destroyed). */
 void bridge_keep_call(struct leg *l, const struct call *c);
 /* The dialog is answered: hands the leg's sockets and what the agent needs to the media
  * engine, which owns the sockets from then on. Once per leg; nothing without sockets. */

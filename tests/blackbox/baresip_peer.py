@@ -11,6 +11,9 @@
   RTP it received (`*-dec.wav`), 8 kHz mono 16-bit, in `snd_path`, named
   `dump-YYYY-MM-DD-HH-MM-SS-{enc,dec}.wav` (local time of the audio start: two calls that start
   in the same second overwrite each other -- one call per Baresip);
+- `jitter_buffer_delay MIN-MAX` (frames) when `jitter_buffer` is given, else baresip's default
+  (5-10): decoded frames reach the `*-dec.wav` dump only once that many are buffered, so at a
+  hang-up the last MIN frames received are never dumped;
 - `rtp_timeout N`: N seconds without RTP in ends the call (log "stream: no audio RTP packets
   received for N milliseconds", event CALL_CLOSED with param "rtp stream error"), armed when
   the call is established;
@@ -65,7 +68,7 @@ class Baresip:
     ctrl_tcp event; `dec_samples()` what it received, `enc_samples()` what it sent."""
 
     def __init__(self, tmpdir, name="far", user="bob", tone_hz=440, tone_s=60, answermode="auto",
-                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000):
+                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000, jitter_buffer=None):
         self.name = name
         self.user = user
         self.dir = os.path.join(str(tmpdir), "baresip-" + name)
@@ -77,6 +80,7 @@ class Baresip:
         self.rtp_timeout = rtp_timeout
         self.codecs = codecs
         self.amplitude = amplitude
+        self.jitter_buffer = jitter_buffer
         self.proc = None
         self.sock = None
         self.port = None
@@ -112,6 +116,7 @@ class Baresip:
             "audio_alert aubridge,alert-%s" % self.name,
             "rtp_ports %d-%d" % (rtp_lo, rtp_lo + 100),
             "rtp_timeout %d" % self.rtp_timeout,
+        ] + (["jitter_buffer_delay %s" % self.jitter_buffer] if self.jitter_buffer else []) + [
             "statmode_default off",
             "module_path %s" % MODULE_PATH,
             "module g711.so",

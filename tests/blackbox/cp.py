@@ -37,6 +37,8 @@ CALL_KEYS = {
     "sip_status", "max_duration_s", "metadata", "redacted_at", "has_recording", "recording_url",
 }
 ACTIVE_STATUSES = {"queued", "ringing", "in_progress"}
+# an end's 200 (POST /v1/calls/{id}/end): the ended call plus goodbye_ms
+END_KEYS = CALL_KEYS | {"goodbye_ms"}
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -129,6 +131,17 @@ def assert_call_shape(call):
     assert is_ts(call["created_at"]), call
     for k in ("answered_at", "ended_at", "redacted_at"):
         assert call[k] is None or is_ts(call[k]), (k, call)
+
+
+def split_end(body):
+    """An end's 200 body as docs/API.md has it: (the ended call, goodbye_ms), the call's
+    shape and goodbye_ms (an int >= 0) asserted."""
+    assert isinstance(body, dict) and set(body) == END_KEYS, "end response keys: %r" % (body,)
+    call = dict(body)
+    ms = call.pop("goodbye_ms")
+    assert isinstance(ms, int) and not isinstance(ms, bool) and ms >= 0, body
+    assert_call_shape(call)
+    return call, ms
 
 
 def assert_duration(call):
@@ -414,11 +427,18 @@ class Callplane:
             assert r.status == expect, "POST /v1/calls %r -> %r" % (body, r)
         return r.json
 
-    def end_call(self, call_id, key=None, body=None, expect=200, headers=None):
+    def end_call(self, call_id, key=None, body=None, expect=200, headers=None, goodbye_ms=0):
+        """POST /v1/calls/{id}/end.  A 200 is returned as the ended call (split_end), its
+        goodbye_ms asserted equal to `goodbye_ms` (0: an immediate end; None: not checked);
+        anything else as its JSON."""
         r = self.request("POST", "/v1/calls/%s/end" % call_id, body, key=key or self.key, headers=headers)
         if expect is not None:
             assert r.status == expect, "POST /v1/calls/%s/end -> %r" % (call_id, r)
-        return r.json
+        if r.status != 200:
+            return r.json
+        call, ms = split_end(r.json)
+        assert goodbye_ms is None or ms == goodbye_ms, "goodbye_ms %d, expected %d: %r" % (ms, goodbye_ms, r)
+        return call
 
     def get_call(self, call_id, key=None, expect=200):
         r = self.request("GET", "/v1/calls/%s" % call_id, key=key or self.key)

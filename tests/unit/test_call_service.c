@@ -51,6 +51,12 @@ struct fake_engine {
 	char hangup_reason[CALL_REASON_MAX + 1];
 	enum call_status hangup_status;
 	int hangup_wait_ms;
+	/* the goodbye of the last hangup(): whether one was given, its audio and deadline, and
+	 * the goodbye_ms the fake answers with */
+	bool goodbye_given;
+	size_t goodbye_len;
+	int goodbye_max_wait;
+	int answer_goodbye_ms;
 	/* before answering, apply this update to the call (something happened on the wire) */
 	bool move_first;
 	struct call_update move;
@@ -85,9 +91,11 @@ static int fake_dial(void *engine, const struct call *c)
 static void fake_hangup(void *engine, const struct call *c, const char *reason, int wait_ms,
 			const struct hangup_goodbye *goodbye, hangup_done_fn done, void *arg)
 {
-	(void)goodbye;
 	struct fake_engine *e = engine;
 	e->hangup_calls++;
+	e->goodbye_given = goodbye != NULL;
+	e->goodbye_len = goodbye ? goodbye->len : 0;
+	e->goodbye_max_wait = goodbye ? goodbye->max_wait_ms : -1;
 	snprintf(e->hangup_id, sizeof e->hangup_id, "%s", c->id);
 	snprintf(e->hangup_reason, sizeof e->hangup_reason, "%s", reason ? reason : "");
 	e->hangup_status = c->status;
@@ -99,7 +107,7 @@ static void fake_hangup(void *engine, const struct call *c, const char *reason, 
 		e->pending_arg = arg;
 		return;
 	}
-	done(arg, e->hangup_err, e->hangup_kind, 0);
+	done(arg, e->hangup_err, e->hangup_kind, e->goodbye_given ? e->answer_goodbye_ms : 0);
 }
 
 static int fake_send_dtmf(void *engine, const struct call *c, const char *digits)
@@ -137,6 +145,7 @@ struct end_result {
 	char message[200];
 	bool has_call;
 	struct call call;
+	int goodbye_ms;
 };
 
 static void result_init(struct end_result *r)
@@ -154,11 +163,12 @@ static void result_destroy(struct end_result *r)
 	pthread_cond_destroy(&r->cv);
 }
 
-static void on_end(void *arg, const struct cp_error *err, const struct call *c)
+static void on_end(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct end_result *r = arg;
 	pthread_mutex_lock(&r->mu);
 	r->calls++;
+	r->goodbye_ms = goodbye_ms;
 	r->code = err ? err->code : CP_ERR_COUNT;
 	snprintf(r->message, sizeof r->message, "%s", err ? err->message : "");
 	call_clear(&r->call);
@@ -2229,6 +2239,289 @@ static void test_left_dialogs(void **state)
 	call_clear(&s);
 }
 
+/* ---- goodbye ---------------------------------------------------------------------------- */
+
+#define BYE_TEXT "Thank you for calling. Goodbye."
+
+/* An answered call of agent `agent`, with the fake engine attached. */
+static void answered_with_engine(struct fx *f, const char *agent, struct call *c)
+{
+	call_service_set_telephony(f->svc, &f->tel);
+	create_ok(f, agent, c);
+	to_ringing(f, c->id);
+	to_in_progress(f, c->id);
+}
+
+static void end_with_sync(struct fx *f, const char *id, const struct call_end_options *opt,
+			  struct end_result *r)
+{
+	call_end_with(f->svc, &f->sc1, id, opt, "req-bye", on_end, r);
+	assert_int_equal(wait_result(r), 1);
+}
+
+static void test_goodbye_validation(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	answered_with_engine(f, f->a1, &c);
+	char long_text[CALL_GOODBYE_TEXT_MAX + 2];
+	memset(long_text, 'a', CALL_GOODBYE_TEXT_MAX + 1);
+	long_text[CALL_GOODBYE_TEXT_MAX + 1] = '\0';
+	static const char MSG_TEXT[] = "goodbye.text must be 1..1000 characters";
+	static const char MSG_WAIT[] = "max_wait_ms must be an integer in 0..60000";
+	struct {
+		struct call_end_options opt;
+		const char *message;
+	} bad[] = {
+		{{.goodbye_text = ""}, MSG_TEXT},
+		{{.goodbye_text = long_text}, MSG_TEXT},
+		{{.goodbye_text = "caf\xc3"}, MSG_TEXT},
+		{{.after_playout = true, .has_max_wait = true, .max_wait_ms = -1}, MSG_WAIT},
+		{{.after_playout = true, .has_max_wait = true, .max_wait_ms = 60001}, MSG_WAIT},
+		{{.has_max_wait = true, .max_wait_ms = 500}, "max_wait_ms needs after_playout or goodbye"},
+		{{.reason = "bad reason", .after_playout = true},
+		 "reason must be 1..64 characters of [A-Za-z0-9_.:-]"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct end_result r;
+		result_init(&r);
+		end_with_sync(f, c.id, &bad[i].opt, &r);
+		assert_int_equal(r.code, CP_ERR_INVALID);
+		assert_string_equal(r.message, bad[i].message);
+		assert_false(r.has_call);
+		result_destroy(&r);
+	}
+	assert_int_equal(f->fake.hangup_calls, 0);
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_IN_PROGRESS);
+	/* the bounds themselves are accepted: 1000 characters, 0 and 60000 ms */
+	long_text[CALL_GOODBYE_TEXT_MAX] = '\0';
+	struct call_end_options edge = {.goodbye_text = long_text, .has_max_wait = true,
+					.max_wait_ms = 60000};
+	struct end_result r;
+	result_init(&r);
+	end_with_sync(f, c.id, &edge, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_int_equal(f->fake.goodbye_max_wait, 60000);
+	assert_true(f->fake.goodbye_len > 0);
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_goodbye_after_playout_and_text(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, d = {0};
+	answered_with_engine(f, f->a1, &c);
+	f->fake.answer_goodbye_ms = 1234;
+	/* after_playout alone: the BYE waits for the queued audio, nothing of our own */
+	struct call_end_options opt = {.after_playout = true};
+	struct end_result r;
+	result_init(&r);
+	end_with_sync(f, c.id, &opt, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_true(f->fake.goodbye_given);
+	assert_int_equal(f->fake.goodbye_len, 0);
+	assert_int_equal(f->fake.goodbye_max_wait, 10000);   /* the default deadline */
+	assert_int_equal(f->fake.hangup_wait_ms, -1);         /* an API end: the pacer's wait */
+	assert_int_equal(r.goodbye_ms, 1234);
+	assert_int_equal(r.call.status, CALL_COMPLETED);
+	assert_string_equal(r.call.end_reason, "ended_by_api");
+	result_destroy(&r);
+
+	/* a text: rendered here, 1 to 4 s of speech handed to the engine, its own deadline */
+	answered_with_engine(f, f->a1, &d);
+	struct call_end_options spoken = {.reason = "done", .goodbye_text = BYE_TEXT,
+					  .has_max_wait = true, .max_wait_ms = 2500};
+	result_init(&r);
+	end_with_sync(f, d.id, &spoken, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_true(f->fake.goodbye_given);
+	assert_in_range(f->fake.goodbye_len, 8000, 32000);
+	assert_int_equal(f->fake.goodbye_max_wait, 2500);
+	assert_string_equal(f->fake.hangup_reason, "done");
+	assert_int_equal(r.goodbye_ms, 1234);
+	assert_string_equal(r.call.end_reason, "done");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&d);
+}
+
+static void test_goodbye_on_unanswered_call_ends_at_once(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	to_ringing(f, c.id);
+	f->fake.hangup_kind = HANGUP_CANCEL;
+	f->fake.answer_goodbye_ms = 999;
+	struct call_end_options opt = {.goodbye_text = BYE_TEXT, .after_playout = true};
+	struct end_result r;
+	result_init(&r);
+	end_with_sync(f, c.id, &opt, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_false(f->fake.goodbye_given);     /* nothing to play on: CANCEL now */
+	assert_int_equal(r.goodbye_ms, 0);
+	assert_int_equal(r.call.status, CALL_CANCELED);
+	result_destroy(&r);
+	call_clear(&c);
+}
+
+static void test_goodbye_second_end_joins(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	answered_with_engine(f, f->a1, &c);
+	int64_t seq = last_seq(f);
+	f->fake.defer = true;
+	struct call_end_options first = {.reason = "bye_first", .after_playout = true};
+	struct call_end_options other = {.reason = "bye_other", .goodbye_text = "Something else."};
+	struct end_result r1, r2, r3;
+	result_init(&r1);
+	result_init(&r2);
+	result_init(&r3);
+	call_end_with(f->svc, &f->sc1, c.id, &first, "req-1", on_end, &r1);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	/* a plain end and another goodbye while the first is under way: both join it */
+	call_end(f->svc, &f->sc1, c.id, "plain", "req-2", on_end, &r2);
+	call_end_with(f->svc, &f->sc1, c.id, &other, "req-3", on_end, &r3);
+	assert_int_equal(f->fake.hangup_calls, 1);      /* one hang-up, so one BYE */
+	assert_int_equal(r1.calls + r2.calls + r3.calls, 0);
+	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE, 777);
+	struct end_result *rs[] = {&r1, &r2, &r3};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rs[i]->calls, 1);
+		assert_int_equal(rs[i]->code, CP_OK);
+		assert_int_equal(rs[i]->goodbye_ms, 777);
+		assert_int_equal(rs[i]->call.status, CALL_COMPLETED);
+		assert_string_equal(rs[i]->call.end_reason, "bye_first");
+		assert_int_equal(rs[i]->call.ended_at, r1.call.ended_at);
+	}
+	/* one transition: one call.ended event */
+	struct stored_event *ev = NULL;
+	size_t n = events_after(f, seq, &ev);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev[0].type, "call.ended");
+	event_list_free(ev, n);
+	stored(f, c.id, &s);
+	assert_string_equal(s.end_reason, "bye_first");
+	/* the goodbye is over: a later end is an end of an ended call */
+	f->fake.defer = false;
+	struct end_result r4;
+	result_init(&r4);
+	end_sync(f, &f->sc1, c.id, NULL, &r4);
+	assert_int_equal(r4.code, CP_ERR_NOT_ACTIVE);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	result_destroy(&r1);
+	result_destroy(&r2);
+	result_destroy(&r3);
+	result_destroy(&r4);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_goodbye_cut_by_end_all(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, s = {0};
+	answered_with_engine(f, f->a1, &c);
+	f->fake.defer = true;
+	struct call_end_options opt = {.goodbye_text = BYE_TEXT};
+	struct end_result r;
+	result_init(&r);
+	call_end_with(f->svc, &f->sc1, c.id, &opt, "req-bye", on_end, &r);
+	hangup_done_fn goodbye_done = f->fake.pending_done;
+	void *goodbye_arg = f->fake.pending_arg;
+	/* the emergency stop does not join: its own immediate hang-up, no wait bound */
+	f->fake.defer = false;
+	struct end_all_result ea = {0};
+	call_end_all(f->svc, &f->sc1, NULL, "emergency", NULL, on_end_all, &ea);
+	assert_int_equal(ea.calls, 1);
+	assert_int_equal(ea.ended, 1);
+	assert_int_equal(f->fake.hangup_calls, 2);
+	assert_false(f->fake.goodbye_given);
+	assert_int_equal(f->fake.hangup_wait_ms, 0);
+	/* the engine answers the cut goodbye not active: its end reports what the stop recorded */
+	assert_int_equal(r.calls, 0);
+	goodbye_done(goodbye_arg, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);
+	assert_int_equal(wait_result(&r), 1);
+	assert_int_equal(r.code, CP_ERR_NOT_ACTIVE);
+	assert_int_equal(r.goodbye_ms, 0);
+	assert_true(r.has_call);
+	assert_string_equal(r.call.end_reason, "emergency");
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	assert_string_equal(s.end_reason, "emergency");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&s);
+}
+
+static void test_goodbye_of_the_agent(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, d = {0};
+	/* a dialect's end: a goodbye only when the agent has a text */
+	struct call_end_options opt = {.reason = "api_ended", .agent_goodbye = true};
+	answered_with_engine(f, f->a1, &c);
+	struct end_result r;
+	result_init(&r);
+	end_with_sync(f, c.id, &opt, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_false(f->fake.goodbye_given);
+	result_destroy(&r);
+
+	assert_int_equal(STORE(f->st, agent_set_goodbye, f->a1, BYE_TEXT, NULL), STORE_OK);
+	answered_with_engine(f, f->a1, &d);
+	f->fake.answer_goodbye_ms = 2000;
+	result_init(&r);
+	end_with_sync(f, d.id, &opt, &r);
+	assert_int_equal(r.code, CP_OK);
+	assert_true(f->fake.goodbye_given);
+	assert_in_range(f->fake.goodbye_len, 8000, 32000);
+	assert_int_equal(f->fake.goodbye_max_wait, 10000);
+	assert_int_equal(r.goodbye_ms, 2000);
+	assert_string_equal(r.call.end_reason, "api_ended");
+	result_destroy(&r);
+	call_clear(&c);
+	call_clear(&d);
+}
+
+static void test_goodbye_at_max_duration(void **state)
+{
+	struct fx *f = *state;
+	struct call c = {0}, none = {0}, s = {0};
+	assert_int_equal(STORE(f->st, agent_set_goodbye, f->a3, NULL, "Time is up. Goodbye."),
+			 STORE_OK);
+	assert_int_equal(STORE(f->st, agent_set_goodbye, f->a1, NULL, "Never said."), STORE_OK);
+	/* the call carries the text to the engine when it has a max duration */
+	answered_with_engine(f, f->a3, &c);
+	assert_non_null(c.max_duration_goodbye);
+	assert_string_equal(c.max_duration_goodbye, "Time is up. Goodbye.");
+	create_ok(f, f->a1, &none);
+	assert_null(none.max_duration_goodbye);
+	/* the engine's timer fired: the service says it, as a goodbye end without a wait bound */
+	f->fake.answer_goodbye_ms = 1500;
+	call_service_post_goodbye(f->svc, c.id, "max_duration", c.max_duration_goodbye);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	assert_true(f->fake.goodbye_given);
+	assert_in_range(f->fake.goodbye_len, 4000, 32000);
+	assert_int_equal(f->fake.goodbye_max_wait, 10000);
+	assert_int_equal(f->fake.hangup_wait_ms, 0);
+	assert_string_equal(f->fake.hangup_reason, "max_duration");
+	stored(f, c.id, &s);
+	assert_int_equal(s.status, CALL_COMPLETED);
+	assert_string_equal(s.end_reason, "max_duration");
+	/* a call that ended meanwhile is left alone */
+	call_service_post_goodbye(f->svc, c.id, "max_duration", c.max_duration_goodbye);
+	assert_int_equal(f->fake.hangup_calls, 1);
+	call_clear(&c);
+	call_clear(&none);
+	call_clear(&s);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -2270,6 +2563,13 @@ int main(void)
 		T(test_end_by_provider_call_id),
 		T(test_post_event_in_order),
 		T(test_end_all_many),
+		T(test_goodbye_validation),
+		T(test_goodbye_after_playout_and_text),
+		T(test_goodbye_on_unanswered_call_ends_at_once),
+		T(test_goodbye_second_end_joins),
+		T(test_goodbye_cut_by_end_all),
+		T(test_goodbye_of_the_agent),
+		T(test_goodbye_at_max_duration),
 		T(test_end_race_two_ends),
 		T(test_end_race_with_answer),
 		T(test_recover),
