@@ -30,6 +30,9 @@ FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_OBJ := $(SRC:src/%.c=build/fuzz/obj/%.o)
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# The objects are built by a pattern rule for pattern-rule targets, which makes them
+# intermediate: kept, so a new or changed target does not rebuild all of them
+.SECONDARY: $(FUZZ_OBJ)
 # clang warns where gcc does not: the schema migrations are one string per step, written as
 # concatenated literals on purpose
 FUZZ_WARN := -Wno-string-concatenation
