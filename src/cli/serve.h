@@ -1,0 +1,59 @@
+/*
+ * serve.h - what `callplane serve` is assembled from, shared by serve.c (which runs it),
+ * serve_config.c (which settles its options) and the fuzz targets that feed them hostile input:
+ * the options as given, the typed settings they settle into, and the HTTP route tables.
+ *
+ * Options come from the command line first, then from the --config file (a JSON object keyed
+ * by the long option names, every value a string), then from the defaults. serve_settle()
+ * checks every value before anything is opened or started, so a bad value exits 2 with one
+ * line saying which option is wrong and what it must be.
+ */
+#ifndef CP_SERVE_H
+#define CP_SERVE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <jansson.h>
+
+#include "core/log.h"
+#include "http/http.h"
+#include "sip/sip.h"
+#include "webhook/webhook.h"
+
+/* The options as given: each NULL until the command line or the config file sets it; the
+ * strings belong to argv or to the config file's JSON. */
+struct serve_config {
+	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
+	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
+		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
+		*wh_per_tenant, *media_timeout, *agent_grace, *recordings;
+};
+
+/* The options settled: checked, typed, defaults applied. */
+struct serve_settings {
+	char http_host[256];
+	int http_port;
+	bool sync_full;
+	unsigned http_threads;           /* 0 = one per core */
+	unsigned rate_limit;             /* per key without its own; 0 = none */
+	enum log_level log_level;
+	struct webhook_config webhooks;
+	int webhooks_per_tenant;         /* webhooks one tenant may register */
+	char recordings[PATH_MAX];       /* where recordings live */
+	bool with_sip;                   /* false for --sip none: sip is then unset */
+	struct sip_config sip;
+};
+
+/* Fills what c leaves NULL from the file c->config names (if any), then from the defaults,
+ * and checks every value into *s. 0 on success; -1 with the problem (one line, no "error: "
+ * prefix) in why. c's strings may point into the file's JSON, which *holder owns from then on,
+ * success or not: json_decref(*holder) once c is no longer read. */
+int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings *s, char *why,
+		 size_t why_size);
+
+/* The route tables the HTTP server serves, in the order they are searched. */
+extern const struct route *const serve_route_tables[];
+extern const size_t serve_n_route_tables;
+
+#endif

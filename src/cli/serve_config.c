@@ -1,0 +1,248 @@
+/*
+ * serve_config.c - settles the options of `callplane serve`: the command line, then the
+ * --config file, then the defaults, each value checked and typed (serve.h).
+ *
+ * Nothing here opens, binds or starts anything, and nothing is printed: a problem comes back
+ * as one line for serve.c to print, so a configuration can be checked (and fuzzed) on its own.
+ * The config file is any bytes a user wrote: it must be one JSON object whose keys are long
+ * option names and whose values are strings; anything else is refused with the key named.
+ */
+#include "serve.h"
+#include "cli.h"
+#include "core/util.h"
+#include "webhook/webhook_registry.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Writes the problem into why; returns -1. */
+__attribute__((format(printf, 3, 4)))
+static int fail(char *why, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, size, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Fills options not given on the command line from the JSON config file. */
+static int load_config_file(struct serve_config *c, json_t **holder, char *why, size_t size)
+{
+	if (!c->config)
+		return 0;
+	json_error_t je;
+	json_t *j = json_load_file(c->config, 0, &je);
+	if (!j || !json_is_object(j)) {
+		fail(why, size, "config %s: %s", c->config, j ? "not a JSON object" : je.text);
+		json_decref(j);
+		return -1;
+	}
+	*holder = j;
+	struct { const char *key; const char **slot; } map[] = {
+		{"db", &c->db}, {"http", &c->http}, {"sip", &c->sip}, {"sync", &c->sync},
+		{"http-threads", &c->http_threads}, {"log-level", &c->log_level},
+		{"trunk", &c->trunk}, {"trunk-auth", &c->trunk_auth},
+		{"ring-timeout", &c->ring_timeout}, {"hangup-rate", &c->hangup_rate},
+		{"hangup-wait-ms", &c->hangup_wait}, {"rtp-ports", &c->rtp_ports},
+		{"rtp-addrs", &c->rtp_addrs}, {"sip-advertise", &c->sip_advertise},
+		{"rate-limit", &c->rate_limit},
+		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
+		{"webhook-timeout-ms", &c->wh_timeout}, {"webhooks-per-tenant", &c->wh_per_tenant},
+		{"media-timeout", &c->media_timeout}, {"agent-grace-ms", &c->agent_grace},
+		{"recordings", &c->recordings},
+	};
+	const char *k;
+	json_t *v;
+	json_object_foreach(j, k, v) {
+		size_t i;
+		for (i = 0; i < sizeof map / sizeof map[0]; i++)
+			if (!strcmp(k, map[i].key))
+				break;
+		if (i == sizeof map / sizeof map[0] || !json_is_string(v))
+			return fail(why, size, "config %s: unknown key or non-string value \"%s\"",
+				    c->config, k);
+		if (!*map[i].slot)
+			*map[i].slot = json_string_value(v);
+	}
+	return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" */
+static int split_hostport(const char *s, char *host, size_t hsize, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon)
+		return -1;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	long long p;
+	if (hl == 0 || hl >= hsize || !cp_parse_int(colon + 1, 0, 65535, &p))
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* Fills the SIP engine's configuration; -1 with the problem in why on a bad value. */
+static int sip_config_from(const struct serve_config *c, struct sip_config *sc, char *why,
+			   size_t size)
+{
+	long long v;
+	sip_config_defaults(sc);
+	if (split_hostport(c->sip, sc->host, sizeof sc->host, &sc->port))
+		return fail(why, size, "--sip must be HOST:PORT or none, got '%s'", c->sip);
+	if (c->sip_advertise)
+		snprintf(sc->advertise, sizeof sc->advertise, "%s", c->sip_advertise);
+	if (c->trunk) {
+		if (strncmp(c->trunk, "sip:", 4) || strlen(c->trunk) < 5 ||
+		    strlen(c->trunk) >= sizeof sc->trunk)
+			return fail(why, size, "--trunk must be sip:HOST[:PORT]");
+		snprintf(sc->trunk, sizeof sc->trunk, "%s", c->trunk);
+	}
+	if (c->trunk_auth) {
+		const char *colon = strchr(c->trunk_auth, ':');
+		if (!colon || colon == c->trunk_auth ||
+		    (size_t)(colon - c->trunk_auth) >= sizeof sc->trunk_user ||
+		    strlen(colon + 1) >= sizeof sc->trunk_password)
+			return fail(why, size, "--trunk-auth must be USER:PASSWORD");
+		memcpy(sc->trunk_user, c->trunk_auth, (size_t)(colon - c->trunk_auth));
+		snprintf(sc->trunk_password, sizeof sc->trunk_password, "%s", colon + 1);
+	}
+	if (c->ring_timeout) {
+		if (!cp_parse_int(c->ring_timeout, 1, 3600, &v))
+			return fail(why, size, "--ring-timeout must be 1..3600 seconds");
+		sc->ring_timeout_s = (int)v;
+	}
+	if (c->hangup_rate) {
+		if (!cp_parse_int(c->hangup_rate, 0, 1000000, &v))
+			return fail(why, size, "--hangup-rate must be 0 (unpaced)..1000000");
+		sc->hangup_rate = (int)v;
+	}
+	if (c->media_timeout) {
+		if (!cp_parse_int(c->media_timeout, 1, 3600, &v))
+			return fail(why, size, "--media-timeout must be 1..3600 seconds");
+		sc->media.media_timeout_s = (int)v;
+	}
+	if (c->agent_grace) {
+		if (!cp_parse_int(c->agent_grace, 0, 60000, &v))
+			return fail(why, size, "--agent-grace-ms must be 0..60000");
+		sc->media.agent_grace_ms = (int)v;
+	}
+	if (c->hangup_wait) {
+		if (!cp_parse_int(c->hangup_wait, 1, 60000, &v))
+			return fail(why, size, "--hangup-wait-ms must be 1..60000");
+		sc->hangup_wait_ms = (int)v;
+	}
+	if (c->rtp_ports) {
+		long long lo, hi;
+		char buf[64];
+		snprintf(buf, sizeof buf, "%s", c->rtp_ports);
+		char *dash = strchr(buf, '-');
+		if (dash)
+			*dash = '\0';
+		if (!dash || !cp_parse_int(buf, 1024, 65534, &lo) ||
+		    !cp_parse_int(dash + 1, lo + 1, 65535, &hi))
+			return fail(why, size, "--rtp-ports must be LOW-HIGH within 1024-65535");
+		sc->rtp_port_min = (int)lo;
+		sc->rtp_port_max = (int)hi;
+	}
+	if (c->rtp_addrs) {
+		char err[160];
+		if (sip_config_set_rtp_addrs(sc, c->rtp_addrs, err, sizeof err))
+			return fail(why, size, "--rtp-addrs must be IP[,IP...]: %s", err);
+	}
+	return 0;
+}
+
+/* The default recordings directory: "recordings" beside the database file (the directory
+ * part of its path as given). */
+static int default_recordings_dir(const char *db, char *buf, size_t size)
+{
+	const char *slash = strrchr(db, '/');
+	int n = slash ? snprintf(buf, size, "%.*s/recordings", (int)(slash - db), db)
+		      : snprintf(buf, size, "recordings");   /* "/db" gives "/recordings" */
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings *s, char *why,
+		 size_t why_size)
+{
+	long long v;
+	memset(s, 0, sizeof *s);
+	*holder = NULL;
+	if (load_config_file(c, holder, why, why_size))
+		return -1;
+	if (!c->db) c->db = CLI_DEFAULT_DB;
+	if (!c->http) c->http = "127.0.0.1:8080";
+	if (!c->sip) c->sip = "127.0.0.1:5060";
+	if (!c->sync) c->sync = "full";
+	if (!c->log_level) c->log_level = "info";
+
+	if (split_hostport(c->http, s->http_host, sizeof s->http_host, &s->http_port))
+		return fail(why, why_size, "--http must be HOST:PORT, got '%s'", c->http);
+	if (strcmp(c->sync, "full") && strcmp(c->sync, "normal"))
+		return fail(why, why_size, "--sync must be full or normal");
+	s->sync_full = !strcmp(c->sync, "full");
+	if (c->http_threads) {
+		if (!cp_parse_int(c->http_threads, 1, 256, &v))
+			return fail(why, why_size, "--http-threads must be 1..256");
+		s->http_threads = (unsigned)v;
+	}
+	s->rate_limit = 1000;
+	if (c->rate_limit) {
+		if (!cp_parse_int(c->rate_limit, 0, 1000000, &v))
+			return fail(why, why_size, "--rate-limit must be 0..1000000");
+		s->rate_limit = (unsigned)v;
+	}
+	webhook_config_defaults(&s->webhooks);
+	if (c->wh_retry) {
+		if (!cp_parse_int(c->wh_retry, 1, 3600000, &v))
+			return fail(why, why_size, "--webhook-retry-initial-ms must be 1..3600000");
+		s->webhooks.retry_initial_ms = (int)v;
+	}
+	if (c->wh_max_age) {
+		if (!cp_parse_int(c->wh_max_age, 1, 30LL * 86400, &v))
+			return fail(why, why_size, "--webhook-max-age-s must be 1..2592000");
+		s->webhooks.max_age_ms = v * 1000;
+	}
+	if (c->wh_timeout) {
+		if (!cp_parse_int(c->wh_timeout, 100, 600000, &v))
+			return fail(why, why_size, "--webhook-timeout-ms must be 100..600000");
+		s->webhooks.timeout_ms = (int)v;
+	}
+	s->webhooks_per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
+	if (c->wh_per_tenant) {
+		if (!cp_parse_int(c->wh_per_tenant, 1, WEBHOOKS_PER_TENANT_MAX, &v))
+			return fail(why, why_size, "--webhooks-per-tenant must be 1..%d",
+				    WEBHOOKS_PER_TENANT_MAX);
+		s->webhooks_per_tenant = (int)v;
+	}
+	if (c->recordings) {
+		if (!*c->recordings || strlen(c->recordings) >= sizeof s->recordings)
+			return fail(why, why_size, "--recordings must be a directory path");
+		snprintf(s->recordings, sizeof s->recordings, "%s", c->recordings);
+	} else if (default_recordings_dir(c->db, s->recordings, sizeof s->recordings)) {
+		return fail(why, why_size, "--db path too long for the recordings directory beside it");
+	}
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+	int level = -1;
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(c->log_level, levels[i]))
+			level = i;
+	if (level < 0)
+		return fail(why, why_size, "--log-level must be debug, info, warn or error");
+	s->log_level = (enum log_level)level;
+	s->with_sip = strcmp(c->sip, "none") != 0;
+	if (s->with_sip && sip_config_from(c, &s->sip, why, why_size))
+		return -1;
+	if (s->with_sip)
+		s->sip.media.recordings_dir = s->recordings;   /* repaired when the engine starts */
+	return 0;
+}
