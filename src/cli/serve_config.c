@@ -90,6 +90,15 @@ static int split_hostport(const char *s, char *host, size_t hsize, int *port)
 	return 0;
 }
 
+/* True when s can go into a SIP header or SDP as it is: no space, no control character. */
+static bool wire_token(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
 /* Fills the SIP engine's configuration; -1 with the problem in why on a bad value. */
 static int sip_config_from(const struct serve_config *c, struct sip_config *sc, char *why,
 			   size_t size)
@@ -98,11 +107,18 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 	sip_config_defaults(sc);
 	if (split_hostport(c->sip, sc->host, sizeof sc->host, &sc->port))
 		return fail(why, size, "--sip must be HOST:PORT or none, got '%s'", c->sip);
-	if (c->sip_advertise)
+	/* both are written into Contact, the Request-URI and SDP as they are */
+	if (c->sip_advertise) {
+		if (strlen(c->sip_advertise) >= sizeof sc->advertise ||
+		    !wire_token(c->sip_advertise))
+			return fail(why, size, "--sip-advertise must be an IP address or host name "
+				    "(at most %zu bytes, no spaces or control characters)",
+				    sizeof sc->advertise - 1);
 		snprintf(sc->advertise, sizeof sc->advertise, "%s", c->sip_advertise);
+	}
 	if (c->trunk) {
 		if (strncmp(c->trunk, "sip:", 4) || strlen(c->trunk) < 5 ||
-		    strlen(c->trunk) >= sizeof sc->trunk)
+		    strlen(c->trunk) >= sizeof sc->trunk || !wire_token(c->trunk))
 			return fail(why, size, "--trunk must be sip:HOST[:PORT]");
 		snprintf(sc->trunk, sizeof sc->trunk, "%s", c->trunk);
 	}

@@ -205,6 +205,32 @@ def test_serve_bad_sync_fails(cp):
     assert_cli_error(result, 2, "error: --sync must be full or normal")
 
 
+ADVERTISE = ("error: --sip-advertise must be an IP address or host name (at most 127 bytes, "
+             "no spaces or control characters)")
+
+
+# written into Contact, the Request-URI and SDP as they are: a line break there would be a
+# header of the value's choosing (found by fuzz/fuzz_config.c)
+@pytest.mark.parametrize("option,value,message", [
+    ("--sip-advertise", "192.0.2.1\r\nX-Injected: 1", ADVERTISE),
+    ("--sip-advertise", "192.0.2.1 ", ADVERTISE),
+    ("--sip-advertise", "a" * 128, ADVERTISE),
+    ("--trunk", "sip:trunk.example.com\r\nX-Injected: 1", "error: --trunk must be sip:HOST[:PORT]"),
+    ("--trunk", "sip:trunk example.com", "error: --trunk must be sip:HOST[:PORT]"),
+], ids=["advertise-crlf", "advertise-space", "advertise-too-long", "trunk-crlf", "trunk-space"])
+def test_serve_refuses_sip_values_that_would_break_headers(cp, tmp_path, option, value, message):
+    port = free_port()
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "127.0.0.1:0",
+                        option, value, timeout=5)
+    assert_cli_error(result, 2, message)
+    # the same from the config file
+    cfg = tmp_path / "serve.json"
+    cfg.write_text(json.dumps({option[2:]: value}))
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "127.0.0.1:0",
+                        "--config", str(cfg), timeout=5)
+    assert_cli_error(result, 2, message)
+
+
 def test_admin_while_server_running(cp):
     # the server creates the database; the CLI then works on it concurrently
     cp.start()
