@@ -5,8 +5,8 @@
  * Each call binds a pair of UDP sockets, RTP on an even port of the configured range and RTCP
  * on the odd one above, and keeps them for its lifetime (from the answer on, in the media
  * engine: bridge.c), so the port we put in SDP is really ours and never handed to two calls.
- * Codecs: G.711 (PCMU 0, PCMA 8) plus telephone-event; an offer without PCMU or PCMA is
- * refused (488).
+ * Codecs: G.711 (PCMU 0, PCMA 8) plus telephone-event; an offer without PCMU or PCMA (under
+ * those static numbers: we send them so) is refused (488).
  *
  * Addresses: the socket is bound on the advertise address, or on one of --rtp-addrs. One
  * address has one port per even number of the range (27,768 for 10000-65535), so a node that
@@ -348,21 +348,27 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 	for (sdp_media_t *m = s ? s->sdp_media : NULL; m; m = m->m_next) {
 		if (m->m_type != sdp_media_audio || m->m_port == 0)
 			continue;
+		/* The answer names the stream's formats by the stream's own numbers (RFC 3264
+		 * 6.1), and we send G.711 as 0 and 8: PCMU or PCMA count only under those static
+		 * numbers, telephone-event only under a dynamic one (it has no static number),
+		 * and both from this one stream. */
+		int pt = -1, te = -1;
 		for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
-			bool pcmu = rm->rm_pt == 0 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMU"));
-			bool pcma = rm->rm_pt == 8 || (rm->rm_encoding && !strcasecmp(rm->rm_encoding, "PCMA"));
-			if (out->payload_type < 0 && (pcmu || pcma))
-				out->payload_type = pcmu ? 0 : 8;
-			if (out->te_payload_type < 0 && rm->rm_encoding &&
-			    !strcasecmp(rm->rm_encoding, "telephone-event") && rm->rm_rate == 8000)
-				out->te_payload_type = (int)rm->rm_pt;
+			const char *enc = rm->rm_encoding ? rm->rm_encoding : "";
+			bool pcmu = rm->rm_pt == 0 && !strcasecmp(enc, "PCMU") && rm->rm_rate == 8000;
+			bool pcma = rm->rm_pt == 8 && !strcasecmp(enc, "PCMA") && rm->rm_rate == 8000;
+			if (pt < 0 && (pcmu || pcma))
+				pt = pcmu ? 0 : 8;
+			if (te < 0 && rm->rm_pt >= 96 && !strcasecmp(enc, "telephone-event") &&
+			    rm->rm_rate == 8000)
+				te = (int)rm->rm_pt;
 		}
-		if (out->payload_type < 0)
+		if (pt < 0)
 			continue;
-		if (out->te_payload_type < 0)
-			out->te_payload_type = SDP_TE_NONE;
+		out->payload_type = pt;
+		out->te_payload_type = te < 0 ? SDP_TE_NONE : te;
 		sdp_connection_t *c = m->m_connections ? m->m_connections : s->sdp_connection;
-		if (c && c->c_address) {
+		if (c && c->c_address && m->m_port <= 65535) {
 			struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
 			struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
 			if (c->c_addrtype == sdp_addr_ip4 && inet_pton(AF_INET, c->c_address, &a4->sin_addr) == 1 &&

@@ -205,7 +205,8 @@ void media_port_destroyed(struct sip_engine *eng, int addr_index);
  * the offer's telephone-event type, or with payload_type < 0 an offer of PCMU, PCMA and 101. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
-/* What the far end's SDP says about its audio: the first audio stream with PCMU or PCMA. */
+/* What the far end's SDP says about its audio: the first audio stream with PCMU (0) or PCMA
+ * (8), and that stream's telephone-event (a dynamic type). */
 #define SDP_TE_NONE (-2)
 struct sdp_remote {
 	int payload_type;                    /* PCMU 0 / PCMA 8, -1 = neither */

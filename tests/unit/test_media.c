@@ -254,6 +254,17 @@ static void test_default_is_the_advertise_address(void **state)
 	free(eng);
 }
 
+/* What media_parse_sdp() reads from sdp: codec, telephone-event and the IPv4 port. */
+static void check_stream(const char *sdp, int pt, int te, int port)
+{
+	struct sdp_remote r;
+	media_parse_sdp(sdp, strlen(sdp), &r);
+	assert_int_equal(r.payload_type, pt);
+	assert_int_equal(r.te_payload_type, te);
+	assert_int_equal(r.addr_len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(((const struct sockaddr_in *)&r.addr)->sin_port), port);
+}
+
 /* The far end's SDP: codec, telephone-event and address are read once; the answer follows the
  * offer (its telephone-event type, or none when it offers none). */
 static void test_answer_follows_the_offer(void **state)
@@ -300,6 +311,22 @@ static void test_answer_follows_the_offer(void **state)
 		"a=rtpmap:18 G729/8000\r\n";
 	media_parse_sdp(g729, sizeof g729 - 1, &r);
 	assert_int_equal(r.payload_type, -1);
+
+	/* telephone-event comes from the stream answered, not from one before it without
+	 * G.711 (found by fuzz/fuzz_sdp.c: the answer named a type its stream did not have) */
+	static const char two[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4006 RTP/AVP 111 101\r\n"
+		"a=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n"
+		"m=audio 4008 RTP/AVP 8\r\n";
+	check_stream(two, 8, SDP_TE_NONE, 4008);
+
+	/* G.711 under a dynamic number, telephone-event under a static one: we would answer
+	 * them under other numbers than the offer's, so they do not count */
+	static const char dyn[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4010 RTP/AVP 97\r\n"
+		"a=rtpmap:97 PCMU/8000\r\n"
+		"m=audio 4012 RTP/AVP 0 13\r\na=rtpmap:13 telephone-event/8000\r\n";
+	check_stream(dyn, 0, SDP_TE_NONE, 4012);
 
 	leg_unref(l);
 	free(eng);
