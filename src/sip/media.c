@@ -337,11 +337,81 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te_lines);
 }
 
+/* ---- the far end's SDP ------------------------------------------------------------------ */
+
+#define SDP_TOKEN "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^_`{|}~"
+
+/* How many characters from p on (before end) are in set. */
+static size_t span(const char *p, const char *end, const char *set)
+{
+	size_t n = 0;
+	while (p + n < end && p[n] && strchr(set, p[n]))
+		n++;
+	return n;
+}
+
+/* Whether [p, end), the rest of an m= line, is media SP port ["/" integer] SP proto *(SP fmt)
+ * (RFC 4566 5.14; one or more spaces where it has one, no format at all allowed). */
+static bool media_line_ok(const char *p, const char *end)
+{
+	static const char *const parts[] = {SDP_TOKEN, " ", "0123456789"};
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		size_t n = span(p, end, parts[i]);
+		if (!n)
+			return false;
+		p += n;
+	}
+	if (p < end && *p == '/') {
+		size_t n = span(++p, end, "0123456789");
+		if (!n)
+			return false;
+		p += n;
+	}
+	size_t sp = span(p, end, " "), proto = sp ? span(p + sp, end, SDP_TOKEN "/") : 0;
+	if (!proto)
+		return false;
+	for (p += sp + proto; p < end; ) {
+		sp = span(p, end, " ");
+		if (!sp)
+			return false;
+		p += sp;
+		p += span(p, end, SDP_TOKEN);   /* a format, or nothing after trailing spaces */
+		if (p < end && *p != ' ')
+			return false;
+	}
+	return true;
+}
+
+/* Whether sofia-sip's SDP parser can be given sdp: every m= line as RFC 4566 writes it, up to
+ * the first NUL (where that parser's copy of the text ends). sofia-sip 1.12.11 (Debian's) loops for ever, allocating at each turn,
+ * on an m= line of a protocol other than RTP whose format list has a character outside its
+ * token set ("m=audio 1 udp /", or a tab after a space): one small INVITE would take the SIP
+ * thread and then all memory. It is fixed upstream in 1.13.7 (freeswitch/sofia-sip pull
+ * request 107, "fix parse m-line"); this check keeps us safe on the older library. Lines are
+ * split as that parser splits them: at any CR or LF, leading spaces and tabs skipped. */
+static bool sdp_parser_safe(const char *sdp, size_t len)
+{
+	const char *end = sdp + strnlen(sdp, len);
+	for (const char *p = sdp; p < end; ) {
+		const char *eol = p;
+		while (eol < end && *eol != '\r' && *eol != '\n')
+			eol++;
+		p += span(p, eol, " \t");
+		if (eol - p >= 2 && p[0] == 'm' && p[1] == '=' &&
+		    !media_line_ok(p + 2 + span(p + 2, eol, " \t"), eol))
+			return false;
+		p = eol < end ? eol + 1 : end;
+	}
+	return true;
+}
+
 void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 {
 	memset(out, 0, sizeof *out);
 	out->payload_type = -1;
 	out->te_payload_type = -1;
+	if (!sdp_parser_safe(sdp, len))
+		return;                 /* as an SDP that does not parse */
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	sdp_parser_t *p = sdp_parse(home, sdp, (issize_t)len, 0);
 	sdp_session_t *s = p ? sdp_session(p) : NULL;
