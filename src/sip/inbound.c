@@ -30,27 +30,32 @@ static void url_text(const url_t *u, char *buf, size_t size)
 	su_home_deinit(home);
 }
 
-/* The dialled number from the Request-URI user part: "+15550001111" or "15550001111". */
-static bool dialled_number(sip_t const *sip, char *buf, size_t size)
+bool inbound_read_invite(sip_t const *sip, struct invite_facts *f)
 {
+	memset(f, 0, sizeof *f);
+	if (sip->sip_call_id)
+		snprintf(f->call_id, sizeof f->call_id, "%s", sip->sip_call_id->i_id);
+	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, f->from, sizeof f->from);
+	url_text(sip->sip_request ? sip->sip_request->rq_url : NULL, f->to, sizeof f->to);
+	/* the dialled number from the Request-URI user part: "+15550001111" or "15550001111" */
 	const char *user = sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
 	if (!user || !*user)
 		return false;
-	snprintf(buf, size, "%s%s", user[0] == '+' ? "" : "+", user);
-	return cp_is_e164(buf);
+	snprintf(f->number, sizeof f->number, "%s%s", user[0] == '+' ? "" : "+", user);
+	return cp_is_e164(f->number);
 }
 
 static void on_stored(void *arg, enum cp_err err, const struct call *c);
 
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
 {
-	char number[STORE_NUMBER_MAX + 2];
+	struct invite_facts f;
 	if (eng->stopping) {
 		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		nua_handle_destroy(nh);
 		return;
 	}
-	if (!dialled_number(sip, number, sizeof number)) {
+	if (!inbound_read_invite(sip, &f)) {
 		nua_respond(nh, SIP_404_NOT_FOUND, TAG_END());
 		nua_handle_destroy(nh);
 		return;
@@ -82,15 +87,12 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 		return;
 	}
 	leg_insert(eng, l);
-	if (sip->sip_call_id)
-		snprintf(l->sip_call_id, sizeof l->sip_call_id, "%s", sip->sip_call_id->i_id);
+	_Static_assert(sizeof l->sip_call_id == sizeof f.call_id, "sip_call_id");
+	memcpy(l->sip_call_id, f.call_id, sizeof f.call_id);
 	dialog_invited(l, sip);     /* kept at the ACK of our 200 */
 
-	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
-	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, from, sizeof from);
-	url_text(sip->sip_request ? sip->sip_request->rq_url : NULL, to, sizeof to);
-	struct inbound_call in = {.call_id = l->call_id, .number = number, .from = from, .to = to,
-				  .provider_call_id = l->sip_call_id};
+	struct inbound_call in = {.call_id = l->call_id, .number = f.number, .from = f.from,
+				  .to = f.to, .provider_call_id = l->sip_call_id};
 	leg_ref(l);   /* held by the message until inbound_on_created */
 	call_service_inbound(eng->svc, &in, on_stored, l);
 }

@@ -113,12 +113,9 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 }
 
-/* Answers a digest challenge to our INVITE with the trunk's credentials, once per INVITE;
- * false if there are none, or no realm, or we tried already. */
-static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
+bool outbound_credentials(const struct sip_config *cfg, sip_t const *sip, char *cred,
+			  size_t size)
 {
-	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip)
-		return false;
 	const char *realm = NULL;
 	const char *scheme = "Digest";
 	if (sip->sip_www_authenticate) {
@@ -128,11 +125,21 @@ static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip
 		realm = msg_params_find(sip->sip_proxy_authenticate->au_params, "realm=");
 		scheme = sip->sip_proxy_authenticate->au_scheme;
 	}
-	if (!realm)
+	if (!realm || !scheme)
 		return false;
+	int n = snprintf(cred, size, "%s:%s:%s:%s", scheme, realm, cfg->trunk_user,
+			 cfg->trunk_password);
+	return n >= 0 && (size_t)n < size;
+}
+
+/* Answers a digest challenge to our INVITE with the trunk's credentials, once per INVITE;
+ * false if there are none, or no realm, or we tried already. */
+static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
+{
 	char cred[512];
-	snprintf(cred, sizeof cred, "%s:%s:%s:%s", scheme, realm, eng->cfg.trunk_user,
-		 eng->cfg.trunk_password);
+	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip ||
+	    !outbound_credentials(&eng->cfg, sip, cred, sizeof cred))
+		return false;
 	nua_authenticate(l->nh, NUTAG_AUTH(cred), TAG_END());
 	return true;
 }

@@ -345,6 +345,22 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 /* nua_i_invite without a leg: refuses it at once (404, 488, 503) or makes a pending leg and
  * asks the call service to store the call; the answer comes back as a message. */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
+/* What an INVITE's headers say about the call (sofia parsed them; this reads them). */
+struct invite_facts {
+	char number[STORE_NUMBER_MAX + 2];       /* the Request-URI user, "+" in front */
+	char from[CALL_ADDR_MAX + 1];            /* the From URI ("" for none), truncated */
+	char to[CALL_ADDR_MAX + 1];              /* the Request-URI, truncated */
+	char call_id[CALL_PROVIDER_ID_MAX + 1];  /* the Call-ID ("" for none), truncated */
+};
+/* Fills *f from sip (a request); false when the Request-URI user part is no E.164 number
+ * (with or without its "+"): the INVITE is then refused 404. */
+bool inbound_read_invite(sip_t const *sip, struct invite_facts *f);
+/* The credentials to answer a digest challenge (a 401's WWW-Authenticate or a 407's
+ * Proxy-Authenticate in sip) with the trunk's user and password, as nua_authenticate() takes
+ * them ("scheme:realm:user:password"), into cred; false when the challenge names no realm or
+ * the credentials do not fit. */
+bool outbound_credentials(const struct sip_config *cfg, sip_t const *sip, char *cred,
+			  size_t size);
 
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
 
