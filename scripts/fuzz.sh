@@ -5,6 +5,7 @@
 #                                       worth of jobs (FUZZ_JOBS, default 1); what it finds
 #                                       that covers new code is merged into fuzz/corpus/TARGET;
 #                                       a crash stops the run and is kept in build/fuzz/crash-*
+#                                       (with fuzz/TARGET.dict as its dictionary, if there is one)
 #   scripts/fuzz.sh replay [TARGET...]  every input of fuzz/corpus/TARGET once (make check):
 #                                       each crash once found, and added there, stays fixed
 #
@@ -36,7 +37,9 @@ for t in "${targets[@]}"; do
       ;;
     run)
       new=$(mktemp -d)
-      "$bin" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 \
+      dict=()
+      [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
+      "$bin" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 "${dict[@]}" \
         -print_final_stats=1 -artifact_prefix=build/fuzz/ "$new" "$corpus" >"$log" 2>&1; rc=$?
       # keep only what adds coverage to the committed corpus
       "$bin" -merge=1 "$corpus" "$new" >/dev/null 2>&1
