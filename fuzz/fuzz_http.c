@@ -2,15 +2,15 @@
  * fuzz_http.c - libFuzzer target: any bytes as what a client writes to the HTTP API's socket.
  *
  * The real server runs in this process as `serve --sip none` would run it: the SQLite store (in
- * a directory of /dev/shm made for the run, removed at exit), the call service with its worker,
- * the live-event hub, and the HTTP server with the route tables serve serves
- * (serve_route_tables), on a loopback port. In place of the SIP engine sits a small telephony
- * double, so that ends go through the engine's asynchronous answer and the connection's
- * suspend and resume, as they do in production: hangup() is answered from its own thread
- * (CP_OK with a BYE or CANCEL; CP_ERR_UNDELIVERABLE when the reason has "undeliverable";
- * CP_ERR_NOT_ACTIVE when it has "gone"), and a dialled call whose "to" has "answer" rings and is
- * answered. Webhooks are registered and their deliveries queued, but no worker sends them: a
- * fuzzer must not reach out to hosts of its inputs' choosing.
+ * /dev/shm/fuzz_http.PID, removed at exit, or by a later run if this one is interrupted), the
+ * call service with its worker, the live-event hub, and the HTTP server with the route tables
+ * serve serves (serve_route_tables), on a loopback port. In place of the SIP engine sits a
+ * small telephony double, so that ends go through the engine's asynchronous answer and the
+ * connection's suspend and resume, as they do in production: hangup() is answered from its
+ * own thread (CP_OK with a BYE or CANCEL; CP_ERR_UNDELIVERABLE when the reason has
+ * "undeliverable"; CP_ERR_NOT_ACTIVE when it has "gone"), and a dialled call whose "to" has
+ * "answer" rings and is answered. Webhooks are registered and their deliveries queued, but no
+ * worker sends them: a fuzzer must not reach out to hosts of its inputs' choosing.
  *
  * The world is fixed, so inputs can name it: tenant TENANT with agents AGENT (number NUMBER) and
  * AGENT_NONUM, tenant TENANT2 with AGENT2; API keys with fixed secrets (cp_...01 tenant-wide,
@@ -21,16 +21,18 @@
  * made whenever the last one has moved on).
  *
  * One input is written to a new connection; the first response is read (up to 100 ms when the
- * input looks like a whole request, 3 ms when it does not), the connection closed,
- * and the next input waits until every request dispatched has been answered. What must hold:
+ * input looks like a whole request, 3 ms when it does not), the connection closed, and the
+ * next input waits until every request dispatched has been answered. What must hold:
  * nothing out of bounds or leaked (ASan, UBSan, LSan); every response that says JSON is JSON;
- * every request dispatched is answered within 5 s (a handler that never replies would hold
+ * every request dispatched is answered within 8 s (a handler that never replies would hold
  * the connection for ever); and every 256 inputs GET /healthz still answers 200 (the server
  * is not wedged). The server's log goes to /dev/null (libFuzzer's -close_fd_mask=2, added to
  * the command line here; sanitizer reports still reach the terminal).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -44,6 +46,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -504,16 +507,17 @@ static size_t exchange(const char *req, size_t len, int64_t wait_ms, char *resp)
 	return whole ? got : 0;
 }
 
-/* Waits until every request dispatched has been answered; aborts after 5 s. */
+/* Waits until every request dispatched has been answered; aborts after 8 s (generous: a
+ * loaded machine must not make a false finding, and a handler that never replies still is). */
 static void drain(void)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 5;
+	until.tv_sec += 8;
 	pthread_mutex_lock(&srv->mu);
 	while (srv->in_flight > 0)
 		if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until))
-			fail("fuzz_http: %d requests dispatched and not answered within 5 s",
+			fail("fuzz_http: %d requests dispatched and not answered within 8 s",
 			     srv->in_flight);
 	pthread_mutex_unlock(&srv->mu);
 }
@@ -522,22 +526,48 @@ static void alive(void)
 {
 	static const char hc[] = "GET /healthz HTTP/1.1\r\nHost: fuzz\r\n\r\n";
 	static char resp[READ_MAX];
-	size_t n = exchange(hc, sizeof hc - 1, 2000, resp);
+	size_t n = exchange(hc, sizeof hc - 1, 8000, resp);
 	if (n < 12 || memcmp(resp + 9, "200", 3))
-		fail("fuzz_http: GET /healthz got no 200 within 2 s");
+		fail("fuzz_http: GET /healthz got no 200 within 8 s");
 }
 
 /* ---- libFuzzer -------------------------------------------------------------------------- */
 
-static void remove_dir(void)
+/* Removes the database directory d and what SQLite keeps in it. */
+static void remove_db_dir(const char *d)
 {
 	static const char *const files[] = {"db", "db-wal", "db-shm", "db-keys", "db-journal"};
-	char path[128];
+	char path[PATH_MAX];
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		snprintf(path, sizeof path, "%s/%s", d, files[i]);
 		unlink(path);
 	}
-	rmdir(dir);
+	rmdir(d);
+}
+
+static void remove_dir(void)
+{
+	remove_db_dir(dir);
+}
+
+/* A run that was interrupted (libFuzzer then exits without atexit) leaves its directory:
+ * removes those whose process is gone. */
+static void remove_stale_dirs(void)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		int pid;
+		char tail;
+		if (sscanf(e->d_name, "fuzz_http.%d%c", &pid, &tail) != 1 || pid <= 0 ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+		remove_db_dir(path);
+	}
+	if (d)
+		closedir(d);
 }
 
 static void on_event(void *arg)
@@ -559,8 +589,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	log_set_level(LOG_DEBUG);           /* every log line's formatting is fuzzed too */
 	signal(SIGPIPE, SIG_IGN);
-	snprintf(dir, sizeof dir, "/dev/shm/fuzz_http.XXXXXX");
-	must(mkdtemp(dir) != NULL, "mkdtemp");
+	remove_stale_dirs();
+	snprintf(dir, sizeof dir, "/dev/shm/fuzz_http.%d", (int)getpid());
+	must(mkdir(dir, 0700) == 0, "mkdir");
 	atexit(remove_dir);
 	char db[128];
 	snprintf(db, sizeof db, "%s/db", dir);
