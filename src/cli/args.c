@@ -1,9 +1,20 @@
 /*
- * args.c - option parsing for the subcommands. See args.h.
+ * args.c - option parsing for the subcommands, on getopt_long(3). See args.h.
+ *
+ * getopt_long does the scanning (GNU permutation, so options and positionals mix; "--" ends
+ * the options; "--name=VALUE" and "--name VALUE"). Three things it allows are refused here,
+ * because each hides a mistake in a service file or a script:
+ *   - an abbreviation ("--htt" for "--http"): an option is spelled out in full;
+ *   - an option given twice: which one wins would be a guess;
+ *   - a value that is itself an option ("--db --http x" would take "--http" as the database
+ *     path): the option before it has no value.
+ * Messages are ours (opterr = 0), one line each, followed by the command's usage.
  */
 #include "args.h"
 
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static enum args_result usage_error(const char *usage, const char *fmt, const char *what)
@@ -14,45 +25,109 @@ static enum args_result usage_error(const char *usage, const char *fmt, const ch
 	return ARGS_ERROR;
 }
 
+/* The argv element that named the option getopt_long just returned: the one before optind,
+ * or the one before that when the value came as the next element. */
+static const char *typed_option(char **argv, const char *value)
+{
+	if (value && value == argv[optind - 1])
+		return argv[optind - 2];
+	return argv[optind - 1];
+}
+
+/* Whether typed ("--name" or "--name=VALUE") spells name out in full. */
+static bool spelled_out(const char *typed, const char *name)
+{
+	size_t len = strlen(name);
+	return !strncmp(typed, "--", 2) && !strncmp(typed + 2, name, len) &&
+	       (typed[2 + len] == '\0' || typed[2 + len] == '=');
+}
+
 enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos,
 			    int max_pos, int *n_pos, const char *usage)
 {
 	*n_pos = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+	size_t n = 0;
+	while (opts && opts[n].name)
+		n++;
+	/* getopt_long wants argv[0] to be the program; ours starts at the first argument */
+	char **args = calloc((size_t)argc + 2, sizeof *args);
+	struct option *lo = calloc(n + 2, sizeof *lo);
+	bool *seen = calloc(n + 1, sizeof *seen);
+	enum args_result r = ARGS_ERROR;
+	if (!args || !lo || !seen) {
+		fprintf(stderr, "error: out of memory\n");
+		goto out;
+	}
+	args[0] = "callplane";
+	memcpy(args + 1, argv, (size_t)argc * sizeof *args);
+	for (size_t i = 0; i < n; i++)
+		lo[i] = (struct option){opts[i].name,
+					opts[i].kind == OPT_FLAG ? no_argument : required_argument,
+					NULL, (int)(256 + i)};
+	lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+
+	optind = 0;                  /* 0, not 1: glibc starts a fresh scan */
+	opterr = 0;
+	for (;;) {
+		int li = -1;
+		int c = getopt_long(argc + 1, args, ":h", lo, &li);
+		if (c == -1)
+			break;
+		if (c == 'h') {
 			printf("%s", usage);
-			return ARGS_HELP;
+			r = ARGS_HELP;
+			goto out;
 		}
-		if (strncmp(a, "--", 2)) {
-			if (*n_pos >= max_pos)
-				return usage_error(usage, "unexpected argument '%s'", a);
-			pos[(*n_pos)++] = a;
+		if (c == '?') {
+			/* optopt is the option's val when a flag was given "=VALUE", else 0 or the
+			 * unknown short option; the element is the one before optind */
+			r = usage_error(usage, optopt >= 256 ? "option '%s' takes no value"
+							     : "unknown option '%s'",
+					args[optind - 1]);
+			goto out;
+		}
+		if (c == ':') {
+			r = usage_error(usage, "option '%s' needs a value", args[optind - 1]);
+			goto out;
+		}
+		size_t i = (size_t)(c - 256);
+		const char *typed = typed_option(args, optarg);
+		if (!spelled_out(typed, opts[i].name)) {
+			r = usage_error(usage, "unknown option '%s' (options are not abbreviated)",
+					typed);
+			goto out;
+		}
+		if (seen[i]) {
+			r = usage_error(usage, "option '--%s' given twice", opts[i].name);
+			goto out;
+		}
+		seen[i] = true;
+		if (opts[i].kind == OPT_FLAG) {
+			*opts[i].value = "1";
 			continue;
 		}
-		const char *name = a + 2;
-		const char *eq = strchr(name, '=');
-		size_t len = eq ? (size_t)(eq - name) : strlen(name);
-		struct opt *o = NULL;
-		for (struct opt *p = opts; p && p->name; p++)
-			if (strlen(p->name) == len && !strncmp(p->name, name, len))
-				o = p;
-		if (!o)
-			return usage_error(usage, "unknown option '%s'", a);
-		if (o->kind == OPT_FLAG) {
-			if (eq)
-				return usage_error(usage, "option '%s' takes no value", a);
-			*o->value = "1";
-		} else if (eq) {
-			*o->value = eq + 1;
-		} else {
-			if (i + 1 >= argc)
-				return usage_error(usage, "option '%s' needs a value", a);
-			*o->value = argv[++i];
+		if (optarg == args[optind - 1] && !strncmp(optarg, "--", 2)) {
+			r = usage_error(usage, "option '%s' needs a value", typed);
+			goto out;
 		}
+		*opts[i].value = optarg;
 	}
-	for (struct opt *p = opts; p && p->name; p++)
-		if (p->kind == OPT_REQUIRED && !*p->value)
-			return usage_error(usage, "missing required option --%s", p->name);
-	return ARGS_OK;
+	for (int i = optind; i < argc + 1; i++) {
+		if (*n_pos >= max_pos) {
+			r = usage_error(usage, "unexpected argument '%s'", args[i]);
+			goto out;
+		}
+		pos[(*n_pos)++] = args[i];
+	}
+	for (size_t i = 0; i < n; i++)
+		if (opts[i].kind == OPT_REQUIRED && !*opts[i].value) {
+			r = usage_error(usage, "missing required option --%s", opts[i].name);
+			goto out;
+		}
+	r = ARGS_OK;
+out:
+	free(seen);
+	free(lo);
+	free(args);
+	return r;
 }

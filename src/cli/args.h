@@ -1,6 +1,8 @@
 /*
- * args.h - the tiny option parser every subcommand uses: "--name VALUE", "--name=VALUE",
- * flags ("--name", no value), "--help", and positional arguments. Errors are printed to stderr with the command's usage.
+ * args.h - the option parser every subcommand uses, on getopt_long: "--name VALUE",
+ * "--name=VALUE", flags ("--name", no value), "--help"/"-h", "--" and positional arguments.
+ * An abbreviated, repeated or value-less option is an error. Errors are printed to stderr with
+ * the command's usage.
  */
 #ifndef CP_ARGS_H
 #define CP_ARGS_H
@@ -21,7 +23,8 @@ struct opt {
 
 enum args_result { ARGS_OK, ARGS_HELP, ARGS_ERROR };
 
-/* Parses argv (after the command words). Positionals go to pos[0..*n_pos) (at most max_pos). */
+/* Parses argv (after the command words; reordered in place as getopt_long does). Positionals
+ * go to pos[0..*n_pos) (at most max_pos). Values point into argv. */
 enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos,
 			    int max_pos, int *n_pos, const char *usage);
 

@@ -284,8 +284,10 @@ class Callplane:
             self.stderr_path = os.path.join(self.dir, "server-stderr-%d.log" % self.starts)
             self.stderr_paths.append(self.stderr_path)
             self._stderr_file = open(self.stderr_path, "wb")
-            argv = [self.bin, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.port,
-                    "--sip", "none"] + list(extra_args)
+            # no SIP engine unless the test asks for one (an option may be given only once)
+            sip = [] if "--sip" in extra_args else ["--sip", "none"]
+            argv = [self.bin, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.port] \
+                + sip + list(extra_args)
             self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self._stderr_file)
             deadline = time.monotonic() + START_TIMEOUT

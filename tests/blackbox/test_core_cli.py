@@ -148,6 +148,13 @@ BAD_USAGE = [
     ["key", "revoke"],
     ["key", "list", "--bogus", "1"],
     ["serve", "--bogus"],
+    # getopt_long's leniencies, refused: a repeated option, an option as another's value, an
+    # abbreviation, a flag given a value
+    ["tenant", "create", "--name", "a", "--name", "b"],
+    ["tenant", "create", "--name", "--rate-limit", "5"],
+    ["tenant", "create", "--nam", "x"],
+    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--record=1"],
+    ["serve", "--http", "127.0.0.1:1", "--http", "127.0.0.1:2"],
 ]
 
 
@@ -254,3 +261,11 @@ def test_admin_while_server_running(cp):
     r2 = cp.request("GET", "/v1/calls/" + r.json["id"], key=key2)
     assert r2.status == 404, r2
     assert cp.request("GET", "/v1/calls", key=key2).json["data"] == []
+
+
+def test_double_dash_ends_the_options(cp):
+    # after "--", "--db" is the key id, not an option
+    cp.tenant_create("t")
+    result = cp.cli_raw("key", "revoke", "--db", cp.db, "--", "--db", db=False, timeout=5)
+    assert_cli_error(result, 1, "error: no such key: --db")
+

@@ -376,10 +376,22 @@ static void test_args_equals_forms(void **state)
 	assert_int_equal(args_parse(1, argv, opts, NULL, 0, &n_pos, USAGE), ARGS_OK);
 	assert_string_equal(name, "a=b");        /* only the first '=' separates */
 	assert_int_equal(n_pos, 0);
-	/* the last occurrence wins */
+	/* an option given twice is an error, whichever forms */
 	char *argv2[] = {"--name", "x", "--name=y", NULL};
-	assert_int_equal(args_parse(3, argv2, opts, NULL, 0, &n_pos, USAGE), ARGS_OK);
-	assert_string_equal(name, "y");
+	assert_int_equal(args_parse(3, argv2, opts, NULL, 0, &n_pos, USAGE), ARGS_ERROR);
+	/* "--" ends the options */
+	const char *pos[2];
+	name = NULL;
+	char *argv3[] = {"--name", "x", "--", "--name", "-y", NULL};
+	assert_int_equal(args_parse(5, argv3, opts, pos, 2, &n_pos, USAGE), ARGS_OK);
+	assert_string_equal(name, "x");
+	assert_int_equal(n_pos, 2);
+	assert_string_equal(pos[0], "--name");
+	assert_string_equal(pos[1], "-y");
+	/* a value that is itself an option: the option before it has none */
+	name = NULL;
+	char *argv4[] = {"--name", "--name", NULL};
+	assert_int_equal(args_parse(2, argv4, opts, NULL, 0, &n_pos, USAGE), ARGS_ERROR);
 }
 
 static void test_args_errors(void **state)
