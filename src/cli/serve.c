@@ -52,7 +52,10 @@ static const char serve_usage[] =
 	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
 	"          --recordings: a directory \"recordings\" beside the database file\n"
-	"--config FILE is a JSON object keyed by the long option names; flags win over it.\n";
+	"Every option may also come from the environment, CALLPLANE_ and its name in capitals with\n"
+	"'_' for '-' (CALLPLANE_HTTP_THREADS), or from --config FILE, a JSON object keyed by the\n"
+	"option names (strings, integers; true/false for flags). A flag wins over the environment,\n"
+	"the environment over the file.\n";
 
 /* Raises the soft descriptor limit to the hard one (with CAP_SYS_RESOURCE the hard one too, to
  * nr_open or 1M); returns the soft limit in force. */
@@ -129,25 +132,12 @@ static void on_event(void *arg)
 int cli_serve(int argc, char **argv)
 {
 	struct serve_config c = {0};
-	struct opt opts[] = {{"db", &c.db, OPT_OPTIONAL}, {"http", &c.http, OPT_OPTIONAL},
-			     {"sip", &c.sip, OPT_OPTIONAL}, {"config", &c.config, OPT_OPTIONAL},
-			     {"sync", &c.sync, OPT_OPTIONAL}, {"http-threads", &c.http_threads, OPT_OPTIONAL},
-			     {"log-level", &c.log_level, OPT_OPTIONAL}, {"trunk", &c.trunk, OPT_OPTIONAL},
-			     {"trunk-auth", &c.trunk_auth, OPT_OPTIONAL},
-			     {"ring-timeout", &c.ring_timeout, OPT_OPTIONAL},
-			     {"hangup-rate", &c.hangup_rate, OPT_OPTIONAL},
-			     {"hangup-wait-ms", &c.hangup_wait, OPT_OPTIONAL},
-			     {"rtp-ports", &c.rtp_ports, OPT_OPTIONAL},
-			     {"rtp-addrs", &c.rtp_addrs, OPT_OPTIONAL},
-			     {"sip-advertise", &c.sip_advertise, OPT_OPTIONAL},
-			     {"rate-limit", &c.rate_limit, OPT_OPTIONAL},
-			     {"webhook-retry-initial-ms", &c.wh_retry, OPT_OPTIONAL},
-			     {"webhook-max-age-s", &c.wh_max_age, OPT_OPTIONAL},
-			     {"webhook-timeout-ms", &c.wh_timeout, OPT_OPTIONAL},
-			     {"webhooks-per-tenant", &c.wh_per_tenant, OPT_OPTIONAL},
-			     {"media-timeout", &c.media_timeout, OPT_OPTIONAL},
-			     {"agent-grace-ms", &c.agent_grace, OPT_OPTIONAL},
-			     {"recordings", &c.recordings, OPT_OPTIONAL}, {0}};
+	struct opt opts[SERVE_OPTIONS_MAX + 1];
+	for (size_t i = 0; i < serve_n_options; i++)
+		opts[i] = (struct opt){serve_options[i].name,
+				       serve_option_slot(&c, &serve_options[i]),
+				       serve_options[i].kind};
+	opts[serve_n_options] = (struct opt){0};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, serve_usage);

@@ -3,8 +3,9 @@
  * serve_config.c (which settles its options) and the fuzz targets that feed them hostile input:
  * the options as given, the typed settings they settle into, and the HTTP route tables.
  *
- * Options come from the command line first, then from the --config file (a JSON object keyed
- * by the long option names, every value a string), then from the defaults. serve_settle()
+ * Options come from the command line first, then from CALLPLANE_* environment variables, then
+ * from the --config file (a JSON object keyed by the long option names; strings, integers,
+ * booleans for flags), then from the defaults. serve_settle()
  * checks every value before anything is opened or started, so a bad value exits 2 with one
  * line saying which option is wrong and what it must be.
  */
@@ -16,19 +17,39 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "args.h"
 #include "core/log.h"
 #include "http/http.h"
 #include "sip/sip.h"
 #include "webhook/webhook.h"
 
-/* The options as given: each NULL until the command line or the config file sets it; the
- * strings belong to argv or to the config file's JSON. */
+/* The options as given: each NULL until the command line, the environment or the config file
+ * sets it; the strings belong to argv, the environment or the config file's JSON. */
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
 		*wh_per_tenant, *media_timeout, *agent_grace, *recordings;
 };
+
+/* One option of serve: its long name (also the config file's key and, in capitals, the
+ * CALLPLANE_ environment variable's), where struct serve_config keeps its text, and whether
+ * it takes a value (args.h). */
+struct serve_option {
+	const char *name;
+	size_t offset;
+	enum opt_kind kind;
+};
+#define SERVE_OPTIONS_MAX 64          /* room for serve_options[] in a fixed array */
+extern const struct serve_option serve_options[];
+extern const size_t serve_n_options;
+
+/* The slot of c that holds o's text. */
+const char **serve_option_slot(struct serve_config *c, const struct serve_option *o);
+/* The option called name (no leading "--"), or NULL. */
+const struct serve_option *serve_option_named(const char *name);
+/* Writes o's environment variable's name ("CALLPLANE_HTTP_THREADS") into buf. */
+void serve_option_env_name(const struct serve_option *o, char *buf, size_t size);
 
 /* The options settled: checked, typed, defaults applied. */
 struct serve_settings {

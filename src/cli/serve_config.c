@@ -1,18 +1,29 @@
 /*
- * serve_config.c - settles the options of `callplane serve`: the command line, then the
+ * serve_config.c - declares the options of `callplane serve` once (serve_options[]) and
+ * settles them: the command line first, then CALLPLANE_* environment variables, then the
  * --config file, then the defaults, each value checked and typed (serve.h).
+ *
+ * One table names every option; the command line, the environment (CALLPLANE_ and the name in
+ * capitals, '-' as '_') and the config file (keyed by the name) all read it, so an option
+ * added to the table exists in all three. A service manager keeps secrets such as the trunk's
+ * credentials in the environment, out of `ps`.
  *
  * Nothing here opens, binds or starts anything, and nothing is printed: a problem comes back
  * as one line for serve.c to print, so a configuration can be checked (and fuzzed) on its own.
- * The config file is any bytes a user wrote: it must be one JSON object whose keys are long
- * option names and whose values are strings; anything else is refused with the key named.
+ * The config file is any bytes a user wrote: it must be one JSON object whose keys are option
+ * names and whose values are strings, integers or (for flags) booleans; anything else is
+ * refused with the key named.
  */
 #include "serve.h"
 #include "cli.h"
 #include "core/util.h"
 #include "webhook/webhook_registry.h"
 
+#include <ctype.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <strings.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,8 +38,103 @@ static int fail(char *why, size_t size, const char *fmt, ...)
 	return -1;
 }
 
-/* Fills options not given on the command line from the JSON config file. */
-static int load_config_file(struct serve_config *c, json_t **holder, char *why, size_t size)
+#define SLOT(field) offsetof(struct serve_config, field)
+
+const struct serve_option serve_options[] = {
+	{"db", SLOT(db), OPT_OPTIONAL}, {"http", SLOT(http), OPT_OPTIONAL},
+	{"sip", SLOT(sip), OPT_OPTIONAL}, {"config", SLOT(config), OPT_OPTIONAL},
+	{"sync", SLOT(sync), OPT_OPTIONAL}, {"http-threads", SLOT(http_threads), OPT_OPTIONAL},
+	{"log-level", SLOT(log_level), OPT_OPTIONAL}, {"trunk", SLOT(trunk), OPT_OPTIONAL},
+	{"trunk-auth", SLOT(trunk_auth), OPT_OPTIONAL},
+	{"ring-timeout", SLOT(ring_timeout), OPT_OPTIONAL},
+	{"hangup-rate", SLOT(hangup_rate), OPT_OPTIONAL},
+	{"hangup-wait-ms", SLOT(hangup_wait), OPT_OPTIONAL},
+	{"rtp-ports", SLOT(rtp_ports), OPT_OPTIONAL}, {"rtp-addrs", SLOT(rtp_addrs), OPT_OPTIONAL},
+	{"sip-advertise", SLOT(sip_advertise), OPT_OPTIONAL},
+	{"rate-limit", SLOT(rate_limit), OPT_OPTIONAL},
+	{"webhook-retry-initial-ms", SLOT(wh_retry), OPT_OPTIONAL},
+	{"webhook-max-age-s", SLOT(wh_max_age), OPT_OPTIONAL},
+	{"webhook-timeout-ms", SLOT(wh_timeout), OPT_OPTIONAL},
+	{"webhooks-per-tenant", SLOT(wh_per_tenant), OPT_OPTIONAL},
+	{"media-timeout", SLOT(media_timeout), OPT_OPTIONAL},
+	{"agent-grace-ms", SLOT(agent_grace), OPT_OPTIONAL},
+	{"recordings", SLOT(recordings), OPT_OPTIONAL},
+};
+const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
+_Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
+	       "SERVE_OPTIONS_MAX");
+
+const char **serve_option_slot(struct serve_config *c, const struct serve_option *o)
+{
+	return (const char **)(void *)((char *)c + o->offset);
+}
+
+const struct serve_option *serve_option_named(const char *name)
+{
+	for (size_t i = 0; i < serve_n_options; i++)
+		if (!strcmp(serve_options[i].name, name))
+			return &serve_options[i];
+	return NULL;
+}
+
+void serve_option_env_name(const struct serve_option *o, char *buf, size_t size)
+{
+	size_t n = (size_t)snprintf(buf, size, "CALLPLANE_%s", o->name);
+	for (size_t i = sizeof "CALLPLANE_" - 1; i < n && i < size; i++)
+		buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+}
+
+/* A flag's value as text ("1" on, NULL off) from what a person writes for yes or no. */
+static int flag_text(const char *s, const char **out)
+{
+	static const char *const on[] = {"1", "true", "yes", "on"};
+	static const char *const off[] = {"0", "false", "no", "off", ""};
+	for (size_t i = 0; i < sizeof on / sizeof on[0]; i++)
+		if (!strcasecmp(s, on[i])) {
+			*out = "1";
+			return 0;
+		}
+	for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+		if (!strcasecmp(s, off[i])) {
+			*out = NULL;
+			return 0;
+		}
+	return -1;
+}
+
+/* Fills options still unset from CALLPLANE_* environment variables (an empty variable counts
+ * as unset for a valued option, so `CALLPLANE_TRUNK=` in a unit file leaves the default). Of
+ * every variable, only the names of options are read; others (CALLPLANE_URL, …) belong to
+ * other commands. seen marks what the environment settled, flags turned off included. */
+static int load_env(struct serve_config *c, bool *seen, char *why, size_t size)
+{
+	for (size_t i = 0; i < serve_n_options; i++) {
+		const struct serve_option *o = &serve_options[i];
+		const char **slot = serve_option_slot(c, o);
+		char name[64];
+		serve_option_env_name(o, name, sizeof name);
+		const char *v = getenv(name);
+		if (*slot || !v)
+			continue;
+		if (o->kind == OPT_FLAG) {
+			if (flag_text(v, slot))
+				return fail(why, size, "%s must be 1/true/yes/on or 0/false/no/off",
+					    name);
+			seen[i] = true;
+		} else if (*v) {
+			*slot = v;
+			seen[i] = true;
+		}
+	}
+	return 0;
+}
+
+/* Fills options still unset (by flags or the environment) from the JSON config file: an
+ * object keyed by long option names whose values are strings, integers (written as
+ * decimal text) or, for flags, booleans. The text of an integer lives in *holder with the
+ * file. */
+static int load_config_file(struct serve_config *c, const bool *seen, json_t **holder,
+			    char *why, size_t size)
 {
 	if (!c->config)
 		return 0;
@@ -39,32 +145,37 @@ static int load_config_file(struct serve_config *c, json_t **holder, char *why, 
 		json_decref(j);
 		return -1;
 	}
-	*holder = j;
-	struct { const char *key; const char **slot; } map[] = {
-		{"db", &c->db}, {"http", &c->http}, {"sip", &c->sip}, {"sync", &c->sync},
-		{"http-threads", &c->http_threads}, {"log-level", &c->log_level},
-		{"trunk", &c->trunk}, {"trunk-auth", &c->trunk_auth},
-		{"ring-timeout", &c->ring_timeout}, {"hangup-rate", &c->hangup_rate},
-		{"hangup-wait-ms", &c->hangup_wait}, {"rtp-ports", &c->rtp_ports},
-		{"rtp-addrs", &c->rtp_addrs}, {"sip-advertise", &c->sip_advertise},
-		{"rate-limit", &c->rate_limit},
-		{"webhook-retry-initial-ms", &c->wh_retry}, {"webhook-max-age-s", &c->wh_max_age},
-		{"webhook-timeout-ms", &c->wh_timeout}, {"webhooks-per-tenant", &c->wh_per_tenant},
-		{"media-timeout", &c->media_timeout}, {"agent-grace-ms", &c->agent_grace},
-		{"recordings", &c->recordings},
-	};
+	json_t *texts = json_array();
+	*holder = json_pack("{s:o, s:o}", "file", j, "texts", texts);
+	if (!*holder)
+		return fail(why, size, "out of memory");
 	const char *k;
 	json_t *v;
 	json_object_foreach(j, k, v) {
-		size_t i;
-		for (i = 0; i < sizeof map / sizeof map[0]; i++)
-			if (!strcmp(k, map[i].key))
-				break;
-		if (i == sizeof map / sizeof map[0] || !json_is_string(v))
-			return fail(why, size, "config %s: unknown key or non-string value \"%s\"",
+		const struct serve_option *o = serve_option_named(k);
+		if (!o || !strcmp(k, "config"))
+			return fail(why, size, "config %s: unknown option \"%s\"", c->config, k);
+		const char **slot = serve_option_slot(c, o);
+		bool taken = *slot || seen[o - serve_options];
+		const char *text = NULL;
+		if (o->kind == OPT_FLAG) {
+			if (!json_is_boolean(v))
+				return fail(why, size, "config %s: \"%s\" must be true or false",
+					    c->config, k);
+			text = json_is_true(v) ? "1" : NULL;
+		} else if (json_is_string(v)) {
+			text = json_string_value(v);
+		} else if (json_is_integer(v)) {
+			json_t *t = json_sprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+			if (!t || json_array_append_new(texts, t))
+				return fail(why, size, "out of memory");
+			text = json_string_value(t);
+		} else {
+			return fail(why, size, "config %s: \"%s\" must be a string or an integer",
 				    c->config, k);
-		if (!*map[i].slot)
-			*map[i].slot = json_string_value(v);
+		}
+		if (!taken)
+			*slot = text;
 	}
 	return 0;
 }
@@ -193,7 +304,8 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 	long long v;
 	memset(s, 0, sizeof *s);
 	*holder = NULL;
-	if (load_config_file(c, holder, why, why_size))
+	bool seen[sizeof serve_options / sizeof serve_options[0]] = {0};
+	if (load_env(c, seen, why, why_size) || load_config_file(c, seen, holder, why, why_size))
 		return -1;
 	if (!c->db) c->db = CLI_DEFAULT_DB;
 	if (!c->http) c->http = "127.0.0.1:8080";

@@ -189,15 +189,17 @@ class Callplane:
         self.exit_codes = []
 
     # ------------------------------------------------------------------ CLI
-    def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT):
+    def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None):
         """Run the CLI; returns (rc, stdout, stderr).  --db is inserted after the
         subcommand words (i.e. before the first argument starting with '-' or, for
-        `key revoke ID`, before the positional id) unless db=False."""
+        `key revoke ID`, before the positional id) unless db=False. env: variables added
+        to the environment."""
         argv = [self.bin] + list(args)
         if db:
             argv = self._with_db(list(args))
         p = subprocess.run(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=timeout)
+                           stderr=subprocess.PIPE, timeout=timeout,
+                           env=dict(os.environ, **env) if env else None)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def _with_db(self, args):

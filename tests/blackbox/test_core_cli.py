@@ -1,7 +1,12 @@
 """Black-box tests of the admin command line (docs/API.md, "Command line")."""
 
+import http.client
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -269,3 +274,77 @@ def test_double_dash_ends_the_options(cp):
     result = cp.cli_raw("key", "revoke", "--db", cp.db, "--", "--db", db=False, timeout=5)
     assert_cli_error(result, 1, "error: no such key: --db")
 
+
+def serve_listens_on(cp, tmp_path, args=(), env=None, config=None):
+    """Starts serve with args, env and config (a dict written to a file); returns the HTTP
+    port its "ready" line reports, after checking it answers there."""
+    argv = [cp.bin, "serve", "--db", str(tmp_path / "serve.db"), "--sip", "none"] + list(args)
+    if config is not None:
+        cfg = tmp_path / "serve.json"
+        cfg.write_text(json.dumps(config))
+        argv += ["--config", str(cfg)]
+    log = open(tmp_path / "serve.log", "w+b")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=log, env=dict(os.environ, **(env or {})))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            log.seek(0)
+            m = re.search(rb'"event":\s*"ready".*?"http":\s*"127\.0\.0\.1:(\d+)"', log.read())
+            if m:
+                port = int(m.group(1))
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/healthz")
+                assert c.getresponse().status == 200
+                c.close()
+                return port
+            time.sleep(0.05)
+        log.seek(0)
+        raise AssertionError("serve never became ready: %r" % log.read()[-2000:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+        log.close()
+
+
+def test_serve_option_precedence_flag_env_file(cp, tmp_path):
+    p_flag, p_env, p_file = free_port(), free_port(), free_port()
+    env = {"CALLPLANE_HTTP": "127.0.0.1:%d" % p_env}
+    config = {"http": "127.0.0.1:%d" % p_file}
+    assert serve_listens_on(cp, tmp_path, config=config) == p_file
+    assert serve_listens_on(cp, tmp_path, env=env, config=config) == p_env
+    assert serve_listens_on(cp, tmp_path, ["--http", "127.0.0.1:%d" % p_flag], env=env,
+                            config=config) == p_flag
+
+
+def test_serve_config_takes_integers(cp, tmp_path):
+    port = free_port()
+    # an integer is the option's value: accepted in range, checked as the flag's text is
+    assert serve_listens_on(cp, tmp_path, ["--http", "127.0.0.1:%d" % port],
+                            config={"http-threads": 2, "rate-limit": 0,
+                                    "webhooks-per-tenant": 5}) == port
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"webhooks-per-tenant": 0}))
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "none",
+                        "--config", str(cfg), timeout=5)
+    assert_cli_error(result, 2, "error: --webhooks-per-tenant must be 1..%d" % 10000)
+
+
+@pytest.mark.parametrize("value,message", [
+    (1.5, 'error: config CFG: "rate-limit" must be a string or an integer'),
+    (True, 'error: config CFG: "rate-limit" must be a string or an integer'),
+    (None, 'error: config CFG: "rate-limit" must be a string or an integer'),
+], ids=["real", "boolean", "null"])
+def test_serve_config_refuses_other_types(cp, tmp_path, value, message):
+    cfg = tmp_path / "serve.json"
+    cfg.write_text(json.dumps({"rate-limit": value}))
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(), "--sip", "none",
+                        "--config", str(cfg), timeout=5)
+    assert_cli_error(result, 2, message.replace("CFG", str(cfg)))
+
+
+def test_serve_bad_value_from_env_fails(cp):
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(), "--sip", "none",
+                        env={"CALLPLANE_SYNC": "bogus"}, timeout=5)
+    assert_cli_error(result, 2, "error: --sync must be full or normal")
