@@ -52,6 +52,7 @@ class Callplane:
         self.sip = free_port(both=True) if sip else None
         self.log = os.path.join(workdir, "server.log")
         cli = lambda *a: json.loads(subprocess.check_output([BIN] + list(a) + ["--db", self.db]))
+        cli("init")
         self.tenant = cli("tenant", "create", "--name", "bench")["id"]
         self.agent = cli("agent", "create", "--tenant", self.tenant, "--name", "bench",
                          "--number", "+15550009999")["id"]

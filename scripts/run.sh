@@ -10,6 +10,7 @@ http=127.0.0.1:8080
 
 if [ ! -e "$db" ]; then
   mkdir -p var
+  "$bin" init --db "$db" >/dev/null
   json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
   tenant=$("$bin" tenant create --name demo --db "$db" | json id)
   agent=$("$bin" agent create --tenant "$tenant" --name demo-agent --number +15550100000 --db "$db" | json id)

@@ -14,7 +14,8 @@
 static const char usage[] =
 	"usage: callplane <command> [options]\n"
 	"commands:\n"
-	"  serve     run the server (HTTP API + SIP engine)\n"
+	"  serve     run the server (HTTP API + SIP engine); creates the database\n"
+	"  init      create the database (or bring it to the current schema)\n"
 	"  tenant    create | list tenants\n"
 	"  agent     create | list | update agents\n"
 	"  key       create | list | revoke API keys\n"
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "serve"))
 		return cli_serve(argc - 2, argv + 2);
+	if (!strcmp(cmd, "init"))
+		return cli_init(argc - 2, argv + 2);
 	if (!strcmp(cmd, "tenant"))
 		return cli_tenant(argc - 2, argv + 2);
 	if (!strcmp(cmd, "agent"))

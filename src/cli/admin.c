@@ -39,6 +39,13 @@ static int mkdir_parents(const char *path)
 struct store *cli_open_store(const char *path, const struct store_options *opt)
 {
 	static const struct store_options admin = {.sync_full = true};
+	struct stat sb;
+	if (!opt && stat(path, &sb) && errno == ENOENT) {
+		/* a mistyped --db would otherwise be a new, empty database that looks valid */
+		fprintf(stderr, "error: no database at %s (`callplane init --db %s` creates one, "
+			"as `callplane serve` does)\n", path, path);
+		return NULL;
+	}
 	if (mkdir_parents(path)) {
 		fprintf(stderr, "error: cannot create the directory of %s: %s\n", path, strerror(errno));
 		return NULL;
@@ -137,6 +144,33 @@ int cli_tenant(int argc, char **argv)
 	}
 	store_close(st);
 	return rc;
+}
+
+/* ---- init ------------------------------------------------------------------------------- */
+
+static const char init_usage[] = "usage: callplane init [--db PATH]\n"
+				 "Creates the database (and its directory) or brings an existing one\n"
+				 "to the current schema. Prints {\"db\": PATH, \"created\": true|false}.\n";
+
+int cli_init(int argc, char **argv)
+{
+	const char *db = NULL;
+	struct opt opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
+	const char *pos[1];
+	int n_pos;
+	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, init_usage);
+	if (ar != ARGS_OK)
+		return ar == ARGS_HELP ? 0 : 2;
+	if (!db)
+		db = CLI_DEFAULT_DB;
+	struct stat sb;
+	bool created = stat(db, &sb) != 0 && errno == ENOENT;
+	static const struct store_options init = {.sync_full = true};
+	struct store *st = cli_open_store(db, &init);
+	if (!st)
+		return 1;
+	store_close(st);
+	return cli_print(json_pack("{s:s, s:b}", "db", db, "created", created));
 }
 
 /* ---- agent ------------------------------------------------------------------------------ */

@@ -14,13 +14,15 @@
 #define CLI_DEFAULT_DB "./var/callplane.db"
 
 int cli_serve(int argc, char **argv);
+int cli_init(int argc, char **argv);
 int cli_tenant(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_webhook(int argc, char **argv);
 
-/* Opens the database at path (creating its directory), or prints an error and returns NULL.
- * opt NULL: the admin commands' defaults. */
+/* Opens the database at path, or prints an error and returns NULL. opt NULL: an admin
+ * command's, which needs the database to exist; otherwise (serve, init) the database and its
+ * directory are created when missing. */
 struct store *cli_open_store(const char *path, const struct store_options *opt);
 /* Prints a JSON value on stdout (and frees it); returns 0. */
 int cli_print(json_t *v);

@@ -197,10 +197,19 @@ class Callplane:
         argv = [self.bin] + list(args)
         if db:
             argv = self._with_db(list(args))
+            if not os.path.exists(self.db) and args and args[0] not in ("serve", "init"):
+                self.init_db()    # admin commands refuse a database that does not exist
         p = subprocess.run(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout,
                            env=dict(os.environ, **env) if env else None)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+    def init_db(self):
+        """`callplane init`: creates the database the admin commands work on."""
+        p = subprocess.run([self.bin, "init", "--db", self.db], cwd=self.dir,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=CLI_TIMEOUT)
+        assert p.returncode == 0, "callplane init exited %s: %r" % (p.returncode, p.stderr)
 
     def _with_db(self, args):
         # command words are the leading non-option words, at most two (e.g. "key revoke")

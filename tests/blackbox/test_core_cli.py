@@ -348,3 +348,25 @@ def test_serve_bad_value_from_env_fails(cp):
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(), "--sip", "none",
                         env={"CALLPLANE_SYNC": "bogus"}, timeout=5)
     assert_cli_error(result, 2, "error: --sync must be full or normal")
+
+
+@pytest.mark.parametrize("args", [["tenant", "list"], ["tenant", "create", "--name", "x"],
+                                  ["agent", "list"], ["key", "list"], ["webhook", "list"]],
+                         ids=lambda a: " ".join(a))
+def test_admin_on_a_missing_database_says_so(cp, tmp_path, args):
+    db = str(tmp_path / "typo" / "callplane.db")
+    result = cp.cli_raw(*(args + ["--db", db]), db=False, timeout=5)
+    assert_cli_error(result, 1, "error: no database at %s (`callplane init --db %s` creates one, "
+                                "as `callplane serve` does)" % (db, db))
+    assert not os.path.exists(str(tmp_path / "typo"))   # nothing was created
+
+
+def test_init_creates_then_keeps_the_database(cp, tmp_path):
+    db = str(tmp_path / "new" / "callplane.db")
+    assert cp.cli_raw("init", "--db", db, db=False, timeout=10)[:2] == (
+        0, json.dumps({"db": db, "created": True}, separators=(",", ":")) + "\n")
+    t = json.loads(cp.cli_raw("tenant", "create", "--name", "x", "--db", db, db=False)[1])["id"]
+    assert cp.cli_raw("init", "--db", db, db=False, timeout=10)[:2] == (
+        0, json.dumps({"db": db, "created": False}, separators=(",", ":")) + "\n")
+    listed = json.loads(cp.cli_raw("tenant", "list", "--db", db, db=False)[1])["data"]
+    assert [x["id"] for x in listed] == [t]
