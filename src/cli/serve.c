@@ -36,8 +36,12 @@
 #include "store/store.h"
 #include "webhook/webhook.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char serve_usage[] =
 	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
@@ -121,6 +125,55 @@ const struct route *const serve_route_tables[] = {
 };
 const size_t serve_n_route_tables = sizeof serve_route_tables / sizeof serve_route_tables[0];
 
+/* For SIP bound on every address (0.0.0.0 or ::) without --sip-advertise: the address of the
+ * interface the kernel routes outgoing packets from (a UDP socket connected to a documentation
+ * address, RFC 5737 / RFC 3849: connect() sends nothing), written into sc->advertise. A far end
+ * must be told an address it can reach in Contact and SDP; 127.0.0.1 would silently break every
+ * call from another host. 0 when there is nothing to choose or it is chosen; -1 (printed) when
+ * there is no route to choose from. */
+static int choose_advertise(struct sip_config *sc)
+{
+	bool v6 = !strcmp(sc->host, "::");
+	if (sc->advertise[0] || (strcmp(sc->host, "0.0.0.0") && !v6))
+		return 0;
+	struct sockaddr_storage dst = {0}, src;
+	socklen_t len = sizeof src;
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&dst;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(9);
+		inet_pton(AF_INET6, "2001:db8::1", &a->sin6_addr);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&dst;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(9);
+		inet_pton(AF_INET, "192.0.2.1", &a->sin_addr);
+	}
+	int fd = socket(dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int ok = fd >= 0 &&
+		 connect(fd, (struct sockaddr *)&dst, v6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in)) == 0 &&
+		 getsockname(fd, (struct sockaddr *)&src, &len) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (ok)
+		ok = inet_ntop(src.ss_family,
+			       v6 ? (void *)&((struct sockaddr_in6 *)&src)->sin6_addr
+				  : (void *)&((struct sockaddr_in *)&src)->sin_addr,
+			       sc->advertise, sizeof sc->advertise) != NULL;
+	if (!ok) {
+		sc->advertise[0] = '\0';
+		fprintf(stderr, "error: --sip %s:%d listens on every address, and this host has no "
+			"route out to take an address from for Contact and SDP: give --sip-advertise IP\n",
+			v6 ? "[::]" : sc->host, sc->port);
+		return -1;
+	}
+	log_json(LOG_INFO, "sip_advertise_chosen", json_pack("{s:s, s:s}", "address", sc->advertise,
+							     "why", "--sip binds every address; "
+							     "--sip-advertise sets it"));
+	return 0;
+}
+
 /* A transition's outbox event committed: wake whoever delivers events. */
 static void on_event(void *arg)
 {
@@ -154,6 +207,8 @@ int cli_serve(int argc, char **argv)
 	log_set_level(set.log_level);
 	if (!set.with_sip && recorder_repair(set.recordings) < 0)  /* no engine: served, never written */
 		log_msg(LOG_WARN, "recorder", "cannot read %s", set.recordings);
+	if (set.with_sip && choose_advertise(&set.sip))
+		goto out_cfg;
 	rlim_t fd_limit = raise_fd_limit();
 	if (set.with_sip)
 		fit_calls_to_fd_limit(&set.sip, fd_limit);

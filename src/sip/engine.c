@@ -569,9 +569,8 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	eng->svc = svc;
 	eng->left = left;
 	eng->n_left = n_left;
-	if (!eng->cfg.advertise[0])
-		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s",
-			 strcmp(cfg->host, "0.0.0.0") ? cfg->host : "127.0.0.1");
+	if (!eng->cfg.advertise[0])   /* serve chooses one for a wildcard host */
+		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s", cfg->host);
 	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
 	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
 		 eng->cfg.advertise, cfg->port);

@@ -189,16 +189,18 @@ class Callplane:
         self.exit_codes = []
 
     # ------------------------------------------------------------------ CLI
-    def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None):
+    def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None, unshare=False):
         """Run the CLI; returns (rc, stdout, stderr).  --db is inserted after the
         subcommand words (i.e. before the first argument starting with '-' or, for
         `key revoke ID`, before the positional id) unless db=False. env: variables added
-        to the environment."""
+        to the environment. unshare: in a network namespace of its own (root)."""
         argv = [self.bin] + list(args)
         if db:
             argv = self._with_db(list(args))
             if not os.path.exists(self.db) and args and args[0] not in ("serve", "init"):
                 self.init_db()    # admin commands refuse a database that does not exist
+        if unshare:
+            argv = ["unshare", "--net"] + argv
         p = subprocess.run(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout,
                            env=dict(os.environ, **env) if env else None)

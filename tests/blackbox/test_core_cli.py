@@ -5,11 +5,13 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
 import pytest
 
+from sipp_peer import free_port as sip_free_port
 from cp import (assert_cli_error, assert_recent, free_port, is_ts, is_uuid,
                 random_uuid)
 
@@ -275,10 +277,13 @@ def test_double_dash_ends_the_options(cp):
     assert_cli_error(result, 1, "error: no such key: --db")
 
 
-def serve_listens_on(cp, tmp_path, args=(), env=None, config=None):
+def serve_listens_on(cp, tmp_path, args=(), env=None, config=None, log_lines=None):
     """Starts serve with args, env and config (a dict written to a file); returns the HTTP
-    port its "ready" line reports, after checking it answers there."""
-    argv = [cp.bin, "serve", "--db", str(tmp_path / "serve.db"), "--sip", "none"] + list(args)
+    port its "ready" line reports, after checking it answers there. log_lines (a list)
+    receives the server's log lines up to then."""
+    if "--sip" not in args:
+        args = ["--sip", "none"] + list(args)
+    argv = [cp.bin, "serve", "--db", str(tmp_path / "serve.db")] + list(args)
     if config is not None:
         cfg = tmp_path / "serve.json"
         cfg.write_text(json.dumps(config))
@@ -290,8 +295,11 @@ def serve_listens_on(cp, tmp_path, args=(), env=None, config=None):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
             log.seek(0)
-            m = re.search(rb'"event":\s*"ready".*?"http":\s*"127\.0\.0\.1:(\d+)"', log.read())
+            text = log.read()
+            m = re.search(rb'"event":\s*"ready".*?"http":\s*"127\.0\.0\.1:(\d+)"', text)
             if m:
+                if log_lines is not None:
+                    log_lines += text.decode("utf-8", "replace").splitlines()
                 port = int(m.group(1))
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 c.request("GET", "/healthz")
@@ -370,3 +378,33 @@ def test_init_creates_then_keeps_the_database(cp, tmp_path):
         0, json.dumps({"db": db, "created": False}, separators=(",", ":")) + "\n")
     listed = json.loads(cp.cli_raw("tenant", "list", "--db", db, db=False)[1])["data"]
     assert [x["id"] for x in listed] == [t]
+
+
+def outgoing_address():
+    """The address the kernel sends from towards TEST-NET-1 (nothing is sent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.1", 9))
+        return s.getsockname()[0]
+    finally:
+        s.close()
+
+
+def test_sip_on_every_address_advertises_the_outgoing_one(cp, tmp_path):
+    lines = []
+    serve_listens_on(cp, tmp_path, ["--sip", "0.0.0.0:%d" % sip_free_port(udp=True, tcp=True),
+                                    "--http", "127.0.0.1:%d" % sip_free_port(udp=False, tcp=True)],
+                     log_lines=lines)
+    chosen = [json.loads(ln) for ln in lines if '"sip_advertise_chosen"' in ln]
+    assert [c["address"] for c in chosen] == [outgoing_address()]
+    assert outgoing_address() != "127.0.0.1"
+
+
+def test_sip_on_every_address_without_a_route_refuses_to_start(cp):
+    # a network namespace of our own: only a loopback interface, no route out
+    port = sip_free_port(udp=True, tcp=True)
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:1", "--sip", "0.0.0.0:%d" % port,
+                        timeout=10, unshare=True)
+    assert_cli_error(result, 2, "error: --sip 0.0.0.0:%d listens on every address, and this host "
+                                "has no route out to take an address from for Contact and SDP: "
+                                "give --sip-advertise IP" % port)
