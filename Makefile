@@ -37,7 +37,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # concatenated literals on purpose
 FUZZ_WARN := -Wno-string-concatenation
 
-.PHONY: all asan unit blackbox check run deps deps-test deps-bench bench clean \
+.PHONY: all asan unit blackbox check run deps deps-run deps-test deps-bench bench clean \
 	compile_commands.json fuzz fuzz-build deps-fuzz
 
 all: build/callplane
@@ -95,6 +95,9 @@ fuzz: deps-fuzz
 deps:
 	@scripts/deps.sh build
 
+deps-run:
+	@scripts/deps.sh run
+
 deps-test:
 	@scripts/deps.sh test
 
@@ -105,7 +108,7 @@ deps-fuzz:
 	@scripts/deps.sh fuzz
 
 # The two set-up commands of the README.
-run: deps
+run: deps-run
 	@$(MAKE) --no-print-directory build/callplane
 	@scripts/run.sh
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|test|bench|fuzz`.
+# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|run|test|bench|fuzz`.
 # Runs `apt-get update` once, and only when something is missing. Needs root (or sudo).
 set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev libespeak-ng-dev libspeexdsp-dev
        libsndfile1-dev)
+# make run: its scripts read JSON with python3, its demo far end is baresip
+run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)
@@ -13,10 +15,11 @@ bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
+  run)   want=("${run[@]}") ;;
   test)  want=("${test[@]}") ;;
   bench) want=("${bench[@]}") ;;
   fuzz)  want=("${fuzz[@]}") ;;
-  *) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
+  *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 # tools the black-box tests run as a client would (the seeds' curl and fetch() examples):
