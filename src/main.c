@@ -20,6 +20,7 @@ static const char usage[] =
 	"  agent     create | list | update agents\n"
 	"  key       create | list | revoke API keys\n"
 	"  webhook   create | list | delete webhooks; deliveries | replay\n"
+	"  calls     list | get | end | end-all | tail: a running server's calls, over its API\n"
 	"Every command takes --help.\n";
 
 int main(int argc, char **argv)
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
 		return cli_agent(argc - 2, argv + 2);
 	if (!strcmp(cmd, "key"))
 		return cli_key(argc - 2, argv + 2);
+	if (!strcmp(cmd, "calls"))
+		return cli_calls(argc - 2, argv + 2);
 	if (!strcmp(cmd, "webhook"))
 		return cli_webhook(argc - 2, argv + 2);
 	fprintf(stderr, "error: unknown command '%s'\n%s", cmd, usage);

@@ -19,6 +19,7 @@ int cli_tenant(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_key(int argc, char **argv);
 int cli_webhook(int argc, char **argv);
+int cli_calls(int argc, char **argv);
 
 /* Opens the database at path, or prints an error and returns NULL. opt NULL: an admin
  * command's, which needs the database to exist; otherwise (serve, init) the database and its
