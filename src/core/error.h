@@ -22,6 +22,7 @@ enum cp_err {
 	CP_ERR_IDEMPOTENCY,     /* 409 idempotency_conflict */
 	CP_ERR_LIMIT,           /* 409 limit_reached (the tenant holds the most it may) */
 	CP_ERR_TOO_LARGE,       /* 413 payload_too_large */
+	CP_ERR_URI_TOO_LONG,    /* 414 uri_too_long (more query parameters than any route reads) */
 	CP_ERR_RANGE,           /* 416 range_not_satisfiable */
 	CP_ERR_RATE_LIMITED,    /* 429 rate_limited */
 	CP_ERR_INTERNAL,        /* 500 internal */

@@ -136,3 +136,52 @@ bool cp_parse_int(const char *s, long long min, long long max, long long *out)
 	*out = v;
 	return true;
 }
+
+/* The length of the well-formed UTF-8 sequence at s, or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned c = s[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	unsigned lo = 0x80, hi = 0xbf;      /* the second byte's range (RFC 3629, section 4) */
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;                  /* no overlong form */
+		else if (c == 0xed)
+			hi = 0x9f;                  /* no surrogate */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;                  /* nothing above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+size_t cp_utf8_scrub(char *s)
+{
+	size_t bad = 0;
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n) {
+			p += n;
+		} else {
+			*p++ = '?';
+			bad++;
+		}
+	}
+	return bad;
+}

@@ -32,4 +32,9 @@ bool cp_is_e164(const char *s);                       /* "+" and 2..15 digits */
 /* Parses a decimal integer in [min, max]; the whole string must be the number. */
 bool cp_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* Replaces, in place, every byte of s that is not part of a well-formed UTF-8 sequence
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF) with '?', so the text can
+ * go into JSON. Returns the number of bytes replaced. */
+size_t cp_utf8_scrub(char *s);
+
 #endif

@@ -69,6 +69,19 @@ void http_dispatch(struct http_request *r)
 		http_reply_fail(r, CP_ERR_UNAVAILABLE, "shutting down");
 		return;
 	}
+	if (r->bad_framing) {
+		/* what follows the body this server read may be another request to a proxy that
+		 * read another length: close after the answer */
+		http_add_header(r, "Connection", "close");
+		http_reply_fail(r, CP_ERR_INVALID, "the body's length is ambiguous: conflicting "
+			       "Content-Length headers, or Content-Length with Transfer-Encoding");
+		return;
+	}
+	if (r->too_many_args) {
+		http_reply_fail(r, CP_ERR_URI_TOO_LONG, "more than %d query parameters",
+				HTTP_MAX_QUERY_ARGS);
+		return;
+	}
 	if (r->too_large) {
 		http_reply_fail(r, CP_ERR_TOO_LARGE, "request body exceeds %d bytes", HTTP_MAX_BODY);
 		return;

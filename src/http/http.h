@@ -26,6 +26,9 @@
 #define HTTP_IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
 #define HTTP_MAX_BODY (64 * 1024)
 #define HTTP_MAX_PARAMS 4
+/* Query parameters a request may carry; more is answered 414 (no route reads more than a few,
+ * and libmicrohttpd 0.9.75 stops answering when they fill its per-connection pool). */
+#define HTTP_MAX_QUERY_ARGS 64
 
 struct http_request;
 struct http_server;

@@ -71,6 +71,8 @@ struct http_request {
 	size_t body_len;
 	bool too_large;
 	size_t discarded;            /* bytes of an oversized body read and dropped */
+	bool too_many_args;          /* more than HTTP_MAX_QUERY_ARGS: answered 414 */
+	bool bad_framing;            /* conflicting Content-Length, or it with Transfer-Encoding */
 
 	const struct route *route;
 	const struct http_dialect *path_dialect;  /* no route: the dialect owning the path */

@@ -161,6 +161,10 @@ const struct http_dialect *http_dialect_of(struct http_request *r)
 
 void http_reply_error(struct http_request *r, const struct cp_error *e)
 {
+	/* a message may quote what the client sent, which need not be UTF-8; JSON must be */
+	struct cp_error clean = *e;
+	cp_utf8_scrub(clean.message);
+	e = &clean;
 	unsigned status = cp_err_status(e->code);
 	json_t *body = http_dialect_of(r)->render_error(e, &status);
 	http_reply_json(r, status, body);

@@ -12,6 +12,17 @@
  * A response is never queued on the first call when a body may follow: MHD would then close
  * the connection.
  *
+ * Before the first call, on_uri() sees the request line. A query of more than
+ * HTTP_MAX_QUERY_ARGS parameters is answered 414 by dispatch: libmicrohttpd 0.9.75 stores each
+ * parameter in the connection's fixed pool, and when they do not fit it queues a 431 and then
+ * overwrites its own state and waits for the client until the connection times out (60 s), a
+ * cheap way to hold descriptors. on_uri() therefore joins such a query into one parameter
+ * before MHD parses it (MHD hands the callback its own request-line buffer, which it is about
+ * to cut up itself) and marks the request. A request whose body length is ambiguous (two
+ * different Content-Length headers, or one with Transfer-Encoding) is answered 400 and the
+ * connection closed: behind a proxy that reads the other length, the rest would be a second,
+ * smuggled request.
+ *
  * Stopping is in two steps: http_server_quiesce() makes new requests 503 at once;
  * http_server_stop() then waits (bounded) for the requests in flight, ends the streams
  * (stream.c) and stops MHD.
@@ -26,9 +37,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define HTTP_MAX_DISCARD (16u * 1024 * 1024)
+
+/* *con_cls before the first call of a request whose query on_uri() joined */
+static char too_many_args_mark;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	(void)cls;
+	(void)conn;
+	char *q = strchr(uri, '?');
+	if (!q)
+		return NULL;
+	size_t n = 1;
+	for (const char *p = q + 1; *p; p++)
+		n += *p == '&';
+	if (n <= HTTP_MAX_QUERY_ARGS)
+		return NULL;
+	for (char *p = q + 1; *p; p++)   /* MHD's own buffer: see the top of this file */
+		if (*p == '&')
+			*p = ';';
+	return &too_many_args_mark;
+}
+
+struct framing {
+	int n_length, n_encoding;
+	const char *length;
+	bool conflict;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	struct framing *f = cls;
+	(void)kind;
+	if (!strcasecmp(key, "Content-Length")) {
+		if (f->n_length++ && strcmp(f->length, value ? value : ""))
+			f->conflict = true;
+		f->length = value ? value : "";
+	} else if (!strcasecmp(key, "Transfer-Encoding")) {
+		f->n_encoding++;
+	}
+	return MHD_YES;
+}
+
+/* Whether the headers leave the body's length in doubt (RFC 9112, 6.3). */
+static bool ambiguous_framing(struct MHD_Connection *conn)
+{
+	struct framing f = {0};
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+	return f.conflict || (f.n_length && f.n_encoding);
+}
 
 /* Hands the stored reply to MHD and logs the request. */
 static enum MHD_Result queue_reply(struct http_request *r)
@@ -67,10 +129,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct http_request *r = *con_cls;
 	(void)version;
 
-	if (!r) {
+	if (!r || *con_cls == &too_many_args_mark) {
 		r = http_request_new(srv, conn, method, url);
 		if (!r)
 			return MHD_NO;
+		r->too_many_args = *con_cls == &too_many_args_mark;
+		r->bad_framing = ambiguous_framing(conn);
 		*con_cls = r;
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		long long announced;
@@ -134,7 +198,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	struct http_request *r = *con_cls;
-	if (r) {
+	if (r && *con_cls != &too_many_args_mark) {
 		if (r->stream)    /* never handed to MHD (the client left first) */
 			http_stream_free(r->stream);
 		http_request_free(r);
@@ -205,6 +269,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_UNESCAPE_CALLBACK, http_no_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!srv->d) {

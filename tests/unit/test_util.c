@@ -469,6 +469,28 @@ static void test_args_help(void **state)
 	assert_int_equal(args_parse(2, a4, opts, NULL, 0, &n_pos, USAGE), ARGS_HELP);
 }
 
+static void test_utf8_scrub(void **state)
+{
+	(void)state;
+	struct { const char *in, *out; size_t bad; } cases[] = {
+		{"plain ascii", "plain ascii", 0},
+		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e", 0},
+		{"status \"\xff\"", "status \"?\"", 1},
+		{"\xc0\xaf", "??", 2},                       /* overlong '/' */
+		{"\xe0\x80\xaf", "???", 3},                  /* overlong, 3 bytes */
+		{"\xed\xa0\x80", "???", 3},                  /* a surrogate, U+D800 */
+		{"\xf4\x90\x80\x80", "????", 4},            /* above U+10FFFF */
+		{"cut \xe2\x82", "cut ??", 2},                /* a sequence cut short at the end */
+		{"\x80x", "?x", 1},                            /* a lone continuation byte */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char buf[64];
+		snprintf(buf, sizeof buf, "%s", cases[i].in);
+		assert_int_equal(cp_utf8_scrub(buf), cases[i].bad);
+		assert_string_equal(buf, cases[i].out);
+	}
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -493,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_args_errors),
 		cmocka_unit_test(test_args_flags),
 		cmocka_unit_test(test_args_help),
+		cmocka_unit_test(test_utf8_scrub),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
