@@ -605,7 +605,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	app.calls = svc;
 	app.webhooks_per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
 	app.store = st;
-	app.events = event_hub_create(st);
+	app.events = event_hub_create(st, 10);
 	must(app.events != NULL, "event_hub_create");
 	call_service_on_event(svc, on_event, &app);
 	must(call_service_start(svc) == 0, "call_service_start");

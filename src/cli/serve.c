@@ -52,6 +52,7 @@ static const char serve_usage[] =
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
 	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS] [--recordings DIR]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
+	"       [--events-per-key N] (GET /v1/events streams one key may hold; default 10)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
@@ -237,7 +238,7 @@ int cli_serve(int argc, char **argv)
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
 	struct webhook_worker *hooks = webhook_worker_start(st, &set.webhooks);
-	app.events = event_hub_create(st);
+	app.events = event_hub_create(st, set.events_per_key);
 	if (!hooks || !app.events)
 		goto out_svc;
 	call_service_on_event(svc, on_event, &app);

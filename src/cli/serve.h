@@ -29,7 +29,7 @@ struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
-		*wh_per_tenant, *media_timeout, *agent_grace, *recordings;
+		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the
@@ -61,6 +61,7 @@ struct serve_settings {
 	enum log_level log_level;
 	struct webhook_config webhooks;
 	int webhooks_per_tenant;         /* webhooks one tenant may register */
+	int events_per_key;              /* GET /v1/events streams one key may hold */
 	char recordings[PATH_MAX];       /* where recordings live */
 	bool with_sip;                   /* false for --sip none: sip is then unset */
 	struct sip_config sip;

@@ -59,6 +59,7 @@ const struct serve_option serve_options[] = {
 	{"media-timeout", SLOT(media_timeout), OPT_OPTIONAL},
 	{"agent-grace-ms", SLOT(agent_grace), OPT_OPTIONAL},
 	{"recordings", SLOT(recordings), OPT_OPTIONAL},
+	{"events-per-key", SLOT(events_per_key), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -344,6 +345,12 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 		if (!cp_parse_int(c->wh_timeout, 100, 600000, &v))
 			return fail(why, why_size, "--webhook-timeout-ms must be 100..600000");
 		s->webhooks.timeout_ms = (int)v;
+	}
+	s->events_per_key = 10;
+	if (c->events_per_key) {
+		if (!cp_parse_int(c->events_per_key, 1, 1000, &v))
+			return fail(why, why_size, "--events-per-key must be 1..1000");
+		s->events_per_key = (int)v;
 	}
 	s->webhooks_per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
 	if (c->wh_per_tenant) {

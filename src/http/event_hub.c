@@ -10,6 +10,12 @@
  * streams; a client that has sent nothing for HEARTBEAT_S sends a comment line instead, which
  * keeps proxies from closing an idle connection and lets a write notice a client gone away.
  *
+ * A key may hold at most max_per_key streams at once: each stream costs a descriptor and a
+ * store read per wake, and one key's forgotten tabs must not take what the API needs. A client
+ * is listed (and counted) before its stream exists, so two opens at once cannot both take the
+ * last place; a stream whose client has already hung up is not counted, so a client that
+ * reconnects at once is not refused for the stream it just left.
+ *
  * hub->mu guards the list of clients (their links and stream pointers) and the ticker's stop;
  * the rest of a client is touched only by its stream's read and done callbacks, which MHD never
  * runs at once.
@@ -17,6 +23,7 @@
 #include "event_hub.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "auth/auth.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,6 +41,7 @@ struct sse_client {
 	struct event_hub *hub;
 	struct http_stream *stream;
 	struct scope scope;
+	char key_id[CP_UUID_LEN + 1];
 	int64_t last_seq;
 	bool listed;                 /* in hub->clients */
 	char *buf;                   /* formatted, not yet sent */
@@ -46,6 +54,7 @@ struct event_hub {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct sse_client *clients;
+	int max_per_key;
 	bool stopping;
 	pthread_t ticker;
 };
@@ -84,12 +93,13 @@ static void *ticker_main(void *arg)
 	return NULL;
 }
 
-struct event_hub *event_hub_create(struct store *st)
+struct event_hub *event_hub_create(struct store *st, int max_per_key)
 {
 	struct event_hub *hub = calloc(1, sizeof *hub);
 	if (!hub)
 		return NULL;
 	hub->st = st;
+	hub->max_per_key = max_per_key;
 	pthread_mutex_init(&hub->mu, NULL);
 	pthread_cond_init(&hub->cv, NULL);
 	if (pthread_create(&hub->ticker, NULL, ticker_main, hub)) {
@@ -176,7 +186,7 @@ static void client_done(void *cls)
 	free(c);
 }
 
-void event_hub_open(struct event_hub *hub, struct http_request *r, const struct scope *scope,
+void event_hub_open(struct event_hub *hub, struct http_request *r, const struct principal *who,
 		    int64_t after)
 {
 	int64_t start = after;
@@ -194,24 +204,38 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 		return;
 	}
 	c->hub = hub;
-	c->scope = *scope;
+	c->scope = who->scope;
+	snprintf(c->key_id, sizeof c->key_id, "%s", who->key.id);
 	c->last_seq = start;
-	/* an opening comment tells the client the stream is live before any event arrives */
-	c->buf = strdup(": callplane events\n\n");
-	c->len = c->buf ? strlen(c->buf) : 0;
-	c->last_write_us = cp_mono_us();
-	/* The response is handed to MHD only after the handler returns, on this thread, so
-	 * client_done cannot run before the client is listed below. */
-	struct http_stream *s = http_reply_stream(r, "text/event-stream", client_read,
-						  client_done, c);
-	if (!s)
-		return;   /* client_done freed c */
 	pthread_mutex_lock(&hub->mu);
-	c->stream = s;
+	int open = 0;
+	for (struct sse_client *o = hub->clients; o; o = o->next)    /* one gone is not counted */
+		open += !strcmp(o->key_id, c->key_id) &&
+			!(o->stream && http_stream_client_gone(o->stream));
+	if (open >= hub->max_per_key) {
+		pthread_mutex_unlock(&hub->mu);
+		free(c);
+		http_reply_fail(r, CP_ERR_RATE_LIMITED, "this key has %d event streams open, the most "
+				"it may have (--events-per-key)", open);
+		return;
+	}
 	c->listed = true;
 	c->next = hub->clients;
 	if (c->next)
 		c->next->prev = c;
 	hub->clients = c;
+	pthread_mutex_unlock(&hub->mu);
+	/* an opening comment tells the client the stream is live before any event arrives */
+	c->buf = strdup(": callplane events\n\n");
+	c->len = c->buf ? strlen(c->buf) : 0;
+	c->last_write_us = cp_mono_us();
+	/* The response is handed to MHD only after the handler returns, on this thread, so
+	 * client_done cannot run before the stream is set below. */
+	struct http_stream *s = http_reply_stream(r, "text/event-stream", client_read,
+						  client_done, c);
+	if (!s)
+		return;   /* client_done unlisted and freed c */
+	pthread_mutex_lock(&hub->mu);
+	c->stream = s;
 	pthread_mutex_unlock(&hub->mu);
 }

@@ -22,8 +22,8 @@
 struct event_hub;
 
 /* Starts the hub and its ticker thread; NULL when out of memory or threads. The store must
- * outlive the hub. */
-struct event_hub *event_hub_create(struct store *st);
+ * outlive the hub. A key may hold at most max_per_key streams at once (more: 429). */
+struct event_hub *event_hub_create(struct store *st, int max_per_key);
 /* Stops the ticker and frees the hub. After the HTTP server has stopped: a stream's end
  * still unlists it from the hub. NULL is a no-op. */
 void event_hub_destroy(struct event_hub *hub);
@@ -31,9 +31,11 @@ void event_hub_destroy(struct event_hub *hub);
  * NULL is a no-op. */
 void event_hub_wake(void *hub);
 
-/* Replies to r with a stream of the events visible to scope, from the one after sequence
- * number "after" (EVENT_HUB_FROM_NOW: from the next one committed), or with an error. */
-void event_hub_open(struct event_hub *hub, struct http_request *r, const struct scope *scope,
+/* Replies to r with a stream of the events visible to who's scope, from the one after
+ * sequence number "after" (EVENT_HUB_FROM_NOW: from the next one committed), or with an error
+ * (429 when who's key holds max_per_key streams already). */
+struct principal;
+void event_hub_open(struct event_hub *hub, struct http_request *r, const struct principal *who,
 		    int64_t after);
 
 #endif

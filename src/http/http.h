@@ -117,6 +117,9 @@ struct http_stream *http_reply_stream(struct http_request *r, const char *conten
 				      void *cls);
 /* Any thread: there may be more to read. */
 void http_stream_wake(struct http_stream *s);
+/* Whether the client of s has closed its side or the connection broke (the stream ends at its
+ * next read). Any thread, while s exists (its done callback has not returned). */
+bool http_stream_client_gone(struct http_stream *s);
 
 /* Parses a JSON object body. Empty body -> *out = NULL and true when allow_empty. On failure
  * fills err (CP_ERR_INVALID) and returns false. */

@@ -26,7 +26,7 @@ static void stream_events(struct http_request *r)
 		http_reply_fail(r, CP_ERR_INVALID, "Last-Event-ID must be an event id from this stream");
 		return;
 	}
-	event_hub_open(hub, r, &http_principal(r)->scope, last ? seq : EVENT_HUB_FROM_NOW);
+	event_hub_open(hub, r, http_principal(r), last ? seq : EVENT_HUB_FROM_NOW);
 }
 
 const struct route event_routes[] = {

@@ -7,6 +7,11 @@
  * parked connection, or, when read is running at that moment, leaves a wake_pending mark
  * that stops the park, so data that arrives during a read is never left unsent.
  *
+ * A parked connection is not polled, so MHD would notice a client that went away only when it
+ * next writes (an event, or the owner's keepalive, seconds later). Every read therefore first
+ * asks the socket whether the client hung up, and ends the stream if so: an owner that wakes
+ * its streams every second (the event hub's ticker) frees a closed one within about a second.
+ *
  * The server lists its open streams (srv->streams, under srv->mu) so that a stop can end them:
  * closing makes the next read end the stream, and a parked connection must be resumed first,
  * since MHD cannot stop with a connection suspended. A stream is freed by MHD with its
@@ -15,7 +20,25 @@
  */
 #include "http_internal.h"
 
+#include <poll.h>
 #include <stdlib.h>
+
+/* Whether the client closed its side (or the connection broke): a stream only writes, so
+ * anything readable is an end. */
+static bool client_gone(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci)
+		return false;
+	struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+bool http_stream_client_gone(struct http_stream *s)
+{
+	return client_gone(s->conn);
+}
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -25,7 +48,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	s->wake_pending = false;
 	bool closing = s->closing;
 	pthread_mutex_unlock(&s->mu);
-	if (closing)
+	if (closing || client_gone(s->conn))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	long n = s->read(s->cls, buf, max);
 	if (n < 0)

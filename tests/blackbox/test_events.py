@@ -458,3 +458,42 @@ def test_sigterm_with_open_streams_is_graceful(cp, streams):
     assert took < 5, "shutdown with open event streams took %.1f s" % took
     for s in (s1, s2):
         assert s.wait_closed(3), "the server exited but the stream is still open"
+
+
+def test_streams_per_key_capped_and_a_closed_one_freed_promptly(cp):
+    """--events-per-key N: a key's N+1st stream is refused 429 while N are open; a stream whose
+    client closed is noticed within about a second (not at the next 15 s keepalive), and its
+    place is free again."""
+    cp.setup_world()
+    cp.start(extra_args=["--events-per-key", "2"])
+    a = SseReader(cp.port, key=cp.key)
+    b = SseReader(cp.port, key=cp.key)
+    a.open()
+    b.open()
+    assert (a.status, b.status) == (200, 200)
+    c = SseReader(cp.port, key=cp.key)
+    c.open()
+    assert c.status == 429, (c.status, c.head_raw)
+    assert json.loads(c.read_body()) == {"error": {"code": "rate_limited", "message": (
+        "this key has 2 event streams open, the most it may have (--events-per-key)")}}
+    c.close()
+    # another key of the tenant has its own places
+    _kid, other = cp.key_create(cp.tenant)
+    d = SseReader(cp.port, key=other)
+    d.open()
+    assert d.status == 200
+    a.close()
+
+    def reopened():
+        e = SseReader(cp.port, key=cp.key)
+        e.open()
+        if e.status == 200:
+            return e
+        e.close()
+        return None
+    t0 = time.monotonic()
+    e = wait_for(reopened, 5, interval=0.2)
+    assert e, "the closed stream still held its place 5 s later"
+    assert time.monotonic() - t0 < 5
+    for s in (b, d, e):
+        s.close()
