@@ -38,7 +38,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 FUZZ_WARN := -Wno-string-concatenation
 
 .PHONY: all asan unit blackbox check run deps deps-run deps-test deps-bench bench clean \
-	compile_commands.json fuzz fuzz-build deps-fuzz
+	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi
 
 all: build/callplane
 
@@ -116,6 +116,10 @@ run: deps-run
 blackbox: build/asan/callplane
 	@. scripts/sanitizer-env.sh && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox \
 		$(if $(K),-k '$(subst ','\'',$(K))')
+
+# docs/openapi.json through Redocly CLI (npm, scripts/lint/); make check runs it too.
+lint-openapi:
+	@scripts/lint-openapi.sh
 
 check: deps-test
 	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build T=

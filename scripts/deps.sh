@@ -27,6 +27,8 @@ esac
 if [ "${1:-build}" = test ]; then
   command -v curl >/dev/null 2>&1 || want+=(curl)
   command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
+  # npm installs the lint of docs/openapi.json from its lock file (scripts/lint-openapi.sh)
+  command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 # the bridged-call benchmark's echo agent: node, and npm to install its lock file
 if [ "${1:-build}" = bench ]; then
