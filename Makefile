@@ -18,8 +18,12 @@ OPT      := -O2
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 SRC      := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c src/*/*/*.c))
-OBJ      := $(SRC:src/%.c=build/obj/%.o)
-ASAN_OBJ := $(SRC:src/%.c=build/asan/obj/%.o)
+# C written from the tree at build time, compiled like src/ into every build: docs/openapi.json
+# as an array (scripts/embed.sh) that GET /openapi.json serves (src/http/routes_openapi.c), so
+# a change to the document rebuilds the binary that embeds it
+GEN      := openapi_json
+OBJ      := $(SRC:src/%.c=build/obj/%.o) $(GEN:%=build/obj/gen/%.o)
+ASAN_OBJ := $(SRC:src/%.c=build/asan/obj/%.o) $(GEN:%=build/asan/obj/gen/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 
@@ -28,7 +32,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 # replays each target's corpus (fuzz/corpus/<target>/), so a crash once found stays fixed.
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-FUZZ_OBJ := $(SRC:src/%.c=build/fuzz/obj/%.o)
+FUZZ_OBJ := $(SRC:src/%.c=build/fuzz/obj/%.o) $(GEN:%=build/fuzz/obj/gen/%.o)
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 # The objects are built by a pattern rule for pattern-rule targets, which makes them
 # intermediate: kept, so a new or changed target does not rebuild all of them
@@ -49,6 +53,14 @@ build/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(OPT) $(PKG_CFLAGS) -c -o $@ $<
 
+build/gen/openapi_json.c: docs/openapi.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh openapi_json $< >$@.tmp && mv $@.tmp $@
+
+build/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(OPT) -c -o $@ $<
+
 asan: build/asan/callplane
 
 build/asan/callplane: $(ASAN_OBJ) build/asan/obj/main.o
@@ -57,6 +69,10 @@ build/asan/callplane: $(ASAN_OBJ) build/asan/obj/main.o
 build/asan/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) -c -o $@ $<
+
+build/asan/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(SAN) -c -o $@ $<
 
 # Without T: every unit test binary, built (scripts/check.sh runs them). With T: that one,
 # built and run.
@@ -81,6 +97,10 @@ build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ)
 build/fuzz/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	clang $(BASE_CFLAGS) $(FUZZ_WARN) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c -o $@ $<
+
+build/fuzz/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	clang $(BASE_CFLAGS) $(FUZZ_WARN) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(dir $@)

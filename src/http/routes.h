@@ -25,6 +25,12 @@ extern const struct http_dialect canonical_dialect;
 extern const struct route canonical_routes[];
 extern const struct route webhook_routes[];   /* routes_webhooks.c */
 extern const struct route event_routes[];     /* routes_events.c */
+extern const struct route openapi_routes[];   /* routes_openapi.c */
+
+/* docs/openapi.json as it was at build time (build/gen/openapi_json.c, written by
+ * scripts/embed.sh): openapi_json_len bytes, then a NUL. */
+extern const unsigned char openapi_json[];
+extern const size_t openapi_json_len;
 
 /* JSON body helpers shared by the dialects. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);
