@@ -263,3 +263,14 @@ class DialectWorld:
         r = self.cp.request("POST", "/v1/calls/%s/end" % call_id, None, key=self.key)
         assert r.status in (200, 409), r
 
+
+def module_world(world):
+    """A module fixture's body: sets `world` up, yields it, closes it (also when the set-up
+    fails half way)."""
+    try:
+        world.setup()
+    except BaseException:
+        world.close()
+        raise
+    yield world
+    world.close()

@@ -20,7 +20,7 @@ import pytest
 
 from cp import is_ts, random_uuid, urlquote
 from dialect_helpers import (NUMBER_A, SECONDS_TS_RE, DialectWorld, assert_rate_limited,
-                             fire_until_429, raw_request, run_curl, run_node)
+                             fire_until_429, module_world, raw_request, run_curl, run_node)
 
 CARTESIA_VERSION = "2026-03-01"
 CV = {"Cartesia-Version": CARTESIA_VERSION}
@@ -57,14 +57,7 @@ CART_429 = {"error": "Too many requests"}
 
 @pytest.fixture(scope="module")
 def w(callplane_bin, tmp_path_factory):
-    world = DialectWorld(tmp_path_factory.mktemp("dialects"))
-    try:
-        world.setup()
-    except BaseException:
-        world.close()
-        raise
-    yield world
-    world.close()
+    yield from module_world(DialectWorld(tmp_path_factory.mktemp("dialects")))
 
 
 @pytest.fixture(autouse=True)
