@@ -10,7 +10,10 @@ build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libss
 run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
-test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core)
+# python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
+# contract test of docs/openapi.json
+test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
+      python3-jsonschema)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
