@@ -91,10 +91,12 @@ void http_dispatch(struct http_request *r)
 		return;
 	}
 	if (!r->route) {
-		if (path_known)
+		if (path_known) {
+			http_add_header(r, "Allow", r->allow);
 			http_reply_fail(r, CP_ERR_METHOD, "method %s not allowed here", r->method);
-		else
+		} else {
 			http_reply_fail(r, CP_ERR_NOT_FOUND, "no such route");
+		}
 		return;
 	}
 	if (!(r->route->flags & ROUTE_PUBLIC)) {

@@ -76,6 +76,7 @@ struct http_request {
 
 	const struct route *route;
 	const struct http_dialect *path_dialect;  /* no route: the dialect owning the path */
+	char allow[48];              /* no route: the methods the path is served with */
 	char *params[HTTP_MAX_PARAMS];
 	struct principal who;
 	bool authenticated;
@@ -123,8 +124,9 @@ void http_dispatch(struct http_request *r);
 
 /* ---- router.c --------------------------------------------------------------------------- */
 /* The route of r's method and path, its captures copied into r->params; NULL when none,
- * with *path_known telling a 405 (another method matches) from a 404, and r->path_dialect
- * set to the dialect owning the path (http_dialect.path_prefix), if one does. */
+ * with *path_known telling a 405 (another method matches; r->allow then lists the methods
+ * that do, "GET, DELETE") from a 404, and r->path_dialect set to the dialect owning the path
+ * (http_dialect.path_prefix), if one does. */
 const struct route *http_route_find(struct http_request *r, bool *path_known);
 /* Decodes r's query values in place; false on a bad escape or an escaped name. */
 bool http_query_decode(struct http_request *r);

@@ -6,10 +6,11 @@
  * making a new one. A pattern is a path of literal segments and ":name" captures of one
  * non-empty segment; the route tables are searched in order and the first match of path and
  * method wins. A path that matches some route under another method is told apart (405 rather
- * than 404); a path no route serves may still belong to a dialect (http_dialect.path_prefix),
- * whose error shape then answers it. Query values are decoded in place, once, before the
- * handler runs; "+" is a space
- * there but not in the path. A decoded NUL is refused everywhere: C strings end at it.
+ * than 404, with the methods that do match for the Allow header RFC 9110 asks of a 405); a
+ * path no route serves may still belong to a dialect (http_dialect.path_prefix), whose error
+ * shape then answers it. Query values are decoded in place, once, before the handler runs; "+"
+ * is a space there but not in the path. A decoded NUL is refused everywhere: C strings end at
+ * it.
  */
 #include "http_internal.h"
 
@@ -129,6 +130,17 @@ static bool path_under(const char *path, const char *prefix)
 	return !strncmp(path, prefix, n) && (path[n] == '\0' || path[n] == '/');
 }
 
+/* Adds method to the comma-separated list allow (of size bytes) unless it is there. */
+static void allow_add(char *allow, size_t size, const char *method)
+{
+	size_t n = strlen(method);
+	for (const char *p = allow; (p = strstr(p, method)); p += n)
+		if ((p == allow || p[-1] == ' ') && (p[n] == ',' || !p[n]))
+			return;
+	size_t len = strlen(allow);
+	snprintf(allow + len, size - len, "%s%s", len ? ", " : "", method);
+}
+
 /* The dialect that owns a path no route serves, or NULL. */
 static const struct http_dialect *path_owner(const struct http_server *srv, const char *path)
 {
@@ -157,8 +169,10 @@ static const struct route *route_of(struct http_request *r, bool *path_known)
 			if (!match(rt->pattern, seg, n, caps, &n_caps))
 				continue;
 			*path_known = true;
-			if (strcmp(rt->method, r->method))
+			if (strcmp(rt->method, r->method)) {
+				allow_add(r->allow, sizeof r->allow, rt->method);
 				continue;
+			}
 			for (int i = 0; i < n_caps; i++)
 				r->params[i] = strdup(caps[i]);
 			return rt;

@@ -658,18 +658,22 @@ def test_unknown_route_404(srv, method, path):
     assert r.headers.get("X-Request-Id")
 
 
-@pytest.mark.parametrize("method,path", [
-    ("PUT", "/v1/calls"), ("DELETE", "/v1/calls"), ("PATCH", "/v1/calls"),
-    ("PUT", "/v1/calls/{id}"), ("POST", "/v1/calls/{id}"),
-    ("GET", "/v1/calls/{id}/end"), ("DELETE", "/v1/calls/{id}/end"),
-    ("POST", "/healthz"),
+@pytest.mark.parametrize("method,path,allow", [
+    ("PUT", "/v1/calls", "POST, GET"), ("DELETE", "/v1/calls", "POST, GET"),
+    ("PATCH", "/v1/calls", "POST, GET"),
+    ("PUT", "/v1/calls/{id}", "GET, DELETE"), ("POST", "/v1/calls/{id}", "GET, DELETE"),
+    ("GET", "/v1/calls/{id}/end", "POST"), ("DELETE", "/v1/calls/{id}/end", "POST"),
+    ("PUT", "/v1/calls/end", "POST, GET, DELETE"),
+    ("POST", "/healthz", "GET"),
 ])
-def test_wrong_method_405(srv, method, path):
+def test_wrong_method_405(srv, method, path, allow):
+    """405, with the methods the path is served with in Allow (RFC 9110 15.5.6)."""
     c = srv.create_call()
     p = path.replace("{id}", c["id"])
     body = {"agent_id": srv.agent, "to": SIP_TO} if method in ("PUT", "PATCH", "POST") else None
     r = srv.request(method, p, body, key=srv.key)
     assert_error(r, 405, "method_not_allowed")
+    assert r.headers.get("Allow") == allow, r.headers.get("Allow")
     assert r.headers.get("X-Request-Id")
     assert srv.get_call(c["id"]) == c
     assert ids(srv.list_all()) == [c["id"]]

@@ -665,17 +665,18 @@ def test_cartesia_list_calls_pages_both_ways(w):
 
 def test_cartesia_unknown_routes_and_methods_in_cartesia_shape(w):
     cid = random_uuid()
-    for method, path, status in (("GET", "/agents/calls/%s/cancel" % cid, 405),
-                                 ("PUT", "/agents/calls/%s" % cid, 405),
-                                 ("POST", "/agents/calls", 405),
-                                 ("DELETE", "/agents/calls/%s/audio" % cid, 405),
-                                 ("GET", "/agents/calls/%s/transcript" % cid, 404),
-                                 ("GET", "/agents", 404),
-                                 ("GET", "/agents/nope", 404)):
+    for method, path, status, allow in (("GET", "/agents/calls/%s/cancel" % cid, 405, "POST"),
+                                        ("PUT", "/agents/calls/%s" % cid, 405, "DELETE, GET"),
+                                        ("POST", "/agents/calls", 405, "GET"),
+                                        ("DELETE", "/agents/calls/%s/audio" % cid, 405, "GET"),
+                                        ("GET", "/agents/calls/%s/transcript" % cid, 404, None),
+                                        ("GET", "/agents", 404, None),
+                                        ("GET", "/agents/nope", 404, None)):
         for key in (None, w.key):
             r = w.cp.request(method, path, None, key=key, headers=CV)
             assert r.status == status, (method, path, r)
             assert set(r.json) == {"error"} and isinstance(r.json["error"], str), (method, path, r)
+            assert r.headers.get("Allow") == allow, (method, path, r.headers.get("Allow"))
     # elsewhere the canonical shape stays
     r = w.cp.request("GET", "/agentsx", None, key=w.key)
     assert r.status == 404 and set(r.json["error"]) == {"code", "message"}, r
