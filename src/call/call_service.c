@@ -601,8 +601,14 @@ enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc
 				: !c.record ? "the call was not recorded"
 				: !c.answered_at ? "the call was never answered"
 				: "the call is still up: its recording is served once it ends");
-	if (e == CP_OK && svc->recordings_dir)
-		*fd = recording_open_read(svc->recordings_dir, c.id, RECORDING_FINISH_WAIT_MS);
+	if (e == CP_OK && svc->recordings_dir) {
+		/* the writer finishes the file in the moments after the end: wait out what is left
+		 * of that window, no more (a lost recording of an old call answers at once) */
+		int64_t left = c.ended_at + RECORDING_FINISH_WAIT_MS - cp_now_ms();
+		*fd = recording_open_read(svc->recordings_dir, c.id,
+					  left < 0 ? 0 : left > RECORDING_FINISH_WAIT_MS
+							 ? RECORDING_FINISH_WAIT_MS : (int)left);
+	}
 	if (e == CP_OK && *fd < 0 && svc->recordings_dir && errno != ENOENT) {
 		log_msg(LOG_ERROR, "recording_unreadable", "call %s: %s", c.id, strerror(errno));
 		e = cp_fail(err, CP_ERR_INTERNAL, "the call's recording could not be read");

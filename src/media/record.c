@@ -119,7 +119,7 @@ static bool file_open(struct recorder *rc, struct recording *r)
 }
 
 /* The file is created at the first pass after the recording opens, frames or not, so that a
- * call's .part exists from its answer on (recording_open_read() waits only for a .part). */
+ * call's .part exists soon after its answer, whatever the far end sends. */
 static void file_write(struct recorder *rc, struct recording *r, const int16_t *frames, size_t n)
 {
 	if (r->failed || (!r->sf && !file_open(rc, r)) || !n)
@@ -300,19 +300,18 @@ void recording_close(struct recording *r)
 
 int recording_open_read(const char *dir, const char *call_id, int wait_ms)
 {
-	char path[PATH_MAX], part[PATH_MAX + 8];
+	char path[PATH_MAX];
 	if (recording_path(dir, call_id, path, sizeof path)) {
 		errno = ENOENT;
 		return -1;
 	}
-	snprintf(part, sizeof part, "%s.part", path);
-	/* polled: the wait is for a writer already finishing (a flush, an fsync, a rename),
-	 * which happens only in the moments right after a call's end */
+	/* polled: the wait is for a writer finishing a call that just ended (its first pass may
+	 * not even have created the .part yet); the caller bounds it by how recently */
 	for (int waited = 0;; waited += 10) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0 || errno != ENOENT)
 			return fd;
-		if (waited >= wait_ms || access(part, F_OK))
+		if (waited >= wait_ms)
 			break;
 		struct timespec ten_ms = {.tv_nsec = 10 * 1000000L};
 		nanosleep(&ten_ms, NULL);

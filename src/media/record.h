@@ -36,9 +36,10 @@ void recording_close(struct recording *r);
 /* DIR/<call_id>.wav into buf; -1 if it does not fit or the id is not a plain id. */
 int recording_path(const char *dir, const char *call_id, char *buf, size_t size);
 /* Opens call_id's finished recording for reading (O_RDONLY | O_CLOEXEC; the caller closes
- * it). A recording still being finished (its .part there, the .wav not yet) is waited for,
- * up to wait_ms: the writer finishes a call's file within moments of the call's end. -1 with
- * errno ENOENT when there is none. Any thread. */
+ * it), waiting up to wait_ms for it to appear: the writer finishes a call's file within
+ * moments of the call's end (for a call that ended just now, not even its .part may exist
+ * yet), so the caller gives the time left of that window, and 0 for a call ended long ago.
+ * -1 with errno ENOENT when there is none by then. Any thread. */
 int recording_open_read(const char *dir, const char *call_id, int wait_ms);
 /* Deletes call_id's recording, finished or not: 0 when none is left, -1 (errno) if a file
  * could not be removed. The .part goes first, so a writer finishing it meanwhile either

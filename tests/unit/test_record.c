@@ -170,9 +170,10 @@ static bool exists(const char *dir, const char *name)
 	return stat(path, &st) == 0;
 }
 
-/* The finished file is opened at once; none at all is ENOENT; a .part is waited for, up to
- * the bound, and a writer that finishes it meanwhile gives the file. */
-static void test_open_read_waits_only_for_a_part(void **state)
+/* The finished file is opened at once; none by the bound is ENOENT; a file that appears within
+ * the bound (its .part made and renamed by a writer meanwhile, or renamed from a .part there)
+ * is opened. */
+static void test_open_read_waits_for_the_file(void **state)
 {
 	const char *dir = *state;
 	touch(dir, "done.wav", "RIFF");
@@ -184,8 +185,30 @@ static void test_open_read_waits_only_for_a_part(void **state)
 	close(fd);
 
 	errno = 0;
-	assert_int_equal(recording_open_read(dir, "none", 2000), -1);
+	assert_int_equal(recording_open_read(dir, "none", 0), -1);
 	assert_int_equal(errno, ENOENT);
+	errno = 0;
+	assert_int_equal(recording_open_read(dir, "none", 50), -1);
+	assert_int_equal(errno, ENOENT);
+
+	/* nothing there yet: a writer creates the .part, then renames it */
+	pid_t early = fork();
+	assert_true(early >= 0);
+	if (early == 0) {
+		usleep(50 * 1000);
+		touch(dir, "late.wav.part", "RIFF");
+		usleep(50 * 1000);
+		char from[512], to[512];
+		snprintf(from, sizeof from, "%s/late.wav.part", dir);
+		snprintf(to, sizeof to, "%s/late.wav", dir);
+		_exit(rename(from, to) ? 1 : 0);
+	}
+	fd = recording_open_read(dir, "late", 5000);
+	assert_true(fd >= 0);
+	close(fd);
+	int st_early = 0;
+	assert_int_equal(waitpid(early, &st_early, 0), early);
+	assert_true(WIFEXITED(st_early) && WEXITSTATUS(st_early) == 0);
 
 	touch(dir, "slow.wav.part", "x");          /* no writer: the bound ends the wait */
 	errno = 0;
@@ -252,7 +275,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_far_left_played_right, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(test_crash_leaves_a_part_that_start_up_repairs, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(test_a_call_without_frames_leaves_an_empty_wav, make_dir, remove_dir),
-		cmocka_unit_test_setup_teardown(test_open_read_waits_only_for_a_part, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_open_read_waits_for_the_file, make_dir, remove_dir),
 		cmocka_unit_test_setup_teardown(test_remove_takes_both_files, make_dir, remove_dir),
 		cmocka_unit_test(test_path_takes_plain_ids_only),
 	};
