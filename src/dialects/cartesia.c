@@ -9,7 +9,8 @@
  * Cancel ends an active call with end reason api_cancelled and answers {"cancelled": true} once
  * the BYE/CANCEL is on the wire; a call that is not active is 400, an unknown one 404, an
  * undeliverable hang-up 502 (retry; nothing changed). DELETE redacts an ended call (from, to,
- * metadata dropped, its recording deleted; the record stays) and answers 204; an active call
+ * metadata dropped, its recording deleted; the record stays) and answers 200 with the record
+ * as Cartesia's Delete Call does; an active call
  * is 400. Get and List answer Cartesia's AgentCall object (agent_call_json() says how each
  * field maps); Audio serves the call's recording as audio/wav (with Range, as the canonical
  * route). Cartesia's seed document gives no error body, so errors are {"error": message}, on
@@ -210,7 +211,7 @@ static void delete_call(struct http_request *r)
 	struct call c = {0};
 	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r), &c,
 			&err) == CP_OK) {
-		http_reply_json(r, 204, NULL);
+		http_reply_json(r, 200, agent_call_json(&c, false));   /* its deleted fields out */
 	} else {
 		if (err.code == CP_ERR_NOT_ACTIVE)
 			snprintf(err.message, sizeof err.message,
