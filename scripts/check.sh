@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/sanitizer-env.sh
+. scripts/count.sh
 
 passed=0; failed=0
 log=$(mktemp)
@@ -15,12 +16,7 @@ for t in build/asan/tests/test_*; do
   [ -x "$t" ] || continue
   "$t" >"$log" 2>&1; rc=$?
   cat "$log"
-  p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
-  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-  if [ "$rc" -ne 0 ] && [ -z "$f" ]; then
-    echo "unit test binary $t exited with $rc"; failed=$((failed + 1))
-  fi
+  count_unit "$log" "$rc" "$t"
 done
 
 # every fuzz target over its corpus (fuzz/corpus/): each crash once found stays fixed
@@ -41,12 +37,7 @@ fi
 
 if [ -d tests/blackbox ]; then
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox 2>&1 | tee "$log"
-  line=$(grep -E '^[=]* ?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed)| (passed|failed)( |,)' "$log" | tail -n1)
-  p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
-  f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
-  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
-  if [ -z "$p$f$e" ]; then echo "pytest produced no summary"; failed=$((failed + 1)); fi
+  count_pytest "$log"
 fi
 rm -f "$log"
 
