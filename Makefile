@@ -41,8 +41,16 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # concatenated literals on purpose
 FUZZ_WARN := -Wno-string-concatenation
 
+# ThreadSanitizer (gcc's libtsan): the server and every unit test built with -fsanitize=thread
+# in their own directory (TSan and ASan cannot share a process), then run by scripts/tsan.sh:
+# the unit tests and the black-box tests that drive the threads at once. Not part of
+# `make check` (see CONTRIBUTING.md, "ThreadSanitizer").
+TSAN     := -fsanitize=thread -fno-omit-frame-pointer
+TSAN_OBJ := $(SRC:src/%.c=build/tsan/obj/%.o) $(GEN:%=build/tsan/obj/gen/%.o)
+TSAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tsan/tests/%)
+
 .PHONY: all asan unit blackbox check run deps deps-run deps-test deps-bench bench clean \
-	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi
+	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi tsan tsan-build
 
 all: build/callplane
 
@@ -93,6 +101,29 @@ build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -O1 $(SAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) \
 		-o $@ $< $(ASAN_OBJ) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+build/tsan/callplane: $(TSAN_OBJ) build/tsan/obj/main.o
+	$(CC) $(TSAN) -o $@ $^ $(PKG_LIBS)
+
+build/tsan/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(TSAN) $(PKG_CFLAGS) -c -o $@ $<
+
+build/tsan/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(TSAN) -c -o $@ $<
+
+build/tsan/tests/%: tests/unit/%.c $(TSAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 $(TSAN) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) \
+		-o $@ $< $(TSAN_OBJ) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+tsan-build: build/tsan/callplane $(TSAN_UNIT_BIN)
+
+# Builds, then runs scripts/tsan.sh: ends with "N passed, N failed" like `make check`.
+tsan: deps-test
+	@$(MAKE) --no-print-directory tsan-build
+	@scripts/tsan.sh
 
 build/fuzz/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -164,4 +195,5 @@ compile_commands.json:
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) build/obj/main.d build/asan/obj/main.d
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(TSAN_OBJ:.o=.d) build/obj/main.d build/asan/obj/main.d \
+	build/tsan/obj/main.d
