@@ -19,6 +19,18 @@ BLACKBOX=(
   tests/blackbox/test_sip.py
 )
 
+# Tests that bound the wall-clock time of a goodbye (took < 1 s, a BYE within 0.8..1.6 s):
+# true of the optimised and ASan builds, not of a server TSan slows five to fifteen times on a
+# loaded machine. They fail there on those bounds, with no report; the same paths (goodbye,
+# joined ends, a bulk end cutting a goodbye) still run under TSan through the tests kept.
+DESELECT=(
+  "tests/blackbox/test_goodbye.py::test_after_playout_plays_the_queued_tone_then_byes"
+  "tests/blackbox/test_goodbye.py::test_max_wait_ms_cuts_a_long_queue"
+  "tests/blackbox/test_goodbye.py::test_goodbye_of_an_unanswered_call_cancels_at_once"
+  "tests/blackbox/test_goodbye.py::test_second_end_during_a_goodbye_joins_it"
+  "tests/blackbox/test_goodbye.py::test_bulk_end_during_a_goodbye_ends_at_once"
+)
+
 start=$(date +%s)
 passed=0; failed=0
 log=$(mktemp)
@@ -32,6 +44,7 @@ for t in build/tsan/tests/test_*; do
 done
 
 /usr/bin/python3 -m pytest -q -p no:cacheprovider "${BLACKBOX[@]}" \
+  "${DESELECT[@]/#/--deselect=}" \
   ${TSAN_K:+-k "$TSAN_K"} 2>&1 | tee "$log"
 count_pytest "$log"
 rm -f "$log"
