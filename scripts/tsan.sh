@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make tsan`: the unit tests and the black-box tests that drive every thread at once (HTTP
-# pool, SIP thread, media thread, webhook worker, event hub), against the ThreadSanitizer build
-# (build/tsan). Ends with one line: "N passed, N failed", after the time taken.
+# pool, SIP thread, media thread, webhook worker, event hub, recording writer), against the
+# ThreadSanitizer build (build/tsan). Ends with one line: "N passed, N failed", after the time
+# taken.
 # TSAN_K narrows the black-box tests as pytest's -k does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ BLACKBOX=(
   tests/blackbox/test_goodbye.py
   tests/blackbox/test_media.py
   tests/blackbox/test_sip.py
+  tests/blackbox/test_recordings.py
 )
 
 # Tests whose assertions depend on the server's speed: a goodbye's wall-clock bounds (took
