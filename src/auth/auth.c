@@ -21,7 +21,8 @@ int auth_key_mint(const char *tenant_id, const char *number, struct api_key *k,
 	snprintf(secret, AUTH_SECRET_LEN + 1, AUTH_SECRET_PREFIX "%s", hex);
 	cp_sha256_hex(secret, strlen(secret), k->hash);
 	snprintf(k->prefix, sizeof k->prefix, "%.10s", secret);
-	snprintf(k->tenant_id, sizeof k->tenant_id, "%s", tenant_id);
+	snprintf(k->tenant_id, sizeof k->tenant_id, "%s", tenant_id ? tenant_id : "");
+	k->is_operator = !tenant_id;
 	snprintf(k->number, sizeof k->number, "%s", number ? number : "");
 	k->created_at = cp_now_ms();
 	return 0;
@@ -54,6 +55,10 @@ enum cp_err auth_check(struct store *st, const char *secret, struct principal *w
 		return CP_ERR_INTERNAL;
 	if (CRYPTO_memcmp(hash, who->key.hash, CP_SHA256_HEX_LEN) != 0 || who->key.revoked_at)
 		return CP_ERR_UNAUTHORIZED;
+	if (who->key.is_operator) {
+		who->scope.all = true;
+		return CP_OK;
+	}
 	snprintf(who->scope.tenant_id, sizeof who->scope.tenant_id, "%s", who->key.tenant_id);
 	snprintf(who->scope.number, sizeof who->scope.number, "%s", who->key.number);
 	return CP_OK;

@@ -5,6 +5,10 @@
  * is stored; a plain hash suffices because the secret has full entropy (nothing to brute-force
  * with a dictionary), and it keeps authentication to one indexed lookup. The stored hash is
  * compared with CRYPTO_memcmp so the comparison takes the same time whatever matches.
+ *
+ * A key's scope is its tenant, optionally narrowed to one agent number; an operator key has no
+ * tenant and its scope is every tenant (scope.all). The store applies scopes, so a route that
+ * passes the principal's scope gets the same rows for either.
  */
 #ifndef CP_AUTH_H
 #define CP_AUTH_H
@@ -20,7 +24,8 @@ struct principal {
 	struct scope scope;
 };
 
-/* Mints a key for a tenant (optionally number-scoped): fills *k and writes the secret. */
+/* Mints a key for a tenant (optionally number-scoped), or with tenant_id NULL an operator key,
+ * bound to no tenant (number must then be NULL): fills *k and writes the secret. */
 int auth_key_mint(const char *tenant_id, const char *number, struct api_key *k,
 		  char secret[AUTH_SECRET_LEN + 1]);
 

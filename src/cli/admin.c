@@ -381,16 +381,18 @@ out:
 
 static const char key_usage[] =
 	"usage: callplane key create --tenant ID [--number E164] [--rate-limit PER_SECOND] [--db PATH]\n"
+	"       callplane key create --operator [--rate-limit PER_SECOND] [--db PATH]\n"
 	"       callplane key list [--tenant ID] [--db PATH]\n"
 	"       callplane key revoke ID [--db PATH]\n"
 	"A key created with --number is number-scoped: it sees only calls of the agents with\n"
 	"that number. --rate-limit sets the key's requests per second (burst the same);\n"
 	"without it the server's --rate-limit applies. The secret is printed once and\n"
-	"stored only as a hash.\n";
+	"stored only as a hash. An --operator key is bound to no tenant: it sees and ends\n"
+	"every tenant's calls (docs/API.md, \"Operator keys\").\n";
 
 int cli_key(int argc, char **argv)
 {
-	const char *tenant = NULL, *number = NULL, *rate = NULL, *db = CLI_DEFAULT_DB;
+	const char *tenant = NULL, *number = NULL, *rate = NULL, *op = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
 	if (argc < 1)
@@ -400,8 +402,9 @@ int cli_key(int argc, char **argv)
 		return 0;
 	}
 	const char *sub = argv[0];
-	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"number", &number, OPT_OPTIONAL},
-				    {"rate-limit", &rate, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"number", &number, OPT_OPTIONAL},
+				    {"operator", &op, OPT_FLAG}, {"rate-limit", &rate, OPT_OPTIONAL},
+				    {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt revoke_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt *opts;
@@ -421,6 +424,15 @@ int cli_key(int argc, char **argv)
 		fprintf(stderr, "error: key revoke needs the key id\n%s", key_usage);
 		return 2;
 	}
+	if (opts == create_opts && !op == !tenant) {
+		fprintf(stderr, "error: key create needs --tenant ID or --operator (not both)\n%s",
+			key_usage);
+		return 2;
+	}
+	if (op && number) {
+		fprintf(stderr, "error: an --operator key has no --number\n%s", key_usage);
+		return 2;
+	}
 	if (number && !cp_is_e164(number))
 		return bad_value("--number must be an E.164 number (+ and 2..15 digits): ", number);
 	long long rate_v = 0;
@@ -435,7 +447,8 @@ int cli_key(int argc, char **argv)
 	if (opts == create_opts) {
 		struct api_key k;
 		char secret[AUTH_SECRET_LEN + 1];
-		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
+		/* an operator key has no tenant to check */
+		if ((r = op ? STORE_OK : STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
 			fail("no such tenant: ", tenant);
 		else if (r != STORE_OK)
 			cli_store_error(r, "tenant");

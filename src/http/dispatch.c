@@ -6,12 +6,14 @@
  *   2. 503 while the server stops, 413 for a body over HTTP_MAX_BODY, 400 for a malformed
  *      query, 405/404 without a route;
  *   3. unless the route is public: the key (the dialect's authenticate callback, or Bearer /
- *      x-api-key), then its rate limit, then the Idempotency-Key (idempotency.c);
+ *      x-api-key), 403 for an operator key outside the canonical dialect, then its rate
+ *      limit, then the Idempotency-Key (idempotency.c);
  *   4. the handler, which replies then or later (reply.c).
  * A key is looked up in the store on every request (whose key cache follows revocations) and
  * never cached here, so a key revoked with the CLI stops working at once.
  */
 #include "http_internal.h"
+#include "routes.h"
 
 #include <stdio.h>
 
@@ -109,6 +111,12 @@ void http_dispatch(struct http_request *r)
 			return;
 		}
 		r->authenticated = true;
+		/* an operator key spans tenants, which no vendor's API has a shape for */
+		if (r->who.scope.all && d != &canonical_dialect) {
+			http_reply_fail(r, CP_ERR_FORBIDDEN,
+					"an operator key works only on the canonical API (/v1/...)");
+			return;
+		}
 		if (!rate_limit_pass(r))
 			return;
 		if (http_idempotency_begin(r))

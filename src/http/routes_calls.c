@@ -72,6 +72,29 @@ bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_
 	return true;
 }
 
+/* The scope a request acts in: the key's, or for an operator key with a tenant_id (from the
+ * query or the body) that tenant's, as if a tenant key of it asked. A tenant_id from a tenant
+ * key is refused (403) rather than ignored, so a client never believes it reached across.
+ * False after replying. */
+static bool request_scope(struct http_request *r, const char *tenant_id, struct scope *out)
+{
+	const struct principal *p = http_principal(r);
+	*out = p->scope;
+	if (!tenant_id)
+		return true;
+	if (!p->scope.all) {
+		http_reply_fail(r, CP_ERR_FORBIDDEN, "tenant_id is for operator keys");
+		return false;
+	}
+	if (!*tenant_id || strlen(tenant_id) > CP_UUID_LEN) {
+		http_reply_fail(r, CP_ERR_INVALID, "tenant_id must be a tenant id");
+		return false;
+	}
+	memset(out, 0, sizeof *out);
+	snprintf(out->tenant_id, sizeof out->tenant_id, "%s", tenant_id);
+	return true;
+}
+
 static void health(struct http_request *r)
 {
 	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
@@ -158,7 +181,11 @@ static void list(struct http_request *r)
 	const char *agent = http_query(r, "agent_id");
 	const char *limit = http_query(r, "limit");
 	const char *cursor = http_query(r, "cursor");
+	struct scope sc;
 	long long v;
+
+	if (!request_scope(r, http_query(r, "tenant_id"), &sc))
+		return;
 
 	if (status) {
 		enum call_status s;
@@ -196,7 +223,7 @@ static void list(struct http_request *r)
 
 	struct call *calls = NULL;
 	size_t n = 0;
-	if (call_list(svc_of(r), &http_principal(r)->scope, &f, &calls, &n, &err) != CP_OK) {
+	if (call_list(svc_of(r), &sc, &f, &calls, &n, &err) != CP_OK) {
 		http_reply_error(r, &err);
 		return;
 	}
@@ -363,20 +390,22 @@ static void end_all_done(void *arg, const struct cp_error *err, size_t ended, si
 
 static void end_all(struct http_request *r)
 {
-	static const char *const fields[] = {"agent_id", "reason", NULL};
+	static const char *const fields[] = {"agent_id", "reason", "tenant_id", NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
-	const char *agent = NULL, *reason = NULL;
+	const char *agent = NULL, *reason = NULL, *tenant = NULL;
+	struct scope sc;
 	if (!http_json_body(r, true, &body, &err) ||
 	    (body && (!json_only_fields(body, fields, &err) ||
 		      !json_opt_string(body, "agent_id", &agent, &err) ||
-		      !json_opt_string(body, "reason", &reason, &err)))) {
+		      !json_opt_string(body, "reason", &reason, &err) ||
+		      !json_opt_string(body, "tenant_id", &tenant, &err)))) {
 		json_decref(body);
 		http_reply_error(r, &err);
 		return;
 	}
-	call_end_all(svc_of(r), &http_principal(r)->scope, agent, reason, http_req_id(r),
-		     end_all_done, r);
+	if (request_scope(r, tenant, &sc))
+		call_end_all(svc_of(r), &sc, agent, reason, http_req_id(r), end_all_done, r);
 	json_decref(body);
 }
 

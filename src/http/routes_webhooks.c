@@ -1,7 +1,7 @@
 /*
  * routes_webhooks.c - /v1/webhooks: register, list and delete webhooks; list and replay their
- * deliveries. Tenant-scoped keys only (403 for a number-scoped key): a webhook receives every
- * call of its tenant or agent, which a number-scoped key could not otherwise see.
+ * deliveries. Tenant-scoped keys only (403 for a number-scoped or an operator key): a webhook
+ * receives every call of its tenant or agent, which a number-scoped key could not otherwise see.
  *
  * Each handler parses, calls the webhook registry (webhook/registry.c, the rules the CLI
  * shares) in the key's tenant, and renders.
@@ -24,6 +24,11 @@ static struct store *store_of(struct http_request *r)
 static const char *tenant_of(struct http_request *r)
 {
 	const struct principal *p = http_principal(r);
+	if (p->scope.all) {
+		http_reply_fail(r, CP_ERR_FORBIDDEN, "webhooks need a tenant-scoped key; an operator"
+				" manages them with the CLI (callplane webhook)");
+		return NULL;
+	}
 	if (p->scope.number[0]) {
 		http_reply_fail(r, CP_ERR_FORBIDDEN, "webhooks need a tenant-scoped key");
 		return NULL;

@@ -55,8 +55,9 @@ json_t *api_key_to_json(const struct api_key *k)
 {
 	json_t *o = json_object();
 	json_object_set_new(o, "id", json_string(k->id));
-	json_object_set_new(o, "tenant_id", json_string(k->tenant_id));
+	json_object_set_new(o, "tenant_id", text_or_null(k->tenant_id));
 	json_object_set_new(o, "number", text_or_null(k->number));
+	json_object_set_new(o, "operator", json_boolean(k->is_operator));
 	json_object_set_new(o, "prefix", json_string(k->prefix));
 	json_object_set_new(o, "created_at", time_or_null(k->created_at));
 	json_object_set_new(o, "revoked_at", time_or_null(k->revoked_at));

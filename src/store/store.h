@@ -37,10 +37,12 @@ enum store_result {
 #define STORE_NUMBER_MAX 16    /* "+" and up to 15 digits */
 #define STORE_NAME_MAX 128
 
-/* What an API key may see: a tenant, optionally narrowed to one agent number. */
+/* What an API key may see: a tenant, optionally narrowed to one agent number; or, for an
+ * operator key, every tenant (all: tenant_id and number are then "" and ignored). */
 struct scope {
 	char tenant_id[CP_UUID_LEN + 1];
 	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
+	bool all;                            /* an operator's: every tenant */
 };
 
 struct tenant {
@@ -66,8 +68,9 @@ struct agent {
 
 struct api_key {
 	char id[CP_UUID_LEN + 1];
-	char tenant_id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];     /* "" for an operator key */
 	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-scoped */
+	bool is_operator;                    /* bound to no tenant: sees every tenant */
 	char hash[CP_SHA256_HEX_LEN + 1];    /* SHA-256 of the secret; the secret is never stored */
 	char prefix[16];                     /* first characters of the secret, for listings */
 	int64_t created_at, revoked_at;      /* revoked_at 0 = live */

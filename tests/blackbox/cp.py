@@ -256,6 +256,11 @@ class Callplane:
         out = self.cli(*args)
         return out["id"], out["key"]
 
+    def key_create_operator(self):
+        """An operator key (bound to no tenant). Returns (id, secret)."""
+        out = self.cli("key", "create", "--operator")
+        return out["id"], out["key"]
+
     def key_list(self, tenant=None):
         args = ["key", "list"]
         if tenant is not None:
@@ -494,3 +499,17 @@ def urlquote(s):
 
 def random_uuid():
     return str(uuid.uuid4())
+
+
+# The api_keys table before migration 7 (operator keys): a test that builds a database of an
+# older schema runs this on today's, and the migration must bring its keys back unchanged.
+UNDO_OPERATOR_KEYS = """
+CREATE TABLE api_keys_old (
+  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), number TEXT,
+  hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_at INTEGER NOT NULL,
+  revoked_at INTEGER, rate_limit INTEGER);
+INSERT INTO api_keys_old SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,
+  rate_limit FROM api_keys;
+DROP TABLE api_keys;
+ALTER TABLE api_keys_old RENAME TO api_keys;
+"""

@@ -103,8 +103,9 @@ def test_key_create_list_revoke(cp):
     assert set(lst) == {"data"}, lst
     assert len(lst["data"]) == 3
     for item in lst["data"]:
-        assert set(item) == {"id", "tenant_id", "number", "prefix", "created_at", "revoked_at", "rate_limit"}, item
+        assert set(item) == {"id", "tenant_id", "number", "operator", "prefix", "created_at", "revoked_at", "rate_limit"}, item
         assert is_ts(item["created_at"]) and item["revoked_at"] is None and item["rate_limit"] is None, item
+        assert item["operator"] is False, item
         assert isinstance(item["prefix"], str) and item["prefix"], item
     k = find(lst["data"], out["id"])
     assert k["tenant_id"] == t1 and k["number"] is None

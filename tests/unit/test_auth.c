@@ -237,6 +237,36 @@ static void test_check_valid_number_key(void **state)
 	assert_string_equal(who.key.number, "+15550001111");
 }
 
+static void test_check_operator_key(void **state)
+{
+	struct fx *f = *state;
+	struct api_key k;
+	char secret[AUTH_SECRET_LEN + 1];
+	assert_int_equal(auth_key_mint(NULL, NULL, &k, secret), 0);
+	assert_true(k.is_operator);
+	assert_string_equal(k.tenant_id, "");
+	assert_int_equal(STORE(f->st, key_create, &k), STORE_OK);
+	struct principal who;
+	memset(&who, 0x77, sizeof who);
+	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);
+	assert_true(who.scope.all);
+	assert_string_equal(who.scope.tenant_id, "");
+	assert_string_equal(who.scope.number, "");
+	assert_true(who.key.is_operator);
+	assert_string_equal(who.key.tenant_id, "");
+	/* a tenant's key is not widened by the flag's existence */
+	struct api_key t;
+	char tsecret[AUTH_SECRET_LEN + 1];
+	stored_key(f, NULL, &t, tsecret);
+	assert_int_equal(auth_check(f->st, tsecret, &who), CP_OK);
+	assert_false(who.scope.all);
+	assert_false(who.key.is_operator);
+	assert_string_equal(who.scope.tenant_id, f->tenant);
+	/* revoked, it stops like any key */
+	assert_int_equal(STORE(f->st, key_revoke, k.id, 1), STORE_OK);
+	assert_int_equal(auth_check(f->st, secret, &who), CP_ERR_UNAUTHORIZED);
+}
+
 static void test_check_unknown(void **state)
 {
 	struct fx *f = *state;
@@ -302,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_secret_from_x_api_key),
 		cmocka_unit_test_setup_teardown(test_check_valid_tenant_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_valid_number_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_operator_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_revoked, setup, teardown),
 	};

@@ -68,12 +68,19 @@ static void test_key_never_shows_its_hash(void **state)
 				  .rate_limit = 7};
 	assert_json(api_key_to_json(&live),
 		    "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"number\":null,"
-		    "\"prefix\":\"cp_3062234\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
+		    "\"operator\":false,\"prefix\":\"cp_3062234\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
 		    "\"revoked_at\":null,\"rate_limit\":null}");
 	assert_json(api_key_to_json(&revoked),
 		    "{\"id\":\"" ID_B "\",\"tenant_id\":\"" ID_B "\",\"number\":\"+15550001111\","
-		    "\"prefix\":\"cp_3ce3d8e\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
+		    "\"operator\":false,\"prefix\":\"cp_3ce3d8e\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
 		    "\"revoked_at\":\"2023-11-14T22:13:29.000Z\",\"rate_limit\":7}");
+	/* an operator key: no tenant, no number */
+	struct api_key op = {.id = ID_A, .is_operator = true, .hash = "secret-hash",
+			     .prefix = "cp_0a1b2c3", .created_at = T1};
+	assert_json(api_key_to_json(&op),
+		    "{\"id\":\"" ID_A "\",\"tenant_id\":null,\"number\":null,\"operator\":true,"
+		    "\"prefix\":\"cp_0a1b2c3\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
+		    "\"revoked_at\":null,\"rate_limit\":null}");
 }
 
 static void test_webhook_secret_only_when_asked(void **state)

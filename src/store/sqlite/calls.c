@@ -59,19 +59,25 @@ static const struct sql q_call_get_raw = {S_CALL_GET_RAW,
 static const struct sql q_call_get_cacheable = {S_CALL_GET_CACHEABLE,
 	"SELECT " CALL_COLS("calls.") ", a.number FROM calls"
 	" JOIN agents a ON a.id = calls.agent_id WHERE calls.id = ?1"};
+/* a list page; TENANT is the tenant condition, ?1 (unused in the operator's form) */
+#define CALL_LIST_SQL(tenant, page)                                                         \
+	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"  \
+	" WHERE " tenant " AND (?2 IS NULL OR a.number = ?2)"                               \
+	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"                    \
+	" AND (?4 IS NULL OR calls.agent_id = ?4) AND " page
+#define CALL_LIST_BEFORE "(?5 = 0 OR calls.seq < ?5) ORDER BY calls.seq DESC LIMIT ?6"
+/* the other way: calls newer than ?5, oldest first (a page before a cursor) */
+#define CALL_LIST_AFTER "calls.seq > ?5 ORDER BY calls.seq LIMIT ?6"
 static const struct sql q_call_list = {S_CALL_LIST,
-	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
-	" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
-	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
-	" AND (?4 IS NULL OR calls.agent_id = ?4) AND (?5 = 0 OR calls.seq < ?5)"
-	" ORDER BY calls.seq DESC LIMIT ?6"};
-/* the same the other way: calls newer than ?5, oldest first (a page before a cursor) */
+	CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_BEFORE)};
 static const struct sql q_call_list_after = {S_CALL_LIST_AFTER,
-	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
-	" WHERE calls.tenant_id = ?1 AND (?2 IS NULL OR a.number = ?2)"
-	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"
-	" AND (?4 IS NULL OR calls.agent_id = ?4) AND calls.seq > ?5"
-	" ORDER BY calls.seq LIMIT ?6"};
+	CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_AFTER)};
+/* an operator's scope: every tenant. Own statements, so that a tenant's list keeps its plan
+ * on calls_tenant_seq. */
+static const struct sql q_call_list_all = {S_CALL_LIST_ALL,
+	CALL_LIST_SQL("?1 IS NULL", CALL_LIST_BEFORE)};
+static const struct sql q_call_list_all_after = {S_CALL_LIST_ALL_AFTER,
+	CALL_LIST_SQL("?1 IS NULL", CALL_LIST_AFTER)};
 /* in an UPDATE, right-hand sides see the old row: prev_status keeps where we came from */
 static const struct sql q_call_update = {S_CALL_UPDATE,
 	CALL_UPDATE_SQL(", provider_call_id = COALESCE(?7, provider_call_id)")};
@@ -166,7 +172,7 @@ enum store_result sqlite_call_insert(void *ctx, struct call *k)
 
 static bool in_scope(const struct scope *sc, const struct call *c, const char *number)
 {
-	return !sc || (!strcmp(sc->tenant_id, c->tenant_id) &&
+	return !sc || sc->all || (!strcmp(sc->tenant_id, c->tenant_id) &&
 		       (!sc->number[0] || !strcmp(sc->number, number)));
 }
 
@@ -218,12 +224,12 @@ enum store_result sqlite_call_get(void *ctx, const struct scope *sc, const char 
 			return rc;
 		}
 	}
-	bool by_number = sc && sc->number[0];
+	bool by_number = sc && !sc->all && sc->number[0];
 	sqlite3_stmt *st = sq_stmt(c, by_number ? &q_call_get : &q_call_get_tenant);
 	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
-		sq_bind_text(st, 2, sc ? sc->tenant_id : NULL);
+		sq_bind_text(st, 2, sc && !sc->all ? sc->tenant_id : NULL);
 		if (by_number)
 			sq_bind_text(st, 3, sc->number);
 		rc = step_one_call(c, st, out);
@@ -246,7 +252,9 @@ enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const stru
 				   struct call **out, size_t *n)
 {
 	WITH_CONN(h, c);
-	sqlite3_stmt *st = sq_stmt(c, f->after_seq ? &q_call_list_after : &q_call_list);
+	sqlite3_stmt *st = sq_stmt(c, sc->all ? (f->after_seq ? &q_call_list_all_after
+							     : &q_call_list_all)
+					      : f->after_seq ? &q_call_list_after : &q_call_list);
 	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
@@ -254,8 +262,8 @@ enum store_result sqlite_call_list(void *ctx, const struct scope *sc, const stru
 		goto out;
 	char set[128];
 	status_set(f->status_mask, set, sizeof set);
-	sq_bind_text(st, 1, sc->tenant_id);
-	sq_bind_opt_text(st, 2, sc->number);
+	sq_bind_text(st, 1, sc->all ? NULL : sc->tenant_id);
+	sq_bind_opt_text(st, 2, sc->all ? NULL : sc->number);
 	sq_bind_text(st, 3, f->status_mask ? set : NULL);
 	sq_bind_text(st, 4, f->agent_id);
 	sqlite3_bind_int64(st, 5, f->after_seq ? f->after_seq : f->before_seq);

@@ -91,6 +91,20 @@ static const char *const migrations[] = {
 	"CREATE TABLE dialogs ("
 	"  call_id TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at INTEGER NOT NULL)"
 	"  WITHOUT ROWID;",
+
+	/* 7: operator keys, bound to no tenant (tenant_id NULL, operator 1). A column cannot
+	 * lose NOT NULL in SQLite, so the table is rebuilt; existing keys are tenant keys. */
+	"CREATE TABLE api_keys_new ("
+	"  id TEXT PRIMARY KEY, tenant_id TEXT REFERENCES tenants(id), number TEXT,"
+	"  hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, created_at INTEGER NOT NULL,"
+	"  revoked_at INTEGER, rate_limit INTEGER, operator INTEGER NOT NULL DEFAULT 0,"
+	"  CHECK ((operator = 1) = (tenant_id IS NULL)),"
+	"  CHECK (operator = 0 OR number IS NULL));"
+	"INSERT INTO api_keys_new(id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+	"  rate_limit) SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+	"  rate_limit FROM api_keys;"
+	"DROP TABLE api_keys;"
+	"ALTER TABLE api_keys_new RENAME TO api_keys;",
 };
 
 static int migrate(struct conn *c)

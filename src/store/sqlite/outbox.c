@@ -89,6 +89,10 @@ static const struct sql q_delivery_replay = {S_DELIVERY_REPLAY,
 static const struct sql q_events_since = {S_EVENTS_SINCE,
 	"SELECT seq, type, payload FROM events WHERE tenant_id = ?1"
 	" AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4"};
+/* an operator's scope: every tenant's events */
+static const struct sql q_events_since_all = {S_EVENTS_SINCE_ALL,
+	"SELECT seq, type, payload FROM events WHERE ?1 IS NULL"
+	" AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4"};
 static const struct sql q_events_last = {S_EVENTS_LAST,
 	"SELECT COALESCE(MAX(seq), 0) FROM events"};
 
@@ -412,14 +416,14 @@ enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t
 				      int limit, struct stored_event **out, size_t *n)
 {
 	WITH_CONN(h, c);
-	sqlite3_stmt *st = sq_stmt(c, &q_events_since);
+	sqlite3_stmt *st = sq_stmt(c, sc->all ? &q_events_since_all : &q_events_since);
 	enum store_result rc = STORE_ERROR;
 	*out = NULL;
 	*n = 0;
 	struct stored_event *ev = limit > 0 ? calloc((size_t)limit, sizeof *ev) : NULL;
 	if (st && ev) {
-		sq_bind_text(st, 1, sc->tenant_id);
-		sq_bind_opt_text(st, 2, sc->number);
+		sq_bind_text(st, 1, sc->all ? NULL : sc->tenant_id);
+		sq_bind_opt_text(st, 2, sc->all ? NULL : sc->number);
 		sqlite3_bind_int64(st, 3, after_seq);
 		sqlite3_bind_int(st, 4, limit);
 		size_t count = 0;

@@ -27,7 +27,8 @@ static const struct sql q_agent_create = {S_AGENT_CREATE,
 	" record, goodbye_text, max_duration_goodbye"
 static const struct sql q_agent_get = {S_AGENT_GET,
 	"SELECT " AGENT_COLUMNS
-	" FROM agents WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR number = ?3)"};
+	" FROM agents WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+	" AND (?3 IS NULL OR number = ?3)"};
 static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER,
 	"SELECT " AGENT_COLUMNS " FROM agents WHERE number = ?1"};
 static const struct sql q_agent_list = {S_AGENT_LIST,
@@ -132,8 +133,9 @@ enum store_result sqlite_agent_get(void *ctx, const struct scope *sc, const char
 	enum store_result rc = STORE_ERROR;
 	if (st) {
 		sq_bind_text(st, 1, id);
-		sq_bind_text(st, 2, sc->tenant_id);
-		sq_bind_opt_text(st, 3, sc->number);
+		/* NULL only for an operator's scope; a tenant's is never "" */
+		sq_bind_text(st, 2, sc->all ? NULL : sc->tenant_id);
+		sq_bind_opt_text(st, 3, sc->all ? NULL : sc->number);
 		rc = read_agent(c, st, out);
 	}
 	sq_conn_put(h, c);
