@@ -78,7 +78,11 @@ def events_of(cp, type_, n, timeout=5.0):
 
 def assert_answered_before_ready(cp, call_ids, request, status):
     """The server logged each call's far-end answer to `request` before its `ready` line."""
-    entries = restart_log(cp)
+    # /healthz answers (cp.start returns) a moment before serve logs its ready line
+    def through_ready():
+        entries = restart_log(cp)
+        return entries if any(n == "ready" for n, _e in entries) else None
+    entries = wait_for(through_ready, 5) or restart_log(cp)
     names = [n for n, _e in entries]
     assert "ready" in names, names
     ready_at = names.index("ready")
