@@ -63,6 +63,19 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
 	return add;
 }
 
+/* A handle for one request to url with hdrs, its errors into err; NULL when out of memory. */
+static CURL *easy_for(const char *url, struct curl_slist *hdrs, char *err)
+{
+	CURL *h = curl_easy_init();
+	if (!h)
+		return NULL;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	return h;
+}
+
 /* Sends one request (body NULL: GET) and parses the JSON answer into *out (the caller's).
  * Returns 0 for a 2xx; otherwise prints the error and returns 1. */
 static int call_api(const struct client *cl, const char *method, const char *path,
@@ -70,26 +83,22 @@ static int call_api(const struct client *cl, const char *method, const char *pat
 {
 	char url[1024];
 	snprintf(url, sizeof url, "%s%s", cl->url, path);
-	CURL *h = curl_easy_init();
 	struct curl_slist *hdrs = curl_slist_append(NULL, cl->auth);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	char err[CURL_ERROR_SIZE] = "";
+	CURL *h = easy_for(url, hdrs, err);
 	struct buf b = {0};
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	char err[CURL_ERROR_SIZE] = "";
 	int rc = 1;
 	*out = NULL;
 	if (!h || !hdrs || (body && !text)) {
 		fprintf(stderr, "error: out of memory\n");
 		goto out;
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);   /* an end-all of many calls takes a while */
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	if (text)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
 	CURLcode cr = curl_easy_perform(h);
@@ -125,6 +134,12 @@ out:
 	if (h)
 		curl_easy_cleanup(h);
 	return rc;
+}
+
+/* A JSON string as it is; anything else as "-". */
+static const char *text_or_dash(json_t *v)
+{
+	return json_is_string(v) ? json_string_value(v) : "-";
 }
 
 /* A JSON value as table text: strings as they are, null as "-", numbers in decimal. */
@@ -186,11 +201,11 @@ static int show(const struct client *cl, json_t *v, bool list)
 }
 
 /* Appends "&name=value" (URL-escaped) to q. */
-static void query_add(CURL *h, char *q, size_t size, const char *name, const char *value)
+static void query_add(char *q, size_t size, const char *name, const char *value)
 {
 	if (!value)
 		return;
-	char *e = curl_easy_escape(h, value, 0);
+	char *e = curl_easy_escape(NULL, value, 0);     /* no handle needed since libcurl 7.82 */
 	size_t n = strlen(q);
 	snprintf(q + n, size - n, "%c%s=%s", n ? '&' : '?', name, e ? e : "");
 	curl_free(e);
@@ -216,12 +231,10 @@ static void sse_dispatch(struct sse *s)
 	} else {
 		json_t *j = json_loads(s->data.data, 0, NULL);
 		json_t *c = json_object_get(j, "data");       /* the call, as the event left it */
-		char tmp[32];
-		printf("%-24s  %-22s  %-36s  %-11s  %s\n",
-		       cell(json_object_get(j, "created_at"), tmp, sizeof tmp), s->event,
-		       cell(json_object_get(c, "id"), tmp, sizeof tmp),
-		       cell(json_object_get(c, "status"), tmp, sizeof tmp),
-		       cell(json_object_get(c, "end_reason"), tmp, sizeof tmp));
+		printf("%-24s  %-22s  %-36s  %-11s  %s\n", text_or_dash(json_object_get(j, "created_at")),
+		       s->event, text_or_dash(json_object_get(c, "id")),
+		       text_or_dash(json_object_get(c, "status")),
+		       text_or_dash(json_object_get(c, "end_reason")));
 		json_decref(j);
 	}
 	fflush(stdout);
@@ -300,7 +313,6 @@ static int tail(const struct client *cl)
 	}
 	int rc = 0;
 	while (!stop_tail) {
-		CURL *h = curl_easy_init();
 		struct curl_slist *hdrs = curl_slist_append(NULL, cl->auth);
 		char last[64];
 		if (s.id[0]) {
@@ -308,14 +320,17 @@ static int tail(const struct client *cl)
 			hdrs = curl_slist_append(hdrs, last);
 		}
 		char err[CURL_ERROR_SIZE] = "";
-		curl_easy_setopt(h, CURLOPT_URL, url);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+		CURL *h = easy_for(url, hdrs, err);
+		if (!h) {
+			curl_slist_free_all(hdrs);
+			fprintf(stderr, "error: out of memory\n");
+			rc = 1;
+			break;
+		}
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sse_feed);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress);
-		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
 		CURLcode cr = curl_easy_perform(h);
 		long status = 0;
@@ -422,20 +437,15 @@ int cli_calls(int argc, char **argv)
 	if (!strcmp(sub, "tail")) {
 		rc = tail(&cl);
 	} else if (!strcmp(sub, "list")) {
-		CURL *h = curl_easy_init();
 		char q[768] = "";
-		if (h) {
-			query_add(h, q, sizeof q, "status", status);
-			query_add(h, q, sizeof q, "agent_id", agent);
-			query_add(h, q, sizeof q, "limit", limit);
-			curl_easy_cleanup(h);
-			snprintf(path, sizeof path, "/v1/calls%s", q);
-			if (!call_api(&cl, "GET", path, NULL, &v))
-				rc = show(&cl, v, true);
-		}
+		query_add(q, sizeof q, "status", status);
+		query_add(q, sizeof q, "agent_id", agent);
+		query_add(q, sizeof q, "limit", limit);
+		snprintf(path, sizeof path, "/v1/calls%s", q);
+		if (!call_api(&cl, "GET", path, NULL, &v))
+			rc = show(&cl, v, true);
 	} else {
-		CURL *h = curl_easy_init();
-		char *id = h && max_pos ? curl_easy_escape(h, pos[0], 0) : NULL;
+		char *id = max_pos ? curl_easy_escape(NULL, pos[0], 0) : NULL;
 		json_t *body = json_object();
 		if (reason)
 			json_object_set_new(body, "reason", json_string(reason));
@@ -468,8 +478,6 @@ int cli_calls(int argc, char **argv)
 		}
 		json_decref(body);
 		curl_free(id);
-		if (h)
-			curl_easy_cleanup(h);
 	}
 	curl_global_cleanup();
 	return rc;
