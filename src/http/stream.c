@@ -8,9 +8,10 @@
  * that stops the park, so data that arrives during a read is never left unsent.
  *
  * A parked connection is not polled, so MHD would notice a client that went away only when it
- * next writes (an event, or the owner's keepalive, seconds later). Every read therefore first
- * asks the socket whether the client hung up, and ends the stream if so: an owner that wakes
- * its streams every second (the event hub's ticker) frees a closed one within about a second.
+ * next writes (an event, or the owner's keepalive, seconds later). A read with nothing to send
+ * therefore asks the socket whether the client hung up before parking, and ends the stream if
+ * so: an owner that wakes its streams every second (the event hub's ticker) frees a closed one
+ * within about a second, and a stream that is sending pays nothing for it.
  *
  * The server lists its open streams (srv->streams, under srv->mu) so that a stop can end them:
  * closing makes the next read end the stream, and a parked connection must be resumed first,
@@ -48,13 +49,15 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	s->wake_pending = false;
 	bool closing = s->closing;
 	pthread_mutex_unlock(&s->mu);
-	if (closing || client_gone(s->conn))
+	if (closing)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	long n = s->read(s->cls, buf, max);
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n > 0)
-		return (ssize_t)n;
+		return (ssize_t)n;    /* a write will tell MHD if the client is gone */
+	if (client_gone(s->conn))
+		return MHD_CONTENT_READER_END_OF_STREAM;
 	/* nothing to send: park the connection (returning 0 without suspending would spin) */
 	pthread_mutex_lock(&s->mu);
 	closing = s->closing;           /* the server may have started stopping meanwhile */
