@@ -170,6 +170,36 @@ static bool exists(const char *dir, const char *name)
 	return stat(path, &st) == 0;
 }
 
+/* A writer in another process: after delay_ms, creates ID.wav.part (when make_part), then
+ * after delay_ms more renames it to ID.wav. Returns its pid. */
+static pid_t writer_later(const char *dir, const char *id, bool make_part, int delay_ms)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char from[512], to[512];
+		snprintf(from, sizeof from, "%s/%s.wav.part", dir, id);
+		snprintf(to, sizeof to, "%s/%s.wav", dir, id);
+		usleep((useconds_t)delay_ms * 1000);
+		if (make_part) {
+			FILE *f = fopen(from, "w");
+			if (!f || fputs("RIFF", f) < 0 || fclose(f))
+				_exit(1);
+			usleep((useconds_t)delay_ms * 1000);
+		}
+		_exit(rename(from, to) ? 1 : 0);
+	}
+	return pid;
+}
+
+/* The writer_later() pid exited 0. */
+static void writer_done(pid_t pid)
+{
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* The finished file is opened at once; none by the bound is ENOENT; a file that appears within
  * the bound (its .part made and renamed by a writer meanwhile, or renamed from a .part there)
  * is opened. */
@@ -192,44 +222,22 @@ static void test_open_read_waits_for_the_file(void **state)
 	assert_int_equal(errno, ENOENT);
 
 	/* nothing there yet: a writer creates the .part, then renames it */
-	pid_t early = fork();
-	assert_true(early >= 0);
-	if (early == 0) {
-		usleep(50 * 1000);
-		touch(dir, "late.wav.part", "RIFF");
-		usleep(50 * 1000);
-		char from[512], to[512];
-		snprintf(from, sizeof from, "%s/late.wav.part", dir);
-		snprintf(to, sizeof to, "%s/late.wav", dir);
-		_exit(rename(from, to) ? 1 : 0);
-	}
+	pid_t early = writer_later(dir, "late", true, 50);
 	fd = recording_open_read(dir, "late", 5000);
 	assert_true(fd >= 0);
 	close(fd);
-	int st_early = 0;
-	assert_int_equal(waitpid(early, &st_early, 0), early);
-	assert_true(WIFEXITED(st_early) && WEXITSTATUS(st_early) == 0);
+	writer_done(early);
 
 	touch(dir, "slow.wav.part", "x");          /* no writer: the bound ends the wait */
 	errno = 0;
 	assert_int_equal(recording_open_read(dir, "slow", 50), -1);
 	assert_int_equal(errno, ENOENT);
 
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		usleep(100 * 1000);
-		char from[512], to[512];
-		snprintf(from, sizeof from, "%s/slow.wav.part", dir);
-		snprintf(to, sizeof to, "%s/slow.wav", dir);
-		_exit(rename(from, to) ? 1 : 0);
-	}
+	pid_t pid = writer_later(dir, "slow", false, 100);
 	fd = recording_open_read(dir, "slow", 5000);
 	assert_true(fd >= 0);
 	close(fd);
-	int status = 0;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	writer_done(pid);
 
 	assert_int_equal(recording_open_read(dir, "../done", 0), -1);   /* not a plain id */
 	assert_int_equal(errno, ENOENT);
