@@ -135,7 +135,7 @@ def test_key_create_list_revoke(cp):
 
 @pytest.mark.parametrize("words", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_help(cp, words):
-    rc, out, err = cp.cli_raw(*(words + ["--help"]), db=False, timeout=5)
+    rc, out, err = cp.cli_raw(*(words + ["--help"]), db=False)
     assert rc == 0, "exit %s\nstdout: %s\nstderr: %s" % (rc, out, err)
     assert (out + err).strip(), "--help printed nothing"
 
@@ -170,7 +170,7 @@ BAD_USAGE = [
 def test_bad_usage_exit_2(cp, args):
     t = cp.tenant_create("t")
     args = [t if a == "TENANT" else a for a in args]
-    rc, out, err = cp.cli_raw(*args, db=bool(args), timeout=5)
+    rc, out, err = cp.cli_raw(*args, db=bool(args))
     assert rc == 2, "expected exit 2 (usage), got %s\nstdout: %r\nstderr: %r" % (rc, out, err)
     assert out == "", "stdout must be empty on error: %r" % out
     assert err.strip(), "no message on stderr"
@@ -208,15 +208,14 @@ def test_bad_values_fail(cp, args, code, message):
     def fill(a):
         return a.replace("UNKNOWN", unknown).replace("TENANT", t)
 
-    result = cp.cli_raw(*[fill(a) for a in args], timeout=5)
+    result = cp.cli_raw(*[fill(a) for a in args])
     assert cp.agent_list()["data"] == [] and cp.key_list()["data"] == []
     assert_cli_error(result, code, "error: " + fill(message))
 
 
 def test_serve_bad_sync_fails(cp):
     port = free_port()
-    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "none", "--sync", "bogus",
-                        timeout=5)
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "none", "--sync", "bogus")
     assert_cli_error(result, 2, "error: --sync must be full or normal")
 
 
@@ -236,13 +235,13 @@ ADVERTISE = ("error: --sip-advertise must be an IP address or host name (at most
 def test_serve_refuses_sip_values_that_would_break_headers(cp, tmp_path, option, value, message):
     port = free_port()
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "127.0.0.1:0",
-                        option, value, timeout=5)
+                        option, value)
     assert_cli_error(result, 2, message)
     # the same from the config file
     cfg = tmp_path / "serve.json"
     cfg.write_text(json.dumps({option[2:]: value}))
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "127.0.0.1:0",
-                        "--config", str(cfg), timeout=5)
+                        "--config", str(cfg))
     assert_cli_error(result, 2, message)
 
 
@@ -274,7 +273,7 @@ def test_admin_while_server_running(cp):
 def test_double_dash_ends_the_options(cp):
     # after "--", "--db" is the key id, not an option
     cp.tenant_create("t")
-    result = cp.cli_raw("key", "revoke", "--db", cp.db, "--", "--db", db=False, timeout=5)
+    result = cp.cli_raw("key", "revoke", "--db", cp.db, "--", "--db", db=False)
     assert_cli_error(result, 1, "error: no such key: --db")
 
 
@@ -336,7 +335,7 @@ def test_serve_config_takes_integers(cp, tmp_path):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"webhooks-per-tenant": 0}))
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % port, "--sip", "none",
-                        "--config", str(cfg), timeout=5)
+                        "--config", str(cfg))
     assert_cli_error(result, 2, "error: --webhooks-per-tenant must be 1..%d" % 10000)
 
 
@@ -349,13 +348,13 @@ def test_serve_config_refuses_other_types(cp, tmp_path, value, message):
     cfg = tmp_path / "serve.json"
     cfg.write_text(json.dumps({"rate-limit": value}))
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(), "--sip", "none",
-                        "--config", str(cfg), timeout=5)
+                        "--config", str(cfg))
     assert_cli_error(result, 2, message.replace("CFG", str(cfg)))
 
 
 def test_serve_bad_value_from_env_fails(cp):
     result = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(), "--sip", "none",
-                        env={"CALLPLANE_SYNC": "bogus"}, timeout=5)
+                        env={"CALLPLANE_SYNC": "bogus"})
     assert_cli_error(result, 2, "error: --sync must be full or normal")
 
 
@@ -364,7 +363,7 @@ def test_serve_bad_value_from_env_fails(cp):
                          ids=lambda a: " ".join(a))
 def test_admin_on_a_missing_database_says_so(cp, tmp_path, args):
     db = str(tmp_path / "typo" / "callplane.db")
-    result = cp.cli_raw(*(args + ["--db", db]), db=False, timeout=5)
+    result = cp.cli_raw(*(args + ["--db", db]), db=False)
     assert_cli_error(result, 1, "error: no database at %s (`callplane init --db %s` creates one, "
                                 "as `callplane serve` does)" % (db, db))
     assert not os.path.exists(str(tmp_path / "typo"))   # nothing was created

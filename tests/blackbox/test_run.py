@@ -50,7 +50,7 @@ def test_make_run_demo_call_reaches_the_demo_far_end(tmp_path):
             except OSError:
                 return False
 
-        assert wait_for(healthy, 20), open(tmp_path / "run.out").read()
+        assert wait_for(healthy, 60), open(tmp_path / "run.out").read()
         demo = dict(line.split("=", 1) for line in (var / "demo.env").read_text().split())
         assert set(demo) == {"TENANT", "AGENT", "KEY"}
         printed = open(tmp_path / "run.out").read()
