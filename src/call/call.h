@@ -66,6 +66,9 @@ struct call {
 	char *max_duration_goodbye;           /* what callplane says when max_duration ends the
 					       * call: the agent's at creation, heap; NULL = none.
 					       * Carried to the engine, never stored */
+	char trunk_id[CP_UUID_LEN + 1];       /* outbound: the trunk a number is dialled through,
+					       * the agent's at creation; "" = the server's default
+					       * trunk. Carried to the engine, never stored */
 };
 
 void call_clear(struct call *c);            /* frees heap fields, zeroes */

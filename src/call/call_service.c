@@ -519,6 +519,7 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	c.max_duration_s = req->max_duration_s ? req->max_duration_s : agent.max_duration_s;
 	/* the request's choice wins over the agent's */
 	c.record = req->record == CALL_RECORD_AGENT ? agent.record : req->record == CALL_RECORD_YES;
+	memcpy(c.trunk_id, agent.trunk_id, sizeof c.trunk_id);
 	c.created_at = cp_now_ms();
 	if (svc->tel.ops)
 		svc->tel.ops->new_call_id(svc->tel.engine, c.provider_call_id,

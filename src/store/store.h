@@ -64,6 +64,50 @@ struct agent {
 	 * end; "" = none (an immediate end); validated by call_goodbye_text_valid */
 	char goodbye_text[CALL_GOODBYE_TEXT_BYTES + 1];
 	char max_duration_goodbye[CALL_GOODBYE_TEXT_BYTES + 1];
+	char trunk_id[CP_UUID_LEN + 1];      /* its calls to numbers go through it; "" = the
+					      * server's default trunk (--trunk) */
+};
+
+#define TRUNK_HOST_MAX 253          /* a host name or an IP address */
+#define TRUNK_TEXT_MAX 128          /* user names, an environment variable's name */
+#define TRUNK_PATH_MAX 1024
+#define TRUNK_URI_MAX 256
+#define TRUNK_CIDRS_MAX 1024        /* the inbound CIDR list, as text */
+#define TRUNK_HEADERS_MAX 2048      /* the extra INVITE headers, as text */
+
+/* A trunk's registration as the serving process last reported it (trunk_status_put). */
+struct trunk_status {
+	char trunk_id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];     /* the trunk's: its event goes to that tenant */
+	char status[16];                     /* registering | registered | failed | unregistered;
+					      * "" = never reported */
+	int sip_status;                      /* the last final answer to its REGISTER; 0 = none */
+	char reason[128];                    /* why it failed; "" = none */
+	int64_t expires_at;                  /* registered: when the registrar forgets it; 0 */
+	int64_t updated_at;
+};
+
+/* A carrier or PBX a tenant reaches numbers through (and is reached from). The password is
+ * never stored: only where the server finds it (an environment variable, or a file), read
+ * when it loads the trunk. */
+struct trunk {
+	char id[CP_UUID_LEN + 1];
+	char tenant_id[CP_UUID_LEN + 1];
+	char host[TRUNK_HOST_MAX + 1];
+	int port;                            /* 0 = the transport's default */
+	char transport[4];                   /* udp | tcp | tls */
+	char user[TRUNK_TEXT_MAX + 1];       /* digest user; "" = no credentials */
+	char password_env[TRUNK_TEXT_MAX + 1];   /* "" = none */
+	char password_file[TRUNK_PATH_MAX + 1];  /* "" = none */
+	bool do_register;                    /* REGISTER with the host (its registrar) */
+	char outbound_proxy[TRUNK_URI_MAX + 1];  /* "sip:..." every request goes through; "" */
+	char from_user[TRUNK_TEXT_MAX + 1];  /* the From user of our INVITEs; "" = the caller */
+	char from_domain[TRUNK_HOST_MAX + 1];    /* the From host; "" = the trunk's host */
+	char caller_id_header[8];            /* pai | rpid | none */
+	char inbound_cidrs[TRUNK_CIDRS_MAX + 1]; /* "CIDR,CIDR..."; "" = none */
+	char headers[TRUNK_HEADERS_MAX + 1];     /* "Name: value" lines joined by CRLF; "" */
+	int64_t created_at;
+	struct trunk_status reg;             /* trunk_get/trunk_list: the last one reported */
 };
 
 struct api_key {
@@ -214,6 +258,29 @@ struct store_backend {
 	/* Each text NULL keeps it, "" clears it. STORE_NOT_FOUND for an unknown agent. */
 	enum store_result (*agent_set_goodbye)(void *ctx, const char *id, const char *goodbye_text,
 					       const char *max_duration_goodbye);
+	/* trunk_id "" clears it. STORE_NOT_FOUND for an unknown agent, or a trunk that is not
+	 * one of the agent's tenant's (agent_create likewise refuses such a trunk_id). */
+	enum store_result (*agent_set_trunk)(void *ctx, const char *id, const char *trunk_id);
+
+	/* Trunks. tenant_id NULL = any tenant (the admin CLI, the server). create: STORE_NOT_FOUND
+	 * for an unknown tenant. delete: STORE_CONFLICT while an agent uses it; its status goes
+	 * with it. get and list fill in each trunk's reg. */
+	enum store_result (*trunk_create)(void *ctx, const struct trunk *t);
+	enum store_result (*trunk_get)(void *ctx, const char *tenant_id, const char *id,
+				       struct trunk *out);
+	enum store_result (*trunk_list)(void *ctx, const char *tenant_id, struct trunk **out,
+					size_t *n);
+	enum store_result (*trunk_delete)(void *ctx, const char *tenant_id, const char *id);
+	/* A number that changes whenever a trunk is created, changed or deleted, by any
+	 * process: the server polls it to reload its trunks. */
+	enum store_result (*trunk_generation)(void *ctx, int64_t *out);
+	/* Keeps s as its trunk's registration status. When s->status is registered or failed
+	 * and is not what the last trunk.registration event said, writes that event too, in
+	 * the same transaction: {"id","type","created_at","data": event_data} to the trunk's
+	 * tenant (canonical webhooks of the whole tenant, the tenant's live streams), and sets
+	 * *evented. STORE_NOT_FOUND for a trunk that no longer exists. */
+	enum store_result (*trunk_status_put)(void *ctx, const struct trunk_status *s,
+					      const char *event_data, bool *evented);
 
 	enum store_result (*key_create)(void *ctx, const struct api_key *k);
 	enum store_result (*key_by_hash)(void *ctx, const char *hash, struct api_key *out);

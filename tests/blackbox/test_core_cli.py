@@ -65,11 +65,13 @@ def test_agent_create_and_list(cp):
     assert len(lst["data"]) == 3
     for item in lst["data"]:
         assert set(item) == {"id", "tenant_id", "name", "number", "max_duration_s", "created_at",
-                             "stream_url", "record", "goodbye_text", "max_duration_goodbye"}, item
+                             "stream_url", "record", "goodbye_text", "max_duration_goodbye",
+                             "trunk_id"}, item
         assert is_ts(item["created_at"])
         assert item["stream_url"] is None, item
         assert item["record"] is False, item
         assert item["goodbye_text"] is None and item["max_duration_goodbye"] is None, item
+        assert item["trunk_id"] is None, item
     a = find(lst["data"], out["id"])
     assert a["tenant_id"] == t1 and a["name"] == "sales" and a["number"] == "+15550001111"
     assert a["max_duration_s"] == 120

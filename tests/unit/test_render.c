@@ -1,6 +1,6 @@
 /*
- * test_render.c - render/rows.c: the public JSON of tenants, agents, keys, webhooks and
- * deliveries, byte for byte (member order, null for what a row does not have, RFC 3339 times).
+ * test_render.c - render/rows.c: the public JSON of tenants, agents, keys, trunks, webhooks
+ * and deliveries, byte for byte (member order, null for what a row does not have, RFC 3339 times).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,19 +43,70 @@ static void test_agent_with_and_without_optionals(void **state)
 	struct agent full = {.id = ID_A, .tenant_id = ID_B, .name = "alice",
 			     .number = "+15550001111", .max_duration_s = 120, .created_at = T1,
 			     .stream_url = "wss://x.example/a?k=1", .record = true,
-			     .goodbye_text = "Bye \"now\".", .max_duration_goodbye = "Time is up."};
+			     .goodbye_text = "Bye \"now\".", .max_duration_goodbye = "Time is up.",
+			     .trunk_id = ID_A};
 	struct agent bare = {.id = ID_B, .tenant_id = ID_B, .name = "bob", .created_at = T2};
 	assert_json(agent_to_json(&full),
 		    "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"name\":\"alice\","
 		    "\"number\":\"+15550001111\",\"max_duration_s\":120,"
 		    "\"created_at\":\"2023-11-14T22:13:20.123Z\","
 		    "\"stream_url\":\"wss://x.example/a?k=1\",\"record\":true,"
-		    "\"goodbye_text\":\"Bye \\\"now\\\".\",\"max_duration_goodbye\":\"Time is up.\"}");
+		    "\"goodbye_text\":\"Bye \\\"now\\\".\",\"max_duration_goodbye\":\"Time is up.\","
+		    "\"trunk_id\":\"" ID_A "\"}");
 	assert_json(agent_to_json(&bare),
 		    "{\"id\":\"" ID_B "\",\"tenant_id\":\"" ID_B "\",\"name\":\"bob\","
 		    "\"number\":null,\"max_duration_s\":null,"
 		    "\"created_at\":\"2023-11-14T22:13:29.000Z\",\"stream_url\":null,"
-		    "\"record\":false,\"goodbye_text\":null,\"max_duration_goodbye\":null}");
+		    "\"record\":false,\"goodbye_text\":null,\"max_duration_goodbye\":null,"
+		    "\"trunk_id\":null}");
+}
+
+static void test_trunk_lists_and_registration(void **state)
+{
+	/* the CIDR and header lists as arrays, null for what it has not, the registration
+	 * once the server reported one; a trunk.registration event's data with its ids */
+	(void)state;
+	struct trunk t = {.id = ID_A, .tenant_id = ID_B, .host = "sip.example", .port = 5080,
+			  .transport = "tcp", .user = "u", .password_env = "PW", .do_register = true,
+			  .caller_id_header = "pai", .inbound_cidrs = "10.0.0.0/8,::1/128",
+			  .headers = "X-A: 1\r\nX-B: two words", .created_at = T1};
+	const char *head = "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"host\":\"sip.example\","
+			   "\"port\":5080,\"transport\":\"tcp\",\"user\":\"u\",\"password_env\":\"PW\","
+			   "\"password_file\":null,\"register\":true,\"outbound_proxy\":null,"
+			   "\"from_user\":null,\"from_domain\":null,\"caller_id_header\":\"pai\","
+			   "\"inbound_cidrs\":[\"10.0.0.0/8\",\"::1/128\"],"
+			   "\"headers\":[\"X-A: 1\",\"X-B: two words\"],"
+			   "\"created_at\":\"2023-11-14T22:13:20.123Z\",\"registration\":";
+	char want[1024];
+	snprintf(want, sizeof want, "%snull}", head);
+	assert_json(trunk_to_json(&t), want);
+	t.reg = (struct trunk_status){.trunk_id = ID_A, .tenant_id = ID_B, .status = "registered",
+				      .sip_status = 200, .expires_at = T2, .updated_at = T1};
+	snprintf(want, sizeof want, "%s{\"status\":\"registered\",\"sip_status\":200,"
+		 "\"reason\":null,\"expires_at\":\"2023-11-14T22:13:29.000Z\","
+		 "\"updated_at\":\"2023-11-14T22:13:20.123Z\"}}", head);
+	assert_json(trunk_to_json(&t), want);
+	struct trunk_status failed = {.trunk_id = ID_A, .tenant_id = ID_B, .status = "failed",
+				      .sip_status = 403, .reason = "Forbidden", .updated_at = T2};
+	assert_json(trunk_status_to_json(&failed, true),
+		    "{\"trunk_id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"status\":\"failed\","
+		    "\"sip_status\":403,\"reason\":\"Forbidden\",\"expires_at\":null,"
+		    "\"updated_at\":\"2023-11-14T22:13:29.000Z\"}");
+	struct trunk bare = {.id = ID_B, .tenant_id = ID_B, .host = "192.0.2.1",
+			     .transport = "udp", .caller_id_header = "none", .created_at = T2};
+	json_t *list = trunks_to_json(&bare, 1);
+	json_t *b = json_array_get(list, 0);
+	assert_int_equal(json_array_size(json_object_get(b, "inbound_cidrs")), 0);
+	assert_int_equal(json_array_size(json_object_get(b, "headers")), 0);
+	assert_true(json_is_null(json_object_get(b, "port")));
+	assert_true(json_is_null(json_object_get(b, "registration")));
+	json_decref(list);
+	/* a delivery of a trunk's event has no call */
+	struct delivery_row d = {.id = 1, .event_id = ID_A, .event_type = "trunk.registration",
+				 .webhook_id = ID_A, .status = "pending", .created_at = T1};
+	json_t *dj = delivery_to_json(&d);
+	assert_true(json_is_null(json_object_get(dj, "call_id")));
+	json_decref(dj);
 }
 
 static void test_key_never_shows_its_hash(void **state)
@@ -144,6 +195,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tenant),
 		cmocka_unit_test(test_agent_with_and_without_optionals),
+		cmocka_unit_test(test_trunk_lists_and_registration),
 		cmocka_unit_test(test_key_never_shows_its_hash),
 		cmocka_unit_test(test_webhook_secret_only_when_asked),
 		cmocka_unit_test(test_delivery_tells_no_attempt_from_an_empty_error),

@@ -164,7 +164,7 @@ static void test_open_twice_same_file(void **state)
 	int version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	assert_int_equal(version, 7);
+	assert_int_equal(version, 8);
 }
 
 struct opener {
@@ -1353,6 +1353,256 @@ static void test_dialogs(void **state)
 	dialog_rows_free(rows, n);
 }
 
+/* ---- trunks ----------------------------------------------------------------------------- */
+
+/* A trunk of tenant with every field set from tag, created; its id in id. */
+static void new_trunk(struct store *st, const char *tenant, const char *tag,
+		      char id[CP_UUID_LEN + 1])
+{
+	struct trunk t = {0};
+	assert_int_equal(cp_uuid4(t.id), 0);
+	snprintf(t.tenant_id, sizeof t.tenant_id, "%s", tenant);
+	snprintf(t.host, sizeof t.host, "%s.example.com", tag);
+	t.port = 5080;
+	strcpy(t.transport, "tcp");
+	snprintf(t.user, sizeof t.user, "%s-user", tag);
+	strcpy(t.password_env, "TRUNK_PW");
+	t.do_register = true;
+	strcpy(t.outbound_proxy, "sip:proxy.example.com:5070");
+	strcpy(t.from_user, "auth1");
+	strcpy(t.from_domain, "carrier.example.com");
+	strcpy(t.caller_id_header, "pai");
+	strcpy(t.inbound_cidrs, "192.0.2.0/24,2001:db8::/32");
+	strcpy(t.headers, "X-Account: 42\r\nX-Foo: bar");
+	t.created_at = 1700000000000;
+	assert_int_equal(STORE(st, trunk_create, &t), STORE_OK);
+	memcpy(id, t.id, sizeof t.id);
+}
+
+static int64_t generation(struct store *st)
+{
+	int64_t g = -1;
+	assert_int_equal(STORE(st, trunk_generation, &g), STORE_OK);
+	return g;
+}
+
+static void test_trunks(void **state)
+{
+	/* created, read back field for field (empty fields as empty), listed per tenant, used
+	 * by an agent (which keeps it from being deleted), deleted; every change moves the
+	 * generation the server polls */
+	struct fx *f = *state;
+	char a[CP_UUID_LEN + 1], b[CP_UUID_LEN + 1], agent[CP_UUID_LEN + 1];
+	int64_t g0 = generation(f->st);
+	new_trunk(f->st, f->tenant, "a", a);
+	assert_true(generation(f->st) > g0);
+	struct trunk t = {0}, plain = {0};
+	assert_int_equal(cp_uuid4(plain.id), 0);
+	memcpy(b, plain.id, sizeof b);
+	strcpy(plain.tenant_id, f->tenant2);
+	strcpy(plain.host, "198.51.100.7");
+	strcpy(plain.transport, "udp");
+	strcpy(plain.caller_id_header, "none");
+	plain.created_at = 1700000000001;
+	assert_int_equal(STORE(f->st, trunk_create, &plain), STORE_OK);
+
+	assert_int_equal(STORE(f->st, trunk_get, f->tenant, a, &t), STORE_OK);
+	assert_string_equal(t.id, a);
+	assert_string_equal(t.tenant_id, f->tenant);
+	assert_string_equal(t.host, "a.example.com");
+	assert_int_equal(t.port, 5080);
+	assert_string_equal(t.transport, "tcp");
+	assert_string_equal(t.user, "a-user");
+	assert_string_equal(t.password_env, "TRUNK_PW");
+	assert_string_equal(t.password_file, "");
+	assert_true(t.do_register);
+	assert_string_equal(t.outbound_proxy, "sip:proxy.example.com:5070");
+	assert_string_equal(t.from_user, "auth1");
+	assert_string_equal(t.from_domain, "carrier.example.com");
+	assert_string_equal(t.caller_id_header, "pai");
+	assert_string_equal(t.inbound_cidrs, "192.0.2.0/24,2001:db8::/32");
+	assert_string_equal(t.headers, "X-Account: 42\r\nX-Foo: bar");
+	assert_int_equal(t.created_at, 1700000000000);
+	assert_string_equal(t.reg.status, "");
+	/* another tenant's trunk is not found in this one's scope */
+	assert_int_equal(STORE(f->st, trunk_get, f->tenant, b, &t), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, trunk_get, NULL, b, &t), STORE_OK);
+	assert_int_equal(t.port, 0);
+	assert_string_equal(t.user, "");
+	assert_false(t.do_register);
+	assert_string_equal(t.inbound_cidrs, "");
+	struct trunk *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, trunk_list, NULL, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id, a);
+	assert_string_equal(list[1].id, b);
+	free(list);
+	assert_int_equal(STORE(f->st, trunk_list, f->tenant2, &list, &n), STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, b);
+	free(list);
+	/* an unknown tenant */
+	struct trunk orphan = plain;
+	assert_int_equal(cp_uuid4(orphan.id), 0);
+	strcpy(orphan.tenant_id, "no-such-tenant");
+	assert_int_equal(STORE(f->st, trunk_create, &orphan), STORE_NOT_FOUND);
+
+	/* an agent on trunk a: created with it, then moved off and back on */
+	struct agent ag = {0};
+	assert_int_equal(cp_uuid4(ag.id), 0);
+	memcpy(agent, ag.id, sizeof agent);
+	strcpy(ag.tenant_id, f->tenant);
+	strcpy(ag.name, "on a trunk");
+	memcpy(ag.trunk_id, a, sizeof ag.trunk_id);
+	ag.created_at = cp_now_ms();
+	assert_int_equal(STORE(f->st, agent_create, &ag), STORE_OK);
+	struct scope sc = tenant_scope(f->tenant);
+	struct agent got;
+	assert_int_equal(STORE(f->st, agent_get, &sc, agent, &got), STORE_OK);
+	assert_string_equal(got.trunk_id, a);
+	/* another tenant's trunk is refused, at creation and by an update */
+	struct agent other = ag;
+	assert_int_equal(cp_uuid4(other.id), 0);
+	memcpy(other.trunk_id, b, sizeof other.trunk_id);
+	assert_int_equal(STORE(f->st, agent_create, &other), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_get, &sc, other.id, &got), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_set_trunk, agent, b), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_get, &sc, agent, &got), STORE_OK);
+	assert_string_equal(got.trunk_id, a);
+	int64_t g1 = generation(f->st);
+	assert_int_equal(STORE(f->st, trunk_delete, NULL, a), STORE_CONFLICT);
+	assert_int_equal(STORE(f->st, agent_set_trunk, agent, ""), STORE_OK);
+	assert_int_equal(STORE(f->st, agent_get, &sc, agent, &got), STORE_OK);
+	assert_string_equal(got.trunk_id, "");
+	assert_int_equal(STORE(f->st, agent_set_trunk, agent, "no-such-trunk"), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_set_trunk, "no-such-agent", a), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, agent_set_trunk, agent, a), STORE_OK);
+	assert_int_equal(generation(f->st), g1);     /* agents do not move it */
+	assert_int_equal(STORE(f->st, trunk_delete, NULL, a), STORE_CONFLICT);
+	assert_int_equal(STORE(f->st, agent_set_trunk, agent, ""), STORE_OK);
+	/* another tenant's scope does not delete it; its own does, once */
+	assert_int_equal(STORE(f->st, trunk_delete, f->tenant2, a), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, trunk_delete, f->tenant, a), STORE_OK);
+	assert_true(generation(f->st) > g1);
+	assert_int_equal(STORE(f->st, trunk_delete, NULL, a), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, trunk_get, NULL, a, &t), STORE_NOT_FOUND);
+}
+
+/* The trunk.registration events tenant may see, as (status of each event's data). */
+static size_t trunk_events(struct store *st, const char *tenant, const char *number,
+			   char out[][16], size_t max)
+{
+	struct scope sc = number ? number_scope(tenant, number) : tenant_scope(tenant);
+	struct stored_event *ev = NULL;
+	size_t n = 0, k = 0;
+	assert_int_equal(STORE(st, events_since, &sc, 0, 100, &ev, &n), STORE_OK);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ev[i].type, "trunk.registration"))
+			continue;
+		json_t *j = json_loads(ev[i].payload, 0, NULL);
+		assert_non_null(j);
+		assert_string_equal(json_string_value(json_object_get(j, "type")),
+				    "trunk.registration");
+		const char *status = json_string_value(json_object_get(json_object_get(j, "data"),
+								       "status"));
+		assert_non_null(status);
+		assert_true(k < max);
+		snprintf(out[k++], 16, "%s", status);
+		json_decref(j);
+	}
+	event_list_free(ev, n);
+	return k;
+}
+
+static void put_status(struct store *st, const char *trunk, const char *tenant,
+		       const char *status, int sip_status, int64_t at, bool want_event)
+{
+	struct trunk_status s = {0};
+	snprintf(s.trunk_id, sizeof s.trunk_id, "%s", trunk);
+	snprintf(s.tenant_id, sizeof s.tenant_id, "%s", tenant);
+	snprintf(s.status, sizeof s.status, "%s", status);
+	s.sip_status = sip_status;
+	snprintf(s.reason, sizeof s.reason, "%s", sip_status >= 300 ? "Unauthorized" : "");
+	s.expires_at = sip_status == 200 ? at + 60000 : 0;
+	s.updated_at = at;
+	char data[128];
+	snprintf(data, sizeof data, "{\"status\":\"%s\"}", status);
+	bool evented = !want_event;
+	assert_int_equal(STORE(st, trunk_status_put, &s, data, &evented), STORE_OK);
+	assert_int_equal(evented, want_event);
+}
+
+static void test_trunk_status(void **state)
+{
+	/* the status is one row per trunk, the last one reported; an event is written when a
+	 * registration is gained, lost or regained (registered <-> failed), none for a refresh,
+	 * a failure repeated, or the states between; the event reaches the tenant's live
+	 * stream and tenant-wide canonical webhooks, not a number-scoped key nor an agent's
+	 * webhook nor a vendor format's */
+	struct fx *f = *state;
+	char a[CP_UUID_LEN + 1], agent[CP_UUID_LEN + 1];
+	new_trunk(f->st, f->tenant, "a", a);
+	assert_int_equal(new_agent(f->st, f->tenant, "ag", "+15550001111", 0, agent), STORE_OK);
+	struct webhook w = {0};
+	const char *formats[] = {"canonical", "canonical", "talkover"};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(cp_uuid4(w.id), 0);
+		strcpy(w.tenant_id, f->tenant);
+		strcpy(w.agent_id, i == 1 ? agent : "");
+		strcpy(w.url, "http://127.0.0.1:9/hook");
+		strcpy(w.secret, "s");
+		strcpy(w.format, formats[i]);
+		w.created_at = cp_now_ms();
+		assert_int_equal(STORE(f->st, webhook_create, &w, 20), STORE_OK);
+	}
+	put_status(f->st, a, f->tenant, "registering", 0, 1000, false);
+	put_status(f->st, a, f->tenant, "failed", 401, 2000, true);
+	put_status(f->st, a, f->tenant, "failed", 401, 3000, false);
+	put_status(f->st, a, f->tenant, "registering", 0, 4000, false);
+	put_status(f->st, a, f->tenant, "registered", 200, 5000, true);
+	put_status(f->st, a, f->tenant, "registered", 200, 6000, false);
+	put_status(f->st, a, f->tenant, "unregistered", 0, 7000, false);
+	put_status(f->st, a, f->tenant, "registered", 200, 8000, false);
+	put_status(f->st, a, f->tenant, "failed", 408, 9000, true);
+	struct trunk t;
+	assert_int_equal(STORE(f->st, trunk_get, NULL, a, &t), STORE_OK);
+	assert_string_equal(t.reg.status, "failed");
+	assert_int_equal(t.reg.sip_status, 408);
+	assert_string_equal(t.reg.reason, "Unauthorized");
+	assert_int_equal(t.reg.expires_at, 0);
+	assert_int_equal(t.reg.updated_at, 9000);
+	char st[8][16];
+	assert_int_equal(trunk_events(f->st, f->tenant, NULL, st, 8), 3);
+	assert_string_equal(st[0], "failed");
+	assert_string_equal(st[1], "registered");
+	assert_string_equal(st[2], "failed");
+	assert_int_equal(trunk_events(f->st, f->tenant, "+15550001111", st, 8), 0);
+	assert_int_equal(trunk_events(f->st, f->tenant2, NULL, st, 8), 0);
+	/* one delivery per event, all to the tenant-wide canonical webhook; call_id empty */
+	struct delivery_row *d = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, delivery_list, f->tenant, NULL, 100, &d, &n), STORE_OK);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(d[i].event_type, "trunk.registration");
+		assert_string_equal(d[i].call_id, "");
+	}
+	assert_string_equal(d[0].webhook_id, d[2].webhook_id);
+	delivery_rows_free(d, n);
+	/* a status for a deleted trunk is not kept; the trunk's status went with it */
+	assert_int_equal(STORE(f->st, trunk_delete, NULL, a), STORE_OK);
+	struct trunk_status s = {0};
+	memcpy(s.trunk_id, a, sizeof s.trunk_id);
+	strcpy(s.tenant_id, f->tenant);
+	strcpy(s.status, "registered");
+	s.updated_at = 10000;
+	bool evented = true;
+	assert_int_equal(STORE(f->st, trunk_status_put, &s, "{}", &evented), STORE_NOT_FOUND);
+	assert_false(evented);
+	assert_int_equal(trunk_events(f->st, f->tenant, NULL, st, 8), 3);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -1387,6 +1637,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idem_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_expiry_and_purge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dialogs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trunk_status, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,6 +105,31 @@ static const char *const migrations[] = {
 	"  rate_limit FROM api_keys;"
 	"DROP TABLE api_keys;"
 	"ALTER TABLE api_keys_new RENAME TO api_keys;",
+
+	/* 8: trunks (trunks.c): a tenant's carriers, the one each agent dials through, the
+	 * registration status the server reports, and a generation the server polls to reload
+	 * them (bumped by triggers, so that every writer, in any process, bumps it) */
+	"CREATE TABLE trunks ("
+	"  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),"
+	"  host TEXT NOT NULL, port INTEGER, transport TEXT NOT NULL, username TEXT,"
+	"  password_env TEXT, password_file TEXT, register INTEGER NOT NULL DEFAULT 0,"
+	"  outbound_proxy TEXT, from_user TEXT, from_domain TEXT,"
+	"  caller_id_header TEXT NOT NULL, inbound_cidrs TEXT, headers TEXT,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE INDEX trunks_tenant ON trunks(tenant_id);"
+	"ALTER TABLE agents ADD COLUMN trunk_id TEXT REFERENCES trunks(id);"
+	"CREATE TABLE trunk_status ("
+	"  trunk_id TEXT PRIMARY KEY REFERENCES trunks(id) ON DELETE CASCADE,"
+	"  status TEXT NOT NULL, sip_status INTEGER, reason TEXT, expires_at INTEGER,"
+	"  updated_at INTEGER NOT NULL, last_event TEXT) WITHOUT ROWID;"
+	"CREATE TABLE trunk_generation (n INTEGER NOT NULL);"
+	"INSERT INTO trunk_generation VALUES (0);"
+	"CREATE TRIGGER trunks_created AFTER INSERT ON trunks"
+	"  BEGIN UPDATE trunk_generation SET n = n + 1; END;"
+	"CREATE TRIGGER trunks_changed AFTER UPDATE ON trunks"
+	"  BEGIN UPDATE trunk_generation SET n = n + 1; END;"
+	"CREATE TRIGGER trunks_deleted AFTER DELETE ON trunks"
+	"  BEGIN UPDATE trunk_generation SET n = n + 1; END;",
 };
 
 static int migrate(struct conn *c)
@@ -228,6 +253,13 @@ const struct store_backend store_sqlite_backend = {
 	.agent_set_stream_url = sqlite_agent_set_stream_url,
 	.agent_set_record = sqlite_agent_set_record,
 	.agent_set_goodbye = sqlite_agent_set_goodbye,
+	.agent_set_trunk = sqlite_agent_set_trunk,
+	.trunk_create = sqlite_trunk_create,
+	.trunk_get = sqlite_trunk_get,
+	.trunk_list = sqlite_trunk_list,
+	.trunk_delete = sqlite_trunk_delete,
+	.trunk_generation = sqlite_trunk_generation,
+	.trunk_status_put = sqlite_trunk_status_put,
 	.key_create = sqlite_key_create,
 	.key_by_hash = sqlite_key_by_hash,
 	.key_list = sqlite_key_list,

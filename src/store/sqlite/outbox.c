@@ -96,48 +96,81 @@ static const struct sql q_events_since_all = {S_EVENTS_SINCE_ALL,
 static const struct sql q_events_last = {S_EVENTS_LAST,
 	"SELECT COALESCE(MAX(seq), 0) FROM events"};
 
-enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
-				 const char *extra, bool canonical_only, int64_t now)
+/* Writes an event row (tenant, agent: "" none, call: "" none) with its payload, and one
+ * pending delivery per matching webhook: the tenant's, those of its agent (or of no agent),
+ * canonical ones only when canonical_only. Inside the caller's transaction. */
+static enum store_result write_event_row(struct conn *c, const char *event_id, const char *type,
+					 const char *tenant_id, const char *agent_id,
+					 const char *call_id, const char *payload,
+					 bool canonical_only, int64_t now)
 {
-	char event_id[CP_UUID_LEN + 1], ts[CP_RFC3339_LEN + 1];
-	if (cp_uuid4(event_id))
-		return STORE_ERROR;
-	cp_rfc3339(now, ts);
-	/* {"id","type","created_at"[,extra],"data"}: id, type and ts need no escaping (ours,
-	 * ASCII) */
-	size_t call_len = 0;
-	char *data = call_to_json_text(call, &call_len), *payload = NULL;
-	size_t size = call_len + strlen(type) + strlen(extra) + 128;
-	if (data && (payload = malloc(size)))
-		snprintf(payload, size,
-			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s%s,\"data\":%s}",
-			 event_id, type, ts, *extra ? "," : "", extra, data);
-	free(data);
 	sqlite3_stmt *ins = sq_stmt(c, &q_event_insert), *fan = sq_stmt(c, &q_delivery_fanout);
-	enum store_result rc = STORE_ERROR;
-	if (!payload || !ins || !fan)
-		goto out;
+	if (!ins || !fan)
+		return STORE_ERROR;
 	sq_bind_text(ins, 1, event_id);
-	sq_bind_text(ins, 2, call->tenant_id);
-	sq_bind_text(ins, 3, call->agent_id);
-	sq_bind_text(ins, 4, call->id);
+	sq_bind_text(ins, 2, tenant_id);
+	sq_bind_text(ins, 3, agent_id);
+	sq_bind_text(ins, 4, call_id);
 	sq_bind_text(ins, 5, type);
 	sqlite3_bind_int64(ins, 6, now);
 	sq_bind_text(ins, 7, payload);
 	int r = sqlite3_step(ins);
 	sqlite3_reset(ins);
 	if (r != SQLITE_DONE)
-		goto out;
+		return STORE_ERROR;
 	sqlite3_bind_int64(fan, 1, sqlite3_last_insert_rowid(c->db));
 	sqlite3_bind_int64(fan, 2, now);
-	sq_bind_text(fan, 3, call->tenant_id);
-	sq_bind_text(fan, 4, call->agent_id);
+	sq_bind_text(fan, 3, tenant_id);
+	sq_bind_text(fan, 4, agent_id);
 	sqlite3_bind_int(fan, 5, canonical_only);
 	r = sqlite3_step(fan);
 	sqlite3_reset(fan);
-	if (r == SQLITE_DONE)
-		rc = STORE_OK;
-out:
+	return r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+}
+
+/* The envelope {"id","type","created_at"[,extra],"data": data} (malloc'd; NULL if out of
+ * memory) for a new event id (event_id receives it). id, type and the time need no escaping
+ * (ours, ASCII); extra and data are JSON already. */
+static char *event_payload(const char *type, const char *extra, const char *data, int64_t now,
+			   char event_id[CP_UUID_LEN + 1])
+{
+	char ts[CP_RFC3339_LEN + 1];
+	if (cp_uuid4(event_id))
+		return NULL;
+	cp_rfc3339(now, ts);
+	size_t size = strlen(data) + strlen(type) + strlen(extra) + 128;
+	char *payload = malloc(size);
+	if (payload)
+		snprintf(payload, size,
+			 "{\"id\":\"%s\",\"type\":\"%s\",\"created_at\":\"%s\"%s%s,\"data\":%s}",
+			 event_id, type, ts, *extra ? "," : "", extra, data);
+	return payload;
+}
+
+enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
+				 const char *extra, bool canonical_only, int64_t now)
+{
+	char event_id[CP_UUID_LEN + 1];
+	char *data = call_to_json_text(call, NULL), *payload = NULL;
+	enum store_result rc = STORE_ERROR;
+	if (data && (payload = event_payload(type, extra, data, now, event_id)))
+		rc = write_event_row(c, event_id, type, call->tenant_id, call->agent_id, call->id,
+				     payload, canonical_only, now);
+	if (rc != STORE_OK)
+		log_msg(LOG_ERROR, "store_error", "outbox write: %s", sqlite3_errmsg(c->db));
+	free(data);
+	free(payload);
+	return rc;
+}
+
+enum store_result sq_write_tenant_event(struct conn *c, const char *type, const char *tenant_id,
+					const char *data, int64_t now)
+{
+	char event_id[CP_UUID_LEN + 1];
+	char *payload = event_payload(type, "", data, now, event_id);
+	enum store_result rc = STORE_ERROR;
+	if (payload)
+		rc = write_event_row(c, event_id, type, tenant_id, "", "", payload, true, now);
 	if (rc != STORE_OK)
 		log_msg(LOG_ERROR, "store_error", "outbox write: %s", sqlite3_errmsg(c->db));
 	free(payload);

@@ -7,6 +7,7 @@
  *   batch.c        transactions of the calls path, the group-commit batch
  *   open.c         opening and closing: schema migrations, the server lock, the callback table
  *   tenants.c      tenants and agents
+ *   trunks.c       trunks and their registration status
  *   keys.c         API keys (with the key cache)
  *   calls.c        call rows (with the call cache)
  *   outbox.c       outbox events, webhooks and their deliveries, the live event stream
@@ -38,7 +39,10 @@ enum stmt_id {
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
 	S_AGENT_SET_RECORD,
-	S_AGENT_SET_GOODBYE,
+	S_AGENT_SET_GOODBYE, S_AGENT_SET_TRUNK,
+	/* trunks.c */
+	S_TRUNK_CREATE, S_TRUNK_GET, S_TRUNK_LIST, S_TRUNK_IN_USE, S_TRUNK_DELETE,
+	S_TRUNK_GENERATION, S_TRUNK_STATUS_GET, S_TRUNK_STATUS_PUT,
 	/* keys.c */
 	S_KEY_CREATE, S_KEY_BY_HASH, S_KEY_LIST, S_KEY_REVOKE,
 	/* calls.c */
@@ -215,6 +219,19 @@ enum store_result sqlite_agent_set_stream_url(void *ctx, const char *id, const c
 enum store_result sqlite_agent_set_record(void *ctx, const char *id, bool record);
 enum store_result sqlite_agent_set_goodbye(void *ctx, const char *id, const char *goodbye_text,
 					   const char *max_duration_goodbye);
+enum store_result sqlite_agent_set_trunk(void *ctx, const char *id, const char *trunk_id);
+
+/* ---- trunks.c ---------------------------------------------------------------------------- */
+
+enum store_result sqlite_trunk_create(void *ctx, const struct trunk *t);
+enum store_result sqlite_trunk_get(void *ctx, const char *tenant_id, const char *id,
+				   struct trunk *out);
+enum store_result sqlite_trunk_list(void *ctx, const char *tenant_id, struct trunk **out,
+				    size_t *n);
+enum store_result sqlite_trunk_delete(void *ctx, const char *tenant_id, const char *id);
+enum store_result sqlite_trunk_generation(void *ctx, int64_t *out);
+enum store_result sqlite_trunk_status_put(void *ctx, const struct trunk_status *s,
+					  const char *event_data, bool *evented);
 
 /* ---- keys.c ------------------------------------------------------------------------------ */
 
@@ -246,6 +263,11 @@ enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1
  * webhooks of a vendor format (they have only transition events). */
 enum store_result sq_write_event(struct conn *c, const char *type, const struct call *call,
 				 const char *extra, bool canonical_only, int64_t now);
+/* The same for an event that is not about a call (a trunk's): data is the JSON text of its
+ * "data" member; it goes to the tenant's webhooks for every agent, canonical ones only, and to
+ * the tenant's live streams (not a number-scoped key's). */
+enum store_result sq_write_tenant_event(struct conn *c, const char *type, const char *tenant_id,
+					const char *data, int64_t now);
 
 enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant);
 enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,

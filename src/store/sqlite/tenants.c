@@ -7,6 +7,8 @@
  *     so not found and not visible look the same), or by number for an inbound call.
  *   - Optional columns are stored as NULL (NULLIF on the way in), so "" and 0 in struct agent
  *     both mean "none" and the unique index on number ignores agents without one.
+ *   - An agent's trunk is one of its own tenant's: the insert and the update that name one
+ *     apply only when it is (a foreign key alone would accept another tenant's trunk).
  */
 #include "sqlite_internal.h"
 
@@ -18,13 +20,16 @@ static const struct sql q_tenant_exists = {S_TENANT_EXISTS,
 	"SELECT 1 FROM tenants WHERE id = ?1"};
 static const struct sql q_tenant_list = {S_TENANT_LIST,
 	"SELECT id, name, created_at FROM tenants ORDER BY created_at, id"};
+/* a trunk, if named, must be the agent's tenant's: no row is inserted otherwise */
 static const struct sql q_agent_create = {S_AGENT_CREATE,
 	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
-	" stream_url, record, goodbye_text, max_duration_goodbye) VALUES (?1, ?2, ?3,"
-	" NULLIF(?4, ''), NULLIF(?5, 0), ?6, NULLIF(?7, ''), ?8, NULLIF(?9, ''), NULLIF(?10, ''))"};
+	" stream_url, record, goodbye_text, max_duration_goodbye, trunk_id) SELECT ?1, ?2, ?3,"
+	" NULLIF(?4, ''), NULLIF(?5, 0), ?6, NULLIF(?7, ''), ?8, NULLIF(?9, ''), NULLIF(?10, ''),"
+	" NULLIF(?11, '') WHERE ?11 = '' OR EXISTS (SELECT 1 FROM trunks"
+	" WHERE id = ?11 AND tenant_id = ?2)"};
 /* the columns agent_row() reads, in its order */
 #define AGENT_COLUMNS "id, tenant_id, name, number, max_duration_s, created_at, stream_url," \
-	" record, goodbye_text, max_duration_goodbye"
+	" record, goodbye_text, max_duration_goodbye, trunk_id"
 static const struct sql q_agent_get = {S_AGENT_GET,
 	"SELECT " AGENT_COLUMNS
 	" FROM agents WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
@@ -44,6 +49,9 @@ static const struct sql q_agent_set_goodbye = {S_AGENT_SET_GOODBYE,
 	" goodbye_text = CASE WHEN ?2 IS NULL THEN goodbye_text ELSE NULLIF(?2, '') END,"
 	" max_duration_goodbye = CASE WHEN ?3 IS NULL THEN max_duration_goodbye"
 	" ELSE NULLIF(?3, '') END WHERE id = ?1"};
+static const struct sql q_agent_set_trunk = {S_AGENT_SET_TRUNK,
+	"UPDATE agents SET trunk_id = NULLIF(?2, '') WHERE id = ?1 AND (?2 = ''"
+	" OR EXISTS (SELECT 1 FROM trunks WHERE id = ?2 AND tenant_id = agents.tenant_id))"};
 
 enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
 {
@@ -89,9 +97,9 @@ enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
 
 enum store_result sqlite_agent_create(void *ctx, const struct agent *a)
 {
-	return sq_write_one(ctx, &q_agent_create, "ssssiIsiss", a->id, a->tenant_id, a->name,
+	return sq_write_one(ctx, &q_agent_create, "ssssiIsisss", a->id, a->tenant_id, a->name,
 			    a->number, a->max_duration_s, a->created_at, a->stream_url,
-			    (int)a->record, a->goodbye_text, a->max_duration_goodbye);
+			    (int)a->record, a->goodbye_text, a->max_duration_goodbye, a->trunk_id);
 }
 
 /* An agent row (AGENT_COLUMNS) into a zeroed struct agent. */
@@ -108,6 +116,7 @@ static void agent_row(sqlite3_stmt *st, void *row)
 	out->record = sqlite3_column_int(st, 7) != 0;
 	sq_copy_col(st, 8, out->goodbye_text, sizeof out->goodbye_text);
 	sq_copy_col(st, 9, out->max_duration_goodbye, sizeof out->max_duration_goodbye);
+	sq_copy_col(st, 10, out->trunk_id, sizeof out->trunk_id);
 }
 
 static enum store_result read_agent(struct conn *c, sqlite3_stmt *st, struct agent *out)
@@ -180,4 +189,9 @@ enum store_result sqlite_agent_set_goodbye(void *ctx, const char *id, const char
 {
 	return sq_write_one(ctx, &q_agent_set_goodbye, "sss", id, goodbye_text,
 			    max_duration_goodbye);
+}
+
+enum store_result sqlite_agent_set_trunk(void *ctx, const char *id, const char *trunk_id)
+{
+	return sq_write_one(ctx, &q_agent_set_trunk, "ss", id, trunk_id);
 }
