@@ -19,6 +19,7 @@ static const char usage[] =
 	"  tenant    create | list tenants\n"
 	"  agent     create | list | update agents\n"
 	"  key       create | list | revoke API keys\n"
+	"  trunk     create | list | delete trunks (carriers)\n"
 	"  webhook   create | list | delete webhooks; deliveries | replay\n"
 	"  calls     list | get | end | end-all | tail: a running server's calls, over its API\n"
 	"Every command takes --help.\n";
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
 		return cli_key(argc - 2, argv + 2);
 	if (!strcmp(cmd, "calls"))
 		return cli_calls(argc - 2, argv + 2);
+	if (!strcmp(cmd, "trunk"))
+		return cli_trunk(argc - 2, argv + 2);
 	if (!strcmp(cmd, "webhook"))
 		return cli_webhook(argc - 2, argv + 2);
 	fprintf(stderr, "error: unknown command '%s'\n%s", cmd, usage);

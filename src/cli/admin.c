@@ -178,20 +178,23 @@ int cli_init(int argc, char **argv)
 static const char agent_usage[] =
 	"usage: callplane agent create --tenant ID --name NAME [--number E164]\n"
 	"                              [--max-duration SECONDS] [--stream-url URL] [--record]\n"
-	"                              [--goodbye-text TEXT] [--max-duration-goodbye TEXT] [--db PATH]\n"
+	"                              [--goodbye-text TEXT] [--max-duration-goodbye TEXT]\n"
+	"                              [--trunk ID] [--db PATH]\n"
 	"       callplane agent list [--tenant ID] [--db PATH]\n"
 	"       callplane agent update ID [--stream-url URL | --no-stream-url]\n"
 	"                                 [--record | --no-record]\n"
 	"                                 [--goodbye-text TEXT | --no-goodbye-text]\n"
 	"                                 [--max-duration-goodbye TEXT | --no-max-duration-goodbye]\n"
-	"                                 [--db PATH]\n"
+	"                                 [--trunk ID | --no-trunk] [--db PATH]\n"
 	"--stream-url is the agent's audio WebSocket (ws:// or wss://, at most 1024 bytes):\n"
 	"its calls stream their audio there unless POST /v1/calls names another.\n"
 	"--record records the agent's calls (a stereo WAV each) unless POST /v1/calls says\n"
 	"\"record\": false. update changes what it is given, for calls created afterwards.\n"
 	"--goodbye-text is what callplane says before the BYE when a vendor dialect's end route\n"
 	"ends one of its calls; --max-duration-goodbye what it says when max duration ends one\n"
-	"(each 1..1000 characters of UTF-8).\n";
+	"(each 1..1000 characters of UTF-8).\n"
+	"--trunk is one of the tenant's trunks (callplane trunk): the agent's calls to numbers\n"
+	"go through it; without one they go to serve's --trunk.\n";
 
 /* A bad --stream-url is a usage error (exit 2), told the way args_parse() tells one. */
 static int stream_url_usage(const char *url)
@@ -226,12 +229,33 @@ static int update_value(const char *set, const char *clear, const char **out)
 	return 0;
 }
 
+/* Whether agent_id may use trunk_id (one of the agent's tenant's trunks): 0, or 1 when it may
+ * not, after saying why. */
+static int trunk_check(struct store *st, const char *trunk_id, const char *agent_id)
+{
+	struct trunk t;
+	struct agent a;
+	enum store_result r = STORE(st, trunk_get, NULL, trunk_id, &t);
+	if (r == STORE_NOT_FOUND)
+		return fail("no such trunk: ", trunk_id);
+	if (r != STORE_OK)
+		return cli_store_error(r, "trunk");
+	struct scope sc = {0};
+	memcpy(sc.tenant_id, t.tenant_id, sizeof sc.tenant_id);
+	r = STORE(st, agent_get, &sc, agent_id, &a);
+	if (r == STORE_NOT_FOUND)
+		return fail("no such agent in the trunk's tenant: ", agent_id);
+	return r == STORE_OK ? 0 : cli_store_error(r, "agent");
+}
+
 /* Prints {"id", then each member it changed: "stream_url", "goodbye_text",
- * "max_duration_goodbye" (the text, or null when cleared), "record"}. */
+ * "max_duration_goodbye" (the text, or null when cleared), "record", "trunk_id"}. A trunk is
+ * checked before anything changes. */
 static int agent_update(int argc, char **argv)
 {
 	const char *url = NULL, *clear = NULL, *rec = NULL, *no_rec = NULL, *bye = NULL,
-		   *no_bye = NULL, *max_bye = NULL, *no_max_bye = NULL, *db = CLI_DEFAULT_DB;
+		   *no_bye = NULL, *max_bye = NULL, *no_max_bye = NULL, *trunk = NULL,
+		   *no_trunk = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
 	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL}, {"no-stream-url", &clear, OPT_FLAG},
@@ -240,19 +264,22 @@ static int agent_update(int argc, char **argv)
 			     {"no-goodbye-text", &no_bye, OPT_FLAG},
 			     {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
 			     {"no-max-duration-goodbye", &no_max_bye, OPT_FLAG},
+			     {"trunk", &trunk, OPT_OPTIONAL}, {"no-trunk", &no_trunk, OPT_FLAG},
 			     {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	const char *new_url, *new_bye, *new_max_bye;
+	const char *new_url, *new_bye, *new_max_bye, *new_trunk;
 	bool set_rec = rec || no_rec;
 	if (n_pos != 1 || update_value(url, clear, &new_url) || (rec && no_rec) ||
 	    update_value(bye, no_bye, &new_bye) || update_value(max_bye, no_max_bye, &new_max_bye) ||
-	    (!new_url && !set_rec && !new_bye && !new_max_bye)) {
+	    update_value(trunk, no_trunk, &new_trunk) ||
+	    (!new_url && !set_rec && !new_bye && !new_max_bye && !new_trunk)) {
 		fprintf(stderr, "error: agent update needs the agent id and at least one change, each"
 			" option at most once: --stream-url URL or --no-stream-url, --record or"
 			" --no-record, --goodbye-text TEXT or --no-goodbye-text,"
-			" --max-duration-goodbye TEXT or --no-max-duration-goodbye\n%s", agent_usage);
+			" --max-duration-goodbye TEXT or --no-max-duration-goodbye, --trunk ID or"
+			" --no-trunk\n%s", agent_usage);
 		return 2;
 	}
 	if (url && !call_stream_url_valid(url))
@@ -265,12 +292,16 @@ static int agent_update(int argc, char **argv)
 		return 1;
 	int rc = 1;
 	enum store_result r = STORE_OK;
+	if (new_trunk && *new_trunk && trunk_check(st, new_trunk, pos[0]))
+		goto out;
 	if (new_url)
 		r = STORE(st, agent_set_stream_url, pos[0], url);
 	if (r == STORE_OK && set_rec)
 		r = STORE(st, agent_set_record, pos[0], rec != NULL);
 	if (r == STORE_OK && (new_bye || new_max_bye))
 		r = STORE(st, agent_set_goodbye, pos[0], new_bye, new_max_bye);
+	if (r == STORE_OK && new_trunk)
+		r = STORE(st, agent_set_trunk, pos[0], new_trunk);
 	if (r == STORE_OK) {
 		json_t *out = json_pack("{s:s}", "id", pos[0]);
 		if (new_url)
@@ -283,10 +314,14 @@ static int agent_update(int argc, char **argv)
 					    *new_max_bye ? json_string(new_max_bye) : json_null());
 		if (set_rec)
 			json_object_set_new(out, "record", json_boolean(rec != NULL));
+		if (new_trunk)
+			json_object_set_new(out, "trunk_id", *new_trunk ? json_string(new_trunk) :
+					    json_null());
 		rc = cli_print(out);
 	} else {
 		fail(r == STORE_NOT_FOUND ? "no such agent: " : "could not update the agent ", pos[0]);
 	}
+out:
 	store_close(st);
 	return rc;
 }
@@ -294,7 +329,7 @@ static int agent_update(int argc, char **argv)
 int cli_agent(int argc, char **argv)
 {
 	const char *tenant = NULL, *name = NULL, *number = NULL, *maxd = NULL, *url = NULL,
-		   *rec = NULL, *bye = NULL, *max_bye = NULL, *db = CLI_DEFAULT_DB;
+		   *rec = NULL, *bye = NULL, *max_bye = NULL, *trunk = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1];
 	int n_pos;
 	if (argc < 1)
@@ -313,7 +348,7 @@ int cli_agent(int argc, char **argv)
 				    {"stream-url", &url, OPT_OPTIONAL}, {"record", &rec, OPT_FLAG},
 				    {"goodbye-text", &bye, OPT_OPTIONAL},
 				    {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
-				    {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"trunk", &trunk, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
 					 0, &n_pos, agent_usage);
@@ -352,11 +387,17 @@ int cli_agent(int argc, char **argv)
 		snprintf(a.goodbye_text, sizeof a.goodbye_text, "%s", bye ? bye : "");
 		snprintf(a.max_duration_goodbye, sizeof a.max_duration_goodbye, "%s",
 			 max_bye ? max_bye : "");
+		snprintf(a.trunk_id, sizeof a.trunk_id, "%s", trunk ? trunk : "");
 		a.created_at = cp_now_ms();
+		struct trunk t;
 		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
 			fail("no such tenant: ", tenant);
 		else if (r != STORE_OK)
 			cli_store_error(r, "tenant");
+		else if (trunk && (r = STORE(st, trunk_get, tenant, trunk, &t)) == STORE_NOT_FOUND)
+			fail("no such trunk in the tenant: ", trunk);
+		else if (r != STORE_OK)
+			cli_store_error(r, "trunk");
 		else if ((r = STORE(st, agent_create, &a)) == STORE_CONFLICT)
 			fail("another agent already has the number ", number);
 		else if (r != STORE_OK)

@@ -5,7 +5,8 @@
  * the options; "--name=VALUE" and "--name VALUE"). Three things it allows are refused here,
  * because each hides a mistake in a service file or a script:
  *   - an abbreviation ("--htt" for "--http"): an option is spelled out in full;
- *   - an option given twice: which one wins would be a guess;
+ *   - an option given twice: which one wins would be a guess (an OPT_MULTI option is the one
+ *     meant to repeat: each value is kept);
  *   - a value that is itself an option ("--db --http x" would take "--http" as the database
  *     path): the option before it has no value.
  * Messages are ours (opterr = 0), one line each, followed by the command's usage.
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char args_end[] = "";
 
 static enum args_result usage_error(const char *usage, const char *fmt, const char *what)
 {
@@ -97,7 +100,7 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 					typed);
 			goto out;
 		}
-		if (seen[i]) {
+		if (seen[i] && opts[i].kind != OPT_MULTI) {
 			r = usage_error(usage, "option '--%s' given twice", opts[i].name);
 			goto out;
 		}
@@ -110,7 +113,14 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 			r = usage_error(usage, "option '%s' needs a value", typed);
 			goto out;
 		}
-		*opts[i].value = optarg;
+		const char **slot = opts[i].value;
+		while (opts[i].kind == OPT_MULTI && *slot && *slot != args_end)
+			slot++;
+		if (*slot == args_end) {
+			r = usage_error(usage, "option '--%s' given too many times", opts[i].name);
+			goto out;
+		}
+		*slot = optarg;
 	}
 	for (int i = optind; i < argc + 1; i++) {
 		if (*n_pos >= max_pos) {

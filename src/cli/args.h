@@ -1,8 +1,8 @@
 /*
  * args.h - the option parser every subcommand uses, on getopt_long: "--name VALUE",
  * "--name=VALUE", flags ("--name", no value), "--help"/"-h", "--" and positional arguments.
- * An abbreviated, repeated or value-less option is an error. Errors are printed to stderr with
- * the command's usage.
+ * An abbreviated, repeated (but for OPT_MULTI) or value-less option is an error. Errors are
+ * printed to stderr with the command's usage.
  */
 #ifndef CP_ARGS_H
 #define CP_ARGS_H
@@ -13,7 +13,12 @@ enum opt_kind {
 	OPT_OPTIONAL,                /* --name VALUE, may be left out */
 	OPT_REQUIRED,                /* --name VALUE, must be given */
 	OPT_FLAG,                    /* --name alone: *value becomes "1" when given */
+	OPT_MULTI,                   /* --name VALUE, repeated: value is an array (below) */
 };
+
+/* The end of an OPT_MULTI option's array: the array's last slot holds it, the others start
+ * NULL and take the values in the order given; one more than fit is an error. */
+extern const char args_end[];
 
 struct opt {
 	const char *name;            /* without the leading "--" */

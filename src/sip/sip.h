@@ -11,12 +11,70 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+#include <sys/socket.h>
+
 #include "call/call_service.h"
 #include "call/telephony.h"
+#include "core/netaddr.h"
 #include "media/media.h"
+#include "store/store.h"
 
 #define SIP_RTP_ADDRS_MAX 64
 #define SIP_ADDR_TEXT_MAX 46         /* INET6_ADDRSTRLEN */
+
+#define SIP_TRUNK_CIDRS_MAX 32       /* --inbound-cidr ranges of one trunk */
+#define SIP_TRUNK_HEADERS_MAX 16     /* --header lines of one trunk */
+#define SIP_TRUNK_ADDRS_MAX 8        /* addresses a trunk's host and proxy resolve to */
+#define SIP_PASSWORD_MAX 256
+
+enum sip_caller_id { SIP_CALLER_ID_NONE, SIP_CALLER_ID_PAI, SIP_CALLER_ID_RPID };
+
+/* A trunk as the engine uses it: a stored trunk (struct trunk) with its password read and its
+ * host and proxy resolved, by whoever loads it (cli/serve_trunks.c), or the default trunk the
+ * engine makes of --trunk. Text fields are as they go on the wire. */
+struct sip_trunk {
+	char id[CP_UUID_LEN + 1];            /* "" = the default trunk (--trunk) */
+	char tenant_id[CP_UUID_LEN + 1];     /* "" = the default trunk's: any tenant's */
+	/* "HOST[:PORT][;transport=tcp]", IPv6 in brackets: the Request-URI of a number is
+	 * sip:NUMBER@target, the registrar's sip:target */
+	char target[TRUNK_HOST_MAX + 48];
+	bool tcp;                            /* transport tcp (else udp) */
+	char user[TRUNK_TEXT_MAX + 1];       /* digest user and registered user; "" = none */
+	char password[SIP_PASSWORD_MAX + 1];
+	bool do_register;
+	char aor_domain[TRUNK_HOST_MAX + 3]; /* the host of the registered address (AoR) */
+	char outbound_proxy[TRUNK_URI_MAX + 1];  /* "" = none */
+	char from_user[TRUNK_TEXT_MAX + 1];  /* "" = the caller's number */
+	char from_domain[TRUNK_HOST_MAX + 3];    /* "" = our advertise address */
+	enum sip_caller_id caller_id;
+	struct cidr cidrs[SIP_TRUNK_CIDRS_MAX];  /* INVITEs from these are the trunk's */
+	int n_cidrs;
+	char headers[TRUNK_HEADERS_MAX + 1];     /* extra INVITE headers, CRLF between lines */
+	/* where its host and outbound proxy resolved when it was loaded: with do_register,
+	 * INVITEs from these arrive on its registration */
+	struct sockaddr_storage addrs[SIP_TRUNK_ADDRS_MAX];
+	int n_addrs;
+	char problem[160];                   /* why it has no password it needs; "" = none */
+};
+
+/* What a stored trunk may hold. The admin CLI refuses anything else before storing it; the
+ * loader skips a stored trunk that breaks them (written by hand). */
+/* A user part (digest user, From user): 1..TRUNK_TEXT_MAX of letters, digits and
+ * -_.!~*'()&=+$,;?/% (RFC 3261 user characters without the escapes checked). */
+bool sip_trunk_user_valid(const char *user);
+/* An outbound proxy: sip:HOST[:PORT][;params] within TRUNK_URI_MAX bytes, no spaces, no
+ * control characters, no <>" (it goes into a Route). */
+bool sip_trunk_proxy_valid(const char *uri);
+/* One --header: "Name: value", Name an RFC 3261 token of at most 64 bytes that is not a header
+ * the engine writes itself (Via, From, To, Contact, Route, Reason, the caller-id headers...,
+ * any one-letter compact form), value printable (spaces and tabs allowed, no CR or LF), the
+ * line at most 512 bytes. why (may be NULL) receives the reason for a refusal. */
+bool sip_trunk_header_valid(const char *line, char *why, size_t why_size);
+/* Parses "CIDR[,CIDR...]" (at most SIP_TRUNK_CIDRS_MAX) into out; *n their count. false
+ * (why set) on a malformed entry or too many. */
+bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why,
+			   size_t why_size);
 
 struct sip_config {
 	char host[128];              /* listen address (UDP and TCP) */

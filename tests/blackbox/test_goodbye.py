@@ -364,7 +364,8 @@ def test_agent_goodbye_options_cli(cp):
                      2, "error: --max-duration-goodbye must be 1..1000 characters of UTF-8")
     both = ("error: agent update needs the agent id and at least one change, each option at most once:"
             " --stream-url URL or --no-stream-url, --record or --no-record, --goodbye-text TEXT or"
-            " --no-goodbye-text, --max-duration-goodbye TEXT or --no-max-duration-goodbye")
+            " --no-goodbye-text, --max-duration-goodbye TEXT or --no-max-duration-goodbye, --trunk ID"
+            " or --no-trunk")
     assert_cli_error(cp.cli_raw("agent", "update", a, "--goodbye-text", "x", "--no-goodbye-text"), 2, both)
     assert_cli_error(cp.cli_raw("agent", "update", a), 2, both)
     assert by_id[a]["goodbye_text"] is None       # nothing changed by the refused updates

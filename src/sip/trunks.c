@@ -1,0 +1,114 @@
+/*
+ * trunks.c - trunks: what one may hold (the rules the admin CLI and the loader share).
+ *
+ * Every text of a trunk ends up in a SIP message as it is (a Request-URI, a From, a Route, an
+ * extra header), so what may be stored is decided here once, strictly: no character that
+ * could end a header, open a parameter the engine did not mean, or quote its way out of a
+ * name-addr. Headers the engine writes itself cannot be added: a second Via, From or Contact
+ * would break the dialog, and the caller's identity has its own option (--caller-id-header).
+ */
+#include "sip.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+bool sip_trunk_user_valid(const char *user)
+{
+	size_t len = strlen(user);
+	if (len == 0 || len > TRUNK_TEXT_MAX)
+		return false;
+	for (; *user; user++)
+		if (!isalnum((unsigned char)*user) && !strchr("-_.!~*'()&=+$,;?/%", *user))
+			return false;
+	return true;
+}
+
+bool sip_trunk_proxy_valid(const char *uri)
+{
+	size_t len = strlen(uri);
+	if (len <= 4 || len > TRUNK_URI_MAX || strncasecmp(uri, "sip:", 4))
+		return false;
+	for (; *uri; uri++)
+		if ((unsigned char)*uri <= ' ' || *uri == 0x7f || strchr("<>\"", *uri))
+			return false;
+	return true;
+}
+
+/* Headers the engine writes, or that would change who the call is from or where it goes. */
+static const char *const reserved[] = {
+	"Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Type", "Content-Length",
+	"Content-Encoding", "Max-Forwards", "Route", "Record-Route", "Authorization",
+	"Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate", "P-Asserted-Identity",
+	"P-Preferred-Identity", "Remote-Party-ID", "Allow", "Require", "Proxy-Require",
+	"Supported", "User-Agent", "Reason", "Expires", "Session-Expires", "Min-SE",
+	"X-Callplane-End-Reason",
+};
+
+/* Writes the reason into why (when given); returns false. */
+static bool refuse(char *why, size_t size, const char *reason)
+{
+	if (why)
+		snprintf(why, size, "%s", reason);
+	return false;
+}
+
+bool sip_trunk_header_valid(const char *line, char *why, size_t why_size)
+{
+	const char *colon = strchr(line, ':');
+	size_t name_len = colon ? (size_t)(colon - line) : 0;
+	if (strlen(line) > 512)
+		return refuse(why, why_size, "a header line is at most 512 bytes");
+	if (name_len == 0 || name_len > 64)
+		return refuse(why, why_size, "a header is \"Name: value\", the name 1..64 bytes");
+	for (size_t i = 0; i < name_len; i++)
+		if (!isalnum((unsigned char)line[i]) && !strchr("-.!%*_+`'~", line[i]))
+			return refuse(why, why_size, "a header name is a token (letters, digits,"
+				      " -.!%*_+`'~)");
+	if (name_len == 1)
+		return refuse(why, why_size, "a one-letter header name is a compact form of a"
+			      " header the engine writes");
+	for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+		if (strlen(reserved[i]) == name_len && !strncasecmp(line, reserved[i], name_len))
+			return refuse(why, why_size, "the engine writes this header itself");
+	const char *v = colon + 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (!*v)
+		return refuse(why, why_size, "a header needs a value");
+	for (; *v; v++)
+		if (((unsigned char)*v < ' ' && *v != '\t') || *v == 0x7f)
+			return refuse(why, why_size, "a header value is printable text on one line");
+	return true;
+}
+
+bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why,
+			   size_t why_size)
+{
+	*n = 0;
+	while (*list) {
+		const char *comma = strchr(list, ',');
+		size_t len = comma ? (size_t)(comma - list) : strlen(list);
+		char one[CIDR_TEXT_MAX + 1];
+		if (len == 0 || len >= sizeof one)
+			return refuse(why, why_size, "each entry is IP or IP/BITS");
+		memcpy(one, list, len);
+		one[len] = '\0';
+		if (*n >= SIP_TRUNK_CIDRS_MAX) {
+			if (why)
+				snprintf(why, why_size, "at most %d ranges", SIP_TRUNK_CIDRS_MAX);
+			return false;
+		}
+		if (!cidr_parse(one, &out[*n])) {
+			if (why)
+				snprintf(why, why_size, "'%s' is not IP or IP/BITS", one);
+			return false;
+		}
+		(*n)++;
+		list += len + (comma ? 1 : 0);
+		if (comma && !*list)
+			return refuse(why, why_size, "each entry is IP or IP/BITS");
+	}
+	return true;
+}
