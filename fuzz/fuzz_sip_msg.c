@@ -23,17 +23,12 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct sip_config cfg;
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
 	su_init();
-	sip_config_defaults(&cfg);
-	snprintf(cfg.trunk_user, sizeof cfg.trunk_user, "trunkuser");
-	snprintf(cfg.trunk_password, sizeof cfg.trunk_password, "pa:ss");
 	return 0;
 }
 
@@ -56,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	char cred[512];
-	if (outbound_credentials(&cfg, sip, cred, sizeof cred)) {
+	if (outbound_credentials("trunkuser", "pa:ss", sip, cred, sizeof cred)) {
 		static const char tail[] = ":trunkuser:pa:ss";
 		size_t n = strlen(cred);
 		if (n < sizeof tail || strcmp(cred + n - (sizeof tail - 1), tail))

@@ -11,9 +11,10 @@ run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
 # python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
-# contract test of docs/openapi.json
+# contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
+# digest challenges; tests/blackbox/kamailio)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema)
+      python3-jsonschema kamailio)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in

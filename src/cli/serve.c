@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "args.h"
 #include "serve.h"
+#include "serve_trunks.h"
 #include "call/call_service.h"
 #include "core/log.h"
 #include "dialects/dialects.h"
@@ -175,6 +176,19 @@ static int choose_advertise(struct sip_config *sc)
 	return 0;
 }
 
+/* Hands the engine the stored trunks again when their generation moved since *gen. */
+static void reload_trunks(struct store *st, struct sip_engine *sip, int64_t *gen)
+{
+	int64_t now;
+	if (STORE(st, trunk_generation, &now) != STORE_OK || now == *gen)
+		return;
+	struct sip_trunk *v;
+	size_t n;
+	if (serve_trunks_load(st, &v, &n, &now) == 0 && sip_engine_set_trunks(sip, v, n) == 0)
+		*gen = now;
+	free(v);
+}
+
 /* A transition's outbox event committed: wake whoever delivers events. */
 static void on_event(void *arg)
 {
@@ -248,11 +262,16 @@ int cli_serve(int argc, char **argv)
 	 * (the engine, as it starts) hang up the far ends it left up */
 	struct left_dialog *left = NULL;
 	size_t n_left = 0;
+	struct sip_trunk *trunks = NULL;
+	int64_t trunk_gen = 0;
 	if ((set.with_sip && call_service_left_dialogs(svc, &left, &n_left) < 0) ||
-	    call_service_recover(svc, set.with_sip) < 0 || call_service_start(svc))
+	    call_service_recover(svc, set.with_sip) < 0 || call_service_start(svc) ||
+	    (set.with_sip && serve_trunks_load(st, &trunks, &set.sip.n_trunks, &trunk_gen) < 0))
 		goto out_left;
 	if (set.with_sip) {
+		set.sip.trunks = trunks;
 		sip = sip_engine_start(&set.sip, svc, left, n_left);
+		free(trunks);
 		if (!sip)
 			goto out_left;
 		call_service_left_dialogs_done(svc, left, n_left);
@@ -272,12 +291,18 @@ int cli_serve(int argc, char **argv)
 					      c.sip, "db", c.db, "sync", c.sync, "recordings",
 					      set.recordings));
 
-	/* the main thread keeps house while it waits for a signal */
+	/* the main thread keeps house while it waits for a signal: every second it looks
+	 * whether a trunk changed (the admin CLI, another process), every minute it purges old
+	 * idempotency records */
 	int sig = -1;
-	struct timespec tick = {.tv_sec = 60};
-	while (sig < 0) {
+	struct timespec tick = {.tv_sec = 1};
+	for (int ticks = 1; sig < 0; ticks++) {
 		sig = sigtimedwait(&sigs, NULL, &tick);
-		if (sig < 0)
+		if (sig >= 0)
+			break;
+		if (sip)
+			reload_trunks(st, sip, &trunk_gen);
+		if (ticks % 60 == 0)
 			STORE(st, idem_purge, cp_now_ms() - HTTP_IDEMPOTENCY_TTL_MS);
 	}
 	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));

@@ -333,6 +333,33 @@ static void stop(struct sip_engine *eng, void *unused)
 	su_timer_set(eng->stop_timer, stop_timeout, NULL);
 }
 
+struct trunks_msg {
+	struct sip_trunk *v;         /* heap, n of them: the table takes it */
+	size_t n;
+};
+
+/* MSG: the stored trunks were loaded again: they replace the table. */
+static void set_trunks(struct sip_engine *eng, void *data)
+{
+	struct trunks_msg *m = data;
+	trunks_replace(eng, m->v, m->n);
+	log_json(LOG_INFO, "sip_trunks", json_pack("{s:I}", "trunks", (json_int_t)m->n));
+}
+
+int sip_engine_set_trunks(struct sip_engine *eng, const struct sip_trunk *trunks, size_t n)
+{
+	struct trunks_msg m = {.v = n ? malloc(n * sizeof *m.v) : NULL, .n = n};
+	if (n && !m.v)
+		return -1;
+	if (n)
+		memcpy(m.v, trunks, n * sizeof *m.v);
+	if (sip_post(eng, set_trunks, &m, sizeof m)) {
+		free(m.v);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- the media plane -------------------------------------------------------------------- */
 
 /* The media engine's hooks run on the media thread and only post: end_call and goodbye_done
@@ -575,11 +602,8 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
 		 eng->cfg.advertise, cfg->port);
 	snprintf(eng->contact_hdr, sizeof eng->contact_hdr, "<%s>", eng->contact);
-	if (cfg->trunk[0]) {
-		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
-		snprintf(eng->trunk_host, sizeof eng->trunk_host, "%s", h);
-	}
-	if (media_create(eng) || media_plane_start(eng)) {
+	if (trunks_create(eng) || media_create(eng) || media_plane_start(eng)) {
+		trunks_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -590,6 +614,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	pthread_mutex_init(&eng->msg_mu, NULL);
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
 		media_plane_stop(eng);
+		trunks_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -602,6 +627,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		media_plane_stop(eng);
 		pthread_mutex_destroy(&eng->start_mu);
 		pthread_cond_destroy(&eng->start_cv);
+		trunks_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -626,5 +652,6 @@ void sip_engine_destroy(struct sip_engine *eng)
 	pthread_mutex_destroy(&eng->start_mu);
 	pthread_cond_destroy(&eng->start_cv);
 	pthread_mutex_destroy(&eng->msg_mu);
+	trunks_destroy(eng);
 	free(eng);
 }

@@ -44,6 +44,14 @@ static void reason_header(int cause, const char *reason, char *buf, size_t size)
 	snprintf(buf, size, "Q.850;cause=%d;text=\"%s\"", cause, reason);
 }
 
+/* The end reason as a header of its own, for far ends (a carrier's CDRs, a PBX's dialplan)
+ * that read a plain header more easily than the Reason's quoted text. Reasons are
+ * [A-Za-z0-9_.:-] (call_reason_valid, or ours): nothing to escape. */
+static void end_reason_header(const char *reason, char *buf, size_t size)
+{
+	snprintf(buf, size, "X-Callplane-End-Reason: %s", reason);
+}
+
 void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int cause, const char *reason)
 {
 	(void)eng;
@@ -71,7 +79,9 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 		return;
 	}
 	l->state = LEG_BYEING;
-	nua_bye(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
+	char end[128];
+	end_reason_header(reason, end, sizeof end);
+	nua_bye(l->nh, SIPTAG_REASON_STR(hdr), SIPTAG_HEADER_STR(end), TAG_END());
 }
 
 static void goodbye_backstop(struct sip_engine *eng, su_timer_t *t, struct leg *l);

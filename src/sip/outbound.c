@@ -1,9 +1,14 @@
 /*
  * outbound.c - calls callplane places: INVITE, provisional and final responses, ring timeout.
  *
- * Routing: a sip:/sips: destination is dialled directly; an E.164 number goes to the configured
- * trunk as sip:NUMBER@TRUNK, answering one digest challenge per INVITE with the trunk's
- * credentials. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
+ * Routing: a sip:/sips: destination is dialled directly, without credentials; an E.164 number
+ * goes through the call's trunk (the agent's, else the default one of --trunk) as
+ * sip:NUMBER@TARGET, through the trunk's outbound proxy when it has one, answering one digest
+ * challenge per INVITE with the trunk's credentials. The trunk also decides the From (its
+ * --from-user and --from-domain, else the caller's number at our address), adds the caller's
+ * number as P-Asserted-Identity or Remote-Party-ID when asked, and its extra headers. A call
+ * whose trunk is gone (deleted since the call was created), or another tenant's, fails
+ * no_route. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
  *
  * An answer is ACKed by us, not by nua (NUTAG_AUTOACK(0)): only once the dialog's state and the
@@ -42,16 +47,49 @@ static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 	post_end(l, CALL_NO_ANSWER, "no_answer", 0);
 }
 
-/* "<sip:...>" for an address that is a SIP URI or a number. */
-static void name_addr(struct sip_engine *eng, const char *addr, bool via_trunk, char *buf,
-		      size_t size)
+/* "<sip:...>" for an address that is a SIP URI, or a number at our address. */
+static void name_addr(struct sip_engine *eng, const char *addr, char *buf, size_t size)
 {
 	if (!strncasecmp(addr, "sip:", 4) || !strncasecmp(addr, "sips:", 5))
 		snprintf(buf, size, "<%s>", addr);
-	else if (via_trunk)
-		snprintf(buf, size, "<sip:%s@%s>", addr, eng->trunk_host);
 	else
 		snprintf(buf, size, "<sip:%s@%s:%d>", addr, eng->cfg.advertise, eng->cfg.port);
+}
+
+/* What the INVITE of c says through trunk tr (NULL: a sip: URI, dialled as it is): To (the
+ * Request-URI), From, and the extra headers (the caller-id header, then the trunk's). */
+struct invite_addrs {
+	char to[TRUNK_HOST_MAX + 320], from[TRUNK_HOST_MAX + 320];
+	char headers[TRUNK_HEADERS_MAX + TRUNK_HOST_MAX + 400];
+};
+
+static void invite_addrs(struct sip_engine *eng, const struct call *c, const struct sip_trunk *tr,
+			 struct invite_addrs *a)
+{
+	a->headers[0] = '\0';
+	if (!tr) {
+		name_addr(eng, c->to, a->to, sizeof a->to);
+		name_addr(eng, c->from, a->from, sizeof a->from);
+		return;
+	}
+	char ours[TRUNK_HOST_MAX + 16];
+	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
+	snprintf(ours, sizeof ours, v6 ? "[%s]:%d" : "%s:%d", eng->cfg.advertise, eng->cfg.port);
+	const char *domain = tr->from_domain[0] ? tr->from_domain : ours;
+	snprintf(a->to, sizeof a->to, "<sip:%s@%s>", c->to, tr->target);
+	snprintf(a->from, sizeof a->from, "<sip:%s@%s>", tr->from_user[0] ? tr->from_user : c->from,
+		 domain);
+	size_t used = 0;
+	if (tr->caller_id == SIP_CALLER_ID_PAI)
+		used = (size_t)snprintf(a->headers, sizeof a->headers,
+					"P-Asserted-Identity: <sip:%s@%s>", c->from, domain);
+	else if (tr->caller_id == SIP_CALLER_ID_RPID)
+		used = (size_t)snprintf(a->headers, sizeof a->headers,
+					"Remote-Party-ID: <sip:%s@%s>;party=calling;screen=yes;"
+					"privacy=off", c->from, domain);
+	if (tr->headers[0] && used < sizeof a->headers)
+		snprintf(a->headers + used, sizeof a->headers - used, "%s%s", used ? "\r\n" : "",
+			 tr->headers);
 }
 
 void outbound_dial(struct sip_engine *eng, const struct call *c)
@@ -76,9 +114,11 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 		leg_stop(l);
 		return;
 	}
-	if (!is_uri && !eng->trunk_host[0]) {
+	const struct sip_trunk *tr = is_uri ? NULL : trunk_find(eng, c->trunk_id);
+	if (!is_uri && (!tr || (tr->tenant_id[0] && strcmp(tr->tenant_id, c->tenant_id)))) {
 		log_json(LOG_WARN, "sip_no_route",
-			 json_pack("{s:s, s:s}", "call_id", c->id, "to", c->to));
+			 json_pack("{s:s, s:s, s:s}", "call_id", c->id, "to", c->to, "trunk_id",
+				   c->trunk_id));
 		post_end(l, CALL_FAILED, "no_route", 0);
 		leg_stop(l);
 		return;
@@ -88,23 +128,31 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 		leg_stop(l);
 		return;
 	}
+	l->via_trunk = tr != NULL;
+	if (tr)
+		memcpy(l->trunk_id, tr->id, sizeof l->trunk_id);
 
-	char to[300], from[300], sdp[600];
-	name_addr(eng, c->to, !is_uri, to, sizeof to);
-	name_addr(eng, c->from, false, from, sizeof from);
+	struct invite_addrs a;
+	char sdp[600];
+	const char *proxy = tr && tr->outbound_proxy[0] ? tr->outbound_proxy : NULL;
+	invite_addrs(eng, c, tr, &a);
 	media_sdp(eng, l, -1, sdp, sizeof sdp);
 
-	l->nh = nua_handle(eng->nua, l, SIPTAG_TO_STR(to), SIPTAG_FROM_STR(from),
+	l->nh = nua_handle(eng->nua, l, SIPTAG_TO_STR(a.to), SIPTAG_FROM_STR(a.from),
 			   SIPTAG_CALL_ID_STR(c->provider_call_id), TAG_END());
 	if (!l->nh) {
 		post_end(l, CALL_FAILED, "failed", 0);
 		leg_stop(l);
 		return;
 	}
+	/* a handle preference, which nua_handle()'s tags do not set */
+	if (proxy)
+		nua_set_hparams(l->nh, NUTAG_PROXY(proxy), TAG_END());
 	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
 	/* no automatic ACK: a 2xx is ACKed once its dialog is kept durably (dialog.c) */
 	nua_invite(l->nh, NUTAG_AUTOACK(0), SIPTAG_CONTACT_STR(eng->contact_hdr),
+		   TAG_IF(a.headers[0], SIPTAG_HEADER_STR(a.headers)),
 		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 	if (eng->cfg.ring_timeout_s > 0) {
 		l->ring_timer = su_timer_create(su_root_task(eng->root),
@@ -113,7 +161,7 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 }
 
-bool outbound_credentials(const struct sip_config *cfg, sip_t const *sip, char *cred,
+bool outbound_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
 			  size_t size)
 {
 	const char *realm = NULL;
@@ -127,18 +175,18 @@ bool outbound_credentials(const struct sip_config *cfg, sip_t const *sip, char *
 	}
 	if (!realm || !scheme)
 		return false;
-	int n = snprintf(cred, size, "%s:%s:%s:%s", scheme, realm, cfg->trunk_user,
-			 cfg->trunk_password);
+	int n = snprintf(cred, size, "%s:%s:%s:%s", scheme, realm, user, password);
 	return n >= 0 && (size_t)n < size;
 }
 
-/* Answers a digest challenge to our INVITE with the trunk's credentials, once per INVITE;
- * false if there are none, or no realm, or we tried already. */
+/* Answers a digest challenge to our INVITE with its trunk's credentials, once per INVITE;
+ * false if it went to no trunk, or the trunk has none, or no realm, or we tried already. */
 static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
 {
-	char cred[512];
-	if (!eng->cfg.trunk_user[0] || l->auth_tries++ >= 1 || !sip ||
-	    !outbound_credentials(&eng->cfg, sip, cred, sizeof cred))
+	char cred[TRUNK_TEXT_MAX + SIP_PASSWORD_MAX + 300];
+	const struct sip_trunk *tr = l->via_trunk ? trunk_find(eng, l->trunk_id) : NULL;
+	if (!tr || !tr->user[0] || l->auth_tries++ >= 1 || !sip ||
+	    !outbound_credentials(tr->user, tr->password, sip, cred, sizeof cred))
 		return false;
 	nua_authenticate(l->nh, NUTAG_AUTH(cred), TAG_END());
 	return true;

@@ -150,6 +150,8 @@ static nta_outgoing_t *send_request(nta_agent_t *agent, struct restart_req *q,
 		SIPTAG_MAX_FORWARDS_STR("70"), TAG_IF(r->route, SIPTAG_ROUTE_STR(r->route)),
 		TAG_IF(strcmp(r->method, "ACK"),
 		       SIPTAG_REASON_STR("Q.850;cause=16;text=\"node_restart\"")),
+		TAG_IF(!strcmp(r->method, "BYE"),
+		       SIPTAG_HEADER_STR("X-Callplane-End-Reason: node_restart")),
 		SIPTAG_USER_AGENT_STR("callplane"), TAG_IF(r->branch, NTATAG_BRANCH_KEY(r->branch)),
 		NTATAG_STATELESS(r->stateless), TAG_END());
 	return r->stateless || orq == (nta_outgoing_t *)-1 ? NULL : orq;

@@ -55,7 +55,7 @@ struct sip_trunk {
 	 * INVITEs from these arrive on its registration */
 	struct sockaddr_storage addrs[SIP_TRUNK_ADDRS_MAX];
 	int n_addrs;
-	char problem[160];                   /* why it has no password it needs; "" = none */
+	char problem[TRUNK_TEXT_MAX + 64];   /* why it has no password it needs; "" = none */
 };
 
 /* What a stored trunk may hold. The admin CLI refuses anything else before storing it; the
@@ -93,6 +93,9 @@ struct sip_config {
 	long max_rtp_sockets;        /* RTP sockets open at most, 0 = no cap (see serve.c) */
 	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
 	struct media_config media;   /* the media plane the engine starts (src/media) */
+	/* the stored trunks the engine starts with (copied by sip_engine_start) */
+	const struct sip_trunk *trunks;
+	size_t n_trunks;
 };
 
 struct sip_engine;
@@ -111,6 +114,9 @@ long sip_config_rtp_capacity(const struct sip_config *cfg);
  * the caller's. */
 struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_service *svc,
 				    struct left_dialog *left, size_t n_left);
+/* Replaces the engine's stored trunks with trunks[0..n) (copied): calls dialled from then on
+ * use them. From any thread; -1 if the engine cannot take them (it keeps the ones it has). */
+int sip_engine_set_trunks(struct sip_engine *eng, const struct sip_trunk *trunks, size_t n);
 /* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.
  * Messages sent after that fail (hang-ups: undeliverable). */
 void sip_engine_stop(struct sip_engine *eng);

@@ -12,8 +12,9 @@
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
  *           dialog.c              keeping what ending a dialog after a crash needs
  *             leg.c               leg lifetime, the leg table, events to the call service
- *               media.c  bridge.c  post.c
- *                 RTP ports and SDP; a leg's media session; messages to the engine thread
+ *               media.c  bridge.c  post.c  trunks.c
+ *                 RTP ports and SDP; a leg's media session; messages to the engine thread;
+ *                 the trunks (what one may hold, the table of them)
  *
  * The declarations below follow that order, bottom first.
  *
@@ -90,6 +91,10 @@ struct leg {
 	su_timer_t *ring_timer, *max_timer;
 	int max_duration_s;
 	int auth_tries;
+	/* outbound to a number: the trunk it was dialled through ("" = the default trunk), whose
+	 * credentials answer a challenge; false for a sip: URI, which gets none */
+	bool via_trunk;
+	char trunk_id[CP_UUID_LEN + 1];
 	bool ringing_reported;
 	bool end_recorded;                   /* the store shows it ended (by us or the far end) */
 	enum call_status end_status;         /* what it ended as, when end_recorded */
@@ -144,7 +149,10 @@ struct sip_engine {
 	size_t n_left;                       /* hung up as the thread starts, before nua */
 	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
 	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
-	char trunk_host[260];                /* host[:port] of the trunk, "" = none */
+	struct sip_trunk default_trunk;      /* --trunk, --trunk-auth (trunks.c) */
+	bool has_default_trunk;
+	struct sip_trunk *trunks;            /* the stored trunks, sorted by id (trunks.c) */
+	size_t n_trunks;
 
 	pthread_t thread;
 	su_root_t *root;
@@ -186,6 +194,17 @@ typedef void sip_post_fn(struct sip_engine *eng, void *data);
  * int64_t): heap it points to passes to fn, which frees it. -1 if the engine thread is gone or
  * the message could not be made: fn never runs, and data is still the caller's. */
 int sip_post(struct sip_engine *eng, sip_post_fn *fn, const void *data, size_t size);
+
+/* ---- trunks.c: the trunk table ---------------------------------------------------------- */
+
+/* Makes the default trunk of cfg.trunk/trunk_user/trunk_password and copies cfg.trunks into
+ * the table; before the engine thread starts. -1 if out of memory. */
+int trunks_create(struct sip_engine *eng);
+/* Replaces the stored trunks with v[0..n) (the table takes v, a heap array, and sorts it). */
+void trunks_replace(struct sip_engine *eng, struct sip_trunk *v, size_t n);
+void trunks_destroy(struct sip_engine *eng);
+/* The trunk of a call: id "" is the default trunk; NULL if there is none such. */
+const struct sip_trunk *trunk_find(const struct sip_engine *eng, const char *id);
 
 /* ---- media.c: RTP ports and SDP --------------------------------------------------------- */
 
@@ -356,10 +375,10 @@ struct invite_facts {
  * (with or without its "+"): the INVITE is then refused 404. */
 bool inbound_read_invite(sip_t const *sip, struct invite_facts *f);
 /* The credentials to answer a digest challenge (a 401's WWW-Authenticate or a 407's
- * Proxy-Authenticate in sip) with the trunk's user and password, as nua_authenticate() takes
+ * Proxy-Authenticate in sip) with a trunk's user and password, as nua_authenticate() takes
  * them ("scheme:realm:user:password"), into cred; false when the challenge names no realm or
  * the credentials do not fit. */
-bool outbound_credentials(const struct sip_config *cfg, sip_t const *sip, char *cred,
+bool outbound_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
 			  size_t size);
 
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */

@@ -1,16 +1,24 @@
 /*
- * trunks.c - trunks: what one may hold (the rules the admin CLI and the loader share).
+ * trunks.c - trunks: what one may hold (the rules the admin CLI and the loader share), and the
+ * engine's table of them.
  *
  * Every text of a trunk ends up in a SIP message as it is (a Request-URI, a From, a Route, an
  * extra header), so what may be stored is decided here once, strictly: no character that
  * could end a header, open a parameter the engine did not mean, or quote its way out of a
  * name-addr. Headers the engine writes itself cannot be added: a second Via, From or Contact
  * would break the dialog, and the caller's identity has its own option (--caller-id-header).
+ *
+ * The table: the stored trunks, as the last load handed them over (sip_engine_set_trunks()),
+ * sorted by id for a binary search per dialled call, and the default trunk made of --trunk and
+ * --trunk-auth (id ""), which any tenant's agent without a trunk of its own dials through.
+ * Only the engine thread reads or replaces it.
  */
-#include "sip.h"
+#include "sip_internal.h"
+#include "core/log.h"
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -111,4 +119,72 @@ bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why
 			return refuse(why, why_size, "each entry is IP or IP/BITS");
 	}
 	return true;
+}
+
+/* ---- the engine's table ----------------------------------------------------------------- */
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct sip_trunk *)a)->id, ((const struct sip_trunk *)b)->id);
+}
+
+int trunks_create(struct sip_engine *eng)
+{
+	const struct sip_config *cfg = &eng->cfg;
+	struct sip_trunk *d = &eng->default_trunk;
+	memset(d, 0, sizeof *d);
+	if (cfg->trunk[0]) {
+		/* "sip:HOST[:PORT]" as given: the Request-URI is sip:NUMBER@HOST[:PORT] */
+		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
+		snprintf(d->target, sizeof d->target, "%s", h);
+		snprintf(d->user, sizeof d->user, "%s", cfg->trunk_user);
+		snprintf(d->password, sizeof d->password, "%s", cfg->trunk_password);
+		eng->has_default_trunk = true;
+	}
+	struct sip_trunk *v = NULL;
+	size_t n = cfg->n_trunks;
+	if (n && !(v = malloc(n * sizeof *v)))
+		return -1;
+	if (n)
+		memcpy(v, cfg->trunks, n * sizeof *v);
+	trunks_replace(eng, v, n);
+	return 0;
+}
+
+void trunks_replace(struct sip_engine *eng, struct sip_trunk *v, size_t n)
+{
+	free(eng->trunks);
+	if (n)
+		qsort(v, n, sizeof *v, by_id);
+	else
+		free(v);
+	eng->trunks = n ? v : NULL;
+	eng->n_trunks = n;
+	eng->cfg.trunks = NULL;      /* the array it was copied from is the caller's */
+	eng->cfg.n_trunks = 0;
+}
+
+void trunks_destroy(struct sip_engine *eng)
+{
+	free(eng->trunks);
+	eng->trunks = NULL;
+	eng->n_trunks = 0;
+}
+
+const struct sip_trunk *trunk_find(const struct sip_engine *eng, const char *id)
+{
+	if (!id[0])
+		return eng->has_default_trunk ? &eng->default_trunk : NULL;
+	size_t lo = 0, hi = eng->n_trunks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, eng->trunks[mid].id);
+		if (c == 0)
+			return &eng->trunks[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
 }

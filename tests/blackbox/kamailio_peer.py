@@ -1,0 +1,153 @@
+"""Kamailio (Debian `kamailio`) as the carrier of black-box tests (standard library only).
+
+`Kamailio` runs tests/blackbox/kamailio/carrier.cfg on 127.0.0.1 (UDP and TCP on one free port)
+with a db_text directory of its own in the test's temporary directory: a `subscriber` table with
+the users and passwords the test gives, which its registrar and its INVITE challenges check.
+The config's defines come from the constructor: callplane's SIP port (INVITEs from it are
+challenged and relayed to `uas_uri`), the DID user (INVITEs from anyone else go to that user's
+registered contact), and the expiries it grants. Every request it sees is one `CPT|...` line in
+its log, which `requests()` parses.  `stop()` ends its process group (it forks workers); call it
+in teardown.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from sipp_peer import free_port, udp_bound
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CFG = os.path.join(HERE, "kamailio", "carrier.cfg")
+
+
+def kamailio_binary():
+    return os.environ.get("KAMAILIO_BIN") or shutil.which("kamailio") or "/usr/sbin/kamailio"
+
+
+class Request:
+    """One request Kamailio logged: method, source address, Request-URI, From user, and when
+    the line was read (monotonic seconds, for windows)."""
+
+    def __init__(self, method, src_ip, src_port, ruri, from_user):
+        self.method = method
+        self.src_ip = src_ip
+        self.src_port = int(src_port) if src_port.isdigit() else None
+        self.ruri = ruri
+        self.from_user = from_user
+
+    def __repr__(self):
+        return "<%s %s from %s:%s>" % (self.method, self.ruri, self.src_ip, self.src_port)
+
+
+class Kamailio:
+    def __init__(self, workdir, cp_port, users, uas_uri="sip:127.0.0.1:9", did_user="trunkuser",
+                 min_expires=10, max_expires=20):
+        self.dir = os.path.join(str(workdir), "kamailio")
+        os.makedirs(self.dir, exist_ok=True)
+        self.db = os.path.join(self.dir, "db")
+        os.makedirs(self.db, exist_ok=True)
+        self.cp_port = cp_port
+        self.users = dict(users)
+        self.uas_uri = uas_uri
+        self.did_user = did_user
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.port = None
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "kamailio.log")
+        self._log = None
+
+    def _write_db(self):
+        with open(os.path.join(self.db, "version"), "w") as f:
+            f.write("id(int,auto) table_name(string) table_version(int)\n"
+                    "0:subscriber:7\n0:location:9\n0:location_attrs:1\n")
+        with open(os.path.join(self.db, "subscriber"), "w") as f:
+            f.write("id(int,auto) username(string) domain(string) password(string) "
+                    "ha1(string,null) ha1b(string,null)\n")
+            for i, (user, password) in enumerate(sorted(self.users.items()), 1):
+                f.write("%d:%s:127.0.0.1:%s:::\n" % (i, user, password))
+
+    def argv(self):
+        return [kamailio_binary(), "-DD", "-E", "-f", CFG,
+                "-l", "udp:127.0.0.1:%d" % self.port, "-l", "tcp:127.0.0.1:%d" % self.port,
+                "-A", "CP_PORT=%d" % self.cp_port, "-A", 'UAS_URI="%s"' % self.uas_uri,
+                "-A", 'DBURL="text://%s"' % self.db, "-A", 'DID_USER="%s"' % self.did_user,
+                "-A", "MIN_EXPIRES=%d" % self.min_expires,
+                "-A", "MAX_EXPIRES=%d" % self.max_expires,
+                "-Y", self.dir, "-w", self.dir, "-P", os.path.join(self.dir, "kamailio.pid"),
+                "-m", "64", "-M", "16", "-n", "1", "-N", "1"]
+
+    def start(self):
+        self._write_db()
+        for _attempt in range(3):
+            self.port = free_port(udp=True, tcp=True)
+            self._log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL,
+                                         stdout=self._log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if udp_bound(self.port):
+                    return self
+                time.sleep(0.05)
+            self.stop()
+        raise AssertionError("kamailio did not start:\n%s" % self.log()[-3000:])
+
+    @property
+    def uri_host(self):
+        return "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        """SIGTERM to its process group, SIGKILL to what is left; reaps it. Safe twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except OSError:
+                    pass
+                try:
+                    self.proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)   # workers the leader left
+            except OSError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def requests(self, method=None):
+        """Every request it logged (in order), or those of one method."""
+        out = []
+        for line in self.log().splitlines():
+            i = line.find("CPT|")
+            if i < 0:
+                continue
+            parts = line[i:].split("|")
+            if len(parts) < 6:
+                continue
+            r = Request(parts[1], parts[2], parts[3], parts[4], parts[5])
+            if method is None or r.method == method:
+                out.append(r)
+        return out
+
+    def saved(self):
+        """How many REGISTERs it saved (accepted with good credentials)."""
+        return sum(1 for line in self.log().splitlines() if "CPT-SAVED|" in line)
+
+    def report(self):
+        return "kamailio (127.0.0.1:%s) log tail:\n%s" % (self.port, "\n".join(self.log().splitlines()[-40:]))
