@@ -2,7 +2,7 @@
  * fuzz_sip_msg.c - libFuzzer target: any bytes as a SIP message from the network, parsed by
  * sofia-sip's message parser as nua parses what arrives, then read by what we write ourselves
  * on top of it: what an INVITE says (inbound_read_invite: the dialled number, From, Request-URI,
- * Call-ID), the credentials that answer a digest challenge (outbound_credentials), and the SDP
+ * Call-ID), the credentials that answer a digest challenge (trunk_credentials), and the SDP
  * of its body (media_parse_sdp, fed sofia's payload as the engine feeds it: not
  * NUL-terminated). Every SIP header is sofia's to parse; these are the only places we read one.
  *
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 	char cred[512];
-	if (outbound_credentials("trunkuser", "pa:ss", sip, cred, sizeof cred)) {
+	if (trunk_credentials("trunkuser", "pa:ss", sip, cred, sizeof cred)) {
 		static const char tail[] = ":trunkuser:pa:ss";
 		size_t n = strlen(cred);
 		if (n < sizeof tail || strcmp(cred + n - (sizeof tail - 1), tail))

@@ -34,7 +34,7 @@
  * just ended (it is signalled at the hang-up; this bounds a slow disk's flush and fsync). */
 #define RECORDING_FINISH_WAIT_MS 2000
 
-enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF, JOB_DIALOG };
+enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF, JOB_DIALOG, JOB_TRUNK };
 
 struct end_job;
 
@@ -60,6 +60,8 @@ struct job {
 	inbound_created_fn created;
 	void *arg;
 	struct call call;            /* JOB_INBOUND: the stored call */
+	struct trunk_status trunk;   /* JOB_TRUNK */
+	char *event_data;            /* JOB_TRUNK: heap, the data of its event, if it makes one */
 };
 
 struct call_service {
@@ -402,6 +404,35 @@ static void dtmf_record(struct writer *w, struct job *j)
 		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s %s", j->call_id,
 			rc == STORE_NOT_FOUND ? "is unknown" : "has ended");
 	}
+}
+
+void call_service_post_trunk_status(struct call_service *svc, const struct trunk_status *s,
+				    const char *event_data)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (j && !(j->event_data = strdup(event_data))) {
+		free(j);
+		j = NULL;
+	}
+	if (!j) {
+		log_msg(LOG_ERROR, "trunk_status_lost", "out of memory for trunk %s", s->trunk_id);
+		return;
+	}
+	j->type = JOB_TRUNK;
+	j->trunk = *s;
+	post(svc, j);
+}
+
+/* Keeps a trunk's registration status (apply phase), with its event when it changed. */
+static void trunk_record(struct writer *w, struct job *j)
+{
+	bool evented = false;
+	enum store_result rc = STORE(w->st, trunk_status_put, &j->trunk, j->event_data, &evented);
+	if (evented)
+		event_written(w);
+	else if (rc != STORE_OK && rc != STORE_NOT_FOUND)   /* NOT_FOUND: deleted meanwhile */
+		log_msg(LOG_ERROR, "trunk_status_lost", "trunk %s: status %s not kept",
+			j->trunk.trunk_id, j->trunk.status);
 }
 
 /* ---- create / read ---------------------------------------------------------------------- */
@@ -1169,6 +1200,9 @@ static void job_apply(struct writer *w, struct job *j)
 	case JOB_DIALOG:
 		dialog_record(w, j);
 		break;
+	case JOB_TRUNK:
+		trunk_record(w, j);
+		break;
 	}
 }
 
@@ -1179,6 +1213,7 @@ static void job_finish(struct job *j)
 	switch (j->type) {
 	case JOB_EVENT:
 	case JOB_DTMF:
+	case JOB_TRUNK:
 		break;
 	case JOB_HUNG_UP:
 		end_finish(j->end);
@@ -1193,6 +1228,7 @@ static void job_finish(struct job *j)
 	}
 	call_clear(&j->call);
 	free(j->dialog);
+	free(j->event_data);
 	free(j);
 }
 

@@ -152,6 +152,13 @@ void call_service_post_goodbye(struct call_service *svc, const char *call_id,
  * the call. digit is one of 0-9 * # A-D. */
 void call_service_post_dtmf(struct call_service *svc, const char *call_id, char digit);
 
+/* Engine -> service: a trunk's registration status changed (or was refreshed): queued to the
+ * worker, which keeps it (trunk list shows it) and, when a registration is gained, lost or
+ * regained, writes a trunk.registration event to the trunk's tenant (docs/API.md) whose data
+ * is event_data (JSON text, copied; the engine renders it as trunk list shows the status). */
+void call_service_post_trunk_status(struct call_service *svc, const struct trunk_status *s,
+				    const char *event_data);
+
 /* Engine -> service: an INVITE reached an agent's number. The worker stores the inbound call
  * (status queued) and calls created(arg, err, call) on its thread. */
 struct inbound_call {

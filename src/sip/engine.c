@@ -190,7 +190,6 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 			 sip_t const *sip, tagi_t tags[])
 {
 	(void)nua;
-	(void)phrase;
 	switch (event) {
 	case nua_i_invite:
 		if (body_short(sip)) {
@@ -235,6 +234,10 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 			log_json(status < 300 ? LOG_DEBUG : LOG_WARN, "sip_hangup_result", f);
 		}
 		break;
+	case nua_r_register:
+	case nua_r_unregister:
+		register_on_response(eng, nh, event, status, phrase, sip);
+		break;
 	case nua_r_shutdown:
 		if (status >= 200)
 			su_root_break(eng->root);
@@ -256,8 +259,8 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 	case nua_i_prack:
 	case nua_i_method:
 		/* nua answered it (only OPTIONS passes our Allow); a handle it made for a
-		 * request outside a dialog is ours to free */
-		if (!l && nh)
+		 * request outside a dialog is ours to free (a registration's is not) */
+		if (!l && nh && !register_owns(eng, nh))
 			nua_handle_destroy(nh);
 		break;
 	default:
@@ -342,6 +345,7 @@ struct trunks_msg {
 static void set_trunks(struct sip_engine *eng, void *data)
 {
 	struct trunks_msg *m = data;
+	register_reconcile(eng, m->v, m->n);
 	trunks_replace(eng, m->v, m->n);
 	log_json(LOG_INFO, "sip_trunks", json_pack("{s:I}", "trunks", (json_int_t)m->n));
 }
@@ -561,6 +565,7 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	eng->pace_timer = su_timer_create(su_root_task(eng->root), 5);
+	register_reconcile(eng, eng->trunks, eng->n_trunks);
 	started(eng, 0);
 	json_t *rtp = json_array();
 	for (int i = 0; i < eng->n_media; i++)
@@ -575,6 +580,7 @@ static void *engine_main(void *arg)
 	eng->gone = true;
 	pthread_mutex_unlock(&eng->msg_mu);
 	leg_stop_all(eng);
+	register_stop(eng);
 	if (eng->stop_timer)
 		su_timer_destroy(eng->stop_timer);
 	su_timer_destroy(eng->pace_timer);

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sofia-sip/msg_header.h>
 
 /* Records the end of a call not answered (queued or ringing) as `to`. */
 static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
@@ -161,24 +160,6 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	}
 }
 
-bool outbound_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
-			  size_t size)
-{
-	const char *realm = NULL;
-	const char *scheme = "Digest";
-	if (sip->sip_www_authenticate) {
-		realm = msg_params_find(sip->sip_www_authenticate->au_params, "realm=");
-		scheme = sip->sip_www_authenticate->au_scheme;
-	} else if (sip->sip_proxy_authenticate) {
-		realm = msg_params_find(sip->sip_proxy_authenticate->au_params, "realm=");
-		scheme = sip->sip_proxy_authenticate->au_scheme;
-	}
-	if (!realm || !scheme)
-		return false;
-	int n = snprintf(cred, size, "%s:%s:%s:%s", scheme, realm, user, password);
-	return n >= 0 && (size_t)n < size;
-}
-
 /* Answers a digest challenge to our INVITE with its trunk's credentials, once per INVITE;
  * false if it went to no trunk, or the trunk has none, or no realm, or we tried already. */
 static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip)
@@ -186,7 +167,7 @@ static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip
 	char cred[TRUNK_TEXT_MAX + SIP_PASSWORD_MAX + 300];
 	const struct sip_trunk *tr = l->via_trunk ? trunk_find(eng, l->trunk_id) : NULL;
 	if (!tr || !tr->user[0] || l->auth_tries++ >= 1 || !sip ||
-	    !outbound_credentials(tr->user, tr->password, sip, cred, sizeof cred))
+	    !trunk_credentials(tr->user, tr->password, sip, cred, sizeof cred))
 		return false;
 	nua_authenticate(l->nh, NUTAG_AUTH(cred), TAG_END());
 	return true;

@@ -6,9 +6,10 @@
  * The files form a one-way hierarchy; each calls only files below it:
  *
  *     engine.c              the thread, nua and its events, telephony ops, the media engine
- *       outbound.c  inbound.c  restart.c
+ *       outbound.c  inbound.c  restart.c  register.c
  *                             dialling out; answering an agent's number; at start-up,
- *                             hanging up what a previous run left up
+ *                             hanging up what a previous run left up; keeping trunks
+ *                             registered
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
  *           dialog.c              keeping what ending a dialog after a crash needs
  *             leg.c               leg lifetime, the leg table, events to the call service
@@ -153,6 +154,9 @@ struct sip_engine {
 	bool has_default_trunk;
 	struct sip_trunk *trunks;            /* the stored trunks, sorted by id (trunks.c) */
 	size_t n_trunks;
+	struct registration *regs;           /* the trunks' registrations (register.c) */
+	su_timer_t *reg_timer;               /* ticks while a registration waits to retry */
+	bool reg_timer_armed;
 
 	pthread_t thread;
 	su_root_t *root;
@@ -205,6 +209,12 @@ void trunks_replace(struct sip_engine *eng, struct sip_trunk *v, size_t n);
 void trunks_destroy(struct sip_engine *eng);
 /* The trunk of a call: id "" is the default trunk; NULL if there is none such. */
 const struct sip_trunk *trunk_find(const struct sip_engine *eng, const char *id);
+/* The credentials to answer a digest challenge (a 401's WWW-Authenticate or a 407's
+ * Proxy-Authenticate in sip) with a trunk's user and password, as nua_authenticate() takes
+ * them ("scheme:realm:user:password"), into cred; false when the challenge names no realm or
+ * the credentials do not fit. */
+bool trunk_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
+		       size_t size);
 
 /* ---- media.c: RTP ports and SDP --------------------------------------------------------- */
 
@@ -374,12 +384,21 @@ struct invite_facts {
 /* Fills *f from sip (a request); false when the Request-URI user part is no E.164 number
  * (with or without its "+"): the INVITE is then refused 404. */
 bool inbound_read_invite(sip_t const *sip, struct invite_facts *f);
-/* The credentials to answer a digest challenge (a 401's WWW-Authenticate or a 407's
- * Proxy-Authenticate in sip) with a trunk's user and password, as nua_authenticate() takes
- * them ("scheme:realm:user:password"), into cred; false when the challenge names no realm or
- * the credentials do not fit. */
-bool outbound_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
-			  size_t size);
+
+
+/* ---- register.c: trunks' registrations ------------------------------------------------- */
+
+/* The stored trunks are about to be v[0..n) (before the table is replaced, and once after
+ * nua is created): registrations of trunks gone or changed end (un-REGISTER), trunks with
+ * --register that have none start one. */
+void register_reconcile(struct sip_engine *eng, const struct sip_trunk *v, size_t n);
+/* nua_r_register / nua_r_unregister on a registration's handle (nh). */
+void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event,
+			  int status, char const *phrase, sip_t const *sip);
+/* Whether nh is a registration's handle (not a request nua made a handle for). */
+bool register_owns(struct sip_engine *eng, nua_handle_t *nh);
+/* After nua's shutdown: reports every registration left unregistered and frees them. */
+void register_stop(struct sip_engine *eng);
 
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
 

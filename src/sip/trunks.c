@@ -16,6 +16,8 @@
 #include "sip_internal.h"
 #include "core/log.h"
 
+#include <sofia-sip/msg_header.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +121,24 @@ bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why
 			return refuse(why, why_size, "each entry is IP or IP/BITS");
 	}
 	return true;
+}
+
+bool trunk_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
+			  size_t size)
+{
+	const char *realm = NULL;
+	const char *scheme = "Digest";
+	if (sip->sip_www_authenticate) {
+		realm = msg_params_find(sip->sip_www_authenticate->au_params, "realm=");
+		scheme = sip->sip_www_authenticate->au_scheme;
+	} else if (sip->sip_proxy_authenticate) {
+		realm = msg_params_find(sip->sip_proxy_authenticate->au_params, "realm=");
+		scheme = sip->sip_proxy_authenticate->au_scheme;
+	}
+	if (!realm || !scheme)
+		return false;
+	int n = snprintf(cred, size, "%s:%s:%s:%s", scheme, realm, user, password);
+	return n >= 0 && (size_t)n < size;
 }
 
 /* ---- the engine's table ----------------------------------------------------------------- */

@@ -27,15 +27,19 @@ def kamailio_binary():
 
 
 class Request:
-    """One request Kamailio logged: method, source address, Request-URI, From user, and when
-    the line was read (monotonic seconds, for windows)."""
+    """One request Kamailio logged: method, source address, Request-URI, From user, when it
+    arrived (`at`, Unix seconds), its Expires header and the user of its credentials ("" for
+    none)."""
 
-    def __init__(self, method, src_ip, src_port, ruri, from_user):
+    def __init__(self, method, src_ip, src_port, ruri, from_user, sec, usec, expires, auth_user):
         self.method = method
         self.src_ip = src_ip
         self.src_port = int(src_port) if src_port.isdigit() else None
         self.ruri = ruri
         self.from_user = from_user
+        self.at = int(sec) + int(usec) / 1e6
+        self.expires = expires if expires != "<null>" else ""
+        self.auth_user = auth_user if auth_user != "<null>" else ""
 
     def __repr__(self):
         return "<%s %s from %s:%s>" % (self.method, self.ruri, self.src_ip, self.src_port)
@@ -138,9 +142,9 @@ class Kamailio:
             if i < 0:
                 continue
             parts = line[i:].split("|")
-            if len(parts) < 6:
+            if len(parts) != 10:
                 continue
-            r = Request(parts[1], parts[2], parts[3], parts[4], parts[5])
+            r = Request(*parts[1:])
             if method is None or r.method == method:
                 out.append(r)
         return out

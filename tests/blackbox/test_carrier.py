@@ -9,6 +9,8 @@ received is read from sipp's traces and Kamailio's request log; every wait is bo
 """
 
 import json
+import sqlite3
+import time
 
 import pytest
 
@@ -192,3 +194,123 @@ def test_trunk_changes_reach_a_running_server(world):
     call = world.cp.create_call(to=DEST)
     done = world.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 10, "an end")
     assert (done["status"], done["end_reason"]) == ("failed", "no_route"), done
+
+
+# ----------------------------------------------------------------------- registration
+
+
+def registration(world, trunk):
+    """The trunk's registration as `trunk list` shows it (None until the server reports)."""
+    return {t["id"]: t for t in world.cp.cli("trunk", "list")["data"]}[trunk]["registration"]
+
+
+def registration_events(world):
+    """(status, sip_status) of every trunk.registration event, in order (read from the
+    outbox, where webhooks and GET /v1/events read them)."""
+    db = sqlite3.connect(world.cp.db)
+    try:
+        rows = db.execute("SELECT payload FROM events WHERE type = 'trunk.registration'"
+                          " ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    out = []
+    for (payload,) in rows:
+        ev = json.loads(payload)
+        assert set(ev) == {"id", "type", "created_at", "data"}, ev
+        assert set(ev["data"]) == {"trunk_id", "tenant_id", "status", "sip_status", "reason",
+                                   "expires_at", "updated_at"}, ev
+        out.append((ev["data"]["status"], ev["data"]["sip_status"]))
+    return out
+
+
+def test_registers_refreshes_and_unregisters(world):
+    """The trunk registers with digest auth (a challenge, then the credentials), the registrar
+    grants 20 s and nua refreshes before they run out; `trunk list` shows the registration
+    and one trunk.registration event says it was gained (refreshes make none). A stopping
+    server unregisters (Expires: 0) and reports it."""
+    kam = world.carrier(max_expires=20)
+    trunk = world.trunk("--register")
+    world.start()
+    reg = world.must(lambda: (registration(world, trunk) or {}).get("status") == "registered"
+                     and registration(world, trunk), 15, "registered")
+    assert reg["sip_status"] == 200 and reg["reason"] is None, reg
+    first = reg["updated_at"]
+    world.must(lambda: kam.saved() >= 2, 30, "a refresh within the 20 s granted")
+    regs = [r for r in kam.requests("REGISTER") if r.src_port == world.sip_port]
+    # the first REGISTER is challenged; later ones carry the credentials nua kept
+    assert [r.auth_user for r in regs[:2]] == ["", USER], regs
+    assert all(r.auth_user == USER for r in regs[2:]), regs
+    assert all(r.ruri == "sip:" + kam.uri_host and r.from_user == USER for r in regs), regs
+    assert all(r.expires == "3600" for r in regs), regs
+    gap = regs[-1].at - regs[1].at
+    assert 4 <= gap <= 20, "refreshed %.1f s after the first registration (granted 20 s)" % gap
+    reg = world.must(lambda: registration(world, trunk)["updated_at"] != first
+                     and registration(world, trunk), 10, "the refresh reported")
+    assert reg["status"] == "registered", reg
+    assert registration_events(world) == [("registered", 200)]
+    world.cp.stop()
+    regs = [r for r in kam.requests("REGISTER") if r.src_port == world.sip_port]
+    assert regs[-1].expires == "0", "no un-REGISTER at shutdown: %r" % regs
+    assert registration(world, trunk)["status"] == "unregistered"
+    assert registration_events(world) == [("registered", 200)]
+
+
+def test_wrong_password_fails_and_backs_off(world, monkeypatch):
+    """A password the registrar refuses: the registration is reported failed (401, the
+    credentials refused) once per attempt, the next attempt waits 10 s (+-20 %), the one
+    after twice that: two REGISTERs (challenge, refused credentials) per attempt, never a
+    loop. One trunk.registration event says it failed."""
+    monkeypatch.setenv("CP_TEST_WRONG_PASSWORD", "not-" + PASSWORD)
+    kam = world.carrier()
+    trunk = world.trunk("--register", env="CP_TEST_WRONG_PASSWORD")
+    world.start()
+    reg = world.must(lambda: (registration(world, trunk) or {}).get("status") == "failed"
+                     and registration(world, trunk), 15, "failed")
+    assert (reg["sip_status"], reg["reason"]) == (401, "the credentials were refused"), reg
+    t0 = [r for r in kam.requests("REGISTER") if r.src_port == world.sip_port][0].at
+    # stay until 20 s after the first REGISTER: the third attempt is due 24 s at the soonest
+    time.sleep(max(0.0, t0 + 20 - time.time()))
+    regs = [r for r in kam.requests("REGISTER") if r.src_port == world.sip_port]
+    offsets = [round(r.at - t0, 1) for r in regs]
+    assert len(regs) == 4, "REGISTERs at %r s" % offsets
+    assert [r.auth_user for r in regs] == ["", USER, "", USER], regs
+    assert offsets[1] < 2 and 7.5 <= offsets[2] <= 14 and offsets[3] - offsets[2] < 2, offsets
+    assert kam.saved() == 0
+    assert registration(world, trunk)["status"] == "failed"
+    assert registration_events(world) == [("failed", 401)]
+
+
+def test_missing_password_is_reported(world, monkeypatch):
+    """The password's variable is not in the server's environment: the challenge cannot be
+    answered, and the status says why."""
+    monkeypatch.delenv("CP_TEST_UNSET", raising=False)
+    kam = world.carrier()
+    trunk = world.trunk("--register", env="CP_TEST_UNSET")
+    world.start()
+    reg = world.must(lambda: (registration(world, trunk) or {}).get("status") == "failed"
+                     and registration(world, trunk), 15, "failed")
+    assert (reg["sip_status"], reg["reason"]) == \
+        (401, "the environment variable CP_TEST_UNSET is not set"), reg
+    assert [r.auth_user for r in kam.requests("REGISTER")] == [""]
+    assert [e["problem"] for e in world.log_events("trunk_password")] == \
+        ["the environment variable CP_TEST_UNSET is not set"]
+
+
+def test_registration_follows_trunk_changes(world):
+    """A trunk with --register created while the server runs registers within seconds;
+    deleted, it is unregistered (Expires: 0) at once."""
+    kam = world.carrier()
+    world.start()
+    trunk = world.trunk("--register")
+    world.must(lambda: (registration(world, trunk) or {}).get("status") == "registered", 15,
+               "registered")
+    world.cp.cli("trunk", "delete", trunk)
+    world.must(lambda: [r.expires for r in kam.requests("REGISTER")][-1:] == ["0"], 10,
+               "an un-REGISTER")
+    assert world.cp.cli("trunk", "list") == {"data": []}
+    time.sleep(1)    # nothing follows the removal
+    assert [r.expires for r in kam.requests("REGISTER")].count("0") == 1
+    assert [r.expires for r in kam.requests("REGISTER")][-1] == "0"
+    statuses = [e["status"] for e in world.log_events("sip_registration")]
+    assert statuses[:2] == ["registering", "registered"] and statuses[-1] == "unregistered" \
+        and set(statuses[2:-1]) <= {"registered"}, statuses
