@@ -77,7 +77,8 @@ static void check(const struct serve_config *c, const struct serve_settings *s)
 	if (sc->rtp_port_min < 1024 || sc->rtp_port_max > 65535 ||
 	    sc->rtp_port_min >= sc->rtp_port_max)
 		abort();
-	if (sc->ring_timeout_s < 1 || sc->hangup_wait_ms < 1 || sc->hangup_rate < 0)
+	if (sc->ring_timeout_s < 1 || sc->hangup_wait_ms < 1 || sc->hangup_rate < 0 ||
+	    sc->inbound_rate < 0 || sc->inbound_rate > 1000000)
 		abort();
 	if (sc->n_rtp_addrs < 0 || sc->n_rtp_addrs > SIP_RTP_ADDRS_MAX)
 		abort();

@@ -1,10 +1,11 @@
 /*
  * fuzz_sip_msg.c - libFuzzer target: any bytes as a SIP message from the network, parsed by
  * sofia-sip's message parser as nua parses what arrives, then read by what we write ourselves
- * on top of it: what an INVITE says (inbound_read_invite: the dialled number, From, Request-URI,
- * Call-ID), the credentials that answer a digest challenge (trunk_credentials), and the SDP
- * of its body (media_parse_sdp, fed sofia's payload as the engine feeds it: not
- * NUL-terminated). Every SIP header is sofia's to parse; these are the only places we read one.
+ * on top of it: what an INVITE says (inbound_read_invite: the dialled number from the
+ * Request-URI or the To, From, Request-URI, Call-ID), the credentials that answer a digest
+ * challenge (trunk_credentials), and the SDP of its body (media_parse_sdp, fed sofia's payload
+ * as the engine feeds it: not NUL-terminated). Every SIP header is sofia's to parse; these are
+ * the only places we read one.
  *
  * Whatever the bytes: nothing is read or written out of bounds or leaked; a number accepted is
  * E.164 ("+" and 2..15 digits); the texts read fit their buffers; credentials are
@@ -40,9 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		msg_destroy(msg);
 		return 0;
 	}
-	if (sip->sip_request) {
+	/* the number from the Request-URI, and from To (an INVITE on a registration) */
+	for (int by_to = 0; sip->sip_request && by_to < 2; by_to++) {
 		struct invite_facts f;
-		bool ok = inbound_read_invite(sip, &f);
+		bool ok = inbound_read_invite(sip, by_to, &f);
 		if (ok && !cp_is_e164(f.number))
 			abort();
 		if (strnlen(f.from, sizeof f.from) == sizeof f.from ||

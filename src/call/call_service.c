@@ -62,6 +62,7 @@ struct job {
 	struct call call;            /* JOB_INBOUND: the stored call */
 	struct trunk_status trunk;   /* JOB_TRUNK */
 	char *event_data;            /* JOB_TRUNK: heap, the data of its event, if it makes one */
+	char *tenants;               /* JOB_INBOUND: heap, NULL = any tenant */
 };
 
 struct call_service {
@@ -1138,6 +1139,11 @@ void call_service_inbound(struct call_service *svc, const struct inbound_call *i
 	snprintf(j->from, sizeof j->from, "%s", in->from);
 	snprintf(j->to, sizeof j->to, "%s", in->to);
 	snprintf(j->provider_call_id, sizeof j->provider_call_id, "%s", in->provider_call_id);
+	if (in->tenants && !(j->tenants = strdup(in->tenants))) {
+		free(j);
+		created(arg, CP_ERR_INTERNAL, NULL);
+		return;
+	}
 	j->created = created;
 	j->arg = arg;
 	post(svc, j);
@@ -1151,6 +1157,11 @@ static void inbound_create(struct writer *w, struct job *j)
 	enum store_result rc = STORE(w->st, agent_by_number, j->number, &agent);
 	if (rc != STORE_OK) {
 		j->err = store_fail(NULL, rc, "agent %s", j->number);
+		return;
+	}
+	if (j->tenants && !strstr(j->tenants, agent.tenant_id)) {
+		/* the trunks that admitted the INVITE are other tenants': as if unknown */
+		j->err = CP_ERR_NOT_FOUND;
 		return;
 	}
 	if (j->call_id[0])
@@ -1229,6 +1240,7 @@ static void job_finish(struct job *j)
 	call_clear(&j->call);
 	free(j->dialog);
 	free(j->event_data);
+	free(j->tenants);
 	free(j);
 }
 

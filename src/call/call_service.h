@@ -166,6 +166,9 @@ struct inbound_call {
 	const char *number;          /* the agent number dialled */
 	const char *from, *to;
 	const char *provider_call_id;
+	/* the tenants whose agents it may reach, comma-separated ids (those of the trunks that
+	 * admitted it); NULL = any. Another tenant's number is answered CP_ERR_NOT_FOUND. */
+	const char *tenants;
 };
 typedef void (*inbound_created_fn)(void *arg, enum cp_err err, const struct call *c);
 void call_service_inbound(struct call_service *svc, const struct inbound_call *in,

@@ -60,6 +60,8 @@ const struct serve_option serve_options[] = {
 	{"agent-grace-ms", SLOT(agent_grace), OPT_OPTIONAL},
 	{"recordings", SLOT(recordings), OPT_OPTIONAL},
 	{"events-per-key", SLOT(events_per_key), OPT_OPTIONAL},
+	{"allow-any-inbound", SLOT(allow_any_inbound), OPT_FLAG},
+	{"inbound-rate", SLOT(inbound_rate), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -280,6 +282,12 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 			return fail(why, size, "--rtp-ports must be LOW-HIGH within 1024-65535");
 		sc->rtp_port_min = (int)lo;
 		sc->rtp_port_max = (int)hi;
+	}
+	sc->allow_any_inbound = c->allow_any_inbound != NULL;
+	if (c->inbound_rate) {
+		if (!cp_parse_int(c->inbound_rate, 0, 1000000, &v))
+			return fail(why, size, "--inbound-rate must be 0 (no limit)..1000000");
+		sc->inbound_rate = (int)v;
 	}
 	if (c->rtp_addrs) {
 		char err[160];

@@ -49,6 +49,7 @@ void sip_config_defaults(struct sip_config *cfg)
 	cfg->rtp_port_min = 16384;
 	cfg->rtp_port_max = 32766;
 	cfg->udp_buffer = 4u * 1024 * 1024;
+	cfg->inbound_rate = 50;
 	media_config_defaults(&cfg->media);
 }
 
@@ -608,8 +609,10 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
 		 eng->cfg.advertise, cfg->port);
 	snprintf(eng->contact_hdr, sizeof eng->contact_hdr, "<%s>", eng->contact);
-	if (trunks_create(eng) || media_create(eng) || media_plane_start(eng)) {
+	if (trunks_create(eng) || access_create(eng) || media_create(eng) ||
+	    media_plane_start(eng)) {
 		trunks_destroy(eng);
+		access_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -621,6 +624,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	if (pthread_create(&eng->thread, NULL, engine_main, eng)) {
 		media_plane_stop(eng);
 		trunks_destroy(eng);
+		access_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -634,6 +638,7 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 		pthread_mutex_destroy(&eng->start_mu);
 		pthread_cond_destroy(&eng->start_cv);
 		trunks_destroy(eng);
+		access_destroy(eng);
 		free(eng);
 		return NULL;
 	}
@@ -659,5 +664,6 @@ void sip_engine_destroy(struct sip_engine *eng)
 	pthread_cond_destroy(&eng->start_cv);
 	pthread_mutex_destroy(&eng->msg_mu);
 	trunks_destroy(eng);
+	access_destroy(eng);
 	free(eng);
 }

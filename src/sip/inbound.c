@@ -1,6 +1,16 @@
 /*
  * inbound.c - calls to an agent's number: INVITE sip:NUMBER@callplane.
  *
+ * Who may call: before anything else, an INVITE's source address must be within its rate
+ * (access.c; else 503 with Retry-After) and admitted by a stored trunk (trunks.c: its
+ * --inbound-cidr ranges, or the far end of its registration; else 403), unless the server
+ * runs with --allow-any-inbound. Both refusals happen here, on the engine thread, with the
+ * handle nua made and nothing else: no leg, no store, no call, no webhook. An admitted
+ * INVITE may reach only the agents of the tenants whose trunks admitted it (the call service
+ * answers another's number as unknown: 404). The dialled number is the Request-URI's user,
+ * or the To user when the Request-URI is the contact one of those trunks registered (the
+ * way many carriers deliver calls to a registration).
+ *
  * The engine does not wait on the store: it hands the INVITE's facts to the call service's
  * worker, which looks the number up and stores the call; the answer comes back as a message
  * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
@@ -19,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/url.h>
 
 /* A URI as text into buf ("" for none). */
@@ -30,15 +41,18 @@ static void url_text(const url_t *u, char *buf, size_t size)
 	su_home_deinit(home);
 }
 
-bool inbound_read_invite(sip_t const *sip, struct invite_facts *f)
+bool inbound_read_invite(sip_t const *sip, bool by_to, struct invite_facts *f)
 {
 	memset(f, 0, sizeof *f);
 	if (sip->sip_call_id)
 		snprintf(f->call_id, sizeof f->call_id, "%s", sip->sip_call_id->i_id);
 	url_text(sip->sip_from ? sip->sip_from->a_url : NULL, f->from, sizeof f->from);
 	url_text(sip->sip_request ? sip->sip_request->rq_url : NULL, f->to, sizeof f->to);
-	/* the dialled number from the Request-URI user part: "+15550001111" or "15550001111" */
-	const char *user = sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
+	/* the dialled number, "+15550001111" or "15550001111": the Request-URI user part, or
+	 * the To user when the Request-URI is our registered contact */
+	const url_t *u = by_to ? (sip->sip_to ? sip->sip_to->a_url : NULL)
+			       : (sip->sip_request ? sip->sip_request->rq_url : NULL);
+	const char *user = u ? u->url_user : NULL;
 	if (!user || !*user)
 		return false;
 	snprintf(f->number, sizeof f->number, "%s%s", user[0] == '+' ? "" : "+", user);
@@ -47,33 +61,61 @@ bool inbound_read_invite(sip_t const *sip, struct invite_facts *f)
 
 static void on_stored(void *arg, enum cp_err err, const struct call *c);
 
+/* Refuses an INVITE that made no leg: answers it and frees the handle nua made for it. */
+static void refuse(nua_handle_t *nh, int status, const char *phrase)
+{
+	nua_respond(nh, status, phrase, TAG_END());
+	nua_handle_destroy(nh);
+}
+
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
 {
 	struct invite_facts f;
 	if (eng->stopping) {
-		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+		refuse(nh, SIP_503_SERVICE_UNAVAILABLE);
+		return;
+	}
+	/* who sent it: the rate of that source, then whether a trunk admits it (its tenants are
+	 * the only ones whose agents it may reach), before anything is read or kept */
+	msg_t *req = nua_current_request(eng->nua);
+	su_addrinfo_t const *ai = req ? msg_addrinfo(req) : NULL;
+	const struct sockaddr *src = ai && ai->ai_addr ? (const struct sockaddr *)ai->ai_addr : NULL;
+	if (!access_rate_ok(eng, src)) {
+		access_refused(eng, src, true, sip);
+		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
 		nua_handle_destroy(nh);
 		return;
 	}
-	if (!inbound_read_invite(sip, &f)) {
-		nua_respond(nh, SIP_404_NOT_FOUND, TAG_END());
-		nua_handle_destroy(nh);
+	char *tenants = NULL;
+	bool by_to = false;
+	const char *ruri_user = sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
+	int admitted = trunks_admit(eng, src, eng->cfg.allow_any_inbound, ruri_user, &tenants,
+				    &by_to);
+	if (admitted < 0) {
+		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR);
 		return;
+	}
+	if (!eng->cfg.allow_any_inbound && admitted == 0) {
+		access_refused(eng, src, false, sip);
+		refuse(nh, SIP_403_FORBIDDEN);
+		return;
+	}
+	if (!inbound_read_invite(sip, by_to, &f)) {
+		refuse(nh, SIP_404_NOT_FOUND);
+		goto out;
 	}
 	/* an INVITE without an offer gets ours (PCMU first) in the 200 */
 	struct sdp_remote r = {.payload_type = 0, .te_payload_type = -1};
 	if (sip->sip_payload)
 		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
 	if (r.payload_type < 0) {
-		nua_respond(nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
-		nua_handle_destroy(nh);
-		return;
+		refuse(nh, SIP_488_NOT_ACCEPTABLE);
+		goto out;
 	}
 	struct leg *l = leg_create(eng, CALL_INBOUND);
 	if (!l) {
-		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-		nua_handle_destroy(nh);
-		return;
+		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR);
+		goto out;
 	}
 	l->nh = nh;
 	l->state = LEG_PENDING;
@@ -84,7 +126,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	if (cp_uuid4(l->call_id)) {
 		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		leg_stop(l);
-		return;
+		goto out;
 	}
 	leg_insert(eng, l);
 	_Static_assert(sizeof l->sip_call_id == sizeof f.call_id, "sip_call_id");
@@ -92,9 +134,12 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	dialog_invited(l, sip);     /* kept at the ACK of our 200 */
 
 	struct inbound_call in = {.call_id = l->call_id, .number = f.number, .from = f.from,
-				  .to = f.to, .provider_call_id = l->sip_call_id};
+				  .to = f.to, .provider_call_id = l->sip_call_id,
+				  .tenants = tenants};
 	leg_ref(l);   /* held by the message until inbound_on_created */
 	call_service_inbound(eng->svc, &in, on_stored, l);
+out:
+	free(tenants);
 }
 
 /* Refuses the INVITE of a pending leg; if the call was stored, records why it failed. */

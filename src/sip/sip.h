@@ -96,6 +96,11 @@ struct sip_config {
 	/* the stored trunks the engine starts with (copied by sip_engine_start) */
 	const struct sip_trunk *trunks;
 	size_t n_trunks;
+	/* who may reach us: INVITEs from any address (labs), or only from the addresses a
+	 * stored trunk admits (its --inbound-cidr ranges, the far end of its registration) */
+	bool allow_any_inbound;
+	int inbound_rate;            /* new INVITEs per second per source address (bursts of
+				      * twice as many); 0 = no limit; default 50 */
 };
 
 struct sip_engine;

@@ -13,9 +13,10 @@
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
  *           dialog.c              keeping what ending a dialog after a crash needs
  *             leg.c               leg lifetime, the leg table, events to the call service
- *               media.c  bridge.c  post.c  trunks.c
+ *               media.c  bridge.c  post.c  trunks.c  access.c
  *                 RTP ports and SDP; a leg's media session; messages to the engine thread;
- *                 the trunks (what one may hold, the table of them)
+ *                 the trunks (what one may hold, the table of them, whom they admit); the
+ *                 per-source INVITE rate and the refusals
  *
  * The declarations below follow that order, bottom first.
  *
@@ -155,6 +156,7 @@ struct sip_engine {
 	struct sip_trunk *trunks;            /* the stored trunks, sorted by id (trunks.c) */
 	size_t n_trunks;
 	struct registration *regs;           /* the trunks' registrations (register.c) */
+	struct access *access;               /* per-source INVITE buckets, refusals (access.c) */
 	su_timer_t *reg_timer;               /* ticks while a registration waits to retry */
 	bool reg_timer_armed;
 
@@ -215,6 +217,28 @@ const struct sip_trunk *trunk_find(const struct sip_engine *eng, const char *id)
  * the credentials do not fit. */
 bool trunk_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
 		       size_t size);
+/* Who an INVITE from sa (NULL: not known) may reach. Counts the stored trunks that admit it
+ * (their --inbound-cidr ranges hold it, or they register and sa is their host's or proxy's
+ * address; with any, every trunk), and writes their tenants' ids into *tenants (heap,
+ * comma-separated, each once; NULL with any or when none admits: the caller frees it).
+ * *by_to: ruri_user (may be NULL) is the user of an admitting trunk that registers, so the
+ * Request-URI names the registration itself and the dialled number is the To user's. -1 if
+ * out of memory. */
+int trunks_admit(const struct sip_engine *eng, const struct sockaddr *sa, bool any,
+		 const char *ruri_user, char **tenants, bool *by_to);
+
+/* ---- access.c: the per-source INVITE rate, the refusals -------------------------------- */
+
+int access_create(struct sip_engine *eng);
+/* Logs the refusal totals and frees the table. */
+void access_destroy(struct sip_engine *eng);
+/* Takes a token from the bucket of source sa (NULL, or no limit configured: always true);
+ * false when it is out of them: the INVITE is refused. */
+bool access_rate_ok(struct sip_engine *eng, const struct sockaddr *sa);
+/* Counts (and, within the log's own limit, logs) an INVITE from sa refused for its rate or
+ * for its source. */
+void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate,
+		    sip_t const *sip);
 
 /* ---- media.c: RTP ports and SDP --------------------------------------------------------- */
 
@@ -371,19 +395,21 @@ void outbound_dial(struct sip_engine *eng, const struct call *c);
  * durable; 401/407 answered once with the trunk's credentials; other finals end the call. */
 void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
 				 sip_t const *sip);
-/* nua_i_invite without a leg: refuses it at once (404, 488, 503) or makes a pending leg and
- * asks the call service to store the call; the answer comes back as a message. */
+/* nua_i_invite without a leg: refuses it at once (403 from a source no trunk admits, 503
+ * over the source's rate, 404, 488, 503 stopping) or makes a pending leg and asks the call
+ * service to store the call; the answer comes back as a message. */
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
 /* What an INVITE's headers say about the call (sofia parsed them; this reads them). */
 struct invite_facts {
-	char number[STORE_NUMBER_MAX + 2];       /* the Request-URI user, "+" in front */
+	char number[STORE_NUMBER_MAX + 2];       /* the dialled number, "+" in front */
 	char from[CALL_ADDR_MAX + 1];            /* the From URI ("" for none), truncated */
 	char to[CALL_ADDR_MAX + 1];              /* the Request-URI, truncated */
 	char call_id[CALL_PROVIDER_ID_MAX + 1];  /* the Call-ID ("" for none), truncated */
 };
-/* Fills *f from sip (a request); false when the Request-URI user part is no E.164 number
- * (with or without its "+"): the INVITE is then refused 404. */
-bool inbound_read_invite(sip_t const *sip, struct invite_facts *f);
+/* Fills *f from sip (a request): the dialled number from the Request-URI user, or with by_to
+ * (the Request-URI names a registration of ours) from the To user; false when that is no
+ * E.164 number (with or without its "+"): the INVITE is then refused 404. */
+bool inbound_read_invite(sip_t const *sip, bool by_to, struct invite_facts *f);
 
 
 /* ---- register.c: trunks' registrations ------------------------------------------------- */

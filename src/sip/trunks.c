@@ -208,3 +208,48 @@ const struct sip_trunk *trunk_find(const struct sip_engine *eng, const char *id)
 	}
 	return NULL;
 }
+
+/* Whether t admits an INVITE from sa: one of its --inbound-cidr ranges holds it, or it
+ * registers and sa is where its host or outbound proxy resolved. */
+static bool admits(const struct sip_trunk *t, const struct sockaddr *sa)
+{
+	for (int i = 0; i < t->n_cidrs; i++)
+		if (cidr_contains(&t->cidrs[i], sa))
+			return true;
+	for (int i = 0; t->do_register && i < t->n_addrs; i++)
+		if (netaddr_same_ip((const struct sockaddr *)&t->addrs[i], sa))
+			return true;
+	return false;
+}
+
+int trunks_admit(const struct sip_engine *eng, const struct sockaddr *sa, bool any,
+		 const char *ruri_user, char **tenants, bool *by_to)
+{
+	int n = 0;
+	size_t len = 0, cap = 0;
+	*tenants = NULL;
+	*by_to = false;
+	for (size_t i = 0; i < eng->n_trunks; i++) {
+		const struct sip_trunk *t = &eng->trunks[i];
+		if (!any && (!sa || !admits(t, sa)))
+			continue;
+		n++;
+		if (t->do_register && ruri_user && !strcmp(ruri_user, t->user))
+			*by_to = true;
+		if (any || (*tenants && strstr(*tenants, t->tenant_id)))
+			continue;        /* ids are UUIDs: one found is the one */
+		if (len + CP_UUID_LEN + 2 > cap) {
+			cap = cap ? 2 * cap : 8 * (CP_UUID_LEN + 1);
+			char *p = realloc(*tenants, cap);
+			if (!p) {
+				free(*tenants);
+				*tenants = NULL;
+				return -1;
+			}
+			*tenants = p;
+		}
+		len += (size_t)snprintf(*tenants + len, cap - len, "%s%s", len ? "," : "",
+					t->tenant_id);
+	}
+	return n;
+}

@@ -293,8 +293,17 @@ class Callplane:
     def all_stderr(self):
         return "".join(self.stderr_text(p) for p in self.stderr_paths)
 
-    def start(self, extra_args=()):
+    def start(self, extra_args=(), allow_any_inbound=True):
+        """Start the server (--sip none unless extra_args give --sip).  With a SIP engine the
+        tests' far ends call in from 127.0.0.1 without a trunk admitting it, so the server is
+        started with --allow-any-inbound unless allow_any_inbound=False (the tests of who may
+        reach us, docs/CARRIERS.md)."""
         assert not self.running, "server already running"
+        extra_args = list(extra_args)
+        if allow_any_inbound and "--sip" in extra_args \
+                and extra_args[extra_args.index("--sip") + 1] != "none" \
+                and "--allow-any-inbound" not in extra_args:
+            extra_args.append("--allow-any-inbound")
         last_err = None
         for _attempt in range(3):
             self.starts += 1

@@ -241,7 +241,7 @@ class Sipp:
 
     def __init__(self, workdir, scenario, name=None, port=None, remote=None, service=None,
                  calls=1, timeout=20, pause_ms=0, keys=None, extra=(), rate=None, subst=None,
-                 transport="u1", trace=True):
+                 transport="u1", trace=True, local_ip="127.0.0.1"):
         self.workdir = str(workdir)
         self.name = name or os.path.splitext(scenario)[0]
         self.fixed_port = port
@@ -266,6 +266,7 @@ class Sipp:
         self.rate = rate
         self.transport = transport
         self.trace = trace
+        self.local_ip = local_ip
         self.proc = None
         self.rc = None
         self._screen = None
@@ -287,13 +288,13 @@ class Sipp:
 
     @property
     def uri_host(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.local_ip, self.port)
 
     def argv(self):
         a = [sipp_binary()]
         if self.remote:
             a.append(self.remote)
-        a += ["-sf", self.scenario, "-i", "127.0.0.1", "-p", str(self.port), "-t", self.transport,
+        a += ["-sf", self.scenario, "-i", self.local_ip, "-p", str(self.port), "-t", self.transport,
               "-m", str(self.calls), "-timeout", "%ds" % self.timeout, "-timeout_error",
               "-nostdin", "-mp", str(self.media_port), "-cp", str(self.control_port),
               "-d", str(self.pause_ms)]

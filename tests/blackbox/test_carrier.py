@@ -59,8 +59,9 @@ class Carrier:
         self.cp.cli("agent", "update", self.cp.agent, "--trunk", trunk_id)
 
     def start(self, *extra):
+        """The server as it runs by default: INVITEs only from what a trunk admits."""
         self.cp.start(extra_args=["--sip", "127.0.0.1:%d" % self.sip_port, "--ring-timeout", "10"]
-                      + list(extra))
+                      + list(extra), allow_any_inbound=False)
 
     def log_events(self, event):
         out = []
@@ -314,3 +315,111 @@ def test_registration_follows_trunk_changes(world):
     statuses = [e["status"] for e in world.log_events("sip_registration")]
     assert statuses[:2] == ["registering", "registered"] and statuses[-1] == "unregistered" \
         and set(statuses[2:-1]) <= {"registered"}, statuses
+
+
+# ------------------------------------------------------------------------- calls in
+
+
+@pytest.mark.parametrize("mode", ["to", "ruri"])
+def test_call_in_on_the_registration(world, mode):
+    """A call to the agent's number reaches callplane through the carrier, on its
+    registration: the Request-URI is the registered contact (the number only in To), or the
+    number at the contact's host. Either way the agent's number is found, the call is the
+    agent's, and callplane's BYE goes back through the carrier."""
+    kam = world.carrier()
+    trunk = world.trunk("--register")
+    world.use_trunk(trunk)
+    world.start()
+    world.must(lambda: (registration(world, trunk) or {}).get("status") == "registered", 15,
+               "registered")
+    caller = Sipp(world.dir, "uac_via_proxy.xml", remote=kam.uri_host, service=NUMBER,
+                  keys={"mode": mode}, timeout=30)
+    world.peers.append(caller.start())
+    calls = world.must(lambda: world.cp.list_calls()["data"], 10, "the inbound call")
+    [call] = calls
+    assert (call["direction"], call["agent_id"], call["from"]) == \
+        ("inbound", world.cp.agent, "sip:alice@127.0.0.1:%d" % caller.port), call
+    contact = "127.0.0.1:%d" % world.sip_port
+    assert call["to"] == ("sip:%s@%s" % (USER, contact) if mode == "to"
+                          else "sip:%s@%s" % (NUMBER, contact)), call
+    world.wait_call(call["id"], lambda c: c["status"] == "in_progress", 10, "in_progress")
+    assert world.cp.end_call(call["id"])["status"] == "completed"
+    assert caller.wait(15) == 0, world.diagnostics()
+    [bye] = caller.received("BYE")
+    assert bye.header("x-callplane-end-reason") == "ended_by_api", bye.text
+    ours = [r.method for r in kam.requests() if r.src_port == world.sip_port]
+    assert ours.count("BYE") == 1, "the BYE follows the carrier's Record-Route: %r" % ours
+    assert world.log_events("sip_inbound_refused") == []
+
+
+def refused_call(world, source_ip, service=NUMBER):
+    """An INVITE from source_ip straight to callplane; returns the final status it got."""
+    s = Sipp(world.dir, "uac_invite_refused.xml", remote="127.0.0.1:%d" % world.sip_port,
+             service=service, local_ip=source_ip, timeout=15)
+    world.peers.append(s.start())
+    assert s.wait(20) == 0, world.diagnostics()
+    finals = [m.status for m in s.received() if m.status and m.status >= 200]
+    assert len(set(finals)) == 1, finals
+    return finals[0]
+
+
+def test_strangers_are_refused(world):
+    """By default an INVITE is taken only from a trunk's --inbound-cidr (or its
+    registration's far end): from anywhere else it gets 403, and nothing is made of it: no
+    call row, no webhook delivery; it is counted and logged. A source a trunk admits reaches
+    that trunk's tenant's agents, and no other tenant's (404, no call either)."""
+    world.carrier()
+    other_tenant = world.cp.tenant_create("other")
+    world.cp.agent_create(other_tenant, "theirs", number="+15550002222")
+    world.cp.cli("trunk", "create", "--tenant", world.cp.tenant, "--host", "192.0.2.1",
+                 "--inbound-cidr", "127.0.0.3/32,10.0.0.0/8")
+    world.cp.cli("webhook", "create", "--tenant", world.cp.tenant, "--url", "http://127.0.0.1:9/h")
+    world.cp.cli("webhook", "create", "--tenant", other_tenant, "--url", "http://127.0.0.1:9/h")
+    world.start()
+    assert refused_call(world, "127.0.0.2") == 403
+    assert refused_call(world, "127.0.0.2", service="+15550002222") == 403
+    assert world.cp.list_calls()["data"] == []
+    [first, second] = world.log_events("sip_inbound_refused")
+    assert (first["source"], first["why"], first["user"], first["refused_source"]) == \
+        ("127.0.0.2", "source", NUMBER, 1), first
+    assert (second["user"], second["refused_source"]) == ("+15550002222", 2), second
+    # from inside the trunk's range: the tenant's agent answers, the other tenant's is unknown
+    assert refused_call(world, "127.0.0.3", service="+15550002222") == 404
+    caller = Sipp(world.dir, "uac_invite_answered.xml", remote="127.0.0.1:%d" % world.sip_port,
+                  service=NUMBER, local_ip="127.0.0.3", timeout=20)
+    world.peers.append(caller.start())
+    [call] = world.must(lambda: world.cp.list_calls()["data"], 10, "the admitted call")
+    assert call["agent_id"] == world.cp.agent and call["from"].startswith("sip:alice@127.0.0.3:")
+    world.wait_call(call["id"], lambda c: c["status"] == "in_progress", 10, "in_progress")
+    world.cp.end_call(call["id"])
+    assert caller.wait(15) == 0, world.diagnostics()
+    world.must(lambda: len(world.cp.cli("webhook", "deliveries")["data"]) == 2, 10,
+               "the admitted call's deliveries")
+    types = sorted(d["event_type"] for d in world.cp.cli("webhook", "deliveries")["data"])
+    assert types == ["call.answered", "call.ended"], types
+    assert len(world.log_events("sip_inbound_refused")) == 2
+
+
+def test_invites_over_a_sources_rate_get_503(world):
+    """--inbound-rate 1: a source may send 2 INVITEs at once (the burst) and one a second
+    after; ten sent within a second get at most three answers of their own (here 404: no such
+    number) and 503 with Retry-After for the rest, without a call."""
+    world.carrier()
+    world.cp.cli("trunk", "create", "--tenant", world.cp.tenant, "--host", "192.0.2.1",
+                 "--inbound-cidr", "127.0.0.3")
+    world.start("--inbound-rate", "1")
+    s = Sipp(world.dir, "uac_invite_refused.xml", remote="127.0.0.1:%d" % world.sip_port,
+             service="+15559990000", local_ip="127.0.0.3", calls=10, rate=50, timeout=20)
+    world.peers.append(s.start())
+    assert s.wait(25) == 0, world.diagnostics()
+    finals = [m for m in s.received() if m.status and m.status >= 200]
+    by_status = {}
+    for m in finals:
+        by_status.setdefault(m.status, set()).add(m.call_id)
+    assert set(by_status) == {404, 503}, by_status
+    assert 2 <= len(by_status[404]) <= 3 and len(by_status[404]) + len(by_status[503]) == 10, \
+        {k: len(v) for k, v in by_status.items()}
+    assert all(m.header("retry-after") == "1" for m in finals if m.status == 503)
+    refused = world.log_events("sip_inbound_refused")
+    assert refused and all(e["why"] == "rate" and e["source"] == "127.0.0.3" for e in refused)
+    assert world.cp.list_calls()["data"] == []

@@ -175,3 +175,24 @@ def test_trunk_header_limit(cp):
                      "error: option '--header' given too many times")
     trunk_create(cp, t, "--host", "h", *args[:32])
     assert len(cp.cli("trunk", "list")["data"][0]["headers"]) == 16
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--inbound-rate", "-1"], "--inbound-rate must be 0 (no limit)..1000000"),
+    (["--inbound-rate", "fast"], "--inbound-rate must be 0 (no limit)..1000000"),
+    (["--allow-any-inbound=yes"], "option '--allow-any-inbound=yes' takes no value"),
+])
+def test_serve_refuses_bad_inbound_options(cp, args, message):
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:1", "--sip", "127.0.0.1:0", *args,
+                        timeout=5)
+    assert_cli_error(result, 2, "error: " + message)
+
+
+def test_serve_config_file_allow_any_inbound(cp, tmp_path):
+    """In a --config file the switch is a boolean."""
+    cfg = tmp_path / "serve.json"
+    cfg.write_text('{"allow-any-inbound": "yes"}')
+    result = cp.cli_raw("serve", "--http", "127.0.0.1:1", "--sip", "127.0.0.1:0", "--config",
+                        str(cfg), timeout=5)
+    assert_cli_error(result, 2, 'error: config %s: "allow-any-inbound" must be true or false'
+                     % cfg)

@@ -1387,6 +1387,31 @@ static void test_inbound(void **state)
 	call_clear(&s);
 }
 
+static void test_inbound_only_admitted_tenants(void **state)
+{
+	/* an INVITE admitted by some tenants' trunks reaches their agents only: another
+	 * tenant's number is unknown to it, and no call is made */
+	struct fx *f = *state;
+	char only_t2[2 * CP_UUID_LEN + 4], both[2 * CP_UUID_LEN + 4];
+	snprintf(only_t2, sizeof only_t2, "%s", f->t2);
+	snprintf(both, sizeof both, "%s,%s", f->t2, f->t1);
+	struct inbound_result r = {0};
+	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+				  .to = "sip:" NUM_A3 "@callplane.test",
+				  .provider_call_id = "inbound-t@example.net", .tenants = only_t2};
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, CP_ERR_NOT_FOUND);
+	assert_int_equal(count_calls(f, &f->sc1), 0);
+	in.tenants = both;
+	call_service_inbound(f->svc, &in, on_inbound, &r);
+	assert_int_equal(r.calls, 2);
+	assert_int_equal(r.err, CP_OK);
+	assert_string_equal(r.call.agent_id, f->a3);
+	assert_int_equal(count_calls(f, &f->sc1), 1);
+	call_clear(&r.call);
+}
+
 static void test_end_by_provider_call_id(void **state)
 {
 	/* {id} may be the provider call id; the end is recorded on the call it names */
@@ -2560,6 +2585,7 @@ int main(void)
 		T(test_end_all_in_scope),
 		T(test_end_all_with_engine),
 		T(test_inbound),
+		T(test_inbound_only_admitted_tenants),
 		T(test_end_by_provider_call_id),
 		T(test_post_event_in_order),
 		T(test_end_all_many),
