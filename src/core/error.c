@@ -12,6 +12,7 @@ static const struct {
 } table[CP_ERR_COUNT] = {
 	[CP_OK] = {200, "ok"},
 	[CP_ERR_INVALID] = {400, "invalid_request"},
+	[CP_ERR_WEBHOOK_TARGET] = {400, "webhook_target_not_allowed"},
 	[CP_ERR_UNAUTHORIZED] = {401, "unauthorized"},
 	[CP_ERR_FORBIDDEN] = {403, "forbidden"},
 	[CP_ERR_FROM_NOT_ALLOWED] = {403, "from_not_allowed"},

@@ -12,6 +12,7 @@
 enum cp_err {
 	CP_OK = 0,
 	CP_ERR_INVALID,         /* 400 invalid_request */
+	CP_ERR_WEBHOOK_TARGET,  /* 400 webhook_target_not_allowed (a private or unresolvable host) */
 	CP_ERR_UNAUTHORIZED,    /* 401 unauthorized */
 	CP_ERR_FORBIDDEN,       /* 403 forbidden */
 	CP_ERR_FROM_NOT_ALLOWED, /* 403 from_not_allowed (a caller ID the tenant does not own) */

@@ -21,7 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/error.h"
 #include "store/store.h"
+
+struct sockaddr;
 
 struct webhook_config {
 	int retry_initial_ms;        /* first retry delay; doubles per attempt (default 1000) */
@@ -31,6 +34,7 @@ struct webhook_config {
 	int breaker_failures;        /* consecutive failures that open a circuit (default 5) */
 	int64_t breaker_open_max_ms; /* longest open period (default 10 min); the first is
 				      * retry_initial_ms, doubled per failed probe */
+	bool allow_private;          /* connect to private addresses too (target.c; default no) */
 };
 
 struct webhook_worker;
@@ -54,5 +58,19 @@ bool webhook_format_valid(const char *format);
 /* "t=UNIX,v1=HEX(HMAC-SHA256(secret, t + "." + body))" into buf. */
 void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf,
 		       size_t size);
+
+/* ---- target.c: where a webhook may point ------------------------------------------------ */
+
+/* Whether a socket address is private (loopback, RFC 1918, CGNAT, link-local, unspecified,
+ * multicast, reserved, their IPv6 kin and IPv4 addresses carried in IPv6); see target.c for
+ * the ranges. Pure. */
+bool webhook_addr_private(const struct sockaddr *sa);
+/* The numeric address of sa (IPv4 or IPv6) into buf; "?" for another family. */
+void webhook_addr_text(const struct sockaddr *sa, char *buf, size_t size);
+/* CP_OK when url is an http or https URL with a host and, unless allow_private, every address
+ * its host resolves to now is public; else CP_ERR_INVALID (not such a URL) or
+ * CP_ERR_WEBHOOK_TARGET (private, or not resolving) with err filled. Resolves the host (may
+ * wait on DNS) only when !allow_private. */
+enum cp_err webhook_target_check(const char *url, bool allow_private, struct cp_error *err);
 
 #endif
