@@ -59,6 +59,7 @@ static const char serve_usage[] =
 	"       [--events-per-key N] (GET /v1/events streams one key may hold; default 10)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
+	"            [--webhook-allow-private] (targets on private addresses: labs, tests)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
 	"          --recordings: a directory \"recordings\" beside the database file\n"
 	"Every option may also come from the environment, CALLPLANE_ and its name in capitals with\n"
@@ -251,7 +252,8 @@ int cli_serve(int argc, char **argv)
 		store_close(st);
 		goto out_cfg;
 	}
-	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = set.webhooks_per_tenant};
+	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = set.webhooks_per_tenant,
+			  .webhook_allow_private = set.webhooks.allow_private};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
 	struct webhook_worker *hooks = webhook_worker_start(st, &set.webhooks);

@@ -31,6 +31,7 @@ struct serve_config {
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
 		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key,
 		*allow_any_inbound, *inbound_rate;
+	const char *wh_allow_private;    /* a flag: "1" when given */
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the

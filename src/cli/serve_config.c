@@ -62,6 +62,7 @@ const struct serve_option serve_options[] = {
 	{"events-per-key", SLOT(events_per_key), OPT_OPTIONAL},
 	{"allow-any-inbound", SLOT(allow_any_inbound), OPT_FLAG},
 	{"inbound-rate", SLOT(inbound_rate), OPT_OPTIONAL},
+	{"webhook-allow-private", SLOT(wh_allow_private), OPT_FLAG},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -367,6 +368,7 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 				    WEBHOOKS_PER_TENANT_MAX);
 		s->webhooks_per_tenant = (int)v;
 	}
+	s->webhooks.allow_private = c->wh_allow_private != NULL;
 	if (c->recordings) {
 		if (!*c->recordings || strlen(c->recordings) >= sizeof s->recordings)
 			return fail(why, why_size, "--recordings must be a directory path");

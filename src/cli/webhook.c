@@ -18,7 +18,7 @@
 static const char webhook_usage[] =
 	"usage: callplane webhook create --tenant ID --url URL [--agent ID] [--secret S]\n"
 	"                               [--format canonical|talkover|pilotstatus] [--db PATH]\n"
-	"                               [--webhooks-per-tenant N]\n"
+	"                               [--webhooks-per-tenant N] [--webhook-allow-private]\n"
 	"       callplane webhook list [--tenant ID] [--db PATH]\n"
 	"       callplane webhook delete ID [--db PATH]\n"
 	"       callplane webhook deliveries [--tenant ID] [--status pending|failed|delivered]\n"
@@ -26,12 +26,15 @@ static const char webhook_usage[] =
 	"       callplane webhook replay (ID | --all-failed) [--tenant ID] [--db PATH]\n"
 	"A secret is generated when --secret is not given; it signs every delivery\n"
 	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))).\n"
-	"A tenant holds at most --webhooks-per-tenant webhooks (default 20, as serve's).\n";
+	"A tenant holds at most --webhooks-per-tenant webhooks (default 20, as serve's).\n"
+	"The URL's host must resolve to public addresses only, unless --webhook-allow-private\n"
+	"(as serve's: the server refuses to deliver to private addresses without it).\n";
 
 int cli_webhook(int argc, char **argv)
 {
 	const char *tenant = NULL, *url = NULL, *agent = NULL, *secret = NULL, *format = NULL,
-		   *status = NULL, *limit = NULL, *all = NULL, *cap = NULL, *db = CLI_DEFAULT_DB;
+		   *status = NULL, *limit = NULL, *all = NULL, *cap = NULL, *db = CLI_DEFAULT_DB,
+		   *allow_private = NULL;
 	const char *pos[1] = {NULL};
 	int n_pos = 0;
 	if (argc < 1) {
@@ -46,7 +49,8 @@ int cli_webhook(int argc, char **argv)
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"url", &url, OPT_REQUIRED},
 				    {"agent", &agent, OPT_OPTIONAL}, {"secret", &secret, OPT_OPTIONAL},
 				    {"format", &format, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
-				    {"webhooks-per-tenant", &cap, OPT_OPTIONAL}, {0}};
+				    {"webhooks-per-tenant", &cap, OPT_OPTIONAL},
+				    {"webhook-allow-private", &allow_private, OPT_FLAG}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt delete_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt deliveries_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
@@ -106,7 +110,8 @@ int cli_webhook(int argc, char **argv)
 					      .format = format};
 		struct webhook w;
 		struct cp_error err = {0};
-		enum cp_err ce = webhook_register(st, tenant, &req, (int)per_tenant, &w, &err);
+		enum cp_err ce = webhook_register(st, tenant, &req, (int)per_tenant,
+						  allow_private != NULL, &w, &err);
 		if (ce == CP_OK) {
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
 		} else {

@@ -19,6 +19,7 @@ struct app {
 	struct event_hub *events;    /* live event streams (event_hub.c) */
 	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
 	int webhooks_per_tenant;       /* the cap POST /v1/webhooks enforces */
+	bool webhook_allow_private;    /* POST /v1/webhooks may name private addresses */
 };
 
 extern const struct http_dialect canonical_dialect;

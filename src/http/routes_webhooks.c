@@ -43,6 +43,7 @@ static void create(struct http_request *r)
 	json_t *body = NULL;
 	struct webhook_request req = {0};
 	struct webhook w;
+	const struct app *app = http_app(r);
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
@@ -51,8 +52,8 @@ static void create(struct http_request *r)
 	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
 	    !json_opt_string(body, "secret", &req.secret, &err) ||
 	    !json_opt_string(body, "format", &req.format, &err) ||
-	    webhook_register(store_of(r), tenant, &req,
-			     ((struct app *)http_app(r))->webhooks_per_tenant, &w, &err) != CP_OK)
+	    webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
+			     app->webhook_allow_private, &w, &err) != CP_OK)
 		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 201, webhook_to_json(&w, true));

@@ -3,7 +3,9 @@
  * so neither touches the store for them.
  *
  * A webhook belongs to a tenant and optionally narrows to one agent. Its URL must be http or
- * https; its secret (for Callplane-Signature) is generated (192 random bits) when not given.
+ * https and, unless the server allows private targets, resolve to public addresses only
+ * (target.c: checked last, as it may wait on DNS); its secret (for Callplane-Signature) is
+ * generated (192 random bits) when not given.
  * Store results become errors through store_fail(), one mapping for every caller.
  * The store counts and inserts in one statement, so the cap holds under concurrent creation.
  */
@@ -16,7 +18,7 @@
 
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, int max_per_tenant,
-			     struct webhook *out, struct cp_error *err)
+			     bool allow_private, struct webhook *out, struct cp_error *err)
 {
 	memset(out, 0, sizeof *out);
 	const char *url = req->url;
@@ -38,6 +40,9 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			return store_fail(err, rc, "agent %s", req->agent_id);
 		snprintf(out->agent_id, sizeof out->agent_id, "%s", a.id);
 	}
+	enum cp_err e = webhook_target_check(url, allow_private, err);
+	if (e != CP_OK)
+		return e;
 	if (req->secret) {
 		snprintf(out->secret, sizeof out->secret, "%s", req->secret);
 	} else {

@@ -32,10 +32,12 @@ struct webhook_request {
 
 /* Registers req for the tenant, which may hold at most max_per_tenant webhooks: CP_OK with
  * *out filled (its secret included); CP_ERR_INVALID for a bad URL, format or secret;
- * CP_ERR_NOT_FOUND for an unknown tenant or agent; CP_ERR_LIMIT at the cap. */
+ * CP_ERR_NOT_FOUND for an unknown tenant or agent; CP_ERR_WEBHOOK_TARGET for a URL whose host
+ * resolves to a private address (or does not resolve) unless allow_private
+ * (`--webhook-allow-private`); CP_ERR_LIMIT at the cap. */
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, int max_per_tenant,
-			     struct webhook *out, struct cp_error *err);
+			     bool allow_private, struct webhook *out, struct cp_error *err);
 /* The webhooks in *list (n of them; the caller frees *list), secrets included: render them
  * with webhooks_to_json(), which leaves the secrets out. */
 enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, struct webhook **list,

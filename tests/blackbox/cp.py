@@ -176,6 +176,11 @@ class CallplaneError(AssertionError):
 
 
 class Callplane:
+    """`webhook_allow_private` (default True): the harness is a lab whose webhook receivers
+    listen on 127.0.0.1, so servers it starts get `--webhook-allow-private` and its
+    `webhook create` commands the same switch (docs/API.md, "Webhook targets").  A test of the
+    default sets it to False before it starts the server or creates a webhook."""
+
     def __init__(self, tmpdir):
         self.bin = binary_path()
         self.dir = str(tmpdir)
@@ -187,16 +192,22 @@ class Callplane:
         self.stderr_paths = []
         self._stderr_file = None
         self.exit_codes = []
+        self.webhook_allow_private = True
 
     # ------------------------------------------------------------------ CLI
     def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None, unshare=False):
         """Run the CLI; returns (rc, stdout, stderr).  --db is inserted after the
         subcommand words (i.e. before the first argument starting with '-' or, for
         `key revoke ID`, before the positional id) unless db=False. env: variables added
-        to the environment. unshare: in a network namespace of its own (root)."""
-        argv = [self.bin] + list(args)
+        to the environment. unshare: in a network namespace of its own (root).  With
+        webhook_allow_private, `webhook create` gets --webhook-allow-private."""
+        args = list(args)
+        if (db and self.webhook_allow_private and args[:2] == ["webhook", "create"]
+                and "--help" not in args and "--webhook-allow-private" not in args):
+            args.append("--webhook-allow-private")
+        argv = [self.bin] + args
         if db:
-            argv = self._with_db(list(args))
+            argv = self._with_db(args)
             if not os.path.exists(self.db) and args and args[0] not in ("serve", "init"):
                 self.init_db()    # admin commands refuse a database that does not exist
         if unshare:
@@ -315,6 +326,8 @@ class Callplane:
             sip = [] if "--sip" in extra_args else ["--sip", "none"]
             argv = [self.bin, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.port] \
                 + sip + list(extra_args)
+            if self.webhook_allow_private and "--webhook-allow-private" not in extra_args:
+                argv.append("--webhook-allow-private")
             self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self._stderr_file)
             deadline = time.monotonic() + START_TIMEOUT
