@@ -12,12 +12,21 @@
  * Stopping never waits for a receiver: the attempts in flight are abandoned, and their
  * deliveries are made due again at once without counting an attempt, so the next run sends
  * them first.
+ *
+ * Targets (target.c): unless private addresses are allowed, every address libcurl is about
+ * to connect to is checked in its open-socket hook, after its own resolution, so what is
+ * checked is what would be connected to, whatever the name resolved to at creation. A refused
+ * address fails the delivery at once (retrying would meet the same address, or flip-flop with
+ * a rebinding name), recorded with the address. Redirects are not followed (libcurl's
+ * default, set anyway): a 3xx is a failed attempt, never a second connection. Proxies from the
+ * environment are not used then: through one the address connected to is the proxy's.
  */
 #include "webhook.h"
 #include "fair.h"
 #include "core/log.h"
 #include "core/util.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +48,8 @@ struct attempt {
 	struct curl_slist *headers;
 	char *body;
 	char error[CURL_ERROR_SIZE];
+	bool check_target;               /* refuse private addresses (no --webhook-allow-private) */
+	char refused[INET6_ADDRSTRLEN];  /* a private address the open-socket hook refused */
 };
 
 struct webhook_worker {
@@ -112,9 +123,10 @@ static int64_t backoff_ms(const struct webhook_config *cfg, int attempts)
 }
 
 /* Records the attempt's outcome in the store and tells fair.c it ended; sent: it reached the
- * wire (a failure to even start one says nothing of the webhook). */
+ * wire (a failure to even start one says nothing of the webhook), or the webhook's target
+ * refused it; permanent: no retry can succeed, the delivery fails now. */
 static void record(struct webhook_worker *w, struct attempt *a, long http_status, const char *err,
-		   bool sent)
+		   bool sent, bool permanent)
 {
 	int64_t now = cp_now_ms();
 	int attempts = a->d.attempts + 1;
@@ -123,7 +135,7 @@ static void record(struct webhook_worker *w, struct attempt *a, long http_status
 	bool ok = http_status >= 200 && http_status < 300;
 	if (ok) {
 		status = "delivered";
-	} else if (now - a->d.created_at >= w->cfg.max_age_ms) {
+	} else if (permanent || now - a->d.created_at >= w->cfg.max_age_ms) {
 		status = "failed";
 	} else {
 		status = "pending";
@@ -140,6 +152,20 @@ static void record(struct webhook_worker *w, struct attempt *a, long http_status
 	if (ok)
 		json_object_set_new(f, "latency_ms", json_integer(now - a->d.created_at));
 	log_json(!strcmp(status, "failed") ? LOG_WARN : LOG_INFO, "webhook_attempt", f);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION, on every attempt (one way to open a socket, the one the tests
+ * use): refuses a connection to a private address unless they are allowed (CURL_SOCKET_BAD:
+ * libcurl tries the name's next address, if any, else fails the transfer). */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct attempt *a = arg;
+	if (a->check_target && purpose == CURLSOCKTYPE_IPCXN && webhook_addr_private(&addr->addr)) {
+		if (!a->refused[0])   /* the error names the first */
+			webhook_addr_text(&addr->addr, a->refused, sizeof a->refused);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 /* Starts a delivery fair.c took; on any failure to start, it is recorded and let go. */
@@ -173,7 +199,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	a->headers = curl_slist_append(a->headers, hdr);
 	a->easy = curl_easy_init();
 	if (!a->easy) {
-		record(w, a, 0, "curl_easy_init failed", false);
+		record(w, a, 0, "curl_easy_init failed", false, false);
 		attempt_free(a);
 		return;
 	}
@@ -188,8 +214,14 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->error);
 	curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+	curl_easy_setopt(a->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	a->check_target = !w->cfg.allow_private;
+	curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(a->easy, CURLOPT_OPENSOCKETDATA, a);
+	if (a->check_target)
+		curl_easy_setopt(a->easy, CURLOPT_PROXY, "");
 	if (curl_multi_add_handle(w->multi, a->easy) != CURLM_OK) {
-		record(w, a, 0, "curl_multi_add_handle failed", false);
+		record(w, a, 0, "curl_multi_add_handle failed", false, false);
 		attempt_free(a);
 		return;
 	}
@@ -257,14 +289,19 @@ static int reap(struct webhook_worker *w)
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&a);
 		if (m->data.result == CURLE_OK)
 			curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
-		char err[CURL_ERROR_SIZE + 32] = "";
-		if (m->data.result != CURLE_OK)
+		char err[CURL_ERROR_SIZE + 160] = "";
+		/* refused, and no other address of the name connected */
+		bool refused = m->data.result != CURLE_OK && a->refused[0];
+		if (refused)
+			snprintf(err, sizeof err, "refused to connect to %s: a private address "
+				 "(serve --webhook-allow-private allows it)", a->refused);
+		else if (m->data.result != CURLE_OK)
 			snprintf(err, sizeof err, "%s", a->error[0] ? a->error
 							     : curl_easy_strerror(m->data.result));
 		else if (code < 200 || code >= 300)
 			snprintf(err, sizeof err, "HTTP %ld", code);
 		curl_multi_remove_handle(w->multi, m->easy_handle);
-		record(w, a, code, err, true);
+		record(w, a, code, err, true, refused);
 		unlink_attempt(w, a);
 		attempt_free(a);
 		ended++;

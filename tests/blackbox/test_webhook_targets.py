@@ -19,6 +19,9 @@ from cp import assert_cli_error, assert_error, free_port
 from receiver import Receiver
 from sipp_peer import wait_for
 
+REFUSED = ("refused to connect to %s: a private address "
+           "(serve --webhook-allow-private allows it)")
+FAST = ["--webhook-retry-initial-ms", "100"]
 
 
 def private_message(host, addr):
@@ -112,6 +115,59 @@ def test_switch_allows_private_targets_and_delivers(cp, rcv):
     got = rcv.wait_for(2, 15, pred=lambda q: q.json["data"]["id"] == call_id)
     assert sorted(q.path for q in got) == ["/ip", "/name"], got
     assert all(q.json["type"] == "call.ended" for q in got), got
+
+
+def test_delivery_refuses_a_private_connect(cp, rcv):
+    """A webhook that reached the store while private targets were allowed (the API of a
+    server run with the switch; the CLI with it) meets a server without it: each delivery
+    fails at its first attempt, at the address libcurl was about to connect to, and nothing
+    reaches the receiver.  The name `localhost` stands in for a name rebound to 127.0.0.1
+    after it was checked."""
+    cp.setup_world()
+    cp.start()
+    api_hook = cp.request("POST", "/v1/webhooks", {"url": "http://localhost:%d/api" % rcv.port},
+                          key=cp.key)
+    assert api_hook.status == 201, api_hook
+    cp.stop()
+    cli_hook = cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url_for("/cli"))
+    cp.webhook_allow_private = False
+    cp.start(extra_args=FAST)
+    call_id = end_queued_call(cp)
+
+    state = {}
+
+    def both_failed():
+        state["failed"], state["delivered"], state["pending"] = deliveries(cp)
+        return len(state["failed"]) == 2
+
+    assert wait_for(both_failed, 15, interval=0.05), state
+    assert state["delivered"] == [] and state["pending"] == [], state
+    by_hook = {d["webhook_id"]: d for d in state["failed"]}
+    assert set(by_hook) == {api_hook.json["id"], cli_hook["id"]}, state
+    for d in state["failed"]:
+        assert d["call_id"] == call_id and d["event_type"] == "call.ended", d
+        assert d["attempts"] == 1 and d["last_status"] is None, d
+    assert by_hook[cli_hook["id"]]["last_error"] == REFUSED % "127.0.0.1", state
+    # libcurl resolves localhost itself, to ::1 and 127.0.0.1; the error names the first tried
+    assert by_hook[api_hook.json["id"]]["last_error"] in (REFUSED % "127.0.0.1", REFUSED % "::1"), state
+    # a permanent failure, not a retry storm: with retries 100 ms apart a retried delivery
+    # would have several attempts by now
+    assert rcv.quiet(1.0) == []
+    failed, _delivered, _pending = deliveries(cp)
+    assert sorted(d["attempts"] for d in failed) == [1, 1], failed
+    assert rcv.snapshot() == []
+    lines = [json.loads(ln) for ln in cp.stderr_text().splitlines() if '"webhook_attempt"' in ln]
+    refusals = [ln for ln in lines if ln.get("error") in (REFUSED % "127.0.0.1", REFUSED % "::1")]
+    assert len(refusals) == 2 and all(ln["status"] == "failed" for ln in refusals), lines
+
+    # replayed under a server with the switch, they are delivered
+    cp.stop()
+    cp.webhook_allow_private = True
+    cp.start()
+    r = cp.request("POST", "/v1/webhooks/deliveries/replay", key=cp.key)
+    assert r.status == 200 and r.json == {"replayed": 2}, r
+    got = rcv.wait_for(2, 15)
+    assert sorted(q.path for q in got) == ["/api", "/cli"], got
 
 
 def test_switch_from_config_file(cp, tmp_path):
