@@ -77,6 +77,7 @@ json_t *webhook_to_json(const struct webhook *w, bool with_secret)
 	json_object_set_new(o, "agent_id", text_or_null(w->agent_id));
 	json_object_set_new(o, "url", json_string(w->url));
 	json_object_set_new(o, "format", json_string(w->format));
+	json_object_set_new(o, "signing", json_string(w->signing[0] ? w->signing : "callplane"));
 	json_object_set_new(o, "created_at", time_or_null(w->created_at));
 	if (with_secret)
 		json_object_set_new(o, "secret", json_string(w->secret));

@@ -161,6 +161,7 @@ struct webhook {
 	char url[WEBHOOK_URL_MAX + 1];
 	char secret[WEBHOOK_SECRET_MAX + 1];
 	char format[16];                     /* canonical | talkover | pilotstatus */
+	char signing[16];                    /* callplane | standard; "" is stored as callplane */
 	int64_t created_at;
 };
 
@@ -184,6 +185,7 @@ struct delivery {
 	char url[WEBHOOK_URL_MAX + 1];
 	char secret[WEBHOOK_SECRET_MAX + 1];
 	char format[16];
+	char signing[16];                    /* callplane | standard */
 	int attempts;                        /* before this one */
 	int64_t created_at;
 	/* set by the picker */

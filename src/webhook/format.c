@@ -11,7 +11,15 @@
  *
  * call.dtmf (a digit the far end pressed: {"id", "type", "created_at", "digit", "data": call})
  * reaches canonical webhooks only: neither vendor format has an event for it, so the store
- * creates no delivery of it for their webhooks (store.h, call_event) and nothing here maps it.
+ * creates no delivery of it for their webhooks (store.h, call_event) and nothing here maps it. *
+ * Signatures, by the webhook's signing:
+ *   callplane    Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + "." + body)), the
+ *                secret's text as the key
+ *   standard     Standard Webhooks (https://www.standardwebhooks.com/, spec/standard-webhooks.md
+ *                in github.com/standard-webhooks/standard-webhooks): webhook-signature:
+ *                v1,BASE64(HMAC-SHA256(key, id + "." + t + "." + body)), where the secret is
+ *                "whsec_" + BASE64(key) and key is 24..64 bytes, so that verifier libraries
+ *                take the secret as it is
  */
 #include "webhook.h"
 #include "core/util.h"
@@ -24,6 +32,13 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#define WHSEC "whsec_"
+
+bool webhook_signing_valid(const char *signing)
+{
+	return signing && (!strcmp(signing, "callplane") || !strcmp(signing, "standard"));
+}
 
 bool webhook_format_valid(const char *format)
 {
@@ -103,4 +118,69 @@ void webhook_signature(const char *secret, int64_t unix_s, const char *body, cha
 		free(msg);
 	}
 	snprintf(buf, size, "t=%s,v1=%s", t, hex);
+}
+
+int webhook_standard_key(const char *secret, unsigned char *key, size_t *key_len)
+{
+	if (strncmp(secret, WHSEC, strlen(WHSEC)))
+		return -1;
+	const char *b64 = secret + strlen(WHSEC);
+	size_t n = strlen(b64), pad = 0;
+	/* canonical base64 only (the alphabet, padding at the end), as the verifiers decode it */
+	if (n == 0 || n % 4 || n > 4 * ((WEBHOOK_STANDARD_KEY_MAX + 2) / 3))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)b64[i];
+		if (c == '=' && i >= n - 2)
+			pad++;
+		else if (pad || !(isalnum(c) || c == '+' || c == '/'))
+			return -1;
+	}
+	unsigned char raw[4 * ((WEBHOOK_STANDARD_KEY_MAX + 2) / 3)];
+	int got = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
+	if (got < 0 || (size_t)got < pad)
+		return -1;
+	size_t len = (size_t)got - pad;
+	if (len < WEBHOOK_STANDARD_KEY_MIN || len > WEBHOOK_STANDARD_KEY_MAX)
+		return -1;
+	memcpy(key, raw, len);
+	*key_len = len;
+	return 0;
+}
+
+int webhook_standard_secret(char *buf, size_t size)
+{
+	unsigned char key[WEBHOOK_STANDARD_KEY_MIN];
+	char b64[4 * ((sizeof key + 2) / 3) + 1];
+	if (cp_random(key, sizeof key))
+		return -1;
+	EVP_EncodeBlock((unsigned char *)b64, key, (int)sizeof key);
+	return snprintf(buf, size, WHSEC "%s", b64) < (int)size ? 0 : -1;
+}
+
+int webhook_signature_standard(const char *secret, const char *msg_id, int64_t unix_s,
+			       const char *body, char *buf, size_t size)
+{
+	unsigned char key[WEBHOOK_STANDARD_KEY_MAX], md[EVP_MAX_MD_SIZE];
+	size_t key_len = 0;
+	unsigned int md_len = 0;
+	char t[24], b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+	if (webhook_standard_key(secret, key, &key_len))
+		return -1;
+	snprintf(t, sizeof t, "%lld", (long long)unix_s);
+	size_t il = strlen(msg_id), tl = strlen(t), bl = strlen(body);
+	unsigned char *msg = malloc(il + 1 + tl + 1 + bl);
+	if (!msg)
+		return -1;
+	memcpy(msg, msg_id, il);
+	msg[il] = '.';
+	memcpy(msg + il + 1, t, tl);
+	msg[il + 1 + tl] = '.';
+	memcpy(msg + il + 1 + tl + 1, body, bl);
+	unsigned char *ok = HMAC(EVP_sha256(), key, (int)key_len, msg, il + tl + bl + 2, md, &md_len);
+	free(msg);
+	if (!ok)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)b64, md, (int)md_len);
+	return snprintf(buf, size, "v1,%s", b64) < (int)size ? 0 : -1;
 }

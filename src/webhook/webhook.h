@@ -58,6 +58,20 @@ bool webhook_format_valid(const char *format);
 /* "t=UNIX,v1=HEX(HMAC-SHA256(secret, t + "." + body))" into buf. */
 void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf,
 		       size_t size);
+bool webhook_signing_valid(const char *signing);   /* callplane | standard */
+
+/* Standard Webhooks: a secret is "whsec_" + the base64 of a key of this many bytes */
+#define WEBHOOK_STANDARD_KEY_MIN 24
+#define WEBHOOK_STANDARD_KEY_MAX 64
+/* The key of a Standard Webhooks secret into key (WEBHOOK_STANDARD_KEY_MAX bytes), *key_len
+ * its length; -1 when secret is not "whsec_" + canonical base64 of 24..64 bytes. */
+int webhook_standard_key(const char *secret, unsigned char *key, size_t *key_len);
+/* A new Standard Webhooks secret ("whsec_" + base64 of 24 random bytes) into buf; 0 or -1. */
+int webhook_standard_secret(char *buf, size_t size);
+/* The webhook-signature header's value, "v1,BASE64(HMAC-SHA256(key, msg_id + "." + t + "." +
+ * body))", into buf; -1 when secret is not a Standard Webhooks secret (or no memory). */
+int webhook_signature_standard(const char *secret, const char *msg_id, int64_t unix_s,
+			       const char *body, char *buf, size_t size);
 
 /* ---- target.c: where a webhook may point ------------------------------------------------ */
 

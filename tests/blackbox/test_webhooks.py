@@ -21,7 +21,7 @@ from cp import (CALL_KEYS, assert_call_shape, assert_cli_error,
 from receiver import HANG, Receiver, percentile, verify_signature
 from sipp_peer import Sipp, free_port as sip_free_port, wait_for
 
-WEBHOOK_KEYS = {"id", "tenant_id", "agent_id", "url", "format", "created_at"}
+WEBHOOK_KEYS = {"id", "tenant_id", "agent_id", "url", "format", "signing", "created_at"}
 DELIVERY_KEYS = {"id", "event_id", "event_type", "call_id", "webhook_id", "status", "attempts",
                  "next_attempt_at", "last_status", "last_error", "created_at", "delivered_at"}
 EVENT_KEYS = {"id", "type", "created_at", "data"}

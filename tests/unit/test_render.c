@@ -141,18 +141,21 @@ static void test_webhook_secret_only_when_asked(void **state)
 			    .secret = "whsec_x", .format = "canonical", .created_at = T1};
 	const char *listed = "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"agent_id\":null,"
 			     "\"url\":\"http://127.0.0.1:9/a\",\"format\":\"canonical\","
-			     "\"created_at\":\"2023-11-14T22:13:20.123Z\"";
+			     "\"signing\":\"callplane\",\"created_at\":\"2023-11-14T22:13:20.123Z\"";
 	char want[512];
 	snprintf(want, sizeof want, "%s}", listed);
 	assert_json(webhook_to_json(&w, false), want);
 	snprintf(want, sizeof want, "%s,\"secret\":\"whsec_x\"}", listed);
 	assert_json(webhook_to_json(&w, true), want);
 	snprintf(w.agent_id, sizeof w.agent_id, "%s", ID_A);
+	snprintf(w.signing, sizeof w.signing, "standard");
 	json_t *list = webhooks_to_json(&w, 1);
 	assert_int_equal(json_array_size(list), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "agent_id")),
 			    ID_A);
 	assert_null(json_object_get(json_array_get(list, 0), "secret"));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "signing")),
+			    "standard");
 	json_decref(list);
 }
 

@@ -153,8 +153,9 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
-	/* the schema version is exactly the number of migrations applied, once: 7 (the spine;
-	 * webhooks and the outbox; stream URLs; goodbyes; recordings; dialogs; operator keys).
+	/* the schema version is exactly the number of migrations applied, once: 9 (the spine;
+	 * webhooks and the outbox; stream URLs; goodbyes; recordings; dialogs; operator keys;
+	 * trunks; webhook signing).
 	 * A new migration raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -164,7 +165,7 @@ static void test_open_twice_same_file(void **state)
 	int version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	assert_int_equal(version, 8);
+	assert_int_equal(version, 9);
 }
 
 struct opener {
@@ -1305,6 +1306,31 @@ static void test_store_fail_maps_every_result(void **state)
 	assert_int_equal(store_fail(NULL, STORE_NOT_FOUND, "tenant %s", "t"), CP_ERR_NOT_FOUND);
 }
 
+/* A webhook's signing is kept; one created without it (as every webhook before migration 9)
+ * is callplane. */
+static void test_webhook_signing(void **state)
+{
+	struct fx *f = *state;
+	struct webhook w = {.created_at = cp_now_ms()}, *list = NULL;
+	size_t n = 0;
+	snprintf(w.tenant_id, sizeof w.tenant_id, "%s", f->tenant);
+	snprintf(w.url, sizeof w.url, "http://127.0.0.1:9/a");
+	snprintf(w.secret, sizeof w.secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+	snprintf(w.format, sizeof w.format, "canonical");
+	snprintf(w.id, sizeof w.id, "00000000-0000-4000-8000-0000000000a1");
+	assert_int_equal(STORE(f->st, webhook_create, &w, 20), STORE_OK);
+	snprintf(w.id, sizeof w.id, "00000000-0000-4000-8000-0000000000a2");
+	snprintf(w.signing, sizeof w.signing, "standard");
+	w.created_at++;
+	assert_int_equal(STORE(f->st, webhook_create, &w, 20), STORE_OK);
+	assert_int_equal(STORE(f->st, webhook_list, f->tenant, &list, &n), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id, "00000000-0000-4000-8000-0000000000a1");
+	assert_string_equal(list[0].signing, "callplane");
+	assert_string_equal(list[1].signing, "standard");
+	free(list);
+}
+
 static void test_dialogs(void **state)
 {
 	/* the engine's dialog state: kept per call (a put replaces), listed oldest first,
@@ -1636,6 +1662,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idem_claim_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_expiry_and_purge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_webhook_signing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dialogs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trunk_status, setup, teardown),

@@ -130,6 +130,10 @@ static const char *const migrations[] = {
 	"  BEGIN UPDATE trunk_generation SET n = n + 1; END;"
 	"CREATE TRIGGER trunks_deleted AFTER DELETE ON trunks"
 	"  BEGIN UPDATE trunk_generation SET n = n + 1; END;",
+
+	/* 9: how a webhook's deliveries are signed: callplane (Callplane-Signature, what every
+	 * existing webhook has) or standard (Standard Webhooks' webhook-signature) */
+	"ALTER TABLE webhooks ADD COLUMN signing TEXT NOT NULL DEFAULT 'callplane';",
 };
 
 static int migrate(struct conn *c)

@@ -38,10 +38,11 @@ static const struct sql q_delivery_fanout = {S_DELIVERY_FANOUT,
 /* ?8: the most webhooks the tenant may have; at the cap the SELECT yields no row */
 static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
 	"INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
-	" created_at) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7"
+	" created_at, signing) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7,"
+	" COALESCE(NULLIF(?9, ''), 'callplane')"
 	" WHERE (SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?2) < ?8"};
 static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
-	"SELECT id, tenant_id, agent_id, url, format, created_at FROM webhooks"
+	"SELECT id, tenant_id, agent_id, url, format, created_at, signing FROM webhooks"
 	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
 static const struct sql q_webhook_delete = {S_WEBHOOK_DELETE,
 	"DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
@@ -51,7 +52,7 @@ static const struct sql q_delivery_drop = {S_DELIVERY_DROP,
  * tenant, then rank 2, ... (the payloads are read for the offered rows only) */
 static const struct sql q_delivery_due = {S_DELIVERY_DUE,
 	"SELECT d.id, e.id, e.type, e.payload, w.id, w.tenant_id, w.url, w.secret, w.format,"
-	" d.attempts, d.created_at FROM"
+	" d.attempts, d.created_at, w.signing FROM"
 	" (SELECT id, at, rk FROM (SELECT d.id AS id, d.next_attempt_at AS at,"
 	"   ROW_NUMBER() OVER (PARTITION BY w.tenant_id ORDER BY d.next_attempt_at, d.id) AS rk"
 	"   FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id"
@@ -191,6 +192,7 @@ enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int 
 		sq_bind_text(st, 6, w->format);
 		sqlite3_bind_int64(st, 7, w->created_at);
 		sqlite3_bind_int(st, 8, max_per_tenant);
+		sq_bind_text(st, 9, w->signing);
 		sq_write_lock(h);
 		int r = sqlite3_step(st);
 		int changes = sqlite3_changes(c->db);
@@ -206,7 +208,7 @@ enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int 
 	return rc;
 }
 
-/* A listed webhook (id, tenant_id, agent_id, url, format, created_at): no secret. */
+/* A listed webhook (id, tenant_id, agent_id, url, format, created_at, signing): no secret. */
 static void webhook_row(sqlite3_stmt *st, void *row)
 {
 	struct webhook *w = row;
@@ -216,6 +218,7 @@ static void webhook_row(sqlite3_stmt *st, void *row)
 	sq_copy_col(st, 3, w->url, sizeof w->url);
 	sq_copy_col(st, 4, w->format, sizeof w->format);
 	w->created_at = sqlite3_column_int64(st, 5);
+	sq_copy_col(st, 6, w->signing, sizeof w->signing);
 }
 
 enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
@@ -270,6 +273,7 @@ static bool read_due(sqlite3_stmt *due, int64_t now, int max, struct delivery *d
 		sq_copy_col(due, 8, x->format, sizeof x->format);
 		x->attempts = sqlite3_column_int(due, 9);
 		x->created_at = sqlite3_column_int64(due, 10);
+		sq_copy_col(due, 11, x->signing, sizeof x->signing);
 		ok = x->payload != NULL;
 	}
 	sqlite3_reset(due);
