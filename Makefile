@@ -151,6 +151,7 @@ deps-run:
 
 deps-test:
 	@scripts/deps.sh test
+	@scripts/node-deps.sh
 
 deps-bench:
 	@scripts/deps.sh bench
@@ -165,6 +166,7 @@ run: deps-run
 
 # The black-box suite, or the tests -k K selects, against the sanitizer build.
 blackbox: build/asan/callplane
+	@scripts/node-deps.sh
 	@. scripts/sanitizer-env.sh && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox \
 		$(if $(K),-k '$(subst ','\'',$(K))')
 

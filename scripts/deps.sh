@@ -26,12 +26,13 @@ case "${1:-build}" in
   *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
-# tools the black-box tests run as a client would (the seeds' curl and fetch() examples):
-# any curl / node on PATH will do, else Debian's
+# tools the black-box tests run as a client would (the seeds' curl and fetch() examples, the
+# Standard Webhooks verifier): any curl / node on PATH will do, else Debian's
 if [ "${1:-build}" = test ]; then
   command -v curl >/dev/null 2>&1 || want+=(curl)
   command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
-  # npm installs the lint of docs/openapi.json from its lock file (scripts/lint-openapi.sh)
+  # npm installs the lint of docs/openapi.json (scripts/lint-openapi.sh) and the Standard
+  # Webhooks verifier (scripts/node-deps.sh) from their lock files
   command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 # the bridged-call benchmark's echo agent: node, and npm to install its lock file

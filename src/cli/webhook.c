@@ -17,7 +17,8 @@
 
 static const char webhook_usage[] =
 	"usage: callplane webhook create --tenant ID --url URL [--agent ID] [--secret S]\n"
-	"                               [--format canonical|talkover|pilotstatus] [--db PATH]\n"
+	"                               [--format canonical|talkover|pilotstatus]\n"
+	"                               [--signing callplane|standard] [--db PATH]\n"
 	"                               [--webhooks-per-tenant N] [--webhook-allow-private]\n"
 	"       callplane webhook list [--tenant ID] [--db PATH]\n"
 	"       callplane webhook delete ID [--db PATH]\n"
@@ -25,7 +26,9 @@ static const char webhook_usage[] =
 	"                                    [--limit N] [--db PATH]\n"
 	"       callplane webhook replay (ID | --all-failed) [--tenant ID] [--db PATH]\n"
 	"A secret is generated when --secret is not given; it signs every delivery\n"
-	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))).\n"
+	"(Callplane-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t + \".\" + body))), or with\n"
+	"--signing standard as Standard Webhooks do (webhook-id, webhook-timestamp,\n"
+	"webhook-signature; a secret whsec_ + base64 of 24..64 bytes).\n"
 	"A tenant holds at most --webhooks-per-tenant webhooks (default 20, as serve's).\n"
 	"The URL's host must resolve to public addresses only, unless --webhook-allow-private\n"
 	"(as serve's: the server refuses to deliver to private addresses without it).\n";
@@ -34,7 +37,7 @@ int cli_webhook(int argc, char **argv)
 {
 	const char *tenant = NULL, *url = NULL, *agent = NULL, *secret = NULL, *format = NULL,
 		   *status = NULL, *limit = NULL, *all = NULL, *cap = NULL, *db = CLI_DEFAULT_DB,
-		   *allow_private = NULL;
+		   *allow_private = NULL, *signing = NULL;
 	const char *pos[1] = {NULL};
 	int n_pos = 0;
 	if (argc < 1) {
@@ -48,7 +51,8 @@ int cli_webhook(int argc, char **argv)
 	}
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"url", &url, OPT_REQUIRED},
 				    {"agent", &agent, OPT_OPTIONAL}, {"secret", &secret, OPT_OPTIONAL},
-				    {"format", &format, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
+				    {"format", &format, OPT_OPTIONAL}, {"signing", &signing, OPT_OPTIONAL},
+				    {"db", &db, OPT_OPTIONAL},
 				    {"webhooks-per-tenant", &cap, OPT_OPTIONAL},
 				    {"webhook-allow-private", &allow_private, OPT_FLAG}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
@@ -107,7 +111,7 @@ int cli_webhook(int argc, char **argv)
 	int rc = 1;
 	if (opts == create_opts) {
 		struct webhook_request req = {.url = url, .agent_id = agent, .secret = secret,
-					      .format = format};
+					      .format = format, .signing = signing};
 		struct webhook w;
 		struct cp_error err = {0};
 		enum cp_err ce = webhook_register(st, tenant, &req, (int)per_tenant,

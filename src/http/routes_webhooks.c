@@ -38,7 +38,8 @@ static const char *tenant_of(struct http_request *r)
 
 static void create(struct http_request *r)
 {
-	static const char *const fields[] = {"url", "agent_id", "secret", "format", NULL};
+	static const char *const fields[] = {"url", "agent_id", "secret", "format", "signing",
+					     NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
 	struct webhook_request req = {0};
@@ -52,6 +53,7 @@ static void create(struct http_request *r)
 	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
 	    !json_opt_string(body, "secret", &req.secret, &err) ||
 	    !json_opt_string(body, "format", &req.format, &err) ||
+	    !json_opt_string(body, "signing", &req.signing, &err) ||
 	    webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
 			     app->webhook_allow_private, &w, &err) != CP_OK)
 		http_reply_error(r, &err);

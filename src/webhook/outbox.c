@@ -168,6 +168,37 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
 	return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
+/* The attempt's headers: the event's, and its signature by the webhook's signing (format.c).
+ * Standard Webhooks' webhook-id is the event id, the same on every retry, as their receivers
+ * dedupe on it. 0, or -1 when the body cannot be signed. */
+static int sign(struct attempt *a)
+{
+	char hdr[256], sig[200];
+	int64_t now_s = cp_now_ms() / 1000;
+	bool standard = !strcmp(a->d.signing, "standard");
+	if (standard && webhook_signature_standard(a->d.secret, a->d.event_id, now_s, a->body, sig,
+						   sizeof sig))
+		return -1;
+	a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
+	a->headers = curl_slist_append(a->headers, "User-Agent: callplane-webhooks/1");
+	snprintf(hdr, sizeof hdr, "Callplane-Event-Id: %s", a->d.event_id);
+	a->headers = curl_slist_append(a->headers, hdr);
+	if (standard) {
+		snprintf(hdr, sizeof hdr, "webhook-id: %s", a->d.event_id);
+		a->headers = curl_slist_append(a->headers, hdr);
+		snprintf(hdr, sizeof hdr, "webhook-timestamp: %lld", (long long)now_s);
+		a->headers = curl_slist_append(a->headers, hdr);
+		snprintf(hdr, sizeof hdr, "webhook-signature: %s", sig);
+	} else {
+		webhook_signature(a->d.secret, now_s, a->body, sig, sizeof sig);
+		snprintf(hdr, sizeof hdr, "Callplane-Signature: %s", sig);
+	}
+	a->headers = curl_slist_append(a->headers, hdr);
+	snprintf(hdr, sizeof hdr, "Callplane-Event-Type: %s", a->d.type);
+	a->headers = curl_slist_append(a->headers, hdr);
+	return 0;
+}
+
 /* Starts a delivery fair.c took; on any failure to start, it is recorded and let go. */
 static void start_attempt(struct webhook_worker *w, struct delivery *d)
 {
@@ -180,23 +211,15 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	a->d = *d;
 	d->payload = NULL;
 	a->body = webhook_body(a->d.format, a->d.payload);
-	if (!a->body) {   /* permanent: retrying cannot help */
-		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0,
-		      "could not render the body for this format", cp_now_ms());
+	/* permanent, both: retrying cannot help */
+	const char *why = !a->body ? "could not render the body for this format"
+		: sign(a) ? "could not sign: the secret is not whsec_ + base64 of 24..64 bytes" : NULL;
+	if (why) {
+		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0, why, cp_now_ms());
 		fair_done(w->fair, a->d.tenant_id, a->d.webhook_id, FAIR_NOT_SENT, cp_now_ms());
 		attempt_free(a);
 		return;
 	}
-	char hdr[256], sig[200];
-	webhook_signature(a->d.secret, cp_now_ms() / 1000, a->body, sig, sizeof sig);
-	a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
-	a->headers = curl_slist_append(a->headers, "User-Agent: callplane-webhooks/1");
-	snprintf(hdr, sizeof hdr, "Callplane-Event-Id: %s", a->d.event_id);
-	a->headers = curl_slist_append(a->headers, hdr);
-	snprintf(hdr, sizeof hdr, "Callplane-Signature: %s", sig);
-	a->headers = curl_slist_append(a->headers, hdr);
-	snprintf(hdr, sizeof hdr, "Callplane-Event-Type: %s", a->d.type);
-	a->headers = curl_slist_append(a->headers, hdr);
 	a->easy = curl_easy_init();
 	if (!a->easy) {
 		record(w, a, 0, "curl_easy_init failed", false, false);

@@ -4,8 +4,10 @@
  *
  * A webhook belongs to a tenant and optionally narrows to one agent. Its URL must be http or
  * https and, unless the server allows private targets, resolve to public addresses only
- * (target.c: checked last, as it may wait on DNS); its secret (for Callplane-Signature) is
- * generated (192 random bits) when not given.
+ * (target.c: checked last, as it may wait on DNS). Its signing is callplane
+ * (Callplane-Signature) or standard (Standard Webhooks); its secret is generated (192 random
+ * bits: hex for callplane, base64 for standard, both after "whsec_") when not given, and for
+ * standard must be what Standard Webhooks verifiers read: "whsec_" + base64 of 24..64 bytes.
  * Store results become errors through store_fail(), one mapping for every caller.
  * The store counts and inserts in one statement, so the cap holds under concurrent creation.
  */
@@ -29,8 +31,18 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	const char *format = req->format ? req->format : "canonical";
 	if (!webhook_format_valid(format))
 		return cp_fail(err, CP_ERR_INVALID, "format must be canonical, talkover or pilotstatus");
+	const char *signing = req->signing ? req->signing : "callplane";
+	bool standard = !strcmp(signing, "standard");
+	if (!webhook_signing_valid(signing))
+		return cp_fail(err, CP_ERR_INVALID, "signing must be callplane or standard");
 	if (req->secret && (strlen(req->secret) < 16 || strlen(req->secret) > WEBHOOK_SECRET_MAX))
 		return cp_fail(err, CP_ERR_INVALID, "secret must be 16..%d characters", WEBHOOK_SECRET_MAX);
+	unsigned char key[WEBHOOK_STANDARD_KEY_MAX];
+	size_t key_len;
+	if (req->secret && standard && webhook_standard_key(req->secret, key, &key_len))
+		return cp_fail(err, CP_ERR_INVALID, "a standard signing's secret must be whsec_ "
+			       "followed by the base64 of %d..%d bytes", WEBHOOK_STANDARD_KEY_MIN,
+			       WEBHOOK_STANDARD_KEY_MAX);
 	if (req->agent_id) {
 		struct agent a;
 		struct scope sc = {0};
@@ -45,6 +57,9 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 		return e;
 	if (req->secret) {
 		snprintf(out->secret, sizeof out->secret, "%s", req->secret);
+	} else if (standard) {
+		if (webhook_standard_secret(out->secret, sizeof out->secret))
+			return cp_fail(err, CP_ERR_INTERNAL, "no randomness");
 	} else {
 		unsigned char raw[24];
 		char hex[49];
@@ -58,6 +73,7 @@ enum cp_err webhook_register(struct store *st, const char *tenant_id,
 	snprintf(out->tenant_id, sizeof out->tenant_id, "%s", tenant_id);
 	snprintf(out->url, sizeof out->url, "%s", url);
 	snprintf(out->format, sizeof out->format, "%s", format);
+	snprintf(out->signing, sizeof out->signing, "%s", signing);
 	out->created_at = cp_now_ms();
 	enum store_result rc = STORE(st, webhook_create, out, max_per_tenant);
 	if (rc == STORE_CONFLICT)

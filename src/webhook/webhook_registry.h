@@ -25,13 +25,15 @@ struct webhook_request {
 	const char *agent_id;        /* NULL: every agent of the tenant */
 	const char *secret;          /* NULL: generated */
 	const char *format;          /* NULL: canonical */
+	const char *signing;         /* NULL: callplane; standard: Standard Webhooks */
 };
 
 #define WEBHOOKS_PER_TENANT_DEFAULT 20
 #define WEBHOOKS_PER_TENANT_MAX 10000
 
 /* Registers req for the tenant, which may hold at most max_per_tenant webhooks: CP_OK with
- * *out filled (its secret included); CP_ERR_INVALID for a bad URL, format or secret;
+ * *out filled (its secret included); CP_ERR_INVALID for a bad URL, format, signing or secret
+ * (a standard signing's secret must be one webhook_standard_key() reads);
  * CP_ERR_NOT_FOUND for an unknown tenant or agent; CP_ERR_WEBHOOK_TARGET for a URL whose host
  * resolves to a private address (or does not resolve) unless allow_private
  * (`--webhook-allow-private`); CP_ERR_LIMIT at the cap. */
