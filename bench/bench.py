@@ -53,7 +53,7 @@ class Callplane:
         self.log = os.path.join(workdir, "server.log")
         cli = lambda *a: json.loads(subprocess.check_output([BIN] + list(a) + ["--db", self.db]))
         cli("init")
-        self.tenant = cli("tenant", "create", "--name", "bench")["id"]
+        self.tenant = cli("tenant", "create", "--name", "bench", "--sip-uris", "any")["id"]
         self.agent = cli("agent", "create", "--tenant", self.tenant, "--name", "bench",
                          "--number", "+15550009999")["id"]
         self.key = cli("key", "create", "--tenant", self.tenant)["key"]

@@ -13,7 +13,7 @@
  * worker sends them: a fuzzer must not reach out to hosts of its inputs' choosing.
  *
  * The world is fixed, so inputs can name it: tenant TENANT with agents AGENT (number NUMBER) and
- * AGENT_NONUM, tenant TENANT2 with AGENT2; API keys with fixed secrets (cp_...01 tenant-wide,
+ * AGENT_NONUM, tenant TENANT2 with AGENT2 (dial policies: add_tenant()); API keys with fixed secrets (cp_...01 tenant-wide,
  * cp_...02 scoped to NUMBER with a limit of 5 requests/s, cp_...03 of TENANT2, cp_...04
  * revoked; their ids end in c1..c4). Calls and webhooks change as inputs act on them, so an
  * input names them by marker, replaced before it is sent: {{Q}} a queued call, {{A}} an
@@ -227,11 +227,21 @@ static void add_key(const char *id, const char *secret, const char *tenant, cons
 		must(STORE(st, key_revoke, id, cp_now_ms()) == STORE_OK, "key_revoke");
 }
 
+/* Both refuse numbers starting +1900; TENANT dials any sip: URI, TENANT2 only those to
+ * pbx.example. */
+static void add_tenant(const char *id, const char *name, const char *sip_uris)
+{
+	struct tenant t = {.created_at = cp_now_ms(), .dial = {.deny_prefixes = "+1900"}};
+	snprintf(t.id, sizeof t.id, "%s", id);
+	snprintf(t.name, sizeof t.name, "%s", name);
+	snprintf(t.dial.sip_uris, sizeof t.dial.sip_uris, "%s", sip_uris);
+	must(STORE(st, tenant_create, &t) == STORE_OK, "tenant_create");
+}
+
 static void make_world(void)
 {
-	int64_t now = cp_now_ms();
-	must(STORE(st, tenant_create, TENANT, "fuzz", now) == STORE_OK, "tenant_create");
-	must(STORE(st, tenant_create, TENANT2, "fuzz 2", now) == STORE_OK, "tenant_create");
+	add_tenant(TENANT, "fuzz", "any");
+	add_tenant(TENANT2, "fuzz 2", "pbx.example");
 	add_agent(AGENT, TENANT, NUMBER);
 	add_agent(AGENT_NONUM, TENANT, "");
 	add_agent(AGENT2, TENANT2, NUMBER2);

@@ -19,7 +19,8 @@ if [ ! -e "$db" ]; then
   mkdir -p "$var"
   "$bin" init --db "$db" >/dev/null
   json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-  tenant=$("$bin" tenant create --name demo --db "$db" | json id)
+  # the demo dials loopback peers (sip:bob@127.0.0.1:5070): raw sip: URIs to any host
+  tenant=$("$bin" tenant create --name demo --sip-uris any --db "$db" | json id)
   agent=$("$bin" agent create --tenant "$tenant" --name demo-agent --number +15550100000 --db "$db" | json id)
   key=$("$bin" key create --tenant "$tenant" --db "$db" | json key)
   umask 077

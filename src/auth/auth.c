@@ -61,5 +61,6 @@ enum cp_err auth_check(struct store *st, const char *secret, struct principal *w
 	}
 	snprintf(who->scope.tenant_id, sizeof who->scope.tenant_id, "%s", who->key.tenant_id);
 	snprintf(who->scope.number, sizeof who->scope.number, "%s", who->key.number);
+	snprintf(who->scope.sip_uris, sizeof who->scope.sip_uris, "%s", who->key.sip_uris);
 	return CP_OK;
 }

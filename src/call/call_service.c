@@ -19,6 +19,7 @@
  * that ends the call (goodbye.h says which).
  */
 #include "call_service.h"
+#include "call/dial.h"
 #include "call/goodbye.h"
 #include "core/log.h"
 #include "media/record.h"
@@ -537,6 +538,12 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	if (!*from)
 		return cp_fail(err, CP_ERR_INVALID, "from is required: the agent has no number");
 	if ((e = from_check(svc, sc, &agent, from, err)) != CP_OK)
+		return e;
+	/* before anything is stored or sent: a refused destination makes no call */
+	struct dial_policy dial;
+	if ((rc = STORE(svc->st, tenant_dial, agent.tenant_id, &dial)) != STORE_OK)
+		return store_fail(err, rc, "tenant %s", agent.tenant_id);
+	if ((e = dial_check(&dial, sc->sip_uris, req->to, err)) != CP_OK)
 		return e;
 
 	struct call c = {0};

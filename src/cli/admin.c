@@ -13,6 +13,7 @@
 #include "args.h"
 #include "auth/auth.h"
 #include "call/call.h"
+#include "call/dial.h"
 #include "core/util.h"
 #include "render/rows.h"
 #include "store/store.h"
@@ -98,13 +99,37 @@ static int usage(const char *u)
 /* ---- tenant ----------------------------------------------------------------------------- */
 
 static const char tenant_usage[] =
-	"usage: callplane tenant create --name NAME [--db PATH]\n"
-	"       callplane tenant list [--db PATH]\n";
+	"usage: callplane tenant create --name NAME [--sip-uris none|any|HOST[,HOST...]]\n"
+	"                              [--allow-prefixes +P[,+P...]] [--deny-prefixes +P[,+P...]]\n"
+	"                              [--db PATH]\n"
+	"       callplane tenant update ID [--sip-uris none|any|HOST[,HOST...]]\n"
+	"                              [--allow-prefixes +P[,+P...] | --no-allow-prefixes]\n"
+	"                              [--deny-prefixes +P[,+P...] | --no-deny-prefixes] [--db PATH]\n"
+	"       callplane tenant list [--db PATH]\n"
+	"What the tenant's keys may dial: raw sip: URIs (--sip-uris, default none: to no host;\n"
+	"any: to every host; or to these hosts only), and E.164 numbers (all, unless\n"
+	"--allow-prefixes names the only prefixes allowed; never one of --deny-prefixes).\n";
+
+/* Checks the dial options given (NULL: not given): 0, or a usage error's exit code. */
+static int dial_options(const char *sip, const char *allow, const char *deny)
+{
+	if (sip && !dial_hosts_valid(sip))
+		return bad_value("--sip-uris must be none, any or HOST[,HOST...] (at most 255 bytes): ",
+				 sip);
+	if (allow && (!*allow || !dial_prefixes_valid(allow)))
+		return bad_value("--allow-prefixes must be +DIGITS[,+DIGITS...] (at most 255 bytes): ",
+				 allow);
+	if (deny && (!*deny || !dial_prefixes_valid(deny)))
+		return bad_value("--deny-prefixes must be +DIGITS[,+DIGITS...] (at most 255 bytes): ",
+				 deny);
+	return 0;
+}
 
 int cli_tenant(int argc, char **argv)
 {
-	const char *name = NULL, *db = CLI_DEFAULT_DB;
-	const char *pos[1];
+	const char *name = NULL, *db = CLI_DEFAULT_DB, *sip = NULL, *allow = NULL, *deny = NULL,
+		   *no_allow = NULL, *no_deny = NULL;
+	const char *pos[1] = {NULL};
 	int n_pos;
 	if (argc < 1)
 		return usage(tenant_usage);
@@ -112,27 +137,57 @@ int cli_tenant(int argc, char **argv)
 		printf("%s", tenant_usage);
 		return 0;
 	}
-	bool create = !strcmp(argv[0], "create");
-	if (!create && strcmp(argv[0], "list"))
+	bool create = !strcmp(argv[0], "create"), update = !strcmp(argv[0], "update");
+	if (!create && !update && strcmp(argv[0], "list"))
 		return usage(tenant_usage);
-	struct opt opts[] = {{"name", &name, create ? OPT_REQUIRED : OPT_OPTIONAL},
-			     {"db", &db, OPT_OPTIONAL}, {0}};
-	enum args_result ar = args_parse(argc - 1, argv + 1, create ? opts : opts + 1, pos, 0,
-					 &n_pos, tenant_usage);
+	struct opt create_opts[] = {{"name", &name, OPT_REQUIRED}, {"sip-uris", &sip, OPT_OPTIONAL},
+				    {"allow-prefixes", &allow, OPT_OPTIONAL},
+				    {"deny-prefixes", &deny, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
+				    {0}};
+	struct opt update_opts[] = {{"sip-uris", &sip, OPT_OPTIONAL},
+				    {"allow-prefixes", &allow, OPT_OPTIONAL},
+				    {"no-allow-prefixes", &no_allow, OPT_FLAG},
+				    {"deny-prefixes", &deny, OPT_OPTIONAL},
+				    {"no-deny-prefixes", &no_deny, OPT_FLAG}, {"db", &db, OPT_OPTIONAL},
+				    {0}};
+	struct opt list_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
+	enum args_result ar = args_parse(argc - 1, argv + 1,
+					 create ? create_opts : update ? update_opts : list_opts, pos,
+					 update, &n_pos, tenant_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (create && (!*name || strlen(name) > STORE_NAME_MAX))
 		return bad_value("--name must be 1..128 characters", NULL);
+	if (update && (n_pos != 1 || (allow && no_allow) || (deny && no_deny) ||
+		       !(sip || allow || deny || no_allow || no_deny))) {
+		fprintf(stderr, "error: tenant update needs the tenant id and at least one change "
+			"(each at most once)\n%s", tenant_usage);
+		return 2;
+	}
+	int bad = dial_options(sip, allow, deny);
+	if (bad)
+		return bad;
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
+	enum store_result r;
 	if (create) {
-		char id[CP_UUID_LEN + 1];
-		if (cp_uuid4(id) == 0 && STORE(st, tenant_create, id, name, cp_now_ms()) == STORE_OK)
-			rc = cli_print(json_pack("{s:s}", "id", id));
+		struct tenant t = {.created_at = cp_now_ms()};
+		snprintf(t.name, sizeof t.name, "%s", name);
+		snprintf(t.dial.sip_uris, sizeof t.dial.sip_uris, "%s", sip ? sip : "none");
+		snprintf(t.dial.allow_prefixes, sizeof t.dial.allow_prefixes, "%s", allow ? allow : "");
+		snprintf(t.dial.deny_prefixes, sizeof t.dial.deny_prefixes, "%s", deny ? deny : "");
+		if (cp_uuid4(t.id) == 0 && STORE(st, tenant_create, &t) == STORE_OK)
+			rc = cli_print(json_pack("{s:s}", "id", t.id));
 		else
 			fail("could not create the tenant", NULL);
+	} else if (update) {
+		r = STORE(st, tenant_set_dial, pos[0], sip, no_allow ? "" : allow, no_deny ? "" : deny);
+		if (r == STORE_OK)
+			rc = cli_print(json_pack("{s:s}", "id", pos[0]));
+		else
+			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "could not update ", pos[0]);
 	} else {
 		struct tenant *list = NULL;
 		size_t n = 0;
@@ -421,19 +476,22 @@ out:
 /* ---- key -------------------------------------------------------------------------------- */
 
 static const char key_usage[] =
-	"usage: callplane key create --tenant ID [--number E164] [--rate-limit PER_SECOND] [--db PATH]\n"
+	"usage: callplane key create --tenant ID [--number E164] [--rate-limit PER_SECOND]\n"
+	"                           [--sip-uris none|any|HOST[,HOST...]] [--db PATH]\n"
 	"       callplane key create --operator [--rate-limit PER_SECOND] [--db PATH]\n"
 	"       callplane key list [--tenant ID] [--db PATH]\n"
 	"       callplane key revoke ID [--db PATH]\n"
 	"A key created with --number is number-scoped: it sees only calls of the agents with\n"
 	"that number. --rate-limit sets the key's requests per second (burst the same);\n"
-	"without it the server's --rate-limit applies. The secret is printed once and\n"
-	"stored only as a hash. An --operator key is bound to no tenant: it sees and ends\n"
-	"every tenant's calls (docs/API.md, \"Operator keys\").\n";
+	"without it the server's --rate-limit applies. --sip-uris narrows what raw sip: URIs\n"
+	"the key may dial below its tenant's (tenant create --sip-uris); it never widens it.\n"
+	"The secret is printed once and stored only as a hash. An --operator key is bound to\n"
+	"no tenant: it sees and ends every tenant's calls (docs/API.md, \"Operator keys\").\n";
 
 int cli_key(int argc, char **argv)
 {
-	const char *tenant = NULL, *number = NULL, *rate = NULL, *op = NULL, *db = CLI_DEFAULT_DB;
+	const char *tenant = NULL, *number = NULL, *rate = NULL, *op = NULL, *sip = NULL;
+	const char *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
 	if (argc < 1)
@@ -445,6 +503,7 @@ int cli_key(int argc, char **argv)
 	const char *sub = argv[0];
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"number", &number, OPT_OPTIONAL},
 				    {"operator", &op, OPT_FLAG}, {"rate-limit", &rate, OPT_OPTIONAL},
+				    {"sip-uris", &sip, OPT_OPTIONAL},
 				    {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt revoke_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
@@ -470,8 +529,9 @@ int cli_key(int argc, char **argv)
 			key_usage);
 		return 2;
 	}
-	if (op && number) {
-		fprintf(stderr, "error: an --operator key has no --number\n%s", key_usage);
+	if (op && (number || sip)) {
+		fprintf(stderr, "error: an --operator key has no --number or --sip-uris\n%s",
+			key_usage);
 		return 2;
 	}
 	if (number && !cp_is_e164(number))
@@ -479,6 +539,9 @@ int cli_key(int argc, char **argv)
 	long long rate_v = 0;
 	if (rate && !cp_parse_int(rate, 1, 1000000, &rate_v))
 		return bad_value("--rate-limit must be an integer in 1..1000000: ", rate);
+	int bad = dial_options(sip, NULL, NULL);
+	if (bad)
+		return bad;
 
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
@@ -494,7 +557,9 @@ int cli_key(int argc, char **argv)
 		else if (r != STORE_OK)
 			cli_store_error(r, "tenant");
 		else if (auth_key_mint(tenant, number, &k, secret) ||
-			 (k.rate_limit = (unsigned)rate_v, STORE(st, key_create, &k)) != STORE_OK)
+			 (k.rate_limit = (unsigned)rate_v,
+			  snprintf(k.sip_uris, sizeof k.sip_uris, "%s", sip ? sip : ""),
+			  STORE(st, key_create, &k)) != STORE_OK)
 			fail("could not create the key", NULL);
 		else
 			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));

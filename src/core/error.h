@@ -16,6 +16,7 @@ enum cp_err {
 	CP_ERR_UNAUTHORIZED,    /* 401 unauthorized */
 	CP_ERR_FORBIDDEN,       /* 403 forbidden */
 	CP_ERR_FROM_NOT_ALLOWED, /* 403 from_not_allowed (a caller ID the tenant does not own) */
+	CP_ERR_DESTINATION,     /* 403 destination_not_allowed (the tenant's or key's dial policy) */
 	CP_ERR_NOT_FOUND,       /* 404 not_found */
 	CP_ERR_METHOD,          /* 405 method_not_allowed */
 	CP_ERR_NOT_ACTIVE,      /* 409 call_not_active */

@@ -35,6 +35,9 @@ json_t *tenant_to_json(const struct tenant *t)
 	json_object_set_new(o, "id", json_string(t->id));
 	json_object_set_new(o, "name", json_string(t->name));
 	json_object_set_new(o, "created_at", time_or_null(t->created_at));
+	json_object_set_new(o, "sip_uris", json_string(t->dial.sip_uris[0] ? t->dial.sip_uris : "none"));
+	json_object_set_new(o, "allow_prefixes", text_or_null(t->dial.allow_prefixes));
+	json_object_set_new(o, "deny_prefixes", text_or_null(t->dial.deny_prefixes));
 	return o;
 }
 
@@ -66,6 +69,7 @@ json_t *api_key_to_json(const struct api_key *k)
 	json_object_set_new(o, "created_at", time_or_null(k->created_at));
 	json_object_set_new(o, "revoked_at", time_or_null(k->revoked_at));
 	json_object_set_new(o, "rate_limit", int_or_null(k->rate_limit));
+	json_object_set_new(o, "sip_uris", text_or_null(k->sip_uris));
 	return o;
 }
 

@@ -37,18 +37,32 @@ enum store_result {
 #define STORE_NUMBER_MAX 16    /* "+" and up to 15 digits */
 #define STORE_NAME_MAX 128
 
-/* What an API key may see: a tenant, optionally narrowed to one agent number; or, for an
- * operator key, every tenant (all: tenant_id and number are then "" and ignored). */
+#define DIAL_HOSTS_MAX 255      /* "none", "any" or HOST[,HOST...] (call/dial.h) */
+#define DIAL_PREFIXES_MAX 255   /* +DIGITS[,+DIGITS...] */
+
+/* What an API key may see: a tenant, optionally narrowed to one agent number, or, for an
+ * operator key, every tenant (all: tenant_id and number are then "" and ignored); and what
+ * it may dial beyond its tenant's dial policy. */
 struct scope {
 	char tenant_id[CP_UUID_LEN + 1];
 	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
 	bool all;                            /* an operator's: every tenant */
+	char sip_uris[DIAL_HOSTS_MAX + 1];   /* the key's narrowing of the tenant's sip: policy;
+					      * "" = none (the tenant's alone) */
+};
+
+/* What a tenant's keys may dial (call/dial.c has the rules). */
+struct dial_policy {
+	char sip_uris[DIAL_HOSTS_MAX + 1];   /* "none" (or ""), "any", or HOST[,HOST...] */
+	char allow_prefixes[DIAL_PREFIXES_MAX + 1];  /* "" = every E.164 number */
+	char deny_prefixes[DIAL_PREFIXES_MAX + 1];   /* "" = none */
 };
 
 struct tenant {
 	char id[CP_UUID_LEN + 1];
 	char name[STORE_NAME_MAX + 1];
 	int64_t created_at;
+	struct dial_policy dial;
 };
 
 struct agent {
@@ -119,6 +133,7 @@ struct api_key {
 	char prefix[16];                     /* first characters of the secret, for listings */
 	int64_t created_at, revoked_at;      /* revoked_at 0 = live */
 	unsigned rate_limit;                 /* requests per second; 0 = the server's default */
+	char sip_uris[DIAL_HOSTS_MAX + 1];   /* narrows the tenant's sip: policy; "" = does not */
 };
 
 /* One conditional step of a call. Fields left 0/NULL keep their stored value. */
@@ -240,9 +255,14 @@ struct store_backend {
 				  void **ctx);
 	void (*close)(void *ctx);
 
-	enum store_result (*tenant_create)(void *ctx, const char *id, const char *name,
-					   int64_t now);
+	enum store_result (*tenant_create)(void *ctx, const struct tenant *t);
 	enum store_result (*tenant_exists)(void *ctx, const char *id);
+	/* The tenant's dial policy; STORE_NOT_FOUND for an unknown tenant. */
+	enum store_result (*tenant_dial)(void *ctx, const char *id, struct dial_policy *out);
+	/* Sets each part of the policy given (NULL keeps it); STORE_NOT_FOUND for an unknown
+	 * tenant. */
+	enum store_result (*tenant_set_dial)(void *ctx, const char *id, const char *sip_uris,
+					     const char *allow_prefixes, const char *deny_prefixes);
 	/* Listings hand back a heap array of rows (*out, free() it; NULL when empty) and its
 	 * length, oldest first unless said otherwise. tenant_id NULL = every tenant. */
 	enum store_result (*tenant_list)(void *ctx, struct tenant **out, size_t *n);

@@ -239,8 +239,13 @@ class Callplane:
         except ValueError:
             raise AssertionError("callplane %s printed non-JSON stdout: %r (stderr %r)" % (" ".join(args), out, err))
 
-    def tenant_create(self, name):
-        return self.cli("tenant", "create", "--name", name)["id"]
+    def tenant_create(self, name, sip_uris="any"):
+        """A tenant whose keys may dial raw sip: URIs to any host (the tests' far ends are
+        loopback peers); sip_uris=None leaves the default (none)."""
+        args = ["tenant", "create", "--name", name]
+        if sip_uris is not None:
+            args += ["--sip-uris", sip_uris]
+        return self.cli(*args)["id"]
 
     def tenant_list(self):
         return self.cli("tenant", "list")

@@ -44,12 +44,16 @@ def test_tenant_create_and_list(cp):
     assert set(lst) == {"data"}, lst
     assert len(lst["data"]) == 2
     for item in lst["data"]:
-        assert set(item) == {"id", "name", "created_at"}, item
+        assert set(item) == {"id", "name", "created_at", "sip_uris", "allow_prefixes", "deny_prefixes"}, item
         assert is_uuid(item["id"])
         assert is_ts(item["created_at"])
         assert_recent(item["created_at"])
     assert find(lst["data"], out["id"])["name"] == "Acme Corp"
     assert find(lst["data"], t2)["name"] == "second"
+    # created without a dial policy: no raw sip: URI, no prefix list; the harness's allows any
+    assert {k: find(lst["data"], out["id"])[k] for k in ("sip_uris", "allow_prefixes", "deny_prefixes")} == \
+        {"sip_uris": "none", "allow_prefixes": None, "deny_prefixes": None}
+    assert find(lst["data"], t2)["sip_uris"] == "any"
 
 
 def test_agent_create_and_list(cp):
@@ -105,8 +109,8 @@ def test_key_create_list_revoke(cp):
     assert set(lst) == {"data"}, lst
     assert len(lst["data"]) == 3
     for item in lst["data"]:
-        assert set(item) == {"id", "tenant_id", "number", "operator", "prefix", "created_at", "revoked_at", "rate_limit"}, item
-        assert is_ts(item["created_at"]) and item["revoked_at"] is None and item["rate_limit"] is None, item
+        assert set(item) == {"id", "tenant_id", "number", "operator", "prefix", "created_at", "revoked_at", "rate_limit", "sip_uris"}, item
+        assert is_ts(item["created_at"]) and item["revoked_at"] is None and item["rate_limit"] is None and item["sip_uris"] is None, item
         assert item["operator"] is False, item
         assert isinstance(item["prefix"], str) and item["prefix"], item
     k = find(lst["data"], out["id"])

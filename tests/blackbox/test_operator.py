@@ -68,7 +68,8 @@ def test_key_create_operator_listed(cp):
 @pytest.mark.parametrize("args, message", [
     ((), "error: key create needs --tenant ID or --operator (not both)"),
     (("--operator", "--tenant", "TENANT"), "error: key create needs --tenant ID or --operator (not both)"),
-    (("--operator", "--number", "+15550001111"), "error: an --operator key has no --number"),
+    (("--operator", "--number", "+15550001111"), "error: an --operator key has no --number or --sip-uris"),
+    (("--operator", "--sip-uris", "any"), "error: an --operator key has no --number or --sip-uris"),
 ])
 def test_key_create_operator_usage_errors(cp, args, message):
     t = cp.tenant_create("t")

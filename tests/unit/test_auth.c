@@ -169,8 +169,9 @@ static int setup(void **state)
 	snprintf(f->path, sizeof f->path, "%s/auth.db", f->dir);
 	struct store_options opt = {.sync_full = false};
 	f->st = store_open(f->path, &opt);
+	struct tenant t = {.name = "auth tenant", .created_at = cp_now_ms()};
 	if (!f->st || cp_uuid4(f->tenant) ||
-	    STORE(f->st, tenant_create, f->tenant, "auth tenant", cp_now_ms()) != STORE_OK) {
+	    (snprintf(t.id, sizeof t.id, "%s", f->tenant), STORE(f->st, tenant_create, &t)) != STORE_OK) {
 		store_close(f->st);
 		rmdir(f->dir);
 		free(f);

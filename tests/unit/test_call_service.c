@@ -211,6 +211,16 @@ struct fx {
 	struct telephony tel;
 };
 
+/* A tenant that may dial any sip: URI (the tests dial sip:bob@...); dial policies have their
+ * own tests (test_dial_policy_*). */
+static enum store_result add_tenant(struct store *st, const char *id, const char *name)
+{
+	struct tenant t = {.created_at = cp_now_ms(), .dial = {.sip_uris = "any"}};
+	snprintf(t.id, sizeof t.id, "%s", id);
+	snprintf(t.name, sizeof t.name, "%s", name);
+	return STORE(st, tenant_create, &t);
+}
+
 static int add_agent(struct store *st, const char *tenant, const char *name, const char *number,
 		     int max_dur, char id[CP_UUID_LEN + 1])
 {
@@ -253,8 +263,7 @@ static int setup(void **state)
 	if (!f->st)
 		goto fail;
 	if (cp_uuid4(f->t1) || cp_uuid4(f->t2) ||
-	    STORE(f->st, tenant_create, f->t1, "one", cp_now_ms()) != STORE_OK ||
-	    STORE(f->st, tenant_create, f->t2, "two", cp_now_ms()) != STORE_OK ||
+	    add_tenant(f->st, f->t1, "one") != STORE_OK || add_tenant(f->st, f->t2, "two") != STORE_OK ||
 	    add_agent(f->st, f->t1, "a1", NUM_A1, 0, f->a1) != STORE_OK ||
 	    add_agent(f->st, f->t1, "a2", NULL, 0, f->a2) != STORE_OK ||
 	    add_agent(f->st, f->t1, "a3", NUM_A3, 120, f->a3) != STORE_OK ||

@@ -34,7 +34,14 @@ static void test_tenant(void **state)
 	(void)state;
 	struct tenant t = {.id = ID_A, .name = "Tenant \xc3\xa9", .created_at = T1};
 	assert_json(tenant_to_json(&t), "{\"id\":\"" ID_A "\",\"name\":\"Tenant \xc3\xa9\","
-		    "\"created_at\":\"2023-11-14T22:13:20.123Z\"}");
+		    "\"created_at\":\"2023-11-14T22:13:20.123Z\",\"sip_uris\":\"none\","
+		    "\"allow_prefixes\":null,\"deny_prefixes\":null}");
+	struct tenant p = {.id = ID_B, .name = "p", .created_at = T1,
+			   .dial = {.sip_uris = "pbx.example", .allow_prefixes = "+1",
+				    .deny_prefixes = "+1900"}};
+	assert_json(tenant_to_json(&p), "{\"id\":\"" ID_B "\",\"name\":\"p\","
+		    "\"created_at\":\"2023-11-14T22:13:20.123Z\",\"sip_uris\":\"pbx.example\","
+		    "\"allow_prefixes\":\"+1\",\"deny_prefixes\":\"+1900\"}");
 }
 
 static void test_agent_with_and_without_optionals(void **state)
@@ -116,22 +123,23 @@ static void test_key_never_shows_its_hash(void **state)
 			       .prefix = "cp_3062234", .created_at = T1};
 	struct api_key revoked = {.id = ID_B, .tenant_id = ID_B, .number = "+15550001111",
 				  .prefix = "cp_3ce3d8e", .created_at = T1, .revoked_at = T2,
-				  .rate_limit = 7};
+				  .rate_limit = 7, .sip_uris = "pbx.example"};
 	assert_json(api_key_to_json(&live),
 		    "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"number\":null,"
 		    "\"operator\":false,\"prefix\":\"cp_3062234\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
-		    "\"revoked_at\":null,\"rate_limit\":null}");
+		    "\"revoked_at\":null,\"rate_limit\":null,\"sip_uris\":null}");
 	assert_json(api_key_to_json(&revoked),
 		    "{\"id\":\"" ID_B "\",\"tenant_id\":\"" ID_B "\",\"number\":\"+15550001111\","
 		    "\"operator\":false,\"prefix\":\"cp_3ce3d8e\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
-		    "\"revoked_at\":\"2023-11-14T22:13:29.000Z\",\"rate_limit\":7}");
+		    "\"revoked_at\":\"2023-11-14T22:13:29.000Z\",\"rate_limit\":7,"
+		    "\"sip_uris\":\"pbx.example\"}");
 	/* an operator key: no tenant, no number */
 	struct api_key op = {.id = ID_A, .is_operator = true, .hash = "secret-hash",
 			     .prefix = "cp_0a1b2c3", .created_at = T1};
 	assert_json(api_key_to_json(&op),
 		    "{\"id\":\"" ID_A "\",\"tenant_id\":null,\"number\":null,\"operator\":true,"
 		    "\"prefix\":\"cp_0a1b2c3\",\"created_at\":\"2023-11-14T22:13:20.123Z\","
-		    "\"revoked_at\":null,\"rate_limit\":null}");
+		    "\"revoked_at\":null,\"rate_limit\":null,\"sip_uris\":null}");
 }
 
 static void test_webhook_secret_only_when_asked(void **state)

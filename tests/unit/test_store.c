@@ -42,8 +42,11 @@ static void remove_db_files(const char *path)
 
 static void new_tenant(struct store *st, const char *name, char id[CP_UUID_LEN + 1])
 {
+	struct tenant t = {.created_at = cp_now_ms()};
 	assert_int_equal(cp_uuid4(id), 0);
-	assert_int_equal(STORE(st, tenant_create, id, name, cp_now_ms()), STORE_OK);
+	snprintf(t.id, sizeof t.id, "%s", id);
+	snprintf(t.name, sizeof t.name, "%s", name);
+	assert_int_equal(STORE(st, tenant_create, &t), STORE_OK);
 }
 
 static int new_agent(struct store *st, const char *tenant, const char *name, const char *number,
@@ -153,10 +156,9 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
-	/* the schema version is exactly the number of migrations applied, once: 9 (the spine;
+	/* the schema version is exactly the number of migrations applied, once: 10 (the spine;
 	 * webhooks and the outbox; stream URLs; goodbyes; recordings; dialogs; operator keys;
-	 * trunks; webhook signing).
-	 * A new migration raises it here. */
+	 * trunks; webhook signing; dial policies). A new migration raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	sqlite3_stmt *q;
@@ -165,7 +167,7 @@ static void test_open_twice_same_file(void **state)
 	int version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	assert_int_equal(version, 9);
+	assert_int_equal(version, 10);
 }
 
 struct opener {
@@ -251,7 +253,9 @@ static void test_tenants(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, "00000000-0000-4000-8000-000000000000"),
 			 STORE_NOT_FOUND);
 	/* duplicate id */
-	assert_int_equal(STORE(f->st, tenant_create, f->tenant, "dup", cp_now_ms()), STORE_CONFLICT);
+	struct tenant dup = {.name = "dup", .created_at = cp_now_ms()};
+	snprintf(dup.id, sizeof dup.id, "%s", f->tenant);
+	assert_int_equal(STORE(f->st, tenant_create, &dup), STORE_CONFLICT);
 	struct tenant *list = NULL;
 	size_t n = 0;
 	assert_int_equal(STORE(f->st, tenant_list, &list, &n), STORE_OK);
@@ -266,6 +270,43 @@ static void test_tenants(void **state)
 	}
 	assert_int_equal(found, 1);
 	free(list);
+}
+
+/* A tenant's dial policy: written at creation (nothing given: no sip: URI, no prefix list),
+ * read for a call, changed part by part (NULL keeps, "" clears). */
+static void test_tenant_dial(void **state)
+{
+	struct fx *f = *state;
+	struct dial_policy d;
+	memset(&d, 'x', sizeof d);
+	assert_int_equal(STORE(f->st, tenant_dial, f->tenant, &d), STORE_OK);
+	assert_string_equal(d.sip_uris, "");
+	assert_string_equal(d.allow_prefixes, "");
+	assert_string_equal(d.deny_prefixes, "");
+	struct tenant t = {.id = "00000000-0000-4000-8000-0000000000d1", .name = "dialler",
+			   .created_at = 1,
+			   .dial = {.sip_uris = "pbx.example,[::1]", .allow_prefixes = "+1,+44",
+				    .deny_prefixes = "+1900"}};
+	assert_int_equal(STORE(f->st, tenant_create, &t), STORE_OK);
+	assert_int_equal(STORE(f->st, tenant_dial, t.id, &d), STORE_OK);
+	assert_string_equal(d.sip_uris, "pbx.example,[::1]");
+	assert_string_equal(d.allow_prefixes, "+1,+44");
+	assert_string_equal(d.deny_prefixes, "+1900");
+	assert_int_equal(STORE(f->st, tenant_set_dial, t.id, "any", NULL, ""), STORE_OK);
+	assert_int_equal(STORE(f->st, tenant_dial, t.id, &d), STORE_OK);
+	assert_string_equal(d.sip_uris, "any");
+	assert_string_equal(d.allow_prefixes, "+1,+44");
+	assert_string_equal(d.deny_prefixes, "");
+	struct tenant *list = NULL;
+	size_t n = 0;
+	assert_int_equal(STORE(f->st, tenant_list, &list, &n), STORE_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].id, t.id);   /* created_at 1: the oldest */
+	assert_string_equal(list[0].dial.sip_uris, "any");
+	free(list);
+	const char *nobody = "00000000-0000-4000-8000-000000000000";
+	assert_int_equal(STORE(f->st, tenant_dial, nobody, &d), STORE_NOT_FOUND);
+	assert_int_equal(STORE(f->st, tenant_set_dial, nobody, "any", NULL, NULL), STORE_NOT_FOUND);
 }
 
 static void test_agents(void **state)
@@ -1663,6 +1704,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idem_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idem_expiry_and_purge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_webhook_signing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenant_dial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dialogs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trunk_status, setup, teardown),

@@ -49,7 +49,9 @@ static int setup(void **state)
 	if (!f->st)
 		return -1;
 	cp_uuid4(f->tenant);
-	if (STORE(f->st, tenant_create, f->tenant, "t", cp_now_ms()) != STORE_OK)
+	struct tenant t = {.name = "t", .created_at = cp_now_ms()};
+	snprintf(t.id, sizeof t.id, "%s", f->tenant);
+	if (STORE(f->st, tenant_create, &t) != STORE_OK)
 		return -1;
 	struct agent a = {0};
 	cp_uuid4(a.id);

@@ -15,26 +15,28 @@
 
 static const struct sql q_key_create = {S_KEY_CREATE,
 	"INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
-	" rate_limit, operator) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''), ?4, ?5, ?6,"
-	" NULLIF(?7, 0), ?8)"};
+	" rate_limit, operator, sip_uris) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''), ?4, ?5, ?6,"
+	" NULLIF(?7, 0), ?8, NULLIF(?9, ''))"};
 static const struct sql q_key_by_hash = {S_KEY_BY_HASH,
 	"SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
-	" rate_limit, operator FROM api_keys WHERE hash = ?1"};
+	" rate_limit, operator, sip_uris FROM api_keys WHERE hash = ?1"};
 /* the columns of q_key_by_hash, with the hash left out (NULL) */
 static const struct sql q_key_list = {S_KEY_LIST,
 	"SELECT id, tenant_id, number, NULL, prefix, created_at, revoked_at, rate_limit,"
-	" operator FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+	" operator, sip_uris FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1"
+	" ORDER BY created_at, id"};
 static const struct sql q_key_revoke = {S_KEY_REVOKE,
 	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
 
 enum store_result sqlite_key_create(void *ctx, const struct api_key *k)
 {
-	return sq_write_one(ctx, &q_key_create, "sssssIii", k->id, k->tenant_id, k->number, k->hash,
-			    k->prefix, k->created_at, (int)k->rate_limit, (int)k->is_operator);
+	return sq_write_one(ctx, &q_key_create, "sssssIiis", k->id, k->tenant_id, k->number,
+			    k->hash, k->prefix, k->created_at, (int)k->rate_limit,
+			    (int)k->is_operator, k->sip_uris);
 }
 
 /* A key row (id, tenant_id, number, hash, prefix, created_at, revoked_at, rate_limit,
- * operator) into a zeroed struct api_key. */
+ * operator, sip_uris) into a zeroed struct api_key. */
 static void key_row(sqlite3_stmt *st, void *row)
 {
 	struct api_key *k = row;
@@ -47,6 +49,7 @@ static void key_row(sqlite3_stmt *st, void *row)
 	k->revoked_at = sqlite3_column_int64(st, 6);
 	k->rate_limit = (unsigned)sqlite3_column_int(st, 7);
 	k->is_operator = sqlite3_column_int(st, 8) != 0;
+	sq_copy_col(st, 9, k->sip_uris, sizeof k->sip_uris);
 }
 
 enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key *out)

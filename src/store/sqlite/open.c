@@ -134,6 +134,15 @@ static const char *const migrations[] = {
 	/* 9: how a webhook's deliveries are signed: callplane (Callplane-Signature, what every
 	 * existing webhook has) or standard (Standard Webhooks' webhook-signature) */
 	"ALTER TABLE webhooks ADD COLUMN signing TEXT NOT NULL DEFAULT 'callplane';",
+
+	/* 10: what a tenant's keys may dial: raw sip: URIs (NULL = none; the tenants there were
+	 * could dial any, and still can), E.164 prefixes allowed and denied (NULL = no list);
+	 * and a key's narrowing of its tenant's sip: policy (NULL = none) */
+	"ALTER TABLE tenants ADD COLUMN sip_uris TEXT;"
+	"UPDATE tenants SET sip_uris = 'any';"
+	"ALTER TABLE tenants ADD COLUMN allow_prefixes TEXT;"
+	"ALTER TABLE tenants ADD COLUMN deny_prefixes TEXT;"
+	"ALTER TABLE api_keys ADD COLUMN sip_uris TEXT;",
 };
 
 static int migrate(struct conn *c)
@@ -250,6 +259,8 @@ const struct store_backend store_sqlite_backend = {
 	.tenant_create = sqlite_tenant_create,
 	.tenant_exists = sqlite_tenant_exists,
 	.tenant_list = sqlite_tenant_list,
+	.tenant_dial = sqlite_tenant_dial,
+	.tenant_set_dial = sqlite_tenant_set_dial,
 	.agent_create = sqlite_agent_create,
 	.agent_get = sqlite_agent_get,
 	.agent_by_number = sqlite_agent_by_number,

@@ -9,17 +9,31 @@
  *     both mean "none" and the unique index on number ignores agents without one.
  *   - An agent's trunk is one of its own tenant's: the insert and the update that name one
  *     apply only when it is (a foreign key alone would accept another tenant's trunk).
+ *   - A tenant's dial policy (call/dial.c) is read once per call created; NULL reads as ""
+ *     ("none" for sip: URIs, no list for prefixes), so a tenant written without one dials no
+ *     raw URI.
  */
 #include "sqlite_internal.h"
 
 #include <string.h>
 
 static const struct sql q_tenant_create = {S_TENANT_CREATE,
-	"INSERT INTO tenants(id, name, created_at) VALUES (?1, ?2, ?3)"};
+	"INSERT INTO tenants(id, name, created_at, sip_uris, allow_prefixes, deny_prefixes)"
+	" VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, ''), NULLIF(?6, ''))"};
+static const struct sql q_tenant_dial = {S_TENANT_DIAL,
+	"SELECT sip_uris, allow_prefixes, deny_prefixes FROM tenants WHERE id = ?1"};
+/* NULL keeps a part, '' clears it */
+static const struct sql q_tenant_set_dial = {S_TENANT_SET_DIAL,
+	"UPDATE tenants SET"
+	" sip_uris = CASE WHEN ?2 IS NULL THEN sip_uris ELSE NULLIF(?2, '') END,"
+	" allow_prefixes = CASE WHEN ?3 IS NULL THEN allow_prefixes ELSE NULLIF(?3, '') END,"
+	" deny_prefixes = CASE WHEN ?4 IS NULL THEN deny_prefixes ELSE NULLIF(?4, '') END"
+	" WHERE id = ?1"};
 static const struct sql q_tenant_exists = {S_TENANT_EXISTS,
 	"SELECT 1 FROM tenants WHERE id = ?1"};
 static const struct sql q_tenant_list = {S_TENANT_LIST,
-	"SELECT id, name, created_at FROM tenants ORDER BY created_at, id"};
+	"SELECT id, name, created_at, sip_uris, allow_prefixes, deny_prefixes FROM tenants"
+	" ORDER BY created_at, id"};
 /* a trunk, if named, must be the agent's tenant's: no row is inserted otherwise */
 static const struct sql q_agent_create = {S_AGENT_CREATE,
 	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
@@ -53,9 +67,10 @@ static const struct sql q_agent_set_trunk = {S_AGENT_SET_TRUNK,
 	"UPDATE agents SET trunk_id = NULLIF(?2, '') WHERE id = ?1 AND (?2 = ''"
 	" OR EXISTS (SELECT 1 FROM trunks WHERE id = ?2 AND tenant_id = agents.tenant_id))"};
 
-enum store_result sqlite_tenant_create(void *ctx, const char *id, const char *name, int64_t now)
+enum store_result sqlite_tenant_create(void *ctx, const struct tenant *t)
 {
-	return sq_write_one(ctx, &q_tenant_create, "ssI", id, name, now);
+	return sq_write_one(ctx, &q_tenant_create, "ssIsss", t->id, t->name, t->created_at,
+			    t->dial.sip_uris, t->dial.allow_prefixes, t->dial.deny_prefixes);
 }
 
 enum store_result sqlite_tenant_exists(void *ctx, const char *id)
@@ -76,12 +91,49 @@ enum store_result sqlite_tenant_exists(void *ctx, const char *id)
 	return rc;
 }
 
+/* sip_uris, allow_prefixes, deny_prefixes from column `first` on */
+static void dial_cols(sqlite3_stmt *st, int first, struct dial_policy *d)
+{
+	sq_copy_col(st, first, d->sip_uris, sizeof d->sip_uris);
+	sq_copy_col(st, first + 1, d->allow_prefixes, sizeof d->allow_prefixes);
+	sq_copy_col(st, first + 2, d->deny_prefixes, sizeof d->deny_prefixes);
+}
+
 static void tenant_row(sqlite3_stmt *st, void *row)
 {
 	struct tenant *t = row;
 	sq_copy_col(st, 0, t->id, sizeof t->id);
 	sq_copy_col(st, 1, t->name, sizeof t->name);
 	t->created_at = sqlite3_column_int64(st, 2);
+	dial_cols(st, 3, &t->dial);
+}
+
+enum store_result sqlite_tenant_dial(void *ctx, const char *id, struct dial_policy *out)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_tenant_dial);
+	enum store_result rc = STORE_ERROR;
+	if (st) {
+		sq_bind_text(st, 1, id);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			memset(out, 0, sizeof *out);
+			dial_cols(st, 0, out);
+			rc = STORE_OK;
+		} else {
+			rc = r == SQLITE_DONE ? STORE_NOT_FOUND : sq_step_error(c, r);
+		}
+		sqlite3_reset(st);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_tenant_set_dial(void *ctx, const char *id, const char *sip_uris,
+					 const char *allow_prefixes, const char *deny_prefixes)
+{
+	return sq_write_one(ctx, &q_tenant_set_dial, "ssss", id, sip_uris, allow_prefixes,
+			    deny_prefixes);
 }
 
 enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
