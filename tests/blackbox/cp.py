@@ -541,6 +541,16 @@ DROP TABLE api_keys;
 ALTER TABLE api_keys_old RENAME TO api_keys;
 """
 
+# Migrations 9 (webhook signing) and 10 (dial policies) undone: a test that builds a database
+# of an older schema runs this on today's first, and the migrations must add it all again.
+UNDO_SIGNING_AND_DIAL = """
+ALTER TABLE webhooks DROP COLUMN signing;
+ALTER TABLE tenants DROP COLUMN sip_uris;
+ALTER TABLE tenants DROP COLUMN allow_prefixes;
+ALTER TABLE tenants DROP COLUMN deny_prefixes;
+ALTER TABLE api_keys DROP COLUMN sip_uris;
+"""
+
 # Migration 8 (trunks) undone: a test that builds a database of an older schema runs this on
 # today's (before UNDO_OPERATOR_KEYS), and the migration must add it all again.
 UNDO_TRUNKS = """

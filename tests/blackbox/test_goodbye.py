@@ -22,7 +22,7 @@ import time
 import pytest
 
 import media_audio
-from cp import UNDO_OPERATOR_KEYS, UNDO_TRUNKS, assert_cli_error, assert_error, split_end
+from cp import UNDO_OPERATOR_KEYS, UNDO_SIGNING_AND_DIAL, UNDO_TRUNKS, assert_cli_error, assert_error, split_end
 from media_world import NUMBER
 
 TEXT = "Thank you for calling. Goodbye."
@@ -422,6 +422,7 @@ def test_schema_3_database_gains_the_goodbye_columns(cp):
                           ("agents", "record"), ("calls", "record")):   # migrations 4 and 5
         con.execute("ALTER TABLE %s DROP COLUMN %s" % (table, column))
     con.execute("DROP TABLE dialogs")                                   # migration 6
+    con.executescript(UNDO_SIGNING_AND_DIAL)                            # migrations 9, 10
     con.executescript(UNDO_OPERATOR_KEYS)                               # migration 7
     con.executescript(UNDO_TRUNKS)                                      # migration 8
     con.execute("PRAGMA user_version = 3")
@@ -429,5 +430,5 @@ def test_schema_3_database_gains_the_goodbye_columns(cp):
     con.close()
     lst = cp.agent_list()["data"]     # the CLI migrates
     assert [(a["id"], a["goodbye_text"], a["max_duration_goodbye"]) for a in lst] == [(cp.agent, None, None)], lst
-    assert latest == [(8,)] and db_rows(cp, "PRAGMA user_version") == latest
+    assert latest == [(10,)] and db_rows(cp, "PRAGMA user_version") == latest
     assert cp.cli("agent", "update", cp.agent, "--goodbye-text", TEXT) == {"id": cp.agent, "goodbye_text": TEXT}

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cp import UNDO_OPERATOR_KEYS, UNDO_TRUNKS, assert_cli_error, assert_error, split_end
+from cp import UNDO_OPERATOR_KEYS, UNDO_SIGNING_AND_DIAL, UNDO_TRUNKS, assert_cli_error, assert_error, split_end
 from test_dialects import CARTESIA_VERSION
 from test_events import Streams, call_ids, check_event, wait_n
 
@@ -272,6 +272,7 @@ def test_schema_6_database_keeps_its_keys(cp):
     _nid, num_key = cp.key_create(cp.tenant, number=cp.number)
     before = cp.key_list()["data"]
     con = sqlite3.connect(cp.db)
+    con.executescript(UNDO_SIGNING_AND_DIAL)                            # migrations 9, 10
     con.executescript(UNDO_TRUNKS)
     con.executescript(UNDO_OPERATOR_KEYS)
     con.execute("PRAGMA user_version = 6")
@@ -281,7 +282,7 @@ def test_schema_6_database_keeps_its_keys(cp):
     assert after == before and [k["operator"] for k in after] == [False, False], after
     con = sqlite3.connect(cp.db)
     try:
-        assert con.execute("PRAGMA user_version").fetchall() == [(8,)]
+        assert con.execute("PRAGMA user_version").fetchall() == [(10,)]
     finally:
         con.close()
     _oid, op = cp.key_create_operator()

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from cp import UNDO_OPERATOR_KEYS, UNDO_TRUNKS, CALL_KEYS, assert_call_shape, assert_error, random_uuid
+from cp import UNDO_OPERATOR_KEYS, UNDO_SIGNING_AND_DIAL, UNDO_TRUNKS, CALL_KEYS, assert_call_shape, assert_error, random_uuid
 from sipp_peer import wait_for
 from test_sip import SipWorld
 
@@ -112,6 +112,7 @@ def test_old_database_gains_the_columns(cp):
                           ("agents", "goodbye_text"), ("agents", "max_duration_goodbye")):
         con.execute("ALTER TABLE %s DROP COLUMN %s" % (table, column))
     con.execute("DROP TABLE dialogs")      # migration 6
+    con.executescript(UNDO_SIGNING_AND_DIAL)                            # migrations 9, 10
     con.executescript(UNDO_OPERATOR_KEYS)                               # migration 7
     con.executescript(UNDO_TRUNKS)                                      # migration 8
     con.execute("PRAGMA user_version = 2")
@@ -120,7 +121,7 @@ def test_old_database_gains_the_columns(cp):
     lst = cp.agent_list()["data"]     # the CLI migrates
     assert [a["stream_url"] for a in lst] == [None], lst
     assert [a["record"] for a in lst] == [False], lst
-    assert latest == [(8,)] and db_rows(cp, "PRAGMA user_version") == latest
+    assert latest == [(10,)] and db_rows(cp, "PRAGMA user_version") == latest
     cp.start()
     got = cp.get_call(old["id"])
     assert got == old, (got, old)
