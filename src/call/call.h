@@ -32,7 +32,9 @@ enum call_status {
 #define CALL_BIT(s) (1u << (s))
 #define CALL_ACTIVE_MASK (CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING) | CALL_BIT(CALL_IN_PROGRESS))
 
-enum call_direction { CALL_OUTBOUND, CALL_INBOUND };
+/* web: a call from a browser (POST /v1/web-calls), whose far end is a WebSocket to callplane
+ * instead of a SIP dialog */
+enum call_direction { CALL_OUTBOUND, CALL_INBOUND, CALL_WEB };
 
 #define CALL_ADDR_MAX 256         /* from / to: SIP URI or E.164 */
 #define CALL_REASON_MAX 64        /* end_reason */

@@ -83,7 +83,7 @@ enum call_status call_end_status(enum call_status current)
 
 const char *call_direction_name(enum call_direction d)
 {
-	return d == CALL_INBOUND ? "inbound" : "outbound";
+	return d == CALL_INBOUND ? "inbound" : d == CALL_WEB ? "web" : "outbound";
 }
 
 void call_clear(struct call *c)

@@ -183,6 +183,7 @@ static void test_direction_name(void **state)
 	(void)state;
 	assert_string_equal(call_direction_name(CALL_OUTBOUND), "outbound");
 	assert_string_equal(call_direction_name(CALL_INBOUND), "inbound");
+	assert_string_equal(call_direction_name(CALL_WEB), "web");
 }
 
 static void test_reason_valid(void **state)

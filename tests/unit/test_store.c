@@ -669,6 +669,20 @@ static void test_call_insert_and_get(void **state)
 	assert_true(got.record);
 	assert_true(call_has_recording(&got));
 
+	/* a web call: direction web, no addresses */
+	struct call web = {0};
+	assert_int_equal(cp_uuid4(web.id), 0);
+	strcpy(web.tenant_id, f->tenant);
+	strcpy(web.agent_id, a1);
+	web.direction = CALL_WEB;
+	web.status = CALL_QUEUED;
+	web.created_at = 4000;
+	assert_int_equal(STORE(f->st, call_insert, &web), STORE_OK);
+	assert_int_equal(STORE(f->st, call_get, &sc, web.id, &got), STORE_OK);
+	assert_int_equal(got.direction, CALL_WEB);
+	assert_string_equal(got.from, "");
+	assert_string_equal(got.to, "");
+
 	call_clear(&c);
 	call_clear(&got);
 }

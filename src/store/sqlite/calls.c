@@ -102,7 +102,8 @@ static void read_call(sqlite3_stmt *st, struct call *out)
 	sq_copy_col(st, 2, out->tenant_id, sizeof out->tenant_id);
 	sq_copy_col(st, 3, out->agent_id, sizeof out->agent_id);
 	const char *dir = (const char *)sqlite3_column_text(st, 4);
-	out->direction = dir && !strcmp(dir, "inbound") ? CALL_INBOUND : CALL_OUTBOUND;
+	out->direction = !dir ? CALL_OUTBOUND : !strcmp(dir, "inbound") ? CALL_INBOUND
+		       : !strcmp(dir, "web") ? CALL_WEB : CALL_OUTBOUND;
 	const char *status = (const char *)sqlite3_column_text(st, 5);
 	if (!call_status_parse(status, &out->status))
 		out->status = CALL_FAILED;
