@@ -62,8 +62,8 @@ struct session;
 
 /*
  * What reaches the agent, as the layers below the stream see it. The media files form one
- * hierarchy: playout.c (the queue) <- rtp.c (the wire) <- stream.c (the agent's socket) <-
- * engine.c (thread, table, wheel). The only calls that go upward, audio, digits and mark
+ * hierarchy: playout.c (the queue) and frame.c (recording, what the agent hears) <- rtp.c (the
+ * wire) <- stream.c (the agent's socket) <- engine.c (thread, table, wheel). The only calls that go upward, audio, digits and mark
  * echoes bound for the agent, go through this struct, which stream.c fills in when a session
  * has an agent (session.agent; NULL without one).
  */
@@ -221,6 +221,16 @@ void rtp_drain(struct session *s, int64_t now_ms);
 void rtp_queue_dtmf(struct session *s, const char *digits);
 /* A re-INVITE: new far end address / codec, the latch is released. */
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt);
+
+/* frame.c: what every far end does with a frame (rtp.c for a phone, web.c for a browser). */
+/* The frame just played (mu-law, 160 bytes; NULL: a DTMF event, silence): the recording's
+ * right channel, paired with the far end's oldest audio not yet recorded on the left. */
+void frame_played(struct session *s, const uint8_t *ulaw);
+/* The frame is on its way to the far end: closes an agent -> far end latency sample. */
+void frame_sent(struct session *s);
+/* n bytes of the far end's audio (mu-law), in order, its timestamp in ms since the first:
+ * for the recording's left channel and the agent. */
+void frame_heard(struct session *s, const uint8_t *ulaw, size_t n, uint32_t ts_ms);
 
 /* playout.c: the audio queued for the far end; rtp.c takes a frame of it every 20 ms, and
  * the agent's marks are echoed as their audio is taken */

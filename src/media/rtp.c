@@ -68,37 +68,6 @@ static void send_packet(struct session *s, bool marker, int pt, uint32_t ts, con
 	count(&s->me->stats.rtp_out);
 }
 
-/* The frame pair just sent: the far end's oldest unrecorded frame (silence if none came) on
- * the left, ours (mu-law, NULL for a DTMF event) on the right. */
-static void record_frame(struct session *s, const uint8_t *ulaw_sent)
-{
-	int16_t played[FRAME_SAMPLES], far[FRAME_SAMPLES];
-	for (int i = 0; i < FRAME_SAMPLES; i++)
-		played[i] = ulaw_sent ? g711_ulaw_decode(ulaw_sent[i]) : 0;
-	size_t n = s->far_len < FRAME_SAMPLES ? s->far_len : FRAME_SAMPLES;
-	memcpy(far, s->far, n * sizeof far[0]);
-	memset(far + n, 0, (FRAME_SAMPLES - n) * sizeof far[0]);
-	memmove(s->far, s->far + n, (s->far_len - n) * sizeof far[0]);
-	s->far_len -= n;
-	recording_write(s->rec, far, played, FRAME_SAMPLES);
-}
-
-/* A frame from the far end, in order, for the recording's left channel. A far end whose
- * clock runs fast fills far[]: its oldest audio gives way. */
-static void record_far(struct session *s, const uint8_t *ulaw, size_t n)
-{
-	size_t cap = sizeof s->far / sizeof s->far[0];
-	if (n > cap)
-		n = cap;
-	if (s->far_len + n > cap) {
-		size_t drop = s->far_len + n - cap;
-		memmove(s->far, s->far + drop, (s->far_len - drop) * sizeof s->far[0]);
-		s->far_len -= drop;
-	}
-	for (size_t i = 0; i < n; i++)
-		s->far[s->far_len++] = g711_ulaw_decode(ulaw[i]);
-}
-
 void rtp_send_frame(struct session *s)
 {
 	uint8_t frame[FRAME_SAMPLES];
@@ -111,24 +80,19 @@ void rtp_send_frame(struct session *s)
 				s->te_ts = s->ts;
 			if (s->have_remote)
 				send_packet(s, marker, s->te_pt, s->te_ts, tev, tmb.end);
-			if (s->rec)
-				record_frame(s, NULL);
+			frame_played(s, NULL);
 			s->ts += FRAME_SAMPLES;
 			return;
 		}
 	}
 	playout_take(s, frame, sizeof frame);
-	if (s->rec)
-		record_frame(s, frame);
+	frame_played(s, frame);
 	if (s->have_remote) {
 		if (s->pt == 8)
 			g711_ulaw_to_alaw(frame, frame, sizeof frame);
 		send_packet(s, s->psent == 0, s->pt, s->ts, frame, sizeof frame);
 	}
-	if (s->back_from_us && s->played > s->back_at) {
-		latency_add(&s->me->to_phone, cp_mono_us() - s->back_from_us);
-		s->back_from_us = 0;
-	}
+	frame_sent(s);
 	s->ts += FRAME_SAMPLES;
 	goodbye_check(s, media_now_ms());     /* the BYE follows the goodbye's last packet */
 }
@@ -318,12 +282,8 @@ void rtp_drain(struct session *s, int64_t now_ms)
 			g711_alaw_to_ulaw(f->data, ulaw, f->len);
 		else
 			memcpy(ulaw, f->data, f->len);
-		if (s->rec)
-			record_far(s, ulaw, f->len);
-		if (!s->agent)
-			continue;
-		s->agent->media(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
-		if (f->seq == s->rx_seq && s->rx_us)
+		frame_heard(s, ulaw, f->len, (f->ts - s->rx_first_ts) / 8);
+		if (s->agent && f->seq == s->rx_seq && s->rx_us)
 			latency_add(&s->me->to_agent, cp_mono_us() - s->rx_us);
 	}
 	s->rx_us = 0;
