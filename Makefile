@@ -12,7 +12,8 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 # recursively expanded on purpose: pkg-config runs only when a recipe needs it, after
 # scripts/deps.sh had the chance to install it
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+# wslay (the browser's WebSocket of a web call) ships no pkg-config file
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lwslay -lpthread -lm
 BASE_CFLAGS = -std=c17 -D_GNU_SOURCE -Isrc $(WARN) -g -MMD -MP
 OPT      := -O2
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -32,6 +32,8 @@ struct media_msg {
 	char call_id[MEDIA_CALL_ID_MAX + 1];
 	struct media_start start;            /* MSG_START: strings below are the copies */
 	char *stream_url, *metadata, *account;
+	struct media_web web;                /* MSG_START of a web call: start.web points here */
+	uint8_t *web_pending;                /* its copy of the bytes read past the handshake */
 	struct sockaddr_storage remote;      /* MSG_UPDATE */
 	socklen_t remote_len;
 	int pt, te_pt;
@@ -93,7 +95,10 @@ static void session_end_call(struct session *s, const char *reason)
 static void session_tick(struct session *s, int64_t now)
 {
 	for (int owed = 0; s->next_tx_ms <= now && owed < 3; owed++) {
-		rtp_send_frame(s);
+		if (s->web)
+			web_send_frame(s);
+		else
+			rtp_send_frame(s);
 		s->next_tx_ms += FRAME_MS;
 	}
 	if (now - s->next_tx_ms > 5 * FRAME_MS)
@@ -107,6 +112,9 @@ static void session_tick(struct session *s, int64_t now)
 	goodbye_check(s, now);
 	if (s->goodbye || s->goodbye_over)
 		return;      /* the call is ending already, within the goodbye's deadline */
+	const char *browser_gone = s->web ? web_tick(s, now) : NULL;
+	if (browser_gone)
+		session_end_call(s, browser_gone);
 	if (now - s->last_rx_ms > (int64_t)s->me->cfg.media_timeout_s * 1000)
 		session_end_call(s, "media_timeout");
 	const char *agent_gone = s->stream_url ? stream_tick(s, now) : NULL;
@@ -161,11 +169,15 @@ static void session_free(struct session *s)
 	goodbye_abandon(s);
 	if (s->stream)
 		stream_close(s);
-	if (s->rtcp_fd >= 0 && s->have_remote)
-		rtp_send_rtcp(s, true);
-	rtp_session_close(s);
-	if (me->hooks.released)
-		me->hooks.released(me->hooks.arg, s->addr_index);
+	if (s->web) {
+		web_close(s);        /* a web call holds no RTP port */
+	} else {
+		if (s->rtcp_fd >= 0 && s->have_remote)
+			rtp_send_rtcp(s, true);
+		rtp_session_close(s);
+		if (me->hooks.released)
+			me->hooks.released(me->hooks.arg, s->addr_index);
+	}
 	for (struct session **p = &me->table[hash_id(s->call_id)]; *p; p = &(*p)->hnext) {
 		if (*p == s) {
 			*p = s->hnext;
@@ -200,11 +212,18 @@ static void msg_free(struct media_msg *m)
 	free(m->metadata);
 	free(m->account);
 	free(m->audio);
+	free(m->web_pending);
 	free(m);
 }
 
+/* A start that does not happen: the far end's sockets go back (RTP: closed and counted
+ * free; a browser's: released to its owner). */
 static void close_fds(struct media_engine *me, const struct media_start *ms)
 {
+	if (ms->web) {
+		ms->web->release(ms->web->ctx);
+		return;
+	}
 	if (ms->rtp_fd >= 0)
 		close(ms->rtp_fd);
 	if (ms->rtcp_fd >= 0)
@@ -248,12 +267,15 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 	s->marks_tail = &s->marks;
 	s->started_ms = s->last_rx_ms = media_now_ms();
 	jitter_init(&s->jb, me->cfg.jitter_ms);
-	if (rtp_session_open(s)) {
+	if (m->start.web ? web_open(s, m->start.web, m->web_pending) : rtp_session_open(s)) {
+		if (s->rec)
+			recording_close(s->rec);
 		close_fds(me, &m->start);
 		free(play);
 		free(s);
 		return;
 	}
+	m->web_pending = NULL;               /* the session's now, if it was a web call's */
 	/* the message's copies are the session's now */
 	s->stream_url = m->stream_url;
 	s->metadata = m->metadata;
@@ -351,6 +373,7 @@ static void on_message(int id, void *data, void *arg)
 		for (int i = 0; i < SESSION_TABLE_SIZE; i++)
 			while (me->table[i])
 				session_free(me->table[i]);
+		web_close_all(me);
 		re_cancel();
 		break;
 	default:
@@ -389,8 +412,15 @@ int media_session_start(struct media_engine *me, const struct media_start *ms)
 	m->stream_url = ms->stream_url ? strdup(ms->stream_url) : NULL;
 	m->metadata = ms->metadata ? strdup(ms->metadata) : NULL;
 	m->account = ms->account ? strdup(ms->account) : NULL;
+	if (ms->web) {
+		m->web = *ms->web;
+		m->start.web = &m->web;
+		if (ms->web->pending_len && (m->web_pending = malloc(ms->web->pending_len)))
+			memcpy(m->web_pending, ms->web->pending, ms->web->pending_len);
+		m->web.pending = m->web_pending;
+	}
 	if ((ms->stream_url && !m->stream_url) || (ms->metadata && !m->metadata) ||
-	    (ms->account && !m->account)) {
+	    (ms->account && !m->account) || (ms->web && ms->web->pending_len && !m->web_pending)) {
 		msg_free(m);
 		goto fail;
 	}

@@ -55,6 +55,18 @@ struct media_hooks {
 
 struct media_engine;
 
+/* A web call's far end: the browser's WebSocket, upgraded by the HTTP server (docs/MEDIA.md,
+ * "Web calls"), given instead of RTP sockets. The media engine reads and writes fd and never
+ * close()s it: when it is done it calls release(ctx), exactly once (on its thread; on the
+ * caller's when media_session_start() fails), and the owner closes it. */
+struct media_web {
+	int fd;                      /* connected, non-blocking or not (made non-blocking) */
+	const uint8_t *pending;      /* bytes the server read past the handshake: read first */
+	size_t pending_len;          /* (copied) */
+	void (*release)(void *ctx);
+	void *ctx;
+};
+
 /* What a confirmed dialog hands to the media plane. Everything is copied; the sockets are
  * owned by the media engine from the call on (closed by it, also when the call fails). */
 struct media_start {
@@ -70,6 +82,9 @@ struct media_start {
 				      * agent's start.customParameters */
 	const char *account;         /* the tenant id: the agent's start.accountSid */
 	bool record;                 /* write DIR/<call_id>.wav (ignored without recordings_dir) */
+	/* a web call: the browser's socket instead of RTP (rtp_fd, rtcp_fd -1, remote unset,
+	 * addr_index unused: hooks.released is not called for it); NULL for a phone call */
+	const struct media_web *web;
 };
 
 void media_config_defaults(struct media_config *cfg);
@@ -84,7 +99,7 @@ void media_engine_stop(struct media_engine *me);
 void media_engine_free(struct media_engine *me);
 
 /* SIP engine -> media. 0 if posted; -1 if the engine is gone or out of memory (start: the
- * sockets are closed and released before it returns). */
+ * sockets are closed and released, or the web socket released, before it returns). */
 int media_session_start(struct media_engine *me, const struct media_start *ms);
 /* A re-INVITE changed the far end's address or codec; SSRC, sequence and timestamp go on. */
 int media_session_update(struct media_engine *me, const char *call_id,

@@ -59,6 +59,7 @@ struct latency_hist {
 
 struct stream;
 struct session;
+struct web;
 
 /*
  * What reaches the agent, as the layers below the stream see it. The media files form one
@@ -142,6 +143,10 @@ struct session {
 	int16_t far[8 * FRAME_SAMPLES];
 	size_t far_len;
 
+	/* a web call's far end, the browser's WebSocket (web.c), in place of RTP: no RTP sockets
+	 * then; NULL for a phone call */
+	struct web *web;
+
 	/* the agent */
 	char *stream_url, *metadata, *account;
 	struct stream *stream;
@@ -168,6 +173,7 @@ struct media_engine {
 	int64_t wheel_ms;                    /* the millisecond that slot stands for */
 	struct tmr wheel_tmr;
 
+	struct web *web_lingering;           /* ended web calls' sockets closing (web.c) */
 	struct recorder *recorder;           /* NULL: no recordings */
 	char *recordings_dir;
 	struct dnsc *dnsc;
@@ -245,6 +251,21 @@ void playout_take(struct session *s, uint8_t *out, size_t n);
 void goodbye_begin(struct session *s, const uint8_t *audio, size_t len, int64_t deadline_ms);
 void goodbye_check(struct session *s, int64_t now_ms);
 void goodbye_abandon(struct session *s);
+
+/* web.c: a web call's far end, the browser's WebSocket (docs/MEDIA.md, "Web calls") */
+/* Takes over the browser's socket for s (pending: a heap copy of what was read past the
+ * handshake, or NULL; taken over too) and tells the browser the call started. -1 if out of
+ * memory: nothing was taken over. */
+int web_open(struct session *s, const struct media_web *mw, uint8_t *pending);
+/* Sends the frame due now to the browser: what is queued, else silence. */
+void web_send_frame(struct session *s);
+/* Called by the wheel: "remote_hangup" once the browser has left, else NULL. */
+const char *web_tick(struct session *s, int64_t now_ms);
+/* The session ends: the browser is told ("ended", a close frame); its socket lingers for the
+ * close handshake (WEB_LINGER_MS at most), then is released. */
+void web_close(struct session *s);
+/* The engine stops: every lingering socket is released now. */
+void web_close_all(struct media_engine *me);
 
 /* stream.c: the agent's WebSocket */
 int stream_open(struct session *s);

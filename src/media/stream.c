@@ -139,7 +139,8 @@ static void on_media(struct stream *st, const uint8_t *audio, size_t len, int64_
 		s->back_at = s->queued;
 	}
 	playout_push(s, audio, len);
-	rtp_send_ahead(s);
+	if (!s->web)
+		rtp_send_ahead(s);   /* a browser buffers what it plays: its frames keep their tick */
 }
 
 static void on_text(struct stream *st, const char *text, size_t len)
