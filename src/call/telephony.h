@@ -49,6 +49,17 @@ struct left_dialog {
 	int status;                  /* the far end's final answer; 0: none came in time */
 };
 
+/* A browser's WebSocket, upgraded by the HTTP server for a web call: that call's far end.
+ * Whoever holds it never close()s fd: release(ctx), called exactly once by the last holder
+ * (from any thread), gives it back to the HTTP server, which closes it. */
+struct web_socket {
+	int fd;
+	const uint8_t *pending;      /* bytes read past the handshake, to be read before fd */
+	size_t pending_len;
+	void (*release)(void *ctx);
+	void *ctx;
+};
+
 struct telephony_ops {
 	const char *name;
 	/* Writes the provider call id (SIP Call-ID) a new outbound call will use, so the call is
@@ -69,6 +80,13 @@ struct telephony_ops {
 	 * call; they play out one after another. 0 if the engine took them, -1 if it cannot
 	 * (no media session: the call is not up). */
 	int (*send_dtmf)(void *engine, const struct call *c, const char *digits);
+	/* A web call stored queued waits for its browser; nobody joined within join_ms, the
+	 * engine ends it no_answer ("token_expired"). 0 if the engine took it. */
+	int (*web_open)(void *engine, const struct call *c, int join_ms);
+	/* The browser of web call call_id connected: ws is the call's far end from now on, the
+	 * engine's (released once, also when it cannot take it: the call ended or was joined
+	 * already, the engine is gone). The call is answered (in_progress) by the engine. */
+	void (*web_join)(void *engine, const char *call_id, const struct web_socket *ws);
 };
 
 struct telephony {

@@ -2,8 +2,8 @@
  * bridge.c - a leg's session in the media plane (src/media): hands an answered dialog's
  * sockets to the media engine, tells it about re-INVITEs and hang-ups, and sends DTMF.
  *
- * Ownership: a leg's RTP/RTCP sockets belong to the leg until bridge_start(), and to the
- * media engine from then on (it closes them and reports each pair through its released hook,
+ * Ownership: a leg's RTP/RTCP sockets (a web leg's: the browser's WebSocket, bridge_start_web)
+ * belong to the leg until bridge_start(), and to the media engine from then on (it closes them and reports each pair through its released hook,
  * from its thread, hence the atomic port counters in media.c). A media session lives from the
  * answer until the dialog ends; bridge_stop() is called as soon as a BYE is sent or received,
  * so RTP and the agent's stream stop with the call, not when nua finally releases the handle.
@@ -56,6 +56,35 @@ void bridge_start(struct leg *l)
 	};
 	/* the sockets are the media engine's now, whatever happens to the message */
 	l->rtp_fd = l->rtcp_fd = -1;
+	l->media_started = true;
+	if (media_session_start(eng->media_engine, &ms))
+		log_msg(LOG_ERROR, "media", "call %s: could not start its media", l->call_id);
+}
+
+void bridge_start_web(struct leg *l, const struct web_socket *ws)
+{
+	struct sip_engine *eng = l->eng;
+	if (l->media_started || !eng->media_engine) {
+		ws->release(ws->ctx);
+		return;
+	}
+	struct media_web web = {.fd = ws->fd, .pending = ws->pending,
+				.pending_len = ws->pending_len, .release = ws->release,
+				.ctx = ws->ctx};
+	struct media_start ms = {
+		.call_id = l->call_id,
+		.rtp_fd = -1,
+		.rtcp_fd = -1,
+		.addr_index = -1,
+		.payload_type = 0,
+		.te_payload_type = -1,
+		.stream_url = l->stream_url,
+		.metadata = l->metadata,
+		.account = l->tenant_id,
+		.record = l->record,
+		.web = &web,
+	};
+	/* the socket is the media engine's now, whatever happens to the message */
 	l->media_started = true;
 	if (media_session_start(eng->media_engine, &ms))
 		log_msg(LOG_ERROR, "media", "call %s: could not start its media", l->call_id);

@@ -8,8 +8,9 @@
  * call service through its queue, never by calling the store from here.
  *
  * Layering: this file is the top of the SIP layer. It turns nua's events and the messages into
- * calls on the files below it (outbound.c, inbound.c, hangup.c, then leg.c, bridge.c, media.c,
- * post.c) and nothing below calls back into it. The media engine is started here, with hooks
+ * calls on the files below it (outbound.c, inbound.c, web.c, hangup.c, then leg.c, bridge.c,
+ * media.c, post.c) and nothing below calls back into it. Web calls (web.c) are legs without a
+ * dialog, so the telephony ops serve them as they serve phone calls. The media engine is started here, with hooks
  * that post to this thread, because ending a call for the media plane is a hang-up and the
  * hang-up files sit above the media ones.
  *
@@ -288,6 +289,32 @@ static void dial(struct sip_engine *eng, void *data)
 	call_clear(c);
 }
 
+struct web_open_msg {
+	struct call call;            /* heap fields owned by the message */
+	int join_ms;
+};
+
+/* MSG: a web call waits for its browser. */
+static void web_open(struct sip_engine *eng, void *data)
+{
+	struct web_open_msg *m = data;
+	web_leg_open(eng, &m->call, m->join_ms);
+	call_clear(&m->call);
+}
+
+struct web_join_msg {
+	char call_id[CP_UUID_LEN + 1];
+	struct web_socket ws;        /* ws.pending: the message's heap copy */
+};
+
+/* MSG: a web call's browser connected. */
+static void web_join(struct sip_engine *eng, void *data)
+{
+	struct web_join_msg *m = data;
+	web_leg_join(eng, m->call_id, &m->ws);
+	free((void *)m->ws.pending);
+}
+
 /* MSG: an API hang-up, answered through its done() callback. */
 static void hangup(struct sip_engine *eng, void *data)
 {
@@ -501,12 +528,48 @@ static void op_hangup(void *engine, const struct call *c, const char *reason, in
 	}
 }
 
+/* Posts that web call c waits for its browser; -1 (nothing happens) if the engine cannot
+ * take it. */
+static int op_web_open(void *engine, const struct call *c, int join_ms)
+{
+	struct web_open_msg m = {.join_ms = join_ms};
+	if (call_copy(&m.call, c))
+		return -1;
+	if (sip_post(engine, web_open, &m, sizeof m)) {
+		call_clear(&m.call);
+		return -1;
+	}
+	return 0;
+}
+
+/* Posts the join of web call call_id by its browser's socket; releases the socket at once if
+ * the engine cannot take it. */
+static void op_web_join(void *engine, const char *call_id, const struct web_socket *ws)
+{
+	struct web_join_msg m = {.ws = *ws};
+	snprintf(m.call_id, sizeof m.call_id, "%s", call_id);
+	uint8_t *pending = NULL;
+	if (ws->pending_len && !(pending = malloc(ws->pending_len))) {
+		ws->release(ws->ctx);
+		return;
+	}
+	if (pending)
+		memcpy(pending, ws->pending, ws->pending_len);
+	m.ws.pending = pending;
+	if (sip_post(engine, web_join, &m, sizeof m)) {
+		free(pending);
+		ws->release(ws->ctx);
+	}
+}
+
 static const struct telephony_ops sip_ops = {
 	.name = "sip",
 	.new_call_id = op_new_call_id,
 	.dial = op_dial,
 	.hangup = op_hangup,
 	.send_dtmf = op_send_dtmf,
+	.web_open = op_web_open,
+	.web_join = op_web_join,
 };
 
 struct telephony sip_engine_telephony(struct sip_engine *eng)

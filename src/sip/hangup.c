@@ -72,6 +72,12 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
 	bridge_stop(l);          /* the agent hears "stop" with the BYE, not after it */
+	if (!l->nh) {
+		/* no dialog (a web leg): stopping the media told the browser; nothing to send */
+		l->state = LEG_BYEING;
+		leg_stop_soon(l);
+		return;
+	}
 	if (l->state == LEG_ANSWERED) {
 		/* RFC 3261 15: no BYE before the ACK of our 200; send it when the ACK arrives */
 		snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason);
@@ -176,6 +182,14 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			kind = answered ? HANGUP_BYE : HANGUP_CANCEL;
 			break;
 		}
+		case LEG_WEB_WAITING:
+			/* a web call its browser has not joined: nothing on any wire */
+			l->state = LEG_CANCELING;
+			l->end_recorded = true;
+			l->end_status = CALL_CANCELED;
+			leg_stop_soon(l);
+			kind = HANGUP_CANCEL;
+			break;
 		case LEG_PENDING:
 			/* an inbound call not answered yet: refuse the INVITE (487), as a CANCEL
 			 * from the caller would; inbound_on_created() then finds it ended */
@@ -324,7 +338,13 @@ void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l)
 static void drain(struct leg *l, void *arg)
 {
 	const char *reason = arg;
-	if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
+	if (l->state == LEG_WEB_WAITING) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_CANCELED,
+					.ended_at = cp_now_ms(), .end_reason = reason};
+		leg_post_event(l, &u);
+		l->state = LEG_CANCELING;
+		leg_stop_soon(l);
+	} else if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
 		hangup_cancel_leg(l->eng, l, 16, reason);
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
 					.to = CALL_CANCELED, .ended_at = cp_now_ms(),

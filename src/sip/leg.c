@@ -170,6 +170,21 @@ void leg_goodbye_answer(struct leg *l, enum cp_err err, enum hangup_kind kind, i
 	}
 }
 
+/* MSG: leg_stop_soon()'s stop, by call id (a leg stopped meanwhile is not found). */
+static void stop_posted(struct sip_engine *eng, void *data)
+{
+	struct leg *l = leg_find(eng, data);
+	if (l)
+		leg_stop(l);
+}
+
+void leg_stop_soon(struct leg *l)
+{
+	/* a failed post leaves the leg to leg_stop_all(): the engine is leaving its loop */
+	if (l->call_id[0])
+		sip_post(l->eng, stop_posted, l->call_id, sizeof l->call_id);
+}
+
 void leg_post_event(struct leg *l, const struct call_update *u)
 {
 	if (!l->call_id[0])

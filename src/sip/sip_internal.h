@@ -6,10 +6,11 @@
  * The files form a one-way hierarchy; each calls only files below it:
  *
  *     engine.c              the thread, nua and its events, telephony ops, the media engine
- *       outbound.c  inbound.c  restart.c  register.c
+ *       outbound.c  inbound.c  restart.c  register.c  web.c
  *                             dialling out; answering an agent's number; at start-up,
  *                             hanging up what a previous run left up; keeping trunks
- *                             registered
+ *                             registered; web calls, whose far end is a browser's WebSocket
+ *                             instead of a dialog
  *         hangup.c                BYE and CANCEL: paced requests, max duration, shutdown
  *           dialog.c              keeping what ending a dialog after a crash needs
  *             leg.c               leg lifetime, the leg table, events to the call service
@@ -67,6 +68,7 @@ enum leg_state {
 	LEG_CONFIRMED,    /* dialog up */
 	LEG_CANCELING,    /* we sent CANCEL */
 	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
+	LEG_WEB_WAITING,  /* web: the call waits for its browser to connect (web.c) */
 	LEG_STOPPED,      /* terminated; the handle is destroyed */
 };
 
@@ -295,6 +297,10 @@ int bridge_goodbye(struct leg *l, const uint8_t *audio, size_t len, int max_wait
 /* The telephony op: queues digits (validated by the caller) for the far end of an answered
  * call (any thread); -1 if there is no media engine or the message could not be posted. */
 int bridge_send_dtmf(struct sip_engine *eng, const char *call_id, const char *digits);
+/* A web leg is joined: hands the browser's socket (released by the media engine from then
+ * on, or here at once when there is no media engine or the leg has media already) and what
+ * the agent needs to the media engine. */
+void bridge_start_web(struct leg *l, const struct web_socket *ws);
 
 /* ---- leg.c: leg lifetime, the leg table, events ----------------------------------------- */
 
@@ -316,6 +322,9 @@ void leg_foreach(struct sip_engine *eng, void (*fn)(struct leg *l, void *arg), v
 void leg_stop(struct leg *l);
 /* Stops every leg in the table: the engine thread's last act. */
 void leg_stop_all(struct sip_engine *eng);
+/* leg_stop() on the next turn of the loop, after whoever is using l now: for a leg without a
+ * dialog (a web leg), which nua will never report terminated. */
+void leg_stop_soon(struct leg *l);
 /* Posts u about l's call to the call service (never blocks); a terminal step is remembered
  * on the leg (end_recorded, end_status). Nothing for a leg without a call id. */
 void leg_post_event(struct leg *l, const struct call_update *u);
@@ -367,7 +376,8 @@ void hangup_request(struct sip_engine *eng, struct hangup_req *req);
  * end cut it and answered its hang-ups). */
 void hangup_goodbye_over(struct sip_engine *eng, struct leg *l, int goodbye_ms);
 /* Sends the BYE of an answered leg now (or once its ACK arrives) with a Q.850 16 Reason, and
- * stops its media. The caller records the end. */
+ * stops its media; a leg without a dialog (a web leg) has only its media to stop, and leaves
+ * the table. The caller records the end. */
 void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason);
 /* CANCELs an unanswered outbound INVITE. The caller records the end. */
 void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int q850_cause, const char *reason);
@@ -378,9 +388,10 @@ void hangup_arm_max_duration(struct sip_engine *eng, struct leg *l);
  * the end (leg_post_end) and sends the BYE (once the ACK comes, for an inbound 200 still
  * waiting for it). false (nothing done) if the leg is not up. */
 bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason);
-/* Ends every leg for `reason`: CANCELs each unanswered outbound INVITE (recorded canceled)
- * and ends each answered leg as hangup_answered() does; the rest are ending already, or are
- * inbound calls not answered yet, which inbound.c refuses once the engine is stopping. */
+/* Ends every leg for `reason`: CANCELs each unanswered outbound INVITE (recorded canceled),
+ * records each web call still waiting for its browser canceled, and ends each answered leg as
+ * hangup_answered() does; the rest are ending already, or are inbound calls not answered yet,
+ * which inbound.c refuses once the engine is stopping. */
 void hangup_drain_all(struct sip_engine *eng, const char *reason);
 /* Answers every hang-up still waiting in the pacer as undeliverable. */
 void hangup_fail_queue(struct sip_engine *eng);
@@ -425,6 +436,15 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 bool register_owns(struct sip_engine *eng, nua_handle_t *nh);
 /* After nua's shutdown: reports every registration left unregistered and frees them. */
 void register_stop(struct sip_engine *eng);
+
+/* ---- web.c: web calls ------------------------------------------------------------------- */
+
+/* A web call c waits for its browser (c stays the caller's): a leg without a dialog, in the
+ * table, that ends the call no_answer ("token_expired") unless joined within join_ms. */
+void web_leg_open(struct sip_engine *eng, const struct call *c, int join_ms);
+/* The browser of call_id connected: a waiting leg is answered (in_progress) and ws becomes its
+ * media session's far end; otherwise ws is released (the browser sees its socket close). */
+void web_leg_join(struct sip_engine *eng, const char *call_id, const struct web_socket *ws);
 
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
 
