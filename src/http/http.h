@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "auth/auth.h"
@@ -105,6 +106,30 @@ void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, 
  * Content-Range, or 416 (an error in the route's dialect, Content-Range: bytes * / size).
  * Every answer says Accept-Ranges: bytes. */
 void http_reply_file(struct http_request *r, int fd, const char *content_type);
+
+/* Replies with a body that is not JSON, of content_type (text malloc'd, owned; NULL: 500). */
+void http_reply_body(struct http_request *r, unsigned status, const char *content_type, char *text,
+		     size_t len);
+
+/* A WebSocket, upgraded from its request: the socket and the bytes the server read past the
+ * handshake (valid during on_open only: copy them). Whoever holds it never close()s fd; calling
+ * release(ctx) once, from any thread, gives it back and the server closes it. */
+struct http_upgraded {
+	int fd;
+	const uint8_t *pending;
+	size_t pending_len;
+	void (*release)(void *ctx);
+	void *ctx;
+};
+/* on_open runs on an MHD thread once the 101 is sent; it must not block, and owns ws from then
+ * on. app is http_app(), tag the handler's (a copy). */
+typedef void (*http_websocket_fn)(void *app, const char *tag, const struct http_upgraded *ws);
+/* Answers a WebSocket handshake (RFC 6455 4.2) with 101 and Sec-WebSocket-Accept, then hands
+ * the socket to on_open with tag. A request that is not a version 13 handshake (GET, Upgrade:
+ * websocket, Connection: upgrade, a Sec-WebSocket-Key of 16 bytes in base64) is answered 400
+ * in the route's dialect instead, and on_open never runs; so when the client leaves before the
+ * 101 is sent. Upgraded sockets count as requests in flight for the server's stop. */
+void http_reply_websocket(struct http_request *r, http_websocket_fn on_open, const char *tag);
 
 /* A streaming reply (Server-Sent Events). read() runs on an MHD thread whenever the socket can
  * take more: it returns the bytes it wrote into buf (at most max), 0 when it has nothing now

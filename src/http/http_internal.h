@@ -11,6 +11,8 @@
  *   router.c       route matching and percent-decoding of the path and the query.
  *   idempotency.c  Idempotency-Key: claimed before the handler, completed by the reply.
  *   stream.c       streaming replies (SSE): parked when idle, woken from any thread.
+ *   upgrade.c      WebSocket upgrades: the handshake checked and answered, the socket handed
+ *                  over and given back.
  *   reply.c        the reply hand-over (any thread), file replies (Range: range.c), error
  *                  rendering, the access log line.
  *   request.c      the request object: its life, its id, and what a handler reads from it.
@@ -49,6 +51,7 @@ struct http_server {
 	pthread_cond_t cv;
 	int in_flight;               /* dispatched, not yet replied */
 	struct http_stream *streams; /* open streaming replies (under mu) */
+	int upgraded;                /* sockets upgraded and not yet given back (under mu) */
 	atomic_bool stopping;
 	/* request ids: a random start and a counter, mixed (see request.c) */
 	uint64_t req_seed;
@@ -95,6 +98,11 @@ struct http_request {
 	struct { char *name, *value; } hdr[MAX_EXTRA_HEADERS];
 	int n_hdr;
 	struct http_stream *stream;  /* a streaming reply instead of resp */
+	char *content_type;          /* of resp; NULL: application/json */
+	/* a WebSocket upgrade instead of resp (upgrade.c): what runs once the 101 is sent */
+	http_websocket_fn on_upgrade;
+	char *upgrade_tag;
+	struct MHD_UpgradeResponseHandle *urh;
 };
 
 /* A streaming reply. The wake/park hand-over is guarded by mu, like a late reply: a wake that
@@ -145,11 +153,24 @@ bool http_idempotency_begin(struct http_request *r);
 /* Stores r's reply (takes text, malloc'd or NULL) and resumes r's connection if suspended.
  * Exactly once per request, from any thread. */
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len);
+/* The same for a reply without a body (a 101 whose r->on_upgrade is set). */
+void http_reply_empty(struct http_request *r, unsigned status);
 /* Writes r's access log line (once its response is queued). */
 void http_reply_log(struct http_request *r);
 /* The dialect r's errors are rendered in: its route's, else the one owning its path, else
  * the server's fallback. */
 const struct http_dialect *http_dialect_of(struct http_request *r);
+
+/* ---- upgrade.c -------------------------------------------------------------------------- */
+#define HTTP_WS_ACCEPT_LEN 28
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2); false when key is not 16
+ * bytes in base64 (out untouched). */
+bool http_websocket_accept(const char *key, char out[HTTP_WS_ACCEPT_LEN + 1]);
+/* The 101 of r's WebSocket upgrade (r->on_upgrade set); NULL if out of memory. */
+struct MHD_Response *http_upgrade_response(struct http_request *r);
+/* With srv->mu held: waits (bounded) until every upgraded socket has been given back; returns
+ * how many were not. */
+int http_upgrades_wait(struct http_server *srv);
 
 /* ---- stream.c --------------------------------------------------------------------------- */
 /* An MHD response that reads from s; MHD owns s from then on (frees it with the response). */

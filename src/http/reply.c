@@ -102,6 +102,23 @@ void http_reply_text(struct http_request *r, unsigned status, char *text, size_t
 	reply_store(r, status, text, len, -1, 0);
 }
 
+void http_reply_empty(struct http_request *r, unsigned status)
+{
+	reply_store(r, status, NULL, 0, -1, 0);
+}
+
+void http_reply_body(struct http_request *r, unsigned status, const char *content_type, char *text,
+		     size_t len)
+{
+	if (!text) {
+		http_reply_fail(r, CP_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	free(r->content_type);
+	r->content_type = strdup(content_type);
+	reply_store(r, status, text, len, -1, 0);
+}
+
 void http_reply_file(struct http_request *r, int fd, const char *content_type)
 {
 	struct stat st;

@@ -97,7 +97,9 @@ static enum MHD_Result queue_reply(struct http_request *r)
 {
 	struct MHD_Response *resp;
 	bool file = r->file_fd >= 0;
-	if (r->stream)
+	if (r->on_upgrade)
+		resp = http_upgrade_response(r);
+	else if (r->stream)
 		resp = http_stream_response(r->stream);
 	else if (file)
 		resp = MHD_create_response_from_fd_at_offset64(r->resp_len, r->file_fd,
@@ -110,7 +112,8 @@ static enum MHD_Result queue_reply(struct http_request *r)
 	r->stream = NULL;
 	r->file_fd = -1;
 	if (r->resp_len && !file)
-		MHD_add_response_header(resp, "Content-Type", "application/json");
+		MHD_add_response_header(resp, "Content-Type",
+					r->content_type ? r->content_type : "application/json");
 	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
 	for (int i = 0; i < r->n_hdr; i++)
 		MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);
@@ -254,7 +257,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		threads = n > 0 ? (unsigned)n : 1;
 	}
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	srv->d = MHD_start_daemon(
@@ -307,6 +311,7 @@ void http_server_stop(struct http_server *srv)
 	}
 	int left = srv->in_flight;
 	http_streams_end(srv);       /* bounded too */
+	left += http_upgrades_wait(srv);
 	pthread_mutex_unlock(&srv->mu);
 	if (left) {
 		/* MHD aborts the process if stopped with a connection suspended: leave it to the
