@@ -20,9 +20,10 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 SRC      := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c src/*/*/*.c))
 # C written from the tree at build time, compiled like src/ into every build: docs/openapi.json
-# as an array (scripts/embed.sh) that GET /openapi.json serves (src/http/routes_openapi.c), so
-# a change to the document rebuilds the binary that embeds it
-GEN      := openapi_json
+# as an array (scripts/embed.sh) that GET /openapi.json serves (src/http/routes_openapi.c), and
+# the web call's page that GET /web/call serves (src/http/routes_web.c), so a change to either
+# rebuilds the binary that embeds it
+GEN      := openapi_json web_call_html
 OBJ      := $(SRC:src/%.c=build/obj/%.o) $(GEN:%=build/obj/gen/%.o)
 ASAN_OBJ := $(SRC:src/%.c=build/asan/obj/%.o) $(GEN:%=build/asan/obj/gen/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -65,6 +66,10 @@ build/obj/%.o: src/%.c
 build/gen/openapi_json.c: docs/openapi.json scripts/embed.sh
 	@mkdir -p $(dir $@)
 	scripts/embed.sh openapi_json $< >$@.tmp && mv $@.tmp $@
+
+build/gen/web_call_html.c: src/http/web_call.html scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh web_call_html $< >$@.tmp && mv $@.tmp $@
 
 build/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)

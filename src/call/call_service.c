@@ -80,6 +80,7 @@ struct call_service {
 	void *on_event_arg;
 
 	char *recordings_dir;        /* NULL: no recordings */
+	struct web_tokens *tokens;       /* the access tokens of web calls */
 
 	struct goodbyes *goodbyes;       /* the calls whose goodbye is under way */
 	struct speaker *speaker;         /* the engine's goodbyes; NULL before start */
@@ -119,7 +120,10 @@ struct call_service *call_service_create(struct store *st)
 		return NULL;
 	svc->st = st;
 	svc->goodbyes = goodbyes_create();
-	if (!svc->goodbyes) {
+	svc->tokens = web_tokens_create();
+	if (!svc->goodbyes || !svc->tokens) {
+		goodbyes_destroy(svc->goodbyes);
+		web_tokens_destroy(svc->tokens);
 		free(svc);
 		return NULL;
 	}
@@ -188,6 +192,7 @@ void call_service_destroy(struct call_service *svc)
 	pthread_mutex_destroy(&svc->mu);
 	pthread_cond_destroy(&svc->cv);
 	free(svc->recordings_dir);
+	web_tokens_destroy(svc->tokens);
 	free(svc);
 }
 
@@ -504,6 +509,50 @@ static enum cp_err from_check(struct call_service *svc, const struct scope *sc,
 		       "from must be the number of one of the tenant's agents");
 }
 
+/* How a new call starts on the engine (dial, or wait for a browser); 0 if the engine took it. */
+typedef int start_fn(struct call_service *svc, const struct call *c, void *arg);
+
+/* Gives c (its plain fields set) its metadata (NULL: {}), stream URL and max-duration goodbye
+ * from agent, stores it queued, and has the engine start it; a call the engine does not take
+ * is recorded failed at once. On CP_OK the call is moved to out; c is cleared either way.
+ * unstarted: the 500's message when even that could not be recorded. */
+static enum cp_err store_and_start(struct call_service *svc, struct call *c,
+				   const struct agent *agent, const char *metadata,
+				   const char *stream_url, const char *req_id, start_fn *start,
+				   void *arg, const char *unstarted, struct call *out,
+				   struct cp_error *err)
+{
+	c->metadata = strdup(metadata ? metadata : "{}");
+	if (!c->metadata || set_stream_url(c, stream_url) || set_max_duration_goodbye(c, agent)) {
+		call_clear(c);
+		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
+	}
+	enum store_result rc = STORE(svc->st, call_insert, c);
+	if (rc != STORE_OK) {
+		call_clear(c);
+		return store_fail(err, rc, "agent %s", agent->id);
+	}
+	log_created(c, req_id);
+	if (start(svc, c, arg) != 0) {
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+					.ended_at = cp_now_ms(), .end_reason = "failed"};
+		struct writer w = direct(svc);
+		if (transition(&w, c->id, &u, req_id, c) != STORE_OK) {
+			call_clear(c);   /* stored queued, never started: say so rather than 201 */
+			return cp_fail(err, CP_ERR_INTERNAL, "%s", unstarted);
+		}
+	}
+	call_move(out, c);
+	return CP_OK;
+}
+
+/* start_fn of a phone call: dialled by the engine, if there is one (else it stays queued). */
+static int dial(struct call_service *svc, const struct call *c, void *arg)
+{
+	(void)arg;
+	return svc->tel.ops ? svc->tel.ops->dial(svc->tel.engine, c) : 0;
+}
+
 enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			const struct call_request *req, const char *req_id, struct call *out,
 			struct cp_error *err)
@@ -540,10 +589,10 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	if ((e = from_check(svc, sc, &agent, from, err)) != CP_OK)
 		return e;
 	/* before anything is stored or sent: a refused destination makes no call */
-	struct dial_policy dial;
-	if ((rc = STORE(svc->st, tenant_dial, agent.tenant_id, &dial)) != STORE_OK)
+	struct dial_policy policy;
+	if ((rc = STORE(svc->st, tenant_dial, agent.tenant_id, &policy)) != STORE_OK)
 		return store_fail(err, rc, "tenant %s", agent.tenant_id);
-	if ((e = dial_check(&dial, sc->sip_uris, req->to, err)) != CP_OK)
+	if ((e = dial_check(&policy, sc->sip_uris, req->to, err)) != CP_OK)
 		return e;
 
 	struct call c = {0};
@@ -563,32 +612,115 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 	if (svc->tel.ops)
 		svc->tel.ops->new_call_id(svc->tel.engine, c.provider_call_id,
 					  sizeof c.provider_call_id);
-	c.metadata = strdup(req->metadata ? req->metadata : "{}");
 	/* the request's URL wins over the agent's */
-	if (!c.metadata || set_stream_url(&c, req->stream_url ? req->stream_url : agent.stream_url) ||
-	    set_max_duration_goodbye(&c, &agent)) {
-		call_clear(&c);
-		return cp_fail(err, CP_ERR_INTERNAL, "out of memory");
-	}
+	return store_and_start(svc, &c, &agent, req->metadata,
+			       req->stream_url ? req->stream_url : agent.stream_url, req_id, dial,
+			       NULL, "the call could not be dialled", out, err);
+}
 
-	rc = STORE(svc->st, call_insert, &c);
-	if (rc != STORE_OK) {
-		call_clear(&c);
+/* ---- web calls -------------------------------------------------------------------------- */
+
+/* The monotonic clock of web tokens, in ms. */
+static int64_t token_now_ms(void)
+{
+	return cp_mono_us() / 1000;
+}
+
+/* start_fn of a web call: it waits for its browser for *(int *)join_ms. */
+static int web_open(struct call_service *svc, const struct call *c, void *join_ms)
+{
+	return svc->tel.ops->web_open(svc->tel.engine, c, *(int *)join_ms);
+}
+
+enum cp_err call_web_create(struct call_service *svc, const struct scope *sc,
+			    const struct web_call_request *req, const char *req_id, struct call *out,
+			    struct web_call_access *access, struct cp_error *err)
+{
+	struct agent agent;
+	if (!req->agent_id || !*req->agent_id)
+		return cp_fail(err, CP_ERR_INVALID, "agent_id is required");
+	if (!metadata_valid(req->metadata))
+		return cp_fail(err, CP_ERR_INVALID,
+			       "metadata must be a JSON object of at most %d bytes", CALL_METADATA_MAX);
+	if (req->token_ttl_s < 0 || req->token_ttl_s > WEB_TOKEN_TTL_MAX_S)
+		return cp_fail(err, CP_ERR_INVALID, "token_ttl_s must be an integer in 1..%d",
+			       WEB_TOKEN_TTL_MAX_S);
+	enum store_result rc = STORE(svc->st, agent_get, sc, req->agent_id, &agent);
+	if (rc != STORE_OK)
 		return store_fail(err, rc, "agent %s", req->agent_id);
-	}
-	log_created(&c, req_id);
+	if (!svc->tel.ops || !svc->tel.ops->web_open)
+		return cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE,
+			       "no media engine on this node (--sip none): web calls need one");
 
-	if (svc->tel.ops && svc->tel.ops->dial(svc->tel.engine, &c) != 0) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-					.ended_at = cp_now_ms(), .end_reason = "failed"};
-		struct writer w = direct(svc);
-		if (transition(&w, c.id, &u, req_id, &c) != STORE_OK) {
-			call_clear(&c);   /* stored queued, never dialled: say so rather than 201 */
-			return cp_fail(err, CP_ERR_INTERNAL, "the call could not be dialled");
-		}
+	int ttl_s = req->token_ttl_s ? req->token_ttl_s : WEB_TOKEN_TTL_DEFAULT_S;
+	struct call c = {0};
+	if (cp_uuid4(c.id) ||
+	    web_token_issue(svc->tokens, c.id, token_now_ms(), (int64_t)ttl_s * 1000, access->token))
+		return cp_fail(err, CP_ERR_INTERNAL, "no randomness");
+	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", agent.tenant_id);
+	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent.id);
+	c.direction = CALL_WEB;
+	c.status = CALL_QUEUED;
+	c.max_duration_s = agent.max_duration_s;
+	c.record = req->record == CALL_RECORD_AGENT ? agent.record : req->record == CALL_RECORD_YES;
+	c.created_at = cp_now_ms();
+	access->expires_at = c.created_at + (int64_t)ttl_s * 1000;
+	int join_ms = ttl_s * 1000;
+	return store_and_start(svc, &c, &agent, req->metadata, agent.stream_url, req_id, web_open,
+			       &join_ms, "the web call could not be opened", out, err);
+}
+
+/* The check of a token, and its use with take; every refusal is one 401. */
+static enum cp_err web_token(struct call_service *svc, const char *token, const char *call_id,
+			     bool take, char out_call_id[CP_UUID_LEN + 1], struct cp_error *err)
+{
+	char id[CP_UUID_LEN + 1] = "";
+	enum web_token_result r = web_token_check(svc->tokens, token, call_id, token_now_ms(), id);
+	const char *why = web_token_result_name(r);
+	if (r == WEB_TOKEN_OK) {
+		/* a token outlives nothing: the call must still wait for its browser */
+		struct call c = {0};
+		if (STORE(svc->st, call_get, NULL, id, &c) != STORE_OK || c.status != CALL_QUEUED)
+			why = "the call is not waiting for its browser";
+		else if (take && web_token_take(svc->tokens, token, call_id, token_now_ms(), id) !=
+				 WEB_TOKEN_OK)
+			why = "used";            /* another take came first */
+		else
+			why = NULL;
+		call_clear(&c);
 	}
-	call_move(out, &c);
+	if (why) {
+		json_t *f = json_pack("{s:s, s:s}", "why", why, "use", take ? "join" : "page");
+		if (call_id && cp_is_uuid(call_id))
+			json_object_set_new(f, "call_id", json_string(call_id));
+		log_json(LOG_INFO, "web_token_refused", f);
+		return cp_fail(err, CP_ERR_UNAUTHORIZED,
+			       "this call link is not valid: it expired, was used already, or its call"
+			       " has ended");
+	}
+	if (out_call_id)
+		snprintf(out_call_id, CP_UUID_LEN + 1, "%s", id);
 	return CP_OK;
+}
+
+enum cp_err call_web_check(struct call_service *svc, const char *token, const char *call_id,
+			   struct cp_error *err)
+{
+	return web_token(svc, token, call_id, false, NULL, err);
+}
+
+enum cp_err call_web_take(struct call_service *svc, const char *token, const char *call_id,
+			  char out_call_id[CP_UUID_LEN + 1], struct cp_error *err)
+{
+	return web_token(svc, token, call_id, true, out_call_id, err);
+}
+
+void call_web_join(struct call_service *svc, const char *call_id, const struct web_socket *ws)
+{
+	if (svc->tel.ops && svc->tel.ops->web_join)
+		svc->tel.ops->web_join(svc->tel.engine, call_id, ws);
+	else
+		ws->release(ws->ctx);
 }
 
 enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,

@@ -11,6 +11,7 @@
 
 #include "call/call.h"
 #include "call/telephony.h"
+#include "call/web_token.h"
 #include "core/error.h"
 #include "store/store.h"
 
@@ -68,6 +69,43 @@ int call_service_set_recordings(struct call_service *svc, const char *dir);
 enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc,
 				const char *id, int *fd, struct call *out_call,
 				struct cp_error *err);
+
+/* ---- web calls (docs/API.md, "Web calls") ---------------------------------------------- */
+
+struct web_call_request {
+	const char *agent_id;
+	const char *metadata;        /* JSON object text or NULL */
+	enum call_record_choice record;
+	int token_ttl_s;             /* 0: WEB_TOKEN_TTL_DEFAULT_S */
+};
+
+/* What lets one browser join a web call. */
+struct web_call_access {
+	char token[WEB_TOKEN_LEN + 1];
+	int64_t expires_at;          /* ms since epoch */
+};
+
+/* Creates a web call: stored queued (direction web, no addresses), waiting for its browser
+ * (the engine ends it no_answer, "token_expired", if none joins in time), and the access
+ * token its browser joins with. CP_ERR_INVALID (agent_id missing, metadata not an object of
+ * at most CALL_METADATA_MAX bytes, token_ttl_s not in 1..WEB_TOKEN_TTL_MAX_S),
+ * CP_ERR_NOT_FOUND (an agent the key cannot see), CP_ERR_MEDIA_UNAVAILABLE (no engine that
+ * carries web calls: nothing is stored). */
+enum cp_err call_web_create(struct call_service *svc, const struct scope *sc,
+			    const struct web_call_request *req, const char *req_id, struct call *out,
+			    struct web_call_access *access, struct cp_error *err);
+/* Whether token lets a browser open its call's page now: issued here, not expired, not used,
+ * for call_id when that is not NULL, and its call still waits for its browser. CP_OK, or
+ * CP_ERR_UNAUTHORIZED for any of those (the log says which). Uses nothing up. */
+enum cp_err call_web_check(struct call_service *svc, const char *token, const char *call_id,
+			   struct cp_error *err);
+/* The same check, and on CP_OK the token is used: the call's id goes to out_call_id, and no
+ * later check or take of the token passes. */
+enum cp_err call_web_take(struct call_service *svc, const char *token, const char *call_id,
+			  char out_call_id[CP_UUID_LEN + 1], struct cp_error *err);
+/* The browser of call_id (a token taken) is connected: ws goes to the engine, which answers
+ * the call; ws is released at once when there is no engine. */
+void call_web_join(struct call_service *svc, const char *call_id, const struct web_socket *ws);
 
 /* Sends DTMF digits to the far end of an answered call (RFC 4733, through the engine).
  * CP_ERR_INVALID: digits are not 1..CALL_DTMF_MAX of [0-9*#A-D]; CP_ERR_NOT_FOUND: not in the

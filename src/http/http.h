@@ -121,6 +121,8 @@ struct http_upgraded {
 	void (*release)(void *ctx);
 	void *ctx;
 };
+/* Whether r is a WebSocket handshake http_reply_websocket() would accept. */
+bool http_is_websocket(struct http_request *r);
 /* on_open runs on an MHD thread once the 101 is sent; it must not block, and owns ws from then
  * on. app is http_app(), tag the handler's (a copy). */
 typedef void (*http_websocket_fn)(void *app, const char *tag, const struct http_upgraded *ws);

@@ -27,14 +27,26 @@ extern const struct route canonical_routes[];
 extern const struct route webhook_routes[];   /* routes_webhooks.c */
 extern const struct route event_routes[];     /* routes_events.c */
 extern const struct route openapi_routes[];   /* routes_openapi.c */
+extern const struct route web_routes[];       /* routes_web.c */
 
 /* docs/openapi.json as it was at build time (build/gen/openapi_json.c, written by
  * scripts/embed.sh): openapi_json_len bytes, then a NUL. */
 extern const unsigned char openapi_json[];
 extern const size_t openapi_json_len;
+/* src/http/web_call.html, the web call's page, as it was at build time (build/gen/
+ * web_call_html.c, the same way). */
+extern const unsigned char web_call_html[];
+extern const size_t web_call_html_len;
 
 /* JSON body helpers shared by the dialects. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);
 bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_error *err);
+/* A member that must be an integer in min..max if present (*out is left as it is when not). */
+bool json_opt_int(json_t *obj, const char *name, long long min, long long max, int *out,
+		  struct cp_error *err);
+/* "record": true or false, if present (*out is left as it is when not). */
+bool json_opt_record(json_t *obj, enum call_record_choice *out, struct cp_error *err);
+/* "metadata": a JSON object, if present, as compact text (*text malloc'd; NULL when absent). */
+bool json_opt_metadata(json_t *obj, char **text, struct cp_error *err);
 
 #endif

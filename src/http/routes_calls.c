@@ -95,6 +95,51 @@ static bool request_scope(struct http_request *r, const char *tenant_id, struct 
 	return true;
 }
 
+bool json_opt_int(json_t *obj, const char *name, long long min, long long max, int *out,
+		  struct cp_error *err)
+{
+	json_t *v = json_object_get(obj, name);
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		cp_fail(err, CP_ERR_INVALID, "%s must be an integer in %lld..%lld", name, min, max);
+		return false;
+	}
+	*out = (int)json_integer_value(v);
+	return true;
+}
+
+bool json_opt_record(json_t *obj, enum call_record_choice *out, struct cp_error *err)
+{
+	json_t *v = json_object_get(obj, "record");
+	if (!v)
+		return true;
+	if (!json_is_boolean(v)) {
+		cp_fail(err, CP_ERR_INVALID, "record must be true or false");
+		return false;
+	}
+	*out = json_is_true(v) ? CALL_RECORD_YES : CALL_RECORD_NO;
+	return true;
+}
+
+bool json_opt_metadata(json_t *obj, char **text, struct cp_error *err)
+{
+	json_t *v = json_object_get(obj, "metadata");
+	*text = NULL;
+	if (!v)
+		return true;
+	if (!json_is_object(v)) {
+		cp_fail(err, CP_ERR_INVALID, "metadata must be a JSON object");
+		return false;
+	}
+	*text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!*text) {
+		cp_fail(err, CP_ERR_INTERNAL, "out of memory");
+		return false;
+	}
+	return true;
+}
+
 static void health(struct http_request *r)
 {
 	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
@@ -124,32 +169,11 @@ static void create(struct http_request *r)
 		cp_fail(&err, CP_ERR_INVALID, "to is required");
 		goto fail;
 	}
-	json_t *md = json_object_get(body, "max_duration_s");
-	if (md) {
-		if (!json_is_integer(md) || json_integer_value(md) < 1 ||
-		    json_integer_value(md) > 86400) {
-			cp_fail(&err, CP_ERR_INVALID, "max_duration_s must be an integer in 1..86400");
-			goto fail;
-		}
-		req.max_duration_s = (int)json_integer_value(md);
-	}
-	json_t *rec = json_object_get(body, "record");
-	if (rec) {
-		if (!json_is_boolean(rec)) {
-			cp_fail(&err, CP_ERR_INVALID, "record must be true or false");
-			goto fail;
-		}
-		req.record = json_is_true(rec) ? CALL_RECORD_YES : CALL_RECORD_NO;
-	}
-	json_t *meta = json_object_get(body, "metadata");
-	if (meta) {
-		if (!json_is_object(meta)) {
-			cp_fail(&err, CP_ERR_INVALID, "metadata must be a JSON object");
-			goto fail;
-		}
-		meta_text = json_dumps(meta, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		req.metadata = meta_text;
-	}
+	if (!json_opt_int(body, "max_duration_s", 1, 86400, &req.max_duration_s, &err) ||
+	    !json_opt_record(body, &req.record, &err) ||
+	    !json_opt_metadata(body, &meta_text, &err))
+		goto fail;
+	req.metadata = meta_text;
 	if (call_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &err) != CP_OK)
 		goto fail;
 	reply_call(r, 201, &c);

@@ -97,13 +97,26 @@ struct MHD_Response *http_upgrade_response(struct http_request *r)
 	return MHD_create_response_for_upgrade(on_upgraded, NULL);
 }
 
+/* The handshake's checks (RFC 6455 4.2.1); accept receives Sec-WebSocket-Accept. */
+static bool handshake(struct http_request *r, char accept[HTTP_WS_ACCEPT_LEN + 1])
+{
+	const char *version = http_header(r, "Sec-WebSocket-Version");
+	return !strcmp(r->method, "GET") && has_token(http_header(r, "Upgrade"), "websocket") &&
+	       has_token(http_header(r, "Connection"), "upgrade") && version &&
+	       !strcmp(version, "13") &&
+	       http_websocket_accept(http_header(r, "Sec-WebSocket-Key"), accept);
+}
+
+bool http_is_websocket(struct http_request *r)
+{
+	char accept[HTTP_WS_ACCEPT_LEN + 1];
+	return handshake(r, accept);
+}
+
 void http_reply_websocket(struct http_request *r, http_websocket_fn on_open, const char *tag)
 {
 	char accept[HTTP_WS_ACCEPT_LEN + 1];
-	const char *version = http_header(r, "Sec-WebSocket-Version");
-	if (!has_token(http_header(r, "Upgrade"), "websocket") ||
-	    !has_token(http_header(r, "Connection"), "upgrade") || !version ||
-	    strcmp(version, "13") || !http_websocket_accept(http_header(r, "Sec-WebSocket-Key"), accept)) {
+	if (!handshake(r, accept)) {
 		http_add_header(r, "Sec-WebSocket-Version", "13");
 		http_reply_fail(r, CP_ERR_INVALID, "not a WebSocket handshake (RFC 6455, version 13)");
 		return;

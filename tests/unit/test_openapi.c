@@ -3,7 +3,8 @@
  *
  * Every route of serve_route_tables must be an operation of the document, with the same method,
  * the same path (":name" captures as "{name}" templates, names included), the same dialect
- * (x-callplane-dialect) and the same authentication (a public route has "security": []); and
+ * (x-callplane-dialect) and the same authentication (a public route has "security": [], or a
+ * web call's token alone: it is in the query, for the handler to check); and
  * every operation of the document must be such a route. So a route added, removed or changed
  * without its entry in the document (or the reverse) fails here, before the contract test
  * (tests/blackbox/test_openapi.py) checks what the routes answer.
@@ -34,6 +35,19 @@ struct op {
 
 static const char *const methods[] = {"get", "put", "post", "delete", "patch", "head", "options"};
 
+/* Whether a security requirement asks for no API key: none at all, or a web call's token alone
+ * (in the query, checked by the route's handler: the route is public to the server). */
+static bool keyless(json_t *sec)
+{
+	if (!json_is_array(sec))
+		return false;
+	if (json_array_size(sec) == 0)
+		return true;
+	json_t *req = json_array_get(sec, 0);
+	return json_array_size(sec) == 1 && json_object_size(req) == 1 &&
+	       json_object_get(req, "webCallToken");
+}
+
 /* The operations of the document, in *ops (at most MAX_OPS); their count. */
 static size_t document_ops(json_t *doc, struct op *ops)
 {
@@ -57,7 +71,7 @@ static size_t document_ops(json_t *doc, struct op *ops)
 			json_t *sec = json_object_get(op, "security");
 			if (!sec)
 				sec = global_security;
-			o->public = json_is_array(sec) && json_array_size(sec) == 0;
+			o->public = keyless(sec);
 		}
 	}
 	return n;
