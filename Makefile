@@ -173,6 +173,7 @@ run: deps-run
 # The black-box suite, or the tests -k K selects, against the sanitizer build.
 blackbox: build/asan/callplane
 	@scripts/node-deps.sh
+	@scripts/browser-deps.sh
 	@. scripts/sanitizer-env.sh && /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/blackbox \
 		$(if $(K),-k '$(subst ','\'',$(K))')
 
@@ -182,6 +183,7 @@ lint-openapi:
 
 check: deps-test
 	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build T=
+	@scripts/browser-deps.sh
 	@scripts/check.sh
 
 bench: deps-bench

@@ -12,9 +12,10 @@ run=("${build[@]}" python3 baresip-core)
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
 # python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
 # contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
-# digest challenges; tests/blackbox/kamailio)
+# digest challenges; tests/blackbox/kamailio); chromium: the web-call tests drive it headless
+# (tests/browser, playwright-core from npm)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema kamailio)
+      python3-jsonschema kamailio chromium)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
@@ -31,8 +32,9 @@ esac
 if [ "${1:-build}" = test ]; then
   command -v curl >/dev/null 2>&1 || want+=(curl)
   command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || want+=(nodejs)
-  # npm installs the lint of docs/openapi.json (scripts/lint-openapi.sh) and the Standard
-  # Webhooks verifier (scripts/node-deps.sh) from their lock files
+  # npm installs the lint of docs/openapi.json (scripts/lint-openapi.sh), the Standard
+  # Webhooks verifier (scripts/node-deps.sh) and the browser tests' packages
+  # (scripts/browser-deps.sh) from their lock files
   command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 # the bridged-call benchmark's echo agent: node, and npm to install its lock file
