@@ -18,7 +18,9 @@
  * revoked; their ids end in c1..c4). Calls and webhooks change as inputs act on them, so an
  * input names them by marker, replaced before it is sent: {{Q}} a queued call, {{A}} an
  * answered one, {{E}} an ended one, {{W}} a webhook, each of TENANT and AGENT (a new one is
- * made whenever the last one has moved on).
+ * made whenever the last one has moved on), and {{T}} the access token of a new web call of
+ * AGENT (43 bytes; made at each use: a token joins once). The double's web calls wait for
+ * their browser for ever, and a browser's upgraded socket is given back at once.
  *
  * One input is written to a new connection; the first response is read (up to 100 ms when the
  * input looks like a whole request, 3 ms when it does not), the connection closed, and the
@@ -184,12 +186,29 @@ static int fake_send_dtmf(void *engine, const struct call *c, const char *digits
 	return c->status == CALL_IN_PROGRESS ? 0 : -1;
 }
 
+static int fake_web_open(void *engine, const struct call *c, int join_ms)
+{
+	(void)engine;
+	(void)c;
+	(void)join_ms;
+	return 0;                               /* waits for its browser, until ended */
+}
+
+static void fake_web_join(void *engine, const char *call_id, const struct web_socket *ws)
+{
+	(void)engine;
+	(void)call_id;
+	ws->release(ws->ctx);                   /* no media plane: the browser sees it close */
+}
+
 static const struct telephony_ops fake_ops = {
 	.name = "fuzz",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,
 	.send_dtmf = fake_send_dtmf,
+	.web_open = fake_web_open,
+	.web_join = fake_web_join,
 };
 
 /* ---- the world -------------------------------------------------------------------------- */
@@ -257,14 +276,30 @@ struct marker {
 	enum call_status status;     /* for calls */
 	bool webhook;
 	char id[CP_UUID_LEN + 1];
+	bool token;                  /* {{T}}: id is unused, a web call's token is written */
 };
 
 static struct marker markers[] = {
-	{"{{Q}}", CALL_QUEUED, false, ""},
-	{"{{A}}", CALL_IN_PROGRESS, false, ""},
-	{"{{E}}", CALL_COMPLETED, false, ""},
-	{"{{W}}", 0, true, ""},
+	{"{{Q}}", CALL_QUEUED, false, "", false},
+	{"{{A}}", CALL_IN_PROGRESS, false, "", false},
+	{"{{E}}", CALL_COMPLETED, false, "", false},
+	{"{{W}}", 0, true, "", false},
+	{"{{T}}", 0, false, "", true},
 };
+
+/* A new web call's access token into out. */
+static void new_token(char out[WEB_TOKEN_LEN + 1])
+{
+	struct scope sc = {0};
+	snprintf(sc.tenant_id, sizeof sc.tenant_id, "%s", TENANT);
+	struct web_call_request req = {.agent_id = AGENT};
+	struct web_call_access access = {0};
+	struct call c = {0};
+	struct cp_error err = {0};
+	must(call_web_create(svc, &sc, &req, NULL, &c, &access, &err) == CP_OK, "call_web_create");
+	call_clear(&c);
+	memcpy(out, access.token, sizeof access.token);
+}
 
 static bool call_still(const struct marker *m)
 {
@@ -324,7 +359,8 @@ static void new_webhook(struct marker *m)
 /* The input with its markers replaced (malloc'd, *len set). */
 static char *expand(const uint8_t *data, size_t size, size_t *len)
 {
-	char *out = malloc(size * (CP_UUID_LEN / 5 + 1) + 1);
+	/* a marker is 5 bytes; what replaces it at most WEB_TOKEN_LEN */
+	char *out = malloc(size * (WEB_TOKEN_LEN / 5 + 1) + 1);
 	if (!out)
 		return NULL;
 	size_t o = 0;
@@ -337,6 +373,12 @@ static char *expand(const uint8_t *data, size_t size, size_t *len)
 		}
 		if (!m) {
 			out[o++] = (char)data[i++];
+			continue;
+		}
+		if (m->token) {
+			new_token(out + o);
+			o += WEB_TOKEN_LEN;
+			i += strlen(m->text);
 			continue;
 		}
 		if (m->webhook ? !webhook_still(m) : !call_still(m))
