@@ -158,6 +158,7 @@ deps-run:
 deps-test:
 	@scripts/deps.sh test
 	@scripts/node-deps.sh
+	@scripts/browser-deps.sh
 
 deps-bench:
 	@scripts/deps.sh bench
@@ -183,7 +184,6 @@ lint-openapi:
 
 check: deps-test
 	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build T=
-	@scripts/browser-deps.sh
 	@scripts/check.sh
 
 bench: deps-bench
