@@ -332,6 +332,9 @@ struct store_backend {
 					const char *extra, uint32_t status_mask, struct call *out);
 	/* Ids of every active call (for restart recovery). */
 	enum store_result (*call_active_ids)(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+	/* How many calls are in each active status (counts[CALL_QUEUED], [CALL_RINGING],
+	 * [CALL_IN_PROGRESS]; the other entries are set to 0), for the metrics. */
+	enum store_result (*call_count_active)(void *ctx, int64_t counts[CALL_STATUS_COUNT]);
 
 	/* The engine's dialog state of a call (struct dialog_row): put keeps state for call_id,
 	 * replacing what was kept; clear forgets it (STORE_OK also when nothing was kept); list
@@ -383,6 +386,9 @@ struct store_backend {
 	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
 					     int64_t next_at, int http_status, const char *error,
 					     int64_t now);
+	/* The backlog, for the metrics: deliveries pending, and of those the ones due at now. */
+	enum store_result (*delivery_backlog)(void *ctx, int64_t now, int64_t *pending,
+					      int64_t *due);
 	/* status NULL = pending and failed; newest first, at most limit. Free the rows with
 	 * delivery_rows_free(). */
 	enum store_result (*delivery_list)(void *ctx, const char *tenant_id, const char *status,

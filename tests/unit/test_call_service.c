@@ -2066,6 +2066,29 @@ static void test_post_dtmf_one_event(void **state)
 	call_clear(&after);
 }
 
+static void test_delivery_backlog(void **state)
+{
+	/* the store's count of the webhook backlog (the metrics' collector reads it) */
+	struct fx *f = *state;
+	int64_t pending = -1, due = -1;
+	assert_int_equal(STORE(f->st, delivery_backlog, cp_now_ms(), &pending, &due), STORE_OK);
+	assert_int_equal(pending, 0);
+	assert_int_equal(due, 0);
+	add_webhook(f, "canonical");
+	add_webhook(f, "talkover");
+	struct call c = {0};
+	create_ok(f, f->a1, &c);
+	to_in_progress(f, c.id);           /* call.answered: one delivery per webhook */
+	assert_int_equal(STORE(f->st, delivery_backlog, cp_now_ms(), &pending, &due), STORE_OK);
+	assert_int_equal(pending, 2);
+	assert_int_equal(due, 2);
+	/* due counts only those whose next attempt has come */
+	assert_int_equal(STORE(f->st, delivery_backlog, 1, &pending, &due), STORE_OK);
+	assert_int_equal(pending, 2);
+	assert_int_equal(due, 0);
+	call_clear(&c);
+}
+
 static void test_post_dtmf_ignored(void **state)
 {
 	struct fx *f = *state;
@@ -2615,6 +2638,7 @@ int main(void)
 		T(test_recording_open_and_redaction),
 		T(test_send_dtmf),
 		T(test_post_dtmf_one_event),
+		T(test_delivery_backlog),
 		T(test_post_dtmf_ignored),
 		T(test_post_dtmf_in_order_with_worker),
 		T(test_post_dialog_with_answer),

@@ -965,6 +965,37 @@ static void test_call_active_ids(void **state)
 	call_clear(&done);
 }
 
+static void test_call_count_active(void **state)
+{
+	struct fx *f = *state;
+	char a1[CP_UUID_LEN + 1], b1[CP_UUID_LEN + 1];
+	int64_t counts[CALL_STATUS_COUNT];
+	assert_int_equal(STORE(f->st, call_count_active, counts), STORE_OK);
+	for (int i = 0; i < CALL_STATUS_COUNT; i++)
+		assert_int_equal(counts[i], 0);
+	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
+	assert_int_equal(new_agent(f->st, f->tenant2, "two", "+15550002222", 0, b1), STORE_OK);
+	/* every tenant's: queued 1, ringing 2, in_progress 3, and ended ones not at all */
+	static const struct { int tenant; enum call_status status; } made[] = {
+		{1, CALL_QUEUED}, {1, CALL_RINGING}, {2, CALL_RINGING}, {1, CALL_IN_PROGRESS},
+		{2, CALL_IN_PROGRESS}, {2, CALL_IN_PROGRESS}, {1, CALL_COMPLETED}, {2, CALL_FAILED},
+		{1, CALL_CANCELED}, {1, CALL_BUSY}, {1, CALL_NO_ANSWER},
+	};
+	for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+		struct call c = {0};
+		new_call(f->st, made[i].tenant == 1 ? f->tenant : f->tenant2,
+			 made[i].tenant == 1 ? a1 : b1, made[i].status, &c);
+		call_clear(&c);
+	}
+	memset(counts, 0xff, sizeof counts);
+	assert_int_equal(STORE(f->st, call_count_active, counts), STORE_OK);
+	assert_int_equal(counts[CALL_QUEUED], 1);
+	assert_int_equal(counts[CALL_RINGING], 2);
+	assert_int_equal(counts[CALL_IN_PROGRESS], 3);
+	for (int i = CALL_COMPLETED; i < CALL_STATUS_COUNT; i++)
+		assert_int_equal(counts[i], 0);
+}
+
 /* ---- calls: conditional update ---------------------------------------------------------- */
 
 static void test_call_update_conditional(void **state)
@@ -1710,6 +1741,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_call_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_active_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_count_active, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_update_conditional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_update_race_same_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_update_race_two_handles, setup, teardown),

@@ -93,6 +93,10 @@ static const struct sql q_call_redact = {S_CALL_REDACT,
 	" RETURNING " CALL_COLS("")};
 static const struct sql q_call_active = {S_CALL_ACTIVE,
 	"SELECT id FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')"};
+/* read through the partial index calls_active: as cheap as the active calls are few */
+static const struct sql q_call_count_active = {S_CALL_COUNT_ACTIVE,
+	"SELECT status, COUNT(*) FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')"
+	" GROUP BY status"};
 
 static void read_call(sqlite3_stmt *st, struct call *out)
 {
@@ -424,6 +428,27 @@ enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1
 		}
 		if (rc == STORE_OK && r != SQLITE_DONE)
 			rc = sq_step_error(c, r);
+		sqlite3_reset(st);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_call_count_active(void *ctx, int64_t counts[CALL_STATUS_COUNT])
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_call_count_active);
+	enum store_result rc = STORE_ERROR;
+	for (int i = 0; i < CALL_STATUS_COUNT; i++)
+		counts[i] = 0;
+	if (st) {
+		int r;
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			enum call_status status;
+			if (call_status_parse((const char *)sqlite3_column_text(st, 0), &status))
+				counts[status] = sqlite3_column_int64(st, 1);
+		}
+		rc = r == SQLITE_DONE ? STORE_OK : sq_step_error(c, r);
 		sqlite3_reset(st);
 	}
 	sq_conn_put(h, c);

@@ -286,6 +286,7 @@ const struct store_backend store_sqlite_backend = {
 	.call_redact = sqlite_call_redact,
 	.call_event = sqlite_call_event,
 	.call_active_ids = sqlite_call_active_ids,
+	.call_count_active = sqlite_call_count_active,
 	.dialog_put = sqlite_dialog_put,
 	.dialog_clear = sqlite_dialog_clear,
 	.dialog_list = sqlite_dialog_list,
@@ -303,6 +304,7 @@ const struct store_backend store_sqlite_backend = {
 	.delivery_replay = sqlite_delivery_replay,
 	.events_since = sqlite_events_since,
 	.events_last_seq = sqlite_events_last_seq,
+	.delivery_backlog = sqlite_delivery_backlog,
 	.batch_begin = sqlite_batch_begin,
 	.batch_end = sqlite_batch_end,
 };

@@ -75,6 +75,10 @@ static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
 	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
 	" delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END"
 	" WHERE id = ?1"};
+/* both through the partial index deliveries_due (pending rows, by next attempt) */
+static const struct sql q_delivery_backlog = {S_DELIVERY_BACKLOG,
+	"SELECT COUNT(*), COUNT(*) FILTER (WHERE next_attempt_at <= ?1) FROM deliveries"
+	" WHERE status = 'pending'"};
 static const struct sql q_delivery_list = {S_DELIVERY_LIST,
 	"SELECT d.id, e.id, e.type, e.call_id, d.webhook_id, d.status, d.attempts,"
 	" d.next_attempt_at, d.last_status, d.last_error, d.created_at,"
@@ -496,6 +500,27 @@ enum store_result sqlite_events_last_seq(void *ctx, int64_t *out)
 	if (st) {
 		int r = sqlite3_step(st);
 		*out = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		rc = r == SQLITE_ROW ? STORE_OK : sq_step_error(c, r);
+		sqlite3_reset(st);
+	}
+	sq_conn_put(h, c);
+	return rc;
+}
+
+enum store_result sqlite_delivery_backlog(void *ctx, int64_t now, int64_t *pending,
+					  int64_t *due)
+{
+	WITH_CONN(h, c);
+	sqlite3_stmt *st = sq_stmt(c, &q_delivery_backlog);
+	enum store_result rc = STORE_ERROR;
+	*pending = *due = 0;
+	if (st) {
+		sqlite3_bind_int64(st, 1, now);
+		int r = sqlite3_step(st);
+		if (r == SQLITE_ROW) {
+			*pending = sqlite3_column_int64(st, 0);
+			*due = sqlite3_column_int64(st, 1);
+		}
 		rc = r == SQLITE_ROW ? STORE_OK : sq_step_error(c, r);
 		sqlite3_reset(st);
 	}

@@ -48,13 +48,14 @@ enum stmt_id {
 	/* calls.c */
 	S_CALL_INSERT, S_CALL_GET, S_CALL_GET_TENANT, S_CALL_GET_RAW, S_CALL_GET_CACHEABLE,
 	S_CALL_LIST, S_CALL_LIST_AFTER, S_CALL_LIST_ALL, S_CALL_LIST_ALL_AFTER, S_CALL_UPDATE, S_CALL_UPDATE_KEEP_PROVIDER, S_CALL_REDACT,
-	S_CALL_ACTIVE,
+	S_CALL_ACTIVE, S_CALL_COUNT_ACTIVE,
 	/* idempotency.c */
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	/* outbox.c */
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_GIVE_UP, S_DELIVERY_RELEASE,
-	S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_EVENTS_SINCE, S_EVENTS_SINCE_ALL, S_EVENTS_LAST,
+	S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_DELIVERY_BACKLOG, S_EVENTS_SINCE,
+	S_EVENTS_SINCE_ALL, S_EVENTS_LAST,
 	/* dialogs.c */
 	S_DIALOG_PUT, S_DIALOG_CLEAR, S_DIALOG_LIST,
 	S_COUNT
@@ -257,6 +258,7 @@ enum store_result sqlite_call_event(void *ctx, const char *id, const char *type,
 				    uint32_t status_mask, struct call *out);
 enum store_result sqlite_call_redact(void *ctx, const char *id, int64_t now, struct call *out);
 enum store_result sqlite_call_active_ids(void *ctx, char (**ids)[CP_UUID_LEN + 1], size_t *n);
+enum store_result sqlite_call_count_active(void *ctx, int64_t counts[CALL_STATUS_COUNT]);
 
 /* ---- outbox.c ---------------------------------------------------------------------------- */
 
@@ -289,6 +291,8 @@ enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64
 enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,
 				      int limit, struct stored_event **out, size_t *n);
 enum store_result sqlite_events_last_seq(void *ctx, int64_t *out);
+enum store_result sqlite_delivery_backlog(void *ctx, int64_t now, int64_t *pending,
+					  int64_t *due);
 
 /* ---- idempotency.c ----------------------------------------------------------------------- */
 
