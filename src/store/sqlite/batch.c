@@ -13,9 +13,11 @@
  *     and batch_end() rolls the whole batch back: the caller re-applies its steps one by one.
  *     (Cheaper than a savepoint around every step, on the hot path.) The cache brackets the
  *     batch opened end after its COMMIT or ROLLBACK, before any reply about its rows goes out.
+ *   - Each COMMIT's time (the fsync, mostly) goes to the metrics, group commits apart.
  */
 #include "sqlite_internal.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 
 const struct sql sq_begin = {S_BEGIN, "BEGIN IMMEDIATE"};
 const struct sql sq_commit = {S_COMMIT, "COMMIT"};
@@ -72,8 +74,11 @@ enum store_result sq_write_close(struct sqlite_handle *h, struct conn *c, struct
 				 enum store_result rc)
 {
 	if (w->commit) {
+		int64_t t0 = cp_mono_us();
 		if (rc == STORE_OK && sqlite3_step(w->commit) != SQLITE_DONE)
 			rc = sq_step_error(c, SQLITE_ERROR);
+		else if (rc == STORE_OK)
+			metrics_store_commit(false, cp_mono_us() - t0);
 		if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
 			sqlite3_step(w->rollback);
 		sqlite3_reset(w->commit);
@@ -127,7 +132,10 @@ enum store_result sqlite_batch_end(void *batch, bool commit)
 	if (failed)
 		commit = false;
 	sqlite3_stmt *st = sq_stmt(c, commit ? &sq_commit : &sq_rollback);
+	int64_t t0 = cp_mono_us();
 	bool done = st && sqlite3_step(st) == SQLITE_DONE;
+	if (done && commit)
+		metrics_store_commit(true, cp_mono_us() - t0);
 	enum store_result rc = done && !failed ? STORE_OK : STORE_ERROR;
 	if (st)
 		sqlite3_reset(st);
