@@ -64,3 +64,13 @@ enum cp_err auth_check(struct store *st, const char *secret, struct principal *w
 	snprintf(who->scope.sip_uris, sizeof who->scope.sip_uris, "%s", who->key.sip_uris);
 	return CP_OK;
 }
+
+bool auth_token_matches(const char *given, const char *want)
+{
+	char a[CP_SHA256_HEX_LEN + 1], b[CP_SHA256_HEX_LEN + 1];
+	if (!given || !want)
+		return false;
+	cp_sha256_hex(given, strlen(given), a);
+	cp_sha256_hex(want, strlen(want), b);
+	return CRYPTO_memcmp(a, b, CP_SHA256_HEX_LEN) == 0;
+}

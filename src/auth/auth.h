@@ -33,6 +33,10 @@ int auth_key_mint(const char *tenant_id, const char *number, struct api_key *k,
  * "Authorization: Bearer X" or "x-api-key: X". Returns NULL if none is usable. */
 const char *auth_secret_from_headers(const char *authorization, const char *x_api_key);
 
+/* Whether a presented token (NULL: none) is the expected one, compared in a time that tells
+ * neither where they differ nor the expected length (their SHA-256 digests are compared). */
+bool auth_token_matches(const char *given, const char *want);
+
 /* Authenticates a secret: CP_OK and *who filled, or CP_ERR_UNAUTHORIZED / CP_ERR_INTERNAL. */
 enum cp_err auth_check(struct store *st, const char *secret, struct principal *who);
 

@@ -57,6 +57,7 @@ static const char serve_usage[] =
 	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS] [--recordings DIR]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
 	"       [--events-per-key N] (GET /v1/events streams one key may hold; default 10)\n"
+	"  Metrics: [--metrics-token TOKEN] (GET /metrics then needs Authorization: Bearer TOKEN)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
 	"            [--webhook-timeout-ms MS] [--webhooks-per-tenant N] (default 20)\n"
 	"            [--webhook-allow-private] (targets on private addresses: labs, tests)\n"
@@ -126,9 +127,8 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 }
 
 const struct route *const serve_route_tables[] = {
-	canonical_routes, webhook_routes, event_routes, openapi_routes, web_routes,
-	talkover_routes,
-	voxworks_routes, pilotstatus_routes, cartesia_routes,
+	canonical_routes, webhook_routes, event_routes, openapi_routes, metrics_routes, web_routes,
+	talkover_routes, voxworks_routes, pilotstatus_routes, cartesia_routes,
 };
 const size_t serve_n_route_tables = sizeof serve_route_tables / sizeof serve_route_tables[0];
 
@@ -254,7 +254,8 @@ int cli_serve(int argc, char **argv)
 		goto out_cfg;
 	}
 	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = set.webhooks_per_tenant,
-			  .webhook_allow_private = set.webhooks.allow_private};
+			  .webhook_allow_private = set.webhooks.allow_private,
+			  .metrics_token = set.metrics_token[0] ? set.metrics_token : NULL};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
 	struct webhook_worker *hooks = webhook_worker_start(st, &set.webhooks);

@@ -32,6 +32,7 @@ struct serve_config {
 		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key,
 		*allow_any_inbound, *inbound_rate;
 	const char *wh_allow_private;    /* a flag: "1" when given */
+	const char *metrics_token;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the
@@ -53,6 +54,10 @@ const struct serve_option *serve_option_named(const char *name);
 /* Writes o's environment variable's name ("CALLPLANE_HTTP_THREADS") into buf. */
 void serve_option_env_name(const struct serve_option *o, char *buf, size_t size);
 
+/* --metrics-token: 16..SERVE_METRICS_TOKEN_MAX visible ASCII characters. */
+#define SERVE_METRICS_TOKEN_MIN 16
+#define SERVE_METRICS_TOKEN_MAX 256
+
 /* The options settled: checked, typed, defaults applied. */
 struct serve_settings {
 	char http_host[256];
@@ -65,6 +70,7 @@ struct serve_settings {
 	int webhooks_per_tenant;         /* webhooks one tenant may register */
 	int events_per_key;              /* GET /v1/events streams one key may hold */
 	char recordings[PATH_MAX];       /* where recordings live */
+	char metrics_token[SERVE_METRICS_TOKEN_MAX + 1];  /* GET /metrics needs it; "" = open */
 	bool with_sip;                   /* false for --sip none: sip is then unset */
 	struct sip_config sip;
 };

@@ -63,6 +63,7 @@ const struct serve_option serve_options[] = {
 	{"allow-any-inbound", SLOT(allow_any_inbound), OPT_FLAG},
 	{"inbound-rate", SLOT(inbound_rate), OPT_OPTIONAL},
 	{"webhook-allow-private", SLOT(wh_allow_private), OPT_FLAG},
+	{"metrics-token", SLOT(metrics_token), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -298,6 +299,24 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 	return 0;
 }
 
+/* --metrics-token into s (none: ""): -1 with the problem in why unless it is 16..256 visible
+ * ASCII characters, which an HTTP header carries as they are; a shorter one is guessable. */
+static int metrics_token_from(const char *token, struct serve_settings *s, char *why,
+			      size_t size)
+{
+	if (!token)
+		return 0;
+	size_t n = strlen(token);
+	bool visible = true;
+	for (const char *p = token; *p; p++)
+		visible = visible && *p > ' ' && *p < 0x7f;
+	if (n < SERVE_METRICS_TOKEN_MIN || n > SERVE_METRICS_TOKEN_MAX || !visible)
+		return fail(why, size, "--metrics-token must be %d..%d visible ASCII characters "
+			    "(no spaces)", SERVE_METRICS_TOKEN_MIN, SERVE_METRICS_TOKEN_MAX);
+	memcpy(s->metrics_token, token, n + 1);
+	return 0;
+}
+
 /* The default recordings directory: "recordings" beside the database file (the directory
  * part of its path as given). */
 static int default_recordings_dir(const char *db, char *buf, size_t size)
@@ -376,6 +395,8 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 	} else if (default_recordings_dir(c->db, s->recordings, sizeof s->recordings)) {
 		return fail(why, why_size, "--db path too long for the recordings directory beside it");
 	}
+	if (metrics_token_from(c->metrics_token, s, why, why_size))
+		return -1;
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
 	int level = -1;
 	for (int i = 0; i < 4; i++)

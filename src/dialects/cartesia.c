@@ -87,6 +87,7 @@ static enum cp_err cartesia_auth(struct http_request *r, struct principal *who,
 
 static const struct http_dialect cartesia = {
 	.name = "cartesia",
+	.metrics = METRICS_CARTESIA,
 	.render_error = cartesia_error,
 	.authenticate = cartesia_auth,
 	.path_prefix = "/agents",

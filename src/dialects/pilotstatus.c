@@ -64,6 +64,7 @@ static enum cp_err pilot_auth(struct http_request *r, struct principal *who,
 
 static const struct http_dialect pilotstatus = {
 	.name = "pilotstatus",
+	.metrics = METRICS_PILOTSTATUS,
 	.render_error = pilot_error,
 	.authenticate = pilot_auth,
 };

@@ -39,6 +39,7 @@ static json_t *talkover_error(const struct cp_error *e, unsigned *status)
 
 static const struct http_dialect talkover = {
 	.name = "talkover",
+	.metrics = METRICS_TALKOVER,
 	.render_error = talkover_error,
 	.authenticate = dialect_auth_bearer,
 };

@@ -44,6 +44,7 @@ static json_t *voxworks_error(const struct cp_error *e, unsigned *status)
 
 static const struct http_dialect voxworks = {
 	.name = "voxworks",
+	.metrics = METRICS_VOXWORKS,
 	.render_error = voxworks_error,
 	.authenticate = dialect_auth_bearer,
 };

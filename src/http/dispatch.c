@@ -54,6 +54,7 @@ static bool rate_limit_pass(struct http_request *r)
 	http_add_header(r, "X-RateLimit-Reset", buf);
 	if (rr.allowed)
 		return true;
+	metrics_http_rate_limited(http_dialect_of(r)->metrics);
 	snprintf(buf, sizeof buf, "%u", rr.retry_after);
 	http_add_header(r, "Retry-After", buf);
 	http_reply_fail(r, CP_ERR_RATE_LIMITED, "rate limit of %u requests per second exceeded",

@@ -22,6 +22,7 @@
 
 #include "auth/auth.h"
 #include "core/error.h"
+#include "metrics/metrics.h"
 
 /* How long an Idempotency-Key is remembered (claims and the server's purge agree on it). */
 #define HTTP_IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
@@ -44,6 +45,8 @@ struct http_dialect {
 	/* Paths this dialect owns ("/agents": that path and those under it), so that a path or
 	 * method none of its routes serves is answered in its error shape; NULL = none. */
 	const char *path_prefix;
+	/* Its value of the `dialect` label in /metrics (metrics.h); 0 = canonical. */
+	enum metrics_dialect metrics;
 };
 
 enum route_flags {
@@ -96,6 +99,9 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 void http_reply_json(struct http_request *r, unsigned status, json_t *body);
 /* The same with JSON already written as text (malloc'd, owned; NULL: out of memory, 500). */
 void http_reply_json_text(struct http_request *r, unsigned status, char *text, size_t len);
+/* The same with a body of another type: content_type must outlive the request (a literal). */
+void http_reply_typed(struct http_request *r, unsigned status, const char *content_type,
+		      char *text, size_t len);
 /* Replies with an error in the route's dialect. */
 void http_reply_error(struct http_request *r, const struct cp_error *e);
 void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
@@ -107,9 +113,6 @@ void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, 
  * Every answer says Accept-Ranges: bytes. */
 void http_reply_file(struct http_request *r, int fd, const char *content_type);
 
-/* Replies with a body that is not JSON, of content_type (text malloc'd, owned; NULL: 500). */
-void http_reply_body(struct http_request *r, unsigned status, const char *content_type, char *text,
-		     size_t len);
 
 /* A WebSocket, upgraded from its request: the socket and the bytes the server read past the
  * handshake (valid during on_open only: copy them). Whoever holds it never close()s fd; calling

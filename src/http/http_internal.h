@@ -92,13 +92,13 @@ struct http_request {
 	enum req_state state;
 	unsigned status;
 	char *resp;                  /* response body text */
+	const char *resp_type;       /* its Content-Type; NULL: application/json */
 	size_t resp_len;             /* its length, or that of the file's part sent */
 	int file_fd;                 /* a file reply instead of resp (-1: none); owned */
 	uint64_t file_off;
 	struct { char *name, *value; } hdr[MAX_EXTRA_HEADERS];
 	int n_hdr;
 	struct http_stream *stream;  /* a streaming reply instead of resp */
-	char *content_type;          /* of resp; NULL: application/json */
 	/* a WebSocket upgrade instead of resp (upgrade.c): what runs once the 101 is sent */
 	http_websocket_fn on_upgrade;
 	char *upgrade_tag;
@@ -155,7 +155,7 @@ bool http_idempotency_begin(struct http_request *r);
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len);
 /* The same for a reply without a body (a 101 whose r->on_upgrade is set). */
 void http_reply_empty(struct http_request *r, unsigned status);
-/* Writes r's access log line (once its response is queued). */
+/* Writes r's access log line and counts it in the metrics (once its response is queued). */
 void http_reply_log(struct http_request *r);
 /* The dialect r's errors are rendered in: its route's, else the one owning its path, else
  * the server's fallback. */

@@ -25,10 +25,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Hand-formatted: it runs for every request and jansson's object building cost more than the
- * rest of a cached GET. */
+/* Counts r in the metrics (by dialect and status class), then logs it, hand-formatted: it runs
+ * for every request and jansson's object building cost more than the rest of a cached GET. */
 void http_reply_log(struct http_request *r)
 {
+	metrics_http_request(http_dialect_of(r)->metrics, r->status);
 	if (!log_enabled(LOG_INFO))
 		return;
 	/* bounded inputs: method <= 32 and path <= 200 bytes, at most 6x longer once escaped,
@@ -60,10 +61,10 @@ void http_add_header(struct http_request *r, const char *name, const char *value
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* The hand-over: text (owned) of len bytes, or, when fd >= 0 (owned), len bytes of that file
- * from off. */
-static void reply_store(struct http_request *r, unsigned status, char *text, size_t len, int fd,
-			uint64_t off)
+/* The hand-over: text (owned) of len bytes and type (NULL: JSON), or, when fd >= 0 (owned),
+ * len bytes of that file from off. */
+static void reply_store(struct http_request *r, unsigned status, char *text, size_t len,
+			const char *type, int fd, uint64_t off)
 {
 	struct http_server *srv = r->srv;
 	if (r->on_reply)
@@ -82,6 +83,7 @@ static void reply_store(struct http_request *r, unsigned status, char *text, siz
 	r->status = status;
 	r->resp = text;
 	r->resp_len = len;
+	r->resp_type = type;
 	r->file_fd = fd;
 	r->file_off = off;
 	r->state = REQ_REPLIED;
@@ -99,24 +101,22 @@ static void reply_store(struct http_request *r, unsigned status, char *text, siz
 
 void http_reply_text(struct http_request *r, unsigned status, char *text, size_t len)
 {
-	reply_store(r, status, text, len, -1, 0);
+	reply_store(r, status, text, len, NULL, -1, 0);
 }
 
-void http_reply_empty(struct http_request *r, unsigned status)
-{
-	reply_store(r, status, NULL, 0, -1, 0);
-}
-
-void http_reply_body(struct http_request *r, unsigned status, const char *content_type, char *text,
-		     size_t len)
+void http_reply_typed(struct http_request *r, unsigned status, const char *content_type,
+		      char *text, size_t len)
 {
 	if (!text) {
 		http_reply_fail(r, CP_ERR_INTERNAL, "out of memory");
 		return;
 	}
-	free(r->content_type);
-	r->content_type = strdup(content_type);
-	reply_store(r, status, text, len, -1, 0);
+	reply_store(r, status, text, len, content_type, -1, 0);
+}
+
+void http_reply_empty(struct http_request *r, unsigned status)
+{
+	reply_store(r, status, NULL, 0, NULL, -1, 0);
 }
 
 void http_reply_file(struct http_request *r, int fd, const char *content_type)
@@ -145,7 +145,7 @@ void http_reply_file(struct http_request *r, int fd, const char *content_type)
 		http_add_header(r, "Content-Range", buf);
 	}
 	http_add_header(r, "Content-Type", content_type);
-	reply_store(r, range == HTTP_RANGE_PARTIAL ? 206 : 200, NULL, (size_t)len, fd, off);
+	reply_store(r, range == HTTP_RANGE_PARTIAL ? 206 : 200, NULL, (size_t)len, NULL, fd, off);
 }
 
 void http_reply_json(struct http_request *r, unsigned status, json_t *body)

@@ -63,7 +63,6 @@ void http_request_free(struct http_request *r)
 	for (int i = 0; i < HTTP_MAX_PARAMS; i++)
 		free(r->params[i]);
 	free(r->resp);
-	free(r->content_type);
 	free(r->upgrade_tag);
 	for (int i = 0; i < r->n_hdr; i++) {
 		free(r->hdr[i].name);

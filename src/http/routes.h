@@ -1,7 +1,8 @@
 /*
  * routes.h - the route tables the server is assembled from, and what handlers share.
  *
- * canonical_routes: docs/API.md. Vendor dialects add one table each (docs/dialects.md).
+ * canonical_routes: docs/API.md; metrics_routes: docs/OPERATIONS.md. Vendor dialects add one
+ * table each (docs/dialects.md).
  */
 #ifndef CP_ROUTES_H
 #define CP_ROUTES_H
@@ -20,6 +21,7 @@ struct app {
 	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
 	int webhooks_per_tenant;       /* the cap POST /v1/webhooks enforces */
 	bool webhook_allow_private;    /* POST /v1/webhooks may name private addresses */
+	const char *metrics_token;     /* what GET /metrics requires as a Bearer token; NULL: none */
 };
 
 extern const struct http_dialect canonical_dialect;
@@ -28,6 +30,7 @@ extern const struct route webhook_routes[];   /* routes_webhooks.c */
 extern const struct route event_routes[];     /* routes_events.c */
 extern const struct route openapi_routes[];   /* routes_openapi.c */
 extern const struct route web_routes[];       /* routes_web.c */
+extern const struct route metrics_routes[];   /* routes_metrics.c */
 
 /* docs/openapi.json as it was at build time (build/gen/openapi_json.c, written by
  * scripts/embed.sh): openapi_json_len bytes, then a NUL. */

@@ -25,6 +25,7 @@ static json_t *canonical_error(const struct cp_error *e, unsigned *status)
 
 const struct http_dialect canonical_dialect = {
 	.name = "canonical",
+	.metrics = METRICS_CANONICAL,
 	.render_error = canonical_error,
 };
 

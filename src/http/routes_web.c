@@ -99,7 +99,7 @@ static void page(struct http_request *r)
 	char *body = malloc(len);
 	if (body)
 		memcpy(body, html, len);
-	http_reply_body(r, ok ? 200 : 401, "text/html; charset=utf-8", body, len);
+	http_reply_typed(r, ok ? 200 : 401, "text/html; charset=utf-8", body, len);
 }
 
 /* The 101 is sent: the socket goes to the call, through the service. */

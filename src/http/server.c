@@ -113,7 +113,7 @@ static enum MHD_Result queue_reply(struct http_request *r)
 	r->file_fd = -1;
 	if (r->resp_len && !file)
 		MHD_add_response_header(resp, "Content-Type",
-					r->content_type ? r->content_type : "application/json");
+					r->resp_type ? r->resp_type : "application/json");
 	MHD_add_response_header(resp, "X-Request-Id", r->req_id);
 	for (int i = 0; i < r->n_hdr; i++)
 		MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);

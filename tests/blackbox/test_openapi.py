@@ -73,6 +73,7 @@ NOT_SENT = {
     "unavailable": "needs a request to arrive while the server shuts down",
     "hangup_undeliverable": "needs a SIP engine too busy to take a hang-up in --hangup-wait-ms",
     "media_unavailable": "needs an answered call whose media is gone",
+    "token_refused": "needs a server run with --metrics-token (tests/blackbox/test_metrics.py)",
 }
 # Members whose values vary from run to run: compared by JSON type only.
 VOLATILE = {"duration_s", "goodbye_ms", "attempts", "last_status", "last_error", "sip_status"}
