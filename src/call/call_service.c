@@ -17,6 +17,12 @@
  * way, and another end of it joins that one instead of hanging up on its own, so every end
  * gets the one result and the call makes one transition. Speech is rendered on the thread
  * that ends the call (goodbye.h says which).
+ *
+ * Metrics (metrics.h): a call ended or created is counted once its write is durable, never
+ * more: a transition applied through the worker's group commit marks its job (struct ended),
+ * and the job counts it in job_finish(), after the commit; a batch whose commit fails is
+ * applied again one job at a time, which counts as it goes. The active calls per status are
+ * read from the store when scraped (a collector), not kept here.
  */
 #include "call_service.h"
 #include "call/dial.h"
@@ -38,6 +44,15 @@
 enum job_type { JOB_EVENT, JOB_HUNG_UP, JOB_INBOUND, JOB_DTMF, JOB_DIALOG, JOB_TRUNK };
 
 struct end_job;
+
+/* A call a job's transition ended, to be counted once the job is durable. reason points into
+ * the job (or its end_job), which lives until then. */
+struct ended {
+	bool set;
+	enum call_status status;
+	const char *reason;
+	enum metrics_dialect dialect;
+};
 
 struct job {
 	enum job_type type;
@@ -64,6 +79,7 @@ struct job {
 	struct trunk_status trunk;   /* JOB_TRUNK */
 	char *event_data;            /* JOB_TRUNK: heap, the data of its event, if it makes one */
 	char *tenants;               /* JOB_INBOUND: heap, NULL = any tenant */
+	struct ended ended;          /* set by job_apply, counted by job_finish */
 };
 
 struct call_service {
@@ -84,6 +100,7 @@ struct call_service {
 
 	struct goodbyes *goodbyes;       /* the calls whose goodbye is under way */
 	struct speaker *speaker;         /* the engine's goodbyes; NULL before start */
+	struct metrics_collector collector;  /* the active calls, read when scraped */
 };
 
 /* Where store work goes, and when the outbox events it writes are announced (on_event).
@@ -94,6 +111,7 @@ struct writer {
 	struct store *st;            /* svc->st, or the open batch */
 	bool batched;
 	bool event_pending;          /* batched: an event waits for the commit */
+	struct job *job;             /* batched: the job being applied */
 };
 
 static struct writer direct(struct call_service *svc)
@@ -113,6 +131,18 @@ static void event_written(struct writer *w)
 static void run_job(struct call_service *svc, struct job *j);
 static void run_batch(struct call_service *svc, struct job *list);
 
+/* The collector: how many calls are in each active status. */
+static void collect_active(void *arg, struct metrics_sample *out)
+{
+	struct call_service *svc = arg;
+	int64_t counts[CALL_STATUS_COUNT];
+	if (STORE(svc->st, call_count_active, counts) != STORE_OK)
+		return;
+	out->calls_active[0] += counts[CALL_QUEUED];
+	out->calls_active[1] += counts[CALL_RINGING];
+	out->calls_active[2] += counts[CALL_IN_PROGRESS];
+}
+
 struct call_service *call_service_create(struct store *st)
 {
 	struct call_service *svc = calloc(1, sizeof *svc);
@@ -129,6 +159,8 @@ struct call_service *call_service_create(struct store *st)
 	}
 	pthread_mutex_init(&svc->mu, NULL);
 	pthread_cond_init(&svc->cv, NULL);
+	svc->collector = (struct metrics_collector){.collect = collect_active, .arg = svc};
+	metrics_collector_add(&svc->collector);
 	return svc;
 }
 
@@ -188,6 +220,7 @@ void call_service_destroy(struct call_service *svc)
 	if (!svc)
 		return;
 	call_service_stop(svc);
+	metrics_collector_remove(&svc->collector);
 	goodbyes_destroy(svc->goodbyes);
 	pthread_mutex_destroy(&svc->mu);
 	pthread_cond_destroy(&svc->cv);
@@ -250,10 +283,11 @@ static const char *event_of(const struct call_update *u)
 	return call_status_is_terminal(u->to) ? "call.ended" : NULL;
 }
 
-/* What a transition's log line says about the request that caused it. */
+/* What a transition's log line and metrics say about the request that caused it. */
 struct cause {
 	const char *req_id;
 	int64_t wire_us;             /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
+	enum metrics_dialect dialect;    /* the API dialect that ended the call, or none */
 };
 
 static enum store_result transition_logged(struct writer *w, const char *id,
@@ -264,8 +298,20 @@ static enum store_result transition(struct writer *w, const char *id,
 				    const struct call_update *step, const char *req_id,
 				    struct call *out)
 {
-	struct cause why = {.req_id = req_id};
+	struct cause why = {.req_id = req_id, .dialect = METRICS_NO_DIALECT};
 	return transition_logged(w, id, step, &why, out);
+}
+
+/* The call was ended through w: counted now if that is durable, else once its job is. */
+static void ended_through(struct writer *w, const struct call_update *u,
+			  enum metrics_dialect dialect)
+{
+	struct ended e = {.set = true, .status = u->to, .reason = u->end_reason,
+			  .dialect = dialect};
+	if (w->batched && w->job)
+		w->job->ended = e;
+	else
+		metrics_call_ended(call_status_name(e.status), e.reason, e.dialect);
 }
 
 static enum store_result transition_logged(struct writer *w, const char *id,
@@ -285,6 +331,8 @@ static enum store_result transition_logged(struct writer *w, const char *id,
 	enum store_result rc = STORE(w->st, call_update, id, u, out, &prev);
 	if (rc == STORE_OK && u->event)
 		event_written(w);
+	if (rc == STORE_OK && call_status_is_terminal(u->to) && prev != u->to)
+		ended_through(w, u, why->dialect);
 	if (rc == STORE_OK && log_enabled(LOG_INFO)) {
 		/* hand-formatted: one line per transition is on the end-call hot path. Every value
 		 * is an id, a status name, a validated reason ([A-Za-z0-9_.:-]) or a number. */
@@ -532,6 +580,7 @@ static enum cp_err store_and_start(struct call_service *svc, struct call *c,
 		call_clear(c);
 		return store_fail(err, rc, "agent %s", agent->id);
 	}
+	metrics_call_created(false);
 	log_created(c, req_id);
 	if (start(svc, c, arg) != 0) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
@@ -853,6 +902,8 @@ struct end_job {
 	int64_t t_start_us;          /* when the end was requested (monotonic) */
 	int64_t wire_us;             /* request -> BYE/CANCEL handed to the transport */
 	bool claimed;                /* the call's goodbye under way is this end */
+	enum end_origin origin;
+	enum metrics_dialect dialect;    /* of the API request; none for the engine's own */
 	call_end_fn done;
 	void *arg;
 	/* the outcome, decided by end_apply() and told by end_finish() once it is durable */
@@ -883,6 +934,9 @@ static void end_store_failed(struct end_job *job, enum store_result rc)
  * gone afterwards. */
 static void end_finish(struct end_job *job)
 {
+	/* an API end's latency; a goodbye's, and an emergency stop's per call, are not that */
+	if (job->origin == END_API && !job->claimed && job->result.code == CP_OK)
+		metrics_end_request(cp_mono_us() - job->t_start_us);
 	struct goodbye_waiter *w = job->claimed ? goodbyes_release(job->svc->goodbyes, job->id) :
 				   NULL;
 	const struct call *c = job->has_call ? &job->call : NULL;
@@ -918,7 +972,8 @@ static void end_record(struct writer *w, struct end_job *job, enum hangup_kind k
 		}
 		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
 					.end_reason = job->reason};
-		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us};
+		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us,
+				    .dialect = job->dialect};
 		enum store_result rc = transition_logged(w, job->id, &u, &why, &c);
 		if (rc == STORE_OK) {
 			end_result(job, CP_OK, "", &c);
@@ -967,8 +1022,12 @@ static void end_apply(struct writer *w, struct end_job *job, enum cp_err err,
 static void end_hung_up(void *arg, enum cp_err err, enum hangup_kind kind, int goodbye_ms)
 {
 	struct end_job *end = arg;
-	if (err == CP_OK && kind != HANGUP_NONE)
+	if (err == CP_OK && kind != HANGUP_NONE) {
 		end->wire_us = cp_mono_us() - end->t_start_us;
+		/* a goodbye's wait is its speech, not latency */
+		if (!end->claimed && end->origin != END_ENGINE)
+			metrics_end_to_wire(end->wire_us);
+	}
 	end->goodbye_ms = err == CP_OK ? goodbye_ms : 0;
 	struct job *j = calloc(1, sizeof *j);
 	if (!j) {
@@ -1095,6 +1154,8 @@ static void end_call(struct call_service *svc, const struct scope *sc, const cha
 	snprintf(job->req_id, sizeof job->req_id, "%s", req_id ? req_id : "");
 	job->seen = c.status;
 	job->t_start_us = t_start_us;
+	job->origin = origin;
+	job->dialect = origin == END_ENGINE ? METRICS_NO_DIALECT : opt->dialect;
 	job->done = done;
 	job->arg = arg;
 	if (origin != END_EMERGENCY && goodbyes_join(svc->goodbyes, c.id, goodbye, done, arg)) {
@@ -1334,6 +1395,8 @@ static void inbound_create(struct writer *w, struct job *j)
 /* Phase 1, inside the batch's transaction: the store work. */
 static void job_apply(struct writer *w, struct job *j)
 {
+	j->ended.set = false;    /* an earlier try of a batch that did not commit counts nothing */
+	w->job = j;
 	switch (j->type) {
 	case JOB_EVENT:
 		transition(w, j->call_id, &j->u, NULL, NULL);
@@ -1360,6 +1423,11 @@ static void job_apply(struct writer *w, struct job *j)
  * job by job, so each job's own result is what stands): tell whoever waits. */
 static void job_finish(struct job *j)
 {
+	if (j->ended.set)
+		metrics_call_ended(call_status_name(j->ended.status), j->ended.reason,
+				   j->ended.dialect);
+	if (j->type == JOB_INBOUND && j->err == CP_OK)
+		metrics_call_created(true);
 	switch (j->type) {
 	case JOB_EVENT:
 	case JOB_DTMF:

@@ -13,6 +13,7 @@
 #include "call/telephony.h"
 #include "call/web_token.h"
 #include "core/error.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 struct call_service;
@@ -144,6 +145,8 @@ struct call_end_options {
 	bool agent_goodbye;
 	bool has_max_wait;
 	int max_wait_ms;
+	/* The API dialect of the request, for the metrics of calls ended (0: canonical). */
+	enum metrics_dialect dialect;
 };
 void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
 		   const struct call_end_options *opt, const char *req_id, call_end_fn done,

@@ -201,7 +201,8 @@ static void cancelled(void *arg, const struct cp_error *err, const struct call *
 
 static void cancel(struct http_request *r)
 {
-	struct call_end_options opt = {.reason = "api_cancelled", .agent_goodbye = true};
+	struct call_end_options opt = {.reason = "api_cancelled", .agent_goodbye = true,
+				       .dialect = METRICS_CARTESIA};
 	call_end_with(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &opt,
 		      http_req_id(r), cancelled, r);
 }

@@ -92,7 +92,7 @@ static void terminate(struct http_request *r)
 		return;
 	}
 	json_decref(body);
-	struct call_end_options opt = {.agent_goodbye = true};
+	struct call_end_options opt = {.agent_goodbye = true, .dialect = METRICS_PILOTSTATUS};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope,
 		      http_param(r, 0), &opt, http_req_id(r), ended, r);
 }

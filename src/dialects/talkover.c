@@ -76,7 +76,8 @@ static void end_call(struct http_request *r)
 		cp_fail(&err, CP_ERR_INVALID, "call_sid is required");
 		goto fail;
 	}
-	struct call_end_options opt = {.agent_id = http_param(r, 0), .agent_goodbye = true};
+	struct call_end_options opt = {.agent_id = http_param(r, 0), .agent_goodbye = true,
+				       .dialect = METRICS_TALKOVER};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope, sid, &opt,
 		      http_req_id(r), ended, r);
 	json_decref(body);

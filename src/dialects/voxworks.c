@@ -86,7 +86,7 @@ static void end_web_call(struct http_request *r)
 		goto fail;
 	}
 	struct call_end_options opt = {.reason = reason ? reason : VOXWORKS_DEFAULT_REASON,
-				       .agent_goodbye = true};
+				       .agent_goodbye = true, .dialect = METRICS_VOXWORKS};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope,
 		      http_param(r, 0), &opt, http_req_id(r), ended, r);
 	json_decref(body);

@@ -360,7 +360,7 @@ static void end(struct http_request *r)
 					     NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
-	struct call_end_options opt = {0};
+	struct call_end_options opt = {.dialect = METRICS_CANONICAL};
 	if (!http_json_body(r, true, &body, &err) ||
 	    (body && (!json_only_fields(body, fields, &err) ||
 		      !json_opt_string(body, "reason", &opt.reason, &err) ||

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #define NUM_A1 "+15550001111"
@@ -2579,6 +2580,91 @@ static void test_goodbye_at_max_duration(void **state)
 	call_clear(&s);
 }
 
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+/* The value of one series of the metrics ("name{labels}" as rendered); 0 when absent (a sparse
+ * family shows only what is not zero). */
+static double metric(const char *series)
+{
+	size_t len = 0, n = strlen(series);
+	char *text = metrics_render(&len);
+	assert_non_null(text);
+	double v = 0;
+	for (const char *line = text; line && *line; ) {
+		if (!strncmp(line, series, n) && line[n] == ' ')
+			v = strtod(line + n + 1, NULL);
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	free(text);
+	return v;
+}
+
+#define ENDED(status, reason, dialect) "callplane_calls_ended_total{status=\"" status \
+	"\",reason=\"" reason "\",dialect=\"" dialect "\"}"
+
+static void test_metrics_of_calls(void **state)
+{
+	/* through the worker's group commits: each call created or ended is counted once, once
+	 * durable, with the dialect of the API request that ended it (none for the engine's
+	 * events); the active calls are read from the store */
+	struct fx *f = *state;
+	const char *out = "callplane_calls_created_total{direction=\"outbound\"}";
+	const char *in = "callplane_calls_created_total{direction=\"inbound\"}";
+	const char *by_talkover = ENDED("completed", "ended_by_api", "talkover");
+	const char *remote = ENDED("completed", "remote_hangup", "none");
+	const char *custom = ENDED("completed", "other", "canonical");
+	const char *wire = "callplane_end_to_wire_seconds_count";
+	double out0 = metric(out), in0 = metric(in), talkover0 = metric(by_talkover);
+	double remote0 = metric(remote), custom0 = metric(custom), wire0 = metric(wire);
+	call_service_set_telephony(f->svc, &f->tel);
+	assert_int_equal(call_service_start(f->svc), 0);
+	struct call c[3] = {0};
+	for (int i = 0; i < 3; i++) {
+		create_ok(f, f->a1, &c[i]);
+		to_in_progress(f, c[i].id);
+	}
+	struct inbound_result r = {0};
+	struct inbound_call inb = {.number = NUM_A3, .from = "sip:caller@example.net",
+				   .to = "sip:" NUM_A3 "@callplane.test",
+				   .provider_call_id = "inbound-metrics@example.net"};
+	call_service_inbound(f->svc, &inb, on_inbound, &r);
+	assert_float_equal(metric(out), out0 + 3, 0);
+	/* an end through a vendor dialect, twice: the second finds it ended */
+	struct call_end_options opt = {.dialect = METRICS_TALKOVER};
+	for (int i = 0; i < 2; i++) {
+		struct end_result e;
+		result_init(&e);
+		call_end_with(f->svc, &f->sc1, c[0].id, &opt, NULL, on_end, &e);
+		assert_int_equal(wait_result(&e), 1);
+		assert_int_equal(e.code, i ? CP_ERR_NOT_ACTIVE : CP_OK);
+		result_destroy(&e);
+	}
+	/* the far end hangs up the second; the third ends with a reason of the client's */
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	call_service_post_event(f->svc, c[1].id, &bye);
+	struct end_result e;
+	result_init(&e);
+	call_end(f->svc, &f->sc1, c[2].id, "customer_done", NULL, on_end, &e);
+	assert_int_equal(wait_result(&e), 1);
+	result_destroy(&e);
+	call_service_stop(f->svc);      /* drains the worker */
+	assert_int_equal(r.err, CP_OK);
+	assert_float_equal(metric(in), in0 + 1, 0);
+	assert_float_equal(metric(by_talkover), talkover0 + 1, 0);
+	assert_float_equal(metric(remote), remote0 + 1, 0);
+	assert_float_equal(metric(custom), custom0 + 1, 0);
+	assert_float_equal(metric(wire), wire0 + 2, 0);      /* the two BYEs of API ends */
+	/* this test's store: the inbound call is queued, nothing else is active */
+	assert_float_equal(metric("callplane_calls_active{status=\"queued\"}"), 1, 0);
+	assert_float_equal(metric("callplane_calls_active{status=\"in_progress\"}"), 0, 0);
+	call_clear(&r.call);
+	for (int i = 0; i < 3; i++)
+		call_clear(&c[i]);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -2643,6 +2729,7 @@ int main(void)
 		T(test_post_dtmf_in_order_with_worker),
 		T(test_post_dialog_with_answer),
 		T(test_left_dialogs),
+		T(test_metrics_of_calls),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
