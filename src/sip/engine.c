@@ -139,7 +139,7 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 		struct sdp_remote r;
 		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
 		if (r.payload_type < 0) {
-			nua_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+			leg_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
 			return;
 		}
 		pt = r.payload_type;
@@ -148,7 +148,7 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 	}
 	dialog_target_refresh(l, sip);
 	media_sdp(eng, l, pt, sdp, sizeof sdp);
-	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 }
 
@@ -185,6 +185,25 @@ static bool body_short(sip_t const *sip)
 	return got < announced || (sip && (sip->sip_flags & MSG_FLG_TRUNC));
 }
 
+/* The metrics of SIP responses an event tells of: a response to one of our requests as it
+ * arrived (nua reports those it makes up itself, such as a timeout's 408, without a message,
+ * and they are not counted), or one nua gave on its own to a request it reports: 200 to a BYE,
+ * a CANCEL (and then 487 to the INVITE it cancels) or an OPTIONS. The answers nua gives to
+ * requests it never reports (405 outside SIP_ALLOW, 481 outside a dialog) are not seen. */
+static void count_responses(nua_event_t event, int status, sip_t const *sip)
+{
+	if (sip && sip->sip_status && sip->sip_cseq) {
+		metrics_sip_response(false, sip->sip_cseq->cs_method_name, sip->sip_status->st_status);
+		return;
+	}
+	if (status < 200 || !sip || !sip->sip_request)
+		return;
+	if (event == nua_i_bye || event == nua_i_cancel || event == nua_i_options)
+		metrics_sip_response(true, sip->sip_request->rq_method_name, status);
+	if (event == nua_i_cancel)
+		metrics_sip_response(true, "INVITE", 487);
+}
+
 /* Every nua event, on the engine thread: l is the handle's leg (NULL for a handle nua made
  * for a new request, which inbound.c binds or destroys). */
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
@@ -192,10 +211,11 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 			 sip_t const *sip, tagi_t tags[])
 {
 	(void)nua;
+	count_responses(event, status, sip);
 	switch (event) {
 	case nua_i_invite:
 		if (body_short(sip)) {
-			nua_respond(nh, SIP_400_BAD_REQUEST, TAG_END());   /* a dialog stays as it is */
+			leg_respond(nh, SIP_400_BAD_REQUEST, TAG_END());   /* a dialog stays as it is */
 			if (!l)
 				nua_handle_destroy(nh);
 		} else if (!l)

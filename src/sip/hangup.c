@@ -193,7 +193,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 		case LEG_PENDING:
 			/* an inbound call not answered yet: refuse the INVITE (487), as a CANCEL
 			 * from the caller would; inbound_on_created() then finds it ended */
-			nua_respond(l->nh, SIP_487_REQUEST_TERMINATED, TAG_END());
+			leg_respond(l->nh, SIP_487_REQUEST_TERMINATED, TAG_END());
 			l->state = LEG_CANCELING;
 			l->end_recorded = true;
 			l->end_status = CALL_CANCELED;

@@ -64,7 +64,7 @@ static void on_stored(void *arg, enum cp_err err, const struct call *c);
 /* Refuses an INVITE that made no leg: answers it and frees the handle nua made for it. */
 static void refuse(nua_handle_t *nh, int status, const char *phrase)
 {
-	nua_respond(nh, status, phrase, TAG_END());
+	leg_respond(nh, status, phrase, TAG_END());
 	nua_handle_destroy(nh);
 }
 
@@ -82,7 +82,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	const struct sockaddr *src = ai && ai->ai_addr ? (const struct sockaddr *)ai->ai_addr : NULL;
 	if (!access_rate_ok(eng, src)) {
 		access_refused(eng, src, true, sip);
-		nua_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+		leg_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
 		nua_handle_destroy(nh);
 		return;
 	}
@@ -124,7 +124,7 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
 	if (cp_uuid4(l->call_id)) {
-		nua_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		leg_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		leg_stop(l);
 		goto out;
 	}
@@ -146,7 +146,7 @@ out:
 static void inbound_reject(struct leg *l, int status, const char *phrase, bool stored,
 			   const char *end_reason)
 {
-	nua_respond(l->nh, status, phrase, TAG_END());
+	leg_respond(l->nh, status, phrase, TAG_END());
 	if (stored) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
 					.ended_at = cp_now_ms(), .end_reason = end_reason,
@@ -193,7 +193,7 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 	bridge_keep_call(l, c);
 	char sdp[600];
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
-	nua_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),
 		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
 	/* answered once the ACK comes (engine.c records it then); a caller that never sends

@@ -19,12 +19,14 @@
  *
  * Layering: this file sits on media.c and bridge.c (a leg's sockets and its media session,
  * which leg_stop() ends) and below every file that handles SIP (hangup.c, inbound.c,
- * outbound.c, engine.c). It calls none of them.
+ * outbound.c, engine.c). It calls none of them; they answer INVITEs through leg_respond().
  */
 #include "sip_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include <sofia-sip/su_tagarg.h>
 
 /* FNV-1a of a call id, as a table index. */
 static unsigned hash_id(const char *s)
@@ -208,4 +210,14 @@ void leg_post_end(struct leg *l, const char *reason)
 				.to = answered ? CALL_COMPLETED : CALL_CANCELED,
 				.ended_at = cp_now_ms(), .end_reason = reason};
 	leg_post_event(l, &u);
+}
+
+void leg_respond(nua_handle_t *nh, int status, char const *phrase, tag_type_t tag,
+		 tag_value_t value, ...)
+{
+	ta_list ta;
+	ta_start(ta, tag, value);
+	metrics_sip_response(true, "INVITE", status);
+	nua_respond(nh, status, phrase, ta_tags(ta));
+	(void)ta_end(ta);     /* a comma expression that ends in 0 */
 }

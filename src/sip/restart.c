@@ -170,6 +170,8 @@ static int on_response(struct restart_req *q, nta_outgoing_t *orq, sip_t const *
 	bool heard = sip && ai && ai->ai_addrlen > 0;
 	if (resp)
 		msg_destroy(resp);
+	if (heard)
+		metrics_sip_response(false, is_bye ? "BYE" : nta_outgoing_method_name(orq), status);
 	if (is_bye) {
 		q->bye_final = true;
 		q->d->status = heard ? status : 0;
@@ -261,9 +263,11 @@ static void send_late_ack(nta_agent_t *agent, struct restart_req *q)
 static int on_message(struct restart *r, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 {
 	if (sip && sip->sip_request) {
-		if (sip->sip_request->rq_method != sip_method_ack)
+		if (sip->sip_request->rq_method != sip_method_ack) {
+			metrics_sip_response(true, sip->sip_request->rq_method_name, 503);
 			return nta_msg_treply(agent, msg, SIP_503_SERVICE_UNAVAILABLE,
 					      SIPTAG_RETRY_AFTER_STR("5"), TAG_END()), 0;
+		}
 		nta_msg_discard(agent, msg);
 		return 0;
 	}

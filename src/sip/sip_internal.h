@@ -57,6 +57,7 @@ struct sip_msg;
 
 #include "sip.h"
 #include "media/media.h"
+#include "metrics/metrics.h"
 
 /* Where a leg's dialog stands; only the engine thread reads or changes it. */
 enum leg_state {
@@ -335,6 +336,10 @@ bool leg_answered(const struct leg *l);
  * LEG_CONFIRMED): completed if it is answered, canceled if not (an inbound 200 that still
  * waits for its ACK). */
 void leg_post_end(struct leg *l, const char *reason);
+/* Answers the INVITE (or re-INVITE) nh serves, as nua_respond() does, and counts the answer
+ * in the metrics: every answer the engine gives itself goes through here. */
+void leg_respond(nua_handle_t *nh, int status, char const *phrase, tag_type_t tag,
+		 tag_value_t value, ...);
 /* Answers every hang-up waiting for l's goodbye with (err, kind, goodbye_ms), in the order
  * they came, frees them and stops the goodbye's timer; l has no goodbye afterwards. Callers
  * that end the call another way answer CP_ERR_NOT_ACTIVE after posting their own end, so the
