@@ -20,11 +20,15 @@
  * a rebinding name), recorded with the address. Redirects are not followed (libcurl's
  * default, set anyway): a 3xx is a failed attempt, never a second connection. Proxies from the
  * environment are not used then: through one the address connected to is the proxy's.
+ *
+ * Metrics: attempts by outcome, deliveries given up and attempts in flight are counted here as
+ * they happen; the backlog (pending and due deliveries) is read from the store when scraped.
  */
 #include "webhook.h"
 #include "fair.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -64,6 +68,7 @@ struct webhook_worker {
 	int64_t round_gap_us;            /* the least time from one round to the next */
 	int64_t lease_now;               /* wall clock of the round fair_pick() runs in */
 	struct attempt *flying;          /* list of attempts in flight */
+	struct metrics_collector collector;  /* the backlog, read when scraped */
 };
 
 void webhook_global_init(void)
@@ -142,6 +147,11 @@ static void record(struct webhook_worker *w, struct attempt *a, long http_status
 		next = now + backoff_ms(&w->cfg, attempts);
 	}
 	STORE(w->st, delivery_record, a->d.id, status, next, (int)http_status, err, now);
+	metrics_webhook_attempt(ok ? METRICS_WEBHOOK_DELIVERED
+			   : sent && http_status > 0 ? METRICS_WEBHOOK_REJECTED
+						     : METRICS_WEBHOOK_UNREACHABLE);
+	if (!strcmp(status, "failed"))
+		metrics_webhook_given_up();
 	fair_done(w->fair, a->d.tenant_id, a->d.webhook_id,
 		  ok ? FAIR_DELIVERED : sent ? FAIR_FAILED : FAIR_NOT_SENT, now);
 	json_t *f = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "delivery_id", (json_int_t)a->d.id,
@@ -216,6 +226,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 		: sign(a) ? "could not sign: the secret is not whsec_ + base64 of 24..64 bytes" : NULL;
 	if (why) {
 		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0, why, cp_now_ms());
+		metrics_webhook_given_up();
 		fair_done(w->fair, a->d.tenant_id, a->d.webhook_id, FAIR_NOT_SENT, cp_now_ms());
 		attempt_free(a);
 		return;
@@ -252,6 +263,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	if (w->flying)
 		w->flying->prev = a;
 	w->flying = a;
+	metrics_webhook_in_flight(1);
 }
 
 /* delivery_picker: fair.c decides, at the round's time */
@@ -277,11 +289,13 @@ static void lease_round(struct webhook_worker *w)
 			start_attempt(w, &d[i]);
 		else if (d[i].pick == DELIVERY_GONE)
 			fair_done(w->fair, d[i].tenant_id, d[i].webhook_id, FAIR_NOT_SENT, w->lease_now);
-		else if (d[i].pick == DELIVERY_GIVE_UP)
+		else if (d[i].pick == DELIVERY_GIVE_UP) {
+			metrics_webhook_given_up();
 			log_json(LOG_WARN, "webhook_attempt",
 				 json_pack("{s:I, s:s, s:s, s:s, s:s}", "delivery_id",
 					   (json_int_t)d[i].id, "event_id", d[i].event_id, "type",
 					   d[i].type, "status", "failed", "error", d[i].why));
+		}
 	}
 	delivery_list_free(d, n);
 	/* a round reads every due row: under a backlog, rounds are spaced so that they take
@@ -291,6 +305,7 @@ static void lease_round(struct webhook_worker *w)
 }
 static void unlink_attempt(struct webhook_worker *w, struct attempt *a)
 {
+	metrics_webhook_in_flight(-1);
 	if (a->prev)
 		a->prev->next = a->next;
 	else
@@ -356,6 +371,17 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* The collector: the backlog, from the store. */
+static void collect_backlog(void *arg, struct metrics_sample *out)
+{
+	struct webhook_worker *w = arg;
+	int64_t pending, due;
+	if (STORE(w->st, delivery_backlog, cp_now_ms(), &pending, &due) != STORE_OK)
+		return;
+	out->webhook_pending += pending;
+	out->webhook_due += due;
+}
+
 struct webhook_worker *webhook_worker_start(struct store *st, const struct webhook_config *cfg)
 {
 	struct webhook_worker *w = calloc(1, sizeof *w);
@@ -378,6 +404,8 @@ struct webhook_worker *webhook_worker_start(struct store *st, const struct webho
 		free(w);
 		return NULL;
 	}
+	w->collector = (struct metrics_collector){.collect = collect_backlog, .arg = w};
+	metrics_collector_add(&w->collector);
 	return w;
 }
 
@@ -410,6 +438,7 @@ void webhook_worker_stop(struct webhook_worker *w)
 {
 	if (!w)
 		return;
+	metrics_collector_remove(&w->collector);
 	atomic_store(&w->stopping, true);
 	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
