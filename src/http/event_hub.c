@@ -14,7 +14,8 @@
  * store read per wake, and one key's forgotten tabs must not take what the API needs. A client
  * is listed (and counted) before its stream exists, so two opens at once cannot both take the
  * last place; a stream whose client has already hung up is not counted, so a client that
- * reconnects at once is not refused for the stream it just left.
+ * reconnects at once is not refused for the stream it just left. Every listed client is one
+ * of the metrics' open streams (callplane_sse_clients).
  *
  * hub->mu guards the list of clients (their links and stream pointers) and the ticker's stop;
  * the rest of a client is touched only by its stream's read and done callbacks, which MHD never
@@ -24,6 +25,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "auth/auth.h"
+#include "metrics/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -180,6 +182,7 @@ static void client_done(void *cls)
 			hub->clients = c->next;
 		if (c->next)
 			c->next->prev = c->prev;
+		metrics_sse_clients(-1);
 	}
 	pthread_mutex_unlock(&hub->mu);
 	free(c->buf);
@@ -224,6 +227,7 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 	if (c->next)
 		c->next->prev = c;
 	hub->clients = c;
+	metrics_sse_clients(1);
 	pthread_mutex_unlock(&hub->mu);
 	/* an opening comment tells the client the stream is live before any event arrives */
 	c->buf = strdup(": callplane events\n\n");
