@@ -493,6 +493,26 @@ void media_engine_stats(struct media_engine *me, struct media_stats *out)
 		atomic_load_explicit(&me->stats.playout_dropped, memory_order_relaxed);
 	out->dtmf_in = atomic_load_explicit(&me->stats.dtmf_in, memory_order_relaxed);
 	out->dtmf_out = atomic_load_explicit(&me->stats.dtmf_out, memory_order_relaxed);
+	out->rtp_expected = atomic_load_explicit(&me->stats.rtp_expected, memory_order_relaxed);
+	out->rtp_lost = atomic_load_explicit(&me->stats.rtp_lost, memory_order_relaxed);
+}
+
+/* The collector: the engine's counters, as the metrics name them. */
+static void collect_stats(void *arg, struct metrics_sample *out)
+{
+	struct media_stats st;
+	media_engine_stats(arg, &st);
+	out->media_sessions += (int64_t)st.sessions;
+	out->rtp_in += (int64_t)st.rtp_in;
+	out->rtp_out += (int64_t)st.rtp_out;
+	out->rtp_dropped += (int64_t)st.rtp_dropped;
+	out->rtp_expected += (int64_t)st.rtp_expected;
+	out->rtp_lost += (int64_t)st.rtp_lost;
+	out->agent_frames_in += (int64_t)st.agent_frames_in;
+	out->agent_frames_out += (int64_t)st.agent_frames_out;
+	out->dtmf_in += (int64_t)st.dtmf_in;
+	out->dtmf_out += (int64_t)st.dtmf_out;
+	out->playout_dropped_bytes += (int64_t)st.playout_dropped_bytes;
 }
 
 /* ---- the thread ------------------------------------------------------------------------- */
@@ -613,6 +633,8 @@ struct media_engine *media_engine_start(const struct media_config *cfg,
 		media_engine_free(me);
 		return NULL;
 	}
+	me->collector = (struct metrics_collector){.collect = collect_stats, .arg = me};
+	metrics_collector_add(&me->collector);
 	return me;
 }
 
@@ -630,6 +652,7 @@ void media_engine_free(struct media_engine *me)
 {
 	if (!me)
 		return;
+	metrics_collector_remove(&me->collector);
 	pthread_mutex_destroy(&me->mu);
 	pthread_mutex_destroy(&me->start_mu);
 	pthread_cond_destroy(&me->start_cv);

@@ -121,6 +121,9 @@ int media_session_goodbye(struct media_engine *me, const char *call_id, const ui
 struct media_stats {
 	uint64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_frames_in, agent_frames_out,
 		 playout_dropped_bytes, dtmf_in, dtmf_out;
+	/* of the far ends' streams (RFC 3550 A.3), counted at each RTCP report and at their end:
+	 * packets sent, by their sequence numbers, and never received */
+	uint64_t rtp_expected, rtp_lost;
 };
 void media_engine_stats(struct media_engine *me, struct media_stats *out);
 

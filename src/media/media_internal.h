@@ -39,6 +39,7 @@
 #include "core/util.h"
 #include "media/agent_msg.h"
 #include "media/jitter.h"
+#include "metrics/metrics.h"
 #include "media/media.h"
 #include "media/record.h"
 
@@ -136,6 +137,9 @@ struct session {
 	struct telev *telev_rx;
 	uint16_t rx_seq;                     /* the packet being received now, and when it */
 	int64_t rx_us;                       /* arrived (0: none): for the latency histogram */
+	/* how much of the reception statistics the engine's counters have (rtp.c rx_account) */
+	uint32_t acct_expected;
+	int64_t acct_lost;
 
 	/* the recording (record.c), if any: the far end's decoded audio waits in far[] for the
 	 * frame we send next, so the two channels stay in step with our 20 ms clock */
@@ -186,8 +190,9 @@ struct media_engine {
 
 	struct {
 		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
-			playout_dropped, dtmf_in, dtmf_out;
+			playout_dropped, dtmf_in, dtmf_out, rtp_expected, rtp_lost;
 	} stats;
+	struct metrics_collector collector;  /* stats, read by the metrics when scraped */
 };
 
 /* The monotonic clock in milliseconds: every deadline of the media plane is on it. */

@@ -20,7 +20,8 @@
  *
  * RTCP (RFC 3550): every ~5 s a compound SR (or RR before we send) + SDES CNAME with one
  * report block about the far end's stream; a BYE when the session ends. Received SRs give
- * LSR/DLSR for our reports.
+ * LSR/DLSR for our reports. At each report, a new SSRC and the session's end, the engine's
+ * counters (and the metrics' jitter histogram) take what the far end's stream did since.
  */
 #include "media/media_internal.h"
 #include "media/g711.h"
@@ -138,6 +139,30 @@ void rtp_queue_dtmf(struct session *s, const char *digits)
 
 /* ---- RTCP ------------------------------------------------------------------------------- */
 
+/* Adds to the engine's counters what the far end's stream did since the last account: the
+ * packets it sent (by their sequence numbers) and lost (RFC 3550 A.3's cumulative loss,
+ * counted as it grows; duplicates can shrink it, which counts nothing), and samples its
+ * jitter when packets arrived meanwhile. */
+static void rx_account(struct session *s)
+{
+	if (!s->rx_started)
+		return;
+	uint32_t expected = s->cycles + s->max_seq - s->base_seq + 1;
+	int64_t lost = (int64_t)expected - s->received;
+	if (expected != s->acct_expected) {
+		atomic_fetch_add_explicit(&s->me->stats.rtp_expected, expected - s->acct_expected,
+					  memory_order_relaxed);
+		s->acct_expected = expected;
+		/* timestamp units of the 8 kHz clock: 125 us each */
+		metrics_rtp_jitter((int64_t)(s->jitter * 125.0));
+	}
+	if (lost > s->acct_lost) {
+		atomic_fetch_add_explicit(&s->me->stats.rtp_lost, (uint64_t)(lost - s->acct_lost),
+					  memory_order_relaxed);
+		s->acct_lost = lost;
+	}
+}
+
 static int encode_report_block(struct mbuf *mb, void *arg)
 {
 	struct session *s = arg;
@@ -178,6 +203,7 @@ static int encode_sdes(struct mbuf *mb, void *arg)
 
 void rtp_send_rtcp(struct session *s, bool bye)
 {
+	rx_account(s);
 	if (s->rtcp_fd < 0 || !s->have_remote)
 		return;
 	struct mbuf *mb = mbuf_alloc(256);
@@ -235,6 +261,7 @@ static void rtcp_recv(int flags, void *arg)
 
 static void rx_restart(struct session *s, const struct rtp_header *h, int64_t now)
 {
+	rx_account(s);      /* the stream that ends */
 	if (s->rx_started)
 		log_json(LOG_INFO, "media_ssrc_change",
 			 json_pack("{s:s, s:I, s:I}", "call_id", s->call_id,
@@ -245,6 +272,8 @@ static void rx_restart(struct session *s, const struct rtp_header *h, int64_t no
 	s->max_seq = h->seq;
 	s->cycles = 0;
 	s->received = s->expected_prior = s->received_prior = 0;
+	s->acct_expected = 0;
+	s->acct_lost = 0;
 	s->transit = 0;
 	s->jitter = 0;
 	/* the agent's timestamps go on from where they were */
@@ -430,6 +459,7 @@ fail:
 
 void rtp_session_close(struct session *s)
 {
+	rx_account(s);
 	if (s->rtp_fd >= 0) {
 		fd_close(s->rtp_fd);
 		close(s->rtp_fd);
