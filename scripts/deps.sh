@@ -13,9 +13,10 @@ fuzz=("${build[@]}" clang libclang-rt-14-dev)
 # python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
 # contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
 # digest challenges; tests/blackbox/kamailio); chromium: the web-call tests drive it headless
-# (tests/browser, playwright-core from npm)
+# (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
+# serves (tests/blackbox/test_metrics.py)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema kamailio chromium)
+      python3-jsonschema kamailio chromium prometheus)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
