@@ -12,6 +12,10 @@
  * engine says about one call -- answered, then hang-up confirmed -- is applied in the order it
  * happened on the wire.
  *
+ * Draining (call_service_drain): one flag, read without a lock by call_create() and by the
+ * engine for each INVITE. Nothing else looks at it, so the calls already taken go on as
+ * before: their ends, DTMF, goodbyes, events.
+ *
  * Goodbyes (goodbye.h): an end with a goodbye asks the engine for a BYE that waits until the
  * call has said its last words; while it waits, the call is in the table of goodbyes under
  * way, and another end of it joins that one instead of hanging up on its own, so every end
@@ -32,6 +36,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +102,7 @@ struct call_service {
 
 	char *recordings_dir;        /* NULL: no recordings */
 	struct web_tokens *tokens;       /* the access tokens of web calls */
+	atomic_bool draining;            /* no new calls (call_service_drain) */
 
 	struct goodbyes *goodbyes;       /* the calls whose goodbye is under way */
 	struct speaker *speaker;         /* the engine's goodbyes; NULL before start */
@@ -251,6 +257,38 @@ void call_service_set_telephony(struct call_service *svc, const struct telephony
 		svc->tel = *tel;
 	else
 		memset(&svc->tel, 0, sizeof svc->tel);
+}
+
+void call_service_drain(struct call_service *svc)
+{
+	atomic_store(&svc->draining, true);
+}
+
+bool call_service_accepting(const struct call_service *svc)
+{
+	return !atomic_load(&svc->draining);
+}
+
+int call_service_live_calls(struct call_service *svc, size_t *n)
+{
+	*n = 0;
+	if (!svc->tel.ops)
+		return 0;
+	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	enum store_result rc = STORE(svc->st, call_active_ids, &ids, n);
+	free(ids);
+	return rc == STORE_OK ? 0 : -1;
+}
+
+void call_service_health(struct call_service *svc, int engine_timeout_ms,
+			 struct call_service_health *out)
+{
+	int64_t seq;
+	out->store_ok = STORE(svc->st, events_last_seq, &seq) == STORE_OK;
+	out->has_engine = svc->tel.ops != NULL;
+	out->engine_ok = !svc->tel.ops || !svc->tel.ops->ping ||
+			 svc->tel.ops->ping(svc->tel.engine, engine_timeout_ms) == 0;
+	out->draining = atomic_load(&svc->draining);
 }
 
 /* Queues a job for the worker, or runs it here when there is no worker. */
@@ -608,6 +646,10 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 {
 	struct agent agent;
 	enum cp_err e;
+	/* first: another server takes it, whatever the request says */
+	if (atomic_load(&svc->draining))
+		return cp_fail(err, CP_ERR_UNAVAILABLE,
+			       "this server is draining: it takes no new calls");
 	if (!req->agent_id || !*req->agent_id)
 		return cp_fail(err, CP_ERR_INVALID, "agent_id is required");
 	if (!req->to || !call_address_valid(req->to))

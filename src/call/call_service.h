@@ -44,6 +44,30 @@ void call_service_on_event(struct call_service *svc, void (*fn)(void *arg), void
 /* Attaches (or with NULL detaches) the telephony engine. Without one, calls stay queued. */
 void call_service_set_telephony(struct call_service *svc, const struct telephony *tel);
 
+/* Draining (docs/OPERATIONS.md, "Drain"): from call_service_drain() on, the service takes no
+ * new call (call_create: CP_ERR_UNAVAILABLE; the engine refuses INVITEs when
+ * call_service_accepting() says no) while the calls it has go on. For ever: a drain ends with
+ * the process. Any thread. */
+void call_service_drain(struct call_service *svc);
+bool call_service_accepting(const struct call_service *svc);
+/* How many calls are live: active in the store (queued, ringing, in progress) when an engine
+ * is attached; none without one (--sip none: nothing is on the wire, and queued calls stay
+ * queued across restarts). A real read of the store. -1 on a store error. */
+int call_service_live_calls(struct call_service *svc, size_t *n);
+
+/* What /readyz and the service manager's watchdog see: each part checked for real. */
+struct call_service_health {
+	bool store_ok;               /* a read through the store's pool succeeded */
+	bool engine_ok;              /* the engine answered its ping in time (true with none) */
+	bool has_engine;
+	bool draining;               /* call_service_drain() was called */
+};
+/* Checks the store (a read) and the engine (its ping, waited for at most engine_timeout_ms).
+ * Any thread; blocks up to engine_timeout_ms. */
+void call_service_health(struct call_service *svc, int engine_timeout_ms,
+			 struct call_service_health *out);
+
+/* Stores and dials a new call. CP_ERR_UNAVAILABLE while the service drains. */
 enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			const struct call_request *req, const char *req_id, struct call *out,
 			struct cp_error *err);

@@ -87,6 +87,10 @@ struct telephony_ops {
 	 * engine's (released once, also when it cannot take it: the call ended or was joined
 	 * already, the engine is gone). The call is answered (in_progress) by the engine. */
 	void (*web_join)(void *engine, const char *call_id, const struct web_socket *ws);
+	/* Whether the engine is alive: a round trip through the queue its thread serves, waited
+	 * for at most timeout_ms. 0 if the thread ran it in time; -1 if not (stuck, stopped).
+	 * NULL: the engine has no such check (counted alive). */
+	int (*ping)(void *engine, int timeout_ms);
 };
 
 struct telephony {

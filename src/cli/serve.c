@@ -324,7 +324,7 @@ out_svc:
 	 * only then can HTTP stop (MHD must not stop with a connection suspended). */
 	http_server_quiesce(http);
 	if (sip)
-		sip_engine_stop(sip);
+		sip_engine_stop(sip, "node_shutdown");
 	call_service_stop(svc);
 	http_server_stop(http);
 	call_service_set_telephony(svc, NULL);

@@ -30,9 +30,14 @@ enum cp_err {
 	CP_ERR_INTERNAL,        /* 500 internal */
 	CP_ERR_UNDELIVERABLE,   /* 502 hangup_undeliverable */
 	CP_ERR_MEDIA_UNAVAILABLE, /* 502 media_unavailable (no media session to send on) */
-	CP_ERR_UNAVAILABLE,     /* 503 unavailable (shutting down) */
+	CP_ERR_UNAVAILABLE,     /* 503 unavailable (draining, shutting down) */
 	CP_ERR_COUNT
 };
+
+/* The Retry-After (seconds) of what a draining or stopping server refuses: an HTTP 503 and a
+ * SIP 503 to a new INVITE. Long enough for a load balancer probing /readyz to take the node
+ * out, short enough not to lose a caller to a restart. */
+#define CP_RETRY_AFTER_S 5
 
 /* An error code with the message a client will read. */
 struct cp_error {

@@ -183,6 +183,11 @@ void http_reply_error(struct http_request *r, const struct cp_error *e)
 	cp_utf8_scrub(clean.message);
 	e = &clean;
 	unsigned status = cp_err_status(e->code);
+	if (e->code == CP_ERR_UNAVAILABLE) {     /* draining or stopping: come back later */
+		char retry[16];
+		snprintf(retry, sizeof retry, "%d", CP_RETRY_AFTER_S);
+		http_add_header(r, "Retry-After", retry);
+	}
 	json_t *body = http_dialect_of(r)->render_error(e, &status);
 	http_reply_json(r, status, body);
 }

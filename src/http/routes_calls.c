@@ -1,5 +1,6 @@
 /*
- * routes_calls.c - the canonical REST API (/v1/calls, /healthz) and the canonical dialect.
+ * routes_calls.c - the canonical REST API (/v1/calls, /healthz, /readyz) and the canonical
+ * dialect.
  *
  * Each handler is parse -> call service -> render; rules live in the call service. The request
  * shapes are documented in docs/API.md.
@@ -144,6 +145,29 @@ bool json_opt_metadata(json_t *obj, char **text, struct cp_error *err)
 static void health(struct http_request *r)
 {
 	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* How long /readyz waits for the SIP engine's thread to answer: far above a round trip on a
+ * busy engine (microseconds), far below a load balancer's probe timeout. */
+#define READY_ENGINE_TIMEOUT_MS 1000
+
+/* Unlike /healthz (the process answers HTTP), each part is checked for real: a read of the
+ * store, a round trip through the SIP engine's thread; and a draining server is not ready. Not
+ * ready is an error in the canonical shape (503, Retry-After) whose message says why. */
+static void ready(struct http_request *r)
+{
+	struct call_service_health h;
+	call_service_health(svc_of(r), READY_ENGINE_TIMEOUT_MS, &h);
+	if (h.draining)
+		http_reply_fail(r, CP_ERR_UNAVAILABLE, "draining: this server takes no new calls");
+	else if (!h.store_ok || !h.engine_ok)
+		http_reply_fail(r, CP_ERR_UNAVAILABLE, "not ready: %s%s%s",
+				h.store_ok ? "" : "the store does not answer a read",
+				!h.store_ok && !h.engine_ok ? "; " : "",
+				h.engine_ok ? "" : "the SIP engine does not answer");
+	else
+		http_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "status", "ready", "store", "ok",
+						  "sip", h.has_engine ? "ok" : "none"));
 }
 
 static void create(struct http_request *r)
@@ -459,6 +483,7 @@ static void redact(struct http_request *r)
 
 const struct route canonical_routes[] = {
 	{"GET", "/healthz", health, &canonical_dialect, ROUTE_PUBLIC},
+	{"GET", "/readyz", ready, &canonical_dialect, ROUTE_PUBLIC},
 	{"POST", "/v1/calls", create, &canonical_dialect, 0},
 	{"POST", "/v1/calls/end", end_all, &canonical_dialect, 0},
 	{"GET", "/v1/calls", list, &canonical_dialect, 0},

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* How long a start-up waits for the far ends of dialogs a previous run left up to answer
  * their BYE or CANCEL (restart.c): the server is not ready meanwhile. */
@@ -371,13 +372,14 @@ static void goodbye_over(struct sip_engine *eng, void *data)
 }
 
 /* MSG: sip_engine_stop(): refuses what is still queued for the pacer, hangs up every dialog
- * and shuts nua down; the loop ends at nua_r_shutdown or stop_timeout. */
-static void stop(struct sip_engine *eng, void *unused)
+ * (data: the end reason, text) and shuts nua down; the loop ends at nua_r_shutdown or
+ * stop_timeout. */
+static void stop(struct sip_engine *eng, void *data)
 {
-	(void)unused;
+	const char *reason = data;
 	eng->stopping = true;
 	hangup_fail_queue(eng);
-	hangup_drain_all(eng, "node_shutdown");
+	hangup_drain_all(eng, reason);
 	nua_shutdown(eng->nua);
 	/* nua reports nua_r_shutdown once its dialogs are gone; never wait longer than this */
 	eng->stop_timer = su_timer_create(su_root_task(eng->root), 5000);
@@ -582,6 +584,75 @@ static void op_web_join(void *engine, const char *call_id, const struct web_sock
 	}
 }
 
+/* A liveness check waiting for the engine thread. The waiter may give up before the thread
+ * gets to it, so both hold a reference and the last to let go frees it. */
+struct ping {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool answered;
+	int refs;
+};
+
+static void ping_unref(struct ping *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int left = --p->refs;
+	pthread_mutex_unlock(&p->mu);
+	if (left)
+		return;
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+/* MSG: a liveness check reached the engine thread, behind everything posted before it. */
+static void pong(struct sip_engine *eng, void *data)
+{
+	(void)eng;
+	struct ping *p = *(struct ping **)data;
+	pthread_mutex_lock(&p->mu);
+	p->answered = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	ping_unref(p);
+}
+
+/* A round trip through the engine thread's queue, waited for at most timeout_ms: a thread
+ * stuck in a handler (or gone) does not answer. */
+static int op_ping(void *engine, int timeout_ms)
+{
+	struct ping *p = calloc(1, sizeof *p);
+	if (!p)
+		return -1;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&p->mu, NULL);
+	p->refs = 2;
+	if (sip_post(engine, pong, &p, sizeof p)) {
+		p->refs = 1;           /* the message was never made: only ours */
+		ping_unref(p);
+		return -1;
+	}
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->mu);
+	while (!p->answered && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+		;
+	bool answered = p->answered;
+	pthread_mutex_unlock(&p->mu);
+	ping_unref(p);
+	return answered ? 0 : -1;
+}
+
 static const struct telephony_ops sip_ops = {
 	.name = "sip",
 	.new_call_id = op_new_call_id,
@@ -590,6 +661,7 @@ static const struct telephony_ops sip_ops = {
 	.send_dtmf = op_send_dtmf,
 	.web_open = op_web_open,
 	.web_join = op_web_join,
+	.ping = op_ping,
 };
 
 struct telephony sip_engine_telephony(struct sip_engine *eng)
@@ -728,11 +800,13 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	return eng;
 }
 
-void sip_engine_stop(struct sip_engine *eng)
+void sip_engine_stop(struct sip_engine *eng, const char *reason)
 {
 	if (!eng)
 		return;
-	if (sip_post(eng, stop, NULL, 0) == 0)
+	char text[CALL_REASON_MAX + 1];
+	snprintf(text, sizeof text, "%s", reason);
+	if (sip_post(eng, stop, text, sizeof text) == 0)
 		pthread_join(eng->thread, NULL);
 	else
 		log_msg(LOG_ERROR, "sip_engine", "could not stop the engine thread");

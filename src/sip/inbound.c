@@ -16,7 +16,9 @@
  * (inbound_on_created), and only then do we answer 200 with SDP, or 404 for an unknown number
  * (no call record), or 500. A caller who CANCELs meanwhile is handled by nua; the call, if
  * stored by then, is recorded canceled. The call is answered (in_progress) when the caller's
- * ACK of our 200 arrives, not when we send the 200 (engine.c).
+ * ACK of our 200 arrives, not when we send the 200 (engine.c). While the server drains
+ * (call_service_accepting() is false) or stops, an INVITE is answered 503 with Retry-After
+ * before anything is made for it.
  *
  * The leg exists from the INVITE on (state LEG_PENDING, in the table under the call id it is
  * stored with), holding an extra reference for the store's answer; that answer is posted
@@ -71,8 +73,13 @@ static void refuse(nua_handle_t *nh, int status, const char *phrase)
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip)
 {
 	struct invite_facts f;
-	if (eng->stopping) {
-		refuse(nh, SIP_503_SERVICE_UNAVAILABLE);
+	if (eng->stopping || !call_service_accepting(eng->svc)) {
+		/* draining or stopping: the caller (a trunk, a proxy) tries another server */
+		char retry[16];
+		snprintf(retry, sizeof retry, "%d", CP_RETRY_AFTER_S);
+		leg_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR(retry),
+			    TAG_END());
+		nua_handle_destroy(nh);
 		return;
 	}
 	/* who sent it: the rate of that source, then whether a trunk admits it (its tenants are

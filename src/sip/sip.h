@@ -122,9 +122,9 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 /* Replaces the engine's stored trunks with trunks[0..n) (copied): calls dialled from then on
  * use them. From any thread; -1 if the engine cannot take them (it keeps the ones it has). */
 int sip_engine_set_trunks(struct sip_engine *eng, const struct sip_trunk *trunks, size_t n);
-/* Hangs up every live dialog (end_reason node_shutdown), shuts nua down, joins the thread.
- * Messages sent after that fail (hang-ups: undeliverable). */
-void sip_engine_stop(struct sip_engine *eng);
+/* Hangs up every live dialog (end_reason reason: node_shutdown, drain_timeout), shuts nua
+ * down, joins the thread. Messages sent after that fail (hang-ups: undeliverable). */
+void sip_engine_stop(struct sip_engine *eng, const char *reason);
 /* Destroys a stopped engine: once nothing (the call-service worker) can call into it. */
 void sip_engine_destroy(struct sip_engine *eng);
 

@@ -71,6 +71,8 @@ GENERIC = {"unauthorized", "rate_limited", "malformed_query", "payload_too_large
 NOT_SENT = {
     "internal": "needs a failing store or disk",
     "unavailable": "needs a request to arrive while the server shuts down",
+    "draining": "needs a server draining (SIGTERM with --drain-timeout: tests/blackbox/test_drain.py)",
+    "not_ready": "needs a store or a SIP engine that does not answer",
     "hangup_undeliverable": "needs a SIP engine too busy to take a hang-up in --hangup-wait-ms",
     "media_unavailable": "needs an answered call whose media is gone",
     "token_refused": "needs a server run with --metrics-token (tests/blackbox/test_metrics.py)",

@@ -66,6 +66,10 @@ struct fake_engine {
 	int dtmf_calls;
 	char dtmf_id[CP_UUID_LEN + 1];
 	char dtmf_digits[CALL_DTMF_MAX + 1];
+	/* ping */
+	int ping_rc;
+	int ping_calls;
+	int ping_timeout_ms;
 	/* answer later instead of inside hangup() */
 	bool defer;
 	hangup_done_fn pending_done;
@@ -125,6 +129,23 @@ static const struct telephony_ops fake_ops = {
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,
+};
+
+static int fake_ping(void *engine, int timeout_ms)
+{
+	struct fake_engine *e = engine;
+	e->ping_calls++;
+	e->ping_timeout_ms = timeout_ms;
+	return e->ping_rc;
+}
+
+/* the same engine with a liveness check */
+static const struct telephony_ops fake_ping_ops = {
+	.name = "fake-ping",
+	.new_call_id = fake_new_call_id,
+	.dial = fake_dial,
+	.hangup = fake_hangup,
+	.ping = fake_ping,
 };
 
 /* the same engine with DTMF (fake_ops has none, like an engine without a media plane) */
@@ -2665,6 +2686,92 @@ static void test_metrics_of_calls(void **state)
 		call_clear(&c[i]);
 }
 
+/* A draining service refuses new calls (first, whatever the request) and nothing else: the
+ * calls it has are still read and ended. */
+static void test_drain_refuses_new_calls_only(void **state)
+{
+	struct fx *f = *state;
+	call_service_set_telephony(f->svc, &f->tel);
+	struct call live = {0}, c = {0};
+	create_ok(f, f->a1, &live);
+	assert_true(call_service_accepting(f->svc));
+	call_service_drain(f->svc);
+	assert_false(call_service_accepting(f->svc));
+	struct cp_error err = {0};
+	struct call_request req = {.agent_id = f->a1, .to = TO};
+	assert_int_equal(call_create(f->svc, &f->sc1, &req, "r", &c, &err), CP_ERR_UNAVAILABLE);
+	assert_string_equal(err.message, "this server is draining: it takes no new calls");
+	struct call_request bad = {.agent_id = "", .to = TO};
+	assert_int_equal(call_create(f->svc, &f->sc1, &bad, "r", &c, &err), CP_ERR_UNAVAILABLE);
+	assert_int_equal(f->fake.dial_calls, 1);
+	assert_int_equal(count_calls(f, &f->sc1), 1);
+	struct call got = {0};
+	assert_int_equal(call_get(f->svc, &f->sc1, live.id, &got, &err), CP_OK);
+	call_clear(&got);
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, live.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	result_destroy(&r);
+	call_clear(&live);
+}
+
+/* Live calls are the active ones in the store when an engine runs, none without one. */
+static void test_live_calls(void **state)
+{
+	struct fx *f = *state;
+	struct call q = {0}, a = {0}, b = {0};
+	create_ok(f, f->a1, &q);              /* no engine: stays queued, is not live */
+	size_t n = 99;
+	assert_int_equal(call_service_live_calls(f->svc, &n), 0);
+	assert_int_equal(n, 0);
+	call_service_set_telephony(f->svc, &f->tel);
+	create_ok(f, f->a1, &a);
+	create_ok(f, f->a3, &b);
+	to_in_progress(f, a.id);
+	assert_int_equal(call_service_live_calls(f->svc, &n), 0);
+	assert_int_equal(n, 3);                 /* the queued one may be dialled now */
+	struct end_result r;
+	result_init(&r);
+	end_sync(f, &f->sc1, a.id, NULL, &r);
+	assert_int_equal(r.code, CP_OK);
+	result_destroy(&r);
+	assert_int_equal(call_service_live_calls(f->svc, &n), 0);
+	assert_int_equal(n, 2);
+	call_clear(&q);
+	call_clear(&a);
+	call_clear(&b);
+}
+
+/* The health check reads the store and pings the engine with the caller's timeout. */
+static void test_health(void **state)
+{
+	struct fx *f = *state;
+	struct call_service_health h;
+	call_service_health(f->svc, 250, &h);
+	assert_true(h.store_ok);
+	assert_false(h.has_engine);
+	assert_true(h.engine_ok);
+	assert_false(h.draining);
+	struct telephony tel = {.ops = &fake_ping_ops, .engine = &f->fake};
+	call_service_set_telephony(f->svc, &tel);
+	call_service_health(f->svc, 250, &h);
+	assert_true(h.has_engine && h.engine_ok);
+	assert_int_equal(f->fake.ping_calls, 1);
+	assert_int_equal(f->fake.ping_timeout_ms, 250);
+	f->fake.ping_rc = -1;                   /* the engine's thread does not answer */
+	call_service_health(f->svc, 250, &h);
+	assert_true(h.store_ok);
+	assert_false(h.engine_ok);
+	call_service_drain(f->svc);
+	call_service_health(f->svc, 250, &h);
+	assert_true(h.draining);
+	call_service_set_telephony(f->svc, &f->tel);    /* an engine without a ping: alive */
+	call_service_health(f->svc, 250, &h);
+	assert_true(h.engine_ok);
+	assert_int_equal(f->fake.ping_calls, 3);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -2730,6 +2837,9 @@ int main(void)
 		T(test_post_dialog_with_answer),
 		T(test_left_dialogs),
 		T(test_metrics_of_calls),
+		T(test_drain_refuses_new_calls_only),
+		T(test_live_calls),
+		T(test_health),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
