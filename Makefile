@@ -5,7 +5,8 @@
 # black-box tests pytest's -k selects (all without K). `make compile_commands.json` writes the
 # compile database for clangd and other tools.
 
-PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp sndfile
+PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp sndfile \
+            libsystemd
 CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wvla -Wno-format-nonliteral

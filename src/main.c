@@ -16,6 +16,7 @@ static const char usage[] =
 	"commands:\n"
 	"  serve     run the server (HTTP API + SIP engine); creates the database\n"
 	"  init      create the database (or bring it to the current schema)\n"
+	"  drain     stop a running server gracefully (its pid file)\n"
 	"  tenant    create | list tenants\n"
 	"  agent     create | list | update agents\n"
 	"  key       create | list | revoke API keys\n"
@@ -40,6 +41,8 @@ int main(int argc, char **argv)
 		return cli_serve(argc - 2, argv + 2);
 	if (!strcmp(cmd, "init"))
 		return cli_init(argc - 2, argv + 2);
+	if (!strcmp(cmd, "drain"))
+		return cli_drain(argc - 2, argv + 2);
 	if (!strcmp(cmd, "tenant"))
 		return cli_tenant(argc - 2, argv + 2);
 	if (!strcmp(cmd, "agent"))

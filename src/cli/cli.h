@@ -1,6 +1,6 @@
 /*
- * cli.h - the command line: `callplane serve` and the admin commands (tenant, agent, key,
- * trunk, webhook).
+ * cli.h - the command line: `callplane serve`, `callplane drain` (drain.c) and the admin
+ * commands (tenant, agent, key, trunk, webhook).
  * Admin commands open the same database as a running server (SQLite WAL allows it), print JSON
  * on stdout, and report errors on stderr with a non-zero exit (2 = usage, 1 = failure).
  */
@@ -22,6 +22,7 @@ int cli_key(int argc, char **argv);
 int cli_webhook(int argc, char **argv);
 int cli_calls(int argc, char **argv);
 int cli_trunk(int argc, char **argv);
+int cli_drain(int argc, char **argv);
 
 /* Opens the database at path, or prints an error and returns NULL. opt NULL: an admin
  * command's, which needs the database to exist; otherwise (serve, init) the database and its

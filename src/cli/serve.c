@@ -1,10 +1,11 @@
 /*
  * serve.c - `callplane serve`: wires store, call service, telephony engine and HTTP server,
- * then waits for SIGTERM/SIGINT and shuts down in reverse order. The options are parsed here
- * and settled (checked, typed) by serve_config.c before anything starts.
+ * then hands the main thread to lifecycle.c (signals, the drain, the service manager) and shuts
+ * down in reverse order. The options are parsed here and settled (checked, typed) by
+ * serve_config.c before anything starts.
  *
  * Signals are blocked in every thread (they inherit the mask before they are created) and taken
- * synchronously with sigwait() here, so no code runs in signal context.
+ * synchronously by lifecycle.c (a signalfd), so no code runs in signal context.
  *
  * Descriptors: every call holds up to three (RTP, RTCP, the agent's WebSocket), so the soft
  * RLIMIT_NOFILE is raised to the hard limit (with CAP_SYS_RESOURCE the hard limit too, up to
@@ -24,6 +25,7 @@
 
 #include "cli.h"
 #include "args.h"
+#include "lifecycle.h"
 #include "serve.h"
 #include "serve_trunks.h"
 #include "call/call_service.h"
@@ -48,6 +50,8 @@ static const char serve_usage[] =
 	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
 	"                       [--config FILE] [--sync full|normal] [--http-threads N]\n"
 	"                       [--log-level debug|info|warn|error]\n"
+	"  Service: [--drain-timeout SECONDS] (on SIGTERM, wait this long for live calls; default 0)\n"
+	"           [--pid-file FILE] (for `callplane drain`)\n"
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
@@ -181,25 +185,42 @@ static int choose_advertise(struct sip_config *sc)
 	return 0;
 }
 
-/* Hands the engine the stored trunks again when their generation moved since *gen. */
-static void reload_trunks(struct store *st, struct sip_engine *sip, int64_t *gen)
+/* The trunks as the engine has them: their generation in the store when they were loaded. */
+struct trunk_reload {
+	struct store *st;
+	struct sip_engine *sip;      /* NULL: no engine (yet): nothing to reload */
+	int64_t gen;
+};
+
+/* Each second, on the main thread: hands the engine the stored trunks again when their
+ * generation moved (the admin CLI, another process, changed one). */
+static void reload_trunks(void *arg)
 {
+	struct trunk_reload *r = arg;
 	int64_t now;
-	if (STORE(st, trunk_generation, &now) != STORE_OK || now == *gen)
+	if (!r->sip || STORE(r->st, trunk_generation, &now) != STORE_OK || now == r->gen)
 		return;
 	struct sip_trunk *v;
 	size_t n;
-	if (serve_trunks_load(st, &v, &n, &now) == 0 && sip_engine_set_trunks(sip, v, n) == 0)
-		*gen = now;
+	if (serve_trunks_load(r->st, &v, &n, &now) == 0 && sip_engine_set_trunks(r->sip, v, n) == 0)
+		r->gen = now;
 	free(v);
 }
 
-/* A transition's outbox event committed: wake whoever delivers events. */
+/* Who hears of each committed outbox event. */
+struct listeners {
+	struct app *app;
+	struct lifecycle *life;
+};
+
+/* A transition's outbox event committed: wake whoever delivers events, and a drain waiting
+ * for the last call to end. */
 static void on_event(void *arg)
 {
-	struct app *app = arg;
-	webhook_worker_wake(app->hooks);
-	event_hub_wake(app->events);
+	struct listeners *l = arg;
+	webhook_worker_wake(l->app->hooks);
+	event_hub_wake(l->app->events);
+	lifecycle_wake(l->life);
 }
 
 int cli_serve(int argc, char **argv)
@@ -243,6 +264,7 @@ int cli_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	rc = 1;
+	struct lifecycle *life = NULL;
 	struct store_options sopt = {.sync_full = set.sync_full, .server = true};
 	struct store *st = cli_open_store(c.db, &sopt);
 	if (!st)
@@ -258,11 +280,20 @@ int cli_serve(int argc, char **argv)
 			  .metrics_token = set.metrics_token[0] ? set.metrics_token : NULL};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
-	struct webhook_worker *hooks = webhook_worker_start(st, &set.webhooks);
-	app.events = event_hub_create(st, set.events_per_key);
+	const char *end_reason = "node_shutdown";
+	struct trunk_reload reload = {.st = st};
+	struct lifecycle_config lcfg = {.svc = svc, .st = st, .drain_timeout_s = set.drain_timeout_s,
+					.pid_file = set.pid_file, .each_second = reload_trunks,
+					.arg = &reload};
+	life = lifecycle_create(&lcfg, why, sizeof why);
+	if (!life)
+		fprintf(stderr, "error: %s\n", why);
+	struct webhook_worker *hooks = life ? webhook_worker_start(st, &set.webhooks) : NULL;
+	app.events = life ? event_hub_create(st, set.events_per_key) : NULL;
 	if (!hooks || !app.events)
 		goto out_svc;
-	call_service_on_event(svc, on_event, &app);
+	struct listeners listeners = {.app = &app, .life = life};
+	call_service_on_event(svc, on_event, &listeners);
 	app.hooks = hooks;
 
 	/* dialogs of a previous run are gone with its process: end what it left active, and
@@ -270,10 +301,9 @@ int cli_serve(int argc, char **argv)
 	struct left_dialog *left = NULL;
 	size_t n_left = 0;
 	struct sip_trunk *trunks = NULL;
-	int64_t trunk_gen = 0;
 	if ((set.with_sip && call_service_left_dialogs(svc, &left, &n_left) < 0) ||
 	    call_service_recover(svc, set.with_sip) < 0 || call_service_start(svc) ||
-	    (set.with_sip && serve_trunks_load(st, &trunks, &set.sip.n_trunks, &trunk_gen) < 0))
+	    (set.with_sip && serve_trunks_load(st, &trunks, &set.sip.n_trunks, &reload.gen) < 0))
 		goto out_left;
 	if (set.with_sip) {
 		set.sip.trunks = trunks;
@@ -286,6 +316,7 @@ int cli_serve(int argc, char **argv)
 		n_left = 0;
 		struct telephony tel = sip_engine_telephony(sip);
 		call_service_set_telephony(svc, &tel);
+		reload.sip = sip;
 	}
 
 	struct http_server_config hc = {.host = set.http_host, .port = set.http_port,
@@ -298,21 +329,9 @@ int cli_serve(int argc, char **argv)
 					      c.sip, "db", c.db, "sync", c.sync, "recordings",
 					      set.recordings));
 
-	/* the main thread keeps house while it waits for a signal: every second it looks
-	 * whether a trunk changed (the admin CLI, another process), every minute it purges old
-	 * idempotency records */
-	int sig = -1;
-	struct timespec tick = {.tv_sec = 1};
-	for (int ticks = 1; sig < 0; ticks++) {
-		sig = sigtimedwait(&sigs, NULL, &tick);
-		if (sig >= 0)
-			break;
-		if (sip)
-			reload_trunks(st, sip, &trunk_gen);
-		if (ticks % 60 == 0)
-			STORE(st, idem_purge, cp_now_ms() - HTTP_IDEMPOTENCY_TTL_MS);
-	}
-	log_json(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
+	/* the main thread keeps house until a signal, and drains if asked to */
+	if (lifecycle_run(life) == LIFECYCLE_DRAIN_TIMEOUT)
+		end_reason = "drain_timeout";
 	rc = 0;
 out_left:
 	for (size_t i = 0; i < n_left; i++)
@@ -324,7 +343,7 @@ out_svc:
 	 * only then can HTTP stop (MHD must not stop with a connection suspended). */
 	http_server_quiesce(http);
 	if (sip)
-		sip_engine_stop(sip, "node_shutdown");
+		sip_engine_stop(sip, end_reason);
 	call_service_stop(svc);
 	http_server_stop(http);
 	call_service_set_telephony(svc, NULL);
@@ -334,6 +353,7 @@ out_svc:
 	call_service_destroy(svc);
 	tts_shutdown();          /* no goodbye is being rendered: HTTP and the speaker stopped */
 	store_close(st);
+	lifecycle_destroy(life); /* last: the pid file goes once nothing is left to stop */
 out_cfg:
 	json_decref(file);
 	return rc;

@@ -33,6 +33,7 @@ struct serve_config {
 		*allow_any_inbound, *inbound_rate;
 	const char *wh_allow_private;    /* a flag: "1" when given */
 	const char *metrics_token;
+	const char *drain_timeout, *pid_file;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the
@@ -71,6 +72,8 @@ struct serve_settings {
 	int events_per_key;              /* GET /v1/events streams one key may hold */
 	char recordings[PATH_MAX];       /* where recordings live */
 	char metrics_token[SERVE_METRICS_TOKEN_MAX + 1];  /* GET /metrics needs it; "" = open */
+	int drain_timeout_s;             /* 0: SIGTERM ends every call at once */
+	const char *pid_file;            /* NULL: none; points into struct serve_config */
 	bool with_sip;                   /* false for --sip none: sip is then unset */
 	struct sip_config sip;
 };

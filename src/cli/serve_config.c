@@ -64,6 +64,8 @@ const struct serve_option serve_options[] = {
 	{"inbound-rate", SLOT(inbound_rate), OPT_OPTIONAL},
 	{"webhook-allow-private", SLOT(wh_allow_private), OPT_FLAG},
 	{"metrics-token", SLOT(metrics_token), OPT_OPTIONAL},
+	{"drain-timeout", SLOT(drain_timeout), OPT_OPTIONAL},
+	{"pid-file", SLOT(pid_file), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -397,6 +399,16 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 	}
 	if (metrics_token_from(c->metrics_token, s, why, why_size))
 		return -1;
+	if (c->drain_timeout) {
+		if (!cp_parse_int(c->drain_timeout, 0, 86400, &v))
+			return fail(why, why_size, "--drain-timeout must be 0..86400 seconds");
+		s->drain_timeout_s = (int)v;
+	}
+	if (c->pid_file) {
+		if (!*c->pid_file)
+			return fail(why, why_size, "--pid-file must be a file path");
+		s->pid_file = c->pid_file;
+	}
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
 	int level = -1;
 	for (int i = 0; i < 4; i++)
