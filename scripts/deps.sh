@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev libespeak-ng-dev libspeexdsp-dev
-       libsndfile1-dev libwslay-dev libsystemd-dev)
+       libsndfile1-dev libwslay-dev libsystemd-dev libgnutls28-dev)
 # make run: its scripts read JSON with python3, its demo far end is baresip
 run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
@@ -14,9 +14,9 @@ fuzz=("${build[@]}" clang libclang-rt-14-dev)
 # contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
 # digest challenges; tests/blackbox/kamailio); chromium: the web-call tests drive it headless
 # (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
-# serves (tests/blackbox/test_metrics.py)
+# serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema kamailio chromium prometheus)
+      python3-jsonschema kamailio chromium prometheus openssl)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in

@@ -52,6 +52,7 @@ static const char serve_usage[] =
 	"                       [--log-level debug|info|warn|error]\n"
 	"  Service: [--drain-timeout SECONDS] (on SIGTERM, wait this long for live calls; default 0)\n"
 	"           [--pid-file FILE] (for `callplane drain`)\n"
+	"  HTTPS: [--tls-cert FILE --tls-key FILE] (PEM: the certificate chain, its key)\n"
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
@@ -238,6 +239,7 @@ int cli_serve(int argc, char **argv)
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	json_t *file = NULL;
+	struct http_tls tls = {0};
 	struct serve_settings set;
 	char why[512];
 	int rc = 2;
@@ -246,6 +248,16 @@ int cli_serve(int argc, char **argv)
 		goto out_cfg;
 	}
 	log_set_level(set.log_level);
+	/* the files are read now, before anything starts: unreadable 1, not a pair 2 */
+	if (set.tls_cert) {
+		enum http_tls_result tr = http_tls_load(set.tls_cert, set.tls_key, &tls, why,
+							sizeof why);
+		if (tr != HTTP_TLS_OK) {
+			fprintf(stderr, "error: %s\n", why);
+			rc = tr == HTTP_TLS_UNREADABLE ? 1 : 2;
+			goto out_cfg;
+		}
+	}
 	if (!set.with_sip && recorder_repair(set.recordings) < 0)  /* no engine: served, never written */
 		log_msg(LOG_WARN, "recorder", "cannot read %s", set.recordings);
 	if (set.with_sip && choose_advertise(&set.sip))
@@ -321,7 +333,8 @@ int cli_serve(int argc, char **argv)
 
 	struct http_server_config hc = {.host = set.http_host, .port = set.http_port,
 					.threads = set.http_threads, .app = &app, .store = st,
-					.fallback = &canonical_dialect, .rate_limit = set.rate_limit};
+					.fallback = &canonical_dialect, .rate_limit = set.rate_limit,
+					.tls = set.tls_cert ? &tls : NULL};
 	http = http_server_start(&hc, serve_route_tables, serve_n_route_tables);
 	if (!http)
 		goto out_svc;
@@ -355,6 +368,7 @@ out_svc:
 	store_close(st);
 	lifecycle_destroy(life); /* last: the pid file goes once nothing is left to stop */
 out_cfg:
+	http_tls_free(&tls);
 	json_decref(file);
 	return rc;
 }

@@ -33,7 +33,7 @@ struct serve_config {
 		*allow_any_inbound, *inbound_rate;
 	const char *wh_allow_private;    /* a flag: "1" when given */
 	const char *metrics_token;
-	const char *drain_timeout, *pid_file;
+	const char *drain_timeout, *pid_file, *tls_cert, *tls_key;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the
@@ -74,6 +74,7 @@ struct serve_settings {
 	char metrics_token[SERVE_METRICS_TOKEN_MAX + 1];  /* GET /metrics needs it; "" = open */
 	int drain_timeout_s;             /* 0: SIGTERM ends every call at once */
 	const char *pid_file;            /* NULL: none; points into struct serve_config */
+	const char *tls_cert, *tls_key;  /* both or neither (NULL: plain HTTP); likewise */
 	bool with_sip;                   /* false for --sip none: sip is then unset */
 	struct sip_config sip;
 };

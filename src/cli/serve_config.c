@@ -66,6 +66,7 @@ const struct serve_option serve_options[] = {
 	{"metrics-token", SLOT(metrics_token), OPT_OPTIONAL},
 	{"drain-timeout", SLOT(drain_timeout), OPT_OPTIONAL},
 	{"pid-file", SLOT(pid_file), OPT_OPTIONAL},
+	{"tls-cert", SLOT(tls_cert), OPT_OPTIONAL}, {"tls-key", SLOT(tls_key), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -409,6 +410,12 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 			return fail(why, why_size, "--pid-file must be a file path");
 		s->pid_file = c->pid_file;
 	}
+	if (!c->tls_cert != !c->tls_key)
+		return fail(why, why_size, "--tls-cert and --tls-key go together: give both or neither");
+	if (c->tls_cert && (!*c->tls_cert || !*c->tls_key))
+		return fail(why, why_size, "--tls-cert and --tls-key must be file paths");
+	s->tls_cert = c->tls_cert;
+	s->tls_key = c->tls_key;
 	static const char *const levels[] = {"debug", "info", "warn", "error"};
 	int level = -1;
 	for (int i = 0; i < 4; i++)

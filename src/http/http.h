@@ -63,6 +63,23 @@ struct route {
 	unsigned flags;
 };
 
+/* The API's certificate chain and private key, as PEM text (tls.c). */
+struct http_tls {
+	char *cert, *key;            /* heap, NUL-terminated; the key is erased when freed */
+	size_t cert_len, key_len;
+};
+enum http_tls_result {
+	HTTP_TLS_OK,
+	HTTP_TLS_UNREADABLE,         /* a file could not be read */
+	HTTP_TLS_INVALID,            /* not PEM, no certificate, or a key not the certificate's */
+};
+/* Reads cert_path (a chain: the server's certificate first) and key_path (unencrypted) into
+ * *out and checks them, each alone then as a pair. Anything but HTTP_TLS_OK leaves *out empty
+ * and the problem in why (one line naming the option and the file). */
+enum http_tls_result http_tls_load(const char *cert_path, const char *key_path,
+				   struct http_tls *out, char *why, size_t size);
+void http_tls_free(struct http_tls *t);
+
 struct http_server_config {
 	const char *host;
 	int port;
@@ -71,6 +88,8 @@ struct http_server_config {
 	struct store *store;         /* authentication and idempotency records */
 	const struct http_dialect *fallback;  /* errors for unknown routes */
 	unsigned rate_limit;         /* requests/s per key without a limit of its own; 0 = none */
+	const struct http_tls *tls;  /* HTTPS with this (which must outlive the server); NULL:
+				      * plain HTTP */
 };
 
 struct http_server *http_server_start(const struct http_server_config *cfg,

@@ -16,6 +16,7 @@
  *   reply.c        the reply hand-over (any thread), file replies (Range: range.c), error
  *                  rendering, the access log line.
  *   request.c      the request object: its life, its id, and what a handler reads from it.
+ *   tls.c          the certificate and key of HTTPS, read and checked before the server starts.
  * A stage above that must see the reply (idempotency.c) sets r->on_reply rather than being
  * called by name from reply.c.
  *

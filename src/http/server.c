@@ -23,6 +23,10 @@
  * connection closed: behind a proxy that reads the other length, the rest would be a second,
  * smuggled request.
  *
+ * HTTPS (--tls-cert, --tls-key): the same daemon with MHD_USE_TLS, GnuTLS underneath, from the
+ * PEM text tls.c read and checked; nothing above this file knows whether a request came over
+ * TLS.
+ *
  * Stopping is in two steps: http_server_quiesce() makes new requests 503 at once;
  * http_server_stop() then waits (bounded) for the requests in flight, ends the streams
  * (stream.c) and stops MHD.
@@ -261,6 +265,16 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 			 MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	/* HTTPS: MHD hands the PEM text to GnuTLS as it starts (tls.c checked it already) */
+	struct MHD_OptionItem tls[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls ? cfg->tls->cert : NULL},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls ? cfg->tls->key : NULL},
+		{MHD_OPTION_END, 0, NULL},
+	};
+	if (cfg->tls)
+		flags |= MHD_USE_TLS;
+	else
+		tls[0].option = MHD_OPTION_END;
 	srv->d = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,   /* must come first */
@@ -274,6 +288,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 		MHD_OPTION_UNESCAPE_CALLBACK, http_no_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+		MHD_OPTION_ARRAY, tls,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!srv->d) {

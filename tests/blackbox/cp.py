@@ -193,6 +193,8 @@ class Callplane:
         self._stderr_file = None
         self.exit_codes = []
         self.webhook_allow_private = True
+        # an ssl.SSLContext: the API is HTTPS (serve --tls-cert/--tls-key); None: plain HTTP
+        self.ssl_context = None
 
     # ------------------------------------------------------------------ CLI
     def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None, unshare=False):
@@ -444,7 +446,11 @@ class Callplane:
                 data = json.dumps(body).encode()
             if not any(k.lower() == "content-type" for k in hdrs):
                 hdrs["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.ssl_context is not None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=self.ssl_context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             try:
                 conn.request(method, path, body=data, headers=hdrs)
