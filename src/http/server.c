@@ -45,6 +45,8 @@
 #include <unistd.h>
 
 #define HTTP_MAX_DISCARD (16u * 1024 * 1024)
+/* GnuTLS's defaults, less the protocol versions before TLS 1.2 (RFC 8996) */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* *con_cls before the first call of a request whose query on_uri() joined */
 static char too_many_args_mark;
@@ -269,6 +271,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 	struct MHD_OptionItem tls[] = {
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls ? cfg->tls->cert : NULL},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls ? cfg->tls->key : NULL},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
 		{MHD_OPTION_END, 0, NULL},
 	};
 	if (cfg->tls)
