@@ -53,7 +53,8 @@ TSAN_OBJ := $(SRC:src/%.c=build/tsan/obj/%.o) $(GEN:%=build/tsan/obj/gen/%.o)
 TSAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tsan/tests/%)
 
 .PHONY: all asan unit blackbox check run deps deps-run deps-test deps-bench bench clean \
-	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi tsan tsan-build
+	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi tsan tsan-build \
+	deb deps-deb
 
 all: build/callplane
 
@@ -183,9 +184,19 @@ blackbox: build/asan/callplane
 lint-openapi:
 	@scripts/lint-openapi.sh
 
+# the release binary too: the package test (tests/blackbox/test_package.py) packages it
 check: deps-test
-	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build T=
+	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build build/callplane T=
 	@scripts/check.sh
+
+# The Debian package (scripts/deb.sh): the release binary, the systemd unit, the man page and
+# the default configuration of packaging/; prints the .deb's path.
+deb: deps-deb
+	@$(MAKE) --no-print-directory build/callplane
+	@scripts/deb.sh
+
+deps-deb:
+	@scripts/deps.sh deb
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory build/callplane

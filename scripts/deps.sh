@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|run|test|bench|fuzz`.
+# Installs the Debian packages a purpose needs, only those missing: `deps.sh build|run|test|bench|fuzz|deb`.
 # Runs `apt-get update` once, and only when something is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -10,22 +10,28 @@ build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libss
 run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
+# make deb: dpkg-shlibdeps (the package's Depends), strip
+deb=("${build[@]}" dpkg-dev binutils)
 # python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
 # contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
 # digest challenges; tests/blackbox/kamailio); chromium: the web-call tests drive it headless
 # (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
-# serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA
+# serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA; the package test
+# installs and purges the package (adduser: its Depends), checks the unit (systemd-analyze)
+# and the man page (groff)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema kamailio chromium prometheus openssl)
+      python3-jsonschema kamailio chromium prometheus openssl dpkg-dev binutils adduser systemd
+      groff-base)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${run[@]}") ;;
   test)  want=("${test[@]}") ;;
+  deb)   want=("${deb[@]}") ;;
   bench) want=("${bench[@]}") ;;
   fuzz)  want=("${fuzz[@]}") ;;
-  *) echo "usage: $0 build|run|test|bench|fuzz" >&2; exit 2 ;;
+  *) echo "usage: $0 build|run|test|bench|fuzz|deb" >&2; exit 2 ;;
 esac
 
 # tools the black-box tests run as a client would (the seeds' curl and fetch() examples, the
