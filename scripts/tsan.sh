@@ -19,6 +19,7 @@ BLACKBOX=(
   tests/blackbox/test_media.py
   tests/blackbox/test_sip.py
   tests/blackbox/test_recordings.py
+  tests/blackbox/test_drain.py
 )
 
 # Tests whose assertions depend on the server's speed: a goodbye's wall-clock bounds (took
