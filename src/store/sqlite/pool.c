@@ -28,6 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* How long a connection waits for another process's lock before an operation fails. */
+#define BUSY_TIMEOUT_MS 10000
 
 int sq_exec(sqlite3 *db, const char *sql)
 {
@@ -38,6 +42,26 @@ int sq_exec(sqlite3 *db, const char *sql)
 		return -1;
 	}
 	return 0;
+}
+
+/* Turns WAL on (kept in the file from then on). The switch takes the file's exclusive lock,
+ * and SQLite answers SQLITE_BUSY at once, without calling the busy handler, when connections
+ * that all read a fresh file try it together (waiting there could deadlock them); so it is
+ * retried here for as long as the busy timeout would have waited. -1 on failure, logged. */
+static int set_wal(sqlite3 *db)
+{
+	const struct timespec pause = {.tv_nsec = 5 * 1000000L};
+	for (int waited_ms = 0;; waited_ms += 5) {
+		int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS) {
+			log_msg(LOG_ERROR, "store_error", "PRAGMA journal_mode=WAL: %s",
+				sqlite3_errmsg(db));
+			return -1;
+		}
+		nanosleep(&pause, NULL);
+	}
 }
 
 static struct conn *conn_open(struct sqlite_store *s)
@@ -54,12 +78,11 @@ static struct conn *conn_open(struct sqlite_store *s)
 		return NULL;
 	}
 	sqlite3_extended_result_codes(c->db, 1);   /* tell a foreign-key miss from a unique clash */
-	sqlite3_busy_timeout(c->db, 10000);
-	char pragmas[256];
-	snprintf(pragmas, sizeof pragmas,
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	char pragmas[128];
+	snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
 		 s->sync_full ? "FULL" : "NORMAL");
-	if (sq_exec(c->db, pragmas)) {
+	if (set_wal(c->db) || sq_exec(c->db, pragmas)) {
 		sqlite3_close(c->db);
 		free(c);
 		return NULL;
