@@ -94,6 +94,13 @@ static const char *const outcome_names[METRICS_WEBHOOK_OUTCOMES] = {
 
 static const char *const commit_names[2] = {"write", "group"};
 
+static const char *const refused_names[2] = {"source", "rate"};
+
+enum { N_REGISTRATION = 3 };
+static const char *const registration_names[N_REGISTRATION] = {
+	"registered", "failed", "unregistered",
+};
+
 /* Histogram upper bounds, in microseconds. Latencies: 100 us to 5 s. Jitter (RFC 3550, 8 kHz
  * audio): 250 us to 160 ms. */
 static const int64_t latency_bounds[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -119,6 +126,9 @@ struct shard {
 	cell webhook_given_up;
 	cell webhook_in_flight;
 	cell sse_clients;
+	cell sip_inbound_refused[2];
+	cell trunk_registrations[N_REGISTRATION];
+	cell trunks_registered;
 	struct hist end_request, end_to_wire, store_commit[2], rtp_jitter;
 };
 
@@ -246,6 +256,23 @@ void metrics_sse_clients(int delta)
 	add(&shard()->sse_clients, (uint64_t)(int64_t)delta);
 }
 
+void metrics_sip_inbound_refused(bool rate)
+{
+	add(&shard()->sip_inbound_refused[rate], 1);
+}
+
+void metrics_trunk_registration(const char *status)
+{
+	for (int i = 0; i < N_REGISTRATION; i++)
+		if (!strcmp(status, registration_names[i]))
+			add(&shard()->trunk_registrations[i], 1);
+}
+
+void metrics_trunks_registered(int delta)
+{
+	add(&shard()->trunks_registered, (uint64_t)(int64_t)delta);
+}
+
 void metrics_rtp_jitter(int64_t us)
 {
 	observe(&shard()->rtp_jitter, jitter_bounds, N_JITTER, us);
@@ -306,6 +333,8 @@ static const struct dim d_sip_direction = {"direction", sip_direction_names, 2};
 static const struct dim d_method = {"method", method_names, N_METHOD};
 static const struct dim d_code = {"code", code_names, N_CODE};
 static const struct dim d_outcome = {"outcome", outcome_names, METRICS_WEBHOOK_OUTCOMES};
+static const struct dim d_refused = {"why", refused_names, 2};
+static const struct dim d_registration = {"status", registration_names, N_REGISTRATION};
 static const struct dim d_commit = {"kind", commit_names, 2};
 
 enum kind { COUNTER, GAUGE, HISTOGRAM };
@@ -363,6 +392,14 @@ static const struct family families[] = {
 	 false, NULL, 0, "Webhook deliveries failed for good (too old to retry, or unrenderable)."},
 	{"callplane_sse_clients", GAUGE, SH(sse_clients), {NULL}, false, NULL, 0,
 	 "Open live-event streams (GET /v1/events)."},
+	{"callplane_sip_inbound_refused_total", COUNTER, SH(sip_inbound_refused), {&d_refused},
+	 false, NULL, 0, "INVITEs refused before any call existed: from a source no trunk admits "
+	 "(403), or over the source's --inbound-rate (503)."},
+	{"callplane_trunk_registrations_total", COUNTER, SH(trunk_registrations),
+	 {&d_registration}, false, NULL, 0, "Trunk registrations that reached a status: registered "
+	 "(a 2xx to REGISTER), failed (retried after a back-off), unregistered."},
+	{"callplane_trunks_registered", GAUGE, SH(trunks_registered), {NULL}, false, NULL, 0,
+	 "Trunks whose registrar holds callplane's contact now."},
 	{"callplane_media_sessions_total", COUNTER, SA(media_sessions), {NULL}, false, NULL, 0,
 	 "Media sessions started (answered calls with RTP)."},
 	{"callplane_rtp_packets_received_total", COUNTER, SA(rtp_in), {NULL}, false, NULL, 0,

@@ -67,6 +67,15 @@ void metrics_end_request(int64_t us);
  * received from a far end. */
 void metrics_sip_response(bool sent, const char *method, int code);
 
+/* An INVITE from outside every trunk was refused: from a source no trunk admits (403), or over
+ * its source's rate (503). */
+void metrics_sip_inbound_refused(bool rate);
+/* A trunk's registration reached status: "registered", "failed" or "unregistered". */
+void metrics_trunk_registration(const char *status);
+/* Trunks whose registrar holds our contact: +1 when one is registered, -1 when it is no
+ * longer. */
+void metrics_trunks_registered(int delta);
+
 /* A COMMIT took us: the worker's group commit (group), or a write's own transaction. */
 void metrics_store_commit(bool group, int64_t us);
 

@@ -7,10 +7,10 @@
  * is fixed whatever the number of sources, and a flood of many sources can only make the
  * limit more lenient for the ones it displaces, never refuse a source that kept to its rate.
  *
- * Refusals (a stranger, a source over its rate) are counted and logged, the log lines
- * themselves limited (LOG_BURST, refilled LOG_PER_S a second, for all sources together): each
- * line carries the running counts, so a flood costs a counter per INVITE and no more than a
- * few lines a second. The totals are logged when the engine stops.
+ * Refusals (a stranger, a source over its rate) are counted, here and in the metrics, and
+ * logged, the log lines themselves limited (LOG_BURST, refilled LOG_PER_S a second, for all
+ * sources together): each line carries the running counts, so a flood costs a counter per
+ * INVITE and no more than a few lines a second. The totals are logged when the engine stops.
  *
  * Only the engine thread uses any of it.
  */
@@ -117,6 +117,7 @@ void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate
 		a->refused_rate++;
 	else
 		a->refused_source++;
+	metrics_sip_inbound_refused(rate);
 	int64_t now = cp_mono_us();
 	a->log_tokens += (double)(now - a->log_at_us) * LOG_PER_S / 1e6;
 	if (a->log_tokens > LOG_BURST)

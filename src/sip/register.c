@@ -60,6 +60,7 @@ struct registration {
 					      * 2 a 407's */
 	bool up;                             /* the registrar holds our contact */
 	bool leaving;                        /* unregistering: dropped at the answer */
+	bool counted_up;                     /* counted in metrics_trunks_registered() */
 	int backoff_s;                       /* the wait after the next failure */
 	int64_t retry_at_us;                 /* 0 = not waiting */
 };
@@ -94,6 +95,12 @@ static void report(struct sip_engine *eng, struct registration *r, const char *s
 	if (expires_s > 0)
 		json_object_set_new(f, "expires_s", json_integer(expires_s));
 	log_json(strcmp(status, "failed") ? LOG_INFO : LOG_WARN, "sip_registration", f);
+	metrics_trunk_registration(status);
+	bool up = !strcmp(status, "registered");
+	if (up != r->counted_up) {
+		metrics_trunks_registered(up ? 1 : -1);
+		r->counted_up = up;
+	}
 }
 
 static void failed(struct sip_engine *eng, struct registration *r, int sip_status,

@@ -17,6 +17,7 @@ import pytest
 from cp import ACTIVE_STATUSES
 from kamailio_peer import Kamailio
 from sipp_peer import SERVER_SIP_PORTS, Sipp, free_port, wait_for, wait_for_call
+from test_metrics import scrape
 
 NUMBER = "+15550001111"
 DEST = "+15557654321"
@@ -249,6 +250,11 @@ def test_registers_refreshes_and_unregisters(world):
                      and registration(world, trunk), 10, "the refresh reported")
     assert reg["status"] == "registered", reg
     assert registration_events(world) == [("registered", 200)]
+    m = scrape(world.cp)
+    assert m.get("callplane_trunks_registered") == 1
+    # the registration and its refresh (or more of them, 20 s apart)
+    assert m.get("callplane_trunk_registrations_total", status="registered") >= 2
+    assert m.get("callplane_trunk_registrations_total", status="failed") == 0
     world.cp.stop()
     regs = [r for r in kam.requests("REGISTER") if r.src_port == world.sip_port]
     assert regs[-1].expires == "0", "no un-REGISTER at shutdown: %r" % regs
@@ -279,6 +285,10 @@ def test_wrong_password_fails_and_backs_off(world, monkeypatch):
     assert kam.saved() == 0
     assert registration(world, trunk)["status"] == "failed"
     assert registration_events(world) == [("failed", 401)]
+    m = scrape(world.cp)
+    assert m.get("callplane_trunk_registrations_total", status="failed") == 2   # 2 attempts
+    assert m.get("callplane_trunk_registrations_total", status="registered") == 0
+    assert m.get("callplane_trunks_registered") == 0
 
 
 def test_missing_password_is_reported(world, monkeypatch):
@@ -383,6 +393,9 @@ def test_strangers_are_refused(world):
     assert (first["source"], first["why"], first["user"], first["refused_source"]) == \
         ("127.0.0.2", "source", NUMBER, 1), first
     assert (second["user"], second["refused_source"]) == ("+15550002222", 2), second
+    m = scrape(world.cp)
+    assert (m.get("callplane_sip_inbound_refused_total", why="source"),
+            m.get("callplane_sip_inbound_refused_total", why="rate")) == (2, 0)
     # from inside the trunk's range: the tenant's agent answers, the other tenant's is unknown
     assert refused_call(world, "127.0.0.3", service="+15550002222") == 404
     caller = Sipp(world.dir, "uac_invite_answered.xml", remote="127.0.0.1:%d" % world.sip_port,
@@ -422,4 +435,8 @@ def test_invites_over_a_sources_rate_get_503(world):
     assert all(m.header("retry-after") == "1" for m in finals if m.status == 503)
     refused = world.log_events("sip_inbound_refused")
     assert refused and all(e["why"] == "rate" and e["source"] == "127.0.0.3" for e in refused)
+    m = scrape(world.cp)
+    assert (m.get("callplane_sip_inbound_refused_total", why="rate"),
+            m.get("callplane_sip_inbound_refused_total", why="source")) == \
+        (len(by_status[503]), 0)
     assert world.cp.list_calls()["data"] == []

@@ -258,6 +258,41 @@ static void test_counts_from_many_threads(void **state)
 	metrics_sse_clients(2);
 }
 
+/* Trunk registrations are counted by the statuses listed, and only those ("registering" is a
+ * step, not a status reached); inbound refusals by why. */
+static void test_trunks_and_inbound_refusals(void **state)
+{
+	(void)state;
+	const char *reg = "callplane_trunk_registrations_total{status=\"registered\"}";
+	const char *fail = "callplane_trunk_registrations_total{status=\"failed\"}";
+	const char *unreg = "callplane_trunk_registrations_total{status=\"unregistered\"}";
+	const char *src = "callplane_sip_inbound_refused_total{why=\"source\"}";
+	const char *rate = "callplane_sip_inbound_refused_total{why=\"rate\"}";
+	double reg0 = get(reg), fail0 = get(fail), unreg0 = get(unreg), src0 = get(src);
+	double rate0 = get(rate);
+	metrics_trunk_registration("registering");
+	metrics_trunk_registration("registered");
+	metrics_trunk_registration("registered");
+	metrics_trunk_registration("failed");
+	metrics_trunk_registration("unregistered");
+	metrics_trunk_registration("nonsense");
+	metrics_trunks_registered(1);
+	metrics_sip_inbound_refused(false);
+	metrics_sip_inbound_refused(true);
+	metrics_sip_inbound_refused(true);
+	assert_float_equal(get(reg), reg0 + 2, 0);
+	assert_float_equal(get(fail), fail0 + 1, 0);
+	assert_float_equal(get(unreg), unreg0 + 1, 0);
+	assert_float_equal(get("callplane_trunks_registered"), 1, 0);
+	assert_float_equal(get(src), src0 + 1, 0);
+	assert_float_equal(get(rate), rate0 + 2, 0);
+	char *text = render();
+	assert_int_equal(lines_with(text, "callplane_trunk_registrations_total{"), 3);
+	free(text);
+	metrics_trunks_registered(-1);
+	assert_float_equal(get("callplane_trunks_registered"), 0, 0);
+}
+
 /* ---- collectors ------------------------------------------------------------------------- */
 
 static void collect_a(void *arg, struct metrics_sample *out)
@@ -389,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_sip_codes_and_methods),
 		cmocka_unit_test(test_http_classes_and_dialects),
 		cmocka_unit_test(test_counts_from_many_threads),
+		cmocka_unit_test(test_trunks_and_inbound_refusals),
 		cmocka_unit_test(test_collectors_sum_and_leave),
 		cmocka_unit_test(test_exposition_is_well_formed),
 		cmocka_unit_test(test_process_families),
