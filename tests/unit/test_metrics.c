@@ -138,6 +138,9 @@ static void test_calls_ended_labels(void **state)
 	metrics_call_ended("canceled", "customer_changed_mind", METRICS_TALKOVER);
 	metrics_call_ended("busy", "busy", METRICS_NO_DIALECT);
 	metrics_call_ended("failed", NULL, METRICS_NO_DIALECT);
+	/* reasons of callplane's own (a drain's timeout, a web call nobody joined) */
+	metrics_call_ended("completed", "drain_timeout", METRICS_NO_DIALECT);
+	metrics_call_ended("no_answer", "token_expired", METRICS_NO_DIALECT);
 	/* not a terminal status: nothing ended */
 	metrics_call_ended("in_progress", "ended_by_api", METRICS_CANONICAL);
 	metrics_call_ended(NULL, "ended_by_api", METRICS_CANONICAL);
@@ -152,7 +155,11 @@ static void test_calls_ended_labels(void **state)
 				       "reason=\"busy\",dialect=\"none\"}"), 1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"failed\","
 				       "reason=\"other\",dialect=\"none\"}"), 1, 0);
-	assert_int_equal(lines_with(t, "callplane_calls_ended_total{"), 5);
+	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"completed\","
+				       "reason=\"drain_timeout\",dialect=\"none\"}"), 1, 0);
+	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"no_answer\","
+				       "reason=\"token_expired\",dialect=\"none\"}"), 1, 0);
+	assert_int_equal(lines_with(t, "callplane_calls_ended_total{"), 7);
 	free(t);
 }
 
