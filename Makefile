@@ -22,9 +22,10 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 SRC      := $(filter-out src/main.c,$(wildcard src/*.c src/*/*.c src/*/*/*.c))
 # C written from the tree at build time, compiled like src/ into every build: docs/openapi.json
 # as an array (scripts/embed.sh) that GET /openapi.json serves (src/http/routes_openapi.c), and
-# the web call's page that GET /web/call serves (src/http/routes_web.c), so a change to either
-# rebuilds the binary that embeds it
-GEN      := openapi_json web_call_html
+# the web call's page that GET /web/call serves (src/http/routes_web.c), and the dashboard's
+# page, script and style sheet (src/http/dashboard.*, served by src/http/routes_dashboard.c),
+# so a change to any of them rebuilds the binary that embeds it
+GEN      := openapi_json web_call_html dashboard_html dashboard_js dashboard_css
 OBJ      := $(SRC:src/%.c=build/obj/%.o) $(GEN:%=build/obj/gen/%.o)
 ASAN_OBJ := $(SRC:src/%.c=build/asan/obj/%.o) $(GEN:%=build/asan/obj/gen/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -72,6 +73,10 @@ build/gen/openapi_json.c: docs/openapi.json scripts/embed.sh
 build/gen/web_call_html.c: src/http/web_call.html scripts/embed.sh
 	@mkdir -p $(dir $@)
 	scripts/embed.sh web_call_html $< >$@.tmp && mv $@.tmp $@
+
+build/gen/dashboard_%.c: src/http/dashboard.% scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh dashboard_$* $< >$@.tmp && mv $@.tmp $@
 
 build/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)

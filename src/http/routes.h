@@ -31,6 +31,7 @@ extern const struct route event_routes[];     /* routes_events.c */
 extern const struct route openapi_routes[];   /* routes_openapi.c */
 extern const struct route web_routes[];       /* routes_web.c */
 extern const struct route metrics_routes[];   /* routes_metrics.c */
+extern const struct route dashboard_routes[]; /* routes_dashboard.c */
 
 /* docs/openapi.json as it was at build time (build/gen/openapi_json.c, written by
  * scripts/embed.sh): openapi_json_len bytes, then a NUL. */
@@ -40,6 +41,9 @@ extern const size_t openapi_json_len;
  * web_call_html.c, the same way). */
 extern const unsigned char web_call_html[];
 extern const size_t web_call_html_len;
+/* src/http/dashboard.html, .js and .css, the dashboard (routes_dashboard.c), the same way. */
+extern const unsigned char dashboard_html[], dashboard_js[], dashboard_css[];
+extern const size_t dashboard_html_len, dashboard_js_len, dashboard_css_len;
 
 /* JSON body helpers shared by the dialects. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);
