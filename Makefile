@@ -6,7 +6,7 @@
 # compile database for clangd and other tools.
 
 PKGS     := libmicrohttpd jansson sqlite3 libcrypto sofia-sip-ua libcurl libre espeak-ng speexdsp sndfile \
-            libsystemd gnutls
+            libsystemd gnutls libsrtp2
 CC       ?= cc
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wvla -Wno-format-nonliteral

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev
        libsofia-sip-ua-dev libcurl4-openssl-dev libre-dev libespeak-ng-dev libspeexdsp-dev
-       libsndfile1-dev libwslay-dev libsystemd-dev libgnutls28-dev)
+       libsndfile1-dev libwslay-dev libsystemd-dev libgnutls28-dev libsrtp2-dev)
 # make run: its scripts read JSON with python3, its demo far end is baresip
 run=("${build[@]}" python3 baresip-core)
 # clang + its libFuzzer runtime: make check replays the fuzz corpora, make fuzz fuzzes

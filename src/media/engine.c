@@ -37,6 +37,8 @@ struct media_msg {
 	struct sockaddr_storage remote;      /* MSG_UPDATE */
 	socklen_t remote_len;
 	int pt, te_pt;
+	bool has_srtp;                       /* MSG_UPDATE: srtp is the call's SRTP now */
+	struct media_srtp srtp;
 	char digits[64];                     /* MSG_DTMF */
 	uint8_t *audio;                      /* MSG_GOODBYE: a copy */
 	size_t audio_len;
@@ -213,6 +215,8 @@ static void msg_free(struct media_msg *m)
 	free(m->account);
 	free(m->audio);
 	free(m->web_pending);
+	explicit_bzero(&m->start.srtp, sizeof m->start.srtp);
+	explicit_bzero(&m->srtp, sizeof m->srtp);
 	free(m);
 }
 
@@ -267,7 +271,10 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 	s->marks_tail = &s->marks;
 	s->started_ms = s->last_rx_ms = media_now_ms();
 	jitter_init(&s->jb, me->cfg.jitter_ms);
-	if (m->start.web ? web_open(s, m->start.web, m->web_pending) : rtp_session_open(s)) {
+	bool srtp_failed = !m->start.web && sec_open(s, &m->start.srtp);
+	if (srtp_failed ||
+	    (m->start.web ? web_open(s, m->start.web, m->web_pending) : rtp_session_open(s))) {
+		sec_close(s);
 		if (s->rec)
 			recording_close(s->rec);
 		close_fds(me, &m->start);
@@ -319,9 +326,10 @@ static void log_stats(struct media_engine *me)
 	struct media_stats st;
 	media_engine_stats(me, &st);
 	log_json(LOG_INFO, "media_stats",
-		 json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+		 json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 			   "sessions", (json_int_t)st.sessions, "rtp_in", (json_int_t)st.rtp_in,
 			   "rtp_out", (json_int_t)st.rtp_out, "rtp_dropped", (json_int_t)st.rtp_dropped,
+			   "srtp_dropped", (json_int_t)st.srtp_dropped,
 			   "agent_frames_in", (json_int_t)st.agent_frames_in,
 			   "agent_frames_out", (json_int_t)st.agent_frames_out,
 			   "playout_dropped_bytes", (json_int_t)st.playout_dropped_bytes,
@@ -347,6 +355,8 @@ static void on_message(int id, void *data, void *arg)
 			if (m->remote_len)
 				sa_set_sa(&sa, (const struct sockaddr *)&m->remote);
 			rtp_session_update(s, m->remote_len ? &sa : NULL, m->pt, m->te_pt);
+			if (m->has_srtp && !s->web)
+				(void)sec_open(s, &m->srtp);    /* logged; the old keys go on */
 		}
 		break;
 	case MSG_STOP:
@@ -433,7 +443,7 @@ fail:
 
 int media_session_update(struct media_engine *me, const char *call_id,
 			 const struct sockaddr_storage *remote, socklen_t remote_len,
-			 int payload_type, int te_payload_type)
+			 int payload_type, int te_payload_type, const struct media_srtp *srtp)
 {
 	struct media_msg *m = msg_new(call_id);
 	if (!m)
@@ -444,6 +454,10 @@ int media_session_update(struct media_engine *me, const char *call_id,
 	}
 	m->pt = payload_type;
 	m->te_pt = te_payload_type;
+	if (srtp) {
+		m->has_srtp = true;
+		m->srtp = *srtp;
+	}
 	return post(me, MSG_UPDATE, m);
 }
 
@@ -495,6 +509,7 @@ void media_engine_stats(struct media_engine *me, struct media_stats *out)
 	out->dtmf_out = atomic_load_explicit(&me->stats.dtmf_out, memory_order_relaxed);
 	out->rtp_expected = atomic_load_explicit(&me->stats.rtp_expected, memory_order_relaxed);
 	out->rtp_lost = atomic_load_explicit(&me->stats.rtp_lost, memory_order_relaxed);
+	out->srtp_dropped = atomic_load_explicit(&me->stats.srtp_dropped, memory_order_relaxed);
 }
 
 /* The collector: the engine's counters, as the metrics name them. */

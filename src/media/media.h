@@ -55,6 +55,20 @@ struct media_hooks {
 
 struct media_engine;
 
+/* SRTP (RFC 3711) with keys exchanged in SDP (SDES, RFC 4568): the suite both ends agreed on
+ * and the two master keys (AES-128 key then 112-bit salt, as a=crypto carries them). */
+enum media_srtp_suite {
+	MEDIA_SRTP_NONE = 0,                 /* plain RTP and RTCP */
+	MEDIA_SRTP_AES128_SHA1_80,           /* AES_CM_128_HMAC_SHA1_80 */
+	MEDIA_SRTP_AES128_SHA1_32,           /* AES_CM_128_HMAC_SHA1_32 (RTCP keeps an 80-bit tag) */
+};
+#define MEDIA_SRTP_KEY_LEN 30
+struct media_srtp {
+	enum media_srtp_suite suite;
+	uint8_t tx_key[MEDIA_SRTP_KEY_LEN];  /* ours: what we protect with */
+	uint8_t rx_key[MEDIA_SRTP_KEY_LEN];  /* the far end's: what we unprotect with */
+};
+
 /* A web call's far end: the browser's WebSocket, upgraded by the HTTP server (docs/MEDIA.md,
  * "Web calls"), given instead of RTP sockets. The media engine reads and writes fd and never
  * close()s it: when it is done it calls release(ctx), exactly once (on its thread; on the
@@ -82,6 +96,7 @@ struct media_start {
 				      * agent's start.customParameters */
 	const char *account;         /* the tenant id: the agent's start.accountSid */
 	bool record;                 /* write DIR/<call_id>.wav (ignored without recordings_dir) */
+	struct media_srtp srtp;      /* suite NONE: plain RTP (copied; wiped once used) */
 	/* a web call: the browser's socket instead of RTP (rtp_fd, rtcp_fd -1, remote unset,
 	 * addr_index unused: hooks.released is not called for it); NULL for a phone call */
 	const struct media_web *web;
@@ -101,10 +116,12 @@ void media_engine_free(struct media_engine *me);
 /* SIP engine -> media. 0 if posted; -1 if the engine is gone or out of memory (start: the
  * sockets are closed and released, or the web socket released, before it returns). */
 int media_session_start(struct media_engine *me, const struct media_start *ms);
-/* A re-INVITE changed the far end's address or codec; SSRC, sequence and timestamp go on. */
+/* A re-INVITE changed the far end's address or codec; SSRC, sequence and timestamp go on.
+ * srtp: the call's SRTP as the new offer and answer agreed (NULL: as it was); keys that
+ * changed rekey the session. */
 int media_session_update(struct media_engine *me, const char *call_id,
 			 const struct sockaddr_storage *remote, socklen_t remote_len,
-			 int payload_type, int te_payload_type);
+			 int payload_type, int te_payload_type, const struct media_srtp *srtp);
 /* The dialog ended: the agent gets "stop", RTP stops, the sockets are closed. Idempotent;
  * unknown ids are ignored. */
 int media_session_stop(struct media_engine *me, const char *call_id);
@@ -124,6 +141,9 @@ struct media_stats {
 	/* of the far ends' streams (RFC 3550 A.3), counted at each RTCP report and at their end:
 	 * packets sent, by their sequence numbers, and never received */
 	uint64_t rtp_expected, rtp_lost;
+	/* SRTP and SRTCP packets that failed authentication or replay checks, or did not
+	 * parse as such (also in rtp_dropped when RTP) */
+	uint64_t srtp_dropped;
 };
 void media_engine_stats(struct media_engine *me, struct media_stats *out);
 

@@ -48,6 +48,9 @@
 #define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
 #define SESSION_TABLE_SIZE 4096
 #define RTP_PACKET_MAX 1500          /* what we read of one datagram */
+/* room after a packet for what SRTP(C) adds: libsrtp's SRTP_MAX_TRAILER_LEN (a tag and an
+ * MKI at most) and SRTCP's index */
+#define SRTP_TRAILER_ROOM (16 + 128 + 4)
 #define RTCP_INTERVAL_MS 5000
 #define LATENCY_BUCKET_US 10         /* the latency histograms: 10 us buckets */
 #define LATENCY_BUCKETS 1000         /* up to 10 ms; the last bucket holds everything above */
@@ -60,6 +63,7 @@ struct latency_hist {
 
 struct stream;
 struct session;
+struct srtp_ctx_t_;                          /* libsrtp's srtp_t (srtp.c) */
 struct web;
 
 /*
@@ -147,6 +151,12 @@ struct session {
 	int16_t far[8 * FRAME_SAMPLES];
 	size_t far_len;
 
+	/* SRTP (srtp.c): both NULL for plain RTP; the suite and keys (ours, then the far
+	 * end's) they were made of */
+	struct srtp_ctx_t_ *srtp_tx, *srtp_rx;
+	enum media_srtp_suite srtp_suite;
+	uint8_t srtp_keys[2 * MEDIA_SRTP_KEY_LEN];
+
 	/* a web call's far end, the browser's WebSocket (web.c), in place of RTP: no RTP sockets
 	 * then; NULL for a phone call */
 	struct web *web;
@@ -190,7 +200,7 @@ struct media_engine {
 
 	struct {
 		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
-			playout_dropped, dtmf_in, dtmf_out, rtp_expected, rtp_lost;
+			playout_dropped, dtmf_in, dtmf_out, rtp_expected, rtp_lost, srtp_dropped;
 	} stats;
 	struct metrics_collector collector;  /* stats, read by the metrics when scraped */
 };
@@ -232,6 +242,20 @@ void rtp_drain(struct session *s, int64_t now_ms);
 void rtp_queue_dtmf(struct session *s, const char *digits);
 /* A re-INVITE: new far end address / codec, the latch is released. */
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt);
+
+/* srtp.c: SRTP and SRTCP (RFC 3711) of a session with keys (docs/CARRIERS.md, "SRTP") */
+/* libsrtp's one-time set-up (any thread, once); 0 or -1. */
+int sec_init(void);
+/* Sets up (or, for new keys, redoes) the session's contexts from k; suite NONE takes them
+ * down. -1 (logged) if libsrtp cannot: the session keeps what it had. */
+int sec_open(struct session *s, const struct media_srtp *k);
+void sec_close(struct session *s);
+/* Protects the packet in pkt (len bytes; 4-byte aligned, SRTP_TRAILER_ROOM writable after
+ * it) in place; *len grows. -1 if libsrtp refuses (the packet is not to be sent). */
+int sec_protect(struct session *s, uint8_t *pkt, size_t *len, bool rtcp);
+/* Authenticates and decrypts the packet in pkt (4-byte aligned) in place; *len shrinks. -1
+ * (counted in stats.srtp_dropped) if it does not authenticate, is a replay, or is no SRTP. */
+int sec_unprotect(struct session *s, uint8_t *pkt, size_t *len, bool rtcp);
 
 /* frame.c: what every far end does with a frame (rtp.c for a phone, web.c for a browser). */
 /* The frame just played (mu-law, 160 bytes; NULL: a DTMF event, silence): the recording's

@@ -18,6 +18,10 @@
  * buffer to the agent (converted to mu-law if the call is PCMA); telephone-events become
  * dtmf hooks and stream messages, once per key press.
  *
+ * SRTP (srtp.c), when the call has keys: every packet, RTP and RTCP, is protected as the
+ * last step before sendto() and unprotected as the first step after recv(), so everything
+ * here (latching, statistics, the jitter buffer) sees plain packets that authenticated.
+ *
  * RTCP (RFC 3550): every ~5 s a compound SR (or RR before we send) + SDES CNAME with one
  * report block about the far end's stream; a BYE when the session ends. Received SRs give
  * LSR/DLSR for our reports. At each report, a new SSRC and the session's end, the engine's
@@ -51,16 +55,17 @@ static struct mbuf mbuf_over(uint8_t *buf, size_t size, size_t end)
 static void send_packet(struct session *s, bool marker, int pt, uint32_t ts, const uint8_t *payload,
 			size_t len)
 {
-	uint8_t pkt[RTP_HEADER_SIZE + 512];
-	struct mbuf mb = mbuf_over(pkt, sizeof pkt, 0);
+	_Alignas(8) uint8_t pkt[RTP_HEADER_SIZE + 512 + SRTP_TRAILER_ROOM];
+	struct mbuf mb = mbuf_over(pkt, RTP_HEADER_SIZE + 512, 0);
 	struct rtp_header h = {.ver = RTP_VERSION, .m = marker, .pt = (uint8_t)pt, .seq = s->seq,
 			       .ts = ts, .ssrc = s->ssrc};
-	if (len > sizeof pkt - RTP_HEADER_SIZE || rtp_hdr_encode(&mb, &h))
+	if (len > 512 || rtp_hdr_encode(&mb, &h))
 		return;
 	memcpy(pkt + mb.pos, payload, len);
 	size_t total = mb.pos + len;
 	s->seq++;
-	if (sendto(s->rtp_fd, pkt, total, 0, &s->remote.u.sa, s->remote.len) < 0) {
+	if ((s->srtp_tx && sec_protect(s, pkt, &total, false)) ||
+	    sendto(s->rtp_fd, pkt, total, 0, &s->remote.u.sa, s->remote.len) < 0) {
 		count(&s->me->stats.rtp_dropped);
 		return;
 	}
@@ -224,13 +229,22 @@ void rtp_send_rtcp(struct session *s, bool bye)
 	err |= rtcp_encode(mb, RTCP_SDES, 1, encode_sdes, s);
 	if (bye)
 		err |= rtcp_encode(mb, RTCP_BYE, 1, &s->ssrc, "call ended");
-	if (!err)
-		(void)sendto(s->rtcp_fd, mb->buf, mb->end, 0, &s->remote_rtcp.u.sa, s->remote_rtcp.len);
+	/* SRTCP: protected in a copy with room for its index and tag */
+	_Alignas(8) uint8_t pkt[RTP_PACKET_MAX + SRTP_TRAILER_ROOM];
+	size_t len = mb->end;
+	if (!err && len <= RTP_PACKET_MAX) {
+		memcpy(pkt, mb->buf, len);
+		if (!s->srtp_tx || !sec_protect(s, pkt, &len, true))
+			(void)sendto(s->rtcp_fd, pkt, len, 0, &s->remote_rtcp.u.sa,
+				     s->remote_rtcp.len);
+	}
 	mem_deref(mb);
 }
 
 void rtcp_input(struct session *s, uint8_t *buf, size_t n)
 {
+	if (s->srtp_rx && sec_unprotect(s, buf, &n, true))
+		return;
 	struct mbuf mb = mbuf_over(buf, n, n);
 	while (mbuf_get_left(&mb) >= 4) {
 		struct rtcp_msg *msg = NULL;
@@ -248,7 +262,7 @@ static void rtcp_recv(int flags, void *arg)
 {
 	struct session *s = arg;
 	(void)flags;
-	uint8_t buf[RTP_PACKET_MAX];
+	_Alignas(8) uint8_t buf[RTP_PACKET_MAX];
 	for (int i = 0; i < 8; i++) {
 		ssize_t n = recv(s->rtcp_fd, buf, sizeof buf, 0);
 		if (n <= 0)
@@ -363,6 +377,8 @@ static bool accept_source(struct session *s, const struct sa *src, int64_t now)
 void rtp_input(struct session *s, uint8_t *buf, size_t n, const struct sa *src, int64_t now,
 	       int64_t rx_us)
 {
+	if (s->srtp_rx && sec_unprotect(s, buf, &n, false))
+		goto drop;
 	struct mbuf mb = mbuf_over(buf, n, n);
 	struct rtp_header h;
 	if (n < RTP_HEADER_SIZE || rtp_hdr_decode(&h, &mb) || h.ver != RTP_VERSION)
@@ -411,7 +427,7 @@ static void rtp_recv(int flags, void *arg)
 {
 	struct session *s = arg;
 	(void)flags;
-	static _Thread_local uint8_t bufs[RECV_BATCH][RTP_PACKET_MAX];
+	static _Thread_local _Alignas(8) uint8_t bufs[RECV_BATCH][RTP_PACKET_MAX];
 	struct sockaddr_storage from[RECV_BATCH];
 	struct iovec iov[RECV_BATCH];
 	struct mmsghdr msgs[RECV_BATCH];
@@ -471,6 +487,7 @@ void rtp_session_close(struct session *s)
 	s->rtp_fd = s->rtcp_fd = -1;
 	s->telev = mem_deref(s->telev);
 	s->telev_rx = mem_deref(s->telev_rx);
+	sec_close(s);
 }
 
 void rtp_session_update(struct session *s, const struct sa *remote, int pt, int te_pt)

@@ -95,7 +95,7 @@ void bridge_update(struct leg *l)
 	if (!l->media_started)
 		return;
 	media_session_update(l->eng->media_engine, l->call_id, &l->remote_rtp, l->remote_rtp_len,
-			     l->payload_type == 8 ? 8 : 0, l->te_payload_type);
+			     l->payload_type == 8 ? 8 : 0, l->te_payload_type, NULL);
 }
 
 void bridge_stop(struct leg *l)
