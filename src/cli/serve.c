@@ -54,6 +54,7 @@ static const char serve_usage[] =
 	"           [--pid-file FILE] (for `callplane drain`)\n"
 	"  HTTPS: [--tls-cert FILE --tls-key FILE] (PEM: the certificate chain, its key)\n"
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
+	"       [--trunk-srtp off|optional|required] (SRTP of the --trunk's calls; default off)\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
 	"       [--allow-any-inbound] [--inbound-rate PER_SECOND] (INVITEs are accepted only from\n"

@@ -27,7 +27,7 @@
  * sets it; the strings belong to argv, the environment or the config file's JSON. */
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
-	const char *trunk, *trunk_auth, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
+	const char *trunk, *trunk_auth, *trunk_srtp, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
 		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
 		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key,
 		*allow_any_inbound, *inbound_rate;

@@ -46,6 +46,7 @@ const struct serve_option serve_options[] = {
 	{"sync", SLOT(sync), OPT_OPTIONAL}, {"http-threads", SLOT(http_threads), OPT_OPTIONAL},
 	{"log-level", SLOT(log_level), OPT_OPTIONAL}, {"trunk", SLOT(trunk), OPT_OPTIONAL},
 	{"trunk-auth", SLOT(trunk_auth), OPT_OPTIONAL},
+	{"trunk-srtp", SLOT(trunk_srtp), OPT_OPTIONAL},
 	{"ring-timeout", SLOT(ring_timeout), OPT_OPTIONAL},
 	{"hangup-rate", SLOT(hangup_rate), OPT_OPTIONAL},
 	{"hangup-wait-ms", SLOT(hangup_wait), OPT_OPTIONAL},
@@ -250,6 +251,8 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 		memcpy(sc->trunk_user, c->trunk_auth, (size_t)(colon - c->trunk_auth));
 		snprintf(sc->trunk_password, sizeof sc->trunk_password, "%s", colon + 1);
 	}
+	if (c->trunk_srtp && !sip_srtp_parse(c->trunk_srtp, &sc->trunk_srtp))
+		return fail(why, size, "--trunk-srtp must be off, optional or required");
 	if (c->ring_timeout) {
 		if (!cp_parse_int(c->ring_timeout, 1, 3600, &v))
 			return fail(why, size, "--ring-timeout must be 1..3600 seconds");

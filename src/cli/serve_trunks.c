@@ -150,6 +150,8 @@ static bool engine_trunk(const struct trunk *t, struct sip_trunk *out)
 	out->caller_id = !strcmp(t->caller_id_header, "pai") ? SIP_CALLER_ID_PAI :
 			 !strcmp(t->caller_id_header, "rpid") ? SIP_CALLER_ID_RPID :
 			 SIP_CALLER_ID_NONE;
+	if (!sip_srtp_parse(t->srtp, &out->srtp))
+		out->srtp = SIP_SRTP_OFF;        /* no column: a database before migration 11 */
 	memcpy(out->headers, t->headers, sizeof out->headers);
 	read_password(t, out);
 	if (out->problem[0])

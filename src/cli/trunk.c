@@ -34,6 +34,7 @@ static const char trunk_usage[] =
 	"                              [--register] [--outbound-proxy sip:HOST[:PORT]]\n"
 	"                              [--from-user USER] [--from-domain HOST]\n"
 	"                              [--caller-id-header pai|rpid|none]\n"
+	"                              [--srtp off|optional|required]\n"
 	"                              [--inbound-cidr CIDR[,CIDR...]] [--header 'Name: value']...\n"
 	"                              [--db PATH]\n"
 	"       callplane trunk list [--tenant ID] [--db PATH]\n"
@@ -45,7 +46,9 @@ static const char trunk_usage[] =
 	"there. INVITEs are accepted from the --inbound-cidr ranges and from the far end of\n"
 	"the registration, for the tenant's agents. --caller-id-header adds the caller's\n"
 	"number as P-Asserted-Identity or Remote-Party-ID (default none). Each --header is\n"
-	"added to the trunk's INVITEs (at most 16).\n";
+	"added to the trunk's INVITEs (at most 16). --srtp: SRTP with SDES keys on the\n"
+	"trunk's calls: optional offers it and falls back to RTP, required refuses plain RTP\n"
+	"(default off).\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -180,7 +183,7 @@ static int take_password_file(const char *path, struct trunk *t)
 
 struct create_args {
 	const char *tenant, *host, *transport, *user, *pw_env, *pw_file, *reg, *proxy, *from_user,
-		*from_domain, *caller_id, *cidrs;
+		*from_domain, *caller_id, *cidrs, *srtp;
 	const char *headers[SIP_TRUNK_HEADERS_MAX + 1];   /* OPT_MULTI, ends with args_end */
 };
 
@@ -232,6 +235,12 @@ static int trunk_from_args(const struct create_args *a, struct trunk *t)
 	if (strcmp(cid, "pai") && strcmp(cid, "rpid") && strcmp(cid, "none"))
 		return usage_error("--caller-id-header must be pai, rpid or none, got '%s'", cid);
 	snprintf(t->caller_id_header, sizeof t->caller_id_header, "%s", cid);
+	enum sip_srtp srtp;
+	const char *sr = a->srtp ? a->srtp : "off";
+	if (!sip_srtp_parse(sr, &srtp))
+		return usage_error("--srtp must be off, optional or required, got '%s'",
+				   shown(sr, text, sizeof text));
+	snprintf(t->srtp, sizeof t->srtp, "%s", sr);
 	if (a->cidrs && take_cidrs(a->cidrs, t))
 		return 2;
 	return take_headers(a->headers, t);
@@ -251,7 +260,7 @@ static int trunk_create(int argc, char **argv)
 		{"outbound-proxy", &a.proxy, OPT_OPTIONAL}, {"from-user", &a.from_user, OPT_OPTIONAL},
 		{"from-domain", &a.from_domain, OPT_OPTIONAL},
 		{"caller-id-header", &a.caller_id, OPT_OPTIONAL},
-		{"inbound-cidr", &a.cidrs, OPT_OPTIONAL},
+		{"inbound-cidr", &a.cidrs, OPT_OPTIONAL}, {"srtp", &a.srtp, OPT_OPTIONAL},
 		{"header", a.headers, OPT_MULTI}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, trunk_usage);
 	if (ar != ARGS_OK)

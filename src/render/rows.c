@@ -153,6 +153,7 @@ json_t *trunk_to_json(const struct trunk *t)
 	json_object_set_new(o, "from_user", text_or_null(t->from_user));
 	json_object_set_new(o, "from_domain", text_or_null(t->from_domain));
 	json_object_set_new(o, "caller_id_header", json_string(t->caller_id_header));
+	json_object_set_new(o, "srtp", json_string(t->srtp[0] ? t->srtp : "off"));
 	json_object_set_new(o, "inbound_cidrs", split_to_json(t->inbound_cidrs, ","));
 	json_object_set_new(o, "headers", split_to_json(t->headers, "\r\n"));
 	json_object_set_new(o, "created_at", time_or_null(t->created_at));

@@ -53,12 +53,14 @@ void bridge_start(struct leg *l)
 		.metadata = l->metadata,
 		.account = l->tenant_id,
 		.record = l->record,
+		.srtp = l->srtp,
 	};
 	/* the sockets are the media engine's now, whatever happens to the message */
 	l->rtp_fd = l->rtcp_fd = -1;
 	l->media_started = true;
 	if (media_session_start(eng->media_engine, &ms))
 		log_msg(LOG_ERROR, "media", "call %s: could not start its media", l->call_id);
+	explicit_bzero(&ms.srtp, sizeof ms.srtp);
 }
 
 void bridge_start_web(struct leg *l, const struct web_socket *ws)
@@ -95,7 +97,7 @@ void bridge_update(struct leg *l)
 	if (!l->media_started)
 		return;
 	media_session_update(l->eng->media_engine, l->call_id, &l->remote_rtp, l->remote_rtp_len,
-			     l->payload_type == 8 ? 8 : 0, l->te_payload_type, NULL);
+			     l->payload_type == 8 ? 8 : 0, l->te_payload_type, &l->srtp);
 }
 
 void bridge_stop(struct leg *l)

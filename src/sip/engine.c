@@ -88,6 +88,11 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 		switch (l->state) {
 		case LEG_ANSWERED:
 			l->state = LEG_CONFIRMED;
+			if (l->srtp_refused) {
+				/* recorded failed at its 2xx (outbound.c): no media, only the BYE */
+				hangup_leg_now(eng, l, "srtp_required");
+				break;
+			}
 			hangup_arm_max_duration(eng, l);
 			if (l->dir == CALL_OUTBOUND) {
 				bridge_start(l);
@@ -140,6 +145,12 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 		struct sdp_remote r;
 		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
 		if (r.payload_type < 0) {
+			leg_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
+			return;
+		}
+		bool srtp_ok = media_srtp_answer(l, &r);
+		explicit_bzero(&r.crypto, sizeof r.crypto);
+		if (!srtp_ok) {
 			leg_respond(l->nh, SIP_488_NOT_ACCEPTABLE, TAG_END());
 			return;
 		}

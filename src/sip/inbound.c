@@ -115,19 +115,31 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	struct sdp_remote r = {.payload_type = 0, .te_payload_type = -1};
 	if (sip->sip_payload)
 		media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
-	if (r.payload_type < 0) {
+	/* a trunk that requires SRTP takes no plain offer from where it admits INVITEs */
+	enum sip_srtp srtp = trunks_inbound_srtp(eng, src);
+	if (r.payload_type < 0 || (srtp == SIP_SRTP_REQUIRED && !r.has_crypto)) {
+		explicit_bzero(&r.crypto, sizeof r.crypto);
 		refuse(nh, SIP_488_NOT_ACCEPTABLE);
 		goto out;
 	}
 	struct leg *l = leg_create(eng, CALL_INBOUND);
 	if (!l) {
+		explicit_bzero(&r.crypto, sizeof r.crypto);
 		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR);
 		goto out;
 	}
 	l->nh = nh;
 	l->state = LEG_PENDING;
 	media_use_remote(l, &r);
+	l->srtp_mode = srtp;
+	bool srtp_ok = media_srtp_answer(l, &r);     /* false only without randomness */
+	explicit_bzero(&r.crypto, sizeof r.crypto);
 	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_create gave */
+	if (!srtp_ok) {
+		leg_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		leg_stop(l);
+		goto out;
+	}
 	/* the call id is chosen here so the leg is findable (an API hang-up) from the moment
 	 * the stored call can be seen */
 	if (cp_uuid4(l->call_id)) {

@@ -72,6 +72,8 @@ void leg_unref(struct leg *l)
 	free(l->stream_url);
 	free(l->metadata);
 	free(l->max_duration_goodbye);
+	explicit_bzero(l->srtp_offer_keys, sizeof l->srtp_offer_keys);
+	explicit_bzero(&l->srtp, sizeof l->srtp);
 	free(l);
 }
 

@@ -21,6 +21,13 @@
  * on, IP4 or IP6 to match, so families may be mixed (the far end must reach both, of course).
  * An --rtp-addrs address this host cannot bind stops the start: it would fail every call.
  *
+ * SRTP (docs/CARRIERS.md "SRTP"): an offer of a call whose mode is not off carries two a=crypto
+ * lines (tags 1 and 2: _80 and _32, a fresh key each) in RTP/AVP (optional) or RTP/SAVP
+ * (required); the answer's line decides (media_srtp_answered). Answering, the first usable
+ * line of the offered stream is taken and answered under its tag with a fresh key of ours
+ * (media_srtp_answer); RTP/SAVP without a usable line is not a stream we can take. The keys go
+ * to the media engine with the session (bridge.c) and are never logged.
+ *
  * Layering: this file is at the bottom of the SIP layer, beside bridge.c and post.c: it works
  * on the engine's address table and one leg's fields, and calls no other SIP file.
  */
@@ -309,6 +316,31 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 	 * leaves it out when the offer has none (an answer lists only formats offered) */
 	int te = l->te_payload_type >= 96 && l->te_payload_type <= 127 ? l->te_payload_type : 101;
 	char te_lines[96] = "";
+	/* SRTP: an offer lists both suites under tags 1 and 2, each with its own key; an
+	 * answer names the line it took, with our key */
+	char crypto[2 * 100] = "";
+	const char *proto = "RTP/AVP";
+	if (payload_type < 0 && l->srtp_mode != SIP_SRTP_OFF) {
+		static const enum media_srtp_suite offered[2] = {MEDIA_SRTP_AES128_SHA1_80,
+								 MEDIA_SRTP_AES128_SHA1_32};
+		size_t n = 0;
+		for (unsigned i = 0; i < 2; i++) {
+			struct sdes_crypto c = {.tag = i + 1, .suite = offered[i]};
+			memcpy(c.key, l->srtp_offer_keys[i], sizeof c.key);
+			int w = sdes_print(&c, crypto + n, sizeof crypto - n);
+			explicit_bzero(&c, sizeof c);
+			n += w > 0 ? (size_t)w : 0;
+		}
+		if (l->srtp_mode == SIP_SRTP_REQUIRED)
+			proto = "RTP/SAVP";
+	} else if (payload_type >= 0 && l->srtp.suite != MEDIA_SRTP_NONE) {
+		struct sdes_crypto c = {.tag = l->srtp_tag, .suite = l->srtp.suite};
+		memcpy(c.key, l->srtp.tx_key, sizeof c.key);
+		(void)sdes_print(&c, crypto, sizeof crypto);
+		explicit_bzero(&c, sizeof c);
+		if (l->srtp_savp)
+			proto = "RTP/SAVP";
+	}
 	if (l->te_payload_type != SDP_TE_NONE)
 		snprintf(te_lines, sizeof te_lines,
 			 "a=rtpmap:%d telephone-event/8000\r\na=fmtp:%d 0-15\r\n", te, te);
@@ -329,12 +361,15 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
 		 "s=callplane\r\n"
 		 "c=IN %s %s\r\n"
 		 "t=0 0\r\n"
-		 "m=audio %d RTP/AVP %s\r\n"
+		 "m=audio %d %s %s\r\n"
+		 "%s"
 		 "%s"
 		 "%s"
 		 "a=ptime:20\r\n"
 		 "a=sendrecv\r\n",
-		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, fmts, maps, te_lines);
+		 l->rtp_port, ip, m->text, ip, m->text, l->rtp_port, proto, fmts, maps, te_lines,
+		 crypto);
+	explicit_bzero(crypto, sizeof crypto);
 }
 
 /* ---- the far end's SDP ------------------------------------------------------------------ */
@@ -435,6 +470,20 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 		}
 		if (pt < 0)
 			continue;
+		/* SRTP: RTP/SAVP needs a key we can use; RTP/AVP may carry one (best effort,
+		 * RFC 4568 practice); any other secure profile (SAVPF, DTLS) is not ours */
+		const char *proto = m->m_proto_name ? m->m_proto_name : "";
+		bool savp = !strcasecmp(proto, "RTP/SAVP");
+		if (!savp && strstr(proto, "SAVP"))
+			continue;
+		out->has_crypto = false;
+		for (sdp_attribute_t *a = m->m_attributes; a && !out->has_crypto; a = a->a_next)
+			if (a->a_name && !strcasecmp(a->a_name, "crypto") && a->a_value)
+				out->has_crypto = sdes_parse(a->a_value, strlen(a->a_value),
+							     &out->crypto) == SDES_OK;
+		if (savp && !out->has_crypto)
+			continue;
+		out->savp = savp;
 		out->payload_type = pt;
 		out->te_payload_type = te < 0 ? SDP_TE_NONE : te;
 		sdp_connection_t *c = m->m_connections ? m->m_connections : s->sdp_connection;
@@ -458,6 +507,53 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 	if (p)
 		sdp_parser_free(p);
 	su_home_deinit(home);
+}
+
+/* ---- SRTP (SDES) ----------------------------------------------------------------------- */
+
+int media_srtp_offer(struct leg *l)
+{
+	if (l->srtp_mode == SIP_SRTP_OFF)
+		return 0;
+	return cp_random(l->srtp_offer_keys, sizeof l->srtp_offer_keys);
+}
+
+bool media_srtp_answered(struct leg *l, const struct sdp_remote *r)
+{
+	if (l->srtp_mode == SIP_SRTP_OFF)
+		return true;         /* a key we did not ask for is not used */
+	static const enum media_srtp_suite by_tag[2] = {MEDIA_SRTP_AES128_SHA1_80,
+							MEDIA_SRTP_AES128_SHA1_32};
+	if (r->has_crypto && r->crypto.tag >= 1 && r->crypto.tag <= 2 &&
+	    by_tag[r->crypto.tag - 1] == r->crypto.suite) {
+		l->srtp.suite = r->crypto.suite;
+		memcpy(l->srtp.tx_key, l->srtp_offer_keys[r->crypto.tag - 1], MEDIA_SRTP_KEY_LEN);
+		memcpy(l->srtp.rx_key, r->crypto.key, MEDIA_SRTP_KEY_LEN);
+		l->srtp_tag = r->crypto.tag;
+		l->srtp_savp = r->savp;
+		return true;
+	}
+	explicit_bzero(&l->srtp, sizeof l->srtp);
+	if (l->srtp_mode == SIP_SRTP_REQUIRED) {
+		l->srtp_refused = true;
+		return false;
+	}
+	return true;
+}
+
+bool media_srtp_answer(struct leg *l, const struct sdp_remote *r)
+{
+	if (!r->has_crypto)
+		return l->srtp_mode != SIP_SRTP_REQUIRED && l->srtp.suite == MEDIA_SRTP_NONE;
+	/* a re-offer of the suite we have keeps our key: only the far end's may change */
+	if (l->srtp.suite != r->crypto.suite &&
+	    cp_random(l->srtp.tx_key, sizeof l->srtp.tx_key))
+		return false;
+	l->srtp.suite = r->crypto.suite;
+	memcpy(l->srtp.rx_key, r->crypto.key, MEDIA_SRTP_KEY_LEN);
+	l->srtp_tag = r->crypto.tag;
+	l->srtp_savp = r->savp;
+	return true;
 }
 
 void media_use_remote(struct leg *l, const struct sdp_remote *r)

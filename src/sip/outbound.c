@@ -130,6 +130,13 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	l->via_trunk = tr != NULL;
 	if (tr)
 		memcpy(l->trunk_id, tr->id, sizeof l->trunk_id);
+	l->srtp_mode = tr ? tr->srtp : SIP_SRTP_OFF;
+	if (media_srtp_offer(l)) {
+		log_msg(LOG_ERROR, "sip", "call %s: no randomness for its SRTP keys", c->id);
+		post_end(l, CALL_FAILED, "failed", 0);
+		leg_stop(l);
+		return;
+	}
 
 	struct invite_addrs a;
 	char sdp[600];
@@ -201,6 +208,13 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 			media_parse_sdp(sip->sip_payload->pl_data, sip->sip_payload->pl_len, &r);
 			if (r.payload_type >= 0)
 				media_use_remote(l, &r);
+			/* the first answer decides SRTP; a refused one ends the call at the ACK */
+			if (l->state == LEG_INVITING || l->state == LEG_EARLY)
+				(void)media_srtp_answered(l, &r);
+			explicit_bzero(&r.crypto, sizeof r.crypto);
+		} else if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
+			struct sdp_remote none = {.payload_type = -1};
+			(void)media_srtp_answered(l, &none);
 		}
 		if (!sip)
 			return;
@@ -216,6 +230,20 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		if (l->state == LEG_CANCELING) {
 			/* the 2xx crossed our CANCEL: the call is recorded ended, but its far end is
 			 * up until the BYE that follows the ACK (engine.c on_state) */
+			dialog_answered(l, sip, NULL);
+			return;
+		}
+		if (l->srtp_refused) {
+			/* answered without the SRTP its trunk requires: the call failed; its far end
+			 * is up until the BYE that follows the ACK (engine.c on_state) */
+			log_json(LOG_WARN, "sip_srtp_refused",
+				 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id",
+					   l->sip_call_id));
+			struct call_update f = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
+						.to = CALL_FAILED, .ended_at = cp_now_ms(),
+						.end_reason = "srtp_required"};
+			leg_post_event(l, &f);
+			l->state = LEG_ANSWERED;
 			dialog_answered(l, sip, NULL);
 			return;
 		}

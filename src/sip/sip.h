@@ -29,6 +29,12 @@
 #define SIP_PASSWORD_MAX 256
 
 enum sip_caller_id { SIP_CALLER_ID_NONE, SIP_CALLER_ID_PAI, SIP_CALLER_ID_RPID };
+/* SRTP with SDES keys on a trunk's calls (docs/CARRIERS.md, "SRTP"): none; offered and
+ * taken when the far end takes it (RTP/AVP with a=crypto); or the only way (RTP/SAVP,
+ * a plain answer or offer is refused). Ordered: the stricter, the greater. */
+enum sip_srtp { SIP_SRTP_OFF, SIP_SRTP_OPTIONAL, SIP_SRTP_REQUIRED };
+/* "off" | "optional" | "required" into *out; false for anything else. */
+bool sip_srtp_parse(const char *text, enum sip_srtp *out);
 
 /* A trunk as the engine uses it: a stored trunk (struct trunk) with its password read and its
  * host and proxy resolved, by whoever loads it (cli/serve_trunks.c), or the default trunk the
@@ -48,6 +54,7 @@ struct sip_trunk {
 	char from_user[TRUNK_TEXT_MAX + 1];  /* "" = the caller's number */
 	char from_domain[TRUNK_HOST_MAX + 3];    /* "" = our advertise address */
 	enum sip_caller_id caller_id;
+	enum sip_srtp srtp;
 	struct cidr cidrs[SIP_TRUNK_CIDRS_MAX];  /* INVITEs from these are the trunk's */
 	int n_cidrs;
 	char headers[TRUNK_HEADERS_MAX + 1];     /* extra INVITE headers, CRLF between lines */
@@ -82,6 +89,7 @@ struct sip_config {
 	char advertise[128];         /* address put in Contact/SDP; default: host */
 	char trunk[256];             /* "sip:HOST:PORT" for E.164 destinations; "" = none */
 	char trunk_user[128], trunk_password[128];  /* digest credentials; "" = none */
+	enum sip_srtp trunk_srtp;    /* --trunk-srtp: SRTP of the default trunk's calls (off) */
 	int ring_timeout_s;          /* CANCEL unanswered INVITEs after this; default 60 */
 	int hangup_rate;             /* BYE/CANCEL per second at most (paced); default 5000 */
 	int hangup_wait_ms;          /* how long an API hang-up may wait for the engine; 2000 */

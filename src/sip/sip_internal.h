@@ -56,6 +56,7 @@ struct sip_msg;
 #include <sofia-sip/tport_tag.h>
 
 #include "sip.h"
+#include "sip/sdes.h"
 #include "media/media.h"
 #include "metrics/metrics.h"
 
@@ -105,6 +106,16 @@ struct leg {
 	enum call_status end_status;         /* what it ended as, when end_recorded */
 	char bye_reason[CALL_REASON_MAX + 1];   /* reason of a BYE we owe (crossing, ACK wait) */
 	int payload_type;                    /* negotiated codec (0 PCMU, 8 PCMA) */
+	/* SRTP (media.c): what the call asks for (outbound: its trunk's), our keys of the offer's
+	 * two a=crypto lines (tag 1 _80, tag 2 _32), and what was agreed: srtp.suite NONE is
+	 * plain RTP; srtp_tag the agreed line's tag; srtp_savp the m= line's profile.
+	 * srtp_refused: a required offer was answered without a key we can use. Wiped when
+	 * the leg is freed. */
+	enum sip_srtp srtp_mode;
+	uint8_t srtp_offer_keys[2][MEDIA_SRTP_KEY_LEN];
+	struct media_srtp srtp;
+	unsigned long srtp_tag;
+	bool srtp_savp, srtp_refused;
 	json_t *dialog;                      /* what ending the dialog after a crash needs
 					      * (dialog.c); NULL = nothing yet */
 	bool dialog_kept;                    /* posted to the store: leg_stop() forgets it */
@@ -229,6 +240,9 @@ bool trunk_credentials(const char *user, const char *password, sip_t const *sip,
  * out of memory. */
 int trunks_admit(const struct sip_engine *eng, const struct sockaddr *sa, bool any,
 		 const char *ruri_user, char **tenants, bool *by_to);
+/* The strictest --srtp of the stored trunks that admit an INVITE from sa (their ranges, their
+ * registration; never "any"): what a call from there must have. OFF when none does. */
+enum sip_srtp trunks_inbound_srtp(const struct sip_engine *eng, const struct sockaddr *sa);
 
 /* ---- access.c: the per-source INVITE rate, the refusals -------------------------------- */
 
@@ -258,7 +272,9 @@ void media_port_destroy(struct leg *l);
 /* The media engine closed a port pair handed over at answer: counts it free (any thread). */
 void media_port_destroyed(struct sip_engine *eng, int addr_index);
 /* Writes our SDP for l into buf (truncated to size): an answer with payload_type (0 or 8) and
- * the offer's telephone-event type, or with payload_type < 0 an offer of PCMU, PCMA and 101. */
+ * the offer's telephone-event type, or with payload_type < 0 an offer of PCMU, PCMA and 101.
+ * SRTP: an offer carries l's two offer keys (media_srtp_offer) unless its mode is off; an
+ * answer carries our key of the agreed line when l->srtp has a suite. */
 void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, char *buf,
 	       size_t size);
 /* What the far end's SDP says about its audio: the first audio stream with PCMU (0) or PCMA
@@ -270,6 +286,9 @@ struct sdp_remote {
 					      * an audio stream without it */
 	struct sockaddr_storage addr;        /* c= and m= port */
 	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
+	bool savp;                           /* the stream is RTP/SAVP (then has_crypto) */
+	bool has_crypto;                     /* crypto: its first a=crypto line we can use */
+	struct sdes_crypto crypto;
 };
 /* Reads sdp (len bytes, not NUL-terminated) into *out; an SDP that does not parse gives
  * payload_type -1, as one without PCMU or PCMA does. */
@@ -277,6 +296,17 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out);
 /* Keeps an acceptable SDP (r->payload_type >= 0) on the leg: codec, telephone-event type and
  * the far end's RTP address (kept from before when this SDP has none). */
 void media_use_remote(struct leg *l, const struct sdp_remote *r);
+/* SRTP of an outbound call (l->srtp_mode set): fresh keys for the offer from the CSPRNG. -1
+ * if there is no randomness (the call fails rather than go out with a weak key). */
+int media_srtp_offer(struct leg *l);
+/* The far end's answer to our offer: its key on the line we offered under its tag, or plain
+ * RTP; false when the mode is required and there is no usable key (l->srtp_refused). */
+bool media_srtp_answered(struct leg *l, const struct sdp_remote *r);
+/* Answering an offer (an INVITE or a re-INVITE) for l: SRTP with a fresh key of ours when the
+ * offer has a usable key (ours is kept across re-INVITEs of the same suite), else plain
+ * RTP. false (488) when plain RTP is not acceptable: l->srtp_mode required, or the call
+ * has SRTP already (no downgrade within a call). */
+bool media_srtp_answer(struct leg *l, const struct sdp_remote *r);
 
 /* ---- bridge.c: a leg's session in the media plane --------------------------------------- */
 

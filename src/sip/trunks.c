@@ -56,6 +56,18 @@ static const char *const reserved[] = {
 	"X-Callplane-End-Reason",
 };
 
+bool sip_srtp_parse(const char *text, enum sip_srtp *out)
+{
+	static const char *const names[] = {"off", "optional", "required"};
+	for (int i = 0; i < 3; i++) {
+		if (!strcmp(text, names[i])) {
+			*out = (enum sip_srtp)i;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Writes the reason into why (when given); returns false. */
 static bool refuse(char *why, size_t size, const char *reason)
 {
@@ -159,6 +171,7 @@ int trunks_create(struct sip_engine *eng)
 		snprintf(d->target, sizeof d->target, "%s", h);
 		snprintf(d->user, sizeof d->user, "%s", cfg->trunk_user);
 		snprintf(d->password, sizeof d->password, "%s", cfg->trunk_password);
+		d->srtp = cfg->trunk_srtp;
 		eng->has_default_trunk = true;
 	}
 	struct sip_trunk *v = NULL;
@@ -220,6 +233,15 @@ static bool admits(const struct sip_trunk *t, const struct sockaddr *sa)
 		if (netaddr_same_ip((const struct sockaddr *)&t->addrs[i], sa))
 			return true;
 	return false;
+}
+
+enum sip_srtp trunks_inbound_srtp(const struct sip_engine *eng, const struct sockaddr *sa)
+{
+	enum sip_srtp srtp = SIP_SRTP_OFF;
+	for (size_t i = 0; sa && i < eng->n_trunks; i++)
+		if (eng->trunks[i].srtp > srtp && admits(&eng->trunks[i], sa))
+			srtp = eng->trunks[i].srtp;
+	return srtp;
 }
 
 int trunks_admit(const struct sip_engine *eng, const struct sockaddr *sa, bool any,

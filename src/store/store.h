@@ -118,6 +118,7 @@ struct trunk {
 	char from_user[TRUNK_TEXT_MAX + 1];  /* the From user of our INVITEs; "" = the caller */
 	char from_domain[TRUNK_HOST_MAX + 1];    /* the From host; "" = the trunk's host */
 	char caller_id_header[8];            /* pai | rpid | none */
+	char srtp[9];                        /* off | optional | required (docs/CARRIERS.md) */
 	char inbound_cidrs[TRUNK_CIDRS_MAX + 1]; /* "CIDR,CIDR..."; "" = none */
 	char headers[TRUNK_HEADERS_MAX + 1];     /* "Name: value" lines joined by CRLF; "" */
 	int64_t created_at;

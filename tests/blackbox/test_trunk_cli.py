@@ -9,7 +9,7 @@ from cp import assert_cli_error, is_ts, is_uuid
 
 TRUNK_KEYS = {"id", "tenant_id", "host", "port", "transport", "user", "password_env",
               "password_file", "register", "outbound_proxy", "from_user", "from_domain",
-              "caller_id_header", "inbound_cidrs", "headers", "created_at", "registration"}
+              "caller_id_header", "srtp", "inbound_cidrs", "headers", "created_at", "registration"}
 
 
 def trunk_create(cp, tenant, *args):
@@ -25,7 +25,7 @@ def test_trunk_create_list_delete(cp, tmp_path, monkeypatch):
                         "--user", "acct-1", "--password-env", "CARRIER_PW", "--register",
                         "--outbound-proxy", "sip:edge.carrier.example:5070;lr",
                         "--from-user", "acct-1", "--from-domain", "carrier.example",
-                        "--caller-id-header", "rpid",
+                        "--caller-id-header", "rpid", "--srtp", "required",
                         "--inbound-cidr", "192.0.2.77/24,2001:DB8::1/32,198.51.100.9",
                         "--header", "X-Account: 42", "--header", "P-Charge-Info: <sip:+15550001111@x>")
     monkeypatch.chdir(tmp_path)
@@ -41,9 +41,9 @@ def test_trunk_create_list_delete(cp, tmp_path, monkeypatch):
     f, d, p = lst["data"]
     assert (f["tenant_id"], f["host"], f["port"], f["transport"], f["user"], f["password_env"],
             f["password_file"], f["register"], f["outbound_proxy"], f["from_user"],
-            f["from_domain"], f["caller_id_header"]) == \
+            f["from_domain"], f["caller_id_header"], f["srtp"]) == \
         (t1, "sip.carrier.example", 5080, "tcp", "acct-1", "CARRIER_PW", None, True,
-         "sip:edge.carrier.example:5070;lr", "acct-1", "carrier.example", "rpid")
+         "sip:edge.carrier.example:5070;lr", "acct-1", "carrier.example", "rpid", "required")
     # ranges are kept canonical: host bits cleared, a bare address is /32
     assert f["inbound_cidrs"] == ["192.0.2.0/24", "2001:db8::/32", "198.51.100.9/32"]
     assert f["headers"] == ["X-Account: 42", "P-Charge-Info: <sip:+15550001111@x>"]
@@ -51,8 +51,8 @@ def test_trunk_create_list_delete(cp, tmp_path, monkeypatch):
     assert (d["host"], d["port"], d["user"], d["password_env"], d["password_file"]) == \
         ("2001:db8::5", 5062, "u2", None, str(tmp_path / "secret.txt"))
     assert (p["tenant_id"], p["host"], p["port"], p["transport"], p["user"], p["register"],
-            p["caller_id_header"], p["inbound_cidrs"], p["headers"]) == \
-        (t2, "203.0.113.5", None, "udp", None, False, "none", [], [])
+            p["caller_id_header"], p["srtp"], p["inbound_cidrs"], p["headers"]) == \
+        (t2, "203.0.113.5", None, "udp", None, False, "none", "off", [], [])
     assert [t["id"] for t in cp.cli("trunk", "list", "--tenant", t2)["data"]] == [plain]
 
     # an agent on a trunk keeps it from being deleted
@@ -141,6 +141,8 @@ BAD = [
                                               " got 'a_b'"),
     (["--host", "h", "--caller-id-header", "pani"], "--caller-id-header must be pai, rpid or none,"
                                                     " got 'pani'"),
+    (["--host", "h", "--srtp", "on"], "--srtp must be off, optional or required, got 'on'"),
+    (["--host", "h", "--srtp", "Required"], "--srtp must be off, optional or required, got 'Required'"),
     (["--host", "h", "--inbound-cidr", "10.0.0.0/33"],
      "--inbound-cidr must be CIDR[,CIDR...]: '10.0.0.0/33' is not IP or IP/BITS"),
     (["--host", "h", "--inbound-cidr", "10.0.0.0/8,"],

@@ -75,12 +75,13 @@ static void test_trunk_lists_and_registration(void **state)
 	(void)state;
 	struct trunk t = {.id = ID_A, .tenant_id = ID_B, .host = "sip.example", .port = 5080,
 			  .transport = "tcp", .user = "u", .password_env = "PW", .do_register = true,
-			  .caller_id_header = "pai", .inbound_cidrs = "10.0.0.0/8,::1/128",
+			  .caller_id_header = "pai", .srtp = "optional", .inbound_cidrs = "10.0.0.0/8,::1/128",
 			  .headers = "X-A: 1\r\nX-B: two words", .created_at = T1};
 	const char *head = "{\"id\":\"" ID_A "\",\"tenant_id\":\"" ID_B "\",\"host\":\"sip.example\","
 			   "\"port\":5080,\"transport\":\"tcp\",\"user\":\"u\",\"password_env\":\"PW\","
 			   "\"password_file\":null,\"register\":true,\"outbound_proxy\":null,"
 			   "\"from_user\":null,\"from_domain\":null,\"caller_id_header\":\"pai\","
+			   "\"srtp\":\"optional\","
 			   "\"inbound_cidrs\":[\"10.0.0.0/8\",\"::1/128\"],"
 			   "\"headers\":[\"X-A: 1\",\"X-B: two words\"],"
 			   "\"created_at\":\"2023-11-14T22:13:20.123Z\",\"registration\":";
@@ -107,6 +108,8 @@ static void test_trunk_lists_and_registration(void **state)
 	assert_int_equal(json_array_size(json_object_get(b, "headers")), 0);
 	assert_true(json_is_null(json_object_get(b, "port")));
 	assert_true(json_is_null(json_object_get(b, "registration")));
+	/* a trunk read before it had the column (no value) shows what it does: off */
+	assert_string_equal(json_string_value(json_object_get(b, "srtp")), "off");
 	json_decref(list);
 	/* a delivery of a trunk's event has no call */
 	struct delivery_row d = {.id = 1, .event_id = ID_A, .event_type = "trunk.registration",

@@ -156,9 +156,9 @@ static void test_open_twice_same_file(void **state)
 	assert_int_equal(STORE(f->st, tenant_exists, f->tenant), STORE_OK);
 	assert_int_equal(STORE(f->st, tenant_exists, t3), STORE_OK);
 
-	/* the schema version is exactly the number of migrations applied, once: 10 (the spine;
+	/* the schema version is exactly the number of migrations applied, once: 11 (the spine;
 	 * webhooks and the outbox; stream URLs; goodbyes; recordings; dialogs; operator keys;
-	 * trunks; webhook signing; dial policies). A new migration raises it here. */
+	 * trunks; webhook signing; dial policies; trunk SRTP). A new migration raises it here. */
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	sqlite3_stmt *q;
@@ -167,7 +167,7 @@ static void test_open_twice_same_file(void **state)
 	int version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	assert_int_equal(version, 10);
+	assert_int_equal(version, 11);
 }
 
 struct opener {
@@ -1484,6 +1484,7 @@ static void new_trunk(struct store *st, const char *tenant, const char *tag,
 	strcpy(t.from_user, "auth1");
 	strcpy(t.from_domain, "carrier.example.com");
 	strcpy(t.caller_id_header, "pai");
+	strcpy(t.srtp, "required");
 	strcpy(t.inbound_cidrs, "192.0.2.0/24,2001:db8::/32");
 	strcpy(t.headers, "X-Account: 42\r\nX-Foo: bar");
 	t.created_at = 1700000000000;
@@ -1532,6 +1533,7 @@ static void test_trunks(void **state)
 	assert_string_equal(t.from_user, "auth1");
 	assert_string_equal(t.from_domain, "carrier.example.com");
 	assert_string_equal(t.caller_id_header, "pai");
+	assert_string_equal(t.srtp, "required");
 	assert_string_equal(t.inbound_cidrs, "192.0.2.0/24,2001:db8::/32");
 	assert_string_equal(t.headers, "X-Account: 42\r\nX-Foo: bar");
 	assert_int_equal(t.created_at, 1700000000000);
@@ -1542,6 +1544,7 @@ static void test_trunks(void **state)
 	assert_int_equal(t.port, 0);
 	assert_string_equal(t.user, "");
 	assert_false(t.do_register);
+	assert_string_equal(t.srtp, "off");      /* created without one */
 	assert_string_equal(t.inbound_cidrs, "");
 	struct trunk *list = NULL;
 	size_t n = 0;

@@ -143,6 +143,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE tenants ADD COLUMN allow_prefixes TEXT;"
 	"ALTER TABLE tenants ADD COLUMN deny_prefixes TEXT;"
 	"ALTER TABLE api_keys ADD COLUMN sip_uris TEXT;",
+
+	/* 11: a trunk's SRTP (off, optional, required); the trunks there were have none */
+	"ALTER TABLE trunks ADD COLUMN srtp TEXT NOT NULL DEFAULT 'off';",
 };
 
 static int migrate(struct conn *c)

@@ -22,14 +22,15 @@
 static const struct sql q_trunk_create = {S_TRUNK_CREATE,
 	"INSERT INTO trunks(id, tenant_id, host, port, transport, username, password_env,"
 	" password_file, register, outbound_proxy, from_user, from_domain, caller_id_header,"
-	" inbound_cidrs, headers, created_at) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5,"
+	" inbound_cidrs, headers, created_at, srtp) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5,"
 	" NULLIF(?6, ''), NULLIF(?7, ''), NULLIF(?8, ''), ?9, NULLIF(?10, ''), NULLIF(?11, ''),"
-	" NULLIF(?12, ''), ?13, NULLIF(?14, ''), NULLIF(?15, ''), ?16)"};
+	" NULLIF(?12, ''), ?13, NULLIF(?14, ''), NULLIF(?15, ''), ?16, COALESCE(NULLIF(?17, ''),"
+	" 'off'))"};
 /* the columns trunk_row() reads, in its order: the trunk, then its status (NULLs if none) */
 #define TRUNK_COLUMNS "t.id, t.tenant_id, t.host, t.port, t.transport, t.username," \
 	" t.password_env, t.password_file, t.register, t.outbound_proxy, t.from_user," \
 	" t.from_domain, t.caller_id_header, t.inbound_cidrs, t.headers, t.created_at," \
-	" s.status, s.sip_status, s.reason, s.expires_at, s.updated_at" \
+	" s.status, s.sip_status, s.reason, s.expires_at, s.updated_at, t.srtp" \
 	" FROM trunks t LEFT JOIN trunk_status s ON s.trunk_id = t.id"
 static const struct sql q_trunk_get = {S_TRUNK_GET,
 	"SELECT " TRUNK_COLUMNS " WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)"};
@@ -55,11 +56,11 @@ static const struct sql q_trunk_status_put = {S_TRUNK_STATUS_PUT,
 
 enum store_result sqlite_trunk_create(void *ctx, const struct trunk *t)
 {
-	return sq_write_one(ctx, &q_trunk_create, "sssissssissssssI", t->id, t->tenant_id,
+	return sq_write_one(ctx, &q_trunk_create, "sssissssissssssIs", t->id, t->tenant_id,
 			    t->host, t->port, t->transport, t->user, t->password_env,
 			    t->password_file, (int)t->do_register, t->outbound_proxy, t->from_user,
 			    t->from_domain, t->caller_id_header, t->inbound_cidrs, t->headers,
-			    t->created_at);
+			    t->created_at, t->srtp);
 }
 
 /* A row (TRUNK_COLUMNS) into a zeroed struct trunk. */
@@ -89,6 +90,7 @@ static void trunk_row(sqlite3_stmt *st, void *row)
 	sq_copy_col(st, 18, t->reg.reason, sizeof t->reg.reason);
 	t->reg.expires_at = sqlite3_column_int64(st, 19);
 	t->reg.updated_at = sqlite3_column_int64(st, 20);
+	sq_copy_col(st, 21, t->srtp, sizeof t->srtp);
 }
 
 enum store_result sqlite_trunk_get(void *ctx, const char *tenant_id, const char *id,
