@@ -8,7 +8,9 @@
  * PCMA (8) or none, and the far end's address is one of the families it says; an answer is
  * never truncated, parses, and offers only what one audio stream of the offer has, under the
  * same payload type numbers and names (RFC 3264 6.1: each format of the answer is one of the
- * offer's); and our own answer read back gives the same codec, telephone-event and address.
+ * offer's); and our own answer read back gives the same codec, telephone-event and address,
+ * and, when the offer had a usable a=crypto line, the same profile, that line's tag and suite,
+ * and our key (SDES, RFC 4568).
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -99,6 +101,10 @@ static void answer(const sdp_session_t *offer, const struct sdp_remote *r, int a
 	l.rtp_addr = ai;
 	l.payload_type = l.te_payload_type = -1;
 	media_use_remote(&l, r);
+	if (!media_srtp_answer(&l, r))
+		abort();                      /* no mode asks for SRTP: any offer will do */
+	if ((l.srtp.suite != MEDIA_SRTP_NONE) != r->has_crypto)
+		abort();
 	char sdp[600];
 	media_sdp(eng, &l, l.payload_type, sdp, sizeof sdp);
 	size_t len = strlen(sdp);
@@ -122,6 +128,12 @@ static void answer(const sdp_session_t *offer, const struct sdp_remote *r, int a
 	if (back.payload_type != r->payload_type || back.te_payload_type != te)
 		abort();
 	if (back.addr_len == 0 || back.addr.ss_family != eng->media[ai].family)
+		abort();
+	if (back.has_crypto != r->has_crypto || back.savp != r->savp)
+		abort();
+	if (r->has_crypto && (back.crypto.tag != r->crypto.tag ||
+			      back.crypto.suite != r->crypto.suite ||
+			      memcmp(back.crypto.key, l.srtp.tx_key, sizeof back.crypto.key)))
 		abort();
 }
 
