@@ -17,6 +17,9 @@
 - `rtp_timeout N`: N seconds without RTP in ends the call (log "stream: no audio RTP packets
   received for N milliseconds", event CALL_CLOSED with param "rtp stream error"), armed when
   the call is established;
+- `mediaenc`: SRTP with SDES keys (`srtp.so`): "srtp" offers RTP/AVP with a=crypto and takes a
+  plain answer (best effort), "srtp-mand" offers RTP/SAVP and takes nothing else; None: no
+  srtp.so, plain RTP/AVP only (an RTP/SAVP offer is refused);
 - `ctrl_tcp.so` on 127.0.0.1:CTRL: netstring-framed JSON.  Commands (menu.so):
   `{"command":"dial","params":"sip:...","token":"t"}`, `hangup`, `accept`,
   `sndcode` (params: the digits, sent as RFC 4733 events); responses are
@@ -68,7 +71,7 @@ class Baresip:
     ctrl_tcp event; `dec_samples()` what it received, `enc_samples()` what it sent."""
 
     def __init__(self, tmpdir, name="far", user="bob", tone_hz=440, tone_s=60, answermode="auto",
-                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000, jitter_buffer=None):
+                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000, jitter_buffer=None, mediaenc=None):
         self.name = name
         self.user = user
         self.dir = os.path.join(str(tmpdir), "baresip-" + name)
@@ -81,6 +84,7 @@ class Baresip:
         self.codecs = codecs
         self.amplitude = amplitude
         self.jitter_buffer = jitter_buffer
+        self.mediaenc = mediaenc
         self.proc = None
         self.sock = None
         self.port = None
@@ -123,6 +127,7 @@ class Baresip:
             "module aufile.so",
             "module aubridge.so",
             "module sndfile.so",
+        ] + (["module srtp.so"] if self.mediaenc else []) + [
             "snd_path %s" % self.snd_dir,
             "module_app account.so",
             "module_app menu.so",
@@ -132,8 +137,9 @@ class Baresip:
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write("\n".join(lines) + "\n")
         with open(os.path.join(self.dir, "accounts"), "w") as f:
-            f.write("<sip:%s@127.0.0.1:%d>;regint=0;answermode=%s;audio_codecs=%s\n"
-                    % (self.user, self.port, self.answermode, self.codecs))
+            f.write("<sip:%s@127.0.0.1:%d>;regint=0;answermode=%s;audio_codecs=%s%s\n"
+                    % (self.user, self.port, self.answermode, self.codecs,
+                       ";mediaenc=%s" % self.mediaenc if self.mediaenc else ""))
 
     def start(self, timeout=5.0):
         os.makedirs(self.dir, exist_ok=True)
