@@ -279,3 +279,23 @@ def test_optional_offers_avp_with_keys_and_takes_a_plain_answer(media, wire):
     assert len(pkt) == 12 + 160 and pkt[12:] == b"\xff" * 160, pkt.hex()
     media.cp.end_call(call["id"])
     assert far.wait(25) == 0, far.report()
+
+
+def test_inbound_plain_offer_refused_where_a_trunk_requires_srtp(media):
+    """A stored trunk admitting 127.0.0.1 requires SRTP: a plain offer from there gets 488 and
+    no call; an RTP/SAVP offer from there is answered."""
+    media.cp.cli("trunk", "create", "--tenant", media.cp.tenant, "--host", "192.0.2.1",
+                 "--inbound-cidr", "127.0.0.1", "--srtp", "required")
+    media.start()
+    media.agent_create(number=NUMBER)
+    plain = media.baresip(rtp_timeout=0)
+    plain.dial(media.inbound_uri(NUMBER))
+    ev = plain.wait_closed(5)
+    assert ev["param"].startswith("488"), (ev, media.diagnostics())
+    assert media.cp.list_calls()["data"] == []
+    secure = media.baresip(rtp_timeout=0, mediaenc="srtp-mand")
+    secure.dial(media.inbound_uri(NUMBER))
+    secure.wait_established(5)
+    call = media.wait_inbound(5)
+    secure.hangup()
+    assert media.wait_ended(call["id"], 5)["status"] == "completed"
