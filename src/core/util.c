@@ -185,3 +185,32 @@ size_t cp_utf8_scrub(char *s)
 	}
 	return bad;
 }
+
+int cp_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	char *buf = malloc(max + 1);
+	errno = 0;
+	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+	int err = !buf ? ENOMEM : ferror(f) ? (errno ? errno : EIO) : n > max ? EFBIG : 0;
+	fclose(f);
+	if (err) {
+		free(buf);
+		errno = err;
+		return -1;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+void cp_free_secret(char *s, size_t len)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, len);
+	free(s);
+}

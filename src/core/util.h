@@ -1,5 +1,5 @@
 /*
- * util.h - small shared helpers: clocks, random ids, hex, SHA-256.
+ * util.h - small shared helpers: clocks, random ids, hex, SHA-256, reading a file whole.
  *
  * Wall-clock times are int64 milliseconds since the Unix epoch everywhere in callplane; they are
  * rendered as RFC 3339 only at the edges (JSON, logs). Ids come from OpenSSL's CSPRNG so that a
@@ -26,6 +26,12 @@ int cp_random(void *buf, size_t len);                 /* 0 or -1 */
 int cp_uuid4(char out[CP_UUID_LEN + 1]);              /* 0 or -1 */
 void cp_hex(const void *in, size_t len, char *out);   /* out: 2*len+1 */
 void cp_sha256_hex(const void *in, size_t len, char out[CP_SHA256_HEX_LEN + 1]);
+
+/* Reads the file at path whole into *out (malloc'd, NUL-terminated; *len without the NUL);
+ * -1 with errno set (EFBIG past max bytes). */
+int cp_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Erases len bytes of s (a key's text) and frees it; NULL is fine. */
+void cp_free_secret(char *s, size_t len);
 
 bool cp_is_uuid(const char *s);
 bool cp_is_e164(const char *s);                       /* "+" and 2..15 digits */

@@ -9,6 +9,7 @@
  * would load, refused before it is asked to.
  */
 #include "http_internal.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,37 +21,6 @@
 
 /* far above a key or a chain of certificates (a few KiB) */
 #define TLS_FILE_MAX (1024 * 1024)
-
-/* Reads path whole into *out (NUL-terminated; *len without it); -1 with errno set. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return -1;
-	char *buf = malloc(TLS_FILE_MAX + 1);
-	errno = 0;
-	size_t n = buf ? fread(buf, 1, TLS_FILE_MAX + 1, f) : 0;
-	int err = !buf ? ENOMEM : ferror(f) ? (errno ? errno : EIO) : n > TLS_FILE_MAX ? EFBIG : 0;
-	fclose(f);
-	if (err) {
-		free(buf);
-		errno = err;
-		return -1;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
-/* Erases and frees a key's text. */
-static void free_secret(char *s, size_t len)
-{
-	if (!s)
-		return;
-	explicit_bzero(s, len);
-	free(s);
-}
 
 /* Checks the PEM texts in t: the certificates, the key, then the pair. */
 static enum http_tls_result check(const struct http_tls *t, const char *cert_path,
@@ -100,11 +70,11 @@ enum http_tls_result http_tls_load(const char *cert_path, const char *key_path,
 				   struct http_tls *out, char *why, size_t size)
 {
 	memset(out, 0, sizeof *out);
-	if (read_file(cert_path, &out->cert, &out->cert_len)) {
+	if (cp_read_file(cert_path, TLS_FILE_MAX, &out->cert, &out->cert_len)) {
 		snprintf(why, size, "--tls-cert %s: cannot read it: %s", cert_path, strerror(errno));
 		return HTTP_TLS_UNREADABLE;
 	}
-	if (read_file(key_path, &out->key, &out->key_len)) {
+	if (cp_read_file(key_path, TLS_FILE_MAX, &out->key, &out->key_len)) {
 		snprintf(why, size, "--tls-key %s: cannot read it: %s", key_path, strerror(errno));
 		http_tls_free(out);
 		return HTTP_TLS_UNREADABLE;
@@ -118,6 +88,6 @@ enum http_tls_result http_tls_load(const char *cert_path, const char *key_path,
 void http_tls_free(struct http_tls *t)
 {
 	free(t->cert);
-	free_secret(t->key, t->key_len);
+	cp_free_secret(t->key, t->key_len);
 	memset(t, 0, sizeof *t);
 }
