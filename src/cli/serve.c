@@ -57,6 +57,9 @@ static const char serve_usage[] =
 	"       [--trunk-srtp off|optional|required] (SRTP of the --trunk's calls; default off)\n"
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]]\n"
+	"       [--sip-tls HOST:PORT [--sip-tls-cert FILE --sip-tls-key FILE] [--sip-tls-ca FILE]]\n"
+	"       (SIP over TLS: trunks with --transport tls, sips: URIs; servers are verified\n"
+	"       against --sip-tls-ca, default the system's CA store)\n"
 	"       [--allow-any-inbound] [--inbound-rate PER_SECOND] (INVITEs are accepted only from\n"
 	"       a trunk's --inbound-cidr and registrations unless --allow-any-inbound; at most\n"
 	"       PER_SECOND new INVITEs per source, default 50, 0 = no limit)\n"
@@ -257,6 +260,14 @@ int cli_serve(int argc, char **argv)
 		if (tr != HTTP_TLS_OK) {
 			fprintf(stderr, "error: %s\n", why);
 			rc = tr == HTTP_TLS_UNREADABLE ? 1 : 2;
+			goto out_cfg;
+		}
+	}
+	if (set.with_sip && set.sip.tls_port) {
+		int tr = sip_tls_check(&set.sip, why, sizeof why);
+		if (tr) {
+			fprintf(stderr, "error: %s\n", why);
+			rc = tr;
 			goto out_cfg;
 		}
 	}

@@ -34,6 +34,7 @@ struct serve_config {
 	const char *wh_allow_private;    /* a flag: "1" when given */
 	const char *metrics_token;
 	const char *drain_timeout, *pid_file, *tls_cert, *tls_key;
+	const char *sip_tls, *sip_tls_cert, *sip_tls_key, *sip_tls_ca;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the

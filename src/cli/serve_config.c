@@ -68,6 +68,10 @@ const struct serve_option serve_options[] = {
 	{"drain-timeout", SLOT(drain_timeout), OPT_OPTIONAL},
 	{"pid-file", SLOT(pid_file), OPT_OPTIONAL},
 	{"tls-cert", SLOT(tls_cert), OPT_OPTIONAL}, {"tls-key", SLOT(tls_key), OPT_OPTIONAL},
+	{"sip-tls", SLOT(sip_tls), OPT_OPTIONAL},
+	{"sip-tls-cert", SLOT(sip_tls_cert), OPT_OPTIONAL},
+	{"sip-tls-key", SLOT(sip_tls_key), OPT_OPTIONAL},
+	{"sip-tls-ca", SLOT(sip_tls_ca), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -219,6 +223,45 @@ static bool wire_token(const char *s)
 	return true;
 }
 
+/* Copies a file option's path into buf; -1 (why set) when it is empty or too long. */
+static int path_option(const char *name, const char *path, char *buf, size_t bsize, char *why,
+		       size_t size)
+{
+	if (!*path || strlen(path) >= bsize)
+		return fail(why, size, "--%s must be a file path", name);
+	memcpy(buf, path, strlen(path) + 1);
+	return 0;
+}
+
+/* The SIP over TLS options into sc: --sip-tls HOST:PORT turns the transport on, the files
+ * need it, the certificate and its key go together. The files are read later (serve.c, with
+ * sip_tls_check()), before anything starts. */
+static int sip_tls_from(const struct serve_config *c, struct sip_config *sc, char *why,
+			size_t size)
+{
+	if (!c->sip_tls) {
+		if (c->sip_tls_cert || c->sip_tls_key || c->sip_tls_ca)
+			return fail(why, size, "--sip-tls-cert, --sip-tls-key and --sip-tls-ca need"
+				    " --sip-tls HOST:PORT");
+		return 0;
+	}
+	if (split_hostport(c->sip_tls, sc->tls_host, sizeof sc->tls_host, &sc->tls_port) ||
+	    sc->tls_port == 0)
+		return fail(why, size, "--sip-tls must be HOST:PORT (a port above 0), got '%s'",
+			    c->sip_tls);
+	if (!c->sip_tls_cert != !c->sip_tls_key)
+		return fail(why, size, "--sip-tls-cert and --sip-tls-key go together: give both"
+			    " or neither");
+	if ((c->sip_tls_cert && (path_option("sip-tls-cert", c->sip_tls_cert, sc->tls_cert,
+					     sizeof sc->tls_cert, why, size) ||
+				 path_option("sip-tls-key", c->sip_tls_key, sc->tls_key,
+					     sizeof sc->tls_key, why, size))) ||
+	    (c->sip_tls_ca && path_option("sip-tls-ca", c->sip_tls_ca, sc->tls_ca,
+					  sizeof sc->tls_ca, why, size)))
+		return -1;
+	return 0;
+}
+
 /* Fills the SIP engine's configuration; -1 with the problem in why on a bad value. */
 static int sip_config_from(const struct serve_config *c, struct sip_config *sc, char *why,
 			   size_t size)
@@ -297,6 +340,8 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 			return fail(why, size, "--inbound-rate must be 0 (no limit)..1000000");
 		sc->inbound_rate = (int)v;
 	}
+	if (sip_tls_from(c, sc, why, size))
+		return -1;
 	if (c->rtp_addrs) {
 		char err[160];
 		if (sip_config_set_rtp_addrs(sc, c->rtp_addrs, err, sizeof err))

@@ -137,8 +137,10 @@ static bool engine_trunk(const struct trunk *t, struct sip_trunk *out)
 	if (t->port)
 		snprintf(out->target + strlen(out->target), sizeof out->target - strlen(out->target),
 			 ":%d", t->port);
-	if (out->tcp)
-		strncat(out->target, ";transport=tcp", sizeof out->target - strlen(out->target) - 1);
+	out->tls = !strcmp(t->transport, "tls");
+	if (out->tcp || out->tls)
+		strncat(out->target, out->tls ? ";transport=tls" : ";transport=tcp",
+			sizeof out->target - strlen(out->target) - 1);
 	memcpy(out->user, t->user, sizeof out->user);
 	out->do_register = t->do_register;
 	if (t->from_domain[0])

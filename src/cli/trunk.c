@@ -29,7 +29,7 @@
 #include "store/store.h"
 
 static const char trunk_usage[] =
-	"usage: callplane trunk create --tenant ID --host HOST[:PORT] [--transport udp|tcp]\n"
+	"usage: callplane trunk create --tenant ID --host HOST[:PORT] [--transport udp|tcp|tls]\n"
 	"                              [--user USER (--password-env VAR | --password-file FILE)]\n"
 	"                              [--register] [--outbound-proxy sip:HOST[:PORT]]\n"
 	"                              [--from-user USER] [--from-domain HOST]\n"
@@ -196,10 +196,8 @@ static int trunk_from_args(const struct create_args *a, struct trunk *t)
 				   " in brackets when a port follows), got '%s'",
 				   shown(a->host, text, sizeof text));
 	const char *tr = a->transport ? a->transport : "udp";
-	if (!strcmp(tr, "tls"))
-		return usage_error("--transport tls is not supported yet%s", "");
-	if (strcmp(tr, "udp") && strcmp(tr, "tcp"))
-		return usage_error("--transport must be udp or tcp, got '%s'", tr);
+	if (strcmp(tr, "udp") && strcmp(tr, "tcp") && strcmp(tr, "tls"))
+		return usage_error("--transport must be udp, tcp or tls, got '%s'", tr);
 	snprintf(t->transport, sizeof t->transport, "%s", tr);
 	if (a->user && !sip_trunk_user_valid(a->user))
 		return usage_error("--user must be 1..128 of letters, digits and -_.!~*'()&=+$,;?/%%,"

@@ -17,6 +17,11 @@
  * Sockets: NUTAG_URL without a transport listens on UDP and TCP. The UDP buffers are enlarged
  * (TPTAG_UDP_RMEM/WMEM): a burst of thousands of BYEs and their 200s otherwise overflows the
  * kernel's default buffer (measured: 16k retransmissions at 10k calls with the default).
+ * With --sip-tls, NUTAG_SIPS_URL adds a TLS listener (tls.c stages its files): calls and
+ * registrations through TLS trunks, sips: destinations and INVITEs from carriers over TLS use
+ * it, with our Contact naming it (contact_tls_hdr) so the far end's requests in the dialog
+ * come back over TLS too. Servers we connect to are verified (TPTLS_VERIFY_SUBJECTS_OUT: the
+ * chain against the CA file, the host name against the certificate's names; depth up to 9).
  *
  * Methods: we serve INVITE, ACK, BYE, CANCEL and OPTIONS and nothing else (SIP_ALLOW). nua's
  * default list also accepts MESSAGE, REFER, SUBSCRIBE, NOTIFY, PRACK and UPDATE: it answers
@@ -160,7 +165,7 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 	}
 	dialog_target_refresh(l, sip);
 	media_sdp(eng, l, pt, sdp, sizeof sdp);
-	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(sip_contact_hdr(eng, l->tls)),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 }
 
@@ -712,8 +717,25 @@ static void *engine_main(void *arg)
 	su_root_threading(eng->root, 1);
 	/* the far ends a previous run left up are hung up before any new call is taken */
 	restart_hangup(eng, url, eng->left, eng->n_left, RESTART_WAIT_MS);
+	char sips_url[300] = "", tls_dir[PATH_MAX] = "", why[300];
+	if (eng->cfg.tls_port) {
+		bool v6t = strchr(eng->cfg.tls_host, ':') != NULL;
+		snprintf(sips_url, sizeof sips_url, v6t ? "sips:[%s]:%d" : "sips:%s:%d",
+			 eng->cfg.tls_host, eng->cfg.tls_port);
+		if (sip_tls_stage(&eng->cfg, tls_dir, sizeof tls_dir, why, sizeof why)) {
+			log_msg(LOG_ERROR, "sip_engine", "SIP over TLS: %s", why);
+			su_root_destroy(eng->root);
+			eng->root = NULL;
+			started(eng, -1);
+			return NULL;
+		}
+	}
 	eng->nua = nua_create(eng->root, on_nua_event, eng,
 			      NUTAG_URL(url),
+			      TAG_IF(sips_url[0], NUTAG_SIPS_URL(sips_url)),
+			      TAG_IF(sips_url[0], TPTAG_CERTIFICATE(tls_dir)),
+			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
+			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_DEPTH(9)),
 			      NUTAG_MEDIA_ENABLE(0),
 			      NUTAG_AUTOACK(1),
 			      NUTAG_AUTOANSWER(0),
@@ -724,8 +746,10 @@ static void *engine_main(void *arg)
 			      TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
 			      TPTAG_UDP_WMEM(eng->cfg.udp_buffer),
 			      TAG_END());
+	sip_tls_unstage(tls_dir);    /* sofia has read it; the key's copy goes now */
 	if (!eng->nua) {
-		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s", url);
+		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s%s%s", url,
+			sips_url[0] ? " and " : "", sips_url);
 		su_root_destroy(eng->root);
 		eng->root = NULL;
 		started(eng, -1);
@@ -740,6 +764,11 @@ static void *engine_main(void *arg)
 	log_json(LOG_INFO, "sip_listening",
 		 json_pack("{s:s, s:s, s:o, s:I}", "url", url, "contact", eng->contact, "rtp_addrs",
 			   rtp, "rtp_capacity", (json_int_t)sip_config_rtp_capacity(&eng->cfg)));
+	if (sips_url[0])
+		log_json(LOG_INFO, "sip_tls",
+			 json_pack("{s:s, s:s, s:b, s:s}", "url", sips_url, "ca_file",
+				   sip_tls_ca_file(&eng->cfg), "certificate", eng->cfg.tls_cert[0] != 0,
+				   "verify", "chain and host name of every server we connect to"));
 
 	su_root_run(eng->root);
 
@@ -775,6 +804,10 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
 		 eng->cfg.advertise, cfg->port);
 	snprintf(eng->contact_hdr, sizeof eng->contact_hdr, "<%s>", eng->contact);
+	if (cfg->tls_port)
+		snprintf(eng->contact_tls_hdr, sizeof eng->contact_tls_hdr,
+			 v6 ? "<sip:callplane@[%s]:%d;transport=tls>" :
+			 "<sip:callplane@%s:%d;transport=tls>", eng->cfg.advertise, cfg->tls_port);
 	if (trunks_create(eng) || access_create(eng) || media_create(eng) ||
 	    media_plane_start(eng)) {
 		trunks_destroy(eng);

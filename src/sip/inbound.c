@@ -30,6 +30,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/url.h>
@@ -130,6 +131,10 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	}
 	l->nh = nh;
 	l->state = LEG_PENDING;
+	/* an INVITE over TLS is answered with our TLS Contact: the caller's requests in the
+	 * dialog stay on TLS */
+	l->tls = sip->sip_via && sip->sip_via->v_protocol &&
+		 !strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS");
 	media_use_remote(l, &r);
 	l->srtp_mode = srtp;
 	bool srtp_ok = media_srtp_answer(l, &r);     /* false only without randomness */
@@ -212,7 +217,7 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 	bridge_keep_call(l, c);
 	char sdp[600];
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
-	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(eng->contact_hdr),
+	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(sip_contact_hdr(eng, l->tls)),
 		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),
 		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
 	/* answered once the ACK comes (engine.c records it then); a caller that never sends

@@ -8,7 +8,9 @@
  * --from-user and --from-domain, else the caller's number at our address), adds the caller's
  * number as P-Asserted-Identity or Remote-Party-ID when asked, and its extra headers. A call
  * whose trunk is gone (deleted since the call was created), or another tenant's, fails
- * no_route. Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
+ * no_route. A call over TLS (a trunk's --transport tls, a sips: or transport=tls destination)
+ * names our TLS address in its Contact, and fails no_route on a server without --sip-tls.
+ * Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
  *
  * An answer is ACKed by us, not by nua (NUTAG_AUTOACK(0)): only once the dialog's state and the
@@ -91,6 +93,18 @@ static void invite_addrs(struct sip_engine *eng, const struct call *c, const str
 			 tr->headers);
 }
 
+/* Whether a destination URI asks for TLS: sips:, or a transport=tls parameter. */
+static bool uri_wants_tls(const char *uri)
+{
+	if (!strncasecmp(uri, "sips:", 5))
+		return true;
+	for (const char *p = strchr(uri, ';'); p; p = strchr(p + 1, ';'))
+		if (!strncasecmp(p, ";transport=tls", 14) && (p[14] == '\0' || p[14] == ';' ||
+							       p[14] == '>' || p[14] == '?'))
+			return true;
+	return false;
+}
+
 void outbound_dial(struct sip_engine *eng, const struct call *c)
 {
 	bool is_uri = !strncasecmp(c->to, "sip:", 4) || !strncasecmp(c->to, "sips:", 5);
@@ -122,12 +136,22 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 		leg_stop(l);
 		return;
 	}
+	bool tls = tr ? tr->tls : uri_wants_tls(c->to);
+	if (tls && !eng->cfg.tls_port) {
+		log_json(LOG_WARN, "sip_no_tls",
+			 json_pack("{s:s, s:s, s:s, s:s}", "call_id", c->id, "to", c->to, "trunk_id",
+				   c->trunk_id, "why", "the call is over TLS and serve has no --sip-tls"));
+		post_end(l, CALL_FAILED, "no_route", 0);
+		leg_stop(l);
+		return;
+	}
 	if (media_port_create(eng, l)) {
 		post_end(l, CALL_FAILED, "no_media_port", 0);
 		leg_stop(l);
 		return;
 	}
 	l->via_trunk = tr != NULL;
+	l->tls = tls;
 	if (tr)
 		memcpy(l->trunk_id, tr->id, sizeof l->trunk_id);
 	l->srtp_mode = tr ? tr->srtp : SIP_SRTP_OFF;
@@ -157,7 +181,7 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
 	/* no automatic ACK: a 2xx is ACKed once its dialog is kept durably (dialog.c) */
-	nua_invite(l->nh, NUTAG_AUTOACK(0), SIPTAG_CONTACT_STR(eng->contact_hdr),
+	nua_invite(l->nh, NUTAG_AUTOACK(0), SIPTAG_CONTACT_STR(sip_contact_hdr(eng, tls)),
 		   TAG_IF(a.headers[0], SIPTAG_HEADER_STR(a.headers)),
 		   SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp), TAG_END());
 	if (eng->cfg.ring_timeout_s > 0) {

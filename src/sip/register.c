@@ -114,12 +114,18 @@ static void attempt(struct sip_engine *eng, struct registration *r)
 	     registrar[sizeof t->target + 8];
 	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
 	snprintf(aor, sizeof aor, "<sip:%s@%s>", t->user, t->aor_domain);
+	/* over TLS, the contact is our TLS listener: calls to it come over TLS too */
 	snprintf(contact, sizeof contact, v6 ? "<sip:%s@[%s]:%d%s>" : "<sip:%s@%s:%d%s>", t->user,
-		 eng->cfg.advertise, eng->cfg.port, t->tcp ? ";transport=tcp" : "");
+		 eng->cfg.advertise, t->tls ? eng->cfg.tls_port : eng->cfg.port,
+		 t->tls ? ";transport=tls" : t->tcp ? ";transport=tcp" : "");
 	snprintf(registrar, sizeof registrar, "sip:%s", t->target);
 	r->retry_at_us = 0;
 	r->answered = 0;
 	r->up = false;
+	if (t->tls && !eng->cfg.tls_port) {
+		failed(eng, r, 0, "the trunk is over TLS and serve has no --sip-tls");
+		return;
+	}
 	r->nh = nua_handle(eng->nua, NULL, SIPTAG_TO_STR(aor), SIPTAG_FROM_STR(aor), TAG_END());
 	if (!r->nh) {
 		failed(eng, r, 0, "out of memory");
@@ -278,7 +284,7 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 /* Whether a and b register the same way (else a change means registering again). */
 static bool same_registration(const struct sip_trunk *a, const struct sip_trunk *b)
 {
-	return a->do_register == b->do_register && a->tcp == b->tcp &&
+	return a->do_register == b->do_register && a->tcp == b->tcp && a->tls == b->tls &&
 	       !strcmp(a->tenant_id, b->tenant_id) && !strcmp(a->target, b->target) &&
 	       !strcmp(a->user, b->user) && !strcmp(a->password, b->password) &&
 	       !strcmp(a->aor_domain, b->aor_domain) &&

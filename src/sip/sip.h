@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include <limits.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
@@ -42,10 +43,10 @@ bool sip_srtp_parse(const char *text, enum sip_srtp *out);
 struct sip_trunk {
 	char id[CP_UUID_LEN + 1];            /* "" = the default trunk (--trunk) */
 	char tenant_id[CP_UUID_LEN + 1];     /* "" = the default trunk's: any tenant's */
-	/* "HOST[:PORT][;transport=tcp]", IPv6 in brackets: the Request-URI of a number is
+	/* "HOST[:PORT][;transport=tcp|tls]", IPv6 in brackets: the Request-URI of a number is
 	 * sip:NUMBER@target, the registrar's sip:target */
 	char target[TRUNK_HOST_MAX + 48];
-	bool tcp;                            /* transport tcp (else udp) */
+	bool tcp, tls;                       /* transport tcp or tls (neither: udp) */
 	char user[TRUNK_TEXT_MAX + 1];       /* digest user and registered user; "" = none */
 	char password[SIP_PASSWORD_MAX + 1];
 	bool do_register;
@@ -109,9 +110,22 @@ struct sip_config {
 	bool allow_any_inbound;
 	int inbound_rate;            /* new INVITEs per second per source address (bursts of
 				      * twice as many); 0 = no limit; default 50 */
+	/* SIP over TLS (--sip-tls HOST:PORT): tls_port 0 = none. tls_cert and tls_key (PEM: the
+	 * chain, its unencrypted key; both or neither) are what the listener presents; without
+	 * them the transport only connects out. tls_ca: the certificates servers are checked
+	 * against; "" = the system's store (OpenSSL's default file). */
+	char tls_host[128];
+	int tls_port;
+	char tls_cert[PATH_MAX], tls_key[PATH_MAX], tls_ca[PATH_MAX];
 };
 
 struct sip_engine;
+
+/* Reads and checks the TLS files of cfg (cfg->tls_port set) before anything starts: 0; 1 when
+ * a file cannot be read, 2 when one does not hold what it must (no certificate, no
+ * unencrypted key, a key that is not the certificate's, a CA file without certificates), the
+ * problem in why, naming the option and the file. */
+int sip_tls_check(const struct sip_config *cfg, char *why, size_t size);
 
 void sip_config_defaults(struct sip_config *cfg);
 /* Parses --rtp-addrs ("IP[,IP...]", IPv4 and IPv6 may be mixed) into cfg. On a bad list

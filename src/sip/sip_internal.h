@@ -101,6 +101,7 @@ struct leg {
 	 * credentials answer a challenge; false for a sip: URI, which gets none */
 	bool via_trunk;
 	char trunk_id[CP_UUID_LEN + 1];
+	bool tls;                            /* the dialog runs over TLS: our Contact says so */
 	bool ringing_reported;
 	bool end_recorded;                   /* the store shows it ended (by us or the far end) */
 	enum call_status end_status;         /* what it ended as, when end_recorded */
@@ -165,6 +166,9 @@ struct sip_engine {
 	size_t n_left;                       /* hung up as the thread starts, before nua */
 	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
 	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
+	/* "<sip:callplane@ADVERTISE:TLS_PORT;transport=tls>": our Contact where the dialog runs
+	 * over TLS; "" without --sip-tls */
+	char contact_tls_hdr[240];
 	struct sip_trunk default_trunk;      /* --trunk, --trunk-auth (trunks.c) */
 	bool has_default_trunk;
 	struct sip_trunk *trunks;            /* the stored trunks, sorted by id (trunks.c) */
@@ -480,6 +484,20 @@ void web_leg_open(struct sip_engine *eng, const struct call *c, int join_ms);
 /* The browser of call_id connected: a waiting leg is answered (in_progress) and ws becomes its
  * media session's far end; otherwise ws is released (the browser sees its socket close). */
 void web_leg_join(struct sip_engine *eng, const char *call_id, const struct web_socket *ws);
+
+/* ---- tls.c: the files of SIP over TLS -------------------------------------------------- */
+
+/* The CA file servers are checked against: --sip-tls-ca, else OpenSSL's default file. */
+const char *sip_tls_ca_file(const struct sip_config *cfg);
+/* Makes a private directory (its path into dir) holding the checked files as sofia's TLS
+ * transport reads them (cafile.pem; agent.pem with --sip-tls-cert); -1 (why set, nothing
+ * left behind) on failure. The caller binds, then removes it with sip_tls_unstage(). */
+int sip_tls_stage(const struct sip_config *cfg, char *dir, size_t size, char *why,
+		  size_t why_size);
+/* Removes what sip_tls_stage() made in dir (nothing when dir is ""); dir becomes "". */
+void sip_tls_unstage(char *dir);
+/* The Contact for a dialog over TLS (tls true) or not. */
+const char *sip_contact_hdr(const struct sip_engine *eng, bool tls);
 
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
 

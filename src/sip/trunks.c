@@ -169,6 +169,7 @@ int trunks_create(struct sip_engine *eng)
 		/* "sip:HOST[:PORT]" as given: the Request-URI is sip:NUMBER@HOST[:PORT] */
 		const char *h = strncmp(cfg->trunk, "sip:", 4) ? cfg->trunk : cfg->trunk + 4;
 		snprintf(d->target, sizeof d->target, "%s", h);
+		d->tls = strstr(d->target, ";transport=tls") != NULL;
 		snprintf(d->user, sizeof d->user, "%s", cfg->trunk_user);
 		snprintf(d->password, sizeof d->password, "%s", cfg->trunk_password);
 		d->srtp = cfg->trunk_srtp;

@@ -122,8 +122,7 @@ BAD = [
                         " when a port follows), got 'h:0'"),
     (["--host", "h;transport=tcp"], "--host must be HOST[:PORT] (a host name or an IP address, IPv6"
                                     " in brackets when a port follows), got 'h;transport=tcp'"),
-    (["--host", "h", "--transport", "tls"], "--transport tls is not supported yet"),
-    (["--host", "h", "--transport", "sctp"], "--transport must be udp or tcp, got 'sctp'"),
+    (["--host", "h", "--transport", "sctp"], "--transport must be udp, tcp or tls, got 'sctp'"),
     (["--host", "h", "--user", "u"], "--user needs its password: --password-env VAR or"
                                      " --password-file FILE (one of them)"),
     (["--host", "h", "--user", "u", "--password-env", "A", "--password-file", "/f"],
