@@ -11,15 +11,15 @@ other CA the handshake is refused, the far end reads no request and the call fai
 import os
 
 from cp import ACTIVE_STATUSES
-from sipp_peer import SERVER_SIP_PORTS, free_port, wait_for_call
+from sipp_peer import SERVER_SIP_PORTS, free_port, wait_for, wait_for_call
 from test_tls import pki  # noqa: F401  (a fixture)
-from tls_sip_peer import TlsUas
+from tls_sip_peer import TlsUac, TlsUas
 
 NUMBER = "+15550001111"
 DEST = "+15557654321"
 
 
-def start(cp, pki, ca, monkeypatch):
+def start(cp, pki, ca, monkeypatch, *extra):
     # sofia-sip leaves a TLS connection's SSL objects allocated at nua_destroy; libssl has no
     # frame pointers, so only the slow unwinder reaches libsofia, which tests/lsan.supp names
     monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
@@ -29,7 +29,7 @@ def start(cp, pki, ca, monkeypatch):
     tls_port = free_port(udp=False, tcp=True, lo=lo, hi=hi)
     cp.start(extra_args=["--sip", "127.0.0.1:%d" % sip_port, "--sip-tls",
                          "127.0.0.1:%d" % tls_port, "--sip-tls-ca", os.path.join(pki, ca),
-                         "--ring-timeout", "10"])
+                         "--ring-timeout", "10", *extra])
     return sip_port, tls_port
 
 
@@ -88,3 +88,83 @@ sends nothing: the far end reads no request. sofia-sip reports no transport erro
         assert uas.requests == [], [r.first_line for r in uas.requests]
     finally:
         uas.stop()
+
+
+def test_call_in_over_tls(cp, pki, monkeypatch):  # noqa: F811
+    """A caller reaches our TLS listener (--sip-tls-cert/--sip-tls-key, verified against the
+    test's CA): the 200's Contact names the TLS listener, the ACK and the caller's BYE follow
+    on that connection, and the call is recorded as ended by the far end."""
+    cp.setup_world(number=NUMBER)
+    _sip, tls_port = start(cp, pki, "ca.pem", monkeypatch,
+                           "--sip-tls-cert", os.path.join(pki, "server.pem"),
+                           "--sip-tls-key", os.path.join(pki, "server.key"))
+    uac = TlsUac(tls_port, os.path.join(pki, "ca.pem"))
+    try:
+        sdp = ("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        common = ("Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-tls-%%s\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c1\r\n"
+                  "To: <sip:%s@127.0.0.1>%%s\r\nCall-ID: tls-in-1@127.0.0.1\r\n"
+                  % (uac.local_port, NUMBER))
+        uri = "sip:%s@127.0.0.1:%d;transport=tls" % (NUMBER, tls_port)
+        uac.send("INVITE %s SIP/2.0\r\n" % uri + common % ("1", "") +
+                 "CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:%d;transport=tls>\r\n"
+                 "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s"
+                 % (uac.local_port, len(sdp), sdp))
+        ok = uac.final_response()
+        assert ok.first_line == "SIP/2.0 200 OK", ok.text
+        assert ok.header("contact") == "<sip:callplane@127.0.0.1:%d;transport=tls>" % tls_port, \
+            ok.text
+        to_tag = ok.header("to")[ok.header("to").index(";tag="):]
+        uac.send("ACK %s SIP/2.0\r\n" % uri + common % ("2", to_tag) +
+                 "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+        [call] = wait_for(lambda: [c for c in cp.list_calls()["data"]
+                                   if c["status"] == "in_progress"], 10, interval=0.05)
+        uac.send("BYE %s SIP/2.0\r\n" % uri + common % ("3", to_tag) +
+                 "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+        bye_ok = uac.final_response()
+        assert bye_ok.first_line == "SIP/2.0 200 OK", bye_ok.text
+        assert bye_ok.header("cseq") == "2 BYE", bye_ok.text
+        done = wait_for_call(cp.get_call, call["id"], lambda c: c["status"] == "completed", 10,
+                             "completed", cp.stderr_text)
+        assert (done["direction"], done["end_reason"]) == ("inbound", "remote_hangup"), done
+    finally:
+        uac.close()
+
+
+def test_bad_tls_files_stop_the_start(cp, pki):  # noqa: F811
+    """A TLS file that cannot be read exits 1, one that does not hold what it must exits 2,
+    each naming the option and the file, before anything listens."""
+    cert, key = os.path.join(pki, "server.pem"), os.path.join(pki, "server.key")
+    missing = os.path.join(pki, "missing.pem")
+
+    def serve(*args):
+        return cp.cli_raw("serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0",
+                          "--sip-tls", "127.0.0.1:0" if args[:1] == ("x",) else "127.0.0.1:1",
+                          *[a for a in args if a != "x"])
+
+    rc, out, err = serve("--sip-tls-ca", missing)
+    assert (rc, out) == (1, "") and \
+        "error: --sip-tls-ca %s: cannot read it: No such file or directory\n" % missing in err, err
+    rc, out, err = serve("--sip-tls-cert", missing, "--sip-tls-key", key)
+    assert (rc, out) == (1, "") and \
+        "error: --sip-tls-cert %s: cannot read it: No such file or directory\n" % missing in err, err
+    rc, out, err = serve("--sip-tls-cert", cert, "--sip-tls-key", os.path.join(pki, "other.key"))
+    assert (rc, out) == (2, "") and "error: --sip-tls-key %s is not the key of the certificate" \
+        " in %s\n" % (os.path.join(pki, "other.key"), cert) in err, err
+    rc, out, err = serve("--sip-tls-cert", key, "--sip-tls-key", key)
+    assert (rc, out) == (2, "") and \
+        "error: --sip-tls-cert %s holds no PEM certificate\n" % key in err, err
+    rc, out, err = serve("--sip-tls-ca", key)
+    assert (rc, out) == (2, "") and \
+        "error: --sip-tls-ca %s holds no PEM certificate\n" % key in err, err
+    rc, out, err = serve("--sip-tls-cert", cert)
+    assert (rc, out) == (2, "") and "error: --sip-tls-cert and --sip-tls-key go together: give" \
+        " both or neither\n" in err, err
+    rc, out, err = serve("x")
+    assert (rc, out) == (2, "") and \
+        "error: --sip-tls must be HOST:PORT (a port above 0), got '127.0.0.1:0'\n" in err, err
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0",
+                              "--sip-tls-ca", cert)
+    assert (rc, out) == (2, "") and "error: --sip-tls-cert, --sip-tls-key and --sip-tls-ca need" \
+        " --sip-tls HOST:PORT\n" in err, err

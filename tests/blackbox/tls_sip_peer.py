@@ -126,3 +126,49 @@ class TlsUas:
     def stop(self):
         self.stopping = True
         self.sock.close()
+
+
+class TlsUac:
+    """A caller over TLS: connects to callplane's TLS listener, verifying its certificate
+    against `cafile` for IP 127.0.0.1, sends requests and reads the responses on that one
+    connection."""
+
+    def __init__(self, port, cafile):
+        ctx = ssl.create_default_context(cafile=cafile)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.local_port = self.tls.getsockname()[1]
+        self.buf = b""
+
+    def send(self, text):
+        self.tls.sendall(text.encode())
+
+    def response(self):
+        """The next response read (a Request object: first_line, header())."""
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head = self.buf[:end].decode("utf-8", "replace")
+                length = 0
+                for line in head.split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() in ("content-length", "l"):
+                        length = int(value.strip())
+                if len(self.buf) >= end + 4 + length:
+                    text = self.buf[:end + 4 + length].decode("utf-8", "replace")
+                    self.buf = self.buf[end + 4 + length:]
+                    return Request(text)
+            data = self.tls.recv(65536)
+            if not data:
+                raise AssertionError("the server closed the connection")
+            self.buf += data
+
+    def final_response(self):
+        while True:
+            r = self.response()
+            code = int(r.first_line.split(" ")[1])
+            if code >= 200:
+                return r
+
+    def close(self):
+        self.tls.close()
