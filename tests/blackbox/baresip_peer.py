@@ -3,7 +3,9 @@
 `Baresip` runs one `baresip -f DIR` with its own config directory in the test's temp dir:
 
 - SIP on 127.0.0.1:PORT (UDP and TCP; baresip also binds TCP PORT+1 for TLS, so PORT+1 must be
-  free too), all addresses (SDP included) 127.0.0.1 through `net_interface 127.0.0.1`;
+  free too), all addresses (SDP included) 127.0.0.1 through `net_interface 127.0.0.1`; with
+  `tls_certificate` (one PEM file: certificate, then its key) its TLS listener on PORT+1
+  presents that certificate (`tls_uri` calls it there);
 - one account `<sip:USER@127.0.0.1:PORT>;regint=0;answermode=auto|manual;audio_codecs=...`;
 - G.711 (g711.so) with telephone-event; audio source `aufile,<tone.wav>` (8 kHz mono S16LE: a
   sine generated here), audio player `aubridge,<name>` (a device nobody reads: a sink);
@@ -71,7 +73,8 @@ class Baresip:
     ctrl_tcp event; `dec_samples()` what it received, `enc_samples()` what it sent."""
 
     def __init__(self, tmpdir, name="far", user="bob", tone_hz=440, tone_s=60, answermode="auto",
-                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000, jitter_buffer=None, mediaenc=None):
+                 rtp_timeout=3, codecs="PCMU,PCMA", amplitude=8000, jitter_buffer=None, mediaenc=None,
+                 tls_certificate=None):
         self.name = name
         self.user = user
         self.dir = os.path.join(str(tmpdir), "baresip-" + name)
@@ -85,6 +88,7 @@ class Baresip:
         self.amplitude = amplitude
         self.jitter_buffer = jitter_buffer
         self.mediaenc = mediaenc
+        self.tls_certificate = tls_certificate
         self.proc = None
         self.sock = None
         self.port = None
@@ -100,6 +104,10 @@ class Baresip:
     @property
     def uri(self):
         return "sip:%s@127.0.0.1:%d" % (self.user, self.port)
+
+    @property
+    def tls_uri(self):
+        return "sip:%s@127.0.0.1:%d;transport=tls" % (self.user, self.port + 1)
 
     def _write_config(self):
         os.makedirs(self.snd_dir, exist_ok=True)
@@ -120,7 +128,8 @@ class Baresip:
             "audio_alert aubridge,alert-%s" % self.name,
             "rtp_ports %d-%d" % (rtp_lo, rtp_lo + 100),
             "rtp_timeout %d" % self.rtp_timeout,
-        ] + (["jitter_buffer_delay %s" % self.jitter_buffer] if self.jitter_buffer else []) + [
+        ] + (["jitter_buffer_delay %s" % self.jitter_buffer] if self.jitter_buffer else []) + \
+            (["sip_certificate %s" % self.tls_certificate] if self.tls_certificate else []) + [
             "statmode_default off",
             "module_path %s" % MODULE_PATH,
             "module g711.so",

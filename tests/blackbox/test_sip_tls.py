@@ -3,7 +3,8 @@
 
 Each test makes its own CA with the openssl command line (test_tls.py's `pki`: a CA, a server
 certificate it signed for IP 127.0.0.1, a second CA that signed nothing) and a TLS far end
-(tls_sip_peer.py, Python's ssl) presenting that server certificate. callplane verifies the far
+presenting that server certificate: a real baresip (its TLS listener), or, where the test
+reads what arrived on the wire, tls_sip_peer.py (Python's ssl). callplane verifies the far
 end against --sip-tls-ca: with the right CA the call goes up and down over TLS; with the
 other CA the handshake is refused, the far end reads no request and the call fails.
 """
@@ -12,7 +13,8 @@ import os
 
 from cp import ACTIVE_STATUSES
 from sipp_peer import SERVER_SIP_PORTS, free_port, wait_for, wait_for_call
-from test_tls import pki  # noqa: F401  (a fixture)
+from test_tls import openssl, pki  # noqa: F401  (pki: a fixture)
+from baresip_peer import Baresip
 from tls_sip_peer import TlsUac, TlsUas
 
 NUMBER = "+15550001111"
@@ -33,9 +35,28 @@ def start(cp, pki, ca, monkeypatch, *extra):
     return sip_port, tls_port
 
 
-def tls_world(cp, pki):
+def never_answered(cp, call_id):
+    """The call ends unanswered: at the ring timeout (10 s), as no_answer (sofia-sip reports
+    nothing to an INVITE whose TLS connection it closed for a refused certificate)."""
+    done = wait_for_call(cp.get_call, call_id, lambda c: c["status"] not in ACTIVE_STATUSES, 40,
+                         "an end", cp.stderr_text)
+    assert (done["status"], done["end_reason"], done["answered_at"]) == \
+        ("no_answer", "no_answer", None), done
+
+
+def refused_call(cp, uas):
+    """A call through the world's TLS trunk to uas, whose certificate callplane refuses:
+    callplane connects, sends no request, and the call is never answered."""
+    call = cp.create_call(to=DEST)
+    never_answered(cp, call["id"])
+    assert uas.connections >= 1, "callplane never connected"
+    assert uas.requests == [], [r.first_line for r in uas.requests]
+
+
+def tls_world(cp, pki, cert="server"):
+    """The world, a TlsUas presenting pki's CERT.pem, and the agent's TLS trunk to it."""
     cp.setup_world(number=NUMBER)
-    uas = TlsUas(os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
+    uas = TlsUas(os.path.join(pki, cert + ".pem"), os.path.join(pki, cert + ".key"))
     trunk = cp.cli("trunk", "create", "--tenant", cp.tenant, "--host",
                    "127.0.0.1:%d" % uas.port, "--transport", "tls")["id"]
     cp.cli("agent", "update", cp.agent, "--trunk", trunk)
@@ -73,19 +94,13 @@ def test_call_over_tls_with_the_ca(cp, pki, monkeypatch):  # noqa: F811
 
 def test_call_over_tls_with_another_ca_is_refused(cp, pki, monkeypatch):  # noqa: F811
     """The far end's certificate was signed by a CA callplane does not trust: the handshake
-    completes on the far end's side, callplane checks the chain, closes the connection and
-sends nothing: the far end reads no request. sofia-sip reports no transport error for the
+        completes on the far end's side, callplane checks the chain, closes the connection and
+    sends nothing: the far end reads no request. sofia-sip reports no transport error for the
     INVITE, so the call ends at the ring timeout (10 s here), no_answer, never up."""
     uas = tls_world(cp, pki)
     try:
         start(cp, pki, "other-ca.pem", monkeypatch)
-        call = cp.create_call(to=DEST)
-        done = wait_for_call(cp.get_call, call["id"],
-                             lambda c: c["status"] not in ACTIVE_STATUSES, 40, "an end",
-                             cp.stderr_text)
-        assert (done["status"], done["end_reason"], done["answered_at"]) == \
-            ("no_answer", "no_answer", None), done
-        assert uas.requests == [], [r.first_line for r in uas.requests]
+        refused_call(cp, uas)
     finally:
         uas.stop()
 
@@ -168,3 +183,64 @@ def test_bad_tls_files_stop_the_start(cp, pki):  # noqa: F811
                               "--sip-tls-ca", cert)
     assert (rc, out) == (2, "") and "error: --sip-tls-cert, --sip-tls-key and --sip-tls-ca need" \
         " --sip-tls HOST:PORT\n" in err, err
+
+
+def baresip_tls(pki, tmp_path):
+    """A baresip whose TLS listener presents the test's server certificate."""
+    both = os.path.join(pki, "server-and-key.pem")
+    with open(both, "w") as f:
+        for name in ("server.pem", "server.key"):
+            with open(os.path.join(pki, name)) as g:
+                f.write(g.read())
+    return Baresip(tmp_path, tls_certificate=both, rtp_timeout=30).start()
+
+
+def test_call_to_baresip_over_tls(cp, pki, tmp_path, monkeypatch):  # noqa: F811
+    """A sip: URI with transport=tls is dialled over TLS: a real baresip answers on its TLS
+    listener, and the API's end reaches it as a BYE."""
+    cp.setup_world(number=NUMBER)
+    far = baresip_tls(pki, tmp_path)
+    try:
+        start(cp, pki, "ca.pem", monkeypatch)
+        call = cp.create_call(to=far.tls_uri)
+        wait_for_call(cp.get_call, call["id"], lambda c: c["status"] == "in_progress", 15,
+                      "in_progress", lambda: cp.stderr_text() + far.report())
+        far.wait_established(timeout=10)
+        assert cp.end_call(call["id"])["status"] == "completed"
+        far.wait_closed(timeout=10)
+        assert far.bye_received(), far.report()
+    finally:
+        far.stop()
+
+
+def test_baresip_with_another_ca_never_rings(cp, pki, tmp_path, monkeypatch):  # noqa: F811
+    """The same baresip, callplane trusting another CA: baresip never sees the INVITE and the
+    call is never answered."""
+    cp.setup_world(number=NUMBER)
+    far = baresip_tls(pki, tmp_path)
+    try:
+        start(cp, pki, "other-ca.pem", monkeypatch)
+        call = cp.create_call(to=far.tls_uri)
+        never_answered(cp, call["id"])
+        assert far.event_list() == [], far.event_list()
+    finally:
+        far.stop()
+
+
+def test_certificate_for_another_name_is_refused(cp, pki, monkeypatch):  # noqa: F811
+    """The far end's certificate is signed by the trusted CA but names carrier.test only
+    (subjectAltName and CN), while the trunk dials 127.0.0.1: the name check refuses it and
+    no request reaches the far end (test_call_over_tls_with_the_ca is the same far end with a
+    certificate that names 127.0.0.1)."""
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "named.key", "-out", "named.csr", "-subj", "/CN=carrier.test", cwd=pki)
+    with open(os.path.join(pki, "named.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:carrier.test\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "named.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "named.pem", "-days", "2", "-extfile", "named.cnf", cwd=pki)
+    uas = tls_world(cp, pki, cert="named")
+    try:
+        start(cp, pki, "ca.pem", monkeypatch)
+        refused_call(cp, uas)
+    finally:
+        uas.stop()

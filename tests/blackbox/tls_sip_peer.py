@@ -1,7 +1,7 @@
 """A SIP far end over TLS for black-box tests (standard library only: Python's ssl, which is
 OpenSSL): it listens on 127.0.0.1 with a certificate the test's CA signed, answers an INVITE
 200 (PCMU SDP), an ACK nothing, a BYE 200, over the connection each came on, and keeps every
-request it read and every handshake that failed.
+request it read, how many connections it accepted and every handshake that failed.
 
 It stands in for a carrier's TLS side where only the transport is under test: what callplane
 sends over TLS, and that it refuses a server its CA did not sign.
@@ -39,6 +39,7 @@ class TlsUas:
         self.port = self.sock.getsockname()[1]
         self.requests = []
         self.handshake_errors = []
+        self.connections = 0          # TLS connections accepted (handshakes done or not)
         self.lock = threading.Lock()
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -49,6 +50,8 @@ class TlsUas:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            with self.lock:
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
