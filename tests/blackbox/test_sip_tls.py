@@ -105,51 +105,95 @@ def test_call_over_tls_with_another_ca_is_refused(cp, pki, monkeypatch):  # noqa
         uas.stop()
 
 
+def call_in_and_hang_up(cp, uac, uri, tls_port):
+    """An INVITE to uri for NUMBER (in To) over uac's connection: the 200's Contact names our
+    TLS listener; the ACK, then the caller's BYE on the same connection; the call is recorded
+    inbound, ended by the far end."""
+    sdp = ("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    common = ("Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-tls-%%s\r\n"
+              "Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c1\r\n"
+              "To: <sip:%s@127.0.0.1>%%s\r\nCall-ID: tls-in-1@127.0.0.1\r\n"
+              % (uac.local_port, NUMBER))
+    uac.send("INVITE %s SIP/2.0\r\n" % uri + common % ("1", "") +
+             "CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:%d;transport=tls>\r\n"
+             "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s"
+             % (uac.local_port, len(sdp), sdp))
+    ok = uac.final_response()
+    assert ok.first_line == "SIP/2.0 200 OK", ok.text
+    assert ok.header("contact") == "<sip:callplane@127.0.0.1:%d;transport=tls>" % tls_port, \
+        ok.text
+    to_tag = ok.header("to")[ok.header("to").index(";tag="):]
+    uac.send("ACK %s SIP/2.0\r\n" % uri + common % ("2", to_tag) +
+             "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+    [call] = wait_for(lambda: [c for c in cp.list_calls()["data"]
+                               if c["status"] == "in_progress"], 10, interval=0.05)
+    uac.send("BYE %s SIP/2.0\r\n" % uri + common % ("3", to_tag) +
+             "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    bye_ok = uac.final_response()
+    assert (bye_ok.first_line, bye_ok.header("cseq")) == ("SIP/2.0 200 OK", "2 BYE"), bye_ok.text
+    done = wait_for_call(cp.get_call, call["id"], lambda c: c["status"] == "completed", 10,
+                         "completed", cp.stderr_text)
+    assert (done["direction"], done["end_reason"]) == ("inbound", "remote_hangup"), done
+
+
+def with_our_certificate(pki):
+    return ("--sip-tls-cert", os.path.join(pki, "server.pem"),
+            "--sip-tls-key", os.path.join(pki, "server.key"))
+
+
 def test_call_in_over_tls(cp, pki, monkeypatch):  # noqa: F811
     """A caller reaches our TLS listener (--sip-tls-cert/--sip-tls-key, verified against the
-    test's CA): the 200's Contact names the TLS listener, the ACK and the caller's BYE follow
-    on that connection, and the call is recorded as ended by the far end."""
+    test's CA) and calls the agent's number: answered with our TLS Contact, ACK and BYE on
+    that connection."""
     cp.setup_world(number=NUMBER)
-    _sip, tls_port = start(cp, pki, "ca.pem", monkeypatch,
-                           "--sip-tls-cert", os.path.join(pki, "server.pem"),
-                           "--sip-tls-key", os.path.join(pki, "server.key"))
+    _sip, tls_port = start(cp, pki, "ca.pem", monkeypatch, *with_our_certificate(pki))
     uac = TlsUac(tls_port, os.path.join(pki, "ca.pem"))
     try:
-        sdp = ("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-               "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-        common = ("Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-tls-%%s\r\n"
-                  "Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=c1\r\n"
-                  "To: <sip:%s@127.0.0.1>%%s\r\nCall-ID: tls-in-1@127.0.0.1\r\n"
-                  % (uac.local_port, NUMBER))
-        uri = "sip:%s@127.0.0.1:%d;transport=tls" % (NUMBER, tls_port)
-        uac.send("INVITE %s SIP/2.0\r\n" % uri + common % ("1", "") +
-                 "CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:%d;transport=tls>\r\n"
-                 "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s"
-                 % (uac.local_port, len(sdp), sdp))
-        ok = uac.final_response()
-        assert ok.first_line == "SIP/2.0 200 OK", ok.text
-        assert ok.header("contact") == "<sip:callplane@127.0.0.1:%d;transport=tls>" % tls_port, \
-            ok.text
-        to_tag = ok.header("to")[ok.header("to").index(";tag="):]
-        uac.send("ACK %s SIP/2.0\r\n" % uri + common % ("2", to_tag) +
-                 "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
-        [call] = wait_for(lambda: [c for c in cp.list_calls()["data"]
-                                   if c["status"] == "in_progress"], 10, interval=0.05)
-        uac.send("BYE %s SIP/2.0\r\n" % uri + common % ("3", to_tag) +
-                 "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
-        bye_ok = uac.final_response()
-        assert bye_ok.first_line == "SIP/2.0 200 OK", bye_ok.text
-        assert bye_ok.header("cseq") == "2 BYE", bye_ok.text
-        done = wait_for_call(cp.get_call, call["id"], lambda c: c["status"] == "completed", 10,
-                             "completed", cp.stderr_text)
-        assert (done["direction"], done["end_reason"]) == ("inbound", "remote_hangup"), done
+        call_in_and_hang_up(cp, uac, "sip:%s@127.0.0.1:%d;transport=tls" % (NUMBER, tls_port),
+                            tls_port)
     finally:
         uac.close()
 
 
-def test_bad_tls_files_stop_the_start(cp, pki):  # noqa: F811
+def test_register_over_tls_and_a_call_in_on_it(cp, pki, monkeypatch):  # noqa: F811
+    """A TLS trunk with --register: the REGISTER goes over TLS to the registrar with our TLS
+    Contact; the registrar's call to that contact (the number only in To) comes in over TLS
+    and is answered; a stopping server un-REGISTERs over TLS."""
+    monkeypatch.setenv("CP_TEST_TLS_PASSWORD", "s3cret")
+    cp.setup_world(number=NUMBER)
+    registrar = TlsUas(os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
+    try:
+        trunk = cp.cli("trunk", "create", "--tenant", cp.tenant, "--host",
+                       "127.0.0.1:%d" % registrar.port, "--transport", "tls", "--user",
+                       "trunkuser", "--password-env", "CP_TEST_TLS_PASSWORD", "--register")["id"]
+        _sip, tls_port = start(cp, pki, "ca.pem", monkeypatch, *with_our_certificate(pki))
+        [reg] = registrar.wait_for("REGISTER")
+        assert reg.first_line == "REGISTER sip:127.0.0.1:%d;transport=tls SIP/2.0" % \
+            registrar.port, reg.text
+        assert reg.header("via").startswith("SIP/2.0/TLS "), reg.text
+        assert reg.header("contact") == "<sip:trunkuser@127.0.0.1:%d;transport=tls>" % \
+            tls_port, reg.text
+        status = wait_for(lambda: {t["id"]: t for t in cp.cli("trunk", "list")["data"]}[trunk]
+                          ["registration"], 10, interval=0.1)
+        assert status and status["status"] == "registered", status
+        uac = TlsUac(tls_port, os.path.join(pki, "ca.pem"))
+        try:
+            call_in_and_hang_up(cp, uac, "sip:trunkuser@127.0.0.1:%d;transport=tls" % tls_port,
+                                tls_port)
+        finally:
+            uac.close()
+        cp.stop()
+        regs = registrar.received("REGISTER")
+        assert [r.header("expires") for r in regs] == ["3600", "0"], [r.text for r in regs]
+    finally:
+        registrar.stop()
+
+
+def test_bad_tls_files_stop_the_start(cp, pki, monkeypatch):  # noqa: F811
     """A TLS file that cannot be read exits 1, one that does not hold what it must exits 2,
-    each naming the option and the file, before anything listens."""
+    each naming the option and the file, before anything listens; the options come from the
+    environment as well."""
     cert, key = os.path.join(pki, "server.pem"), os.path.join(pki, "server.key")
     missing = os.path.join(pki, "missing.pem")
 
@@ -183,6 +227,11 @@ def test_bad_tls_files_stop_the_start(cp, pki):  # noqa: F811
                               "--sip-tls-ca", cert)
     assert (rc, out) == (2, "") and "error: --sip-tls-cert, --sip-tls-key and --sip-tls-ca need" \
         " --sip-tls HOST:PORT\n" in err, err
+    monkeypatch.setenv("CALLPLANE_SIP_TLS", "127.0.0.1:1")
+    monkeypatch.setenv("CALLPLANE_SIP_TLS_CA", missing)
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0")
+    assert (rc, out) == (1, "") and \
+        "error: --sip-tls-ca %s: cannot read it: No such file or directory\n" % missing in err, err
 
 
 def baresip_tls(pki, tmp_path):

@@ -1,6 +1,7 @@
 """A SIP far end over TLS for black-box tests (standard library only: Python's ssl, which is
 OpenSSL): it listens on 127.0.0.1 with a certificate the test's CA signed, answers an INVITE
-200 (PCMU SDP), an ACK nothing, a BYE 200, over the connection each came on, and keeps every
+200 (PCMU SDP), an ACK nothing, a BYE 200, a REGISTER 200 (as a registrar granting what was
+asked, without a challenge), over the connection each came on, and keeps every
 request it read, how many connections it accepted and every handshake that failed.
 
 It stands in for a carrier's TLS side where only the transport is under test: what callplane
@@ -98,6 +99,9 @@ class TlsUas:
             return
         body = ""
         extra = ""
+        if req.method == "REGISTER":
+            extra = "Contact: %s;expires=%s\r\n" % (req.header("contact"),
+                                                    req.header("expires") or "3600")
         if req.method == "INVITE":
             body = ("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
                     "t=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
