@@ -23,6 +23,7 @@ static const struct {
 	[CP_ERR_NOT_IN_PROGRESS] = {409, "call_not_in_progress"},
 	[CP_ERR_IDEMPOTENCY] = {409, "idempotency_conflict"},
 	[CP_ERR_LIMIT] = {409, "limit_reached"},
+	[CP_ERR_CONFLICT] = {409, "conflict"},
 	[CP_ERR_TOO_LARGE] = {413, "payload_too_large"},
 	[CP_ERR_URI_TOO_LONG] = {414, "uri_too_long"},
 	[CP_ERR_RANGE] = {416, "range_not_satisfiable"},

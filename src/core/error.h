@@ -23,6 +23,7 @@ enum cp_err {
 	CP_ERR_NOT_IN_PROGRESS, /* 409 call_not_in_progress (needs an answered, live call) */
 	CP_ERR_IDEMPOTENCY,     /* 409 idempotency_conflict */
 	CP_ERR_LIMIT,           /* 409 limit_reached (the tenant holds the most it may) */
+	CP_ERR_CONFLICT,        /* 409 conflict (a number taken; a key revoking itself) */
 	CP_ERR_TOO_LARGE,       /* 413 payload_too_large */
 	CP_ERR_URI_TOO_LONG,    /* 414 uri_too_long (more query parameters than any route reads) */
 	CP_ERR_RANGE,           /* 416 range_not_satisfiable */

@@ -264,6 +264,8 @@ struct store_backend {
 	 * tenant. */
 	enum store_result (*tenant_set_dial)(void *ctx, const char *id, const char *sip_uris,
 					     const char *allow_prefixes, const char *deny_prefixes);
+	/* STORE_NOT_FOUND for an unknown tenant. */
+	enum store_result (*tenant_set_name)(void *ctx, const char *id, const char *name);
 	/* Listings hand back a heap array of rows (*out, free() it; NULL when empty) and its
 	 * length, oldest first unless said otherwise. tenant_id NULL = every tenant. */
 	enum store_result (*tenant_list)(void *ctx, struct tenant **out, size_t *n);

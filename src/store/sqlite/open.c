@@ -264,6 +264,7 @@ const struct store_backend store_sqlite_backend = {
 	.tenant_list = sqlite_tenant_list,
 	.tenant_dial = sqlite_tenant_dial,
 	.tenant_set_dial = sqlite_tenant_set_dial,
+	.tenant_set_name = sqlite_tenant_set_name,
 	.agent_create = sqlite_agent_create,
 	.agent_get = sqlite_agent_get,
 	.agent_by_number = sqlite_agent_by_number,

@@ -37,6 +37,7 @@ enum stmt_id {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	/* tenants.c */
 	S_TENANT_CREATE, S_TENANT_EXISTS, S_TENANT_LIST, S_TENANT_DIAL, S_TENANT_SET_DIAL,
+	S_TENANT_SET_NAME,
 	S_AGENT_CREATE, S_AGENT_GET, S_AGENT_BY_NUMBER, S_AGENT_LIST, S_AGENT_UPDATE,
 	S_AGENT_SET_RECORD,
 	S_AGENT_SET_GOODBYE, S_AGENT_SET_TRUNK,
@@ -209,6 +210,7 @@ void sqlite_close(void *ctx);
 
 enum store_result sqlite_tenant_create(void *ctx, const struct tenant *t);
 enum store_result sqlite_tenant_dial(void *ctx, const char *id, struct dial_policy *out);
+enum store_result sqlite_tenant_set_name(void *ctx, const char *id, const char *name);
 enum store_result sqlite_tenant_set_dial(void *ctx, const char *id, const char *sip_uris,
 					 const char *allow_prefixes, const char *deny_prefixes);
 enum store_result sqlite_tenant_exists(void *ctx, const char *id);

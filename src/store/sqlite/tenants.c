@@ -29,6 +29,8 @@ static const struct sql q_tenant_set_dial = {S_TENANT_SET_DIAL,
 	" allow_prefixes = CASE WHEN ?3 IS NULL THEN allow_prefixes ELSE NULLIF(?3, '') END,"
 	" deny_prefixes = CASE WHEN ?4 IS NULL THEN deny_prefixes ELSE NULLIF(?4, '') END"
 	" WHERE id = ?1"};
+static const struct sql q_tenant_set_name = {S_TENANT_SET_NAME,
+	"UPDATE tenants SET name = ?2 WHERE id = ?1"};
 static const struct sql q_tenant_exists = {S_TENANT_EXISTS,
 	"SELECT 1 FROM tenants WHERE id = ?1"};
 static const struct sql q_tenant_list = {S_TENANT_LIST,
@@ -134,6 +136,11 @@ enum store_result sqlite_tenant_set_dial(void *ctx, const char *id, const char *
 {
 	return sq_write_one(ctx, &q_tenant_set_dial, "ssss", id, sip_uris, allow_prefixes,
 			    deny_prefixes);
+}
+
+enum store_result sqlite_tenant_set_name(void *ctx, const char *id, const char *name)
+{
+	return sq_write_one(ctx, &q_tenant_set_name, "ss", id, name);
 }
 
 enum store_result sqlite_tenant_list(void *ctx, struct tenant **out, size_t *n)
