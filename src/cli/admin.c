@@ -13,7 +13,7 @@
 #include "args.h"
 #include "auth/auth.h"
 #include "call/call.h"
-#include "call/dial.h"
+#include "admin/admin.h"
 #include "core/util.h"
 #include "render/rows.h"
 #include "store/store.h"
@@ -110,19 +110,26 @@ static const char tenant_usage[] =
 	"any: to every host; or to these hosts only), and E.164 numbers (all, unless\n"
 	"--allow-prefixes names the only prefixes allowed; never one of --deny-prefixes).\n";
 
-/* Checks the dial options given (NULL: not given): 0, or a usage error's exit code. */
-static int dial_options(const char *sip, const char *allow, const char *deny)
+/* A value the shared rules (admin/admin.h) refuse: a usage error (exit 2) naming the option
+ * the field is given by, and showing value when it is not NULL. */
+static int refused(const struct admin_bad *b, const char *value)
 {
-	if (sip && !dial_hosts_valid(sip))
-		return bad_value("--sip-uris must be none, any or HOST[,HOST...] (at most 255 bytes): ",
-				 sip);
-	if (allow && (!*allow || !dial_prefixes_valid(allow)))
-		return bad_value("--allow-prefixes must be +DIGITS[,+DIGITS...] (at most 255 bytes): ",
-				 allow);
-	if (deny && (!*deny || !dial_prefixes_valid(deny)))
-		return bad_value("--deny-prefixes must be +DIGITS[,+DIGITS...] (at most 255 bytes): ",
-				 deny);
-	return 0;
+	char opt[64];
+	size_t i = 0;
+	for (; b->field[i] && i + 1 < sizeof opt; i++)
+		opt[i] = b->field[i] == '_' ? '-' : b->field[i];
+	opt[i] = '\0';
+	fprintf(stderr, "error: --%s %s%s%s\n", opt, b->rule, value ? ": " : "", value ? value : "");
+	return 2;
+}
+
+/* The value of field among pairs {field, value, ..., NULL}: what refused() shows. */
+static const char *value_of(const char *field, const char *const *pairs)
+{
+	for (; pairs[0]; pairs += 2)
+		if (!strcmp(pairs[0], field))
+			return pairs[1] ? pairs[1] : "";
+	return NULL;
 }
 
 int cli_tenant(int argc, char **argv)
@@ -156,42 +163,40 @@ int cli_tenant(int argc, char **argv)
 					 update, &n_pos, tenant_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	if (create && (!*name || strlen(name) > STORE_NAME_MAX))
-		return bad_value("--name must be 1..128 characters", NULL);
 	if (update && (n_pos != 1 || (allow && no_allow) || (deny && no_deny) ||
 		       !(sip || allow || deny || no_allow || no_deny))) {
 		fprintf(stderr, "error: tenant update needs the tenant id and at least one change "
 			"(each at most once)\n%s", tenant_usage);
 		return 2;
 	}
-	int bad = dial_options(sip, allow, deny);
-	if (bad)
-		return bad;
+	struct admin_tenant_req req = {.name = name, .sip_uris = sip,
+				       .allow_prefixes = no_allow ? admin_clear : allow,
+				       .deny_prefixes = no_deny ? admin_clear : deny};
+	struct admin_bad bad;
+	if (!admin_tenant_check(&req, create, &bad))
+		return refused(&bad, value_of(bad.field, (const char *const[]){
+			"sip_uris", sip, "allow_prefixes", allow, "deny_prefixes", deny, NULL}));
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
-	enum store_result r;
+	struct cp_error err = {0};
+	struct tenant t;
 	if (create) {
-		struct tenant t = {.created_at = cp_now_ms()};
-		snprintf(t.name, sizeof t.name, "%s", name);
-		snprintf(t.dial.sip_uris, sizeof t.dial.sip_uris, "%s", sip ? sip : "none");
-		snprintf(t.dial.allow_prefixes, sizeof t.dial.allow_prefixes, "%s", allow ? allow : "");
-		snprintf(t.dial.deny_prefixes, sizeof t.dial.deny_prefixes, "%s", deny ? deny : "");
-		if (cp_uuid4(t.id) == 0 && STORE(st, tenant_create, &t) == STORE_OK)
+		if (admin_tenant_create(st, &req, &t, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:s}", "id", t.id));
 		else
 			fail("could not create the tenant", NULL);
 	} else if (update) {
-		r = STORE(st, tenant_set_dial, pos[0], sip, no_allow ? "" : allow, no_deny ? "" : deny);
-		if (r == STORE_OK)
+		enum cp_err r = admin_tenant_update(st, pos[0], &req, &t, &err);
+		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s}", "id", pos[0]));
 		else
-			fail(r == STORE_NOT_FOUND ? "no such tenant: " : "could not update ", pos[0]);
+			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: " : "could not update ", pos[0]);
 	} else {
 		struct tenant *list = NULL;
 		size_t n = 0;
-		if (STORE(st, tenant_list, &list, &n) == STORE_OK)
+		if (admin_tenant_list(st, &list, &n, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", tenants_to_json(list, n)));
 		else
 			fail("could not list tenants", NULL);
@@ -251,61 +256,27 @@ static const char agent_usage[] =
 	"--trunk is one of the tenant's trunks (callplane trunk): the agent's calls to numbers\n"
 	"go through it; without one they go to serve's --trunk.\n";
 
-/* A bad --stream-url is a usage error (exit 2), told the way args_parse() tells one. */
-static int stream_url_usage(const char *url)
-{
-	fprintf(stderr, "error: --stream-url must be an absolute ws:// or wss:// URL with a host,"
-		" at most %d bytes, without spaces or control characters: '%s'\n%s",
-		CALL_STREAM_URL_MAX, url, agent_usage);
-	return 2;
-}
-
-/* A goodbye option's text, if given, must be what the API accepts; a bad one is a usage error
- * (exit 2). 0 when every given text is valid. */
-static int goodbye_usage(const char *goodbye, const char *max_goodbye)
-{
-	const char *opt = goodbye && !call_goodbye_text_valid(goodbye) ? "--goodbye-text" :
-			  max_goodbye && !call_goodbye_text_valid(max_goodbye) ?
-			  "--max-duration-goodbye" : NULL;
-	if (!opt)
-		return 0;
-	fprintf(stderr, "error: %s must be 1..%d characters of UTF-8\n%s", opt,
-		CALL_GOODBYE_TEXT_MAX, agent_usage);
-	return 2;
-}
-
-/* The update's value of a text option: its text, "" when its --no- flag clears it, NULL when
- * neither is given; -1 when both are. */
+/* The update's value of a text option: its text, admin_clear when its --no- flag clears it,
+ * NULL when neither is given; -1 when both are. */
 static int update_value(const char *set, const char *clear, const char **out)
 {
 	if (set && clear)
 		return -1;
-	*out = clear ? "" : set;
+	*out = clear ? admin_clear : set;
 	return 0;
 }
 
-/* Whether agent_id may use trunk_id (one of the agent's tenant's trunks): 0, or 1 when it may
- * not, after saying why. */
-static int trunk_check(struct store *st, const char *trunk_id, const char *agent_id)
+/* An agent field the shared rules refuse, told with the option's value where one helps. */
+static int agent_refused(const struct admin_bad *bad, const struct admin_agent_req *req)
 {
-	struct trunk t;
-	struct agent a;
-	enum store_result r = STORE(st, trunk_get, NULL, trunk_id, &t);
-	if (r == STORE_NOT_FOUND)
-		return fail("no such trunk: ", trunk_id);
-	if (r != STORE_OK)
-		return cli_store_error(r, "trunk");
-	struct scope sc = {0};
-	memcpy(sc.tenant_id, t.tenant_id, sizeof sc.tenant_id);
-	r = STORE(st, agent_get, &sc, agent_id, &a);
-	if (r == STORE_NOT_FOUND)
-		return fail("no such agent in the trunk's tenant: ", agent_id);
-	return r == STORE_OK ? 0 : cli_store_error(r, "agent");
+	int rc = refused(bad, value_of(bad->field, (const char *const[]){
+		"stream_url", req->stream_url, "number", req->number, NULL}));
+	fprintf(stderr, "%s", agent_usage);
+	return rc;
 }
 
 /* Prints {"id", then each member it changed: "stream_url", "goodbye_text",
- * "max_duration_goodbye" (the text, or null when cleared), "record", "trunk_id"}. A trunk is
- * checked before anything changes. */
+ * "max_duration_goodbye" (the text, or null when cleared), "record", "trunk_id"}. */
 static int agent_update(int argc, char **argv)
 {
 	const char *url = NULL, *clear = NULL, *rec = NULL, *no_rec = NULL, *bye = NULL,
@@ -324,12 +295,13 @@ static int agent_update(int argc, char **argv)
 	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
-	const char *new_url, *new_bye, *new_max_bye, *new_trunk;
-	bool set_rec = rec || no_rec;
-	if (n_pos != 1 || update_value(url, clear, &new_url) || (rec && no_rec) ||
-	    update_value(bye, no_bye, &new_bye) || update_value(max_bye, no_max_bye, &new_max_bye) ||
-	    update_value(trunk, no_trunk, &new_trunk) ||
-	    (!new_url && !set_rec && !new_bye && !new_max_bye && !new_trunk)) {
+	struct admin_agent_req req = {.record = rec ? 1 : no_rec ? 0 : -1};
+	if (n_pos != 1 || update_value(url, clear, &req.stream_url) || (rec && no_rec) ||
+	    update_value(bye, no_bye, &req.goodbye_text) ||
+	    update_value(max_bye, no_max_bye, &req.max_duration_goodbye) ||
+	    update_value(trunk, no_trunk, &req.trunk_id) ||
+	    (!req.stream_url && req.record < 0 && !req.goodbye_text && !req.max_duration_goodbye &&
+	     !req.trunk_id)) {
 		fprintf(stderr, "error: agent update needs the agent id and at least one change, each"
 			" option at most once: --stream-url URL or --no-stream-url, --record or"
 			" --no-record, --goodbye-text TEXT or --no-goodbye-text,"
@@ -337,46 +309,35 @@ static int agent_update(int argc, char **argv)
 			" --no-trunk\n%s", agent_usage);
 		return 2;
 	}
-	if (url && !call_stream_url_valid(url))
-		return stream_url_usage(url);
-	int bad = goodbye_usage(bye, max_bye);
-	if (bad)
-		return bad;
+	struct admin_bad bad;
+	if (!admin_agent_check(&req, false, &bad))
+		return agent_refused(&bad, &req);
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
-	enum store_result r = STORE_OK;
-	if (new_trunk && *new_trunk && trunk_check(st, new_trunk, pos[0]))
-		goto out;
-	if (new_url)
-		r = STORE(st, agent_set_stream_url, pos[0], url);
-	if (r == STORE_OK && set_rec)
-		r = STORE(st, agent_set_record, pos[0], rec != NULL);
-	if (r == STORE_OK && (new_bye || new_max_bye))
-		r = STORE(st, agent_set_goodbye, pos[0], new_bye, new_max_bye);
-	if (r == STORE_OK && new_trunk)
-		r = STORE(st, agent_set_trunk, pos[0], new_trunk);
-	if (r == STORE_OK) {
-		json_t *out = json_pack("{s:s}", "id", pos[0]);
-		if (new_url)
-			json_object_set_new(out, "stream_url", url ? json_string(url) : json_null());
-		if (new_bye)
-			json_object_set_new(out, "goodbye_text", *new_bye ? json_string(new_bye) :
-					    json_null());
-		if (new_max_bye)
-			json_object_set_new(out, "max_duration_goodbye",
-					    *new_max_bye ? json_string(new_max_bye) : json_null());
-		if (set_rec)
-			json_object_set_new(out, "record", json_boolean(rec != NULL));
-		if (new_trunk)
-			json_object_set_new(out, "trunk_id", *new_trunk ? json_string(new_trunk) :
-					    json_null());
+	struct cp_error err = {0};
+	struct agent a;
+	enum cp_err r = admin_agent_update(st, NULL, pos[0], &req, &a, &err);
+	if (r == CP_OK) {
+		/* the members changed, as the agent now has them */
+		static const char *const members[] = {"stream_url", "goodbye_text",
+						      "max_duration_goodbye", "record", "trunk_id"};
+		const bool changed[] = {req.stream_url, req.goodbye_text, req.max_duration_goodbye,
+					req.record >= 0, req.trunk_id};
+		json_t *now = agent_to_json(&a), *out = json_pack("{s:s}", "id", pos[0]);
+		for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
+			if (changed[i])
+				json_object_set(out, members[i], json_object_get(now, members[i]));
+		json_decref(now);
 		rc = cli_print(out);
+	} else if (r == CP_ERR_NOT_FOUND) {
+		fail("no such agent: ", pos[0]);
+	} else if (r == CP_ERR_INVALID) {
+		fail("no such trunk in the agent's tenant: ", req.trunk_id);
 	} else {
-		fail(r == STORE_NOT_FOUND ? "no such agent: " : "could not update the agent ", pos[0]);
+		fail("could not update the agent ", pos[0]);
 	}
-out:
 	store_close(st);
 	return rc;
 }
@@ -410,65 +371,45 @@ int cli_agent(int argc, char **argv)
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 
-	struct agent a = {0};
 	long long v = 0;
+	struct admin_agent_req req = {.tenant_id = tenant, .name = name, .number = number,
+				      .stream_url = url, .record = rec != NULL,
+				      .goodbye_text = bye, .max_duration_goodbye = max_bye,
+				      .trunk_id = trunk};
+	struct admin_bad bad;
 	if (create) {
-		if (url && !call_stream_url_valid(url))
-			return stream_url_usage(url);
-		int bad = goodbye_usage(bye, max_bye);
-		if (bad)
-			return bad;
-		if (!*name || strlen(name) > STORE_NAME_MAX)
-			return bad_value("--name must be 1..128 characters", NULL);
-		if (number && !cp_is_e164(number))
-			return bad_value("--number must be an E.164 number (+ and 2..15 digits): ", number);
-		if (maxd && !cp_parse_int(maxd, 1, 86400, &v))
+		if (maxd && !cp_parse_int(maxd, 1, ADMIN_MAX_DURATION_MAX, &v))
 			return bad_value("--max-duration must be an integer in 1..86400: ", maxd);
+		req.max_duration_s = (int)v;
+		if (!admin_agent_check(&req, true, &bad))
+			return agent_refused(&bad, &req);
 	}
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
+	struct cp_error err = {0};
 	if (create) {
-		enum store_result r;
-		if (cp_uuid4(a.id))
-			goto out;
-		snprintf(a.tenant_id, sizeof a.tenant_id, "%s", tenant);
-		snprintf(a.name, sizeof a.name, "%s", name);
-		snprintf(a.number, sizeof a.number, "%s", number ? number : "");
-		a.max_duration_s = (int)v;
-		snprintf(a.stream_url, sizeof a.stream_url, "%s", url ? url : "");
-		a.record = rec != NULL;
-		snprintf(a.goodbye_text, sizeof a.goodbye_text, "%s", bye ? bye : "");
-		snprintf(a.max_duration_goodbye, sizeof a.max_duration_goodbye, "%s",
-			 max_bye ? max_bye : "");
-		snprintf(a.trunk_id, sizeof a.trunk_id, "%s", trunk ? trunk : "");
-		a.created_at = cp_now_ms();
-		struct trunk t;
-		if ((r = STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
-			fail("no such tenant: ", tenant);
-		else if (r != STORE_OK)
-			cli_store_error(r, "tenant");
-		else if (trunk && (r = STORE(st, trunk_get, tenant, trunk, &t)) == STORE_NOT_FOUND)
-			fail("no such trunk in the tenant: ", trunk);
-		else if (r != STORE_OK)
-			cli_store_error(r, "trunk");
-		else if ((r = STORE(st, agent_create, &a)) == STORE_CONFLICT)
-			fail("another agent already has the number ", number);
-		else if (r != STORE_OK)
-			fail("could not create the agent", NULL);
-		else
+		struct agent a;
+		enum cp_err r = admin_agent_create(st, &req, &a, &err);
+		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s}", "id", a.id));
+		else if (r == CP_ERR_NOT_FOUND)
+			fail("no such tenant: ", tenant);
+		else if (r == CP_ERR_INVALID)
+			fail("no such trunk in the tenant: ", trunk);
+		else
+			fail(r == CP_ERR_CONFLICT ? "another agent already has the number " :
+			     "could not create the agent", r == CP_ERR_CONFLICT ? number : NULL);
 	} else {
 		struct agent *list = NULL;
 		size_t n = 0;
-		if (STORE(st, agent_list, tenant, &list, &n) == STORE_OK)
+		if (admin_agent_list(st, tenant, NULL, &list, &n, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", agents_to_json(list, n)));
 		else
 			fail("could not list agents", NULL);
 		free(list);
 	}
-out:
 	store_close(st);
 	return rc;
 }
@@ -534,49 +475,50 @@ int cli_key(int argc, char **argv)
 			key_usage);
 		return 2;
 	}
-	if (number && !cp_is_e164(number))
-		return bad_value("--number must be an E.164 number (+ and 2..15 digits): ", number);
 	long long rate_v = 0;
-	if (rate && !cp_parse_int(rate, 1, 1000000, &rate_v))
-		return bad_value("--rate-limit must be an integer in 1..1000000: ", rate);
-	int bad = dial_options(sip, NULL, NULL);
-	if (bad)
-		return bad;
+	struct admin_key_req req = {.tenant_id = tenant, .number = number, .sip_uris = sip,
+				    .is_operator = op != NULL};
+	struct admin_bad bad;
+	if (opts == create_opts) {
+		if (number && !cp_is_e164(number))
+			return bad_value("--number must be an E.164 number (+ and 2..15 digits): ",
+					 number);
+		if (rate && !cp_parse_int(rate, 1, ADMIN_RATE_LIMIT_MAX, &rate_v))
+			return bad_value("--rate-limit must be an integer in 1..1000000: ", rate);
+		req.rate_limit = rate_v;
+		if (!admin_key_check(&req, &bad))
+			return refused(&bad, value_of(bad.field, (const char *const[]){
+				"sip_uris", sip, "number", number, NULL}));
+	}
 
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
 	int rc = 1;
-	enum store_result r;
+	struct cp_error err = {0};
+	struct api_key k;
 	if (opts == create_opts) {
-		struct api_key k;
 		char secret[AUTH_SECRET_LEN + 1];
-		/* an operator key has no tenant to check */
-		if ((r = op ? STORE_OK : STORE(st, tenant_exists, tenant)) == STORE_NOT_FOUND)
-			fail("no such tenant: ", tenant);
-		else if (r != STORE_OK)
-			cli_store_error(r, "tenant");
-		else if (auth_key_mint(tenant, number, &k, secret) ||
-			 (k.rate_limit = (unsigned)rate_v,
-			  snprintf(k.sip_uris, sizeof k.sip_uris, "%s", sip ? sip : ""),
-			  STORE(st, key_create, &k)) != STORE_OK)
-			fail("could not create the key", NULL);
-		else
+		enum cp_err r = admin_key_create(st, NULL, &req, &k, secret, &err);
+		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));
+		else
+			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: " : "could not create the key",
+			     r == CP_ERR_NOT_FOUND ? tenant : NULL);
 	} else if (opts == list_opts) {
 		struct api_key *list = NULL;
 		size_t n = 0;
-		if (STORE(st, key_list, tenant, &list, &n) == STORE_OK)
+		if (admin_key_list(st, tenant, &list, &n, &err) == CP_OK)
 			rc = cli_print(json_pack("{s:o}", "data", api_keys_to_json(list, n)));
 		else
 			fail("could not list keys", NULL);
 		free(list);
 	} else {
-		r = STORE(st, key_revoke, pos[0], cp_now_ms());
-		if (r == STORE_OK)
+		enum cp_err r = admin_key_revoke(st, NULL, pos[0], NULL, &k, &err);
+		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "revoked", 1));
 		else
-			fail(r == STORE_NOT_FOUND ? "no such key: " : "could not revoke ", pos[0]);
+			fail(r == CP_ERR_NOT_FOUND ? "no such key: " : "could not revoke ", pos[0]);
 	}
 	store_close(st);
 	return rc;

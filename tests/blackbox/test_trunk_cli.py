@@ -101,9 +101,9 @@ def test_agent_trunk_must_be_its_tenants(cp):
                      1, "error: no such trunk in the tenant: nope")
     a = cp.agent_create(t1, "a")
     assert_cli_error(cp.cli_raw("agent", "update", a, "--trunk", theirs), 1,
-                     "error: no such agent in the trunk's tenant: " + a)
+                     "error: no such trunk in the agent's tenant: " + theirs)
     assert_cli_error(cp.cli_raw("agent", "update", a, "--trunk", "nope"), 1,
-                     "error: no such trunk: nope")
+                     "error: no such trunk in the agent's tenant: nope")
     assert_cli_error(cp.cli_raw("agent", "update", a, "--trunk", mine, "--no-trunk"), 2,
                      "error: agent update needs the agent id and at least one change, each"
                      " option at most once: --stream-url URL or --no-stream-url, --record or"
