@@ -136,8 +136,8 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 }
 
 const struct route *const serve_route_tables[] = {
-	canonical_routes, webhook_routes, event_routes, openapi_routes, metrics_routes, web_routes,
-	dashboard_routes,
+	canonical_routes, webhook_routes, admin_routes, event_routes, openapi_routes, metrics_routes,
+	web_routes, dashboard_routes,
 	talkover_routes, voxworks_routes, pilotstatus_routes, cartesia_routes,
 };
 const size_t serve_n_route_tables = sizeof serve_route_tables / sizeof serve_route_tables[0];

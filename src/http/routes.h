@@ -32,6 +32,7 @@ extern const struct route openapi_routes[];   /* routes_openapi.c */
 extern const struct route web_routes[];       /* routes_web.c */
 extern const struct route metrics_routes[];   /* routes_metrics.c */
 extern const struct route dashboard_routes[]; /* routes_dashboard.c */
+extern const struct route admin_routes[];     /* routes_admin.c */
 
 /* docs/openapi.json as it was at build time (build/gen/openapi_json.c, written by
  * scripts/embed.sh): openapi_json_len bytes, then a NUL. */
@@ -44,6 +45,12 @@ extern const size_t web_call_html_len;
 /* src/http/dashboard.html, .js and .css, the dashboard (routes_dashboard.c), the same way. */
 extern const unsigned char dashboard_html[], dashboard_js[], dashboard_css[];
 extern const size_t dashboard_html_len, dashboard_js_len, dashboard_css_len;
+
+/* The scope a request acts in: the key's, or for an operator key with a tenant_id (from the
+ * query or the body) that tenant's, as if a tenant key of it asked. A tenant_id from a tenant
+ * key is refused (403) rather than ignored, so a client never believes it reached across.
+ * False after replying. */
+bool request_scope(struct http_request *r, const char *tenant_id, struct scope *out);
 
 /* JSON body helpers shared by the dialects. */
 bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *err);

@@ -74,11 +74,7 @@ bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_
 	return true;
 }
 
-/* The scope a request acts in: the key's, or for an operator key with a tenant_id (from the
- * query or the body) that tenant's, as if a tenant key of it asked. A tenant_id from a tenant
- * key is refused (403) rather than ignored, so a client never believes it reached across.
- * False after replying. */
-static bool request_scope(struct http_request *r, const char *tenant_id, struct scope *out)
+bool request_scope(struct http_request *r, const char *tenant_id, struct scope *out)
 {
 	const struct principal *p = http_principal(r);
 	*out = p->scope;

@@ -64,6 +64,10 @@ PCID = "a84b4c76e66710@127.0.0.1"
 PEER = "sip:bob@127.0.0.1:5070"
 HOOK_URL = "https://hooks.example.com/callplane"
 DELIVERY = "41"
+# The admin API's stand-ins of objects a set changes: made fresh for each set that names one.
+NEW_TENANT = "0c9b8a79-6857-4e3d-9c2b-1a0f9e8d7c6b"
+NEW_AGENT = "8d7c6b5a-4938-4f2e-8d1c-0b9a8f7e6d5c"
+NEW_KEY = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"
 
 # Sets the server answers without looking at the request's objects: no call is made for them.
 GENERIC = {"unauthorized", "rate_limited", "malformed_query", "payload_too_large", "number_key"}
@@ -90,6 +94,8 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 KINDS = [
     (re.compile(r"^whsec_[0-9a-f]{48}$"), re.compile(r"^whsec_[0-9a-f]{48}$")),
     (re.compile(r"^c[0-9]+$"), re.compile(r"^c[0-9]+$")),
+    (re.compile(r"^cp_[0-9a-f]{7}$"), re.compile(r"^cp_[0-9a-f]{7}$")),          # a key's prefix
+    (re.compile(r"^cp_[0-9a-f]{48}$"), re.compile(r"^cp_[0-9a-f]{48}$")),        # a key's secret
     (re.compile(r"^[A-Za-z0-9_-]{43}$"), re.compile(r"^[A-Za-z0-9_-]{43}$")),      # a web call's token
     (re.compile(r"^/web/call\?call_id=[0-9a-f-]{36}&token=[A-Za-z0-9_-]{43}$"),
      re.compile(r"^/web/call\?call_id=[0-9a-f-]{36}&token=[A-Za-z0-9_-]{43}$")),
@@ -286,6 +292,7 @@ class World(DialectWorld):
         self.agent2 = cp.agent_create(self.tenant, "agent-a2", number=NUMBER_A2)
         self.key_id, self.key = cp.key_create(self.tenant)
         self.num_key_id, self.num_key = cp.key_create(self.tenant, number=NUMBER_A)
+        self.op_key = cp.key_create_operator()[1]
         self.tenant_b = cp.tenant_create("tenant-b")
         self.agent_b = cp.agent_create(self.tenant_b, "agent-b", number=NUMBER_B)
         self.key_b_id, self.key_b = cp.key_create(self.tenant_b)
@@ -354,6 +361,14 @@ CALL_FACTORIES = {
     CALL_ENDED: lambda w: w.ended_call(),
     CALL_RECORDED: lambda w: w.ended_call(record=True),
     CALL_REDACTED: lambda w: w.redacted_call(),
+}
+
+
+# A stand-in of the admin API names an object the set changes: a fresh one is made.
+ADMIN_FACTORIES = {
+    NEW_TENANT: lambda w: w.cp.tenant_create("acme", sip_uris="none"),
+    NEW_AGENT: lambda w: w.cp.agent_create(w.tenant, "support"),
+    NEW_KEY: lambda w: w.cp.key_create(w.tenant)[0],
 }
 
 
@@ -435,6 +450,9 @@ class Sent:
                 self.map(PCID, c["provider_call_id"])
                 self.map(urllib.parse.quote(PCID, safe=""), urllib.parse.quote(
                     c["provider_call_id"], safe=""))
+        for stand_in, make in ADMIN_FACTORIES.items():
+            if stand_in in vals:
+                self.map(stand_in, make(self.w))
         if PCID.replace("@", "%40") in vals and PCID not in self.forward:
             c = self.w.answered_call()
             self.map(CALL_UP, c["id"])
@@ -552,6 +570,15 @@ def h_limit_reached(s):
 
 def h_tenant_key(s):
     return s.send(key=s.w.key)
+
+
+def h_operator(s):
+    return s.send(key=s.w.op_key)
+
+
+def h_revoke_self(s):
+    s.map(NEW_KEY, s.w.key_id)
+    return s.send()
 
 
 def h_with_body(s):
@@ -678,6 +705,13 @@ HOOKS = {
     ("endAllCalls", "all"): h_end_all(["agent", "agent"]),
     ("endAllCalls", "by_agent"): h_end_all(["agent", "agent2"]),
     ("streamEvents", "rate_limited"): h_stream_rate_limited,
+    ("listTenants", "list"): h_operator,
+    ("createTenant", "created"): h_operator,
+    ("createTenant", "invalid"): h_operator,
+    ("updateTenant", "updated"): h_operator,
+    ("updateTenant", "invalid"): h_operator,
+    ("updateTenant", "not_found"): h_operator,
+    ("revokeKey", "self"): h_revoke_self,
     ("listCalls", "next_page"): h_next_page,
 }
 
