@@ -27,6 +27,7 @@
 
 #define ADMIN_MAX_DURATION_MAX 86400
 #define ADMIN_RATE_LIMIT_MAX 1000000
+#define ADMIN_TRUNK_HEADERS_MAX 16    /* SIP_TRUNK_HEADERS_MAX: a trunk's extra INVITE headers */
 
 /* The field a check refused, and the rule it broke ("must be ..."). */
 struct admin_bad {
@@ -123,6 +124,43 @@ enum cp_err admin_key_list(struct store *st, const char *tenant_id, struct api_k
  * first revoked_at. */
 enum cp_err admin_key_revoke(struct store *st, const char *tenant_id, const char *id,
 			     const char *self_id, struct api_key *out, struct cp_error *err);
+
+/* A trunk to create (trunk.c), as `callplane trunk create` and POST /v1/trunks give it. Texts
+ * NULL: not given. password_file must be absolute (the CLI makes a relative one so first). The
+ * password itself is never here: only where the server reads it. */
+struct admin_trunk_req {
+	const char *tenant_id;
+	const char *host;                /* HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address */
+	const char *transport;           /* udp (default), tcp or tls */
+	const char *user, *password_env, *password_file;
+	bool do_register;
+	const char *outbound_proxy, *from_user, *from_domain, *caller_id_header;
+	const char *inbound_cidrs;       /* "CIDR[,CIDR...]" */
+	const char *srtp;                /* off (default), optional or required */
+	const char *const *headers;      /* n_headers "Name: value" lines */
+	size_t n_headers;
+};
+
+/* How a refusal names a field (its API name, "password_env"), for the front end's spelling
+ * ("--password-env"): returns the text to show. */
+typedef const char *(*admin_namer)(const char *field);
+
+/* Checks req into *t (its id, tenant and created_at are the caller's): true, or false with
+ * why (size bytes) saying what is wrong, fields named by name(). */
+bool admin_trunk_check(const struct admin_trunk_req *req, admin_namer name, struct trunk *t,
+		       char *why, size_t size);
+/* Checks (fields named as the API names them) and creates req's trunk for its tenant:
+ * CP_ERR_NOT_FOUND for an unknown tenant. */
+enum cp_err admin_trunk_create(struct store *st, const struct admin_trunk_req *req,
+			       struct trunk *out, struct cp_error *err);
+/* tenant_id NULL: any tenant. */
+enum cp_err admin_trunk_get(struct store *st, const char *tenant_id, const char *id,
+			    struct trunk *out, struct cp_error *err);
+enum cp_err admin_trunk_list(struct store *st, const char *tenant_id, struct trunk **list,
+			     size_t *n, struct cp_error *err);
+/* CP_ERR_CONFLICT while an agent uses it. */
+enum cp_err admin_trunk_delete(struct store *st, const char *tenant_id, const char *id,
+			       struct cp_error *err);
 
 /* Whether a key narrowed to `inner` dials no raw sip: URI a key narrowed to `outer` may not
  * (both as struct api_key.sip_uris: "" = the tenant's policy, "none", "any", HOST,...). */

@@ -133,6 +133,47 @@ static void test_sip_uris_within(void **state)
 				 rows[i].within);
 }
 
+static const char *dashed(const char *field)
+{
+	return !strcmp(field, "password_env") ? "--password-env" : field;
+}
+
+static void test_trunk_check(void **state)
+{
+	(void)state;
+	struct trunk t = {0};
+	char why[512];
+	const char *hdrs[] = {"X-Account: 42", "Via: x"};
+	struct admin_trunk_req ok = {.host = "[2001:db8::1]:5070", .transport = "tcp",
+				     .user = "acme", .password_file = "/etc/pw",
+				     .inbound_cidrs = "10.0.0.1/8", .headers = hdrs, .n_headers = 1};
+	assert_true(admin_trunk_check(&ok, dashed, &t, why, sizeof why));
+	assert_string_equal(t.host, "2001:db8::1");
+	assert_int_equal(t.port, 5070);
+	assert_string_equal(t.transport, "tcp");
+	assert_string_equal(t.inbound_cidrs, "10.0.0.0/8");      /* canonical */
+	assert_string_equal(t.headers, "X-Account: 42");
+	assert_string_equal(t.caller_id_header, "none");
+	struct admin_trunk_req r = ok;
+	r.password_file = NULL;
+	r.password_env = "1A";
+	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
+	assert_string_equal(why, "--password-env must be an environment variable's name"
+			    " ([A-Za-z_][A-Za-z0-9_]*), got '1A'");
+	r = ok;
+	r.password_file = "pw";
+	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
+	assert_string_equal(why, "password_file must be an absolute path of at most 1024 bytes");
+	r = ok;
+	r.n_headers = 2;
+	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
+	assert_string_equal(why, "headers 'Via: x': the engine writes this header itself");
+	r = ok;
+	r.n_headers = 17;
+	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
+	assert_string_equal(why, "headers: at most 16 lines");
+}
+
 /* ---- against a store -------------------------------------------------------------------- */
 
 struct fx {
@@ -268,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_agent_check),
 		cmocka_unit_test(test_key_check),
 		cmocka_unit_test(test_sip_uris_within),
+		cmocka_unit_test(test_trunk_check),
 		cmocka_unit_test_setup_teardown(test_tenant_update_refused_changes_nothing, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_agent_number_conflict_and_trunk, setup, teardown),
