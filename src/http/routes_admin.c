@@ -1,13 +1,14 @@
 /*
- * routes_admin.c - the admin API: /v1/tenants, /v1/agents, /v1/keys (docs/API.md, "Admin
- * API"). Each handler parses, asks admin/admin.c (the rules `callplane tenant|agent|key`
- * share) in the key's scope, and renders.
+ * routes_admin.c - the admin API: /v1/tenants, /v1/agents, /v1/keys, /v1/trunks (docs/API.md,
+ * "Admin API"). Each handler parses, asks src/admin/ (the rules `callplane tenant|agent|key|
+ * trunk` share) in the key's scope, and renders.
  *
  * Who may do what:
  *   - an operator key: everything; on /v1/agents and /v1/keys a tenant_id (query or body)
  *     picks the tenant, as on /v1/calls (request_scope()).
  *   - a tenant key: its own tenant's agents and keys; reads its own tenant (another tenant's
  *     id is a 404, as another tenant's call is); a tenant_id is refused (403).
+ *     Trunks likewise: a tenant key manages its tenant's, an operator's any.
  *   - a number-scoped key: reads its own agents (the agents with its number; any other is a
  *     404), nothing else (403): it sees one number's calls, so it manages nothing shared.
  */
@@ -346,6 +347,137 @@ static void keys_revoke(struct http_request *r)
 		http_reply_json(r, 200, api_key_to_json(&k));
 }
 
+/* ---- /v1/trunks ------------------------------------------------------------------------- */
+
+/* The tenant a trunk route acts in (NULL: every tenant, an operator key without tenant_id), or
+ * false after replying: trunks are a tenant's carriers, beyond one number's reach. */
+static bool trunk_scope(struct http_request *r, const char *tenant_id, const char **out)
+{
+	if (!not_number_scoped(r, "managing trunks"))
+		return false;
+	const struct principal *p = http_principal(r);
+	if (tenant_id && !p->scope.all) {
+		http_reply_fail(r, CP_ERR_FORBIDDEN, "tenant_id is for operator keys");
+		return false;
+	}
+	*out = p->scope.all ? tenant_id : p->scope.tenant_id;
+	return true;
+}
+
+static void trunks_list(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct trunk *list = NULL;
+	size_t n = 0;
+	const char *tenant;
+	if (!trunk_scope(r, http_query(r, "tenant_id"), &tenant))
+		return;
+	if (admin_trunk_list(store_of(r), tenant, &list, &n, &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 200, json_pack("{s:o}", "data", trunks_to_json(list, n)));
+	free(list);
+}
+
+/* "headers": an array of at most SIP_TRUNK_HEADERS_MAX strings, into lines[]. */
+static bool trunk_headers(json_t *body, const char **lines, size_t max, size_t *n,
+			  struct cp_error *err)
+{
+	json_t *v = json_object_get(body, "headers"), *h;
+	size_t i;
+	*n = 0;
+	if (!v)
+		return true;
+	if (!json_is_array(v) || json_array_size(v) > max) {
+		cp_fail(err, CP_ERR_INVALID, "headers must be an array of at most %zu strings", max);
+		return false;
+	}
+	json_array_foreach(v, i, h) {
+		if (!json_is_string(h)) {
+			cp_fail(err, CP_ERR_INVALID, "headers must be an array of at most %zu strings",
+				max);
+			return false;
+		}
+		lines[(*n)++] = json_string_value(h);
+	}
+	return true;
+}
+
+static void trunks_create(struct http_request *r)
+{
+	static const char *const fields[] = {"tenant_id", "host", "transport", "user",
+					     "password_env", "password_file", "register",
+					     "outbound_proxy", "from_user", "from_domain",
+					     "caller_id_header", "inbound_cidrs", "headers", NULL};
+	struct cp_error err = {0};
+	struct admin_trunk_req req = {0};
+	const char *lines[ADMIN_TRUNK_HEADERS_MAX];
+	struct trunk t;
+	const char *tenant = NULL;
+	int reg = 0;
+	json_t *body = NULL;
+	if (!http_json_body(r, false, &body, &err)) {
+		http_reply_error(r, &err);
+		return;
+	}
+	if (json_object_get(body, "password")) {
+		/* a secret in a request body lands in proxies' logs and client histories */
+		http_reply_fail(r, CP_ERR_INVALID, "password is never sent: name an environment"
+				" variable (password_env) or a file (password_file) the server reads");
+	} else if (!json_only_fields(body, fields, &err) ||
+		   !json_opt_string(body, "tenant_id", &tenant, &err)) {
+		http_reply_error(r, &err);
+	} else if (trunk_scope(r, tenant, &req.tenant_id)) {
+		if (!json_opt_string(body, "host", &req.host, &err) ||
+		    !json_opt_string(body, "transport", &req.transport, &err) ||
+		    !json_opt_string(body, "user", &req.user, &err) ||
+		    !json_opt_string(body, "password_env", &req.password_env, &err) ||
+		    !json_opt_string(body, "password_file", &req.password_file, &err) ||
+		    !json_opt_bool(body, "register", &reg, &err) ||
+		    !json_opt_string(body, "outbound_proxy", &req.outbound_proxy, &err) ||
+		    !json_opt_string(body, "from_user", &req.from_user, &err) ||
+		    !json_opt_string(body, "from_domain", &req.from_domain, &err) ||
+		    !json_opt_string(body, "caller_id_header", &req.caller_id_header, &err) ||
+		    !json_opt_string(body, "inbound_cidrs", &req.inbound_cidrs, &err) ||
+		    !trunk_headers(body, lines, ADMIN_TRUNK_HEADERS_MAX, &req.n_headers, &err)) {
+			http_reply_error(r, &err);
+		} else {
+			req.do_register = reg;
+			req.headers = lines;
+			if (admin_trunk_create(store_of(r), &req, &t, &err) != CP_OK)
+				http_reply_error(r, &err);
+			else
+				http_reply_json(r, 201, trunk_to_json(&t));
+		}
+	}
+	json_decref(body);
+}
+
+static void trunks_get(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct trunk t;
+	const char *tenant;
+	if (!trunk_scope(r, NULL, &tenant))
+		return;
+	if (admin_trunk_get(store_of(r), tenant, http_param(r, 0), &t, &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 200, trunk_to_json(&t));
+}
+
+static void trunks_delete(struct http_request *r)
+{
+	struct cp_error err = {0};
+	const char *tenant;
+	if (!trunk_scope(r, NULL, &tenant))
+		return;
+	if (admin_trunk_delete(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
+}
+
 const struct route admin_routes[] = {
 	{"GET", "/v1/tenants", tenants_list, &canonical_dialect, 0},
 	{"POST", "/v1/tenants", tenants_create, &canonical_dialect, 0},
@@ -358,5 +490,9 @@ const struct route admin_routes[] = {
 	{"GET", "/v1/keys", keys_list, &canonical_dialect, 0},
 	{"POST", "/v1/keys", keys_create, &canonical_dialect, 0},
 	{"DELETE", "/v1/keys/:id", keys_revoke, &canonical_dialect, 0},
+	{"GET", "/v1/trunks", trunks_list, &canonical_dialect, 0},
+	{"POST", "/v1/trunks", trunks_create, &canonical_dialect, 0},
+	{"GET", "/v1/trunks/:id", trunks_get, &canonical_dialect, 0},
+	{"DELETE", "/v1/trunks/:id", trunks_delete, &canonical_dialect, 0},
 	{0},
 };

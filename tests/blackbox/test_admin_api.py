@@ -366,3 +366,85 @@ def test_cli_and_api_refuse_alike(w):
         "error: --goodbye-text must be 1..1000 characters of UTF-8" in errtext
     same_error(w.req("PATCH", "/v1/agents/" + w.agent, {"goodbye_text": "x" * 1001}, key=w.key),
                400, "invalid_request", "goodbye_text must be 1..1000 characters of UTF-8")
+
+
+# ------------------------------------------------------------------------------ trunks
+
+TRUNK = {"host": "198.51.100.1:5060", "user": "acme", "password_env": "CARRIER_PW",
+         "caller_id_header": "pai", "inbound_cidrs": "198.51.100.0/24,10.0.0.0/8",
+         "headers": ["X-Account: 42"]}
+
+
+def test_trunk_round_trip_with_a_tenant_key(w):
+    t = w.ok("POST", "/v1/trunks", TRUNK, key=w.key, status=201)
+    assert is_uuid(t["id"]), t
+    assert_recent(t["created_at"])
+    assert {k: v for k, v in t.items() if k not in ("id", "created_at")} == {
+        "tenant_id": w.tenant, "host": "198.51.100.1", "port": 5060, "transport": "udp",
+        "user": "acme", "password_env": "CARRIER_PW", "password_file": None, "register": False,
+        "outbound_proxy": None, "from_user": None, "from_domain": None, "caller_id_header": "pai",
+        "inbound_cidrs": ["198.51.100.0/24", "10.0.0.0/8"], "headers": ["X-Account: 42"],
+        "registration": None}
+    assert w.ok("GET", "/v1/trunks/" + t["id"], key=w.key) == t
+    assert w.ok("GET", "/v1/trunks", key=w.key)["data"] == [t]
+    assert w.cp.cli("trunk", "list", "--tenant", w.tenant)["data"] == [t]
+    # in use by an agent: not deleted until the agent moves
+    assert w.ok("PATCH", "/v1/agents/" + w.agent, {"trunk_id": t["id"]}, key=w.key)["trunk_id"] == t["id"]
+    same_error(w.req("DELETE", "/v1/trunks/" + t["id"], key=w.key), 409, "conflict",
+               "the trunk is used by agents: move them first")
+    w.ok("PATCH", "/v1/agents/" + w.agent, {"trunk_id": None}, key=w.key)
+    assert w.ok("DELETE", "/v1/trunks/" + t["id"], key=w.key) == {"id": t["id"], "deleted": True}
+    same_error(w.req("GET", "/v1/trunks/" + t["id"], key=w.key), 404, "not_found", "trunk not found")
+    assert w.ok("GET", "/v1/trunks", key=w.key)["data"] == []
+
+
+def test_trunk_routes_by_key(w):
+    b = w.ok("POST", "/v1/trunks", {"tenant_id": w.tenant_b, "host": "198.51.100.2"}, key=w.op,
+             status=201)
+    assert b["tenant_id"] == w.tenant_b
+    same_error(w.req("POST", "/v1/trunks", {"host": "198.51.100.2"}, key=w.op), 400,
+               "invalid_request", "tenant_id must be a tenant id")
+    same_error(w.req("POST", "/v1/trunks", {"tenant_id": NOBODY, "host": "h"}, key=w.op), 404,
+               "not_found", "tenant not found")
+    same_error(w.req("POST", "/v1/trunks", {"tenant_id": w.tenant_b, "host": "h"}, key=w.key), 403,
+               "forbidden", "tenant_id is for operator keys")
+    for method in ("GET", "DELETE"):
+        same_error(w.req(method, "/v1/trunks/" + b["id"], key=w.key), 404, "not_found",
+                   "trunk not found")
+    assert w.ok("GET", "/v1/trunks", key=w.key)["data"] == []
+    assert [x["id"] for x in w.ok("GET", "/v1/trunks?tenant_id=" + w.tenant_b, key=w.op)["data"]] == [b["id"]]
+    for method, path, body in (("GET", "/v1/trunks", None), ("POST", "/v1/trunks", {"host": "h"}),
+                               ("GET", "/v1/trunks/" + b["id"], None),
+                               ("DELETE", "/v1/trunks/" + b["id"], None)):
+        same_error(w.req(method, path, body, key=w.num_key), 403, "forbidden",
+                   "managing trunks needs a tenant-scoped or an operator key")
+    assert w.ok("GET", "/v1/trunks/" + b["id"], key=w.op)["id"] == b["id"]
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"host": "h", "user": "acme", "password": "hunter2"},
+     "password is never sent: name an environment variable (password_env) or a file"
+     " (password_file) the server reads"),
+    ({"host": "a b"}, "host must be HOST[:PORT] (a host name or an IP address, IPv6 in brackets"
+                      " when a port follows), got 'a b'"),
+    ({}, "host must be HOST[:PORT] (a host name or an IP address, IPv6 in brackets when a port"
+         " follows), got ''"),
+    ({"host": "h", "transport": "tls"}, "transport tls is not supported yet"),
+    ({"host": "h", "user": "u"}, "user needs its password: password_env VAR or password_file FILE"
+                                 " (one of them)"),
+    ({"host": "h", "register": True}, "register needs user (the registered user)"),
+    ({"host": "h", "user": "u", "password_env": "1A"},
+     "password_env must be an environment variable's name ([A-Za-z_][A-Za-z0-9_]*), got '1A'"),
+    ({"host": "h", "user": "u", "password_file": "pw.txt"},
+     "password_file must be an absolute path of at most 1024 bytes"),
+    ({"host": "h", "inbound_cidrs": "10.0.0.0/33"},
+     "inbound_cidrs must be CIDR[,CIDR...]: '10.0.0.0/33' is not IP or IP/BITS"),
+    ({"host": "h", "headers": ["X-A: b\r\nVia: c"]},
+     "headers 'X-A: b\\x0d\\x0aVia: c': a header value is printable text on one line"),
+    ({"host": "h", "headers": "X-A: b"}, "headers must be an array of at most 16 strings"),
+    ({"host": "h", "headers": ["X-H%d: v" % i for i in range(17)]},
+     "headers must be an array of at most 16 strings"),
+])
+def test_trunk_create_refuses_bad_input_and_creates_nothing(w, body, message):
+    same_error(w.req("POST", "/v1/trunks", body, key=w.key), 400, "invalid_request", message)
+    assert w.ok("GET", "/v1/trunks", key=w.op)["data"] == []

@@ -68,6 +68,7 @@ DELIVERY = "41"
 NEW_TENANT = "0c9b8a79-6857-4e3d-9c2b-1a0f9e8d7c6b"
 NEW_AGENT = "8d7c6b5a-4938-4f2e-8d1c-0b9a8f7e6d5c"
 NEW_KEY = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"
+NEW_TRUNK = "7e6d5c4b-3a29-4187-9f6e-5d4c3b2a1908"
 
 # Sets the server answers without looking at the request's objects: no call is made for them.
 GENERIC = {"unauthorized", "rate_limited", "malformed_query", "payload_too_large", "number_key"}
@@ -369,6 +370,7 @@ ADMIN_FACTORIES = {
     NEW_TENANT: lambda w: w.cp.tenant_create("acme", sip_uris="none"),
     NEW_AGENT: lambda w: w.cp.agent_create(w.tenant, "support"),
     NEW_KEY: lambda w: w.cp.key_create(w.tenant)[0],
+    NEW_TRUNK: lambda w: w.cp.cli("trunk", "create", "--tenant", w.tenant, "--host", "198.51.100.1")["id"],
 }
 
 
@@ -581,6 +583,12 @@ def h_revoke_self(s):
     return s.send()
 
 
+def h_trunk_in_use(s):
+    s.w.cp.cli("agent", "create", "--tenant", s.w.tenant, "--name", "trunked", "--trunk",
+               s.forward[NEW_TRUNK])
+    return s.send()
+
+
 def h_with_body(s):
     return s.send(body=b'{"reason": "done"}')
 
@@ -712,6 +720,7 @@ HOOKS = {
     ("updateTenant", "invalid"): h_operator,
     ("updateTenant", "not_found"): h_operator,
     ("revokeKey", "self"): h_revoke_self,
+    ("deleteTrunk", "in_use"): h_trunk_in_use,
     ("listCalls", "next_page"): h_next_page,
 }
 
