@@ -1,6 +1,6 @@
 /*
- * routes_webhooks.c - /v1/webhooks: register, list and delete webhooks; list and replay their
- * deliveries. Tenant-scoped keys only (403 for a number-scoped or an operator key): a webhook
+ * routes_webhooks.c - /v1/webhooks: register, list, read, change and delete webhooks; list and
+ * replay their deliveries. Tenant-scoped keys only (403 for a number-scoped or an operator key): a webhook
  * receives every call of its tenant or agent, which a number-scoped key could not otherwise see.
  *
  * Each handler parses, calls the webhook registry (webhook/registry.c, the rules the CLI
@@ -36,10 +36,32 @@ static const char *tenant_of(struct http_request *r)
 	return p->scope.tenant_id;
 }
 
-static void create(struct http_request *r)
+/* The request's body into *req: its JSON object (*body, the caller's to release) with only
+ * a webhook's members, each of its type; agent_id null (allow_null) as "", every agent. */
+static bool request_of(struct http_request *r, bool allow_null, json_t **body,
+			 struct webhook_request *req, struct cp_error *err)
 {
 	static const char *const fields[] = {"url", "agent_id", "secret", "format", "signing",
 					     NULL};
+	if (!http_json_body(r, false, body, err) || !json_only_fields(*body, fields, err) ||
+	    !json_opt_string(*body, "url", &req->url, err) ||
+	    !json_opt_string(*body, "secret", &req->secret, err) ||
+	    !json_opt_string(*body, "format", &req->format, err) ||
+	    !json_opt_string(*body, "signing", &req->signing, err))
+		return false;
+	if (allow_null && json_is_null(json_object_get(*body, "agent_id"))) {
+		req->agent_id = "";
+		return true;
+	}
+	if (json_opt_string(*body, "agent_id", &req->agent_id, err))
+		return true;
+	if (allow_null)
+		cp_fail(err, CP_ERR_INVALID, "agent_id must be a string or null");
+	return false;
+}
+
+static void create(struct http_request *r)
+{
 	struct cp_error err = {0};
 	json_t *body = NULL;
 	struct webhook_request req = {0};
@@ -48,12 +70,7 @@ static void create(struct http_request *r)
 	const char *tenant = tenant_of(r);
 	if (!tenant)
 		return;
-	if (!http_json_body(r, false, &body, &err) || !json_only_fields(body, fields, &err) ||
-	    !json_opt_string(body, "url", &req.url, &err) ||
-	    !json_opt_string(body, "agent_id", &req.agent_id, &err) ||
-	    !json_opt_string(body, "secret", &req.secret, &err) ||
-	    !json_opt_string(body, "format", &req.format, &err) ||
-	    !json_opt_string(body, "signing", &req.signing, &err) ||
+	if (!request_of(r, false, &body, &req, &err) ||
 	    webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
 			     app->webhook_allow_private, &w, &err) != CP_OK)
 		http_reply_error(r, &err);
@@ -75,6 +92,41 @@ static void list(struct http_request *r)
 	else
 		http_reply_json(r, 200, json_pack("{s:o}", "data", webhooks_to_json(hooks, n)));
 	free(hooks);
+}
+
+static void get(struct http_request *r)
+{
+	struct cp_error err = {0};
+	struct webhook w;
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	if (webhook_registry_get(store_of(r), tenant, http_param(r, 0), &w, &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 200, webhook_to_json(&w, false));
+}
+
+/* PATCH: url, format, signing, secret, agent_id (null: every agent). The answer carries the
+ * secret only when it changed. */
+static void patch(struct http_request *r)
+{
+	struct cp_error err = {0};
+	json_t *body = NULL;
+	struct webhook_request req = {0};
+	struct webhook w;
+	bool new_secret;
+	const struct app *app = http_app(r);
+	const char *tenant = tenant_of(r);
+	if (!tenant)
+		return;
+	if (!request_of(r, true, &body, &req, &err) ||
+	    webhook_change(store_of(r), tenant, http_param(r, 0), &req,
+			   app->webhook_allow_private, &w, &new_secret, &err) != CP_OK)
+		http_reply_error(r, &err);
+	else
+		http_reply_json(r, 200, webhook_to_json(&w, new_secret));
+	json_decref(body);
 }
 
 static void delete(struct http_request *r)
@@ -153,6 +205,8 @@ const struct route webhook_routes[] = {
 	{"GET", "/v1/webhooks/deliveries", deliveries, &canonical_dialect, 0},
 	{"POST", "/v1/webhooks/deliveries/replay", replay_failed, &canonical_dialect, 0},
 	{"POST", "/v1/webhooks/deliveries/:id/replay", replay_one, &canonical_dialect, 0},
+	{"GET", "/v1/webhooks/:id", get, &canonical_dialect, 0},
+	{"PATCH", "/v1/webhooks/:id", patch, &canonical_dialect, 0},
 	{"DELETE", "/v1/webhooks/:id", delete, &canonical_dialect, 0},
 	{0},
 };

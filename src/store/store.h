@@ -367,6 +367,9 @@ struct store_backend {
 	enum store_result (*webhook_list)(void *ctx, const char *tenant_id, struct webhook **out,
 					  size_t *n);
 	/* tenant_id NULL = any tenant (admin CLI). Pending deliveries of it are dropped. */
+	/* Sets w's agent_id ("" = every agent), url, format, signing, and its secret unless ""
+	 * (kept), where id and tenant_id are w's; STORE_NOT_FOUND when none is. */
+	enum store_result (*webhook_update)(void *ctx, const struct webhook *w);
 	enum store_result (*webhook_delete)(void *ctx, const char *tenant_id, const char *id);
 
 	/* Offers up to max due deliveries (pending, next attempt <= now) to pick(), fairest

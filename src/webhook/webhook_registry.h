@@ -40,6 +40,17 @@ struct webhook_request {
 enum cp_err webhook_register(struct store *st, const char *tenant_id,
 			     const struct webhook_request *req, int max_per_tenant,
 			     bool allow_private, struct webhook *out, struct cp_error *err);
+/* Webhook id of the tenant (NULL: any), without its secret; CP_ERR_NOT_FOUND when none. */
+enum cp_err webhook_registry_get(struct store *st, const char *tenant_id, const char *id,
+				 struct webhook *out, struct cp_error *err);
+/* Changes what req gives of webhook id (url, format, signing, secret; agent_id "" widens it to
+ * every agent), by webhook_register()'s rules: *out is the webhook afterwards, and
+ * *new_secret whether its secret changed (a changed signing makes one when req gives none), in
+ * which case out->secret holds it; else out->secret is "". CP_ERR_INVALID when req changes
+ * nothing. */
+enum cp_err webhook_change(struct store *st, const char *tenant_id, const char *id,
+			   const struct webhook_request *req, bool allow_private,
+			   struct webhook *out, bool *new_secret, struct cp_error *err);
 /* The webhooks in *list (n of them; the caller frees *list), secrets included: render them
  * with webhooks_to_json(), which leaves the secrets out. */
 enum cp_err webhook_registry_list(struct store *st, const char *tenant_id, struct webhook **list,

@@ -448,3 +448,53 @@ def test_trunk_routes_by_key(w):
 def test_trunk_create_refuses_bad_input_and_creates_nothing(w, body, message):
     same_error(w.req("POST", "/v1/trunks", body, key=w.key), 400, "invalid_request", message)
     assert w.ok("GET", "/v1/trunks", key=w.op)["data"] == []
+
+
+# ---------------------------------------------------------------------- webhooks/{id}
+
+def test_webhook_get_and_patch(w):
+    h = w.ok("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}, key=w.key, status=201)
+    shown = {k: v for k, v in h.items() if k != "secret"}
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == shown
+    p = w.ok("PATCH", "/v1/webhooks/" + h["id"], {"url": "http://127.0.0.1:9/other",
+                                                   "format": "talkover", "agent_id": w.agent2},
+             key=w.key)
+    assert p == dict(shown, url="http://127.0.0.1:9/other", format="talkover",
+                     agent_id=w.agent2), p
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == p
+    assert w.ok("GET", "/v1/webhooks", key=w.key)["data"] == [p]
+    # a new signing replaces the secret, answered once; a given secret likewise
+    s = w.ok("PATCH", "/v1/webhooks/" + h["id"], {"signing": "standard", "agent_id": None},
+             key=w.key)
+    assert s["signing"] == "standard" and s["agent_id"] is None, s
+    assert s["secret"].startswith("whsec_") and s["secret"] != h["secret"], s
+    r = w.ok("PATCH", "/v1/webhooks/" + h["id"], {"signing": "callplane",
+                                                   "secret": "s3cret-of-16-chars-or-more"},
+             key=w.key)
+    assert r["secret"] == "s3cret-of-16-chars-or-more" and r["signing"] == "callplane", r
+    after = w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key)
+    # refused changes change nothing
+    for body, status, code, message in [
+            ({"format": "xml", "url": "http://127.0.0.1:9/x"}, 400, "invalid_request",
+             "format must be canonical, talkover or pilotstatus"),
+            ({"url": "ftp://x"}, 400, "invalid_request",
+             "url must be an http:// or https:// URL of at most 1024 bytes"),
+            ({"signing": "standard", "secret": "not-base64-but-long"}, 400, "invalid_request",
+             "a standard signing's secret must be whsec_ followed by the base64 of 24..64 bytes"),
+            ({"agent_id": w.agent_b}, 404, "not_found", "agent %s not found" % w.agent_b),
+            ({}, 400, "invalid_request",
+             "nothing to change: give url, format, signing, agent_id or secret"),
+            ({"agent_id": 5}, 400, "invalid_request", "agent_id must be a string or null")]:
+        same_error(w.req("PATCH", "/v1/webhooks/" + h["id"], body, key=w.key), status, code,
+                   message)
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == after
+    # scope: another tenant's is not found; number-scoped and operator keys are refused
+    for method, body in (("GET", None), ("PATCH", {"format": "canonical"})):
+        same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.key_b), 404,
+                   "not_found", "webhook not found")
+        same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.num_key), 403,
+                   "forbidden", "webhooks need a tenant-scoped key")
+        same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.op), 403, "forbidden",
+                   "webhooks need a tenant-scoped key; an operator manages them with the CLI"
+                   " (callplane webhook)")
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == after

@@ -612,6 +612,14 @@ def h_webhook_to_delete(s):
     return s.send()
 
 
+def h_webhook_to_change(s):
+    """A fresh webhook of tenant A to read or change, deleted after (the tenant has a cap)."""
+    r = h_webhook_to_delete(s)
+    d = s.w.cp.request("DELETE", "/v1/webhooks/%s" % s.forward[WEBHOOK], key=s.w.key)
+    assert d.status == 200, d
+    return r
+
+
 def failed_deliveries(w):
     r = w.cp.request("GET", "/v1/webhooks/deliveries?status=failed", key=w.key)
     assert r.status == 200, r
@@ -705,6 +713,10 @@ HOOKS = {
     ("createWebhook", "created"): h_created_webhook,
     ("createWebhook", "agent_webhook"): h_created_webhook,
     ("deleteWebhook", "deleted"): h_webhook_to_delete,
+    ("getWebhook", "webhook"): h_webhook_to_change,
+    ("updateWebhook", "updated"): h_webhook_to_change,
+    ("updateWebhook", "rotated"): h_webhook_to_change,
+    ("updateWebhook", "invalid"): h_webhook_to_change,
     ("replayDelivery", "replayed"): h_replay_one,
     ("replayFailedDeliveries", "replayed"): h_replay_all,
     ("listCalls", "by_agent"): h_calls_to_list(3),

@@ -300,6 +300,7 @@ const struct store_backend store_sqlite_backend = {
 	.idem_purge = sqlite_idem_purge,
 	.webhook_create = sqlite_webhook_create,
 	.webhook_list = sqlite_webhook_list,
+	.webhook_update = sqlite_webhook_update,
 	.webhook_delete = sqlite_webhook_delete,
 	.delivery_lease = sqlite_delivery_lease,
 	.delivery_release = sqlite_delivery_release,

@@ -44,6 +44,9 @@ static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
 static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
 	"SELECT id, tenant_id, agent_id, url, format, created_at, signing FROM webhooks"
 	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+static const struct sql q_webhook_update = {S_WEBHOOK_UPDATE,
+	"UPDATE webhooks SET agent_id = NULLIF(?3, ''), url = ?4, format = ?5, signing = ?6,"
+	" secret = COALESCE(NULLIF(?7, ''), secret) WHERE id = ?1 AND tenant_id = ?2"};
 static const struct sql q_webhook_delete = {S_WEBHOOK_DELETE,
 	"DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
 static const struct sql q_delivery_drop = {S_DELIVERY_DROP,
@@ -233,6 +236,12 @@ enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct w
 	enum store_result rc = sq_list_all(ctx, &q_webhook_list, &rows, &list, n, "s", tenant_id);
 	*out = list;
 	return rc;
+}
+
+enum store_result sqlite_webhook_update(void *ctx, const struct webhook *w)
+{
+	return sq_write_one(ctx, &q_webhook_update, "sssssss", w->id, w->tenant_id, w->agent_id,
+			    w->url, w->format, w->signing, w->secret);
 }
 
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id)

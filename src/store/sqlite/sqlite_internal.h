@@ -54,6 +54,7 @@ enum stmt_id {
 	S_IDEM_EXPIRE, S_IDEM_INSERT, S_IDEM_GET, S_IDEM_COMPLETE, S_IDEM_RELEASE, S_IDEM_PURGE,
 	/* outbox.c */
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
+	S_WEBHOOK_UPDATE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_GIVE_UP, S_DELIVERY_RELEASE,
 	S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_DELIVERY_BACKLOG, S_EVENTS_SINCE,
 	S_EVENTS_SINCE_ALL, S_EVENTS_LAST,
@@ -279,6 +280,7 @@ enum store_result sq_write_tenant_event(struct conn *c, const char *type, const 
 enum store_result sqlite_webhook_create(void *ctx, const struct webhook *w, int max_per_tenant);
 enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct webhook **out,
 				      size_t *n);
+enum store_result sqlite_webhook_update(void *ctx, const struct webhook *w);
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
 enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
 					delivery_picker *pick, void *arg,
