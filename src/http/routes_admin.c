@@ -408,7 +408,8 @@ static void trunks_create(struct http_request *r)
 	static const char *const fields[] = {"tenant_id", "host", "transport", "user",
 					     "password_env", "password_file", "register",
 					     "outbound_proxy", "from_user", "from_domain",
-					     "caller_id_header", "inbound_cidrs", "headers", NULL};
+					     "caller_id_header", "inbound_cidrs", "srtp", "headers",
+					     NULL};
 	struct cp_error err = {0};
 	struct admin_trunk_req req = {0};
 	const char *lines[ADMIN_TRUNK_HEADERS_MAX];
@@ -439,6 +440,7 @@ static void trunks_create(struct http_request *r)
 		    !json_opt_string(body, "from_domain", &req.from_domain, &err) ||
 		    !json_opt_string(body, "caller_id_header", &req.caller_id_header, &err) ||
 		    !json_opt_string(body, "inbound_cidrs", &req.inbound_cidrs, &err) ||
+		    !json_opt_string(body, "srtp", &req.srtp, &err) ||
 		    !trunk_headers(body, lines, ADMIN_TRUNK_HEADERS_MAX, &req.n_headers, &err)) {
 			http_reply_error(r, &err);
 		} else {
