@@ -384,7 +384,7 @@ def test_trunk_round_trip_with_a_tenant_key(w):
         "user": "acme", "password_env": "CARRIER_PW", "password_file": None, "register": False,
         "outbound_proxy": None, "from_user": None, "from_domain": None, "caller_id_header": "pai",
         "inbound_cidrs": ["198.51.100.0/24", "10.0.0.0/8"], "headers": ["X-Account: 42"],
-        "registration": None}
+        "registration": None, "srtp": "off"}
     assert w.ok("GET", "/v1/trunks/" + t["id"], key=w.key) == t
     assert w.ok("GET", "/v1/trunks", key=w.key)["data"] == [t]
     assert w.cp.cli("trunk", "list", "--tenant", w.tenant)["data"] == [t]
@@ -396,6 +396,24 @@ def test_trunk_round_trip_with_a_tenant_key(w):
     assert w.ok("DELETE", "/v1/trunks/" + t["id"], key=w.key) == {"id": t["id"], "deleted": True}
     same_error(w.req("GET", "/v1/trunks/" + t["id"], key=w.key), 404, "not_found", "trunk not found")
     assert w.ok("GET", "/v1/trunks", key=w.key)["data"] == []
+
+
+def test_trunk_over_tls_with_srtp(w):
+    """transport and srtp as `trunk create` takes them, by the same rules."""
+    t = w.ok("POST", "/v1/trunks", {"host": "carrier.example:5061", "transport": "tls",
+                                    "srtp": "required"}, key=w.key, status=201)
+    assert (t["host"], t["port"], t["transport"], t["srtp"]) == \
+        ("carrier.example", 5061, "tls", "required"), t
+    assert w.cp.cli("trunk", "list", "--tenant", w.tenant)["data"] == [t]
+    same_error(w.req("POST", "/v1/trunks", {"host": "h", "srtp": "sometimes"}, key=w.key), 400,
+               "invalid_request", "srtp must be off, optional or required, got 'sometimes'")
+    same_error(w.req("POST", "/v1/trunks", {"host": "h", "transport": "sctp"}, key=w.key), 400,
+               "invalid_request", "transport must be udp, tcp or tls, got 'sctp'")
+    rc, out, errtext = w.cp.cli_raw("trunk", "create", "--tenant", w.tenant, "--host", "h",
+                                    "--srtp", "sometimes")
+    assert (rc, out) == (2, "") and \
+        "error: --srtp must be off, optional or required, got 'sometimes'" in errtext
+    assert [x["id"] for x in w.ok("GET", "/v1/trunks", key=w.key)["data"]] == [t["id"]]
 
 
 def test_trunk_routes_by_key(w):
@@ -429,7 +447,7 @@ def test_trunk_routes_by_key(w):
                       " when a port follows), got 'a b'"),
     ({}, "host must be HOST[:PORT] (a host name or an IP address, IPv6 in brackets when a port"
          " follows), got ''"),
-    ({"host": "h", "transport": "tls"}, "transport tls is not supported yet"),
+    ({"host": "h", "transport": "tls1"}, "transport must be udp, tcp or tls, got 'tls1'"),
     ({"host": "h", "user": "u"}, "user needs its password: password_env VAR or password_file FILE"
                                  " (one of them)"),
     ({"host": "h", "register": True}, "register needs user (the registered user)"),
