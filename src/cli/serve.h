@@ -28,7 +28,7 @@
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
 	const char *trunk, *trunk_auth, *trunk_srtp, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
-		*rtp_addrs, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
+		*rtp_addrs, *rtp_advertise, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
 		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key,
 		*allow_any_inbound, *inbound_rate;
 	const char *wh_allow_private;    /* a flag: "1" when given */

@@ -52,6 +52,7 @@ const struct serve_option serve_options[] = {
 	{"hangup-wait-ms", SLOT(hangup_wait), OPT_OPTIONAL},
 	{"rtp-ports", SLOT(rtp_ports), OPT_OPTIONAL}, {"rtp-addrs", SLOT(rtp_addrs), OPT_OPTIONAL},
 	{"sip-advertise", SLOT(sip_advertise), OPT_OPTIONAL},
+	{"rtp-advertise", SLOT(rtp_advertise), OPT_OPTIONAL},
 	{"rate-limit", SLOT(rate_limit), OPT_OPTIONAL},
 	{"webhook-retry-initial-ms", SLOT(wh_retry), OPT_OPTIONAL},
 	{"webhook-max-age-s", SLOT(wh_max_age), OPT_OPTIONAL},
@@ -346,6 +347,24 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 		char err[160];
 		if (sip_config_set_rtp_addrs(sc, c->rtp_addrs, err, sizeof err))
 			return fail(why, size, "--rtp-addrs must be IP[,IP...]: %s", err);
+	}
+	if (c->rtp_advertise) {
+		char err[160];
+		if (sip_config_set_rtp_advertise(sc, c->rtp_advertise, err, sizeof err))
+			return fail(why, size, "--rtp-advertise must be IP[,IP...]: %s", err);
+		int want = sc->n_rtp_addrs ? sc->n_rtp_addrs : 1;
+		if (sc->n_rtp_advertise != want)
+			return fail(why, size, "--rtp-advertise must name %d address%s, one for each "
+				    "RTP address (--rtp-addrs, or the --sip address)", want,
+				    want == 1 ? "" : "es");
+		for (int i = 0; i < sc->n_rtp_advertise; i++) {
+			const char *bound = sc->n_rtp_addrs ? sc->rtp_addrs[i] : sc->host;
+			bool v6 = strchr(bound, ':') != NULL;
+			if (v6 != (strchr(sc->rtp_advertise[i], ':') != NULL))
+				return fail(why, size, "--rtp-advertise %s is not of the family of "
+					    "the RTP address %s it stands for", sc->rtp_advertise[i],
+					    bound);
+		}
 	}
 	return 0;
 }

@@ -707,6 +707,16 @@ static void *engine_main(void *arg)
 	char url[300];
 	bool v6 = strchr(eng->cfg.host, ':') != NULL;
 	snprintf(url, sizeof url, v6 ? "sip:[%s]:%d" : "sip:%s:%d", eng->cfg.host, eng->cfg.port);
+	/* behind a 1:1 NAT the advertise address is not this host's: the transport binds the
+	 * listen address (maddr) and names the advertise address in the Via of every request */
+	char bind_url[600];
+	if (strcmp(eng->cfg.advertise, eng->cfg.host)) {
+		bool av6 = strchr(eng->cfg.advertise, ':') != NULL;
+		snprintf(bind_url, sizeof bind_url, av6 ? "sip:[%s]:%d;maddr=%s" : "sip:%s:%d;maddr=%s",
+			 eng->cfg.advertise, eng->cfg.port, eng->cfg.host);
+	} else {
+		snprintf(bind_url, sizeof bind_url, "%s", url);
+	}
 
 	su_home_init(eng->home);
 	eng->root = su_root_create(eng);
@@ -716,7 +726,7 @@ static void *engine_main(void *arg)
 	}
 	su_root_threading(eng->root, 1);
 	/* the far ends a previous run left up are hung up before any new call is taken */
-	restart_hangup(eng, url, eng->left, eng->n_left, RESTART_WAIT_MS);
+	restart_hangup(eng, bind_url, eng->left, eng->n_left, RESTART_WAIT_MS);
 	char sips_url[300] = "", tls_dir[PATH_MAX] = "", why[300];
 	if (eng->cfg.tls_port) {
 		bool v6t = strchr(eng->cfg.tls_host, ':') != NULL;
@@ -731,7 +741,11 @@ static void *engine_main(void *arg)
 		}
 	}
 	eng->nua = nua_create(eng->root, on_nua_event, eng,
-			      NUTAG_URL(url),
+			      NUTAG_URL(bind_url),
+			      /* RFC 3581: ask for rport in our requests, so answers come back
+			       * through a NAT to where they left (nta answers requests at their
+			       * source port, and fills in received/rport, by default) */
+			      NTATAG_CLIENT_RPORT(1),
 			      TAG_IF(sips_url[0], NUTAG_SIPS_URL(sips_url)),
 			      TAG_IF(sips_url[0], TPTAG_CERTIFICATE(tls_dir)),
 			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
@@ -759,11 +773,15 @@ static void *engine_main(void *arg)
 	register_reconcile(eng, eng->trunks, eng->n_trunks);
 	started(eng, 0);
 	json_t *rtp = json_array();
-	for (int i = 0; i < eng->n_media; i++)
-		json_array_append_new(rtp, json_string(eng->media[i].text));
+	json_t *rtp_adv = json_array();
+	for (int i = 0; i < eng->n_media; i++) {
+		json_array_append_new(rtp, json_string(eng->media[i].bind_text));
+		json_array_append_new(rtp_adv, json_string(eng->media[i].text));
+	}
 	log_json(LOG_INFO, "sip_listening",
-		 json_pack("{s:s, s:s, s:o, s:I}", "url", url, "contact", eng->contact, "rtp_addrs",
-			   rtp, "rtp_capacity", (json_int_t)sip_config_rtp_capacity(&eng->cfg)));
+		 json_pack("{s:s, s:s, s:s, s:o, s:o, s:I}", "url", url, "bind_url", bind_url,
+			   "contact", eng->contact, "rtp_addrs", rtp, "rtp_advertise", rtp_adv,
+			   "rtp_capacity", (json_int_t)sip_config_rtp_capacity(&eng->cfg)));
 	if (sips_url[0])
 		log_json(LOG_INFO, "sip_tls",
 			 json_pack("{s:s, s:s, s:b, s:s}", "url", sips_url, "ca_file",

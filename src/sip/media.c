@@ -20,6 +20,8 @@
  * as with one address. The SDP's o= and c= lines carry the address the call's socket is bound
  * on, IP4 or IP6 to match, so families may be mixed (the far end must reach both, of course).
  * An --rtp-addrs address this host cannot bind stops the start: it would fail every call.
+ * Behind a 1:1 NAT (--rtp-advertise) SDP carries the public address that stands for each
+ * bound one instead (text), while the sockets bind the private one (bind_text).
  *
  * SRTP (docs/CARRIERS.md "SRTP"): an offer of a call whose mode is not off carries two a=crypto
  * lines (tags 1 and 2: _80 and _32, a fresh key each) in RTP/AVP (optional) or RTP/SAVP
@@ -47,8 +49,11 @@
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
-			     size_t err_size)
+/* Parses "IP[,IP...]" into out (canonical text), *count their number; -1 with the reason in
+ * err on a bad list (wildcards, multicast, link-local and duplicates are refused: each is
+ * written into SDP as it is), out and *count then unchanged. */
+static int parse_addr_list(const char *list, char out[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX],
+			   int *count, char *err, size_t err_size)
 {
 	char addrs[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX];
 	int n = 0;
@@ -119,9 +124,21 @@ int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err
 			break;
 		p = comma + 1;
 	}
-	memcpy(cfg->rtp_addrs, addrs, (size_t)n * sizeof addrs[0]);
-	cfg->n_rtp_addrs = n;
+	memcpy(out, addrs, (size_t)n * sizeof addrs[0]);
+	*count = n;
 	return 0;
+}
+
+int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
+			     size_t err_size)
+{
+	return parse_addr_list(list, cfg->rtp_addrs, &cfg->n_rtp_addrs, err, err_size);
+}
+
+int sip_config_set_rtp_advertise(struct sip_config *cfg, const char *list, char *err,
+				 size_t err_size)
+{
+	return parse_addr_list(list, cfg->rtp_advertise, &cfg->n_rtp_advertise, err, err_size);
 }
 
 long sip_config_rtp_capacity(const struct sip_config *cfg)
@@ -151,23 +168,37 @@ static socklen_t media_sockaddr(const struct media_addr *m, int port, struct soc
 	return sizeof *a;
 }
 
+/* Fills m's bound address from text: IPv6 if it has a colon; an IPv4 text that does not parse
+ * (a host name, the wildcard) binds the wildcard, as the SIP socket does. */
+static void media_bind_addr(struct media_addr *m, const char *text)
+{
+	snprintf(m->bind_text, sizeof m->bind_text, "%s", text);
+	if (strchr(text, ':')) {
+		m->family = AF_INET6;
+		if (inet_pton(AF_INET6, text, &m->v6) != 1)
+			m->v6 = in6addr_any;
+	} else {
+		m->family = AF_INET;
+		if (inet_pton(AF_INET, text, &m->v4) != 1)
+			m->v4.s_addr = htonl(INADDR_ANY);
+	}
+}
+
 int media_create(struct sip_engine *eng)
 {
 	const struct sip_config *cfg = &eng->cfg;
 	int lo = cfg->rtp_port_min & ~1;
 	if (cfg->n_rtp_addrs == 0) {
-		/* the advertise address, as before --rtp-addrs: IPv6 if it has a colon; an IPv4
-		 * address that does not parse (a host name) binds the wildcard */
+		/* the advertise address, as before --rtp-addrs; with --rtp-advertise (1:1 NAT: the
+		 * advertise address is not this host's) the SIP listen address instead */
 		struct media_addr *m = &eng->media[0];
 		_Static_assert(sizeof m->text == sizeof cfg->advertise, "media_addr.text");
-		memcpy(m->text, cfg->advertise, sizeof m->text);
-		if (strchr(cfg->advertise, ':')) {
-			m->family = AF_INET6;
-			inet_pton(AF_INET6, cfg->advertise, &m->v6);
+		if (cfg->n_rtp_advertise) {
+			media_bind_addr(m, cfg->host);
+			snprintf(m->text, sizeof m->text, "%s", cfg->rtp_advertise[0]);
 		} else {
-			m->family = AF_INET;
-			if (inet_pton(AF_INET, cfg->advertise, &m->v4) != 1)
-				m->v4.s_addr = htonl(INADDR_ANY);
+			media_bind_addr(m, cfg->advertise);
+			memcpy(m->text, cfg->advertise, sizeof m->text);
 		}
 		m->next_port = lo;
 		eng->n_media = 1;
@@ -176,13 +207,10 @@ int media_create(struct sip_engine *eng)
 	for (int i = 0; i < cfg->n_rtp_addrs; i++) {
 		struct media_addr *m = &eng->media[i];
 		_Static_assert(sizeof m->text >= sizeof cfg->rtp_addrs[i], "media_addr.text");
-		memcpy(m->text, cfg->rtp_addrs[i], sizeof cfg->rtp_addrs[i]);
-		m->family = strchr(m->text, ':') ? AF_INET6 : AF_INET;
-		if (inet_pton(m->family, m->text, m->family == AF_INET6 ? (void *)&m->v6
-								     : (void *)&m->v4) != 1) {
-			log_msg(LOG_ERROR, "rtp", "--rtp-addrs: '%s' is not an address", m->text);
-			return -1;
-		}
+		/* sip_config_set_rtp_addrs() took numeric addresses only */
+		media_bind_addr(m, cfg->rtp_addrs[i]);
+		snprintf(m->text, sizeof m->text, "%s",
+			 i < cfg->n_rtp_advertise ? cfg->rtp_advertise[i] : cfg->rtp_addrs[i]);
 		m->next_port = lo;
 		/* an address that is not this host's would fail every call: say so now */
 		struct sockaddr_storage ss;
@@ -190,7 +218,7 @@ int media_create(struct sip_engine *eng)
 		int fd = socket(m->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) != 0) {
 			log_msg(LOG_ERROR, "rtp", "cannot bind RTP sockets on %s (--rtp-addrs): %s",
-				m->text, strerror(errno));
+				m->bind_text, strerror(errno));
 			if (fd >= 0)
 				close(fd);
 			return -1;
@@ -244,7 +272,8 @@ static enum bind_result bind_free_port(struct media_addr *m, int lo, int hi, int
 			errno = err;
 		}
 		if (errno != EADDRINUSE) {
-			log_msg(LOG_ERROR, "rtp", "bind %s port %d: %s", m->text, port, strerror(errno));
+			log_msg(LOG_ERROR, "rtp", "bind %s port %d: %s", m->bind_text, port,
+				strerror(errno));
 			r = BIND_FAILED;
 			break;
 		}

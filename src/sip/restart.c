@@ -358,6 +358,7 @@ int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *
 	if (!r.reqs)
 		return -1;
 	r.agent = nta_agent_create(eng->root, URL_STRING_MAKE(url), on_message, &r,
+				   NTATAG_CLIENT_RPORT(1),
 				   TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
 				   TPTAG_UDP_WMEM(eng->cfg.udp_buffer), TAG_END());
 	if (!r.agent) {

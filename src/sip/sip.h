@@ -99,6 +99,10 @@ struct sip_config {
 	 * turn, each with the whole port range; none = the advertise address */
 	char rtp_addrs[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX];
 	int n_rtp_addrs;
+	/* --rtp-advertise (1:1 NAT): what SDP says instead of each RTP address, in the same order
+	 * (one when there is no --rtp-addrs: RTP then binds the SIP listen address); 0 = none */
+	char rtp_advertise[SIP_RTP_ADDRS_MAX][SIP_ADDR_TEXT_MAX];
+	int n_rtp_advertise;
 	long max_rtp_sockets;        /* RTP sockets open at most, 0 = no cap (see serve.c) */
 	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
 	struct media_config media;   /* the media plane the engine starts (src/media) */
@@ -132,6 +136,10 @@ void sip_config_defaults(struct sip_config *cfg);
  * returns -1 with the reason in err and leaves cfg unchanged. */
 int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
 			     size_t err_size);
+/* Parses --rtp-advertise ("IP[,IP...]", as --rtp-addrs) into cfg; -1 with the reason in err
+ * on a bad list. Whether it matches --rtp-addrs is the caller's to check. */
+int sip_config_set_rtp_advertise(struct sip_config *cfg, const char *list, char *err,
+				 size_t err_size);
 /* How many calls the RTP ports allow at once: the even ports of the range on each address. */
 long sip_config_rtp_capacity(const struct sip_config *cfg);
 /* Creates the engine, starts its thread and the media engine, and binds the SIP sockets;

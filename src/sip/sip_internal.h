@@ -153,7 +153,8 @@ struct media_addr {
 	int family;                          /* AF_INET or AF_INET6 */
 	struct in_addr v4;
 	struct in6_addr v6;
-	char text[128];                      /* as written in SDP (c= and o=) */
+	char text[128];                      /* as written in SDP (c= and o=): --rtp-advertise */
+	char bind_text[128];                 /* what the sockets bind (v4/v6), for logs */
 	int next_port;                       /* where the search for a free port starts */
 	atomic_int in_use;                   /* port pairs bound on it (the media thread frees) */
 };

@@ -462,6 +462,43 @@ def test_rtp_addrs_calls_take_the_addresses_in_turn(sip):
             "RTP %s port %d still bound after the call ended" % (addr, port)
 
 
+def test_rtp_advertise_names_each_rtp_address_in_sdp(sip):
+    """docs/API.md: --rtp-advertise IP[,IP...] (1:1 NAT): the SDP of a call bound on the i-th
+    --rtp-addrs address carries the i-th --rtp-advertise address instead; the socket stays
+    bound on the real one."""
+    sip.start("--rtp-addrs", "127.0.0.1,127.0.0.2", "--rtp-advertise", "192.0.2.1,192.0.2.2",
+              "--rtp-ports", "31180-31189")
+    far = sip.uas("uas_answer_wait_bye.xml", calls=2)
+    calls = []
+    for _ in range(2):
+        calls.append(sip.dial(far))
+        sip.wait_status(calls[-1]["id"], "in_progress", timeout=4)
+    rtp = rtp_of_invites(far, 2)
+    assert [a for a, _p in rtp] == ["192.0.2.1", "192.0.2.2"], rtp
+    pid = sip.cp.proc.pid
+    for (_addr, port), bound in zip(rtp, ("127.0.0.1", "127.0.0.2")):
+        assert_rtp_bound(pid, bound, port)
+    for c in calls:
+        assert sip.cp.end_call(c["id"])["status"] == "completed"
+    sipp_done(far)
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--rtp-advertise", "192.0.2.1,192.0.2.2"], "must name 1 address, one for each"),
+    (["--rtp-addrs", "127.0.0.1,127.0.0.2", "--rtp-advertise", "192.0.2.1"],
+     "must name 2 addresses, one for each"),
+    (["--rtp-advertise", "2001:db8::1"], "is not of the family of the RTP address 127.0.0.1"),
+    (["--rtp-advertise", "0.0.0.0"], "wildcard"),
+    (["--rtp-advertise", "example.com"], "not an IPv4 or IPv6 address"),
+])
+def test_rtp_advertise_invalid_is_a_usage_error(cp, args, why):
+    rc, out, err = cp.cli_raw("serve", "--http", "127.0.0.1:%d" % free_port(tcp=True),
+                              "--sip", "127.0.0.1:%d" % free_port(udp=True, tcp=True),
+                              *args, timeout=5)
+    assert rc == 2 and out == "", (rc, out, err)
+    assert "error: --rtp-advertise" in err and why in err, err
+
+
 def test_rtp_addrs_may_mix_ipv4_and_ipv6(sip):
     if not ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
