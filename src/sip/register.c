@@ -61,6 +61,7 @@ struct registration {
 	bool up;                             /* the registrar holds our contact */
 	bool leaving;                        /* unregistering: dropped at the answer */
 	bool counted_up;                     /* counted in metrics_trunks_registered() */
+	bool nat_said;                       /* sip_nat_detected logged (nat_check) */
 	int backoff_s;                       /* the wait after the next failure */
 	int64_t retry_at_us;                 /* 0 = not waiting */
 };
@@ -243,6 +244,32 @@ static int granted_expires(struct sip_engine *eng, const struct registration *r,
 	return atoi(REGISTER_EXPIRES);
 }
 
+/* RFC 3581: the registrar writes where our REGISTER came from into its Via (received, rport).
+ * When that is not the address and port our Contact names, we sit behind a NAT the
+ * configuration does not know of, and calls routed to that Contact will not reach us: said
+ * once per registration, with the address to give --sip-advertise. The Contact stays as
+ * configured (a NAT that maps ports per destination would make any other guess wrong). */
+static void nat_check(struct sip_engine *eng, struct registration *r, sip_t const *sip)
+{
+	sip_via_t const *v = sip ? sip->sip_via : NULL;
+	if (r->nat_said || !v || !v->v_host)
+		return;
+	char port[16];
+	snprintf(port, sizeof port, "%d", eng->cfg.port);
+	/* received only when the address differs from the Via's, rport with a value only when
+	 * we asked for it (we do) */
+	const char *received = v->v_received && v->v_received[0] ? v->v_received : v->v_host;
+	const char *rport = v->v_rport && v->v_rport[0] ? v->v_rport : port;
+	if (ours(eng, received) && !strcmp(rport, port))
+		return;
+	r->nat_said = true;
+	log_json(LOG_WARN, "sip_nat_detected",
+		 json_pack("{s:s, s:s, s:s, s:i, s:s}", "trunk_id", r->trunk.id, "received",
+			   received, "rport", rport, "contact_port", eng->cfg.port, "hint",
+			   "the registrar sees us at another address than Contact names: behind a "
+			   "1:1 NAT give --sip-advertise (and --rtp-advertise) that address"));
+}
+
 void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event,
 			  int status, char const *phrase, sip_t const *sip)
 {
@@ -259,6 +286,7 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 		return;
 	}
 	if (status < 300) {
+		nat_check(eng, r, sip);
 		r->up = true;
 		r->backoff_s = RETRY_FIRST_S;
 		report(eng, r, "registered", status, NULL, granted_expires(eng, r, sip));
