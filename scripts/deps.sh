@@ -18,10 +18,11 @@ deb=("${build[@]}" dpkg-dev binutils)
 # (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
 # serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA; the package test
 # installs and purges the package (adduser: its Depends), checks the unit (systemd-analyze)
-# and the man page (groff)
+# and the man page (groff); iptables and iproute2 put callplane behind a NAT of the test's own
+# (tests/blackbox/test_nat.py)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
       python3-jsonschema kamailio chromium prometheus openssl dpkg-dev binutils adduser systemd
-      groff-base)
+      groff-base iptables iproute2)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in

@@ -195,6 +195,12 @@ class Callplane:
         self.webhook_allow_private = True
         # an ssl.SSLContext: the API is HTTPS (serve --tls-cert/--tls-key); None: plain HTTP
         self.ssl_context = None
+        # where the server's API listens (--http) and where requests go; a server started in a
+        # network namespace of the test's (argv_prefix, e.g. ["ip", "netns", "exec", NS]) is
+        # reached through an address of that namespace
+        self.http_bind = "127.0.0.1"
+        self.http_host = "127.0.0.1"
+        self.argv_prefix = []
 
     # ------------------------------------------------------------------ CLI
     def cli_raw(self, *args, db=True, timeout=CLI_TIMEOUT, env=None, unshare=False):
@@ -331,7 +337,8 @@ class Callplane:
             self._stderr_file = open(self.stderr_path, "wb")
             # no SIP engine unless the test asks for one (an option may be given only once)
             sip = [] if "--sip" in extra_args else ["--sip", "none"]
-            argv = [self.bin, "serve", "--db", self.db, "--http", "127.0.0.1:%d" % self.port] \
+            argv = self.argv_prefix + [self.bin, "serve", "--db", self.db,
+                                       "--http", "%s:%d" % (self.http_bind, self.port)] \
                 + sip + list(extra_args)
             if self.webhook_allow_private and "--webhook-allow-private" not in extra_args:
                 argv.append("--webhook-allow-private")
@@ -447,10 +454,10 @@ class Callplane:
             if not any(k.lower() == "content-type" for k in hdrs):
                 hdrs["Content-Type"] = "application/json"
         if self.ssl_context is not None:
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+            conn = http.client.HTTPSConnection(self.http_host, self.port, timeout=timeout,
                                                context=self.ssl_context)
         else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            conn = http.client.HTTPConnection(self.http_host, self.port, timeout=timeout)
         try:
             try:
                 conn.request(method, path, body=data, headers=hdrs)
