@@ -317,6 +317,18 @@ class Callplane:
     def all_stderr(self):
         return "".join(self.stderr_text(p) for p in self.stderr_paths)
 
+    def log_events(self, event):
+        """The JSON log lines (of every start) whose "event" is `event`, in order."""
+        out = []
+        for ln in self.all_stderr().splitlines():
+            try:
+                j = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(j, dict) and j.get("event") == event:
+                out.append(j)
+        return out
+
     def start(self, extra_args=(), allow_any_inbound=True):
         """Start the server (--sip none unless extra_args give --sip).  With a SIP engine the
         tests' far ends call in from 127.0.0.1 without a trunk admitting it, so the server is

@@ -24,7 +24,6 @@ tests/blackbox/test_nat.py`.
 """
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -147,18 +146,6 @@ def natcp(cp, nat):
     cp.start(extra_args=["--sip", "%s:%d" % (PRIVATE, cp.sip_port), "--sip-advertise", PUBLIC,
                          "--rtp-advertise", PUBLIC, "--rtp-ports", "30000-30100"])
     return cp
-
-
-def log_events(cp, name):
-    out = []
-    for line in cp.all_stderr().splitlines():
-        try:
-            j = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(j, dict) and j.get("event") == name:
-            out.append(j)
-    return out
 
 
 def rtp_packet(seq):
@@ -284,14 +271,14 @@ def test_register_behind_nat(natcp, peers, tmp_path):
     registrar.start()
     cp.cli("trunk", "create", "--tenant", cp.tenant, "--host", registrar.uri_host, "--user",
            "natuser", "--password-env", "CP_NAT_PASSWORD", "--register")
-    assert wait_for(lambda: [e for e in log_events(cp, "sip_registration")
+    assert wait_for(lambda: [e for e in cp.log_events("sip_registration")
                              if e["status"] == "registered"], 15), cp.stderr_text()
     cp.stop()
     assert registrar.wait(15) == 0, registrar.report()
     regs = registrar.received("REGISTER")
     assert len(regs) == 2, registrar.messages()
     assert [r.header("expires") for r in regs] == ["3600", "0"], registrar.messages()
-    assert log_events(cp, "sip_nat_detected") == []
+    assert cp.log_events("sip_nat_detected") == []
     for reg in regs:
         assert_via(reg, cp.sip_port)
         assert reg.header("contact") == "<sip:natuser@%s:%d>" % (PUBLIC, cp.sip_port), reg.text
@@ -313,11 +300,11 @@ def test_register_nat_detected(cp, nat, peers, tmp_path, monkeypatch):
     registrar.start()
     trunk = cp.cli("trunk", "create", "--tenant", cp.tenant, "--host", registrar.uri_host,
                    "--user", "natuser", "--password-env", "CP_NAT_PASSWORD", "--register")["id"]
-    assert wait_for(lambda: [e for e in log_events(cp, "sip_registration")
+    assert wait_for(lambda: [e for e in cp.log_events("sip_registration")
                              if e["status"] == "registered"], 15), cp.stderr_text()
     cp.stop()
     assert registrar.wait(15) == 0, registrar.report()
-    ev, = log_events(cp, "sip_nat_detected")
+    ev, = cp.log_events("sip_nat_detected")
     assert (ev["trunk_id"], ev["received"], ev["rport"], ev["contact_port"]) == \
         (trunk, PUBLIC, str(sip_port), sip_port), ev
     reg = registrar.received("REGISTER")[0]
