@@ -9,12 +9,15 @@
  *
  * Descriptors: every call holds up to three (RTP, RTCP, the agent's WebSocket), so the soft
  * RLIMIT_NOFILE is raised to the hard limit (with CAP_SYS_RESOURCE the hard limit too, up to
- * the kernel's nr_open, at most 1M). Calls may use all but a reserve of it (FD_RESERVE: HTTP
- * connections, the store's pool, SIP over TCP, webhooks), so a node full of calls still has
- * descriptors left for the API that ends them (up to ~1,000 concurrent connections; HTTP's own
- * limit is higher, so a flood of connections can still exhaust them); a call beyond that fails
- * like one that finds no free RTP port. When the limit is below what the RTP ports allow, a
- * warning at start-up says how many calls the node can hold.
+ * the kernel's nr_open, at most 1M). Calls may use all but a reserve of it (FD_RESERVE, or a
+ * quarter of a small limit), so a node full of calls still has descriptors left for the API
+ * that ends them; a call beyond that fails like one that finds no free RTP port. When the
+ * limit is below what the RTP ports allow, a warning at start-up says how many calls the node
+ * can hold. The reserve is shared out by caps (fit_connections_to_fd_limit): HTTP connections
+ * half, SIP over TCP a quarter, one address a quarter of either, the last quarter for the
+ * store's pool, webhook deliveries and the listeners; so a flood of idle connections from
+ * anywhere is refused (HTTP) or shut down (SIP over TCP, sip/tcpguard.c) before it reaches the
+ * descriptors the rest of the server needs, and idle timeouts free what it held.
  */
 #include <limits.h>
 #include <signal.h>
@@ -64,8 +67,13 @@ static const char serve_usage[] =
 	"       [--allow-any-inbound] [--inbound-rate PER_SECOND] (INVITEs are accepted only from\n"
 	"       a trunk's --inbound-cidr and registrations unless --allow-any-inbound; at most\n"
 	"       PER_SECOND new INVITEs per source, default 50, 0 = no limit)\n"
+	"       [--sip-tcp-max-connections N] [--sip-tcp-max-connections-per-ip N]\n"
+	"       [--sip-tcp-idle-timeout SECONDS] (default 300; the caps' defaults come from the\n"
+	"       descriptor limit, as the HTTP ones: docs/API.md)\n"
 	"  Media: [--media-timeout SECONDS] [--agent-grace-ms MS] [--recordings DIR]\n"
 	"  API: [--rate-limit PER_SECOND] (per key without its own limit; default 1000, 0 = none)\n"
+	"       [--http-max-connections N] [--http-max-connections-per-ip N]\n"
+	"       [--http-idle-timeout SECONDS] (default 30)\n"
 	"       [--events-per-key N] (GET /v1/events streams one key may hold; default 10)\n"
 	"  Metrics: [--metrics-token TOKEN] (GET /metrics then needs Authorization: Bearer TOKEN)\n"
 	"  Webhooks: [--webhook-retry-initial-ms MS] [--webhook-max-age-s SECONDS]\n"
@@ -109,14 +117,23 @@ static rlim_t raise_fd_limit(void)
 /* Descriptors an answered call may hold: RTP, RTCP and the agent's WebSocket. */
 #define FDS_PER_CALL 3
 
+/* The descriptors kept from calls under limit; -1 when there is no limit to keep them from. */
+static long fd_reserve(rlim_t limit)
+{
+	if (limit == 0 || limit == RLIM_INFINITY || limit > (rlim_t)LONG_MAX)
+		return -1;
+	long lim = (long)limit;
+	return lim / 4 < FD_RESERVE ? lim / 4 : FD_RESERVE;
+}
+
 /* Caps the calls holding media sockets below the descriptor limit; warns when that holds
  * fewer calls than the RTP ports would. */
 static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 {
-	if (limit == 0 || limit == RLIM_INFINITY || limit > (rlim_t)LONG_MAX)
+	long reserve = fd_reserve(limit);
+	if (reserve < 0)
 		return;
 	long lim = (long)limit;
-	long reserve = lim / 4 < FD_RESERVE ? lim / 4 : FD_RESERVE;
 	sc->max_rtp_sockets = (lim - reserve) / FDS_PER_CALL;
 	long ports = sip_config_rtp_capacity(sc);
 	if (sc->max_rtp_sockets >= ports)
@@ -134,6 +151,50 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 	log_json(LOG_WARN, "fd_limit",
 		 json_pack("{s:s, s:I, s:I, s:I}", "message", msg, "limit", (json_int_t)lim,
 			   "max_calls", (json_int_t)sc->max_rtp_sockets, "rtp_ports", (json_int_t)ports));
+}
+
+/* A total cap not given: 1/share of the reserve (fallback without a limit), at least 1. */
+static unsigned cap_of(unsigned given, long reserve, long share, unsigned fallback)
+{
+	if (given)
+		return given;
+	if (reserve < 0)
+		return fallback;
+	return reserve / share > 0 ? (unsigned)(reserve / share) : 1;
+}
+
+/* A per-address cap: as given, or a quarter of the total (at least 1); never above it. */
+static unsigned per_ip_of(unsigned given, unsigned total)
+{
+	unsigned v = given ? given : total / 4 > 0 ? total / 4 : 1;
+	return v < total ? v : total;
+}
+
+/* The connection caps not given, from the reserve kept from calls: HTTP connections half of
+ * it, SIP over TCP a quarter, the last quarter left to the store's pool, webhook deliveries,
+ * listening sockets and logs; one address a quarter of either cap. Idle connections are
+ * closed by their own timeouts; the caps hold a flood of connections below the reserve, so
+ * the API that ends calls, the store and the SIP engine keep descriptors. */
+static void fit_connections_to_fd_limit(struct serve_settings *set, rlim_t limit)
+{
+	long reserve = fd_reserve(limit);
+	set->http_max_conns = cap_of(set->http_max_conns, reserve, 2, 10000);
+	set->http_max_conns_per_ip = per_ip_of(set->http_max_conns_per_ip, set->http_max_conns);
+	json_t *o = json_pack("{s:I, s:I, s:I}", "http_max_connections",
+			      (json_int_t)set->http_max_conns, "http_max_connections_per_ip",
+			      (json_int_t)set->http_max_conns_per_ip, "http_idle_timeout_s",
+			      (json_int_t)set->http_idle_s);
+	if (set->with_sip) {
+		struct sip_config *sc = &set->sip;
+		sc->tcp_max_conns = cap_of(sc->tcp_max_conns, reserve, 4, 4096);
+		sc->tcp_max_conns_per_ip = per_ip_of(sc->tcp_max_conns_per_ip, sc->tcp_max_conns);
+		json_object_set_new(o, "sip_tcp_max_connections", json_integer(sc->tcp_max_conns));
+		json_object_set_new(o, "sip_tcp_max_connections_per_ip",
+				    json_integer(sc->tcp_max_conns_per_ip));
+		json_object_set_new(o, "sip_tcp_idle_timeout_s", json_integer(sc->tcp_idle_s));
+	}
+	json_object_set_new(o, "fd_limit", json_integer(reserve < 0 ? -1 : (json_int_t)limit));
+	log_json(LOG_INFO, "connection_limits", o);
 }
 
 const struct route *const serve_route_tables[] = {
@@ -279,6 +340,7 @@ int cli_serve(int argc, char **argv)
 	rlim_t fd_limit = raise_fd_limit();
 	if (set.with_sip)
 		fit_calls_to_fd_limit(&set.sip, fd_limit);
+	fit_connections_to_fd_limit(&set, fd_limit);
 	webhook_global_init();
 
 	/* every thread created from here on inherits this mask */
@@ -348,7 +410,10 @@ int cli_serve(int argc, char **argv)
 	struct http_server_config hc = {.host = set.http_host, .port = set.http_port,
 					.threads = set.http_threads, .app = &app, .store = st,
 					.fallback = &canonical_dialect, .rate_limit = set.rate_limit,
-					.tls = set.tls_cert ? &tls : NULL};
+					.tls = set.tls_cert ? &tls : NULL,
+					.max_conns = set.http_max_conns,
+					.max_conns_per_ip = set.http_max_conns_per_ip,
+					.idle_timeout_s = set.http_idle_s};
 	http = http_server_start(&hc, serve_route_tables, serve_n_route_tables);
 	if (!http)
 		goto out_svc;

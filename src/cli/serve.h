@@ -35,6 +35,8 @@ struct serve_config {
 	const char *metrics_token;
 	const char *drain_timeout, *pid_file, *tls_cert, *tls_key;
 	const char *sip_tls, *sip_tls_cert, *sip_tls_key, *sip_tls_ca;
+	const char *http_max_conns, *http_max_conns_per_ip, *http_idle, *sip_tcp_max_conns,
+		*sip_tcp_max_conns_per_ip, *sip_tcp_idle;
 };
 
 /* One option of serve: its long name (also the config file's key and, in capitals, the
@@ -76,6 +78,9 @@ struct serve_settings {
 	int drain_timeout_s;             /* 0: SIGTERM ends every call at once */
 	const char *pid_file;            /* NULL: none; points into struct serve_config */
 	const char *tls_cert, *tls_key;  /* both or neither (NULL: plain HTTP); likewise */
+	/* HTTP connections at once, from one address, and how long one may stay idle; 0 (the
+	 * caps): derived from RLIMIT_NOFILE by serve.c */
+	unsigned http_max_conns, http_max_conns_per_ip, http_idle_s;
 	bool with_sip;                   /* false for --sip none: sip is then unset */
 	struct sip_config sip;
 };

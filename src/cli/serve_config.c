@@ -38,6 +38,19 @@ static int fail(char *why, size_t size, const char *fmt, ...)
 	return -1;
 }
 
+/* An unsigned option's text into *out when given (lo..hi); -1 with the problem in why. */
+static int opt_count(const char *text, const char *name, long long lo, long long hi,
+		     unsigned *out, char *why, size_t size)
+{
+	long long v;
+	if (!text)
+		return 0;
+	if (!cp_parse_int(text, lo, hi, &v))
+		return fail(why, size, "--%s must be %lld..%lld", name, lo, hi);
+	*out = (unsigned)v;
+	return 0;
+}
+
 #define SLOT(field) offsetof(struct serve_config, field)
 
 const struct serve_option serve_options[] = {
@@ -73,6 +86,12 @@ const struct serve_option serve_options[] = {
 	{"sip-tls-cert", SLOT(sip_tls_cert), OPT_OPTIONAL},
 	{"sip-tls-key", SLOT(sip_tls_key), OPT_OPTIONAL},
 	{"sip-tls-ca", SLOT(sip_tls_ca), OPT_OPTIONAL},
+	{"http-max-connections", SLOT(http_max_conns), OPT_OPTIONAL},
+	{"http-max-connections-per-ip", SLOT(http_max_conns_per_ip), OPT_OPTIONAL},
+	{"http-idle-timeout", SLOT(http_idle), OPT_OPTIONAL},
+	{"sip-tcp-max-connections", SLOT(sip_tcp_max_conns), OPT_OPTIONAL},
+	{"sip-tcp-max-connections-per-ip", SLOT(sip_tcp_max_conns_per_ip), OPT_OPTIONAL},
+	{"sip-tcp-idle-timeout", SLOT(sip_tcp_idle), OPT_OPTIONAL},
 };
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
@@ -348,6 +367,13 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 		if (sip_config_set_rtp_addrs(sc, c->rtp_addrs, err, sizeof err))
 			return fail(why, size, "--rtp-addrs must be IP[,IP...]: %s", err);
 	}
+	if (opt_count(c->sip_tcp_max_conns, "sip-tcp-max-connections", 1, 1000000,
+		      &sc->tcp_max_conns, why, size) ||
+	    opt_count(c->sip_tcp_max_conns_per_ip, "sip-tcp-max-connections-per-ip", 1, 1000000,
+		      &sc->tcp_max_conns_per_ip, why, size) ||
+	    opt_count(c->sip_tcp_idle, "sip-tcp-idle-timeout", 1, 86400, &sc->tcp_idle_s, why,
+		      size))
+		return -1;
 	if (c->rtp_advertise) {
 		char err[160];
 		if (sip_config_set_rtp_advertise(sc, c->rtp_advertise, err, sizeof err))
@@ -422,6 +448,14 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 			return fail(why, why_size, "--http-threads must be 1..256");
 		s->http_threads = (unsigned)v;
 	}
+	s->http_idle_s = 30;
+	if (opt_count(c->http_max_conns, "http-max-connections", 1, 1000000, &s->http_max_conns,
+		      why, why_size) ||
+	    opt_count(c->http_max_conns_per_ip, "http-max-connections-per-ip", 1, 1000000,
+		      &s->http_max_conns_per_ip, why, why_size) ||
+	    opt_count(c->http_idle, "http-idle-timeout", 1, 86400, &s->http_idle_s, why,
+		      why_size))
+		return -1;
 	s->rate_limit = 1000;
 	if (c->rate_limit) {
 		if (!cp_parse_int(c->rate_limit, 0, 1000000, &v))

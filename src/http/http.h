@@ -90,6 +90,11 @@ struct http_server_config {
 	unsigned rate_limit;         /* requests/s per key without a limit of its own; 0 = none */
 	const struct http_tls *tls;  /* HTTPS with this (which must outlive the server); NULL:
 				      * plain HTTP */
+	unsigned max_conns;          /* connections at once; 0: 10000 */
+	unsigned max_conns_per_ip;   /* from one address; 0: 4096 */
+	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0: 60. Not a
+				      * stream waiting for data: it is parked (stream.c), out of
+				      * MHD's timeouts */
 };
 
 struct http_server *http_server_start(const struct http_server_config *cfg,

@@ -11,7 +11,9 @@
  * next writes (an event, or the owner's keepalive, seconds later). A read with nothing to send
  * therefore asks the socket whether the client hung up before parking, and ends the stream if
  * so: an owner that wakes its streams every second (the event hub's ticker) frees a closed one
- * within about a second, and a stream that is sending pays nothing for it.
+ * within about a second, and a stream that is sending pays nothing for it. Parked, a stream is
+ * also out of MHD's idle timeout (--http-idle-timeout), which is for connections that send
+ * nothing; one whose client stops reading is not parked, and that timeout ends it.
  *
  * The server lists its open streams (srv->streams, under srv->mu) so that a stop can end them:
  * closing makes the next read end the stream, and a parked connection must be resumed first,

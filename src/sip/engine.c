@@ -56,6 +56,7 @@ void sip_config_defaults(struct sip_config *cfg)
 	cfg->rtp_port_min = 16384;
 	cfg->rtp_port_max = 32766;
 	cfg->udp_buffer = 4u * 1024 * 1024;
+	cfg->tcp_idle_s = 300;
 	cfg->inbound_rate = 50;
 	media_config_defaults(&cfg->media);
 }
@@ -688,6 +689,14 @@ struct telephony sip_engine_telephony(struct sip_engine *eng)
 
 /* ---- thread ----------------------------------------------------------------------------- */
 
+/* The caps on SIP over TCP connections: each second, each tenth of a second while a sweep
+ * finds connections to shut down (a flood goes on). */
+static void guard_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused)
+{
+	(void)unused;
+	su_timer_set_interval(t, guard_tick, NULL, tcp_guard_sweep(eng) ? 100 : 1000);
+}
+
 /* The engine thread tells sip_engine_start() how its start went (0 or -1). */
 static void started(struct sip_engine *eng, int status)
 {
@@ -759,6 +768,11 @@ static void *engine_main(void *arg)
 			      SIPTAG_USER_AGENT_STR("callplane"),
 			      TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
 			      TPTAG_UDP_WMEM(eng->cfg.udp_buffer),
+			      /* SIP over TCP: a connection unused this long is closed, one whose
+			       * message stays incomplete 32 s (or the idle time if shorter) too */
+			      TPTAG_IDLE(eng->cfg.tcp_idle_s * 1000u),
+			      TPTAG_TIMEOUT((eng->cfg.tcp_idle_s < 32 ? eng->cfg.tcp_idle_s : 32) *
+					    1000u),
 			      TAG_END());
 	sip_tls_unstage(tls_dir);    /* sofia has read it; the key's copy goes now */
 	if (!eng->nua) {
@@ -770,6 +784,9 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	eng->pace_timer = su_timer_create(su_root_task(eng->root), 5);
+	eng->guard_timer = su_timer_create(su_root_task(eng->root), 1000);
+	tcp_guard_open(eng);
+	su_timer_set_interval(eng->guard_timer, guard_tick, NULL, 1000);
 	register_reconcile(eng, eng->trunks, eng->n_trunks);
 	started(eng, 0);
 	json_t *rtp = json_array();
@@ -798,6 +815,8 @@ static void *engine_main(void *arg)
 	if (eng->stop_timer)
 		su_timer_destroy(eng->stop_timer);
 	su_timer_destroy(eng->pace_timer);
+	su_timer_destroy(eng->guard_timer);
+	tcp_guard_close(eng);
 	nua_destroy(eng->nua);
 	su_root_destroy(eng->root);
 	su_home_deinit(eng->home);

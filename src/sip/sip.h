@@ -105,6 +105,9 @@ struct sip_config {
 	int n_rtp_advertise;
 	long max_rtp_sockets;        /* RTP sockets open at most, 0 = no cap (see serve.c) */
 	unsigned udp_buffer;         /* SO_RCVBUF/SO_SNDBUF of the SIP socket; default 4 MiB */
+	/* SIP over TCP: connections at once, from one address (more are shut down within a
+	 * second, the most idle first), and how long one may stay unused; 0 (the caps): no cap */
+	unsigned tcp_max_conns, tcp_max_conns_per_ip, tcp_idle_s;
 	struct media_config media;   /* the media plane the engine starts (src/media) */
 	/* the stored trunks the engine starts with (copied by sip_engine_start) */
 	const struct sip_trunk *trunks;

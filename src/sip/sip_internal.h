@@ -196,6 +196,8 @@ struct sip_engine {
 	double tokens;
 	int64_t tokens_at_us;
 	su_timer_t *pace_timer;
+	su_timer_t *guard_timer;              /* runs tcp_guard_sweep() */
+	int guard_nl, guard_dir;              /* its netlink socket, /proc/self/fd; -1: none */
 	bool pace_armed;
 
 	struct media_addr media[SIP_RTP_ADDRS_MAX];
@@ -507,5 +509,14 @@ const char *sip_contact_hdr(const struct sip_engine *eng, bool tls);
  * and fills in left[i].request and .status. -1 (logged) if it cannot listen on url. */
 int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *left,
 		   size_t n, int wait_ms);
+
+/* tcpguard.c: shuts down SIP over TCP connections unused for --sip-tcp-idle-timeout, and
+ * those beyond --sip-tcp-max-connections (in all) and --sip-tcp-max-connections-per-ip (from
+ * one address), the most idle first. tcp_guard_open() takes the two descriptors a sweep needs
+ * at start (a flood must not leave it none), tcp_guard_close() gives them back; each sweep
+ * (SIP thread) returns whether it shut any down. */
+void tcp_guard_open(struct sip_engine *eng);
+bool tcp_guard_sweep(struct sip_engine *eng);
+void tcp_guard_close(struct sip_engine *eng);
 
 #endif
