@@ -576,8 +576,9 @@ ALTER TABLE tenants DROP COLUMN deny_prefixes;
 ALTER TABLE api_keys DROP COLUMN sip_uris;
 """
 
-# Migration 8 (trunks) undone: a test that builds a database of an older schema runs this on
-# today's (before UNDO_OPERATOR_KEYS), and the migration must add it all again.
+# Migrations 8 (trunks) and 11 (SRTP per trunk, a column of that table) undone: a test that
+# builds a database of an older schema runs this on today's (before UNDO_OPERATOR_KEYS), and
+# the migrations must add it all again.
 UNDO_TRUNKS = """
 ALTER TABLE agents DROP COLUMN trunk_id;
 DROP TABLE trunk_status;
