@@ -1,10 +1,12 @@
 /*
  * routes_webhooks.c - /v1/webhooks: register, list, read, change and delete webhooks; list and
- * replay their deliveries. Tenant-scoped keys only (403 for a number-scoped or an operator key): a webhook
- * receives every call of its tenant or agent, which a number-scoped key could not otherwise see.
+ * replay their deliveries. A tenant key acts in its tenant; an operator key in every tenant, or
+ * in one it names with tenant_id (the query; the body on create, where naming one is required,
+ * as a webhook belongs to a tenant). A number-scoped key is refused (403): a webhook receives
+ * every call of its tenant or agent, which a number-scoped key could not otherwise see.
  *
  * Each handler parses, calls the webhook registry (webhook/registry.c, the rules the CLI
- * shares) in the key's tenant, and renders.
+ * shares; a NULL tenant there is every tenant) in the request's tenant, and renders.
  */
 #include "routes.h"
 #include "render/rows.h"
@@ -20,29 +22,33 @@ static struct store *store_of(struct http_request *r)
 	return ((struct app *)http_app(r))->store;
 }
 
-/* The tenant of a tenant-scoped key, or NULL after replying 403. */
-static const char *tenant_of(struct http_request *r)
+/* The tenant a request acts in into *tenant: a tenant key's own; for an operator key tenant_id,
+ * or NULL (every tenant) when it names none. sc holds the string *tenant points to. False after
+ * replying: 403 for a number-scoped key or a tenant key naming a tenant (request_scope()). */
+static bool tenant_of(struct http_request *r, const char *tenant_id, struct scope *sc,
+		      const char **tenant)
 {
-	const struct principal *p = http_principal(r);
-	if (p->scope.all) {
-		http_reply_fail(r, CP_ERR_FORBIDDEN, "webhooks need a tenant-scoped key; an operator"
-				" manages them with the CLI (callplane webhook)");
-		return NULL;
-	}
-	if (p->scope.number[0]) {
+	if (http_principal(r)->scope.number[0]) {
 		http_reply_fail(r, CP_ERR_FORBIDDEN, "webhooks need a tenant-scoped key");
-		return NULL;
+		return false;
 	}
-	return p->scope.tenant_id;
+	if (!request_scope(r, tenant_id, sc))
+		return false;
+	*tenant = sc->all ? NULL : sc->tenant_id;
+	return true;
 }
 
 /* The request's body into *req: its JSON object (*body, the caller's to release) with only
- * a webhook's members, each of its type; agent_id null (allow_null) as "", every agent. */
+ * a webhook's members, each of its type; agent_id null (allow_null, a change) as "", every
+ * agent. A creation (!allow_null) may name its tenant_id too; the caller reads it. */
 static bool request_of(struct http_request *r, bool allow_null, json_t **body,
 			 struct webhook_request *req, struct cp_error *err)
 {
-	static const char *const fields[] = {"url", "agent_id", "secret", "format", "signing",
-					     NULL};
+	static const char *const change_fields[] = {"url", "agent_id", "secret", "format",
+						    "signing", NULL};
+	static const char *const create_fields[] = {"url", "agent_id", "secret", "format",
+						    "signing", "tenant_id", NULL};
+	const char *const *fields = allow_null ? change_fields : create_fields;
 	if (!http_json_body(r, false, body, err) || !json_only_fields(*body, fields, err) ||
 	    !json_opt_string(*body, "url", &req->url, err) ||
 	    !json_opt_string(*body, "secret", &req->secret, err) ||
@@ -66,16 +72,25 @@ static void create(struct http_request *r)
 	json_t *body = NULL;
 	struct webhook_request req = {0};
 	struct webhook w;
+	struct scope sc;
 	const struct app *app = http_app(r);
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	const char *named = NULL, *tenant;
+	if (!tenant_of(r, NULL, &sc, &tenant))   /* a number-scoped key: before reading the body */
 		return;
 	if (!request_of(r, false, &body, &req, &err) ||
-	    webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
-			     app->webhook_allow_private, &w, &err) != CP_OK)
+	    !json_opt_string(body, "tenant_id", &named, &err)) {
 		http_reply_error(r, &err);
-	else
+	} else if (!tenant_of(r, named, &sc, &tenant)) {
+		/* replied */
+	} else if (!tenant) {
+		http_reply_fail(r, CP_ERR_INVALID, "tenant_id is required with an operator key:"
+				" a webhook belongs to a tenant");
+	} else if (webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
+				    app->webhook_allow_private, &w, &err) != CP_OK) {
+		http_reply_error(r, &err);
+	} else {
 		http_reply_json(r, 201, webhook_to_json(&w, true));
+	}
 	json_decref(body);
 }
 
@@ -84,8 +99,9 @@ static void list(struct http_request *r)
 	struct cp_error err = {0};
 	struct webhook *hooks = NULL;
 	size_t n = 0;
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;
+	if (!tenant_of(r, http_query(r, "tenant_id"), &sc, &tenant))
 		return;
 	if (webhook_registry_list(store_of(r), tenant, &hooks, &n, &err) != CP_OK)
 		http_reply_error(r, &err);
@@ -98,8 +114,9 @@ static void get(struct http_request *r)
 {
 	struct cp_error err = {0};
 	struct webhook w;
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (webhook_registry_get(store_of(r), tenant, http_param(r, 0), &w, &err) != CP_OK)
 		http_reply_error(r, &err);
@@ -117,8 +134,9 @@ static void patch(struct http_request *r)
 	struct webhook w;
 	bool new_secret;
 	const struct app *app = http_app(r);
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (!request_of(r, true, &body, &req, &err) ||
 	    webhook_change(store_of(r), tenant, http_param(r, 0), &req,
@@ -132,8 +150,9 @@ static void patch(struct http_request *r)
 static void delete(struct http_request *r)
 {
 	struct cp_error err = {0};
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (webhook_unregister(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
 		http_reply_error(r, &err);
@@ -144,8 +163,9 @@ static void delete(struct http_request *r)
 static void deliveries(struct http_request *r)
 {
 	struct cp_error err = {0};
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;
+	if (!tenant_of(r, http_query(r, "tenant_id"), &sc, &tenant))
 		return;
 	const char *status = http_query(r, "status");
 	const char *limit = http_query(r, "limit");
@@ -171,8 +191,9 @@ static void replay(struct http_request *r, long long id)
 {
 	struct cp_error err = {0};
 	int count = 0;
-	const char *tenant = tenant_of(r);
-	if (!tenant)
+	struct scope sc;
+	const char *tenant;
+	if (!tenant_of(r, http_query(r, "tenant_id"), &sc, &tenant))
 		return;
 	if (webhook_delivery_replay(store_of(r), tenant, id, &count, &err) != CP_OK) {
 		http_reply_error(r, &err);

@@ -506,13 +506,16 @@ def test_webhook_get_and_patch(w):
         same_error(w.req("PATCH", "/v1/webhooks/" + h["id"], body, key=w.key), status, code,
                    message)
     assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == after
-    # scope: another tenant's is not found; number-scoped and operator keys are refused
+    # scope: another tenant's is not found; a number-scoped key is refused; an operator key
+    # reaches any tenant's
     for method, body in (("GET", None), ("PATCH", {"format": "canonical"})):
         same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.key_b), 404,
                    "not_found", "webhook not found")
         same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.num_key), 403,
                    "forbidden", "webhooks need a tenant-scoped key")
-        same_error(w.req(method, "/v1/webhooks/" + h["id"], body, key=w.op), 403, "forbidden",
-                   "webhooks need a tenant-scoped key; an operator manages them with the CLI"
-                   " (callplane webhook)")
     assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == after
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.op) == after
+    assert after["format"] != "canonical", after
+    changed = dict(after, format="canonical")
+    assert w.ok("PATCH", "/v1/webhooks/" + h["id"], {"format": "canonical"}, key=w.op) == changed
+    assert w.ok("GET", "/v1/webhooks/" + h["id"], key=w.key) == changed

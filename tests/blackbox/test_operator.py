@@ -1,6 +1,7 @@
 """Black-box tests of operator keys (docs/API.md, "Operator keys"): `key create --operator` mints
 a key bound to no tenant, which sees, places and ends calls of every tenant on the canonical API
-and is refused by the vendor dialects and by /v1/webhooks. The matrix runs every call route with
+manages every tenant's webhooks (/v1/webhooks), and is refused by the vendor
+dialects. The matrix runs every call route with
 the operator's key, a tenant key, a number-scoped key and another tenant's key, and checks that a
 tenant key's scope is exactly what it was.
 
@@ -230,16 +231,136 @@ def test_operator_stream_sees_every_tenant(w):
 # -------------------------------------------------------------------- where operators may not
 
 
-def test_operator_refused_by_webhooks(w):
+def err(code, message):
+    return {"error": {"code": code, "message": message}}
+
+
+NO_NUMBER_KEYS = err("forbidden", "webhooks need a tenant-scoped key")
+UNKNOWN_TENANT = "00000000-0000-4000-8000-00000000dead"
+
+
+def seed_failed_delivery(cp, tenant, agent, webhook_id, n):
+    """Delivery n of event n (tenant's), failed as the worker leaves one that gave up: the API
+    makes none without waiting out every retry, and replay needs a failed one."""
+    con = sqlite3.connect(cp.db, timeout=10)
+    try:
+        con.execute("INSERT INTO events(seq, id, tenant_id, agent_id, call_id, type, created_at,"
+                    " payload) VALUES (?, ?, ?, ?, ?, 'call.ended', 1, '{}')",
+                    (n, "event-%d" % n, tenant, agent, "call-%d" % n))
+        con.execute("INSERT INTO deliveries(id, event_seq, webhook_id, status, attempts,"
+                    " next_attempt_at, last_status, last_error, created_at)"
+                    " VALUES (?, ?, ?, 'failed', 1, 1, 500, 'seeded', 1)", (n, n, webhook_id))
+        con.commit()
+    finally:
+        con.close()
+
+
+def hook_rows(r):
+    assert r.status == 200, r
+    return sorted((h["id"], h["tenant_id"], h["agent_id"], h["url"]) for h in r.json["data"])
+
+
+def delivery_rows(r):
+    assert r.status == 200, r
+    return [(d["id"], d["event_id"], d["webhook_id"], d["status"]) for d in r.json["data"]]
+
+
+def test_operator_webhooks_every_tenant(w):
+    """An operator key manages every tenant's webhooks; tenant_id names one. A tenant key keeps
+    its tenant, and naming a tenant is refused; a number-scoped key is refused as before."""
     cp = w.cp
-    want = {"error": {"code": "forbidden", "message": "webhooks need a tenant-scoped key; an operator"
-                      " manages them with the CLI (callplane webhook)"}}
-    for method, path, body in (("GET", "/v1/webhooks", None),
-                               ("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/x"}),
-                               ("GET", "/v1/webhooks/deliveries", None),
-                               ("DELETE", "/v1/webhooks/00000000-0000-4000-8000-000000000000", None)):
-        r = cp.request(method, path, body, key=w.op)
-        assert (r.status, r.json) == (403, want), (method, path, r)
+    a, b = cp.tenant, w.tenant_b
+    req = cp.request
+
+    # create: an operator names the tenant
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/a"}, key=w.op)
+    assert (r.status, r.json) == (400, err("invalid_request", "tenant_id is required with an"
+                                           " operator key: a webhook belongs to a tenant")), r
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/a", "tenant_id": UNKNOWN_TENANT},
+            key=w.op)
+    assert_error(r, 404, "not_found")
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/a", "tenant_id": ""}, key=w.op)
+    assert (r.status, r.json) == (400, err("invalid_request", "tenant_id must be a tenant id")), r
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/a", "tenant_id": a,
+                                     "agent_id": w.agent_b}, key=w.op)
+    assert_error(r, 404, "not_found")                # agent B is not tenant A's
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/a", "tenant_id": a}, key=w.op)
+    assert r.status == 201 and (r.json["tenant_id"], r.json["agent_id"]) == (a, None), r
+    assert r.json["secret"].startswith("whsec_"), r
+    ha = r.json["id"]
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/b", "tenant_id": b,
+                                     "agent_id": w.agent_b}, key=w.op)
+    assert r.status == 201 and (r.json["tenant_id"], r.json["agent_id"]) == (b, w.agent_b), r
+    hb = r.json["id"]
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/x", "tenant_id": a}, key=cp.key)
+    assert (r.status, r.json) == (403, FORBIDDEN_TENANT_ID), r
+    r = req("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/x"}, key=w.num_key)
+    assert (r.status, r.json) == (403, NO_NUMBER_KEYS), r
+
+    # list
+    both = sorted([(ha, a, None, "http://127.0.0.1:9/a"), (hb, b, w.agent_b, "http://127.0.0.1:9/b")])
+    assert hook_rows(req("GET", "/v1/webhooks", key=w.op)) == both
+    assert hook_rows(req("GET", "/v1/webhooks?tenant_id=" + b, key=w.op)) == [(hb, b, w.agent_b, "http://127.0.0.1:9/b")]
+    assert hook_rows(req("GET", "/v1/webhooks?tenant_id=" + UNKNOWN_TENANT, key=w.op)) == []
+    assert hook_rows(req("GET", "/v1/webhooks", key=cp.key)) == [(ha, a, None, "http://127.0.0.1:9/a")]
+    assert hook_rows(req("GET", "/v1/webhooks", key=w.key_b)) == [(hb, b, w.agent_b, "http://127.0.0.1:9/b")]
+    r = req("GET", "/v1/webhooks?tenant_id=" + b, key=cp.key)
+    assert (r.status, r.json) == (403, FORBIDDEN_TENANT_ID), r
+    r = req("GET", "/v1/webhooks", key=w.num_key)
+    assert (r.status, r.json) == (403, NO_NUMBER_KEYS), r
+
+    # read and change any tenant's by id; a tenant key reaches its own only
+    r = req("GET", "/v1/webhooks/" + hb, key=w.op)
+    assert r.status == 200 and (r.json["id"], r.json["tenant_id"]) == (hb, b) and "secret" not in r.json, r
+    for method, body in (("GET", None), ("PATCH", {"url": "http://127.0.0.1:9/z"}), ("DELETE", None)):
+        r = req(method, "/v1/webhooks/" + hb, body, key=cp.key)
+        assert_error(r, 404, "not_found")
+    r = req("PATCH", "/v1/webhooks/" + hb, {"url": "http://127.0.0.1:9/b2", "agent_id": None}, key=w.op)
+    assert r.status == 200 and (r.json["tenant_id"], r.json["agent_id"], r.json["url"]) == \
+        (b, None, "http://127.0.0.1:9/b2") and "secret" not in r.json, r
+    r = req("PATCH", "/v1/webhooks/" + hb, {"tenant_id": a}, key=w.op)
+    assert (r.status, r.json) == (400, err("invalid_request", 'unknown field "tenant_id"')), r
+    assert hook_rows(req("GET", "/v1/webhooks", key=w.key_b)) == [(hb, b, None, "http://127.0.0.1:9/b2")]
+
+    # deliveries: every tenant's, or one's
+    seed_failed_delivery(cp, a, cp.agent, ha, 1001)
+    seed_failed_delivery(cp, b, w.agent_b, hb, 1002)
+    da = (1001, "event-1001", ha, "failed")
+    db = (1002, "event-1002", hb, "failed")
+    assert delivery_rows(req("GET", "/v1/webhooks/deliveries", key=w.op)) == [db, da]
+    assert delivery_rows(req("GET", "/v1/webhooks/deliveries?status=failed&tenant_id=" + a,
+                             key=w.op)) == [da]
+    assert delivery_rows(req("GET", "/v1/webhooks/deliveries", key=cp.key)) == [da]
+    assert delivery_rows(req("GET", "/v1/webhooks/deliveries", key=w.key_b)) == [db]
+    r = req("GET", "/v1/webhooks/deliveries?tenant_id=" + a, key=w.key_b)
+    assert (r.status, r.json) == (403, FORBIDDEN_TENANT_ID), r
+    for method, path in (("GET", "/v1/webhooks/deliveries"), ("POST", "/v1/webhooks/deliveries/replay"),
+                         ("POST", "/v1/webhooks/deliveries/1001/replay")):
+        r = req(method, path, key=w.num_key)
+        assert (r.status, r.json) == (403, NO_NUMBER_KEYS), (method, path, r)
+
+    # replay: a tenant key never reaches another's; an operator's tenant_id narrows
+    r = req("POST", "/v1/webhooks/deliveries/1002/replay", key=cp.key)
+    assert (r.status, r.json) == (404, err("not_found", "no failed delivery with that id")), r
+    r = req("POST", "/v1/webhooks/deliveries/1002/replay?tenant_id=" + a, key=w.op)
+    assert (r.status, r.json) == (404, err("not_found", "no failed delivery with that id")), r
+    r = req("POST", "/v1/webhooks/deliveries/replay?tenant_id=" + a, key=cp.key)
+    assert (r.status, r.json) == (403, FORBIDDEN_TENANT_ID), r
+    r = req("POST", "/v1/webhooks/deliveries/replay?tenant_id=" + a, key=w.op)
+    assert (r.status, r.json) == (200, {"replayed": 1}), r
+    assert delivery_rows(req("GET", "/v1/webhooks/deliveries?status=failed", key=w.op)) == [db]
+    r = req("POST", "/v1/webhooks/deliveries/1002/replay", key=w.op)
+    assert (r.status, r.json) == (200, {"replayed": 1}), r
+    r = req("POST", "/v1/webhooks/deliveries/replay", key=w.op)
+    assert (r.status, r.json) == (200, {"replayed": 0}), r
+
+    # delete any tenant's
+    r = req("DELETE", "/v1/webhooks/" + ha, key=w.op)
+    assert (r.status, r.json) == (200, {"id": ha, "deleted": True}), r
+    r = req("DELETE", "/v1/webhooks/" + ha, key=w.op)
+    assert_error(r, 404, "not_found")
+    assert hook_rows(req("GET", "/v1/webhooks", key=cp.key)) == []
+    assert [h[0] for h in hook_rows(req("GET", "/v1/webhooks", key=w.op))] == [hb]
 
 
 def test_operator_refused_by_vendor_dialects(w):
