@@ -12,7 +12,8 @@
 // page reads GET /v1/calls?status=active and takes it as the live set; ids whose call.ended was
 // seen are never brought back by a listing that raced the event. Recently ended calls come from
 // GET /v1/calls and then from call.ended events and End answers. Webhook deliveries are polled
-// (they have no event); the webhook routes take tenant keys only, and the page says so.
+// (they have no event): an operator key's are every tenant's, as its calls; a number-scoped key
+// is refused them (403), and the page says so.
 //
 // Charts, one point a second, the last CHART_POINTS seconds, drawn on <canvas> by hand:
 // active calls (the live set), ends per second (call.ended events received in that second, so
@@ -439,8 +440,8 @@ async function loadDeliveries(gen) {
 		if (gen !== state.gen)
 			return;
 		if (err.status === 403) {
-			$("deliveries-note").textContent = "Webhook deliveries need a tenant key (" +
-				err.message + "); an operator uses `callplane webhook`.";
+			$("deliveries-note").textContent = "Webhook deliveries need a tenant or" +
+				" operator key (" + err.message + ").";
 			$("deliveries").tBodies[0].replaceChildren();
 			state.deliveriesText = "";
 		} else {

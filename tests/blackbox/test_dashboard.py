@@ -15,8 +15,8 @@ What is checked:
   them (GET /metrics);
 - "End all": a dismissed confirm ends nothing (the calls stay up, no BYE); an accepted one ends
   every live call (a BYE each) and the page shows them ended;
-- an operator key sees the calls of every tenant, and the page says webhook deliveries need a
-  tenant key;
+- an operator key sees the calls of every tenant, and the webhook deliveries of a tenant other
+  than the first's;
 - failed webhook deliveries (a webhook on a closed port) are listed, and Replay and "Replay
   every failed" reach their routes;
 - the server gone: the page shows the network error and that it is reconnecting.
@@ -205,6 +205,8 @@ def test_operator_key_sees_every_tenant(world, browser):
     other_agent = cp.agent_create(other, "agent-b", number="+15550002222")
     _kid, other_key = cp.key_create(other)
     _oid, operator = cp.key_create_operator()
+    closed = "http://127.0.0.1:%d/hook" % free_port(udp=False, tcp=True)
+    hook = cp.cli("webhook", "create", "--tenant", other, "--url", closed)
     far = world.uas("uas_answer_wait_bye.xml", calls=2, timeout=300)
     a = answered_call(world, far)
     b = world.cp.create_call(key=other_key, agent=other_agent, to="sip:bob@%s" % far.uri_host)
@@ -215,7 +217,11 @@ def test_operator_key_sees_every_tenant(world, browser):
     wait(browser, n, 'body[data-conn="live"]')
     for c in (a, b):
         wait(browser, n, '#live tr[data-call-id="%s"][data-status="in_progress"]' % c["id"])
-    wait(browser, n, '#deliveries-note:has-text("Webhook deliveries need a tenant key")')
+    # tenant B's deliveries (the only webhook's), listed for the operator, as its calls are
+    wait(browser, n, '#deliveries tr[data-delivery-id]')
+    r = cp.request("GET", "/v1/webhooks/deliveries", key=other_key)
+    assert r.status == 200 and {d["webhook_id"] for d in r.json["data"]} == {hook["id"]}, r
+    assert texts(browser, n, "#deliveries-note") == [""]
     browser.call("click", page=n, selector='#live tr[data-call-id="%s"] button.end' % b["id"])
     wait(browser, n, '#ended tr[data-call-id="%s"]' % b["id"])
     got = wait_for(lambda: byes(far), CALL_S)
