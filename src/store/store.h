@@ -388,6 +388,10 @@ struct store_backend {
 	 * abandoned at shutdown); those no longer pending are left alone. One transaction. */
 	enum store_result (*delivery_release)(void *ctx, const int64_t *ids, size_t n,
 					      int64_t next_at);
+	/* Makes every leased delivery due at now, without counting an attempt: at start-up the
+	 * leases in the database are a dead run's (one server per database), whose attempts
+	 * never ended. */
+	enum store_result (*delivery_release_leased)(void *ctx, int64_t now);
 	/* Records an attempt: status "delivered", "pending" (retry at next_at) or "failed". */
 	enum store_result (*delivery_record)(void *ctx, int64_t id, const char *status,
 					     int64_t next_at, int http_status, const char *error,

@@ -389,6 +389,8 @@ struct webhook_worker *webhook_worker_start(struct store *st, const struct webho
 		return NULL;
 	w->st = st;
 	w->cfg = *cfg;
+	/* a crash left its attempts in flight leased: retried now, not when the lease runs out */
+	STORE(st, delivery_release_leased, cp_now_ms());
 	struct fair_config fc = {.slots = cfg->concurrency,
 				 .breaker_failures = cfg->breaker_failures,
 				 .open_initial_ms = cfg->retry_initial_ms,

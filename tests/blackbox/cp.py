@@ -566,9 +566,11 @@ DROP TABLE api_keys;
 ALTER TABLE api_keys_old RENAME TO api_keys;
 """
 
-# Migrations 9 (webhook signing) and 10 (dial policies) undone: a test that builds a database
-# of an older schema runs this on today's first, and the migrations must add it all again.
+# Migrations 9 (webhook signing), 10 (dial policies) and 12 (delivery leases) undone: a test
+# that builds a database of an older schema runs this on today's first, and the migrations
+# must add it all again.
 UNDO_SIGNING_AND_DIAL = """
+ALTER TABLE deliveries DROP COLUMN leased;
 ALTER TABLE webhooks DROP COLUMN signing;
 ALTER TABLE tenants DROP COLUMN sip_uris;
 ALTER TABLE tenants DROP COLUMN allow_prefixes;

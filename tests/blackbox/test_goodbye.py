@@ -430,5 +430,5 @@ def test_schema_3_database_gains_the_goodbye_columns(cp):
     con.close()
     lst = cp.agent_list()["data"]     # the CLI migrates
     assert [(a["id"], a["goodbye_text"], a["max_duration_goodbye"]) for a in lst] == [(cp.agent, None, None)], lst
-    assert latest == [(11,)] and db_rows(cp, "PRAGMA user_version") == latest
+    assert latest == [(12,)] and db_rows(cp, "PRAGMA user_version") == latest
     assert cp.cli("agent", "update", cp.agent, "--goodbye-text", TEXT) == {"id": cp.agent, "goodbye_text": TEXT}

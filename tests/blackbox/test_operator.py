@@ -403,7 +403,7 @@ def test_schema_6_database_keeps_its_keys(cp):
     assert after == before and [k["operator"] for k in after] == [False, False], after
     con = sqlite3.connect(cp.db)
     try:
-        assert con.execute("PRAGMA user_version").fetchall() == [(11,)]
+        assert con.execute("PRAGMA user_version").fetchall() == [(12,)]
     finally:
         con.close()
     _oid, op = cp.key_create_operator()

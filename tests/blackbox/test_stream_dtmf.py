@@ -121,7 +121,7 @@ def test_old_database_gains_the_columns(cp):
     lst = cp.agent_list()["data"]     # the CLI migrates
     assert [a["stream_url"] for a in lst] == [None], lst
     assert [a["record"] for a in lst] == [False], lst
-    assert latest == [(11,)] and db_rows(cp, "PRAGMA user_version") == latest
+    assert latest == [(12,)] and db_rows(cp, "PRAGMA user_version") == latest
     cp.start()
     got = cp.get_call(old["id"])
     assert got == old, (got, old)

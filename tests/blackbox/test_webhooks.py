@@ -868,6 +868,35 @@ def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
     assert done[0]["event_id"] == first.event_id, done
 
 
+def test_kill9_with_attempt_in_flight_then_redelivered_at_once(world):
+    """kill -9 while an attempt hangs: the delivery stays leased in the database (timeout plus
+    a 30 s slack). The next server holds the database's lock, so every lease there is a dead
+    run's: it makes them due at start-up, and the delivery arrives within seconds, not after
+    the lease."""
+    cp, rcv = world, world.rcv
+    rcv.plan([HANG])
+    cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url, "--secret", SECRET)
+    args = FAST + ["--webhook-timeout-ms", "10000"]
+    cp.start(extra_args=args)
+    end_queued_call(cp)
+    first = rcv.wait_for(1, 5, what="the hanging attempt")[0]
+    cp.kill9()
+    con = sqlite3.connect(cp.db, timeout=10)
+    try:
+        [(leased, attempts)] = con.execute("SELECT leased, attempts FROM deliveries").fetchall()
+    finally:
+        con.close()
+    assert (leased, attempts) == (1, 0), (leased, attempts)
+    t1 = time.monotonic()
+    cp.start(extra_args=args)
+    got = rcv.wait_for(2, 8, what="redelivery after kill -9")
+    took = time.monotonic() - t1
+    assert got[1].event_id == first.event_id and got[1].answered == 200, got
+    assert took < 8, took
+    done = wait_deliveries(cp, lambda ds: len(ds) == 1, 3, status="delivered")
+    assert done[0]["event_id"] == first.event_id and done[0]["attempts"] == 1, done
+
+
 # ---------------------------------------------------------------------------- durability
 
 

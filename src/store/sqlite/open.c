@@ -146,6 +146,11 @@ static const char *const migrations[] = {
 
 	/* 11: a trunk's SRTP (off, optional, required); the trunks there were have none */
 	"ALTER TABLE trunks ADD COLUMN srtp TEXT NOT NULL DEFAULT 'off';",
+
+	/* 12: whether a pending delivery's next attempt is a lease (an attempt in flight) rather
+	 * than a retry's time, so that a server starting after a crash makes its leases due at
+	 * once instead of waiting them out */
+	"ALTER TABLE deliveries ADD COLUMN leased INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int migrate(struct conn *c)
@@ -304,6 +309,7 @@ const struct store_backend store_sqlite_backend = {
 	.webhook_delete = sqlite_webhook_delete,
 	.delivery_lease = sqlite_delivery_lease,
 	.delivery_release = sqlite_delivery_release,
+	.delivery_release_leased = sqlite_delivery_release_leased,
 	.delivery_record = sqlite_delivery_record,
 	.delivery_list = sqlite_delivery_list,
 	.delivery_replay = sqlite_delivery_replay,

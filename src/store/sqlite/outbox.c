@@ -65,16 +65,20 @@ static const struct sql q_delivery_due = {S_DELIVERY_DUE,
 	" JOIN webhooks w ON w.id = d.webhook_id ORDER BY r.rk, r.at, r.id"};
 /* the lease and the give-up apply only to a delivery still due (?3: the offer's now) */
 static const struct sql q_delivery_lease = {S_DELIVERY_LEASE,
-	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'"
-	" AND next_attempt_at <= ?3"};
+	"UPDATE deliveries SET next_attempt_at = ?2, leased = ?4 WHERE id = ?1"
+	" AND status = 'pending' AND next_attempt_at <= ?3"};
 static const struct sql q_delivery_give_up = {S_DELIVERY_GIVE_UP,
 	"UPDATE deliveries SET status = 'failed', next_attempt_at = ?3,"
 	" last_error = COALESCE(last_error, ?2) WHERE id = ?1 AND status = 'pending'"
 	" AND next_attempt_at <= ?3"};
 static const struct sql q_delivery_release = {S_DELIVERY_RELEASE,
-	"UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'"};
+	"UPDATE deliveries SET next_attempt_at = ?2, leased = 0 WHERE id = ?1"
+	" AND status = 'pending'"};
+static const struct sql q_delivery_release_leased = {S_DELIVERY_RELEASE_LEASED,
+	"UPDATE deliveries SET next_attempt_at = ?1, leased = 0 WHERE status = 'pending'"
+	" AND leased = 1"};
 static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
-	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3,"
+	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3, leased = 0,"
 	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
 	" delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END"
 	" WHERE id = ?1"};
@@ -309,6 +313,7 @@ static bool apply_pick(struct conn *c, sqlite3_stmt *lease, sqlite3_stmt *give_u
 		sqlite3_bind_int64(lease, 1, d->id);
 		sqlite3_bind_int64(lease, 2, d->pick == DELIVERY_TAKE ? lease_until : d->hold_until);
 		sqlite3_bind_int64(lease, 3, now);
+		sqlite3_bind_int(lease, 4, d->pick == DELIVERY_TAKE);
 		break;
 	case DELIVERY_GIVE_UP:
 		st = give_up;
@@ -375,6 +380,11 @@ enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_un
 	*out = d;
 	*n = (size_t)count;
 	return rc;
+}
+
+enum store_result sqlite_delivery_release_leased(void *ctx, int64_t now)
+{
+	return sq_write_one(ctx, &q_delivery_release_leased, "I", now);
 }
 
 enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at)

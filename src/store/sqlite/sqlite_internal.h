@@ -56,7 +56,7 @@ enum stmt_id {
 	S_EVENT_INSERT, S_DELIVERY_FANOUT, S_WEBHOOK_CREATE, S_WEBHOOK_LIST, S_WEBHOOK_DELETE,
 	S_WEBHOOK_UPDATE,
 	S_DELIVERY_DROP, S_DELIVERY_DUE, S_DELIVERY_LEASE, S_DELIVERY_GIVE_UP, S_DELIVERY_RELEASE,
-	S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_DELIVERY_BACKLOG, S_EVENTS_SINCE,
+	S_DELIVERY_RELEASE_LEASED, S_DELIVERY_RECORD, S_DELIVERY_LIST, S_DELIVERY_REPLAY, S_DELIVERY_BACKLOG, S_EVENTS_SINCE,
 	S_EVENTS_SINCE_ALL, S_EVENTS_LAST,
 	/* dialogs.c */
 	S_DIALOG_PUT, S_DIALOG_CLEAR, S_DIALOG_LIST,
@@ -286,6 +286,7 @@ enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_un
 					delivery_picker *pick, void *arg,
 					struct delivery **out, size_t *n);
 enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at);
+enum store_result sqlite_delivery_release_leased(void *ctx, int64_t now);
 enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
 					 int http_status, const char *error, int64_t now);
 enum store_result sqlite_delivery_list(void *ctx, const char *tenant_id, const char *status,
