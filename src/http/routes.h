@@ -58,6 +58,8 @@ bool json_opt_string(json_t *obj, const char *name, const char **out, struct cp_
 /* A member that must be an integer in min..max if present (*out is left as it is when not). */
 bool json_opt_int(json_t *obj, const char *name, long long min, long long max, int *out,
 		  struct cp_error *err);
+/* A member that, if present, is true or false (*out 1 or 0); absent: *out stays. */
+bool json_opt_bool(json_t *obj, const char *name, int *out, struct cp_error *err);
 /* "record": true or false, if present (*out is left as it is when not). */
 bool json_opt_record(json_t *obj, enum call_record_choice *out, struct cp_error *err);
 /* "metadata": a JSON object, if present, as compact text (*text malloc'd; NULL when absent). */

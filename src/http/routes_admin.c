@@ -56,20 +56,6 @@ static bool json_opt_clearable(json_t *obj, const char *name, const char **out,
 	return false;
 }
 
-/* A member that, if present, is true or false (*out 1 or 0); absent: *out stays. */
-static bool json_opt_bool(json_t *obj, const char *name, int *out, struct cp_error *err)
-{
-	json_t *v = json_object_get(obj, name);
-	if (!v)
-		return true;
-	if (!json_is_boolean(v)) {
-		cp_fail(err, CP_ERR_INVALID, "%s must be true or false", name);
-		return false;
-	}
-	*out = json_is_true(v);
-	return true;
-}
-
 /* The request's JSON object with only the allowed members, or NULL after replying 400. */
 static json_t *body_of(struct http_request *r, const char *const *fields)
 {

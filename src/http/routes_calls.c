@@ -107,16 +107,26 @@ bool json_opt_int(json_t *obj, const char *name, long long min, long long max, i
 	return true;
 }
 
-bool json_opt_record(json_t *obj, enum call_record_choice *out, struct cp_error *err)
+bool json_opt_bool(json_t *obj, const char *name, int *out, struct cp_error *err)
 {
-	json_t *v = json_object_get(obj, "record");
+	json_t *v = json_object_get(obj, name);
 	if (!v)
 		return true;
 	if (!json_is_boolean(v)) {
-		cp_fail(err, CP_ERR_INVALID, "record must be true or false");
+		cp_fail(err, CP_ERR_INVALID, "%s must be true or false", name);
 		return false;
 	}
-	*out = json_is_true(v) ? CALL_RECORD_YES : CALL_RECORD_NO;
+	*out = json_is_true(v);
+	return true;
+}
+
+bool json_opt_record(json_t *obj, enum call_record_choice *out, struct cp_error *err)
+{
+	int record = -1;
+	if (!json_opt_bool(obj, "record", &record, err))
+		return false;
+	if (record >= 0)
+		*out = record ? CALL_RECORD_YES : CALL_RECORD_NO;
 	return true;
 }
 
@@ -326,15 +336,11 @@ static void end_done(void *arg, const struct cp_error *err, const struct call *c
 /* The members of a goodbye besides reason (docs/API.md); false with err set. */
 static bool end_goodbye_fields(json_t *body, struct call_end_options *opt, struct cp_error *err)
 {
-	json_t *v = json_object_get(body, "after_playout");
-	if (v) {
-		if (!json_is_boolean(v)) {
-			cp_fail(err, CP_ERR_INVALID, "after_playout must be true or false");
-			return false;
-		}
-		opt->after_playout = json_is_true(v);
-	}
-	v = json_object_get(body, "goodbye");
+	int after_playout = opt->after_playout;
+	if (!json_opt_bool(body, "after_playout", &after_playout, err))
+		return false;
+	opt->after_playout = after_playout;
+	json_t *v = json_object_get(body, "goodbye");
 	if (v) {
 		if (!json_is_object(v)) {
 			cp_fail(err, CP_ERR_INVALID, "goodbye must be an object {\"text\": \"...\"}");
