@@ -339,14 +339,10 @@ static void keys_revoke(struct http_request *r)
  * false after replying: trunks are a tenant's carriers, beyond one number's reach. */
 static bool trunk_scope(struct http_request *r, const char *tenant_id, const char **out)
 {
-	if (!not_number_scoped(r, "managing trunks"))
+	struct scope sc;
+	if (!not_number_scoped(r, "managing trunks") || !request_scope(r, tenant_id, &sc))
 		return false;
-	const struct principal *p = http_principal(r);
-	if (tenant_id && !p->scope.all) {
-		http_reply_fail(r, CP_ERR_FORBIDDEN, "tenant_id is for operator keys");
-		return false;
-	}
-	*out = p->scope.all ? tenant_id : p->scope.tenant_id;
+	*out = tenant_id ? tenant_id : sc.all ? NULL : http_principal(r)->scope.tenant_id;
 	return true;
 }
 
