@@ -43,7 +43,7 @@ import threading
 import time
 
 import media_audio
-from sipp_peer import can_bind
+from sipp_peer import can_bind, read_text
 
 BARESIP = os.environ.get("BARESIP_BIN", "/usr/bin/baresip")
 MODULE_PATH = os.environ.get("BARESIP_MODULES", "/usr/lib/baresip/modules")
@@ -294,11 +294,7 @@ class Baresip:
         return got
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def bye_received(self):
         """True when the call was closed by the far end's BYE."""

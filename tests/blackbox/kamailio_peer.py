@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from sipp_peer import free_port, udp_bound
+from sipp_peer import free_port, read_text, stop_group, udp_bound
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CFG = os.path.join(HERE, "kamailio", "carrier.cfg")
@@ -108,16 +108,7 @@ class Kamailio:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except OSError:
-                    pass
-                try:
-                    self.proc.wait(timeout=5)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_group(self.proc, 5)
         else:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)   # workers the leader left
@@ -128,11 +119,7 @@ class Kamailio:
             self._log = None
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def requests(self, method=None):
         """Every request it logged (in order), or those of one method."""

@@ -37,6 +37,32 @@ def scenario_path(name):
 # ---------------------------------------------------------------------------------- ports
 
 
+def stop_group(proc, timeout):
+    """SIGTERM to proc's process group, then SIGKILL if it has not exited within timeout
+    seconds; reaps proc. Nothing happens to a proc that has exited."""
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def read_text(path):
+    """A log file's text ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def can_bind(kind, port):
     s = socket.socket(socket.AF_INET, kind)
     try:
@@ -362,17 +388,7 @@ class Sipp:
         """Kill sipp (if running) and reap it.  Safe to call twice."""
         if self.proc is None:
             return self.rc
-        if self.proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except OSError:
-                    pass
-                try:
-                    self.proc.wait(timeout=2)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        stop_group(self.proc, 2)
         self.rc = self.proc.poll()
         self._close()
         return self.rc
