@@ -1,11 +1,12 @@
 """A small local HTTP receiver for black-box webhook tests (standard library only).
 
-`Receiver` runs a threaded http.server on 127.0.0.1 (a free port, or a fixed one) in the test
-process.  It records every request (method, path, headers, raw body, arrival time) and answers
-with a programmable sequence of statuses: `plan([500, 500])` answers the next two requests 500,
-then the default (`default`, 200 unless changed).  An entry may also be "hang" (do not answer
-until `hang_s` seconds pass or the receiver is stopped) or a callable taking the request and
-returning a status.  `wait_for(n, timeout)` waits (bounded) until n matching requests arrived.
+`Receiver` runs a threaded http.server on 127.0.0.1 (or `host`: an address of a network the test
+built) on a free port, or a fixed one, in the test process.  It records every request (method,
+path, headers, raw body, arrival time) and answers with a programmable sequence of statuses:
+`plan([500, 500])` answers the next two requests 500, then the default (`default`, 200 unless
+changed).  An entry may also be "hang" (do not answer until `hang_s` seconds pass or the
+receiver is stopped) or a callable taking the request and returning a status.
+`wait_for(n, timeout)` waits (bounded) until n matching requests arrived.
 
 A request is recorded when it arrives, before it is answered, and the server records an
 attempt's outcome only once it has the answer: that a request arrived says nothing about the
@@ -67,7 +68,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class Receiver:
-    def __init__(self, port=0, default=200, hang_s=30.0, answer_delay_s=0.0):
+    def __init__(self, port=0, default=200, hang_s=30.0, answer_delay_s=0.0, host="127.0.0.1"):
+        self.host = host
         self.port = port
         self.default = default
         self.hang_s = hang_s
@@ -130,14 +132,14 @@ class Receiver:
         reserved = getattr(self, "_reserved", None)
         if reserved is not None:
             # listen on the socket reserve() bound: no other process can have taken the port
-            self._srv = _Server(("127.0.0.1", self.port), Handler, bind_and_activate=False)
+            self._srv = _Server((self.host, self.port), Handler, bind_and_activate=False)
             self._srv.socket.close()
             self._srv.socket = reserved
             self._srv.server_address = reserved.getsockname()
             self._srv.server_activate()
             self._reserved = None
         else:
-            self._srv = _Server(("127.0.0.1", self.port), Handler)
+            self._srv = _Server((self.host, self.port), Handler)
         self.port = self._srv.server_address[1]
         self._thread = threading.Thread(target=self._srv.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -149,7 +151,7 @@ class Receiver:
         until start() listens on this very socket, so the port cannot be taken meanwhile."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.host, 0))
         self._reserved = sock
         self.port = sock.getsockname()[1]
         return self.port
@@ -171,10 +173,10 @@ class Receiver:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/hook" % self.port
+        return "http://%s:%d/hook" % (self.host, self.port)
 
     def url_for(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "http://%s:%d%s" % (self.host, self.port, path)
 
     # ------------------------------------------------------------------ behaviour
     def plan(self, statuses):
