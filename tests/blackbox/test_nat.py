@@ -23,17 +23,14 @@ Run alone (root): `CALLPLANE_BIN=build/asan/callplane /usr/bin/python3 -m pytest
 tests/blackbox/test_nat.py`.
 """
 
-import fcntl
-import os
 import re
-import shutil
 import socket
 import struct
-import subprocess
 import time
 
 import pytest
 
+from netns import Routed, Unavailable, built
 from sipp_peer import Sipp, free_port, wait_for, wait_for_call
 
 PUBLIC = "198.51.100.10"       # callplane's address as the outside sees it
@@ -43,96 +40,30 @@ NUMBER = "+15550001111"
 PACKETS = 25                   # RTP packets the test sends to callplane
 
 
-def run(*argv):
-    p = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
-    if p.returncode:
-        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), p.returncode,
-                                                 p.stderr.decode(errors="replace").strip()))
-    return p.stdout.decode()
-
-
-class Nat:
-    """The two namespaces and the veth pairs; destroy() removes them (and so the veths)."""
+class Nat(Routed):
+    """The two namespaces (netns.Routed) and the router's NAT."""
 
     def __init__(self):
-        tag = "%d" % os.getpid()
-        self.inner = "cpnat-in-" + tag
-        self.router = "cpnat-rt-" + tag
-        self.link = "cpn" + tag            # this namespace's end (at most 15 characters)
-        self.made = []
-
-    def ns(self, name, *argv):
-        return run("ip", "netns", "exec", name, *argv)
+        super().__init__("cpnat", "cpn", inner=PRIVATE + "/24", gateway="10.203.0.1",
+                         router_in="10.203.0.1/24", router_out=["198.51.100.1/24", PUBLIC + "/32"],
+                         outside=OUTSIDE + "/24")
 
     def create(self):
-        for ns in (self.inner, self.router):
-            run("ip", "netns", "add", ns)
-            self.made.append(ns)
-        r, i = self.router, self.inner
-        run("ip", "link", "add", "in0", "netns", r, "type", "veth", "peer", "name", "eth0",
-            "netns", i)
-        run("ip", "link", "add", self.link, "type", "veth", "peer", "name", "out0", "netns", r)
-        self.ns(i, "ip", "addr", "add", PRIVATE + "/24", "dev", "eth0")
-        self.ns(i, "ip", "link", "set", "lo", "up")
-        self.ns(i, "ip", "link", "set", "eth0", "up")
-        self.ns(i, "ip", "route", "add", "default", "via", "10.203.0.1")
-        self.ns(r, "ip", "addr", "add", "10.203.0.1/24", "dev", "in0")
-        self.ns(r, "ip", "addr", "add", "198.51.100.1/24", "dev", "out0")
-        self.ns(r, "ip", "addr", "add", PUBLIC + "/32", "dev", "out0")
-        for dev in ("lo", "in0", "out0"):
-            self.ns(r, "ip", "link", "set", dev, "up")
-        self.ns(r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        self.ns(r, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", PUBLIC, "-j", "DNAT",
-                "--to-destination", PRIVATE)
-        self.ns(r, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", PRIVATE, "-j", "SNAT",
-                "--to-source", PUBLIC)
-        run("ip", "addr", "add", OUTSIDE + "/24", "dev", self.link)
-        run("ip", "link", "set", self.link, "up")
-    def destroy(self):
-        for ns in reversed(self.made):
-            subprocess.run(["ip", "netns", "delete", ns], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=20)
-        subprocess.run(["ip", "link", "delete", self.link], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=20)
-
-
-def remove_stale():
-    """Removes what a killed run of this file left (its pid no longer alive)."""
-    names = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, timeout=20).stdout.decode().split()
-    links = re.findall(r"^\d+: (cpn\d+)[@:]", subprocess.run(
-        ["ip", "-o", "link", "show"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        timeout=20).stdout.decode(), re.M)
-    for name in names + links:
-        m = re.match(r"^(?:cpnat-(?:in|rt)-|cpn)(\d+)$", name)
-        if m and not os.path.exists("/proc/" + m.group(1)):
-            argv = ["ip", "netns", "delete", name] if name in names else \
-                ["ip", "link", "delete", name]
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20)
+        super().create()
+        self.on(self.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", PUBLIC, "-j",
+                "DNAT", "--to-destination", PRIVATE)
+        self.on(self.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", PRIVATE, "-j",
+                "SNAT", "--to-source", PUBLIC)
 
 
 @pytest.fixture(scope="module")
 def nat():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    for tool in ("ip", "iptables"):
-        if not shutil.which(tool):
-            pytest.skip("%s is not installed (scripts/deps.sh test)" % tool)
     # one NAT at a time on this host: the outside address lives in this namespace
-    lock = open("/tmp/callplane-test-nat.lock", "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    n = Nat()
     try:
-        remove_stale()
-        try:
-            n.create()
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-            n.destroy()
-            pytest.skip("no NAT between network namespaces here: %s" % e)
-        yield n
-        n.destroy()
-    finally:
-        lock.close()
+        with built(Nat(), "/tmp/callplane-test-nat.lock") as n:
+            yield n
+    except Unavailable as e:
+        pytest.skip("no NAT between network namespaces here: %s" % e)
 
 
 @pytest.fixture
