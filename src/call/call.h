@@ -1,8 +1,8 @@
 /*
  * call.h - the canonical call: the one model every route, dialect, store and engine speaks.
  *
- * Invariants (call_state.c says which steps exist; call_service.c's transition() restricts
- * every step to them, and the store applies it as one conditional update):
+ * Invariants (call_state.c says which steps exist; the call service's svc_transition()
+ * restricts every step to them, and the store applies it as one conditional update):
  *   - status only moves along call_transition_allowed(); terminal states never change;
  *   - ended_at is set exactly when status is terminal; answered_at only when the call reached
  *     in_progress; duration_s is derived (ended_at - answered_at), never stored;

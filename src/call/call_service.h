@@ -5,6 +5,8 @@
  * what comes back; the telephony engine reports progress through call_service_post_event(). The
  * service enforces the rules (scope, validation, the state machine) and performs each state
  * change as one conditional store update, so a transition happens exactly once whoever races.
+ * It is built from the files of src/call/service/, one concern each (service_internal.h lists
+ * them).
  */
 #ifndef CP_CALL_SERVICE_H
 #define CP_CALL_SERVICE_H
