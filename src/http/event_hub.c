@@ -22,6 +22,7 @@
  * runs at once.
  */
 #include "event_hub.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "auth/auth.h"
@@ -176,12 +177,7 @@ static void client_done(void *cls)
 	struct event_hub *hub = c->hub;
 	pthread_mutex_lock(&hub->mu);
 	if (c->listed) {
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			hub->clients = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
+		LIST_UNLINK(hub->clients, c);
 		metrics_sse_clients(-1);
 	}
 	pthread_mutex_unlock(&hub->mu);
@@ -223,10 +219,7 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 		return;
 	}
 	c->listed = true;
-	c->next = hub->clients;
-	if (c->next)
-		c->next->prev = c;
-	hub->clients = c;
+	LIST_PUSH(hub->clients, c);
 	metrics_sse_clients(1);
 	pthread_mutex_unlock(&hub->mu);
 	/* an opening comment tells the client the stream is live before any event arrives */

@@ -22,6 +22,7 @@
  * done callback runs then, once, and the owner must not wake it after that.
  */
 #include "http_internal.h"
+#include "core/list.h"
 
 #include <poll.h>
 #include <stdlib.h>
@@ -76,12 +77,7 @@ void http_stream_free(void *cls)
 	struct http_stream *s = cls;
 	struct http_server *srv = s->srv;
 	pthread_mutex_lock(&srv->mu);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		srv->streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_UNLINK(srv->streams, s);
 	pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->mu);
 	s->done(s->cls);
@@ -124,10 +120,7 @@ struct http_stream *http_reply_stream(struct http_request *r, const char *conten
 	s->cls = cls;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_lock(&r->srv->mu);
-	s->next = r->srv->streams;
-	if (s->next)
-		s->next->prev = s;
-	r->srv->streams = s;
+	LIST_PUSH(r->srv->streams, s);
 	pthread_mutex_unlock(&r->srv->mu);
 	r->stream = s;
 	http_add_header(r, "Content-Type", content_type);

@@ -26,6 +26,7 @@
  */
 #include "webhook.h"
 #include "fair.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "metrics/metrics.h"
@@ -259,10 +260,7 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 		attempt_free(a);
 		return;
 	}
-	a->next = w->flying;
-	if (w->flying)
-		w->flying->prev = a;
-	w->flying = a;
+	LIST_PUSH(w->flying, a);
 	metrics_webhook_in_flight(1);
 }
 
@@ -306,12 +304,7 @@ static void lease_round(struct webhook_worker *w)
 static void unlink_attempt(struct webhook_worker *w, struct attempt *a)
 {
 	metrics_webhook_in_flight(-1);
-	if (a->prev)
-		a->prev->next = a->next;
-	else
-		w->flying = a->next;
-	if (a->next)
-		a->next->prev = a->prev;
+	LIST_UNLINK(w->flying, a);
 }
 
 /* Records every attempt that ended; how many did. */

@@ -1,6 +1,7 @@
 /*
- * test_util.c - core/util.c (time, ids, hex, SHA-256, integer parsing) and the percent-decoder
- * of the HTTP router (http_percent_decode, the part of src/http/ that stands alone).
+ * test_util.c - core/util.c (time, ids, hex, SHA-256, integer parsing), core/list.h, and the
+ * percent-decoder of the HTTP router (http_percent_decode, the part of src/http/ that stands
+ * alone).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "cli/args.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "http/http_internal.h"
@@ -491,6 +493,56 @@ static void test_utf8_scrub(void **state)
 	}
 }
 
+/* ---- core/list.h ------------------------------------------------------------------------ */
+
+struct item {
+	char name;
+	struct item *prev, *next;
+};
+
+/* The names along next from head, and checks that prev mirrors next. */
+static void list_names(struct item *head, char *out)
+{
+	struct item *before = NULL;
+	for (struct item *e = head; e; e = e->next) {
+		assert_ptr_equal(e->prev, before);
+		*out++ = e->name;
+		before = e;
+	}
+	*out = 0;
+}
+
+static void test_list_push_and_unlink(void **state)
+{
+	(void)state;
+	struct item a = {.name = 'a'}, b = {.name = 'b'}, c = {.name = 'c'}, d = {.name = 'd'};
+	struct item *head = NULL;
+	char names[8];
+	LIST_PUSH(head, &a);
+	LIST_PUSH(head, &b);
+	LIST_PUSH(head, &c);
+	LIST_PUSH(head, &d);
+	list_names(head, names);
+	assert_string_equal(names, "dcba");
+	LIST_UNLINK(head, &c);               /* a middle one */
+	list_names(head, names);
+	assert_string_equal(names, "dba");
+	assert_null(c.prev);
+	assert_null(c.next);
+	LIST_UNLINK(head, &d);               /* the first */
+	list_names(head, names);
+	assert_string_equal(names, "ba");
+	LIST_UNLINK(head, &a);               /* the last */
+	list_names(head, names);
+	assert_string_equal(names, "b");
+	LIST_PUSH(head, &c);                 /* an element taken out goes back in */
+	list_names(head, names);
+	assert_string_equal(names, "cb");
+	LIST_UNLINK(head, &b);
+	LIST_UNLINK(head, &c);               /* the only one */
+	assert_null(head);
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERROR);
@@ -516,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_args_flags),
 		cmocka_unit_test(test_args_help),
 		cmocka_unit_test(test_utf8_scrub),
+		cmocka_unit_test(test_list_push_and_unlink),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
