@@ -68,14 +68,6 @@ int cli_print(json_t *v)
 	return 0;
 }
 
-int cli_store_error(enum store_result r, const char *what)
-{
-	struct cp_error e;
-	store_fail(&e, r, "%s", what);
-	fprintf(stderr, "error: %s\n", e.message);
-	return 1;
-}
-
 static int fail(const char *msg, const char *arg)
 {
 	fprintf(stderr, "error: %s%s\n", msg, arg ? arg : "");

@@ -30,8 +30,5 @@ int cli_drain(int argc, char **argv);
 struct store *cli_open_store(const char *path, const struct store_options *opt);
 /* Prints a JSON value on stdout (and frees it); returns 0. */
 int cli_print(json_t *v);
-/* Prints the error of a store result that is not STORE_OK (store_fail; what names the thing
- * for STORE_NOT_FOUND) on stderr; returns 1. */
-int cli_store_error(enum store_result r, const char *what);
 
 #endif

@@ -47,10 +47,8 @@ static void store(struct jitter *j, uint16_t seq, uint32_t ts, const uint8_t *da
 enum jitter_put_result jitter_put(struct jitter *j, uint16_t seq, uint32_t ts,
 				  const uint8_t *data, uint16_t len, int64_t now_ms)
 {
-	if (len > JITTER_FRAME_MAX) {
-		j->n_oversize++;
+	if (len > JITTER_FRAME_MAX)
 		return JITTER_OVERSIZE;
-	}
 	if (!j->started) {
 		j->started = true;
 		j->next_seq = seq;

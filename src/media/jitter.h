@@ -33,7 +33,7 @@ struct jitter {
 	int late_run;                /* late frames in a row: a sender restart after 8 */
 	bool used[JITTER_SLOTS];
 	struct jitter_frame slot[JITTER_SLOTS];
-	uint64_t n_dup, n_late, n_lost, n_reset, n_oversize;
+	uint64_t n_dup, n_late, n_lost, n_reset;
 };
 
 enum jitter_put_result { JITTER_QUEUED, JITTER_DUP, JITTER_LATE, JITTER_OVERSIZE };
