@@ -101,9 +101,8 @@ long long call_duration_s(const struct call *c);
 bool call_has_recording(const struct call *c);
 
 /* The canonical JSON object of a call, as compact text (malloc'd; *len its length if len is
- * non-NULL; NULL if out of memory) or parsed. call_json.c. */
+ * non-NULL; NULL if out of memory). call_json.c. */
 char *call_to_json_text(const struct call *c, size_t *len);
-json_t *call_to_json(const struct call *c);
 
 /* Validates an end reason: 1..64 chars of [A-Za-z0-9_.:-]. */
 bool call_reason_valid(const char *reason);

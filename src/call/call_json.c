@@ -4,8 +4,7 @@
  * Every reply about a call and every outbox event carries this object, so it is on the hot path
  * of both GET /v1/calls/{id} and ending a call. Building a jansson object (a malloc and a UTF-8
  * check per field, a hash insert per key) and dumping it was over a quarter of a cached GET, so
- * the text is written directly, in one allocation sized up front. call_to_json() parses that
- * text for the callers that want a json_t: one definition of the shape.
+ * the text is written directly, in one allocation sized up front.
  *
  * Output is byte-identical to what jansson would dump for the same object (JSON_COMPACT,
  * insertion order): the same escapes, UTF-8 passed through. Two choices differ from the
@@ -163,12 +162,4 @@ char *call_to_json_text(const struct call *c, size_t *len)
 	if (len)
 		*len = o.off - 1;
 	return o.buf;
-}
-
-json_t *call_to_json(const struct call *c)
-{
-	char *text = call_to_json_text(c, NULL);
-	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-	free(text);
-	return j;
 }

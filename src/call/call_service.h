@@ -144,17 +144,15 @@ enum cp_err call_send_dtmf(struct call_service *svc, const struct scope *sc, con
 			   const char *digits, const char *req_id, struct call *out,
 			   struct cp_error *err);
 
-/* Ends a call: BYE if answered, CANCEL if ringing, straight to canceled if not dialled yet.
- * done(arg, err, call, goodbye_ms) runs exactly once, possibly on another thread, possibly
- * before call_end() returns. On CP_OK `call` is the ended call; on CP_ERR_NOT_ACTIVE the
- * current one; otherwise NULL. err->message explains failures. goodbye_ms: the audio played
- * between the request and the BYE (a goodbye), 0 for an immediate end. */
+/* How an end went: done(arg, err, call, goodbye_ms) runs exactly once, possibly on another
+ * thread, possibly before call_end_with() returns. On CP_OK `call` is the ended call; on
+ * CP_ERR_NOT_ACTIVE the current one; otherwise NULL. err->message explains failures.
+ * goodbye_ms: the audio played between the request and the BYE (a goodbye), 0 for an
+ * immediate end. */
 typedef void (*call_end_fn)(void *arg, const struct cp_error *err, const struct call *call,
 			    int goodbye_ms);
-void call_end(struct call_service *svc, const struct scope *sc, const char *id,
-	      const char *reason, const char *req_id, call_end_fn done, void *arg);
 
-/* call_end() with the narrower lookups some dialects need, and a goodbye. */
+/* What an end asks for: a reason, the narrower lookups some dialects need, a goodbye. */
 struct call_end_options {
 	const char *reason;          /* NULL: "ended_by_api" */
 	const char *agent_id;        /* non-NULL: the call must belong to this agent, else 404 */
@@ -174,6 +172,8 @@ struct call_end_options {
 	/* The API dialect of the request, for the metrics of calls ended (0: canonical). */
 	enum metrics_dialect dialect;
 };
+/* Ends a call: BYE if answered, CANCEL if ringing, straight to canceled if not dialled yet
+ * (after its goodbye, when opt asks for one); done tells how it went. */
 void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
 		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
 		   void *arg);

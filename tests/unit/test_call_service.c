@@ -26,6 +26,7 @@
 #include "core/util.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "call_json_parsed.h"
 
 #define NUM_A1 "+15550001111"
 #define NUM_A3 "+15550002222"
@@ -157,7 +158,7 @@ static const struct telephony_ops fake_dtmf_ops = {
 	.send_dtmf = fake_send_dtmf,
 };
 
-/* ---- what call_end() reported ----------------------------------------------------------- */
+/* ---- what an end reported -------------------------------------------------------------- */
 
 struct end_result {
 	pthread_mutex_t mu;
@@ -369,7 +370,8 @@ static void to_in_progress(struct fx *f, const char *id)
 static void end_sync(struct fx *f, const struct scope *sc, const char *id, const char *reason,
 		     struct end_result *r)
 {
-	call_end(f->svc, sc, id, reason, "req-end", on_end, r);
+	call_end_with(f->svc, sc, id, &(struct call_end_options){.reason = reason}, "req-end",
+		      on_end, r);
 	assert_int_equal(wait_result(r), 1);
 }
 
@@ -1236,7 +1238,8 @@ static void test_fake_deferred_with_worker(void **state)
 	f->fake.hangup_kind = HANGUP_BYE;
 	struct end_result r;
 	result_init(&r);
-	call_end(f->svc, &f->sc1, c.id, "later", NULL, on_end, &r);
+	call_end_with(f->svc, &f->sc1, c.id, &(struct call_end_options){.reason = "later"}, NULL,
+		      on_end, &r);
 	assert_int_equal(f->fake.hangup_calls, 1);
 	assert_non_null(f->fake.pending_done);
 	/* not answered yet: nothing reported, nothing recorded */
@@ -1550,7 +1553,8 @@ static void *end_race_one(void *arg)
 					.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms()};
 		x->event_rc = call_service_event(x->f->svc, x->id, &u, NULL);
 	} else {
-		call_end(x->f->svc, &x->f->sc1, x->id, NULL, NULL, on_end, &x->r);
+		call_end_with(x->f->svc, &x->f->sc1, x->id, &(struct call_end_options){0}, NULL,
+			      on_end, &x->r);
 	}
 	return NULL;
 }
@@ -2464,7 +2468,8 @@ static void test_goodbye_second_end_joins(void **state)
 	call_end_with(f->svc, &f->sc1, c.id, &first, "req-1", on_end, &r1);
 	assert_int_equal(f->fake.hangup_calls, 1);
 	/* a plain end and another goodbye while the first is under way: both join it */
-	call_end(f->svc, &f->sc1, c.id, "plain", "req-2", on_end, &r2);
+	call_end_with(f->svc, &f->sc1, c.id, &(struct call_end_options){.reason = "plain"}, "req-2",
+		      on_end, &r2);
 	call_end_with(f->svc, &f->sc1, c.id, &other, "req-3", on_end, &r3);
 	assert_int_equal(f->fake.hangup_calls, 1);      /* one hang-up, so one BYE */
 	assert_int_equal(r1.calls + r2.calls + r3.calls, 0);
@@ -2668,7 +2673,8 @@ static void test_metrics_of_calls(void **state)
 	call_service_post_event(f->svc, c[1].id, &bye);
 	struct end_result e;
 	result_init(&e);
-	call_end(f->svc, &f->sc1, c[2].id, "customer_done", NULL, on_end, &e);
+	call_end_with(f->svc, &f->sc1, c[2].id,
+		      &(struct call_end_options){.reason = "customer_done"}, NULL, on_end, &e);
 	assert_int_equal(wait_result(&e), 1);
 	result_destroy(&e);
 	call_service_stop(f->svc);      /* drains the worker */

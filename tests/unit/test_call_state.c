@@ -17,6 +17,7 @@
 #include "call/call.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "call_json_parsed.h"
 
 #define NS CALL_STATUS_COUNT
 

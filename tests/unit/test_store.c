@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "call_json_parsed.h"
 
 struct fx {
 	char dir[64];

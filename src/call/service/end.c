@@ -321,13 +321,6 @@ out:
 	call_clear(&c);
 }
 
-void call_end(struct call_service *svc, const struct scope *sc, const char *id,
-	      const char *reason, const char *req_id, call_end_fn done, void *arg)
-{
-	struct call_end_options opt = {.reason = reason};
-	svc_end(svc, sc, id, &opt, req_id, END_API, done, arg);
-}
-
 void call_end_with(struct call_service *svc, const struct scope *sc, const char *id,
 		   const struct call_end_options *opt, const char *req_id, call_end_fn done,
 		   void *arg)
