@@ -7,9 +7,9 @@
  * the text is written directly, in one allocation sized up front.
  *
  * Output is byte-identical to what jansson would dump for the same object (JSON_COMPACT,
- * insertion order): the same escapes, UTF-8 passed through. Two choices differ from the
- * jansson-built object this replaced: a string that is not valid UTF-8 (which jansson refuses,
- * and the old code then silently dropped the key) is written as null, and so is an empty id.
+ * insertion order): the same escapes, UTF-8 passed through, with two choices of its own: a
+ * string that is not valid UTF-8 (which jansson refuses) is written as null, and so is an
+ * empty id.
  * metadata is embedded as stored ("" as null): the only writer of that column is
  * call_create(), which stores jansson's compact dump of an object.
  */
