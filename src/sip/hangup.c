@@ -30,7 +30,6 @@
 #include <string.h>
 
 #define PACE_BURST 100.0
-#define PACE_TICK_MS 5
 /* how long past its deadline a goodbye may wait for the media plane's word (its wheel is
  * late by a tick or two at worst) */
 #define GOODBYE_BACKSTOP_MS 500
