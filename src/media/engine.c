@@ -645,7 +645,7 @@ struct media_engine *media_engine_start(const struct media_config *cfg,
 	pthread_mutex_unlock(&me->start_mu);
 	if (me->start_status) {
 		pthread_join(me->thread, NULL);
-		media_engine_free(me);
+		media_engine_destroy(me);
 		return NULL;
 	}
 	me->collector = (struct metrics_collector){.collect = collect_stats, .arg = me};
@@ -663,7 +663,7 @@ void media_engine_stop(struct media_engine *me)
 	me->recorder = NULL;
 }
 
-void media_engine_free(struct media_engine *me)
+void media_engine_destroy(struct media_engine *me)
 {
 	if (!me)
 		return;

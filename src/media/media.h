@@ -111,7 +111,9 @@ struct media_engine *media_engine_start(const struct media_config *cfg,
 /* Stops every session (agents get "stop", sockets closed, hooks.released called), then the
  * thread. Posting after this fails quietly. */
 void media_engine_stop(struct media_engine *me);
-void media_engine_free(struct media_engine *me);
+/* Frees what media_engine_start() made, once media_engine_stop() has returned; NULL is a
+ * no-op. */
+void media_engine_destroy(struct media_engine *me);
 
 /* SIP engine -> media. 0 if posted; -1 if the engine is gone or out of memory (start: the
  * sockets are closed and released, or the web socket released, before it returns). */

@@ -492,7 +492,7 @@ static void media_plane_stop(struct sip_engine *eng)
 	if (!eng->media_engine)
 		return;
 	media_engine_stop(eng->media_engine);
-	media_engine_free(eng->media_engine);
+	media_engine_destroy(eng->media_engine);
 	eng->media_engine = NULL;
 }
 

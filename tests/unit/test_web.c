@@ -307,7 +307,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	media_engine_stop(f->me);
-	media_engine_free(f->me);
+	media_engine_destroy(f->me);
 	if (f->dir[0]) {
 		char cmd[96];
 		snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
