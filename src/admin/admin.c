@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "call/dial.h"
 #include "core/util.h"
 

@@ -11,7 +11,7 @@
 #ifndef CP_CALL_SERVICE_H
 #define CP_CALL_SERVICE_H
 
-#include "call/call.h"
+#include "model/call.h"
 #include "call/telephony.h"
 #include "call/web_token.h"
 #include "core/error.h"

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "core/error.h"
 
 /* How a hang-up left the wire: a BYE on an answered dialog, a CANCEL of a ringing one, or

@@ -12,7 +12,7 @@
 #include "cli.h"
 #include "args.h"
 #include "auth/auth.h"
-#include "call/call.h"
+#include "model/call.h"
 #include "admin/admin.h"
 #include "core/util.h"
 #include "render/rows.h"

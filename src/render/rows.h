@@ -6,7 +6,7 @@
  * The store hands back typed rows (store.h); how a client reads them is decided here, once
  * per row type, for every caller: times as RFC 3339 UTC with milliseconds, and a value the
  * row does not have (no number, no limit, not revoked yet) as null. A call's JSON is
- * call/call_json.c.
+ * model/call_json.c.
  */
 #ifndef CP_RENDER_ROWS_H
 #define CP_RENDER_ROWS_H

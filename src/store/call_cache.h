@@ -19,7 +19,7 @@
 #ifndef CP_CALL_CACHE_H
 #define CP_CALL_CACHE_H
 
-#include "call/call.h"
+#include "model/call.h"
 
 #include <stdbool.h>
 #include <stdint.h>

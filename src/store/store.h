@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "core/error.h"
 #include "core/util.h"
 

@@ -1,6 +1,6 @@
 /*
  * call_json_parsed.h - for the unit tests that compare a call's JSON as a value: the server
- * writes it only as text (call_to_json_text, src/call/call_json.c), so this parses it.
+ * writes it only as text (call_to_json_text, src/model/call_json.c), so this parses it.
  */
 #ifndef CP_TEST_CALL_JSON_PARSED_H
 #define CP_TEST_CALL_JSON_PARSED_H
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <jansson.h>
 
-#include "call/call.h"
+#include "model/call.h"
 
 /* The canonical JSON of c, parsed; NULL if out of memory. The caller decrefs it. */
 static inline json_t *call_to_json(const struct call *c)

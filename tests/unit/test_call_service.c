@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "call/call_service.h"
 #include "call/telephony.h"
 #include "core/error.h"

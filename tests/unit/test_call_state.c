@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "call_json_parsed.h"

@@ -15,7 +15,7 @@
 
 #include <sqlite3.h>
 
-#include "call/call.h"
+#include "model/call.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store.h"

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
-#include "call/call.h"
+#include "model/call.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store/call_cache.h"
