@@ -202,7 +202,6 @@ static void fake_web_join(void *engine, const char *call_id, const struct web_so
 }
 
 static const struct telephony_ops fake_ops = {
-	.name = "fuzz",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,

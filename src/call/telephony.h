@@ -61,7 +61,6 @@ struct web_socket {
 };
 
 struct telephony_ops {
-	const char *name;
 	/* Writes the provider call id (SIP Call-ID) a new outbound call will use, so the call is
 	 * stored with it before anything goes on the wire. */
 	void (*new_call_id)(void *engine, char *buf, size_t size);

@@ -671,7 +671,6 @@ static int op_ping(void *engine, int timeout_ms)
 }
 
 static const struct telephony_ops sip_ops = {
-	.name = "sip",
 	.new_call_id = op_new_call_id,
 	.dial = op_dial,
 	.hangup = op_hangup,

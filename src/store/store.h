@@ -251,7 +251,6 @@ struct store_options {
 };
 
 struct store_backend {
-	const char *name;
 	enum store_result (*open)(const char *location, const struct store_options *opt,
 				  void **ctx);
 	void (*close)(void *ctx);

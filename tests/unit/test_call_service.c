@@ -126,7 +126,6 @@ static int fake_send_dtmf(void *engine, const struct call *c, const char *digits
 }
 
 static const struct telephony_ops fake_ops = {
-	.name = "fake",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,
@@ -142,7 +141,6 @@ static int fake_ping(void *engine, int timeout_ms)
 
 /* the same engine with a liveness check */
 static const struct telephony_ops fake_ping_ops = {
-	.name = "fake-ping",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,
@@ -151,7 +149,6 @@ static const struct telephony_ops fake_ping_ops = {
 
 /* the same engine with DTMF (fake_ops has none, like an engine without a media plane) */
 static const struct telephony_ops fake_dtmf_ops = {
-	.name = "fake-dtmf",
 	.new_call_id = fake_new_call_id,
 	.dial = fake_dial,
 	.hangup = fake_hangup,

@@ -261,7 +261,6 @@ enum store_result sqlite_open(const char *location, const struct store_options *
 }
 
 const struct store_backend store_sqlite_backend = {
-	.name = "sqlite",
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.tenant_create = sqlite_tenant_create,
