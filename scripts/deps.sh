@@ -14,7 +14,8 @@ fuzz=("${build[@]}" clang libclang-rt-14-dev)
 deb=("${build[@]}" dpkg-dev binutils)
 # python3-jsonschema (4.10: draft 2020-12, the dialect of OpenAPI 3.1's schemas) for the
 # contract test of docs/openapi.json; kamailio, the carrier of the trunk tests (registrar,
-# digest challenges; tests/blackbox/kamailio); chromium: the web-call tests drive it headless
+# digest challenges; tests/blackbox/kamailio), with its TLS listener from kamailio-tls-modules
+# (tests/blackbox/test_carrier_tls.py); chromium: the web-call tests drive it headless
 # (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
 # serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA; the package test
 # installs and purges the package (adduser: its Depends), checks the unit (systemd-analyze)
@@ -22,8 +23,8 @@ deb=("${build[@]}" dpkg-dev binutils)
 # (tests/blackbox/test_nat.py) and behind a lossy router (tests/blackbox/test_faults.py), whose
 # database disk is an ext4 file system on a loop device (e2fsprogs: mkfs.ext4, e2fsck; mount)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
-      python3-jsonschema kamailio chromium prometheus openssl dpkg-dev binutils adduser systemd
-      groff-base iptables iproute2 e2fsprogs mount)
+      python3-jsonschema kamailio kamailio-tls-modules chromium prometheus openssl dpkg-dev
+      binutils adduser systemd groff-base iptables iproute2 e2fsprogs mount)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in

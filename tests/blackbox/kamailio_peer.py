@@ -5,9 +5,10 @@ with a db_text directory of its own in the test's temporary directory: a `subscr
 the users and passwords the test gives, which its registrar and its INVITE challenges check.
 The config's defines come from the constructor: callplane's SIP port (INVITEs from it are
 challenged and relayed to `uas_uri`), the DID user (INVITEs from anyone else go to that user's
-registered contact), and the expiries it grants. Every request it sees is one `CPT|...` line in
-its log, which `requests()` parses.  `stop()` ends its process group (it forks workers); call it
-in teardown.
+registered contact), and the expiries it grants. With `tls` it listens on a TLS port as well
+(the tls module, Debian `kamailio-tls-modules`, its profiles in a tls.cfg of its own). Every
+request it sees is one `CPT|...` line in its log, which `requests()` parses. `stop()` ends its
+process group (it forks workers); call it in teardown.
 """
 
 import os
@@ -28,10 +29,11 @@ def kamailio_binary():
 
 class Request:
     """One request Kamailio logged: method, source address, Request-URI, From user, when it
-    arrived (`at`, Unix seconds), its Expires header and the user of its credentials ("" for
-    none)."""
+    arrived (`at`, Unix seconds), its Expires header, the user of its credentials ("" for
+    none) and the transport it came over (`proto`: udp, tcp, tls)."""
 
-    def __init__(self, method, src_ip, src_port, ruri, from_user, sec, usec, expires, auth_user):
+    def __init__(self, method, src_ip, src_port, ruri, from_user, sec, usec, expires, auth_user,
+                 proto):
         self.method = method
         self.src_ip = src_ip
         self.src_port = int(src_port) if src_port.isdigit() else None
@@ -40,6 +42,7 @@ class Request:
         self.at = int(sec) + int(usec) / 1e6
         self.expires = expires if expires != "<null>" else ""
         self.auth_user = auth_user if auth_user != "<null>" else ""
+        self.proto = proto
 
     def __repr__(self):
         return "<%s %s from %s:%s>" % (self.method, self.ruri, self.src_ip, self.src_port)
@@ -47,7 +50,10 @@ class Request:
 
 class Kamailio:
     def __init__(self, workdir, cp_port, users, uas_uri="sip:127.0.0.1:9", did_user="trunkuser",
-                 min_expires=10, max_expires=20):
+                 min_expires=10, max_expires=20, tls=None):
+        """tls: None, or (certificate, key, CA file) of a TLS listener as well (`tls_port`),
+        presenting that certificate and, when it connects to a TLS contact, requiring one
+        signed by that CA."""
         self.dir = os.path.join(str(workdir), "kamailio")
         os.makedirs(self.dir, exist_ok=True)
         self.db = os.path.join(self.dir, "db")
@@ -59,6 +65,8 @@ class Kamailio:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.port = None
+        self.tls = tls
+        self.tls_port = None
         self.proc = None
         self.log_path = os.path.join(self.dir, "kamailio.log")
         self._log = None
@@ -81,12 +89,29 @@ class Kamailio:
                 "-A", "MIN_EXPIRES=%d" % self.min_expires,
                 "-A", "MAX_EXPIRES=%d" % self.max_expires,
                 "-Y", self.dir, "-w", self.dir, "-P", os.path.join(self.dir, "kamailio.pid"),
-                "-m", "64", "-M", "16", "-n", "1", "-N", "1"]
+                "-m", "64", "-M", "16", "-n", "1", "-N", "1"] + (
+                    ["-l", "tls:127.0.0.1:%d" % self.tls_port,
+                     "-A", 'TLS_CFG="%s"' % self._tls_cfg()] if self.tls else [])
+
+    def _tls_cfg(self):
+        """The tls module's profiles: as a server (callplane's trunk connects) it presents the
+        certificate and asks for none; as a client (a call to callplane's TLS contact) it
+        verifies the server's chain against the CA and refuses a server without one."""
+        cert, key, ca = self.tls
+        path = os.path.join(self.dir, "tls.cfg")
+        with open(path, "w") as f:
+            f.write("[server:default]\nmethod = TLSv1.2+\ncertificate = %s\nprivate_key = %s\n"
+                    "verify_certificate = no\nrequire_certificate = no\n\n"
+                    "[client:default]\nmethod = TLSv1.2+\nca_list = %s\n"
+                    "verify_certificate = yes\nrequire_certificate = yes\n" % (cert, key, ca))
+        return path
 
     def start(self):
         self._write_db()
         for _attempt in range(3):
             self.port = free_port(udp=True, tcp=True)
+            if self.tls:
+                self.tls_port = free_port(udp=False, tcp=True)
             self._log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(self.argv(), cwd=self.dir, stdin=subprocess.DEVNULL,
                                          stdout=self._log, stderr=subprocess.STDOUT,
@@ -102,6 +127,10 @@ class Kamailio:
     @property
     def uri_host(self):
         return "127.0.0.1:%d" % self.port
+
+    @property
+    def tls_host(self):
+        return "127.0.0.1:%d" % self.tls_port
 
     def stop(self):
         """SIGTERM to its process group, SIGKILL to what is left; reaps it. Safe twice."""
@@ -129,7 +158,7 @@ class Kamailio:
             if i < 0:
                 continue
             parts = line[i:].split("|")
-            if len(parts) != 10:
+            if len(parts) != 11:
                 continue
             r = Request(*parts[1:])
             if method is None or r.method == method:
