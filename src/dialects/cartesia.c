@@ -139,7 +139,7 @@ static const char *cartesia_end_reason(const char *reason)
 		{"busy", "dial_busy"}, {"no_answer", "dial_no_answer"},
 		{"failed", "dial_failed"}, {"no_route", "dial_failed"},
 		{"no_media_port", "dial_failed"},
-		{"srtp_required", "dial_failed"},
+		{"srtp_required", "dial_failed"}, {"unreachable", "dial_failed"},
 		{"agent_unavailable", "error"}, {"agent_disconnected", "error"},
 		{"node_restart", "error"}, {"node_shutdown", "error"},
 	};

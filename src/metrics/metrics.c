@@ -63,7 +63,8 @@ static const char *const active_names[3] = {"queued", "ringing", "in_progress"};
 	X(ended_by_api) X(api_ended) X(api_cancelled) X(remote_hangup) X(remote_cancel)         \
 	X(busy) X(no_answer) X(failed) X(no_route) X(no_media_port) X(ack_timeout)              \
 	X(max_duration) X(media_timeout) X(agent_unavailable) X(agent_disconnected)              \
-	X(node_restart) X(node_shutdown) X(drain_timeout) X(token_expired) X(srtp_required)
+	X(node_restart) X(node_shutdown) X(drain_timeout) X(token_expired) X(srtp_required)     \
+	X(unreachable)
 #define REASON_ENUM(r) REASON_##r,
 #define REASON_NAME(r) #r,
 enum { END_REASONS(REASON_ENUM) REASON_OTHER, N_REASON };

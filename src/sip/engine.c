@@ -22,6 +22,9 @@
  * it, with our Contact naming it (contact_tls_hdr) so the far end's requests in the dialog
  * come back over TLS too. Servers we connect to are verified (TPTLS_VERIFY_SUBJECTS_OUT: the
  * chain against the CA file, the host name against the certificate's names; depth up to 9).
+ * A server refused that way is a connection sofia closes with our request unsent; nta tells
+ * its transaction only when TPTAG_SDWN_ERROR is set (nta's own default is off), with a 503 it
+ * makes itself, which outbound.c and register.c tell from a far end's 503.
  *
  * Methods: we serve INVITE, ACK, BYE, CANCEL and OPTIONS and nothing else (SIP_ALLOW). nua's
  * default list also accepts MESSAGE, REFER, SUBSCRIBE, NOTIFY, PRACK and UPDATE: it answers
@@ -243,7 +246,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		break;
 	case nua_r_invite:
 		if (l)
-			outbound_on_invite_response(eng, l, status, sip);
+			outbound_on_invite_response(eng, l, status, phrase, sip);
 		break;
 	case nua_i_state:
 		if (l)
@@ -758,6 +761,10 @@ static void *engine_main(void *arg)
 			      TAG_IF(sips_url[0], TPTAG_CERTIFICATE(tls_dir)),
 			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
 			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_DEPTH(9)),
+			      /* a TCP or TLS connection that closes under requests still waiting
+			       * for their answer (a refused TLS handshake among them) fails them
+			       * at once, 503 from nta, instead of leaving them to time out */
+			      TPTAG_SDWN_ERROR(1),
 			      NUTAG_MEDIA_ENABLE(0),
 			      NUTAG_AUTOACK(1),
 			      NUTAG_AUTOANSWER(0),

@@ -12,6 +12,11 @@
  * names our TLS address in its Contact, and fails no_route on a server without --sip-tls.
  * Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
+ * A 503 that nta made itself (nta_sip_is_internal) says the INVITE never reached the far end:
+ * the connection was refused, an ICMP error came back, the name did not resolve, or (with
+ * TPTAG_SDWN_ERROR, engine.c) the TLS handshake failed or the connection closed before any
+ * answer, as when we refuse the far end's certificate. That call ends failed, unreachable, at
+ * once, rather than at the ring timeout or as if the far end had refused it.
  *
  * An answer is ACKed by us, not by nua (NUTAG_AUTOACK(0)): only once the dialog's state and the
  * answered transition are durable (dialog.c), so that a far end holding our ACK is always one a
@@ -26,6 +31,8 @@
 
 #include <stdio.h>
 #include <string.h>
+
+#include <sofia-sip/nta.h>
 
 
 /* Records the end of a call not answered (queued or ringing) as `to`. */
@@ -205,7 +212,7 @@ static bool authenticate(struct sip_engine *eng, struct leg *l, sip_t const *sip
 }
 
 void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
-				 sip_t const *sip)
+				 char const *phrase, sip_t const *sip)
 {
 	if (status <= 100)
 		return;
@@ -292,7 +299,12 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 	}
 	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
 		return;
-	if (status == 486 || status == 600)
+	if (status == 503 && nta_sip_is_internal(sip)) {
+		log_json(LOG_WARN, "sip_unreachable",
+			 json_pack("{s:s, s:s, s:b, s:s}", "call_id", l->call_id, "sip_call_id",
+				   l->sip_call_id, "tls", l->tls, "why", phrase ? phrase : ""));
+		post_end(l, CALL_FAILED, "unreachable", status);
+	} else if (status == 486 || status == 600)
 		post_end(l, CALL_BUSY, "busy", status);
 	else if (status == 408 || status == 480)
 		post_end(l, CALL_NO_ANSWER, "no_answer", status);

@@ -15,10 +15,10 @@
  * (nua forgets them), and the attempt has failed.
  *
  * Failure and back-off: an attempt that fails (wrong credentials, any final answer >= 300, a
- * refresh refused, no answer) destroys the handle and tries again with a new one after a
- * back-off: RETRY_FIRST_S, doubled per failure up to RETRY_MAX_S, each wait drawn within
- * +-20 % so that many trunks failing together (a registrar restarting) do not come back in
- * step. A wrong password costs a REGISTER pair per back-off, never a tight loop; a success
+ * refresh refused, no answer, no connection: a 503 nta made itself, whose reason says so)
+ * destroys the handle and tries again with a new one after a back-off: RETRY_FIRST_S, doubled
+ * per failure up to RETRY_MAX_S, each wait drawn within +-20 % so that many trunks failing
+ * together (a registrar restarting) do not come back in step. A wrong password costs a REGISTER pair per back-off, never a tight loop; a success
  * resets it. The waits are kept as deadlines on the registrations, served by one engine
  * timer ticking every second while any registration waits.
  *
@@ -46,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sofia-sip/nta.h>
 
 #define REGISTER_EXPIRES "3600"
 #define RETRY_FIRST_S 10
@@ -302,7 +304,10 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 		return;
 	}
 	const char *why = phrase;
-	if (bit && r->trunk.problem[0])
+	if (status == 503 && nta_sip_is_internal(sip))
+		why = "the registrar could not be reached (no connection, a TLS certificate refused,"
+		      " or a name that did not resolve)";
+	else if (bit && r->trunk.problem[0])
 		why = r->trunk.problem;          /* challenged, and we have no password to give */
 	else if (again)
 		why = "the credentials were refused";

@@ -445,9 +445,10 @@ void hangup_fail_queue(struct sip_engine *eng);
 void outbound_dial(struct sip_engine *eng, const struct call *c);
 /* nua_r_invite: a provisional keeps what a CANCEL needs (18x: ringing); a 2xx keeps the
  * answer's SDP and is recorded answered (in_progress) with its dialog, ACKed once that is
- * durable; 401/407 answered once with the trunk's credentials; other finals end the call. */
+ * durable; 401/407 answered once with the trunk's credentials; other finals end the call
+ * (phrase: the response's, logged when nta made it itself). */
 void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int status,
-				 sip_t const *sip);
+				 char const *phrase, sip_t const *sip);
 /* nua_i_invite without a leg: refuses it at once (403 from a source no trunk admits, 503
  * over the source's rate, 404, 488, 503 stopping) or makes a pending leg and asks the call
  * service to store the call; the answer comes back as a message. */

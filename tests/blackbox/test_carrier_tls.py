@@ -7,7 +7,8 @@ challenge, the un-REGISTER at shutdown, a call out challenged by the proxy and r
 sipp far end (ACK and BYE along the Record-Route, back over the TLS connection), and a call in
 that Kamailio relays to callplane's registered TLS contact, verifying callplane's certificate
 (--sip-tls-cert) against the same CA. Then the refusals: callplane trusting another CA sends
-Kamailio nothing, and Kamailio trusting another CA never delivers the call in.
+Kamailio nothing (its registration and calls fail at once), and Kamailio trusting another CA
+never delivers the call in.
 
 Kamailio's side is configured as tests/blackbox/kamailio_peer.py writes it (a [server:default]
 and a [client:default] profile, TLSv1.2+, an EC P-256 certificate); with Debian 12's
@@ -147,16 +148,24 @@ def test_call_out_through_kamailio_over_tls(tworld):
 
 def test_callplane_trusting_another_ca_sends_kamailio_nothing(tworld):
     """callplane trusts another CA than the one that signed Kamailio's certificate: it
-    refuses the handshake, so Kamailio reads no request, and the call out through the trunk
-    is never answered: it ends at the ring timeout (10 s), no_answer."""
+    refuses each handshake, so Kamailio reads no request. The registration fails at once
+    with sofia's own 503 and a reason that says the registrar could not be reached, and a
+    call out through the trunk fails at once, unreachable (not at the 10 s ring timeout)."""
     w = tworld
     kam = w.carrier()
-    w.tls_trunk()
+    trunk = w.tls_trunk("--register")
     w.start_tls(ca="other-ca.pem")
+    reg = w.must(lambda: (registration(w, trunk) or {}).get("status") == "failed"
+                 and registration(w, trunk), 5, "the registration failed")
+    assert (reg["sip_status"], reg["reason"]) == \
+        (503, "the registrar could not be reached (no connection, a TLS certificate refused,"
+              " or a name that did not resolve)"), reg
     call = w.cp.create_call(to=DEST)
-    done = w.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 40, "an end")
-    assert (done["status"], done["end_reason"], done["answered_at"]) == \
-        ("no_answer", "no_answer", None), done
+    done = w.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 5, "an end")
+    assert (done["status"], done["end_reason"], done["sip_status"], done["answered_at"]) == \
+        ("failed", "unreachable", 503, None), done
+    [line] = w.log_events("sip_unreachable")
+    assert (line["call_id"], line["tls"]) == (call["id"], True), line
     assert kam.requests() == [], kam.requests()
 
 

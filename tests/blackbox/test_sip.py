@@ -273,6 +273,23 @@ def test_outbound_final_response_maps_to_status(sip, code, phrase, status, end_r
     assert sip.active() == []
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_outbound_to_a_closed_port_fails_unreachable_at_once(sip, transport):
+    """Nothing listens at the far end's port: the TCP connection is refused, or an ICMP
+    port-unreachable answers the UDP INVITE. The INVITE never reached a far end, so the call
+    fails at once (well within the 10 s ring timeout) with end_reason unreachable and the 503
+    sofia-sip makes itself, which a far end's own 503 (the test above) does not give."""
+    sip.start(ring_timeout=10)
+    port = free_port(udp=True, tcp=True)
+    call = sip.cp.create_call(to="sip:bob@127.0.0.1:%d;transport=%s" % (port, transport))
+    done = sip.wait_call(call["id"], lambda c: c["status"] not in ACTIVE_STATUSES, 5, "an end")
+    assert (done["status"], done["end_reason"], done["sip_status"], done["answered_at"]) == \
+        ("failed", "unreachable", 503, None), done
+    [line] = sip.cp.log_events("sip_unreachable")
+    assert (line["call_id"], line["tls"], line["why"]) == \
+        (call["id"], False, "Service Unavailable"), line
+
+
 def test_ring_timeout_sends_cancel_and_ends_no_answer(sip):
     sip.start(ring_timeout=RING_TIMEOUT)
     far = sip.uas("uas_ring_wait_cancel.xml")

@@ -11,7 +11,7 @@ other CA the handshake is refused, the far end reads no request and the call fai
 
 import os
 
-from cp import ACTIVE_STATUSES
+from cp import ACTIVE_STATUSES, parse_ts
 from sipp_peer import SERVER_SIP_PORTS, free_port, wait_for, wait_for_call
 from test_tls import openssl, pki  # noqa: F401  (pki: a fixture)
 from baresip_peer import Baresip
@@ -35,20 +35,26 @@ def start(cp, pki, ca, monkeypatch, *extra):
     return sip_port, tls_port
 
 
-def never_answered(cp, call_id):
-    """The call ends unanswered: at the ring timeout (10 s), as no_answer (sofia-sip reports
-    nothing to an INVITE whose TLS connection it closed for a refused certificate)."""
+def unreachable(cp, call_id):
+    """The call fails unanswered, unreachable with sofia's own 503 (the TLS connection closed
+    for a refused certificate fails the INVITE at once), well before the ring timeout (10 s),
+    and the log says why, over TLS."""
     done = wait_for_call(cp.get_call, call_id, lambda c: c["status"] not in ACTIVE_STATUSES, 40,
                          "an end", cp.stderr_text)
-    assert (done["status"], done["end_reason"], done["answered_at"]) == \
-        ("no_answer", "no_answer", None), done
+    assert (done["status"], done["end_reason"], done["sip_status"], done["answered_at"]) == \
+        ("failed", "unreachable", 503, None), done
+    took = parse_ts(done["ended_at"]) - parse_ts(done["created_at"])
+    assert took.total_seconds() < 5, "ended %s after it was created, not at once" % took
+    [line] = cp.log_events("sip_unreachable")
+    assert (line["call_id"], line["tls"], line["why"]) == \
+        (call_id, True, "Service Unavailable"), line
 
 
 def refused_call(cp, uas):
     """A call through the world's TLS trunk to uas, whose certificate callplane refuses:
-    callplane connects, sends no request, and the call is never answered."""
+    callplane connects, sends no request, and the call fails unreachable."""
     call = cp.create_call(to=DEST)
-    never_answered(cp, call["id"])
+    unreachable(cp, call["id"])
     assert uas.connections >= 1, "callplane never connected"
     assert uas.requests == [], [r.first_line for r in uas.requests]
 
@@ -94,9 +100,8 @@ def test_call_over_tls_with_the_ca(cp, pki, monkeypatch):  # noqa: F811
 
 def test_call_over_tls_with_another_ca_is_refused(cp, pki, monkeypatch):  # noqa: F811
     """The far end's certificate was signed by a CA callplane does not trust: the handshake
-        completes on the far end's side, callplane checks the chain, closes the connection and
-    sends nothing: the far end reads no request. sofia-sip reports no transport error for the
-    INVITE, so the call ends at the ring timeout (10 s here), no_answer, never up."""
+    completes on the far end's side, callplane checks the chain, closes the connection and
+    sends nothing: the far end reads no request, and the call fails at once, unreachable."""
     uas = tls_world(cp, pki)
     try:
         start(cp, pki, "other-ca.pem", monkeypatch)
@@ -264,13 +269,13 @@ def test_call_to_baresip_over_tls(cp, pki, tmp_path, monkeypatch):  # noqa: F811
 
 def test_baresip_with_another_ca_never_rings(cp, pki, tmp_path, monkeypatch):  # noqa: F811
     """The same baresip, callplane trusting another CA: baresip never sees the INVITE and the
-    call is never answered."""
+    call fails unreachable."""
     cp.setup_world(number=NUMBER)
     far = baresip_tls(pki, tmp_path)
     try:
         start(cp, pki, "other-ca.pem", monkeypatch)
         call = cp.create_call(to=far.tls_uri)
-        never_answered(cp, call["id"])
+        unreachable(cp, call["id"])
         assert far.event_list() == [], far.event_list()
     finally:
         far.stop()
