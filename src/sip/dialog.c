@@ -12,6 +12,9 @@
  *           "cseq" (the INVITE's), "uri" (its Request-URI), "branch" (its Via branch),
  *           "dest" (where it was sent: sip:HOST[:PORT];transport=T), "transport"}: RFC 3261 9.1.
  *
+ * "transport" is the top Via's (UDP, TCP, TLS): a dialog kept over TLS is ended over TLS even
+ * when the far end's Contact names no transport (restart.c).
+ *
  * When each is kept (the far end's view decides):
  *   - an INVITE of ours that rings: CANCEL at its first provisional response (a CANCEL may not
  *     be sent before one), again if a challenge made a new INVITE (new branch and CSeq);

@@ -736,8 +736,6 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	su_root_threading(eng->root, 1);
-	/* the far ends a previous run left up are hung up before any new call is taken */
-	restart_hangup(eng, bind_url, eng->left, eng->n_left, RESTART_WAIT_MS);
 	char sips_url[300] = "", tls_dir[PATH_MAX] = "", why[300];
 	if (eng->cfg.tls_port) {
 		bool v6t = strchr(eng->cfg.tls_host, ':') != NULL;
@@ -751,6 +749,10 @@ static void *engine_main(void *arg)
 			return NULL;
 		}
 	}
+	/* the far ends a previous run left up are hung up before any new call is taken (those
+	 * of dialogs over TLS over TLS, with the files staged for nua) */
+	restart_hangup(eng, bind_url, sips_url, tls_dir, eng->left, eng->n_left,
+		       RESTART_WAIT_MS);
 	eng->nua = nua_create(eng->root, on_nua_event, eng,
 			      NUTAG_URL(bind_url),
 			      /* RFC 3581: ask for rport in our requests, so answers come back

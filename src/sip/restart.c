@@ -32,6 +32,12 @@
  * be hung up, or a run killed between the two would leave it up with no one to end it. A far
  * end whose 2xx is never ACKed gives up by itself (RFC 3261 13.3.1.4).
  *
+ * TLS: a dialog kept over TLS ("transport" TLS, the top Via of its INVITE or answer) is ended
+ * over TLS. The agent binds the TLS listener as well (the files engine.c staged, the same
+ * verification as nua's), and a BYE goes to its next hop (the first route, else the remote
+ * target) with transport=tls, unless that URI names its transport itself: a far end whose
+ * Contact leaves the parameter out is reached as the call reached it, not over UDP.
+ *
  * Every left dialog is tried once; the caller (the call service) records what came back and
  * forgets the dialog. A run that dies during the wait leaves them kept, for the next start.
  */
@@ -64,9 +70,10 @@ struct restart_req {
 	nta_agent_t *agent;
 };
 
-/* The ACK a 2xx to a CANCELled INVITE gets after its BYE (the strings its request names). */
+/* The ACK a 2xx to a CANCELled INVITE gets after its BYE (the strings its request names;
+ * dest empty: the URIs decide where it goes). */
 struct late_ack {
-	char uri[1024], route[4096], to[1024];
+	char uri[1024], route[4096], to[1024], dest[1100];
 };
 
 struct restart {
@@ -123,6 +130,30 @@ static bool dialog_request_uri(json_t *route, const char *target, char *uri, siz
 		at += (size_t)snprintf(hdr + at, at < hdr_size ? hdr_size - at : 0, "%s<%s>",
 				       at ? ", " : "", target);
 	return at < hdr_size;
+}
+
+/* For a dialog kept over TLS (state's "transport"), where its requests go: the next hop (the
+ * first of route, a JSON array of name-addrs, else uri) as sip:HOST[:PORT];transport=tls, into
+ * buf. NULL (the URIs decide) for other dialogs, and when the hop names its transport itself
+ * (sips:, a transport or maddr parameter) or cannot be read. */
+static const char *tls_dest(json_t *state, json_t *route, const char *uri, char *buf,
+			    size_t size)
+{
+	const char *tp = member(state, "transport");
+	const char *first = json_string_value(json_array_get(route, 0));
+	char hop[1024];
+	if (!tp || strcasecmp(tp, "TLS") || !uri)
+		return NULL;
+	if (first && !bracketed_uri(first, hop, sizeof hop))
+		return NULL;
+	su_home_t home[1] = {SU_HOME_INIT(home)};
+	url_t *u = url_make(home, first ? hop : uri);
+	bool ok = u && u->url_type == url_sip && u->url_host && !url_has_param(u, "transport") &&
+		  !url_has_param(u, "maddr") &&
+		  (size_t)snprintf(buf, size, "sip:%s%s%s;transport=tls", u->url_host,
+				   u->url_port ? ":" : "", u->url_port ? u->url_port : "") < size;
+	su_home_deinit(home);
+	return ok ? buf : NULL;
 }
 
 /* What one request carries; NULL members are left out. */
@@ -227,6 +258,7 @@ static void invite_answered(nta_agent_t *agent, struct restart_req *q, sip_t con
 		bye.method = "BYE";
 		bye.uri = a->uri;
 		bye.route = a->route[0] ? a->route : NULL;
+		bye.dest = tls_dest(s, set, a->uri, a->dest, sizeof a->dest);
 		bye.cseq = ack.cseq + 1;
 		bye.stateless = false;
 		q->d->request = "BYE";
@@ -251,7 +283,7 @@ static void send_late_ack(nta_agent_t *agent, struct restart_req *q)
 	struct request ack = {.method = "ACK", .uri = q->ack->uri,
 			      .route = q->ack->route[0] ? q->ack->route : NULL,
 			      .call_id = member(s, "call_id"), .from = member(s, "local"),
-			      .to = q->ack->to,
+			      .to = q->ack->to, .dest = q->ack->dest[0] ? q->ack->dest : NULL,
 			      .cseq = json_integer_value(json_object_get(s, "cseq")),
 			      .stateless = true};
 	send_request(agent, q, &ack);
@@ -297,7 +329,7 @@ static void send_one(nta_agent_t *agent, struct restart_req *q)
 	struct left_dialog *d = q->d;
 	json_t *s = q->state = json_loads(d->state, 0, NULL);
 	const char *req = member(s, "request");
-	char uri[1024], route[4096] = "";
+	char uri[1024], route[4096] = "", dest[1100];
 	struct request r = {.call_id = member(s, "call_id"), .from = member(s, "local"),
 			    .to = member(s, "remote"),
 			    .cseq = json_integer_value(json_object_get(s, "cseq"))};
@@ -311,6 +343,8 @@ static void send_one(nta_agent_t *agent, struct restart_req *q)
 			r.method = NULL;
 		r.uri = uri;
 		r.route = route[0] ? route : NULL;
+		if (r.method)
+			r.dest = tls_dest(s, json_object_get(s, "route"), uri, dest, sizeof dest);
 	} else if (!strcmp(req, "CANCEL")) {
 		r.method = "CANCEL";
 		r.uri = member(s, "uri");
@@ -349,8 +383,8 @@ static bool done(const struct restart_req *q)
 	return q->invite_final && (!q->bye || q->bye_final);
 }
 
-int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *left,
-		   size_t n, int wait_ms)
+int restart_hangup(struct sip_engine *eng, const char *url, const char *sips_url,
+		   const char *tls_dir, struct left_dialog *left, size_t n, int wait_ms)
 {
 	if (!n)
 		return 0;
@@ -360,13 +394,20 @@ int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *
 	r.agent = nta_agent_create(eng->root, URL_STRING_MAKE(url), on_message, &r,
 				   NTATAG_CLIENT_RPORT(1),
 				   TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
-				   TPTAG_UDP_WMEM(eng->cfg.udp_buffer), TAG_END());
+				   TPTAG_UDP_WMEM(eng->cfg.udp_buffer), TPTAG_SDWN_ERROR(1), TAG_END());
 	if (!r.agent) {
 		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s to hang up %zu dialogs left"
 			" by a previous run", url, n);
 		free(r.reqs);
 		return -1;
 	}
+	/* the dialogs kept over TLS go over TLS; without it they fail (logged), the rest go */
+	if (sips_url[0] &&
+	    nta_agent_add_tport(r.agent, URL_STRING_MAKE(sips_url), TPTAG_CERTIFICATE(tls_dir),
+				TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT),
+				TPTAG_TLS_VERIFY_DEPTH(9), TAG_END()) < 0)
+		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s to hang up the dialogs a"
+			" previous run left over TLS", sips_url);
 	for (size_t i = 0; i < n; i++) {
 		r.reqs[i].d = &left[i];
 		r.reqs[i].agent = r.agent;

@@ -506,10 +506,12 @@ const char *sip_contact_hdr(const struct sip_engine *eng, bool tls);
 /* ---- restart.c: dialogs a previous run left up ------------------------------------------ */
 
 /* Before nua listens on url: sends a BYE (or CANCEL) for each of left[0..n) from its kept
- * state through an nta agent of its own on url, waits up to wait_ms for their final answers
- * and fills in left[i].request and .status. -1 (logged) if it cannot listen on url. */
-int restart_hangup(struct sip_engine *eng, const char *url, struct left_dialog *left,
-		   size_t n, int wait_ms);
+ * state through an nta agent of its own on url (and, with sips_url not empty, on that TLS
+ * address, its files in tls_dir, for the dialogs kept over TLS), waits up to wait_ms for
+ * their final answers and fills in left[i].request and .status. -1 (logged) if it cannot
+ * listen on url. */
+int restart_hangup(struct sip_engine *eng, const char *url, const char *sips_url,
+		   const char *tls_dir, struct left_dialog *left, size_t n, int wait_ms);
 
 /* tcpguard.c: shuts down SIP over TCP connections unused for --sip-tcp-idle-timeout, and
  * those beyond --sip-tcp-max-connections (in all) and --sip-tcp-max-connections-per-ip (from

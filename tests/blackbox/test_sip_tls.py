@@ -11,17 +11,22 @@ other CA the handshake is refused, the far end reads no request and the call fai
 
 import os
 
+import pytest
+
 from cp import ACTIVE_STATUSES, parse_ts
 from sipp_peer import SERVER_SIP_PORTS, free_port, wait_for, wait_for_call
 from test_tls import openssl, pki  # noqa: F401  (pki: a fixture)
 from baresip_peer import Baresip
 from tls_sip_peer import TlsUac, TlsUas
+from test_crash import restart_log
 
 NUMBER = "+15550001111"
 DEST = "+15557654321"
 
 
-def start(cp, pki, ca, monkeypatch, *extra):
+def serve_args(pki, ca, monkeypatch, *extra):
+    """serve's arguments: SIP and TLS on free ports, ca (a file of pki) trusted; and the
+    ports."""
     # sofia-sip leaves a TLS connection's SSL objects allocated at nua_destroy; libssl has no
     # frame pointers, so only the slow unwinder reaches libsofia, which tests/lsan.supp names
     monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
@@ -29,9 +34,14 @@ def start(cp, pki, ca, monkeypatch, *extra):
     lo, hi = SERVER_SIP_PORTS
     sip_port = free_port(udp=True, tcp=True, lo=lo, hi=hi)
     tls_port = free_port(udp=False, tcp=True, lo=lo, hi=hi)
-    cp.start(extra_args=["--sip", "127.0.0.1:%d" % sip_port, "--sip-tls",
-                         "127.0.0.1:%d" % tls_port, "--sip-tls-ca", os.path.join(pki, ca),
-                         "--ring-timeout", "10", *extra])
+    return ["--sip", "127.0.0.1:%d" % sip_port, "--sip-tls", "127.0.0.1:%d" % tls_port,
+            "--sip-tls-ca", os.path.join(pki, ca), "--ring-timeout", "10", *extra], \
+        sip_port, tls_port
+
+
+def start(cp, pki, ca, monkeypatch, *extra):
+    args, sip_port, tls_port = serve_args(pki, ca, monkeypatch, *extra)
+    cp.start(extra_args=args)
     return sip_port, tls_port
 
 
@@ -59,10 +69,11 @@ def refused_call(cp, uas):
     assert uas.requests == [], [r.first_line for r in uas.requests]
 
 
-def tls_world(cp, pki, cert="server"):
-    """The world, a TlsUas presenting pki's CERT.pem, and the agent's TLS trunk to it."""
+def tls_world(cp, pki, cert="server", **kw):
+    """The world, a TlsUas presenting pki's CERT.pem (kw: TlsUas's), and the agent's TLS
+    trunk to it."""
     cp.setup_world(number=NUMBER)
-    uas = TlsUas(os.path.join(pki, cert + ".pem"), os.path.join(pki, cert + ".key"))
+    uas = TlsUas(os.path.join(pki, cert + ".pem"), os.path.join(pki, cert + ".key"), **kw)
     trunk = cp.cli("trunk", "create", "--tenant", cp.tenant, "--host",
                    "127.0.0.1:%d" % uas.port, "--transport", "tls")["id"]
     cp.cli("agent", "update", cp.agent, "--trunk", trunk)
@@ -296,5 +307,46 @@ def test_certificate_for_another_name_is_refused(cp, pki, monkeypatch):  # noqa:
     try:
         start(cp, pki, "ca.pem", monkeypatch)
         refused_call(cp, uas)
+    finally:
+        uas.stop()
+
+
+@pytest.mark.parametrize("contact_params", [";transport=tls", ""])
+def test_restart_byes_a_call_left_up_over_tls(cp, pki, monkeypatch, contact_params):  # noqa: F811
+    """A call up over TLS when the server is killed (SIGKILL): the restarted server sends
+    its BYE over TLS (a new connection, the far end's certificate verified again), with the
+    dialog's Call-ID and tags, before it reports ready; the call is completed node_restart.
+    Also when the far end's Contact names no transport: the dialog was kept as one over TLS,
+    so its BYE goes over TLS to the Contact's address rather than over UDP."""
+    uas = tls_world(cp, pki, contact_params=contact_params)
+    try:
+        args, _sip_port, _tls_port = serve_args(pki, "ca.pem", monkeypatch)
+        cp.start(extra_args=args)
+        call = cp.create_call(to=DEST)
+        wait_for_call(cp.get_call, call["id"], lambda c: c["status"] == "in_progress", 15,
+                      "in_progress", cp.stderr_text)
+        [inv] = uas.received("INVITE")
+        cp.kill9()
+        assert uas.received("BYE") == []
+        cp.start(extra_args=args)
+        [bye] = uas.wait_for("BYE")
+        assert bye.first_line == "BYE sip:uas@127.0.0.1:%d%s SIP/2.0" % (uas.port, contact_params), \
+            bye.text
+        assert bye.header("via").startswith("SIP/2.0/TLS "), bye.text
+        assert bye.header("call-id") == inv.header("call-id") == call["provider_call_id"]
+        assert bye.header("from") == inv.header("from"), (bye.text, inv.text)
+        assert bye.header("to") == inv.header("to") + ";tag=uas1", (bye.text, inv.text)
+        assert bye.header("x-callplane-end-reason") == "node_restart", bye.text
+        assert uas.connections == 2 and uas.handshake_errors == []
+        # serve logs ready a moment after /healthz answers
+        names = wait_for(lambda: (lambda n: "ready" in n and n)(
+            [name for name, _e in restart_log(cp)]), 5)
+        assert names and names.index("sip_restart_hangup_result") < names.index("ready"), \
+            restart_log(cp)
+        [result] = cp.log_events("sip_restart_hangup_result")
+        assert (result["call_id"], result["request"], result["status"], result["from_far_end"]) \
+            == (call["id"], "BYE", 200, True), result
+        done = cp.get_call(call["id"])
+        assert (done["status"], done["end_reason"]) == ("completed", "node_restart"), done
     finally:
         uas.stop()

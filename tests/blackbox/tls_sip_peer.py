@@ -30,7 +30,10 @@ class Request:
 
 
 class TlsUas:
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, contact_params=";transport=tls"):
+        """contact_params: what follows the URI of the Contact in its 200 to an INVITE ("" for
+        a far end that names no transport there, though it was reached over TLS)."""
+        self.contact_params = contact_params
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -105,8 +108,8 @@ class TlsUas:
         if req.method == "INVITE":
             body = ("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
                     "t=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-            extra = ("Contact: <sip:uas@127.0.0.1:%d;transport=tls>\r\n"
-                     "Content-Type: application/sdp\r\n" % self.port)
+            extra = ("Contact: <sip:uas@127.0.0.1:%d%s>\r\n"
+                     "Content-Type: application/sdp\r\n" % (self.port, self.contact_params))
         to = req.header("to") or ""
         if req.method == "INVITE" and ";tag=" not in to:
             to += ";tag=uas1"
