@@ -699,6 +699,18 @@ static void guard_tick(struct sip_engine *eng, su_timer_t *t, struct leg *unused
 	su_timer_set_interval(t, guard_tick, NULL, tcp_guard_sweep(eng) ? 100 : 1000);
 }
 
+/* The URL nua listens on, "SCHEME:HOST:PORT", for a transport on host. Behind a 1:1 NAT the
+ * advertise address is not this host's: then the transport binds host (maddr) and names
+ * advertise in the Via of every request it sends (UDP and TCP, TLS alike). */
+static void listen_url(char *buf, size_t size, const char *scheme, const char *advertise,
+		       const char *host, int port)
+{
+	bool nat = strcmp(advertise, host) != 0;
+	const char *name = nat ? advertise : host;
+	snprintf(buf, size, strchr(name, ':') ? "%s:[%s]:%d%s%s" : "%s:%s:%d%s%s", scheme, name,
+		 port, nat ? ";maddr=" : "", nat ? host : "");
+}
+
 /* The engine thread tells sip_engine_start() how its start went (0 or -1). */
 static void started(struct sip_engine *eng, int status)
 {
@@ -718,16 +730,9 @@ static void *engine_main(void *arg)
 	char url[300];
 	bool v6 = strchr(eng->cfg.host, ':') != NULL;
 	snprintf(url, sizeof url, v6 ? "sip:[%s]:%d" : "sip:%s:%d", eng->cfg.host, eng->cfg.port);
-	/* behind a 1:1 NAT the advertise address is not this host's: the transport binds the
-	 * listen address (maddr) and names the advertise address in the Via of every request */
 	char bind_url[600];
-	if (strcmp(eng->cfg.advertise, eng->cfg.host)) {
-		bool av6 = strchr(eng->cfg.advertise, ':') != NULL;
-		snprintf(bind_url, sizeof bind_url, av6 ? "sip:[%s]:%d;maddr=%s" : "sip:%s:%d;maddr=%s",
-			 eng->cfg.advertise, eng->cfg.port, eng->cfg.host);
-	} else {
-		snprintf(bind_url, sizeof bind_url, "%s", url);
-	}
+	listen_url(bind_url, sizeof bind_url, "sip", eng->cfg.advertise, eng->cfg.host,
+		   eng->cfg.port);
 
 	su_home_init(eng->home);
 	eng->root = su_root_create(eng);
@@ -736,11 +741,10 @@ static void *engine_main(void *arg)
 		return NULL;
 	}
 	su_root_threading(eng->root, 1);
-	char sips_url[300] = "", tls_dir[PATH_MAX] = "", why[300];
+	char sips_url[600] = "", tls_dir[PATH_MAX] = "", why[300];
 	if (eng->cfg.tls_port) {
-		bool v6t = strchr(eng->cfg.tls_host, ':') != NULL;
-		snprintf(sips_url, sizeof sips_url, v6t ? "sips:[%s]:%d" : "sips:%s:%d",
-			 eng->cfg.tls_host, eng->cfg.tls_port);
+		listen_url(sips_url, sizeof sips_url, "sips", eng->cfg.advertise, eng->cfg.tls_host,
+			   eng->cfg.tls_port);
 		if (sip_tls_stage(&eng->cfg, tls_dir, sizeof tls_dir, why, sizeof why)) {
 			log_msg(LOG_ERROR, "sip_engine", "SIP over TLS: %s", why);
 			su_root_destroy(eng->root);
@@ -749,8 +753,8 @@ static void *engine_main(void *arg)
 			return NULL;
 		}
 	}
-	/* the far ends a previous run left up are hung up before any new call is taken (those
-	 * of dialogs over TLS over TLS, with the files staged for nua) */
+	/* the far ends a previous run left up are hung up before any new call is taken; a
+	 * dialog kept over TLS is ended over TLS, with the files staged for nua */
 	restart_hangup(eng, bind_url, sips_url, tls_dir, eng->left, eng->n_left,
 		       RESTART_WAIT_MS);
 	eng->nua = nua_create(eng->root, on_nua_event, eng,

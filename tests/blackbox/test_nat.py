@@ -23,6 +23,7 @@ Run alone (root): `CALLPLANE_BIN=build/asan/callplane /usr/bin/python3 -m pytest
 tests/blackbox/test_nat.py`.
 """
 
+import os
 import re
 import socket
 import struct
@@ -32,6 +33,8 @@ import pytest
 
 from netns import Routed, Unavailable, built
 from sipp_peer import Sipp, free_port, wait_for, wait_for_call
+from test_tls import openssl, pki  # noqa: F401  (pki: a fixture)
+from tls_sip_peer import TlsUas
 
 PUBLIC = "198.51.100.10"       # callplane's address as the outside sees it
 OUTSIDE = "198.51.100.2"       # the test's (and sipp's) address
@@ -116,13 +119,15 @@ def assert_sdp(body, port):
     assert [ln.split()[1] for ln in lines if ln.startswith("m=audio")] == [str(port)], body
 
 
-def assert_via(msg, sip_port):
+def assert_via(msg, sip_port, transport="UDP"):
+    """One Via, naming the public address and port; over UDP with rport (over TLS the
+    answers come back on the connection, and nta asks for no rport there)."""
     via = msg.header_all("via")
     assert len(via) == 1, msg.text
-    m = re.match(r"^SIP/2\.0/UDP ([^;]+)((?:;[^;]+)*)$", via[0])
+    m = re.match(r"^SIP/2\.0/%s ([^;]+)((?:;[^;]+)*)$" % transport, via[0])
     assert m and m.group(1) == "%s:%d" % (PUBLIC, sip_port), via[0]
     params = m.group(2).split(";")[1:]
-    assert "rport" in params, via[0]
+    assert ("rport" in params) == (transport == "UDP"), via[0]
 
 
 def test_outbound_call_behind_nat(natcp, peers, tmp_path):
@@ -240,3 +245,53 @@ def test_register_nat_detected(cp, nat, peers, tmp_path, monkeypatch):
         (trunk, PUBLIC, str(sip_port), sip_port), ev
     reg = registrar.received("REGISTER")[0]
     assert reg.header("contact") == "<sip:natuser@%s:%d>" % (PRIVATE, sip_port), reg.text
+
+
+def test_tls_call_behind_nat(cp, nat, pki, monkeypatch):  # noqa: F811
+    """--sip-advertise holds for the TLS listener too (--sip-tls on the private address): a
+    call out over TLS to a far end outside names the public address, with the TLS port, in
+    the Via of its INVITE, ACK and BYE and in its Contact; its SDP carries the
+    public address. The far end's certificate names its address outside, signed by the test's
+    CA."""
+    # sofia-sip leaves a TLS connection's SSL objects at nua_destroy (tests/lsan.supp)
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":fast_unwind_on_malloc=0")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "outside.key", "-out", "outside.csr", "-subj", "/CN=" + OUTSIDE, cwd=pki)
+    with open(os.path.join(pki, "outside.cnf"), "w") as f:
+        f.write("subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n" % OUTSIDE)
+    openssl("x509", "-req", "-in", "outside.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "outside.pem", "-days", "2", "-extfile", "outside.cnf",
+            cwd=pki)
+    uas = TlsUas(os.path.join(pki, "outside.pem"), os.path.join(pki, "outside.key"),
+                 host=OUTSIDE)
+    try:
+        cp.setup_world(number=NUMBER)
+        cp.argv_prefix = ["ip", "netns", "exec", nat.inner]
+        cp.http_bind = PRIVATE
+        cp.http_host = PUBLIC
+        sip_port = free_port(udp=True, tcp=True)
+        tls_port = free_port(udp=False, tcp=True)
+        cp.start(extra_args=["--sip", "%s:%d" % (PRIVATE, sip_port), "--sip-tls",
+                             "%s:%d" % (PRIVATE, tls_port), "--sip-tls-ca",
+                             os.path.join(pki, "ca.pem"), "--sip-advertise", PUBLIC,
+                             "--rtp-advertise", PUBLIC, "--rtp-ports", "30000-30100"])
+        call = cp.create_call(to="sip:uas@%s:%d;transport=tls" % (OUTSIDE, uas.port))
+        wait_for_call(lambda i: cp.request("GET", "/v1/calls/" + i, key=cp.key)[2], call["id"],
+                      lambda c: c["status"] == "in_progress", 10, "the call is answered",
+                      lambda: cp.stderr_text())
+        st, _h, _b = cp.request("POST", "/v1/calls/%s/end" % call["id"], key=cp.key, body={})
+        assert st == 200
+        [bye] = uas.wait_for("BYE")
+        [invite] = uas.received("INVITE")
+        assert invite.header("contact") == "<sip:callplane@%s:%d;transport=tls>" % (
+            PUBLIC, tls_port), invite.text
+        body = invite.text.split("\r\n\r\n", 1)[1]
+        assert [ln for ln in body.split("\r\n") if ln.startswith("c=")] == \
+            ["c=IN IP4 " + PUBLIC], invite.text
+        for msg in [invite] + uas.received("ACK") + [bye]:
+            assert_via(msg, tls_port, transport="TLS")
+        assert [r.method for r in uas.requests] == ["INVITE", "ACK", "BYE"]
+        assert uas.handshake_errors == []
+    finally:
+        uas.stop()

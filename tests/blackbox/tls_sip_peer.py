@@ -1,8 +1,9 @@
 """A SIP far end over TLS for black-box tests (standard library only: Python's ssl, which is
-OpenSSL): it listens on 127.0.0.1 with a certificate the test's CA signed, answers an INVITE
-200 (PCMU SDP), an ACK nothing, a BYE 200, a REGISTER 200 (as a registrar granting what was
-asked, without a challenge), over the connection each came on, and keeps every
-request it read, how many connections it accepted and every handshake that failed.
+OpenSSL): it listens on 127.0.0.1 (or another address of the test's) with a certificate the
+test's CA signed, answers an INVITE 200 (PCMU SDP), an ACK nothing, a BYE 200, a REGISTER 200
+(as a registrar granting what was asked, without a challenge), over the connection each came
+on, and keeps every request it read, how many connections it accepted and every handshake that
+failed.
 
 It stands in for a carrier's TLS side where only the transport is under test: what callplane
 sends over TLS, and that it refuses a server its CA did not sign.
@@ -21,24 +22,32 @@ class Request:
         self.first_line = head[0]
         self.method = head[0].split(" ", 1)[0]
         self.headers = {}
+        self.lines = []
         for line in head[1:]:
             name, _, value = line.partition(":")
             self.headers.setdefault(name.strip().lower(), value.strip())
+            self.lines.append((name.strip().lower(), value.strip()))
 
     def header(self, name):
         return self.headers.get(name.lower())
 
+    def header_all(self, name):
+        """Every value of header name, in order (one a line)."""
+        return [v for n, v in self.lines if n == name.lower()]
+
 
 class TlsUas:
-    def __init__(self, cert, key, contact_params=";transport=tls"):
+    def __init__(self, cert, key, contact_params=";transport=tls", host="127.0.0.1"):
         """contact_params: what follows the URI of the Contact in its 200 to an INVITE ("" for
-        a far end that names no transport there, though it was reached over TLS)."""
+        a far end that names no transport there, though it was reached over TLS); host: the
+        address it listens on and names in that Contact."""
         self.contact_params = contact_params
+        self.host = host
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.requests = []
@@ -108,8 +117,9 @@ class TlsUas:
         if req.method == "INVITE":
             body = ("v=0\r\no=uas 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
                     "t=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-            extra = ("Contact: <sip:uas@127.0.0.1:%d%s>\r\n"
-                     "Content-Type: application/sdp\r\n" % (self.port, self.contact_params))
+            extra = ("Contact: <sip:uas@%s:%d%s>\r\n"
+                     "Content-Type: application/sdp\r\n" % (self.host, self.port,
+                                                               self.contact_params))
         to = req.header("to") or ""
         if req.method == "INVITE" and ";tag=" not in to:
             to += ";tag=uas1"
