@@ -53,6 +53,13 @@ def is_uuid(s):
     return isinstance(s, str) and bool(UUID_RE.match(s))
 
 
+def request_id(resp):
+    """The response's X-Request-Id, asserted: 16 lowercase hex digits (src/http/request.c)."""
+    rid = resp.headers.get("X-Request-Id")
+    assert rid is not None and re.fullmatch("[0-9a-f]{16}", rid), (rid, resp.headers.items())
+    return rid
+
+
 def is_ts(s):
     return isinstance(s, str) and bool(TS_RE.match(s))
 

@@ -433,7 +433,7 @@ def test_shutdown_ends_web_calls(world):
     waiting = world.create()
     call, b = world.joined()
     world.cp.stop()                                  # SIGTERM: exit 0 asserted
-    assert b.wait_closed(5) in (1000, 1006), b.close_code
+    assert b.wait_closed(5) == 1000, b.close_code   # told "ended" and closed, as any end
     world.media.start("--agent-grace-ms", "500")
     got = world.cp.get_call(call["id"])
     assert got["status"] == "completed" and got["end_reason"] == "node_shutdown", got
