@@ -143,43 +143,50 @@ def test_key_create_list_revoke(cp):
 def test_help(cp, words):
     rc, out, err = cp.cli_raw(*(words + ["--help"]), db=False)
     assert rc == 0, "exit %s\nstdout: %s\nstderr: %s" % (rc, out, err)
-    assert (out + err).strip(), "--help printed nothing"
+    assert out.startswith("usage: callplane %s " % words[0]) and err == "", (out, err)
 
 
+# (arguments, the one `error: ...` line on stderr, or None where the usage alone answers: no
+# command, or a command group without a known subcommand)
 BAD_USAGE = [
-    [],
-    ["frobnicate"],
-    ["tenant"],
-    ["tenant", "frobnicate"],
-    ["tenant", "create"],
-    ["tenant", "create", "--name"],
-    ["tenant", "create", "--name", "x", "--bogus"],
-    ["tenant", "list", "--bogus"],
-    ["agent", "create", "--name", "x"],
-    ["agent", "create", "--tenant", "TENANT"],
-    ["agent", "list", "--tenant"],
-    ["key", "create"],
-    ["key", "revoke"],
-    ["key", "list", "--bogus", "1"],
-    ["serve", "--bogus"],
+    ([], None),
+    (["frobnicate"], "error: unknown command 'frobnicate'"),
+    (["tenant"], None),
+    (["tenant", "frobnicate"], None),
+    (["tenant", "create"], "error: missing required option --name"),
+    (["tenant", "create", "--name"], "error: option '--name' needs a value"),
+    (["tenant", "create", "--name", "x", "--bogus"], "error: unknown option '--bogus'"),
+    (["tenant", "list", "--bogus"], "error: unknown option '--bogus'"),
+    (["agent", "create", "--name", "x"], "error: missing required option --tenant"),
+    (["agent", "create", "--tenant", "TENANT"], "error: missing required option --name"),
+    (["agent", "list", "--tenant"], "error: option '--tenant' needs a value"),
+    (["key", "create"], "error: key create needs --tenant ID or --operator (not both)"),
+    (["key", "revoke"], "error: key revoke needs the key id"),
+    (["key", "list", "--bogus", "1"], "error: unknown option '--bogus'"),
+    (["serve", "--bogus"], "error: unknown option '--bogus'"),
     # getopt_long's leniencies, refused: a repeated option, an option as another's value, an
     # abbreviation, a flag given a value
-    ["tenant", "create", "--name", "a", "--name", "b"],
-    ["tenant", "create", "--name", "--rate-limit", "5"],
-    ["tenant", "create", "--nam", "x"],
-    ["agent", "create", "--tenant", "TENANT", "--name", "x", "--record=1"],
-    ["serve", "--http", "127.0.0.1:1", "--http", "127.0.0.1:2"],
+    (["tenant", "create", "--name", "a", "--name", "b"], "error: option '--name' given twice"),
+    (["tenant", "create", "--name", "--rate-limit", "5"], "error: option '--name' needs a value"),
+    (["tenant", "create", "--nam", "x"],
+     "error: unknown option '--nam' (options are not abbreviated)"),
+    (["agent", "create", "--tenant", "TENANT", "--name", "x", "--record=1"],
+     "error: option '--record=1' takes no value"),
+    (["serve", "--http", "127.0.0.1:1", "--http", "127.0.0.1:2"],
+     "error: option '--http' given twice"),
 ]
 
 
-@pytest.mark.parametrize("args", BAD_USAGE, ids=[" ".join(a) or "(none)" for a in BAD_USAGE])
-def test_bad_usage_exit_2(cp, args):
+@pytest.mark.parametrize("args,error", BAD_USAGE, ids=[" ".join(a) or "(none)" for a, _e in BAD_USAGE])
+def test_bad_usage_exit_2(cp, args, error):
     t = cp.tenant_create("t")
     args = [t if a == "TENANT" else a for a in args]
     rc, out, err = cp.cli_raw(*args, db=bool(args))
     assert rc == 2, "expected exit 2 (usage), got %s\nstdout: %r\nstderr: %r" % (rc, out, err)
     assert out == "", "stdout must be empty on error: %r" % out
-    assert err.strip(), "no message on stderr"
+    lines = err.splitlines()
+    assert [ln for ln in lines if ln.startswith("error: ")] == ([error] if error else []), err
+    assert [ln for ln in lines if ln.startswith("usage: callplane ")] != [], "no usage: %r" % err
     # nothing was created
     assert len(cp.tenant_list()["data"]) == 1
     assert cp.agent_list()["data"] == [] and cp.key_list()["data"] == []
