@@ -561,6 +561,7 @@ def h_replayed(s):
 def h_idempotency_conflict(s):
     s.headers.setdefault("Idempotency-Key", "conflict-%s" % s.opid)
     other = (s.body_bytes() or b"") + b" "
+    # the first answer is the operation's own (any status): it only has to be kept for the key
     first = s.send(body=other)
     assert first.status < 500, first
     return s.send()
@@ -643,6 +644,7 @@ def h_replay_one(s):
 def h_replay_all(s):
     some_failed_delivery(s.w)
     r = s.send()
+    # at least the one waited for; the call's other deliveries fail while this runs
     assert r.status != 200 or r.json["replayed"] >= 1, r
     return r
 
