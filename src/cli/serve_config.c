@@ -53,6 +53,8 @@ static int opt_count(const char *text, const char *name, long long lo, long long
 
 #define SLOT(field) offsetof(struct serve_config, field)
 
+/* as written: the options as a table */
+/* clang-format off */
 const struct serve_option serve_options[] = {
 	{"db", SLOT(db), OPT_OPTIONAL}, {"http", SLOT(http), OPT_OPTIONAL},
 	{"sip", SLOT(sip), OPT_OPTIONAL}, {"config", SLOT(config), OPT_OPTIONAL},
@@ -93,6 +95,7 @@ const struct serve_option serve_options[] = {
 	{"sip-tcp-max-connections-per-ip", SLOT(sip_tcp_max_conns_per_ip), OPT_OPTIONAL},
 	{"sip-tcp-idle-timeout", SLOT(sip_tcp_idle), OPT_OPTIONAL},
 };
+/* clang-format on */
 const size_t serve_n_options = sizeof serve_options / sizeof serve_options[0];
 _Static_assert(sizeof serve_options / sizeof serve_options[0] <= SERVE_OPTIONS_MAX,
 	       "SERVE_OPTIONS_MAX");

@@ -78,6 +78,8 @@ static int absolute_path(const char *path, char *buf, size_t size)
 /* A field of admin_trunk_check() as the option that gives it. */
 static const char *option_of(const char *field)
 {
+	/* as written: the pairs as a table */
+	/* clang-format off */
 	static const char *const names[][2] = {
 		{"host", "--host"}, {"transport", "--transport"}, {"user", "--user"},
 		{"password_env", "--password-env"}, {"password_file", "--password-file"},
@@ -85,6 +87,7 @@ static const char *option_of(const char *field)
 		{"from_user", "--from-user"}, {"from_domain", "--from-domain"},
 		{"caller_id_header", "--caller-id-header"}, {"inbound_cidrs", "--inbound-cidr"},
 		{"srtp", "--srtp"}, {"headers", "--header"}};
+	/* clang-format on */
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (!strcmp(names[i][0], field))
 			return names[i][1];

@@ -278,6 +278,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 		flags |= MHD_USE_TLS;
 	else
 		tls[0].option = MHD_OPTION_END;
+	/* as written: an option and its values per line */
+	/* clang-format off */
 	srv->d = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,   /* must come first */
@@ -294,6 +296,7 @@ struct http_server *http_server_start(const struct http_server_config *cfg,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_ARRAY, tls,
 		MHD_OPTION_END);
+	/* clang-format on */
 	freeaddrinfo(ai);
 	if (!srv->d) {
 		log_msg(LOG_ERROR, "http_server", "cannot listen on %s:%d", cfg->host, cfg->port);

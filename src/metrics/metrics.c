@@ -59,12 +59,15 @@ static const char *const active_names[3] = {"queued", "ringing", "in_progress"};
 
 /* Every end reason callplane gives itself, its dialects' defaults, then "other" for the
  * reasons API clients choose (free text: they must not grow the label set). */
+/* as written: the label values as a table */
+/* clang-format off */
 #define END_REASONS(X)                                                                         \
 	X(ended_by_api) X(api_ended) X(api_cancelled) X(remote_hangup) X(remote_cancel)         \
 	X(busy) X(no_answer) X(failed) X(no_route) X(no_media_port) X(ack_timeout)              \
 	X(max_duration) X(media_timeout) X(agent_unavailable) X(agent_disconnected)              \
 	X(node_restart) X(node_shutdown) X(drain_timeout) X(token_expired) X(srtp_required)     \
 	X(unreachable)
+/* clang-format on */
 #define REASON_ENUM(r) REASON_##r,
 #define REASON_NAME(r) #r,
 enum { END_REASONS(REASON_ENUM) REASON_OTHER, N_REASON };
@@ -77,10 +80,13 @@ static const char *const method_names[N_METHOD] = {"INVITE", "BYE", "CANCEL", "O
 
 /* The SIP status codes a call server meets (RFC 3261 21 and the common extensions); any other
  * is "other". */
+/* as written: the label values as a table */
+/* clang-format off */
 #define SIP_CODES(X)                                                                           \
 	X(100) X(180) X(181) X(182) X(183) X(200) X(202) X(400) X(401) X(403) X(404) X(405)     \
 	X(407) X(408) X(410) X(415) X(420) X(480) X(481) X(482) X(483) X(484) X(486) X(487)     \
 	X(488) X(491) X(500) X(501) X(502) X(503) X(504) X(600) X(603) X(604) X(606)
+/* clang-format on */
 #define CODE_ENUM(c) CODE_##c,
 #define CODE_NAME(c) #c,
 #define CODE_SLOT(c) [c] = CODE_##c + 1,
@@ -104,10 +110,13 @@ static const char *const registration_names[N_REGISTRATION] = {
 
 /* Histogram upper bounds, in microseconds. Latencies: 100 us to 5 s. Jitter (RFC 3550, 8 kHz
  * audio): 250 us to 160 ms. */
+/* as written: the bounds as a table */
+/* clang-format off */
 static const int64_t latency_bounds[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
 					 100000, 250000, 500000, 1000000, 2500000, 5000000};
 static const int64_t jitter_bounds[] = {250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 80000,
 					160000};
+/* clang-format on */
 _Static_assert(sizeof latency_bounds / sizeof latency_bounds[0] <= HIST_MAX_BOUNDS, "bounds");
 
 /* ---- storage ---------------------------------------------------------------------------- */
@@ -357,6 +366,8 @@ struct family {
 #define SA(field) SAMPLE, offsetof(struct metrics_sample, field)
 #define LATENCY latency_bounds, N_LATENCY
 
+/* as written: a family's fields on two or three lines */
+/* clang-format off */
 static const struct family families[] = {
 	{"callplane_http_requests_total", COUNTER, SH(http_requests), {&d_api_dialect, &d_class},
 	 false, NULL, 0, "HTTP requests answered, by the dialect of their route and status class."},
@@ -427,6 +438,7 @@ static const struct family families[] = {
 	{"callplane_playout_dropped_bytes_total", COUNTER, SA(playout_dropped_bytes), {NULL},
 	 false, NULL, 0, "Agent audio dropped because a playout queue was full (bytes)."},
 };
+/* clang-format on */
 
 /* ---- rendering -------------------------------------------------------------------------- */
 

@@ -94,7 +94,7 @@ static void test_transition_out_of_range(void **state)
 	(void)state;
 	assert_false(call_transition_allowed((enum call_status)NS, CALL_RINGING));
 	assert_false(call_transition_allowed(CALL_QUEUED, (enum call_status)NS));
-	assert_false(call_transition_allowed((enum call_status)-1, CALL_COMPLETED));
+	assert_false(call_transition_allowed((enum call_status)(-1), CALL_COMPLETED));
 }
 
 static void test_sources_of_matches_table(void **state)

@@ -32,6 +32,8 @@
 #include "store/store.h"
 
 /* The slot of each statement in a connection's cache, grouped by the file that owns it. */
+/* as written: the statements of one table on a line */
+/* clang-format off */
 enum stmt_id {
 	/* batch.c */
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
@@ -62,6 +64,7 @@ enum stmt_id {
 	S_DIALOG_PUT, S_DIALOG_CLEAR, S_DIALOG_LIST,
 	S_COUNT
 };
+/* clang-format on */
 
 /* A statement: its cache slot and its text. One static instance per statement, in the file
  * that runs it. */
