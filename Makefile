@@ -55,7 +55,7 @@ TSAN_UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/tsan/tests/%)
 
 .PHONY: all asan unit blackbox check run deps deps-run deps-test deps-bench bench clean \
 	compile_commands.json fuzz fuzz-build deps-fuzz lint-openapi tsan tsan-build \
-	deb deps-deb
+	deb deps-deb format format-check
 
 all: build/callplane
 
@@ -193,6 +193,14 @@ lint-openapi:
 check: deps-test
 	@$(MAKE) --no-print-directory build/asan/callplane unit fuzz-build build/callplane T=
 	@scripts/check.sh
+
+# The C sources' layout (.clang-format, scripts/format.sh): `make format` rewrites them,
+# `make format-check` fails on a file laid out otherwise.
+format:
+	@scripts/format.sh fix
+
+format-check:
+	@scripts/format.sh check
 
 # The Debian package (scripts/deb.sh): the release binary, the systemd unit, the man page and
 # the default configuration of packaging/; prints the .deb's path.
