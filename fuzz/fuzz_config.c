@@ -58,7 +58,7 @@ static bool wire_token(const char *s)
 static void check(const struct serve_config *c, const struct serve_settings *s)
 {
 	if (!c->db || !c->http || !c->sip || !c->sync || !c->log_level)
-		abort();                     /* every defaulted option has a value */
+		abort(); /* every defaulted option has a value */
 	if (s->http_port < 0 || s->http_port > 65535 || !s->http_host[0] ||
 	    strlen(s->http_host) >= sizeof s->http_host)
 		abort();
@@ -88,7 +88,7 @@ static void check(const struct serve_config *c, const struct serve_settings *s)
 	if (sc->trunk[0] && strncmp(sc->trunk, "sip:", 4))
 		abort();
 	if (!wire_token(sc->trunk) || !wire_token(sc->advertise))
-		abort();                     /* they are written into SIP headers and SDP */
+		abort(); /* they are written into SIP headers and SDP */
 	if (sip_config_rtp_capacity(sc) < 1)
 		abort();
 }
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (serve_settle(&c, &holder, &s, why, sizeof why) == 0)
 		check(&c, &s);
 	else if (!why[0] || strlen(why) >= sizeof why)
-		abort();                     /* a refusal always says why */
+		abort(); /* a refusal always says why */
 	json_decref(holder);
 	return 0;
 }

@@ -89,8 +89,7 @@ static int port;
 static char dir[64];
 
 /* Says what does not hold where the sanitizers report (stderr is /dev/null), and aborts. */
-__attribute__((format(printf, 1, 2), noreturn))
-static void fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -144,10 +143,12 @@ static int fake_dial(void *engine, const struct call *c)
 {
 	(void)engine;
 	if (!strstr(c->to, "answer"))
-		return 0;                       /* rings for ever, until ended */
+		return 0; /* rings for ever, until ended */
 	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
-	struct call_update up = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_IN_PROGRESS,
-				 .answered_at = cp_now_ms(), .sip_status = 200};
+	struct call_update up = {.from_mask = CALL_BIT(CALL_RINGING),
+				 .to = CALL_IN_PROGRESS,
+				 .answered_at = cp_now_ms(),
+				 .sip_status = 200};
 	call_service_post_event(svc, c->id, &ring);
 	call_service_post_event(svc, c->id, &up);
 	return 0;
@@ -158,7 +159,7 @@ static void fake_hangup(void *engine, const struct call *c, const char *reason, 
 {
 	(void)engine;
 	(void)wait_ms;
-	(void)goodbye;                          /* no media: ends at once, as the engine does */
+	(void)goodbye; /* no media: ends at once, as the engine does */
 	struct hangup_job *j = calloc(1, sizeof *j);
 	if (!j) {
 		done(arg, CP_ERR_UNDELIVERABLE, HANGUP_NONE, 0);
@@ -191,14 +192,14 @@ static int fake_web_open(void *engine, const struct call *c, int join_ms)
 	(void)engine;
 	(void)c;
 	(void)join_ms;
-	return 0;                               /* waits for its browser, until ended */
+	return 0; /* waits for its browser, until ended */
 }
 
 static void fake_web_join(void *engine, const char *call_id, const struct web_socket *ws)
 {
 	(void)engine;
 	(void)call_id;
-	ws->release(ws->ctx);                   /* no media plane: the browser sees it close */
+	ws->release(ws->ctx); /* no media plane: the browser sees it close */
 }
 
 static const struct telephony_ops fake_ops = {
@@ -272,10 +273,10 @@ static void make_world(void)
 /* A call, a webhook: what a marker of the input stands for, made anew once it has moved on. */
 struct marker {
 	const char *text;
-	enum call_status status;     /* for calls */
+	enum call_status status; /* for calls */
 	bool webhook;
 	char id[CP_UUID_LEN + 1];
-	bool token;                  /* {{T}}: id is unused, a web call's token is written */
+	bool token; /* {{T}}: id is unused, a web call's token is written */
 };
 
 static struct marker markers[] = {
@@ -311,8 +312,10 @@ static bool call_still(const struct marker *m)
 
 static void new_call(struct marker *m)
 {
-	struct call c = {.direction = CALL_OUTBOUND, .status = m->status,
-			 .created_at = cp_now_ms(), .max_duration_s = 0};
+	struct call c = {.direction = CALL_OUTBOUND,
+			 .status = m->status,
+			 .created_at = cp_now_ms(),
+			 .max_duration_s = 0};
 	must(cp_uuid4(c.id) == 0, "cp_uuid4");
 	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", TENANT);
 	snprintf(c.agent_id, sizeof c.agent_id, "%s", AGENT);
@@ -351,7 +354,8 @@ static void new_webhook(struct marker *m)
 	snprintf(w.url, sizeof w.url, "http://127.0.0.1:9/hook");
 	snprintf(w.secret, sizeof w.secret, "fuzz-secret");
 	snprintf(w.format, sizeof w.format, "canonical");
-	must(STORE(st, webhook_create, &w, WEBHOOKS_PER_TENANT_DEFAULT) == STORE_OK, "webhook_create");
+	must(STORE(st, webhook_create, &w, WEBHOOKS_PER_TENANT_DEFAULT) == STORE_OK,
+	     "webhook_create");
 	snprintf(m->id, sizeof m->id, "%s", w.id);
 }
 
@@ -363,7 +367,7 @@ static char *expand(const uint8_t *data, size_t size, size_t *len)
 	if (!out)
 		return NULL;
 	size_t o = 0;
-	for (size_t i = 0; i < size; ) {
+	for (size_t i = 0; i < size;) {
 		struct marker *m = NULL;
 		for (size_t k = 0; k < sizeof markers / sizeof markers[0] && !m; k++) {
 			size_t ml = strlen(markers[k].text);
@@ -402,7 +406,8 @@ static int connect_server(void)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -417,7 +422,7 @@ static int connect_server(void)
 static const char *header_value(const char *p, const char *end, const char *name)
 {
 	size_t nl = strlen(name);
-	for (const char *line = p; line < end; ) {
+	for (const char *line = p; line < end;) {
 		const char *eol = memchr(line, '\n', (size_t)(end - line));
 		if (!eol)
 			eol = end;
@@ -488,11 +493,12 @@ static bool response_whole(const char *resp, size_t len, bool head)
 		if (!he)
 			return false;
 		if (len < 12 || memcmp(resp, "HTTP/1.", 7))
-			fail("fuzz_http: not an HTTP response: %.*s", (int)(len < 200 ? len : 200), resp);
+			fail("fuzz_http: not an HTTP response: %.*s", (int)(len < 200 ? len : 200),
+			     resp);
 		int status = atoi(resp + 9);
 		if (status < 100 || status > 599)
 			fail("fuzz_http: status %d", status);
-		if (status < 200) {             /* interim: the final one follows */
+		if (status < 200) { /* interim: the final one follows */
 			len -= (size_t)(he - resp);
 			resp = he;
 			continue;
@@ -505,7 +511,7 @@ static bool response_whole(const char *resp, size_t len, bool head)
 			return true;
 		const char *cl = header_value(resp, he, "Content-Length");
 		if (!cl)
-			return false;               /* ends with the connection */
+			return false; /* ends with the connection */
 		size_t want = strtoull(cl, NULL, 10);
 		if (body < want)
 			return false;
@@ -514,8 +520,8 @@ static bool response_whole(const char *resp, size_t len, bool head)
 			json_error_t je;
 			json_t *j = json_loadb(he, want, JSON_DECODE_ANY, &je);
 			if (!j)
-				fail("fuzz_http: a JSON response that is not JSON (%s): %.*s", je.text,
-				     (int)(len < 1500 ? len : 1500), resp);
+				fail("fuzz_http: a JSON response that is not JSON (%s): %.*s",
+				     je.text, (int)(len < 1500 ? len : 1500), resp);
 			json_decref(j);
 		}
 		return true;
@@ -542,12 +548,12 @@ static size_t exchange(const char *req, size_t len, int64_t wait_ms, char *resp)
 			if (n > 0)
 				sent += (size_t)n;
 			else if (n < 0 && errno != EAGAIN)
-				sent = len;             /* the server is not reading any more */
+				sent = len; /* the server is not reading any more */
 		}
 		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t n = recv(fd, resp + got, READ_MAX - got, MSG_DONTWAIT);
 			if (n <= 0 && !(n < 0 && errno == EAGAIN))
-				break;                  /* closed */
+				break; /* closed */
 			if (n > 0) {
 				got += (size_t)n;
 				whole = response_whole(resp, got, head) || got == READ_MAX;
@@ -638,7 +644,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	*argc = n;
 	*argv = args;
 
-	log_set_level(LOG_DEBUG);           /* every log line's formatting is fuzzed too */
+	log_set_level(LOG_DEBUG); /* every log line's formatting is fuzzed too */
 	signal(SIGPIPE, SIG_IGN);
 	remove_stale_dirs();
 	snprintf(dir, sizeof dir, "/dev/shm/fuzz_http.%d", (int)getpid());
@@ -668,8 +674,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct telephony tel = {.ops = &fake_ops, .engine = NULL};
 	call_service_set_telephony(svc, &tel);
 
-	struct http_server_config hc = {.host = "127.0.0.1", .port = 0, .threads = 2, .app = &app,
-					.store = st, .fallback = &canonical_dialect,
+	struct http_server_config hc = {.host = "127.0.0.1",
+					.port = 0,
+					.threads = 2,
+					.app = &app,
+					.store = st,
+					.fallback = &canonical_dialect,
 					.rate_limit = 0};
 	srv = http_server_start(&hc, serve_route_tables, serve_n_route_tables);
 	must(srv != NULL, "http_server_start");

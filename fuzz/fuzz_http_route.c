@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!text)
 		return 0;
 	memcpy(text, data, size);
-	text[size] = '\0';                   /* MHD's strings end at the first NUL, as these do */
+	text[size] = '\0'; /* MHD's strings end at the first NUL, as these do */
 	char *path = strchr(text, ' ');
 	char *value = NULL;
 	if (path) {

@@ -24,7 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);     /* a log line per input would be most of the time spent */
+	log_set_level(LOG_ERROR); /* a log line per input would be most of the time spent */
 	return 0;
 }
 

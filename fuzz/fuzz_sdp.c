@@ -35,7 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
-	eng = calloc(1, sizeof *eng);        /* the leg table makes it large */
+	eng = calloc(1, sizeof *eng); /* the leg table makes it large */
 	if (!eng)
 		abort();
 	static const char *const addrs[] = {"192.0.2.10", "2001:db8::10"};
@@ -102,22 +102,22 @@ static void answer(const sdp_session_t *offer, const struct sdp_remote *r, int a
 	l.payload_type = l.te_payload_type = -1;
 	media_use_remote(&l, r);
 	if (!media_srtp_answer(&l, r))
-		abort();                      /* no mode asks for SRTP: any offer will do */
+		abort(); /* no mode asks for SRTP: any offer will do */
 	if ((l.srtp.suite != MEDIA_SRTP_NONE) != r->has_crypto)
 		abort();
 	char sdp[600];
 	media_sdp(eng, &l, l.payload_type, sdp, sizeof sdp);
 	size_t len = strlen(sdp);
 	if (len + 1 >= sizeof sdp || memcmp(sdp + len - 2, "\r\n", 2))
-		abort();                      /* truncated */
+		abort(); /* truncated */
 
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	sdp_parser_t *p = sdp_parse(home, sdp, (issize_t)len, sdp_f_strict);
 	sdp_session_t *s = p ? sdp_session(p) : NULL;
 	if (!s || !s->sdp_media || s->sdp_media->m_next || s->sdp_media->m_port != RTP_PORT)
-		abort();                      /* one audio stream, on our port */
+		abort(); /* one audio stream, on our port */
 	if (!answer_within_offer(offer, s->sdp_media))
-		abort();                      /* RFC 3264 6.1 */
+		abort(); /* RFC 3264 6.1 */
 	sdp_parser_free(p);
 	su_home_deinit(home);
 
@@ -131,9 +131,9 @@ static void answer(const sdp_session_t *offer, const struct sdp_remote *r, int a
 		abort();
 	if (back.has_crypto != r->has_crypto || back.savp != r->savp)
 		abort();
-	if (r->has_crypto && (back.crypto.tag != r->crypto.tag ||
-			      back.crypto.suite != r->crypto.suite ||
-			      memcmp(back.crypto.key, l.srtp.tx_key, sizeof back.crypto.key)))
+	if (r->has_crypto &&
+	    (back.crypto.tag != r->crypto.tag || back.crypto.suite != r->crypto.suite ||
+	     memcmp(back.crypto.key, l.srtp.tx_key, sizeof back.crypto.key)))
 		abort();
 }
 

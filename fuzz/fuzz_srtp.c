@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s.te_pt = 101;
 	s.marks_tail = &s.marks;
 	struct media_srtp ours = {.suite = size && (data[0] & 1) ? MEDIA_SRTP_AES128_SHA1_32
-								  : MEDIA_SRTP_AES128_SHA1_80};
+								 : MEDIA_SRTP_AES128_SHA1_80};
 	for (int i = 0; i < MEDIA_SRTP_KEY_LEN; i++) {
 		ours.tx_key[i] = (uint8_t)(i + 1);
 		ours.rx_key[i] = (uint8_t)(0xA0 + i);
@@ -84,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (len > size)
 			len = size;
 		if (len > RTP_PACKET_MAX - 64)
-			len = RTP_PACKET_MAX - 64;      /* room for what protecting adds */
+			len = RTP_PACKET_MAX - 64; /* room for what protecting adds */
 		memcpy(pkt, data, len);
 		data += len;
 		size -= len;
@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			rtp_input(&s, pkt, len, &a, now, now * 1000);
 		if (!(flags & 1) && atomic_load(&me.stats.rtp_in) != in)
-			abort();                 /* bytes without the far end's key got in */
+			abort(); /* bytes without the far end's key got in */
 		rtp_drain(&s, now);
 	}
 out:

@@ -27,7 +27,7 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-	json_object_seed(0);   /* seed jansson's hash once, before any thread exists */
+	json_object_seed(0); /* seed jansson's hash once, before any thread exists */
 	if (argc < 2) {
 		fprintf(stderr, "%s", usage);
 		return 2;

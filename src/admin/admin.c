@@ -30,7 +30,8 @@ _Static_assert(offsetof(struct api_key, id) == 0, "row_with_id() reads a key's i
 #define RULE_PREFIXES "must be +DIGITS[,+DIGITS...] (at most 255 bytes)"
 #define RULE_NUMBER "must be an E.164 number (+ and 2..15 digits)"
 #define RULE_MAX_DURATION "must be an integer in 1..86400"
-#define RULE_STREAM_URL "must be an absolute ws:// or wss:// URL with a host, at most 1024 bytes," \
+#define RULE_STREAM_URL                                                            \
+	"must be an absolute ws:// or wss:// URL with a host, at most 1024 bytes," \
 	" without spaces or control characters"
 #define RULE_GOODBYE "must be 1..1000 characters of UTF-8"
 #define RULE_RATE_LIMIT "must be an integer in 1..1000000"
@@ -116,7 +117,8 @@ bool admin_agent_check(const struct admin_agent_req *req, bool create, struct ad
 		return refuse(bad, "stream_url", RULE_STREAM_URL);
 	if (valued(req->goodbye_text) && !call_goodbye_text_valid(req->goodbye_text))
 		return refuse(bad, "goodbye_text", RULE_GOODBYE);
-	if (valued(req->max_duration_goodbye) && !call_goodbye_text_valid(req->max_duration_goodbye))
+	if (valued(req->max_duration_goodbye) &&
+	    !call_goodbye_text_valid(req->max_duration_goodbye))
 		return refuse(bad, "max_duration_goodbye", RULE_GOODBYE);
 	if (valued(req->trunk_id) && !id_valid(req->trunk_id))
 		return refuse(bad, "trunk_id", "must be a trunk id");
@@ -128,7 +130,10 @@ bool admin_agent_check(const struct admin_agent_req *req, bool create, struct ad
 bool admin_key_check(const struct admin_key_req *req, struct admin_bad *bad)
 {
 	if (req->is_operator && (req->tenant_id || req->number || req->sip_uris))
-		return refuse(bad, req->tenant_id ? "tenant_id" : req->number ? "number" : "sip_uris",
+		return refuse(bad,
+			      req->tenant_id ? "tenant_id"
+			      : req->number  ? "number"
+					     : "sip_uris",
 			      "is not for an operator key");
 	if (!req->is_operator && (!req->tenant_id || !id_valid(req->tenant_id)))
 		return refuse(bad, "tenant_id", RULE_TENANT_ID);
@@ -224,7 +229,8 @@ enum cp_err admin_tenant_update(struct store *st, const char *id,
 	if (!admin_tenant_check(req, false, &bad))
 		return invalid(err, &bad);
 	if (!req->name && !req->sip_uris && !req->allow_prefixes && !req->deny_prefixes)
-		return cp_fail(err, CP_ERR_INVALID, "nothing to change: give name, sip_uris,"
+		return cp_fail(err, CP_ERR_INVALID,
+			       "nothing to change: give name, sip_uris,"
 			       " allow_prefixes or deny_prefixes");
 	enum cp_err rc = admin_tenant_get(st, id, out, err);
 	if (rc != CP_OK)
@@ -293,7 +299,8 @@ enum cp_err admin_agent_create(struct store *st, const struct admin_agent_req *r
 		return cp_fail(err, CP_ERR_NOT_FOUND, "tenant not found");
 	if (r != STORE_OK)
 		return store_fail(err, r, "tenant");
-	if (valued(req->trunk_id) && trunk_of_tenant(st, req->tenant_id, req->trunk_id, err) != CP_OK)
+	if (valued(req->trunk_id) &&
+	    trunk_of_tenant(st, req->tenant_id, req->trunk_id, err) != CP_OK)
 		return err->code;
 	memset(out, 0, sizeof *out);
 	if (cp_uuid4(out->id))
@@ -327,12 +334,14 @@ enum cp_err admin_agent_update(struct store *st, const struct scope *sc, const c
 		return invalid(err, &bad);
 	if (!req->stream_url && req->record < 0 && !req->goodbye_text &&
 	    !req->max_duration_goodbye && !req->trunk_id)
-		return cp_fail(err, CP_ERR_INVALID, "nothing to change: give stream_url, record,"
+		return cp_fail(err, CP_ERR_INVALID,
+			       "nothing to change: give stream_url, record,"
 			       " goodbye_text, max_duration_goodbye or trunk_id");
 	enum cp_err rc = admin_agent_get(st, sc, id, out, err);
 	if (rc != CP_OK)
 		return rc;
-	if (valued(req->trunk_id) && trunk_of_tenant(st, out->tenant_id, req->trunk_id, err) != CP_OK)
+	if (valued(req->trunk_id) &&
+	    trunk_of_tenant(st, out->tenant_id, req->trunk_id, err) != CP_OK)
 		return err->code;
 	enum store_result r = STORE_OK;
 	if (req->stream_url)
@@ -361,10 +370,13 @@ static enum cp_err may_mint(const struct principal *by, const struct admin_key_r
 	if (req->is_operator)
 		return cp_fail(err, CP_ERR_FORBIDDEN, "only an operator key creates operator keys");
 	if (strcmp(req->tenant_id, by->scope.tenant_id))
-		return cp_fail(err, CP_ERR_FORBIDDEN, "a tenant key creates keys of its own tenant");
+		return cp_fail(err, CP_ERR_FORBIDDEN,
+			       "a tenant key creates keys of its own tenant");
 	if (!admin_sip_uris_within(req->sip_uris ? req->sip_uris : "", by->key.sip_uris))
-		return cp_fail(err, CP_ERR_FORBIDDEN, "sip_uris must not widen the creating key's"
-			       " sip_uris (%s)", by->key.sip_uris);
+		return cp_fail(err, CP_ERR_FORBIDDEN,
+			       "sip_uris must not widen the creating key's"
+			       " sip_uris (%s)",
+			       by->key.sip_uris);
 	return CP_OK;
 }
 
@@ -377,7 +389,8 @@ enum cp_err admin_key_create(struct store *st, const struct principal *by,
 		return invalid(err, &bad);
 	if (may_mint(by, req, err) != CP_OK)
 		return err->code;
-	enum store_result r = req->is_operator ? STORE_OK : STORE(st, tenant_exists, req->tenant_id);
+	enum store_result r =
+		req->is_operator ? STORE_OK : STORE(st, tenant_exists, req->tenant_id);
 	if (r == STORE_NOT_FOUND)
 		return cp_fail(err, CP_ERR_NOT_FOUND, "tenant not found");
 	if (r != STORE_OK)
@@ -420,7 +433,8 @@ enum cp_err admin_key_revoke(struct store *st, const char *tenant_id, const char
 	if (rc != CP_OK)
 		return rc;
 	if (self_id && !strcmp(self_id, id))
-		return cp_fail(err, CP_ERR_CONFLICT, "a key cannot revoke itself; revoke it with"
+		return cp_fail(err, CP_ERR_CONFLICT,
+			       "a key cannot revoke itself; revoke it with"
 			       " another key or `callplane key revoke`");
 	enum store_result r = STORE(st, key_revoke, id, cp_now_ms());
 	if (r != STORE_OK)

@@ -27,7 +27,7 @@
 
 #define ADMIN_MAX_DURATION_MAX 86400
 #define ADMIN_RATE_LIMIT_MAX 1000000
-#define ADMIN_TRUNK_HEADERS_MAX 16    /* SIP_TRUNK_HEADERS_MAX: a trunk's extra INVITE headers */
+#define ADMIN_TRUNK_HEADERS_MAX 16 /* SIP_TRUNK_HEADERS_MAX: a trunk's extra INVITE headers */
 
 /* The field a check refused, and the rule it broke ("must be ..."). */
 struct admin_bad {
@@ -130,14 +130,14 @@ enum cp_err admin_key_revoke(struct store *st, const char *tenant_id, const char
  * password itself is never here: only where the server reads it. */
 struct admin_trunk_req {
 	const char *tenant_id;
-	const char *host;                /* HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address */
-	const char *transport;           /* udp (default), tcp or tls */
+	const char *host;      /* HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address */
+	const char *transport; /* udp (default), tcp or tls */
 	const char *user, *password_env, *password_file;
 	bool do_register;
 	const char *outbound_proxy, *from_user, *from_domain, *caller_id_header;
-	const char *inbound_cidrs;       /* "CIDR[,CIDR...]" */
-	const char *srtp;                /* off (default), optional or required */
-	const char *const *headers;      /* n_headers "Name: value" lines */
+	const char *inbound_cidrs;  /* "CIDR[,CIDR...]" */
+	const char *srtp;           /* off (default), optional or required */
+	const char *const *headers; /* n_headers "Name: value" lines */
 	size_t n_headers;
 };
 

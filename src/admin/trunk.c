@@ -51,7 +51,7 @@ static bool parse_host(const char *arg, struct trunk *t)
 		memcpy(host, arg + 1, len);
 		host[len] = '\0';
 		if (!strchr(host, ':'))
-			return false;         /* brackets are for IPv6 */
+			return false; /* brackets are for IPv6 */
 		port = close[1] ? close + 2 : NULL;
 	} else {
 		const char *colon = strchr(arg, ':');
@@ -96,8 +96,8 @@ static bool take_headers(const struct admin_trunk_req *req, admin_namer name, st
 		char rule[128], text[600];
 		const char *h = req->headers[i];
 		if (!sip_trunk_header_valid(h, rule, sizeof rule)) {
-			snprintf(why, size, "%s '%s': %s", name("headers"), shown(h, text, sizeof text),
-				 rule);
+			snprintf(why, size, "%s '%s': %s", name("headers"),
+				 shown(h, text, sizeof text), rule);
 			return false;
 		}
 		int w = snprintf(t->headers + used, sizeof t->headers - used, "%s%s",
@@ -113,8 +113,7 @@ static bool take_headers(const struct admin_trunk_req *req, admin_namer name, st
 }
 
 /* The inbound CIDRs: checked, kept canonical ("10.0.0.0/8,2001:db8::/32"). */
-static bool take_cidrs(const char *list, admin_namer name, struct trunk *t, char *why,
-		       size_t size)
+static bool take_cidrs(const char *list, admin_namer name, struct trunk *t, char *why, size_t size)
 {
 	struct cidr c[SIP_TRUNK_CIDRS_MAX];
 	int n;
@@ -136,12 +135,14 @@ static bool take_cidrs(const char *list, admin_namer name, struct trunk *t, char
 }
 
 /* The credentials: a user goes with exactly one place to read its password from. */
-static bool take_credentials(const struct admin_trunk_req *req, admin_namer name,
-			     struct trunk *t, char *why, size_t size)
+static bool take_credentials(const struct admin_trunk_req *req, admin_namer name, struct trunk *t,
+			     char *why, size_t size)
 {
 	if (req->user && !sip_trunk_user_valid(req->user)) {
-		snprintf(why, size, "%s must be 1..128 of letters, digits and -_.!~*'()&=+$,;?/%%,"
-			 " got '%s'", name("user"), req->user);
+		snprintf(why, size,
+			 "%s must be 1..128 of letters, digits and -_.!~*'()&=+$,;?/%%,"
+			 " got '%s'",
+			 name("user"), req->user);
 		return false;
 	}
 	if (req->user && !req->password_env == !req->password_file) {
@@ -160,12 +161,14 @@ static bool take_credentials(const struct admin_trunk_req *req, admin_namer name
 		return false;
 	}
 	if (req->password_env && !env_name_valid(req->password_env)) {
-		snprintf(why, size, "%s must be an environment variable's name ([A-Za-z_][A-Za-z0-9_]*),"
-			 " got '%s'", name("password_env"), req->password_env);
+		snprintf(why, size,
+			 "%s must be an environment variable's name ([A-Za-z_][A-Za-z0-9_]*),"
+			 " got '%s'",
+			 name("password_env"), req->password_env);
 		return false;
 	}
-	if (req->password_file && (req->password_file[0] != '/' ||
-				   strlen(req->password_file) > TRUNK_PATH_MAX)) {
+	if (req->password_file &&
+	    (req->password_file[0] != '/' || strlen(req->password_file) > TRUNK_PATH_MAX)) {
 		snprintf(why, size, "%s must be an absolute path of at most %d bytes",
 			 name("password_file"), TRUNK_PATH_MAX);
 		return false;
@@ -184,9 +187,10 @@ bool admin_trunk_check(const struct admin_trunk_req *req, admin_namer name, stru
 {
 	char text[600];
 	if (!req->host || !parse_host(req->host, t)) {
-		snprintf(why, size, "%s must be HOST[:PORT] (a host name or an IP address, IPv6 in"
-			 " brackets when a port follows), got '%s'", name("host"),
-			 req->host ? shown(req->host, text, sizeof text) : "");
+		snprintf(why, size,
+			 "%s must be HOST[:PORT] (a host name or an IP address, IPv6 in"
+			 " brackets when a port follows), got '%s'",
+			 name("host"), req->host ? shown(req->host, text, sizeof text) : "");
 		return false;
 	}
 	const char *tr = req->transport ? req->transport : "udp";
@@ -199,16 +203,19 @@ bool admin_trunk_check(const struct admin_trunk_req *req, admin_namer name, stru
 	if (!take_credentials(req, name, t, why, size))
 		return false;
 	if (req->outbound_proxy && !sip_trunk_proxy_valid(req->outbound_proxy)) {
-		snprintf(why, size, "%s must be sip:HOST[:PORT][;params] (at most 256 bytes, no"
-			 " spaces), got '%s'", name("outbound_proxy"),
-			 shown(req->outbound_proxy, text, sizeof text));
+		snprintf(why, size,
+			 "%s must be sip:HOST[:PORT][;params] (at most 256 bytes, no"
+			 " spaces), got '%s'",
+			 name("outbound_proxy"), shown(req->outbound_proxy, text, sizeof text));
 		return false;
 	}
 	snprintf(t->outbound_proxy, sizeof t->outbound_proxy, "%s",
 		 req->outbound_proxy ? req->outbound_proxy : "");
 	if (req->from_user && !sip_trunk_user_valid(req->from_user)) {
-		snprintf(why, size, "%s must be 1..128 of letters, digits and -_.!~*'()&=+$,;?/%%,"
-			 " got '%s'", name("from_user"), shown(req->from_user, text, sizeof text));
+		snprintf(why, size,
+			 "%s must be 1..128 of letters, digits and -_.!~*'()&=+$,;?/%%,"
+			 " got '%s'",
+			 name("from_user"), shown(req->from_user, text, sizeof text));
 		return false;
 	}
 	snprintf(t->from_user, sizeof t->from_user, "%s", req->from_user ? req->from_user : "");
@@ -286,6 +293,7 @@ enum cp_err admin_trunk_delete(struct store *st, const char *tenant_id, const ch
 	if (r == STORE_NOT_FOUND)
 		return cp_fail(err, CP_ERR_NOT_FOUND, "trunk not found");
 	if (r == STORE_CONFLICT)
-		return cp_fail(err, CP_ERR_CONFLICT, "the trunk is used by agents: move them first");
+		return cp_fail(err, CP_ERR_CONFLICT,
+			       "the trunk is used by agents: move them first");
 	return r == STORE_OK ? CP_OK : store_fail(err, r, "trunk");
 }

@@ -26,10 +26,10 @@ enum call_record_choice { CALL_RECORD_AGENT = 0, CALL_RECORD_YES, CALL_RECORD_NO
 struct call_request {
 	const char *agent_id;
 	const char *to;
-	const char *from;            /* NULL: the agent's number */
-	const char *metadata;        /* JSON object text or NULL */
-	int max_duration_s;          /* 0: the agent's default */
-	const char *stream_url;      /* NULL: the agent's (if any) */
+	const char *from;       /* NULL: the agent's number */
+	const char *metadata;   /* JSON object text or NULL */
+	int max_duration_s;     /* 0: the agent's default */
+	const char *stream_url; /* NULL: the agent's (if any) */
 	enum call_record_choice record;
 };
 
@@ -59,10 +59,10 @@ int call_service_live_calls(struct call_service *svc, size_t *n);
 
 /* What /readyz and the service manager's watchdog see: each part checked for real. */
 struct call_service_health {
-	bool store_ok;               /* a read through the store's pool succeeded */
-	bool engine_ok;              /* the engine answered its ping in time (true with none) */
+	bool store_ok;  /* a read through the store's pool succeeded */
+	bool engine_ok; /* the engine answered its ping in time (true with none) */
 	bool has_engine;
-	bool draining;               /* call_service_drain() was called */
+	bool draining; /* call_service_drain() was called */
 };
 /* Checks the store (a read) and the engine (its ping, waited for at most engine_timeout_ms).
  * Any thread; blocks up to engine_timeout_ms. */
@@ -75,9 +75,8 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			struct cp_error *err);
 enum cp_err call_get(struct call_service *svc, const struct scope *sc, const char *id,
 		     struct call *out, struct cp_error *err);
-enum cp_err call_list(struct call_service *svc, const struct scope *sc,
-		      const struct call_filter *f, struct call **out, size_t *n,
-		      struct cp_error *err);
+enum cp_err call_list(struct call_service *svc, const struct scope *sc, const struct call_filter *f,
+		      struct call **out, size_t *n, struct cp_error *err);
 /* Drops from, to and metadata of an ended call, and deletes its recording. Repeatable.
  * CP_ERR_NOT_ACTIVE: the call is still active; CP_ERR_INTERNAL: the recording could not be
  * deleted (the rest is done; retry). */
@@ -93,23 +92,22 @@ int call_service_set_recordings(struct call_service *svc, const char *dir);
  * left empty otherwise). CP_ERR_NOT_FOUND when the key cannot see the call, or the call has
  * no recording: not recorded, never answered, not ended yet, redacted, or its file is gone.
  * May wait briefly for the file of a call that has just ended. */
-enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc,
-				const char *id, int *fd, struct call *out_call,
-				struct cp_error *err);
+enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc, const char *id,
+				int *fd, struct call *out_call, struct cp_error *err);
 
 /* ---- web calls (docs/API.md, "Web calls") ---------------------------------------------- */
 
 struct web_call_request {
 	const char *agent_id;
-	const char *metadata;        /* JSON object text or NULL */
+	const char *metadata; /* JSON object text or NULL */
 	enum call_record_choice record;
-	int token_ttl_s;             /* 0: WEB_TOKEN_TTL_DEFAULT_S */
+	int token_ttl_s; /* 0: WEB_TOKEN_TTL_DEFAULT_S */
 };
 
 /* What lets one browser join a web call. */
 struct web_call_access {
 	char token[WEB_TOKEN_LEN + 1];
-	int64_t expires_at;          /* ms since epoch */
+	int64_t expires_at; /* ms since epoch */
 };
 
 /* Creates a web call: stored queued (direction web, no addresses), waiting for its browser
@@ -119,8 +117,8 @@ struct web_call_access {
  * CP_ERR_NOT_FOUND (an agent the key cannot see), CP_ERR_MEDIA_UNAVAILABLE (no engine that
  * carries web calls: nothing is stored). */
 enum cp_err call_web_create(struct call_service *svc, const struct scope *sc,
-			    const struct web_call_request *req, const char *req_id, struct call *out,
-			    struct web_call_access *access, struct cp_error *err);
+			    const struct web_call_request *req, const char *req_id,
+			    struct call *out, struct web_call_access *access, struct cp_error *err);
 /* Whether token lets a browser open its call's page now: issued here, not expired, not used,
  * for call_id when that is not NULL, and its call still waits for its browser. CP_OK, or
  * CP_ERR_UNAUTHORIZED for any of those (the log says which). Uses nothing up. */
@@ -154,8 +152,8 @@ typedef void (*call_end_fn)(void *arg, const struct cp_error *err, const struct 
 
 /* What an end asks for: a reason, the narrower lookups some dialects need, a goodbye. */
 struct call_end_options {
-	const char *reason;          /* NULL: "ended_by_api" */
-	const char *agent_id;        /* non-NULL: the call must belong to this agent, else 404 */
+	const char *reason;   /* NULL: "ended_by_api" */
+	const char *agent_id; /* non-NULL: the call must belong to this agent, else 404 */
 	/* A goodbye (docs/API.md): the BYE of an answered call waits until the audio the agent
 	 * queued before the request has been played (after_playout), then goodbye_text, spoken
 	 * by callplane (1..CALL_GOODBYE_TEXT_MAX characters), or with agent_goodbye the agent's
@@ -211,8 +209,8 @@ void call_service_post_dialog(struct call_service *svc, const char *call_id,
  * the call was created with): rendered off the engine's thread (the speaker, goodbye.h),
  * then hung up with a goodbye as call_end_with() does. A call no longer in progress is left
  * alone. */
-void call_service_post_goodbye(struct call_service *svc, const char *call_id,
-			       const char *reason, const char *text);
+void call_service_post_goodbye(struct call_service *svc, const char *call_id, const char *reason,
+			       const char *text);
 
 /* Engine -> service: the far end pressed a key (RFC 4733). Queued to the worker, which
  * writes a call.dtmf event (SSE and webhooks) and nothing else: the digit is not stored on
@@ -229,8 +227,8 @@ void call_service_post_trunk_status(struct call_service *svc, const struct trunk
 /* Engine -> service: an INVITE reached an agent's number. The worker stores the inbound call
  * (status queued) and calls created(arg, err, call) on its thread. */
 struct inbound_call {
-	const char *call_id;         /* the id the call will have (chosen by the engine) */
-	const char *number;          /* the agent number dialled */
+	const char *call_id; /* the id the call will have (chosen by the engine) */
+	const char *number;  /* the agent number dialled */
 	const char *from, *to;
 	const char *provider_call_id;
 	/* the tenants whose agents it may reach, comma-separated ids (those of the trunks that

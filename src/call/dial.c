@@ -50,7 +50,7 @@ bool dial_hosts_valid(const char *s)
 		return false;
 	if (!strcmp(s, "none") || !strcmp(s, "any"))
 		return true;
-	for (const char *p = s;; ) {
+	for (const char *p = s;;) {
 		size_t n = strcspn(p, ",");
 		/* a keyword in a list is a mistake, not a host */
 		if (!host_valid(p, n) || (n == 3 && !strncasecmp(p, "any", 3)) ||
@@ -68,7 +68,7 @@ bool dial_prefixes_valid(const char *s)
 		return false;
 	if (!*s)
 		return true;
-	for (const char *p = s;; ) {
+	for (const char *p = s;;) {
 		size_t n = strcspn(p, ",");
 		if (n < 2 || n > 1 + PREFIX_DIGITS_MAX || p[0] != '+')
 			return false;
@@ -85,7 +85,7 @@ bool dial_prefixes_valid(const char *s)
 static bool list_has(const char *list, bool (*match)(const char *e, size_t n, const char *arg),
 		     const char *arg)
 {
-	for (const char *p = list; *p; ) {
+	for (const char *p = list; *p;) {
 		size_t n = strcspn(p, ",");
 		if (match(p, n, arg))
 			return true;
@@ -149,8 +149,8 @@ static bool sip_allowed(const char *policy, const char *uri, const char **why)
 	return true;
 }
 
-enum cp_err dial_check(const struct dial_policy *tenant, const char *key_sip_uris,
-		       const char *to, struct cp_error *err)
+enum cp_err dial_check(const struct dial_policy *tenant, const char *key_sip_uris, const char *to,
+		       struct cp_error *err)
 {
 	if (!strncasecmp(to, "sip:", 4) || !strncasecmp(to, "sips:", 5)) {
 		const char *why = NULL;
@@ -164,7 +164,8 @@ enum cp_err dial_check(const struct dial_policy *tenant, const char *key_sip_uri
 		return cp_fail(err, CP_ERR_DESTINATION,
 			       "this number is not allowed for this tenant: its prefix is denied");
 	if (*tenant->allow_prefixes && !list_has(tenant->allow_prefixes, prefix_of, to))
-		return cp_fail(err, CP_ERR_DESTINATION,
-			       "this number is not allowed for this tenant: no allowed prefix starts it");
+		return cp_fail(
+			err, CP_ERR_DESTINATION,
+			"this number is not allowed for this tenant: no allowed prefix starts it");
 	return CP_OK;
 }

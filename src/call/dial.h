@@ -19,7 +19,7 @@ bool dial_prefixes_valid(const char *s);
 /* CP_OK when `to` (a valid call address: E.164 or a sip:/sips: URI) may be dialled under the
  * tenant's policy and the key's sip: policy (key_sip_uris: "" = the tenant's alone); else
  * CP_ERR_DESTINATION with err saying why. */
-enum cp_err dial_check(const struct dial_policy *tenant, const char *key_sip_uris,
-		       const char *to, struct cp_error *err);
+enum cp_err dial_check(const struct dial_policy *tenant, const char *key_sip_uris, const char *to,
+		       struct cp_error *err);
 
 #endif

@@ -62,8 +62,7 @@ static struct entry **find(struct entry **head, const char *call_id)
 	return NULL;
 }
 
-bool goodbyes_join(struct goodbyes *g, const char *call_id, bool claim, call_end_fn done,
-		   void *arg)
+bool goodbyes_join(struct goodbyes *g, const char *call_id, bool claim, call_end_fn done, void *arg)
 {
 	struct entry **head = &g->chain[chain_of(call_id)];
 	bool joined = false;
@@ -113,7 +112,8 @@ void goodbye_speech(const char *text, const char *call_id, uint8_t **audio, size
 	if (tts_render_ulaw(text, "", audio, len)) {
 		log_msg(LOG_WARN, "call_goodbye_speech_failed",
 			"call %s: the goodbye could not be rendered; the call ends after its queued"
-			" audio", call_id);
+			" audio",
+			call_id);
 		*audio = NULL;
 		*len = 0;
 	}

@@ -25,18 +25,17 @@ enum hangup_kind { HANGUP_BYE, HANGUP_CANCEL, HANGUP_NONE };
  *   CP_ERR_UNDELIVERABLE  the engine could not take the request; nothing changed.
  * goodbye_ms: the audio played to the far end between the request and the BYE (a goodbye);
  * 0 for an end without one. */
-typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind,
-			       int goodbye_ms);
+typedef void (*hangup_done_fn)(void *arg, enum cp_err err, enum hangup_kind kind, int goodbye_ms);
 
 /* A goodbye: what an answered call plays before its BYE. The BYE goes out once everything the
  * agent queued before the request and then `audio` have been played, or after max_wait_ms,
  * whichever comes first. A call without media (not answered, no media session) gets its BYE or
  * CANCEL at once. */
 struct hangup_goodbye {
-	const uint8_t *audio;        /* 8 kHz mu-law to say after the queued audio (copied by the
+	const uint8_t *audio; /* 8 kHz mu-law to say after the queued audio (copied by the
 				      * engine); NULL/0: none, the BYE follows the queued audio */
 	size_t len;
-	int max_wait_ms;             /* 0..CALL_GOODBYE_WAIT_MAX_MS */
+	int max_wait_ms; /* 0..CALL_GOODBYE_WAIT_MAX_MS */
 };
 
 /* A dialog a previous run left up on the wire (its far end may still be in the call), as that
@@ -44,9 +43,9 @@ struct hangup_goodbye {
  * The engine of the next run fills in what it sent and what the far end answered. */
 struct left_dialog {
 	char call_id[CP_UUID_LEN + 1];
-	char *state;                 /* heap, owned by the array (call_service_left_dialogs) */
-	const char *request;         /* "BYE" or "CANCEL"; NULL: nothing could be sent */
-	int status;                  /* the far end's final answer; 0: none came in time */
+	char *state;         /* heap, owned by the array (call_service_left_dialogs) */
+	const char *request; /* "BYE" or "CANCEL"; NULL: nothing could be sent */
+	int status;          /* the far end's final answer; 0: none came in time */
 };
 
 /* A browser's WebSocket, upgraded by the HTTP server for a web call: that call's far end.
@@ -54,7 +53,7 @@ struct left_dialog {
  * (from any thread), gives it back to the HTTP server, which closes it. */
 struct web_socket {
 	int fd;
-	const uint8_t *pending;      /* bytes read past the handshake, to be read before fd */
+	const uint8_t *pending; /* bytes read past the handshake, to be read before fd */
 	size_t pending_len;
 	void (*release)(void *ctx);
 	void *ctx;

@@ -22,8 +22,8 @@
 #define WEB_TOKEN_BUCKETS 4096
 
 struct entry {
-	struct entry *hnext;                 /* bucket chain */
-	struct entry *onext;                 /* issue order, oldest first */
+	struct entry *hnext; /* bucket chain */
+	struct entry *onext; /* issue order, oldest first */
 	uint8_t digest[SHA256_DIGEST_LENGTH];
 	char call_id[CP_UUID_LEN + 1];
 	int64_t expires_ms, forget_ms;
@@ -188,16 +188,11 @@ enum web_token_result web_token_take(struct web_tokens *t, const char *token, co
 const char *web_token_result_name(enum web_token_result r)
 {
 	switch (r) {
-	case WEB_TOKEN_OK:
-		return "ok";
-	case WEB_TOKEN_UNKNOWN:
-		return "unknown";
-	case WEB_TOKEN_EXPIRED:
-		return "expired";
-	case WEB_TOKEN_USED:
-		return "used";
-	case WEB_TOKEN_FOREIGN:
-		return "foreign";
+	case WEB_TOKEN_OK: return "ok";
+	case WEB_TOKEN_UNKNOWN: return "unknown";
+	case WEB_TOKEN_EXPIRED: return "expired";
+	case WEB_TOKEN_USED: return "used";
+	case WEB_TOKEN_FOREIGN: return "foreign";
 	}
 	return "unknown";
 }

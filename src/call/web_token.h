@@ -21,16 +21,16 @@
 
 #include "core/util.h"
 
-#define WEB_TOKEN_LEN 43                 /* base64url of 32 bytes, no padding */
+#define WEB_TOKEN_LEN 43 /* base64url of 32 bytes, no padding */
 #define WEB_TOKEN_TTL_DEFAULT_S 60
 #define WEB_TOKEN_TTL_MAX_S 600
 
 enum web_token_result {
 	WEB_TOKEN_OK,
-	WEB_TOKEN_UNKNOWN,               /* never issued here (forged, or issued before a restart) */
+	WEB_TOKEN_UNKNOWN, /* never issued here (forged, or issued before a restart) */
 	WEB_TOKEN_EXPIRED,
-	WEB_TOKEN_USED,                  /* taken already */
-	WEB_TOKEN_FOREIGN,               /* issued for another call than the one named */
+	WEB_TOKEN_USED,    /* taken already */
+	WEB_TOKEN_FOREIGN, /* issued for another call than the one named */
 };
 
 struct web_tokens;

@@ -43,12 +43,15 @@ struct store *cli_open_store(const char *path, const struct store_options *opt)
 	struct stat sb;
 	if (!opt && stat(path, &sb) && errno == ENOENT) {
 		/* a mistyped --db would otherwise be a new, empty database that looks valid */
-		fprintf(stderr, "error: no database at %s (`callplane init --db %s` creates one, "
-			"as `callplane serve` does)\n", path, path);
+		fprintf(stderr,
+			"error: no database at %s (`callplane init --db %s` creates one, "
+			"as `callplane serve` does)\n",
+			path, path);
 		return NULL;
 	}
 	if (mkdir_parents(path)) {
-		fprintf(stderr, "error: cannot create the directory of %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "error: cannot create the directory of %s: %s\n", path,
+			strerror(errno));
 		return NULL;
 	}
 	struct store *st = store_open(path, opt ? opt : &admin);
@@ -96,7 +99,8 @@ static const char tenant_usage[] =
 	"                              [--db PATH]\n"
 	"       callplane tenant update ID [--sip-uris none|any|HOST[,HOST...]]\n"
 	"                              [--allow-prefixes +P[,+P...] | --no-allow-prefixes]\n"
-	"                              [--deny-prefixes +P[,+P...] | --no-deny-prefixes] [--db PATH]\n"
+	"                              [--deny-prefixes +P[,+P...] | --no-deny-prefixes] [--db "
+	"PATH]\n"
 	"       callplane tenant list [--db PATH]\n"
 	"What the tenant's keys may dial: raw sip: URIs (--sip-uris, default none: to no host;\n"
 	"any: to every host; or to these hosts only), and E.164 numbers (all, unless\n"
@@ -111,7 +115,8 @@ static int refused(const struct admin_bad *b, const char *value)
 	for (; b->field[i] && i + 1 < sizeof opt; i++)
 		opt[i] = b->field[i] == '_' ? '-' : b->field[i];
 	opt[i] = '\0';
-	fprintf(stderr, "error: --%s %s%s%s\n", opt, b->rule, value ? ": " : "", value ? value : "");
+	fprintf(stderr, "error: --%s %s%s%s\n", opt, b->rule, value ? ": " : "",
+		value ? value : "");
 	return 2;
 }
 
@@ -139,35 +144,45 @@ int cli_tenant(int argc, char **argv)
 	bool create = !strcmp(argv[0], "create"), update = !strcmp(argv[0], "update");
 	if (!create && !update && strcmp(argv[0], "list"))
 		return usage(tenant_usage);
-	struct opt create_opts[] = {{"name", &name, OPT_REQUIRED}, {"sip-uris", &sip, OPT_OPTIONAL},
+	struct opt create_opts[] = {{"name", &name, OPT_REQUIRED},
+				    {"sip-uris", &sip, OPT_OPTIONAL},
 				    {"allow-prefixes", &allow, OPT_OPTIONAL},
-				    {"deny-prefixes", &deny, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
+				    {"deny-prefixes", &deny, OPT_OPTIONAL},
+				    {"db", &db, OPT_OPTIONAL},
 				    {0}};
 	struct opt update_opts[] = {{"sip-uris", &sip, OPT_OPTIONAL},
 				    {"allow-prefixes", &allow, OPT_OPTIONAL},
 				    {"no-allow-prefixes", &no_allow, OPT_FLAG},
 				    {"deny-prefixes", &deny, OPT_OPTIONAL},
-				    {"no-deny-prefixes", &no_deny, OPT_FLAG}, {"db", &db, OPT_OPTIONAL},
+				    {"no-deny-prefixes", &no_deny, OPT_FLAG},
+				    {"db", &db, OPT_OPTIONAL},
 				    {0}};
 	struct opt list_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1,
-					 create ? create_opts : update ? update_opts : list_opts, pos,
-					 update, &n_pos, tenant_usage);
+					 create   ? create_opts
+					 : update ? update_opts
+						  : list_opts,
+					 pos, update, &n_pos, tenant_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (update && (n_pos != 1 || (allow && no_allow) || (deny && no_deny) ||
 		       !(sip || allow || deny || no_allow || no_deny))) {
-		fprintf(stderr, "error: tenant update needs the tenant id and at least one change "
-			"(each at most once)\n%s", tenant_usage);
+		fprintf(stderr,
+			"error: tenant update needs the tenant id and at least one change "
+			"(each at most once)\n%s",
+			tenant_usage);
 		return 2;
 	}
-	struct admin_tenant_req req = {.name = name, .sip_uris = sip,
+	struct admin_tenant_req req = {.name = name,
+				       .sip_uris = sip,
 				       .allow_prefixes = no_allow ? admin_clear : allow,
 				       .deny_prefixes = no_deny ? admin_clear : deny};
 	struct admin_bad bad;
 	if (!admin_tenant_check(&req, create, &bad))
-		return refused(&bad, value_of(bad.field, (const char *const[]){
-			"sip_uris", sip, "allow_prefixes", allow, "deny_prefixes", deny, NULL}));
+		return refused(&bad,
+			       value_of(bad.field,
+					(const char *const[]){"sip_uris", sip, "allow_prefixes",
+							      allow, "deny_prefixes", deny, NULL}));
 	struct store *st = cli_open_store(db, NULL);
 	if (!st)
 		return 1;
@@ -184,7 +199,8 @@ int cli_tenant(int argc, char **argv)
 		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s}", "id", pos[0]));
 		else
-			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: " : "could not update ", pos[0]);
+			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: " : "could not update ",
+			     pos[0]);
 	} else {
 		struct tenant *list = NULL;
 		size_t n = 0;
@@ -200,9 +216,10 @@ int cli_tenant(int argc, char **argv)
 
 /* ---- init ------------------------------------------------------------------------------- */
 
-static const char init_usage[] = "usage: callplane init [--db PATH]\n"
-				 "Creates the database (and its directory) or brings an existing one\n"
-				 "to the current schema. Prints {\"db\": PATH, \"created\": true|false}.\n";
+static const char init_usage[] =
+	"usage: callplane init [--db PATH]\n"
+	"Creates the database (and its directory) or brings an existing one\n"
+	"to the current schema. Prints {\"db\": PATH, \"created\": true|false}.\n";
 
 int cli_init(int argc, char **argv)
 {
@@ -236,7 +253,8 @@ static const char agent_usage[] =
 	"       callplane agent update ID [--stream-url URL | --no-stream-url]\n"
 	"                                 [--record | --no-record]\n"
 	"                                 [--goodbye-text TEXT | --no-goodbye-text]\n"
-	"                                 [--max-duration-goodbye TEXT | --no-max-duration-goodbye]\n"
+	"                                 [--max-duration-goodbye TEXT | "
+	"--no-max-duration-goodbye]\n"
 	"                                 [--trunk ID | --no-trunk] [--db PATH]\n"
 	"--stream-url is the agent's audio WebSocket (ws:// or wss://, at most 1024 bytes):\n"
 	"its calls stream their audio there unless POST /v1/calls names another.\n"
@@ -261,8 +279,9 @@ static int update_value(const char *set, const char *clear, const char **out)
 /* An agent field the shared rules refuse, told with the option's value where one helps. */
 static int agent_refused(const struct admin_bad *bad, const struct admin_agent_req *req)
 {
-	int rc = refused(bad, value_of(bad->field, (const char *const[]){
-		"stream_url", req->stream_url, "number", req->number, NULL}));
+	int rc = refused(bad,
+			 value_of(bad->field, (const char *const[]){"stream_url", req->stream_url,
+								    "number", req->number, NULL}));
 	fprintf(stderr, "%s", agent_usage);
 	return rc;
 }
@@ -276,14 +295,18 @@ static int agent_update(int argc, char **argv)
 		   *no_trunk = NULL, *db = CLI_DEFAULT_DB;
 	const char *pos[1] = {NULL};
 	int n_pos;
-	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL}, {"no-stream-url", &clear, OPT_FLAG},
-			     {"record", &rec, OPT_FLAG}, {"no-record", &no_rec, OPT_FLAG},
+	struct opt opts[] = {{"stream-url", &url, OPT_OPTIONAL},
+			     {"no-stream-url", &clear, OPT_FLAG},
+			     {"record", &rec, OPT_FLAG},
+			     {"no-record", &no_rec, OPT_FLAG},
 			     {"goodbye-text", &bye, OPT_OPTIONAL},
 			     {"no-goodbye-text", &no_bye, OPT_FLAG},
 			     {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
 			     {"no-max-duration-goodbye", &no_max_bye, OPT_FLAG},
-			     {"trunk", &trunk, OPT_OPTIONAL}, {"no-trunk", &no_trunk, OPT_FLAG},
-			     {"db", &db, OPT_OPTIONAL}, {0}};
+			     {"trunk", &trunk, OPT_OPTIONAL},
+			     {"no-trunk", &no_trunk, OPT_FLAG},
+			     {"db", &db, OPT_OPTIONAL},
+			     {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 1, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
@@ -294,11 +317,13 @@ static int agent_update(int argc, char **argv)
 	    update_value(trunk, no_trunk, &req.trunk_id) ||
 	    (!req.stream_url && req.record < 0 && !req.goodbye_text && !req.max_duration_goodbye &&
 	     !req.trunk_id)) {
-		fprintf(stderr, "error: agent update needs the agent id and at least one change, each"
+		fprintf(stderr,
+			"error: agent update needs the agent id and at least one change, each"
 			" option at most once: --stream-url URL or --no-stream-url, --record or"
 			" --no-record, --goodbye-text TEXT or --no-goodbye-text,"
 			" --max-duration-goodbye TEXT or --no-max-duration-goodbye, --trunk ID or"
-			" --no-trunk\n%s", agent_usage);
+			" --no-trunk\n%s",
+			agent_usage);
 		return 2;
 	}
 	struct admin_bad bad;
@@ -351,22 +376,32 @@ int cli_agent(int argc, char **argv)
 	bool create = !strcmp(argv[0], "create");
 	if (!create && strcmp(argv[0], "list"))
 		return usage(agent_usage);
-	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"name", &name, OPT_REQUIRED},
-				    {"number", &number, OPT_OPTIONAL}, {"max-duration", &maxd, OPT_OPTIONAL},
-				    {"stream-url", &url, OPT_OPTIONAL}, {"record", &rec, OPT_FLAG},
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED},
+				    {"name", &name, OPT_REQUIRED},
+				    {"number", &number, OPT_OPTIONAL},
+				    {"max-duration", &maxd, OPT_OPTIONAL},
+				    {"stream-url", &url, OPT_OPTIONAL},
+				    {"record", &rec, OPT_FLAG},
 				    {"goodbye-text", &bye, OPT_OPTIONAL},
 				    {"max-duration-goodbye", &max_bye, OPT_OPTIONAL},
-				    {"trunk", &trunk, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"trunk", &trunk, OPT_OPTIONAL},
+				    {"db", &db, OPT_OPTIONAL},
+				    {0}};
+	struct opt list_opts[] = {
+		{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar = args_parse(argc - 1, argv + 1, create ? create_opts : list_opts, pos,
 					 0, &n_pos, agent_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 
 	long long v = 0;
-	struct admin_agent_req req = {.tenant_id = tenant, .name = name, .number = number,
-				      .stream_url = url, .record = rec != NULL,
-				      .goodbye_text = bye, .max_duration_goodbye = max_bye,
+	struct admin_agent_req req = {.tenant_id = tenant,
+				      .name = name,
+				      .number = number,
+				      .stream_url = url,
+				      .record = rec != NULL,
+				      .goodbye_text = bye,
+				      .max_duration_goodbye = max_bye,
 				      .trunk_id = trunk};
 	struct admin_bad bad;
 	if (create) {
@@ -391,8 +426,9 @@ int cli_agent(int argc, char **argv)
 		else if (r == CP_ERR_INVALID)
 			fail("no such trunk in the tenant: ", trunk);
 		else
-			fail(r == CP_ERR_CONFLICT ? "another agent already has the number " :
-			     "could not create the agent", r == CP_ERR_CONFLICT ? number : NULL);
+			fail(r == CP_ERR_CONFLICT ? "another agent already has the number "
+						  : "could not create the agent",
+			     r == CP_ERR_CONFLICT ? number : NULL);
 	} else {
 		struct agent *list = NULL;
 		size_t n = 0;
@@ -434,11 +470,15 @@ int cli_key(int argc, char **argv)
 		return 0;
 	}
 	const char *sub = argv[0];
-	struct opt create_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"number", &number, OPT_OPTIONAL},
-				    {"operator", &op, OPT_FLAG}, {"rate-limit", &rate, OPT_OPTIONAL},
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
+				    {"number", &number, OPT_OPTIONAL},
+				    {"operator", &op, OPT_FLAG},
+				    {"rate-limit", &rate, OPT_OPTIONAL},
 				    {"sip-uris", &sip, OPT_OPTIONAL},
-				    {"db", &db, OPT_OPTIONAL}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"db", &db, OPT_OPTIONAL},
+				    {0}};
+	struct opt list_opts[] = {
+		{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt revoke_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt *opts;
 	int max_pos = 0;
@@ -468,8 +508,8 @@ int cli_key(int argc, char **argv)
 		return 2;
 	}
 	long long rate_v = 0;
-	struct admin_key_req req = {.tenant_id = tenant, .number = number, .sip_uris = sip,
-				    .is_operator = op != NULL};
+	struct admin_key_req req = {
+		.tenant_id = tenant, .number = number, .sip_uris = sip, .is_operator = op != NULL};
 	struct admin_bad bad;
 	if (opts == create_opts) {
 		if (number && !cp_is_e164(number))
@@ -480,7 +520,8 @@ int cli_key(int argc, char **argv)
 		req.rate_limit = rate_v;
 		if (!admin_key_check(&req, &bad))
 			return refused(&bad, value_of(bad.field, (const char *const[]){
-				"sip_uris", sip, "number", number, NULL}));
+									 "sip_uris", sip, "number",
+									 number, NULL}));
 	}
 
 	struct store *st = cli_open_store(db, NULL);
@@ -495,7 +536,8 @@ int cli_key(int argc, char **argv)
 		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:s}", "id", k.id, "key", secret));
 		else
-			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: " : "could not create the key",
+			fail(r == CP_ERR_NOT_FOUND ? "no such tenant: "
+						   : "could not create the key",
 			     r == CP_ERR_NOT_FOUND ? tenant : NULL);
 	} else if (opts == list_opts) {
 		struct api_key *list = NULL;

@@ -45,8 +45,8 @@ static bool spelled_out(const char *typed, const char *name)
 	       (typed[2 + len] == '\0' || typed[2 + len] == '=');
 }
 
-enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos,
-			    int max_pos, int *n_pos, const char *usage)
+enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos, int max_pos,
+			    int *n_pos, const char *usage)
 {
 	*n_pos = 0;
 	size_t n = 0;
@@ -69,7 +69,7 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 					NULL, (int)(256 + i)};
 	lo[n] = (struct option){"help", no_argument, NULL, 'h'};
 
-	optind = 0;                  /* 0, not 1: glibc starts a fresh scan */
+	optind = 0; /* 0, not 1: glibc starts a fresh scan */
 	opterr = 0;
 	for (;;) {
 		int li = -1;
@@ -84,8 +84,9 @@ enum args_result args_parse(int argc, char **argv, struct opt *opts, const char 
 		if (c == '?') {
 			/* optopt is the option's val when a flag was given "=VALUE", else 0 or the
 			 * unknown short option; the element is the one before optind */
-			r = usage_error(usage, optopt >= 256 ? "option '%s' takes no value"
-							     : "unknown option '%s'",
+			r = usage_error(usage,
+					optopt >= 256 ? "option '%s' takes no value"
+						      : "unknown option '%s'",
 					args[optind - 1]);
 			goto out;
 		}

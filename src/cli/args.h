@@ -10,10 +10,10 @@
 #include <stdbool.h>
 
 enum opt_kind {
-	OPT_OPTIONAL,                /* --name VALUE, may be left out */
-	OPT_REQUIRED,                /* --name VALUE, must be given */
-	OPT_FLAG,                    /* --name alone: *value becomes "1" when given */
-	OPT_MULTI,                   /* --name VALUE, repeated: value is an array (below) */
+	OPT_OPTIONAL, /* --name VALUE, may be left out */
+	OPT_REQUIRED, /* --name VALUE, must be given */
+	OPT_FLAG,     /* --name alone: *value becomes "1" when given */
+	OPT_MULTI,    /* --name VALUE, repeated: value is an array (below) */
 };
 
 /* The end of an OPT_MULTI option's array: the array's last slot holds it, the others start
@@ -21,8 +21,8 @@ enum opt_kind {
 extern const char args_end[];
 
 struct opt {
-	const char *name;            /* without the leading "--" */
-	const char **value;          /* receives the value (points into argv) */
+	const char *name;   /* without the leading "--" */
+	const char **value; /* receives the value (points into argv) */
 	enum opt_kind kind;
 };
 
@@ -30,7 +30,7 @@ enum args_result { ARGS_OK, ARGS_HELP, ARGS_ERROR };
 
 /* Parses argv (after the command words; reordered in place as getopt_long does). Positionals
  * go to pos[0..*n_pos) (at most max_pos). Values point into argv. */
-enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos,
-			    int max_pos, int *n_pos, const char *usage);
+enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos, int max_pos,
+			    int *n_pos, const char *usage);
 
 #endif

@@ -39,9 +39,9 @@ static const char calls_usage[] =
 	"  the API key comes from $CALLPLANE_KEY.\n";
 
 struct client {
-	const char *url;             /* the server's base URL, without a trailing slash */
-	char auth[512];              /* "Authorization: Bearer KEY" */
-	bool json;                   /* print the API's JSON rather than a table */
+	const char *url; /* the server's base URL, without a trailing slash */
+	char auth[512];  /* "Authorization: Bearer KEY" */
+	bool json;       /* print the API's JSON rather than a table */
 };
 
 struct buf {
@@ -78,8 +78,8 @@ static CURL *easy_for(const char *url, struct curl_slist *hdrs, char *err)
 
 /* Sends one request (body NULL: GET) and parses the JSON answer into *out (the caller's).
  * Returns 0 for a 2xx; otherwise prints the error and returns 1. */
-static int call_api(const struct client *cl, const char *method, const char *path,
-		    json_t *body, json_t **out)
+static int call_api(const struct client *cl, const char *method, const char *path, json_t *body,
+		    json_t **out)
 {
 	char url[1024];
 	snprintf(url, sizeof url, "%s%s", cl->url, path);
@@ -98,7 +98,7 @@ static int call_api(const struct client *cl, const char *method, const char *pat
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);   /* an end-all of many calls takes a while */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L); /* an end-all of many calls takes a while */
 	if (text)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
 	CURLcode cr = curl_easy_perform(h);
@@ -154,8 +154,8 @@ static const char *cell(json_t *v, char *tmp, size_t size)
 	return "-";
 }
 
-static const char *const columns[] = {"id", "status", "direction", "to", "from", "created_at",
-				      "duration_s", "end_reason"};
+static const char *const columns[] = {"id",   "status",     "direction",  "to",
+				      "from", "created_at", "duration_s", "end_reason"};
 static const int widths[] = {36, 11, 8, 24, 16, 24, 8, 0};
 #define N_COLUMNS (sizeof columns / sizeof columns[0])
 
@@ -191,8 +191,7 @@ static int show(const struct client *cl, json_t *v, bool list)
 	if (list) {
 		size_t i;
 		json_t *c;
-		json_array_foreach(json_object_get(v, "data"), i, c)
-			print_row(c);
+		json_array_foreach(json_object_get(v, "data"), i, c) print_row(c);
 	} else {
 		print_row(v);
 	}
@@ -205,7 +204,7 @@ static void query_add(char *q, size_t size, const char *name, const char *value)
 {
 	if (!value)
 		return;
-	char *e = curl_easy_escape(NULL, value, 0);     /* no handle needed since libcurl 7.82 */
+	char *e = curl_easy_escape(NULL, value, 0); /* no handle needed since libcurl 7.82 */
 	size_t n = strlen(q);
 	snprintf(q + n, size - n, "%c%s=%s", n ? '&' : '?', name, e ? e : "");
 	curl_free(e);
@@ -215,8 +214,8 @@ static void query_add(char *q, size_t size, const char *name, const char *value)
 
 struct sse {
 	const struct client *cl;
-	struct buf line;             /* the line being received */
-	char id[32];                 /* the last event's id: where a reconnect resumes */
+	struct buf line; /* the line being received */
+	char id[32];     /* the last event's id: where a reconnect resumes */
 	char event[64];
 	struct buf data;
 };
@@ -230,9 +229,10 @@ static void sse_dispatch(struct sse *s)
 		printf("%s\n", s->data.data);
 	} else {
 		json_t *j = json_loads(s->data.data, 0, NULL);
-		json_t *c = json_object_get(j, "data");       /* the call, as the event left it */
-		printf("%-24s  %-22s  %-36s  %-11s  %s\n", text_or_dash(json_object_get(j, "created_at")),
-		       s->event, text_or_dash(json_object_get(c, "id")),
+		json_t *c = json_object_get(j, "data"); /* the call, as the event left it */
+		printf("%-24s  %-22s  %-36s  %-11s  %s\n",
+		       text_or_dash(json_object_get(j, "created_at")), s->event,
+		       text_or_dash(json_object_get(c, "id")),
 		       text_or_dash(json_object_get(c, "status")),
 		       text_or_dash(json_object_get(c, "end_reason")));
 		json_decref(j);
@@ -250,7 +250,7 @@ static void sse_line(struct sse *s, const char *l)
 		return;
 	}
 	if (*l == ':')
-		return;                                  /* a keepalive comment */
+		return; /* a keepalive comment */
 	const char *colon = strchr(l, ':');
 	size_t nlen = colon ? (size_t)(colon - l) : strlen(l);
 	const char *v = colon ? colon + 1 + (colon[1] == ' ') : "";
@@ -295,7 +295,7 @@ static void on_stop(int sig)
 static int progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
 	(void)arg, (void)a, (void)b, (void)c, (void)d;
-	return stop_tail;            /* non-zero aborts the transfer */
+	return stop_tail; /* non-zero aborts the transfer */
 }
 
 static int tail(const struct client *cl)
@@ -345,7 +345,9 @@ static int tail(const struct client *cl)
 			break;
 		}
 		fprintf(stderr, "tail: stream ended (%s); reconnecting\n",
-			cr == CURLE_OK ? "closed by the server" : err[0] ? err : curl_easy_strerror(cr));
+			cr == CURLE_OK ? "closed by the server"
+			: err[0]       ? err
+				       : curl_easy_strerror(cr));
 		s.line.len = 0;
 		s.data.len = 0;
 		sleep(1);
@@ -370,15 +372,20 @@ int cli_calls(int argc, char **argv)
 	}
 	const char *url = NULL, *json = NULL, *status = NULL, *agent = NULL, *limit = NULL,
 		   *reason = NULL;
-	struct opt list_opts[] = {{"url", &url, OPT_OPTIONAL}, {"json", &json, OPT_FLAG},
-				  {"status", &status, OPT_OPTIONAL}, {"agent", &agent, OPT_OPTIONAL},
-				  {"limit", &limit, OPT_OPTIONAL}, {0}};
+	struct opt list_opts[] = {
+		{"url", &url, OPT_OPTIONAL},       {"json", &json, OPT_FLAG},
+		{"status", &status, OPT_OPTIONAL}, {"agent", &agent, OPT_OPTIONAL},
+		{"limit", &limit, OPT_OPTIONAL},   {0}};
 	struct opt get_opts[] = {{"url", &url, OPT_OPTIONAL}, {"json", &json, OPT_FLAG}, {0}};
-	struct opt end_opts[] = {{"url", &url, OPT_OPTIONAL}, {"json", &json, OPT_FLAG},
-				 {"reason", &reason, OPT_OPTIONAL}, {0}};
-	struct opt end_all_opts[] = {{"url", &url, OPT_OPTIONAL}, {"json", &json, OPT_FLAG},
+	struct opt end_opts[] = {{"url", &url, OPT_OPTIONAL},
+				 {"json", &json, OPT_FLAG},
+				 {"reason", &reason, OPT_OPTIONAL},
+				 {0}};
+	struct opt end_all_opts[] = {{"url", &url, OPT_OPTIONAL},
+				     {"json", &json, OPT_FLAG},
 				     {"agent", &agent, OPT_OPTIONAL},
-				     {"reason", &reason, OPT_OPTIONAL}, {0}};
+				     {"reason", &reason, OPT_OPTIONAL},
+				     {0}};
 	struct opt *opts;
 	int max_pos = 0;
 	if (!strcmp(sub, "list"))
@@ -397,8 +404,8 @@ int cli_calls(int argc, char **argv)
 	}
 	const char *pos[1];
 	int n_pos;
-	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos,
-					 calls_usage);
+	enum args_result ar =
+		args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, calls_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (max_pos && n_pos != 1) {
@@ -416,9 +423,12 @@ int cli_calls(int argc, char **argv)
 	if (!url || !*url)
 		url = "http://127.0.0.1:8080";
 	char base[512];
-	if (strlen(url) >= sizeof base || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))) {
-		fprintf(stderr, "error: --url must be http://HOST:PORT or https://… (at most 511 "
-				"bytes), got '%s'\n", url);
+	if (strlen(url) >= sizeof base ||
+	    (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))) {
+		fprintf(stderr,
+			"error: --url must be http://HOST:PORT or https://… (at most 511 "
+			"bytes), got '%s'\n",
+			url);
 		return 2;
 	}
 	snprintf(base, sizeof base, "%s", url);
@@ -462,14 +472,17 @@ int cli_calls(int argc, char **argv)
 		} else if (!strcmp(sub, "end-all")) {
 			if (!call_api(&cl, "POST", "/v1/calls/end", body, &v)) {
 				/* a hang-up that failed leaves a call up: a script must see it */
-				int failed = json_integer_value(json_object_get(v, "failed")) ? 1 : 0;
+				int failed =
+					json_integer_value(json_object_get(v, "failed")) ? 1 : 0;
 				if (cl.json) {
 					rc = cli_print(v) || failed;
 				} else {
-					printf("ended %" JSON_INTEGER_FORMAT ", already ended %"
-					       JSON_INTEGER_FORMAT ", failed %" JSON_INTEGER_FORMAT "\n",
+					printf("ended %" JSON_INTEGER_FORMAT
+					       ", already ended %" JSON_INTEGER_FORMAT
+					       ", failed %" JSON_INTEGER_FORMAT "\n",
 					       json_integer_value(json_object_get(v, "ended")),
-					       json_integer_value(json_object_get(v, "already_ended")),
+					       json_integer_value(
+						       json_object_get(v, "already_ended")),
 					       json_integer_value(json_object_get(v, "failed")));
 					json_decref(v);
 					rc = failed;

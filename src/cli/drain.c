@@ -31,14 +31,14 @@ static const char drain_usage[] =
 	"usage: callplane drain [--pid-file FILE] [--timeout SECONDS]\n"
 	"  Sends SIGTERM to the server whose pid file is FILE (default: $CALLPLANE_PID_FILE) and\n"
 	"  waits until it has exited (at most SECONDS with --timeout; --timeout 0: do not wait).\n"
-	"  The server drains for its --drain-timeout; run drain again to end the calls left at once.\n";
+	"  The server drains for its --drain-timeout; run drain again to end the calls left at "
+	"once.\n";
 
 int cli_drain(int argc, char **argv)
 {
 	const char *path = NULL, *timeout = NULL;
-	struct opt opts[] = {{"pid-file", &path, OPT_OPTIONAL},
-			     {"timeout", &timeout, OPT_OPTIONAL},
-			     {0}};
+	struct opt opts[] = {
+		{"pid-file", &path, OPT_OPTIONAL}, {"timeout", &timeout, OPT_OPTIONAL}, {0}};
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, drain_usage);
@@ -47,10 +47,11 @@ int cli_drain(int argc, char **argv)
 	if (!path || !*path)
 		path = getenv("CALLPLANE_PID_FILE");
 	if (!path || !*path) {
-		fprintf(stderr, "error: no pid file: give --pid-file FILE or set CALLPLANE_PID_FILE\n");
+		fprintf(stderr,
+			"error: no pid file: give --pid-file FILE or set CALLPLANE_PID_FILE\n");
 		return 2;
 	}
-	long long wait_s = -1;       /* no bound */
+	long long wait_s = -1; /* no bound */
 	if (timeout && !cp_parse_int(timeout, 0, 86400 * 7, &wait_s)) {
 		fprintf(stderr, "error: --timeout must be 0..604800 seconds\n");
 		return 2;
@@ -80,7 +81,8 @@ int cli_drain(int argc, char **argv)
 		goto out;
 	}
 	if (kill((pid_t)pid, SIGTERM)) {
-		fprintf(stderr, "error: cannot signal the server (pid %lld): %s\n", pid, strerror(errno));
+		fprintf(stderr, "error: cannot signal the server (pid %lld): %s\n", pid,
+			strerror(errno));
 		goto out;
 	}
 	if (wait_s == 0) {
@@ -90,15 +92,16 @@ int cli_drain(int argc, char **argv)
 	int64_t start = cp_mono_us();
 	while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
 		if (wait_s > 0 && cp_mono_us() - start >= wait_s * 1000000) {
-			fprintf(stderr, "error: the server (pid %lld) is still running after %lld s\n",
-				pid, wait_s);
+			fprintf(stderr,
+				"error: the server (pid %lld) is still running after %lld s\n", pid,
+				wait_s);
 			goto out;
 		}
 		struct timespec ts = {.tv_nsec = POLL_MS * 1000000L};
 		nanosleep(&ts, NULL);
 	}
-	rc = cli_print(json_pack("{s:I, s:b, s:f}", "pid", (json_int_t)pid, "stopped", 1,
-				 "seconds", (double)((cp_mono_us() - start) / 1000) / 1000.0));
+	rc = cli_print(json_pack("{s:I, s:b, s:f}", "pid", (json_int_t)pid, "stopped", 1, "seconds",
+				 (double)((cp_mono_us() - start) / 1000) / 1000.0));
 out:
 	close(fd);
 	return rc;

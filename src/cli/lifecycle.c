@@ -167,8 +167,8 @@ static void drain_start(struct lifecycle *lc, int sig, size_t live)
 	snprintf(status, sizeof status, "draining: %zu calls live", live);
 	notify_stopping(status, lc->cfg.drain_timeout_s + SHUTDOWN_GRACE_S);
 	log_json(LOG_INFO, "drain",
-		 json_pack("{s:i, s:I, s:i}", "signal", sig, "calls", (json_int_t)live,
-			   "timeout_s", lc->cfg.drain_timeout_s));
+		 json_pack("{s:i, s:I, s:i}", "signal", sig, "calls", (json_int_t)live, "timeout_s",
+			   lc->cfg.drain_timeout_s));
 }
 
 enum lifecycle_end lifecycle_run(struct lifecycle *lc)
@@ -201,7 +201,11 @@ enum lifecycle_end lifecycle_run(struct lifecycle *lc)
 		int64_t wait = until - now_ms();
 		struct pollfd p[2] = {{.fd = lc->sig_fd, .events = POLLIN},
 				      {.fd = lc->wake_fd, .events = POLLIN}};
-		if (poll(p, 2, wait < 0 ? 0 : wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR)
+		if (poll(p, 2,
+			 wait < 0       ? 0
+			 : wait > 60000 ? 60000
+					: (int)wait) < 0 &&
+		    errno != EINTR)
 			log_msg(LOG_ERROR, "lifecycle", "poll: %s", strerror(errno));
 		now = now_ms();
 
@@ -218,7 +222,7 @@ enum lifecycle_end lifecycle_run(struct lifecycle *lc)
 				return LIFECYCLE_STOP;
 			}
 			if (call_service_live_calls(lc->cfg.svc, &live))
-				live = 0;          /* unknown: counted again below */
+				live = 0; /* unknown: counted again below */
 			drain_start(lc, sig, live);
 			draining = true;
 			drain_start_ms = now;

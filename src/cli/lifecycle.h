@@ -18,8 +18,8 @@
 struct lifecycle_config {
 	struct call_service *svc;
 	struct store *st;
-	int drain_timeout_s;         /* 0: the first signal shuts down at once */
-	const char *pid_file;        /* NULL: none */
+	int drain_timeout_s;  /* 0: the first signal shuts down at once */
+	const char *pid_file; /* NULL: none */
 	/* housekeeping run on the main thread about once a second (NULL: none) */
 	void (*each_second)(void *arg);
 	void *arg;
@@ -27,10 +27,10 @@ struct lifecycle_config {
 
 /* Why lifecycle_run() returned. */
 enum lifecycle_end {
-	LIFECYCLE_STOP,              /* a signal, no drain (drain timeout 0) */
-	LIFECYCLE_DRAINED,           /* every live call ended within the drain */
-	LIFECYCLE_DRAIN_TIMEOUT,     /* the drain's time ran out with calls left */
-	LIFECYCLE_FORCED,            /* a second signal during the drain */
+	LIFECYCLE_STOP,          /* a signal, no drain (drain timeout 0) */
+	LIFECYCLE_DRAINED,       /* every live call ended within the drain */
+	LIFECYCLE_DRAIN_TIMEOUT, /* the drain's time ran out with calls left */
+	LIFECYCLE_FORCED,        /* a second signal during the drain */
 };
 
 struct lifecycle;

@@ -53,7 +53,8 @@ static const char serve_usage[] =
 	"usage: callplane serve [--db PATH] [--http HOST:PORT] [--sip HOST:PORT|none]\n"
 	"                       [--config FILE] [--sync full|normal] [--http-threads N]\n"
 	"                       [--log-level debug|info|warn|error]\n"
-	"  Service: [--drain-timeout SECONDS] (on SIGTERM, wait this long for live calls; default 0)\n"
+	"  Service: [--drain-timeout SECONDS] (on SIGTERM, wait this long for live calls; default "
+	"0)\n"
 	"           [--pid-file FILE] (for `callplane drain`)\n"
 	"  HTTPS: [--tls-cert FILE --tls-key FILE] (PEM: the certificate chain, its key)\n"
 	"  SIP: [--trunk sip:HOST:PORT] [--trunk-auth USER:PASSWORD] [--ring-timeout SECONDS]\n"
@@ -61,7 +62,8 @@ static const char serve_usage[] =
 	"       [--hangup-rate PER_SECOND] [--hangup-wait-ms MS] [--rtp-ports LOW-HIGH]\n"
 	"       [--sip-advertise IP] [--rtp-addrs IP[,IP...]] [--rtp-advertise IP[,IP...]]\n"
 	"       (1:1 NAT: the public addresses Contact, Via and SDP carry; docs/CARRIERS.md)\n"
-	"       [--sip-tls HOST:PORT [--sip-tls-cert FILE --sip-tls-key FILE] [--sip-tls-ca FILE]]\n"
+	"       [--sip-tls HOST:PORT [--sip-tls-cert FILE --sip-tls-key FILE] [--sip-tls-ca "
+	"FILE]]\n"
 	"       (SIP over TLS: trunks with --transport tls, sips: URIs; servers are verified\n"
 	"       against --sip-tls-ca, default the system's CA store)\n"
 	"       [--allow-any-inbound] [--inbound-rate PER_SECOND] (INVITEs are accepted only from\n"
@@ -81,9 +83,11 @@ static const char serve_usage[] =
 	"            [--webhook-allow-private] (targets on private addresses: labs, tests)\n"
 	"Defaults: --db " CLI_DEFAULT_DB " --http 127.0.0.1:8080 --sip 127.0.0.1:5060\n"
 	"          --recordings: a directory \"recordings\" beside the database file\n"
-	"Every option may also come from the environment, CALLPLANE_ and its name in capitals with\n"
+	"Every option may also come from the environment, CALLPLANE_ and its name in capitals "
+	"with\n"
 	"'_' for '-' (CALLPLANE_HTTP_THREADS), or from --config FILE, a JSON object keyed by the\n"
-	"option names (strings, integers; true/false for flags). A flag wins over the environment,\n"
+	"option names (strings, integers; true/false for flags). A flag wins over the "
+	"environment,\n"
 	"the environment over the file.\n";
 
 /* Raises the soft descriptor limit to the hard one (with CAP_SYS_RESOURCE the hard one too, to
@@ -142,7 +146,8 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 	getrlimit(RLIMIT_NOFILE, &rl);
 	char msg[400];
 	snprintf(msg, sizeof msg,
-		 "the descriptor limit (RLIMIT_NOFILE %ld, hard %lld) holds at most %ld calls at once "
+		 "the descriptor limit (RLIMIT_NOFILE %ld, hard %lld) holds at most %ld calls at "
+		 "once "
 		 "(RTP, RTCP and agent stream sockets: 3 each, %ld descriptors kept for HTTP and "
 		 "the store); the RTP ports allow %ld. Raise the hard limit (ulimit -Hn, systemd "
 		 "LimitNOFILE=) to hold more",
@@ -150,7 +155,8 @@ static void fit_calls_to_fd_limit(struct sip_config *sc, rlim_t limit)
 		 sc->max_rtp_sockets, reserve, ports);
 	log_json(LOG_WARN, "fd_limit",
 		 json_pack("{s:s, s:I, s:I, s:I}", "message", msg, "limit", (json_int_t)lim,
-			   "max_calls", (json_int_t)sc->max_rtp_sockets, "rtp_ports", (json_int_t)ports));
+			   "max_calls", (json_int_t)sc->max_rtp_sockets, "rtp_ports",
+			   (json_int_t)ports));
 }
 
 /* A total cap not given: 1/share of the reserve (fallback without a limit), at least 1. */
@@ -198,9 +204,9 @@ static void fit_connections_to_fd_limit(struct serve_settings *set, rlim_t limit
 }
 
 const struct route *const serve_route_tables[] = {
-	canonical_routes, webhook_routes, admin_routes, event_routes, openapi_routes, metrics_routes,
-	web_routes, dashboard_routes,
-	talkover_routes, voxworks_routes, pilotstatus_routes, cartesia_routes,
+	canonical_routes, webhook_routes,  admin_routes,       event_routes,
+	openapi_routes,   metrics_routes,  web_routes,         dashboard_routes,
+	talkover_routes,  voxworks_routes, pilotstatus_routes, cartesia_routes,
 };
 const size_t serve_n_route_tables = sizeof serve_route_tables / sizeof serve_route_tables[0];
 
@@ -230,8 +236,8 @@ static int choose_advertise(struct sip_config *sc)
 	}
 	int fd = socket(dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int ok = fd >= 0 &&
-		 connect(fd, (struct sockaddr *)&dst, v6 ? sizeof(struct sockaddr_in6)
-							  : sizeof(struct sockaddr_in)) == 0 &&
+		 connect(fd, (struct sockaddr *)&dst,
+			 v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) == 0 &&
 		 getsockname(fd, (struct sockaddr *)&src, &len) == 0;
 	if (fd >= 0)
 		close(fd);
@@ -242,21 +248,24 @@ static int choose_advertise(struct sip_config *sc)
 			       sc->advertise, sizeof sc->advertise) != NULL;
 	if (!ok) {
 		sc->advertise[0] = '\0';
-		fprintf(stderr, "error: --sip %s:%d listens on every address, and this host has no "
-			"route out to take an address from for Contact and SDP: give --sip-advertise IP\n",
+		fprintf(stderr,
+			"error: --sip %s:%d listens on every address, and this host has no "
+			"route out to take an address from for Contact and SDP: give "
+			"--sip-advertise IP\n",
 			v6 ? "[::]" : sc->host, sc->port);
 		return -1;
 	}
-	log_json(LOG_INFO, "sip_advertise_chosen", json_pack("{s:s, s:s}", "address", sc->advertise,
-							     "why", "--sip binds every address; "
-							     "--sip-advertise sets it"));
+	log_json(LOG_INFO, "sip_advertise_chosen",
+		 json_pack("{s:s, s:s}", "address", sc->advertise, "why",
+			   "--sip binds every address; "
+			   "--sip-advertise sets it"));
 	return 0;
 }
 
 /* The trunks as the engine has them: their generation in the store when they were loaded. */
 struct trunk_reload {
 	struct store *st;
-	struct sip_engine *sip;      /* NULL: no engine (yet): nothing to reload */
+	struct sip_engine *sip; /* NULL: no engine (yet): nothing to reload */
 	int64_t gen;
 };
 
@@ -317,8 +326,8 @@ int cli_serve(int argc, char **argv)
 	log_set_level(set.log_level);
 	/* the files are read now, before anything starts: unreadable 1, not a pair 2 */
 	if (set.tls_cert) {
-		enum http_tls_result tr = http_tls_load(set.tls_cert, set.tls_key, &tls, why,
-							sizeof why);
+		enum http_tls_result tr =
+			http_tls_load(set.tls_cert, set.tls_key, &tls, why, sizeof why);
 		if (tr != HTTP_TLS_OK) {
 			fprintf(stderr, "error: %s\n", why);
 			rc = tr == HTTP_TLS_UNREADABLE ? 1 : 2;
@@ -333,7 +342,8 @@ int cli_serve(int argc, char **argv)
 			goto out_cfg;
 		}
 	}
-	if (!set.with_sip && recorder_repair(set.recordings) < 0)  /* no engine: served, never written */
+	if (!set.with_sip &&
+	    recorder_repair(set.recordings) < 0) /* no engine: served, never written */
 		log_msg(LOG_WARN, "recorder", "cannot read %s", set.recordings);
 	if (set.with_sip && choose_advertise(&set.sip))
 		goto out_cfg;
@@ -363,15 +373,20 @@ int cli_serve(int argc, char **argv)
 		store_close(st);
 		goto out_cfg;
 	}
-	struct app app = {.calls = svc, .store = st, .webhooks_per_tenant = set.webhooks_per_tenant,
+	struct app app = {.calls = svc,
+			  .store = st,
+			  .webhooks_per_tenant = set.webhooks_per_tenant,
 			  .webhook_allow_private = set.webhooks.allow_private,
 			  .metrics_token = set.metrics_token[0] ? set.metrics_token : NULL};
 	struct sip_engine *sip = NULL;
 	struct http_server *http = NULL;
 	const char *end_reason = "node_shutdown";
 	struct trunk_reload reload = {.st = st};
-	struct lifecycle_config lcfg = {.svc = svc, .st = st, .drain_timeout_s = set.drain_timeout_s,
-					.pid_file = set.pid_file, .each_second = reload_trunks,
+	struct lifecycle_config lcfg = {.svc = svc,
+					.st = st,
+					.drain_timeout_s = set.drain_timeout_s,
+					.pid_file = set.pid_file,
+					.each_second = reload_trunks,
 					.arg = &reload};
 	life = lifecycle_create(&lcfg, why, sizeof why);
 	if (!life)
@@ -407,9 +422,13 @@ int cli_serve(int argc, char **argv)
 		reload.sip = sip;
 	}
 
-	struct http_server_config hc = {.host = set.http_host, .port = set.http_port,
-					.threads = set.http_threads, .app = &app, .store = st,
-					.fallback = &canonical_dialect, .rate_limit = set.rate_limit,
+	struct http_server_config hc = {.host = set.http_host,
+					.port = set.http_port,
+					.threads = set.http_threads,
+					.app = &app,
+					.store = st,
+					.fallback = &canonical_dialect,
+					.rate_limit = set.rate_limit,
 					.tls = set.tls_cert ? &tls : NULL,
 					.max_conns = set.http_max_conns,
 					.max_conns_per_ip = set.http_max_conns_per_ip,
@@ -417,9 +436,9 @@ int cli_serve(int argc, char **argv)
 	http = http_server_start(&hc, serve_route_tables, serve_n_route_tables);
 	if (!http)
 		goto out_svc;
-	log_json(LOG_INFO, "ready", json_pack("{s:s, s:s, s:s, s:s, s:s}", "http", c.http, "sip",
-					      c.sip, "db", c.db, "sync", c.sync, "recordings",
-					      set.recordings));
+	log_json(LOG_INFO, "ready",
+		 json_pack("{s:s, s:s, s:s, s:s, s:s}", "http", c.http, "sip", c.sip, "db", c.db,
+			   "sync", c.sync, "recordings", set.recordings));
 
 	/* the main thread keeps house until a signal, and drains if asked to */
 	if (lifecycle_run(life) == LIFECYCLE_DRAIN_TIMEOUT)
@@ -443,7 +462,7 @@ out_svc:
 	webhook_worker_stop(hooks);
 	event_hub_destroy(app.events);
 	call_service_destroy(svc);
-	tts_shutdown();          /* no goodbye is being rendered: HTTP and the speaker stopped */
+	tts_shutdown(); /* no goodbye is being rendered: HTTP and the speaker stopped */
 	store_close(st);
 	lifecycle_destroy(life); /* last: the pid file goes once nothing is left to stop */
 out_cfg:

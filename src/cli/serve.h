@@ -27,11 +27,11 @@
  * sets it; the strings belong to argv, the environment or the config file's JSON. */
 struct serve_config {
 	const char *db, *http, *sip, *config, *sync, *http_threads, *log_level;
-	const char *trunk, *trunk_auth, *trunk_srtp, *ring_timeout, *hangup_rate, *hangup_wait, *rtp_ports,
-		*rtp_addrs, *rtp_advertise, *sip_advertise, *rate_limit, *wh_retry, *wh_max_age, *wh_timeout,
-		*wh_per_tenant, *media_timeout, *agent_grace, *recordings, *events_per_key,
-		*allow_any_inbound, *inbound_rate;
-	const char *wh_allow_private;    /* a flag: "1" when given */
+	const char *trunk, *trunk_auth, *trunk_srtp, *ring_timeout, *hangup_rate, *hangup_wait,
+		*rtp_ports, *rtp_addrs, *rtp_advertise, *sip_advertise, *rate_limit, *wh_retry,
+		*wh_max_age, *wh_timeout, *wh_per_tenant, *media_timeout, *agent_grace, *recordings,
+		*events_per_key, *allow_any_inbound, *inbound_rate;
+	const char *wh_allow_private; /* a flag: "1" when given */
 	const char *metrics_token;
 	const char *drain_timeout, *pid_file, *tls_cert, *tls_key;
 	const char *sip_tls, *sip_tls_cert, *sip_tls_key, *sip_tls_ca;
@@ -47,7 +47,7 @@ struct serve_option {
 	size_t offset;
 	enum opt_kind kind;
 };
-#define SERVE_OPTIONS_MAX 64          /* room for serve_options[] in a fixed array */
+#define SERVE_OPTIONS_MAX 64 /* room for serve_options[] in a fixed array */
 extern const struct serve_option serve_options[];
 extern const size_t serve_n_options;
 
@@ -67,21 +67,21 @@ struct serve_settings {
 	char http_host[256];
 	int http_port;
 	bool sync_full;
-	unsigned http_threads;           /* 0 = one per core */
-	unsigned rate_limit;             /* per key without its own; 0 = none */
+	unsigned http_threads; /* 0 = one per core */
+	unsigned rate_limit;   /* per key without its own; 0 = none */
 	enum log_level log_level;
 	struct webhook_config webhooks;
-	int webhooks_per_tenant;         /* webhooks one tenant may register */
-	int events_per_key;              /* GET /v1/events streams one key may hold */
-	char recordings[PATH_MAX];       /* where recordings live */
-	char metrics_token[SERVE_METRICS_TOKEN_MAX + 1];  /* GET /metrics needs it; "" = open */
-	int drain_timeout_s;             /* 0: SIGTERM ends every call at once */
-	const char *pid_file;            /* NULL: none; points into struct serve_config */
-	const char *tls_cert, *tls_key;  /* both or neither (NULL: plain HTTP); likewise */
+	int webhooks_per_tenant;   /* webhooks one tenant may register */
+	int events_per_key;        /* GET /v1/events streams one key may hold */
+	char recordings[PATH_MAX]; /* where recordings live */
+	char metrics_token[SERVE_METRICS_TOKEN_MAX + 1]; /* GET /metrics needs it; "" = open */
+	int drain_timeout_s;                             /* 0: SIGTERM ends every call at once */
+	const char *pid_file;           /* NULL: none; points into struct serve_config */
+	const char *tls_cert, *tls_key; /* both or neither (NULL: plain HTTP); likewise */
 	/* HTTP connections at once, from one address, and how long one may stay idle; 0 (the
 	 * caps): derived from RLIMIT_NOFILE by serve.c */
 	unsigned http_max_conns, http_max_conns_per_ip, http_idle_s;
-	bool with_sip;                   /* false for --sip none: sip is then unset */
+	bool with_sip; /* false for --sip none: sip is then unset */
 	struct sip_config sip;
 };
 

@@ -28,8 +28,7 @@
 #include <string.h>
 
 /* Writes the problem into why; returns -1. */
-__attribute__((format(printf, 3, 4)))
-static int fail(char *why, size_t size, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *why, size_t size, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -39,8 +38,8 @@ static int fail(char *why, size_t size, const char *fmt, ...)
 }
 
 /* An unsigned option's text into *out when given (lo..hi); -1 with the problem in why. */
-static int opt_count(const char *text, const char *name, long long lo, long long hi,
-		     unsigned *out, char *why, size_t size)
+static int opt_count(const char *text, const char *name, long long lo, long long hi, unsigned *out,
+		     char *why, size_t size)
 {
 	long long v;
 	if (!text)
@@ -169,8 +168,8 @@ static int load_env(struct serve_config *c, bool *seen, char *why, size_t size)
  * object keyed by long option names whose values are strings, integers (written as
  * decimal text) or, for flags, booleans. The text of an integer lives in *holder with the
  * file. */
-static int load_config_file(struct serve_config *c, const bool *seen, json_t **holder,
-			    char *why, size_t size)
+static int load_config_file(struct serve_config *c, const bool *seen, json_t **holder, char *why,
+			    size_t size)
 {
 	if (!c->config)
 		return 0;
@@ -187,7 +186,8 @@ static int load_config_file(struct serve_config *c, const bool *seen, json_t **h
 		return fail(why, size, "out of memory");
 	const char *k;
 	json_t *v;
-	json_object_foreach(j, k, v) {
+	json_object_foreach(j, k, v)
+	{
 		const struct serve_option *o = serve_option_named(k);
 		if (!o || !strcmp(k, "config"))
 			return fail(why, size, "config %s: unknown option \"%s\"", c->config, k);
@@ -259,12 +259,12 @@ static int path_option(const char *name, const char *path, char *buf, size_t bsi
 /* The SIP over TLS options into sc: --sip-tls HOST:PORT turns the transport on, the files
  * need it, the certificate and its key go together. The files are read later (serve.c, with
  * sip_tls_check()), before anything starts. */
-static int sip_tls_from(const struct serve_config *c, struct sip_config *sc, char *why,
-			size_t size)
+static int sip_tls_from(const struct serve_config *c, struct sip_config *sc, char *why, size_t size)
 {
 	if (!c->sip_tls) {
 		if (c->sip_tls_cert || c->sip_tls_key || c->sip_tls_ca)
-			return fail(why, size, "--sip-tls-cert, --sip-tls-key and --sip-tls-ca need"
+			return fail(why, size,
+				    "--sip-tls-cert, --sip-tls-key and --sip-tls-ca need"
 				    " --sip-tls HOST:PORT");
 		return 0;
 	}
@@ -273,14 +273,15 @@ static int sip_tls_from(const struct serve_config *c, struct sip_config *sc, cha
 		return fail(why, size, "--sip-tls must be HOST:PORT (a port above 0), got '%s'",
 			    c->sip_tls);
 	if (!c->sip_tls_cert != !c->sip_tls_key)
-		return fail(why, size, "--sip-tls-cert and --sip-tls-key go together: give both"
+		return fail(why, size,
+			    "--sip-tls-cert and --sip-tls-key go together: give both"
 			    " or neither");
 	if ((c->sip_tls_cert && (path_option("sip-tls-cert", c->sip_tls_cert, sc->tls_cert,
 					     sizeof sc->tls_cert, why, size) ||
 				 path_option("sip-tls-key", c->sip_tls_key, sc->tls_key,
 					     sizeof sc->tls_key, why, size))) ||
-	    (c->sip_tls_ca && path_option("sip-tls-ca", c->sip_tls_ca, sc->tls_ca,
-					  sizeof sc->tls_ca, why, size)))
+	    (c->sip_tls_ca &&
+	     path_option("sip-tls-ca", c->sip_tls_ca, sc->tls_ca, sizeof sc->tls_ca, why, size)))
 		return -1;
 	return 0;
 }
@@ -297,7 +298,8 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 	if (c->sip_advertise) {
 		if (strlen(c->sip_advertise) >= sizeof sc->advertise ||
 		    !wire_token(c->sip_advertise))
-			return fail(why, size, "--sip-advertise must be an IP address or host name "
+			return fail(why, size,
+				    "--sip-advertise must be an IP address or host name "
 				    "(at most %zu bytes, no spaces or control characters)",
 				    sizeof sc->advertise - 1);
 		snprintf(sc->advertise, sizeof sc->advertise, "%s", c->sip_advertise);
@@ -383,16 +385,18 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 			return fail(why, size, "--rtp-advertise must be IP[,IP...]: %s", err);
 		int want = sc->n_rtp_addrs ? sc->n_rtp_addrs : 1;
 		if (sc->n_rtp_advertise != want)
-			return fail(why, size, "--rtp-advertise must name %d address%s, one for each "
-				    "RTP address (--rtp-addrs, or the --sip address)", want,
-				    want == 1 ? "" : "es");
+			return fail(why, size,
+				    "--rtp-advertise must name %d address%s, one for each "
+				    "RTP address (--rtp-addrs, or the --sip address)",
+				    want, want == 1 ? "" : "es");
 		for (int i = 0; i < sc->n_rtp_advertise; i++) {
 			const char *bound = sc->n_rtp_addrs ? sc->rtp_addrs[i] : sc->host;
 			bool v6 = strchr(bound, ':') != NULL;
 			if (v6 != (strchr(sc->rtp_advertise[i], ':') != NULL))
-				return fail(why, size, "--rtp-advertise %s is not of the family of "
-					    "the RTP address %s it stands for", sc->rtp_advertise[i],
-					    bound);
+				return fail(why, size,
+					    "--rtp-advertise %s is not of the family of "
+					    "the RTP address %s it stands for",
+					    sc->rtp_advertise[i], bound);
 		}
 	}
 	return 0;
@@ -400,8 +404,7 @@ static int sip_config_from(const struct serve_config *c, struct sip_config *sc, 
 
 /* --metrics-token into s (none: ""): -1 with the problem in why unless it is 16..256 visible
  * ASCII characters, which an HTTP header carries as they are; a shorter one is guessable. */
-static int metrics_token_from(const char *token, struct serve_settings *s, char *why,
-			      size_t size)
+static int metrics_token_from(const char *token, struct serve_settings *s, char *why, size_t size)
 {
 	if (!token)
 		return 0;
@@ -410,8 +413,10 @@ static int metrics_token_from(const char *token, struct serve_settings *s, char 
 	for (const char *p = token; *p; p++)
 		visible = visible && *p > ' ' && *p < 0x7f;
 	if (n < SERVE_METRICS_TOKEN_MIN || n > SERVE_METRICS_TOKEN_MAX || !visible)
-		return fail(why, size, "--metrics-token must be %d..%d visible ASCII characters "
-			    "(no spaces)", SERVE_METRICS_TOKEN_MIN, SERVE_METRICS_TOKEN_MAX);
+		return fail(why, size,
+			    "--metrics-token must be %d..%d visible ASCII characters "
+			    "(no spaces)",
+			    SERVE_METRICS_TOKEN_MIN, SERVE_METRICS_TOKEN_MAX);
 	memcpy(s->metrics_token, token, n + 1);
 	return 0;
 }
@@ -422,7 +427,7 @@ static int default_recordings_dir(const char *db, char *buf, size_t size)
 {
 	const char *slash = strrchr(db, '/');
 	int n = slash ? snprintf(buf, size, "%.*s/recordings", (int)(slash - db), db)
-		      : snprintf(buf, size, "recordings");   /* "/db" gives "/recordings" */
+		      : snprintf(buf, size, "recordings"); /* "/db" gives "/recordings" */
 	return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
@@ -435,11 +440,16 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 	bool seen[sizeof serve_options / sizeof serve_options[0]] = {0};
 	if (load_env(c, seen, why, why_size) || load_config_file(c, seen, holder, why, why_size))
 		return -1;
-	if (!c->db) c->db = CLI_DEFAULT_DB;
-	if (!c->http) c->http = "127.0.0.1:8080";
-	if (!c->sip) c->sip = "127.0.0.1:5060";
-	if (!c->sync) c->sync = "full";
-	if (!c->log_level) c->log_level = "info";
+	if (!c->db)
+		c->db = CLI_DEFAULT_DB;
+	if (!c->http)
+		c->http = "127.0.0.1:8080";
+	if (!c->sip)
+		c->sip = "127.0.0.1:5060";
+	if (!c->sync)
+		c->sync = "full";
+	if (!c->log_level)
+		c->log_level = "info";
 
 	if (split_hostport(c->http, s->http_host, sizeof s->http_host, &s->http_port))
 		return fail(why, why_size, "--http must be HOST:PORT, got '%s'", c->http);
@@ -456,8 +466,7 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 		      why, why_size) ||
 	    opt_count(c->http_max_conns_per_ip, "http-max-connections-per-ip", 1, 1000000,
 		      &s->http_max_conns_per_ip, why, why_size) ||
-	    opt_count(c->http_idle, "http-idle-timeout", 1, 86400, &s->http_idle_s, why,
-		      why_size))
+	    opt_count(c->http_idle, "http-idle-timeout", 1, 86400, &s->http_idle_s, why, why_size))
 		return -1;
 	s->rate_limit = 1000;
 	if (c->rate_limit) {
@@ -500,7 +509,8 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 			return fail(why, why_size, "--recordings must be a directory path");
 		snprintf(s->recordings, sizeof s->recordings, "%s", c->recordings);
 	} else if (default_recordings_dir(c->db, s->recordings, sizeof s->recordings)) {
-		return fail(why, why_size, "--db path too long for the recordings directory beside it");
+		return fail(why, why_size,
+			    "--db path too long for the recordings directory beside it");
 	}
 	if (metrics_token_from(c->metrics_token, s, why, why_size))
 		return -1;
@@ -515,7 +525,8 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 		s->pid_file = c->pid_file;
 	}
 	if (!c->tls_cert != !c->tls_key)
-		return fail(why, why_size, "--tls-cert and --tls-key go together: give both or neither");
+		return fail(why, why_size,
+			    "--tls-cert and --tls-key go together: give both or neither");
 	if (c->tls_cert && (!*c->tls_cert || !*c->tls_key))
 		return fail(why, why_size, "--tls-cert and --tls-key must be file paths");
 	s->tls_cert = c->tls_cert;
@@ -532,6 +543,6 @@ int serve_settle(struct serve_config *c, json_t **holder, struct serve_settings 
 	if (s->with_sip && sip_config_from(c, &s->sip, why, why_size))
 		return -1;
 	if (s->with_sip)
-		s->sip.media.recordings_dir = s->recordings;   /* repaired when the engine starts */
+		s->sip.media.recordings_dir = s->recordings; /* repaired when the engine starts */
 	return 0;
 }

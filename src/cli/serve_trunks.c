@@ -59,8 +59,10 @@ static void read_password(const struct trunk *t, struct sip_trunk *out)
 			 strerror(err));
 		n = 0;
 	} else if ((size_t)n == sizeof out->password) {
-		snprintf(out->problem, sizeof out->problem, "the password file holds more than %d"
-			 " bytes", SIP_PASSWORD_MAX);
+		snprintf(out->problem, sizeof out->problem,
+			 "the password file holds more than %d"
+			 " bytes",
+			 SIP_PASSWORD_MAX);
 		n = 0;
 	}
 	out->password[n] = '\0';
@@ -82,7 +84,8 @@ static void resolve(const char *host, struct sip_trunk *out)
 				   gai_strerror(rc)));
 		return;
 	}
-	for (struct addrinfo *ai = res; ai && out->n_addrs < SIP_TRUNK_ADDRS_MAX; ai = ai->ai_next) {
+	for (struct addrinfo *ai = res; ai && out->n_addrs < SIP_TRUNK_ADDRS_MAX;
+	     ai = ai->ai_next) {
 		if (ai->ai_addrlen > sizeof out->addrs[0])
 			continue;
 		memcpy(&out->addrs[out->n_addrs++], ai->ai_addr, ai->ai_addrlen);
@@ -107,11 +110,12 @@ static bool engine_trunk(const struct trunk *t, struct sip_trunk *out)
 	memset(out, 0, sizeof *out);
 	memcpy(out->id, t->id, sizeof out->id);
 	memcpy(out->tenant_id, t->tenant_id, sizeof out->tenant_id);
-	bool ok = netaddr_host_valid(t->host) && (!t->user[0] || sip_trunk_user_valid(t->user)) &&
-		  (!t->from_user[0] || sip_trunk_user_valid(t->from_user)) &&
-		  (!t->from_domain[0] || netaddr_host_valid(t->from_domain)) &&
-		  (!t->outbound_proxy[0] || sip_trunk_proxy_valid(t->outbound_proxy)) &&
-		  sip_trunk_cidrs_parse(t->inbound_cidrs, out->cidrs, &out->n_cidrs, why, sizeof why);
+	bool ok =
+		netaddr_host_valid(t->host) && (!t->user[0] || sip_trunk_user_valid(t->user)) &&
+		(!t->from_user[0] || sip_trunk_user_valid(t->from_user)) &&
+		(!t->from_domain[0] || netaddr_host_valid(t->from_domain)) &&
+		(!t->outbound_proxy[0] || sip_trunk_proxy_valid(t->outbound_proxy)) &&
+		sip_trunk_cidrs_parse(t->inbound_cidrs, out->cidrs, &out->n_cidrs, why, sizeof why);
 	for (const char *h = t->headers; ok && *h;) {
 		size_t len = strcspn(h, "\r");
 		char line[600];
@@ -135,8 +139,8 @@ static bool engine_trunk(const struct trunk *t, struct sip_trunk *out)
 	out->tcp = !strcmp(t->transport, "tcp");
 	snprintf(out->target, sizeof out->target, "%s", host);
 	if (t->port)
-		snprintf(out->target + strlen(out->target), sizeof out->target - strlen(out->target),
-			 ":%d", t->port);
+		snprintf(out->target + strlen(out->target),
+			 sizeof out->target - strlen(out->target), ":%d", t->port);
 	out->tls = !strcmp(t->transport, "tls");
 	if (out->tcp || out->tls)
 		strncat(out->target, out->tls ? ";transport=tls" : ";transport=tcp",
@@ -149,11 +153,11 @@ static bool engine_trunk(const struct trunk *t, struct sip_trunk *out)
 		 out->from_domain[0] ? out->from_domain : host);
 	memcpy(out->outbound_proxy, t->outbound_proxy, sizeof out->outbound_proxy);
 	memcpy(out->from_user, t->from_user, sizeof out->from_user);
-	out->caller_id = !strcmp(t->caller_id_header, "pai") ? SIP_CALLER_ID_PAI :
-			 !strcmp(t->caller_id_header, "rpid") ? SIP_CALLER_ID_RPID :
-			 SIP_CALLER_ID_NONE;
+	out->caller_id = !strcmp(t->caller_id_header, "pai")    ? SIP_CALLER_ID_PAI
+			 : !strcmp(t->caller_id_header, "rpid") ? SIP_CALLER_ID_RPID
+								: SIP_CALLER_ID_NONE;
 	if (!sip_srtp_parse(t->srtp, &out->srtp))
-		out->srtp = SIP_SRTP_OFF;        /* no column: a database before migration 11 */
+		out->srtp = SIP_SRTP_OFF; /* no column: a database before migration 11 */
 	memcpy(out->headers, t->headers, sizeof out->headers);
 	read_password(t, out);
 	if (out->problem[0])

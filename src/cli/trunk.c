@@ -34,7 +34,8 @@ static const char trunk_usage[] =
 	"                              [--from-user USER] [--from-domain HOST]\n"
 	"                              [--caller-id-header pai|rpid|none]\n"
 	"                              [--srtp off|optional|required]\n"
-	"                              [--inbound-cidr CIDR[,CIDR...]] [--header 'Name: value']...\n"
+	"                              [--inbound-cidr CIDR[,CIDR...]] [--header 'Name: "
+	"value']...\n"
 	"                              [--db PATH]\n"
 	"       callplane trunk list [--tenant ID] [--db PATH]\n"
 	"       callplane trunk delete ID [--tenant ID] [--db PATH]\n"
@@ -97,7 +98,7 @@ static const char *option_of(const char *field)
 struct create_args {
 	const char *tenant, *host, *transport, *user, *pw_env, *pw_file, *reg, *proxy, *from_user,
 		*from_domain, *caller_id, *cidrs, *srtp;
-	const char *headers[SIP_TRUNK_HEADERS_MAX + 1];   /* OPT_MULTI, ends with args_end */
+	const char *headers[SIP_TRUNK_HEADERS_MAX + 1]; /* OPT_MULTI, ends with args_end */
 };
 
 static int trunk_create(int argc, char **argv)
@@ -106,16 +107,22 @@ static int trunk_create(int argc, char **argv)
 	const char *db = CLI_DEFAULT_DB;
 	const char *pos[1];
 	int n_pos;
-	struct opt opts[] = {
-		{"tenant", &a.tenant, OPT_REQUIRED}, {"host", &a.host, OPT_REQUIRED},
-		{"transport", &a.transport, OPT_OPTIONAL}, {"user", &a.user, OPT_OPTIONAL},
-		{"password-env", &a.pw_env, OPT_OPTIONAL},
-		{"password-file", &a.pw_file, OPT_OPTIONAL}, {"register", &a.reg, OPT_FLAG},
-		{"outbound-proxy", &a.proxy, OPT_OPTIONAL}, {"from-user", &a.from_user, OPT_OPTIONAL},
-		{"from-domain", &a.from_domain, OPT_OPTIONAL},
-		{"caller-id-header", &a.caller_id, OPT_OPTIONAL},
-		{"inbound-cidr", &a.cidrs, OPT_OPTIONAL}, {"srtp", &a.srtp, OPT_OPTIONAL},
-		{"header", a.headers, OPT_MULTI}, {"db", &db, OPT_OPTIONAL}, {0}};
+	struct opt opts[] = {{"tenant", &a.tenant, OPT_REQUIRED},
+			     {"host", &a.host, OPT_REQUIRED},
+			     {"transport", &a.transport, OPT_OPTIONAL},
+			     {"user", &a.user, OPT_OPTIONAL},
+			     {"password-env", &a.pw_env, OPT_OPTIONAL},
+			     {"password-file", &a.pw_file, OPT_OPTIONAL},
+			     {"register", &a.reg, OPT_FLAG},
+			     {"outbound-proxy", &a.proxy, OPT_OPTIONAL},
+			     {"from-user", &a.from_user, OPT_OPTIONAL},
+			     {"from-domain", &a.from_domain, OPT_OPTIONAL},
+			     {"caller-id-header", &a.caller_id, OPT_OPTIONAL},
+			     {"inbound-cidr", &a.cidrs, OPT_OPTIONAL},
+			     {"srtp", &a.srtp, OPT_OPTIONAL},
+			     {"header", a.headers, OPT_MULTI},
+			     {"db", &db, OPT_OPTIONAL},
+			     {0}};
 	enum args_result ar = args_parse(argc, argv, opts, pos, 0, &n_pos, trunk_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
@@ -125,13 +132,21 @@ static int trunk_create(int argc, char **argv)
 	size_t n_headers = 0;
 	while (a.headers[n_headers] && a.headers[n_headers] != args_end)
 		n_headers++;
-	struct admin_trunk_req req = {
-		.tenant_id = a.tenant, .host = a.host, .transport = a.transport, .user = a.user,
-		.password_env = a.pw_env, .password_file = a.pw_file ? pw_file : NULL,
-		.do_register = a.reg != NULL, .outbound_proxy = a.proxy, .from_user = a.from_user,
-		.from_domain = a.from_domain, .caller_id_header = a.caller_id,
-		.inbound_cidrs = a.cidrs, .srtp = a.srtp, .headers = a.headers,
-		.n_headers = n_headers};
+	struct admin_trunk_req req = {.tenant_id = a.tenant,
+				      .host = a.host,
+				      .transport = a.transport,
+				      .user = a.user,
+				      .password_env = a.pw_env,
+				      .password_file = a.pw_file ? pw_file : NULL,
+				      .do_register = a.reg != NULL,
+				      .outbound_proxy = a.proxy,
+				      .from_user = a.from_user,
+				      .from_domain = a.from_domain,
+				      .caller_id_header = a.caller_id,
+				      .inbound_cidrs = a.cidrs,
+				      .srtp = a.srtp,
+				      .headers = a.headers,
+				      .n_headers = n_headers};
 	struct trunk t = {0};
 	char why[1024];
 	if (!admin_trunk_check(&req, option_of, &t, why, sizeof why)) {
@@ -176,8 +191,8 @@ int cli_trunk(int argc, char **argv)
 		return 2;
 	}
 	struct opt opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
-	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, del ? 1 : 0, &n_pos,
-					 trunk_usage);
+	enum args_result ar =
+		args_parse(argc - 1, argv + 1, opts, pos, del ? 1 : 0, &n_pos, trunk_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if (del && n_pos != 1)
@@ -192,8 +207,10 @@ int cli_trunk(int argc, char **argv)
 		if (r == CP_OK)
 			rc = cli_print(json_pack("{s:s, s:b}", "id", pos[0], "deleted", 1));
 		else if (r == CP_ERR_CONFLICT)
-			fprintf(stderr, "error: trunk %s is used by agents: move them first (agent"
-				" update ID --trunk OTHER or --no-trunk)\n", pos[0]);
+			fprintf(stderr,
+				"error: trunk %s is used by agents: move them first (agent"
+				" update ID --trunk OTHER or --no-trunk)\n",
+				pos[0]);
 		else if (r == CP_ERR_NOT_FOUND)
 			fprintf(stderr, "error: no such trunk: %s\n", pos[0]);
 		else

@@ -49,19 +49,28 @@ int cli_webhook(int argc, char **argv)
 		printf("%s", webhook_usage);
 		return 0;
 	}
-	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED}, {"url", &url, OPT_REQUIRED},
-				    {"agent", &agent, OPT_OPTIONAL}, {"secret", &secret, OPT_OPTIONAL},
-				    {"format", &format, OPT_OPTIONAL}, {"signing", &signing, OPT_OPTIONAL},
+	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED},
+				    {"url", &url, OPT_REQUIRED},
+				    {"agent", &agent, OPT_OPTIONAL},
+				    {"secret", &secret, OPT_OPTIONAL},
+				    {"format", &format, OPT_OPTIONAL},
+				    {"signing", &signing, OPT_OPTIONAL},
 				    {"db", &db, OPT_OPTIONAL},
 				    {"webhooks-per-tenant", &cap, OPT_OPTIONAL},
-				    {"webhook-allow-private", &allow_private, OPT_FLAG}, {0}};
-	struct opt list_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
+				    {"webhook-allow-private", &allow_private, OPT_FLAG},
+				    {0}};
+	struct opt list_opts[] = {
+		{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt delete_opts[] = {{"db", &db, OPT_OPTIONAL}, {0}};
 	struct opt deliveries_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
 					{"status", &status, OPT_OPTIONAL},
-					{"limit", &limit, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
-	struct opt replay_opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL},
-				    {"all-failed", &all, OPT_FLAG}, {0}};
+					{"limit", &limit, OPT_OPTIONAL},
+					{"db", &db, OPT_OPTIONAL},
+					{0}};
+	struct opt replay_opts[] = {{"tenant", &tenant, OPT_OPTIONAL},
+				    {"db", &db, OPT_OPTIONAL},
+				    {"all-failed", &all, OPT_FLAG},
+				    {0}};
 	struct opt *opts;
 	int max_pos = 0;
 	bool is_replay = false;
@@ -79,12 +88,14 @@ int cli_webhook(int argc, char **argv)
 		fprintf(stderr, "%s", webhook_usage);
 		return 2;
 	}
-	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, webhook_usage);
+	enum args_result ar =
+		args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, webhook_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;
 	if ((opts == delete_opts && n_pos != 1) || (is_replay && (n_pos == 1) == (all != NULL))) {
-		fprintf(stderr, "error: give %s\n%s", is_replay ? "a delivery id or --all-failed"
-							       : "the webhook id", webhook_usage);
+		fprintf(stderr, "error: give %s\n%s",
+			is_replay ? "a delivery id or --all-failed" : "the webhook id",
+			webhook_usage);
 		return 2;
 	}
 	if (status && !webhook_delivery_status_valid(status)) {
@@ -93,7 +104,8 @@ int cli_webhook(int argc, char **argv)
 	}
 	long long n = 100, id = 0, per_tenant = WEBHOOKS_PER_TENANT_DEFAULT;
 	if (cap && !cp_parse_int(cap, 1, WEBHOOKS_PER_TENANT_MAX, &per_tenant)) {
-		fprintf(stderr, "error: --webhooks-per-tenant must be 1..%d\n", WEBHOOKS_PER_TENANT_MAX);
+		fprintf(stderr, "error: --webhooks-per-tenant must be 1..%d\n",
+			WEBHOOKS_PER_TENANT_MAX);
 		return 2;
 	}
 	if (limit && !cp_parse_int(limit, 1, 100000, &n)) {
@@ -110,8 +122,11 @@ int cli_webhook(int argc, char **argv)
 		return 1;
 	int rc = 1;
 	if (opts == create_opts) {
-		struct webhook_request req = {.url = url, .agent_id = agent, .secret = secret,
-					      .format = format, .signing = signing};
+		struct webhook_request req = {.url = url,
+					      .agent_id = agent,
+					      .secret = secret,
+					      .format = format,
+					      .signing = signing};
 		struct webhook w;
 		struct cp_error err = {0};
 		enum cp_err ce = webhook_register(st, tenant, &req, (int)per_tenant,
@@ -120,7 +135,7 @@ int cli_webhook(int argc, char **argv)
 			rc = cli_print(json_pack("{s:s, s:s}", "id", w.id, "secret", w.secret));
 		} else {
 			fprintf(stderr, "error: %s\n", err.message);
-			rc = ce == CP_ERR_INVALID ? 2 : 1;   /* a malformed value: a usage error */
+			rc = ce == CP_ERR_INVALID ? 2 : 1; /* a malformed value: a usage error */
 		}
 	} else if (opts == list_opts) {
 		struct webhook *hooks = NULL;

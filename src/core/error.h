@@ -11,15 +11,15 @@
 
 enum cp_err {
 	CP_OK = 0,
-	CP_ERR_INVALID,         /* 400 invalid_request */
-	CP_ERR_WEBHOOK_TARGET,  /* 400 webhook_target_not_allowed (a private or unresolvable host) */
-	CP_ERR_UNAUTHORIZED,    /* 401 unauthorized */
-	CP_ERR_FORBIDDEN,       /* 403 forbidden */
+	CP_ERR_INVALID,        /* 400 invalid_request */
+	CP_ERR_WEBHOOK_TARGET, /* 400 webhook_target_not_allowed (a private or unresolvable host) */
+	CP_ERR_UNAUTHORIZED,   /* 401 unauthorized */
+	CP_ERR_FORBIDDEN,      /* 403 forbidden */
 	CP_ERR_FROM_NOT_ALLOWED, /* 403 from_not_allowed (a caller ID the tenant does not own) */
-	CP_ERR_DESTINATION,     /* 403 destination_not_allowed (the tenant's or key's dial policy) */
-	CP_ERR_NOT_FOUND,       /* 404 not_found */
-	CP_ERR_METHOD,          /* 405 method_not_allowed */
-	CP_ERR_NOT_ACTIVE,      /* 409 call_not_active */
+	CP_ERR_DESTINATION, /* 403 destination_not_allowed (the tenant's or key's dial policy) */
+	CP_ERR_NOT_FOUND,   /* 404 not_found */
+	CP_ERR_METHOD,      /* 405 method_not_allowed */
+	CP_ERR_NOT_ACTIVE,  /* 409 call_not_active */
 	CP_ERR_NOT_IN_PROGRESS, /* 409 call_not_in_progress (needs an answered, live call) */
 	CP_ERR_IDEMPOTENCY,     /* 409 idempotency_conflict */
 	CP_ERR_LIMIT,           /* 409 limit_reached (the tenant holds the most it may) */
@@ -31,7 +31,7 @@ enum cp_err {
 	CP_ERR_INTERNAL,        /* 500 internal */
 	CP_ERR_UNDELIVERABLE,   /* 502 hangup_undeliverable */
 	CP_ERR_MEDIA_UNAVAILABLE, /* 502 media_unavailable (no media session to send on) */
-	CP_ERR_UNAVAILABLE,     /* 503 unavailable (draining, shutting down) */
+	CP_ERR_UNAVAILABLE,       /* 503 unavailable (draining, shutting down) */
 	CP_ERR_COUNT
 };
 

@@ -13,25 +13,25 @@
 #define CP_CORE_LIST_H
 
 /* Puts e (in no list) at the front of the list head. */
-#define LIST_PUSH(head, e)                                      \
-	do {                                                    \
-		(e)->prev = NULL;                               \
-		(e)->next = (head);                             \
-		if ((head))                                     \
-			(head)->prev = (e);                     \
-		(head) = (e);                                   \
+#define LIST_PUSH(head, e)                  \
+	do {                                \
+		(e)->prev = NULL;           \
+		(e)->next = (head);         \
+		if ((head))                 \
+			(head)->prev = (e); \
+		(head) = (e);               \
 	} while (0)
 
 /* Takes e out of the list head; e is then in no list (its links are NULL). */
-#define LIST_UNLINK(head, e)                                    \
-	do {                                                    \
-		if ((e)->prev)                                  \
-			(e)->prev->next = (e)->next;            \
-		else                                            \
-			(head) = (e)->next;                     \
-		if ((e)->next)                                  \
-			(e)->next->prev = (e)->prev;            \
-		(e)->prev = (e)->next = NULL;                   \
+#define LIST_UNLINK(head, e)                         \
+	do {                                         \
+		if ((e)->prev)                       \
+			(e)->prev->next = (e)->next; \
+		else                                 \
+			(head) = (e)->next;          \
+		if ((e)->next)                       \
+			(e)->next->prev = (e)->prev; \
+		(e)->prev = (e)->next = NULL;        \
 	} while (0)
 
 #endif

@@ -51,7 +51,8 @@ void log_json_string(char *buf, size_t size, size_t *off, const char *s)
 			buf[o + 5] = hex[ch & 15];
 			o += 6;
 		} else {
-			buf[o++] = (char)ch;   /* UTF-8 passes through; invalid bytes are the caller's */
+			buf[o++] =
+				(char)ch; /* UTF-8 passes through; invalid bytes are the caller's */
 		}
 	}
 	if (o + 1 < size)
@@ -67,11 +68,12 @@ void log_fields(enum log_level level, const char *event, const char *fields)
 	char ts[CP_RFC3339_LEN + 1];
 	char line[2048];
 	cp_rfc3339(cp_now_ms(), ts);
-	int n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\",%s}\n",
-			 ts, level_names[level], event, fields);
+	int n = snprintf(line, sizeof line,
+			 "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\",%s}\n", ts,
+			 level_names[level], event, fields);
 	if (n < 0)
 		return;
-	if ((size_t)n >= sizeof line) {   /* cut: keep the line valid JSON */
+	if ((size_t)n >= sizeof line) { /* cut: keep the line valid JSON */
 		log_msg(LOG_WARN, event, "log line too long (%d bytes) dropped", n);
 		return;
 	}
@@ -86,8 +88,8 @@ void log_json(enum log_level level, const char *event, json_t *fields)
 	}
 	char ts[CP_RFC3339_LEN + 1];
 	cp_rfc3339(cp_now_ms(), ts);
-	json_t *line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level],
-				 "event", event);
+	json_t *line =
+		json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "event", event);
 	if (fields)
 		json_object_update(line, fields);
 	json_decref(fields);

@@ -14,12 +14,12 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define CIDR_TEXT_MAX 50             /* "ffff:...:ffff/128" */
+#define CIDR_TEXT_MAX 50 /* "ffff:...:ffff/128" */
 
 struct cidr {
-	int family;                  /* AF_INET or AF_INET6 */
-	unsigned char addr[16];      /* 4 bytes used for AF_INET */
-	int bits;                    /* prefix length */
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* 4 bytes used for AF_INET */
+	int bits;               /* prefix length */
 };
 
 /* Parses "IP" (one address: /32 or /128) or "IP/BITS" into *out; false if it is neither. */

@@ -47,8 +47,8 @@ void cp_rfc3339(int64_t ms, char *buf)
 	/* unsigned and reduced: lets the compiler see that every field fits its width */
 	snprintf(buf, CP_RFC3339_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
 		 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-		 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-		 (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000u);
+		 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+		 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000u);
 }
 
 int cp_random(void *buf, size_t len)
@@ -144,21 +144,21 @@ static size_t utf8_seq(const unsigned char *s)
 	if (c < 0x80)
 		return 1;
 	size_t n;
-	unsigned lo = 0x80, hi = 0xbf;      /* the second byte's range (RFC 3629, section 4) */
+	unsigned lo = 0x80, hi = 0xbf; /* the second byte's range (RFC 3629, section 4) */
 	if (c >= 0xc2 && c <= 0xdf)
 		n = 2;
 	else if (c >= 0xe0 && c <= 0xef) {
 		n = 3;
 		if (c == 0xe0)
-			lo = 0xa0;                  /* no overlong form */
+			lo = 0xa0; /* no overlong form */
 		else if (c == 0xed)
-			hi = 0x9f;                  /* no surrogate */
+			hi = 0x9f; /* no surrogate */
 	} else if (c >= 0xf0 && c <= 0xf4) {
 		n = 4;
 		if (c == 0xf0)
 			lo = 0x90;
 		else if (c == 0xf4)
-			hi = 0x8f;                  /* nothing above U+10FFFF */
+			hi = 0x8f; /* nothing above U+10FFFF */
 	} else {
 		return 0;
 	}

@@ -37,20 +37,15 @@ static json_t *cartesia_error(const struct cp_error *e, unsigned *status)
 	*status = cp_err_status(e->code);
 	const char *msg = e->message[0] ? e->message : cp_err_code(e->code);
 	switch (e->code) {
-	case CP_ERR_UNAUTHORIZED:
-		msg = "invalid API key";
-		break;
+	case CP_ERR_UNAUTHORIZED: msg = "invalid API key"; break;
 	case CP_ERR_NOT_ACTIVE:
-		*status = 400;     /* the document's word for "not active" */
+		*status = 400; /* the document's word for "not active" */
 		break;
 	case CP_ERR_UNDELIVERABLE:
 		msg = "The cancel request could not be delivered. Retry the request.";
 		break;
-	case CP_ERR_RATE_LIMITED:
-		msg = "Too many requests";
-		break;
-	default:
-		break;
+	case CP_ERR_RATE_LIMITED: msg = "Too many requests"; break;
+	default: break;
 	}
 	return json_pack("{s:s}", "error", msg);
 }
@@ -80,7 +75,8 @@ static enum cp_err cartesia_auth(struct http_request *r, struct principal *who,
 		return cp_fail(err, CP_ERR_INVALID, "Cartesia-Version header is required");
 	/* fixed-width dates compare as strings */
 	if (!date_valid(version) || strcmp(version, CARTESIA_VERSION_MIN) < 0)
-		return cp_fail(err, CP_ERR_INVALID, "unsupported Cartesia-Version: use a date"
+		return cp_fail(err, CP_ERR_INVALID,
+			       "unsupported Cartesia-Version: use a date"
 			       " (YYYY-MM-DD) from " CARTESIA_VERSION_MIN " on");
 	return CP_OK;
 }
@@ -117,13 +113,10 @@ static const char *cartesia_status(enum call_status s)
 	switch (s) {
 	case CALL_QUEUED:
 	case CALL_RINGING:
-	case CALL_IN_PROGRESS:
-		return "started";
+	case CALL_IN_PROGRESS: return "started";
 	case CALL_COMPLETED:
-	case CALL_CANCELED:
-		return "completed";
-	default:
-		return "failed";
+	case CALL_CANCELED: return "completed";
+	default: return "failed";
 	}
 }
 
@@ -132,16 +125,17 @@ static const char *cartesia_status(enum call_status s)
  * which is how a callplane agent hangs up (Cartesia's cancel gives api_cancelled itself). */
 static const char *cartesia_end_reason(const char *reason)
 {
-	static const struct { const char *ours, *theirs; } map[] = {
-		{"api_cancelled", "api_cancelled"},
-		{"remote_hangup", "client_hangup"}, {"remote_cancel", "client_hangup"},
-		{"max_duration", "max_duration"}, {"media_timeout", "inactivity"},
-		{"busy", "dial_busy"}, {"no_answer", "dial_no_answer"},
-		{"failed", "dial_failed"}, {"no_route", "dial_failed"},
-		{"no_media_port", "dial_failed"},
-		{"srtp_required", "dial_failed"}, {"unreachable", "dial_failed"},
-		{"agent_unavailable", "error"}, {"agent_disconnected", "error"},
-		{"node_restart", "error"}, {"node_shutdown", "error"},
+	static const struct {
+		const char *ours, *theirs;
+	} map[] = {
+		{"api_cancelled", "api_cancelled"}, {"remote_hangup", "client_hangup"},
+		{"remote_cancel", "client_hangup"}, {"max_duration", "max_duration"},
+		{"media_timeout", "inactivity"},    {"busy", "dial_busy"},
+		{"no_answer", "dial_no_answer"},    {"failed", "dial_failed"},
+		{"no_route", "dial_failed"},        {"no_media_port", "dial_failed"},
+		{"srtp_required", "dial_failed"},   {"unreachable", "dial_failed"},
+		{"agent_unavailable", "error"},     {"agent_disconnected", "error"},
+		{"node_restart", "error"},          {"node_shutdown", "error"},
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
 		if (!strcmp(reason, map[i].ours))
@@ -165,15 +159,15 @@ static json_t *agent_call_json(const struct call *c, bool with_transcript)
 	if (c->provider_call_id[0])
 		json_object_set_new(tel, "call_sid", json_string(c->provider_call_id));
 	json_object_set_new(tel, "direction", json_string(call_direction_name(c->direction)));
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", c->id,
-			      "agent_id", c->agent_id, "status", cartesia_status(c->status),
-			      "start_time", dialect_time_seconds(c->created_at),
-			      "end_time", dialect_time_seconds(c->ended_at),
-			      "redacted_at", dialect_time_seconds(c->redacted_at),
-			      "telephony_params", tel,
-			      "end_reason", c->end_reason[0] && call_status_is_terminal(c->status)
-						    ? json_string(cartesia_end_reason(c->end_reason))
-						    : json_null());
+	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "id", c->id, "agent_id",
+			      c->agent_id, "status", cartesia_status(c->status), "start_time",
+			      dialect_time_seconds(c->created_at), "end_time",
+			      dialect_time_seconds(c->ended_at), "redacted_at",
+			      dialect_time_seconds(c->redacted_at), "telephony_params", tel,
+			      "end_reason",
+			      c->end_reason[0] && call_status_is_terminal(c->status)
+				      ? json_string(cartesia_end_reason(c->end_reason))
+				      : json_null());
 	json_t *meta = !redacted && c->metadata ? json_loads(c->metadata, 0, NULL) : NULL;
 	if (meta)
 		json_object_set_new(o, "metadata", meta);
@@ -184,8 +178,7 @@ static json_t *agent_call_json(const struct call *c, bool with_transcript)
 
 /* ---- cancel and delete ------------------------------------------------------------------ */
 
-static void cancelled(void *arg, const struct cp_error *err, const struct call *c,
-		      int goodbye_ms)
+static void cancelled(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct http_request *r = arg;
 	(void)c;
@@ -202,10 +195,10 @@ static void cancelled(void *arg, const struct cp_error *err, const struct call *
 
 static void cancel(struct http_request *r)
 {
-	struct call_end_options opt = {.reason = "api_cancelled", .agent_goodbye = true,
-				       .dialect = METRICS_CARTESIA};
-	call_end_with(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &opt,
-		      http_req_id(r), cancelled, r);
+	struct call_end_options opt = {
+		.reason = "api_cancelled", .agent_goodbye = true, .dialect = METRICS_CARTESIA};
+	call_end_with(svc_of(r), &http_principal(r)->scope, http_param(r, 0), &opt, http_req_id(r),
+		      cancelled, r);
 }
 
 static void delete_call(struct http_request *r)
@@ -214,7 +207,7 @@ static void delete_call(struct http_request *r)
 	struct call c = {0};
 	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r), &c,
 			&err) == CP_OK) {
-		http_reply_json(r, 200, agent_call_json(&c, false));   /* its deleted fields out */
+		http_reply_json(r, 200, agent_call_json(&c, false)); /* its deleted fields out */
 	} else {
 		if (err.code == CP_ERR_NOT_ACTIVE)
 			snprintf(err.message, sizeof err.message,
@@ -261,7 +254,8 @@ static int64_t cursor_seq(struct http_request *r, const char *name, const char *
 static void list_calls(struct http_request *r)
 {
 	const char *agent = http_query(r, "agent_id"), *limit = http_query(r, "limit");
-	const char *after = http_query(r, "starting_after"), *before = http_query(r, "ending_before");
+	const char *after = http_query(r, "starting_after"),
+		   *before = http_query(r, "ending_before");
 	const char *expand = http_query(r, "expand");
 	struct call_filter f = {.limit = LIST_DEFAULT};
 	long long v;
@@ -271,7 +265,8 @@ static void list_calls(struct http_request *r)
 	}
 	if (limit) {
 		if (!cp_parse_int(limit, 1, LIST_MAX, &v)) {
-			http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..%d", LIST_MAX);
+			http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..%d",
+					LIST_MAX);
 			return;
 		}
 		f.limit = (int)v;
@@ -281,7 +276,8 @@ static void list_calls(struct http_request *r)
 		return;
 	}
 	if (after && before) {
-		http_reply_fail(r, CP_ERR_INVALID, "give starting_after or ending_before, not both");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"give starting_after or ending_before, not both");
 		return;
 	}
 	if (after && !(f.before_seq = cursor_seq(r, "starting_after", after)))
@@ -290,7 +286,7 @@ static void list_calls(struct http_request *r)
 		return;
 	f.agent_id = agent;
 	int want = f.limit;
-	f.limit = want + 1;          /* one more tells whether there is a next page */
+	f.limit = want + 1; /* one more tells whether there is a next page */
 
 	struct cp_error err = {0};
 	struct call *calls = NULL;
@@ -324,9 +320,9 @@ static void audio(struct http_request *r)
 				&err) == CP_OK)
 		http_reply_file(r, fd, "audio/wav");
 	else if (!c.id[0])
-		reply_call_error(r, &err);      /* not a call of the key's */
+		reply_call_error(r, &err); /* not a call of the key's */
 	else
-		http_reply_error(r, &err);      /* a call without a recording: why */
+		http_reply_error(r, &err); /* a call without a recording: why */
 	call_clear(&c);
 }
 

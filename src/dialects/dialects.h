@@ -9,10 +9,10 @@
 
 #include "http/routes.h"
 
-extern const struct route talkover_routes[];     /* ../shared/seeds/000_92cc4313d5b7ee9a.txt */
-extern const struct route voxworks_routes[];     /* ../shared/seeds/002_7fcb9646d8d398d3.txt */
-extern const struct route pilotstatus_routes[];  /* ../shared/seeds/003_a696019407c9f1cd.txt */
-extern const struct route cartesia_routes[];     /* ../shared/seeds/004_a9de7b6b9ff15082.txt */
+extern const struct route talkover_routes[];    /* ../shared/seeds/000_92cc4313d5b7ee9a.txt */
+extern const struct route voxworks_routes[];    /* ../shared/seeds/002_7fcb9646d8d398d3.txt */
+extern const struct route pilotstatus_routes[]; /* ../shared/seeds/003_a696019407c9f1cd.txt */
+extern const struct route cartesia_routes[];    /* ../shared/seeds/004_a9de7b6b9ff15082.txt */
 
 /* Authorization: Bearer only (no x-api-key), for dialects whose documents say so. */
 enum cp_err dialect_auth_bearer(struct http_request *r, struct principal *who,

@@ -18,45 +18,51 @@ static json_t *pilot_error(const struct cp_error *e, unsigned *status)
 	*status = cp_err_status(e->code);
 	switch (e->code) {
 	case CP_ERR_INVALID:
-		return json_pack("{s:s, s:s}", "error", "Validation error", "code", "VALIDATION_ERROR");
+		return json_pack("{s:s, s:s}", "error", "Validation error", "code",
+				 "VALIDATION_ERROR");
 	case CP_ERR_UNAUTHORIZED:
 		return json_pack("{s:s, s:s}", "error", "Unauthorized", "code", "UNAUTHORIZED");
 	case CP_ERR_FORBIDDEN:
-		return json_pack("{s:s, s:s}", "error", "Tenant-scoped keys cannot call number endpoints",
-				 "code", "TENANT_SCOPE_NOT_ALLOWED");
+		return json_pack("{s:s, s:s}", "error",
+				 "Tenant-scoped keys cannot call number endpoints", "code",
+				 "TENANT_SCOPE_NOT_ALLOWED");
 	case CP_ERR_NOT_FOUND:
 		return json_pack("{s:s, s:s}", "error", "Call not found", "code", "NOT_FOUND");
 	case CP_ERR_NOT_ACTIVE:
 		/* the document lists 400 for invalid parameters and no 409 */
 		*status = 400;
-		return json_pack("{s:s, s:s}", "error", "Call is not active", "code", "CALL_NOT_ACTIVE");
+		return json_pack("{s:s, s:s}", "error", "Call is not active", "code",
+				 "CALL_NOT_ACTIVE");
 	case CP_ERR_RATE_LIMITED:
-		return json_pack("{s:s, s:s}", "error", "Too many requests", "code", "RATE_LIMITED");
+		return json_pack("{s:s, s:s}", "error", "Too many requests", "code",
+				 "RATE_LIMITED");
 	case CP_ERR_UNDELIVERABLE:
 		return json_pack("{s:s, s:s}", "error", "Hang-up could not be delivered; retry",
 				 "code", "HANGUP_UNDELIVERABLE");
 	case CP_ERR_METHOD:
-		return json_pack("{s:s, s:s}", "error", "Method not allowed", "code", "METHOD_NOT_ALLOWED");
+		return json_pack("{s:s, s:s}", "error", "Method not allowed", "code",
+				 "METHOD_NOT_ALLOWED");
 	case CP_ERR_IDEMPOTENCY:
 		return json_pack("{s:s, s:s}", "error", e->message, "code", "IDEMPOTENCY_CONFLICT");
 	case CP_ERR_TOO_LARGE:
-		return json_pack("{s:s, s:s}", "error", "Payload too large", "code", "PAYLOAD_TOO_LARGE");
+		return json_pack("{s:s, s:s}", "error", "Payload too large", "code",
+				 "PAYLOAD_TOO_LARGE");
 	case CP_ERR_UNAVAILABLE:
-		return json_pack("{s:s, s:s}", "error", "Service unavailable", "code", "UNAVAILABLE");
-	default:
-		return json_pack("{s:s, s:s}", "error", "Internal error", "code", "INTERNAL");
+		return json_pack("{s:s, s:s}", "error", "Service unavailable", "code",
+				 "UNAVAILABLE");
+	default: return json_pack("{s:s, s:s}", "error", "Internal error", "code", "INTERNAL");
 	}
 }
 
-static enum cp_err pilot_auth(struct http_request *r, struct principal *who,
-			      struct cp_error *err)
+static enum cp_err pilot_auth(struct http_request *r, struct principal *who, struct cp_error *err)
 {
 	const char *key_id = http_header(r, "x-api-key-id");
 	enum cp_err e = http_auth_key(r, false, true, who, err);
 	if (e != CP_OK)
 		return e;
 	if (key_id && strcmp(key_id, who->key.id))
-		return cp_fail(err, CP_ERR_UNAUTHORIZED, "x-api-key-id does not name the key given");
+		return cp_fail(err, CP_ERR_UNAUTHORIZED,
+			       "x-api-key-id does not name the key given");
 	if (!who->key.number[0])
 		return cp_fail(err, CP_ERR_FORBIDDEN, "tenant-scoped key");
 	return CP_OK;
@@ -77,8 +83,9 @@ static void ended(void *arg, const struct cp_error *err, const struct call *c, i
 		http_reply_error(r, err);
 		return;
 	}
-	http_reply_json(r, 200, json_pack("{s:b, s:s, s:s}", "success", 1, "id", c->id, "status",
-					  "COMPLETED"));
+	http_reply_json(
+		r, 200,
+		json_pack("{s:b, s:s, s:s}", "success", 1, "id", c->id, "status", "COMPLETED"));
 }
 
 static void terminate(struct http_request *r)

@@ -16,23 +16,14 @@ static json_t *talkover_error(const struct cp_error *e, unsigned *status)
 	*status = cp_err_status(e->code);
 	const char *msg = e->message;
 	switch (e->code) {
-	case CP_ERR_NOT_FOUND:
-		msg = "Call not found for this agent";
-		break;
+	case CP_ERR_NOT_FOUND: msg = "Call not found for this agent"; break;
 	case CP_ERR_NOT_ACTIVE:
 		return json_pack("{s:b, s:s, s:s}", "success", 0, "message", "Call is not active",
 				 "code", "CALL_NOT_ACTIVE");
-	case CP_ERR_UNAUTHORIZED:
-		msg = "Invalid API key";
-		break;
-	case CP_ERR_RATE_LIMITED:
-		msg = "Too many requests";
-		break;
-	case CP_ERR_INTERNAL:
-		msg = "Internal server error";
-		break;
-	default:
-		break;
+	case CP_ERR_UNAUTHORIZED: msg = "Invalid API key"; break;
+	case CP_ERR_RATE_LIMITED: msg = "Too many requests"; break;
+	case CP_ERR_INTERNAL: msg = "Internal server error"; break;
+	default: break;
 	}
 	return json_pack("{s:b, s:s}", "success", 0, "message", msg);
 }
@@ -52,10 +43,11 @@ static void ended(void *arg, const struct cp_error *err, const struct call *c, i
 		http_reply_error(r, err);
 		return;
 	}
-	http_reply_json(r, 200, json_pack("{s:b, s:{s:s, s:s, s:o, s:s}}", "success", 1, "data",
-					  "id", c->id, "status", "completed", "ended_at",
-					  dialect_time_seconds(c->ended_at), "ended_reason",
-					  c->end_reason));
+	http_reply_json(r, 200,
+			json_pack("{s:b, s:{s:s, s:s, s:o, s:s}}", "success", 1, "data", "id",
+				  c->id, "status", "completed", "ended_at",
+				  dialect_time_seconds(c->ended_at), "ended_reason",
+				  c->end_reason));
 }
 
 static void end_call(struct http_request *r)
@@ -76,8 +68,8 @@ static void end_call(struct http_request *r)
 		cp_fail(&err, CP_ERR_INVALID, "call_sid is required");
 		goto fail;
 	}
-	struct call_end_options opt = {.agent_id = http_param(r, 0), .agent_goodbye = true,
-				       .dialect = METRICS_TALKOVER};
+	struct call_end_options opt = {
+		.agent_id = http_param(r, 0), .agent_goodbye = true, .dialect = METRICS_TALKOVER};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope, sid, &opt,
 		      http_req_id(r), ended, r);
 	json_decref(body);

@@ -20,24 +20,15 @@ static json_t *voxworks_error(const struct cp_error *e, unsigned *status)
 	const char *msg = e->message;
 	*status = cp_err_status(e->code);
 	switch (e->code) {
-	case CP_ERR_UNAUTHORIZED:
-		msg = "Invalid API key";
-		break;
-	case CP_ERR_NOT_FOUND:
-		msg = "Call not found";
-		break;
-	case CP_ERR_RATE_LIMITED:
-		msg = "Rate limit exceeded";
-		break;
+	case CP_ERR_UNAUTHORIZED: msg = "Invalid API key"; break;
+	case CP_ERR_NOT_FOUND: msg = "Call not found"; break;
+	case CP_ERR_RATE_LIMITED: msg = "Rate limit exceeded"; break;
 	case CP_ERR_UNDELIVERABLE:
 		*status = 500;
 		msg = "Internal server error: the hang-up could not be delivered; retry";
 		break;
-	case CP_ERR_INTERNAL:
-		msg = "Internal server error";
-		break;
-	default:
-		break;
+	case CP_ERR_INTERNAL: msg = "Internal server error"; break;
+	default: break;
 	}
 	return json_pack("{s:b, s:s}", "success", 0, "message", msg);
 }
@@ -51,9 +42,10 @@ static const struct http_dialect voxworks = {
 
 static void reply_call(struct http_request *r, const struct call *c, const char *progress)
 {
-	http_reply_json(r, 200, json_pack("{s:b, s:s, s:s, s:s, s:s}", "success", 1, "call_id",
-					  c->id, "status", call_status_name(c->status),
-					  "end_reason", c->end_reason, "progress", progress));
+	http_reply_json(r, 200,
+			json_pack("{s:b, s:s, s:s, s:s, s:s}", "success", 1, "call_id", c->id,
+				  "status", call_status_name(c->status), "end_reason",
+				  c->end_reason, "progress", progress));
 }
 
 static void ended(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
@@ -86,7 +78,8 @@ static void end_web_call(struct http_request *r)
 		goto fail;
 	}
 	struct call_end_options opt = {.reason = reason ? reason : VOXWORKS_DEFAULT_REASON,
-				       .agent_goodbye = true, .dialect = METRICS_VOXWORKS};
+				       .agent_goodbye = true,
+				       .dialect = METRICS_VOXWORKS};
 	call_end_with(((struct app *)http_app(r))->calls, &http_principal(r)->scope,
 		      http_param(r, 0), &opt, http_req_id(r), ended, r);
 	json_decref(body);

@@ -20,8 +20,9 @@
 enum cp_err http_auth_key(struct http_request *r, bool bearer, bool x_api_key,
 			  struct principal *who, struct cp_error *err)
 {
-	const char *secret = auth_secret_from_headers(bearer ? http_header(r, "Authorization") : NULL,
-						      x_api_key ? http_header(r, "x-api-key") : NULL);
+	const char *secret =
+		auth_secret_from_headers(bearer ? http_header(r, "Authorization") : NULL,
+					 x_api_key ? http_header(r, "x-api-key") : NULL);
 	if (!secret)
 		return cp_fail(err, CP_ERR_UNAUTHORIZED, "missing API key: send %s",
 			       !x_api_key ? "Authorization: Bearer KEY"
@@ -76,8 +77,9 @@ void http_dispatch(struct http_request *r)
 		/* what follows the body this server read may be another request to a proxy that
 		 * read another length: close after the answer */
 		http_add_header(r, "Connection", "close");
-		http_reply_fail(r, CP_ERR_INVALID, "the body's length is ambiguous: conflicting "
-			       "Content-Length headers, or Content-Length with Transfer-Encoding");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"the body's length is ambiguous: conflicting "
+				"Content-Length headers, or Content-Length with Transfer-Encoding");
 		return;
 	}
 	if (r->too_many_args) {
@@ -86,7 +88,8 @@ void http_dispatch(struct http_request *r)
 		return;
 	}
 	if (r->too_large) {
-		http_reply_fail(r, CP_ERR_TOO_LARGE, "request body exceeds %d bytes", HTTP_MAX_BODY);
+		http_reply_fail(r, CP_ERR_TOO_LARGE, "request body exceeds %d bytes",
+				HTTP_MAX_BODY);
 		return;
 	}
 	if (!http_query_decode(r)) {
@@ -114,8 +117,9 @@ void http_dispatch(struct http_request *r)
 		r->authenticated = true;
 		/* an operator key spans tenants, which no vendor's API has a shape for */
 		if (r->who.scope.all && d != &canonical_dialect) {
-			http_reply_fail(r, CP_ERR_FORBIDDEN,
-					"an operator key works only on the canonical API (/v1/...)");
+			http_reply_fail(
+				r, CP_ERR_FORBIDDEN,
+				"an operator key works only on the canonical API (/v1/...)");
 			return;
 		}
 		if (!rate_limit_pass(r))

@@ -36,7 +36,7 @@
 #include <time.h>
 
 #define HEARTBEAT_S 15
-#define TICK_S 1          /* the ticker looks every second; each stream beats on its own clock */
+#define TICK_S 1 /* the ticker looks every second; each stream beats on its own clock */
 #define BATCH 100
 
 struct sse_client {
@@ -46,8 +46,8 @@ struct sse_client {
 	struct scope scope;
 	char key_id[CP_UUID_LEN + 1];
 	int64_t last_seq;
-	bool listed;                 /* in hub->clients */
-	char *buf;                   /* formatted, not yet sent */
+	bool listed; /* in hub->clients */
+	char *buf;   /* formatted, not yet sent */
 	size_t len, off;
 	int64_t last_write_us;
 };
@@ -189,8 +189,8 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 		    int64_t after)
 {
 	int64_t start = after;
-	enum store_result rc = after == EVENT_HUB_FROM_NOW ? STORE(hub->st, events_last_seq, &start)
-							   : STORE_OK;
+	enum store_result rc =
+		after == EVENT_HUB_FROM_NOW ? STORE(hub->st, events_last_seq, &start) : STORE_OK;
 	if (rc != STORE_OK) {
 		struct cp_error e;
 		store_fail(&e, rc, "events");
@@ -208,14 +208,16 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 	c->last_seq = start;
 	pthread_mutex_lock(&hub->mu);
 	int open = 0;
-	for (struct sse_client *o = hub->clients; o; o = o->next)    /* one gone is not counted */
+	for (struct sse_client *o = hub->clients; o; o = o->next) /* one gone is not counted */
 		open += !strcmp(o->key_id, c->key_id) &&
 			!(o->stream && http_stream_client_gone(o->stream));
 	if (open >= hub->max_per_key) {
 		pthread_mutex_unlock(&hub->mu);
 		free(c);
-		http_reply_fail(r, CP_ERR_RATE_LIMITED, "this key has %d event streams open, the most "
-				"it may have (--events-per-key)", open);
+		http_reply_fail(r, CP_ERR_RATE_LIMITED,
+				"this key has %d event streams open, the most "
+				"it may have (--events-per-key)",
+				open);
 		return;
 	}
 	c->listed = true;
@@ -228,10 +230,10 @@ void event_hub_open(struct event_hub *hub, struct http_request *r, const struct 
 	c->last_write_us = cp_mono_us();
 	/* The response is handed to MHD only after the handler returns, on this thread, so
 	 * client_done cannot run before the stream is set below. */
-	struct http_stream *s = http_reply_stream(r, "text/event-stream", client_read,
-						  client_done, c);
+	struct http_stream *s =
+		http_reply_stream(r, "text/event-stream", client_read, client_done, c);
 	if (!s)
-		return;   /* client_done unlisted and freed c */
+		return; /* client_done unlisted and freed c */
 	pthread_mutex_lock(&hub->mu);
 	c->stream = s;
 	pthread_mutex_unlock(&hub->mu);

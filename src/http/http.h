@@ -50,14 +50,14 @@ struct http_dialect {
 };
 
 enum route_flags {
-	ROUTE_PUBLIC = 1u << 0,      /* no authentication */
+	ROUTE_PUBLIC = 1u << 0, /* no authentication */
 };
 
 typedef void (*route_fn)(struct http_request *r);
 
 struct route {
 	const char *method;
-	const char *pattern;         /* "/v1/calls/:id/end": ":name" captures one segment */
+	const char *pattern; /* "/v1/calls/:id/end": ":name" captures one segment */
 	route_fn handler;
 	const struct http_dialect *dialect;
 	unsigned flags;
@@ -65,13 +65,13 @@ struct route {
 
 /* The API's certificate chain and private key, as PEM text (tls.c). */
 struct http_tls {
-	char *cert, *key;            /* heap, NUL-terminated; the key is erased when freed */
+	char *cert, *key; /* heap, NUL-terminated; the key is erased when freed */
 	size_t cert_len, key_len;
 };
 enum http_tls_result {
 	HTTP_TLS_OK,
-	HTTP_TLS_UNREADABLE,         /* a file could not be read */
-	HTTP_TLS_INVALID,            /* not PEM, no certificate, or a key not the certificate's */
+	HTTP_TLS_UNREADABLE, /* a file could not be read */
+	HTTP_TLS_INVALID,    /* not PEM, no certificate, or a key not the certificate's */
 };
 /* Reads cert_path (a chain: the server's certificate first) and key_path (unencrypted) into
  * *out and checks them, each alone then as a pair. Anything but HTTP_TLS_OK leaves *out empty
@@ -83,16 +83,16 @@ void http_tls_free(struct http_tls *t);
 struct http_server_config {
 	const char *host;
 	int port;
-	unsigned threads;            /* 0 = number of cores */
-	void *app;                   /* handed to handlers through http_app() */
-	struct store *store;         /* authentication and idempotency records */
-	const struct http_dialect *fallback;  /* errors for unknown routes */
-	unsigned rate_limit;         /* requests/s per key without a limit of its own; 0 = none */
-	const struct http_tls *tls;  /* HTTPS with this (which must outlive the server); NULL:
+	unsigned threads;                    /* 0 = number of cores */
+	void *app;                           /* handed to handlers through http_app() */
+	struct store *store;                 /* authentication and idempotency records */
+	const struct http_dialect *fallback; /* errors for unknown routes */
+	unsigned rate_limit;        /* requests/s per key without a limit of its own; 0 = none */
+	const struct http_tls *tls; /* HTTPS with this (which must outlive the server); NULL:
 				      * plain HTTP */
-	unsigned max_conns;          /* connections at once; 0: 10000 */
-	unsigned max_conns_per_ip;   /* from one address; 0: 4096 */
-	unsigned idle_timeout_s;     /* a connection idle this long is closed; 0: 60. Not a
+	unsigned max_conns;         /* connections at once; 0: 10000 */
+	unsigned max_conns_per_ip;  /* from one address; 0: 4096 */
+	unsigned idle_timeout_s;    /* a connection idle this long is closed; 0: 60. Not a
 				      * stream waiting for data: it is parked (stream.c), out of
 				      * MHD's timeouts */
 };
@@ -111,7 +111,7 @@ enum cp_err http_auth_key(struct http_request *r, bool bearer, bool x_api_key,
 
 /* ---- for handlers ----------------------------------------------------------------------- */
 void *http_app(struct http_request *r);
-const char *http_param(struct http_request *r, int i);          /* decoded ":name" captures */
+const char *http_param(struct http_request *r, int i);            /* decoded ":name" captures */
 const char *http_query(struct http_request *r, const char *name); /* decoded, or NULL */
 const char *http_header(struct http_request *r, const char *name);
 const struct principal *http_principal(struct http_request *r);
@@ -124,8 +124,8 @@ void http_reply_json(struct http_request *r, unsigned status, json_t *body);
 /* The same with JSON already written as text (malloc'd, owned; NULL: out of memory, 500). */
 void http_reply_json_text(struct http_request *r, unsigned status, char *text, size_t len);
 /* The same with a body of another type: content_type must outlive the request (a literal). */
-void http_reply_typed(struct http_request *r, unsigned status, const char *content_type,
-		      char *text, size_t len);
+void http_reply_typed(struct http_request *r, unsigned status, const char *content_type, char *text,
+		      size_t len);
 /* Replies with an error in the route's dialect. */
 void http_reply_error(struct http_request *r, const struct cp_error *e);
 void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, ...)
@@ -136,7 +136,6 @@ void http_reply_fail(struct http_request *r, enum cp_err code, const char *fmt, 
  * Content-Range, or 416 (an error in the route's dialect, Content-Range: bytes * / size).
  * Every answer says Accept-Ranges: bytes. */
 void http_reply_file(struct http_request *r, int fd, const char *content_type);
-
 
 /* A WebSocket, upgraded from its request: the socket and the bytes the server read past the
  * handshake (valid during on_open only: copy them). Whoever holds it never close()s fd; calling
@@ -167,8 +166,7 @@ void http_reply_websocket(struct http_request *r, http_websocket_fn on_open, con
 struct http_stream;
 typedef long (*http_stream_read_fn)(void *cls, char *buf, size_t max);
 struct http_stream *http_reply_stream(struct http_request *r, const char *content_type,
-				      http_stream_read_fn read, void (*done)(void *cls),
-				      void *cls);
+				      http_stream_read_fn read, void (*done)(void *cls), void *cls);
 /* Any thread: there may be more to read. */
 void http_stream_wake(struct http_stream *s);
 /* Whether the client of s has closed its side or the connection broke (the stream ends at its

@@ -67,39 +67,41 @@ struct http_request {
 	struct http_server *srv;
 	struct MHD_Connection *conn;
 	const char *method;
-	char *path;                  /* raw path as received */
+	char *path; /* raw path as received */
 	char req_id[17];
 	int64_t t_start_us;
 
 	char *body;
 	size_t body_len;
 	bool too_large;
-	size_t discarded;            /* bytes of an oversized body read and dropped */
-	bool too_many_args;          /* more than HTTP_MAX_QUERY_ARGS: answered 414 */
-	bool bad_framing;            /* conflicting Content-Length, or it with Transfer-Encoding */
+	size_t discarded;   /* bytes of an oversized body read and dropped */
+	bool too_many_args; /* more than HTTP_MAX_QUERY_ARGS: answered 414 */
+	bool bad_framing;   /* conflicting Content-Length, or it with Transfer-Encoding */
 
 	const struct route *route;
-	const struct http_dialect *path_dialect;  /* no route: the dialect owning the path */
-	char allow[48];              /* no route: the methods the path is served with */
+	const struct http_dialect *path_dialect; /* no route: the dialect owning the path */
+	char allow[48];                          /* no route: the methods the path is served with */
 	char *params[HTTP_MAX_PARAMS];
 	struct principal who;
 	bool authenticated;
 
-	char idem_key[256];          /* "" = none claimed */
+	char idem_key[256]; /* "" = none claimed */
 	/* Sees the reply before the client can (on the replying thread); NULL = none. */
 	void (*on_reply)(struct http_request *r, unsigned status, const char *text);
 
 	pthread_mutex_t mu;
 	enum req_state state;
 	unsigned status;
-	char *resp;                  /* response body text */
-	const char *resp_type;       /* its Content-Type; NULL: application/json */
-	size_t resp_len;             /* its length, or that of the file's part sent */
-	int file_fd;                 /* a file reply instead of resp (-1: none); owned */
+	char *resp;            /* response body text */
+	const char *resp_type; /* its Content-Type; NULL: application/json */
+	size_t resp_len;       /* its length, or that of the file's part sent */
+	int file_fd;           /* a file reply instead of resp (-1: none); owned */
 	uint64_t file_off;
-	struct { char *name, *value; } hdr[MAX_EXTRA_HEADERS];
+	struct {
+		char *name, *value;
+	} hdr[MAX_EXTRA_HEADERS];
 	int n_hdr;
-	struct http_stream *stream;  /* a streaming reply instead of resp */
+	struct http_stream *stream; /* a streaming reply instead of resp */
 	/* a WebSocket upgrade instead of resp (upgrade.c): what runs once the 101 is sent */
 	http_websocket_fn on_upgrade;
 	char *upgrade_tag;
@@ -110,7 +112,7 @@ struct http_request {
  * comes while read() runs is remembered so the connection is not parked past new data. */
 struct http_stream {
 	struct http_server *srv;
-	struct http_stream *prev, *next;     /* srv->streams */
+	struct http_stream *prev, *next; /* srv->streams */
 	struct MHD_Connection *conn;
 	pthread_mutex_t mu;
 	bool parked, wake_pending, closing;

@@ -35,7 +35,8 @@ static void idempotency_end(struct http_request *r, unsigned status, const char 
 	struct http_server *srv = r->srv;
 	if (status >= 500)
 		STORE(srv->st, idem_release, r->who.key.id, r->idem_key);
-	else if (STORE(srv->st, idem_complete, r->who.key.id, r->idem_key, status, text) != STORE_OK)
+	else if (STORE(srv->st, idem_complete, r->who.key.id, r->idem_key, status, text) !=
+		 STORE_OK)
 		log_msg(LOG_ERROR, "idempotency", "could not record response for %s", r->req_id);
 }
 
@@ -45,7 +46,8 @@ bool http_idempotency_begin(struct http_request *r)
 	if (!key || strcmp(r->method, "POST"))
 		return false;
 	if (!idem_key_valid(key)) {
-		http_reply_fail(r, CP_ERR_INVALID, "Idempotency-Key must be 1..255 printable ASCII characters");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"Idempotency-Key must be 1..255 printable ASCII characters");
 		return true;
 	}
 	/* the request's identity: route + body */

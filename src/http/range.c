@@ -30,8 +30,7 @@ static bool digits(const char **p, uint64_t *out)
 	return true;
 }
 
-enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *off,
-				 uint64_t *len)
+enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *off, uint64_t *len)
 {
 	/* the unit is case-insensitive (RFC 9110 section 14.1); spaces around the one range
 	 * are optional whitespace */
@@ -40,7 +39,7 @@ enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *of
 	const char *p = header + 6;
 	while (*p == ' ' || *p == '\t')
 		p++;
-	uint64_t first = 0, last = 0;   /* set on every path that reads them; gcc -O2 cannot tell */
+	uint64_t first = 0, last = 0; /* set on every path that reads them; gcc -O2 cannot tell */
 	bool suffix = *p == '-';
 	if (suffix) {
 		p++;
@@ -52,12 +51,12 @@ enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *of
 		if (!digits(&p, &last))
 			last = UINT64_MAX;
 		else if (last < first)
-			return HTTP_RANGE_NONE;   /* invalid: the header is ignored (14.1.1) */
+			return HTTP_RANGE_NONE; /* invalid: the header is ignored (14.1.1) */
 	}
 	while (*p == ' ' || *p == '\t')
 		p++;
 	if (*p)
-		return HTTP_RANGE_NONE;   /* several ranges, or trailing text: served whole */
+		return HTTP_RANGE_NONE; /* several ranges, or trailing text: served whole */
 	if (suffix) {
 		if (last == 0 || size == 0)
 			return HTTP_RANGE_UNSATISFIABLE;

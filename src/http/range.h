@@ -13,13 +13,12 @@
 #include <stdint.h>
 
 enum http_range {
-	HTTP_RANGE_NONE,             /* serve the whole file (200) */
-	HTTP_RANGE_PARTIAL,          /* serve *len bytes from *off (206) */
-	HTTP_RANGE_UNSATISFIABLE,    /* 416, Content-Range: bytes * / size */
+	HTTP_RANGE_NONE,          /* serve the whole file (200) */
+	HTTP_RANGE_PARTIAL,       /* serve *len bytes from *off (206) */
+	HTTP_RANGE_UNSATISFIABLE, /* 416, Content-Range: bytes * / size */
 };
 
 /* Reads header (NULL: none) against a file of size bytes. */
-enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *off,
-				 uint64_t *len);
+enum http_range http_range_parse(const char *header, uint64_t size, uint64_t *off, uint64_t *len);
 
 #endif

@@ -85,7 +85,8 @@ void ratelimit_take(struct ratelimit *rl, const char *key_id, unsigned rate,
 		b = calloc(1, sizeof *b);
 		if (!b) {
 			pthread_mutex_unlock(&st->mu);
-			out->allowed = true;   /* fail open: memory pressure must not block hang-ups */
+			out->allowed =
+				true; /* fail open: memory pressure must not block hang-ups */
 			return;
 		}
 		memcpy(b->key_id, key_id, strnlen(key_id, CP_UUID_LEN));
@@ -95,7 +96,7 @@ void ratelimit_take(struct ratelimit *rl, const char *key_id, unsigned rate,
 		b->next = *slot;
 		*slot = b;
 	}
-	if (b->rate != rate) {           /* the key's limit changed: keep the fill ratio */
+	if (b->rate != rate) { /* the key's limit changed: keep the fill ratio */
 		b->tokens = b->tokens * rate / b->rate;
 		b->rate = rate;
 	}
@@ -113,7 +114,7 @@ void ratelimit_take(struct ratelimit *rl, const char *key_id, unsigned rate,
 			out->retry_after = 1;
 	}
 	out->remaining = (unsigned)floor(b->tokens);
-	double to_full = (rate - b->tokens) / rate;      /* seconds */
+	double to_full = (rate - b->tokens) / rate; /* seconds */
 	/* round the moment up, never down: a client that waits until Reset must find it full */
 	out->reset_unix = (int64_t)ceil(cp_now_ms() / 1000.0 + to_full);
 	pthread_mutex_unlock(&st->mu);

@@ -15,10 +15,10 @@ struct ratelimit;
 
 struct ratelimit_result {
 	bool allowed;
-	unsigned limit;          /* X-RateLimit-Limit */
-	unsigned remaining;      /* X-RateLimit-Remaining */
-	int64_t reset_unix;      /* X-RateLimit-Reset: when the bucket is full again (Unix s) */
-	unsigned retry_after;    /* Retry-After seconds, when refused */
+	unsigned limit;       /* X-RateLimit-Limit */
+	unsigned remaining;   /* X-RateLimit-Remaining */
+	int64_t reset_unix;   /* X-RateLimit-Reset: when the bucket is full again (Unix s) */
+	unsigned retry_after; /* Retry-After seconds, when refused */
 };
 
 struct ratelimit *ratelimit_create(void);

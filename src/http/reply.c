@@ -44,7 +44,8 @@ void http_reply_log(struct http_request *r)
 	off += (size_t)snprintf(f + off, sizeof f - off, ",\"status\":%u,\"ms\":%.3f", r->status,
 				(double)(cp_mono_us() - r->t_start_us) / 1000.0);
 	if (off < sizeof f && r->authenticated)
-		off += (size_t)snprintf(f + off, sizeof f - off, ",\"key_id\":\"%s\"", r->who.key.id);
+		off += (size_t)snprintf(f + off, sizeof f - off, ",\"key_id\":\"%s\"",
+					r->who.key.id);
 	if (off < sizeof f && r->route && r->route->dialect)
 		snprintf(f + off, sizeof f - off, ",\"dialect\":\"%s\"", r->route->dialect->name);
 	log_fields(LOG_INFO, "http_request", f);
@@ -70,7 +71,7 @@ static void reply_store(struct http_request *r, unsigned status, char *text, siz
 	if (r->on_reply)
 		r->on_reply(r, status, text);
 	pthread_mutex_lock(&r->mu);
-	if (r->state >= REQ_REPLIED) {      /* a handler bug: replying twice */
+	if (r->state >= REQ_REPLIED) { /* a handler bug: replying twice */
 		pthread_mutex_unlock(&r->mu);
 		log_msg(LOG_ERROR, "http_double_reply", "request %s replied twice", r->req_id);
 		free(text);
@@ -78,7 +79,7 @@ static void reply_store(struct http_request *r, unsigned status, char *text, siz
 			close(fd);
 		return;
 	}
-	bool resume = r->state == REQ_SUSPENDED;   /* else DISPATCHED: replies follow dispatch */
+	bool resume = r->state == REQ_SUSPENDED; /* else DISPATCHED: replies follow dispatch */
 	struct MHD_Connection *conn = r->conn;
 	r->status = status;
 	r->resp = text;
@@ -104,8 +105,8 @@ void http_reply_text(struct http_request *r, unsigned status, char *text, size_t
 	reply_store(r, status, text, len, NULL, -1, 0);
 }
 
-void http_reply_typed(struct http_request *r, unsigned status, const char *content_type,
-		      char *text, size_t len)
+void http_reply_typed(struct http_request *r, unsigned status, const char *content_type, char *text,
+		      size_t len)
 {
 	if (!text) {
 		http_reply_fail(r, CP_ERR_INTERNAL, "out of memory");
@@ -183,7 +184,7 @@ void http_reply_error(struct http_request *r, const struct cp_error *e)
 	cp_utf8_scrub(clean.message);
 	e = &clean;
 	unsigned status = cp_err_status(e->code);
-	if (e->code == CP_ERR_UNAVAILABLE) {     /* draining or stopping: come back later */
+	if (e->code == CP_ERR_UNAVAILABLE) { /* draining or stopping: come back later */
 		char retry[16];
 		snprintf(retry, sizeof retry, "%d", CP_RETRY_AFTER_S);
 		http_add_header(r, "Retry-After", retry);

@@ -21,8 +21,9 @@
  * OpenSSL) would be a measurable part of a cached GET. */
 static void request_id(struct http_server *srv, char out[17])
 {
-	uint64_t z = srv->req_seed + atomic_fetch_add_explicit(&srv->req_count, 1,
-							       memory_order_relaxed) * 0x9e3779b97f4a7c15u;
+	uint64_t z = srv->req_seed +
+		     atomic_fetch_add_explicit(&srv->req_count, 1, memory_order_relaxed) *
+			     0x9e3779b97f4a7c15u;
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
 	z ^= z >> 31;
@@ -56,7 +57,7 @@ struct http_request *http_request_new(struct http_server *srv, struct MHD_Connec
 
 void http_request_free(struct http_request *r)
 {
-	if (r->file_fd >= 0)    /* a file reply never handed to MHD */
+	if (r->file_fd >= 0) /* a file reply never handed to MHD */
 		close(r->file_fd);
 	free(r->path);
 	free(r->body);
@@ -74,8 +75,14 @@ void http_request_free(struct http_request *r)
 
 /* ---- for handlers ----------------------------------------------------------------------- */
 
-void *http_app(struct http_request *r) { return r->srv->app; }
-const char *http_req_id(struct http_request *r) { return r->req_id; }
+void *http_app(struct http_request *r)
+{
+	return r->srv->app;
+}
+const char *http_req_id(struct http_request *r)
+{
+	return r->req_id;
+}
 const struct principal *http_principal(struct http_request *r)
 {
 	return r->authenticated ? &r->who : NULL;

@@ -52,7 +52,7 @@ size_t http_no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
 	(void)cls;
 	(void)c;
-	return strlen(s);    /* we decode path segments ourselves, after splitting on '/' */
+	return strlen(s); /* we decode path segments ourselves, after splitting on '/' */
 }
 
 static enum MHD_Result decode_arg(void *cls, enum MHD_ValueKind kind, const char *key,

@@ -17,11 +17,11 @@ struct webhook_worker;
 struct app {
 	struct call_service *calls;
 	struct store *store;
-	struct event_hub *events;    /* live event streams (event_hub.c) */
-	struct webhook_worker *hooks;  /* webhook delivery (webhook/outbox.c) */
-	int webhooks_per_tenant;       /* the cap POST /v1/webhooks enforces */
-	bool webhook_allow_private;    /* POST /v1/webhooks may name private addresses */
-	const char *metrics_token;     /* what GET /metrics requires as a Bearer token; NULL: none */
+	struct event_hub *events;     /* live event streams (event_hub.c) */
+	struct webhook_worker *hooks; /* webhook delivery (webhook/outbox.c) */
+	int webhooks_per_tenant;      /* the cap POST /v1/webhooks enforces */
+	bool webhook_allow_private;   /* POST /v1/webhooks may name private addresses */
+	const char *metrics_token;    /* what GET /metrics requires as a Bearer token; NULL: none */
 };
 
 extern const struct http_dialect canonical_dialect;

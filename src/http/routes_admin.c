@@ -103,8 +103,8 @@ static bool tenant_fields(json_t *body, struct admin_tenant_req *req, struct cp_
 	       json_opt_clearable(body, "deny_prefixes", &req->deny_prefixes, err);
 }
 
-static const char *const tenant_members[] = {"name", "sip_uris", "allow_prefixes",
-					     "deny_prefixes", NULL};
+static const char *const tenant_members[] = {"name", "sip_uris", "allow_prefixes", "deny_prefixes",
+					     NULL};
 
 static void tenants_create(struct http_request *r)
 {
@@ -116,9 +116,9 @@ static void tenants_create(struct http_request *r)
 	json_t *body = body_of(r, tenant_members);
 	if (!body)
 		return;
-	enum cp_err rc = tenant_fields(body, &req, &err) ? admin_tenant_create(store_of(r), &req,
-									       &t, &err) :
-			 err.code;
+	enum cp_err rc = tenant_fields(body, &req, &err)
+				 ? admin_tenant_create(store_of(r), &req, &t, &err)
+				 : err.code;
 	tenant_reply(r, 201, rc, &t, &err);
 	json_decref(body);
 }
@@ -147,9 +147,10 @@ static void tenants_patch(struct http_request *r)
 	json_t *body = body_of(r, tenant_members);
 	if (!body)
 		return;
-	enum cp_err rc = tenant_fields(body, &req, &err) ?
-			 admin_tenant_update(store_of(r), http_param(r, 0), &req, &t, &err) :
-			 err.code;
+	enum cp_err rc =
+		tenant_fields(body, &req, &err)
+			? admin_tenant_update(store_of(r), http_param(r, 0), &req, &t, &err)
+			: err.code;
 	tenant_reply(r, 200, rc, &t, &err);
 	json_decref(body);
 }
@@ -194,9 +195,10 @@ static bool agent_update_fields(json_t *body, struct admin_agent_req *req, struc
 
 static void agents_create(struct http_request *r)
 {
-	static const char *const fields[] = {"tenant_id", "name", "number", "max_duration_s",
-					     "stream_url", "record", "goodbye_text",
-					     "max_duration_goodbye", "trunk_id", NULL};
+	static const char *const fields[] = {
+		"tenant_id",  "name",   "number",       "max_duration_s",
+		"stream_url", "record", "goodbye_text", "max_duration_goodbye",
+		"trunk_id",   NULL};
 	struct cp_error err = {0};
 	struct admin_agent_req req = {0};
 	struct agent a;
@@ -233,14 +235,14 @@ static void agents_get(struct http_request *r)
 {
 	struct cp_error err = {0};
 	struct agent a;
-	enum cp_err rc = admin_agent_get(store_of(r), &http_principal(r)->scope, http_param(r, 0),
-					 &a, &err);
+	enum cp_err rc =
+		admin_agent_get(store_of(r), &http_principal(r)->scope, http_param(r, 0), &a, &err);
 	agent_reply(r, 200, rc, &a, &err);
 }
 
 static void agents_patch(struct http_request *r)
 {
-	static const char *const fields[] = {"stream_url", "record", "goodbye_text",
+	static const char *const fields[] = {"stream_url",           "record",   "goodbye_text",
 					     "max_duration_goodbye", "trunk_id", NULL};
 	struct cp_error err = {0};
 	struct admin_agent_req req = {0};
@@ -250,10 +252,10 @@ static void agents_patch(struct http_request *r)
 	json_t *body = body_of(r, fields);
 	if (!body)
 		return;
-	enum cp_err rc = agent_update_fields(body, &req, &err) ?
-			 admin_agent_update(store_of(r), &http_principal(r)->scope,
-					    http_param(r, 0), &req, &a, &err) :
-			 err.code;
+	enum cp_err rc = agent_update_fields(body, &req, &err)
+				 ? admin_agent_update(store_of(r), &http_principal(r)->scope,
+						      http_param(r, 0), &req, &a, &err)
+				 : err.code;
 	agent_reply(r, 200, rc, &a, &err);
 	json_decref(body);
 }
@@ -266,7 +268,8 @@ static void keys_list(struct http_request *r)
 	struct scope sc;
 	struct api_key *list = NULL;
 	size_t n = 0;
-	if (!not_number_scoped(r, "managing keys") || !request_scope(r, http_query(r, "tenant_id"), &sc))
+	if (!not_number_scoped(r, "managing keys") ||
+	    !request_scope(r, http_query(r, "tenant_id"), &sc))
 		return;
 	if (admin_key_list(store_of(r), sc.all ? NULL : sc.tenant_id, &list, &n, &err) != CP_OK)
 		http_reply_error(r, &err);
@@ -277,8 +280,8 @@ static void keys_list(struct http_request *r)
 
 static void keys_create(struct http_request *r)
 {
-	static const char *const fields[] = {"tenant_id", "number", "sip_uris", "operator",
-					     "rate_limit", NULL};
+	static const char *const fields[] = {"tenant_id", "number",     "sip_uris",
+					     "operator",  "rate_limit", NULL};
 	struct cp_error err = {0};
 	struct admin_key_req req = {0};
 	struct api_key k;
@@ -371,13 +374,15 @@ static bool trunk_headers(json_t *body, const char **lines, size_t max, size_t *
 	if (!v)
 		return true;
 	if (!json_is_array(v) || json_array_size(v) > max) {
-		cp_fail(err, CP_ERR_INVALID, "headers must be an array of at most %zu strings", max);
+		cp_fail(err, CP_ERR_INVALID, "headers must be an array of at most %zu strings",
+			max);
 		return false;
 	}
-	json_array_foreach(v, i, h) {
+	json_array_foreach(v, i, h)
+	{
 		if (!json_is_string(h)) {
-			cp_fail(err, CP_ERR_INVALID, "headers must be an array of at most %zu strings",
-				max);
+			cp_fail(err, CP_ERR_INVALID,
+				"headers must be an array of at most %zu strings", max);
 			return false;
 		}
 		lines[(*n)++] = json_string_value(h);
@@ -387,11 +392,10 @@ static bool trunk_headers(json_t *body, const char **lines, size_t max, size_t *
 
 static void trunks_create(struct http_request *r)
 {
-	static const char *const fields[] = {"tenant_id", "host", "transport", "user",
-					     "password_env", "password_file", "register",
-					     "outbound_proxy", "from_user", "from_domain",
-					     "caller_id_header", "inbound_cidrs", "srtp", "headers",
-					     NULL};
+	static const char *const fields[] = {
+		"tenant_id",        "host",          "transport",      "user",      "password_env",
+		"password_file",    "register",      "outbound_proxy", "from_user", "from_domain",
+		"caller_id_header", "inbound_cidrs", "srtp",           "headers",   NULL};
 	struct cp_error err = {0};
 	struct admin_trunk_req req = {0};
 	const char *lines[ADMIN_TRUNK_HEADERS_MAX];
@@ -405,8 +409,10 @@ static void trunks_create(struct http_request *r)
 	}
 	if (json_object_get(body, "password")) {
 		/* a secret in a request body lands in proxies' logs and client histories */
-		http_reply_fail(r, CP_ERR_INVALID, "password is never sent: name an environment"
-				" variable (password_env) or a file (password_file) the server reads");
+		http_reply_fail(
+			r, CP_ERR_INVALID,
+			"password is never sent: name an environment"
+			" variable (password_env) or a file (password_file) the server reads");
 	} else if (!json_only_fields(body, fields, &err) ||
 		   !json_opt_string(body, "tenant_id", &tenant, &err)) {
 		http_reply_error(r, &err);
@@ -459,7 +465,8 @@ static void trunks_delete(struct http_request *r)
 	if (admin_trunk_delete(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
 		http_reply_error(r, &err);
 	else
-		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
+		http_reply_json(r, 200,
+				json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
 
 const struct route admin_routes[] = {

@@ -47,7 +47,8 @@ bool json_only_fields(json_t *obj, const char *const *allowed, struct cp_error *
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(obj, k, v) {
+	json_object_foreach(obj, k, v)
+	{
 		bool ok = false;
 		for (int i = 0; allowed[i] && !ok; i++)
 			ok = !strcmp(k, allowed[i]);
@@ -172,13 +173,14 @@ static void ready(struct http_request *r)
 				!h.store_ok && !h.engine_ok ? "; " : "",
 				h.engine_ok ? "" : "the SIP engine does not answer");
 	else
-		http_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "status", "ready", "store", "ok",
-						  "sip", h.has_engine ? "ok" : "none"));
+		http_reply_json(r, 200,
+				json_pack("{s:s, s:s, s:s}", "status", "ready", "store", "ok",
+					  "sip", h.has_engine ? "ok" : "none"));
 }
 
 static void create(struct http_request *r)
 {
-	static const char *const fields[] = {"agent_id", "to", "from", "metadata",
+	static const char *const fields[] = {"agent_id",       "to",         "from",   "metadata",
 					     "max_duration_s", "stream_url", "record", NULL};
 	struct cp_error err = {0};
 	json_t *body = NULL;
@@ -201,11 +203,11 @@ static void create(struct http_request *r)
 		goto fail;
 	}
 	if (!json_opt_int(body, "max_duration_s", 1, 86400, &req.max_duration_s, &err) ||
-	    !json_opt_record(body, &req.record, &err) ||
-	    !json_opt_metadata(body, &meta_text, &err))
+	    !json_opt_record(body, &req.record, &err) || !json_opt_metadata(body, &meta_text, &err))
 		goto fail;
 	req.metadata = meta_text;
-	if (call_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &err) != CP_OK)
+	if (call_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &err) !=
+	    CP_OK)
 		goto fail;
 	reply_call(r, 201, &c);
 	goto out;
@@ -262,7 +264,8 @@ static void list(struct http_request *r)
 	}
 	if (limit) {
 		if (!cp_parse_int(limit, 1, LIST_MAX, &v)) {
-			http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..%d", LIST_MAX);
+			http_reply_fail(r, CP_ERR_INVALID, "limit must be an integer in 1..%d",
+					LIST_MAX);
 			return;
 		}
 		f.limit = (int)v;
@@ -343,12 +346,14 @@ static bool end_goodbye_fields(json_t *body, struct call_end_options *opt, struc
 	json_t *v = json_object_get(body, "goodbye");
 	if (v) {
 		if (!json_is_object(v)) {
-			cp_fail(err, CP_ERR_INVALID, "goodbye must be an object {\"text\": \"...\"}");
+			cp_fail(err, CP_ERR_INVALID,
+				"goodbye must be an object {\"text\": \"...\"}");
 			return false;
 		}
 		const char *k;
 		json_t *member;
-		json_object_foreach(v, k, member) {
+		json_object_foreach(v, k, member)
+		{
 			if (strcmp(k, "text")) {
 				cp_fail(err, CP_ERR_INVALID, "unknown field \"goodbye.%s\"", k);
 				return false;
@@ -434,9 +439,9 @@ static void end_all_done(void *arg, const struct cp_error *err, size_t ended, si
 		http_reply_error(r, err);
 		return;
 	}
-	http_reply_json(r, 200, json_pack("{s:I, s:I, s:I}", "ended", (json_int_t)ended,
-					  "already_ended", (json_int_t)not_active,
-					  "failed", (json_int_t)failed));
+	http_reply_json(r, 200,
+			json_pack("{s:I, s:I, s:I}", "ended", (json_int_t)ended, "already_ended",
+				  (json_int_t)not_active, "failed", (json_int_t)failed));
 }
 
 static void end_all(struct http_request *r)
@@ -475,8 +480,8 @@ static void redact(struct http_request *r)
 {
 	struct cp_error err = {0};
 	struct call c = {0};
-	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r),
-			&c, &err) == CP_OK)
+	if (call_redact(svc_of(r), &http_principal(r)->scope, http_param(r, 0), http_req_id(r), &c,
+			&err) == CP_OK)
 		reply_call(r, 200, &c);
 	else
 		http_reply_error(r, &err);

@@ -23,7 +23,8 @@ static void stream_events(struct http_request *r)
 		last = http_query(r, "last_event_id");
 	long long seq = 0;
 	if (last && !cp_parse_int(last, 0, INT64_MAX, &seq)) {
-		http_reply_fail(r, CP_ERR_INVALID, "Last-Event-ID must be an event id from this stream");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"Last-Event-ID must be an event id from this stream");
 		return;
 	}
 	event_hub_open(hub, r, http_principal(r), last ? seq : EVENT_HUB_FROM_NOW);

@@ -21,7 +21,8 @@ static void metrics_get(struct http_request *r)
 	    !auth_token_matches(auth_secret_from_headers(http_header(r, "Authorization"), NULL),
 				token)) {
 		http_add_header(r, "WWW-Authenticate", "Bearer realm=\"metrics\"");
-		http_reply_fail(r, CP_ERR_UNAUTHORIZED, "/metrics needs Authorization: Bearer "
+		http_reply_fail(r, CP_ERR_UNAUTHORIZED,
+				"/metrics needs Authorization: Bearer "
 				"with the server's --metrics-token");
 		return;
 	}

@@ -42,8 +42,7 @@ static void create(struct http_request *r)
 		goto fail;
 	}
 	if (!json_opt_int(body, "token_ttl_s", 1, WEB_TOKEN_TTL_MAX_S, &req.token_ttl_s, &err) ||
-	    !json_opt_record(body, &req.record, &err) ||
-	    !json_opt_metadata(body, &meta_text, &err))
+	    !json_opt_record(body, &req.record, &err) || !json_opt_metadata(body, &meta_text, &err))
 		goto fail;
 	req.metadata = meta_text;
 	if (call_web_create(svc_of(r), &http_principal(r)->scope, &req, http_req_id(r), &c, &access,
@@ -60,7 +59,8 @@ static void create(struct http_request *r)
 	int n = out ? snprintf(out, cap,
 			       "%.*s,\"access_token\":\"%s\",\"access_token_expires_at\":\"%s\","
 			       "\"web_url\":\"/web/call?call_id=%s&token=%s\"}",
-			       (int)len - 1, text, access.token, expires, c.id, access.token) : -1;
+			       (int)len - 1, text, access.token, expires, c.id, access.token)
+		    : -1;
 	free(text);
 	if (n < 0 || (size_t)n >= cap) {
 		free(out);
@@ -84,7 +84,8 @@ static void add_page_headers(struct http_request *r)
 }
 
 static const char refused_page[] =
-	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Call</title></head>\n"
+	"<!doctype html>\n<html lang=\"en\"><head><meta "
+	"charset=\"utf-8\"><title>Call</title></head>\n"
 	"<body data-call-state=\"ended\"><main><h1>This call link is not valid</h1>\n"
 	"<p>It has expired, was used already, or its call has ended.</p></main></body></html>\n";
 
@@ -105,8 +106,10 @@ static void page(struct http_request *r)
 /* The 101 is sent: the socket goes to the call, through the service. */
 static void joined(void *app, const char *call_id, const struct http_upgraded *up)
 {
-	struct web_socket ws = {.fd = up->fd, .pending = up->pending,
-				.pending_len = up->pending_len, .release = up->release,
+	struct web_socket ws = {.fd = up->fd,
+				.pending = up->pending,
+				.pending_len = up->pending_len,
+				.release = up->release,
 				.ctx = up->ctx};
 	call_web_join(((struct app *)app)->calls, call_id, &ws);
 }
@@ -124,7 +127,8 @@ static void socket_route(struct http_request *r)
 	}
 	if (!http_is_websocket(r)) {
 		http_add_header(r, "Sec-WebSocket-Version", "13");
-		http_reply_fail(r, CP_ERR_INVALID, "not a WebSocket handshake (RFC 6455, version 13)");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"not a WebSocket handshake (RFC 6455, version 13)");
 		return;
 	}
 	if (call_web_take(svc_of(r), token, wanted, call_id, &err) != CP_OK) {

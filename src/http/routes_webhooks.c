@@ -42,11 +42,11 @@ static bool tenant_of(struct http_request *r, const char *tenant_id, struct scop
  * a webhook's members, each of its type; agent_id null (allow_null, a change) as "", every
  * agent. A creation (!allow_null) may name its tenant_id too; the caller reads it. */
 static bool request_of(struct http_request *r, bool allow_null, json_t **body,
-			 struct webhook_request *req, struct cp_error *err)
+		       struct webhook_request *req, struct cp_error *err)
 {
-	static const char *const change_fields[] = {"url", "agent_id", "secret", "format",
-						    "signing", NULL};
-	static const char *const create_fields[] = {"url", "agent_id", "secret", "format",
+	static const char *const change_fields[] = {"url",    "agent_id", "secret",
+						    "format", "signing",  NULL};
+	static const char *const create_fields[] = {"url",     "agent_id",  "secret", "format",
 						    "signing", "tenant_id", NULL};
 	const char *const *fields = allow_null ? change_fields : create_fields;
 	if (!http_json_body(r, false, body, err) || !json_only_fields(*body, fields, err) ||
@@ -75,7 +75,7 @@ static void create(struct http_request *r)
 	struct scope sc;
 	const struct app *app = http_app(r);
 	const char *named = NULL, *tenant;
-	if (!tenant_of(r, NULL, &sc, &tenant))   /* a number-scoped key: before reading the body */
+	if (!tenant_of(r, NULL, &sc, &tenant)) /* a number-scoped key: before reading the body */
 		return;
 	if (!request_of(r, false, &body, &req, &err) ||
 	    !json_opt_string(body, "tenant_id", &named, &err)) {
@@ -83,7 +83,8 @@ static void create(struct http_request *r)
 	} else if (!tenant_of(r, named, &sc, &tenant)) {
 		/* replied */
 	} else if (!tenant) {
-		http_reply_fail(r, CP_ERR_INVALID, "tenant_id is required with an operator key:"
+		http_reply_fail(r, CP_ERR_INVALID,
+				"tenant_id is required with an operator key:"
 				" a webhook belongs to a tenant");
 	} else if (webhook_register(store_of(r), tenant, &req, app->webhooks_per_tenant,
 				    app->webhook_allow_private, &w, &err) != CP_OK) {
@@ -115,7 +116,7 @@ static void get(struct http_request *r)
 	struct cp_error err = {0};
 	struct webhook w;
 	struct scope sc;
-	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	const char *tenant; /* an operator key: the webhook of whichever tenant holds it */
 	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (webhook_registry_get(store_of(r), tenant, http_param(r, 0), &w, &err) != CP_OK)
@@ -135,29 +136,30 @@ static void patch(struct http_request *r)
 	bool new_secret;
 	const struct app *app = http_app(r);
 	struct scope sc;
-	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	const char *tenant; /* an operator key: the webhook of whichever tenant holds it */
 	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (!request_of(r, true, &body, &req, &err) ||
-	    webhook_change(store_of(r), tenant, http_param(r, 0), &req,
-			   app->webhook_allow_private, &w, &new_secret, &err) != CP_OK)
+	    webhook_change(store_of(r), tenant, http_param(r, 0), &req, app->webhook_allow_private,
+			   &w, &new_secret, &err) != CP_OK)
 		http_reply_error(r, &err);
 	else
 		http_reply_json(r, 200, webhook_to_json(&w, new_secret));
 	json_decref(body);
 }
 
-static void delete(struct http_request *r)
+static void delete (struct http_request *r)
 {
 	struct cp_error err = {0};
 	struct scope sc;
-	const char *tenant;   /* an operator key: the webhook of whichever tenant holds it */
+	const char *tenant; /* an operator key: the webhook of whichever tenant holds it */
 	if (!tenant_of(r, NULL, &sc, &tenant))
 		return;
 	if (webhook_unregister(store_of(r), tenant, http_param(r, 0), &err) != CP_OK)
 		http_reply_error(r, &err);
 	else
-		http_reply_json(r, 200, json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
+		http_reply_json(r, 200,
+				json_pack("{s:s, s:b}", "id", http_param(r, 0), "deleted", 1));
 }
 
 static void deliveries(struct http_request *r)
@@ -180,10 +182,12 @@ static void deliveries(struct http_request *r)
 	}
 	struct delivery_row *rows = NULL;
 	size_t count = 0;
-	if (webhook_delivery_list(store_of(r), tenant, status, (int)n, &rows, &count, &err) != CP_OK)
+	if (webhook_delivery_list(store_of(r), tenant, status, (int)n, &rows, &count, &err) !=
+	    CP_OK)
 		http_reply_error(r, &err);
 	else
-		http_reply_json(r, 200, json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
+		http_reply_json(r, 200,
+				json_pack("{s:o}", "data", deliveries_to_json(rows, count)));
 	delivery_rows_free(rows, count);
 }
 
@@ -201,7 +205,7 @@ static void replay(struct http_request *r, long long id)
 	}
 	struct webhook_worker *hooks = ((struct app *)http_app(r))->hooks;
 	if (count && hooks)
-		webhook_worker_wake(hooks);   /* due now: do not wait for the idle poll */
+		webhook_worker_wake(hooks); /* due now: do not wait for the idle poll */
 	http_reply_json(r, 200, json_pack("{s:i}", "replayed", count));
 }
 

@@ -63,7 +63,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 		n += *p == '&';
 	if (n <= HTTP_MAX_QUERY_ARGS)
 		return NULL;
-	for (char *p = q + 1; *p; p++)   /* MHD's own buffer: see the top of this file */
+	for (char *p = q + 1; *p; p++) /* MHD's own buffer: see the top of this file */
 		if (*p == '&')
 			*p = ';';
 	return &too_many_args_mark;
@@ -114,7 +114,7 @@ static enum MHD_Result queue_reply(struct http_request *r)
 		resp = MHD_create_response_from_buffer(r->resp_len, r->resp, MHD_RESPMEM_MUST_FREE);
 	if (!resp)
 		return MHD_NO;
-	r->resp = NULL;   /* owned by the response now */
+	r->resp = NULL; /* owned by the response now */
 	r->stream = NULL;
 	r->file_fd = -1;
 	if (r->resp_len && !file)
@@ -131,8 +131,8 @@ static enum MHD_Result queue_reply(struct http_request *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_size, void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_size, void **con_cls)
 {
 	struct http_server *srv = cls;
 	struct http_request *r = *con_cls;
@@ -145,10 +145,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->too_many_args = *con_cls == &too_many_args_mark;
 		r->bad_framing = ambiguous_framing(conn);
 		*con_cls = r;
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		const char *cl =
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		long long announced;
-		if (cl && cp_parse_int(cl, 0, (long long)1 << 62, &announced) && announced > HTTP_MAX_BODY)
-			r->too_large = true;   /* answered once the body is drained (or refused below) */
+		if (cl && cp_parse_int(cl, 0, (long long)1 << 62, &announced) &&
+		    announced > HTTP_MAX_BODY)
+			r->too_large =
+				true; /* answered once the body is drained (or refused below) */
 		return MHD_YES;
 	}
 
@@ -168,7 +171,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			r->too_large = true;
 			r->discarded += *upload_size;
 			if (r->discarded > HTTP_MAX_DISCARD)
-				return MHD_NO;   /* absurd upload: drop the connection */
+				return MHD_NO; /* absurd upload: drop the connection */
 		}
 		*upload_size = 0;
 		return MHD_YES;
@@ -194,7 +197,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (r->state == REQ_REPLIED)
 		return queue_reply(r);
 	if (*upload_size) {
-		*upload_size = 0;     /* body bytes after we already answered: drop */
+		*upload_size = 0; /* body bytes after we already answered: drop */
 		return MHD_YES;
 	}
 	return MHD_YES;
@@ -208,7 +211,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	struct http_request *r = *con_cls;
 	if (r && *con_cls != &too_many_args_mark) {
-		if (r->stream)    /* never handed to MHD (the client left first) */
+		if (r->stream) /* never handed to MHD (the client left first) */
 			http_stream_free(r->stream);
 		http_request_free(r);
 	}
@@ -229,7 +232,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 struct http_server *http_server_start(const struct http_server_config *cfg,
 				      const struct route *const *tables, size_t n_tables)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
 	struct addrinfo *ai = NULL;
 	char port[16];
@@ -332,7 +336,7 @@ void http_server_stop(struct http_server *srv)
 			break;
 	}
 	int left = srv->in_flight;
-	http_streams_end(srv);       /* bounded too */
+	http_streams_end(srv); /* bounded too */
 	left += http_upgrades_wait(srv);
 	pthread_mutex_unlock(&srv->mu);
 	if (left) {

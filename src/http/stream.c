@@ -58,12 +58,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n > 0)
-		return (ssize_t)n;    /* a write will tell MHD if the client is gone */
+		return (ssize_t)n; /* a write will tell MHD if the client is gone */
 	if (client_gone(s->conn))
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	/* nothing to send: park the connection (returning 0 without suspending would spin) */
 	pthread_mutex_lock(&s->mu);
-	closing = s->closing;           /* the server may have started stopping meanwhile */
+	closing = s->closing; /* the server may have started stopping meanwhile */
 	if (!s->wake_pending && !closing) {
 		s->parked = true;
 		MHD_suspend_connection(s->conn);
@@ -104,8 +104,7 @@ void http_stream_wake(struct http_stream *s)
 }
 
 struct http_stream *http_reply_stream(struct http_request *r, const char *content_type,
-				      http_stream_read_fn read, void (*done)(void *cls),
-				      void *cls)
+				      http_stream_read_fn read, void (*done)(void *cls), void *cls)
 {
 	struct http_stream *s = calloc(1, sizeof *s);
 	if (!s) {

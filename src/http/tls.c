@@ -47,8 +47,8 @@ static enum http_tls_result check(const struct http_tls *t, const char *cert_pat
 	r = gnutls_x509_privkey_import2(pk, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
 	gnutls_x509_privkey_deinit(pk);
 	if (r < 0) {
-		snprintf(why, size, "--tls-key %s holds no unencrypted PEM private key (%s)", key_path,
-			 gnutls_strerror(r));
+		snprintf(why, size, "--tls-key %s holds no unencrypted PEM private key (%s)",
+			 key_path, gnutls_strerror(r));
 		return HTTP_TLS_INVALID;
 	}
 	gnutls_certificate_credentials_t cred;
@@ -59,7 +59,8 @@ static enum http_tls_result check(const struct http_tls *t, const char *cert_pat
 	r = gnutls_certificate_set_x509_key_mem2(cred, &cert, &key, GNUTLS_X509_FMT_PEM, NULL, 0);
 	gnutls_certificate_free_credentials(cred);
 	if (r < 0) {
-		snprintf(why, size, "--tls-key %s is not the key of the certificate in --tls-cert %s (%s)",
+		snprintf(why, size,
+			 "--tls-key %s is not the key of the certificate in --tls-cert %s (%s)",
 			 key_path, cert_path, gnutls_strerror(r));
 		return HTTP_TLS_INVALID;
 	}
@@ -71,7 +72,8 @@ enum http_tls_result http_tls_load(const char *cert_path, const char *key_path,
 {
 	memset(out, 0, sizeof *out);
 	if (cp_read_file(cert_path, TLS_FILE_MAX, &out->cert, &out->cert_len)) {
-		snprintf(why, size, "--tls-cert %s: cannot read it: %s", cert_path, strerror(errno));
+		snprintf(why, size, "--tls-cert %s: cannot read it: %s", cert_path,
+			 strerror(errno));
 		return HTTP_TLS_UNREADABLE;
 	}
 	if (cp_read_file(key_path, TLS_FILE_MAX, &out->key, &out->key_len)) {

@@ -23,7 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"     /* RFC 6455 1.3 */
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 1.3 */
 #define UPGRADES_WAIT_S 5
 
 /* Whether a comma-separated header value lists token (case-insensitive, blanks around). */
@@ -75,8 +75,8 @@ static void release(void *ctx)
 	pthread_mutex_unlock(&srv->mu);
 }
 
-static void on_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
-			const char *extra_in, size_t extra_in_size, MHD_socket sock,
+static void on_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+			size_t extra_in_size, MHD_socket sock,
 			struct MHD_UpgradeResponseHandle *urh)
 {
 	struct http_request *r = con_cls;
@@ -86,8 +86,11 @@ static void on_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
 	pthread_mutex_lock(&r->srv->mu);
 	r->srv->upgraded++;
 	pthread_mutex_unlock(&r->srv->mu);
-	struct http_upgraded ws = {.fd = sock, .pending = (const uint8_t *)extra_in,
-				   .pending_len = extra_in_size, .release = release, .ctx = r};
+	struct http_upgraded ws = {.fd = sock,
+				   .pending = (const uint8_t *)extra_in,
+				   .pending_len = extra_in_size,
+				   .release = release,
+				   .ctx = r};
 	r->on_upgrade(r->srv->app, r->upgrade_tag, &ws);
 }
 
@@ -118,7 +121,8 @@ void http_reply_websocket(struct http_request *r, http_websocket_fn on_open, con
 	char accept[HTTP_WS_ACCEPT_LEN + 1];
 	if (!handshake(r, accept)) {
 		http_add_header(r, "Sec-WebSocket-Version", "13");
-		http_reply_fail(r, CP_ERR_INVALID, "not a WebSocket handshake (RFC 6455, version 13)");
+		http_reply_fail(r, CP_ERR_INVALID,
+				"not a WebSocket handshake (RFC 6455, version 13)");
 		return;
 	}
 	r->upgrade_tag = strdup(tag);
@@ -128,7 +132,7 @@ void http_reply_websocket(struct http_request *r, http_websocket_fn on_open, con
 	}
 	http_add_header(r, "Upgrade", "websocket");
 	http_add_header(r, "Sec-WebSocket-Accept", accept);
-	r->on_upgrade = on_open;     /* before the reply: an MHD thread may queue it at once */
+	r->on_upgrade = on_open; /* before the reply: an MHD thread may queue it at once */
 	http_reply_empty(r, 101);
 }
 

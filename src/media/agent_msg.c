@@ -76,7 +76,8 @@ int agent_msg_parse(const char *text, size_t len, const char *sid, struct agent_
 		m->event = AGENT_MEDIA;
 		rc = media_payload(json_object_get(msg, "media"), m, audio, why);
 	} else if (!strcmp(event, "mark")) {
-		const char *name = json_string_value(json_object_get(json_object_get(msg, "mark"), "name"));
+		const char *name =
+			json_string_value(json_object_get(json_object_get(msg, "mark"), "name"));
 		if (!name) {
 			*why = "mark without mark.name";
 			goto out;

@@ -9,13 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGENT_PAYLOAD_MAX (96 * 1024)                   /* base64 text of one media message */
-#define AGENT_AUDIO_MAX (AGENT_PAYLOAD_MAX / 4 * 3)     /* the audio it decodes to */
+#define AGENT_PAYLOAD_MAX (96 * 1024)               /* base64 text of one media message */
+#define AGENT_AUDIO_MAX (AGENT_PAYLOAD_MAX / 4 * 3) /* the audio it decodes to */
 #define AGENT_MARK_NAME_MAX 127
 
 enum agent_event {
-	AGENT_MEDIA,         /* audio[0..audio_len) to queue */
-	AGENT_MARK,          /* mark_name */
+	AGENT_MEDIA, /* audio[0..audio_len) to queue */
+	AGENT_MARK,  /* mark_name */
 	AGENT_CLEAR,
 };
 

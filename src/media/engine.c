@@ -30,17 +30,17 @@ enum msg_type { MSG_START, MSG_UPDATE, MSG_STOP, MSG_DTMF, MSG_GOODBYE, MSG_QUIT
 
 struct media_msg {
 	char call_id[MEDIA_CALL_ID_MAX + 1];
-	struct media_start start;            /* MSG_START: strings below are the copies */
+	struct media_start start; /* MSG_START: strings below are the copies */
 	char *stream_url, *metadata, *account;
-	struct media_web web;                /* MSG_START of a web call: start.web points here */
-	uint8_t *web_pending;                /* its copy of the bytes read past the handshake */
-	struct sockaddr_storage remote;      /* MSG_UPDATE */
+	struct media_web web;           /* MSG_START of a web call: start.web points here */
+	uint8_t *web_pending;           /* its copy of the bytes read past the handshake */
+	struct sockaddr_storage remote; /* MSG_UPDATE */
 	socklen_t remote_len;
 	int pt, te_pt;
-	bool has_srtp;                       /* MSG_UPDATE: srtp is the call's SRTP now */
+	bool has_srtp; /* MSG_UPDATE: srtp is the call's SRTP now */
 	struct media_srtp srtp;
-	char digits[64];                     /* MSG_DTMF */
-	uint8_t *audio;                      /* MSG_GOODBYE: a copy */
+	char digits[64]; /* MSG_DTMF */
+	uint8_t *audio;  /* MSG_GOODBYE: a copy */
 	size_t audio_len;
 	int max_wait_ms;
 };
@@ -104,16 +104,17 @@ static void session_tick(struct session *s, int64_t now)
 		s->next_tx_ms += FRAME_MS;
 	}
 	if (now - s->next_tx_ms > 5 * FRAME_MS)
-		s->next_tx_ms = now + FRAME_MS;     /* the loop stalled: do not burst */
+		s->next_tx_ms = now + FRAME_MS; /* the loop stalled: do not burst */
 	rtp_drain(s, now);
 	if (s->rtcp_fd >= 0 && now >= s->next_rtcp_ms) {
 		rtp_send_rtcp(s, false);
 		/* RFC 3550 6.2: randomised over [0.5, 1.5] of the interval */
-		s->next_rtcp_ms = now + RTCP_INTERVAL_MS / 2 + (int64_t)(rand_u32() % RTCP_INTERVAL_MS);
+		s->next_rtcp_ms =
+			now + RTCP_INTERVAL_MS / 2 + (int64_t)(rand_u32() % RTCP_INTERVAL_MS);
 	}
 	goodbye_check(s, now);
 	if (s->goodbye || s->goodbye_over)
-		return;      /* the call is ending already, within the goodbye's deadline */
+		return; /* the call is ending already, within the goodbye's deadline */
 	const char *browser_gone = s->web ? web_tick(s, now) : NULL;
 	if (browser_gone)
 		session_end_call(s, browser_gone);
@@ -135,7 +136,7 @@ static void wheel_tick(void *arg)
 	while (me->wheel_ms <= now) {
 		struct session *next;
 		for (struct session *s = me->wheel[me->next_slot]; s; s = next) {
-			next = s->wnext;     /* a tick may end the call, never free the session */
+			next = s->wnext; /* a tick may end the call, never free the session */
 			session_tick(s, now);
 		}
 		me->next_slot = (me->next_slot + 1) % WHEEL_SLOTS;
@@ -172,7 +173,7 @@ static void session_free(struct session *s)
 	if (s->stream)
 		stream_close(s);
 	if (s->web) {
-		web_close(s);        /* a web call holds no RTP port */
+		web_close(s); /* a web call holds no RTP port */
 	} else {
 		if (s->rtcp_fd >= 0 && s->have_remote)
 			rtp_send_rtcp(s, true);
@@ -202,7 +203,6 @@ static void session_free(struct session *s)
 	free(s->account);
 	free(s);
 }
-
 
 /* ---- messages --------------------------------------------------------------------------- */
 
@@ -282,7 +282,7 @@ static void on_start(struct media_engine *me, struct media_msg *m)
 		free(s);
 		return;
 	}
-	m->web_pending = NULL;               /* the session's now, if it was a web call's */
+	m->web_pending = NULL; /* the session's now, if it was a web call's */
 	/* the message's copies are the session's now */
 	s->stream_url = m->stream_url;
 	s->metadata = m->metadata;
@@ -314,10 +314,10 @@ static json_t *latency_json(const struct latency_hist *h)
 	uint64_t total = 0;
 	for (int b = 0; b < LATENCY_BUCKETS; b++)
 		total += h->bucket[b];
-	return json_pack("{s:I, s:i, s:i, s:i}", "samples", (json_int_t)total,
-			 "p50", (int)latency_quantile(h, total, 0.50),
-			 "p99", (int)latency_quantile(h, total, 0.99),
-			 "p999", (int)latency_quantile(h, total, 0.999));
+	return json_pack("{s:I, s:i, s:i, s:i}", "samples", (json_int_t)total, "p50",
+			 (int)latency_quantile(h, total, 0.50), "p99",
+			 (int)latency_quantile(h, total, 0.99), "p999",
+			 (int)latency_quantile(h, total, 0.999));
 }
 
 /* At stop: what the engine did, for operators and the benchmark (bench/media.py). */
@@ -328,14 +328,14 @@ static void log_stats(struct media_engine *me)
 	log_json(LOG_INFO, "media_stats",
 		 json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
 			   "sessions", (json_int_t)st.sessions, "rtp_in", (json_int_t)st.rtp_in,
-			   "rtp_out", (json_int_t)st.rtp_out, "rtp_dropped", (json_int_t)st.rtp_dropped,
-			   "srtp_dropped", (json_int_t)st.srtp_dropped,
-			   "agent_frames_in", (json_int_t)st.agent_frames_in,
-			   "agent_frames_out", (json_int_t)st.agent_frames_out,
-			   "playout_dropped_bytes", (json_int_t)st.playout_dropped_bytes,
-			   "dtmf_in", (json_int_t)st.dtmf_in, "dtmf_out", (json_int_t)st.dtmf_out,
-			   "rtp_to_agent_us", latency_json(&me->to_agent),
-			   "agent_to_rtp_us", latency_json(&me->to_phone)));
+			   "rtp_out", (json_int_t)st.rtp_out, "rtp_dropped",
+			   (json_int_t)st.rtp_dropped, "srtp_dropped", (json_int_t)st.srtp_dropped,
+			   "agent_frames_in", (json_int_t)st.agent_frames_in, "agent_frames_out",
+			   (json_int_t)st.agent_frames_out, "playout_dropped_bytes",
+			   (json_int_t)st.playout_dropped_bytes, "dtmf_in", (json_int_t)st.dtmf_in,
+			   "dtmf_out", (json_int_t)st.dtmf_out, "rtp_to_agent_us",
+			   latency_json(&me->to_agent), "agent_to_rtp_us",
+			   latency_json(&me->to_phone)));
 }
 
 static void on_message(int id, void *data, void *arg)
@@ -344,9 +344,7 @@ static void on_message(int id, void *data, void *arg)
 	struct media_msg *m = data;
 	struct session *s = NULL;
 	switch (id) {
-	case MSG_START:
-		on_start(me, m);
-		break;
+	case MSG_START: on_start(me, m); break;
 	case MSG_UPDATE:
 		s = session_find(me, m->call_id);
 		if (s) {
@@ -356,7 +354,7 @@ static void on_message(int id, void *data, void *arg)
 				sa_set_sa(&sa, (const struct sockaddr *)&m->remote);
 			rtp_session_update(s, m->remote_len ? &sa : NULL, m->pt, m->te_pt);
 			if (m->has_srtp && !s->web)
-				(void)sec_open(s, &m->srtp);    /* logged; the old keys go on */
+				(void)sec_open(s, &m->srtp); /* logged; the old keys go on */
 		}
 		break;
 	case MSG_STOP:
@@ -373,7 +371,7 @@ static void on_message(int id, void *data, void *arg)
 		s = session_find(me, m->call_id);
 		if (s) {
 			goodbye_begin(s, m->audio, m->audio_len, media_now_ms() + m->max_wait_ms);
-			goodbye_check(s, media_now_ms());     /* nothing to play: over at once */
+			goodbye_check(s, media_now_ms()); /* nothing to play: over at once */
 		} else if (me->hooks.goodbye_done) {
 			me->hooks.goodbye_done(me->hooks.arg, m->call_id, 0);
 		}
@@ -386,8 +384,7 @@ static void on_message(int id, void *data, void *arg)
 		web_close_all(me);
 		re_cancel();
 		break;
-	default:
-		break;
+	default: break;
 	}
 	msg_free(m);
 }
@@ -437,7 +434,7 @@ int media_session_start(struct media_engine *me, const struct media_start *ms)
 	if (post(me, MSG_START, m) == 0)
 		return 0;
 fail:
-	close_fds(me, ms);           /* the sockets are ours: nobody else will close them */
+	close_fds(me, ms); /* the sockets are ours: nobody else will close them */
 	return -1;
 }
 
@@ -659,7 +656,7 @@ void media_engine_stop(struct media_engine *me)
 		return;
 	if (post(me, MSG_QUIT, NULL) == 0)
 		pthread_join(me->thread, NULL);
-	recorder_stop(me->recorder);     /* every session closed its recording: finish them */
+	recorder_stop(me->recorder); /* every session closed its recording: finish them */
 	me->recorder = NULL;
 }
 

@@ -35,7 +35,7 @@ uint8_t g711_ulaw_encode(int16_t pcm)
 	for (int mask = 0x4000; !(v & mask) && exp > 0; mask >>= 1)
 		exp--;
 	int mant = (v >> (exp + 3)) & 0x0F;
-	return (uint8_t)~(sign | (exp << 4) | mant);
+	return (uint8_t) ~(sign | (exp << 4) | mant);
 }
 
 int16_t g711_alaw_decode(uint8_t a)

@@ -44,8 +44,8 @@ static void store(struct jitter *j, uint16_t seq, uint32_t ts, const uint8_t *da
 	j->used[i] = true;
 }
 
-enum jitter_put_result jitter_put(struct jitter *j, uint16_t seq, uint32_t ts,
-				  const uint8_t *data, uint16_t len, int64_t now_ms)
+enum jitter_put_result jitter_put(struct jitter *j, uint16_t seq, uint32_t ts, const uint8_t *data,
+				  uint16_t len, int64_t now_ms)
 {
 	if (len > JITTER_FRAME_MAX)
 		return JITTER_OVERSIZE;

@@ -28,13 +28,13 @@
 #define MEDIA_CALL_ID_MAX 36
 
 struct media_config {
-	int media_timeout_s;         /* no RTP from the far end this long: end "media_timeout" (60) */
-	int agent_grace_ms;          /* agent socket lost: reconnect within this, else end (2000) */
-	int agent_connect_ms;        /* stream URL unreachable this long: end "agent_unavailable" (3000) */
-	int jitter_ms;               /* how long an out-of-order frame waits for the gap (60) */
-	size_t playout_max;          /* agent audio queued at most, bytes of 8 kHz mu-law (30 s) */
-	size_t agent_sendq_max;      /* bytes queued to an agent that does not read (256 KiB) */
-	const char *recordings_dir;  /* where recordings go (copied); NULL = no recording */
+	int media_timeout_s;  /* no RTP from the far end this long: end "media_timeout" (60) */
+	int agent_grace_ms;   /* agent socket lost: reconnect within this, else end (2000) */
+	int agent_connect_ms; /* stream URL unreachable this long: end "agent_unavailable" (3000) */
+	int jitter_ms;        /* how long an out-of-order frame waits for the gap (60) */
+	size_t playout_max;   /* agent audio queued at most, bytes of 8 kHz mu-law (30 s) */
+	size_t agent_sendq_max;     /* bytes queued to an agent that does not read (256 KiB) */
+	const char *recordings_dir; /* where recordings go (copied); NULL = no recording */
 };
 
 struct media_hooks {
@@ -58,15 +58,15 @@ struct media_engine;
 /* SRTP (RFC 3711) with keys exchanged in SDP (SDES, RFC 4568): the suite both ends agreed on
  * and the two master keys (AES-128 key then 112-bit salt, as a=crypto carries them). */
 enum media_srtp_suite {
-	MEDIA_SRTP_NONE = 0,                 /* plain RTP and RTCP */
-	MEDIA_SRTP_AES128_SHA1_80,           /* AES_CM_128_HMAC_SHA1_80 */
-	MEDIA_SRTP_AES128_SHA1_32,           /* AES_CM_128_HMAC_SHA1_32 (RTCP keeps an 80-bit tag) */
+	MEDIA_SRTP_NONE = 0,       /* plain RTP and RTCP */
+	MEDIA_SRTP_AES128_SHA1_80, /* AES_CM_128_HMAC_SHA1_80 */
+	MEDIA_SRTP_AES128_SHA1_32, /* AES_CM_128_HMAC_SHA1_32 (RTCP keeps an 80-bit tag) */
 };
 #define MEDIA_SRTP_KEY_LEN 30
 struct media_srtp {
 	enum media_srtp_suite suite;
-	uint8_t tx_key[MEDIA_SRTP_KEY_LEN];  /* ours: what we protect with */
-	uint8_t rx_key[MEDIA_SRTP_KEY_LEN];  /* the far end's: what we unprotect with */
+	uint8_t tx_key[MEDIA_SRTP_KEY_LEN]; /* ours: what we protect with */
+	uint8_t rx_key[MEDIA_SRTP_KEY_LEN]; /* the far end's: what we unprotect with */
 };
 
 /* A web call's far end: the browser's WebSocket, upgraded by the HTTP server (docs/MEDIA.md,
@@ -74,9 +74,9 @@ struct media_srtp {
  * close()s it: when it is done it calls release(ctx), exactly once (on its thread; on the
  * caller's when media_session_start() fails), and the owner closes it. */
 struct media_web {
-	int fd;                      /* connected, non-blocking or not (made non-blocking) */
-	const uint8_t *pending;      /* bytes the server read past the handshake: read first */
-	size_t pending_len;          /* (copied) */
+	int fd;                 /* connected, non-blocking or not (made non-blocking) */
+	const uint8_t *pending; /* bytes the server read past the handshake: read first */
+	size_t pending_len;     /* (copied) */
 	void (*release)(void *ctx);
 	void *ctx;
 };
@@ -85,18 +85,18 @@ struct media_web {
  * owned by the media engine from the call on (closed by it, also when the call fails). */
 struct media_start {
 	const char *call_id;
-	int rtp_fd, rtcp_fd;         /* bound, non-blocking; rtcp_fd -1 = no RTCP */
-	int addr_index;              /* passed back in hooks.released */
-	struct sockaddr_storage remote;   /* the far end's RTP address from its SDP */
-	socklen_t remote_len;             /* 0 = unknown until its first packet */
-	int payload_type;            /* 0 PCMU or 8 PCMA */
-	int te_payload_type;         /* telephone-event payload type, -1 = the far end has none */
-	const char *stream_url;      /* the agent's WebSocket; NULL = RTP only (comfort noise) */
-	const char *metadata;        /* the call's metadata (JSON object text) or NULL: the
+	int rtp_fd, rtcp_fd;            /* bound, non-blocking; rtcp_fd -1 = no RTCP */
+	int addr_index;                 /* passed back in hooks.released */
+	struct sockaddr_storage remote; /* the far end's RTP address from its SDP */
+	socklen_t remote_len;           /* 0 = unknown until its first packet */
+	int payload_type;               /* 0 PCMU or 8 PCMA */
+	int te_payload_type;    /* telephone-event payload type, -1 = the far end has none */
+	const char *stream_url; /* the agent's WebSocket; NULL = RTP only (comfort noise) */
+	const char *metadata;   /* the call's metadata (JSON object text) or NULL: the
 				      * agent's start.customParameters */
-	const char *account;         /* the tenant id: the agent's start.accountSid */
-	bool record;                 /* write DIR/<call_id>.wav (ignored without recordings_dir) */
-	struct media_srtp srtp;      /* suite NONE: plain RTP (copied; wiped once used) */
+	const char *account;    /* the tenant id: the agent's start.accountSid */
+	bool record;            /* write DIR/<call_id>.wav (ignored without recordings_dir) */
+	struct media_srtp srtp; /* suite NONE: plain RTP (copied; wiped once used) */
 	/* a web call: the browser's socket instead of RTP (rtp_fd, rtcp_fd -1, remote unset,
 	 * addr_index unused: hooks.released is not called for it); NULL for a phone call */
 	const struct media_web *web;
@@ -139,7 +139,7 @@ int media_session_goodbye(struct media_engine *me, const char *call_id, const ui
 /* Counters since start, for logs and the benchmark. Read from any thread (relaxed). */
 struct media_stats {
 	uint64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_frames_in, agent_frames_out,
-		 playout_dropped_bytes, dtmf_in, dtmf_out;
+		playout_dropped_bytes, dtmf_in, dtmf_out;
 	/* of the far ends' streams (RFC 3550 A.3), counted at each RTCP report and at their end:
 	 * packets sent, by their sequence numbers, and never received */
 	uint64_t rtp_expected, rtp_lost;

@@ -44,16 +44,16 @@
 #include "media/record.h"
 
 #define FRAME_MS 20
-#define FRAME_SAMPLES 160            /* 20 ms at 8 kHz */
-#define WHEEL_SLOTS FRAME_MS         /* one slot per millisecond of the 20 ms frame period */
+#define FRAME_SAMPLES 160    /* 20 ms at 8 kHz */
+#define WHEEL_SLOTS FRAME_MS /* one slot per millisecond of the 20 ms frame period */
 #define SESSION_TABLE_SIZE 4096
-#define RTP_PACKET_MAX 1500          /* what we read of one datagram */
+#define RTP_PACKET_MAX 1500 /* what we read of one datagram */
 /* room after a packet for what SRTP(C) adds: libsrtp's SRTP_MAX_TRAILER_LEN (a tag and an
  * MKI at most) and SRTCP's index */
 #define SRTP_TRAILER_ROOM (16 + 128 + 4)
 #define RTCP_INTERVAL_MS 5000
-#define LATENCY_BUCKET_US 10         /* the latency histograms: 10 us buckets */
-#define LATENCY_BUCKETS 1000         /* up to 10 ms; the last bucket holds everything above */
+#define LATENCY_BUCKET_US 10 /* the latency histograms: 10 us buckets */
+#define LATENCY_BUCKETS 1000 /* up to 10 ms; the last bucket holds everything above */
 
 /* How long audio spends inside callplane, one direction: counted on the media thread, logged
  * when the engine stops. */
@@ -63,7 +63,7 @@ struct latency_hist {
 
 struct stream;
 struct session;
-struct srtp_ctx_t_;                          /* libsrtp's srtp_t (srtp.c) */
+struct srtp_ctx_t_; /* libsrtp's srtp_t (srtp.c) */
 struct web;
 
 /*
@@ -83,30 +83,30 @@ struct agent_out {
 
 struct mark {
 	struct mark *next;
-	uint64_t at;                 /* played once this many bytes have been played */
+	uint64_t at; /* played once this many bytes have been played */
 	char name[AGENT_MARK_NAME_MAX + 1];
 };
 
 struct session {
 	struct media_engine *me;
-	struct session *hnext;               /* table chain */
-	struct session *wnext, **wprev;      /* wheel slot list */
+	struct session *hnext;          /* table chain */
+	struct session *wnext, **wprev; /* wheel slot list */
 	char call_id[MEDIA_CALL_ID_MAX + 1];
 	int rtp_fd, rtcp_fd, addr_index;
-	bool ending;                         /* end_call hook called: stop acting on the call */
+	bool ending; /* end_call hook called: stop acting on the call */
 
 	/* where we send: the SDP address until the far end's RTP arrives, then (symmetric
 	 * RTP) wherever its packets come from */
 	struct sa remote, remote_rtcp;
-	struct sa sdp_remote;                /* the address the far end's SDP gave, last */
+	struct sa sdp_remote; /* the address the far end's SDP gave, last */
 	bool have_remote, latched;
-	int64_t latched_rx_ms;               /* last packet from the latched address */
+	int64_t latched_rx_ms; /* last packet from the latched address */
 	int pt, te_pt;
 
 	/* sending */
 	uint32_t ssrc, ts, psent, osent;
 	uint16_t seq;
-	int64_t next_tx_ms;                  /* when the next 20 ms frame is due */
+	int64_t next_tx_ms; /* when the next 20 ms frame is due */
 	int64_t next_rtcp_ms;
 	struct telev *telev;
 	uint32_t te_ts;
@@ -114,11 +114,11 @@ struct session {
 	/* the agent's audio, mu-law, played out at real time: a ring buffer */
 	uint8_t *play;
 	size_t play_cap, play_head, play_len;
-	uint64_t played, queued;             /* bytes ever played / queued (for marks) */
+	uint64_t played, queued; /* bytes ever played / queued (for marks) */
 	struct mark *marks, **marks_tail;
 	/* an agent frame that found the queue empty: when it arrived and where it starts in the
 	 * queue (bytes ever queued), so the agent -> RTP histogram learns when it went out */
-	int64_t back_from_us;                /* 0: none waiting */
+	int64_t back_from_us; /* 0: none waiting */
 	uint64_t back_at;
 	/* a goodbye (playout.c): played reaches goodbye_at, or the deadline passes */
 	bool goodbye, goodbye_over;
@@ -129,18 +129,18 @@ struct session {
 	struct jitter jb;
 	bool rx_started;
 	uint32_t rx_ssrc;
-	int64_t last_rx_ms;                  /* any RTP from the far end (media_timeout) */
+	int64_t last_rx_ms; /* any RTP from the far end (media_timeout) */
 	uint32_t rx_first_ts;
 	/* RFC 3550 A.1/A.3/A.8 reception statistics, for our receiver reports */
 	uint16_t max_seq;
 	uint32_t cycles, base_seq, received, expected_prior, received_prior;
 	int64_t transit;
 	double jitter;
-	uint32_t lsr;                        /* middle 32 bits of the last SR's NTP time */
+	uint32_t lsr; /* middle 32 bits of the last SR's NTP time */
 	int64_t lsr_at_ms;
 	struct telev *telev_rx;
-	uint16_t rx_seq;                     /* the packet being received now, and when it */
-	int64_t rx_us;                       /* arrived (0: none): for the latency histogram */
+	uint16_t rx_seq; /* the packet being received now, and when it */
+	int64_t rx_us;   /* arrived (0: none): for the latency histogram */
 	/* how much of the reception statistics the engine's counters have (rtp.c rx_account) */
 	uint32_t acct_expected;
 	int64_t acct_lost;
@@ -164,7 +164,7 @@ struct session {
 	/* the agent */
 	char *stream_url, *metadata, *account;
 	struct stream *stream;
-	const struct agent_out *agent;       /* NULL: no agent to tell */
+	const struct agent_out *agent; /* NULL: no agent to tell */
 	int64_t started_ms;
 };
 
@@ -173,7 +173,7 @@ struct media_engine {
 	struct media_hooks hooks;
 	pthread_t thread;
 	struct mqueue *mq;
-	pthread_mutex_t mu;                  /* guards mq and gone against a stopping thread */
+	pthread_mutex_t mu; /* guards mq and gone against a stopping thread */
 	bool gone;
 	int start_status;
 	pthread_mutex_t start_mu;
@@ -183,17 +183,17 @@ struct media_engine {
 	struct session *table[SESSION_TABLE_SIZE];
 	size_t n_sessions;
 	struct session *wheel[WHEEL_SLOTS];
-	int next_slot;                       /* the slot the wheel timer serves next */
-	int64_t wheel_ms;                    /* the millisecond that slot stands for */
+	int next_slot;    /* the slot the wheel timer serves next */
+	int64_t wheel_ms; /* the millisecond that slot stands for */
 	struct tmr wheel_tmr;
 
-	struct web *web_lingering;           /* ended web calls' sockets closing (web.c) */
-	struct recorder *recorder;           /* NULL: no recordings */
+	struct web *web_lingering; /* ended web calls' sockets closing (web.c) */
+	struct recorder *recorder; /* NULL: no recordings */
 	char *recordings_dir;
 	struct dnsc *dnsc;
 	struct http_cli *http;
 	struct websock *ws;
-	uint64_t stream_seq;                 /* for streamSid */
+	uint64_t stream_seq; /* for streamSid */
 	/* how long an in-order frame takes from its packet's arrival to the agent's socket, and
 	 * an agent frame from its message's arrival to the far end's socket */
 	struct latency_hist to_agent, to_phone;
@@ -202,7 +202,7 @@ struct media_engine {
 		atomic_uint_fast64_t sessions, rtp_in, rtp_out, rtp_dropped, agent_in, agent_out,
 			playout_dropped, dtmf_in, dtmf_out, rtp_expected, rtp_lost, srtp_dropped;
 	} stats;
-	struct metrics_collector collector;  /* stats, read by the metrics when scraped */
+	struct metrics_collector collector; /* stats, read by the metrics when scraped */
 };
 
 /* The monotonic clock in milliseconds: every deadline of the media plane is on it. */

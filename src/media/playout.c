@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 static void marks_played(struct session *s, bool all)
 {
 	while (s->marks && (all || s->marks->at <= s->played)) {
@@ -54,7 +53,8 @@ void playout_push(struct session *s, const uint8_t *ulaw, size_t n)
 		s->play_head = (s->play_head + drop) % s->play_cap;
 		s->play_len -= drop;
 		s->played += drop;
-		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, drop, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->me->stats.playout_dropped, drop,
+					  memory_order_relaxed);
 		s->back_from_us = 0;
 	}
 	size_t tail = (s->play_head + s->play_len) % s->play_cap;
@@ -71,7 +71,7 @@ void playout_clear(struct session *s)
 	s->play_len = 0;
 	s->play_head = 0;
 	s->back_from_us = 0;
-	marks_played(s, true);     /* Twilio echoes every pending mark on clear */
+	marks_played(s, true); /* Twilio echoes every pending mark on clear */
 }
 
 void playout_mark(struct session *s, const char *name)
@@ -97,7 +97,7 @@ void playout_take(struct session *s, uint8_t *out, size_t n)
 	size_t first = s->play_cap - s->play_head < take ? s->play_cap - s->play_head : take;
 	if (take) {
 		memcpy(out, s->play + s->play_head, first);
-		memcpy(out + first, s->play, take - first);     /* the ring's wrap */
+		memcpy(out + first, s->play, take - first); /* the ring's wrap */
 	}
 	memset(out + take, G711_ULAW_SILENCE, n - take);
 	if (take) {
@@ -111,7 +111,6 @@ void playout_take(struct session *s, uint8_t *out, size_t n)
 	}
 }
 
-
 /* ---- goodbye: play what is queued and the goodbye's audio, then let the BYE go ---------- */
 
 /* Makes room for n more bytes without dropping any queued audio: a goodbye is never cut by
@@ -124,7 +123,8 @@ static int playout_reserve(struct session *s, size_t n)
 	uint8_t *ring = malloc(cap);
 	if (!ring)
 		return -1;
-	size_t first = s->play_cap - s->play_head < s->play_len ? s->play_cap - s->play_head : s->play_len;
+	size_t first =
+		s->play_cap - s->play_head < s->play_len ? s->play_cap - s->play_head : s->play_len;
 	if (s->play_len) {
 		memcpy(ring, s->play + s->play_head, first);
 		memcpy(ring + first, s->play, s->play_len - first);
@@ -145,8 +145,8 @@ static void goodbye_finish(struct session *s, const char *how)
 	/* with the monotonic clock: the SIP engine's sip_goodbye_bye line has it too, so the gap
 	 * from this (the goodbye's last packet) to the BYE can be measured (bench/goodbye.py) */
 	log_json(LOG_INFO, "media_goodbye_done",
-		 json_pack("{s:s, s:s, s:i, s:I}", "call_id", s->call_id, "how", how, "goodbye_ms", ms,
-			   "mono_us", (json_int_t)cp_mono_us()));
+		 json_pack("{s:s, s:s, s:i, s:I}", "call_id", s->call_id, "how", how, "goodbye_ms",
+			   ms, "mono_us", (json_int_t)cp_mono_us()));
 	if (s->me->hooks.goodbye_done)
 		s->me->hooks.goodbye_done(s->me->hooks.arg, s->call_id, ms);
 }

@@ -31,14 +31,14 @@
 #define RATE 8000
 #define WRITE_EVERY_MS 200
 #define HEADER_EVERY_MS 1000
-#define PENDING_MAX_FRAMES (10 * RATE)       /* 10 s the disk has not taken yet */
+#define PENDING_MAX_FRAMES (10 * RATE) /* 10 s the disk has not taken yet */
 
 struct recording {
-	struct recording *next;              /* the recorder's list (under mu) */
+	struct recording *next; /* the recorder's list (under mu) */
 	struct recorder *rc;
 	char call_id[MEDIA_CALL_ID_MAX + 1];
 	/* shared, under rc->mu */
-	int16_t *pending;                    /* interleaved: far, played, far, played... */
+	int16_t *pending; /* interleaved: far, played, far, played... */
 	size_t pending_frames, pending_cap;
 	bool closed;
 	uint64_t dropped;
@@ -93,8 +93,8 @@ static void sync_path(const char *path)
 static void file_failed(struct recording *r)
 {
 	log_json(LOG_ERROR, "recording_failed",
-		 json_pack("{s:s, s:s}", "call_id", r->call_id,
-			   "error", r->sf ? sf_strerror(r->sf) : sf_strerror(NULL)));
+		 json_pack("{s:s, s:s}", "call_id", r->call_id, "error",
+			   r->sf ? sf_strerror(r->sf) : sf_strerror(NULL)));
 	r->failed = true;
 }
 
@@ -107,8 +107,8 @@ static bool file_open(struct recorder *rc, struct recording *r)
 		return false;
 	}
 	snprintf(part, sizeof part, "%s.part", path);
-	SF_INFO info = {.samplerate = RATE, .channels = 2,
-			.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+	SF_INFO info = {
+		.samplerate = RATE, .channels = 2, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
 	r->sf = sf_open(part, SFM_WRITE, &info);
 	if (!r->sf) {
 		file_failed(r);
@@ -150,9 +150,9 @@ static void file_finish(struct recorder *rc, struct recording *r)
 	if (rename(part, path))
 		log_msg(LOG_ERROR, "recording_failed", "rename %s: %s", part, strerror(errno));
 	log_json(LOG_INFO, "recording_done",
-		 json_pack("{s:s, s:I, s:I, s:b}", "call_id", r->call_id,
-			   "ms", (json_int_t)(r->written / (RATE / 1000)),
-			   "dropped_ms", (json_int_t)(r->dropped / (RATE / 1000)), "failed", r->failed));
+		 json_pack("{s:s, s:I, s:I, s:b}", "call_id", r->call_id, "ms",
+			   (json_int_t)(r->written / (RATE / 1000)), "dropped_ms",
+			   (json_int_t)(r->dropped / (RATE / 1000)), "failed", r->failed));
 }
 
 /* One pass over the list: write what is pending, finish what is closed. Called with mu held;
@@ -175,7 +175,7 @@ static void write_pass(struct recorder *rc, bool all_closed)
 		pthread_mutex_lock(&rc->mu);
 		if (closed) {
 			*pp = r->next;
-			free(r->pending);    /* written after the close: nothing, but be sure */
+			free(r->pending); /* written after the close: nothing, but be sure */
 			free(r);
 		} else {
 			pp = &r->next;
@@ -252,7 +252,7 @@ struct recording *recording_open(struct recorder *rc, const char *call_id)
 	pthread_mutex_lock(&rc->mu);
 	r->next = rc->list;
 	rc->list = r;
-	pthread_cond_signal(&rc->cv);     /* its file is created now rather than at the next pass */
+	pthread_cond_signal(&rc->cv); /* its file is created now rather than at the next pass */
 	pthread_mutex_unlock(&rc->mu);
 	return r;
 }
@@ -266,7 +266,7 @@ void recording_write(struct recording *r, const int16_t *far, const int16_t *pla
 		goto out;
 	}
 	if (r->pending_frames + n > r->pending_cap) {
-		size_t cap = r->pending_cap ? r->pending_cap * 2 : 4 * RATE / 5;  /* 800 ms */
+		size_t cap = r->pending_cap ? r->pending_cap * 2 : 4 * RATE / 5; /* 800 ms */
 		while (cap < r->pending_frames + n)
 			cap *= 2;
 		int16_t *p = realloc(r->pending, cap * 2 * sizeof *p);
@@ -292,7 +292,7 @@ void recording_close(struct recording *r)
 	struct recorder *rc = r->rc;
 	pthread_mutex_lock(&rc->mu);
 	r->closed = true;
-	pthread_cond_signal(&rc->cv);     /* finish it now rather than at the next pass */
+	pthread_cond_signal(&rc->cv); /* finish it now rather than at the next pass */
 	pthread_mutex_unlock(&rc->mu);
 }
 
@@ -324,7 +324,7 @@ int recording_remove(const char *dir, const char *call_id)
 {
 	char path[PATH_MAX], part[PATH_MAX + 8];
 	if (recording_path(dir, call_id, path, sizeof path))
-		return 0;    /* not an id a recording could have been written for */
+		return 0; /* not an id a recording could have been written for */
 	snprintf(part, sizeof part, "%s.part", path);
 	if ((unlink(part) && errno != ENOENT) || (unlink(path) && errno != ENOENT))
 		return -1;
@@ -342,7 +342,8 @@ static int repair_one(const char *part, const char *final)
 		return -1;
 	char tmp[PATH_MAX + 8];
 	snprintf(tmp, sizeof tmp, "%s.tmp", final);
-	SF_INFO out_info = {.samplerate = in_info.samplerate, .channels = in_info.channels,
+	SF_INFO out_info = {.samplerate = in_info.samplerate,
+			    .channels = in_info.channels,
 			    .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
 	SNDFILE *out = sf_open(tmp, SFM_WRITE, &out_info);
 	int rc = -1;
@@ -376,7 +377,8 @@ int recorder_repair(const char *dir)
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		static const char suffix[] = ".wav.part";
-		if (len <= sizeof suffix - 1 || strcmp(e->d_name + len - (sizeof suffix - 1), suffix))
+		if (len <= sizeof suffix - 1 ||
+		    strcmp(e->d_name + len - (sizeof suffix - 1), suffix))
 			continue;
 		char part[PATH_MAX], final[PATH_MAX];
 		if (snprintf(part, sizeof part, "%s/%s", dir, e->d_name) >= (int)sizeof part ||
@@ -386,10 +388,12 @@ int recorder_repair(const char *dir)
 		if (repair_one(part, final) == 0) {
 			unlink(part);
 			repaired++;
-			log_msg(LOG_WARN, "recording_repaired", "%s: left open by a crash, kept up to its last flush", final);
+			log_msg(LOG_WARN, "recording_repaired",
+				"%s: left open by a crash, kept up to its last flush", final);
 		} else {
 			/* nothing readable (a crash before the first header): nothing to keep */
-			log_msg(LOG_WARN, "recording_repaired", "%s: nothing readable, removed", part);
+			log_msg(LOG_WARN, "recording_repaired", "%s: nothing readable, removed",
+				part);
 			unlink(part);
 		}
 	}

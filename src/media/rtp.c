@@ -57,8 +57,12 @@ static void send_packet(struct session *s, bool marker, int pt, uint32_t ts, con
 {
 	_Alignas(8) uint8_t pkt[RTP_HEADER_SIZE + 512 + SRTP_TRAILER_ROOM];
 	struct mbuf mb = mbuf_over(pkt, RTP_HEADER_SIZE + 512, 0);
-	struct rtp_header h = {.ver = RTP_VERSION, .m = marker, .pt = (uint8_t)pt, .seq = s->seq,
-			       .ts = ts, .ssrc = s->ssrc};
+	struct rtp_header h = {.ver = RTP_VERSION,
+			       .m = marker,
+			       .pt = (uint8_t)pt,
+			       .seq = s->seq,
+			       .ts = ts,
+			       .ssrc = s->ssrc};
 	if (len > 512 || rtp_hdr_encode(&mb, &h))
 		return;
 	memcpy(pkt + mb.pos, payload, len);
@@ -100,7 +104,7 @@ void rtp_send_frame(struct session *s)
 	}
 	frame_sent(s);
 	s->ts += FRAME_SAMPLES;
-	goodbye_check(s, media_now_ms());     /* the BYE follows the goodbye's last packet */
+	goodbye_check(s, media_now_ms()); /* the BYE follows the goodbye's last packet */
 }
 
 /*
@@ -185,7 +189,8 @@ static int encode_report_block(struct mbuf *mb, void *arg)
 	s->expected_prior = expected;
 	s->received_prior = s->received;
 	int64_t lost_int = (int64_t)exp_int - rec_int;
-	uint32_t fraction = exp_int == 0 || lost_int <= 0 ? 0 : (uint32_t)((lost_int << 8) / exp_int);
+	uint32_t fraction =
+		exp_int == 0 || lost_int <= 0 ? 0 : (uint32_t)((lost_int << 8) / exp_int);
 	uint32_t dlsr = 0;
 	if (s->lsr)
 		dlsr = (uint32_t)((media_now_ms() - s->lsr_at_ms) * 65536 / 1000);
@@ -275,11 +280,11 @@ static void rtcp_recv(int flags, void *arg)
 
 static void rx_restart(struct session *s, const struct rtp_header *h, int64_t now)
 {
-	rx_account(s);      /* the stream that ends */
+	rx_account(s); /* the stream that ends */
 	if (s->rx_started)
 		log_json(LOG_INFO, "media_ssrc_change",
-			 json_pack("{s:s, s:I, s:I}", "call_id", s->call_id,
-				   "old", (json_int_t)s->rx_ssrc, "new", (json_int_t)h->ssrc));
+			 json_pack("{s:s, s:I, s:I}", "call_id", s->call_id, "old",
+				   (json_int_t)s->rx_ssrc, "new", (json_int_t)h->ssrc));
 	s->rx_started = true;
 	s->rx_ssrc = h->ssrc;
 	s->base_seq = h->seq;
@@ -338,7 +343,7 @@ static void on_telephone_event(struct session *s, struct mbuf *mb)
 	bool end = false;
 	if (telev_recv(s->telev_rx, mb, &event, &end) || end)
 		return;
-	int digit = telev_code2digit(event);    /* 0-9 * # A-D; -1 for events 16 and up */
+	int digit = telev_code2digit(event); /* 0-9 * # A-D; -1 for events 16 and up */
 	if (digit < 0)
 		return;
 	count(&s->me->stats.dtmf_in);
@@ -361,7 +366,7 @@ static bool accept_source(struct session *s, const struct sa *src, int64_t now)
 {
 	if (s->latched && !sa_cmp(src, &s->remote, SA_ALL)) {
 		if (now - s->latched_rx_ms < RELATCH_MS)
-			return false;        /* a third address while ours is alive */
+			return false; /* a third address while ours is alive */
 		s->latched = false;
 	}
 	if (!s->latched) {
@@ -390,7 +395,7 @@ void rtp_input(struct session *s, uint8_t *buf, size_t n, const struct sa *src, 
 		mb.end -= padlen;
 	}
 	if (h.pt != s->pt && h.pt != s->te_pt)
-		goto drop;                   /* CN, a codec we did not answer, garbage */
+		goto drop; /* CN, a codec we did not answer, garbage */
 	/* every check of the packet itself before it may change anything: a bad packet must not
 	 * latch an address, feed the media timeout or restart the receive side */
 	size_t len = mbuf_get_left(&mb);
@@ -435,7 +440,8 @@ static void rtp_recv(int flags, void *arg)
 		iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = RTP_PACKET_MAX};
 		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &from[i],
 						       .msg_namelen = sizeof from[i],
-						       .msg_iov = &iov[i], .msg_iovlen = 1}};
+						       .msg_iov = &iov[i],
+						       .msg_iovlen = 1}};
 	}
 	int got = recvmmsg(s->rtp_fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
 	if (got <= 0)

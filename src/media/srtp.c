@@ -73,7 +73,7 @@ int sec_open(struct session *s, const struct media_srtp *k)
 	if (s->srtp_tx && s->srtp_suite == k->suite &&
 	    !memcmp(s->srtp_keys, k->tx_key, MEDIA_SRTP_KEY_LEN) &&
 	    !memcmp(s->srtp_keys + MEDIA_SRTP_KEY_LEN, k->rx_key, MEDIA_SRTP_KEY_LEN))
-		return 0;            /* a re-INVITE that kept the keys: the contexts go on */
+		return 0; /* a re-INVITE that kept the keys: the contexts go on */
 	if (sec_init())
 		goto fail;
 	srtp_t tx = context(k->suite, k->tx_key, true);
@@ -109,8 +109,8 @@ void sec_close(struct session *s)
 int sec_protect(struct session *s, uint8_t *pkt, size_t *len, bool rtcp)
 {
 	int n = (int)*len;
-	srtp_err_status_t err = rtcp ? srtp_protect_rtcp(s->srtp_tx, pkt, &n)
-				     : srtp_protect(s->srtp_tx, pkt, &n);
+	srtp_err_status_t err =
+		rtcp ? srtp_protect_rtcp(s->srtp_tx, pkt, &n) : srtp_protect(s->srtp_tx, pkt, &n);
 	if (err != srtp_err_status_ok)
 		return -1;
 	*len = (size_t)n;

@@ -37,15 +37,15 @@
 struct stream {
 	struct session *s;
 	struct websock_conn *conn;
-	struct websock_conn *dead;           /* closed, released on the next tick */
+	struct websock_conn *dead; /* closed, released on the next tick */
 	bool open, ever_open, redial, lost, over;
-	int64_t window_start, retry_at;      /* lost: when the loss began (see lost()) */
-	int64_t opened_at;                   /* when the stream last opened */
+	int64_t window_start, retry_at; /* lost: when the loss began (see lost()) */
+	int64_t opened_at;              /* when the stream last opened */
 	int backoff_ms;
 	char sid[40];
 	uint64_t seq, chunk;
-	uint64_t bad;                        /* messages we could not use */
-	struct mbuf *frag;                   /* a fragmented text message being reassembled */
+	uint64_t bad;      /* messages we could not use */
+	struct mbuf *frag; /* a fragmented text message being reassembled */
 };
 
 static void count(atomic_uint_fast64_t *c)
@@ -108,13 +108,14 @@ static void send_start(struct stream *st)
 	if (!buf)
 		return;
 	int n = snprintf(buf, cap,
-		     "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
-		     "\"accountSid\":\"%s\",\"streamSid\":\"%s\",\"callSid\":\"%s\","
-		     "\"tracks\":[\"inbound\"],\"customParameters\":%s,"
-		     "\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\",\"sampleRate\":8000,\"channels\":1}"
-		     "},\"streamSid\":\"%s\"}",
-		     (unsigned long long)++st->seq, s->account ? s->account : "", st->sid, s->call_id,
-		     meta_len ? s->metadata : "{}", st->sid);
+			 "{\"event\":\"start\",\"sequenceNumber\":\"%llu\",\"start\":{"
+			 "\"accountSid\":\"%s\",\"streamSid\":\"%s\",\"callSid\":\"%s\","
+			 "\"tracks\":[\"inbound\"],\"customParameters\":%s,"
+			 "\"mediaFormat\":{\"encoding\":\"audio/"
+			 "x-mulaw\",\"sampleRate\":8000,\"channels\":1}"
+			 "},\"streamSid\":\"%s\"}",
+			 (unsigned long long)++st->seq, s->account ? s->account : "", st->sid,
+			 s->call_id, meta_len ? s->metadata : "{}", st->sid);
 	if (n > 0 && (size_t)n < cap)
 		send_text(st, buf, (size_t)n);
 	free(buf);
@@ -140,7 +141,7 @@ static void on_media(struct stream *st, const uint8_t *audio, size_t len, int64_
 	}
 	playout_push(s, audio, len);
 	if (!s->web)
-		rtp_send_ahead(s);   /* a browser buffers what it plays: its frames keep their tick */
+		rtp_send_ahead(s); /* a browser buffers what it plays: its frames keep their tick */
 }
 
 static void on_text(struct stream *st, const char *text, size_t len)
@@ -154,17 +155,11 @@ static void on_text(struct stream *st, const char *text, size_t len)
 		return;
 	}
 	if (st->s->goodbye && m.event != AGENT_MARK)
-		return;      /* the call is ending: the agent's last words are already queued */
+		return; /* the call is ending: the agent's last words are already queued */
 	switch (m.event) {
-	case AGENT_MEDIA:
-		on_media(st, audio, m.audio_len, arrived_us);
-		break;
-	case AGENT_MARK:
-		playout_mark(st->s, m.mark_name);
-		break;
-	case AGENT_CLEAR:
-		playout_clear(st->s);
-		break;
+	case AGENT_MEDIA: on_media(st, audio, m.audio_len, arrived_us); break;
+	case AGENT_MARK: playout_mark(st->s, m.mark_name); break;
+	case AGENT_CLEAR: playout_clear(st->s); break;
 	}
 }
 
@@ -270,7 +265,7 @@ const char *stream_tick(struct session *s, int64_t now)
 	st->dead = mem_deref(st->dead);
 	if (st->open) {
 		if (st->lost && now - st->opened_at >= s->me->cfg.agent_grace_ms) {
-			st->lost = false;           /* open for a whole grace: recovered */
+			st->lost = false; /* open for a whole grace: recovered */
 			st->backoff_ms = 100;
 		}
 		return NULL;
@@ -297,11 +292,12 @@ void stream_close(struct session *s)
 		return;
 	if (st->open) {
 		char buf[MSG_MAX];
-		int n = snprintf(buf, sizeof buf,
-				 "{\"event\":\"stop\",\"sequenceNumber\":\"%llu\",\"streamSid\":\"%s\","
-				 "\"stop\":{\"accountSid\":\"%s\",\"callSid\":\"%s\"}}",
-				 (unsigned long long)++st->seq, st->sid, s->account ? s->account : "",
-				 s->call_id);
+		int n = snprintf(
+			buf, sizeof buf,
+			"{\"event\":\"stop\",\"sequenceNumber\":\"%llu\",\"streamSid\":\"%s\","
+			"\"stop\":{\"accountSid\":\"%s\",\"callSid\":\"%s\"}}",
+			(unsigned long long)++st->seq, st->sid, s->account ? s->account : "",
+			s->call_id);
 		send_text(st, buf, (size_t)n);
 		if (st->conn)
 			websock_close(st->conn, WEBSOCK_NORMAL_CLOSURE, "call ended");
@@ -324,11 +320,13 @@ static void stream_send_media(struct session *s, const uint8_t *ulaw, size_t n, 
 	if (base64_encode(ulaw, n, b64, &b64_len))
 		return;
 	char buf[MSG_MAX];
-	int len = snprintf(buf, sizeof buf,
-			   "{\"event\":\"media\",\"sequenceNumber\":\"%llu\",\"media\":{\"track\":\"inbound\","
-			   "\"chunk\":\"%llu\",\"timestamp\":\"%u\",\"payload\":\"%.*s\"},\"streamSid\":\"%s\"}",
-			   (unsigned long long)++st->seq, (unsigned long long)++st->chunk, ts_ms,
-			   (int)b64_len, b64, st->sid);
+	int len = snprintf(
+		buf, sizeof buf,
+		"{\"event\":\"media\",\"sequenceNumber\":\"%llu\",\"media\":{\"track\":\"inbound\","
+		"\"chunk\":\"%llu\",\"timestamp\":\"%u\",\"payload\":\"%.*s\"},\"streamSid\":\"%"
+		"s\"}",
+		(unsigned long long)++st->seq, (unsigned long long)++st->chunk, ts_ms, (int)b64_len,
+		b64, st->sid);
 	if (len > 0 && (size_t)len < sizeof buf) {
 		send_text(st, buf, (size_t)len);
 		count(&s->me->stats.agent_out);

@@ -19,11 +19,11 @@
 #include <string.h>
 
 #define OUT_RATE 8000
-#define RESAMPLE_QUALITY 5           /* speexdsp's default for voice: quality vs. cost */
+#define RESAMPLE_QUALITY 5 /* speexdsp's default for voice: quality vs. cost */
 #define OUT_MAX ((size_t)TTS_AUDIO_MAX_MS * (OUT_RATE / 1000))
 
 static pthread_mutex_t tts_mu = PTHREAD_MUTEX_INITIALIZER;
-static int in_rate;                  /* espeak-ng's, once initialised; 0 before */
+static int in_rate; /* espeak-ng's, once initialised; 0 before */
 
 struct render {
 	SpeexResamplerState *rs;
@@ -87,7 +87,7 @@ int tts_render_ulaw(const char *text, const char *voice, uint8_t **out, size_t *
 {
 	size_t chars = 0;
 	for (const unsigned char *p = (const unsigned char *)text; p && *p; p++)
-		chars += (*p & 0xC0) != 0x80;        /* UTF-8 lead bytes */
+		chars += (*p & 0xC0) != 0x80; /* UTF-8 lead bytes */
 	if (chars == 0 || chars > TTS_TEXT_MAX)
 		return -1;
 	int rc = -1;
@@ -102,13 +102,17 @@ int tts_render_ulaw(const char *text, const char *voice, uint8_t **out, size_t *
 	if (!r.rs)
 		goto out;
 	if (espeak_Synth(text, strlen(text) + 1, 0, POS_CHARACTER, 0, espeakCHARS_UTF8, NULL, &r) !=
-	    EE_OK || espeak_Synchronize() != EE_OK || r.failed || r.len == 0)
+		    EE_OK ||
+	    espeak_Synchronize() != EE_OK || r.failed || r.len == 0)
 		goto out;
 	/* the resampler holds back its filter's latency: push it out with silence */
 	short zeros[256] = {0};
 	espeak_EVENT end = {.user_data = &r};
-	on_samples(zeros, speex_resampler_get_input_latency(r.rs) < 256 ?
-			   speex_resampler_get_input_latency(r.rs) : 256, &end);
+	on_samples(zeros,
+		   speex_resampler_get_input_latency(r.rs) < 256
+			   ? speex_resampler_get_input_latency(r.rs)
+			   : 256,
+		   &end);
 	if (r.failed)
 		goto out;
 	*out = r.buf;

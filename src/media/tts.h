@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TTS_TEXT_MAX 1000            /* characters the API accepts */
-#define TTS_AUDIO_MAX_MS 60000       /* a rendering is cut at the longest goodbye wait */
+#define TTS_TEXT_MAX 1000      /* characters the API accepts */
+#define TTS_AUDIO_MAX_MS 60000 /* a rendering is cut at the longest goodbye wait */
 
 /*
  * Renders UTF-8 text (1..TTS_TEXT_MAX characters) in voice ("" = espeak-ng's default,

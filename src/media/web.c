@@ -46,33 +46,33 @@
 #include <sys/socket.h>
 #include <wslay/wslay.h>
 
-#define WEB_MSG_MAX (64 * 1024)          /* one message from the browser, at most */
-#define WEB_SENDQ_MAX (256 * 1024)       /* queued to a browser that does not read, at most */
-#define WEB_LINGER_MS 1000               /* how long an ended call waits for the close reply */
+#define WEB_MSG_MAX (64 * 1024)    /* one message from the browser, at most */
+#define WEB_SENDQ_MAX (256 * 1024) /* queued to a browser that does not read, at most */
+#define WEB_LINGER_MS 1000         /* how long an ended call waits for the close reply */
 #define WEB_RATE_MIN 8000
 #define WEB_RATE_MAX 192000
-#define WEB_CHUNK 1024                   /* samples resampled at once */
-#define RESAMPLE_QUALITY 3               /* speexdsp's VoIP quality: voice, at a small cost */
+#define WEB_CHUNK 1024     /* samples resampled at once */
+#define RESAMPLE_QUALITY 3 /* speexdsp's VoIP quality: voice, at a small cost */
 
 struct web {
-	struct session *s;               /* NULL once the session has ended (lingering) */
+	struct session *s; /* NULL once the session has ended (lingering) */
 	struct media_engine *me;
-	struct web *next;                /* me->web_lingering */
+	struct web *next; /* me->web_lingering */
 	int fd;
-	int listen_flags;                /* what libre polls the socket for now */
+	int listen_flags; /* what libre polls the socket for now */
 	wslay_event_context_ptr ctx;
 	void (*release)(void *ctx);
 	void *release_ctx;
-	uint8_t *pending;                /* read past the handshake, read before the socket */
+	uint8_t *pending; /* read past the handshake, read before the socket */
 	size_t pending_len, pending_off;
-	int rate;                        /* the browser's, from its hello; 0 before */
+	int rate; /* the browser's, from its hello; 0 before */
 	SpeexResamplerState *down, *up;
-	int16_t heard[FRAME_SAMPLES];    /* the browser's 8 kHz audio short of a whole frame */
+	int16_t heard[FRAME_SAMPLES]; /* the browser's 8 kHz audio short of a whole frame */
 	size_t heard_len;
-	uint32_t heard_ms;               /* the agent's timestamp of the next frame heard */
-	bool gone;                       /* the browser has left: the call ends */
-	bool broken;                     /* the socket failed or hit EOF: no more I/O on it */
-	bool close_queued;               /* our close frame, after everything else queued */
+	uint32_t heard_ms; /* the agent's timestamp of the next frame heard */
+	bool gone;         /* the browser has left: the call ends */
+	bool broken;       /* the socket failed or hit EOF: no more I/O on it */
+	bool close_queued; /* our close frame, after everything else queued */
 	const char *why;
 	struct tmr linger;
 	uint64_t frames_in, frames_out, dropped, bad;
@@ -82,8 +82,8 @@ static void bad_message(struct web *w, const char *why)
 {
 	if (w->bad++ < 5 && w->s)
 		log_json(LOG_WARN, "web_bad_message",
-			 json_pack("{s:s, s:s, s:I}", "call_id", w->s->call_id, "why", why,
-				   "count", (json_int_t)w->bad));
+			 json_pack("{s:s, s:s, s:I}", "call_id", w->s->call_id, "why", why, "count",
+				   (json_int_t)w->bad));
 }
 
 static void lost(struct web *w, const char *why)
@@ -109,7 +109,8 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 	struct web *w = arg;
 	(void)flags;
 	if (w->pending_off < w->pending_len) {
-		size_t n = w->pending_len - w->pending_off < len ? w->pending_len - w->pending_off : len;
+		size_t n = w->pending_len - w->pending_off < len ? w->pending_len - w->pending_off
+								 : len;
 		memcpy(buf, w->pending + w->pending_off, n);
 		w->pending_off += n;
 		return (ssize_t)n;
@@ -210,7 +211,7 @@ static void heard(struct web *w, const int16_t *pcm, size_t n)
 static void on_audio(struct web *w, const uint8_t *data, size_t len)
 {
 	if (!w->s)
-		return;               /* the call has ended: nothing listens any more */
+		return; /* the call has ended: nothing listens any more */
 	if (!w->rate) {
 		bad_message(w, "audio before the hello");
 		return;
@@ -228,7 +229,7 @@ static void on_audio(struct web *w, const uint8_t *data, size_t len)
 		spx_uint32_t in_len = (spx_uint32_t)k, out_len = WEB_CHUNK;
 		speex_resampler_process_int(w->down, 0, in, &in_len, out, &out_len);
 		heard(w, out, out_len);
-		off += in_len ? in_len : k;      /* a resampler that takes nothing must not loop */
+		off += in_len ? in_len : k; /* a resampler that takes nothing must not loop */
 	}
 	w->s->last_rx_ms = media_now_ms();
 }
@@ -239,18 +240,13 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
 	struct web *w = arg;
 	(void)ctx;
 	switch (m->opcode) {
-	case WSLAY_TEXT_FRAME:
-		on_text(w, m->msg, m->msg_length);
-		break;
-	case WSLAY_BINARY_FRAME:
-		on_audio(w, m->msg, m->msg_length);
-		break;
+	case WSLAY_TEXT_FRAME: on_text(w, m->msg, m->msg_length); break;
+	case WSLAY_BINARY_FRAME: on_audio(w, m->msg, m->msg_length); break;
 	case WSLAY_CONNECTION_CLOSE:
 		/* wslay queues our close frame in answer; flush() sends it */
 		lost(w, "closed by the browser");
 		break;
-	default:
-		break;                   /* ping and pong: wslay's */
+	default: break; /* ping and pong: wslay's */
 	}
 }
 
@@ -262,8 +258,9 @@ static void web_io(int flags, void *arg);
  * while something is queued; nothing once the socket is broken. */
 static void relisten(struct web *w)
 {
-	int flags = w->broken ? 0 : (wslay_event_want_read(w->ctx) ? FD_READ : 0) |
-				    (wslay_event_want_write(w->ctx) ? FD_WRITE : 0);
+	int flags = w->broken ? 0
+			      : (wslay_event_want_read(w->ctx) ? FD_READ : 0) |
+					(wslay_event_want_write(w->ctx) ? FD_WRITE : 0);
 	if (flags == w->listen_flags)
 		return;
 	w->listen_flags = flags;
@@ -306,8 +303,8 @@ static void finish(struct web *w)
 /* A lingering socket is done once the close handshake is over, or the socket is broken. */
 static bool linger_done(struct web *w)
 {
-	return w->broken || (wslay_event_get_close_received(w->ctx) &&
-			     !wslay_event_want_write(w->ctx));
+	return w->broken ||
+	       (wslay_event_get_close_received(w->ctx) && !wslay_event_want_write(w->ctx));
 }
 
 /* An ended call's close frame goes once everything queued before it is sent: wslay sends
@@ -340,7 +337,8 @@ static void web_io(int flags, void *arg)
 
 static void send_text(struct web *w, const char *text)
 {
-	struct wslay_event_msg msg = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
+	struct wslay_event_msg msg = {.opcode = WSLAY_TEXT_FRAME,
+				      .msg = (const uint8_t *)text,
 				      .msg_length = strlen(text)};
 	if (wslay_event_queue_msg(w->ctx, &msg))
 		broke(w, "cannot queue a message");
@@ -366,7 +364,7 @@ int web_open(struct session *s, const struct media_web *mw, uint8_t *pending)
 	w->fd = mw->fd;
 	w->release = mw->release;
 	w->release_ctx = mw->ctx;
-	w->pending = pending;            /* ours now */
+	w->pending = pending; /* ours now */
 	w->pending_len = pending ? mw->pending_len : 0;
 	tmr_init(&w->linger);
 	int fl = fcntl(w->fd, F_GETFL);
@@ -404,7 +402,8 @@ void web_send_frame(struct session *s)
 				bytes[2 * i] = (uint8_t)(out[i] & 0xFF);
 				bytes[2 * i + 1] = (uint8_t)((uint16_t)out[i] >> 8);
 			}
-			struct wslay_event_msg msg = {.opcode = WSLAY_BINARY_FRAME, .msg = bytes,
+			struct wslay_event_msg msg = {.opcode = WSLAY_BINARY_FRAME,
+						      .msg = bytes,
 						      .msg_length = 2 * (size_t)out_len};
 			if (wslay_event_queue_msg(w->ctx, &msg))
 				broke(w, "cannot queue audio");
@@ -414,7 +413,7 @@ void web_send_frame(struct session *s)
 			relisten(w);
 		}
 	}
-	goodbye_check(s, media_now_ms());     /* the end follows the goodbye's last frame */
+	goodbye_check(s, media_now_ms()); /* the end follows the goodbye's last frame */
 }
 
 const char *web_tick(struct session *s, int64_t now_ms)
@@ -436,11 +435,10 @@ void web_close(struct session *s)
 	s->web = NULL;
 	w->s = NULL;
 	log_json(LOG_INFO, "web_session_done",
-		 json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "call_id", s->call_id,
-			   "frames_in", (json_int_t)w->frames_in, "frames_out",
-			   (json_int_t)w->frames_out, "dropped_frames", (json_int_t)w->dropped,
-			   "bad_messages", (json_int_t)w->bad, "why",
-			   w->gone ? w->why : "call ended"));
+		 json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "call_id", s->call_id, "frames_in",
+			   (json_int_t)w->frames_in, "frames_out", (json_int_t)w->frames_out,
+			   "dropped_frames", (json_int_t)w->dropped, "bad_messages",
+			   (json_int_t)w->bad, "why", w->gone ? w->why : "call ended"));
 	if (!w->gone) {
 		send_text(w, "{\"event\":\"ended\"}");
 		flush(w);

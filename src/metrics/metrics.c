@@ -96,7 +96,9 @@ static const char *const code_names[N_CODE] = {SIP_CODES(CODE_NAME) "other"};
 static const unsigned char code_slot[700] = {SIP_CODES(CODE_SLOT)};
 
 static const char *const outcome_names[METRICS_WEBHOOK_OUTCOMES] = {
-	"delivered", "rejected", "unreachable",
+	"delivered",
+	"rejected",
+	"unreachable",
 };
 
 static const char *const commit_names[2] = {"write", "group"};
@@ -105,7 +107,9 @@ static const char *const refused_names[2] = {"source", "rate"};
 
 enum { N_REGISTRATION = 3 };
 static const char *const registration_names[N_REGISTRATION] = {
-	"registered", "failed", "unregistered",
+	"registered",
+	"failed",
+	"unregistered",
 };
 
 /* Histogram upper bounds, in microseconds. Latencies: 100 us to 5 s. Jitter (RFC 3550, 8 kHz
@@ -122,7 +126,7 @@ _Static_assert(sizeof latency_bounds / sizeof latency_bounds[0] <= HIST_MAX_BOUN
 /* ---- storage ---------------------------------------------------------------------------- */
 
 struct hist {
-	cell bucket[HIST_MAX_BOUNDS + 1];    /* the last one: above every bound (+Inf) */
+	cell bucket[HIST_MAX_BOUNDS + 1]; /* the last one: above every bound (+Inf) */
 	cell sum_us;
 };
 
@@ -217,7 +221,7 @@ void metrics_call_ended(const char *status, const char *reason, enum metrics_dia
 {
 	int s = index_of(status_names, N_STATUS, status, -1);
 	if (s < 0)
-		return;    /* not a terminal status: nothing ended */
+		return; /* not a terminal status: nothing ended */
 	int r = index_of(reason_names, REASON_OTHER, reason, REASON_OTHER);
 	add(&shard()->calls_ended[s][r][d < METRICS_DIALECTS ? d : METRICS_NO_DIALECT], 1);
 }
@@ -236,7 +240,7 @@ void metrics_sip_response(bool sent, const char *method, int code)
 {
 	int m = index_of(method_names, N_METHOD - 1, method, N_METHOD - 1);
 	int c = code >= 0 && code < (int)sizeof code_slot && code_slot[code] ? code_slot[code] - 1
-									      : CODE_OTHER;
+									     : CODE_OTHER;
 	add(&shard()->sip_responses[sent][m][c], 1);
 }
 
@@ -354,10 +358,10 @@ struct family {
 	const char *name;
 	enum kind kind;
 	enum source src;
-	size_t off;                  /* its first cell in struct shard or struct metrics_sample */
-	const struct dim *dim[3];    /* as its array nests, outermost first; NULL after the last */
-	bool sparse;                 /* only the series that are not zero */
-	const int64_t *bounds;       /* histograms: upper bounds (us) */
+	size_t off;               /* its first cell in struct shard or struct metrics_sample */
+	const struct dim *dim[3]; /* as its array nests, outermost first; NULL after the last */
+	bool sparse;              /* only the series that are not zero */
+	const int64_t *bounds;    /* histograms: upper bounds (us) */
 	int n_bounds;
 	const char *help;
 };
@@ -449,9 +453,8 @@ struct metrics_buf {
 	bool oom;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void put(struct metrics_buf *b, const char *fmt, ...)
-		{
+__attribute__((format(printf, 2, 3))) static void put(struct metrics_buf *b, const char *fmt, ...)
+{
 	if (b->oom)
 		return;
 	if (!b->p && !(b->p = malloc(b->cap = 16384))) {
@@ -483,8 +486,7 @@ static void put(struct metrics_buf *b, const char *fmt, ...)
 }
 
 /* "# HELP name help\n# TYPE name type\n" */
-static void family_head(struct metrics_buf *b, const char *name, const char *type,
-			const char *help)
+static void family_head(struct metrics_buf *b, const char *name, const char *type, const char *help)
 {
 	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -527,7 +529,8 @@ static void render_histogram(struct metrics_buf *b, const struct family *f, int 
 	size_t base = f->off + (size_t)series * sizeof(struct hist);
 	uint64_t count[HIST_MAX_BOUNDS + 1], total = 0;
 	for (int i = 0; i <= f->n_bounds; i++) {
-		count[i] = shards_sum(base + offsetof(struct hist, bucket) + (size_t)i * sizeof(cell));
+		count[i] =
+			shards_sum(base + offsetof(struct hist, bucket) + (size_t)i * sizeof(cell));
 		total += count[i];
 	}
 	if (f->sparse && !total)
@@ -544,8 +547,7 @@ static void render_histogram(struct metrics_buf *b, const struct family *f, int 
 	uint64_t sum_us = shards_sum(base + offsetof(struct hist, sum_us));
 	const char *open = *labels ? "{" : "", *close = *labels ? "}" : "";
 	put(b, "%s_sum%s%s%s %.6f\n", f->name, open, labels, close, (double)sum_us / 1e6);
-	put(b, "%s_count%s%s%s %llu\n", f->name, open, labels, close,
-	    (unsigned long long)total);
+	put(b, "%s_count%s%s%s %llu\n", f->name, open, labels, close, (unsigned long long)total);
 }
 
 static void render_family(struct metrics_buf *b, const struct family *f,
@@ -568,8 +570,8 @@ static void render_family(struct metrics_buf *b, const struct family *f,
 				    : (int64_t)shards_sum(f->off + (size_t)i * sizeof(cell));
 		if (f->sparse && !v)
 			continue;
-		put(b, "%s%s%s%s %lld\n", f->name, *labels ? "{" : "", labels,
-		    *labels ? "}" : "", (long long)v);
+		put(b, "%s%s%s%s %lld\n", f->name, *labels ? "{" : "", labels, *labels ? "}" : "",
+		    (long long)v);
 	}
 }
 

@@ -37,9 +37,9 @@ enum metrics_dialect {
 
 /* How one webhook delivery attempt went. */
 enum metrics_webhook_outcome {
-	METRICS_WEBHOOK_DELIVERED,       /* a 2xx answer */
-	METRICS_WEBHOOK_REJECTED,        /* any other HTTP answer */
-	METRICS_WEBHOOK_UNREACHABLE,     /* no HTTP answer: refused, timed out, not started */
+	METRICS_WEBHOOK_DELIVERED,   /* a 2xx answer */
+	METRICS_WEBHOOK_REJECTED,    /* any other HTTP answer */
+	METRICS_WEBHOOK_UNREACHABLE, /* no HTTP answer: refused, timed out, not started */
 	METRICS_WEBHOOK_OUTCOMES
 };
 
@@ -96,10 +96,10 @@ void metrics_rtp_jitter(int64_t us);
 /* What collectors add to at each scrape (every field starts at 0; collectors add to it, so
  * two instances of one owner, as in tests, are summed). */
 struct metrics_sample {
-	int64_t calls_active[3];         /* queued, ringing, in_progress */
-	int64_t webhook_pending;         /* deliveries not yet delivered or failed */
-	int64_t webhook_due;             /* of those, due now */
-	int64_t media_sessions;          /* media sessions ever started */
+	int64_t calls_active[3]; /* queued, ringing, in_progress */
+	int64_t webhook_pending; /* deliveries not yet delivered or failed */
+	int64_t webhook_due;     /* of those, due now */
+	int64_t media_sessions;  /* media sessions ever started */
 	int64_t rtp_in, rtp_out, rtp_dropped, rtp_expected, rtp_lost;
 	int64_t agent_frames_in, agent_frames_out, dtmf_in, dtmf_out, playout_dropped_bytes;
 };
@@ -110,7 +110,7 @@ struct metrics_sample {
 struct metrics_collector {
 	void (*collect)(void *arg, struct metrics_sample *out);
 	void *arg;
-	struct metrics_collector *next;  /* the registry's */
+	struct metrics_collector *next; /* the registry's */
 };
 void metrics_collector_add(struct metrics_collector *c);
 /* Returns once no scrape is running c. */

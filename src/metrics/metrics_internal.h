@@ -12,11 +12,11 @@
  * has_ flag false). */
 struct metrics_process {
 	bool has_cpu, has_fds, has_max_fds, has_memory, has_start;
-	double cpu_seconds;              /* user + system */
+	double cpu_seconds; /* user + system */
 	long open_fds;
-	double max_fds;                  /* the soft RLIMIT_NOFILE */
+	double max_fds; /* the soft RLIMIT_NOFILE */
 	double virtual_bytes, resident_bytes;
-	double start_seconds;            /* since the epoch */
+	double start_seconds; /* since the epoch */
 };
 
 /* process.c */

@@ -41,8 +41,10 @@ static double start_time(void)
 	/* fields after the command name, which may hold spaces and parentheses: from the last ')' */
 	char *p = strrchr(buf, ')');
 	unsigned long long ticks;
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
-			 "%*d %*d %*d %llu", &ticks) != 1)
+	if (!p || sscanf(p + 2,
+			 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+			 "%*d %*d %*d %llu",
+			 &ticks) != 1)
 		return -1;
 	unsigned long long btime = 0;
 	bool found = false;
@@ -64,8 +66,9 @@ void metrics_process_read(struct metrics_process *out)
 	struct rusage ru;
 	if (getrusage(RUSAGE_SELF, &ru) == 0) {
 		out->has_cpu = true;
-		out->cpu_seconds = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-				   ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+		out->cpu_seconds =
+			(double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+			((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 	}
 	out->open_fds = open_fds();
 	out->has_fds = out->open_fds >= 0;

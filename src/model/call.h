@@ -30,25 +30,26 @@ enum call_status {
 };
 
 #define CALL_BIT(s) (1u << (s))
-#define CALL_ACTIVE_MASK (CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING) | CALL_BIT(CALL_IN_PROGRESS))
+#define CALL_ACTIVE_MASK \
+	(CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING) | CALL_BIT(CALL_IN_PROGRESS))
 
 /* web: a call from a browser (POST /v1/web-calls), whose far end is a WebSocket to callplane
  * instead of a SIP dialog */
 enum call_direction { CALL_OUTBOUND, CALL_INBOUND, CALL_WEB };
 
-#define CALL_ADDR_MAX 256         /* from / to: SIP URI or E.164 */
-#define CALL_REASON_MAX 64        /* end_reason */
-#define CALL_PROVIDER_ID_MAX 256  /* SIP Call-ID */
+#define CALL_ADDR_MAX 256        /* from / to: SIP URI or E.164 */
+#define CALL_REASON_MAX 64       /* end_reason */
+#define CALL_PROVIDER_ID_MAX 256 /* SIP Call-ID */
 #define CALL_METADATA_MAX (16 * 1024)
-#define CALL_STREAM_URL_MAX 1024  /* an agent's audio WebSocket URL */
-#define CALL_DTMF_MAX 32          /* digits in one POST /v1/calls/{id}/dtmf */
-#define CALL_GOODBYE_TEXT_MAX 1000   /* characters of a goodbye callplane speaks */
-#define CALL_GOODBYE_TEXT_BYTES (4 * CALL_GOODBYE_TEXT_MAX)  /* the same in UTF-8, at most */
-#define CALL_GOODBYE_WAIT_MAX_MS 60000   /* the longest a goodbye may hold the BYE back */
+#define CALL_STREAM_URL_MAX 1024   /* an agent's audio WebSocket URL */
+#define CALL_DTMF_MAX 32           /* digits in one POST /v1/calls/{id}/dtmf */
+#define CALL_GOODBYE_TEXT_MAX 1000 /* characters of a goodbye callplane speaks */
+#define CALL_GOODBYE_TEXT_BYTES (4 * CALL_GOODBYE_TEXT_MAX) /* the same in UTF-8, at most */
+#define CALL_GOODBYE_WAIT_MAX_MS 60000 /* the longest a goodbye may hold the BYE back */
 #define CALL_GOODBYE_WAIT_DEFAULT_MS 10000
 
 struct call {
-	int64_t seq;                          /* store order; list cursor */
+	int64_t seq; /* store order; list cursor */
 	char id[CP_UUID_LEN + 1];
 	char tenant_id[CP_UUID_LEN + 1];
 	char agent_id[CP_UUID_LEN + 1];
@@ -56,26 +57,29 @@ struct call {
 	enum call_status status;
 	char from[CALL_ADDR_MAX + 1];
 	char to[CALL_ADDR_MAX + 1];
-	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];  /* "" = null */
-	char end_reason[CALL_REASON_MAX + 1];             /* "" = null */
-	int sip_status;                       /* 0 = null */
-	int max_duration_s;                   /* 0 = none */
-	int64_t created_at, answered_at, ended_at, redacted_at;  /* ms since epoch, 0 = null */
-	char *metadata;                       /* JSON object text, heap; NULL = null */
-	char *stream_url;                     /* the agent's audio WebSocket (ws:// or wss://),
+	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];        /* "" = null */
+	char end_reason[CALL_REASON_MAX + 1];                   /* "" = null */
+	int sip_status;                                         /* 0 = null */
+	int max_duration_s;                                     /* 0 = none */
+	int64_t created_at, answered_at, ended_at, redacted_at; /* ms since epoch, 0 = null */
+	char *metadata;                 /* JSON object text, heap; NULL = null */
+	char *stream_url;               /* the agent's audio WebSocket (ws:// or wss://),
 					       * heap; NULL = none (the call carries RTP only) */
-	bool record;                          /* its audio is recorded (decided at creation) */
-	char *max_duration_goodbye;           /* what callplane says when max_duration ends the
+	bool record;                    /* its audio is recorded (decided at creation) */
+	char *max_duration_goodbye;     /* what callplane says when max_duration ends the
 					       * call: the agent's at creation, heap; NULL = none.
 					       * Carried to the engine, never stored */
-	char trunk_id[CP_UUID_LEN + 1];       /* outbound: the trunk a number is dialled through,
+	char trunk_id[CP_UUID_LEN + 1]; /* outbound: the trunk a number is dialled through,
 					       * the agent's at creation; "" = the server's default
 					       * trunk. Carried to the engine, never stored */
 };
 
-void call_clear(struct call *c);            /* frees heap fields, zeroes */
+void call_clear(struct call *c); /* frees heap fields, zeroes */
 /* from, to and metadata were dropped (DELETE /v1/calls/{id}) */
-static inline bool call_is_redacted(const struct call *c) { return c->redacted_at != 0; }
+static inline bool call_is_redacted(const struct call *c)
+{
+	return c->redacted_at != 0;
+}
 void call_move(struct call *dst, struct call *src);
 /* dst = a deep copy of src (dst is cleared first); -1 if out of memory (dst then cleared). */
 int call_copy(struct call *dst, const struct call *src);

@@ -22,7 +22,7 @@
 
 struct out {
 	char *buf;
-	size_t off, size;   /* size was computed so that nothing below can overflow */
+	size_t off, size; /* size was computed so that nothing below can overflow */
 };
 
 static void put(struct out *o, const char *s, size_t n)
@@ -112,9 +112,11 @@ char *call_to_json_text(const struct call *c, size_t *len)
 	const char *from = redacted ? NULL : c->from, *to = redacted ? NULL : c->to;
 	const char *meta = redacted || !c->metadata || !*c->metadata ? NULL : c->metadata;
 	/* keys and fixed-size values fit in 1 KiB; strings grow at most 6x when escaped */
-	size_t size = 1024 + 6 * (strlen(c->id) + strlen(c->agent_id) + strlen(c->provider_call_id) +
-				  strlen(c->end_reason) + (from ? strlen(from) : 0) +
-				  (to ? strlen(to) : 0)) + (meta ? strlen(meta) : 0);
+	size_t size =
+		1024 +
+		6 * (strlen(c->id) + strlen(c->agent_id) + strlen(c->provider_call_id) +
+		     strlen(c->end_reason) + (from ? strlen(from) : 0) + (to ? strlen(to) : 0)) +
+		(meta ? strlen(meta) : 0);
 	struct out o = {.buf = malloc(size), .size = size};
 	if (!o.buf)
 		return NULL;
@@ -153,12 +155,12 @@ char *call_to_json_text(const struct call *c, size_t *len)
 	put_time(&o, c->redacted_at);
 	if (call_has_recording(c)) {
 		put_str(&o, ",\"has_recording\":true,\"recording_url\":\"/v1/calls/");
-		put_str(&o, c->id);       /* a UUID: nothing to escape */
+		put_str(&o, c->id); /* a UUID: nothing to escape */
 		put_str(&o, "/recording\"");
 	} else {
 		put_str(&o, ",\"has_recording\":false,\"recording_url\":null");
 	}
-	put(&o, "}", 2);   /* with its NUL */
+	put(&o, "}", 2); /* with its NUL */
 	if (len)
 		*len = o.off - 1;
 	return o.buf;

@@ -18,14 +18,19 @@
 #include <strings.h>
 
 static const char *const status_names[CALL_STATUS_COUNT] = {
-	[CALL_QUEUED] = "queued",       [CALL_RINGING] = "ringing",
-	[CALL_IN_PROGRESS] = "in_progress", [CALL_COMPLETED] = "completed",
-	[CALL_CANCELED] = "canceled",   [CALL_FAILED] = "failed",
-	[CALL_BUSY] = "busy",           [CALL_NO_ANSWER] = "no_answer",
+	[CALL_QUEUED] = "queued",
+	[CALL_RINGING] = "ringing",
+	[CALL_IN_PROGRESS] = "in_progress",
+	[CALL_COMPLETED] = "completed",
+	[CALL_CANCELED] = "canceled",
+	[CALL_FAILED] = "failed",
+	[CALL_BUSY] = "busy",
+	[CALL_NO_ANSWER] = "no_answer",
 };
 
-#define UNANSWERED_ENDS (CALL_BIT(CALL_CANCELED) | CALL_BIT(CALL_FAILED) | \
-			 CALL_BIT(CALL_BUSY) | CALL_BIT(CALL_NO_ANSWER))
+#define UNANSWERED_ENDS                                                          \
+	(CALL_BIT(CALL_CANCELED) | CALL_BIT(CALL_FAILED) | CALL_BIT(CALL_BUSY) | \
+	 CALL_BIT(CALL_NO_ANSWER))
 
 /* allowed[from] = mask of states reachable in one step */
 static const uint32_t allowed[CALL_STATUS_COUNT] = {
@@ -110,8 +115,8 @@ int call_copy(struct call *dst, const struct call *src)
 	*dst = *src;
 	dst->metadata = src->metadata ? strdup(src->metadata) : NULL;
 	dst->stream_url = src->stream_url ? strdup(src->stream_url) : NULL;
-	dst->max_duration_goodbye = src->max_duration_goodbye ? strdup(src->max_duration_goodbye) :
-				    NULL;
+	dst->max_duration_goodbye =
+		src->max_duration_goodbye ? strdup(src->max_duration_goodbye) : NULL;
 	if ((src->metadata && !dst->metadata) || (src->stream_url && !dst->stream_url) ||
 	    (src->max_duration_goodbye && !dst->max_duration_goodbye)) {
 		call_clear(dst);
@@ -162,7 +167,7 @@ bool call_address_valid(const char *addr)
 		return false;
 	const char *at = strchr(rest, '@');
 	if (!*rest || *rest == '@' || (at && !at[1]))
-		return false;   /* no user before or no host after the '@' */
+		return false; /* no user before or no host after the '@' */
 	for (const char *p = rest; *p; p++) {
 		unsigned char ch = (unsigned char)*p;
 		if (ch <= ' ' || ch >= 0x7f || strchr("<>\"", ch))
@@ -170,7 +175,6 @@ bool call_address_valid(const char *addr)
 	}
 	return true;
 }
-
 
 bool call_stream_url_valid(const char *url)
 {
@@ -208,7 +212,7 @@ bool call_stream_url_valid(const char *url)
 	} else {
 		const char *colon = memchr(host, ':', (size_t)(end - host));
 		if ((colon ? colon : end) == host)
-			return false;   /* no host */
+			return false; /* no host */
 		if (colon)
 			port = colon + 1;
 	}
@@ -253,8 +257,11 @@ bool call_goodbye_text_valid(const char *text)
 	while (*p) {
 		/* the length of the sequence its lead byte announces; overlong forms, surrogates and
 		 * values above U+10FFFF are refused as RFC 3629 says */
-		int n = *p < 0x80 ? 1 : *p >= 0xC2 && *p <= 0xDF ? 2 : *p >= 0xE0 && *p <= 0xEF ? 3 :
-			*p >= 0xF0 && *p <= 0xF4 ? 4 : 0;
+		int n = *p < 0x80                  ? 1
+			: *p >= 0xC2 && *p <= 0xDF ? 2
+			: *p >= 0xE0 && *p <= 0xEF ? 3
+			: *p >= 0xF0 && *p <= 0xF4 ? 4
+						   : 0;
 		if (!n)
 			return false;
 		for (int i = 1; i < n; i++)

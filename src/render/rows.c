@@ -35,7 +35,8 @@ json_t *tenant_to_json(const struct tenant *t)
 	json_object_set_new(o, "id", json_string(t->id));
 	json_object_set_new(o, "name", json_string(t->name));
 	json_object_set_new(o, "created_at", time_or_null(t->created_at));
-	json_object_set_new(o, "sip_uris", json_string(t->dial.sip_uris[0] ? t->dial.sip_uris : "none"));
+	json_object_set_new(o, "sip_uris",
+			    json_string(t->dial.sip_uris[0] ? t->dial.sip_uris : "none"));
 	json_object_set_new(o, "allow_prefixes", text_or_null(t->dial.allow_prefixes));
 	json_object_set_new(o, "deny_prefixes", text_or_null(t->dial.deny_prefixes));
 	return o;
@@ -94,15 +95,15 @@ json_t *delivery_to_json(const struct delivery_row *d)
 	json_object_set_new(o, "id", json_integer(d->id));
 	json_object_set_new(o, "event_id", json_string(d->event_id));
 	json_object_set_new(o, "event_type", json_string(d->event_type));
-	json_object_set_new(o, "call_id", text_or_null(d->call_id));   /* null: a trunk's event */
+	json_object_set_new(o, "call_id", text_or_null(d->call_id)); /* null: a trunk's event */
 	json_object_set_new(o, "webhook_id", json_string(d->webhook_id));
 	json_object_set_new(o, "status", json_string(d->status));
 	json_object_set_new(o, "attempts", json_integer(d->attempts));
 	json_object_set_new(o, "next_attempt_at", time_or_null(d->next_attempt_at));
 	json_object_set_new(o, "last_status", int_or_null(d->last_status));
 	/* "" is an attempt that recorded no error (a 2xx); NULL, no attempt yet */
-	json_object_set_new(o, "last_error", d->last_error ? json_string(d->last_error)
-							   : json_null());
+	json_object_set_new(o, "last_error",
+			    d->last_error ? json_string(d->last_error) : json_null());
 	json_object_set_new(o, "created_at", time_or_null(d->created_at));
 	json_object_set_new(o, "delivered_at", time_or_null(d->delivered_at));
 	return o;
@@ -157,18 +158,18 @@ json_t *trunk_to_json(const struct trunk *t)
 	json_object_set_new(o, "inbound_cidrs", split_to_json(t->inbound_cidrs, ","));
 	json_object_set_new(o, "headers", split_to_json(t->headers, "\r\n"));
 	json_object_set_new(o, "created_at", time_or_null(t->created_at));
-	json_object_set_new(o, "registration", t->reg.status[0] ?
-			    trunk_status_to_json(&t->reg, false) : json_null());
+	json_object_set_new(o, "registration",
+			    t->reg.status[0] ? trunk_status_to_json(&t->reg, false) : json_null());
 	return o;
 }
 
-#define LIST_TO_JSON(fn, type, one)                             \
-	json_t *fn(const type *rows, size_t n)                  \
-	{                                                       \
-		json_t *arr = json_array();                     \
-		for (size_t i = 0; arr && i < n; i++)           \
-			json_array_append_new(arr, one);        \
-		return arr;                                     \
+#define LIST_TO_JSON(fn, type, one)                      \
+	json_t *fn(const type *rows, size_t n)           \
+	{                                                \
+		json_t *arr = json_array();              \
+		for (size_t i = 0; arr && i < n; i++)    \
+			json_array_append_new(arr, one); \
+		return arr;                              \
 	}
 
 LIST_TO_JSON(tenants_to_json, struct tenant, tenant_to_json(&rows[i]))

@@ -20,7 +20,7 @@
 /* Each returns a new object (NULL if out of memory). */
 json_t *tenant_to_json(const struct tenant *t);
 json_t *agent_to_json(const struct agent *a);
-json_t *api_key_to_json(const struct api_key *k);        /* never the hash */
+json_t *api_key_to_json(const struct api_key *k); /* never the hash */
 json_t *webhook_to_json(const struct webhook *w, bool with_secret);
 json_t *delivery_to_json(const struct delivery_row *d);
 /* Never a password (the store has none); "registration" null until the server reports one. */

@@ -25,10 +25,10 @@
 #define LOG_BURST 20.0
 
 struct access_slot {
-	unsigned char addr[16];              /* IPv4 in the first 4 bytes */
-	int family;                          /* 0 = free */
+	unsigned char addr[16]; /* IPv4 in the first 4 bytes */
+	int family;             /* 0 = free */
 	double tokens;
-	int64_t at_us;                       /* when tokens was last refilled */
+	int64_t at_us; /* when tokens was last refilled */
 };
 
 struct access {
@@ -109,8 +109,7 @@ bool access_rate_ok(struct sip_engine *eng, const struct sockaddr *sa)
 	return true;
 }
 
-void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate,
-		    sip_t const *sip)
+void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate, sip_t const *sip)
 {
 	struct access *a = eng->access;
 	if (rate)

@@ -70,8 +70,10 @@ void bridge_start_web(struct leg *l, const struct web_socket *ws)
 		ws->release(ws->ctx);
 		return;
 	}
-	struct media_web web = {.fd = ws->fd, .pending = ws->pending,
-				.pending_len = ws->pending_len, .release = ws->release,
+	struct media_web web = {.fd = ws->fd,
+				.pending = ws->pending,
+				.pending_len = ws->pending_len,
+				.release = ws->release,
 				.ctx = ws->ctx};
 	struct media_start ms = {
 		.call_id = l->call_id,

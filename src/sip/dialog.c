@@ -146,7 +146,8 @@ static void keep(struct leg *l, const struct call_update *u, bool ack)
 void dialog_ringing(struct leg *l, sip_t const *sip, const struct call_update *u)
 {
 	const char *branch = sip && sip->sip_via ? sip->sip_via->v_branch : NULL;
-	const char *kept = l->dialog ? json_string_value(json_object_get(l->dialog, "branch")) : NULL;
+	const char *kept =
+		l->dialog ? json_string_value(json_object_get(l->dialog, "branch")) : NULL;
 	if (!branch || !sip->sip_to || !sip->sip_from || !sip->sip_cseq || !l->call_id[0] ||
 	    (kept && !strcmp(kept, branch))) {
 		if (u)
@@ -175,16 +176,17 @@ void dialog_ringing(struct leg *l, sip_t const *sip, const struct call_update *u
 
 void dialog_answered(struct leg *l, sip_t const *sip, const struct call_update *u)
 {
-	json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:s}", "request", "BYE", "call_id",
-			      l->sip_call_id, "cseq",
-			      (json_int_t)(sip->sip_cseq ? sip->sip_cseq->cs_seq + 1 : 1), "route",
-			      dialog_route_set(sip->sip_record_route, true), "transport",
-			      via_transport(sip));
+	json_t *o = json_pack(
+		"{s:s, s:s, s:I, s:o, s:s}", "request", "BYE", "call_id", l->sip_call_id, "cseq",
+		(json_int_t)(sip->sip_cseq ? sip->sip_cseq->cs_seq + 1 : 1), "route",
+		dialog_route_set(sip->sip_record_route, true), "transport", via_transport(sip));
 	set_header(o, "local", sip->sip_from);
 	set_header(o, "remote", sip->sip_to);
 	/* the remote target; a 2xx without Contact (a broken far end) leaves the To URI */
-	set_url(o, "target", sip->sip_contact ? sip->sip_contact->m_url :
-		sip->sip_to ? sip->sip_to->a_url : NULL);
+	set_url(o, "target",
+		sip->sip_contact ? sip->sip_contact->m_url
+		: sip->sip_to    ? sip->sip_to->a_url
+				 : NULL);
 	json_decref(l->dialog);
 	l->dialog = o;
 	keep(l, u, true);
@@ -192,14 +194,16 @@ void dialog_answered(struct leg *l, sip_t const *sip, const struct call_update *
 
 void dialog_invited(struct leg *l, sip_t const *sip)
 {
-	json_t *o = json_pack("{s:s, s:s, s:o, s:s}", "request", "BYE", "call_id",
-			      l->sip_call_id, "route", dialog_route_set(sip->sip_record_route, false),
-			      "transport", via_transport(sip));
+	json_t *o = json_pack("{s:s, s:s, s:o, s:s}", "request", "BYE", "call_id", l->sip_call_id,
+			      "route", dialog_route_set(sip->sip_record_route, false), "transport",
+			      via_transport(sip));
 	set_header(o, "remote", sip->sip_from);
-	set_url(o, "target", sip->sip_contact ? sip->sip_contact->m_url :
-		sip->sip_from ? sip->sip_from->a_url : NULL);
+	set_url(o, "target",
+		sip->sip_contact ? sip->sip_contact->m_url
+		: sip->sip_from  ? sip->sip_from->a_url
+				 : NULL);
 	json_decref(l->dialog);
-	l->dialog = o;         /* completed (and kept) at the ACK */
+	l->dialog = o; /* completed (and kept) at the ACK */
 }
 
 void dialog_acked(struct leg *l, sip_t const *ack)
@@ -231,7 +235,8 @@ void dialog_target_refresh(struct leg *l, sip_t const *sip)
 
 void dialog_sent(struct leg *l, sip_t const *sip)
 {
-	const char *req = l->dialog ? json_string_value(json_object_get(l->dialog, "request")) : NULL;
+	const char *req =
+		l->dialog ? json_string_value(json_object_get(l->dialog, "request")) : NULL;
 	if (!l->dialog_kept || !req || strcmp(req, "BYE") || !sip || !sip->sip_cseq)
 		return;
 	json_int_t next = (json_int_t)sip->sip_cseq->cs_seq + 1;

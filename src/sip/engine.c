@@ -74,13 +74,15 @@ static void on_ack_timeout(struct leg *l)
 {
 	log_json(LOG_INFO, "sip_ack_timeout",
 		 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id", l->sip_call_id));
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-				.ended_at = cp_now_ms(), .end_reason = "ack_timeout",
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+				.to = CALL_FAILED,
+				.ended_at = cp_now_ms(),
+				.end_reason = "ack_timeout",
 				.sip_status = 408};
 	leg_post_event(l, &u);
 	bridge_stop(l);
 	media_port_destroy(l);
-	l->state = LEG_BYEING;   /* nua's BYE is ours to wait for; terminated follows */
+	l->state = LEG_BYEING; /* nua's BYE is ours to wait for; terminated follows */
 }
 
 /* nua_i_state: ready follows the ACK of an answer: ours of an outbound one (recorded
@@ -108,7 +110,8 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			} else {
 				/* the caller ACKed our 200: the inbound call is answered now */
 				struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
-							.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
+							.to = CALL_IN_PROGRESS,
+							.answered_at = cp_now_ms(),
 							.sip_status = 200};
 				leg_post_event(l, &u);
 			}
@@ -117,7 +120,8 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			/* the far end's 200 crossed our CANCEL: nua has ACKed it; end it with a BYE
 			 * at once so no leg is left up. The call is already recorded as ended. */
 			log_json(LOG_INFO, "sip_cancel_crossed",
-				 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id", l->sip_call_id));
+				 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id",
+					   l->sip_call_id));
 			l->state = LEG_CONFIRMED;
 			hangup_leg_now(eng, l, l->bye_reason[0] ? l->bye_reason : "ended_by_api");
 			break;
@@ -126,8 +130,7 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 			l->state = LEG_CONFIRMED;
 			hangup_leg_now(eng, l, l->bye_reason);
 			break;
-		default:
-			break;
+		default: break;
 		}
 	} else if (cs == nua_callstate_terminating || cs == nua_callstate_terminated) {
 		if (l->state == LEG_ANSWERED && l->dir == CALL_INBOUND)
@@ -137,7 +140,8 @@ static void on_state(struct sip_engine *eng, struct leg *l, tagi_t tags[])
 		if (!l->end_recorded && (l->state == LEG_CONFIRMED || l->state == LEG_ANSWERED)) {
 			/* ended without a BYE we saw (e.g. a session timer ran out): it is over */
 			struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
-						.to = CALL_COMPLETED, .ended_at = cp_now_ms(),
+						.to = CALL_COMPLETED,
+						.ended_at = cp_now_ms(),
 						.end_reason = "failed"};
 			leg_post_event(l, &u);
 		}
@@ -178,11 +182,11 @@ static void answer_reinvite(struct sip_engine *eng, struct leg *l, sip_t const *
 static void on_remote_bye(struct leg *l)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
-		return;     /* BYEs crossing: ours is already recorded */
+		return; /* BYEs crossing: ours is already recorded */
 	leg_post_end(l, "remote_hangup");
 	bridge_stop(l);
-	l->state = LEG_BYEING;   /* nothing more to send; terminated follows */
-	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);   /* a goodbye it cut short */
+	l->state = LEG_BYEING; /* nothing more to send; terminated follows */
+	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0); /* a goodbye it cut short */
 }
 
 /* nua_i_cancel of an inbound INVITE (nua answers 487): records the call canceled. */
@@ -191,8 +195,10 @@ static void on_remote_cancel(struct leg *l)
 	if (l->state != LEG_PENDING && l->state != LEG_ANSWERED)
 		return;
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				.to = CALL_CANCELED, .ended_at = cp_now_ms(),
-				.end_reason = "remote_cancel", .sip_status = 487};
+				.to = CALL_CANCELED,
+				.ended_at = cp_now_ms(),
+				.end_reason = "remote_cancel",
+				.sip_status = 487};
 	leg_post_event(l, &u);
 }
 
@@ -214,7 +220,8 @@ static bool body_short(sip_t const *sip)
 static void count_responses(nua_event_t event, int status, sip_t const *sip)
 {
 	if (sip && sip->sip_status && sip->sip_cseq) {
-		metrics_sip_response(false, sip->sip_cseq->cs_method_name, sip->sip_status->st_status);
+		metrics_sip_response(false, sip->sip_cseq->cs_method_name,
+				     sip->sip_status->st_status);
 		return;
 	}
 	if (status < 200 || !sip || !sip->sip_request)
@@ -228,15 +235,16 @@ static void count_responses(nua_event_t event, int status, sip_t const *sip)
 /* Every nua event, on the engine thread: l is the handle's leg (NULL for a handle nua made
  * for a new request, which inbound.c binds or destroys). */
 static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_t *nua,
-			 struct sip_engine *eng, nua_handle_t *nh, struct leg *l,
-			 sip_t const *sip, tagi_t tags[])
+			 struct sip_engine *eng, nua_handle_t *nh, struct leg *l, sip_t const *sip,
+			 tagi_t tags[])
 {
 	(void)nua;
 	count_responses(event, status, sip);
 	switch (event) {
 	case nua_i_invite:
 		if (body_short(sip)) {
-			leg_respond(nh, SIP_400_BAD_REQUEST, TAG_END());   /* a dialog stays as it is */
+			leg_respond(nh, SIP_400_BAD_REQUEST,
+				    TAG_END()); /* a dialog stays as it is */
 			if (!l)
 				nua_handle_destroy(nh);
 		} else if (!l)
@@ -278,9 +286,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		}
 		break;
 	case nua_r_register:
-	case nua_r_unregister:
-		register_on_response(eng, nh, event, status, phrase, sip);
-		break;
+	case nua_r_unregister: register_on_response(eng, nh, event, status, phrase, sip); break;
 	case nua_r_shutdown:
 		if (status >= 200)
 			su_root_break(eng->root);
@@ -306,8 +312,7 @@ static void on_nua_event(nua_event_t event, int status, char const *phrase, nua_
 		if (!l && nh && !register_owns(eng, nh))
 			nua_handle_destroy(nh);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -331,7 +336,7 @@ static void dial(struct sip_engine *eng, void *data)
 }
 
 struct web_open_msg {
-	struct call call;            /* heap fields owned by the message */
+	struct call call; /* heap fields owned by the message */
 	int join_ms;
 };
 
@@ -345,7 +350,7 @@ static void web_open(struct sip_engine *eng, void *data)
 
 struct web_join_msg {
 	char call_id[CP_UUID_LEN + 1];
-	struct web_socket ws;        /* ws.pending: the message's heap copy */
+	struct web_socket ws; /* ws.pending: the message's heap copy */
 };
 
 /* MSG: a web call's browser connected. */
@@ -407,7 +412,7 @@ static void stop(struct sip_engine *eng, void *data)
 }
 
 struct trunks_msg {
-	struct sip_trunk *v;         /* heap, n of them: the table takes it */
+	struct sip_trunk *v; /* heap, n of them: the table takes it */
 	size_t n;
 };
 
@@ -478,8 +483,11 @@ static void hook_released(void *arg, int addr_index)
 /* Starts the media engine (its own thread) with the hooks above; -1 (logged) on failure. */
 static int media_plane_start(struct sip_engine *eng)
 {
-	struct media_hooks hooks = {.arg = eng, .end_call = hook_end_call, .dtmf = hook_dtmf,
-				    .released = hook_released, .goodbye_done = hook_goodbye_done};
+	struct media_hooks hooks = {.arg = eng,
+				    .end_call = hook_end_call,
+				    .dtmf = hook_dtmf,
+				    .released = hook_released,
+				    .goodbye_done = hook_goodbye_done};
 	eng->media_engine = media_engine_start(&eng->cfg.media, &hooks);
 	if (!eng->media_engine) {
 		log_msg(LOG_ERROR, "media", "cannot start the media engine");
@@ -652,7 +660,7 @@ static int op_ping(void *engine, int timeout_ms)
 	pthread_mutex_init(&p->mu, NULL);
 	p->refs = 2;
 	if (sip_post(engine, pong, &p, sizeof p)) {
-		p->refs = 1;           /* the message was never made: only ours */
+		p->refs = 1; /* the message was never made: only ours */
 		ping_unref(p);
 		return -1;
 	}
@@ -755,38 +763,29 @@ static void *engine_main(void *arg)
 	}
 	/* the far ends a previous run left up are hung up before any new call is taken; a
 	 * dialog kept over TLS is ended over TLS, with the files staged for nua */
-	restart_hangup(eng, bind_url, sips_url, tls_dir, eng->left, eng->n_left,
-		       RESTART_WAIT_MS);
-	eng->nua = nua_create(eng->root, on_nua_event, eng,
-			      NUTAG_URL(bind_url),
-			      /* RFC 3581: ask for rport in our requests, so answers come back
+	restart_hangup(eng, bind_url, sips_url, tls_dir, eng->left, eng->n_left, RESTART_WAIT_MS);
+	eng->nua = nua_create(
+		eng->root, on_nua_event, eng, NUTAG_URL(bind_url),
+		/* RFC 3581: ask for rport in our requests, so answers come back
 			       * through a NAT to where they left (nta answers requests at their
 			       * source port, and fills in received/rport, by default) */
-			      NTATAG_CLIENT_RPORT(1),
-			      TAG_IF(sips_url[0], NUTAG_SIPS_URL(sips_url)),
-			      TAG_IF(sips_url[0], TPTAG_CERTIFICATE(tls_dir)),
-			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
-			      TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_DEPTH(9)),
-			      /* a TCP or TLS connection that closes under requests still waiting
+		NTATAG_CLIENT_RPORT(1), TAG_IF(sips_url[0], NUTAG_SIPS_URL(sips_url)),
+		TAG_IF(sips_url[0], TPTAG_CERTIFICATE(tls_dir)),
+		TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT)),
+		TAG_IF(sips_url[0], TPTAG_TLS_VERIFY_DEPTH(9)),
+		/* a TCP or TLS connection that closes under requests still waiting
 			       * for their answer (a refused TLS handshake among them) fails them
 			       * at once, 503 from nta, instead of leaving them to time out */
-			      TPTAG_SDWN_ERROR(1),
-			      NUTAG_MEDIA_ENABLE(0),
-			      NUTAG_AUTOACK(1),
-			      NUTAG_AUTOANSWER(0),
-			      NUTAG_AUTOALERT(0),
-			      NUTAG_ENABLEINVITE(1),
-			      SIPTAG_ALLOW_STR(SIP_ALLOW),
-			      SIPTAG_USER_AGENT_STR("callplane"),
-			      TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
-			      TPTAG_UDP_WMEM(eng->cfg.udp_buffer),
-			      /* SIP over TCP: a connection unused this long is closed, one whose
+		TPTAG_SDWN_ERROR(1), NUTAG_MEDIA_ENABLE(0), NUTAG_AUTOACK(1), NUTAG_AUTOANSWER(0),
+		NUTAG_AUTOALERT(0), NUTAG_ENABLEINVITE(1), SIPTAG_ALLOW_STR(SIP_ALLOW),
+		SIPTAG_USER_AGENT_STR("callplane"), TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
+		TPTAG_UDP_WMEM(eng->cfg.udp_buffer),
+		/* SIP over TCP: a connection unused this long is closed, one whose
 			       * message stays incomplete 32 s (or the idle time if shorter) too */
-			      TPTAG_IDLE(eng->cfg.tcp_idle_s * 1000u),
-			      TPTAG_TIMEOUT((eng->cfg.tcp_idle_s < 32 ? eng->cfg.tcp_idle_s : 32) *
-					    1000u),
-			      TAG_END());
-	sip_tls_unstage(tls_dir);    /* sofia has read it; the key's copy goes now */
+		TPTAG_IDLE(eng->cfg.tcp_idle_s * 1000u),
+		TPTAG_TIMEOUT((eng->cfg.tcp_idle_s < 32 ? eng->cfg.tcp_idle_s : 32) * 1000u),
+		TAG_END());
+	sip_tls_unstage(tls_dir); /* sofia has read it; the key's copy goes now */
 	if (!eng->nua) {
 		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s%s%s", url,
 			sips_url[0] ? " and " : "", sips_url);
@@ -814,8 +813,9 @@ static void *engine_main(void *arg)
 	if (sips_url[0])
 		log_json(LOG_INFO, "sip_tls",
 			 json_pack("{s:s, s:s, s:b, s:s}", "url", sips_url, "ca_file",
-				   sip_tls_ca_file(&eng->cfg), "certificate", eng->cfg.tls_cert[0] != 0,
-				   "verify", "chain and host name of every server we connect to"));
+				   sip_tls_ca_file(&eng->cfg), "certificate",
+				   eng->cfg.tls_cert[0] != 0, "verify",
+				   "chain and host name of every server we connect to"));
 
 	su_root_run(eng->root);
 
@@ -847,16 +847,18 @@ struct sip_engine *sip_engine_start(const struct sip_config *cfg, struct call_se
 	eng->svc = svc;
 	eng->left = left;
 	eng->n_left = n_left;
-	if (!eng->cfg.advertise[0])   /* serve chooses one for a wildcard host */
+	if (!eng->cfg.advertise[0]) /* serve chooses one for a wildcard host */
 		snprintf(eng->cfg.advertise, sizeof eng->cfg.advertise, "%s", cfg->host);
 	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
-	snprintf(eng->contact, sizeof eng->contact, v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d",
-		 eng->cfg.advertise, cfg->port);
+	snprintf(eng->contact, sizeof eng->contact,
+		 v6 ? "sip:callplane@[%s]:%d" : "sip:callplane@%s:%d", eng->cfg.advertise,
+		 cfg->port);
 	snprintf(eng->contact_hdr, sizeof eng->contact_hdr, "<%s>", eng->contact);
 	if (cfg->tls_port)
 		snprintf(eng->contact_tls_hdr, sizeof eng->contact_tls_hdr,
-			 v6 ? "<sip:callplane@[%s]:%d;transport=tls>" :
-			 "<sip:callplane@%s:%d;transport=tls>", eng->cfg.advertise, cfg->tls_port);
+			 v6 ? "<sip:callplane@[%s]:%d;transport=tls>"
+			    : "<sip:callplane@%s:%d;transport=tls>",
+			 eng->cfg.advertise, cfg->tls_port);
 	if (trunks_create(eng) || access_create(eng) || media_create(eng) ||
 	    media_plane_start(eng)) {
 		trunks_destroy(eng);

@@ -56,7 +56,7 @@ void hangup_cancel_leg(struct sip_engine *eng, struct leg *l, int cause, const c
 	(void)eng;
 	char hdr[128];
 	reason_header(cause, reason, hdr, sizeof hdr);
-	snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason);  /* if a 200 crosses it */
+	snprintf(l->bye_reason, sizeof l->bye_reason, "%s", reason); /* if a 200 crosses it */
 	if (l->ring_timer)
 		su_timer_reset(l->ring_timer);
 	nua_cancel(l->nh, SIPTAG_REASON_STR(hdr), TAG_END());
@@ -70,7 +70,7 @@ void hangup_leg_now(struct sip_engine *eng, struct leg *l, const char *reason)
 	reason_header(16, reason, hdr, sizeof hdr);
 	if (l->max_timer)
 		su_timer_reset(l->max_timer);
-	bridge_stop(l);          /* the agent hears "stop" with the BYE, not after it */
+	bridge_stop(l); /* the agent hears "stop" with the BYE, not after it */
 	if (!l->nh) {
 		/* no dialog (a web leg): stopping the media told the browser; nothing to send */
 		l->state = LEG_BYEING;
@@ -106,7 +106,7 @@ static bool goodbye_start(struct sip_engine *eng, struct leg *l, struct hangup_r
 	}
 	if (bridge_goodbye(l, req->audio, req->audio_len, req->max_wait_ms))
 		return false;
-	free(req->audio);            /* the media engine has its copy */
+	free(req->audio); /* the media engine has its copy */
 	req->audio = NULL;
 	l->goodbye_reqs = req;
 	l->goodbye_since_us = cp_mono_us();
@@ -174,7 +174,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			 * and its BYE goes when the ACK comes */
 			bool answered = leg_answered(l);
 			if (answered && req->goodbye && goodbye_start(eng, l, req))
-				return;      /* answered by hangup_goodbye_over() */
+				return; /* answered by hangup_goodbye_over() */
 			hangup_leg_now(eng, l, req->reason);
 			l->end_recorded = true;
 			l->end_status = answered ? CALL_COMPLETED : CALL_CANCELED;
@@ -198,9 +198,7 @@ static void hangup_execute(struct sip_engine *eng, struct hangup_req *req)
 			l->end_status = CALL_CANCELED;
 			kind = HANGUP_CANCEL;
 			break;
-		default:
-			err = CP_ERR_NOT_ACTIVE;
-			break;
+		default: err = CP_ERR_NOT_ACTIVE; break;
 		}
 	}
 	req->done(req->arg, err, kind, 0);
@@ -287,10 +285,10 @@ void hangup_fail_queue(struct sip_engine *eng)
 bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason)
 {
 	if (l->state != LEG_CONFIRMED && l->state != LEG_ANSWERED)
-		return false;        /* not up, or ending already for another reason */
+		return false; /* not up, or ending already for another reason */
 	leg_post_end(l, reason);
 	hangup_leg_now(eng, l, reason);
-	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0);   /* a goodbye cut short */
+	leg_goodbye_answer(l, CP_ERR_NOT_ACTIVE, HANGUP_NONE, 0); /* a goodbye cut short */
 	return true;
 }
 
@@ -338,15 +336,18 @@ static void drain(struct leg *l, void *arg)
 {
 	const char *reason = arg;
 	if (l->state == LEG_WEB_WAITING) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_CANCELED,
-					.ended_at = cp_now_ms(), .end_reason = reason};
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+					.to = CALL_CANCELED,
+					.ended_at = cp_now_ms(),
+					.end_reason = reason};
 		leg_post_event(l, &u);
 		l->state = LEG_CANCELING;
 		leg_stop_soon(l);
 	} else if (l->state == LEG_INVITING || l->state == LEG_EARLY) {
 		hangup_cancel_leg(l->eng, l, 16, reason);
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-					.to = CALL_CANCELED, .ended_at = cp_now_ms(),
+					.to = CALL_CANCELED,
+					.ended_at = cp_now_ms(),
 					.end_reason = reason};
 		leg_post_event(l, &u);
 	} else {

@@ -87,18 +87,20 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	 * the only ones whose agents it may reach), before anything is read or kept */
 	msg_t *req = nua_current_request(eng->nua);
 	su_addrinfo_t const *ai = req ? msg_addrinfo(req) : NULL;
-	const struct sockaddr *src = ai && ai->ai_addr ? (const struct sockaddr *)ai->ai_addr : NULL;
+	const struct sockaddr *src =
+		ai && ai->ai_addr ? (const struct sockaddr *)ai->ai_addr : NULL;
 	if (!access_rate_ok(eng, src)) {
 		access_refused(eng, src, true, sip);
-		leg_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"), TAG_END());
+		leg_respond(nh, SIP_503_SERVICE_UNAVAILABLE, SIPTAG_RETRY_AFTER_STR("1"),
+			    TAG_END());
 		nua_handle_destroy(nh);
 		return;
 	}
 	char *tenants = NULL;
 	bool by_to = false;
 	const char *ruri_user = sip->sip_request ? sip->sip_request->rq_url->url_user : NULL;
-	int admitted = trunks_admit(eng, src, eng->cfg.allow_any_inbound, ruri_user, &tenants,
-				    &by_to);
+	int admitted =
+		trunks_admit(eng, src, eng->cfg.allow_any_inbound, ruri_user, &tenants, &by_to);
 	if (admitted < 0) {
 		refuse(nh, SIP_500_INTERNAL_SERVER_ERROR);
 		return;
@@ -137,9 +139,9 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 		 !strcasecmp(sip->sip_via->v_protocol, "SIP/2.0/TLS");
 	media_use_remote(l, &r);
 	l->srtp_mode = srtp;
-	bool srtp_ok = media_srtp_answer(l, &r);     /* false only without randomness */
+	bool srtp_ok = media_srtp_answer(l, &r); /* false only without randomness */
 	explicit_bzero(&r.crypto, sizeof r.crypto);
-	nua_handle_bind(nh, l);   /* the handle's reference is the one leg_create gave */
+	nua_handle_bind(nh, l); /* the handle's reference is the one leg_create gave */
 	if (!srtp_ok) {
 		leg_respond(nh, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
 		leg_stop(l);
@@ -155,12 +157,15 @@ void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *si
 	leg_insert(eng, l);
 	_Static_assert(sizeof l->sip_call_id == sizeof f.call_id, "sip_call_id");
 	memcpy(l->sip_call_id, f.call_id, sizeof f.call_id);
-	dialog_invited(l, sip);     /* kept at the ACK of our 200 */
+	dialog_invited(l, sip); /* kept at the ACK of our 200 */
 
-	struct inbound_call in = {.call_id = l->call_id, .number = f.number, .from = f.from,
-				  .to = f.to, .provider_call_id = l->sip_call_id,
+	struct inbound_call in = {.call_id = l->call_id,
+				  .number = f.number,
+				  .from = f.from,
+				  .to = f.to,
+				  .provider_call_id = l->sip_call_id,
 				  .tenants = tenants};
-	leg_ref(l);   /* held by the message until inbound_on_created */
+	leg_ref(l); /* held by the message until inbound_on_created */
 	call_service_inbound(eng->svc, &in, on_stored, l);
 out:
 	free(tenants);
@@ -172,13 +177,15 @@ static void inbound_reject(struct leg *l, int status, const char *phrase, bool s
 {
 	leg_respond(l->nh, status, phrase, TAG_END());
 	if (stored) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-					.ended_at = cp_now_ms(), .end_reason = end_reason,
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+					.to = CALL_FAILED,
+					.ended_at = cp_now_ms(),
+					.end_reason = end_reason,
 					.sip_status = status};
 		leg_post_event(l, &u);
 	}
 	leg_stop(l);
-	leg_unref(l);    /* the message's reference */
+	leg_unref(l); /* the message's reference */
 }
 
 /* The store's answer, back on the engine thread: answer the INVITE, or refuse it. */
@@ -189,8 +196,10 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 		/* the caller gave up (CANCEL) or the API ended it meanwhile: nothing to answer.
 		 * Record it (a no-op if the API's end is recorded already). */
 		if (err == CP_OK) {
-			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_CANCELED,
-						.ended_at = cp_now_ms(), .end_reason = "remote_cancel",
+			struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+						.to = CALL_CANCELED,
+						.ended_at = cp_now_ms(),
+						.end_reason = "remote_cancel",
 						.sip_status = 487};
 			call_service_post_event(eng->svc, l->call_id, &u);
 		}
@@ -202,7 +211,7 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 		return;
 	}
 	if (err == CP_ERR_NOT_FOUND) {
-		inbound_reject(l, SIP_404_NOT_FOUND, false, NULL);    /* no call record */
+		inbound_reject(l, SIP_404_NOT_FOUND, false, NULL); /* no call record */
 		return;
 	}
 	if (err != CP_OK) {
@@ -218,20 +227,20 @@ static void inbound_on_created(struct sip_engine *eng, struct leg *l, enum cp_er
 	char sdp[600];
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
 	leg_respond(l->nh, SIP_200_OK, SIPTAG_CONTACT_STR(sip_contact_hdr(eng, l->tls)),
-		    SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-		    SIPTAG_PAYLOAD_STR(sdp), NUTAG_MEDIA_ENABLE(0), TAG_END());
+		    SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp),
+		    NUTAG_MEDIA_ENABLE(0), TAG_END());
 	/* answered once the ACK comes (engine.c records it then); a caller that never sends
 	 * it has not answered anything */
 	l->state = LEG_ANSWERED;
-	bridge_start(l);         /* media flows from the 200 on: the caller hears us at once */
+	bridge_start(l); /* media flows from the 200 on: the caller hears us at once */
 	leg_unref(l);
 }
 
 /* The store's answer to call_service_inbound(), as a message to the engine thread. */
 struct stored {
-	struct leg *leg;             /* holds the reference taken for call_service_inbound() */
+	struct leg *leg; /* holds the reference taken for call_service_inbound() */
 	enum cp_err err;
-	struct call call;            /* the stored call (owns its heap fields); zero unless CP_OK */
+	struct call call; /* the stored call (owns its heap fields); zero unless CP_OK */
 };
 
 /* MSG: hands the store's answer to inbound_on_created(), then frees the call's copy. */
@@ -251,7 +260,7 @@ static void on_stored(void *arg, enum cp_err err, const struct call *c)
 		m.err = CP_ERR_INTERNAL;
 	if (sip_post(l->eng, stored, &m, sizeof m)) {
 		call_clear(&m.call);
-		log_msg(LOG_ERROR, "sip_inbound", "could not hand inbound call %s back to the engine",
-			c ? c->id : "?");
+		log_msg(LOG_ERROR, "sip_inbound",
+			"could not hand inbound call %s back to the engine", c ? c->id : "?");
 	}
 }

@@ -99,7 +99,7 @@ void leg_foreach(struct sip_engine *eng, void (*fn)(struct leg *l, void *arg), v
 	for (size_t i = 0; i < LEG_TABLE_SIZE; i++) {
 		struct leg *next;
 		for (struct leg *l = eng->table[i]; l; l = next) {
-			next = l->hnext;     /* fn may take l out of the table (and free it) */
+			next = l->hnext; /* fn may take l out of the table (and free it) */
 			fn(l, arg);
 		}
 	}
@@ -142,7 +142,7 @@ void leg_stop(struct leg *l)
 		nua_handle_bind(l->nh, NULL);
 		nua_handle_destroy(l->nh);
 		l->nh = NULL;
-		leg_unref(l);        /* the handle's reference */
+		leg_unref(l); /* the handle's reference */
 	}
 	leg_remove(l->eng, l);
 }
@@ -210,7 +210,8 @@ void leg_post_end(struct leg *l, const char *reason)
 	bool answered = leg_answered(l);
 	struct call_update u = {.from_mask = CALL_BIT(answered ? CALL_IN_PROGRESS : CALL_QUEUED),
 				.to = answered ? CALL_COMPLETED : CALL_CANCELED,
-				.ended_at = cp_now_ms(), .end_reason = reason};
+				.ended_at = cp_now_ms(),
+				.end_reason = reason};
 	leg_post_event(l, &u);
 }
 
@@ -221,5 +222,5 @@ void leg_respond(nua_handle_t *nh, int status, char const *phrase, tag_type_t ta
 	ta_start(ta, tag, value);
 	metrics_sip_response(true, "INVITE", status);
 	nua_respond(nh, status, phrase, ta_tags(ta));
-	(void)ta_end(ta);     /* a comma expression that ends in 0 */
+	(void)ta_end(ta); /* a comma expression that ends in 0 */
 }

@@ -82,7 +82,8 @@ static int parse_addr_list(const char *list, char out[SIP_RTP_ADDRS_MAX][SIP_ADD
 		if (len < sizeof item && inet_pton(AF_INET, item, &a4) == 1) {
 			uint32_t h = ntohl(a4.s_addr);
 			if (h == INADDR_ANY) {
-				snprintf(err, err_size, "%s is a wildcard; SDP needs the address itself", item);
+				snprintf(err, err_size,
+					 "%s is a wildcard; SDP needs the address itself", item);
 				return -1;
 			}
 			if (IN_MULTICAST(h) || h == INADDR_BROADCAST) {
@@ -92,7 +93,8 @@ static int parse_addr_list(const char *list, char out[SIP_RTP_ADDRS_MAX][SIP_ADD
 			inet_ntop(AF_INET, &a4, addrs[n], sizeof addrs[n]);
 		} else if (len < sizeof item && inet_pton(AF_INET6, item, &a6) == 1) {
 			if (IN6_IS_ADDR_UNSPECIFIED(&a6)) {
-				snprintf(err, err_size, "%s is a wildcard; SDP needs the address itself", item);
+				snprintf(err, err_size,
+					 "%s is a wildcard; SDP needs the address itself", item);
 				return -1;
 			}
 			if (IN6_IS_ADDR_MULTICAST(&a6)) {
@@ -104,7 +106,8 @@ static int parse_addr_list(const char *list, char out[SIP_RTP_ADDRS_MAX][SIP_ADD
 				return -1;
 			}
 			if (IN6_IS_ADDR_LINKLOCAL(&a6)) {
-				snprintf(err, err_size, "%s: link-local addresses are not supported", item);
+				snprintf(err, err_size,
+					 "%s: link-local addresses are not supported", item);
 				return -1;
 			}
 			inet_ntop(AF_INET6, &a6, addrs[n], sizeof addrs[n]);
@@ -129,8 +132,7 @@ static int parse_addr_list(const char *list, char out[SIP_RTP_ADDRS_MAX][SIP_ADD
 	return 0;
 }
 
-int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err,
-			     size_t err_size)
+int sip_config_set_rtp_addrs(struct sip_config *cfg, const char *list, char *err, size_t err_size)
 {
 	return parse_addr_list(list, cfg->rtp_addrs, &cfg->n_rtp_addrs, err, err_size);
 }
@@ -287,8 +289,10 @@ int media_port_create(struct sip_engine *eng, struct leg *l)
 {
 	int lo = eng->cfg.rtp_port_min & ~1, hi = eng->cfg.rtp_port_max;
 	int span = (hi - lo) / 2 + 1;
-	if (eng->cfg.max_rtp_sockets > 0 && atomic_load(&eng->rtp_open) >= eng->cfg.max_rtp_sockets) {
-		log_msg(LOG_ERROR, "rtp", "%ld calls hold RTP sockets: the descriptor limit allows no more",
+	if (eng->cfg.max_rtp_sockets > 0 &&
+	    atomic_load(&eng->rtp_open) >= eng->cfg.max_rtp_sockets) {
+		log_msg(LOG_ERROR, "rtp",
+			"%ld calls hold RTP sockets: the descriptor limit allows no more",
 			atomic_load(&eng->rtp_open));
 		return -1;
 	}
@@ -296,7 +300,7 @@ int media_port_create(struct sip_engine *eng, struct leg *l)
 		int ai = (eng->media_turn + i) % eng->n_media;
 		struct media_addr *m = &eng->media[ai];
 		if (atomic_load(&m->in_use) >= span)
-			continue;           /* every port of it is ours */
+			continue; /* every port of it is ours */
 		enum bind_result r = bind_free_port(m, lo, hi, span, l);
 		if (r == BIND_OK) {
 			l->rtp_addr = ai;
@@ -434,12 +438,12 @@ static bool media_line_ok(const char *p, const char *end)
 	size_t sp = span(p, end, " "), proto = sp ? span(p + sp, end, SDP_TOKEN "/") : 0;
 	if (!proto)
 		return false;
-	for (p += sp + proto; p < end; ) {
+	for (p += sp + proto; p < end;) {
 		sp = span(p, end, " ");
 		if (!sp)
 			return false;
 		p += sp;
-		p += span(p, end, SDP_TOKEN);   /* a format, or nothing after trailing spaces */
+		p += span(p, end, SDP_TOKEN); /* a format, or nothing after trailing spaces */
 		if (p < end && *p != ' ')
 			return false;
 	}
@@ -456,7 +460,7 @@ static bool media_line_ok(const char *p, const char *end)
 static bool sdp_parser_safe(const char *sdp, size_t len)
 {
 	const char *end = sdp + strnlen(sdp, len);
-	for (const char *p = sdp; p < end; ) {
+	for (const char *p = sdp; p < end;) {
 		const char *eol = p;
 		while (eol < end && *eol != '\r' && *eol != '\n')
 			eol++;
@@ -475,7 +479,7 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 	out->payload_type = -1;
 	out->te_payload_type = -1;
 	if (!sdp_parser_safe(sdp, len))
-		return;                 /* as an SDP that does not parse */
+		return; /* as an SDP that does not parse */
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	sdp_parser_t *p = sdp_parse(home, sdp, (issize_t)len, 0);
 	sdp_session_t *s = p ? sdp_session(p) : NULL;
@@ -489,8 +493,10 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 		int pt = -1, te = -1;
 		for (sdp_rtpmap_t *rm = m->m_rtpmaps; rm; rm = rm->rm_next) {
 			const char *enc = rm->rm_encoding ? rm->rm_encoding : "";
-			bool pcmu = rm->rm_pt == 0 && !strcasecmp(enc, "PCMU") && rm->rm_rate == 8000;
-			bool pcma = rm->rm_pt == 8 && !strcasecmp(enc, "PCMA") && rm->rm_rate == 8000;
+			bool pcmu =
+				rm->rm_pt == 0 && !strcasecmp(enc, "PCMU") && rm->rm_rate == 8000;
+			bool pcma =
+				rm->rm_pt == 8 && !strcasecmp(enc, "PCMA") && rm->rm_rate == 8000;
 			if (pt < 0 && (pcmu || pcma))
 				pt = pcmu ? 0 : 8;
 			if (te < 0 && rm->rm_pt >= 96 && !strcasecmp(enc, "telephone-event") &&
@@ -519,7 +525,8 @@ void media_parse_sdp(const char *sdp, size_t len, struct sdp_remote *out)
 		if (c && c->c_address && m->m_port <= 65535) {
 			struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
 			struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
-			if (c->c_addrtype == sdp_addr_ip4 && inet_pton(AF_INET, c->c_address, &a4->sin_addr) == 1 &&
+			if (c->c_addrtype == sdp_addr_ip4 &&
+			    inet_pton(AF_INET, c->c_address, &a4->sin_addr) == 1 &&
 			    a4->sin_addr.s_addr != htonl(INADDR_ANY)) {
 				a4->sin_family = AF_INET;
 				a4->sin_port = htons((uint16_t)m->m_port);
@@ -550,7 +557,7 @@ int media_srtp_offer(struct leg *l)
 bool media_srtp_answered(struct leg *l, const struct sdp_remote *r)
 {
 	if (l->srtp_mode == SIP_SRTP_OFF)
-		return true;         /* a key we did not ask for is not used */
+		return true; /* a key we did not ask for is not used */
 	static const enum media_srtp_suite by_tag[2] = {MEDIA_SRTP_AES128_SHA1_80,
 							MEDIA_SRTP_AES128_SHA1_32};
 	if (r->has_crypto && r->crypto.tag >= 1 && r->crypto.tag <= 2 &&
@@ -575,8 +582,7 @@ bool media_srtp_answer(struct leg *l, const struct sdp_remote *r)
 	if (!r->has_crypto)
 		return l->srtp_mode != SIP_SRTP_REQUIRED && l->srtp.suite == MEDIA_SRTP_NONE;
 	/* a re-offer of the suite we have keeps our key: only the far end's may change */
-	if (l->srtp.suite != r->crypto.suite &&
-	    cp_random(l->srtp.tx_key, sizeof l->srtp.tx_key))
+	if (l->srtp.suite != r->crypto.suite && cp_random(l->srtp.tx_key, sizeof l->srtp.tx_key))
 		return false;
 	l->srtp.suite = r->crypto.suite;
 	memcpy(l->srtp.rx_key, r->crypto.key, MEDIA_SRTP_KEY_LEN);

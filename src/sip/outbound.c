@@ -34,12 +34,13 @@
 
 #include <sofia-sip/nta.h>
 
-
 /* Records the end of a call not answered (queued or ringing) as `to`. */
 static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
 {
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				.to = to, .ended_at = cp_now_ms(), .end_reason = reason,
+				.to = to,
+				.ended_at = cp_now_ms(),
+				.end_reason = reason,
 				.sip_status = sip_status};
 	leg_post_event(l, &u);
 }
@@ -51,7 +52,7 @@ static void ring_timeout(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
 		return;
 	log_json(LOG_INFO, "sip_ring_timeout", json_pack("{s:s}", "call_id", l->call_id));
-	hangup_cancel_leg(eng, l, 19, "no_answer");   /* Q.850 19: no answer from user */
+	hangup_cancel_leg(eng, l, 19, "no_answer"); /* Q.850 19: no answer from user */
 	post_end(l, CALL_NO_ANSWER, "no_answer", 0);
 }
 
@@ -94,7 +95,8 @@ static void invite_addrs(struct sip_engine *eng, const struct call *c, const str
 	else if (tr->caller_id == SIP_CALLER_ID_RPID)
 		used = (size_t)snprintf(a->headers, sizeof a->headers,
 					"Remote-Party-ID: <sip:%s@%s>;party=calling;screen=yes;"
-					"privacy=off", c->from, domain);
+					"privacy=off",
+					c->from, domain);
 	if (tr->headers[0] && used < sizeof a->headers)
 		snprintf(a->headers + used, sizeof a->headers - used, "%s%s", used ? "\r\n" : "",
 			 tr->headers);
@@ -106,8 +108,8 @@ static bool uri_wants_tls(const char *uri)
 	if (!strncasecmp(uri, "sips:", 5))
 		return true;
 	for (const char *p = strchr(uri, ';'); p; p = strchr(p + 1, ';'))
-		if (!strncasecmp(p, ";transport=tls", 14) && (p[14] == '\0' || p[14] == ';' ||
-							       p[14] == '>' || p[14] == '?'))
+		if (!strncasecmp(p, ";transport=tls", 14) &&
+		    (p[14] == '\0' || p[14] == ';' || p[14] == '>' || p[14] == '?'))
 			return true;
 	return false;
 }
@@ -117,8 +119,10 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	bool is_uri = !strncasecmp(c->to, "sip:", 4) || !strncasecmp(c->to, "sips:", 5);
 	struct leg *l = leg_create(eng, CALL_OUTBOUND);
 	if (!l) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-					.ended_at = cp_now_ms(), .end_reason = "failed"};
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+					.to = CALL_FAILED,
+					.ended_at = cp_now_ms(),
+					.end_reason = "failed"};
 		call_service_post_event(eng->svc, c->id, &u);
 		return;
 	}
@@ -127,7 +131,7 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	l->max_duration_s = c->max_duration_s;
 	bridge_keep_call(l, c);
 	leg_insert(eng, l);
-	leg_unref(l);   /* the table holds it now */
+	leg_unref(l); /* the table holds it now */
 
 	if (eng->stopping) {
 		post_end(l, CALL_FAILED, "node_shutdown", 0);
@@ -146,8 +150,9 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	bool tls = tr ? tr->tls : uri_wants_tls(c->to);
 	if (tls && !eng->cfg.tls_port) {
 		log_json(LOG_WARN, "sip_no_tls",
-			 json_pack("{s:s, s:s, s:s, s:s}", "call_id", c->id, "to", c->to, "trunk_id",
-				   c->trunk_id, "why", "the call is over TLS and serve has no --sip-tls"));
+			 json_pack("{s:s, s:s, s:s, s:s}", "call_id", c->id, "to", c->to,
+				   "trunk_id", c->trunk_id, "why",
+				   "the call is over TLS and serve has no --sip-tls"));
 		post_end(l, CALL_FAILED, "no_route", 0);
 		leg_stop(l);
 		return;
@@ -185,7 +190,7 @@ void outbound_dial(struct sip_engine *eng, const struct call *c)
 	/* a handle preference, which nua_handle()'s tags do not set */
 	if (proxy)
 		nua_set_hparams(l->nh, NUTAG_PROXY(proxy), TAG_END());
-	leg_ref(l);   /* the handle's reference, dropped in leg_stop() */
+	leg_ref(l); /* the handle's reference, dropped in leg_stop() */
 	l->state = LEG_INVITING;
 	/* no automatic ACK: a 2xx is ACKed once its dialog is kept durably (dialog.c) */
 	nua_invite(l->nh, NUTAG_AUTOACK(0), SIPTAG_CONTACT_STR(sip_contact_hdr(eng, tls)),
@@ -250,11 +255,11 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		if (!sip)
 			return;
 		if (l->state == LEG_CONFIRMED) {
-			dialog_sent(l, sip);      /* a refresh nua sent was answered */
+			dialog_sent(l, sip); /* a refresh nua sent was answered */
 			return;
 		}
-		if (l->awaiting_ack ||
-		    (l->state != LEG_INVITING && l->state != LEG_EARLY && l->state != LEG_CANCELING))
+		if (l->awaiting_ack || (l->state != LEG_INVITING && l->state != LEG_EARLY &&
+					l->state != LEG_CANCELING))
 			return;
 		if (l->ring_timer)
 			su_timer_reset(l->ring_timer);
@@ -270,8 +275,10 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 			log_json(LOG_WARN, "sip_srtp_refused",
 				 json_pack("{s:s, s:s}", "call_id", l->call_id, "sip_call_id",
 					   l->sip_call_id));
-			struct call_update f = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-						.to = CALL_FAILED, .ended_at = cp_now_ms(),
+			struct call_update f = {.from_mask = CALL_BIT(CALL_QUEUED) |
+							     CALL_BIT(CALL_RINGING),
+						.to = CALL_FAILED,
+						.ended_at = cp_now_ms(),
 						.end_reason = "srtp_required"};
 			leg_post_event(l, &f);
 			l->state = LEG_ANSWERED;
@@ -281,12 +288,14 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 		/* answered: recorded with the dialog that ends it, ACKed once both are durable */
 		l->state = LEG_ANSWERED;
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-					.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms(),
+					.to = CALL_IN_PROGRESS,
+					.answered_at = cp_now_ms(),
 					.sip_status = 200};
 		dialog_answered(l, sip, &u);
 		return;
 	}
-	if ((status == 401 || status == 407) && l->state != LEG_CANCELING && authenticate(eng, l, sip))
+	if ((status == 401 || status == 407) && l->state != LEG_CANCELING &&
+	    authenticate(eng, l, sip))
 		return;
 	if (l->ring_timer)
 		su_timer_reset(l->ring_timer);

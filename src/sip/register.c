@@ -56,16 +56,16 @@
 /* One trunk's registration. */
 struct registration {
 	struct registration *next;
-	struct sip_trunk trunk;              /* what it registers, as loaded */
-	nua_handle_t *nh;                    /* NULL while it waits to try again */
-	unsigned answered;                   /* challenges answered in this attempt: 1 a 401's,
+	struct sip_trunk trunk; /* what it registers, as loaded */
+	nua_handle_t *nh;       /* NULL while it waits to try again */
+	unsigned answered;      /* challenges answered in this attempt: 1 a 401's,
 					      * 2 a 407's */
-	bool up;                             /* the registrar holds our contact */
-	bool leaving;                        /* unregistering: dropped at the answer */
-	bool counted_up;                     /* counted in metrics_trunks_registered() */
-	bool nat_said;                       /* sip_nat_detected logged (nat_check) */
-	int backoff_s;                       /* the wait after the next failure */
-	int64_t retry_at_us;                 /* 0 = not waiting */
+	bool up;                /* the registrar holds our contact */
+	bool leaving;           /* unregistering: dropped at the answer */
+	bool counted_up;        /* counted in metrics_trunks_registered() */
+	bool nat_said;          /* sip_nat_detected logged (nat_check) */
+	int backoff_s;          /* the wait after the next failure */
+	int64_t retry_at_us;    /* 0 = not waiting */
 };
 
 /* Posts and logs r's status. */
@@ -114,13 +114,15 @@ static void attempt(struct sip_engine *eng, struct registration *r)
 {
 	const struct sip_trunk *t = &r->trunk;
 	char aor[TRUNK_TEXT_MAX + TRUNK_HOST_MAX + 16], contact[TRUNK_TEXT_MAX + 200],
-	     registrar[sizeof t->target + 8];
+		registrar[sizeof t->target + 8];
 	bool v6 = strchr(eng->cfg.advertise, ':') != NULL;
 	snprintf(aor, sizeof aor, "<sip:%s@%s>", t->user, t->aor_domain);
 	/* over TLS, the contact is our TLS listener: calls to it come over TLS too */
 	snprintf(contact, sizeof contact, v6 ? "<sip:%s@[%s]:%d%s>" : "<sip:%s@%s:%d%s>", t->user,
 		 eng->cfg.advertise, t->tls ? eng->cfg.tls_port : eng->cfg.port,
-		 t->tls ? ";transport=tls" : t->tcp ? ";transport=tcp" : "");
+		 t->tls   ? ";transport=tls"
+		 : t->tcp ? ";transport=tcp"
+			  : "");
 	snprintf(registrar, sizeof registrar, "sip:%s", t->target);
 	r->retry_at_us = 0;
 	r->answered = 0;
@@ -138,8 +140,8 @@ static void attempt(struct sip_engine *eng, struct registration *r)
 	 * Contact is ours as given */
 	nua_set_hparams(r->nh, NUTAG_OUTBOUND(NULL),
 			TAG_IF(t->outbound_proxy[0], NUTAG_PROXY(t->outbound_proxy)), TAG_END());
-	nua_register(r->nh, NUTAG_REGISTRAR((url_string_t *)registrar),
-		     SIPTAG_CONTACT_STR(contact), SIPTAG_EXPIRES_STR(REGISTER_EXPIRES), TAG_END());
+	nua_register(r->nh, NUTAG_REGISTRAR((url_string_t *)registrar), SIPTAG_CONTACT_STR(contact),
+		     SIPTAG_EXPIRES_STR(REGISTER_EXPIRES), TAG_END());
 	report(eng, r, "registering", 0, t->problem[0] ? t->problem : NULL, 0);
 }
 
@@ -232,8 +234,7 @@ static bool ours(const struct sip_engine *eng, const char *host)
 
 /* How long the registrar keeps our contact, from its 2xx: the Contact that is ours (its
  * expires parameter), else the Expires header, else what we asked. */
-static int granted_expires(struct sip_engine *eng, const struct registration *r,
-			   sip_t const *sip)
+static int granted_expires(struct sip_engine *eng, const struct registration *r, sip_t const *sip)
 {
 	for (sip_contact_t const *m = sip ? sip->sip_contact : NULL; m; m = m->m_next) {
 		if (!m->m_url->url_user || strcmp(m->m_url->url_user, r->trunk.user) ||
@@ -272,12 +273,12 @@ static void nat_check(struct sip_engine *eng, struct registration *r, sip_t cons
 			   "1:1 NAT give --sip-advertise (and --rtp-advertise) that address"));
 }
 
-void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event,
-			  int status, char const *phrase, sip_t const *sip)
+void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event, int status,
+			  char const *phrase, sip_t const *sip)
 {
 	struct registration *r = by_handle(eng, nh);
 	if (!r || status < 200)
-		return;          /* provisional, or a restart nua makes itself (cached credentials) */
+		return; /* provisional, or a restart nua makes itself (cached credentials) */
 	if (event == nua_r_unregister || r->leaving) {
 		/* ours (reported when it began), or nua's at shutdown */
 		if (!r->leaving)
@@ -305,10 +306,11 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 	}
 	const char *why = phrase;
 	if (status == 503 && nta_sip_is_internal(sip))
-		why = "the registrar could not be reached (no connection, a TLS certificate refused,"
+		why = "the registrar could not be reached (no connection, a TLS certificate "
+		      "refused,"
 		      " or a name that did not resolve)";
 	else if (bit && r->trunk.problem[0])
-		why = r->trunk.problem;          /* challenged, and we have no password to give */
+		why = r->trunk.problem; /* challenged, and we have no password to give */
 	else if (again)
 		why = "the credentials were refused";
 	failed(eng, r, status, why);
@@ -357,7 +359,7 @@ void register_reconcile(struct sip_engine *eng, const struct sip_trunk *v, size_
 			continue;
 		const struct sip_trunk *t = find_in(v, n, r->trunk.id);
 		if (t && same_registration(&r->trunk, t)) {
-			r->trunk = *t;               /* the rest may change freely */
+			r->trunk = *t; /* the rest may change freely */
 			continue;
 		}
 		leave(eng, r);
@@ -372,7 +374,8 @@ void register_reconcile(struct sip_engine *eng, const struct sip_trunk *v, size_
 			continue;
 		struct registration *r = calloc(1, sizeof *r);
 		if (!r) {
-			log_msg(LOG_ERROR, "sip_registration", "out of memory for trunk %s", v[i].id);
+			log_msg(LOG_ERROR, "sip_registration", "out of memory for trunk %s",
+				v[i].id);
 			continue;
 		}
 		r->trunk = v[i];

@@ -61,12 +61,12 @@ struct restart;
  * nta_outgoing_mcreate() already. */
 struct restart_req {
 	struct left_dialog *d;
-	json_t *state;               /* parsed; NULL: not usable */
+	json_t *state; /* parsed; NULL: not usable */
 	nta_outgoing_t *orq, *bye;
-	bool final;                  /* orq's final answer came */
-	bool invite_final;           /* CANCEL: the INVITE's final answer came (and was ACKed) */
+	bool final;        /* orq's final answer came */
+	bool invite_final; /* CANCEL: the INVITE's final answer came (and was ACKed) */
 	bool bye_final;
-	struct late_ack *ack;        /* the ACK of a 2xx, sent once its BYE is answered */
+	struct late_ack *ack; /* the ACK of a 2xx, sent once its BYE is answered */
 	nta_agent_t *agent;
 };
 
@@ -136,8 +136,7 @@ static bool dialog_request_uri(json_t *route, const char *target, char *uri, siz
  * first of route, a JSON array of name-addrs, else uri) as sip:HOST[:PORT];transport=tls, into
  * buf. NULL (the URIs decide) for other dialogs, and when the hop names its transport itself
  * (sips:, a transport or maddr parameter) or cannot be read. */
-static const char *tls_dest(json_t *state, json_t *route, const char *uri, char *buf,
-			    size_t size)
+static const char *tls_dest(json_t *state, json_t *route, const char *uri, char *buf, size_t size)
 {
 	const char *tp = member(state, "transport");
 	const char *first = json_string_value(json_array_get(route, 0));
@@ -160,7 +159,7 @@ static const char *tls_dest(json_t *state, json_t *route, const char *uri, char 
 struct request {
 	const char *method, *uri, *call_id, *from, *to, *route, *branch, *dest;
 	long long cseq;
-	bool stateless;              /* an ACK: nothing comes back */
+	bool stateless; /* an ACK: nothing comes back */
 };
 
 static int on_response(struct restart_req *q, nta_outgoing_t *orq, sip_t const *sip);
@@ -175,10 +174,10 @@ static nta_outgoing_t *send_request(nta_agent_t *agent, struct restart_req *q,
 	snprintf(cseq, sizeof cseq, "%lld %s", r->cseq, r->method);
 	nta_outgoing_t *orq = nta_outgoing_mcreate(
 		agent, r->stateless ? NULL : on_response, r->stateless ? NULL : q,
-		r->dest ? URL_STRING_MAKE(r->dest) : NULL, (msg_t *)-1,
-		SIPTAG_REQUEST_STR(line), SIPTAG_CALL_ID_STR(r->call_id),
-		SIPTAG_FROM_STR(r->from), SIPTAG_TO_STR(r->to), SIPTAG_CSEQ_STR(cseq),
-		SIPTAG_MAX_FORWARDS_STR("70"), TAG_IF(r->route, SIPTAG_ROUTE_STR(r->route)),
+		r->dest ? URL_STRING_MAKE(r->dest) : NULL, (msg_t *)-1, SIPTAG_REQUEST_STR(line),
+		SIPTAG_CALL_ID_STR(r->call_id), SIPTAG_FROM_STR(r->from), SIPTAG_TO_STR(r->to),
+		SIPTAG_CSEQ_STR(cseq), SIPTAG_MAX_FORWARDS_STR("70"),
+		TAG_IF(r->route, SIPTAG_ROUTE_STR(r->route)),
 		TAG_IF(strcmp(r->method, "ACK"),
 		       SIPTAG_REASON_STR("Q.850;cause=16;text=\"node_restart\"")),
 		TAG_IF(!strcmp(r->method, "BYE"),
@@ -232,8 +231,10 @@ static void invite_answered(nta_agent_t *agent, struct restart_req *q, sip_t con
 	su_home_t home[1] = {SU_HOME_INIT(home)};
 	char *to = sip_header_as_string(home, (sip_header_t const *)sip->sip_to);
 	int status = sip->sip_status->st_status;
-	struct request ack = {.method = "ACK", .call_id = member(s, "call_id"),
-			      .from = member(s, "local"), .to = to,
+	struct request ack = {.method = "ACK",
+			      .call_id = member(s, "call_id"),
+			      .from = member(s, "local"),
+			      .to = to,
 			      .cseq = json_integer_value(json_object_get(s, "cseq")),
 			      .stateless = true};
 	q->invite_final = true;
@@ -280,10 +281,13 @@ static void send_late_ack(nta_agent_t *agent, struct restart_req *q)
 	json_t *s = q->state;
 	if (!q->ack)
 		return;
-	struct request ack = {.method = "ACK", .uri = q->ack->uri,
+	struct request ack = {.method = "ACK",
+			      .uri = q->ack->uri,
 			      .route = q->ack->route[0] ? q->ack->route : NULL,
-			      .call_id = member(s, "call_id"), .from = member(s, "local"),
-			      .to = q->ack->to, .dest = q->ack->dest[0] ? q->ack->dest : NULL,
+			      .call_id = member(s, "call_id"),
+			      .from = member(s, "local"),
+			      .to = q->ack->to,
+			      .dest = q->ack->dest[0] ? q->ack->dest : NULL,
 			      .cseq = json_integer_value(json_object_get(s, "cseq")),
 			      .stateless = true};
 	send_request(agent, q, &ack);
@@ -298,14 +302,15 @@ static int on_message(struct restart *r, nta_agent_t *agent, msg_t *msg, sip_t *
 		if (sip->sip_request->rq_method != sip_method_ack) {
 			metrics_sip_response(true, sip->sip_request->rq_method_name, 503);
 			return nta_msg_treply(agent, msg, SIP_503_SERVICE_UNAVAILABLE,
-					      SIPTAG_RETRY_AFTER_STR("5"), TAG_END()), 0;
+					      SIPTAG_RETRY_AFTER_STR("5"), TAG_END()),
+			       0;
 		}
 		nta_msg_discard(agent, msg);
 		return 0;
 	}
 	if (sip && sip->sip_status && sip->sip_status->st_status >= 200 && sip->sip_cseq &&
-	    sip->sip_cseq->cs_method == sip_method_invite && sip->sip_via && sip->sip_via->v_branch &&
-	    sip->sip_to) {
+	    sip->sip_cseq->cs_method == sip_method_invite && sip->sip_via &&
+	    sip->sip_via->v_branch && sip->sip_to) {
 		for (size_t i = 0; i < r->n; i++) {
 			struct restart_req *q = &r->reqs[i];
 			const char *branch = member(q->state, "branch");
@@ -314,7 +319,7 @@ static int on_message(struct restart *r, nta_agent_t *agent, msg_t *msg, sip_t *
 			if (!q->invite_final)
 				invite_answered(agent, q, sip);
 			else if (q->bye_final)
-				send_late_ack(agent, q);    /* our ACK was lost: the 2xx came again */
+				send_late_ack(agent, q); /* our ACK was lost: the 2xx came again */
 			break;
 		}
 	}
@@ -330,7 +335,8 @@ static void send_one(nta_agent_t *agent, struct restart_req *q)
 	json_t *s = q->state = json_loads(d->state, 0, NULL);
 	const char *req = member(s, "request");
 	char uri[1024], route[4096] = "", dest[1100];
-	struct request r = {.call_id = member(s, "call_id"), .from = member(s, "local"),
+	struct request r = {.call_id = member(s, "call_id"),
+			    .from = member(s, "local"),
 			    .to = member(s, "remote"),
 			    .cseq = json_integer_value(json_object_get(s, "cseq"))};
 	if (!req || !r.call_id || !r.from || !r.to || r.cseq <= 0 || r.cseq > 0x7fffffff) {
@@ -362,8 +368,8 @@ static void send_one(nta_agent_t *agent, struct restart_req *q)
 	if (!q->orq)
 		log_json(LOG_ERROR, "sip_restart_hangup_failed",
 			 json_pack("{s:s, s:s}", "call_id", d->call_id, "reason",
-				   r.method ? "the request could not be sent" :
-					      "the kept dialog state is not usable"));
+				   r.method ? "the request could not be sent"
+					    : "the kept dialog state is not usable"));
 	else
 		log_json(LOG_INFO, "sip_restart_hangup",
 			 json_pack("{s:s, s:s, s:s}", "call_id", d->call_id, "request", r.method,
@@ -392,12 +398,14 @@ int restart_hangup(struct sip_engine *eng, const char *url, const char *sips_url
 	if (!r.reqs)
 		return -1;
 	r.agent = nta_agent_create(eng->root, URL_STRING_MAKE(url), on_message, &r,
-				   NTATAG_CLIENT_RPORT(1),
-				   TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
-				   TPTAG_UDP_WMEM(eng->cfg.udp_buffer), TPTAG_SDWN_ERROR(1), TAG_END());
+				   NTATAG_CLIENT_RPORT(1), TPTAG_UDP_RMEM(eng->cfg.udp_buffer),
+				   TPTAG_UDP_WMEM(eng->cfg.udp_buffer), TPTAG_SDWN_ERROR(1),
+				   TAG_END());
 	if (!r.agent) {
-		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s to hang up %zu dialogs left"
-			" by a previous run", url, n);
+		log_msg(LOG_ERROR, "sip_engine",
+			"cannot listen on %s to hang up %zu dialogs left"
+			" by a previous run",
+			url, n);
 		free(r.reqs);
 		return -1;
 	}
@@ -406,8 +414,10 @@ int restart_hangup(struct sip_engine *eng, const char *url, const char *sips_url
 	    nta_agent_add_tport(r.agent, URL_STRING_MAKE(sips_url), TPTAG_CERTIFICATE(tls_dir),
 				TPTAG_TLS_VERIFY_POLICY(TPTLS_VERIFY_SUBJECTS_OUT),
 				TPTAG_TLS_VERIFY_DEPTH(9), TAG_END()) < 0)
-		log_msg(LOG_ERROR, "sip_engine", "cannot listen on %s to hang up the dialogs a"
-			" previous run left over TLS", sips_url);
+		log_msg(LOG_ERROR, "sip_engine",
+			"cannot listen on %s to hang up the dialogs a"
+			" previous run left over TLS",
+			sips_url);
 	for (size_t i = 0; i < n; i++) {
 		r.reqs[i].d = &left[i];
 		r.reqs[i].agent = r.agent;
@@ -429,9 +439,10 @@ int restart_hangup(struct sip_engine *eng, const char *url, const char *sips_url
 		if (!done(q))
 			log_json(LOG_WARN, "sip_restart_hangup_unanswered",
 				 json_pack("{s:s, s:s}", "call_id", q->d->call_id, "waiting_for",
-					   !q->final ? "the answer to our request" :
-					   !q->invite_final ? "the INVITE's final answer" :
-							      "the answer to the BYE of its 2xx"));
+					   !q->final ? "the answer to our request"
+					   : !q->invite_final
+						   ? "the INVITE's final answer"
+						   : "the answer to the BYE of its 2xx"));
 	}
 	for (size_t i = 0; i < n; i++) {
 		nta_outgoing_destroy(r.reqs[i].orq);

@@ -71,8 +71,7 @@ static bool key_decode(const char *p, size_t n, uint8_t out[MEDIA_SRTP_KEY_LEN])
 }
 
 /* A run of digits [p, end) as a number; false if empty, not all digits, or over max. */
-static bool number(const char *p, const char *end, unsigned long long max,
-		   unsigned long long *out)
+static bool number(const char *p, const char *end, unsigned long long max, unsigned long long *out)
 {
 	unsigned long long v = 0;
 	if (p == end)
@@ -151,7 +150,7 @@ enum sdes_result sdes_parse(const char *value, size_t len, struct sdes_crypto *o
 	if (suite == MEDIA_SRTP_NONE)
 		return SDES_UNKNOWN_SUITE;
 	if (memchr(p, ';', (size_t)(params_end - p)))
-		return SDES_UNSUPPORTED;         /* several keys */
+		return SDES_UNSUPPORTED; /* several keys */
 	p += 7;
 	const char *bar = memchr(p, '|', (size_t)(params_end - p));
 	const char *key_end = bar ? bar : params_end;
@@ -183,7 +182,8 @@ int sdes_print(const struct sdes_crypto *c, char *buf, size_t size)
 	if (!name || c->tag == 0 || c->tag > 999999999)
 		return -1;
 	for (size_t i = 0; i < MEDIA_SRTP_KEY_LEN; i += 3) {
-		uint32_t v = (uint32_t)c->key[i] << 16 | (uint32_t)c->key[i + 1] << 8 | c->key[i + 2];
+		uint32_t v =
+			(uint32_t)c->key[i] << 16 | (uint32_t)c->key[i + 1] << 8 | c->key[i + 2];
 		for (size_t j = 0; j < 4; j++)
 			key[i / 3 * 4 + j] = b64[v >> (18 - 6 * j) & 63];
 	}

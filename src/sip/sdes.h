@@ -12,17 +12,17 @@
 
 /* One usable a=crypto line: its tag, its suite, its inline key (master key then salt). */
 struct sdes_crypto {
-	unsigned long tag;                   /* 1..999999999 */
+	unsigned long tag; /* 1..999999999 */
 	enum media_srtp_suite suite;
 	uint8_t key[MEDIA_SRTP_KEY_LEN];
 };
 
 enum sdes_result {
 	SDES_OK,
-	SDES_MALFORMED,                      /* not "tag SP suite SP key-params" (RFC 4568 9.1) */
-	SDES_UNKNOWN_SUITE,                  /* a suite we do not do (AES_256, F8, NULL...) */
-	SDES_BAD_KEY,                        /* inline: not base64 of exactly 30 bytes */
-	SDES_UNSUPPORTED,                    /* a lifetime under 2^20 or over 2^48, an MKI,
+	SDES_MALFORMED,     /* not "tag SP suite SP key-params" (RFC 4568 9.1) */
+	SDES_UNKNOWN_SUITE, /* a suite we do not do (AES_256, F8, NULL...) */
+	SDES_BAD_KEY,       /* inline: not base64 of exactly 30 bytes */
+	SDES_UNSUPPORTED,   /* a lifetime under 2^20 or over 2^48, an MKI,
 					      * several keys, a session parameter */
 };
 

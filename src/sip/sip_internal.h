@@ -62,38 +62,38 @@ struct sip_msg;
 
 /* Where a leg's dialog stands; only the engine thread reads or changes it. */
 enum leg_state {
-	LEG_INVITING,     /* outbound: INVITE sent, nothing heard */
-	LEG_EARLY,        /* outbound: 18x received */
-	LEG_PENDING,      /* inbound: INVITE received, the store is creating the call */
-	LEG_ANSWERED,     /* a 200 sent (inbound: answered once the caller ACKs it) or received
+	LEG_INVITING,    /* outbound: INVITE sent, nothing heard */
+	LEG_EARLY,       /* outbound: 18x received */
+	LEG_PENDING,     /* inbound: INVITE received, the store is creating the call */
+	LEG_ANSWERED,    /* a 200 sent (inbound: answered once the caller ACKs it) or received
 			   * (outbound: answered; ACKed once its dialog is kept), no ACK yet */
-	LEG_CONFIRMED,    /* dialog up */
-	LEG_CANCELING,    /* we sent CANCEL */
-	LEG_BYEING,       /* we sent BYE (or will, once the ACK arrives) */
-	LEG_WEB_WAITING,  /* web: the call waits for its browser to connect (web.c) */
-	LEG_STOPPED,      /* terminated; the handle is destroyed */
+	LEG_CONFIRMED,   /* dialog up */
+	LEG_CANCELING,   /* we sent CANCEL */
+	LEG_BYEING,      /* we sent BYE (or will, once the ACK arrives) */
+	LEG_WEB_WAITING, /* web: the call waits for its browser to connect (web.c) */
+	LEG_STOPPED,     /* terminated; the handle is destroyed */
 };
 
 /* One dialog (one call) as the engine sees it; its lifetime is described in leg.c. */
 struct leg {
 	struct sip_engine *eng;
 	int refs;
-	struct leg *hnext;                   /* table chain */
-	char call_id[CP_UUID_LEN + 1];       /* callplane call id, the table's key ("" until chosen) */
+	struct leg *hnext;             /* table chain */
+	char call_id[CP_UUID_LEN + 1]; /* callplane call id, the table's key ("" until chosen) */
 	char sip_call_id[CALL_PROVIDER_ID_MAX + 1];
 	enum call_direction dir;
 	enum leg_state state;
 	nua_handle_t *nh;
-	int rtp_fd, rtcp_fd, rtp_port;       /* ours until the media engine takes them (answer) */
-	int rtp_addr;                        /* index in eng->media of the address it is bound on */
-	bool media_started;                  /* the media engine has the call (bridge.c) */
-	struct sockaddr_storage remote_rtp;  /* the far end's RTP address from its SDP */
-	socklen_t remote_rtp_len;            /* 0 = not known */
-	int te_payload_type;                 /* the far end's telephone-event type; -1 = not known
+	int rtp_fd, rtcp_fd, rtp_port;      /* ours until the media engine takes them (answer) */
+	int rtp_addr;                       /* index in eng->media of the address it is bound on */
+	bool media_started;                 /* the media engine has the call (bridge.c) */
+	struct sockaddr_storage remote_rtp; /* the far end's RTP address from its SDP */
+	socklen_t remote_rtp_len;           /* 0 = not known */
+	int te_payload_type;                /* the far end's telephone-event type; -1 = not known
 					      * (we offer 101), SDP_TE_NONE = it has none */
-	char *stream_url, *metadata;         /* heap: handed to the media engine at answer */
+	char *stream_url, *metadata;        /* heap: handed to the media engine at answer */
 	char tenant_id[CP_UUID_LEN + 1];
-	bool record;                         /* the media engine records the call */
+	bool record; /* the media engine records the call */
 	su_timer_t *ring_timer, *max_timer;
 	int max_duration_s;
 	int auth_tries;
@@ -101,12 +101,12 @@ struct leg {
 	 * credentials answer a challenge; false for a sip: URI, which gets none */
 	bool via_trunk;
 	char trunk_id[CP_UUID_LEN + 1];
-	bool tls;                            /* the dialog runs over TLS: our Contact says so */
+	bool tls; /* the dialog runs over TLS: our Contact says so */
 	bool ringing_reported;
-	bool end_recorded;                   /* the store shows it ended (by us or the far end) */
-	enum call_status end_status;         /* what it ended as, when end_recorded */
-	char bye_reason[CALL_REASON_MAX + 1];   /* reason of a BYE we owe (crossing, ACK wait) */
-	int payload_type;                    /* negotiated codec (0 PCMU, 8 PCMA) */
+	bool end_recorded;                    /* the store shows it ended (by us or the far end) */
+	enum call_status end_status;          /* what it ended as, when end_recorded */
+	char bye_reason[CALL_REASON_MAX + 1]; /* reason of a BYE we owe (crossing, ACK wait) */
+	int payload_type;                     /* negotiated codec (0 PCMU, 8 PCMA) */
 	/* SRTP (media.c): what the call asks for (outbound: its trunk's), our keys of the offer's
 	 * two a=crypto lines (tag 1 _80, tag 2 _32), and what was agreed: srtp.suite NONE is
 	 * plain RTP; srtp_tag the agreed line's tag; srtp_savp the m= line's profile.
@@ -117,18 +117,18 @@ struct leg {
 	struct media_srtp srtp;
 	unsigned long srtp_tag;
 	bool srtp_savp, srtp_refused;
-	json_t *dialog;                      /* what ending the dialog after a crash needs
+	json_t *dialog;    /* what ending the dialog after a crash needs
 					      * (dialog.c); NULL = nothing yet */
-	bool dialog_kept;                    /* posted to the store: leg_stop() forgets it */
-	bool awaiting_ack;                   /* outbound: our INVITE's 2xx is ACKed once its
+	bool dialog_kept;  /* posted to the store: leg_stop() forgets it */
+	bool awaiting_ack; /* outbound: our INVITE's 2xx is ACKed once its
 					      * dialog is durable (dialog.c) */
 	/* a goodbye under way (hangup.c): the hang-ups waiting for its BYE, in order (NULL =
 	 * none), when it began, and the timer that ends it should the media plane never say */
 	struct hangup_req *goodbye_reqs;
 	int64_t goodbye_since_us;
 	su_timer_t *goodbye_timer;
-	char *max_duration_goodbye;          /* heap: the call's text for a max_duration end */
-	bool max_duration_asked;             /* the call service was asked for that goodbye */
+	char *max_duration_goodbye; /* heap: the call's text for a max_duration end */
+	bool max_duration_asked;    /* the call service was asked for that goodbye */
 };
 
 /* A hang-up waiting for its turn in the pacer, or (with a goodbye) for the goodbye's end. */
@@ -136,9 +136,9 @@ struct hangup_req {
 	struct hangup_req *next;
 	char call_id[CP_UUID_LEN + 1];
 	char reason[CALL_REASON_MAX + 1];
-	int64_t deadline_us;                 /* 0 = none */
-	bool goodbye;                        /* the BYE waits for a goodbye (struct hangup_goodbye) */
-	uint8_t *audio;                      /* heap: the goodbye's own audio until the media
+	int64_t deadline_us; /* 0 = none */
+	bool goodbye;        /* the BYE waits for a goodbye (struct hangup_goodbye) */
+	uint8_t *audio;      /* heap: the goodbye's own audio until the media
 					      * engine has its copy; NULL = none */
 	size_t audio_len;
 	int max_wait_ms;
@@ -150,45 +150,45 @@ struct hangup_req {
 
 /* An address RTP sockets are bound on: one of --rtp-addrs, or the advertise address. */
 struct media_addr {
-	int family;                          /* AF_INET or AF_INET6 */
+	int family; /* AF_INET or AF_INET6 */
 	struct in_addr v4;
 	struct in6_addr v6;
-	char text[128];                      /* as written in SDP (c= and o=): --rtp-advertise */
-	char bind_text[128];                 /* what the sockets bind (v4/v6), for logs */
-	int next_port;                       /* where the search for a free port starts */
-	atomic_int in_use;                   /* port pairs bound on it (the media thread frees) */
+	char text[128];      /* as written in SDP (c= and o=): --rtp-advertise */
+	char bind_text[128]; /* what the sockets bind (v4/v6), for logs */
+	int next_port;       /* where the search for a free port starts */
+	atomic_int in_use;   /* port pairs bound on it (the media thread frees) */
 };
 
 /* The engine: created by sip_engine_start(), destroyed by sip_engine_destroy() (engine.c). */
 struct sip_engine {
 	struct sip_config cfg;
 	struct call_service *svc;
-	struct left_dialog *left;            /* dialogs a previous run left up (restart.c): */
-	size_t n_left;                       /* hung up as the thread starts, before nua */
-	char contact[200];                   /* "sip:callplane@ADVERTISE:PORT" */
-	char contact_hdr[220];               /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
+	struct left_dialog *left; /* dialogs a previous run left up (restart.c): */
+	size_t n_left;            /* hung up as the thread starts, before nua */
+	char contact[200];        /* "sip:callplane@ADVERTISE:PORT" */
+	char contact_hdr[220];    /* "<sip:callplane@ADVERTISE:PORT>": our Contact */
 	/* "<sip:callplane@ADVERTISE:TLS_PORT;transport=tls>": our Contact where the dialog runs
 	 * over TLS; "" without --sip-tls */
 	char contact_tls_hdr[240];
-	struct sip_trunk default_trunk;      /* --trunk, --trunk-auth (trunks.c) */
+	struct sip_trunk default_trunk; /* --trunk, --trunk-auth (trunks.c) */
 	bool has_default_trunk;
-	struct sip_trunk *trunks;            /* the stored trunks, sorted by id (trunks.c) */
+	struct sip_trunk *trunks; /* the stored trunks, sorted by id (trunks.c) */
 	size_t n_trunks;
-	struct registration *regs;           /* the trunks' registrations (register.c) */
-	struct access *access;               /* per-source INVITE buckets, refusals (access.c) */
-	su_timer_t *reg_timer;               /* ticks while a registration waits to retry */
+	struct registration *regs; /* the trunks' registrations (register.c) */
+	struct access *access;     /* per-source INVITE buckets, refusals (access.c) */
+	su_timer_t *reg_timer;     /* ticks while a registration waits to retry */
 	bool reg_timer_armed;
 
 	pthread_t thread;
 	su_root_t *root;
 	nua_t *nua;
 	su_home_t home[1];
-	int start_status;                    /* set by the thread: 0 ok, -1 failed */
+	int start_status; /* set by the thread: 0 ok, -1 failed */
 	pthread_mutex_t start_mu;
 	pthread_cond_t start_cv;
 	bool started;
 
-	struct leg *table[LEG_TABLE_SIZE];   /* the legs by call id (leg.c) */
+	struct leg *table[LEG_TABLE_SIZE]; /* the legs by call id (leg.c) */
 	size_t n_legs;
 
 	/* pacing of BYE/CANCEL: a token bucket drained by pace_timer */
@@ -196,15 +196,15 @@ struct sip_engine {
 	double tokens;
 	int64_t tokens_at_us;
 	su_timer_t *pace_timer;
-	su_timer_t *guard_timer;              /* runs tcp_guard_sweep() */
-	int guard_nl, guard_dir;              /* its netlink socket, /proc/self/fd; -1: none */
+	su_timer_t *guard_timer; /* runs tcp_guard_sweep() */
+	int guard_nl, guard_dir; /* its netlink socket, /proc/self/fd; -1: none */
 	bool pace_armed;
 
 	struct media_addr media[SIP_RTP_ADDRS_MAX];
 	int n_media;
-	int media_turn;                      /* the address the next call tries first */
-	atomic_long rtp_open;                /* calls holding RTP sockets, on all addresses */
-	struct media_engine *media_engine;   /* RTP and the agents' streams (src/media) */
+	int media_turn;                    /* the address the next call tries first */
+	atomic_long rtp_open;              /* calls holding RTP sockets, on all addresses */
+	struct media_engine *media_engine; /* RTP and the agents' streams (src/media) */
 	bool stopping;
 	su_timer_t *stop_timer;
 	/* other threads send messages under msg_mu; gone (set before the root is destroyed)
@@ -261,8 +261,7 @@ void access_destroy(struct sip_engine *eng);
 bool access_rate_ok(struct sip_engine *eng, const struct sockaddr *sa);
 /* Counts (and, within the log's own limit, logs) an INVITE from sa refused for its rate or
  * for its source. */
-void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate,
-		    sip_t const *sip);
+void access_refused(struct sip_engine *eng, const struct sockaddr *sa, bool rate, sip_t const *sip);
 
 /* ---- media.c: RTP ports and SDP --------------------------------------------------------- */
 
@@ -288,13 +287,13 @@ void media_sdp(struct sip_engine *eng, const struct leg *l, int payload_type, ch
  * (8), and that stream's telephone-event (a dynamic type). */
 #define SDP_TE_NONE (-2)
 struct sdp_remote {
-	int payload_type;                    /* PCMU 0 / PCMA 8, -1 = neither */
-	int te_payload_type;                 /* telephone-event/8000; SDP_TE_NONE: the offer has
+	int payload_type;             /* PCMU 0 / PCMA 8, -1 = neither */
+	int te_payload_type;          /* telephone-event/8000; SDP_TE_NONE: the offer has
 					      * an audio stream without it */
-	struct sockaddr_storage addr;        /* c= and m= port */
-	socklen_t addr_len;                  /* 0: no usable address (hold, 0.0.0.0, a name) */
-	bool savp;                           /* the stream is RTP/SAVP (then has_crypto) */
-	bool has_crypto;                     /* crypto: its first a=crypto line we can use */
+	struct sockaddr_storage addr; /* c= and m= port */
+	socklen_t addr_len;           /* 0: no usable address (hold, 0.0.0.0, a name) */
+	bool savp;                    /* the stream is RTP/SAVP (then has_crypto) */
+	bool has_crypto;              /* crypto: its first a=crypto line we can use */
 	struct sdes_crypto crypto;
 };
 /* Reads sdp (len bytes, not NUL-terminated) into *out; an SDP that does not parse gives
@@ -455,16 +454,15 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 void inbound_on_invite(struct sip_engine *eng, nua_handle_t *nh, sip_t const *sip);
 /* What an INVITE's headers say about the call (sofia parsed them; this reads them). */
 struct invite_facts {
-	char number[STORE_NUMBER_MAX + 2];       /* the dialled number, "+" in front */
-	char from[CALL_ADDR_MAX + 1];            /* the From URI ("" for none), truncated */
-	char to[CALL_ADDR_MAX + 1];              /* the Request-URI, truncated */
-	char call_id[CALL_PROVIDER_ID_MAX + 1];  /* the Call-ID ("" for none), truncated */
+	char number[STORE_NUMBER_MAX + 2];      /* the dialled number, "+" in front */
+	char from[CALL_ADDR_MAX + 1];           /* the From URI ("" for none), truncated */
+	char to[CALL_ADDR_MAX + 1];             /* the Request-URI, truncated */
+	char call_id[CALL_PROVIDER_ID_MAX + 1]; /* the Call-ID ("" for none), truncated */
 };
 /* Fills *f from sip (a request): the dialled number from the Request-URI user, or with by_to
  * (the Request-URI names a registration of ours) from the To user; false when that is no
  * E.164 number (with or without its "+"): the INVITE is then refused 404. */
 bool inbound_read_invite(sip_t const *sip, bool by_to, struct invite_facts *f);
-
 
 /* ---- register.c: trunks' registrations ------------------------------------------------- */
 
@@ -473,8 +471,8 @@ bool inbound_read_invite(sip_t const *sip, bool by_to, struct invite_facts *f);
  * --register that have none start one. */
 void register_reconcile(struct sip_engine *eng, const struct sip_trunk *v, size_t n);
 /* nua_r_register / nua_r_unregister on a registration's handle (nh). */
-void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event,
-			  int status, char const *phrase, sip_t const *sip);
+void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t event, int status,
+			  char const *phrase, sip_t const *sip);
 /* Whether nh is a registration's handle (not a request nua made a handle for). */
 bool register_owns(struct sip_engine *eng, nua_handle_t *nh);
 /* After nua's shutdown: reports every registration left unregistered and frees them. */
@@ -496,8 +494,7 @@ const char *sip_tls_ca_file(const struct sip_config *cfg);
 /* Makes a private directory (its path into dir) holding the checked files as sofia's TLS
  * transport reads them (cafile.pem; agent.pem with --sip-tls-cert); -1 (why set, nothing
  * left behind) on failure. The caller binds, then removes it with sip_tls_unstage(). */
-int sip_tls_stage(const struct sip_config *cfg, char *dir, size_t size, char *why,
-		  size_t why_size);
+int sip_tls_stage(const struct sip_config *cfg, char *dir, size_t size, char *why, size_t why_size);
 /* Removes what sip_tls_stage() made in dir (nothing when dir is ""); dir becomes "". */
 void sip_tls_unstage(char *dir);
 /* The Contact for a dialog over TLS (tls true) or not. */

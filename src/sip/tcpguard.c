@@ -52,10 +52,10 @@
 
 struct conn {
 	int family;
-	unsigned char addr[16];      /* the peer's */
+	unsigned char addr[16]; /* the peer's */
 	unsigned inode;
-	unsigned idle_ms;            /* since data last went either way */
-	bool silent;                 /* nothing ever received on it */
+	unsigned idle_ms; /* since data last went either way */
+	bool silent;      /* nothing ever received on it */
 	bool shed;
 };
 
@@ -68,9 +68,11 @@ static int dump(int fd, int family, int port, struct conn **v, size_t *n, size_t
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 req;
 	} msg = {
-		.nlh = {.nlmsg_len = sizeof msg, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		.nlh = {.nlmsg_len = sizeof msg,
+			.nlmsg_type = SOCK_DIAG_BY_FAMILY,
 			.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-		.req = {.sdiag_family = (unsigned char)family, .sdiag_protocol = IPPROTO_TCP,
+		.req = {.sdiag_family = (unsigned char)family,
+			.sdiag_protocol = IPPROTO_TCP,
 			.idiag_ext = 1 << (INET_DIAG_INFO - 1),
 			.idiag_states = 1u << STATE_ESTABLISHED | 1u << STATE_CLOSE_WAIT},
 	};
@@ -117,8 +119,9 @@ static int dump(int fd, int family, int port, struct conn **v, size_t *n, size_t
 				if (a->rta_type != INET_DIAG_INFO)
 					continue;
 				struct tcp_info ti = {0};
-				size_t k = (size_t)RTA_PAYLOAD(a) < sizeof ti ? (size_t)RTA_PAYLOAD(a)
-									       : sizeof ti;
+				size_t k = (size_t)RTA_PAYLOAD(a) < sizeof ti
+						   ? (size_t)RTA_PAYLOAD(a)
+						   : sizeof ti;
 				memcpy(&ti, RTA_DATA(a), k);
 				c->idle_ms = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
 						     ? ti.tcpi_last_data_recv
@@ -130,7 +133,7 @@ static int dump(int fd, int family, int port, struct conn **v, size_t *n, size_t
 		}
 	}
 done:
-	if (rc < 0)      /* drain what is left of a broken dump before the next one */
+	if (rc < 0) /* drain what is left of a broken dump before the next one */
 		while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
 			;
 	return rc;

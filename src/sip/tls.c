@@ -63,7 +63,7 @@ static int count_certs(const char *text, size_t len)
 		n++;
 	}
 	BIO_free(b);
-	ERR_clear_error();   /* the end of the text reads as an error */
+	ERR_clear_error(); /* the end of the text reads as an error */
 	return n;
 }
 
@@ -162,8 +162,7 @@ static int write_file(const char *dir, const char *name, const char *text, size_
 	return close(fd) == 0 && ok ? 0 : -1;
 }
 
-int sip_tls_stage(const struct sip_config *cfg, char *dir, size_t size, char *why,
-		  size_t why_size)
+int sip_tls_stage(const struct sip_config *cfg, char *dir, size_t size, char *why, size_t why_size)
 {
 	const char *tmp = getenv("TMPDIR");
 	if (!tmp || !*tmp)

@@ -89,10 +89,12 @@ bool sip_trunk_header_valid(const char *line, char *why, size_t why_size)
 		return refuse(why, why_size, "a header is \"Name: value\", the name 1..64 bytes");
 	for (size_t i = 0; i < name_len; i++)
 		if (!isalnum((unsigned char)line[i]) && !strchr("-.!%*_+`'~", line[i]))
-			return refuse(why, why_size, "a header name is a token (letters, digits,"
+			return refuse(why, why_size,
+				      "a header name is a token (letters, digits,"
 				      " -.!%*_+`'~)");
 	if (name_len == 1)
-		return refuse(why, why_size, "a one-letter header name is a compact form of a"
+		return refuse(why, why_size,
+			      "a one-letter header name is a compact form of a"
 			      " header the engine writes");
 	for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
 		if (strlen(reserved[i]) == name_len && !strncasecmp(line, reserved[i], name_len))
@@ -104,12 +106,12 @@ bool sip_trunk_header_valid(const char *line, char *why, size_t why_size)
 		return refuse(why, why_size, "a header needs a value");
 	for (; *v; v++)
 		if (((unsigned char)*v < ' ' && *v != '\t') || *v == 0x7f)
-			return refuse(why, why_size, "a header value is printable text on one line");
+			return refuse(why, why_size,
+				      "a header value is printable text on one line");
 	return true;
 }
 
-bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why,
-			   size_t why_size)
+bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why, size_t why_size)
 {
 	*n = 0;
 	while (*list) {
@@ -139,7 +141,7 @@ bool sip_trunk_cidrs_parse(const char *list, struct cidr *out, int *n, char *why
 }
 
 bool trunk_credentials(const char *user, const char *password, sip_t const *sip, char *cred,
-			  size_t size)
+		       size_t size)
 {
 	const char *realm = NULL;
 	const char *scheme = "Digest";
@@ -197,7 +199,7 @@ void trunks_replace(struct sip_engine *eng, struct sip_trunk *v, size_t n)
 		free(v);
 	eng->trunks = n ? v : NULL;
 	eng->n_trunks = n;
-	eng->cfg.trunks = NULL;      /* the array it was copied from is the caller's */
+	eng->cfg.trunks = NULL; /* the array it was copied from is the caller's */
 	eng->cfg.n_trunks = 0;
 }
 
@@ -263,7 +265,7 @@ int trunks_admit(const struct sip_engine *eng, const struct sockaddr *sa, bool a
 		if (t->do_register && ruri_user && !strcmp(ruri_user, t->user))
 			*by_to = true;
 		if (any || (*tenants && strstr(*tenants, t->tenant_id)))
-			continue;        /* ids are UUIDs: one found is the one */
+			continue; /* ids are UUIDs: one found is the one */
 		if (len + CP_UUID_LEN + 2 > cap) {
 			cap = cap ? 2 * cap : 8 * (CP_UUID_LEN + 1);
 			char *p = realloc(*tenants, cap);

@@ -36,10 +36,12 @@ static void join_expired(struct sip_engine *eng, su_timer_t *t, struct leg *l)
 	if (l->state != LEG_WEB_WAITING)
 		return;
 	log_json(LOG_INFO, "web_not_joined", json_pack("{s:s}", "call_id", l->call_id));
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_NO_ANSWER,
-				.ended_at = cp_now_ms(), .end_reason = "token_expired"};
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+				.to = CALL_NO_ANSWER,
+				.ended_at = cp_now_ms(),
+				.end_reason = "token_expired"};
 	leg_post_event(l, &u);
-	l->state = LEG_CANCELING;    /* a late join finds it ending */
+	l->state = LEG_CANCELING; /* a late join finds it ending */
 	leg_stop_soon(l);
 }
 
@@ -48,7 +50,8 @@ void web_leg_open(struct sip_engine *eng, const struct call *c, int join_ms)
 	struct leg *l = eng->stopping ? NULL : leg_create(eng, CALL_WEB);
 	if (!l) {
 		/* as a dial that cannot start ends */
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+					.to = CALL_FAILED,
 					.ended_at = cp_now_ms(),
 					.end_reason = eng->stopping ? "node_shutdown" : "failed"};
 		call_service_post_event(eng->svc, c->id, &u);
@@ -62,7 +65,7 @@ void web_leg_open(struct sip_engine *eng, const struct call *c, int join_ms)
 	l->ring_timer = su_timer_create(su_root_task(eng->root), join_ms + JOIN_SLACK_MS);
 	if (l->ring_timer)
 		su_timer_set(l->ring_timer, join_expired, l);
-	leg_unref(l);                /* the table holds it */
+	leg_unref(l); /* the table holds it */
 }
 
 void web_leg_join(struct sip_engine *eng, const char *call_id, const struct web_socket *ws)
@@ -71,14 +74,16 @@ void web_leg_join(struct sip_engine *eng, const char *call_id, const struct web_
 	if (!l || l->dir != CALL_WEB || l->state != LEG_WEB_WAITING) {
 		log_json(LOG_INFO, "web_join_refused",
 			 json_pack("{s:s, s:s}", "call_id", call_id, "why",
-				   l ? "the call is not waiting for its browser" : "no such web call"));
+				   l ? "the call is not waiting for its browser"
+				     : "no such web call"));
 		ws->release(ws->ctx);
 		return;
 	}
 	if (l->ring_timer)
 		su_timer_reset(l->ring_timer);
 	l->state = LEG_CONFIRMED;
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_IN_PROGRESS,
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+				.to = CALL_IN_PROGRESS,
 				.answered_at = cp_now_ms()};
 	leg_post_event(l, &u);
 	hangup_arm_max_duration(eng, l);

@@ -23,19 +23,19 @@ struct entry {
 
 struct stripe {
 	pthread_mutex_t mu;
-	uint64_t changes;            /* bumped by every write begin and end: the ticket */
-	unsigned open;               /* writes begun and not yet ended */
+	uint64_t changes; /* bumped by every write begin and end: the ticket */
+	unsigned open;    /* writes begun and not yet ended */
 };
 
 struct call_cache {
-	unsigned mask;               /* slots - 1 */
-	struct entry **slot;         /* NULL = empty */
+	unsigned mask;       /* slots - 1 */
+	struct entry **slot; /* NULL = empty */
 	struct stripe stripe[STRIPES];
 };
 
 static uint32_t hash_id(const char *id)
 {
-	uint32_t h = 2166136261u;    /* FNV-1a */
+	uint32_t h = 2166136261u; /* FNV-1a */
 	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
 		h = (h ^ *p) * 16777619u;
 	return h;
@@ -132,7 +132,7 @@ void call_cache_fill(struct call_cache *cc, uint64_t ticket, const struct call *
 		free(e);
 		return;
 	}
-	snprintf(e->number, sizeof e->number, "%s", number);   /* the store passes <= 16 */
+	snprintf(e->number, sizeof e->number, "%s", number); /* the store passes <= 16 */
 	unsigned i = slot_of(cc, c->id);
 	struct stripe *s = stripe_of(cc, i);
 	struct entry *old = NULL;
@@ -144,7 +144,7 @@ void call_cache_fill(struct call_cache *cc, uint64_t ticket, const struct call *
 	}
 	pthread_mutex_unlock(&s->mu);
 	entry_free(old);
-	entry_free(e);   /* a write raced this fill: what we read may predate it */
+	entry_free(e); /* a write raced this fill: what we read may predate it */
 }
 
 unsigned call_cache_write_begin(struct call_cache *cc, const char *id)

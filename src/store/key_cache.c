@@ -29,14 +29,14 @@
 
 struct slot {
 	bool used;
-	uint64_t epoch;              /* the epoch taken before the row was read */
-	int64_t filled_us;           /* monotonic */
+	uint64_t epoch;    /* the epoch taken before the row was read */
+	int64_t filled_us; /* monotonic */
 	struct api_key key;
 };
 
 struct key_cache {
-	int fd;                      /* <db>-keys, held open: also the server lock (sqlite/open.c) */
-	uint64_t *epoch;             /* its shared mapping */
+	int fd;          /* <db>-keys, held open: also the server lock (sqlite/open.c) */
+	uint64_t *epoch; /* its shared mapping */
 	bool writable;
 	pthread_mutex_t mu[STRIPES];
 	struct slot slot[SLOTS];
@@ -73,14 +73,16 @@ static int key_file_open(const char *db_path, bool need_write, bool *writable)
 	}
 	struct stat db;
 	if (created && stat(db_path, &db) == 0) {
-		if (fchmod(fd, db.st_mode & 0666) || (geteuid() == 0 && fchown(fd, db.st_uid, db.st_gid)))
-			log_msg(LOG_WARN, "store_error", "%s: cannot match the database's mode or owner: %s",
-				path, strerror(errno));
+		if (fchmod(fd, db.st_mode & 0666) ||
+		    (geteuid() == 0 && fchown(fd, db.st_uid, db.st_gid)))
+			log_msg(LOG_WARN, "store_error",
+				"%s: cannot match the database's mode or owner: %s", path,
+				strerror(errno));
 	}
 	off_t size = lseek(fd, 0, SEEK_END);
 	if (size < (off_t)sizeof(uint64_t) && (!*writable || ftruncate(fd, sizeof(uint64_t)))) {
-		log_msg(LOG_ERROR, "store_error", "%s is shorter than 8 bytes and cannot be extended",
-			path);
+		log_msg(LOG_ERROR, "store_error",
+			"%s is shorter than 8 bytes and cannot be extended", path);
 		close(fd);
 		return -1;
 	}
@@ -142,7 +144,8 @@ static unsigned slot_of(const char *hash)
 {
 	unsigned h = 0;
 	for (int i = 0; i < 8 && hash[i]; i++)
-		h = h * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : (hash[i] | 0x20) - 'a' + 10);
+		h = h * 16 +
+		    (unsigned)(hash[i] <= '9' ? hash[i] - '0' : (hash[i] | 0x20) - 'a' + 10);
 	return h % SLOTS;
 }
 

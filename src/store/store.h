@@ -30,32 +30,32 @@
 enum store_result {
 	STORE_OK = 0,
 	STORE_NOT_FOUND = 1,
-	STORE_CONFLICT = 2,     /* condition failed / unique key taken */
+	STORE_CONFLICT = 2, /* condition failed / unique key taken */
 	STORE_ERROR = -1,
 };
 
-#define STORE_NUMBER_MAX 16    /* "+" and up to 15 digits */
+#define STORE_NUMBER_MAX 16 /* "+" and up to 15 digits */
 #define STORE_NAME_MAX 128
 
-#define DIAL_HOSTS_MAX 255      /* "none", "any" or HOST[,HOST...] (call/dial.h) */
-#define DIAL_PREFIXES_MAX 255   /* +DIGITS[,+DIGITS...] */
+#define DIAL_HOSTS_MAX 255    /* "none", "any" or HOST[,HOST...] (call/dial.h) */
+#define DIAL_PREFIXES_MAX 255 /* +DIGITS[,+DIGITS...] */
 
 /* What an API key may see: a tenant, optionally narrowed to one agent number, or, for an
  * operator key, every tenant (all: tenant_id and number are then "" and ignored); and what
  * it may dial beyond its tenant's dial policy. */
 struct scope {
 	char tenant_id[CP_UUID_LEN + 1];
-	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-wide */
-	bool all;                            /* an operator's: every tenant */
-	char sip_uris[DIAL_HOSTS_MAX + 1];   /* the key's narrowing of the tenant's sip: policy;
+	char number[STORE_NUMBER_MAX + 1]; /* "" = tenant-wide */
+	bool all;                          /* an operator's: every tenant */
+	char sip_uris[DIAL_HOSTS_MAX + 1]; /* the key's narrowing of the tenant's sip: policy;
 					      * "" = none (the tenant's alone) */
 };
 
 /* What a tenant's keys may dial (call/dial.c has the rules). */
 struct dial_policy {
-	char sip_uris[DIAL_HOSTS_MAX + 1];   /* "none" (or ""), "any", or HOST[,HOST...] */
-	char allow_prefixes[DIAL_PREFIXES_MAX + 1];  /* "" = every E.164 number */
-	char deny_prefixes[DIAL_PREFIXES_MAX + 1];   /* "" = none */
+	char sip_uris[DIAL_HOSTS_MAX + 1];          /* "none" (or ""), "any", or HOST[,HOST...] */
+	char allow_prefixes[DIAL_PREFIXES_MAX + 1]; /* "" = every E.164 number */
+	char deny_prefixes[DIAL_PREFIXES_MAX + 1];  /* "" = none */
 };
 
 struct tenant {
@@ -69,35 +69,36 @@ struct agent {
 	char id[CP_UUID_LEN + 1];
 	char tenant_id[CP_UUID_LEN + 1];
 	char name[STORE_NAME_MAX + 1];
-	char number[STORE_NUMBER_MAX + 1];   /* "" = none */
-	int max_duration_s;                  /* 0 = none */
+	char number[STORE_NUMBER_MAX + 1]; /* "" = none */
+	int max_duration_s;                /* 0 = none */
 	int64_t created_at;
-	char stream_url[CALL_STREAM_URL_MAX + 1];  /* "" = none; validated by call_stream_url_valid */
-	bool record;                         /* its calls are recorded unless a call says no */
+	char stream_url[CALL_STREAM_URL_MAX +
+			1]; /* "" = none; validated by call_stream_url_valid */
+	bool record;        /* its calls are recorded unless a call says no */
 	/* what callplane says before the BYE of a vendor dialect's end, and of a max_duration
 	 * end; "" = none (an immediate end); validated by call_goodbye_text_valid */
 	char goodbye_text[CALL_GOODBYE_TEXT_BYTES + 1];
 	char max_duration_goodbye[CALL_GOODBYE_TEXT_BYTES + 1];
-	char trunk_id[CP_UUID_LEN + 1];      /* its calls to numbers go through it; "" = the
+	char trunk_id[CP_UUID_LEN + 1]; /* its calls to numbers go through it; "" = the
 					      * server's default trunk (--trunk) */
 };
 
-#define TRUNK_HOST_MAX 253          /* a host name or an IP address */
-#define TRUNK_TEXT_MAX 128          /* user names, an environment variable's name */
+#define TRUNK_HOST_MAX 253 /* a host name or an IP address */
+#define TRUNK_TEXT_MAX 128 /* user names, an environment variable's name */
 #define TRUNK_PATH_MAX 1024
 #define TRUNK_URI_MAX 256
-#define TRUNK_CIDRS_MAX 1024        /* the inbound CIDR list, as text */
-#define TRUNK_HEADERS_MAX 2048      /* the extra INVITE headers, as text */
+#define TRUNK_CIDRS_MAX 1024   /* the inbound CIDR list, as text */
+#define TRUNK_HEADERS_MAX 2048 /* the extra INVITE headers, as text */
 
 /* A trunk's registration as the serving process last reported it (trunk_status_put). */
 struct trunk_status {
 	char trunk_id[CP_UUID_LEN + 1];
-	char tenant_id[CP_UUID_LEN + 1];     /* the trunk's: its event goes to that tenant */
-	char status[16];                     /* registering | registered | failed | unregistered;
+	char tenant_id[CP_UUID_LEN + 1]; /* the trunk's: its event goes to that tenant */
+	char status[16];                 /* registering | registered | failed | unregistered;
 					      * "" = never reported */
-	int sip_status;                      /* the last final answer to its REGISTER; 0 = none */
-	char reason[128];                    /* why it failed; "" = none */
-	int64_t expires_at;                  /* registered: when the registrar forgets it; 0 */
+	int sip_status;                  /* the last final answer to its REGISTER; 0 = none */
+	char reason[128];                /* why it failed; "" = none */
+	int64_t expires_at;              /* registered: when the registrar forgets it; 0 */
 	int64_t updated_at;
 };
 
@@ -108,40 +109,40 @@ struct trunk {
 	char id[CP_UUID_LEN + 1];
 	char tenant_id[CP_UUID_LEN + 1];
 	char host[TRUNK_HOST_MAX + 1];
-	int port;                            /* 0 = the transport's default */
-	char transport[4];                   /* udp | tcp | tls */
-	char user[TRUNK_TEXT_MAX + 1];       /* digest user; "" = no credentials */
+	int port;                                /* 0 = the transport's default */
+	char transport[4];                       /* udp | tcp | tls */
+	char user[TRUNK_TEXT_MAX + 1];           /* digest user; "" = no credentials */
 	char password_env[TRUNK_TEXT_MAX + 1];   /* "" = none */
 	char password_file[TRUNK_PATH_MAX + 1];  /* "" = none */
-	bool do_register;                    /* REGISTER with the host (its registrar) */
+	bool do_register;                        /* REGISTER with the host (its registrar) */
 	char outbound_proxy[TRUNK_URI_MAX + 1];  /* "sip:..." every request goes through; "" */
-	char from_user[TRUNK_TEXT_MAX + 1];  /* the From user of our INVITEs; "" = the caller */
+	char from_user[TRUNK_TEXT_MAX + 1];      /* the From user of our INVITEs; "" = the caller */
 	char from_domain[TRUNK_HOST_MAX + 1];    /* the From host; "" = the trunk's host */
-	char caller_id_header[8];            /* pai | rpid | none */
-	char srtp[9];                        /* off | optional | required (docs/CARRIERS.md) */
+	char caller_id_header[8];                /* pai | rpid | none */
+	char srtp[9];                            /* off | optional | required (docs/CARRIERS.md) */
 	char inbound_cidrs[TRUNK_CIDRS_MAX + 1]; /* "CIDR,CIDR..."; "" = none */
 	char headers[TRUNK_HEADERS_MAX + 1];     /* "Name: value" lines joined by CRLF; "" */
 	int64_t created_at;
-	struct trunk_status reg;             /* trunk_get/trunk_list: the last one reported */
+	struct trunk_status reg; /* trunk_get/trunk_list: the last one reported */
 };
 
 struct api_key {
 	char id[CP_UUID_LEN + 1];
-	char tenant_id[CP_UUID_LEN + 1];     /* "" for an operator key */
-	char number[STORE_NUMBER_MAX + 1];   /* "" = tenant-scoped */
-	bool is_operator;                    /* bound to no tenant: sees every tenant */
-	char hash[CP_SHA256_HEX_LEN + 1];    /* SHA-256 of the secret; the secret is never stored */
-	char prefix[16];                     /* first characters of the secret, for listings */
-	int64_t created_at, revoked_at;      /* revoked_at 0 = live */
-	unsigned rate_limit;                 /* requests per second; 0 = the server's default */
-	char sip_uris[DIAL_HOSTS_MAX + 1];   /* narrows the tenant's sip: policy; "" = does not */
+	char tenant_id[CP_UUID_LEN + 1];   /* "" for an operator key */
+	char number[STORE_NUMBER_MAX + 1]; /* "" = tenant-scoped */
+	bool is_operator;                  /* bound to no tenant: sees every tenant */
+	char hash[CP_SHA256_HEX_LEN + 1];  /* SHA-256 of the secret; the secret is never stored */
+	char prefix[16];                   /* first characters of the secret, for listings */
+	int64_t created_at, revoked_at;    /* revoked_at 0 = live */
+	unsigned rate_limit;               /* requests per second; 0 = the server's default */
+	char sip_uris[DIAL_HOSTS_MAX + 1]; /* narrows the tenant's sip: policy; "" = does not */
 };
 
 /* One conditional step of a call. Fields left 0/NULL keep their stored value. */
 struct call_update {
-	uint32_t from_mask;                  /* apply only if status is in this mask */
+	uint32_t from_mask; /* apply only if status is in this mask */
 	enum call_status to;
-	const char *event;                   /* outbox event type ("call.ended"), NULL = none:
+	const char *event; /* outbox event type ("call.ended"), NULL = none:
 						written in the same transaction as the step */
 	int64_t answered_at, ended_at;
 	const char *end_reason;
@@ -150,9 +151,9 @@ struct call_update {
 };
 
 struct call_filter {
-	uint32_t status_mask;                /* 0 = any */
-	const char *agent_id;                /* NULL = any */
-	int64_t before_seq;                  /* 0 = from the newest */
+	uint32_t status_mask; /* 0 = any */
+	const char *agent_id; /* NULL = any */
+	int64_t before_seq;   /* 0 = from the newest */
 	/* non-zero: only calls newer than this one, listed oldest first (paging backwards);
 	 * before_seq must then be 0 */
 	int64_t after_seq;
@@ -163,7 +164,7 @@ struct call_filter {
 struct idem_record {
 	char request_hash[CP_SHA256_HEX_LEN + 1];
 	unsigned status;
-	char *body;                          /* heap, may be NULL */
+	char *body; /* heap, may be NULL */
 	int64_t created_at;
 };
 
@@ -173,21 +174,21 @@ struct idem_record {
 struct webhook {
 	char id[CP_UUID_LEN + 1];
 	char tenant_id[CP_UUID_LEN + 1];
-	char agent_id[CP_UUID_LEN + 1];      /* "" = every agent of the tenant */
+	char agent_id[CP_UUID_LEN + 1]; /* "" = every agent of the tenant */
 	char url[WEBHOOK_URL_MAX + 1];
 	char secret[WEBHOOK_SECRET_MAX + 1];
-	char format[16];                     /* canonical | talkover | pilotstatus */
-	char signing[16];                    /* callplane | standard; "" is stored as callplane */
+	char format[16];  /* canonical | talkover | pilotstatus */
+	char signing[16]; /* callplane | standard; "" is stored as callplane */
 	int64_t created_at;
 };
 
 /* What the webhook worker does with a due delivery that delivery_lease() offers it. */
 enum delivery_pick {
-	DELIVERY_LEAVE = 0,                  /* not now: it stays due */
-	DELIVERY_TAKE,                       /* leased until lease_until: the worker attempts it */
-	DELIVERY_HOLD,                       /* next attempt moved to hold_until, none counted */
-	DELIVERY_GIVE_UP,                    /* failed without an attempt */
-	DELIVERY_GONE,                       /* set by the store: a TAKE it could not lease */
+	DELIVERY_LEAVE = 0, /* not now: it stays due */
+	DELIVERY_TAKE,      /* leased until lease_until: the worker attempts it */
+	DELIVERY_HOLD,      /* next attempt moved to hold_until, none counted */
+	DELIVERY_GIVE_UP,   /* failed without an attempt */
+	DELIVERY_GONE,      /* set by the store: a TAKE it could not lease */
 };
 
 /* A due delivery offered to the webhook worker, with what it needs to send it. */
@@ -195,19 +196,19 @@ struct delivery {
 	int64_t id;
 	char event_id[CP_UUID_LEN + 1];
 	char type[32];
-	char *payload;                       /* canonical event JSON, heap */
+	char *payload; /* canonical event JSON, heap */
 	char webhook_id[CP_UUID_LEN + 1];
 	char tenant_id[CP_UUID_LEN + 1];
 	char url[WEBHOOK_URL_MAX + 1];
 	char secret[WEBHOOK_SECRET_MAX + 1];
 	char format[16];
-	char signing[16];                    /* callplane | standard */
-	int attempts;                        /* before this one */
+	char signing[16]; /* callplane | standard */
+	int attempts;     /* before this one */
 	int64_t created_at;
 	/* set by the picker */
 	enum delivery_pick pick;
-	int64_t hold_until;                  /* DELIVERY_HOLD */
-	const char *why;                     /* DELIVERY_GIVE_UP: last_error if it has none */
+	int64_t hold_until; /* DELIVERY_HOLD */
+	const char *why;    /* DELIVERY_GIVE_UP: last_error if it has none */
 };
 
 /* Decides each of n offered deliveries (sets pick, and hold_until or why). */
@@ -220,30 +221,30 @@ struct delivery_row {
 	char event_type[32];
 	char call_id[CP_UUID_LEN + 1];
 	char webhook_id[CP_UUID_LEN + 1];
-	char status[16];                     /* pending | delivered | failed */
+	char status[16]; /* pending | delivered | failed */
 	int attempts;
 	int64_t next_attempt_at, created_at;
-	int64_t delivered_at;                /* 0 = not delivered */
-	int last_status;                     /* HTTP status of the last attempt; 0 = none */
-	char *last_error;                    /* heap; NULL = no attempt recorded yet */
+	int64_t delivered_at; /* 0 = not delivered */
+	int last_status;      /* HTTP status of the last attempt; 0 = none */
+	char *last_error;     /* heap; NULL = no attempt recorded yet */
 };
 
 /* An outbox event, for the live stream. */
 struct stored_event {
 	int64_t seq;
 	char type[32];
-	char *payload;                       /* heap */
+	char *payload; /* heap */
 };
 
 /* What the telephony engine keeps about a call's dialog so that a later run can end it on the
  * wire: its own text, which the store never reads. */
 struct dialog_row {
 	char call_id[CP_UUID_LEN + 1];
-	char *state;                         /* heap */
+	char *state; /* heap */
 };
 
 struct store_options {
-	bool sync_full;                      /* synchronous=FULL (default) vs NORMAL */
+	bool sync_full; /* synchronous=FULL (default) vs NORMAL */
 	/* The serving process: takes the database's server lock (a second server fails to open)
 	 * and, being then the only writer of calls, caches call rows. The admin CLI opens
 	 * without it. */
@@ -313,7 +314,7 @@ struct store_backend {
 				      size_t *n);
 	enum store_result (*key_revoke)(void *ctx, const char *id, int64_t now);
 
-	enum store_result (*call_insert)(void *ctx, struct call *c);  /* sets c->seq */
+	enum store_result (*call_insert)(void *ctx, struct call *c); /* sets c->seq */
 	/* By call id or provider call id, within the scope (sc NULL = unscoped, for the engine). */
 	enum store_result (*call_get)(void *ctx, const struct scope *sc, const char *id,
 				      struct call *out);
@@ -381,8 +382,8 @@ struct store_backend {
 	 * transaction. *out receives the offered deliveries with their picks, on STORE_ERROR too
 	 * once pick() ran (free with delivery_list_free()). */
 	enum store_result (*delivery_lease)(void *ctx, int64_t now, int64_t lease_until, int max,
-					    delivery_picker *pick, void *arg,
-					    struct delivery **out, size_t *n);
+					    delivery_picker *pick, void *arg, struct delivery **out,
+					    size_t *n);
 	/* Makes leased deliveries due at next_at again without counting an attempt (attempts
 	 * abandoned at shutdown); those no longer pending are left alone. One transaction. */
 	enum store_result (*delivery_release)(void *ctx, const int64_t *ids, size_t n,
@@ -428,7 +429,7 @@ struct store {
 	void *ctx;
 };
 
-#define STORE(st, fn, ...) ((st)->be->fn((st)->ctx __VA_OPT__(,) __VA_ARGS__))
+#define STORE(st, fn, ...) ((st)->be->fn((st)->ctx __VA_OPT__(, ) __VA_ARGS__))
 
 extern const struct store_backend store_sqlite_backend;
 

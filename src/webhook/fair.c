@@ -31,33 +31,33 @@ struct table {
 };
 
 struct busy_tenant {
-	struct node n;                   /* first: a node is its entry */
+	struct node n; /* first: a node is its entry */
 	int in_flight;
 };
 
 enum circuit { CLOSED, OPEN, HALF_OPEN };
 
 struct hook {
-	struct node n;                   /* first: a node is its entry */
+	struct node n; /* first: a node is its entry */
 	enum circuit state;
-	int failures;                    /* consecutive */
-	bool probing;                    /* half-open, with its probe in flight */
-	int64_t period;                  /* the current open period */
+	int failures;   /* consecutive */
+	bool probing;   /* half-open, with its probe in flight */
+	int64_t period; /* the current open period */
 	int64_t open_until;
-	int64_t touched;                 /* last failure or change of state */
+	int64_t touched; /* last failure or change of state */
 };
 
 struct fair {
 	struct fair_config cfg;
 	struct table tenants, hooks;
 	int in_flight;
-	int busy;                        /* tenants with attempts in flight */
+	int busy; /* tenants with attempts in flight */
 	int64_t swept;
 };
 
 static size_t bucket_of(const char *id)
 {
-	uint32_t h = 2166136261u;        /* FNV-1a */
+	uint32_t h = 2166136261u; /* FNV-1a */
 	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
 		h = (h ^ *p) * 16777619u;
 	return h % BUCKETS;
@@ -226,7 +226,8 @@ void fair_pick(struct fair *f, int64_t now, struct delivery *d, size_t n)
 			continue;
 		if (tenant_in_flight(f, x->tenant_id) >= share || f->in_flight >= cap)
 			continue;
-		struct busy_tenant *t = (struct busy_tenant *)get(&f->tenants, x->tenant_id, sizeof *t);
+		struct busy_tenant *t =
+			(struct busy_tenant *)get(&f->tenants, x->tenant_id, sizeof *t);
 		if (!t)
 			continue;
 		if (t->in_flight++ == 0)
@@ -238,8 +239,8 @@ void fair_pick(struct fair *f, int64_t now, struct delivery *d, size_t n)
 	}
 }
 
-void fair_done(struct fair *f, const char *tenant_id, const char *webhook_id,
-	       enum fair_outcome o, int64_t now)
+void fair_done(struct fair *f, const char *tenant_id, const char *webhook_id, enum fair_outcome o,
+	       int64_t now)
 {
 	struct busy_tenant *t = (struct busy_tenant *)find(&f->tenants, tenant_id);
 	if (t && --t->in_flight <= 0) {

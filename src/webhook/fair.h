@@ -32,18 +32,18 @@
 #include "store/store.h"
 
 struct fair_config {
-	int slots;                   /* attempts in flight the tenants share */
-	int breaker_failures;        /* consecutive failed attempts that open a circuit */
-	int64_t open_initial_ms;     /* the first open period; doubles per failed probe */
-	int64_t open_max_ms;         /* the longest open period */
-	int64_t recheck_ms;          /* how long a delivery waiting for a probe is held */
-	int64_t max_age_ms;          /* a held delivery older than this is given up */
+	int slots;               /* attempts in flight the tenants share */
+	int breaker_failures;    /* consecutive failed attempts that open a circuit */
+	int64_t open_initial_ms; /* the first open period; doubles per failed probe */
+	int64_t open_max_ms;     /* the longest open period */
+	int64_t recheck_ms;      /* how long a delivery waiting for a probe is held */
+	int64_t max_age_ms;      /* a held delivery older than this is given up */
 };
 
 enum fair_outcome {
-	FAIR_DELIVERED,              /* answered 2xx */
-	FAIR_FAILED,                 /* sent, and failed: counts toward opening the circuit */
-	FAIR_NOT_SENT,               /* abandoned or never sent: says nothing of the webhook */
+	FAIR_DELIVERED, /* answered 2xx */
+	FAIR_FAILED,    /* sent, and failed: counts toward opening the circuit */
+	FAIR_NOT_SENT,  /* abandoned or never sent: says nothing of the webhook */
 };
 
 struct fair;
@@ -57,8 +57,8 @@ void fair_destroy(struct fair *f);
 void fair_pick(struct fair *f, int64_t now, struct delivery *d, size_t n);
 
 /* An attempt fair_pick() took has ended with outcome o. */
-void fair_done(struct fair *f, const char *tenant_id, const char *webhook_id,
-	       enum fair_outcome o, int64_t now);
+void fair_done(struct fair *f, const char *tenant_id, const char *webhook_id, enum fair_outcome o,
+	       int64_t now);
 
 /* Attempts in flight: all, and of one tenant. */
 int fair_in_flight(const struct fair *f);

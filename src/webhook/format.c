@@ -99,8 +99,7 @@ char *webhook_body(const char *format, const char *payload)
 	return text;
 }
 
-void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf,
-		       size_t size)
+void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf, size_t size)
 {
 	char t[24];
 	snprintf(t, sizeof t, "%lld", (long long)unix_s);
@@ -177,7 +176,8 @@ int webhook_signature_standard(const char *secret, const char *msg_id, int64_t u
 	memcpy(msg + il + 1, t, tl);
 	msg[il + 1 + tl] = '.';
 	memcpy(msg + il + 1 + tl + 1, body, bl);
-	unsigned char *ok = HMAC(EVP_sha256(), key, (int)key_len, msg, il + tl + bl + 2, md, &md_len);
+	unsigned char *ok =
+		HMAC(EVP_sha256(), key, (int)key_len, msg, il + tl + bl + 2, md, &md_len);
 	free(msg);
 	if (!ok)
 		return -1;

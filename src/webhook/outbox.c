@@ -47,14 +47,14 @@
 #define RECHECK_MS 1000
 
 struct attempt {
-	struct attempt *prev, *next;     /* in flight */
+	struct attempt *prev, *next; /* in flight */
 	struct delivery d;
 	CURL *easy;
 	struct curl_slist *headers;
 	char *body;
 	char error[CURL_ERROR_SIZE];
-	bool check_target;               /* refuse private addresses (no --webhook-allow-private) */
-	char refused[INET6_ADDRSTRLEN];  /* a private address the open-socket hook refused */
+	bool check_target;              /* refuse private addresses (no --webhook-allow-private) */
+	char refused[INET6_ADDRSTRLEN]; /* a private address the open-socket hook refused */
 };
 
 struct webhook_worker {
@@ -64,12 +64,12 @@ struct webhook_worker {
 	CURLM *multi;
 	pthread_t thread;
 	atomic_bool stopping;
-	atomic_bool woken;               /* an event was committed since the last lease round */
-	int64_t leased_us;               /* monotonic end of the last lease round */
-	int64_t round_gap_us;            /* the least time from one round to the next */
-	int64_t lease_now;               /* wall clock of the round fair_pick() runs in */
-	struct attempt *flying;          /* list of attempts in flight */
-	struct metrics_collector collector;  /* the backlog, read when scraped */
+	atomic_bool woken;                  /* an event was committed since the last lease round */
+	int64_t leased_us;                  /* monotonic end of the last lease round */
+	int64_t round_gap_us;               /* the least time from one round to the next */
+	int64_t lease_now;                  /* wall clock of the round fair_pick() runs in */
+	struct attempt *flying;             /* list of attempts in flight */
+	struct metrics_collector collector; /* the backlog, read when scraped */
 };
 
 void webhook_global_init(void)
@@ -148,13 +148,16 @@ static void record(struct webhook_worker *w, struct attempt *a, long http_status
 		next = now + backoff_ms(&w->cfg, attempts);
 	}
 	STORE(w->st, delivery_record, a->d.id, status, next, (int)http_status, err, now);
-	metrics_webhook_attempt(ok ? METRICS_WEBHOOK_DELIVERED
-			   : sent && http_status > 0 ? METRICS_WEBHOOK_REJECTED
-						     : METRICS_WEBHOOK_UNREACHABLE);
+	metrics_webhook_attempt(ok                        ? METRICS_WEBHOOK_DELIVERED
+				: sent && http_status > 0 ? METRICS_WEBHOOK_REJECTED
+							  : METRICS_WEBHOOK_UNREACHABLE);
 	if (!strcmp(status, "failed"))
 		metrics_webhook_given_up();
 	fair_done(w->fair, a->d.tenant_id, a->d.webhook_id,
-		  ok ? FAIR_DELIVERED : sent ? FAIR_FAILED : FAIR_NOT_SENT, now);
+		  ok     ? FAIR_DELIVERED
+		  : sent ? FAIR_FAILED
+			 : FAIR_NOT_SENT,
+		  now);
 	json_t *f = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "delivery_id", (json_int_t)a->d.id,
 			      "event_id", a->d.event_id, "type", a->d.type, "status", status,
 			      "http_status", (int)http_status, "attempt", attempts);
@@ -172,7 +175,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
 {
 	struct attempt *a = arg;
 	if (a->check_target && purpose == CURLSOCKTYPE_IPCXN && webhook_addr_private(&addr->addr)) {
-		if (!a->refused[0])   /* the error names the first */
+		if (!a->refused[0]) /* the error names the first */
 			webhook_addr_text(&addr->addr, a->refused, sizeof a->refused);
 		return CURL_SOCKET_BAD;
 	}
@@ -187,8 +190,8 @@ static int sign(struct attempt *a)
 	char hdr[256], sig[200];
 	int64_t now_s = cp_now_ms() / 1000;
 	bool standard = !strcmp(a->d.signing, "standard");
-	if (standard && webhook_signature_standard(a->d.secret, a->d.event_id, now_s, a->body, sig,
-						   sizeof sig))
+	if (standard &&
+	    webhook_signature_standard(a->d.secret, a->d.event_id, now_s, a->body, sig, sizeof sig))
 		return -1;
 	a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
 	a->headers = curl_slist_append(a->headers, "User-Agent: callplane-webhooks/1");
@@ -223,8 +226,10 @@ static void start_attempt(struct webhook_worker *w, struct delivery *d)
 	d->payload = NULL;
 	a->body = webhook_body(a->d.format, a->d.payload);
 	/* permanent, both: retrying cannot help */
-	const char *why = !a->body ? "could not render the body for this format"
-		: sign(a) ? "could not sign: the secret is not whsec_ + base64 of 24..64 bytes" : NULL;
+	const char *why =
+		!a->body  ? "could not render the body for this format"
+		: sign(a) ? "could not sign: the secret is not whsec_ + base64 of 24..64 bytes"
+			  : NULL;
 	if (why) {
 		STORE(w->st, delivery_record, a->d.id, "failed", cp_now_ms(), 0, why, cp_now_ms());
 		metrics_webhook_given_up();
@@ -280,13 +285,15 @@ static void lease_round(struct webhook_worker *w)
 	int64_t t0 = cp_mono_us();
 	w->lease_now = cp_now_ms();
 	atomic_store(&w->woken, false);
-	STORE(w->st, delivery_lease, w->lease_now, w->lease_now + w->cfg.timeout_ms + LEASE_SLACK_MS,
-	      2 * w->cfg.concurrency, pick, w, &d, &n);
+	STORE(w->st, delivery_lease, w->lease_now,
+	      w->lease_now + w->cfg.timeout_ms + LEASE_SLACK_MS, 2 * w->cfg.concurrency, pick, w,
+	      &d, &n);
 	for (size_t i = 0; i < n; i++) {
 		if (d[i].pick == DELIVERY_TAKE)
 			start_attempt(w, &d[i]);
 		else if (d[i].pick == DELIVERY_GONE)
-			fair_done(w->fair, d[i].tenant_id, d[i].webhook_id, FAIR_NOT_SENT, w->lease_now);
+			fair_done(w->fair, d[i].tenant_id, d[i].webhook_id, FAIR_NOT_SENT,
+				  w->lease_now);
 		else if (d[i].pick == DELIVERY_GIVE_UP) {
 			metrics_webhook_given_up();
 			log_json(LOG_WARN, "webhook_attempt",
@@ -324,11 +331,13 @@ static int reap(struct webhook_worker *w)
 		/* refused, and no other address of the name connected */
 		bool refused = m->data.result != CURLE_OK && a->refused[0];
 		if (refused)
-			snprintf(err, sizeof err, "refused to connect to %s: a private address "
-				 "(serve --webhook-allow-private allows it)", a->refused);
+			snprintf(err, sizeof err,
+				 "refused to connect to %s: a private address "
+				 "(serve --webhook-allow-private allows it)",
+				 a->refused);
 		else if (m->data.result != CURLE_OK)
-			snprintf(err, sizeof err, "%s", a->error[0] ? a->error
-							     : curl_easy_strerror(m->data.result));
+			snprintf(err, sizeof err, "%s",
+				 a->error[0] ? a->error : curl_easy_strerror(m->data.result));
 		else if (code < 200 || code >= 300)
 			snprintf(err, sizeof err, "HTTP %ld", code);
 		curl_multi_remove_handle(w->multi, m->easy_handle);
@@ -359,7 +368,8 @@ static void *worker_main(void *arg)
 		if (ended || atomic_load(&w->woken))
 			wait_ms = (int)((w->round_gap_us - (cp_mono_us() - w->leased_us)) / 1000);
 		if (wait_ms > 0)
-			curl_multi_poll(w->multi, NULL, 0, wait_ms > IDLE_POLL_MS ? IDLE_POLL_MS : wait_ms, NULL);
+			curl_multi_poll(w->multi, NULL, 0,
+					wait_ms > IDLE_POLL_MS ? IDLE_POLL_MS : wait_ms, NULL);
 	}
 	return NULL;
 }
@@ -388,7 +398,8 @@ struct webhook_worker *webhook_worker_start(struct store *st, const struct webho
 				 .breaker_failures = cfg->breaker_failures,
 				 .open_initial_ms = cfg->retry_initial_ms,
 				 .open_max_ms = cfg->breaker_open_max_ms,
-				 .recheck_ms = cfg->timeout_ms < RECHECK_MS ? cfg->timeout_ms : RECHECK_MS,
+				 .recheck_ms = cfg->timeout_ms < RECHECK_MS ? cfg->timeout_ms
+									    : RECHECK_MS,
 				 .max_age_ms = cfg->max_age_ms};
 	w->fair = fair_create(&fc);
 	w->multi = w->fair ? curl_multi_init() : NULL;

@@ -35,21 +35,25 @@ static enum cp_err check_request(struct store *st, const char *tenant_id,
 	if ((need_url || url) &&
 	    (!url || (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8)) ||
 	     strlen(url) > WEBHOOK_URL_MAX || strpbrk(url, " \t\r\n")))
-		return cp_fail(err, CP_ERR_INVALID, "url must be an http:// or https:// URL of at most %d bytes",
+		return cp_fail(err, CP_ERR_INVALID,
+			       "url must be an http:// or https:// URL of at most %d bytes",
 			       WEBHOOK_URL_MAX);
 	if (req->format && !webhook_format_valid(req->format))
-		return cp_fail(err, CP_ERR_INVALID, "format must be canonical, talkover or pilotstatus");
+		return cp_fail(err, CP_ERR_INVALID,
+			       "format must be canonical, talkover or pilotstatus");
 	if (!webhook_signing_valid(signing))
 		return cp_fail(err, CP_ERR_INVALID, "signing must be callplane or standard");
 	if (req->secret && (strlen(req->secret) < 16 || strlen(req->secret) > WEBHOOK_SECRET_MAX))
-		return cp_fail(err, CP_ERR_INVALID, "secret must be 16..%d characters", WEBHOOK_SECRET_MAX);
+		return cp_fail(err, CP_ERR_INVALID, "secret must be 16..%d characters",
+			       WEBHOOK_SECRET_MAX);
 	unsigned char key[WEBHOOK_STANDARD_KEY_MAX];
 	size_t key_len;
 	if (req->secret && !strcmp(signing, "standard") &&
 	    webhook_standard_key(req->secret, key, &key_len))
-		return cp_fail(err, CP_ERR_INVALID, "a standard signing's secret must be whsec_ "
-			       "followed by the base64 of %d..%d bytes", WEBHOOK_STANDARD_KEY_MIN,
-			       WEBHOOK_STANDARD_KEY_MAX);
+		return cp_fail(err, CP_ERR_INVALID,
+			       "a standard signing's secret must be whsec_ "
+			       "followed by the base64 of %d..%d bytes",
+			       WEBHOOK_STANDARD_KEY_MIN, WEBHOOK_STANDARD_KEY_MAX);
 	if (req->agent_id && *req->agent_id) {
 		struct agent a;
 		struct scope sc = {0};
@@ -132,13 +136,15 @@ enum cp_err webhook_change(struct store *st, const char *tenant_id, const char *
 {
 	*new_secret = false;
 	if (!req->url && !req->format && !req->signing && !req->agent_id && !req->secret)
-		return cp_fail(err, CP_ERR_INVALID, "nothing to change: give url, format, signing,"
+		return cp_fail(err, CP_ERR_INVALID,
+			       "nothing to change: give url, format, signing,"
 			       " agent_id or secret");
 	enum cp_err e = webhook_registry_get(st, tenant_id, id, out, err);
 	if (e != CP_OK)
 		return e;
-	const char *signing = req->signing ? req->signing : out->signing[0] ? out->signing :
-			      "callplane";
+	const char *signing = req->signing      ? req->signing
+			      : out->signing[0] ? out->signing
+						: "callplane";
 	struct webhook next = *out;
 	next.agent_id[0] = '\0';
 	e = check_request(st, out->tenant_id, req, false, signing, allow_private, &next, err);
@@ -194,12 +200,12 @@ enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const
 			  "deliveries");
 }
 
-enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
-				    int *count, struct cp_error *err)
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id, int *count,
+				    struct cp_error *err)
 {
 	*count = 0;
-	enum cp_err e = store_fail(err, STORE(st, delivery_replay, tenant_id, id, cp_now_ms(), count),
-				   "deliveries");
+	enum cp_err e = store_fail(
+		err, STORE(st, delivery_replay, tenant_id, id, cp_now_ms(), count), "deliveries");
 	if (e == CP_OK && id && *count == 0)
 		return cp_fail(err, CP_ERR_NOT_FOUND, "no failed delivery with that id");
 	return e;

@@ -102,7 +102,8 @@ static enum cp_err host_public(const char *host, struct cp_error *err)
 			freeaddrinfo(res);
 		return cp_fail(err, CP_ERR_WEBHOOK_TARGET,
 			       "url host %.80s does not resolve (%s); a webhook must resolve to a "
-			       "public address", host, rc ? gai_strerror(rc) : "no address");
+			       "public address",
+			       host, rc ? gai_strerror(rc) : "no address");
 	}
 	enum cp_err e = CP_OK;
 	for (struct addrinfo *ai = res; ai && e == CP_OK; ai = ai->ai_next) {
@@ -110,10 +111,11 @@ static enum cp_err host_public(const char *host, struct cp_error *err)
 			continue;
 		char addr[INET6_ADDRSTRLEN];
 		webhook_addr_text(ai->ai_addr, addr, sizeof addr);
-		e = cp_fail(err, CP_ERR_WEBHOOK_TARGET,
-			    "url host %.80s resolves to %s, a private address; a webhook must resolve "
-			    "to a public address (serve --webhook-allow-private allows private ones)",
-			    host, addr);
+		e = cp_fail(
+			err, CP_ERR_WEBHOOK_TARGET,
+			"url host %.80s resolves to %s, a private address; a webhook must resolve "
+			"to a public address (serve --webhook-allow-private allows private ones)",
+			host, addr);
 	}
 	freeaddrinfo(res);
 	return e;

@@ -58,7 +58,7 @@ bool webhook_format_valid(const char *format);
 /* "t=UNIX,v1=HEX(HMAC-SHA256(secret, t + "." + body))" into buf. */
 void webhook_signature(const char *secret, int64_t unix_s, const char *body, char *buf,
 		       size_t size);
-bool webhook_signing_valid(const char *signing);   /* callplane | standard */
+bool webhook_signing_valid(const char *signing); /* callplane | standard */
 
 /* Standard Webhooks: a secret is "whsec_" + the base64 of a key of this many bytes */
 #define WEBHOOK_STANDARD_KEY_MIN 24

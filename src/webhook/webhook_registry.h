@@ -22,10 +22,10 @@
 
 struct webhook_request {
 	const char *url;
-	const char *agent_id;        /* NULL: every agent of the tenant */
-	const char *secret;          /* NULL: generated */
-	const char *format;          /* NULL: canonical */
-	const char *signing;         /* NULL: callplane; standard: Standard Webhooks */
+	const char *agent_id; /* NULL: every agent of the tenant */
+	const char *secret;   /* NULL: generated */
+	const char *format;   /* NULL: canonical */
+	const char *signing;  /* NULL: callplane; standard: Standard Webhooks */
 };
 
 #define WEBHOOKS_PER_TENANT_DEFAULT 20
@@ -69,7 +69,7 @@ enum cp_err webhook_delivery_list(struct store *st, const char *tenant_id, const
 /* Makes failed delivery id (id > 0), or every failed delivery (id 0), pending and due now;
  * *count how many. CP_ERR_NOT_FOUND when id names no failed delivery. The caller wakes the
  * delivery worker when *count > 0. */
-enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id,
-				    int *count, struct cp_error *err);
+enum cp_err webhook_delivery_replay(struct store *st, const char *tenant_id, int64_t id, int *count,
+				    struct cp_error *err);
 
 #endif

@@ -49,9 +49,11 @@ static void test_tenant_check(void **state)
 	long_name[STORE_NAME_MAX] = '\0';
 	assert_true(admin_tenant_check(&(struct admin_tenant_req){.name = long_name}, true, &bad));
 	expect_bad(admin_tenant_check(&(struct admin_tenant_req){.name = "a", .sip_uris = "*"},
-				      true, &bad), &bad, "sip_uris", SIP_RULE);
+				      true, &bad),
+		   &bad, "sip_uris", SIP_RULE);
 	expect_bad(admin_tenant_check(&(struct admin_tenant_req){.allow_prefixes = "1900"}, false,
-				      &bad), &bad, "allow_prefixes", PREFIX_RULE);
+				      &bad),
+		   &bad, "allow_prefixes", PREFIX_RULE);
 	/* "" is a value (refused); admin_clear clears */
 	expect_bad(admin_tenant_check(&(struct admin_tenant_req){.deny_prefixes = ""}, false, &bad),
 		   &bad, "deny_prefixes", PREFIX_RULE);
@@ -63,9 +65,13 @@ static void test_agent_check(void **state)
 {
 	(void)state;
 	struct admin_bad bad;
-	struct admin_agent_req ok = {.tenant_id = "t", .name = "a", .number = "+15550001111",
-				     .max_duration_s = 86400, .record = 1,
-				     .stream_url = "wss://x.example/a", .goodbye_text = "Bye."};
+	struct admin_agent_req ok = {.tenant_id = "t",
+				     .name = "a",
+				     .number = "+15550001111",
+				     .max_duration_s = 86400,
+				     .record = 1,
+				     .stream_url = "wss://x.example/a",
+				     .goodbye_text = "Bye."};
 	assert_true(admin_agent_check(&ok, true, &bad));
 	struct admin_agent_req r = ok;
 	r.tenant_id = NULL;
@@ -101,15 +107,19 @@ static void test_key_check(void **state)
 	(void)state;
 	struct admin_bad bad;
 	assert_true(admin_key_check(&(struct admin_key_req){.is_operator = true}, &bad));
-	assert_true(admin_key_check(&(struct admin_key_req){.tenant_id = "t", .number = "+1555",
-							     .sip_uris = "none",
-							     .rate_limit = 1000000}, &bad));
+	assert_true(admin_key_check(&(struct admin_key_req){.tenant_id = "t",
+							    .number = "+1555",
+							    .sip_uris = "none",
+							    .rate_limit = 1000000},
+				    &bad));
 	expect_bad(admin_key_check(&(struct admin_key_req){.is_operator = true, .number = "+1555"},
-				   &bad), &bad, "number", "is not for an operator key");
+				   &bad),
+		   &bad, "number", "is not for an operator key");
 	expect_bad(admin_key_check(&(struct admin_key_req){0}, &bad), &bad, "tenant_id",
 		   "must be a tenant id");
 	expect_bad(admin_key_check(&(struct admin_key_req){.tenant_id = "t", .rate_limit = 1000001},
-				   &bad), &bad, "rate_limit", "must be an integer in 1..1000000");
+				   &bad),
+		   &bad, "rate_limit", "must be an integer in 1..1000000");
 	expect_bad(admin_key_check(&(struct admin_key_req){.tenant_id = "t", .sip_uris = ""}, &bad),
 		   &bad, "sip_uris", SIP_RULE);
 }
@@ -121,12 +131,19 @@ static void test_sip_uris_within(void **state)
 		const char *inner, *outer;
 		bool within;
 	} rows[] = {
-		{"", "", true}, {"any", "", true}, {"pbx.example", "any", true},
-		{"none", "none", true}, {"pbx.example", "none", false}, {"", "none", false},
-		{"none", "pbx.example", true}, {"PBX.example", "pbx.example,10.0.0.5", true},
+		{"", "", true},
+		{"any", "", true},
+		{"pbx.example", "any", true},
+		{"none", "none", true},
+		{"pbx.example", "none", false},
+		{"", "none", false},
+		{"none", "pbx.example", true},
+		{"PBX.example", "pbx.example,10.0.0.5", true},
 		{"10.0.0.5,pbx.example", "pbx.example,10.0.0.5", true},
-		{"pbx.example,other.example", "pbx.example", false}, {"any", "pbx.example", false},
-		{"", "pbx.example", false}, {"pbx.exampl", "pbx.example", false},
+		{"pbx.example,other.example", "pbx.example", false},
+		{"any", "pbx.example", false},
+		{"", "pbx.example", false},
+		{"pbx.exampl", "pbx.example", false},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
 		if (admin_sip_uris_within(rows[i].inner, rows[i].outer) != rows[i].within)
@@ -145,14 +162,18 @@ static void test_trunk_check(void **state)
 	struct trunk t = {0};
 	char why[512];
 	const char *hdrs[] = {"X-Account: 42", "Via: x"};
-	struct admin_trunk_req ok = {.host = "[2001:db8::1]:5070", .transport = "tcp",
-				     .user = "acme", .password_file = "/etc/pw",
-				     .inbound_cidrs = "10.0.0.1/8", .headers = hdrs, .n_headers = 1};
+	struct admin_trunk_req ok = {.host = "[2001:db8::1]:5070",
+				     .transport = "tcp",
+				     .user = "acme",
+				     .password_file = "/etc/pw",
+				     .inbound_cidrs = "10.0.0.1/8",
+				     .headers = hdrs,
+				     .n_headers = 1};
 	assert_true(admin_trunk_check(&ok, dashed, &t, why, sizeof why));
 	assert_string_equal(t.host, "2001:db8::1");
 	assert_int_equal(t.port, 5070);
 	assert_string_equal(t.transport, "tcp");
-	assert_string_equal(t.inbound_cidrs, "10.0.0.0/8");      /* canonical */
+	assert_string_equal(t.inbound_cidrs, "10.0.0.0/8"); /* canonical */
 	assert_string_equal(t.headers, "X-Account: 42");
 	assert_string_equal(t.caller_id_header, "none");
 	struct admin_trunk_req r = ok;
@@ -160,7 +181,7 @@ static void test_trunk_check(void **state)
 	r.password_env = "1A";
 	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
 	assert_string_equal(why, "--password-env must be an environment variable's name"
-			    " ([A-Za-z_][A-Za-z0-9_]*), got '1A'");
+				 " ([A-Za-z_][A-Za-z0-9_]*), got '1A'");
 	r = ok;
 	r.password_file = "pw";
 	assert_false(admin_trunk_check(&r, dashed, &t, why, sizeof why));
@@ -219,21 +240,29 @@ static void test_tenant_update_refused_changes_nothing(void **state)
 	struct fx *f = *state;
 	struct cp_error err = {0};
 	struct tenant t;
-	assert_int_equal(admin_tenant_update(f->st, f->t.id, &(struct admin_tenant_req){
-		.name = "renamed", .allow_prefixes = "+1,bad"}, &t, &err), CP_ERR_INVALID);
+	assert_int_equal(admin_tenant_update(f->st, f->t.id,
+					     &(struct admin_tenant_req){.name = "renamed",
+									.allow_prefixes = "+1,bad"},
+					     &t, &err),
+			 CP_ERR_INVALID);
 	assert_string_equal(err.message, "allow_prefixes " PREFIX_RULE);
 	assert_int_equal(admin_tenant_get(f->st, f->t.id, &t, &err), CP_OK);
 	assert_string_equal(t.name, "acme");
 	assert_string_equal(t.dial.allow_prefixes, "");
-	assert_int_equal(admin_tenant_update(f->st, f->t.id, &(struct admin_tenant_req){
-		.name = "renamed", .allow_prefixes = "+1"}, &t, &err), CP_OK);
+	assert_int_equal(admin_tenant_update(f->st, f->t.id,
+					     &(struct admin_tenant_req){.name = "renamed",
+									.allow_prefixes = "+1"},
+					     &t, &err),
+			 CP_OK);
 	assert_string_equal(t.name, "renamed");
 	assert_string_equal(t.dial.allow_prefixes, "+1");
 	assert_string_equal(t.dial.sip_uris, "none");
-	assert_int_equal(admin_tenant_update(f->st, "nope", &(struct admin_tenant_req){
-		.name = "x"}, &t, &err), CP_ERR_NOT_FOUND);
-	assert_int_equal(admin_tenant_update(f->st, f->t.id, &(struct admin_tenant_req){0}, &t,
-					     &err), CP_ERR_INVALID);
+	assert_int_equal(admin_tenant_update(f->st, "nope", &(struct admin_tenant_req){.name = "x"},
+					     &t, &err),
+			 CP_ERR_NOT_FOUND);
+	assert_int_equal(
+		admin_tenant_update(f->st, f->t.id, &(struct admin_tenant_req){0}, &t, &err),
+		CP_ERR_INVALID);
 }
 
 static void test_agent_number_conflict_and_trunk(void **state)
@@ -250,7 +279,7 @@ static void test_agent_number_conflict_and_trunk(void **state)
 	assert_int_equal(admin_agent_update(f->st, NULL, a.id, &req, &b, &err), CP_ERR_INVALID);
 	assert_string_equal(err.message, "trunk_id must be one of the tenant's trunks");
 	assert_int_equal(admin_agent_get(f->st, NULL, a.id, &b, &err), CP_OK);
-	assert_string_equal(b.goodbye_text, "");      /* the refused update changed nothing */
+	assert_string_equal(b.goodbye_text, ""); /* the refused update changed nothing */
 	req.trunk_id = NULL;
 	req.record = 1;
 	assert_int_equal(admin_agent_update(f->st, NULL, a.id, &req, &b, &err), CP_OK);
@@ -313,7 +342,8 @@ int main(void)
 		cmocka_unit_test(test_trunk_check),
 		cmocka_unit_test_setup_teardown(test_tenant_update_refused_changes_nothing, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_agent_number_conflict_and_trunk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_number_conflict_and_trunk, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_key_minting_and_revoking, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,13 +40,16 @@ static void test_media_decodes_its_payload(void **state)
 	const char *why;
 	/* "AAEC/w==" is 00 01 02 ff */
 	assert_int_equal(parse("{\"event\":\"media\",\"streamSid\":\"" SID "\","
-			       "\"media\":{\"payload\":\"AAEC/w==\"}}", &m, &why), 0);
+			       "\"media\":{\"payload\":\"AAEC/w==\"}}",
+			       &m, &why),
+			 0);
 	assert_int_equal(m.event, AGENT_MEDIA);
 	assert_int_equal(m.audio_len, 4);
 	const uint8_t want[] = {0x00, 0x01, 0x02, 0xff};
 	assert_memory_equal(audio, want, sizeof want);
 	/* no streamSid: this stream's */
-	assert_int_equal(parse("{\"event\":\"media\",\"media\":{\"payload\":\"/w==\"}}", &m, &why), 0);
+	assert_int_equal(parse("{\"event\":\"media\",\"media\":{\"payload\":\"/w==\"}}", &m, &why),
+			 0);
 	assert_int_equal(m.audio_len, 1);
 	assert_int_equal(audio[0], 0xff);
 }
@@ -56,7 +59,8 @@ static void test_mark_and_clear(void **state)
 	(void)state;
 	struct agent_msg m;
 	const char *why;
-	assert_int_equal(parse("{\"event\":\"mark\",\"mark\":{\"name\":\"greeting-done\"}}", &m, &why), 0);
+	assert_int_equal(
+		parse("{\"event\":\"mark\",\"mark\":{\"name\":\"greeting-done\"}}", &m, &why), 0);
 	assert_int_equal(m.event, AGENT_MARK);
 	assert_string_equal(m.mark_name, "greeting-done");
 	assert_int_equal(parse("{\"event\":\"clear\",\"streamSid\":\"" SID "\"}", &m, &why), 0);
@@ -90,11 +94,16 @@ static void test_unusable_messages(void **state)
 		 "another stream's streamSid");
 	rejected("{\"event\":\"media\"}", "media without media.payload");
 	rejected("{\"event\":\"media\",\"media\":{\"payload\":7}}", "media without media.payload");
-	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AAE\"}}", "media payload is not base64");
-	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA*=\"}}", "media payload is not base64");
-	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA=A\"}}", "media payload is not base64");
-	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA==AA==\"}}", "media payload is not base64");
-	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"====\"}}", "media payload is not base64");
+	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AAE\"}}",
+		 "media payload is not base64");
+	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA*=\"}}",
+		 "media payload is not base64");
+	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA=A\"}}",
+		 "media payload is not base64");
+	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"AA==AA==\"}}",
+		 "media payload is not base64");
+	rejected("{\"event\":\"media\",\"media\":{\"payload\":\"====\"}}",
+		 "media payload is not base64");
 	rejected("{\"event\":\"mark\",\"mark\":{}}", "mark without mark.name");
 	rejected("{\"event\":\"mark\"}", "mark without mark.name");
 }

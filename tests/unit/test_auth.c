@@ -171,7 +171,8 @@ static int setup(void **state)
 	f->st = store_open(f->path, &opt);
 	struct tenant t = {.name = "auth tenant", .created_at = cp_now_ms()};
 	if (!f->st || cp_uuid4(f->tenant) ||
-	    (snprintf(t.id, sizeof t.id, "%s", f->tenant), STORE(f->st, tenant_create, &t)) != STORE_OK) {
+	    (snprintf(t.id, sizeof t.id, "%s", f->tenant), STORE(f->st, tenant_create, &t)) !=
+		    STORE_OK) {
 		store_close(f->st);
 		rmdir(f->dir);
 		free(f);

@@ -222,10 +222,10 @@ struct fx {
 	struct store *st;
 	struct call_service *svc;
 	char t1[CP_UUID_LEN + 1], t2[CP_UUID_LEN + 1];
-	char a1[CP_UUID_LEN + 1];    /* t1, NUM_A1, no max duration */
-	char a2[CP_UUID_LEN + 1];    /* t1, no number */
-	char a3[CP_UUID_LEN + 1];    /* t1, NUM_A3, max duration 120 */
-	char b1[CP_UUID_LEN + 1];    /* t2, NUM_B1 */
+	char a1[CP_UUID_LEN + 1]; /* t1, NUM_A1, no max duration */
+	char a2[CP_UUID_LEN + 1]; /* t1, no number */
+	char a3[CP_UUID_LEN + 1]; /* t1, NUM_A3, max duration 120 */
+	char b1[CP_UUID_LEN + 1]; /* t2, NUM_B1 */
 	struct scope sc1, sc2;
 	struct fake_engine fake;
 	struct telephony tel;
@@ -282,8 +282,8 @@ static int setup(void **state)
 	f->st = store_open(f->path, &opt);
 	if (!f->st)
 		goto fail;
-	if (cp_uuid4(f->t1) || cp_uuid4(f->t2) ||
-	    add_tenant(f->st, f->t1, "one") != STORE_OK || add_tenant(f->st, f->t2, "two") != STORE_OK ||
+	if (cp_uuid4(f->t1) || cp_uuid4(f->t2) || add_tenant(f->st, f->t1, "one") != STORE_OK ||
+	    add_tenant(f->st, f->t2, "two") != STORE_OK ||
 	    add_agent(f->st, f->t1, "a1", NUM_A1, 0, f->a1) != STORE_OK ||
 	    add_agent(f->st, f->t1, "a2", NULL, 0, f->a2) != STORE_OK ||
 	    add_agent(f->st, f->t1, "a3", NUM_A3, 120, f->a3) != STORE_OK ||
@@ -348,15 +348,16 @@ static size_t count_calls(struct fx *f, const struct scope *sc)
 /* Moves a queued call forward as the engine would report it. */
 static void to_ringing(struct fx *f, const char *id)
 {
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
-				.sip_status = 180};
+	struct call_update u = {
+		.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING, .sip_status = 180};
 	assert_int_equal(call_service_event(f->svc, id, &u, NULL), STORE_OK);
 }
 
 static void to_in_progress(struct fx *f, const char *id)
 {
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms() - 2000,
+				.to = CALL_IN_PROGRESS,
+				.answered_at = cp_now_ms() - 2000,
 				.sip_status = 200};
 	struct call out = {0};
 	assert_int_equal(call_service_event(f->svc, id, &u, &out), STORE_OK);
@@ -385,14 +386,14 @@ static void test_create_defaults(void **state)
 	assert_string_equal(c.agent_id, f->a1);
 	assert_int_equal(c.direction, CALL_OUTBOUND);
 	assert_int_equal(c.status, CALL_QUEUED);
-	assert_string_equal(c.from, NUM_A1);      /* from defaults to the agent's number */
+	assert_string_equal(c.from, NUM_A1); /* from defaults to the agent's number */
 	assert_string_equal(c.to, TO);
 	assert_int_equal(c.max_duration_s, 0);
 	assert_true(c.created_at >= before && c.created_at <= cp_now_ms());
 	assert_int_equal(c.answered_at, 0);
 	assert_int_equal(c.ended_at, 0);
 	assert_false(call_is_redacted(&c));
-	assert_string_equal(c.provider_call_id, "");   /* no engine: nothing on the wire */
+	assert_string_equal(c.provider_call_id, ""); /* no engine: nothing on the wire */
 	/* metadata defaults to an empty object */
 	json_t *j = call_to_json(&c);
 	assert_true(json_is_object(json_object_get(j, "metadata")));
@@ -421,13 +422,15 @@ static void test_create_defaults(void **state)
 static void test_create_explicit_fields(void **state)
 {
 	struct fx *f = *state;
-	struct call_request req = {.agent_id = f->a1, .to = "+442071234567",
-				   .from = NUM_A3, .metadata = "{\"crm\":42}",
+	struct call_request req = {.agent_id = f->a1,
+				   .to = "+442071234567",
+				   .from = NUM_A3,
+				   .metadata = "{\"crm\":42}",
 				   .max_duration_s = 60};
 	struct call c = {0}, s = {0};
 	struct cp_error err = {0};
 	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_OK);
-	assert_string_equal(c.from, NUM_A3);     /* another agent's number of the tenant */
+	assert_string_equal(c.from, NUM_A3); /* another agent's number of the tenant */
 	assert_string_equal(c.to, "+442071234567");
 	assert_int_equal(c.max_duration_s, 60);
 	stored(f, c.id, &s);
@@ -487,8 +490,14 @@ static void test_create_validation(void **state)
 	r.agent_id = "";
 	expect_invalid(f, &r, "agent empty", MSG_AGENT);
 
-	const char *bad_to[] = {"hello", "sip:", "+0123", "+1", "", "sip:bob @example.com",
-				"tel:+15550001111", "sip:bob\x01@example.com"};
+	const char *bad_to[] = {"hello",
+				"sip:",
+				"+0123",
+				"+1",
+				"",
+				"sip:bob @example.com",
+				"tel:+15550001111",
+				"sip:bob\x01@example.com"};
 	for (size_t i = 0; i < sizeof bad_to / sizeof bad_to[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = bad_to[i]};
 		expect_invalid(f, &r, bad_to[i], MSG_TO);
@@ -502,15 +511,20 @@ static void test_create_validation(void **state)
 	r = (struct call_request){.agent_id = f->a1, .to = long_to};
 	expect_invalid(f, &r, "to too long", MSG_TO);
 
-	const char *bad_from[] = {"hello", "sip:", "+0123", "", "15550001111",
-				  "sip:+15550001111@example.com", "sips:alice@example.com"};
+	const char *bad_from[] = {"hello",
+				  "sip:",
+				  "+0123",
+				  "",
+				  "15550001111",
+				  "sip:+15550001111@example.com",
+				  "sips:alice@example.com"};
 	for (size_t i = 0; i < sizeof bad_from / sizeof bad_from[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = TO, .from = bad_from[i]};
 		expect_invalid(f, &r, bad_from[i], MSG_FROM);
 	}
 
-	const char *bad_meta[] = {"[]", "[1,2]", "\"text\"", "42", "null", "true", "not json",
-				  "{", "{\"a\":}", ""};
+	const char *bad_meta[] = {"[]",   "[1,2]",    "\"text\"", "42",       "null",
+				  "true", "not json", "{",        "{\"a\":}", ""};
 	for (size_t i = 0; i < sizeof bad_meta / sizeof bad_meta[0]; i++) {
 		r = (struct call_request){.agent_id = f->a1, .to = TO, .metadata = bad_meta[i]};
 		expect_invalid(f, &r, bad_meta[i], MSG_METADATA);
@@ -906,7 +920,8 @@ static void test_event_conflict(void **state)
 	struct call c = {0}, out = {0};
 	create_ok(f, f->a1, &c);
 	/* completed is not reachable from queued */
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				.to = CALL_COMPLETED,
 				.ended_at = cp_now_ms()};
 	assert_int_equal(call_service_event(f->svc, c.id, &u, &out), STORE_CONFLICT);
 	assert_int_equal(out.status, CALL_QUEUED);
@@ -922,8 +937,8 @@ static void test_event_illegal_step_refused(void **state)
 	struct fx *f = *state;
 	struct call c = {0}, out = {0};
 	create_ok(f, f->a1, &c);
-	struct call_update to_completed = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_COMPLETED,
-					   .ended_at = cp_now_ms()};
+	struct call_update to_completed = {
+		.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_COMPLETED, .ended_at = cp_now_ms()};
 	assert_int_equal(call_service_event(f->svc, c.id, &to_completed, &out), STORE_CONFLICT);
 	assert_int_equal(out.status, CALL_QUEUED);
 	struct call_update to_queued = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
@@ -1007,8 +1022,9 @@ static void test_fake_hangup_undeliverable(void **state)
 	assert_int_equal(f->fake.hangup_calls, 1);
 	assert_int_equal(r.code, CP_ERR_UNDELIVERABLE);
 	assert_false(r.has_call);
-	assert_string_equal(r.message,
-			    "the hang-up could not be handed to the network; nothing changed, retry");
+	assert_string_equal(
+		r.message,
+		"the hang-up could not be handed to the network; nothing changed, retry");
 	/* nothing changed */
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_IN_PROGRESS);
@@ -1049,14 +1065,14 @@ static void test_fake_hangup_bye(void **state)
 	assert_string_equal(f->fake.hangup_id, c.id);
 	assert_int_equal(f->fake.hangup_status, CALL_IN_PROGRESS);
 	assert_string_equal(f->fake.hangup_reason, "ended_by_api");
-	assert_int_equal(f->fake.hangup_wait_ms, -1);   /* an API end: the engine's default bound */
+	assert_int_equal(f->fake.hangup_wait_ms, -1); /* an API end: the engine's default bound */
 	assert_int_equal(r.code, CP_OK);
 	assert_true(r.has_call);
 	assert_int_equal(r.call.status, CALL_COMPLETED);
 	assert_string_equal(r.call.end_reason, "ended_by_api");
 	assert_true(r.call.answered_at > 0);
 	assert_true(r.call.ended_at >= r.call.answered_at);
-	assert_int_equal(call_duration_s(&r.call), 2);   /* answered 2 s before (to_in_progress) */
+	assert_int_equal(call_duration_s(&r.call), 2); /* answered 2 s before (to_in_progress) */
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_COMPLETED);
 	assert_int_equal(s.ended_at, r.call.ended_at);
@@ -1177,7 +1193,8 @@ static void test_fake_remote_ended_meanwhile(void **state)
 	to_in_progress(f, c.id);
 	f->fake.move_first = true;
 	f->fake.move = (struct call_update){.from_mask = CALL_BIT(CALL_IN_PROGRESS),
-					    .to = CALL_COMPLETED, .ended_at = cp_now_ms(),
+					    .to = CALL_COMPLETED,
+					    .ended_at = cp_now_ms(),
 					    .end_reason = "remote_bye"};
 	f->fake.hangup_err = CP_OK;
 	f->fake.hangup_kind = HANGUP_BYE;
@@ -1205,7 +1222,8 @@ static void test_fake_answered_while_cancelling(void **state)
 	to_ringing(f, c.id);
 	f->fake.move_first = true;
 	f->fake.move = (struct call_update){.from_mask = CALL_BIT(CALL_RINGING),
-					    .to = CALL_IN_PROGRESS, .answered_at = cp_now_ms()};
+					    .to = CALL_IN_PROGRESS,
+					    .answered_at = cp_now_ms()};
 	f->fake.hangup_err = CP_OK;
 	f->fake.hangup_kind = HANGUP_CANCEL;
 	struct end_result r;
@@ -1248,7 +1266,7 @@ static void test_fake_deferred_with_worker(void **state)
 	/* the engine confirms */
 	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE, 0);
 	assert_int_equal(wait_result(&r), 1);
-	call_service_stop(f->svc);      /* drains the worker */
+	call_service_stop(f->svc); /* drains the worker */
 	pthread_mutex_lock(&r.mu);
 	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.code, CP_OK);
@@ -1310,9 +1328,9 @@ static void test_end_all_in_scope(void **state)
 	stored(f, p.id, &s);
 	assert_int_equal(s.status, CALL_COMPLETED);
 	stored(f, done.id, &s);
-	assert_string_equal(s.end_reason, "ended_by_api");   /* untouched */
+	assert_string_equal(s.end_reason, "ended_by_api"); /* untouched */
 	stored(f, other.id, &s);
-	assert_int_equal(s.status, CALL_QUEUED);              /* another tenant: untouched */
+	assert_int_equal(s.status, CALL_QUEUED); /* another tenant: untouched */
 	call_clear(&q);
 	call_clear(&p);
 	call_clear(&done);
@@ -1339,7 +1357,7 @@ static void test_end_all_with_engine(void **state)
 	assert_int_equal(ea.ended, 1);
 	assert_int_equal(f->fake.hangup_calls, 1);
 	assert_string_equal(f->fake.hangup_id, b.id);
-	assert_int_equal(f->fake.hangup_wait_ms, 0);     /* an emergency stop waits as needed */
+	assert_int_equal(f->fake.hangup_wait_ms, 0); /* an emergency stop waits as needed */
 	stored(f, b.id, &s);
 	assert_int_equal(s.status, CALL_CANCELED);
 	stored(f, a.id, &s);
@@ -1378,14 +1396,15 @@ static void on_inbound(void *arg, enum cp_err err, const struct call *c)
 	r->err = err;
 	call_clear(&r->call);
 	if (c && call_copy(&r->call, c))
-		r->err = CP_ERR_INTERNAL;   /* out of memory copying: shows as a failure */
+		r->err = CP_ERR_INTERNAL; /* out of memory copying: shows as a failure */
 }
 
 static void test_inbound(void **state)
 {
 	struct fx *f = *state;
 	struct inbound_result r = {0};
-	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+	struct inbound_call in = {.number = NUM_A3,
+				  .from = "sip:caller@example.net",
 				  .to = "sip:" NUM_A3 "@callplane.test",
 				  .provider_call_id = "inbound-1@example.net"};
 	call_service_inbound(f->svc, &in, on_inbound, &r);
@@ -1427,9 +1446,11 @@ static void test_inbound_only_admitted_tenants(void **state)
 	snprintf(only_t2, sizeof only_t2, "%s", f->t2);
 	snprintf(both, sizeof both, "%s,%s", f->t2, f->t1);
 	struct inbound_result r = {0};
-	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+	struct inbound_call in = {.number = NUM_A3,
+				  .from = "sip:caller@example.net",
 				  .to = "sip:" NUM_A3 "@callplane.test",
-				  .provider_call_id = "inbound-t@example.net", .tenants = only_t2};
+				  .provider_call_id = "inbound-t@example.net",
+				  .tenants = only_t2};
 	call_service_inbound(f->svc, &in, on_inbound, &r);
 	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.err, CP_ERR_NOT_FOUND);
@@ -1481,21 +1502,27 @@ static void test_post_event_in_order(void **state)
 	/* the engine's view of one call, posted without waiting */
 	char pcid[64];
 	snprintf(pcid, sizeof pcid, "posted-%s", c.id);
-	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
-				   .sip_status = 180, .provider_call_id = pcid};
+	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED),
+				   .to = CALL_RINGING,
+				   .sip_status = 180,
+				   .provider_call_id = pcid};
 	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
+				     .to = CALL_IN_PROGRESS,
+				     .answered_at = 1000,
+				     .sip_status = 200};
 	char reason[32];
 	snprintf(reason, sizeof reason, "remote_bye");
-	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = 4000, .end_reason = reason};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = 4000,
+				  .end_reason = reason};
 	call_service_post_event(f->svc, c.id, &ring);
 	call_service_post_event(f->svc, c.id, &answer);
 	call_service_post_event(f->svc, c.id, &bye);
 	/* the service copied what it needs: the caller's buffers may change at once */
 	memset(pcid, 'X', sizeof pcid - 1);
 	memset(reason, 'X', sizeof reason - 1);
-	call_service_stop(f->svc);      /* drains the queue */
+	call_service_stop(f->svc); /* drains the queue */
 	stored(f, c.id, &s);
 	assert_int_equal(s.status, CALL_COMPLETED);
 	assert_int_equal(s.answered_at, 1000);
@@ -1536,7 +1563,7 @@ struct end_racer {
 	struct fx *f;
 	const char *id;
 	pthread_barrier_t *barrier;
-	bool answer;                 /* report an answer instead of ending */
+	bool answer; /* report an answer instead of ending */
 	int event_rc;
 	struct end_result r;
 };
@@ -1547,7 +1574,8 @@ static void *end_race_one(void *arg)
 	pthread_barrier_wait(x->barrier);
 	if (x->answer) {
 		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-					.to = CALL_IN_PROGRESS, .answered_at = cp_now_ms()};
+					.to = CALL_IN_PROGRESS,
+					.answered_at = cp_now_ms()};
 		x->event_rc = call_service_event(x->f->svc, x->id, &u, NULL);
 	} else {
 		call_end_with(x->f->svc, &x->f->sc1, x->id, &(struct call_end_options){0}, NULL,
@@ -1724,7 +1752,8 @@ static void test_create_stream_url(void **state)
 	const char *bad[] = {"http://x", "ws://", "ws://h x", "wss://h:0/?token=leak"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		req.stream_url = bad[i];
-		assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err), CP_ERR_INVALID);
+		assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, &c, &err),
+				 CP_ERR_INVALID);
 		assert_non_null(strstr(err.message, "stream_url"));
 		assert_null(strstr(err.message, "leak"));
 	}
@@ -1744,7 +1773,8 @@ static void test_inbound_stream_url(void **state)
 	struct fx *f = *state;
 	assert_int_equal(STORE(f->st, agent_set_stream_url, f->a3, AGENT_URL), STORE_OK);
 	struct inbound_result r = {0};
-	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+	struct inbound_call in = {.number = NUM_A3,
+				  .from = "sip:caller@example.net",
 				  .to = "sip:" NUM_A3 "@callplane.test",
 				  .provider_call_id = "inbound-url@example.net"};
 	call_service_inbound(f->svc, &in, on_inbound, &r);
@@ -1790,7 +1820,8 @@ static void test_inbound_record_follows_agent(void **state)
 {
 	struct fx *f = *state;
 	struct inbound_result r = {0};
-	struct inbound_call in = {.number = NUM_A3, .from = "sip:caller@example.net",
+	struct inbound_call in = {.number = NUM_A3,
+				  .from = "sip:caller@example.net",
 				  .to = "sip:" NUM_A3 "@callplane.test",
 				  .provider_call_id = "inbound-rec-1@example.net"};
 	call_service_inbound(f->svc, &in, on_inbound, &r);
@@ -1832,8 +1863,10 @@ static void recorded_and_ended(struct fx *f, enum call_record_choice choice, str
 	struct cp_error err = {0};
 	assert_int_equal(call_create(f->svc, &f->sc1, &req, NULL, out, &err), CP_OK);
 	to_in_progress(f, out->id);
-	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				.ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	struct call_update u = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				.to = CALL_COMPLETED,
+				.ended_at = cp_now_ms(),
+				.end_reason = "remote_hangup"};
 	assert_int_equal(call_service_event(f->svc, out->id, &u, out), STORE_OK);
 }
 
@@ -1912,7 +1945,8 @@ static void test_recording_open_and_redaction(void **state)
 	snprintf(blocker, sizeof blocker, "%s/%s.wav", rec, other.id);
 	assert_int_equal(mkdir(blocker, 0700), 0);
 	write_file(blocker, "inside", "x");
-	assert_int_equal(call_redact(f->svc, &f->sc1, other.id, NULL, &seen, &err), CP_ERR_INTERNAL);
+	assert_int_equal(call_redact(f->svc, &f->sc1, other.id, NULL, &seen, &err),
+			 CP_ERR_INTERNAL);
 	assert_string_equal(err.message, "the call's recording could not be deleted; retry");
 	struct call s = {0};
 	stored(f, other.id, &s);
@@ -1976,8 +2010,9 @@ static void test_send_dtmf(void **state)
 	/* an engine that takes them; then one that cannot */
 	struct telephony tel = {.ops = &fake_dtmf_ops, .engine = &f->fake};
 	call_service_set_telephony(f->svc, &tel);
-	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "0123456789*#ABCD", "req-dtmf", &out,
-					&err), CP_OK);
+	assert_int_equal(
+		call_send_dtmf(f->svc, &f->sc1, c.id, "0123456789*#ABCD", "req-dtmf", &out, &err),
+		CP_OK);
 	assert_int_equal(f->fake.dtmf_calls, 1);
 	assert_string_equal(f->fake.dtmf_id, c.id);
 	assert_string_equal(f->fake.dtmf_digits, "0123456789*#ABCD");
@@ -1988,8 +2023,10 @@ static void test_send_dtmf(void **state)
 	assert_int_equal(f->fake.dtmf_calls, 2);
 	/* ended: 409 again, and the engine is not asked */
 	f->fake.dtmf_rc = 0;
-	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(),
+				  .end_reason = "remote_hangup"};
 	assert_int_equal(call_service_event(f->svc, c.id, &bye, NULL), STORE_OK);
 	assert_int_equal(call_send_dtmf(f->svc, &f->sc1, c.id, "5", NULL, &out, &err),
 			 CP_ERR_NOT_IN_PROGRESS);
@@ -2101,7 +2138,7 @@ static void test_delivery_backlog(void **state)
 	add_webhook(f, "talkover");
 	struct call c = {0};
 	create_ok(f, f->a1, &c);
-	to_in_progress(f, c.id);           /* call.answered: one delivery per webhook */
+	to_in_progress(f, c.id); /* call.answered: one delivery per webhook */
 	assert_int_equal(STORE(f->st, delivery_backlog, cp_now_ms(), &pending, &due), STORE_OK);
 	assert_int_equal(pending, 2);
 	assert_int_equal(due, 2);
@@ -2127,8 +2164,10 @@ static void test_post_dtmf_ignored(void **state)
 	assert_int_equal(events_after(f, seq, &ev), 0);
 	event_list_free(ev, 0);
 	/* an ended call */
-	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(),
+				  .end_reason = "remote_hangup"};
 	assert_int_equal(call_service_event(f->svc, c.id, &bye, NULL), STORE_OK);
 	seq = last_seq(f);
 	call_service_post_dtmf(f->svc, c.id, '1');
@@ -2146,14 +2185,18 @@ static void test_post_dtmf_in_order_with_worker(void **state)
 	int64_t seq = last_seq(f);
 	assert_int_equal(call_service_start(f->svc), 0);
 	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
-	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = 4000, .end_reason = "remote_hangup"};
+				     .to = CALL_IN_PROGRESS,
+				     .answered_at = 1000,
+				     .sip_status = 200};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = 4000,
+				  .end_reason = "remote_hangup"};
 	call_service_post_event(f->svc, c.id, &answer);
 	call_service_post_dtmf(f->svc, c.id, '1');
 	call_service_post_dtmf(f->svc, c.id, '#');
 	call_service_post_event(f->svc, c.id, &bye);
-	call_service_post_dtmf(f->svc, c.id, '2');   /* after the end: dropped */
+	call_service_post_dtmf(f->svc, c.id, '2'); /* after the end: dropped */
 	call_service_stop(f->svc);
 	struct stored_event *ev = NULL;
 	size_t n = events_after(f, seq, &ev);
@@ -2204,7 +2247,9 @@ static void test_post_dialog_with_answer(void **state)
 	durable_calls = 0;
 	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING};
 	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				     .to = CALL_IN_PROGRESS, .answered_at = 1000, .sip_status = 200};
+				     .to = CALL_IN_PROGRESS,
+				     .answered_at = 1000,
+				     .sip_status = 200};
 	call_service_post_dialog(f->svc, c.id, &ring, "{\"request\":\"CANCEL\"}", NULL, NULL);
 	call_service_post_dialog(f->svc, c.id, &answer, "{\"request\":\"BYE\"}", count_durable,
 				 &durable_calls);
@@ -2358,7 +2403,8 @@ static void test_goodbye_validation(void **state)
 		{{.goodbye_text = "caf\xc3"}, MSG_TEXT},
 		{{.after_playout = true, .has_max_wait = true, .max_wait_ms = -1}, MSG_WAIT},
 		{{.after_playout = true, .has_max_wait = true, .max_wait_ms = 60001}, MSG_WAIT},
-		{{.has_max_wait = true, .max_wait_ms = 500}, "max_wait_ms needs after_playout or goodbye"},
+		{{.has_max_wait = true, .max_wait_ms = 500},
+		 "max_wait_ms needs after_playout or goodbye"},
 		{{.reason = "bad reason", .after_playout = true},
 		 "reason must be 1..64 characters of [A-Za-z0-9_.:-]"},
 	};
@@ -2376,8 +2422,8 @@ static void test_goodbye_validation(void **state)
 	assert_int_equal(s.status, CALL_IN_PROGRESS);
 	/* the bounds themselves are accepted: 1000 characters, 0 and 60000 ms */
 	long_text[CALL_GOODBYE_TEXT_MAX] = '\0';
-	struct call_end_options edge = {.goodbye_text = long_text, .has_max_wait = true,
-					.max_wait_ms = 60000};
+	struct call_end_options edge = {
+		.goodbye_text = long_text, .has_max_wait = true, .max_wait_ms = 60000};
 	struct end_result r;
 	result_init(&r);
 	end_with_sync(f, c.id, &edge, &r);
@@ -2403,8 +2449,8 @@ static void test_goodbye_after_playout_and_text(void **state)
 	assert_int_equal(r.code, CP_OK);
 	assert_true(f->fake.goodbye_given);
 	assert_int_equal(f->fake.goodbye_len, 0);
-	assert_int_equal(f->fake.goodbye_max_wait, 10000);   /* the default deadline */
-	assert_int_equal(f->fake.hangup_wait_ms, -1);         /* an API end: the pacer's wait */
+	assert_int_equal(f->fake.goodbye_max_wait, 10000); /* the default deadline */
+	assert_int_equal(f->fake.hangup_wait_ms, -1);      /* an API end: the pacer's wait */
 	assert_int_equal(r.goodbye_ms, 1234);
 	assert_int_equal(r.call.status, CALL_COMPLETED);
 	assert_string_equal(r.call.end_reason, "ended_by_api");
@@ -2412,8 +2458,10 @@ static void test_goodbye_after_playout_and_text(void **state)
 
 	/* a text: rendered here, 1 to 4 s of speech handed to the engine, its own deadline */
 	answered_with_engine(f, f->a1, &d);
-	struct call_end_options spoken = {.reason = "done", .goodbye_text = BYE_TEXT,
-					  .has_max_wait = true, .max_wait_ms = 2500};
+	struct call_end_options spoken = {.reason = "done",
+					  .goodbye_text = BYE_TEXT,
+					  .has_max_wait = true,
+					  .max_wait_ms = 2500};
 	result_init(&r);
 	end_with_sync(f, d.id, &spoken, &r);
 	assert_int_equal(r.code, CP_OK);
@@ -2442,7 +2490,7 @@ static void test_goodbye_on_unanswered_call_ends_at_once(void **state)
 	result_init(&r);
 	end_with_sync(f, c.id, &opt, &r);
 	assert_int_equal(r.code, CP_OK);
-	assert_false(f->fake.goodbye_given);     /* nothing to play on: CANCEL now */
+	assert_false(f->fake.goodbye_given); /* nothing to play on: CANCEL now */
 	assert_int_equal(r.goodbye_ms, 0);
 	assert_int_equal(r.call.status, CALL_CANCELED);
 	result_destroy(&r);
@@ -2468,7 +2516,7 @@ static void test_goodbye_second_end_joins(void **state)
 	call_end_with(f->svc, &f->sc1, c.id, &(struct call_end_options){.reason = "plain"}, "req-2",
 		      on_end, &r2);
 	call_end_with(f->svc, &f->sc1, c.id, &other, "req-3", on_end, &r3);
-	assert_int_equal(f->fake.hangup_calls, 1);      /* one hang-up, so one BYE */
+	assert_int_equal(f->fake.hangup_calls, 1); /* one hang-up, so one BYE */
 	assert_int_equal(r1.calls + r2.calls + r3.calls, 0);
 	f->fake.pending_done(f->fake.pending_arg, CP_OK, HANGUP_BYE, 777);
 	struct end_result *rs[] = {&r1, &r2, &r3};
@@ -2613,7 +2661,7 @@ static double metric(const char *series)
 	char *text = metrics_render(&len);
 	assert_non_null(text);
 	double v = 0;
-	for (const char *line = text; line && *line; ) {
+	for (const char *line = text; line && *line;) {
 		if (!strncmp(line, series, n) && line[n] == ' ')
 			v = strtod(line + n + 1, NULL);
 		line = strchr(line, '\n');
@@ -2624,8 +2672,9 @@ static double metric(const char *series)
 	return v;
 }
 
-#define ENDED(status, reason, dialect) "callplane_calls_ended_total{status=\"" status \
-	"\",reason=\"" reason "\",dialect=\"" dialect "\"}"
+#define ENDED(status, reason, dialect)                                       \
+	"callplane_calls_ended_total{status=\"" status "\",reason=\"" reason \
+	"\",dialect=\"" dialect "\"}"
 
 static void test_metrics_of_calls(void **state)
 {
@@ -2649,7 +2698,8 @@ static void test_metrics_of_calls(void **state)
 		to_in_progress(f, c[i].id);
 	}
 	struct inbound_result r = {0};
-	struct inbound_call inb = {.number = NUM_A3, .from = "sip:caller@example.net",
+	struct inbound_call inb = {.number = NUM_A3,
+				   .from = "sip:caller@example.net",
 				   .to = "sip:" NUM_A3 "@callplane.test",
 				   .provider_call_id = "inbound-metrics@example.net"};
 	call_service_inbound(f->svc, &inb, on_inbound, &r);
@@ -2665,8 +2715,10 @@ static void test_metrics_of_calls(void **state)
 		result_destroy(&e);
 	}
 	/* the far end hangs up the second; the third ends with a reason of the client's */
-	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = cp_now_ms(), .end_reason = "remote_hangup"};
+	struct call_update bye = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = cp_now_ms(),
+				  .end_reason = "remote_hangup"};
 	call_service_post_event(f->svc, c[1].id, &bye);
 	struct end_result e;
 	result_init(&e);
@@ -2674,13 +2726,13 @@ static void test_metrics_of_calls(void **state)
 		      &(struct call_end_options){.reason = "customer_done"}, NULL, on_end, &e);
 	assert_int_equal(wait_result(&e), 1);
 	result_destroy(&e);
-	call_service_stop(f->svc);      /* drains the worker */
+	call_service_stop(f->svc); /* drains the worker */
 	assert_int_equal(r.err, CP_OK);
 	assert_float_equal(metric(in), in0 + 1, 0);
 	assert_float_equal(metric(by_talkover), talkover0 + 1, 0);
 	assert_float_equal(metric(remote), remote0 + 1, 0);
 	assert_float_equal(metric(custom), custom0 + 1, 0);
-	assert_float_equal(metric(wire), wire0 + 2, 0);      /* the two BYEs of API ends */
+	assert_float_equal(metric(wire), wire0 + 2, 0); /* the two BYEs of API ends */
 	/* this test's store: the inbound call is queued, nothing else is active */
 	assert_float_equal(metric("callplane_calls_active{status=\"queued\"}"), 1, 0);
 	assert_float_equal(metric("callplane_calls_active{status=\"in_progress\"}"), 0, 0);
@@ -2724,7 +2776,7 @@ static void test_live_calls(void **state)
 {
 	struct fx *f = *state;
 	struct call q = {0}, a = {0}, b = {0};
-	create_ok(f, f->a1, &q);              /* no engine: stays queued, is not live */
+	create_ok(f, f->a1, &q); /* no engine: stays queued, is not live */
 	size_t n = 99;
 	assert_int_equal(call_service_live_calls(f->svc, &n), 0);
 	assert_int_equal(n, 0);
@@ -2733,7 +2785,7 @@ static void test_live_calls(void **state)
 	create_ok(f, f->a3, &b);
 	to_in_progress(f, a.id);
 	assert_int_equal(call_service_live_calls(f->svc, &n), 0);
-	assert_int_equal(n, 3);                 /* the queued one may be dialled now */
+	assert_int_equal(n, 3); /* the queued one may be dialled now */
 	struct end_result r;
 	result_init(&r);
 	end_sync(f, &f->sc1, a.id, NULL, &r);
@@ -2762,14 +2814,14 @@ static void test_health(void **state)
 	assert_true(h.has_engine && h.engine_ok);
 	assert_int_equal(f->fake.ping_calls, 1);
 	assert_int_equal(f->fake.ping_timeout_ms, 250);
-	f->fake.ping_rc = -1;                   /* the engine's thread does not answer */
+	f->fake.ping_rc = -1; /* the engine's thread does not answer */
 	call_service_health(f->svc, 250, &h);
 	assert_true(h.store_ok);
 	assert_false(h.engine_ok);
 	call_service_drain(f->svc);
 	call_service_health(f->svc, 250, &h);
 	assert_true(h.draining);
-	call_service_set_telephony(f->svc, &f->tel);    /* an engine without a ping: alive */
+	call_service_set_telephony(f->svc, &f->tel); /* an engine without a ping: alive */
 	call_service_health(f->svc, 250, &h);
 	assert_true(h.engine_ok);
 	assert_int_equal(f->fake.ping_calls, 3);

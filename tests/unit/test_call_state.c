@@ -25,14 +25,14 @@
  * queued, ringing, in_progress, completed, canceled, failed, busy, no_answer */
 static const int expected[8][8] = {
 	/*                 que rin inp com can fai bus noa */
-	/* queued      */ { 0,  1,  1,  0,  1,  1,  1,  1 },
-	/* ringing     */ { 0,  0,  1,  0,  1,  1,  1,  1 },
-	/* in_progress */ { 0,  0,  0,  1,  0,  0,  0,  0 },
-	/* completed   */ { 0,  0,  0,  0,  0,  0,  0,  0 },
-	/* canceled    */ { 0,  0,  0,  0,  0,  0,  0,  0 },
-	/* failed      */ { 0,  0,  0,  0,  0,  0,  0,  0 },
-	/* busy        */ { 0,  0,  0,  0,  0,  0,  0,  0 },
-	/* no_answer   */ { 0,  0,  0,  0,  0,  0,  0,  0 },
+	/* queued      */ {0, 1, 1, 0, 1, 1, 1, 1},
+	/* ringing     */ {0, 0, 1, 0, 1, 1, 1, 1},
+	/* in_progress */ {0, 0, 0, 1, 0, 0, 0, 0},
+	/* completed   */ {0, 0, 0, 0, 0, 0, 0, 0},
+	/* canceled    */ {0, 0, 0, 0, 0, 0, 0, 0},
+	/* failed      */ {0, 0, 0, 0, 0, 0, 0, 0},
+	/* busy        */ {0, 0, 0, 0, 0, 0, 0, 0},
+	/* no_answer   */ {0, 0, 0, 0, 0, 0, 0, 0},
 };
 
 /* the names in enum order, written independently of call_state.c */
@@ -60,10 +60,12 @@ static void test_every_transition_pair(void **state)
 	int mismatches = 0;
 	for (int from = 0; from < NS; from++) {
 		for (int to = 0; to < NS; to++) {
-			bool got = call_transition_allowed((enum call_status)from, (enum call_status)to);
+			bool got = call_transition_allowed((enum call_status)from,
+							   (enum call_status)to);
 			if (got != (expected[from][to] != 0)) {
-				print_error("transition %s -> %s: expected %s, got %s\n", names[from],
-					    names[to], expected[from][to] ? "allowed" : "refused",
+				print_error("transition %s -> %s: expected %s, got %s\n",
+					    names[from], names[to],
+					    expected[from][to] ? "allowed" : "refused",
 					    got ? "allowed" : "refused");
 				mismatches++;
 			}
@@ -107,7 +109,8 @@ static void test_sources_of_matches_table(void **state)
 				want |= 1u << from;
 		uint32_t got = call_sources_of((enum call_status)to);
 		if (got != want)
-			print_error("call_sources_of(%s) = 0x%x, expected 0x%x\n", names[to], got, want);
+			print_error("call_sources_of(%s) = 0x%x, expected 0x%x\n", names[to], got,
+				    want);
 		assert_int_equal(got, want);
 	}
 }
@@ -120,7 +123,8 @@ static void test_sources_of_explicit(void **state)
 	assert_int_equal(call_sources_of(CALL_IN_PROGRESS),
 			 CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING));
 	assert_int_equal(call_sources_of(CALL_COMPLETED), CALL_BIT(CALL_IN_PROGRESS));
-	const enum call_status unanswered[] = {CALL_CANCELED, CALL_FAILED, CALL_BUSY, CALL_NO_ANSWER};
+	const enum call_status unanswered[] = {CALL_CANCELED, CALL_FAILED, CALL_BUSY,
+					       CALL_NO_ANSWER};
 	for (size_t i = 0; i < 4; i++)
 		assert_int_equal(call_sources_of(unanswered[i]),
 				 CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING));
@@ -153,8 +157,9 @@ static void test_status_names_round_trip(void **state)
 static void test_status_parse_rejects_unknown(void **state)
 {
 	(void)state;
-	const char *bad[] = {"", "unknown", "QUEUED", "Queued", "in-progress", "inprogress",
-			     "active", "queued ", " queued", "cancelled", "no-answer", "complete"};
+	const char *bad[] = {"",           "unknown", "QUEUED",  "Queued",  "in-progress",
+			     "inprogress", "active",  "queued ", " queued", "cancelled",
+			     "no-answer",  "complete"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		enum call_status out = CALL_BUSY;
 		if (call_status_parse(bad[i], &out))
@@ -200,16 +205,16 @@ static void test_reason_valid(void **state)
 	assert_int_equal(strlen(max), 65);
 	assert_false(call_reason_valid(max));
 
-	const char *good[] = {"ended_by_api", "a", "Z", "0", "user-hangup", "v1.2:ok",
+	const char *good[] = {"ended_by_api",  "a", "Z", "0", "user-hangup", "v1.2:ok",
 			      "ABCxyz_019.:-", "-", "."};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		if (!call_reason_valid(good[i]))
 			print_error("rejected valid reason \"%s\"\n", good[i]);
 		assert_true(call_reason_valid(good[i]));
 	}
-	const char *bad[] = {"", "has space", " lead", "trail ", "tab\there", "new\nline",
-			     "caf\xc3\xa9", "\xe2\x82\xac", "semi;colon", "slash/x", "quote\"",
-			     "plus+", "at@", "comma,", "percent%"};
+	const char *bad[] = {"",          "has space",   " lead",        "trail ",     "tab\there",
+			     "new\nline", "caf\xc3\xa9", "\xe2\x82\xac", "semi;colon", "slash/x",
+			     "quote\"",   "plus+",       "at@",          "comma,",     "percent%"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (call_reason_valid(bad[i]))
 			print_error("accepted invalid reason \"%s\"\n", bad[i]);
@@ -228,8 +233,8 @@ static void test_address_valid(void **state)
 		"sip:example.com",
 		"sip:+15550001111@gw.example.com;user=phone",
 		"+15550001111",
-		"+12",                 /* 2 digits: the minimum */
-		"+123456789012345",    /* 15 digits: the maximum */
+		"+12",              /* 2 digits: the minimum */
+		"+123456789012345", /* 15 digits: the maximum */
 		"+442071234567",
 	};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -238,14 +243,33 @@ static void test_address_valid(void **state)
 		assert_true(call_address_valid(good[i]));
 	}
 	const char *bad[] = {
-		"", "hello", "sip:", "sips:", "+0123", "+1", "+", "15550001111",
-		"+1234567890123456",   /* 16 digits */
-		"+1555 0001111", "+1555-000-1111", "+1555a", "tel:+15550001111",
-		"http://example.com", "sip:@example.com", "sip:bob @example.com",
-		" sip:bob@example.com", "sip:bob@example.com ", "sip:bob\t@example.com",
-		"sip:bob\x01@example.com", "sip:bob@example.com\x7f", "sip:bob\r\n@example.com",
-		"sip:<bob@example.com>", "sip:b\"ob@example.com", "sip:bob@ex\xc3\xa9.com",
-		"sipbob@example.com", "si:bob@example.com",
+		"",
+		"hello",
+		"sip:",
+		"sips:",
+		"+0123",
+		"+1",
+		"+",
+		"15550001111",
+		"+1234567890123456", /* 16 digits */
+		"+1555 0001111",
+		"+1555-000-1111",
+		"+1555a",
+		"tel:+15550001111",
+		"http://example.com",
+		"sip:@example.com",
+		"sip:bob @example.com",
+		" sip:bob@example.com",
+		"sip:bob@example.com ",
+		"sip:bob\t@example.com",
+		"sip:bob\x01@example.com",
+		"sip:bob@example.com\x7f",
+		"sip:bob\r\n@example.com",
+		"sip:<bob@example.com>",
+		"sip:b\"ob@example.com",
+		"sip:bob@ex\xc3\xa9.com",
+		"sipbob@example.com",
+		"si:bob@example.com",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (call_address_valid(bad[i]))
@@ -299,13 +323,39 @@ static void test_stream_url_valid(void **state)
 		assert_true(call_stream_url_valid(good[i]));
 	}
 	const char *bad[] = {
-		"", "agent.example.com", "/stream", "http://agent.example.com",
-		"https://agent.example.com", "ws:/agent.example.com", "ws:agent.example.com",
-		"ws://", "wss://", "ws:///path", "ws://?q", "ws://:9000", "ws://user@",
-		"ws://user@/p", "ws://h:", "ws://h:0", "ws://h:65536", "ws://h:123456",
-		"ws://h:80a", "ws://[::1", "ws://[]:80", "ws://[::1]x", "ws://[::1]:",
-		"ws://agent example.com", " ws://h", "ws://h ", "ws://h/\tx", "ws://h/\x01",
-		"ws://h/\x7f", "ws://h/\r\n", "ws://h/caf\xc3\xa9", "wsx://h", "sip:bob@h",
+		"",
+		"agent.example.com",
+		"/stream",
+		"http://agent.example.com",
+		"https://agent.example.com",
+		"ws:/agent.example.com",
+		"ws:agent.example.com",
+		"ws://",
+		"wss://",
+		"ws:///path",
+		"ws://?q",
+		"ws://:9000",
+		"ws://user@",
+		"ws://user@/p",
+		"ws://h:",
+		"ws://h:0",
+		"ws://h:65536",
+		"ws://h:123456",
+		"ws://h:80a",
+		"ws://[::1",
+		"ws://[]:80",
+		"ws://[::1]x",
+		"ws://[::1]:",
+		"ws://agent example.com",
+		" ws://h",
+		"ws://h ",
+		"ws://h/\tx",
+		"ws://h/\x01",
+		"ws://h/\x7f",
+		"ws://h/\r\n",
+		"ws://h/caf\xc3\xa9",
+		"wsx://h",
+		"sip:bob@h",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (call_stream_url_valid(bad[i]))
@@ -329,15 +379,38 @@ static void test_stream_url_valid(void **state)
 static void test_dtmf_digits_valid(void **state)
 {
 	(void)state;
-	const char *good[] = {"0", "9", "*", "#", "A", "B", "C", "D", "12#", "0123456789*#ABCD",
+	const char *good[] = {"0",
+			      "9",
+			      "*",
+			      "#",
+			      "A",
+			      "B",
+			      "C",
+			      "D",
+			      "12#",
+			      "0123456789*#ABCD",
 			      "11111111111111111111111111111111" /* 32: the maximum */};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		if (!call_dtmf_digits_valid(good[i]))
 			print_error("rejected valid digits \"%s\"\n", good[i]);
 		assert_true(call_dtmf_digits_valid(good[i]));
 	}
-	const char *bad[] = {"", "a", "b", "c", "d", "12a", "E", "1 2", " 1", "1\n", "+", "p",
-			     "w", ",", "1-2", "\xc2\xb9",
+	const char *bad[] = {"",
+			     "a",
+			     "b",
+			     "c",
+			     "d",
+			     "12a",
+			     "E",
+			     "1 2",
+			     " 1",
+			     "1\n",
+			     "+",
+			     "p",
+			     "w",
+			     ",",
+			     "1-2",
+			     "\xc2\xb9",
 			     "111111111111111111111111111111111" /* 33 */};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (call_dtmf_digits_valid(bad[i]))
@@ -358,17 +431,27 @@ static void test_goodbye_text_valid(void **state)
 {
 	(void)state;
 	char text[4 * CALL_GOODBYE_TEXT_MAX + 8];
-	const char *good[] = {"Goodbye.", "x", "Au revoir, \xc3\xa0 bient\xc3\xb4t",
-			      "\xe2\x82\xac" /* 3 bytes */, "\xf0\x9f\x91\x8b" /* 4 bytes */,
-			      "line one\nline two", " "};
+	const char *good[] = {"Goodbye.",
+			      "x",
+			      "Au revoir, \xc3\xa0 bient\xc3\xb4t",
+			      "\xe2\x82\xac" /* 3 bytes */,
+			      "\xf0\x9f\x91\x8b" /* 4 bytes */,
+			      "line one\nline two",
+			      " "};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
 		if (!call_goodbye_text_valid(good[i]))
 			print_error("rejected valid text \"%s\"\n", good[i]);
 		assert_true(call_goodbye_text_valid(good[i]));
 	}
-	const char *bad[] = {"", "\xc3" /* cut */, "\xc3\x28", "\xc0\xaf" /* overlong '/' */,
-			     "\xe0\x80\xaf", "\xed\xa0\x80" /* a surrogate */,
-			     "\xf4\x90\x80\x80" /* above U+10FFFF */, "\xff", "ok\x80"};
+	const char *bad[] = {"",
+			     "\xc3" /* cut */,
+			     "\xc3\x28",
+			     "\xc0\xaf" /* overlong '/' */,
+			     "\xe0\x80\xaf",
+			     "\xed\xa0\x80" /* a surrogate */,
+			     "\xf4\x90\x80\x80" /* above U+10FFFF */,
+			     "\xff",
+			     "ok\x80"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (call_goodbye_text_valid(bad[i]))
 			print_error("accepted invalid text #%zu\n", i);
@@ -440,9 +523,10 @@ static bool is_rfc3339_ms(const char *s)
 }
 
 static const char *const call_keys[] = {
-	"id", "agent_id", "direction", "from", "to", "status", "provider_call_id", "created_at",
-	"answered_at", "ended_at", "duration_s", "end_reason", "sip_status", "max_duration_s",
-	"metadata", "redacted_at", "has_recording", "recording_url",
+	"id",          "agent_id",         "direction",     "from",           "to",
+	"status",      "provider_call_id", "created_at",    "answered_at",    "ended_at",
+	"duration_s",  "end_reason",       "sip_status",    "max_duration_s", "metadata",
+	"redacted_at", "has_recording",    "recording_url",
 };
 #define N_CALL_KEYS (sizeof call_keys / sizeof call_keys[0])
 
@@ -457,7 +541,8 @@ static void assert_exact_keys(json_t *o)
 	}
 	const char *k;
 	json_t *v;
-	json_object_foreach(o, k, v) {
+	json_object_foreach(o, k, v)
+	{
 		bool known = false;
 		for (size_t i = 0; i < N_CALL_KEYS; i++)
 			known = known || !strcmp(k, call_keys[i]);
@@ -483,9 +568,9 @@ static void fill_ended_call(struct call *c)
 	strcpy(c->end_reason, "ended_by_api");
 	c->sip_status = 200;
 	c->max_duration_s = 300;
-	c->created_at = 1795316516123;               /* 2026-11-22T03:01:56.123Z */
-	c->answered_at = 1795316518000;              /* +1.877 s */
-	c->ended_at = 1795316530600;                 /* 12.6 s after answer -> 13 */
+	c->created_at = 1795316516123;  /* 2026-11-22T03:01:56.123Z */
+	c->answered_at = 1795316518000; /* +1.877 s */
+	c->ended_at = 1795316530600;    /* 12.6 s after answer -> 13 */
 	c->metadata = strdup("{\"crm\":{\"id\":42},\"tag\":\"x\"}");
 	assert_non_null(c->metadata);
 }
@@ -549,8 +634,8 @@ static void test_to_json_fresh_call(void **state)
 	assert_string_equal(json_string_value(json_object_get(o, "status")), "queued");
 	assert_string_equal(json_string_value(json_object_get(o, "created_at")),
 			    "1970-01-01T00:00:00.001Z");
-	const char *nulls[] = {"provider_call_id", "answered_at", "ended_at", "duration_s",
-			       "end_reason", "sip_status", "max_duration_s", "redacted_at"};
+	const char *nulls[] = {"provider_call_id", "answered_at", "ended_at",       "duration_s",
+			       "end_reason",       "sip_status",  "max_duration_s", "redacted_at"};
 	for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) {
 		if (!json_is_null(json_object_get(o, nulls[i])))
 			print_error("%s should be null\n", nulls[i]);
@@ -607,7 +692,7 @@ static void test_call_move(void **state)
 	(void)state;
 	struct call a, b = {0};
 	fill_ended_call(&a);
-	b.metadata = strdup("{\"old\":1}");   /* must be freed by the move (LeakSanitizer) */
+	b.metadata = strdup("{\"old\":1}"); /* must be freed by the move (LeakSanitizer) */
 	call_move(&b, &a);
 	assert_string_equal(b.id, "1b4e28ba-2fa1-41d2-883f-0016d3cca427");
 	assert_non_null(b.metadata);
@@ -653,7 +738,8 @@ static void expect_same_as_jansson(const struct call *c)
 	json_object_set_new(o, "ended_at", tv[2]);
 	json_object_set_new(o, "duration_s", dur >= 0 ? json_integer(dur) : json_null());
 	json_object_set_new(o, "end_reason", STR_OR_NULL(c->end_reason, true));
-	json_object_set_new(o, "sip_status", c->sip_status ? json_integer(c->sip_status) : json_null());
+	json_object_set_new(o, "sip_status",
+			    c->sip_status ? json_integer(c->sip_status) : json_null());
 	json_object_set_new(o, "max_duration_s",
 			    c->max_duration_s ? json_integer(c->max_duration_s) : json_null());
 	json_object_set_new(o, "metadata", meta ? meta : json_null());
@@ -731,7 +817,7 @@ static void test_to_json_recording(void **state)
 	fill_ended_call(&c);
 	json_t *o = call_to_json(&c);
 	assert_exact_keys(o);
-	assert_true(json_is_false(json_object_get(o, "has_recording")));   /* not recorded */
+	assert_true(json_is_false(json_object_get(o, "has_recording"))); /* not recorded */
 	assert_true(json_is_null(json_object_get(o, "recording_url")));
 	json_decref(o);
 
@@ -749,9 +835,9 @@ static void test_to_json_recording(void **state)
 		bool has;
 	} cases[] = {
 		{CALL_COMPLETED, 1795316518000, 0, true},
-		{CALL_IN_PROGRESS, 1795316518000, 0, false},      /* still up: file not finished */
-		{CALL_CANCELED, 0, 0, false},                     /* never answered */
-		{CALL_COMPLETED, 1795316518000, 1795316600042, false},  /* redacted */
+		{CALL_IN_PROGRESS, 1795316518000, 0, false}, /* still up: file not finished */
+		{CALL_CANCELED, 0, 0, false},                /* never answered */
+		{CALL_COMPLETED, 1795316518000, 1795316600042, false}, /* redacted */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		c.status = cases[i].status;

@@ -17,16 +17,17 @@
 
 #define NOT_ALLOWED "sip: URIs are not allowed"
 #define HOST_NOT "this sip: URI's host is not allowed"
-#define REDIRECTS "sip: URIs with a maddr parameter, headers or several '@' are not allowed " \
+#define REDIRECTS                                                                   \
+	"sip: URIs with a maddr parameter, headers or several '@' are not allowed " \
 	"where only some hosts are"
 #define DENIED "this number is not allowed for this tenant: its prefix is denied"
 #define NOT_LISTED "this number is not allowed for this tenant: no allowed prefix starts it"
 
 struct row {
-	const char *sip, *allow, *deny;      /* the tenant's policy */
-	const char *key;                     /* the key's sip: policy ("" = none) */
+	const char *sip, *allow, *deny; /* the tenant's policy */
+	const char *key;                /* the key's sip: policy ("" = none) */
 	const char *to;
-	const char *refusal;                 /* NULL: allowed */
+	const char *refusal; /* NULL: allowed */
 };
 
 static const struct row table[] = {
@@ -50,7 +51,8 @@ static const struct row table[] = {
 	 REDIRECTS " for this tenant"},
 	{"pbx.example", "", "", "", "sip:bob@pbx.example?Route=%3Csip:evil.example%3E",
 	 REDIRECTS " for this tenant"},
-	{"pbx.example", "", "", "", "sip:bob@evil.example@pbx.example", REDIRECTS " for this tenant"},
+	{"pbx.example", "", "", "", "sip:bob@evil.example@pbx.example",
+	 REDIRECTS " for this tenant"},
 	{"pbx.example", "", "", "", "sip:pbx.example", NULL},
 	{"[::1]", "", "", "", "sip:bob@[::1]:5070", NULL},
 	{"[::1]", "", "", "", "sip:bob@[::2]:5070", HOST_NOT " for this tenant"},
@@ -71,7 +73,7 @@ static const struct row table[] = {
 	{"none", "+1,+44", "", "", "+15551234567", NULL},
 	{"none", "+1,+44", "", "", "+4420123456", NULL},
 	{"none", "+1,+44", "", "", "+33123456789", NOT_LISTED},
-	{"none", "+1", "+1900", "", "+19005551234", DENIED},   /* deny wins */
+	{"none", "+1", "+1900", "", "+19005551234", DENIED}, /* deny wins */
 	/* prefix lists do not reach sip: URIs (the sip: policy decides) */
 	{"any", "+1", "+1900", "", "sip:+19005551234@pbx.example", NULL},
 };
@@ -91,8 +93,8 @@ static void test_table(void **state)
 		bool ok = r->refusal ? e == CP_ERR_DESTINATION && !strcmp(err.message, r->refusal)
 				     : e == CP_OK;
 		if (!ok) {
-			fprintf(stderr, "row %zu (%s | key %s | %s): got %d \"%s\", expected %s\n", i,
-				r->sip, r->key, r->to, e, err.message,
+			fprintf(stderr, "row %zu (%s | key %s | %s): got %d \"%s\", expected %s\n",
+				i, r->sip, r->key, r->to, e, err.message,
 				r->refusal ? r->refusal : "allowed");
 			wrong++;
 		}
@@ -110,12 +112,23 @@ static void test_code(void **state)
 static void test_hosts_valid(void **state)
 {
 	(void)state;
-	static const char *const good[] = {"none", "any", "pbx.example", "PBX.example,10.0.0.5",
-					   "[::1]", "a-b.example,[2001:db8::1],c.example"};
-	static const char *const bad[] = {"", "pbx.example,", ",pbx.example", "a,,b",
-					  "pbx example", "pbx.example:5060", "*.example",
-					  "sip:pbx.example", "[::1", "[zz::1]", "user@host",
-					  "any,pbx.example", "pbx.example,None", "*"};
+	static const char *const good[] = {"none",        "any",
+					   "pbx.example", "PBX.example,10.0.0.5",
+					   "[::1]",       "a-b.example,[2001:db8::1],c.example"};
+	static const char *const bad[] = {"",
+					  "pbx.example,",
+					  ",pbx.example",
+					  "a,,b",
+					  "pbx example",
+					  "pbx.example:5060",
+					  "*.example",
+					  "sip:pbx.example",
+					  "[::1",
+					  "[zz::1]",
+					  "user@host",
+					  "any,pbx.example",
+					  "pbx.example,None",
+					  "*"};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
 		assert_true(dial_hosts_valid(good[i]));
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -136,8 +149,8 @@ static void test_prefixes_valid(void **state)
 {
 	(void)state;
 	static const char *const good[] = {"", "+1", "+1900,+44871", "+123456789012345"};
-	static const char *const bad[] = {"1900", "+", "+1,", ",+1", "+1,,+2", "+19a",
-					  "+1234567890123456", "+1 900"};
+	static const char *const bad[] = {
+		"1900", "+", "+1,", ",+1", "+1,,+2", "+19a", "+1234567890123456", "+1 900"};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
 		assert_true(dial_prefixes_valid(good[i]));
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

@@ -49,9 +49,9 @@ static void test_reorder_within_hold(void **state)
 	jitter_init(&j, 60);
 	put(&j, 10, 0, JITTER_QUEUED);
 	assert_int_equal(get_seq(&j, 0), 10);
-	put(&j, 12, 5, JITTER_QUEUED);       /* 11 is missing: 12 waits */
+	put(&j, 12, 5, JITTER_QUEUED); /* 11 is missing: 12 waits */
 	assert_null(jitter_get(&j, 5));
-	put(&j, 11, 10, JITTER_QUEUED);      /* the gap fills */
+	put(&j, 11, 10, JITTER_QUEUED); /* the gap fills */
 	assert_int_equal(get_seq(&j, 10), 11);
 	assert_int_equal(get_seq(&j, 10), 12);
 	assert_null(jitter_get(&j, 10));
@@ -65,7 +65,7 @@ static void test_gap_skipped_after_hold(void **state)
 	jitter_init(&j, 60);
 	put(&j, 10, 0, JITTER_QUEUED);
 	assert_int_equal(get_seq(&j, 0), 10);
-	put(&j, 13, 100, JITTER_QUEUED);     /* 11 and 12 lost */
+	put(&j, 13, 100, JITTER_QUEUED); /* 11 and 12 lost */
 	assert_null(jitter_get(&j, 159));
 	assert_int_equal(get_seq(&j, 160), 13);
 	assert_int_equal(j.n_lost, 2);
@@ -83,7 +83,7 @@ static void test_duplicate_dropped(void **state)
 	put(&j, 3, 0, JITTER_QUEUED);
 	put(&j, 3, 0, JITTER_DUP);
 	assert_int_equal(get_seq(&j, 0), 1);
-	put(&j, 1, 0, JITTER_LATE);          /* already delivered */
+	put(&j, 1, 0, JITTER_LATE); /* already delivered */
 	assert_int_equal(j.n_dup, 1);
 }
 
@@ -122,7 +122,7 @@ static void test_sender_restart_behind_is_followed(void **state)
 	assert_int_equal(get_seq(&j, 0), 1000);
 	for (uint16_t s = 200; s < 207; s++)
 		put(&j, s, 0, JITTER_LATE);
-	put(&j, 207, 0, JITTER_QUEUED);      /* the eighth in a row: a restart */
+	put(&j, 207, 0, JITTER_QUEUED); /* the eighth in a row: a restart */
 	assert_int_equal(get_seq(&j, 0), 207);
 	put(&j, 208, 0, JITTER_QUEUED);
 	assert_int_equal(get_seq(&j, 0), 208);

@@ -24,7 +24,7 @@
 #include "sip/sip_internal.h"
 
 #define LO 39700
-#define HI 39703             /* two even ports: 39700, 39702 */
+#define HI 39703 /* two even ports: 39700, 39702 */
 
 /* ---- parsing ---------------------------------------------------------------------------- */
 
@@ -41,7 +41,8 @@ static void test_parse_valid(void **state)
 	assert_string_equal(cfg.rtp_addrs[1], "127.0.0.2");
 	/* blanks around entries; IPv6 in canonical form; families mixed */
 	assert_int_equal(sip_config_set_rtp_addrs(&cfg, " 10.0.0.1 ,2001:DB8:0::0:1,\t::1 ", err,
-						  sizeof err), 0);
+						  sizeof err),
+			 0);
 	assert_int_equal(cfg.n_rtp_addrs, 3);
 	assert_string_equal(cfg.rtp_addrs[0], "10.0.0.1");
 	assert_string_equal(cfg.rtp_addrs[1], "2001:db8::1");
@@ -113,7 +114,7 @@ static void test_capacity(void **state)
 	struct sip_config cfg;
 	char err[160];
 	sip_config_defaults(&cfg);
-	assert_int_equal(sip_config_rtp_capacity(&cfg), (32766 - 16384) / 2 + 1);   /* 8192 */
+	assert_int_equal(sip_config_rtp_capacity(&cfg), (32766 - 16384) / 2 + 1); /* 8192 */
 	cfg.rtp_port_min = 10000;
 	cfg.rtp_port_max = 65000;
 	assert_int_equal(sip_config_rtp_capacity(&cfg), 27501);
@@ -219,7 +220,7 @@ static void test_port_taken_by_another_is_skipped(void **state)
 		l[i] = open_leg(eng, 0);
 	check_leg(eng, l[0], "127.0.0.1", LO + 2);
 	check_leg(eng, l[1], "127.0.0.2", LO);
-	check_leg(eng, l[2], "127.0.0.2", LO + 2);    /* 127.0.0.1 has nothing left */
+	check_leg(eng, l[2], "127.0.0.2", LO + 2); /* 127.0.0.1 has nothing left */
 	l[3] = open_leg(eng, -1);
 	for (int i = 0; i < 4; i++)
 		leg_unref(l[i]);
@@ -278,8 +279,8 @@ static void test_answer_follows_the_offer(void **state)
 	char sdp[600], want[80];
 
 	static const char no_te[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
-		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\n"
-		"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n";
+				    "c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\n"
+				    "a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n";
 	media_parse_sdp(no_te, sizeof no_te - 1, &r);
 	assert_int_equal(r.payload_type, 8);
 	assert_int_equal(r.te_payload_type, SDP_TE_NONE);
@@ -294,28 +295,29 @@ static void test_answer_follows_the_offer(void **state)
 	assert_null(strstr(sdp, "telephone-event"));
 
 	static const char te96[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
-		"c=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0 96\r\n"
-		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+				   "c=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4002 RTP/AVP 0 96\r\n"
+				   "a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
 	media_parse_sdp(te96, sizeof te96 - 1, &r);
 	assert_int_equal(r.payload_type, 0);
 	assert_int_equal(r.te_payload_type, 96);
-	assert_int_equal(r.addr_len, 0);          /* 0.0.0.0: no address to send to */
+	assert_int_equal(r.addr_len, 0); /* 0.0.0.0: no address to send to */
 	media_use_remote(l, &r);
-	assert_int_equal(l->remote_rtp_len, sizeof(struct sockaddr_in));   /* the earlier one */
+	assert_int_equal(l->remote_rtp_len, sizeof(struct sockaddr_in)); /* the earlier one */
 	media_sdp(eng, l, l->payload_type, sdp, sizeof sdp);
 	snprintf(want, sizeof want, "\r\nm=audio %d RTP/AVP 0 96\r\n", LO);
 	assert_non_null(strstr(sdp, want));
 	assert_non_null(strstr(sdp, "\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n"));
 
 	static const char g729[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
-		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4004 RTP/AVP 18\r\n"
-		"a=rtpmap:18 G729/8000\r\n";
+				   "c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4004 RTP/AVP 18\r\n"
+				   "a=rtpmap:18 G729/8000\r\n";
 	media_parse_sdp(g729, sizeof g729 - 1, &r);
 	assert_int_equal(r.payload_type, -1);
 
 	/* telephone-event comes from the stream answered, not from one before it without
 	 * G.711 (found by fuzz/fuzz_sdp.c: the answer named a type its stream did not have) */
-	static const char two[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+	static const char two[] =
+		"v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
 		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4006 RTP/AVP 111 101\r\n"
 		"a=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n"
 		"m=audio 4008 RTP/AVP 8\r\n";
@@ -323,7 +325,8 @@ static void test_answer_follows_the_offer(void **state)
 
 	/* G.711 under a dynamic number, telephone-event under a static one: we would answer
 	 * them under other numbers than the offer's, so they do not count */
-	static const char dyn[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
+	static const char dyn[] =
+		"v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
 		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4010 RTP/AVP 97\r\n"
 		"a=rtpmap:97 PCMU/8000\r\n"
 		"m=audio 4012 RTP/AVP 0 13\r\na=rtpmap:13 telephone-event/8000\r\n";
@@ -360,25 +363,29 @@ static void test_sdp_that_would_hang_the_parser(void **state)
 {
 	(void)state;
 	static const char *const hang[] = {
-		"m=audio 4002 udp \t\r\n", "m=audio 4002 X /\r\n", "m=audio 4002 X 0 :\r\n",
+		"m=audio 4002 udp \t\r\n",
+		"m=audio 4002 X /\r\n",
+		"m=audio 4002 X 0 :\r\n",
 		"m=audio 4002 RTP/AVP 0\r\nm=image 4004 udptl t38 \t\r\n",
 	};
 	char sdp[300];
 	for (size_t i = 0; i < sizeof hang / sizeof hang[0]; i++) {
-		size_t n = (size_t)snprintf(sdp, sizeof sdp, "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\n"
-					    "s=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n%s", hang[i]);
+		size_t n = (size_t)snprintf(sdp, sizeof sdp,
+					    "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\n"
+					    "s=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\n%s",
+					    hang[i]);
 		assert_int_equal(parse_in_child(sdp, n), -1);
 	}
 	static const char t38[] = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\n"
-		"c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=image 4004 udptl t38\r\n"
-		"m=audio 4006/2  RTP/AVP  8 \r\n";
+				  "c=IN IP4 127.0.0.9\r\nt=0 0\r\nm=image 4004 udptl t38\r\n"
+				  "m=audio 4006/2  RTP/AVP  8 \r\n";
 	check_stream(t38, 8, SDP_TE_NONE, 4006);
 }
 
 static void test_address_not_of_this_host(void **state)
 {
 	(void)state;
-	struct sip_engine *eng = engine("127.0.0.1,192.0.2.7", 0);    /* TEST-NET-1 */
+	struct sip_engine *eng = engine("127.0.0.1,192.0.2.7", 0); /* TEST-NET-1 */
 	assert_int_equal(media_create(eng), -1);
 	free(eng);
 }

@@ -34,7 +34,7 @@ static char *render(void)
 static double value_of(const char *text, const char *series)
 {
 	size_t n = strlen(series);
-	for (const char *line = text; *line; ) {
+	for (const char *line = text; *line;) {
 		const char *end = strchr(line, '\n');
 		if (!end)
 			end = line + strlen(line);
@@ -58,7 +58,7 @@ static int lines_with(const char *text, const char *prefix)
 {
 	int count = 0;
 	size_t n = strlen(prefix);
-	for (const char *line = text; *line; ) {
+	for (const char *line = text; *line;) {
 		if (!strncmp(line, prefix, n))
 			count++;
 		const char *end = strchr(line, '\n');
@@ -81,9 +81,13 @@ static void test_histogram_buckets_sum_count(void **state)
 	char *t = render();
 	const char *h = "callplane_end_to_wire_seconds";
 	char name[128];
-	struct { const char *le; double want; } b[] = {
-		{"0.0001", 2}, {"0.00025", 3}, {"0.0005", 3}, {"0.001", 3}, {"0.0025", 4},
-		{"0.005", 4}, {"0.01", 4}, {"1", 4}, {"2.5", 4}, {"5", 5}, {"+Inf", 6},
+	struct {
+		const char *le;
+		double want;
+	} b[] = {
+		{"0.0001", 2}, {"0.00025", 3}, {"0.0005", 3}, {"0.001", 3},
+		{"0.0025", 4}, {"0.005", 4},   {"0.01", 4},   {"1", 4},
+		{"2.5", 4},    {"5", 5},       {"+Inf", 6},
 	};
 	for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
 		snprintf(name, sizeof name, "%s_bucket{le=\"%s\"}", h, b[i].le);
@@ -107,17 +111,23 @@ static void test_histogram_with_label(void **state)
 	metrics_store_commit(false, 20000);
 	char *t = render();
 	assert_float_equal(value_of(t, "callplane_store_commit_seconds_bucket{kind=\"group\","
-				       "le=\"0.0005\"}"), 1, 0);
+				       "le=\"0.0005\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_store_commit_seconds_bucket{kind=\"group\","
-				       "le=\"0.001\"}"), 2, 0);
-	assert_float_equal(value_of(t, "callplane_store_commit_seconds_count{kind=\"group\"}"), 2, 0);
+				       "le=\"0.001\"}"),
+			   2, 0);
+	assert_float_equal(value_of(t, "callplane_store_commit_seconds_count{kind=\"group\"}"), 2,
+			   0);
 	assert_float_equal(value_of(t, "callplane_store_commit_seconds_sum{kind=\"group\"}"), 0.001,
 			   1e-9);
 	assert_float_equal(value_of(t, "callplane_store_commit_seconds_bucket{kind=\"write\","
-				       "le=\"0.01\"}"), 0, 0);
+				       "le=\"0.01\"}"),
+			   0, 0);
 	assert_float_equal(value_of(t, "callplane_store_commit_seconds_bucket{kind=\"write\","
-				       "le=\"0.025\"}"), 1, 0);
-	assert_float_equal(value_of(t, "callplane_store_commit_seconds_count{kind=\"write\"}"), 1, 0);
+				       "le=\"0.025\"}"),
+			   1, 0);
+	assert_float_equal(value_of(t, "callplane_store_commit_seconds_count{kind=\"write\"}"), 1,
+			   0);
 	free(t);
 }
 
@@ -146,19 +156,26 @@ static void test_calls_ended_labels(void **state)
 	metrics_call_ended(NULL, "ended_by_api", METRICS_CANONICAL);
 	t = render();
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"completed\","
-				       "reason=\"ended_by_api\",dialect=\"canonical\"}"), 2, 0);
+				       "reason=\"ended_by_api\",dialect=\"canonical\"}"),
+			   2, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"completed\","
-				       "reason=\"api_ended\",dialect=\"voxworks\"}"), 1, 0);
+				       "reason=\"api_ended\",dialect=\"voxworks\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"canceled\","
-				       "reason=\"other\",dialect=\"talkover\"}"), 1, 0);
+				       "reason=\"other\",dialect=\"talkover\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"busy\","
-				       "reason=\"busy\",dialect=\"none\"}"), 1, 0);
+				       "reason=\"busy\",dialect=\"none\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"failed\","
-				       "reason=\"other\",dialect=\"none\"}"), 1, 0);
+				       "reason=\"other\",dialect=\"none\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"completed\","
-				       "reason=\"drain_timeout\",dialect=\"none\"}"), 1, 0);
+				       "reason=\"drain_timeout\",dialect=\"none\"}"),
+			   1, 0);
 	assert_float_equal(value_of(t, "callplane_calls_ended_total{status=\"no_answer\","
-				       "reason=\"token_expired\",dialect=\"none\"}"), 1, 0);
+				       "reason=\"token_expired\",dialect=\"none\"}"),
+			   1, 0);
 	assert_int_equal(lines_with(t, "callplane_calls_ended_total{"), 7);
 	free(t);
 }
@@ -170,15 +187,18 @@ static void test_sip_codes_and_methods(void **state)
 	metrics_sip_response(true, "INVITE", 200);
 	metrics_sip_response(false, "BYE", 481);
 	metrics_sip_response(false, "INVITE", 486);
-	metrics_sip_response(false, "REGISTER", 200);    /* not a listed method */
+	metrics_sip_response(false, "REGISTER", 200); /* not a listed method */
 	metrics_sip_response(false, NULL, 200);
-	metrics_sip_response(true, "INVITE", 299);       /* not a listed code */
+	metrics_sip_response(true, "INVITE", 299); /* not a listed code */
 	metrics_sip_response(true, "INVITE", 9999);
 	metrics_sip_response(true, "INVITE", -1);
 	char *t = render();
 	const char *p = "callplane_sip_responses_total";
 	char name[160];
-	struct { const char *labels; double want; } s[] = {
+	struct {
+		const char *labels;
+		double want;
+	} s[] = {
 		{"direction=\"sent\",method=\"INVITE\",code=\"200\"", 2},
 		{"direction=\"received\",method=\"BYE\",code=\"481\"", 1},
 		{"direction=\"received\",method=\"INVITE\",code=\"486\"", 1},
@@ -202,7 +222,7 @@ static void test_http_classes_and_dialects(void **state)
 	metrics_http_request(METRICS_CANONICAL, 404);
 	metrics_http_request(METRICS_CARTESIA, 503);
 	metrics_http_request(METRICS_PILOTSTATUS, 302);
-	metrics_http_request(METRICS_NO_DIALECT, 200);   /* no route: the canonical API's */
+	metrics_http_request(METRICS_NO_DIALECT, 200); /* no route: the canonical API's */
 	metrics_http_rate_limited(METRICS_TALKOVER);
 	char *t = render();
 	const char *p = "callplane_http_requests_total";
@@ -335,7 +355,7 @@ static void test_collectors_sum_and_leave(void **state)
 	assert_float_equal(get("callplane_calls_active{status=\"in_progress\"}"), 5, 0);
 	assert_float_equal(get("callplane_webhook_deliveries_pending"), 0, 0);
 	metrics_collector_remove(&cb);
-	metrics_collector_remove(&cb);     /* removing one not listed is harmless */
+	metrics_collector_remove(&cb); /* removing one not listed is harmless */
 	assert_float_equal(get("callplane_calls_active{status=\"in_progress\"}"), 0, 0);
 }
 
@@ -371,7 +391,7 @@ static void test_exposition_is_well_formed(void **state)
 	char seen[64][160];
 	int n_seen = 0;
 	char current[160] = "";
-	for (char *line = t; *line; ) {
+	for (char *line = t; *line;) {
 		char *end = strchr(line, '\n');
 		assert_non_null(end);
 		*end = '\0';
@@ -379,7 +399,7 @@ static void test_exposition_is_well_formed(void **state)
 			char name[160];
 			assert_int_equal(sscanf(line + 7, "%159s", name), 1);
 			for (int i = 0; i < n_seen; i++)
-				assert_string_not_equal(seen[i], name);    /* each family once */
+				assert_string_not_equal(seen[i], name); /* each family once */
 			assert_true(n_seen < 64);
 			snprintf(seen[n_seen++], sizeof seen[0], "%s", name);
 			snprintf(current, sizeof current, "%s", name);
@@ -403,7 +423,7 @@ static void test_exposition_is_well_formed(void **state)
 		*end = '\n';
 		line = end + 1;
 	}
-	assert_int_equal(n_seen, 37);    /* every family, as docs/OPERATIONS.md lists them */
+	assert_int_equal(n_seen, 37); /* every family, as docs/OPERATIONS.md lists them */
 	free(t);
 }
 

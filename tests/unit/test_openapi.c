@@ -27,7 +27,7 @@
 
 struct op {
 	char method[8];
-	char path[256];      /* in the document's form: "/v1/calls/{id}/end" */
+	char path[256]; /* in the document's form: "/v1/calls/{id}/end" */
 	char dialect[32];
 	bool public;
 	bool seen;
@@ -55,7 +55,8 @@ static size_t document_ops(json_t *doc, struct op *ops)
 	const char *path;
 	json_t *item;
 	json_t *global_security = json_object_get(doc, "security");
-	json_object_foreach(json_object_get(doc, "paths"), path, item) {
+	json_object_foreach(json_object_get(doc, "paths"), path, item)
+	{
 		for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
 			json_t *op = json_object_get(item, methods[m]);
 			if (!op)
@@ -66,7 +67,8 @@ static size_t document_ops(json_t *doc, struct op *ops)
 			for (size_t i = 0; methods[m][i]; i++)
 				o->method[i] = (char)toupper((unsigned char)methods[m][i]);
 			snprintf(o->path, sizeof o->path, "%s", path);
-			const char *d = json_string_value(json_object_get(op, "x-callplane-dialect"));
+			const char *d =
+				json_string_value(json_object_get(op, "x-callplane-dialect"));
 			snprintf(o->dialect, sizeof o->dialect, "%s", d ? d : "(none)");
 			json_t *sec = json_object_get(op, "security");
 			if (!sec)
@@ -141,17 +143,19 @@ static void test_routes_and_document_agree(void **state)
 			n_routes++;
 			struct op *o = NULL;
 			for (size_t i = 0; i < n_ops && !o; i++)
-				if (!strcmp(ops[i].method, rt->method) && !strcmp(ops[i].path, path))
+				if (!strcmp(ops[i].method, rt->method) &&
+				    !strcmp(ops[i].path, path))
 					o = &ops[i];
 			if (!o) {
-				print_error("route %s %s is not in docs/openapi.json\n", rt->method, path);
+				print_error("route %s %s is not in docs/openapi.json\n", rt->method,
+					    path);
 				problems++;
 				continue;
 			}
 			o->seen = true;
 			if (strcmp(o->dialect, rt->dialect->name)) {
-				print_error("%s %s: dialect %s, the document says %s\n", rt->method, path,
-					    rt->dialect->name, o->dialect);
+				print_error("%s %s: dialect %s, the document says %s\n", rt->method,
+					    path, rt->dialect->name, o->dialect);
 				problems++;
 			}
 			if (o->public != public) {

@@ -24,7 +24,7 @@
 struct rig {
 	struct media_engine me;
 	struct session s;
-	int peer;                    /* the far end's socket */
+	int peer; /* the far end's socket */
 };
 
 #define RING 4096
@@ -99,7 +99,7 @@ static void test_frame_into_empty_queue_goes_out_at_once(void **state)
 {
 	struct rig *r = *state;
 	int64_t now = media_now_ms();
-	r->s.next_tx_ms = now + 15;          /* the tick is 15 ms away */
+	r->s.next_tx_ms = now + 15; /* the tick is 15 ms away */
 	uint8_t frame[FRAME_SAMPLES], got[FRAME_SAMPLES];
 	memset(frame, 0x42, sizeof frame);
 	r->s.back_from_us = cp_mono_us();
@@ -157,13 +157,13 @@ static void test_part_of_a_frame_waits_for_the_tick(void **state)
 	assert_int_equal(far_end_reads(r, got, sizeof got), FRAME_SAMPLES);
 	assert_int_equal(got[0], 0x11);
 	assert_int_equal(got[FRAME_SAMPLES / 2 - 1], 0x11);
-	assert_int_equal(got[FRAME_SAMPLES / 2], 0xFF);      /* mu-law silence */
+	assert_int_equal(got[FRAME_SAMPLES / 2], 0xFF); /* mu-law silence */
 }
 
 static void test_clear_forgets_the_waiting_frame(void **state)
 {
 	struct rig *r = *state;
-	r->s.next_tx_ms = media_now_ms() + 5 + 2 * FRAME_MS;    /* already 40 ms ahead */
+	r->s.next_tx_ms = media_now_ms() + 5 + 2 * FRAME_MS; /* already 40 ms ahead */
 	uint8_t frame[FRAME_SAMPLES];
 	memset(frame, 0x33, sizeof frame);
 	r->s.back_from_us = cp_mono_us();
@@ -171,7 +171,7 @@ static void test_clear_forgets_the_waiting_frame(void **state)
 	playout_push(&r->s, frame, sizeof frame);
 	rtp_send_ahead(&r->s);
 	playout_clear(&r->s);
-	rtp_send_frame(&r->s);                               /* silence: nothing was played */
+	rtp_send_frame(&r->s); /* silence: nothing was played */
 	assert_int_equal(samples(&r->me.to_phone), 0);
 }
 
@@ -304,8 +304,8 @@ static void test_recording_pairs_far_end_and_played_frames(void **state)
 	uint8_t pkt[12 + FRAME_SAMPLES];
 	memset(pkt, 0, 12);
 	pkt[0] = 0x80;
-	pkt[3] = 7;                                  /* seq 7 */
-	pkt[11] = 1;                                 /* ssrc 1 */
+	pkt[3] = 7;  /* seq 7 */
+	pkt[11] = 1; /* ssrc 1 */
 	memset(pkt + 12, 0x21, FRAME_SAMPLES);
 	struct sa src = r->s.remote;
 	rtp_input(&r->s, pkt, sizeof pkt, &src, media_now_ms(), cp_mono_us());
@@ -313,7 +313,7 @@ static void test_recording_pairs_far_end_and_played_frames(void **state)
 	memset(frame, 0x42, sizeof frame);
 	playout_push(&r->s, frame, sizeof frame);
 	rtp_send_frame(&r->s);
-	rtp_send_frame(&r->s);                       /* nothing from either side: silence */
+	rtp_send_frame(&r->s); /* nothing from either side: silence */
 	recording_close(r->s.rec);
 	r->s.rec = NULL;
 	recorder_stop(rc);
@@ -339,16 +339,25 @@ static void test_recording_pairs_far_end_and_played_frames(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_frame_into_empty_queue_goes_out_at_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_never_more_than_two_frames_ahead, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_part_of_a_frame_waits_for_the_tick, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clear_forgets_the_waiting_frame, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_goodbye_after_the_queued_audio_and_its_own, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_goodbye_grows_a_full_ring_instead_of_cutting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_goodbye_deadline_cuts_it_short, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_goodbye_with_nothing_to_say_is_over_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frame_into_empty_queue_goes_out_at_once, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_never_more_than_two_frames_ahead, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_part_of_a_frame_waits_for_the_tick, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_clear_forgets_the_waiting_frame, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_after_the_queued_audio_and_its_own,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_grows_a_full_ring_instead_of_cutting,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_deadline_cuts_it_short, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_goodbye_with_nothing_to_say_is_over_at_once,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_goodbye_session_ended_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recording_pairs_far_end_and_played_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recording_pairs_far_end_and_played_frames,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,10 +31,10 @@ static void test_one_range(void **state)
 	expect_part("bytes=100-", 1000, 100, 900);
 	expect_part("bytes=-100", 1000, 900, 100);
 	expect_part("bytes=999-999", 1000, 999, 1);
-	expect_part("bytes=990-5000", 1000, 990, 10);          /* the end is clipped */
-	expect_part("bytes=-5000", 1000, 0, 1000);            /* a longer suffix: all of it */
-	expect_part("BYTES=1-2", 1000, 1, 2);                  /* the unit is case-insensitive */
-	expect_part("bytes= 1-2 ", 1000, 1, 2);                /* optional whitespace */
+	expect_part("bytes=990-5000", 1000, 990, 10); /* the end is clipped */
+	expect_part("bytes=-5000", 1000, 0, 1000);    /* a longer suffix: all of it */
+	expect_part("BYTES=1-2", 1000, 1, 2);         /* the unit is case-insensitive */
+	expect_part("bytes= 1-2 ", 1000, 1, 2);       /* optional whitespace */
 	expect_part("bytes=0-18446744073709551615", 10, 0, 10);
 }
 
@@ -44,7 +44,7 @@ static void test_unsatisfiable(void **state)
 	expect_kind("bytes=1000-", 1000, HTTP_RANGE_UNSATISFIABLE);
 	expect_kind("bytes=1000-2000", 1000, HTTP_RANGE_UNSATISFIABLE);
 	expect_kind("bytes=-0", 1000, HTTP_RANGE_UNSATISFIABLE);
-	expect_kind("bytes=0-", 0, HTTP_RANGE_UNSATISFIABLE);   /* an empty file has no byte 0 */
+	expect_kind("bytes=0-", 0, HTTP_RANGE_UNSATISFIABLE); /* an empty file has no byte 0 */
 	expect_kind("bytes=-5", 0, HTTP_RANGE_UNSATISFIABLE);
 }
 
@@ -52,9 +52,19 @@ static void test_ignored_means_the_whole_file(void **state)
 {
 	(void)state;
 	const char *ignored[] = {
-		NULL, "", "bytes=", "bytes=-", "bytes=5-2", "bytes=0-1,5-6", "items=0-1",
-		"bytes=a-b", "bytes=+1-2", "bytes=1--2", "bytes=0x10-", "bytes=1-2x",
-		"bytes=18446744073709551616-",                  /* overflows: not a number we read */
+		NULL,
+		"",
+		"bytes=",
+		"bytes=-",
+		"bytes=5-2",
+		"bytes=0-1,5-6",
+		"items=0-1",
+		"bytes=a-b",
+		"bytes=+1-2",
+		"bytes=1--2",
+		"bytes=0x10-",
+		"bytes=1-2x",
+		"bytes=18446744073709551616-", /* overflows: not a number we read */
 		"bytes 0-1",
 	};
 	for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)

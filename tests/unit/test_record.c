@@ -54,10 +54,10 @@ static void test_far_left_played_right(void **state)
 	struct recording *r = recording_open(rc, "call-1");
 	assert_non_null(r);
 	int16_t far[160], played[160];
-	for (int f = 0; f < 50; f++) {               /* 1 s in 20 ms frames */
+	for (int f = 0; f < 50; f++) { /* 1 s in 20 ms frames */
 		for (int i = 0; i < 160; i++) {
 			far[i] = (int16_t)(f * 160 + i);
-			played[i] = (int16_t)-(f * 160 + i);
+			played[i] = (int16_t) - (f * 160 + i);
 		}
 		recording_write(r, far, played, 160);
 	}
@@ -81,7 +81,7 @@ static void test_far_left_played_right(void **state)
 	struct stat st;
 	char part[512];
 	snprintf(part, sizeof part, "%s/call-1.wav.part", dir);
-	assert_int_equal(stat(part, &st), -1);       /* renamed when finished */
+	assert_int_equal(stat(part, &st), -1); /* renamed when finished */
 }
 
 static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
@@ -93,7 +93,9 @@ static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
 	if (pid == 0) {
 		char part[512];
 		snprintf(part, sizeof part, "%s/call-2.wav.part", dir);
-		SF_INFO info = {.samplerate = 8000, .channels = 2, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+		SF_INFO info = {.samplerate = 8000,
+				.channels = 2,
+				.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
 		SNDFILE *sf = sf_open(part, SFM_WRITE, &info);
 		static short frames[2 * 5000];
 		for (int i = 0; i < 5000; i++)
@@ -103,7 +105,7 @@ static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
 		sf_command(sf, SFC_UPDATE_HEADER_NOW, NULL, 0);
 		if (sf_writef_short(sf, frames + 8000, 1000) != 1000)
 			_exit(1);
-		_exit(0);                           /* killed: nothing closed */
+		_exit(0); /* killed: nothing closed */
 	}
 	int status = 0;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -120,7 +122,7 @@ static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
 	SNDFILE *sf = open_wav(dir, "call-2.wav", &info);
 	assert_non_null(sf);
 	assert_int_equal(info.channels, 2);
-	assert_int_equal(info.frames, 4000);         /* up to its last header update */
+	assert_int_equal(info.frames, 4000); /* up to its last header update */
 	short first[2];
 	assert_int_equal(sf_readf_short(sf, first, 1), 1);
 	assert_int_equal(first[0], 0);
@@ -132,7 +134,7 @@ static void test_crash_leaves_a_part_that_start_up_repairs(void **state)
 	assert_int_equal(stat(empty, &st), -1);
 	snprintf(path, sizeof path, "%s/call-3.wav", dir);
 	assert_int_equal(stat(path, &st), -1);
-	assert_int_equal(recorder_repair(dir), 0);   /* nothing left to repair */
+	assert_int_equal(recorder_repair(dir), 0); /* nothing left to repair */
 }
 
 /* A recorded call that ended before its first frame still has its (empty) file. */
@@ -228,7 +230,7 @@ static void test_open_read_waits_for_the_file(void **state)
 	close(fd);
 	writer_done(early);
 
-	touch(dir, "slow.wav.part", "x");          /* no writer: the bound ends the wait */
+	touch(dir, "slow.wav.part", "x"); /* no writer: the bound ends the wait */
 	errno = 0;
 	assert_int_equal(recording_open_read(dir, "slow", 50), -1);
 	assert_int_equal(errno, ENOENT);
@@ -239,7 +241,7 @@ static void test_open_read_waits_for_the_file(void **state)
 	close(fd);
 	writer_done(pid);
 
-	assert_int_equal(recording_open_read(dir, "../done", 0), -1);   /* not a plain id */
+	assert_int_equal(recording_open_read(dir, "../done", 0), -1); /* not a plain id */
 	assert_int_equal(errno, ENOENT);
 }
 
@@ -253,8 +255,8 @@ static void test_remove_takes_both_files(void **state)
 	assert_false(exists(dir, "a.wav"));
 	assert_false(exists(dir, "a.wav.part"));
 	assert_true(exists(dir, "b.wav"));
-	assert_int_equal(recording_remove(dir, "a"), 0);       /* none left: done */
-	assert_int_equal(recording_remove(dir, "../b"), 0);    /* not an id of ours: nothing */
+	assert_int_equal(recording_remove(dir, "a"), 0);    /* none left: done */
+	assert_int_equal(recording_remove(dir, "../b"), 0); /* not an id of ours: nothing */
 	assert_true(exists(dir, "b.wav"));
 	/* a file that cannot be removed is an error (here: a non-empty directory in its place) */
 	char sub[512];
@@ -273,17 +275,21 @@ static void test_path_takes_plain_ids_only(void **state)
 	assert_int_equal(recording_path("/r", "../etc/passwd", buf, sizeof buf), -1);
 	assert_int_equal(recording_path("/r", "a/b", buf, sizeof buf), -1);
 	assert_int_equal(recording_path("/r", "", buf, sizeof buf), -1);
-	assert_int_equal(recording_path("/a-long-directory-name", "0123456789abcdef0123456789abcdef",
-					 buf, 32), -1);
+	assert_int_equal(recording_path("/a-long-directory-name",
+					"0123456789abcdef0123456789abcdef", buf, 32),
+			 -1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_far_left_played_right, make_dir, remove_dir),
-		cmocka_unit_test_setup_teardown(test_crash_leaves_a_part_that_start_up_repairs, make_dir, remove_dir),
-		cmocka_unit_test_setup_teardown(test_a_call_without_frames_leaves_an_empty_wav, make_dir, remove_dir),
-		cmocka_unit_test_setup_teardown(test_open_read_waits_for_the_file, make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_crash_leaves_a_part_that_start_up_repairs,
+						make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_a_call_without_frames_leaves_an_empty_wav,
+						make_dir, remove_dir),
+		cmocka_unit_test_setup_teardown(test_open_read_waits_for_the_file, make_dir,
+						remove_dir),
 		cmocka_unit_test_setup_teardown(test_remove_takes_both_files, make_dir, remove_dir),
 		cmocka_unit_test(test_path_takes_plain_ids_only),
 	};

@@ -117,8 +117,8 @@ static void test_malformed_lines(void **state)
 	refused("1", SDES_MALFORMED);
 	refused("1 " S80, SDES_MALFORMED);
 	refused("1 " S80 " ", SDES_MALFORMED);
-	refused("0 " S80 " inline:" KEY_B64, SDES_MALFORMED);            /* tag 0 */
-	refused("1000000000 " S80 " inline:" KEY_B64, SDES_MALFORMED);   /* ten digits */
+	refused("0 " S80 " inline:" KEY_B64, SDES_MALFORMED);          /* tag 0 */
+	refused("1000000000 " S80 " inline:" KEY_B64, SDES_MALFORMED); /* ten digits */
 	refused("x1 " S80 " inline:" KEY_B64, SDES_MALFORMED);
 	refused("1" S80 " inline:" KEY_B64, SDES_MALFORMED);
 	refused("1 " S80 " key:" KEY_B64, SDES_MALFORMED);

@@ -25,8 +25,8 @@ struct fx {
 	char dir[64];
 	char path[128];
 	struct store *st;
-	char tenant[CP_UUID_LEN + 1];    /* tenant 1 */
-	char tenant2[CP_UUID_LEN + 1];   /* tenant 2 */
+	char tenant[CP_UUID_LEN + 1];  /* tenant 1 */
+	char tenant2[CP_UUID_LEN + 1]; /* tenant 2 */
 };
 
 static const struct store_options fast = {.sync_full = false};
@@ -230,7 +230,8 @@ static void test_open_refuses_newer_schema(void **state)
 	store_close(st);
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 9999", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 9999", NULL, NULL, NULL),
+			 SQLITE_OK);
 	sqlite3_close(db);
 	st = store_open(path, &fast);
 	assert_null(st);
@@ -284,9 +285,11 @@ static void test_tenant_dial(void **state)
 	assert_string_equal(d.sip_uris, "");
 	assert_string_equal(d.allow_prefixes, "");
 	assert_string_equal(d.deny_prefixes, "");
-	struct tenant t = {.id = "00000000-0000-4000-8000-0000000000d1", .name = "dialler",
+	struct tenant t = {.id = "00000000-0000-4000-8000-0000000000d1",
+			   .name = "dialler",
 			   .created_at = 1,
-			   .dial = {.sip_uris = "pbx.example,[::1]", .allow_prefixes = "+1,+44",
+			   .dial = {.sip_uris = "pbx.example,[::1]",
+				    .allow_prefixes = "+1,+44",
 				    .deny_prefixes = "+1900"}};
 	assert_int_equal(STORE(f->st, tenant_create, &t), STORE_OK);
 	assert_int_equal(STORE(f->st, tenant_dial, t.id, &d), STORE_OK);
@@ -302,7 +305,7 @@ static void test_tenant_dial(void **state)
 	size_t n = 0;
 	assert_int_equal(STORE(f->st, tenant_list, &list, &n), STORE_OK);
 	assert_int_equal(n, 3);
-	assert_string_equal(list[0].id, t.id);   /* created_at 1: the oldest */
+	assert_string_equal(list[0].id, t.id); /* created_at 1: the oldest */
 	assert_string_equal(list[0].dial.sip_uris, "any");
 	free(list);
 	const char *nobody = "00000000-0000-4000-8000-000000000000";
@@ -326,7 +329,7 @@ static void test_agents(void **state)
 	assert_string_equal(out.name, "alice");
 	assert_string_equal(out.number, "+15550001111");
 	assert_int_equal(out.max_duration_s, 120);
-	assert_in_range(out.created_at, t0, cp_now_ms());   /* as new_agent gave it */
+	assert_in_range(out.created_at, t0, cp_now_ms()); /* as new_agent gave it */
 
 	assert_int_equal(STORE(f->st, agent_get, &sc, a2, &out), STORE_OK);
 	assert_string_equal(out.number, "");
@@ -407,8 +410,9 @@ static void test_agent_record(void **state)
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(list[i].record, !strcmp(list[i].id, plain));
 	free(list);
-	assert_int_equal(STORE(f->st, agent_set_record, "00000000-0000-4000-8000-000000000000", true),
-			 STORE_NOT_FOUND);
+	assert_int_equal(
+		STORE(f->st, agent_set_record, "00000000-0000-4000-8000-000000000000", true),
+		STORE_NOT_FOUND);
 }
 
 static void test_agent_goodbyes(void **state)
@@ -448,8 +452,9 @@ static void test_agent_goodbyes(void **state)
 	assert_int_equal(STORE(f->st, agent_get, &sc, a.id, &out), STORE_OK);
 	assert_string_equal(out.goodbye_text, longest);
 	assert_string_equal(out.max_duration_goodbye, "");
-	assert_int_equal(STORE(f->st, agent_set_goodbye, "00000000-0000-4000-8000-000000000000",
-			       "x", NULL), STORE_NOT_FOUND);
+	assert_int_equal(
+		STORE(f->st, agent_set_goodbye, "00000000-0000-4000-8000-000000000000", "x", NULL),
+		STORE_NOT_FOUND);
 }
 
 static void test_agent_number_unique(void **state)
@@ -458,7 +463,8 @@ static void test_agent_number_unique(void **state)
 	char a1[CP_UUID_LEN + 1], dup[CP_UUID_LEN + 1];
 	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
 	/* same number, same tenant */
-	assert_int_equal(new_agent(f->st, f->tenant, "two", "+15550001111", 0, dup), STORE_CONFLICT);
+	assert_int_equal(new_agent(f->st, f->tenant, "two", "+15550001111", 0, dup),
+			 STORE_CONFLICT);
 	/* same number, another tenant: numbers are globally unique (they route inbound calls) */
 	assert_int_equal(new_agent(f->st, f->tenant2, "three", "+15550001111", 0, dup),
 			 STORE_CONFLICT);
@@ -477,9 +483,9 @@ static void test_agent_needs_tenant(void **state)
 {
 	struct fx *f = *state;
 	char id[CP_UUID_LEN + 1];
-	int rc = new_agent(f->st, "00000000-0000-4000-8000-000000000000", "ghost", "+15550007777", 0,
-			   id);
-	assert_int_equal(rc, STORE_NOT_FOUND);   /* the tenant, a foreign key, is missing */
+	int rc = new_agent(f->st, "00000000-0000-4000-8000-000000000000", "ghost", "+15550007777",
+			   0, id);
+	assert_int_equal(rc, STORE_NOT_FOUND); /* the tenant, a foreign key, is missing */
 	struct agent out;
 	assert_int_equal(STORE(f->st, agent_by_number, "+15550007777", &out), STORE_NOT_FOUND);
 	struct scope sc = tenant_scope("00000000-0000-4000-8000-000000000000");
@@ -493,7 +499,8 @@ static void test_missing_parent_is_not_found(void **state)
 	 * foreign-key violation to STORE_NOT_FOUND. */
 	struct fx *f = *state;
 	const char *ghost = "00000000-0000-4000-8000-000000000000";
-	assert_int_equal(new_agent(f->st, ghost, "ghost", "+15550007777", 0, NULL), STORE_NOT_FOUND);
+	assert_int_equal(new_agent(f->st, ghost, "ghost", "+15550007777", 0, NULL),
+			 STORE_NOT_FOUND);
 	/* a call of an agent that does not exist */
 	struct call c = {0};
 	assert_int_equal(cp_uuid4(c.id), 0);
@@ -505,8 +512,7 @@ static void test_missing_parent_is_not_found(void **state)
 	assert_int_equal(STORE(f->st, call_insert, &c), STORE_NOT_FOUND);
 }
 
-static void make_key(const char *tenant, const char *number, const char *secret,
-		     struct api_key *k)
+static void make_key(const char *tenant, const char *number, const char *secret, struct api_key *k)
 {
 	memset(k, 0, sizeof *k);
 	assert_int_equal(cp_uuid4(k->id), 0);
@@ -560,7 +566,7 @@ static void test_keys(void **state)
 	assert_int_equal(STORE(f->st, key_list, f->tenant, &list, &n), STORE_OK);
 	assert_int_equal(n, 2);
 	for (size_t i = 0; i < n; i++) {
-		assert_string_equal(list[i].hash, "");     /* never listed */
+		assert_string_equal(list[i].hash, ""); /* never listed */
 		assert_true(list[i].prefix[0] != '\0');
 		assert_int_equal(list[i].revoked_at, 0);
 	}
@@ -665,8 +671,10 @@ static void test_call_insert_and_get(void **state)
 	assert_string_equal(got.provider_call_id, "inbound-1@10.0.0.1");
 	assert_true(got.record);
 	/* the row a step returns carries it too */
-	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = 3000, .end_reason = "remote_hangup"};
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = 3000,
+				  .end_reason = "remote_hangup"};
 	assert_int_equal(STORE(f->st, call_update, in.id, &end, &got, NULL), STORE_OK);
 	assert_true(got.record);
 	assert_true(call_has_recording(&got));
@@ -699,7 +707,8 @@ static void test_call_get_tenant_isolation(void **state)
 	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c1);
 	new_call(f->st, f->tenant2, b1, CALL_QUEUED, &c2);
 	/* a provider call id, to check that lookup by it is scoped as well */
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+				.to = CALL_RINGING,
 				.provider_call_id = "pcid-tenant1@host"};
 	assert_int_equal(STORE(f->st, call_update, c1.id, &u, NULL, NULL), STORE_OK);
 
@@ -734,7 +743,8 @@ static void test_call_get_number_scope(void **state)
 	new_call(f->st, f->tenant, a1, CALL_QUEUED, &c1);
 	new_call(f->st, f->tenant, a2, CALL_QUEUED, &c2);
 	new_call(f->st, f->tenant, a3, CALL_QUEUED, &c3);
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
+	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+				.to = CALL_RINGING,
 				.provider_call_id = "pcid-two@host"};
 	assert_int_equal(STORE(f->st, call_update, c2.id, &u, NULL, NULL), STORE_OK);
 
@@ -768,8 +778,8 @@ static void test_call_id_not_shadowed_by_provider_id(void **state)
 	struct call x = {0}, y = {0}, got = {0};
 	new_call(f->st, f->tenant, a1, CALL_QUEUED, &y);
 	new_call(f->st, f->tenant, a1, CALL_QUEUED, &x);
-	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
-				.provider_call_id = y.id};
+	struct call_update u = {
+		.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING, .provider_call_id = y.id};
 	assert_int_equal(STORE(f->st, call_update, x.id, &u, NULL, NULL), STORE_OK);
 	struct scope sc = tenant_scope(f->tenant);
 	assert_int_equal(STORE(f->st, call_get, &sc, y.id, &got), STORE_OK);
@@ -793,8 +803,8 @@ static void test_call_list(void **state)
 	/* six calls of tenant 1, in insertion order:
 	 * 0:a1 queued 1:a2 queued 2:a1 canceled 3:a1 ringing 4:a2 completed 5:a1 queued */
 	const char *agents[6] = {a1, a2, a1, a1, a2, a1};
-	const enum call_status st[6] = {CALL_QUEUED, CALL_QUEUED, CALL_CANCELED, CALL_RINGING,
-					CALL_COMPLETED, CALL_QUEUED};
+	const enum call_status st[6] = {CALL_QUEUED,  CALL_QUEUED,    CALL_CANCELED,
+					CALL_RINGING, CALL_COMPLETED, CALL_QUEUED};
 	struct call calls[6];
 	memset(calls, 0, sizeof calls);
 	for (int i = 0; i < 6; i++)
@@ -851,7 +861,7 @@ static void test_call_list(void **state)
 	fl.after_seq = calls[3].seq;
 	fl.agent_id = a1;
 	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
-	assert_int_equal(n, 1);                      /* 4 is a2's: only 5 */
+	assert_int_equal(n, 1); /* 4 is a2's: only 5 */
 	assert_string_equal(out[0].id, calls[5].id);
 	call_list_free(out, n);
 	fl.after_seq = calls[5].seq;
@@ -859,7 +869,8 @@ static void test_call_list(void **state)
 	assert_int_equal(n, 0);
 	call_list_free(out, n);
 	/* one direction at a time */
-	fl = (struct call_filter){.limit = 2, .after_seq = calls[1].seq, .before_seq = calls[4].seq};
+	fl = (struct call_filter){
+		.limit = 2, .after_seq = calls[1].seq, .before_seq = calls[4].seq};
 	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_ERROR);
 
 	/* limit 1 */
@@ -904,7 +915,9 @@ static void test_call_list(void **state)
 	call_list_free(out, n);
 
 	/* agent + status + cursor together */
-	fl = (struct call_filter){.limit = 50, .agent_id = a1, .status_mask = CALL_BIT(CALL_QUEUED),
+	fl = (struct call_filter){.limit = 50,
+				  .agent_id = a1,
+				  .status_mask = CALL_BIT(CALL_QUEUED),
 				  .before_seq = calls[5].seq};
 	assert_int_equal(STORE(f->st, call_list, &sc, &fl, &out, &n), STORE_OK);
 	assert_int_equal(n, 1);
@@ -948,7 +961,7 @@ static void test_call_active_ids(void **state)
 	new_call(f->st, f->tenant, a1, CALL_RINGING, &r);
 	new_call(f->st, f->tenant, a1, CALL_IN_PROGRESS, &p);
 	new_call(f->st, f->tenant, a1, CALL_FAILED, &done);
-	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	char(*ids)[CP_UUID_LEN + 1] = NULL;
 	size_t n = 0;
 	assert_int_equal(STORE(f->st, call_active_ids, &ids, &n), STORE_OK);
 	assert_int_equal(n, 3);
@@ -978,10 +991,14 @@ static void test_call_count_active(void **state)
 	assert_int_equal(new_agent(f->st, f->tenant, "one", "+15550001111", 0, a1), STORE_OK);
 	assert_int_equal(new_agent(f->st, f->tenant2, "two", "+15550002222", 0, b1), STORE_OK);
 	/* every tenant's: queued 1, ringing 2, in_progress 3, and ended ones not at all */
-	static const struct { int tenant; enum call_status status; } made[] = {
-		{1, CALL_QUEUED}, {1, CALL_RINGING}, {2, CALL_RINGING}, {1, CALL_IN_PROGRESS},
-		{2, CALL_IN_PROGRESS}, {2, CALL_IN_PROGRESS}, {1, CALL_COMPLETED}, {2, CALL_FAILED},
-		{1, CALL_CANCELED}, {1, CALL_BUSY}, {1, CALL_NO_ANSWER},
+	static const struct {
+		int tenant;
+		enum call_status status;
+	} made[] = {
+		{1, CALL_QUEUED},      {1, CALL_RINGING},     {2, CALL_RINGING},
+		{1, CALL_IN_PROGRESS}, {2, CALL_IN_PROGRESS}, {2, CALL_IN_PROGRESS},
+		{1, CALL_COMPLETED},   {2, CALL_FAILED},      {1, CALL_CANCELED},
+		{1, CALL_BUSY},        {1, CALL_NO_ANSWER},
 	};
 	for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
 		struct call c = {0};
@@ -1010,8 +1027,10 @@ static void test_call_update_conditional(void **state)
 	enum call_status prev;
 
 	/* condition not met: CONFLICT, out = the current row, nothing written */
-	struct call_update bad = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_IN_PROGRESS,
-				  .answered_at = 777, .sip_status = 180,
+	struct call_update bad = {.from_mask = CALL_BIT(CALL_RINGING),
+				  .to = CALL_IN_PROGRESS,
+				  .answered_at = 777,
+				  .sip_status = 180,
 				  .provider_call_id = "should-not-stick"};
 	assert_int_equal(STORE(f->st, call_update, c.id, &bad, &out, &prev), STORE_CONFLICT);
 	assert_string_equal(out.id, c.id);
@@ -1028,8 +1047,10 @@ static void test_call_update_conditional(void **state)
 	assert_int_equal(STORE(f->st, call_update, c.id, &none, NULL, NULL), STORE_CONFLICT);
 
 	/* queued -> ringing, sets the provider call id */
-	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_RINGING,
-				   .provider_call_id = "dialog-1@host", .sip_status = 180};
+	struct call_update ring = {.from_mask = CALL_BIT(CALL_QUEUED),
+				   .to = CALL_RINGING,
+				   .provider_call_id = "dialog-1@host",
+				   .sip_status = 180};
 	prev = CALL_NO_ANSWER;
 	assert_int_equal(STORE(f->st, call_update, c.id, &ring, &out, &prev), STORE_OK);
 	assert_int_equal(prev, CALL_QUEUED);
@@ -1049,7 +1070,8 @@ static void test_call_update_conditional(void **state)
 
 	/* ringing -> in_progress: fields left 0/NULL keep their value (COALESCE) */
 	struct call_update answer = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				     .to = CALL_IN_PROGRESS, .answered_at = 10000};
+				     .to = CALL_IN_PROGRESS,
+				     .answered_at = 10000};
 	prev = CALL_NO_ANSWER;
 	assert_int_equal(STORE(f->st, call_update, c.id, &answer, &out, &prev), STORE_OK);
 	assert_int_equal(prev, CALL_RINGING);
@@ -1061,8 +1083,11 @@ static void test_call_update_conditional(void **state)
 	assert_string_equal(out.end_reason, "");
 
 	/* in_progress -> completed */
-	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = 25400, .end_reason = "ended_by_api", .sip_status = 200};
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = 25400,
+				  .end_reason = "ended_by_api",
+				  .sip_status = 200};
 	prev = CALL_NO_ANSWER;
 	assert_int_equal(STORE(f->st, call_update, c.id, &end, &out, &prev), STORE_OK);
 	assert_int_equal(prev, CALL_IN_PROGRESS);
@@ -1084,7 +1109,8 @@ static void test_call_update_conditional(void **state)
 
 	/* a terminal call refuses every step whose mask is the active states */
 	for (int to = 0; to < CALL_STATUS_COUNT; to++) {
-		struct call_update any = {.from_mask = CALL_ACTIVE_MASK, .to = (enum call_status)to,
+		struct call_update any = {.from_mask = CALL_ACTIVE_MASK,
+					  .to = (enum call_status)to,
 					  .end_reason = "late"};
 		assert_int_equal(STORE(f->st, call_update, c.id, &any, &out, NULL), STORE_CONFLICT);
 		assert_int_equal(out.status, CALL_COMPLETED);
@@ -1092,9 +1118,9 @@ static void test_call_update_conditional(void **state)
 	}
 
 	/* unknown call */
-	assert_int_equal(STORE(f->st, call_update, "00000000-0000-4000-8000-000000000000", &end,
-			       &out, NULL),
-			 STORE_NOT_FOUND);
+	assert_int_equal(
+		STORE(f->st, call_update, "00000000-0000-4000-8000-000000000000", &end, &out, NULL),
+		STORE_NOT_FOUND);
 
 	call_clear(&c);
 	call_clear(&out);
@@ -1114,7 +1140,8 @@ static void *race_one(void *arg)
 {
 	struct racer *r = arg;
 	struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED) | CALL_BIT(CALL_RINGING),
-				.to = r->to, .ended_at = cp_now_ms(),
+				.to = r->to,
+				.ended_at = cp_now_ms(),
 				.end_reason = r->to == CALL_CANCELED ? "racer_a" : "racer_b"};
 	pthread_barrier_wait(r->barrier);
 	r->rc = STORE(r->st, call_update, r->id, &u, &r->out, NULL);
@@ -1201,8 +1228,10 @@ static void test_call_redact(void **state)
 	const enum call_status path[] = {CALL_QUEUED, CALL_RINGING, CALL_IN_PROGRESS};
 	for (int i = 0; i < 3; i++) {
 		if (i) {
-			struct call_update u = {.from_mask = CALL_BIT(path[i - 1]), .to = path[i],
-						.answered_at = path[i] == CALL_IN_PROGRESS ? 1000 : 0};
+			struct call_update u = {.from_mask = CALL_BIT(path[i - 1]),
+						.to = path[i],
+						.answered_at =
+							path[i] == CALL_IN_PROGRESS ? 1000 : 0};
 			assert_int_equal(STORE(f->st, call_update, c.id, &u, NULL, NULL), STORE_OK);
 		}
 		assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_CONFLICT);
@@ -1216,8 +1245,10 @@ static void test_call_redact(void **state)
 		assert_int_equal(got.redacted_at, 0);
 	}
 
-	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS), .to = CALL_COMPLETED,
-				  .ended_at = 4000, .end_reason = "ended_by_api"};
+	struct call_update end = {.from_mask = CALL_BIT(CALL_IN_PROGRESS),
+				  .to = CALL_COMPLETED,
+				  .ended_at = 4000,
+				  .end_reason = "ended_by_api"};
 	assert_int_equal(STORE(f->st, call_update, c.id, &end, NULL, NULL), STORE_OK);
 
 	assert_int_equal(STORE(f->st, call_redact, c.id, 5000, &out), STORE_OK);
@@ -1354,7 +1385,8 @@ static void test_idem_expiry_and_purge(void **state)
 	idem_record_clear(&ex);
 	/* expired: replaced by a fresh claim */
 	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h2, 90000, 1001, &ex), STORE_OK);
-	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h1, 90001, 1001, &ex), STORE_CONFLICT);
+	assert_int_equal(STORE(f->st, idem_claim, "k", "old", h1, 90001, 1001, &ex),
+			 STORE_CONFLICT);
 	assert_string_equal(ex.request_hash, h2);
 	assert_int_equal(ex.status, 0);
 	assert_null(ex.body);
@@ -1510,7 +1542,7 @@ static void test_trunks(void **state)
 	char a[CP_UUID_LEN + 1], b[CP_UUID_LEN + 1], agent[CP_UUID_LEN + 1];
 	int64_t g0 = generation(f->st);
 	new_trunk(f->st, f->tenant, "a", a);
-	assert_int_equal(generation(f->st), g0 + 1);     /* one trigger, one row */
+	assert_int_equal(generation(f->st), g0 + 1); /* one trigger, one row */
 	struct trunk t = {0}, plain = {0};
 	assert_int_equal(cp_uuid4(plain.id), 0);
 	memcpy(b, plain.id, sizeof b);
@@ -1546,7 +1578,7 @@ static void test_trunks(void **state)
 	assert_int_equal(t.port, 0);
 	assert_string_equal(t.user, "");
 	assert_false(t.do_register);
-	assert_string_equal(t.srtp, "off");      /* created without one */
+	assert_string_equal(t.srtp, "off"); /* created without one */
 	assert_string_equal(t.inbound_cidrs, "");
 	struct trunk *list = NULL;
 	size_t n = 0;
@@ -1595,7 +1627,7 @@ static void test_trunks(void **state)
 	assert_int_equal(STORE(f->st, agent_set_trunk, agent, "no-such-trunk"), STORE_NOT_FOUND);
 	assert_int_equal(STORE(f->st, agent_set_trunk, "no-such-agent", a), STORE_NOT_FOUND);
 	assert_int_equal(STORE(f->st, agent_set_trunk, agent, a), STORE_OK);
-	assert_int_equal(generation(f->st), g1);     /* agents do not move it */
+	assert_int_equal(generation(f->st), g1); /* agents do not move it */
 	assert_int_equal(STORE(f->st, trunk_delete, NULL, a), STORE_CONFLICT);
 	assert_int_equal(STORE(f->st, agent_set_trunk, agent, ""), STORE_OK);
 	/* another tenant's scope does not delete it; its own does, once */
@@ -1607,8 +1639,8 @@ static void test_trunks(void **state)
 }
 
 /* The trunk.registration events tenant may see, as (status of each event's data). */
-static size_t trunk_events(struct store *st, const char *tenant, const char *number,
-			   char out[][16], size_t max)
+static size_t trunk_events(struct store *st, const char *tenant, const char *number, char out[][16],
+			   size_t max)
 {
 	struct scope sc = number ? number_scope(tenant, number) : tenant_scope(tenant);
 	struct stored_event *ev = NULL;
@@ -1621,8 +1653,8 @@ static size_t trunk_events(struct store *st, const char *tenant, const char *num
 		assert_non_null(j);
 		assert_string_equal(json_string_value(json_object_get(j, "type")),
 				    "trunk.registration");
-		const char *status = json_string_value(json_object_get(json_object_get(j, "data"),
-								       "status"));
+		const char *status =
+			json_string_value(json_object_get(json_object_get(j, "data"), "status"));
 		assert_non_null(status);
 		assert_true(k < max);
 		snprintf(out[k++], 16, "%s", status);
@@ -1632,8 +1664,8 @@ static size_t trunk_events(struct store *st, const char *tenant, const char *num
 	return k;
 }
 
-static void put_status(struct store *st, const char *trunk, const char *tenant,
-		       const char *status, int sip_status, int64_t at, bool want_event)
+static void put_status(struct store *st, const char *trunk, const char *tenant, const char *status,
+		       int sip_status, int64_t at, bool want_event)
 {
 	struct trunk_status s = {0};
 	snprintf(s.trunk_id, sizeof s.trunk_id, "%s", trunk);

@@ -25,10 +25,10 @@
 struct fx {
 	char dir[64];
 	char path[128];
-	struct store *st;            /* server mode */
+	struct store *st; /* server mode */
 	char tenant[CP_UUID_LEN + 1];
 	char agent[CP_UUID_LEN + 1];
-	struct call call;            /* one queued call of agent (+15550001111) */
+	struct call call; /* one queued call of agent (+15550001111) */
 };
 
 static const struct store_options server = {.sync_full = false, .server = true};
@@ -143,7 +143,7 @@ static void test_get_after_update_and_redact(void **state)
 	struct fx *f = *state;
 	struct scope sc = scope_of(f->tenant, NULL);
 	struct call c = {0};
-	for (int i = 0; i < 2; i++) {   /* the second read is served by the cache */
+	for (int i = 0; i < 2; i++) { /* the second read is served by the cache */
 		assert_int_equal(STORE(f->st, call_get, &sc, f->call.id, &c), STORE_OK);
 		assert_int_equal(c.status, CALL_QUEUED);
 		assert_string_equal(c.metadata, "{\"k\":\"v\"}");
@@ -171,7 +171,7 @@ static void test_scope_checked_on_cached_rows(void **state)
 	char t2[CP_UUID_LEN + 1];
 	cp_uuid4(t2);
 	struct scope other_tenant = scope_of(t2, NULL);
-	for (int i = 0; i < 2; i++) {   /* cold, then cached */
+	for (int i = 0; i < 2; i++) { /* cold, then cached */
 		assert_int_equal(STORE(f->st, call_get, &mine, f->call.id, &c), STORE_OK);
 		assert_int_equal(STORE(f->st, call_get, &other_number, f->call.id, &c),
 				 STORE_NOT_FOUND);
@@ -184,14 +184,14 @@ static void test_scope_checked_on_cached_rows(void **state)
 static void test_batch_sees_own_writes_and_readers_see_commit(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);   /* cached */
+	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED); /* cached */
 
 	/* rolled back: the cached row is still the truth */
 	struct store batch;
 	assert_int_equal(store_batch_begin(f->st, &batch), STORE_OK);
 	assert_int_equal(step(&batch, f->call.id, CALL_QUEUED, CALL_RINGING), STORE_OK);
-	assert_int_equal(status_of(&batch, f->call.id), CALL_RINGING);  /* its own write */
-	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);    /* not committed */
+	assert_int_equal(status_of(&batch, f->call.id), CALL_RINGING); /* its own write */
+	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);   /* not committed */
 	assert_int_equal(store_batch_end(&batch, false), STORE_OK);
 	assert_int_equal(status_of(f->st, f->call.id), CALL_QUEUED);
 
@@ -253,9 +253,10 @@ static void *race_writer(void *arg)
 {
 	struct race *r = arg;
 	for (int i = 1; i <= r->rounds; i++) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_RINGING), .to = CALL_RINGING,
+		struct call_update u = {.from_mask = CALL_BIT(CALL_RINGING),
+					.to = CALL_RINGING,
 					.sip_status = 100 + i};
-		bool batched = i % 3 == 0;   /* both write paths: autocommit and group commit */
+		bool batched = i % 3 == 0; /* both write paths: autocommit and group commit */
 		struct store batch, *st = r->st;
 		if (batched) {
 			assert_int_equal(store_batch_begin(r->st, &batch), STORE_OK);
@@ -299,7 +300,7 @@ static void test_key_revoked_by_another_process_is_refused_at_once(void **state)
 	assert_int_equal(auth_key_mint(f->tenant, NULL, &k, secret), 0);
 	assert_int_equal(STORE(f->st, key_create, &k), STORE_OK);
 	struct principal who;
-	for (int i = 0; i < 3; i++)   /* cold, then cached */
+	for (int i = 0; i < 3; i++) /* cold, then cached */
 		assert_int_equal(auth_check(f->st, secret, &who), CP_OK);
 
 	/* the admin CLI's way: another handle (another process in production) */
@@ -327,7 +328,7 @@ static void test_revocation_through_a_symlinked_path(void **state)
 	snprintf(link, sizeof link, "%s/link.db", f->dir);
 	assert_int_equal(symlink(f->path, link), 0);
 	store_close(f->st);
-	f->st = store_open(link, &server);     /* the server was given the link */
+	f->st = store_open(link, &server); /* the server was given the link */
 	assert_non_null(f->st);
 	struct api_key k;
 	char secret[AUTH_SECRET_LEN + 1];
@@ -335,8 +336,8 @@ static void test_revocation_through_a_symlinked_path(void **state)
 	assert_int_equal(STORE(f->st, key_create, &k), STORE_OK);
 	struct principal who;
 	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);
-	assert_int_equal(auth_check(f->st, secret, &who), CP_OK);   /* cached */
-	struct store *cli = store_open(f->path, &admin);             /* the CLI, the real path */
+	assert_int_equal(auth_check(f->st, secret, &who), CP_OK); /* cached */
+	struct store *cli = store_open(f->path, &admin);          /* the CLI, the real path */
 	assert_non_null(cli);
 	assert_int_equal(STORE(cli, key_revoke, k.id, cp_now_ms()), STORE_OK);
 	store_close(cli);
@@ -344,7 +345,7 @@ static void test_revocation_through_a_symlinked_path(void **state)
 	unlink(link);
 	char stray[200];
 	snprintf(stray, sizeof stray, "%s-keys", link);
-	assert_int_not_equal(access(stray, F_OK), 0);                /* no second epoch file */
+	assert_int_not_equal(access(stray, F_OK), 0); /* no second epoch file */
 }
 
 /* ---- the cache alone -------------------------------------------------------------------- */
@@ -393,15 +394,16 @@ int main(void)
 {
 	log_set_level(LOG_ERROR);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_second_server_refused_admin_allowed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_server_refused_admin_allowed, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_get_after_update_and_redact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scope_checked_on_cached_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_sees_own_writes_and_readers_see_commit,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_handles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_readers_never_see_the_past, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_key_revoked_by_another_process_is_refused_at_once,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_key_revoked_by_another_process_is_refused_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revocation_through_a_symlinked_path, setup,
 						teardown),
 		cmocka_unit_test(test_cache_fill_rules),

@@ -26,7 +26,7 @@ static void test_goodbye_is_a_second_or_two_of_speech(void **state)
 		int v = g711_ulaw_decode(a[i]);
 		loud += v > 1000 || v < -1000;
 	}
-	assert_true(loud * 10 >= alen);      /* speech, not silence: >= 10 % of samples loud */
+	assert_true(loud * 10 >= alen); /* speech, not silence: >= 10 % of samples loud */
 	/* the same text, the same speech again (espeak-ng's state between renders moves its
 	 * samples by a few; not by more than 1 %) */
 	assert_int_equal(tts_render_ulaw("Thank you for calling. Goodbye.", "en", &b, &blen), 0);
@@ -41,7 +41,8 @@ static void test_longer_text_is_longer_speech(void **state)
 	uint8_t *a = NULL, *b = NULL;
 	size_t alen = 0, blen = 0;
 	assert_int_equal(tts_render_ulaw("Goodbye.", NULL, &a, &alen), 0);
-	assert_int_equal(tts_render_ulaw("Goodbye. Goodbye. Goodbye. Goodbye.", NULL, &b, &blen), 0);
+	assert_int_equal(tts_render_ulaw("Goodbye. Goodbye. Goodbye. Goodbye.", NULL, &b, &blen),
+			 0);
 	assert_true(blen > 3 * alen);
 	free(a);
 	free(b);

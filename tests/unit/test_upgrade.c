@@ -29,12 +29,15 @@ static void test_keys_that_are_not_16_bytes(void **state)
 	(void)state;
 	char out[HTTP_WS_ACCEPT_LEN + 1] = "untouched";
 	static const char *const bad[] = {
-		NULL, "", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
-		"dGhlIHNhbXBsZSBub25jZQ",             /* no padding */
-		"dGhlIHNhbXBsZSBub25jZR==",           /* bits below the 16th byte set */
-		"dGhlIHNhbXBsZSBub25j*Q==",           /* not base64 */
+		NULL,
+		"",
+		"dGhlIHNhbXBsZSBub25jZQ=",
+		"dGhlIHNhbXBsZSBub25jZQ===",
+		"dGhlIHNhbXBsZSBub25jZQ",   /* no padding */
+		"dGhlIHNhbXBsZSBub25jZR==", /* bits below the 16th byte set */
+		"dGhlIHNhbXBsZSBub25j*Q==", /* not base64 */
 		"dGhlIHNhbXBsZSBub25jZQ==x",
-		"dGhlIHNhbXBsZSBub25jZXM=",           /* 17 bytes */
+		"dGhlIHNhbXBsZSBub25jZXM=", /* 17 bytes */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (http_websocket_accept(bad[i], out))

@@ -41,9 +41,9 @@ static void test_rfc3339_known_values(void **state)
 	check_rfc3339(1000, "1970-01-01T00:00:01.000Z");
 	check_rfc3339(61010, "1970-01-01T00:01:01.010Z");
 	check_rfc3339(1795316516123, "2026-11-22T03:01:56.123Z");
-	check_rfc3339(951827696007, "2000-02-29T12:34:56.007Z");     /* leap day */
-	check_rfc3339(253402300799999, "9999-12-31T23:59:59.999Z");  /* the last representable */
-	check_rfc3339(-1, "1969-12-31T23:59:59.999Z");                /* before the epoch */
+	check_rfc3339(951827696007, "2000-02-29T12:34:56.007Z");    /* leap day */
+	check_rfc3339(253402300799999, "9999-12-31T23:59:59.999Z"); /* the last representable */
+	check_rfc3339(-1, "1969-12-31T23:59:59.999Z");              /* before the epoch */
 	/* out of four-digit years (a corrupt row or clock): clamped, never longer */
 	check_rfc3339(253402300800000, "9999-12-31T23:59:59.999Z");
 	check_rfc3339(INT64_MAX, "9999-12-31T23:59:59.999Z");
@@ -84,8 +84,8 @@ static void check_uuid4_shape(const char *u)
 		else
 			assert_true(is_lower_hex(u[i]));
 	}
-	assert_int_equal(u[14], '4');                     /* version 4 */
-	assert_non_null(strchr("89ab", u[19]));          /* RFC 4122 variant */
+	assert_int_equal(u[14], '4');           /* version 4 */
+	assert_non_null(strchr("89ab", u[19])); /* RFC 4122 variant */
 	assert_true(u[19] != '\0');
 	assert_true(cp_is_uuid(u));
 }
@@ -99,7 +99,7 @@ static void test_uuid4_format_and_uniqueness(void **state)
 {
 	(void)state;
 	enum { N = 1000 };
-	char (*ids)[CP_UUID_LEN + 1] = calloc(N, sizeof *ids);
+	char(*ids)[CP_UUID_LEN + 1] = calloc(N, sizeof *ids);
 	assert_non_null(ids);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(cp_uuid4(ids[i]), 0);
@@ -140,12 +140,12 @@ static void test_is_uuid(void **state)
 	assert_true(cp_is_uuid("1B4E28BA-2FA1-41D2-883F-0016D3CCA427"));
 	const char *bad[] = {
 		"",
-		"1b4e28ba-2fa1-41d2-883f-0016d3cca42",    /* 35 */
-		"1b4e28ba-2fa1-41d2-883f-0016d3cca4271",  /* 37 */
-		"1b4e28ba2fa141d2883f0016d3cca427",       /* no dashes */
-		"1b4e28ba-2fa1-41d2-883f_0016d3cca427",   /* wrong separator */
-		"1b4e28b-a2fa1-41d2-883f-0016d3cca427",   /* dash misplaced */
-		"1b4e28ba-2fa1-41d2-883f-0016d3cca42g",   /* non-hex */
+		"1b4e28ba-2fa1-41d2-883f-0016d3cca42",   /* 35 */
+		"1b4e28ba-2fa1-41d2-883f-0016d3cca4271", /* 37 */
+		"1b4e28ba2fa141d2883f0016d3cca427",      /* no dashes */
+		"1b4e28ba-2fa1-41d2-883f_0016d3cca427",  /* wrong separator */
+		"1b4e28b-a2fa1-41d2-883f-0016d3cca427",  /* dash misplaced */
+		"1b4e28ba-2fa1-41d2-883f-0016d3cca42g",  /* non-hex */
 		"1b4e28ba-2fa1-41d2-883f-0016d3cca42 ",
 		" 1b4e28ba-2fa1-41d2-883f-0016d3cca42",
 		"../../../../../../../../../etc/passwd",
@@ -167,9 +167,21 @@ static void test_is_e164(void **state)
 	const char *good[] = {"+12", "+15550001111", "+442071234567", "+123456789012345"};
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
 		assert_true(cp_is_e164(good[i]));
-	const char *bad[] = {"", "+", "+1", "+0123", "+01", "15550001111", "++15550001111",
-			     "+1234567890123456", "+1555 0001111", "+1555-0001111", "+1555a",
-			     " +15550001111", "+15550001111 ", "+\xd9\xa3\xd9\xa3", "tel:+1555"};
+	const char *bad[] = {"",
+			     "+",
+			     "+1",
+			     "+0123",
+			     "+01",
+			     "15550001111",
+			     "++15550001111",
+			     "+1234567890123456",
+			     "+1555 0001111",
+			     "+1555-0001111",
+			     "+1555a",
+			     " +15550001111",
+			     "+15550001111 ",
+			     "+\xd9\xa3\xd9\xa3",
+			     "tel:+1555"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		if (cp_is_e164(bad[i]))
 			print_error("accepted \"%s\"\n", bad[i]);
@@ -218,8 +230,8 @@ static void test_parse_int_rejects(void **state)
 	assert_false(cp_parse_int("-9223372036854775809", LLONG_MIN, LLONG_MAX, &v));
 	assert_false(cp_parse_int("99999999999999999999999", LLONG_MIN, LLONG_MAX, &v));
 	/* not (only) a number */
-	const char *junk[] = {"", "abc", "12abc", "12 ", "12\n", " 12", "\t12", "\n12", "1.5",
-			      "1e3", "0x10", "-", "--1", "1,000", "5%"};
+	const char *junk[] = {"",    "abc", "12abc", "12 ", "12\n", " 12",   "\t12", "\n12",
+			      "1.5", "1e3", "0x10",  "-",   "--1",  "1,000", "5%"};
 	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
 		if (cp_parse_int(junk[i], LLONG_MIN, LLONG_MAX, &v))
 			print_error("accepted \"%s\"\n", junk[i]);
@@ -251,15 +263,19 @@ static void test_sha256(void **state)
 	(void)state;
 	char out[CP_SHA256_HEX_LEN + 1];
 	cp_sha256_hex("abc", 3, out);
-	assert_string_equal(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(out,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	cp_sha256_hex("", 0, out);
-	assert_string_equal(out, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_string_equal(out,
+			    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
 	cp_sha256_hex(two, strlen(two), out);
-	assert_string_equal(out, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	assert_string_equal(out,
+			    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 	/* length is honoured: embedded bytes past len do not count */
 	cp_sha256_hex("abcdef", 3, out);
-	assert_string_equal(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(out,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void test_random(void **state)
@@ -304,9 +320,9 @@ static void test_percent_decode_valid(void **state)
 	check_decode("%41%42%43", false, "ABC");
 	check_decode("%2F", true, "/");
 	check_decode("abc123%40host", false, "abc123@host");
-	check_decode("%e2%82%AC", false, "\xe2\x82\xac");     /* UTF-8 euro sign */
-	check_decode("%25", false, "%");                       /* a literal percent */
-	check_decode("%2541", false, "%41");                   /* decoded once only */
+	check_decode("%e2%82%AC", false, "\xe2\x82\xac"); /* UTF-8 euro sign */
+	check_decode("%25", false, "%");                  /* a literal percent */
+	check_decode("%2541", false, "%41");              /* decoded once only */
 	check_decode("%20", false, " ");
 	check_decode("%20", true, " ");
 }
@@ -351,10 +367,12 @@ static void test_args_ok(void **state)
 {
 	(void)state;
 	const char *name = NULL, *tenant = NULL, *num = NULL;
-	struct opt opts[] = {{"name", &name, OPT_REQUIRED}, {"tenant", &tenant, OPT_OPTIONAL},
-			     {"max-duration", &num, OPT_OPTIONAL}, {NULL, NULL, OPT_OPTIONAL}};
-	char *argv[] = {"first", "--name", "alice", "--tenant=t-1", "second", "--max-duration",
-			"-5", NULL};
+	struct opt opts[] = {{"name", &name, OPT_REQUIRED},
+			     {"tenant", &tenant, OPT_OPTIONAL},
+			     {"max-duration", &num, OPT_OPTIONAL},
+			     {NULL, NULL, OPT_OPTIONAL}};
+	char *argv[] = {"first",  "--name",         "alice", "--tenant=t-1",
+			"second", "--max-duration", "-5",    NULL};
 	const char *pos[4] = {NULL};
 	int n_pos = -1;
 	assert_int_equal(args_parse(7, argv, opts, pos, 4, &n_pos, USAGE), ARGS_OK);
@@ -363,7 +381,7 @@ static void test_args_ok(void **state)
 	assert_string_equal(pos[1], "second");
 	assert_string_equal(name, "alice");
 	assert_string_equal(tenant, "t-1");
-	assert_string_equal(num, "-5");          /* a value may look like a negative number */
+	assert_string_equal(num, "-5"); /* a value may look like a negative number */
 	/* values point into argv */
 	assert_ptr_equal(name, argv[2]);
 }
@@ -376,7 +394,7 @@ static void test_args_equals_forms(void **state)
 	char *argv[] = {"--name=a=b", NULL};
 	int n_pos;
 	assert_int_equal(args_parse(1, argv, opts, NULL, 0, &n_pos, USAGE), ARGS_OK);
-	assert_string_equal(name, "a=b");        /* only the first '=' separates */
+	assert_string_equal(name, "a=b"); /* only the first '=' separates */
 	assert_int_equal(n_pos, 0);
 	/* an option given twice is an error, whichever forms */
 	char *argv2[] = {"--name", "x", "--name=y", NULL};
@@ -400,7 +418,8 @@ static void test_args_errors(void **state)
 {
 	(void)state;
 	const char *name = NULL, *tenant = NULL;
-	struct opt opts[] = {{"name", &name, OPT_REQUIRED}, {"tenant", &tenant, OPT_OPTIONAL},
+	struct opt opts[] = {{"name", &name, OPT_REQUIRED},
+			     {"tenant", &tenant, OPT_OPTIONAL},
 			     {NULL, NULL, OPT_OPTIONAL}};
 	const char *pos[1];
 	int n_pos;
@@ -432,8 +451,8 @@ static void test_args_flags(void **state)
 {
 	(void)state;
 	const char *all = NULL, *db = NULL;
-	struct opt opts[] = {{"all", &all, OPT_FLAG}, {"db", &db, OPT_OPTIONAL},
-			     {NULL, NULL, OPT_OPTIONAL}};
+	struct opt opts[] = {
+		{"all", &all, OPT_FLAG}, {"db", &db, OPT_OPTIONAL}, {NULL, NULL, OPT_OPTIONAL}};
 	const char *pos[1];
 	int n_pos;
 	/* a flag takes no value: what follows it is the next argument */
@@ -474,16 +493,20 @@ static void test_args_help(void **state)
 static void test_utf8_scrub(void **state)
 {
 	(void)state;
-	struct { const char *in, *out; size_t bad; } cases[] = {
+	struct {
+		const char *in, *out;
+		size_t bad;
+	} cases[] = {
 		{"plain ascii", "plain ascii", 0},
-		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e", 0},
+		{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e",
+		 "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e", 0},
 		{"status \"\xff\"", "status \"?\"", 1},
-		{"\xc0\xaf", "??", 2},                       /* overlong '/' */
-		{"\xe0\x80\xaf", "???", 3},                  /* overlong, 3 bytes */
-		{"\xed\xa0\x80", "???", 3},                  /* a surrogate, U+D800 */
-		{"\xf4\x90\x80\x80", "????", 4},            /* above U+10FFFF */
-		{"cut \xe2\x82", "cut ??", 2},                /* a sequence cut short at the end */
-		{"\x80x", "?x", 1},                            /* a lone continuation byte */
+		{"\xc0\xaf", "??", 2},           /* overlong '/' */
+		{"\xe0\x80\xaf", "???", 3},      /* overlong, 3 bytes */
+		{"\xed\xa0\x80", "???", 3},      /* a surrogate, U+D800 */
+		{"\xf4\x90\x80\x80", "????", 4}, /* above U+10FFFF */
+		{"cut \xe2\x82", "cut ??", 2},   /* a sequence cut short at the end */
+		{"\x80x", "?x", 1},              /* a lone continuation byte */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char buf[64];
@@ -524,22 +547,22 @@ static void test_list_push_and_unlink(void **state)
 	LIST_PUSH(head, &d);
 	list_names(head, names);
 	assert_string_equal(names, "dcba");
-	LIST_UNLINK(head, &c);               /* a middle one */
+	LIST_UNLINK(head, &c); /* a middle one */
 	list_names(head, names);
 	assert_string_equal(names, "dba");
 	assert_null(c.prev);
 	assert_null(c.next);
-	LIST_UNLINK(head, &d);               /* the first */
+	LIST_UNLINK(head, &d); /* the first */
 	list_names(head, names);
 	assert_string_equal(names, "ba");
-	LIST_UNLINK(head, &a);               /* the last */
+	LIST_UNLINK(head, &a); /* the last */
 	list_names(head, names);
 	assert_string_equal(names, "b");
-	LIST_PUSH(head, &c);                 /* an element taken out goes back in */
+	LIST_PUSH(head, &c); /* an element taken out goes back in */
 	list_names(head, names);
 	assert_string_equal(names, "cb");
 	LIST_UNLINK(head, &b);
-	LIST_UNLINK(head, &c);               /* the only one */
+	LIST_UNLINK(head, &c); /* the only one */
 	assert_null(head);
 }
 

@@ -40,7 +40,7 @@
 
 #define CALL "33333333-3333-4333-8333-333333333333"
 #define RATE 48000
-#define FRAME_BYTES (RATE / 50 * 2)          /* 20 ms of 16-bit samples at RATE */
+#define FRAME_BYTES (RATE / 50 * 2) /* 20 ms of 16-bit samples at RATE */
 
 /* ---- what the media engine tells its owner ---------------------------------------------- */
 
@@ -118,10 +118,10 @@ struct browser {
 	wslay_event_context_ptr ctx;
 	char texts[8][128];
 	int n_texts;
-	int16_t *audio;                  /* every binary message, one after the other */
+	int16_t *audio; /* every binary message, one after the other */
 	size_t audio_len, audio_cap;
-	int binaries, odd_sized;         /* binary messages; those not FRAME_BYTES long */
-	bool closed;                     /* its close frame came */
+	int binaries, odd_sized; /* binary messages; those not FRAME_BYTES long */
+	bool closed;             /* its close frame came */
 	uint16_t close_code;
 	bool eof;
 };
@@ -136,7 +136,8 @@ static ssize_t b_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int
 	if (n == 0)
 		b->eof = true;
 	wslay_event_set_error(ctx, n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
-				   ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+					   ? WSLAY_ERR_WOULDBLOCK
+					   : WSLAY_ERR_CALLBACK_FAILURE);
 	return -1;
 }
 
@@ -148,7 +149,8 @@ static ssize_t b_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t l
 	ssize_t n = send(b->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n >= 0)
 		return n;
-	wslay_event_set_error(ctx, errno == EAGAIN ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+	wslay_event_set_error(ctx,
+			      errno == EAGAIN ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
 	return -1;
 }
 
@@ -159,7 +161,8 @@ static int b_mask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *a
 	return cp_random(buf, len);
 }
 
-static void b_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m, void *arg)
+static void b_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *m,
+		  void *arg)
 {
 	struct browser *b = arg;
 	(void)ctx;
@@ -177,7 +180,8 @@ static void b_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_r
 			assert_non_null(b->audio);
 		}
 		for (size_t i = 0; i < n; i++)
-			b->audio[b->audio_len++] = (int16_t)(m->msg[2 * i] | m->msg[2 * i + 1] << 8);
+			b->audio[b->audio_len++] =
+				(int16_t)(m->msg[2 * i] | m->msg[2 * i + 1] << 8);
 	} else if (m->opcode == WSLAY_CONNECTION_CLOSE) {
 		b->closed = true;
 		b->close_code = m->status_code;
@@ -187,7 +191,9 @@ static void b_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_r
 static void browser_init(struct browser *b, int fd)
 {
 	static const struct wslay_event_callbacks cb = {
-		.recv_callback = b_recv, .send_callback = b_send, .genmask_callback = b_mask,
+		.recv_callback = b_recv,
+		.send_callback = b_send,
+		.genmask_callback = b_mask,
 		.on_msg_recv_callback = b_msg,
 	};
 	memset(b, 0, sizeof *b);
@@ -220,7 +226,8 @@ static void pump(struct browser *b, int ms)
 
 static void send_text(struct browser *b, const char *text)
 {
-	struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
+	struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME,
+				    .msg = (const uint8_t *)text,
 				    .msg_length = strlen(text)};
 	assert_int_equal(wslay_event_queue_msg(b->ctx, &m), 0);
 	wslay_event_send(b->ctx);
@@ -279,7 +286,8 @@ static int setup_dir(struct fx *f, bool record)
 		assert_non_null(mkdtemp(f->dir));
 		cfg.recordings_dir = f->dir;
 	}
-	struct media_hooks hooks = {.end_call = hook_end_call, .goodbye_done = hook_goodbye_done,
+	struct media_hooks hooks = {.end_call = hook_end_call,
+				    .goodbye_done = hook_goodbye_done,
 				    .released = hook_released};
 	f->me = media_engine_start(&cfg, &hooks);
 	assert_non_null(f->me);
@@ -324,10 +332,18 @@ static void start_web(struct fx *f, bool record, const uint8_t *pending, size_t 
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	browser_init(&f->b, sv[1]);
-	struct media_web web = {.fd = sv[0], .pending = pending, .pending_len = pending_len,
-				.release = release_fd, .ctx = (void *)(intptr_t)sv[0]};
-	struct media_start ms = {.call_id = CALL, .rtp_fd = -1, .rtcp_fd = -1, .addr_index = -1,
-				 .te_payload_type = -1, .account = "tenant", .record = record,
+	struct media_web web = {.fd = sv[0],
+				.pending = pending,
+				.pending_len = pending_len,
+				.release = release_fd,
+				.ctx = (void *)(intptr_t)sv[0]};
+	struct media_start ms = {.call_id = CALL,
+				 .rtp_fd = -1,
+				 .rtcp_fd = -1,
+				 .addr_index = -1,
+				 .te_payload_type = -1,
+				 .account = "tenant",
+				 .record = record,
 				 .web = &web};
 	assert_int_equal(media_session_start(f->me, &ms), 0);
 }
@@ -339,9 +355,9 @@ static void test_started_then_20ms_frames_at_the_browsers_rate(void **state)
 	struct fx *f = *state;
 	start_web(f, false, NULL, 0);
 	pump(&f->b, 200);
-	assert_int_equal(f->b.n_texts, 1);            /* "started", nothing else before the hello */
+	assert_int_equal(f->b.n_texts, 1); /* "started", nothing else before the hello */
 	assert_string_equal(f->b.texts[0], "{\"event\":\"started\",\"call_id\":\"" CALL "\"}");
-	assert_int_equal(f->b.binaries, 0);          /* nothing before the hello */
+	assert_int_equal(f->b.binaries, 0); /* nothing before the hello */
 	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":48000}");
 	pump(&f->b, 1000);
 	/* a frame per 20 ms tick: about 50 in a second (fewer on a loaded machine), each exactly
@@ -361,7 +377,7 @@ static void test_started_then_20ms_frames_at_the_browsers_rate(void **state)
 	assert_true(wait_releases(1, 2000));
 	usleep(100 * 1000);
 	assert_int_equal(atomic_load(&releases), 1);
-	assert_int_equal(ends, 0);                   /* ended by its owner, not by the media plane */
+	assert_int_equal(ends, 0); /* ended by its owner, not by the media plane */
 	browser_free(&f->b);
 }
 
@@ -448,7 +464,7 @@ static void test_browser_audio_reaches_the_recording(void **state)
 	double e = 0;
 	for (size_t i = mid; i < mid + 8000; i++)
 		e += (double)left[i] * left[i];
-	assert_true(sqrt(e / 8000) > 3000);          /* ~5657 for amplitude 8000, mu-law aside */
+	assert_true(sqrt(e / 8000) > 3000); /* ~5657 for amplitude 8000, mu-law aside */
 	free(all);
 	free(left);
 	browser_free(&f->b);
@@ -481,7 +497,7 @@ static void test_eof_ends_the_call_remote_hangup(void **state)
 	struct fx *f = *state;
 	start_web(f, false, NULL, 0);
 	pump(&f->b, 100);
-	shutdown(f->b.fd, SHUT_WR);          /* the tab is gone: no close frame */
+	shutdown(f->b.fd, SHUT_WR); /* the tab is gone: no close frame */
 	assert_true(wait_count(&ends, 1, 2000));
 	assert_string_equal(end_reason, "remote_hangup");
 	media_session_stop(f->me, CALL);
@@ -494,13 +510,13 @@ static void test_bad_messages_end_nothing(void **state)
 	struct fx *f = *state;
 	start_web(f, false, NULL, 0);
 	static const uint8_t early[4] = {1, 2, 3, 4};
-	send_binary(&f->b, early, sizeof early);             /* audio before the hello */
+	send_binary(&f->b, early, sizeof early); /* audio before the hello */
 	send_text(&f->b, "not json");
 	send_text(&f->b, "{\"event\":\"dance\"}");
 	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":7999}");
 	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":\"48000\"}");
 	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":48000}");
-	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":16000}");   /* a second one */
+	send_text(&f->b, "{\"event\":\"hello\",\"sample_rate\":16000}"); /* a second one */
 	static const uint8_t odd[3] = {1, 2, 3};
 	send_binary(&f->b, odd, sizeof odd);
 	pump(&f->b, 500);
@@ -541,8 +557,12 @@ static void test_start_refused_gives_the_socket_back(void **state)
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	struct media_web web = {.fd = sv[0], .release = release_fd, .ctx = (void *)(intptr_t)sv[0]};
-	struct media_start ms = {.call_id = CALL, .rtp_fd = -1, .rtcp_fd = -1, .addr_index = -1,
-				 .te_payload_type = -1, .web = &web};
+	struct media_start ms = {.call_id = CALL,
+				 .rtp_fd = -1,
+				 .rtcp_fd = -1,
+				 .addr_index = -1,
+				 .te_payload_type = -1,
+				 .web = &web};
 	assert_int_equal(media_session_start(f->me, &ms), -1);
 	assert_int_equal(atomic_load(&releases), 1);
 	close(sv[1]);
@@ -574,10 +594,11 @@ int main(void)
 						setup_recorded, teardown),
 		cmocka_unit_test_setup_teardown(test_close_frame_ends_the_call_remote_hangup, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_eof_ends_the_call_remote_hangup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_ends_the_call_remote_hangup, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_messages_end_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_oversized_message_closes_1009_and_ends_the_call,
-						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_oversized_message_closes_1009_and_ends_the_call, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_start_refused_gives_the_socket_back, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_engine_stop_releases_a_lingering_socket, setup,

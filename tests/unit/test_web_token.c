@@ -29,8 +29,8 @@ static void test_issued_token_is_43_chars_of_base64url(void **state)
 	assert_int_equal(web_token_issue(t, CALL_A, T0, 60000, a), 0);
 	assert_int_equal(web_token_issue(t, CALL_A, T0, 60000, b), 0);
 	assert_int_equal(strlen(a), 43);
-	assert_int_equal(strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-			 43);
+	assert_int_equal(
+		strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
 	/* 256 random bits: two tokens never match */
 	assert_string_not_equal(a, b);
 	web_tokens_destroy(t);
@@ -52,7 +52,7 @@ static void test_check_uses_nothing_take_uses_it_once(void **state)
 	memset(call, 0, sizeof call);
 	assert_int_equal(web_token_take(t, tok, CALL_A, T0 + 30, call), WEB_TOKEN_USED);
 	assert_int_equal(web_token_check(t, tok, NULL, T0 + 30, call), WEB_TOKEN_USED);
-	assert_string_equal(call, "");       /* nothing told about a refused token */
+	assert_string_equal(call, ""); /* nothing told about a refused token */
 	web_tokens_destroy(t);
 }
 

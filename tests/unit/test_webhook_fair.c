@@ -23,13 +23,21 @@
 #define NOW 1700000000000LL
 
 static const struct fair_config shares_cfg = {
-	.slots = 32, .breaker_failures = 5, .open_initial_ms = 1000, .open_max_ms = 4000,
-	.recheck_ms = 100, .max_age_ms = 60000,
+	.slots = 32,
+	.breaker_failures = 5,
+	.open_initial_ms = 1000,
+	.open_max_ms = 4000,
+	.recheck_ms = 100,
+	.max_age_ms = 60000,
 };
 
 static const struct fair_config breaker_cfg = {
-	.slots = 32, .breaker_failures = 3, .open_initial_ms = 1000, .open_max_ms = 4000,
-	.recheck_ms = 100, .max_age_ms = 10000,
+	.slots = 32,
+	.breaker_failures = 3,
+	.open_initial_ms = 1000,
+	.open_max_ms = 4000,
+	.recheck_ms = 100,
+	.max_age_ms = 10000,
 };
 
 /* An offer of n deliveries: tenants[i % nt] and hooks[i % nt], created at `created`. */
@@ -43,7 +51,7 @@ static struct delivery *offer(size_t n, const char *const *tenants, const char *
 		snprintf(d[i].tenant_id, sizeof d[i].tenant_id, "%s", tenants[i % nt]);
 		snprintf(d[i].webhook_id, sizeof d[i].webhook_id, "%s", hooks[i % nt]);
 		d[i].created_at = created;
-		d[i].pick = DELIVERY_GONE;   /* fair_pick must set every pick */
+		d[i].pick = DELIVERY_GONE; /* fair_pick must set every pick */
 	}
 	return d;
 }
@@ -58,8 +66,8 @@ static size_t count_pick(const struct delivery *d, size_t n, enum delivery_pick 
 }
 
 /* Ends `n` of the tenant's attempts in flight with outcome o. */
-static void finish(struct fair *f, const char *tenant, const char *hook, int n,
-		   enum fair_outcome o, int64_t now)
+static void finish(struct fair *f, const char *tenant, const char *hook, int n, enum fair_outcome o,
+		   int64_t now)
 {
 	for (int i = 0; i < n; i++)
 		fair_done(f, tenant, hook, o, now);
@@ -87,7 +95,7 @@ static void test_a_tenant_alone_may_use_every_slot(void **state)
 	assert_int_equal(count_pick(d, 64, DELIVERY_TAKE, NULL), 32);
 	assert_int_equal(count_pick(d, 64, DELIVERY_LEAVE, NULL), 32);
 	for (size_t i = 0; i < 32; i++)
-		assert_int_equal(d[i].pick, DELIVERY_TAKE);    /* in the order offered */
+		assert_int_equal(d[i].pick, DELIVERY_TAKE); /* in the order offered */
 	assert_int_equal(fair_in_flight(f), 32);
 	assert_int_equal(fair_tenant_in_flight(f, TA), 32);
 	free(d);

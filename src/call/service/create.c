@@ -74,11 +74,10 @@ static enum cp_err from_check(struct call_service *svc, const struct scope *sc,
 		       "from must be the number of one of the tenant's agents");
 }
 
-enum cp_err svc_store_and_start(struct call_service *svc, struct call *c,
-				const struct agent *agent, const char *metadata,
-				const char *stream_url, const char *req_id, svc_start_fn *start,
-				void *arg, const char *unstarted, struct call *out,
-				struct cp_error *err)
+enum cp_err svc_store_and_start(struct call_service *svc, struct call *c, const struct agent *agent,
+				const char *metadata, const char *stream_url, const char *req_id,
+				svc_start_fn *start, void *arg, const char *unstarted,
+				struct call *out, struct cp_error *err)
 {
 	c->metadata = strdup(metadata ? metadata : "{}");
 	if (!c->metadata || svc_set_stream_url(c, stream_url) ||
@@ -94,11 +93,13 @@ enum cp_err svc_store_and_start(struct call_service *svc, struct call *c,
 	metrics_call_created(false);
 	svc_log_created(c, req_id);
 	if (start(svc, c, arg) != 0) {
-		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED), .to = CALL_FAILED,
-					.ended_at = cp_now_ms(), .end_reason = "failed"};
+		struct call_update u = {.from_mask = CALL_BIT(CALL_QUEUED),
+					.to = CALL_FAILED,
+					.ended_at = cp_now_ms(),
+					.end_reason = "failed"};
 		struct writer w = svc_writer(svc);
 		if (svc_transition(&w, c->id, &u, req_id, c) != STORE_OK) {
-			call_clear(c);   /* stored queued, never started: say so rather than 201 */
+			call_clear(c); /* stored queued, never started: say so rather than 201 */
 			return cp_fail(err, CP_ERR_INTERNAL, "%s", unstarted);
 		}
 	}
@@ -131,13 +132,16 @@ enum cp_err call_create(struct call_service *svc, const struct scope *sc,
 			       "to must be a sip: URI or an E.164 number of at most %d bytes",
 			       CALL_ADDR_MAX);
 	if (req->from && !cp_is_e164(req->from))
-		return cp_fail(err, CP_ERR_INVALID,
-			       "from must be an E.164 number: the number of one of the tenant's agents");
+		return cp_fail(
+			err, CP_ERR_INVALID,
+			"from must be an E.164 number: the number of one of the tenant's agents");
 	if (req->max_duration_s < 0 || req->max_duration_s > 86400)
-		return cp_fail(err, CP_ERR_INVALID, "max_duration_s must be an integer in 1..86400");
+		return cp_fail(err, CP_ERR_INVALID,
+			       "max_duration_s must be an integer in 1..86400");
 	if (!svc_metadata_valid(req->metadata))
 		return cp_fail(err, CP_ERR_INVALID,
-			       "metadata must be a JSON object of at most %d bytes", CALL_METADATA_MAX);
+			       "metadata must be a JSON object of at most %d bytes",
+			       CALL_METADATA_MAX);
 	/* the message never repeats the URL: its query string may carry a secret */
 	if (req->stream_url && !call_stream_url_valid(req->stream_url))
 		return cp_fail(err, CP_ERR_INVALID,

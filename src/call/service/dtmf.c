@@ -29,12 +29,14 @@ enum cp_err call_send_dtmf(struct call_service *svc, const struct scope *sc, con
 		goto out;
 	}
 	if (!svc->tel.ops || !svc->tel.ops->send_dtmf) {
-		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE, "no media engine on this node: digits"
+		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE,
+			    "no media engine on this node: digits"
 			    " were not sent");
 		goto out;
 	}
 	if (svc->tel.ops->send_dtmf(svc->tel.engine, &c, digits) != 0) {
-		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE, "the call has no media session: digits"
+		e = cp_fail(err, CP_ERR_MEDIA_UNAVAILABLE,
+			    "the call has no media session: digits"
 			    " were not sent");
 		goto out;
 	}
@@ -64,8 +66,8 @@ static void dtmf_apply(struct writer *w, struct job *j)
 	/* the digit needs no escaping: post_dtmf let only [0-9*#A-D] through */
 	char extra[16];
 	snprintf(extra, sizeof extra, "\"digit\":\"%c\"", dj->digit);
-	enum store_result rc = STORE(w->st, call_event, dj->call_id, "call.dtmf", extra,
-				     CALL_ACTIVE_MASK, NULL);
+	enum store_result rc =
+		STORE(w->st, call_event, dj->call_id, "call.dtmf", extra, CALL_ACTIVE_MASK, NULL);
 	if (rc == STORE_OK) {
 		svc_event_written(w);
 	} else if (rc == STORE_NOT_FOUND || rc == STORE_CONFLICT) {
@@ -84,8 +86,8 @@ static const struct job_ops dtmf_ops = {.apply = dtmf_apply, .finish = dtmf_fini
 void call_service_post_dtmf(struct call_service *svc, const char *call_id, char digit)
 {
 	if (!call_dtmf_digit_valid(digit)) {
-		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s: not a DTMF digit (0x%02x)", call_id,
-			(unsigned char)digit);
+		log_msg(LOG_DEBUG, "call_dtmf_ignored", "call %s: not a DTMF digit (0x%02x)",
+			call_id, (unsigned char)digit);
 		return;
 	}
 	struct dtmf_job *dj = calloc(1, sizeof *dj);

@@ -25,17 +25,17 @@
 #define DEFAULT_END_REASON "ended_by_api"
 
 struct end_job {
-	struct job job;              /* the engine's answer, queued to the worker */
+	struct job job; /* the engine's answer, queued to the worker */
 	struct call_service *svc;
 	char id[CP_UUID_LEN + 1];
 	char reason[CALL_REASON_MAX + 1];
 	char req_id[40];
-	enum call_status seen;       /* status when the end was requested */
-	int64_t t_start_us;          /* when the end was requested (monotonic) */
-	int64_t wire_us;             /* request -> BYE/CANCEL handed to the transport */
-	bool claimed;                /* the call's goodbye under way is this end */
+	enum call_status seen; /* status when the end was requested */
+	int64_t t_start_us;    /* when the end was requested (monotonic) */
+	int64_t wire_us;       /* request -> BYE/CANCEL handed to the transport */
+	bool claimed;          /* the call's goodbye under way is this end */
 	enum end_origin origin;
-	enum metrics_dialect dialect;    /* of the API request; none for the engine's own */
+	enum metrics_dialect dialect; /* of the API request; none for the engine's own */
 	call_end_fn done;
 	void *arg;
 	/* the engine's answer */
@@ -48,8 +48,7 @@ struct end_job {
 	int goodbye_ms;
 };
 
-static void end_result(struct end_job *job, enum cp_err code, const char *msg,
-		       const struct call *c)
+static void end_result(struct end_job *job, enum cp_err code, const char *msg, const struct call *c)
 {
 	job->result.code = code;
 	snprintf(job->result.message, sizeof job->result.message, "%s", msg);
@@ -72,8 +71,8 @@ static void end_finish(struct end_job *job)
 	/* an API end's latency; a goodbye's, and an emergency stop's per call, are not that */
 	if (job->origin == END_API && !job->claimed && job->result.code == CP_OK)
 		metrics_end_request(cp_mono_us() - job->t_start_us);
-	struct goodbye_waiter *w = job->claimed ? goodbyes_release(job->svc->goodbyes, job->id) :
-				   NULL;
+	struct goodbye_waiter *w =
+		job->claimed ? goodbyes_release(job->svc->goodbyes, job->id) : NULL;
 	const struct call *c = job->has_call ? &job->call : NULL;
 	job->done(job->arg, &job->result, c, job->goodbye_ms);
 	while (w) {
@@ -105,10 +104,12 @@ static void end_record(struct writer *w, struct end_job *job, enum hangup_kind k
 			to = call_end_status(cur);
 			from = CALL_BIT(cur);
 		}
-		struct call_update u = {.from_mask = from, .to = to, .ended_at = cp_now_ms(),
+		struct call_update u = {.from_mask = from,
+					.to = to,
+					.ended_at = cp_now_ms(),
 					.end_reason = job->reason};
-		struct cause why = {.req_id = job->req_id, .wire_us = job->wire_us,
-				    .dialect = job->dialect};
+		struct cause why = {
+			.req_id = job->req_id, .wire_us = job->wire_us, .dialect = job->dialect};
 		enum store_result rc = svc_transition_logged(w, job->id, &u, &why, &c);
 		if (rc == STORE_OK) {
 			end_result(job, CP_OK, "", &c);
@@ -181,7 +182,7 @@ static char *agent_goodbye(struct call_service *svc, const struct call *c)
 {
 	struct scope sc = {0};
 	snprintf(sc.tenant_id, sizeof sc.tenant_id, "%s", c->tenant_id);
-	struct agent *agent = malloc(sizeof *agent);     /* two texts of 4 KiB: not on a stack */
+	struct agent *agent = malloc(sizeof *agent); /* two texts of 4 KiB: not on a stack */
 	char *text = NULL;
 	if (agent && STORE(svc->st, agent_get, &sc, c->agent_id, agent) == STORE_OK &&
 	    agent->goodbye_text[0])
@@ -307,7 +308,8 @@ void svc_end(struct call_service *svc, const struct scope *sc, const char *id,
 	int wait_ms = origin == END_API ? -1 : 0;
 	if (goodbye) {
 		hangup_after_goodbye(svc, job, &c, words,
-				     opt->has_max_wait ? opt->max_wait_ms : CALL_GOODBYE_WAIT_DEFAULT_MS,
+				     opt->has_max_wait ? opt->max_wait_ms
+						       : CALL_GOODBYE_WAIT_DEFAULT_MS,
 				     wait_ms);
 	} else if (svc->tel.ops) {
 		svc->tel.ops->hangup(svc->tel.engine, &c, reason, wait_ms, NULL, end_hung_up, job);
@@ -347,14 +349,16 @@ void svc_speak(void *ctx, const char *call_id, const char *reason, const char *t
 	svc_end(ctx, NULL, call_id, &opt, NULL, END_ENGINE, engine_end_done, NULL);
 }
 
-void call_service_post_goodbye(struct call_service *svc, const char *call_id,
-			       const char *reason, const char *text)
+void call_service_post_goodbye(struct call_service *svc, const char *call_id, const char *reason,
+			       const char *text)
 {
 	if (!svc->speaker) {
 		svc_speak(svc, call_id, reason, text);
 		return;
 	}
 	if (speaker_post(svc->speaker, call_id, reason, text))
-		log_msg(LOG_ERROR, "call_goodbye_lost", "out of memory for call %s's goodbye; the"
-			" engine ends it without one", call_id);
+		log_msg(LOG_ERROR, "call_goodbye_lost",
+			"out of memory for call %s's goodbye; the"
+			" engine ends it without one",
+			call_id);
 }

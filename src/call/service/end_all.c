@@ -10,7 +10,7 @@
 struct end_all {
 	pthread_mutex_t mu;
 	size_t pending, ended, not_active, failed;
-	bool dispatched;             /* every end issued */
+	bool dispatched; /* every end issued */
 	call_end_all_fn done;
 	void *arg;
 };
@@ -28,8 +28,7 @@ static void end_all_finish_if_done(struct end_all *ea)
 	free(ea);
 }
 
-static void end_all_one(void *arg, const struct cp_error *err, const struct call *c,
-			int goodbye_ms)
+static void end_all_one(void *arg, const struct cp_error *err, const struct call *c, int goodbye_ms)
 {
 	struct end_all *ea = arg;
 	(void)c;
@@ -67,7 +66,8 @@ void call_end_all(struct call_service *svc, const struct scope *sc, const char *
 
 	/* Walk the active calls page by page (newest first). Ending a call removes it from the
 	 * active set, so the cursor (before_seq) keeps the walk from revisiting anything. */
-	struct call_filter f = {.status_mask = CALL_ACTIVE_MASK, .agent_id = agent_id, .limit = 200};
+	struct call_filter f = {
+		.status_mask = CALL_ACTIVE_MASK, .agent_id = agent_id, .limit = 200};
 	for (;;) {
 		struct call *calls = NULL;
 		size_t n = 0;

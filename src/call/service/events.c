@@ -50,7 +50,7 @@ void call_service_post_event(struct call_service *svc, const char *call_id,
 struct trunk_job {
 	struct job job;
 	struct trunk_status trunk;
-	char *event_data;            /* heap, the data of its event, if it makes one */
+	char *event_data; /* heap, the data of its event, if it makes one */
 };
 
 /* Keeps a trunk's registration status, with its event when it changed. */
@@ -61,7 +61,7 @@ static void trunk_apply(struct writer *w, struct job *j)
 	enum store_result rc = STORE(w->st, trunk_status_put, &tj->trunk, tj->event_data, &evented);
 	if (evented)
 		svc_event_written(w);
-	else if (rc != STORE_OK && rc != STORE_NOT_FOUND)   /* NOT_FOUND: deleted meanwhile */
+	else if (rc != STORE_OK && rc != STORE_NOT_FOUND) /* NOT_FOUND: deleted meanwhile */
 		log_msg(LOG_ERROR, "trunk_status_lost", "trunk %s: status %s not kept",
 			tj->trunk.trunk_id, tj->trunk.status);
 }

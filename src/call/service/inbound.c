@@ -15,11 +15,11 @@ struct inbound_job {
 	char number[STORE_NUMBER_MAX + 1];
 	char from[CALL_ADDR_MAX + 1], to[CALL_ADDR_MAX + 1];
 	char provider_call_id[CALL_PROVIDER_ID_MAX + 1];
-	char *tenants;               /* heap, NULL = any tenant */
+	char *tenants; /* heap, NULL = any tenant */
 	inbound_created_fn created;
 	void *arg;
 	enum cp_err err;
-	struct call call;            /* the stored call */
+	struct call call; /* the stored call */
 };
 
 /* Stores the inbound call; inbound_finish() tells the engine. */
@@ -28,7 +28,7 @@ static void inbound_apply(struct writer *w, struct job *j)
 	struct inbound_job *ij = (struct inbound_job *)j;
 	struct agent agent;
 	struct call *c = &ij->call;
-	call_clear(c);               /* an earlier try of a batch that did not commit */
+	call_clear(c); /* an earlier try of a batch that did not commit */
 	enum store_result rc = STORE(w->st, agent_by_number, ij->number, &agent);
 	if (rc != STORE_OK) {
 		ij->err = store_fail(NULL, rc, "agent %s", ij->number);

@@ -118,7 +118,7 @@ int call_service_live_calls(struct call_service *svc, size_t *n)
 	*n = 0;
 	if (!svc->tel.ops)
 		return 0;
-	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	char(*ids)[CP_UUID_LEN + 1] = NULL;
 	enum store_result rc = STORE(svc->st, call_active_ids, &ids, n);
 	free(ids);
 	return rc == STORE_OK ? 0 : -1;

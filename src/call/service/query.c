@@ -19,9 +19,8 @@ enum cp_err call_get(struct call_service *svc, const struct scope *sc, const cha
 	return store_fail(err, STORE(svc->st, call_get, sc, id, out), "call");
 }
 
-enum cp_err call_list(struct call_service *svc, const struct scope *sc,
-		      const struct call_filter *f, struct call **out, size_t *n,
-		      struct cp_error *err)
+enum cp_err call_list(struct call_service *svc, const struct scope *sc, const struct call_filter *f,
+		      struct call **out, size_t *n, struct cp_error *err)
 {
 	return store_fail(err, STORE(svc->st, call_list, sc, f, out, n), "calls");
 }
@@ -47,29 +46,33 @@ enum cp_err call_redact(struct call_service *svc, const struct scope *sc, const 
 		json_object_set_new(f, "error", json_string(strerror(errno)));
 	log_json(removed ? LOG_INFO : LOG_ERROR, "call_redacted", f);
 	if (!removed)
-		return cp_fail(err, CP_ERR_INTERNAL, "the call's recording could not be deleted; retry");
+		return cp_fail(err, CP_ERR_INTERNAL,
+			       "the call's recording could not be deleted; retry");
 	return CP_OK;
 }
 
-enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc,
-				const char *id, int *fd, struct call *out_call,
-				struct cp_error *err)
+enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc, const char *id,
+				int *fd, struct call *out_call, struct cp_error *err)
 {
 	struct call c = {0};
 	enum cp_err e = call_get(svc, sc, id, &c, err);
 	*fd = -1;
 	if (e == CP_OK && !call_has_recording(&c))
-		e = cp_fail(err, CP_ERR_NOT_FOUND, call_is_redacted(&c) ? "the call was redacted"
-				: !c.record ? "the call was not recorded"
-				: !c.answered_at ? "the call was never answered"
-				: "the call is still up: its recording is served once it ends");
+		e = cp_fail(err, CP_ERR_NOT_FOUND,
+			    call_is_redacted(&c) ? "the call was redacted"
+			    : !c.record          ? "the call was not recorded"
+			    : !c.answered_at
+				    ? "the call was never answered"
+				    : "the call is still up: its recording is served once it ends");
 	if (e == CP_OK && svc->recordings_dir) {
 		/* the writer finishes the file in the moments after the end: wait out what is left
 		 * of that window, no more (a lost recording of an old call answers at once) */
 		int64_t left = c.ended_at + RECORDING_FINISH_WAIT_MS - cp_now_ms();
 		*fd = recording_open_read(svc->recordings_dir, c.id,
-					  left < 0 ? 0 : left > RECORDING_FINISH_WAIT_MS
-							 ? RECORDING_FINISH_WAIT_MS : (int)left);
+					  left < 0 ? 0
+					  : left > RECORDING_FINISH_WAIT_MS
+						  ? RECORDING_FINISH_WAIT_MS
+						  : (int)left);
 	}
 	if (e == CP_OK && *fd < 0 && svc->recordings_dir && errno != ENOENT) {
 		log_msg(LOG_ERROR, "recording_unreadable", "call %s: %s", c.id, strerror(errno));
@@ -79,7 +82,7 @@ enum cp_err call_recording_open(struct call_service *svc, const struct scope *sc
 		e = cp_fail(err, CP_ERR_NOT_FOUND, "the call's recording file is missing");
 	}
 	if (out_call)
-		call_move(out_call, &c);    /* empty when the key cannot see it */
+		call_move(out_call, &c); /* empty when the key cannot see it */
 	call_clear(&c);
 	return e;
 }

@@ -17,10 +17,10 @@
 struct dialog_job {
 	struct job job;
 	char call_id[CP_UUID_LEN + 1];
-	struct kept_update update;   /* only when has_update */
+	struct kept_update update; /* only when has_update */
 	bool has_update;
-	char *dialog;                /* heap; NULL forgets the call's dialog */
-	dialog_durable_fn durable;   /* told once it is written (arg) */
+	char *dialog;              /* heap; NULL forgets the call's dialog */
+	dialog_durable_fn durable; /* told once it is written (arg) */
 	void *arg;
 };
 
@@ -30,9 +30,9 @@ static void dialog_apply(struct writer *w, struct job *j)
 	struct dialog_job *dj = (struct dialog_job *)j;
 	if (dj->has_update)
 		svc_transition(w, dj->call_id, &dj->update.u, NULL, NULL);
-	enum store_result rc = dj->dialog ? STORE(w->st, dialog_put, dj->call_id, dj->dialog,
-						  cp_now_ms())
-					  : STORE(w->st, dialog_clear, dj->call_id);
+	enum store_result rc =
+		dj->dialog ? STORE(w->st, dialog_put, dj->call_id, dj->dialog, cp_now_ms())
+			   : STORE(w->st, dialog_clear, dj->call_id);
 	if (rc != STORE_OK)
 		log_msg(LOG_ERROR, "call_dialog_lost", "call %s: the dialog state could not be %s",
 			dj->call_id, dj->dialog ? "kept" : "forgotten");
@@ -80,7 +80,7 @@ void call_service_post_dialog(struct call_service *svc, const char *call_id,
 
 int call_service_recover(struct call_service *svc, bool include_queued)
 {
-	char (*ids)[CP_UUID_LEN + 1] = NULL;
+	char(*ids)[CP_UUID_LEN + 1] = NULL;
 	size_t n = 0;
 	int ended = 0;
 	struct writer w = svc_writer(svc);
@@ -95,7 +95,8 @@ int call_service_recover(struct call_service *svc, bool include_queued)
 				break;
 			struct call_update u = {.from_mask = CALL_BIT(c.status),
 						.to = call_end_status(c.status),
-						.ended_at = cp_now_ms(), .end_reason = "node_restart"};
+						.ended_at = cp_now_ms(),
+						.end_reason = "node_restart"};
 			if (svc_transition(&w, ids[i], &u, NULL, NULL) == STORE_OK) {
 				ended++;
 				break;
@@ -126,7 +127,7 @@ int call_service_left_dialogs(struct call_service *svc, struct left_dialog **out
 	}
 	for (size_t i = 0; i < count; i++) {
 		snprintf(left[i].call_id, sizeof left[i].call_id, "%s", rows[i].call_id);
-		left[i].state = rows[i].state;    /* moved: the array owns it now */
+		left[i].state = rows[i].state; /* moved: the array owns it now */
 		rows[i].state = NULL;
 	}
 	dialog_rows_free(rows, count);
@@ -156,8 +157,10 @@ int call_service_left_dialogs_done(struct call_service *svc, struct left_dialog 
 				svc_event_written(&w);
 		}
 		if (STORE(w.st, dialog_clear, d->call_id) != STORE_OK)
-			log_msg(LOG_ERROR, "call_dialog_lost", "call %s: the dialog state could not be"
-				" forgotten", d->call_id);
+			log_msg(LOG_ERROR, "call_dialog_lost",
+				"call %s: the dialog state could not be"
+				" forgotten",
+				d->call_id);
 		free(d->state);
 	}
 	free(left);

@@ -46,7 +46,7 @@ struct speaker;
 
 struct call_service {
 	struct store *st;
-	struct telephony tel;        /* ops NULL: no engine */
+	struct telephony tel; /* ops NULL: no engine */
 
 	/* the worker's FIFO (worker.c) */
 	pthread_mutex_t mu;
@@ -55,16 +55,16 @@ struct call_service {
 	bool running, stopping;
 	pthread_t worker;
 
-	void (*on_event)(void *arg);     /* an outbox event was committed */
+	void (*on_event)(void *arg); /* an outbox event was committed */
 	void *on_event_arg;
 
-	char *recordings_dir;        /* NULL: no recordings */
-	struct web_tokens *tokens;       /* the access tokens of web calls */
-	atomic_bool draining;            /* no new calls (call_service_drain) */
+	char *recordings_dir;      /* NULL: no recordings */
+	struct web_tokens *tokens; /* the access tokens of web calls */
+	atomic_bool draining;      /* no new calls (call_service_drain) */
 
-	struct goodbyes *goodbyes;       /* the calls whose goodbye is under way */
-	struct speaker *speaker;         /* the engine's goodbyes; NULL before start */
-	struct metrics_collector collector;  /* the active calls, read when scraped */
+	struct goodbyes *goodbyes;          /* the calls whose goodbye is under way */
+	struct speaker *speaker;            /* the engine's goodbyes; NULL before start */
+	struct metrics_collector collector; /* the active calls, read when scraped */
 };
 
 /* ---- the writer and transitions (transition.c) ------------------------------------------ */
@@ -74,10 +74,10 @@ struct call_service {
  * to the batch, announced once it has committed, as no one else can read them before. */
 struct writer {
 	struct call_service *svc;
-	struct store *st;            /* svc->st, or the open batch */
+	struct store *st; /* svc->st, or the open batch */
 	bool batched;
-	bool event_pending;          /* batched: an event waits for the commit */
-	struct job *job;             /* batched: the job being applied */
+	bool event_pending; /* batched: an event waits for the commit */
+	struct job *job;    /* batched: the job being applied */
 };
 
 /* A writer straight to the service's store. */
@@ -88,8 +88,8 @@ void svc_event_written(struct writer *w);
 /* What a transition's log line and metrics say about the request that caused it. */
 struct cause {
 	const char *req_id;
-	int64_t wire_us;             /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
-	enum metrics_dialect dialect;    /* the API dialect that ended the call, or none */
+	int64_t wire_us; /* API request -> BYE/CANCEL handed to the transport; 0 = n/a */
+	enum metrics_dialect dialect; /* the API dialect that ended the call, or none */
 };
 
 /* Applies step to call id as one conditional store update, restricted to the state
@@ -100,9 +100,8 @@ enum store_result svc_transition_logged(struct writer *w, const char *id,
 					const struct call_update *step, const struct cause *why,
 					struct call *out);
 /* The same, caused by req_id (may be NULL) and no API dialect. */
-enum store_result svc_transition(struct writer *w, const char *id,
-				 const struct call_update *step, const char *req_id,
-				 struct call *out);
+enum store_result svc_transition(struct writer *w, const char *id, const struct call_update *step,
+				 const char *req_id, struct call *out);
 
 /* A call_update that outlives the caller's strings: u copies them into the buffers. */
 struct kept_update {
@@ -136,7 +135,7 @@ struct job_ops {
 struct job {
 	struct job *next;
 	const struct job_ops *ops;
-	struct ended ended;          /* set while applied (transition.c), counted before finish */
+	struct ended ended; /* set while applied (transition.c), counted before finish */
 };
 
 /* Queues j (its ops set) for the worker, or runs both its phases here when there is no
@@ -155,11 +154,10 @@ typedef int svc_start_fn(struct call_service *svc, const struct call *c, void *a
  * from agent, stores it queued, and has the engine start it; a call the engine does not take
  * is recorded failed at once. On CP_OK the call is moved to out; c is cleared either way.
  * unstarted: the 500's message when even that could not be recorded. */
-enum cp_err svc_store_and_start(struct call_service *svc, struct call *c,
-				const struct agent *agent, const char *metadata,
-				const char *stream_url, const char *req_id, svc_start_fn *start,
-				void *arg, const char *unstarted, struct call *out,
-				struct cp_error *err);
+enum cp_err svc_store_and_start(struct call_service *svc, struct call *c, const struct agent *agent,
+				const char *metadata, const char *stream_url, const char *req_id,
+				svc_start_fn *start, void *arg, const char *unstarted,
+				struct call *out, struct cp_error *err);
 /* The call streams its audio to url (NULL or "": none): a copy on c; -1 if out of memory. */
 int svc_set_stream_url(struct call *c, const char *url);
 /* The call says the agent's max-duration goodbye when max_duration ends it: a copy on c when
@@ -174,9 +172,9 @@ void svc_log_created(const struct call *c, const char *req_id);
 
 /* Where an end comes from, which decides how it waits and whom it joins. */
 enum end_origin {
-	END_API,             /* a route: the pacer's default wait; joins a goodbye under way */
-	END_EMERGENCY,       /* call_end_all(): no wait bound; never waits for a goodbye */
-	END_ENGINE,          /* the engine's max-duration goodbye: no wait bound; joins */
+	END_API,       /* a route: the pacer's default wait; joins a goodbye under way */
+	END_EMERGENCY, /* call_end_all(): no wait bound; never waits for a goodbye */
+	END_ENGINE,    /* the engine's max-duration goodbye: no wait bound; joins */
 };
 
 /* Ends call id as origin asks; done runs exactly once (call_end_with()'s contract). */

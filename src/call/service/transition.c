@@ -38,8 +38,8 @@ static const char *event_of(const struct call_update *u)
 static void ended_through(struct writer *w, const struct call_update *u,
 			  enum metrics_dialect dialect)
 {
-	struct ended e = {.set = true, .status = u->to, .reason = u->end_reason,
-			  .dialect = dialect};
+	struct ended e = {
+		.set = true, .status = u->to, .reason = u->end_reason, .dialect = dialect};
 	if (w->batched && w->job)
 		w->job->ended = e;
 	else
@@ -69,14 +69,16 @@ enum store_result svc_transition_logged(struct writer *w, const char *id,
 		/* hand-formatted: one line per transition is on the end-call hot path. Every value
 		 * is an id, a status name, a validated reason ([A-Za-z0-9_.:-]) or a number. */
 		char f[512];
-		int n = snprintf(f, sizeof f, "\"call_id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"", id,
-				 call_status_name(prev), call_status_name(u->to));
+		int n = snprintf(f, sizeof f, "\"call_id\":\"%s\",\"from\":\"%s\",\"to\":\"%s\"",
+				 id, call_status_name(prev), call_status_name(u->to));
 		if (req_id && *req_id)
 			n += snprintf(f + n, sizeof f - (size_t)n, ",\"req_id\":\"%.32s\"", req_id);
 		if (u->end_reason)
-			n += snprintf(f + n, sizeof f - (size_t)n, ",\"end_reason\":\"%.64s\"", u->end_reason);
+			n += snprintf(f + n, sizeof f - (size_t)n, ",\"end_reason\":\"%.64s\"",
+				      u->end_reason);
 		if (u->sip_status)
-			n += snprintf(f + n, sizeof f - (size_t)n, ",\"sip_status\":%d", u->sip_status);
+			n += snprintf(f + n, sizeof f - (size_t)n, ",\"sip_status\":%d",
+				      u->sip_status);
 		if (why->wire_us)
 			snprintf(f + n, sizeof f - (size_t)n, ",\"api_to_wire_us\":%lld",
 				 (long long)why->wire_us);
@@ -85,9 +87,8 @@ enum store_result svc_transition_logged(struct writer *w, const char *id,
 	return rc;
 }
 
-enum store_result svc_transition(struct writer *w, const char *id,
-				 const struct call_update *step, const char *req_id,
-				 struct call *out)
+enum store_result svc_transition(struct writer *w, const char *id, const struct call_update *step,
+				 const char *req_id, struct call *out)
 {
 	struct cause why = {.req_id = req_id, .dialect = METRICS_NO_DIALECT};
 	return svc_transition_logged(w, id, step, &why, out);
@@ -108,7 +109,8 @@ void svc_keep_update(struct kept_update *k, const struct call_update *u)
 		k->u.end_reason = k->end_reason;
 	}
 	if (u->provider_call_id) {
-		snprintf(k->provider_call_id, sizeof k->provider_call_id, "%s", u->provider_call_id);
+		snprintf(k->provider_call_id, sizeof k->provider_call_id, "%s",
+			 u->provider_call_id);
 		k->u.provider_call_id = k->provider_call_id;
 	}
 }

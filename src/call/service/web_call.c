@@ -21,15 +21,16 @@ static int start_waiting(struct call_service *svc, const struct call *c, void *j
 }
 
 enum cp_err call_web_create(struct call_service *svc, const struct scope *sc,
-			    const struct web_call_request *req, const char *req_id, struct call *out,
-			    struct web_call_access *access, struct cp_error *err)
+			    const struct web_call_request *req, const char *req_id,
+			    struct call *out, struct web_call_access *access, struct cp_error *err)
 {
 	struct agent agent;
 	if (!req->agent_id || !*req->agent_id)
 		return cp_fail(err, CP_ERR_INVALID, "agent_id is required");
 	if (!svc_metadata_valid(req->metadata))
 		return cp_fail(err, CP_ERR_INVALID,
-			       "metadata must be a JSON object of at most %d bytes", CALL_METADATA_MAX);
+			       "metadata must be a JSON object of at most %d bytes",
+			       CALL_METADATA_MAX);
 	if (req->token_ttl_s < 0 || req->token_ttl_s > WEB_TOKEN_TTL_MAX_S)
 		return cp_fail(err, CP_ERR_INVALID, "token_ttl_s must be an integer in 1..%d",
 			       WEB_TOKEN_TTL_MAX_S);
@@ -42,8 +43,8 @@ enum cp_err call_web_create(struct call_service *svc, const struct scope *sc,
 
 	int ttl_s = req->token_ttl_s ? req->token_ttl_s : WEB_TOKEN_TTL_DEFAULT_S;
 	struct call c = {0};
-	if (cp_uuid4(c.id) ||
-	    web_token_issue(svc->tokens, c.id, token_now_ms(), (int64_t)ttl_s * 1000, access->token))
+	if (cp_uuid4(c.id) || web_token_issue(svc->tokens, c.id, token_now_ms(),
+					      (int64_t)ttl_s * 1000, access->token))
 		return cp_fail(err, CP_ERR_INTERNAL, "no randomness");
 	snprintf(c.tenant_id, sizeof c.tenant_id, "%s", agent.tenant_id);
 	snprintf(c.agent_id, sizeof c.agent_id, "%s", agent.id);
@@ -72,8 +73,8 @@ static enum cp_err web_token(struct call_service *svc, const char *token, const 
 		if (STORE(svc->st, call_get, NULL, id, &c) != STORE_OK || c.status != CALL_QUEUED)
 			why = "the call is not waiting for its browser";
 		else if (take && web_token_take(svc->tokens, token, call_id, token_now_ms(), id) !=
-				 WEB_TOKEN_OK)
-			why = "used";            /* another take came first */
+					 WEB_TOKEN_OK)
+			why = "used"; /* another take came first */
 		else
 			why = NULL;
 		call_clear(&c);
@@ -83,9 +84,10 @@ static enum cp_err web_token(struct call_service *svc, const char *token, const 
 		if (call_id && cp_is_uuid(call_id))
 			json_object_set_new(f, "call_id", json_string(call_id));
 		log_json(LOG_INFO, "web_token_refused", f);
-		return cp_fail(err, CP_ERR_UNAUTHORIZED,
-			       "this call link is not valid: it expired, was used already, or its call"
-			       " has ended");
+		return cp_fail(
+			err, CP_ERR_UNAUTHORIZED,
+			"this call link is not valid: it expired, was used already, or its call"
+			" has ended");
 	}
 	if (out_call_id)
 		snprintf(out_call_id, CP_UUID_LEN + 1, "%s", id);

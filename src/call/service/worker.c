@@ -12,7 +12,7 @@
 /* Phase 1 of j through w. */
 static void job_apply(struct writer *w, struct job *j)
 {
-	j->ended.set = false;    /* an earlier try of a batch that did not commit counts nothing */
+	j->ended.set = false; /* an earlier try of a batch that did not commit counts nothing */
 	w->job = j;
 	j->ops->apply(w, j);
 }

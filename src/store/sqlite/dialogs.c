@@ -14,17 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct sql q_dialog_put = {S_DIALOG_PUT,
-	"INSERT INTO dialogs(call_id, state, updated_at) VALUES (?1, ?2, ?3)"
-	" ON CONFLICT(call_id) DO UPDATE SET state = excluded.state,"
-	" updated_at = excluded.updated_at"};
-static const struct sql q_dialog_clear = {S_DIALOG_CLEAR,
-	"DELETE FROM dialogs WHERE call_id = ?1"};
-static const struct sql q_dialog_list = {S_DIALOG_LIST,
-	"SELECT call_id, state FROM dialogs ORDER BY updated_at, call_id"};
+static const struct sql q_dialog_put = {
+	S_DIALOG_PUT, "INSERT INTO dialogs(call_id, state, updated_at) VALUES (?1, ?2, ?3)"
+		      " ON CONFLICT(call_id) DO UPDATE SET state = excluded.state,"
+		      " updated_at = excluded.updated_at"};
+static const struct sql q_dialog_clear = {S_DIALOG_CLEAR, "DELETE FROM dialogs WHERE call_id = ?1"};
+static const struct sql q_dialog_list = {
+	S_DIALOG_LIST, "SELECT call_id, state FROM dialogs ORDER BY updated_at, call_id"};
 
-enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state,
-				    int64_t now)
+enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state, int64_t now)
 {
 	return sq_write_one(ctx, &q_dialog_put, "ssI", call_id, state, now);
 }

@@ -13,20 +13,22 @@
 
 #include <string.h>
 
-static const struct sql q_key_create = {S_KEY_CREATE,
+static const struct sql q_key_create = {
+	S_KEY_CREATE,
 	"INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
 	" rate_limit, operator, sip_uris) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''), ?4, ?5, ?6,"
 	" NULLIF(?7, 0), ?8, NULLIF(?9, ''))"};
-static const struct sql q_key_by_hash = {S_KEY_BY_HASH,
-	"SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
-	" rate_limit, operator, sip_uris FROM api_keys WHERE hash = ?1"};
+static const struct sql q_key_by_hash = {
+	S_KEY_BY_HASH, "SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+		       " rate_limit, operator, sip_uris FROM api_keys WHERE hash = ?1"};
 /* the columns of q_key_by_hash, with the hash left out (NULL) */
-static const struct sql q_key_list = {S_KEY_LIST,
+static const struct sql q_key_list = {
+	S_KEY_LIST,
 	"SELECT id, tenant_id, number, NULL, prefix, created_at, revoked_at, rate_limit,"
 	" operator, sip_uris FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1"
 	" ORDER BY created_at, id"};
-static const struct sql q_key_revoke = {S_KEY_REVOKE,
-	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
+static const struct sql q_key_revoke = {
+	S_KEY_REVOKE, "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
 
 enum store_result sqlite_key_create(void *ctx, const struct api_key *k)
 {
@@ -82,8 +84,7 @@ enum store_result sqlite_key_by_hash(void *ctx, const char *hash, struct api_key
 	return rc;
 }
 
-enum store_result sqlite_key_list(void *ctx, const char *tenant_id, struct api_key **out,
-				  size_t *n)
+enum store_result sqlite_key_list(void *ctx, const char *tenant_id, struct api_key **out, size_t *n)
 {
 	static const struct sq_rows rows = {sizeof **out, key_row, NULL};
 	void *list;
@@ -98,7 +99,9 @@ enum store_result sqlite_key_revoke(void *ctx, const char *id, int64_t now)
 	enum store_result rc = sq_write_one(ctx, &q_key_revoke, "sI", id, now);
 	/* committed: now tell every server's key cache (key_cache.h) */
 	if (rc == STORE_OK && key_epoch_bump(h->s->path))
-		log_msg(LOG_WARN, "store_error", "key %s revoked, but a running server may accept it"
-			" for up to %d s more", id, KEY_CACHE_TTL_MS / 1000);
+		log_msg(LOG_WARN, "store_error",
+			"key %s revoked, but a running server may accept it"
+			" for up to %d s more",
+			id, KEY_CACHE_TTL_MS / 1000);
 	return rc;
 }

@@ -45,7 +45,8 @@ static const char *const migrations[] = {
 	"  redacted_at INTEGER, metadata TEXT, prev_status TEXT);"
 	"CREATE INDEX calls_provider ON calls(provider_call_id) WHERE provider_call_id IS NOT NULL;"
 	"CREATE INDEX calls_tenant_seq ON calls(tenant_id, seq);"
-	"CREATE INDEX calls_active ON calls(status) WHERE status IN ('queued','ringing','in_progress');"
+	"CREATE INDEX calls_active ON calls(status) WHERE status IN "
+	"('queued','ringing','in_progress');"
 	"CREATE TABLE idempotency ("
 	"  key_id TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL,"
 	"  status INTEGER NOT NULL DEFAULT 0, body TEXT, created_at INTEGER NOT NULL,"
@@ -168,7 +169,7 @@ static int migrate(struct conn *c)
 		}
 		if (version >= n) {
 			sq_exec(c->db, "COMMIT");
-			return version > n ? -1 : 0;   /* newer schema than this binary: refuse */
+			return version > n ? -1 : 0; /* newer schema than this binary: refuse */
 		}
 		char bump[64];
 		snprintf(bump, sizeof bump, "PRAGMA user_version = %d", version + 1);
@@ -211,10 +212,11 @@ static int server_lock(struct sqlite_store *s)
 		return -1;
 	if (flock(key_cache_fd(s->keys), LOCK_EX | LOCK_NB)) {
 		if (errno == EWOULDBLOCK)
-			log_msg(LOG_ERROR, "store_error", "%s is in use by another callplane server",
-				s->path);
+			log_msg(LOG_ERROR, "store_error",
+				"%s is in use by another callplane server", s->path);
 		else
-			log_msg(LOG_ERROR, "store_error", "cannot lock %s: %s", s->path, strerror(errno));
+			log_msg(LOG_ERROR, "store_error", "cannot lock %s: %s", s->path,
+				strerror(errno));
 		return -1;
 	}
 	s->calls = call_cache_create(CALL_CACHE_SLOTS);

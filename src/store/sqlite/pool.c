@@ -77,7 +77,7 @@ static struct conn *conn_open(struct sqlite_store *s)
 		free(c);
 		return NULL;
 	}
-	sqlite3_extended_result_codes(c->db, 1);   /* tell a foreign-key miss from a unique clash */
+	sqlite3_extended_result_codes(c->db, 1); /* tell a foreign-key miss from a unique clash */
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
 	char pragmas[128];
 	snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
@@ -117,7 +117,7 @@ struct conn *sq_conn_get(struct sqlite_handle *h)
 	pthread_mutex_lock(&s->pool_mu);
 	if (s->n_all < (int)(sizeof s->all / sizeof s->all[0])) {
 		s->all[s->n_all++] = c;
-	} else {  /* more concurrent users than we keep: this one is closed on put */
+	} else { /* more concurrent users than we keep: this one is closed on put */
 		c->next = (struct conn *)-1;
 	}
 	pthread_mutex_unlock(&s->pool_mu);
@@ -224,18 +224,10 @@ static void bind_args(sqlite3_stmt *st, const char *types, va_list ap)
 {
 	for (int i = 0; types[i]; i++) {
 		switch (types[i]) {
-		case 's':
-			sq_bind_text(st, i + 1, va_arg(ap, const char *));
-			break;
-		case 'o':
-			sq_bind_opt_text(st, i + 1, va_arg(ap, const char *));
-			break;
-		case 'i':
-			sqlite3_bind_int(st, i + 1, va_arg(ap, int));
-			break;
-		case 'I':
-			sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-			break;
+		case 's': sq_bind_text(st, i + 1, va_arg(ap, const char *)); break;
+		case 'o': sq_bind_opt_text(st, i + 1, va_arg(ap, const char *)); break;
+		case 'i': sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
+		case 'I': sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t)); break;
 		}
 	}
 }
@@ -278,8 +270,8 @@ static enum store_result list_rows(struct conn *c, sqlite3_stmt *st, const struc
 }
 
 enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
-			       const struct sq_rows *rows, void **out, size_t *n,
-			       const char *types, ...)
+			       const struct sq_rows *rows, void **out, size_t *n, const char *types,
+			       ...)
 {
 	if (rows) {
 		*out = NULL;

@@ -86,28 +86,28 @@ struct sqlite_batch;
  * own handle does not. */
 struct sqlite_handle {
 	struct sqlite_store *s;
-	struct sqlite_batch *batch;     /* NULL: the store's own handle */
+	struct sqlite_batch *batch; /* NULL: the store's own handle */
 };
 
 /* The group-commit batch (batch.c): one connection, one open transaction and write_mu, from
  * batch_begin() to batch_end(). */
 struct sqlite_batch {
-	struct sqlite_handle h;         /* the ctx batch_begin() hands out; h.batch is this */
+	struct sqlite_handle h; /* the ctx batch_begin() hands out; h.batch is this */
 	struct conn *c;
-	bool failed;                    /* a step failed half-way: the batch must not commit */
+	bool failed; /* a step failed half-way: the batch must not commit */
 	/* call cache writes the batch has open, per stripe: ended once the batch has ended */
 	unsigned open[CALL_CACHE_STRIPES];
 };
 
 struct sqlite_store {
-	struct sqlite_handle self;      /* the ctx open() hands out: {this, NULL} */
+	struct sqlite_handle self; /* the ctx open() hands out: {this, NULL} */
 	char *path;
 	bool sync_full;
 	pthread_mutex_t pool_mu;
 	struct conn *free_list;
-	struct conn *all[64];           /* every connection ever opened, for close */
+	struct conn *all[64]; /* every connection ever opened, for close */
 	int n_all;
-	pthread_mutex_t write_mu;       /* serialises this process's writers; see pool.c */
+	pthread_mutex_t write_mu; /* serialises this process's writers; see pool.c */
 	/* The one batch that can be open at a time, as it holds write_mu: write_mu guards it. */
 	struct sqlite_batch batch;
 	/* Server mode only (store_options.server): this process is the only writer of calls,
@@ -160,17 +160,17 @@ struct sq_rows {
  * optional text ("": null), 'i' int, 'I' int64. rows NULL: a write (as sq_run_write). rows
  * set: a listing; *out receives a heap array of its rows (NULL if none), *n their count. */
 enum store_result sq_run_bound(struct sqlite_handle *h, const struct sql *q,
-			       const struct sq_rows *rows, void **out, size_t *n,
-			       const char *types, ...);
+			       const struct sq_rows *rows, void **out, size_t *n, const char *types,
+			       ...);
 
 #define sq_write_one(h, q, ...) sq_run_bound(h, q, NULL, NULL, NULL, __VA_ARGS__)
 #define sq_list_all(h, q, rows, out, n, ...) sq_run_bound(h, q, rows, out, n, __VA_ARGS__)
 
 /* Borrows a connection for the body of a callback whose context is ctx (a handle). */
-#define WITH_CONN(h, c)                                   \
-	struct sqlite_handle *h = ctx;                    \
-	struct conn *c = sq_conn_get(h);                  \
-	if (!c)                                           \
+#define WITH_CONN(h, c)                  \
+	struct sqlite_handle *h = ctx;   \
+	struct conn *c = sq_conn_get(h); \
+	if (!c)                          \
 		return STORE_ERROR;
 
 /* The writer lock; a no-op through a batch's handle, as the batch holds it throughout. */
@@ -193,8 +193,8 @@ void sq_call_write_end(struct sqlite_handle *h, int stripe);
  * open (in a batch, the batch is the transaction). sq_write_open() before the statements,
  * sq_write_close() after, with their result; it returns the final one. */
 struct call_write {
-	sqlite3_stmt *commit, *rollback;     /* non-NULL: BEGIN was ours */
-	int stripe;                          /* the cache bracket to end, -1 none */
+	sqlite3_stmt *commit, *rollback; /* non-NULL: BEGIN was ours */
+	int stripe;                      /* the cache bracket to end, -1 none */
 };
 
 enum store_result sq_write_open(struct sqlite_handle *h, struct conn *c, const char *bracket_id,
@@ -286,8 +286,8 @@ enum store_result sqlite_webhook_list(void *ctx, const char *tenant_id, struct w
 enum store_result sqlite_webhook_update(void *ctx, const struct webhook *w);
 enum store_result sqlite_webhook_delete(void *ctx, const char *tenant_id, const char *id);
 enum store_result sqlite_delivery_lease(void *ctx, int64_t now, int64_t lease_until, int max,
-					delivery_picker *pick, void *arg,
-					struct delivery **out, size_t *n);
+					delivery_picker *pick, void *arg, struct delivery **out,
+					size_t *n);
 enum store_result sqlite_delivery_release(void *ctx, const int64_t *ids, size_t n, int64_t next_at);
 enum store_result sqlite_delivery_release_leased(void *ctx, int64_t now);
 enum store_result sqlite_delivery_record(void *ctx, int64_t id, const char *status, int64_t next_at,
@@ -299,8 +299,7 @@ enum store_result sqlite_delivery_replay(void *ctx, const char *tenant_id, int64
 enum store_result sqlite_events_since(void *ctx, const struct scope *sc, int64_t after_seq,
 				      int limit, struct stored_event **out, size_t *n);
 enum store_result sqlite_events_last_seq(void *ctx, int64_t *out);
-enum store_result sqlite_delivery_backlog(void *ctx, int64_t now, int64_t *pending,
-					  int64_t *due);
+enum store_result sqlite_delivery_backlog(void *ctx, int64_t now, int64_t *pending, int64_t *due);
 
 /* ---- idempotency.c ----------------------------------------------------------------------- */
 
@@ -314,8 +313,7 @@ enum store_result sqlite_idem_purge(void *ctx, int64_t expire_before);
 
 /* ---- dialogs.c --------------------------------------------------------------------------- */
 
-enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state,
-				    int64_t now);
+enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state, int64_t now);
 enum store_result sqlite_dialog_clear(void *ctx, const char *call_id);
 enum store_result sqlite_dialog_list(void *ctx, struct dialog_row **out, size_t *n);
 
