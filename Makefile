@@ -195,7 +195,7 @@ check: deps-test
 	@scripts/check.sh
 
 # The C sources' layout (.clang-format, scripts/format.sh): `make format` rewrites them,
-# `make format-check` fails on a file laid out otherwise.
+# `make format-check` fails on a file laid out otherwise; make check runs it too.
 format:
 	@scripts/format.sh fix
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make check`: every test, against the sanitizer build (build/asan). Unit tests (cmocka) first,
-# then each fuzz target's corpus replayed (build/fuzz, clang), then the lint of docs/openapi.json
-# (Redocly CLI from npm), then the black-box suite (pytest) that starts the real binary, sipp peers and receivers.
+# then each fuzz target's corpus replayed (build/fuzz, clang), then the C sources' layout
+# (clang-format, scripts/format.sh), then the lint of docs/openapi.json (Redocly CLI from npm),
+# then the black-box suite (pytest) that starts the real binary, sipp peers and receivers.
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,13 @@ if compgen -G "build/fuzz/fuzz_*" >/dev/null; then
   p=$(grep -cE '^fuzz_[a-z_]+: [0-9]+ executions' "$log")
   f=$(grep -cE '^fuzz_[a-z_]+: FAILED' "$log")
   passed=$((passed + p)); failed=$((failed + f))
+fi
+
+# the C sources' layout (.clang-format): one check
+if scripts/format.sh check >"$log" 2>&1; then
+  passed=$((passed + 1)); tail -1 "$log"
+else
+  cat "$log"; failed=$((failed + 1)); echo "format-check: FAILED"
 fi
 
 # the API's description (docs/openapi.json) through Redocly CLI's lint: one check

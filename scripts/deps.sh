@@ -19,12 +19,13 @@ deb=("${build[@]}" dpkg-dev binutils)
 # (tests/browser, playwright-core from npm); prometheus: its promtool checks what GET /metrics
 # serves (tests/blackbox/test_metrics.py); openssl makes the HTTPS tests' CA; the package test
 # installs and purges the package (adduser: its Depends), checks the unit (systemd-analyze)
-# and the man page (groff); iptables and iproute2 put callplane behind a NAT of the test's own
+# and the man page (groff); clang-format checks the C sources' layout (scripts/format.sh);
+# iptables and iproute2 put callplane behind a NAT of the test's own
 # (tests/blackbox/test_nat.py) and behind a lossy router (tests/blackbox/test_faults.py), whose
 # database disk is an ext4 file system on a loop device (e2fsprogs: mkfs.ext4, e2fsck; mount)
 test=("${fuzz[@]}" libcmocka-dev sip-tester python3 python3-pytest python3-websockets baresip-core
       python3-jsonschema kamailio kamailio-tls-modules chromium prometheus openssl dpkg-dev
-      binutils adduser systemd groff-base iptables iproute2 e2fsprogs mount)
+      binutils adduser systemd groff-base clang-format iptables iproute2 e2fsprogs mount)
 bench=("${build[@]}" sip-tester wrk nginx-light python3 linux-perf kamailio)
 
 case "${1:-build}" in
