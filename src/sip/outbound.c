@@ -12,7 +12,7 @@
  * names our TLS address in its Contact, and fails no_route on a server without --sip-tls.
  * Final responses map onto statuses: 486/600 busy, 408/480 no_answer (as does our
  * own ring timeout, which CANCELs), anything else >= 300 failed; sip_status keeps the code.
- * A 503 that nta made itself (nta_sip_is_internal) says the INVITE never reached the far end:
+ * A 503 that nta made itself (sip_not_reached) says the INVITE never reached the far end:
  * the connection was refused, an ICMP error came back, the name did not resolve, or (with
  * TPTAG_SDWN_ERROR, engine.c) the TLS handshake failed or the connection closed before any
  * answer, as when we refuse the far end's certificate. That call ends failed, unreachable, at
@@ -31,8 +31,6 @@
 
 #include <stdio.h>
 #include <string.h>
-
-#include <sofia-sip/nta.h>
 
 /* Records the end of a call not answered (queued or ringing) as `to`. */
 static void post_end(struct leg *l, enum call_status to, const char *reason, int sip_status)
@@ -308,7 +306,7 @@ void outbound_on_invite_response(struct sip_engine *eng, struct leg *l, int stat
 	}
 	if (l->state != LEG_INVITING && l->state != LEG_EARLY)
 		return;
-	if (status == 503 && nta_sip_is_internal(sip)) {
+	if (sip_not_reached(status, sip)) {
 		log_json(LOG_WARN, "sip_unreachable",
 			 json_pack("{s:s, s:s, s:b, s:s}", "call_id", l->call_id, "sip_call_id",
 				   l->sip_call_id, "tls", l->tls, "why", phrase ? phrase : ""));

@@ -47,8 +47,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sofia-sip/nta.h>
-
 #define REGISTER_EXPIRES "3600"
 #define RETRY_FIRST_S 10
 #define RETRY_MAX_S 600
@@ -305,10 +303,9 @@ void register_on_response(struct sip_engine *eng, nua_handle_t *nh, nua_event_t 
 		return;
 	}
 	const char *why = phrase;
-	if (status == 503 && nta_sip_is_internal(sip))
+	if (sip_not_reached(status, sip))
 		why = "the registrar could not be reached (no connection, a TLS certificate "
-		      "refused,"
-		      " or a name that did not resolve)";
+		      "refused, or a name that did not resolve)";
 	else if (bit && r->trunk.problem[0])
 		why = r->trunk.problem; /* challenged, and we have no password to give */
 	else if (again)

@@ -45,6 +45,7 @@ struct sip_msg;
 #define SU_TIMER_ARG_T struct leg
 #define SU_MSG_ARG_T struct sip_msg
 
+#include <sofia-sip/nta.h>
 #include <sofia-sip/nua.h>
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
@@ -436,6 +437,15 @@ bool hangup_answered(struct sip_engine *eng, struct leg *l, const char *reason);
 void hangup_drain_all(struct sip_engine *eng, const char *reason);
 /* Answers every hang-up still waiting in the pacer as undeliverable. */
 void hangup_fail_queue(struct sip_engine *eng);
+
+/* A final answer the far end never gave: a 503 nta made itself, because the request could not
+ * be sent (connection refused, a name that did not resolve, ICMP unreachable) or its
+ * connection closed before any answer (a TLS handshake refused: engine.c sets
+ * TPTAG_SDWN_ERROR so that nta says so). */
+static inline bool sip_not_reached(int status, sip_t const *sip)
+{
+	return status == 503 && nta_sip_is_internal(sip);
+}
 
 /* ---- outbound.c, inbound.c: calls out and in -------------------------------------------- */
 
