@@ -846,14 +846,21 @@ def test_burst_of_ends_each_event_delivered_once_per_webhook(world):
         assert sorted(r.json["data"]["id"] for r in got) == sorted(c["id"] for c in created), path
 
 
-def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
+def start_with_attempt_hanging(world, timeout_ms):
+    """Starts the server with one webhook on a receiver that never answers its first attempt,
+    ends a call, and waits for that attempt: returns the server's arguments and the attempt."""
     cp, rcv = world, world.rcv
     rcv.plan([HANG])
     cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url, "--secret", SECRET)
-    args = FAST + ["--webhook-timeout-ms", "1500"]
+    args = FAST + ["--webhook-timeout-ms", str(timeout_ms)]
     cp.start(extra_args=args)
     end_queued_call(cp)
-    first = rcv.wait_for(1, 5, what="the hanging attempt")[0]
+    return args, rcv.wait_for(1, 5, what="the hanging attempt")[0]
+
+
+def test_graceful_shutdown_with_attempt_in_flight_then_redelivered(world):
+    cp, rcv = world, world.rcv
+    args, first = start_with_attempt_hanging(world, 1500)
     t0 = time.monotonic()
     cp.stop()          # asserts a graceful exit (code 0)
     took = time.monotonic() - t0
@@ -874,12 +881,7 @@ def test_kill9_with_attempt_in_flight_then_redelivered_at_once(world):
     run's: it makes them due at start-up, and the delivery arrives within seconds, not after
     the lease."""
     cp, rcv = world, world.rcv
-    rcv.plan([HANG])
-    cp.cli("webhook", "create", "--tenant", cp.tenant, "--url", rcv.url, "--secret", SECRET)
-    args = FAST + ["--webhook-timeout-ms", "10000"]
-    cp.start(extra_args=args)
-    end_queued_call(cp)
-    first = rcv.wait_for(1, 5, what="the hanging attempt")[0]
+    args, first = start_with_attempt_hanging(world, 10000)
     cp.kill9()
     con = sqlite3.connect(cp.db, timeout=10)
     try:
