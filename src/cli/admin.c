@@ -143,7 +143,7 @@ int cli_tenant(int argc, char **argv)
 	}
 	bool create = !strcmp(argv[0], "create"), update = !strcmp(argv[0], "update");
 	if (!create && !update && strcmp(argv[0], "list"))
-		return usage(tenant_usage);
+		return args_unknown_command("tenant", argv[0], tenant_usage);
 	struct opt create_opts[] = {{"name", &name, OPT_REQUIRED},
 				    {"sip-uris", &sip, OPT_OPTIONAL},
 				    {"allow-prefixes", &allow, OPT_OPTIONAL},
@@ -375,7 +375,7 @@ int cli_agent(int argc, char **argv)
 		return agent_update(argc - 1, argv + 1);
 	bool create = !strcmp(argv[0], "create");
 	if (!create && strcmp(argv[0], "list"))
-		return usage(agent_usage);
+		return args_unknown_command("agent", argv[0], agent_usage);
 	struct opt create_opts[] = {{"tenant", &tenant, OPT_REQUIRED},
 				    {"name", &name, OPT_REQUIRED},
 				    {"number", &number, OPT_OPTIONAL},
@@ -489,7 +489,7 @@ int cli_key(int argc, char **argv)
 	else if (!strcmp(sub, "revoke"))
 		opts = revoke_opts, max_pos = 1;
 	else
-		return usage(key_usage);
+		return args_unknown_command("key", sub, key_usage);
 	enum args_result ar = args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, key_usage);
 	if (ar != ARGS_OK)
 		return ar == ARGS_HELP ? 0 : 2;

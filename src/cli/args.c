@@ -142,3 +142,12 @@ out:
 	free(args);
 	return r;
 }
+
+int args_unknown_command(const char *group, const char *word, const char *usage)
+{
+	if (word[0] == '-')
+		fprintf(stderr, "%s", usage);
+	else
+		fprintf(stderr, "error: unknown %s command '%s'\n%s", group, word, usage);
+	return 2;
+}

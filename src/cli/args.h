@@ -33,4 +33,9 @@ enum args_result { ARGS_OK, ARGS_HELP, ARGS_ERROR };
 enum args_result args_parse(int argc, char **argv, struct opt *opts, const char **pos, int max_pos,
 			    int *n_pos, const char *usage);
 
+/* A command group's answer to a word it has no subcommand for: "error: unknown GROUP command
+ * 'WORD'" and the usage on stderr; to an option where the subcommand belongs, the usage alone
+ * (no subcommand was given). Returns 2 (a usage error). */
+int args_unknown_command(const char *group, const char *word, const char *usage);
+
 #endif

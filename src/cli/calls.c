@@ -398,10 +398,8 @@ int cli_calls(int argc, char **argv)
 		opts = end_all_opts;
 	else if (!strcmp(sub, "tail"))
 		opts = get_opts;
-	else {
-		fprintf(stderr, "error: unknown calls command '%s'\n%s", sub, calls_usage);
-		return 2;
-	}
+	else
+		return args_unknown_command("calls", sub, calls_usage);
 	const char *pos[1];
 	int n_pos;
 	enum args_result ar =

@@ -186,10 +186,8 @@ int cli_trunk(int argc, char **argv)
 	if (!strcmp(sub, "create"))
 		return trunk_create(argc - 1, argv + 1);
 	bool del = !strcmp(sub, "delete");
-	if (!del && strcmp(sub, "list")) {
-		fprintf(stderr, "%s", trunk_usage);
-		return 2;
-	}
+	if (!del && strcmp(sub, "list"))
+		return args_unknown_command("trunk", sub, trunk_usage);
 	struct opt opts[] = {{"tenant", &tenant, OPT_OPTIONAL}, {"db", &db, OPT_OPTIONAL}, {0}};
 	enum args_result ar =
 		args_parse(argc - 1, argv + 1, opts, pos, del ? 1 : 0, &n_pos, trunk_usage);

@@ -84,10 +84,8 @@ int cli_webhook(int argc, char **argv)
 		opts = deliveries_opts;
 	else if (!strcmp(sub, "replay"))
 		opts = replay_opts, max_pos = 1, is_replay = true;
-	else {
-		fprintf(stderr, "%s", webhook_usage);
-		return 2;
-	}
+	else
+		return args_unknown_command("webhook", sub, webhook_usage);
 	enum args_result ar =
 		args_parse(argc - 1, argv + 1, opts, pos, max_pos, &n_pos, webhook_usage);
 	if (ar != ARGS_OK)

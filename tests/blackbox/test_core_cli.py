@@ -147,12 +147,16 @@ def test_help(cp, words):
 
 
 # (arguments, the one `error: ...` line on stderr, or None where the usage alone answers: no
-# command, or a command group without a known subcommand)
+# command, or a command group without a subcommand)
 BAD_USAGE = [
     ([], None),
     (["frobnicate"], "error: unknown command 'frobnicate'"),
     (["tenant"], None),
-    (["tenant", "frobnicate"], None),
+    (["tenant", "frobnicate"], "error: unknown tenant command 'frobnicate'"),
+    (["agent", "frobnicate"], "error: unknown agent command 'frobnicate'"),
+    (["key", "frobnicate"], "error: unknown key command 'frobnicate'"),
+    (["trunk", "frobnicate"], "error: unknown trunk command 'frobnicate'"),
+    (["webhook", "frobnicate"], "error: unknown webhook command 'frobnicate'"),
     (["tenant", "create"], "error: missing required option --name"),
     (["tenant", "create", "--name"], "error: option '--name' needs a value"),
     (["tenant", "create", "--name", "x", "--bogus"], "error: unknown option '--bogus'"),
