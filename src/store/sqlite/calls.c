@@ -18,93 +18,91 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CALL_COLS(t)                                                                               \
-	t "seq, " t "id, " t "tenant_id, " t "agent_id, " t "direction, " t "status, " t           \
-	  "from_addr, " t "to_addr, " t "provider_call_id, " t "end_reason, " t "sip_status, " t   \
-	  "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " t \
-	  "metadata, " t "stream_url, " t "record"
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+#define CALL_COLS(t)                                                                          \
+	t "seq, " t "id, " t "tenant_id, " t "agent_id, " t "direction, " t "status, "       \
+	t "from_addr, " t "to_addr, " t "provider_call_id, " t "end_reason, " t "sip_status, " \
+	t "max_duration_s, " t "created_at, " t "answered_at, " t "ended_at, " t "redacted_at, " \
+	t "metadata, " t "stream_url, " t "record"
 
 /* One conditional step of a call (sqlite_call_update); `provider` is the SET clause for
  * provider_call_id, or "". */
-#define CALL_UPDATE_SQL(provider)                                                                \
-	"UPDATE calls SET prev_status = status, status = ?2,"                                    \
-	" answered_at = COALESCE(?3, answered_at), ended_at = COALESCE(?4, ended_at),"           \
-	" end_reason = COALESCE(?5, end_reason), sip_status = COALESCE(?6, sip_status)" provider \
-	" WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"                                 \
+#define CALL_UPDATE_SQL(provider)                                                             \
+	"UPDATE calls SET prev_status = status, status = ?2,"                                 \
+	" answered_at = COALESCE(?3, answered_at), ended_at = COALESCE(?4, ended_at),"        \
+	" end_reason = COALESCE(?5, end_reason), sip_status = COALESCE(?6, sip_status)"       \
+	provider " WHERE id = ?1 AND instr(?8, ',' || status || ',') > 0"                     \
 	" RETURNING " CALL_COLS("") ", prev_status"
+/* clang-format on */
 
 /* Columns after CALL_COLS: prev_status (CALL_UPDATE_SQL), the agent's number (cacheable). */
 #define CALL_COL_EXTRA 19
 
-static const struct sql q_call_insert = {
-	S_CALL_INSERT,
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_call_insert = {S_CALL_INSERT,
 	"INSERT INTO calls(id, tenant_id, agent_id, direction, status, from_addr,"
 	" to_addr, provider_call_id, end_reason, sip_status, max_duration_s,"
 	" created_at, answered_at, ended_at, metadata, stream_url, record) VALUES (?1, ?2,"
 	" ?3, ?4, ?5, ?6, ?7, NULLIF(?8, ''), NULLIF(?9, ''), NULLIF(?10, 0),"
 	" NULLIF(?11, 0), ?12, NULLIF(?13, 0), NULLIF(?14, 0), ?15, ?16, ?17)"};
 /* id match first: a provider call id can never shadow a call id */
-static const struct sql q_call_get = {
-	S_CALL_GET,
+static const struct sql q_call_get = {S_CALL_GET,
 	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"
-				      " WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
-				      " AND calls.tenant_id = ?2 AND a.number = ?3"
-				      " ORDER BY calls.id = ?1 DESC LIMIT 1"};
+	" WHERE (calls.id = ?1 OR calls.provider_call_id = ?1)"
+	" AND calls.tenant_id = ?2 AND a.number = ?3"
+	" ORDER BY calls.id = ?1 DESC LIMIT 1"};
 /* the same for a tenant-wide (or unscoped) read: no agent to join, the hot GET path */
-static const struct sql q_call_get_tenant = {
-	S_CALL_GET_TENANT,
-	"SELECT " CALL_COLS(
-		"") " FROM calls"
-		    " WHERE (id = ?1 OR provider_call_id = ?1)"
-		    " AND (?2 IS NULL OR tenant_id = ?2) ORDER BY id = ?1 DESC LIMIT 1"};
+static const struct sql q_call_get_tenant = {S_CALL_GET_TENANT,
+	"SELECT " CALL_COLS("") " FROM calls"
+	" WHERE (id = ?1 OR provider_call_id = ?1)"
+	" AND (?2 IS NULL OR tenant_id = ?2) ORDER BY id = ?1 DESC LIMIT 1"};
 static const struct sql q_call_get_raw = {S_CALL_GET_RAW,
-					  "SELECT " CALL_COLS("") " FROM calls WHERE id = ?1"};
+	"SELECT " CALL_COLS("") " FROM calls WHERE id = ?1"};
 /* a row for the call cache: by id only, with its agent's number for number scopes */
-static const struct sql q_call_get_cacheable = {
-	S_CALL_GET_CACHEABLE,
-	"SELECT " CALL_COLS(
-		"calls.") ", a.number FROM calls"
-			  " JOIN agents a ON a.id = calls.agent_id WHERE calls.id = ?1"};
+static const struct sql q_call_get_cacheable = {S_CALL_GET_CACHEABLE,
+	"SELECT " CALL_COLS("calls.") ", a.number FROM calls"
+	" JOIN agents a ON a.id = calls.agent_id WHERE calls.id = ?1"};
 /* a list page; TENANT is the tenant condition, ?1 (unused in the operator's form) */
-#define CALL_LIST_SQL(tenant, page)                                                        \
-	"SELECT " CALL_COLS(                                                               \
-		"calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"             \
-			  " WHERE " tenant " AND (?2 IS NULL OR a.number = ?2)"            \
-			  " AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)" \
-			  " AND (?4 IS NULL OR calls.agent_id = ?4) AND " page
+#define CALL_LIST_SQL(tenant, page)                                                         \
+	"SELECT " CALL_COLS("calls.") " FROM calls JOIN agents a ON a.id = calls.agent_id"  \
+	" WHERE " tenant " AND (?2 IS NULL OR a.number = ?2)"                               \
+	" AND (?3 IS NULL OR instr(?3, ',' || calls.status || ',') > 0)"                    \
+	" AND (?4 IS NULL OR calls.agent_id = ?4) AND " page
 #define CALL_LIST_BEFORE "(?5 = 0 OR calls.seq < ?5) ORDER BY calls.seq DESC LIMIT ?6"
 /* the other way: calls newer than ?5, oldest first (a page before a cursor) */
 #define CALL_LIST_AFTER "calls.seq > ?5 ORDER BY calls.seq LIMIT ?6"
 static const struct sql q_call_list = {S_CALL_LIST,
-				       CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_BEFORE)};
-static const struct sql q_call_list_after = {
-	S_CALL_LIST_AFTER, CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_AFTER)};
+	CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_BEFORE)};
+static const struct sql q_call_list_after = {S_CALL_LIST_AFTER,
+	CALL_LIST_SQL("calls.tenant_id = ?1", CALL_LIST_AFTER)};
 /* an operator's scope: every tenant. Own statements, so that a tenant's list keeps its plan
  * on calls_tenant_seq. */
 static const struct sql q_call_list_all = {S_CALL_LIST_ALL,
-					   CALL_LIST_SQL("?1 IS NULL", CALL_LIST_BEFORE)};
+	CALL_LIST_SQL("?1 IS NULL", CALL_LIST_BEFORE)};
 static const struct sql q_call_list_all_after = {S_CALL_LIST_ALL_AFTER,
-						 CALL_LIST_SQL("?1 IS NULL", CALL_LIST_AFTER)};
+	CALL_LIST_SQL("?1 IS NULL", CALL_LIST_AFTER)};
 /* in an UPDATE, right-hand sides see the old row: prev_status keeps where we came from */
-static const struct sql q_call_update = {
-	S_CALL_UPDATE, CALL_UPDATE_SQL(", provider_call_id = COALESCE(?7, provider_call_id)")};
+static const struct sql q_call_update = {S_CALL_UPDATE,
+	CALL_UPDATE_SQL(", provider_call_id = COALESCE(?7, provider_call_id)")};
 /* the same without provider_call_id (?7 unused): a column in SET makes SQLite rewrite
  * its index entry (calls_provider) even when the value stays, and most steps (an end)
  * do not set it */
 static const struct sql q_call_update_keep_provider = {S_CALL_UPDATE_KEEP_PROVIDER,
-						       CALL_UPDATE_SQL("")};
-static const struct sql q_call_redact = {
-	S_CALL_REDACT, "UPDATE calls SET from_addr = NULL, to_addr = NULL, metadata = NULL,"
-		       " redacted_at = COALESCE(redacted_at, ?2)"
-		       " WHERE id = ?1 AND status NOT IN ('queued', 'ringing', 'in_progress')"
-		       " RETURNING " CALL_COLS("")};
-static const struct sql q_call_active = {
-	S_CALL_ACTIVE, "SELECT id FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')"};
+	CALL_UPDATE_SQL("")};
+static const struct sql q_call_redact = {S_CALL_REDACT,
+	"UPDATE calls SET from_addr = NULL, to_addr = NULL, metadata = NULL,"
+	" redacted_at = COALESCE(redacted_at, ?2)"
+	" WHERE id = ?1 AND status NOT IN ('queued', 'ringing', 'in_progress')"
+	" RETURNING " CALL_COLS("")};
+static const struct sql q_call_active = {S_CALL_ACTIVE,
+	"SELECT id FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')"};
 /* read through the partial index calls_active: as cheap as the active calls are few */
-static const struct sql q_call_count_active = {
-	S_CALL_COUNT_ACTIVE,
+static const struct sql q_call_count_active = {S_CALL_COUNT_ACTIVE,
 	"SELECT status, COUNT(*) FROM calls WHERE status IN ('queued', 'ringing', 'in_progress')"
 	" GROUP BY status"};
+/* clang-format on */
 
 static void read_call(sqlite3_stmt *st, struct call *out)
 {

@@ -14,13 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct sql q_dialog_put = {
-	S_DIALOG_PUT, "INSERT INTO dialogs(call_id, state, updated_at) VALUES (?1, ?2, ?3)"
-		      " ON CONFLICT(call_id) DO UPDATE SET state = excluded.state,"
-		      " updated_at = excluded.updated_at"};
-static const struct sql q_dialog_clear = {S_DIALOG_CLEAR, "DELETE FROM dialogs WHERE call_id = ?1"};
-static const struct sql q_dialog_list = {
-	S_DIALOG_LIST, "SELECT call_id, state FROM dialogs ORDER BY updated_at, call_id"};
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_dialog_put = {S_DIALOG_PUT,
+	"INSERT INTO dialogs(call_id, state, updated_at) VALUES (?1, ?2, ?3)"
+	" ON CONFLICT(call_id) DO UPDATE SET state = excluded.state,"
+	" updated_at = excluded.updated_at"};
+static const struct sql q_dialog_clear = {S_DIALOG_CLEAR,
+	"DELETE FROM dialogs WHERE call_id = ?1"};
+static const struct sql q_dialog_list = {S_DIALOG_LIST,
+	"SELECT call_id, state FROM dialogs ORDER BY updated_at, call_id"};
+/* clang-format on */
 
 enum store_result sqlite_dialog_put(void *ctx, const char *call_id, const char *state, int64_t now)
 {

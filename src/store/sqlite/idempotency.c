@@ -14,23 +14,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct sql q_idem_expire = {
-	S_IDEM_EXPIRE,
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_idem_expire = {S_IDEM_EXPIRE,
 	"DELETE FROM idempotency WHERE key_id = ?1 AND idem_key = ?2 AND created_at < ?3"};
-static const struct sql q_idem_insert = {
-	S_IDEM_INSERT, "INSERT INTO idempotency(key_id, idem_key, request_hash, created_at)"
-		       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"};
-static const struct sql q_idem_get = {
-	S_IDEM_GET, "SELECT request_hash, status, body, created_at FROM idempotency"
-		    " WHERE key_id = ?1 AND idem_key = ?2"};
-static const struct sql q_idem_complete = {
-	S_IDEM_COMPLETE,
+static const struct sql q_idem_insert = {S_IDEM_INSERT,
+	"INSERT INTO idempotency(key_id, idem_key, request_hash, created_at)"
+	" VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING"};
+static const struct sql q_idem_get = {S_IDEM_GET,
+	"SELECT request_hash, status, body, created_at FROM idempotency"
+	" WHERE key_id = ?1 AND idem_key = ?2"};
+static const struct sql q_idem_complete = {S_IDEM_COMPLETE,
 	"UPDATE idempotency SET status = ?3, body = ?4 WHERE key_id = ?1 AND idem_key = ?2"};
-static const struct sql q_idem_release = {
-	S_IDEM_RELEASE,
+static const struct sql q_idem_release = {S_IDEM_RELEASE,
 	"DELETE FROM idempotency WHERE key_id = ?1 AND idem_key = ?2 AND status = 0"};
 static const struct sql q_idem_purge = {S_IDEM_PURGE,
-					"DELETE FROM idempotency WHERE created_at < ?1"};
+	"DELETE FROM idempotency WHERE created_at < ?1"};
+/* clang-format on */
 
 enum store_result sqlite_idem_claim(void *ctx, const char *key_id, const char *idem_key,
 				    const char *hash, int64_t now, int64_t expire_before,

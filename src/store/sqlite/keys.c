@@ -13,22 +13,23 @@
 
 #include <string.h>
 
-static const struct sql q_key_create = {
-	S_KEY_CREATE,
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_key_create = {S_KEY_CREATE,
 	"INSERT INTO api_keys(id, tenant_id, number, hash, prefix, created_at,"
 	" rate_limit, operator, sip_uris) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''), ?4, ?5, ?6,"
 	" NULLIF(?7, 0), ?8, NULLIF(?9, ''))"};
-static const struct sql q_key_by_hash = {
-	S_KEY_BY_HASH, "SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
-		       " rate_limit, operator, sip_uris FROM api_keys WHERE hash = ?1"};
+static const struct sql q_key_by_hash = {S_KEY_BY_HASH,
+	"SELECT id, tenant_id, number, hash, prefix, created_at, revoked_at,"
+	" rate_limit, operator, sip_uris FROM api_keys WHERE hash = ?1"};
 /* the columns of q_key_by_hash, with the hash left out (NULL) */
-static const struct sql q_key_list = {
-	S_KEY_LIST,
+static const struct sql q_key_list = {S_KEY_LIST,
 	"SELECT id, tenant_id, number, NULL, prefix, created_at, revoked_at, rate_limit,"
 	" operator, sip_uris FROM api_keys WHERE ?1 IS NULL OR tenant_id = ?1"
 	" ORDER BY created_at, id"};
-static const struct sql q_key_revoke = {
-	S_KEY_REVOKE, "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
+static const struct sql q_key_revoke = {S_KEY_REVOKE,
+	"UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1"};
+/* clang-format on */
 
 enum store_result sqlite_key_create(void *ctx, const struct api_key *k)
 {

@@ -25,38 +25,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct sql q_event_insert = {
-	S_EVENT_INSERT, "INSERT INTO events(id, tenant_id, agent_id, agent_number, call_id, type,"
-			" created_at, payload) VALUES (?1, ?2, ?3,"
-			" (SELECT number FROM agents WHERE id = ?3), ?4, ?5, ?6, ?7)"};
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_event_insert = {S_EVENT_INSERT,
+	"INSERT INTO events(id, tenant_id, agent_id, agent_number, call_id, type,"
+	" created_at, payload) VALUES (?1, ?2, ?3,"
+	" (SELECT number FROM agents WHERE id = ?3), ?4, ?5, ?6, ?7)"};
 /* ?5 = 1: an event only the canonical format carries (call.dtmf) */
-static const struct sql q_delivery_fanout = {
-	S_DELIVERY_FANOUT, "INSERT INTO deliveries(event_seq, webhook_id, status, next_attempt_at,"
-			   " created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
-			   " WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
-			   " AND (?5 = 0 OR format = 'canonical')"};
+static const struct sql q_delivery_fanout = {S_DELIVERY_FANOUT,
+	"INSERT INTO deliveries(event_seq, webhook_id, status, next_attempt_at,"
+	" created_at) SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks"
+	" WHERE tenant_id = ?3 AND (agent_id IS NULL OR agent_id = ?4)"
+	" AND (?5 = 0 OR format = 'canonical')"};
 /* ?8: the most webhooks the tenant may have; at the cap the SELECT yields no row */
-static const struct sql q_webhook_create = {
-	S_WEBHOOK_CREATE, "INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
-			  " created_at, signing) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7,"
-			  " COALESCE(NULLIF(?9, ''), 'callplane')"
-			  " WHERE (SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?2) < ?8"};
-static const struct sql q_webhook_list = {
-	S_WEBHOOK_LIST,
+static const struct sql q_webhook_create = {S_WEBHOOK_CREATE,
+	"INSERT INTO webhooks(id, tenant_id, agent_id, url, secret, format,"
+	" created_at, signing) SELECT ?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7,"
+	" COALESCE(NULLIF(?9, ''), 'callplane')"
+	" WHERE (SELECT COUNT(*) FROM webhooks WHERE tenant_id = ?2) < ?8"};
+static const struct sql q_webhook_list = {S_WEBHOOK_LIST,
 	"SELECT id, tenant_id, agent_id, url, format, created_at, signing FROM webhooks"
 	" WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
-static const struct sql q_webhook_update = {
-	S_WEBHOOK_UPDATE,
+static const struct sql q_webhook_update = {S_WEBHOOK_UPDATE,
 	"UPDATE webhooks SET agent_id = NULLIF(?3, ''), url = ?4, format = ?5, signing = ?6,"
 	" secret = COALESCE(NULLIF(?7, ''), secret) WHERE id = ?1 AND tenant_id = ?2"};
-static const struct sql q_webhook_delete = {
-	S_WEBHOOK_DELETE, "DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
-static const struct sql q_delivery_drop = {
-	S_DELIVERY_DROP, "DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'"};
+static const struct sql q_webhook_delete = {S_WEBHOOK_DELETE,
+	"DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
+static const struct sql q_delivery_drop = {S_DELIVERY_DROP,
+	"DELETE FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'"};
 /* rk: the delivery's place among its tenant's due ones; the offer takes rank 1 of every
  * tenant, then rank 2, ... (the payloads are read for the offered rows only) */
-static const struct sql q_delivery_due = {
-	S_DELIVERY_DUE,
+static const struct sql q_delivery_due = {S_DELIVERY_DUE,
 	"SELECT d.id, e.id, e.type, e.payload, w.id, w.tenant_id, w.url, w.secret, w.format,"
 	" d.attempts, d.created_at, w.signing FROM"
 	" (SELECT id, at, rk FROM (SELECT d.id AS id, d.next_attempt_at AS at,"
@@ -67,56 +66,50 @@ static const struct sql q_delivery_due = {
 	" JOIN deliveries d ON d.id = r.id JOIN events e ON e.seq = d.event_seq"
 	" JOIN webhooks w ON w.id = d.webhook_id ORDER BY r.rk, r.at, r.id"};
 /* the lease and the give-up apply only to a delivery still due (?3: the offer's now) */
-static const struct sql q_delivery_lease = {
-	S_DELIVERY_LEASE, "UPDATE deliveries SET next_attempt_at = ?2, leased = ?4 WHERE id = ?1"
-			  " AND status = 'pending' AND next_attempt_at <= ?3"};
-static const struct sql q_delivery_give_up = {
-	S_DELIVERY_GIVE_UP,
+static const struct sql q_delivery_lease = {S_DELIVERY_LEASE,
+	"UPDATE deliveries SET next_attempt_at = ?2, leased = ?4 WHERE id = ?1"
+	" AND status = 'pending' AND next_attempt_at <= ?3"};
+static const struct sql q_delivery_give_up = {S_DELIVERY_GIVE_UP,
 	"UPDATE deliveries SET status = 'failed', next_attempt_at = ?3,"
 	" last_error = COALESCE(last_error, ?2) WHERE id = ?1 AND status = 'pending'"
 	" AND next_attempt_at <= ?3"};
-static const struct sql q_delivery_release = {
-	S_DELIVERY_RELEASE, "UPDATE deliveries SET next_attempt_at = ?2, leased = 0 WHERE id = ?1"
-			    " AND status = 'pending'"};
-static const struct sql q_delivery_release_leased = {
-	S_DELIVERY_RELEASE_LEASED,
+static const struct sql q_delivery_release = {S_DELIVERY_RELEASE,
+	"UPDATE deliveries SET next_attempt_at = ?2, leased = 0 WHERE id = ?1"
+	" AND status = 'pending'"};
+static const struct sql q_delivery_release_leased = {S_DELIVERY_RELEASE_LEASED,
 	"UPDATE deliveries SET next_attempt_at = ?1, leased = 0 WHERE status = 'pending'"
 	" AND leased = 1"};
-static const struct sql q_delivery_record = {
-	S_DELIVERY_RECORD,
+static const struct sql q_delivery_record = {S_DELIVERY_RECORD,
 	"UPDATE deliveries SET status = ?2, next_attempt_at = ?3, leased = 0,"
 	" attempts = attempts + 1, last_status = NULLIF(?4, 0), last_error = ?5,"
 	" delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END"
 	" WHERE id = ?1"};
 /* both through the partial index deliveries_due (pending rows, by next attempt) */
-static const struct sql q_delivery_backlog = {
-	S_DELIVERY_BACKLOG,
+static const struct sql q_delivery_backlog = {S_DELIVERY_BACKLOG,
 	"SELECT COUNT(*), COUNT(*) FILTER (WHERE next_attempt_at <= ?1) FROM deliveries"
 	" WHERE status = 'pending'"};
-static const struct sql q_delivery_list = {
-	S_DELIVERY_LIST,
+static const struct sql q_delivery_list = {S_DELIVERY_LIST,
 	"SELECT d.id, e.id, e.type, e.call_id, d.webhook_id, d.status, d.attempts,"
 	" d.next_attempt_at, d.last_status, d.last_error, d.created_at,"
 	" d.delivered_at FROM deliveries d JOIN events e ON e.seq = d.event_seq"
 	" WHERE (?1 IS NULL OR e.tenant_id = ?1)"
 	" AND ((?2 IS NULL AND d.status IN ('pending', 'failed')) OR d.status = ?2)"
 	" ORDER BY d.id DESC LIMIT ?3"};
-static const struct sql q_delivery_replay = {
-	S_DELIVERY_REPLAY,
+static const struct sql q_delivery_replay = {S_DELIVERY_REPLAY,
 	"UPDATE deliveries SET status = 'pending', next_attempt_at = ?3,"
 	" created_at = ?3 WHERE status = 'failed' AND (?2 = 0 OR id = ?2)"
 	" AND event_seq IN (SELECT seq FROM events WHERE ?1 IS NULL OR tenant_id = ?1)"
 	" AND webhook_id IN (SELECT id FROM webhooks)"};
-static const struct sql q_events_since = {
-	S_EVENTS_SINCE,
+static const struct sql q_events_since = {S_EVENTS_SINCE,
 	"SELECT seq, type, payload FROM events WHERE tenant_id = ?1"
 	" AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4"};
 /* an operator's scope: every tenant's events */
-static const struct sql q_events_since_all = {
-	S_EVENTS_SINCE_ALL,
+static const struct sql q_events_since_all = {S_EVENTS_SINCE_ALL,
 	"SELECT seq, type, payload FROM events WHERE ?1 IS NULL"
 	" AND (?2 IS NULL OR agent_number = ?2) AND seq > ?3 ORDER BY seq LIMIT ?4"};
-static const struct sql q_events_last = {S_EVENTS_LAST, "SELECT COALESCE(MAX(seq), 0) FROM events"};
+static const struct sql q_events_last = {S_EVENTS_LAST,
+	"SELECT COALESCE(MAX(seq), 0) FROM events"};
+/* clang-format on */
 
 /* Writes an event row (tenant, agent: "" none, call: "" none) with its payload, and one
  * pending delivery per matching webhook: the tenant's, those of its agent (or of no agent),

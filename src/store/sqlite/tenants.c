@@ -17,63 +17,60 @@
 
 #include <string.h>
 
-static const struct sql q_tenant_create = {
-	S_TENANT_CREATE,
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_tenant_create = {S_TENANT_CREATE,
 	"INSERT INTO tenants(id, name, created_at, sip_uris, allow_prefixes, deny_prefixes)"
 	" VALUES (?1, ?2, ?3, NULLIF(?4, ''), NULLIF(?5, ''), NULLIF(?6, ''))"};
-static const struct sql q_tenant_dial = {
-	S_TENANT_DIAL, "SELECT sip_uris, allow_prefixes, deny_prefixes FROM tenants WHERE id = ?1"};
+static const struct sql q_tenant_dial = {S_TENANT_DIAL,
+	"SELECT sip_uris, allow_prefixes, deny_prefixes FROM tenants WHERE id = ?1"};
 /* NULL keeps a part, '' clears it */
-static const struct sql q_tenant_set_dial = {
-	S_TENANT_SET_DIAL,
+static const struct sql q_tenant_set_dial = {S_TENANT_SET_DIAL,
 	"UPDATE tenants SET"
 	" sip_uris = CASE WHEN ?2 IS NULL THEN sip_uris ELSE NULLIF(?2, '') END,"
 	" allow_prefixes = CASE WHEN ?3 IS NULL THEN allow_prefixes ELSE NULLIF(?3, '') END,"
 	" deny_prefixes = CASE WHEN ?4 IS NULL THEN deny_prefixes ELSE NULLIF(?4, '') END"
 	" WHERE id = ?1"};
 static const struct sql q_tenant_set_name = {S_TENANT_SET_NAME,
-					     "UPDATE tenants SET name = ?2 WHERE id = ?1"};
-static const struct sql q_tenant_exists = {S_TENANT_EXISTS, "SELECT 1 FROM tenants WHERE id = ?1"};
-static const struct sql q_tenant_list = {
-	S_TENANT_LIST,
+	"UPDATE tenants SET name = ?2 WHERE id = ?1"};
+static const struct sql q_tenant_exists = {S_TENANT_EXISTS,
+	"SELECT 1 FROM tenants WHERE id = ?1"};
+static const struct sql q_tenant_list = {S_TENANT_LIST,
 	"SELECT id, name, created_at, sip_uris, allow_prefixes, deny_prefixes FROM tenants"
 	" ORDER BY created_at, id"};
 /* a trunk, if named, must be the agent's tenant's: no row is inserted otherwise */
-static const struct sql q_agent_create = {
-	S_AGENT_CREATE,
+static const struct sql q_agent_create = {S_AGENT_CREATE,
 	"INSERT INTO agents(id, tenant_id, name, number, max_duration_s, created_at,"
 	" stream_url, record, goodbye_text, max_duration_goodbye, trunk_id) SELECT ?1, ?2, ?3,"
 	" NULLIF(?4, ''), NULLIF(?5, 0), ?6, NULLIF(?7, ''), ?8, NULLIF(?9, ''), NULLIF(?10, ''),"
 	" NULLIF(?11, '') WHERE ?11 = '' OR EXISTS (SELECT 1 FROM trunks"
 	" WHERE id = ?11 AND tenant_id = ?2)"};
 /* the columns agent_row() reads, in its order */
-#define AGENT_COLUMNS                                                          \
-	"id, tenant_id, name, number, max_duration_s, created_at, stream_url," \
+#define AGENT_COLUMNS "id, tenant_id, name, number, max_duration_s, created_at, stream_url," \
 	" record, goodbye_text, max_duration_goodbye, trunk_id"
-static const struct sql q_agent_get = {
-	S_AGENT_GET,
-	"SELECT " AGENT_COLUMNS " FROM agents WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
+static const struct sql q_agent_get = {S_AGENT_GET,
+	"SELECT " AGENT_COLUMNS
+	" FROM agents WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"
 	" AND (?3 IS NULL OR number = ?3)"};
-static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER, "SELECT " AGENT_COLUMNS
-								" FROM agents WHERE number = ?1"};
-static const struct sql q_agent_list = {
-	S_AGENT_LIST, "SELECT " AGENT_COLUMNS
-		      " FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
-static const struct sql q_agent_update = {
-	S_AGENT_UPDATE, "UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
+static const struct sql q_agent_by_number = {S_AGENT_BY_NUMBER,
+	"SELECT " AGENT_COLUMNS " FROM agents WHERE number = ?1"};
+static const struct sql q_agent_list = {S_AGENT_LIST,
+	"SELECT " AGENT_COLUMNS
+	" FROM agents WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at, id"};
+static const struct sql q_agent_update = {S_AGENT_UPDATE,
+	"UPDATE agents SET stream_url = NULLIF(?2, '') WHERE id = ?1"};
 static const struct sql q_agent_set_record = {S_AGENT_SET_RECORD,
-					      "UPDATE agents SET record = ?2 WHERE id = ?1"};
+	"UPDATE agents SET record = ?2 WHERE id = ?1"};
 /* NULL keeps a text, '' clears it */
-static const struct sql q_agent_set_goodbye = {
-	S_AGENT_SET_GOODBYE,
+static const struct sql q_agent_set_goodbye = {S_AGENT_SET_GOODBYE,
 	"UPDATE agents SET"
 	" goodbye_text = CASE WHEN ?2 IS NULL THEN goodbye_text ELSE NULLIF(?2, '') END,"
 	" max_duration_goodbye = CASE WHEN ?3 IS NULL THEN max_duration_goodbye"
 	" ELSE NULLIF(?3, '') END WHERE id = ?1"};
-static const struct sql q_agent_set_trunk = {
-	S_AGENT_SET_TRUNK,
+static const struct sql q_agent_set_trunk = {S_AGENT_SET_TRUNK,
 	"UPDATE agents SET trunk_id = NULLIF(?2, '') WHERE id = ?1 AND (?2 = ''"
 	" OR EXISTS (SELECT 1 FROM trunks WHERE id = ?2 AND tenant_id = agents.tenant_id))"};
+/* clang-format on */
 
 enum store_result sqlite_tenant_create(void *ctx, const struct tenant *t)
 {

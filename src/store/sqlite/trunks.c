@@ -19,8 +19,9 @@
 
 #include <string.h>
 
-static const struct sql q_trunk_create = {
-	S_TRUNK_CREATE,
+/* as written: each statement's SQL a clause or two a line */
+/* clang-format off */
+static const struct sql q_trunk_create = {S_TRUNK_CREATE,
 	"INSERT INTO trunks(id, tenant_id, host, port, transport, username, password_env,"
 	" password_file, register, outbound_proxy, from_user, from_domain, caller_id_header,"
 	" inbound_cidrs, headers, created_at, srtp) VALUES (?1, ?2, ?3, NULLIF(?4, 0), ?5,"
@@ -28,34 +29,33 @@ static const struct sql q_trunk_create = {
 	" NULLIF(?12, ''), ?13, NULLIF(?14, ''), NULLIF(?15, ''), ?16, COALESCE(NULLIF(?17, ''),"
 	" 'off'))"};
 /* the columns trunk_row() reads, in its order: the trunk, then its status (NULLs if none) */
-#define TRUNK_COLUMNS                                                                   \
-	"t.id, t.tenant_id, t.host, t.port, t.transport, t.username,"                   \
-	" t.password_env, t.password_file, t.register, t.outbound_proxy, t.from_user,"  \
+#define TRUNK_COLUMNS "t.id, t.tenant_id, t.host, t.port, t.transport, t.username," \
+	" t.password_env, t.password_file, t.register, t.outbound_proxy, t.from_user," \
 	" t.from_domain, t.caller_id_header, t.inbound_cidrs, t.headers, t.created_at," \
-	" s.status, s.sip_status, s.reason, s.expires_at, s.updated_at, t.srtp"         \
+	" s.status, s.sip_status, s.reason, s.expires_at, s.updated_at, t.srtp" \
 	" FROM trunks t LEFT JOIN trunk_status s ON s.trunk_id = t.id"
 static const struct sql q_trunk_get = {S_TRUNK_GET,
-				       "SELECT " TRUNK_COLUMNS
-				       " WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)"};
-static const struct sql q_trunk_list = {S_TRUNK_LIST, "SELECT " TRUNK_COLUMNS
-						      " WHERE ?1 IS NULL OR t.tenant_id = ?1"
-						      " ORDER BY t.created_at, t.id"};
+	"SELECT " TRUNK_COLUMNS " WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)"};
+static const struct sql q_trunk_list = {S_TRUNK_LIST,
+	"SELECT " TRUNK_COLUMNS " WHERE ?1 IS NULL OR t.tenant_id = ?1"
+	" ORDER BY t.created_at, t.id"};
 static const struct sql q_trunk_in_use = {S_TRUNK_IN_USE,
-					  "SELECT 1 FROM agents WHERE trunk_id = ?1 LIMIT 1"};
-static const struct sql q_trunk_delete = {
-	S_TRUNK_DELETE, "DELETE FROM trunks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
-static const struct sql q_trunk_generation = {S_TRUNK_GENERATION, "SELECT n FROM trunk_generation"};
-static const struct sql q_trunk_status_get = {
-	S_TRUNK_STATUS_GET, "SELECT (SELECT 1 FROM trunks WHERE id = ?1),"
-			    " (SELECT last_event FROM trunk_status WHERE trunk_id = ?1)"};
-static const struct sql q_trunk_status_put = {
-	S_TRUNK_STATUS_PUT,
+	"SELECT 1 FROM agents WHERE trunk_id = ?1 LIMIT 1"};
+static const struct sql q_trunk_delete = {S_TRUNK_DELETE,
+	"DELETE FROM trunks WHERE id = ?1 AND (?2 IS NULL OR tenant_id = ?2)"};
+static const struct sql q_trunk_generation = {S_TRUNK_GENERATION,
+	"SELECT n FROM trunk_generation"};
+static const struct sql q_trunk_status_get = {S_TRUNK_STATUS_GET,
+	"SELECT (SELECT 1 FROM trunks WHERE id = ?1),"
+	" (SELECT last_event FROM trunk_status WHERE trunk_id = ?1)"};
+static const struct sql q_trunk_status_put = {S_TRUNK_STATUS_PUT,
 	"INSERT INTO trunk_status(trunk_id, status, sip_status, reason, expires_at, updated_at,"
 	" last_event) VALUES (?1, ?2, NULLIF(?3, 0), NULLIF(?4, ''), NULLIF(?5, 0), ?6, ?7)"
 	" ON CONFLICT(trunk_id) DO UPDATE SET status = excluded.status,"
 	" sip_status = excluded.sip_status, reason = excluded.reason,"
 	" expires_at = excluded.expires_at, updated_at = excluded.updated_at,"
 	" last_event = excluded.last_event"};
+/* clang-format on */
 
 enum store_result sqlite_trunk_create(void *ctx, const struct trunk *t)
 {
