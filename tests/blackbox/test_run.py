@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from cp import binary_path
-from sipp_peer import free_port, udp_free, wait_for
+from sipp_peer import SERVER_SIP_PORTS, free_port, udp_free, wait_for
 
 import http.client
 
@@ -33,9 +33,12 @@ def request(port, method, path, key=None, body=None):
 
 def test_make_run_demo_call_reaches_the_demo_far_end(tmp_path):
     var = tmp_path / "var"
-    http_port = free_port(udp=False, tcp=True)
-    sip_port = free_port(udp=True, tcp=True)
-    peer_port = free_port(udp=True, tcp=True)
+    # above the ephemeral range: the script binds them seconds later, and a client connection
+    # of anything else on the machine must not take one in between
+    lo, hi = SERVER_SIP_PORTS
+    http_port = free_port(udp=False, tcp=True, lo=lo, hi=hi)
+    sip_port = free_port(udp=True, tcp=True, lo=lo, hi=hi)
+    peer_port = free_port(udp=True, tcp=True, lo=lo, hi=hi)
     env = dict(os.environ, VAR=str(var), HTTP="127.0.0.1:%d" % http_port,
                SIP="127.0.0.1:%d" % sip_port, PEER="127.0.0.1:%d" % peer_port,
                BIN=binary_path())
@@ -58,7 +61,9 @@ def test_make_run_demo_call_reaches_the_demo_far_end(tmp_path):
         assert ('-d \'{"agent_id":"%s","to":"sip:bob@127.0.0.1:%d"}\''
                 % (demo["AGENT"], peer_port)) in printed, printed
         assert "demo far end sip:bob@127.0.0.1:%d answers every call" % peer_port in printed
-        assert wait_for(lambda: not udp_free(peer_port), 10), "the demo far end never bound"
+        peer_log = var / "demo-peer.log"
+        assert wait_for(lambda: not udp_free(peer_port), 10), \
+            "the demo far end never bound: %s" % (peer_log.read_text() if peer_log.exists() else "")
 
         st, call = request(http_port, "POST", "/v1/calls", demo["KEY"],
                            {"agent_id": demo["AGENT"], "to": "sip:bob@127.0.0.1:%d" % peer_port})
