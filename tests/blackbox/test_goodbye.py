@@ -97,6 +97,21 @@ def assert_bye(media, far, timeout=5.0):
     assert ev["param"] == "Connection reset by peer", "not ended by a BYE: %r\n%s" % (ev, media.diagnostics())
 
 
+def earliest_last_frame_s(audio_ms):
+    """The least time, in seconds, from a goodbye's request to its last frame leaving.
+
+    The BYE follows the frame that completes the goodbye (src/media/playout.c), and that frame
+    leaves at its own start, not its end: a goodbye of n = ceil(audio_ms / 20) frames spans
+    (n - 1) * 20 ms on the wire, first frame to last. The first may also leave before the
+    request: a media loop that fell behind sends the frames it owes in its next ticks, three
+    at a time, and is owed up to five (100 ms) before it gives them up (session_tick in
+    src/media/engine.c), so the goodbye can start in slots already past. So a response (or the
+    BYE) never comes sooner than (n - 1) * 20 - 100 ms after the request; on an idle machine it
+    comes at least (n - 1) * 20 ms after it."""
+    frames = (audio_ms + 19) // 20
+    return ((frames - 1) * 20 - 100) / 1000.0
+
+
 def closed_at(far):
     return [t for t, e in far.events if e.get("type") == "CALL_CLOSED"][0]
 
@@ -120,9 +135,9 @@ def test_goodbye_text_is_heard_whole_before_the_bye(media, agent_on):
     assert 1000 <= audio_ms <= 4000, start        # a short sentence: one to four seconds
     assert goodbye_ms == audio_ms, (goodbye_ms, start)
     # the response waited for the speech, and not much longer (one BYE, one commit)
-    assert goodbye_ms / 1000.0 <= took <= goodbye_ms / 1000.0 + 1.5, (took, goodbye_ms)
+    assert earliest_last_frame_s(goodbye_ms) <= took <= goodbye_ms / 1000.0 + 1.5, (took, goodbye_ms)
     assert_bye(media, far)
-    assert closed_at(far) - t_req >= goodbye_ms / 1000.0, "the BYE came before the speech was played"
+    assert closed_at(far) - t_req >= earliest_last_frame_s(goodbye_ms), "the BYE came before the speech was played"
     # the BYE follows the goodbye's last packet within 50 ms (both lines on the monotonic clock)
     done = log_of(media.cp, "media_goodbye_done", call["id"])
     bye = log_of(media.cp, "sip_goodbye_bye", call["id"])
@@ -381,7 +396,13 @@ def test_dialect_end_says_the_agents_goodbye(media):
                                           "end_reason": "api_ended", "progress": "ended"}, r
     start = log_of(media.cp, "call_goodbye_start", call["id"])
     assert len(start) == 1 and start[0]["audio_ms"] >= 1000, start
-    assert took >= start[0]["audio_ms"] / 1000.0, took
+    # the response waited for the whole goodbye: played, every millisecond, then the BYE
+    done = log_of(media.cp, "media_goodbye_done", call["id"])
+    bye = log_of(media.cp, "sip_goodbye_bye", call["id"])
+    assert len(done) == 1 and done[0]["how"] == "played", done
+    assert done[0]["goodbye_ms"] == start[0]["audio_ms"], (done, start)
+    assert len(bye) == 1 and bye[0]["mono_us"] >= done[0]["mono_us"], (done, bye)
+    assert took >= earliest_last_frame_s(start[0]["audio_ms"]), (took, start)
     assert_bye(media, far)
     span = speech_span(far.dec_samples())
     assert span is not None and (span[1] - span[0]) * 20 >= start[0]["audio_ms"] - 200, span
