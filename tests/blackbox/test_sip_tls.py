@@ -190,8 +190,12 @@ def test_register_over_tls_and_a_call_in_on_it(cp, pki, monkeypatch):  # noqa: F
         assert reg.header("via").startswith("SIP/2.0/TLS "), reg.text
         assert reg.header("contact") == "<sip:trunkuser@127.0.0.1:%d;transport=tls>" % \
             tls_port, reg.text
-        status = wait_for(lambda: {t["id"]: t for t in cp.cli("trunk", "list")["data"]}[trunk]
-                          ["registration"], 10, interval=0.1)
+        # the row reads "registering" from the REGISTER's sending until its 200 is handled
+        def reg_state():
+            return {t["id"]: t for t in cp.cli("trunk", "list")["data"]}[trunk]["registration"]
+
+        wait_for(lambda: (reg_state() or {}).get("status") == "registered", 10, interval=0.1)
+        status = reg_state()
         assert status and status["status"] == "registered", status
         uac = TlsUac(tls_port, os.path.join(pki, "ca.pem"))
         try:
